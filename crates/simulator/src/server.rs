@@ -1,0 +1,899 @@
+//! The HTTP(S) server: accepts connections, routes requests to the wire formats, chooses and
+//! applies the fault, paces streams, and serves the admin API under `/_sim/`.
+//!
+//! ```text
+//! request → route (openai | azure | anthropic | admin)
+//!         → read body → record arrival
+//!         → natural errors (unknown model, wrong key, context too long)
+//!         → fault: x-sim-fault header > plan > sim-<fault> model name > model default
+//!         → latency → error status | reset | hang | answer (whole, or paced stream)
+//!         → record how it ended
+//! ```
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::anthropic;
+use crate::attempts::{Api, Arrival, Attempt, AttemptLog, Outcome};
+use crate::catalog::{Latency, ModelSpec, SimConfig};
+use crate::chat::{self, ChatRequest};
+use crate::embed::JudgeRule;
+use crate::fault::Fault;
+use crate::openai;
+use crate::plan::{InvalidPlan, PlanSpec, Plans};
+use crate::tls;
+use crate::wire::{Event, EventKind, ProviderError};
+
+/// The error type of response bodies and of the service.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Body = BoxBody<Bytes, BoxError>;
+
+/// Largest request body accepted.
+const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
+
+/// A running simulator. Dropping it stops accepting connections.
+pub struct Simulator {
+    state: Arc<State>,
+    addr: SocketAddr,
+    ca_pem: Option<String>,
+    accept: JoinHandle<()>,
+}
+
+struct State {
+    config: SimConfig,
+    attempts: AttemptLog,
+    plans: Plans,
+    judge: Mutex<JudgeRule>,
+    rng: Mutex<fastrand::Rng>,
+}
+
+impl Simulator {
+    /// Binds `listen` (port 0 picks a free port) and starts serving; with `tls`, serves HTTPS
+    /// with a freshly generated CA (see [`Simulator::ca_pem`]).
+    pub async fn start(config: SimConfig, listen: SocketAddr, tls: bool) -> io::Result<Simulator> {
+        let tls = if tls {
+            Some(tls::generate().map_err(io::Error::other)?)
+        } else {
+            None
+        };
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State {
+            attempts: AttemptLog::new(config.attempt_log_capacity),
+            config,
+            plans: Plans::default(),
+            judge: Mutex::new(JudgeRule::default()),
+            rng: Mutex::new(fastrand::Rng::new()),
+        });
+        let ca_pem = tls.as_ref().map(|t| t.ca_pem.clone());
+        let acceptor = tls.map(|t| t.acceptor);
+        let accept = tokio::spawn(accept_loop(listener, state.clone(), acceptor));
+        Ok(Simulator {
+            state,
+            addr,
+            ca_pem,
+            accept,
+        })
+    }
+
+    /// The address the simulator listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The base URL, `http://127.0.0.1:PORT` or `https://…`.
+    pub fn base_url(&self) -> String {
+        let scheme = if self.ca_pem.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The CA certificate (PEM) when serving HTTPS.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+
+    /// The attempt log, optionally one model's.
+    pub fn attempts(&self, model: Option<&str>) -> Vec<Attempt> {
+        self.state.attempts.snapshot(model)
+    }
+
+    /// Sets a model's fault plan (`*` for every model without its own).
+    pub fn set_plan(&self, model: &str, plan: PlanSpec) -> Result<(), InvalidPlan> {
+        self.state.plans.set(model, plan)
+    }
+
+    /// Sets the judge's rule.
+    pub fn set_judge(&self, rule: JudgeRule) {
+        *lock(&self.state.judge) = rule;
+    }
+
+    /// Clears the attempt log and plans and restores the default judge.
+    pub fn reset(&self) {
+        self.state.reset();
+    }
+
+    /// Waits until the accept loop ends (it runs until the simulator is dropped).
+    pub async fn wait(&mut self) {
+        let _ = (&mut self.accept).await;
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+impl State {
+    fn reset(&self) {
+        self.attempts.clear();
+        self.plans.clear();
+        *lock(&self.judge) = JudgeRule::default();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<State>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
+    loop {
+        let (tcp, _peer) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                // Out of file descriptors and similar: wait a moment rather than spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let reset = Arc::new(AtomicBool::new(false));
+        let io = ResetOnDrop {
+            inner: tcp,
+            reset: reset.clone(),
+        };
+        let state = state.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| handle(state.clone(), reset.clone(), req));
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let result = match tls {
+                Some(acceptor) => match acceptor.accept(io).await {
+                    Ok(stream) => builder.serve_connection(TokioIo::new(stream), svc).await,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "TLS handshake failed");
+                        return;
+                    }
+                },
+                None => builder.serve_connection(TokioIo::new(io), svc).await,
+            };
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+/// A TCP stream that, when asked, closes with a reset (SO_LINGER 0) instead of a FIN.
+struct ResetOnDrop {
+    inner: TcpStream,
+    reset: Arc<AtomicBool>,
+}
+
+impl Drop for ResetOnDrop {
+    fn drop(&mut self) {
+        if self.reset.load(Ordering::Relaxed) {
+            let _ = socket2::SockRef::from(&self.inner).set_linger(Some(Duration::ZERO));
+        }
+    }
+}
+
+impl AsyncRead for ResetOnDrop {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ResetOnDrop {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// What a request asks for.
+enum Route {
+    Chat { api: Api, deployment: Option<String> },
+    Embeddings { api: Api, deployment: Option<String> },
+    Models { api: Api },
+    Missing { api: Api, error: ProviderError },
+}
+
+impl Route {
+    fn of(method: &Method, path: &str, query: Option<&str>, headers: &HeaderMap) -> Route {
+        let anthropic_client =
+            headers.contains_key("anthropic-version") || headers.contains_key("x-api-key");
+        let api = if anthropic_client { Api::Anthropic } else { Api::Openai };
+        if let Some(rest) = path.strip_prefix("/openai/deployments/") {
+            let (deployment, op) = rest.split_once('/').unwrap_or((rest, ""));
+            let has_version = query.is_some_and(|q| q.split('&').any(|kv| kv.starts_with("api-version=")));
+            if !has_version {
+                let mut error = ProviderError::not_found_path(path);
+                error.message = "Resource not found (the api-version query parameter is required)".to_owned();
+                return Route::Missing { api: Api::Azure, error };
+            }
+            let deployment = Some(deployment.to_owned());
+            return match (method, op) {
+                (&Method::POST, "chat/completions") => Route::Chat { api: Api::Azure, deployment },
+                (&Method::POST, "embeddings") => Route::Embeddings { api: Api::Azure, deployment },
+                _ => Route::Missing { api: Api::Azure, error: ProviderError::not_found_path(path) },
+            };
+        }
+        match (method, path) {
+            (&Method::POST, "/v1/chat/completions") => Route::Chat { api: Api::Openai, deployment: None },
+            (&Method::POST, "/v1/messages") => Route::Chat { api: Api::Anthropic, deployment: None },
+            (&Method::POST, "/v1/embeddings") => Route::Embeddings { api: Api::Openai, deployment: None },
+            (&Method::GET, "/v1/models") => Route::Models { api },
+            _ => Route::Missing { api, error: ProviderError::not_found_path(path) },
+        }
+    }
+}
+
+/// The API key a request presents, from the headers its family uses.
+fn api_key(api: Api, headers: &HeaderMap) -> Option<String> {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let bearer = || get("authorization").and_then(|v| v.strip_prefix("Bearer ").map(str::to_owned));
+    match api {
+        Api::Openai => bearer(),
+        Api::Azure => get("api-key").or_else(bearer),
+        Api::Anthropic => get("x-api-key").or_else(bearer),
+    }
+}
+
+/// One attempt being answered.
+struct Attempting {
+    state: Arc<State>,
+    reset: Arc<AtomicBool>,
+    api: Api,
+    id: u64,
+    model: String,
+    key: Option<String>,
+}
+
+async fn handle(
+    state: Arc<State>,
+    reset: Arc<AtomicBool>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, BoxError> {
+    if let Some(rest) = req.uri().path().strip_prefix("/_sim/") {
+        let rest = rest.to_owned();
+        return Ok(admin(&state, &rest, req).await);
+    }
+    let route = Route::of(req.method(), req.uri().path(), req.uri().query(), req.headers());
+    let (api, deployment, endpoint) = match route {
+        Route::Missing { api, error } => return Ok(error_response(api, &error, "req_sim_0")),
+        Route::Models { api } => return Ok(models(&state, api, &reset, req).await?),
+        Route::Chat { api, deployment } => (api, deployment, "chat"),
+        Route::Embeddings { api, deployment } => (api, deployment, "embeddings"),
+    };
+    let key = api_key(api, req.headers());
+    let (parts, body) = req.into_parts();
+    let body = match read_json(body).await {
+        Ok(v) => v,
+        Err(e) => return Ok(error_response(api, &e, "req_sim_0")),
+    };
+    let model = deployment
+        .clone()
+        .or_else(|| body.get("model").and_then(Value::as_str).map(str::to_owned));
+    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let id = state.attempts.begin(Arrival {
+        api,
+        endpoint,
+        model: model.clone(),
+        key: key.clone(),
+        stream,
+    });
+    let at = Attempting {
+        state,
+        reset,
+        api,
+        id,
+        model: model.unwrap_or_default(),
+        key,
+    };
+    if endpoint == "embeddings" {
+        return at.embeddings(&parts.headers, &body).await;
+    }
+    let parsed = match api {
+        Api::Anthropic => anthropic::parse_messages(&body),
+        Api::Openai | Api::Azure => openai::parse_chat(&body, deployment.as_deref()),
+    };
+    match parsed {
+        Ok(chat) => at.chat(&parts.headers, chat).await,
+        Err(msg) => Ok(at.error(&ProviderError::bad_request(msg))),
+    }
+}
+
+impl Attempting {
+    fn request_id(&self) -> String {
+        format!("req_sim_{}", self.id)
+    }
+
+    /// Decides the fault: errors the model itself causes first (unknown model, wrong key), then
+    /// the header, the plan, the model name, and the model's default.
+    fn choose_fault(&self, headers: &HeaderMap) -> Result<(Option<ModelSpec>, Option<Fault>), ProviderError> {
+        let Some(spec) = self.state.config.model(&self.model) else {
+            return Ok((None, Some(Fault::ModelNotFound)));
+        };
+        if let Some(want) = &spec.api_key {
+            if self.key.as_deref() != Some(want.as_str()) {
+                return Ok((Some(spec), Some(Fault::Unauthorized)));
+            }
+        }
+        let header = match headers.get("x-sim-fault").map(HeaderValue::to_str) {
+            Some(Ok(text)) => Some(
+                text.parse::<Fault>()
+                    .map_err(|e| ProviderError::bad_request(format!("x-sim-fault: {e}")))?,
+            ),
+            Some(Err(_)) => return Err(ProviderError::bad_request("x-sim-fault: not ASCII")),
+            None => None,
+        };
+        let fault = header
+            .or_else(|| self.state.plans.next_fault(&self.model))
+            .or_else(|| Fault::from_model_name(&self.model))
+            .or_else(|| spec.fault.clone());
+        Ok((Some(spec), fault))
+    }
+
+    fn latency(&self, headers: &HeaderMap, spec: Option<&ModelSpec>) -> Option<Duration> {
+        let latency = headers
+            .get("x-sim-latency")
+            .and_then(|v| v.to_str().ok())
+            .and_then(Latency::parse)
+            .or_else(|| spec.and_then(|s| s.latency))?;
+        Some(latency.sample(&mut lock(&self.state.rng)))
+    }
+
+    fn token_gap(headers: &HeaderMap, spec: &ModelSpec) -> Option<Duration> {
+        let rate = headers
+            .get("x-sim-token-rate")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<f64>().ok())
+            .or(spec.token_rate)?;
+        (rate > 0.0 && rate.is_finite()).then(|| Duration::from_secs_f64(1.0 / rate))
+    }
+
+    fn error(&self, err: &ProviderError) -> Response<Body> {
+        self.state.attempts.update(self.id, |a| a.status = err.status);
+        let resp = error_response(self.api, err, &self.request_id());
+        let len = body_len(&resp);
+        self.state.attempts.finish(self.id, Outcome::Error, len);
+        resp
+    }
+
+    /// Applies the faults every endpoint shares: error statuses, resets, hangs and a slow head.
+    /// `Ok(None)` means go on and answer.
+    async fn transport_fault(&self, fault: Option<&Fault>, context: (u32, u32)) -> Result<Option<Response<Body>>, BoxError> {
+        let Some(fault) = fault else { return Ok(None) };
+        if let Some(err) = ProviderError::for_fault(fault, self.api, &self.model, self.key.as_deref(), context) {
+            return Ok(Some(self.error(&err)));
+        }
+        match fault {
+            Fault::ConnectionReset => {
+                self.reset.store(true, Ordering::Relaxed);
+                self.state.attempts.finish(self.id, Outcome::Reset, 0);
+                Err("connection reset on purpose".into())
+            }
+            Fault::Hang => {
+                self.state.attempts.update(self.id, |a| a.outcome = Outcome::Hung);
+                tokio::time::sleep(self.state.config.hang_limit).await;
+                self.reset.store(true, Ordering::Relaxed);
+                self.state.attempts.finish(self.id, Outcome::Hung, 0);
+                Err("hung on purpose".into())
+            }
+            Fault::SlowFirstByte { delay } => {
+                tokio::time::sleep(*delay).await;
+                Ok(None)
+            }
+            Fault::RateLimited { .. }
+            | Fault::Unauthorized
+            | Fault::Forbidden
+            | Fault::ModelNotFound
+            | Fault::ContextLength
+            | Fault::ContentFilter
+            | Fault::ServerError
+            | Fault::Unavailable
+            | Fault::Overloaded
+            | Fault::SlowFirstToken { .. }
+            | Fault::StreamCut { .. }
+            | Fault::StreamStall { .. }
+            | Fault::StreamError { .. }
+            | Fault::MalformedEvent { .. }
+            | Fault::MissingDone
+            | Fault::BrokenJson
+            | Fault::EmptyContent
+            | Fault::SchemaViolation
+            | Fault::OutOfBounds
+            | Fault::ModelSubstituted { .. } => Ok(None),
+        }
+    }
+
+    async fn chat(self, headers: &HeaderMap, req: ChatRequest) -> Result<Response<Body>, BoxError> {
+        let (spec, mut fault) = match self.choose_fault(headers) {
+            Ok(choice) => choice,
+            Err(e) => return Ok(self.error(&e)),
+        };
+        let asked = req.prompt_tokens() + req.max_tokens.unwrap_or(0);
+        let window = spec.as_ref().map_or(0, |s| s.context_window);
+        if fault.is_none() && spec.is_some() && asked > window {
+            fault = Some(Fault::ContextLength);
+        }
+        self.state.attempts.update(self.id, |a| a.fault = fault.as_ref().map(Fault::to_string));
+        if let Some(d) = self.latency(headers, spec.as_ref()) {
+            tokio::time::sleep(d).await;
+        }
+        if let Some(resp) = self.transport_fault(fault.as_ref(), (window, asked)).await? {
+            return Ok(resp);
+        }
+        let Some(spec) = spec else {
+            // Unreachable in practice: an unknown model always has the model_not_found fault.
+            return Ok(self.error(&ProviderError::bad_request("unknown model")));
+        };
+        let judge = lock(&self.state.judge).clone();
+        let answer = chat::answer(&req, &spec, fault.as_ref(), &judge, self.id);
+        let gap = Self::token_gap(headers, &spec);
+        let created = unix_now();
+        let request_id = self.request_id();
+        if req.stream {
+            let events = match self.api {
+                Api::Anthropic => anthropic::stream(&answer, &format!("msg_sim_{}", self.id)),
+                Api::Openai | Api::Azure => openai::stream(
+                    &answer,
+                    &format!("chatcmpl-sim-{}", self.id),
+                    created,
+                    req.include_usage,
+                ),
+            };
+            let error_event = ProviderError::for_fault(&Fault::Overloaded, self.api, &self.model, None, (0, 0))
+                .map(|e| e.stream_event(self.api, &request_id));
+            let plan = StreamPlan {
+                fault,
+                token_gap: gap,
+                error_event,
+                malformed: malformed_event(self.api),
+            };
+            let body = plan.spawn(self.state.clone(), self.id, events);
+            self.state.attempts.update(self.id, |a| a.status = 200);
+            let mut resp = Response::new(body);
+            let h = resp.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            self.id_headers(h);
+            return Ok(resp);
+        }
+        if let Some(gap) = gap {
+            tokio::time::sleep(gap * answer.completion_tokens()).await;
+        }
+        let value = match self.api {
+            Api::Anthropic => anthropic::message(&answer, &format!("msg_sim_{}", self.id)),
+            Api::Openai | Api::Azure => openai::completion(&answer, &format!("chatcmpl-sim-{}", self.id), created),
+        };
+        let full = Bytes::from(value.to_string());
+        let resp = match &fault {
+            Some(Fault::BrokenJson | Fault::MalformedEvent { .. }) => {
+                let cut = full.len() / 2;
+                self.whole(full.slice(..cut))
+            }
+            Some(f @ (Fault::StreamCut { .. } | Fault::StreamStall { .. })) => {
+                // A non-streamed body cut or stalled half-way, its declared length never met.
+                let half = full.len() / 2;
+                let events = vec![
+                    Event { bytes: full.slice(..half), kind: EventKind::Preamble },
+                    Event { bytes: full.slice(half..), kind: EventKind::Tail },
+                ];
+                let fault = match f {
+                    Fault::StreamStall { stall, .. } => Fault::StreamStall { after: 0, stall: *stall },
+                    _ => Fault::StreamCut { after: 0 },
+                };
+                let plan = StreamPlan { fault: Some(fault), token_gap: None, error_event: None, malformed: Bytes::new() };
+                let mut resp = Response::new(plan.spawn(self.state.clone(), self.id, events));
+                resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(full.len()));
+                resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                self.id_headers(resp.headers_mut());
+                self.state.attempts.update(self.id, |a| a.status = 200);
+                return Ok(resp);
+            }
+            _ => self.whole(full),
+        };
+        Ok(resp)
+    }
+
+    /// A complete 200 JSON answer.
+    fn whole(&self, body: Bytes) -> Response<Body> {
+        let len = body.len() as u64;
+        let mut resp = Response::new(full(body));
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        self.id_headers(resp.headers_mut());
+        self.state.attempts.update(self.id, |a| a.status = 200);
+        self.state.attempts.finish(self.id, Outcome::Completed, len);
+        resp
+    }
+
+    fn id_headers(&self, h: &mut HeaderMap) {
+        let rid = HeaderValue::from_str(&self.request_id()).unwrap_or(HeaderValue::from_static("req_sim"));
+        match self.api {
+            Api::Anthropic => h.insert("request-id", rid),
+            Api::Openai | Api::Azure => h.insert("x-request-id", rid),
+        };
+        h.insert("x-sim-attempt", HeaderValue::from(self.id));
+    }
+
+    async fn embeddings(self, headers: &HeaderMap, body: &Value) -> Result<Response<Body>, BoxError> {
+        let inputs = match openai::parse_embedding_input(body) {
+            Ok(i) => i,
+            Err(msg) => return Ok(self.error(&ProviderError::bad_request(msg))),
+        };
+        let (spec, fault) = match self.choose_fault(headers) {
+            Ok(choice) => choice,
+            Err(e) => return Ok(self.error(&e)),
+        };
+        self.state.attempts.update(self.id, |a| a.fault = fault.as_ref().map(Fault::to_string));
+        if let Some(d) = self.latency(headers, spec.as_ref()) {
+            tokio::time::sleep(d).await;
+        }
+        let window = spec.as_ref().map_or(0, |s| s.context_window);
+        if let Some(resp) = self.transport_fault(fault.as_ref(), (window, 0)).await? {
+            return Ok(resp);
+        }
+        let full = Bytes::from(openai::embeddings(body, &self.model, &inputs).to_string());
+        Ok(match fault {
+            Some(Fault::BrokenJson) => {
+                let cut = full.len() / 2;
+                self.whole(full.slice(..cut))
+            }
+            _ => self.whole(full),
+        })
+    }
+}
+
+async fn models(
+    state: &Arc<State>,
+    api: Api,
+    reset: &Arc<AtomicBool>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, BoxError> {
+    let key = api_key(api, req.headers());
+    let id = state.attempts.begin(Arrival { api, endpoint: "models", model: None, key: key.clone(), stream: false });
+    let at = Attempting { state: state.clone(), reset: reset.clone(), api, id, model: String::new(), key };
+    let fault = match req.headers().get("x-sim-fault").map(HeaderValue::to_str) {
+        Some(Ok(text)) => match text.parse::<Fault>() {
+            Ok(f) => Some(f),
+            Err(e) => return Ok(at.error(&ProviderError::bad_request(format!("x-sim-fault: {e}")))),
+        },
+        Some(Err(_)) | None => None,
+    };
+    at.state.attempts.update(id, |a| a.fault = fault.as_ref().map(Fault::to_string));
+    if let Some(resp) = at.transport_fault(fault.as_ref(), (0, 0)).await? {
+        return Ok(resp);
+    }
+    let names = state.config.models.keys();
+    let body = match api {
+        Api::Anthropic => anthropic::models(names),
+        Api::Openai | Api::Azure => openai::models(names, 1_735_689_600),
+    };
+    Ok(at.whole(Bytes::from(body.to_string())))
+}
+
+/// How a stream is paced and broken.
+struct StreamPlan {
+    fault: Option<Fault>,
+    token_gap: Option<Duration>,
+    error_event: Option<Event>,
+    malformed: Bytes,
+}
+
+impl StreamPlan {
+    /// Spawns the task that sends `events` as the body, applying the stream faults, and
+    /// records how the attempt ended.
+    fn spawn(self, state: Arc<State>, id: u64, events: Vec<Event>) -> Body {
+        let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, BoxError>>(16);
+        tokio::spawn(async move {
+            let mut sent = 0u64;
+            let outcome = self.run(events, &tx, &mut sent).await;
+            state.attempts.finish(id, outcome, sent);
+        });
+        BoxBody::new(StreamBody::new(ReceiverStream::new(rx)))
+    }
+
+    async fn run(
+        self,
+        events: Vec<Event>,
+        tx: &mpsc::Sender<Result<Frame<Bytes>, BoxError>>,
+        sent: &mut u64,
+    ) -> Outcome {
+        let mut tokens = 0u32;
+        let mut first_token_delay = match &self.fault {
+            Some(Fault::SlowFirstToken { delay }) => Some(*delay),
+            _ => None,
+        };
+        for (i, ev) in events.into_iter().enumerate() {
+            let past_preamble = ev.kind != EventKind::Preamble;
+            if past_preamble {
+                if let Some(d) = first_token_delay.take() {
+                    tokio::time::sleep(d).await;
+                }
+                match &self.fault {
+                    Some(Fault::StreamCut { after }) if tokens >= *after => {
+                        drained(tx).await;
+                        let _ = tx.send(Err("stream cut on purpose".into())).await;
+                        return Outcome::Cut;
+                    }
+                    Some(Fault::StreamStall { after, stall }) if tokens >= *after => {
+                        tokio::time::sleep(*stall).await;
+                        let _ = tx.send(Err("stream stalled on purpose".into())).await;
+                        return Outcome::Stalled;
+                    }
+                    Some(Fault::StreamError { after }) if tokens >= *after => {
+                        if let Some(err) = &self.error_event {
+                            *sent += err.bytes.len() as u64;
+                            let _ = tx.send(Ok(Frame::data(err.bytes.clone()))).await;
+                        }
+                        return Outcome::StreamError;
+                    }
+                    _ => {}
+                }
+            }
+            if ev.kind == EventKind::Token && tokens > 0 {
+                if let Some(gap) = self.token_gap {
+                    tokio::time::sleep(gap).await;
+                }
+            }
+            let bytes = match &self.fault {
+                Some(Fault::MalformedEvent { at }) if i == *at as usize => self.malformed.clone(),
+                Some(Fault::BrokenJson) if i == 1 => self.malformed.clone(),
+                Some(Fault::MissingDone) if ev.kind == EventKind::Terminator => continue,
+                _ => ev.bytes,
+            };
+            *sent += bytes.len() as u64;
+            if tx.send(Ok(Frame::data(bytes))).await.is_err() {
+                return Outcome::ClientGone;
+            }
+            if ev.kind == EventKind::Token {
+                tokens += 1;
+            }
+        }
+        Outcome::Completed
+    }
+}
+
+/// Waits until the connection has taken every queued frame and had a moment to write it, so a
+/// cut happens after the bytes before it reached the client (hyper drops buffered bytes when
+/// a body fails).
+async fn drained(tx: &mpsc::Sender<Result<Frame<Bytes>, BoxError>>) {
+    while tx.capacity() < tx.max_capacity() && !tx.is_closed() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+/// An event that looks like the provider's but is not JSON.
+fn malformed_event(api: Api) -> Bytes {
+    match api {
+        Api::Anthropic => Bytes::from_static(
+            b"event: content_block_delta\ndata: {\"type\": \"content_block_delta\", \"index\": 0, \"delta\": {\"type\": \"text_del\n\n",
+        ),
+        Api::Openai | Api::Azure => Bytes::from_static(
+            b"data: {\"id\": \"chatcmpl-sim\", \"object\": \"chat.completion.chunk\", \"choices\": [{\"delta\": {\"content\": \"lo\n\n",
+        ),
+    }
+}
+
+async fn read_json(body: Incoming) -> Result<Value, ProviderError> {
+    let bytes = Limited::new(body, MAX_REQUEST_BYTES)
+        .collect()
+        .await
+        .map_err(|e| ProviderError::bad_request(format!("could not read the request body: {e}")))?
+        .to_bytes();
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ProviderError::bad_request(format!(
+            "We could not parse the JSON body of your request. ({e})"
+        ))
+    })
+}
+
+fn full(bytes: Bytes) -> Body {
+    BoxBody::new(Full::new(bytes).map_err(|never| match never {}))
+}
+
+fn body_len(resp: &Response<Body>) -> u64 {
+    http_body::Body::size_hint(resp.body()).exact().unwrap_or(0)
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn error_response(api: Api, err: &ProviderError, request_id: &str) -> Response<Body> {
+    let mut resp = Response::new(full(Bytes::from(err.body(api, request_id).to_string())));
+    *resp.status_mut() = StatusCode::from_u16(err.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    for (k, v) in &err.headers {
+        if let (Ok(k), Ok(v)) = (http::HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+            h.insert(k, v);
+        }
+    }
+    if let Ok(rid) = HeaderValue::from_str(request_id) {
+        match api {
+            Api::Anthropic => h.insert("request-id", rid),
+            Api::Openai | Api::Azure => h.insert("x-request-id", rid),
+        };
+    }
+    resp
+}
+
+fn admin_json(status: StatusCode, value: &Value) -> Response<Body> {
+    let mut resp = Response::new(full(Bytes::from(value.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+fn admin_error(status: StatusCode, message: impl std::fmt::Display) -> Response<Body> {
+    admin_json(status, &json!({"error": message.to_string()}))
+}
+
+/// The admin API:
+///
+/// | method and path | effect |
+/// | --- | --- |
+/// | `GET /_sim/health` | `{"ok": true}` |
+/// | `GET /_sim/attempts[?model=M]` | the attempt log |
+/// | `DELETE /_sim/attempts` | clear the log |
+/// | `GET /_sim/plans` | the plans in force |
+/// | `PUT /_sim/plans/{model}` | set a plan (`{"fault": "...", "first": N}` / `"for": "5s"` / `"share": 0.3`) |
+/// | `DELETE /_sim/plans/{model}` | remove a plan |
+/// | `PUT /_sim/judge` | set the judge's rule |
+/// | `POST /_sim/reset` | clear attempts and plans, default judge |
+async fn admin(state: &Arc<State>, rest: &str, req: Request<Incoming>) -> Response<Body> {
+    let method = req.method().clone();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let body = match Limited::new(req.into_body(), 1024 * 1024).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) => return admin_error(StatusCode::BAD_REQUEST, e),
+    };
+    let parse = |b: &Bytes| serde_json::from_slice::<Value>(b);
+    match (method, rest) {
+        (Method::GET, "health") => admin_json(StatusCode::OK, &json!({"ok": true})),
+        (Method::GET, "attempts") => {
+            let model = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("model="))
+                .map(percent_decode);
+            let attempts = state.attempts.snapshot(model.as_deref());
+            admin_json(StatusCode::OK, &json!({"attempts": attempts}))
+        }
+        (Method::DELETE, "attempts") => {
+            state.attempts.clear();
+            admin_json(StatusCode::OK, &json!({"ok": true}))
+        }
+        (Method::GET, "plans") => admin_json(StatusCode::OK, &json!({"plans": state.plans.list()})),
+        (Method::PUT | Method::POST, p) if p.starts_with("plans/") => {
+            let model = percent_decode(&p["plans/".len()..]);
+            let spec = match parse(&body).and_then(serde_json::from_value::<PlanSpec>) {
+                Ok(s) => s,
+                Err(e) => return admin_error(StatusCode::BAD_REQUEST, format!("invalid plan: {e}")),
+            };
+            match state.plans.set(&model, spec) {
+                Ok(()) => admin_json(StatusCode::OK, &json!({"ok": true, "model": model})),
+                Err(e) => admin_error(StatusCode::BAD_REQUEST, e),
+            }
+        }
+        (Method::DELETE, p) if p.starts_with("plans/") => {
+            let removed = state.plans.remove(&percent_decode(&p["plans/".len()..]));
+            admin_json(StatusCode::OK, &json!({"ok": true, "removed": removed}))
+        }
+        (Method::PUT | Method::POST, "judge") => {
+            match parse(&body).and_then(serde_json::from_value::<JudgeRule>) {
+                Ok(rule) => {
+                    *lock(&state.judge) = rule;
+                    admin_json(StatusCode::OK, &json!({"ok": true}))
+                }
+                Err(e) => admin_error(StatusCode::BAD_REQUEST, format!("invalid judge rule: {e}")),
+            }
+        }
+        (Method::POST, "reset") => {
+            state.reset();
+            admin_json(StatusCode::OK, &json!({"ok": true}))
+        }
+        (m, p) => admin_error(StatusCode::NOT_FOUND, format!("no admin endpoint {m} /_sim/{p}")),
+    }
+}
+
+/// Decodes `%XX` escapes (model names in admin paths and queries).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding_handles_escapes_and_plain_text() {
+        assert_eq!(percent_decode("sim%2Dgpt"), "sim-gpt");
+        assert_eq!(percent_decode("%2A"), "*");
+        assert_eq!(percent_decode("plain"), "plain");
+        assert_eq!(percent_decode("bad%zz"), "bad%zz");
+        assert_eq!(percent_decode("end%2"), "end%2");
+    }
+}
