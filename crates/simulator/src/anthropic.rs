@@ -67,7 +67,9 @@ fn choose_tool(body: &Value, user_turn: bool) -> Option<(String, Value)> {
     let tool = |t: &Value| -> Option<(String, Value)> {
         Some((
             t.get("name")?.as_str()?.to_owned(),
-            t.get("input_schema").cloned().unwrap_or(json!({"type": "object"})),
+            t.get("input_schema")
+                .cloned()
+                .unwrap_or(json!({"type": "object"})),
         ))
     };
     let choice = body.get("tool_choice");
@@ -143,7 +145,11 @@ pub fn stream(a: &Answer, id: &str) -> Vec<Event> {
         &json!({"type": "content_block_start", "index": 0, "content_block": start_block}),
         EventKind::Preamble,
     ));
-    events.push(Event::named("ping", &json!({"type": "ping"}), EventKind::Preamble));
+    events.push(Event::named(
+        "ping",
+        &json!({"type": "ping"}),
+        EventKind::Preamble,
+    ));
     for p in &a.pieces {
         let d = if delta == "text" {
             json!({"type": "text_delta", "text": p})
@@ -199,7 +205,10 @@ mod tests {
         assert_eq!(r.max_tokens, Some(100));
         let mut no_max = body.clone();
         no_max.as_object_mut().map(|o| o.remove("max_tokens"));
-        assert_eq!(parse_messages(&no_max).err().as_deref(), Some("max_tokens: Field required"));
+        assert_eq!(
+            parse_messages(&no_max).err().as_deref(),
+            Some("max_tokens: Field required")
+        );
     }
 
     #[test]

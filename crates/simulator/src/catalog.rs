@@ -293,7 +293,10 @@ mod tests {
 
     #[test]
     fn latency_header_forms_parse() {
-        assert_eq!(Latency::parse("fixed:100ms"), Some(Latency::Fixed { ms: 100.0 }));
+        assert_eq!(
+            Latency::parse("fixed:100ms"),
+            Some(Latency::Fixed { ms: 100.0 })
+        );
         assert_eq!(
             Latency::parse("uniform:10ms..50ms"),
             Some(Latency::Uniform {

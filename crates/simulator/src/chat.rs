@@ -166,7 +166,11 @@ pub fn answer(
 }
 
 /// Splits content into stream pieces, truncating a text answer at the token limit.
-fn split(content: Content, finish: Finish, max_tokens: Option<u32>) -> (Content, Vec<String>, Finish) {
+fn split(
+    content: Content,
+    finish: Finish,
+    max_tokens: Option<u32>,
+) -> (Content, Vec<String>, Finish) {
     match content {
         Content::Text(text) => {
             let mut pieces: Vec<String> = catalog::tokens(&text)
@@ -174,12 +178,11 @@ fn split(content: Content, finish: Finish, max_tokens: Option<u32>) -> (Content,
                 .map(str::to_owned)
                 .collect();
             let mut finish = finish;
-            if let Some(max) = max_tokens {
-                if pieces.len() > max as usize {
+            if let Some(max) = max_tokens
+                && pieces.len() > max as usize {
                     pieces.truncate(max as usize);
                     finish = Finish::Length;
                 }
-            }
             (Content::Text(pieces.concat()), pieces, finish)
         }
         Content::Tool {
@@ -274,7 +277,12 @@ mod tests {
             json!({"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}),
         ));
         let a = answer(&r, &spec("default"), None, &JudgeRule::default(), 9);
-        let Content::Tool { name, arguments, id } = &a.content else {
+        let Content::Tool {
+            name,
+            arguments,
+            id,
+        } = &a.content
+        else {
             panic!("expected a tool call")
         };
         assert_eq!((name.as_str(), id.as_str()), ("get_weather", "call_sim_9"));
@@ -286,12 +294,29 @@ mod tests {
 
     #[test]
     fn content_faults_change_the_answer() {
-        let a = answer(&req(), &spec("default"), Some(&Fault::EmptyContent), &JudgeRule::default(), 1);
+        let a = answer(
+            &req(),
+            &spec("default"),
+            Some(&Fault::EmptyContent),
+            &JudgeRule::default(),
+            1,
+        );
         assert_eq!(a.text(), "");
-        let a = answer(&req(), &spec("default"), Some(&Fault::OutOfBounds), &JudgeRule::default(), 1);
+        let a = answer(
+            &req(),
+            &spec("default"),
+            Some(&Fault::OutOfBounds),
+            &JudgeRule::default(),
+            1,
+        );
         let v: Value = serde_json::from_str(a.text()).unwrap_or_default();
         assert_eq!(v["score"], 7.0);
-        let f = Fault::ModelSubstituted { model: "other".into() };
-        assert_eq!(answer(&req(), &spec("default"), Some(&f), &JudgeRule::default(), 1).model, "other");
+        let f = Fault::ModelSubstituted {
+            model: "other".into(),
+        };
+        assert_eq!(
+            answer(&req(), &spec("default"), Some(&f), &JudgeRule::default(), 1).model,
+            "other"
+        );
     }
 }

@@ -137,7 +137,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "rate_limited_date",
         "429 with retry-after as an HTTP-date (retry_after=DURATION ahead, default 2s)",
     ),
-    ("rate_limited_bare", "429 with no retry-after and no rate-limit headers"),
+    (
+        "rate_limited_bare",
+        "429 with no retry-after and no rate-limit headers",
+    ),
     ("unauthorized", "401 invalid API key"),
     ("forbidden", "403 permission denied"),
     ("model_not_found", "404 model not found"),
@@ -148,12 +151,18 @@ pub const CATALOGUE: &[(&str, &str)] = &[
     ("overloaded", "529 overloaded"),
     ("connection_reset", "TCP reset before any byte"),
     ("hang", "accept and never answer"),
-    ("slow_first_byte", "delay the response head (delay=DURATION, default 2s)"),
+    (
+        "slow_first_byte",
+        "delay the response head (delay=DURATION, default 2s)",
+    ),
     (
         "slow_first_token",
         "head at once, first token late (delay=DURATION, default 2s)",
     ),
-    ("stream_cut", "cut after N tokens, no terminator (after=N, default 3)"),
+    (
+        "stream_cut",
+        "cut after N tokens, no terminator (after=N, default 3)",
+    ),
     (
         "stream_stall",
         "silent after N tokens for T, then closed (after=N default 3, stall=DURATION default 5s)",
@@ -166,11 +175,20 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "malformed_event",
         "the event at position k is not JSON (at=k, default 2)",
     ),
-    ("missing_done", "stream ends cleanly without [DONE] / message_stop"),
+    (
+        "missing_done",
+        "stream ends cleanly without [DONE] / message_stop",
+    ),
     ("broken_json", "200 with a body that is not JSON"),
     ("empty_content", "200 with an empty answer"),
-    ("schema_violation", "200 whose structured answer breaks the schema"),
-    ("out_of_bounds", "200 whose structured answer is schema-shaped but every number is 7"),
+    (
+        "schema_violation",
+        "200 whose structured answer breaks the schema",
+    ),
+    (
+        "out_of_bounds",
+        "200 whose structured answer is schema-shaped but every number is 7",
+    ),
     (
         "model_substituted",
         "the answer names another model (model=NAME, default sim-substitute)",
@@ -294,10 +312,9 @@ impl Fault {
             (Fault::RateLimited { headers, .. }, "headers") => {
                 *headers = parse_bool(param, value)?;
             }
-            (
-                Fault::SlowFirstByte { delay } | Fault::SlowFirstToken { delay },
-                "delay",
-            ) => *delay = parse_duration(param, value)?,
+            (Fault::SlowFirstByte { delay } | Fault::SlowFirstToken { delay }, "delay") => {
+                *delay = parse_duration(param, value)?
+            }
             (
                 Fault::StreamCut { after }
                 | Fault::StreamStall { after, .. }
@@ -421,11 +438,10 @@ fn parse_bool(param: &str, value: &str) -> Result<bool, InvalidFault> {
 
 /// Parses a duration such as `250ms`, `2s` or `1m`; a bare number is seconds.
 pub fn parse_duration(param: &str, value: &str) -> Result<Duration, InvalidFault> {
-    if let Ok(secs) = value.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
+    if let Ok(secs) = value.parse::<f64>()
+        && secs.is_finite() && secs >= 0.0 {
             return Ok(Duration::from_secs_f64(secs));
         }
-    }
     humantime::parse_duration(value).map_err(|_| InvalidFault::BadValue {
         param: param.to_owned(),
         value: value.to_owned(),
@@ -449,7 +465,9 @@ mod tests {
 
     #[test]
     fn parameters_override_defaults() {
-        let f: Fault = "stream_stall:after=5,stall=250ms".parse().unwrap_or_else(|e| panic!("{e}"));
+        let f: Fault = "stream_stall:after=5,stall=250ms"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             f,
             Fault::StreamStall {

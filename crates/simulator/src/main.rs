@@ -95,7 +95,8 @@ fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<SimConfig> {
     let Some(path) = path else {
         return Ok(SimConfig::default());
     };
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_saphyr::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 

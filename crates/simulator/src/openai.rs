@@ -72,7 +72,9 @@ fn choose_tool(body: &Value, user_turn: bool) -> Option<(String, Value)> {
         let f = t.get("function")?;
         Some((
             f.get("name")?.as_str()?.to_owned(),
-            f.get("parameters").cloned().unwrap_or(json!({"type": "object"})),
+            f.get("parameters")
+                .cloned()
+                .unwrap_or(json!({"type": "object"})),
         ))
     };
     match body.get("tool_choice") {
@@ -80,10 +82,7 @@ fn choose_tool(body: &Value, user_turn: bool) -> Option<(String, Value)> {
         Some(Value::String(s)) if s == "required" => tools.iter().find_map(function),
         Some(Value::Object(o)) => {
             let name = o.get("function")?.get("name")?.as_str()?;
-            tools
-                .iter()
-                .filter_map(function)
-                .find(|(n, _)| n == name)
+            tools.iter().filter_map(function).find(|(n, _)| n == name)
         }
         _ if user_turn => tools.iter().find_map(function),
         _ => None,
@@ -152,14 +151,22 @@ pub fn stream(a: &Answer, id: &str, created: u64, include_usage: bool) -> Vec<Ev
     match &a.content {
         Content::Text(_) => {
             events.push(Event::data(
-                &chunk(json!({"role": "assistant", "content": "", "refusal": null}), None),
+                &chunk(
+                    json!({"role": "assistant", "content": "", "refusal": null}),
+                    None,
+                ),
                 EventKind::Preamble,
             ));
             for p in &a.pieces {
-                events.push(Event::data(&chunk(json!({"content": p}), None), EventKind::Token));
+                events.push(Event::data(
+                    &chunk(json!({"content": p}), None),
+                    EventKind::Token,
+                ));
             }
         }
-        Content::Tool { id: call_id, name, .. } => {
+        Content::Tool {
+            id: call_id, name, ..
+        } => {
             events.push(Event::data(
                 &chunk(
                     json!({"role": "assistant", "content": null, "tool_calls": [
@@ -226,12 +233,15 @@ pub fn parse_embedding_input(body: &Value) -> Result<Vec<String>, String> {
             .filter_map(Value::as_str)
             .map(str::to_owned)
             .collect()),
-        Value::Array(items) if items.iter().all(Value::is_number) => {
-            Ok(vec![as_tokens(input).ok_or("token arrays must hold integers")?])
-        }
+        Value::Array(items) if items.iter().all(Value::is_number) => Ok(vec![
+            as_tokens(input).ok_or("token arrays must hold integers")?,
+        ]),
         Value::Array(items) => items
             .iter()
-            .map(|i| as_tokens(i).ok_or_else(|| "'input' items must be strings or token arrays".to_owned()))
+            .map(|i| {
+                as_tokens(i)
+                    .ok_or_else(|| "'input' items must be strings or token arrays".to_owned())
+            })
             .collect(),
         Value::Null | Value::Bool(_) | Value::Number(_) | Value::Object(_) => {
             Err("'input' must be a string or an array".to_owned())
@@ -305,10 +315,17 @@ mod tests {
     fn tool_choice_is_honoured() {
         let tools = json!([{"type": "function", "function": {"name": "a", "parameters": {}}},
                            {"type": "function", "function": {"name": "b"}}]);
-        let mut body = json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": tools});
-        assert_eq!(parse_chat(&body, None).map(|r| r.tool_call.map(|t| t.0)), Ok(Some("a".into())));
+        let mut body =
+            json!({"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": tools});
+        assert_eq!(
+            parse_chat(&body, None).map(|r| r.tool_call.map(|t| t.0)),
+            Ok(Some("a".into()))
+        );
         body["tool_choice"] = json!({"type": "function", "function": {"name": "b"}});
-        assert_eq!(parse_chat(&body, None).map(|r| r.tool_call.map(|t| t.0)), Ok(Some("b".into())));
+        assert_eq!(
+            parse_chat(&body, None).map(|r| r.tool_call.map(|t| t.0)),
+            Ok(Some("b".into()))
+        );
         body["tool_choice"] = json!("none");
         assert_eq!(parse_chat(&body, None).map(|r| r.tool_call), Ok(None));
         body["tool_choice"] = json!("auto");
@@ -322,17 +339,33 @@ mod tests {
         assert!(parse_chat(&json!({"model": "m"}), None).is_err());
         assert!(parse_chat(&json!({"model": "m", "messages": [{"content": "x"}]}), None).is_err());
         assert_eq!(
-            parse_chat(&json!({"messages": [{"role": "user", "content": "x"}]}), Some("dep")).map(|r| r.model),
+            parse_chat(
+                &json!({"messages": [{"role": "user", "content": "x"}]}),
+                Some("dep")
+            )
+            .map(|r| r.model),
             Ok("dep".into())
         );
     }
 
     #[test]
     fn embedding_inputs_in_every_form() {
-        assert_eq!(parse_embedding_input(&json!({"input": "a"})), Ok(vec!["a".into()]));
-        assert_eq!(parse_embedding_input(&json!({"input": ["a", "b"]})).map(|v| v.len()), Ok(2));
-        assert_eq!(parse_embedding_input(&json!({"input": [1, 2]})), Ok(vec!["1 2".into()]));
-        assert_eq!(parse_embedding_input(&json!({"input": [[1], [2]]})).map(|v| v.len()), Ok(2));
+        assert_eq!(
+            parse_embedding_input(&json!({"input": "a"})),
+            Ok(vec!["a".into()])
+        );
+        assert_eq!(
+            parse_embedding_input(&json!({"input": ["a", "b"]})).map(|v| v.len()),
+            Ok(2)
+        );
+        assert_eq!(
+            parse_embedding_input(&json!({"input": [1, 2]})),
+            Ok(vec!["1 2".into()])
+        );
+        assert_eq!(
+            parse_embedding_input(&json!({"input": [[1], [2]]})).map(|v| v.len()),
+            Ok(2)
+        );
         assert!(parse_embedding_input(&json!({"input": []})).is_err());
         assert!(parse_embedding_input(&json!({})).is_err());
     }

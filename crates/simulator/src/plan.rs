@@ -79,10 +79,7 @@ impl Plans {
                 if !(0.0..=1.0).contains(&p) {
                     return Err(InvalidPlan::Share);
                 }
-                let rng = spec
-                    .seed
-                    .map(fastrand::Rng::with_seed)
-                    .unwrap_or_default();
+                let rng = spec.seed.map(fastrand::Rng::with_seed).unwrap_or_default();
                 Mode::Share { p, rng }
             }
             _ => return Err(InvalidPlan::Mode),
@@ -177,7 +174,9 @@ mod tests {
         plans
             .set("m", spec(r#"{"fault":"overloaded","share":0.3,"seed":42}"#))
             .unwrap_or_else(|e| panic!("{e}"));
-        let hits = (0..10_000).filter(|_| plans.next_fault("m").is_some()).count();
+        let hits = (0..10_000)
+            .filter(|_| plans.next_fault("m").is_some())
+            .count();
         assert!((2_700..3_300).contains(&hits), "{hits}");
     }
 

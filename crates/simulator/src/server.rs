@@ -103,7 +103,11 @@ impl Simulator {
 
     /// The base URL, `http://127.0.0.1:PORT` or `https://…`.
     pub fn base_url(&self) -> String {
-        let scheme = if self.ca_pem.is_some() { "https" } else { "http" };
+        let scheme = if self.ca_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         format!("{scheme}://{}", self.addr)
     }
 
@@ -255,45 +259,91 @@ impl AsyncWrite for ResetOnDrop {
 
 /// What a request asks for.
 enum Route {
-    Chat { api: Api, deployment: Option<String> },
-    Embeddings { api: Api, deployment: Option<String> },
-    Models { api: Api },
-    Missing { api: Api, error: ProviderError },
+    Chat {
+        api: Api,
+        deployment: Option<String>,
+    },
+    Embeddings {
+        api: Api,
+        deployment: Option<String>,
+    },
+    Models {
+        api: Api,
+    },
+    Missing {
+        api: Api,
+        error: ProviderError,
+    },
 }
 
 impl Route {
     fn of(method: &Method, path: &str, query: Option<&str>, headers: &HeaderMap) -> Route {
         let anthropic_client =
             headers.contains_key("anthropic-version") || headers.contains_key("x-api-key");
-        let api = if anthropic_client { Api::Anthropic } else { Api::Openai };
+        let api = if anthropic_client {
+            Api::Anthropic
+        } else {
+            Api::Openai
+        };
         if let Some(rest) = path.strip_prefix("/openai/deployments/") {
             let (deployment, op) = rest.split_once('/').unwrap_or((rest, ""));
-            let has_version = query.is_some_and(|q| q.split('&').any(|kv| kv.starts_with("api-version=")));
+            let has_version =
+                query.is_some_and(|q| q.split('&').any(|kv| kv.starts_with("api-version=")));
             if !has_version {
                 let mut error = ProviderError::not_found_path(path);
-                error.message = "Resource not found (the api-version query parameter is required)".to_owned();
-                return Route::Missing { api: Api::Azure, error };
+                error.message =
+                    "Resource not found (the api-version query parameter is required)".to_owned();
+                return Route::Missing {
+                    api: Api::Azure,
+                    error,
+                };
             }
             let deployment = Some(deployment.to_owned());
             return match (method, op) {
-                (&Method::POST, "chat/completions") => Route::Chat { api: Api::Azure, deployment },
-                (&Method::POST, "embeddings") => Route::Embeddings { api: Api::Azure, deployment },
-                _ => Route::Missing { api: Api::Azure, error: ProviderError::not_found_path(path) },
+                (&Method::POST, "chat/completions") => Route::Chat {
+                    api: Api::Azure,
+                    deployment,
+                },
+                (&Method::POST, "embeddings") => Route::Embeddings {
+                    api: Api::Azure,
+                    deployment,
+                },
+                _ => Route::Missing {
+                    api: Api::Azure,
+                    error: ProviderError::not_found_path(path),
+                },
             };
         }
         match (method, path) {
-            (&Method::POST, "/v1/chat/completions") => Route::Chat { api: Api::Openai, deployment: None },
-            (&Method::POST, "/v1/messages") => Route::Chat { api: Api::Anthropic, deployment: None },
-            (&Method::POST, "/v1/embeddings") => Route::Embeddings { api: Api::Openai, deployment: None },
+            (&Method::POST, "/v1/chat/completions") => Route::Chat {
+                api: Api::Openai,
+                deployment: None,
+            },
+            (&Method::POST, "/v1/messages") => Route::Chat {
+                api: Api::Anthropic,
+                deployment: None,
+            },
+            (&Method::POST, "/v1/embeddings") => Route::Embeddings {
+                api: Api::Openai,
+                deployment: None,
+            },
             (&Method::GET, "/v1/models") => Route::Models { api },
-            _ => Route::Missing { api, error: ProviderError::not_found_path(path) },
+            _ => Route::Missing {
+                api,
+                error: ProviderError::not_found_path(path),
+            },
         }
     }
 }
 
 /// The API key a request presents, from the headers its family uses.
 fn api_key(api: Api, headers: &HeaderMap) -> Option<String> {
-    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
     let bearer = || get("authorization").and_then(|v| v.strip_prefix("Bearer ").map(str::to_owned));
     match api {
         Api::Openai => bearer(),
@@ -321,10 +371,15 @@ async fn handle(
         let rest = rest.to_owned();
         return Ok(admin(&state, &rest, req).await);
     }
-    let route = Route::of(req.method(), req.uri().path(), req.uri().query(), req.headers());
+    let route = Route::of(
+        req.method(),
+        req.uri().path(),
+        req.uri().query(),
+        req.headers(),
+    );
     let (api, deployment, endpoint) = match route {
         Route::Missing { api, error } => return Ok(error_response(api, &error, "req_sim_0")),
-        Route::Models { api } => return Ok(models(&state, api, &reset, req).await?),
+        Route::Models { api } => return models(&state, api, &reset, req).await,
         Route::Chat { api, deployment } => (api, deployment, "chat"),
         Route::Embeddings { api, deployment } => (api, deployment, "embeddings"),
     };
@@ -373,15 +428,17 @@ impl Attempting {
 
     /// Decides the fault: errors the model itself causes first (unknown model, wrong key), then
     /// the header, the plan, the model name, and the model's default.
-    fn choose_fault(&self, headers: &HeaderMap) -> Result<(Option<ModelSpec>, Option<Fault>), ProviderError> {
+    fn choose_fault(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<(Option<ModelSpec>, Option<Fault>), ProviderError> {
         let Some(spec) = self.state.config.model(&self.model) else {
             return Ok((None, Some(Fault::ModelNotFound)));
         };
-        if let Some(want) = &spec.api_key {
-            if self.key.as_deref() != Some(want.as_str()) {
+        if let Some(want) = &spec.api_key
+            && self.key.as_deref() != Some(want.as_str()) {
                 return Ok((Some(spec), Some(Fault::Unauthorized)));
             }
-        }
         let header = match headers.get("x-sim-fault").map(HeaderValue::to_str) {
             Some(Ok(text)) => Some(
                 text.parse::<Fault>()
@@ -416,7 +473,9 @@ impl Attempting {
     }
 
     fn error(&self, err: &ProviderError) -> Response<Body> {
-        self.state.attempts.update(self.id, |a| a.status = err.status);
+        self.state
+            .attempts
+            .update(self.id, |a| a.status = err.status);
         let resp = error_response(self.api, err, &self.request_id());
         let len = body_len(&resp);
         self.state.attempts.finish(self.id, Outcome::Error, len);
@@ -425,9 +484,15 @@ impl Attempting {
 
     /// Applies the faults every endpoint shares: error statuses, resets, hangs and a slow head.
     /// `Ok(None)` means go on and answer.
-    async fn transport_fault(&self, fault: Option<&Fault>, context: (u32, u32)) -> Result<Option<Response<Body>>, BoxError> {
+    async fn transport_fault(
+        &self,
+        fault: Option<&Fault>,
+        context: (u32, u32),
+    ) -> Result<Option<Response<Body>>, BoxError> {
         let Some(fault) = fault else { return Ok(None) };
-        if let Some(err) = ProviderError::for_fault(fault, self.api, &self.model, self.key.as_deref(), context) {
+        if let Some(err) =
+            ProviderError::for_fault(fault, self.api, &self.model, self.key.as_deref(), context)
+        {
             return Ok(Some(self.error(&err)));
         }
         match fault {
@@ -437,7 +502,9 @@ impl Attempting {
                 Err("connection reset on purpose".into())
             }
             Fault::Hang => {
-                self.state.attempts.update(self.id, |a| a.outcome = Outcome::Hung);
+                self.state
+                    .attempts
+                    .update(self.id, |a| a.outcome = Outcome::Hung);
                 tokio::time::sleep(self.state.config.hang_limit).await;
                 self.reset.store(true, Ordering::Relaxed);
                 self.state.attempts.finish(self.id, Outcome::Hung, 0);
@@ -480,11 +547,16 @@ impl Attempting {
         if fault.is_none() && spec.is_some() && asked > window {
             fault = Some(Fault::ContextLength);
         }
-        self.state.attempts.update(self.id, |a| a.fault = fault.as_ref().map(Fault::to_string));
+        self.state
+            .attempts
+            .update(self.id, |a| a.fault = fault.as_ref().map(Fault::to_string));
         if let Some(d) = self.latency(headers, spec.as_ref()) {
             tokio::time::sleep(d).await;
         }
-        if let Some(resp) = self.transport_fault(fault.as_ref(), (window, asked)).await? {
+        if let Some(resp) = self
+            .transport_fault(fault.as_ref(), (window, asked))
+            .await?
+        {
             return Ok(resp);
         }
         let Some(spec) = spec else {
@@ -506,8 +578,9 @@ impl Attempting {
                     req.include_usage,
                 ),
             };
-            let error_event = ProviderError::for_fault(&Fault::Overloaded, self.api, &self.model, None, (0, 0))
-                .map(|e| e.stream_event(self.api, &request_id));
+            let error_event =
+                ProviderError::for_fault(&Fault::Overloaded, self.api, &self.model, None, (0, 0))
+                    .map(|e| e.stream_event(self.api, &request_id));
             let plan = StreamPlan {
                 fault,
                 token_gap: gap,
@@ -518,7 +591,10 @@ impl Attempting {
             self.state.attempts.update(self.id, |a| a.status = 200);
             let mut resp = Response::new(body);
             let h = resp.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream; charset=utf-8"),
+            );
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             self.id_headers(h);
             return Ok(resp);
@@ -528,7 +604,9 @@ impl Attempting {
         }
         let value = match self.api {
             Api::Anthropic => anthropic::message(&answer, &format!("msg_sim_{}", self.id)),
-            Api::Openai | Api::Azure => openai::completion(&answer, &format!("chatcmpl-sim-{}", self.id), created),
+            Api::Openai | Api::Azure => {
+                openai::completion(&answer, &format!("chatcmpl-sim-{}", self.id), created)
+            }
         };
         let full = Bytes::from(value.to_string());
         let resp = match &fault {
@@ -540,17 +618,36 @@ impl Attempting {
                 // A non-streamed body cut or stalled half-way, its declared length never met.
                 let half = full.len() / 2;
                 let events = vec![
-                    Event { bytes: full.slice(..half), kind: EventKind::Preamble },
-                    Event { bytes: full.slice(half..), kind: EventKind::Tail },
+                    Event {
+                        bytes: full.slice(..half),
+                        kind: EventKind::Preamble,
+                    },
+                    Event {
+                        bytes: full.slice(half..),
+                        kind: EventKind::Tail,
+                    },
                 ];
-                let fault = match f {
-                    Fault::StreamStall { stall, .. } => Fault::StreamStall { after: 0, stall: *stall },
-                    _ => Fault::StreamCut { after: 0 },
+                let fault = if let Fault::StreamStall { stall, .. } = f {
+                    Fault::StreamStall {
+                        after: 0,
+                        stall: *stall,
+                    }
+                } else {
+                    Fault::StreamCut { after: 0 }
                 };
-                let plan = StreamPlan { fault: Some(fault), token_gap: None, error_event: None, malformed: Bytes::new() };
+                let plan = StreamPlan {
+                    fault: Some(fault),
+                    token_gap: None,
+                    error_event: None,
+                    malformed: Bytes::new(),
+                };
                 let mut resp = Response::new(plan.spawn(self.state.clone(), self.id, events));
-                resp.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(full.len()));
-                resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                resp.headers_mut()
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(full.len()));
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
                 self.id_headers(resp.headers_mut());
                 self.state.attempts.update(self.id, |a| a.status = 200);
                 return Ok(resp);
@@ -564,7 +661,10 @@ impl Attempting {
     fn whole(&self, body: Bytes) -> Response<Body> {
         let len = body.len() as u64;
         let mut resp = Response::new(full(body));
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         self.id_headers(resp.headers_mut());
         self.state.attempts.update(self.id, |a| a.status = 200);
         self.state.attempts.finish(self.id, Outcome::Completed, len);
@@ -572,7 +672,8 @@ impl Attempting {
     }
 
     fn id_headers(&self, h: &mut HeaderMap) {
-        let rid = HeaderValue::from_str(&self.request_id()).unwrap_or(HeaderValue::from_static("req_sim"));
+        let rid = HeaderValue::from_str(&self.request_id())
+            .unwrap_or(HeaderValue::from_static("req_sim"));
         match self.api {
             Api::Anthropic => h.insert("request-id", rid),
             Api::Openai | Api::Azure => h.insert("x-request-id", rid),
@@ -580,7 +681,11 @@ impl Attempting {
         h.insert("x-sim-attempt", HeaderValue::from(self.id));
     }
 
-    async fn embeddings(self, headers: &HeaderMap, body: &Value) -> Result<Response<Body>, BoxError> {
+    async fn embeddings(
+        self,
+        headers: &HeaderMap,
+        body: &Value,
+    ) -> Result<Response<Body>, BoxError> {
         let inputs = match openai::parse_embedding_input(body) {
             Ok(i) => i,
             Err(msg) => return Ok(self.error(&ProviderError::bad_request(msg))),
@@ -589,7 +694,9 @@ impl Attempting {
             Ok(choice) => choice,
             Err(e) => return Ok(self.error(&e)),
         };
-        self.state.attempts.update(self.id, |a| a.fault = fault.as_ref().map(Fault::to_string));
+        self.state
+            .attempts
+            .update(self.id, |a| a.fault = fault.as_ref().map(Fault::to_string));
         if let Some(d) = self.latency(headers, spec.as_ref()) {
             tokio::time::sleep(d).await;
         }
@@ -615,8 +722,21 @@ async fn models(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, BoxError> {
     let key = api_key(api, req.headers());
-    let id = state.attempts.begin(Arrival { api, endpoint: "models", model: None, key: key.clone(), stream: false });
-    let at = Attempting { state: state.clone(), reset: reset.clone(), api, id, model: String::new(), key };
+    let id = state.attempts.begin(Arrival {
+        api,
+        endpoint: "models",
+        model: None,
+        key: key.clone(),
+        stream: false,
+    });
+    let at = Attempting {
+        state: state.clone(),
+        reset: reset.clone(),
+        api,
+        id,
+        model: String::new(),
+        key,
+    };
     let fault = match req.headers().get("x-sim-fault").map(HeaderValue::to_str) {
         Some(Ok(text)) => match text.parse::<Fault>() {
             Ok(f) => Some(f),
@@ -624,7 +744,9 @@ async fn models(
         },
         Some(Err(_)) | None => None,
     };
-    at.state.attempts.update(id, |a| a.fault = fault.as_ref().map(Fault::to_string));
+    at.state
+        .attempts
+        .update(id, |a| a.fault = fault.as_ref().map(Fault::to_string));
     if let Some(resp) = at.transport_fault(fault.as_ref(), (0, 0)).await? {
         return Ok(resp);
     }
@@ -695,11 +817,10 @@ impl StreamPlan {
                     _ => {}
                 }
             }
-            if ev.kind == EventKind::Token && tokens > 0 {
-                if let Some(gap) = self.token_gap {
+            if ev.kind == EventKind::Token && tokens > 0
+                && let Some(gap) = self.token_gap {
                     tokio::time::sleep(gap).await;
                 }
-            }
             let bytes = match &self.fault {
                 Some(Fault::MalformedEvent { at }) if i == *at as usize => self.malformed.clone(),
                 Some(Fault::BrokenJson) if i == 1 => self.malformed.clone(),
@@ -769,11 +890,18 @@ fn unix_now() -> u64 {
 
 fn error_response(api: Api, err: &ProviderError, request_id: &str) -> Response<Body> {
     let mut resp = Response::new(full(Bytes::from(err.body(api, request_id).to_string())));
-    *resp.status_mut() = StatusCode::from_u16(err.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *resp.status_mut() =
+        StatusCode::from_u16(err.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     for (k, v) in &err.headers {
-        if let (Ok(k), Ok(v)) = (http::HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v)) {
+        if let (Ok(k), Ok(v)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
             h.insert(k, v);
         }
     }
@@ -789,7 +917,10 @@ fn error_response(api: Api, err: &ProviderError, request_id: &str) -> Response<B
 fn admin_json(status: StatusCode, value: &Value) -> Response<Body> {
     let mut resp = Response::new(full(Bytes::from(value.to_string())));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
@@ -836,7 +967,9 @@ async fn admin(state: &Arc<State>, rest: &str, req: Request<Incoming>) -> Respon
             let model = percent_decode(&p["plans/".len()..]);
             let spec = match parse(&body).and_then(serde_json::from_value::<PlanSpec>) {
                 Ok(s) => s,
-                Err(e) => return admin_error(StatusCode::BAD_REQUEST, format!("invalid plan: {e}")),
+                Err(e) => {
+                    return admin_error(StatusCode::BAD_REQUEST, format!("invalid plan: {e}"));
+                }
             };
             match state.plans.set(&model, spec) {
                 Ok(()) => admin_json(StatusCode::OK, &json!({"ok": true, "model": model})),
@@ -860,7 +993,10 @@ async fn admin(state: &Arc<State>, rest: &str, req: Request<Incoming>) -> Respon
             state.reset();
             admin_json(StatusCode::OK, &json!({"ok": true}))
         }
-        (m, p) => admin_error(StatusCode::NOT_FOUND, format!("no admin endpoint {m} /_sim/{p}")),
+        (m, p) => admin_error(
+            StatusCode::NOT_FOUND,
+            format!("no admin endpoint {m} /_sim/{p}"),
+        ),
     }
 }
 

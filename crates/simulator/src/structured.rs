@@ -44,12 +44,11 @@ fn gen_value(root: &Value, schema: &Value, variant: u8, shape: Shape, depth: u32
     if let Some(c) = schema.get("const") {
         return c.clone();
     }
-    if let Some(e) = schema.get("enum").and_then(Value::as_array) {
-        if !e.is_empty() {
+    if let Some(e) = schema.get("enum").and_then(Value::as_array)
+        && !e.is_empty() {
             let idx = if variant == 0 { 0 } else { e.len() - 1 };
             return e[idx].clone();
         }
-    }
     for key in ["anyOf", "oneOf", "allOf"] {
         if let Some(first) = schema
             .get(key)
@@ -116,7 +115,11 @@ fn gen_value(root: &Value, schema: &Value, variant: u8, shape: Shape, depth: u32
         "boolean" => json!(variant == 0),
         "null" => Value::Null,
         _ => {
-            let base = if variant == 0 { "forty-two" } else { "forty-one" };
+            let base = if variant == 0 {
+                "forty-two"
+            } else {
+                "forty-one"
+            };
             let min = schema.get("minLength").and_then(Value::as_u64).unwrap_or(0) as usize;
             let mut s = base.to_owned();
             while s.len() < min {
@@ -195,10 +198,9 @@ fn violate(root: &Value, schema: &Value, value: Value) -> Value {
             }
         }
         Value::String(_) => json!(12345),
-        Value::Null
-        | Value::Bool(_)
-        | Value::Number(_)
-        | Value::Array(_) => json!({"not": "the declared type"}),
+        Value::Null | Value::Bool(_) | Value::Number(_) | Value::Array(_) => {
+            json!({"not": "the declared type"})
+        }
     }
 }
 

@@ -127,7 +127,9 @@ impl ProviderError {
                     if anthropic {
                         "This request would exceed the rate limit for your organization. Please try again later.".to_owned()
                     } else {
-                        format!("Rate limit reached for {model} on requests per min (RPM): Limit 60, Used 60, Requested 1. Please try again later.")
+                        format!(
+                            "Rate limit reached for {model} on requests per min (RPM): Limit 60, Used 60, Requested 1. Please try again later."
+                        )
                     },
                 );
                 let wait = match retry_after {
@@ -301,7 +303,9 @@ impl ProviderError {
 
 fn ceil_to_second(t: SystemTime) -> SystemTime {
     match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) if d.subsec_nanos() > 0 => SystemTime::UNIX_EPOCH + Duration::from_secs(d.as_secs() + 1),
+        Ok(d) if d.subsec_nanos() > 0 => {
+            SystemTime::UNIX_EPOCH + Duration::from_secs(d.as_secs() + 1)
+        }
         Ok(_) | Err(_) => t,
     }
 }

@@ -1,0 +1,290 @@
+//! Faults inside a stream (and the non-streamed body's equivalents).
+
+use std::time::{Duration, Instant};
+
+use plumb_simulator::Outcome;
+use serde_json::Value;
+
+use crate::support::{
+    Sim, anthropic_stream_text, chat_body, messages_body, openai_stream_text, parse_sse,
+    read_stream,
+};
+
+#[tokio::test]
+async fn stream_cut_ends_without_terminator_after_n_tokens() {
+    let sim = Sim::start();
+    let r = sim
+        .openai(chat_body("sim-gpt", true))
+        .header("x-sim-fault", "stream_cut:after=3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (text, err) = read_stream(r).await;
+    assert!(err.is_some(), "a cut is an error at the HTTP level");
+    let events = parse_sse(&text);
+    assert_eq!(events.len(), 4, "role chunk and three tokens: {text}");
+    assert!(events.iter().all(|e| e.data != "[DONE]"));
+    assert_eq!(openai_stream_text(&events).split_whitespace().count(), 3);
+
+    let (text, err) = read_stream(
+        sim.anthropic(messages_body("sim-claude", true))
+            .header("x-sim-fault", "stream_cut:after=2")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(err.is_some());
+    let events = parse_sse(&text);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.event.as_deref() == Some("content_block_delta"))
+            .count(),
+        2
+    );
+    assert!(
+        events
+            .iter()
+            .all(|e| e.event.as_deref() != Some("message_stop"))
+    );
+
+    let log = sim.settled_attempts(None).await;
+    assert!(
+        log.iter()
+            .all(|a| a.outcome == Outcome::Cut && a.status == 200)
+    );
+}
+
+#[tokio::test]
+async fn non_streamed_body_cut_half_way_is_an_error() {
+    let sim = Sim::start();
+    let r = sim
+        .openai(chat_body("sim-gpt", false))
+        .header("x-sim-fault", "stream_cut")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.is_err(), "the declared length is never met");
+}
+
+#[tokio::test]
+async fn stall_goes_silent_then_closes() {
+    let sim = Sim::start();
+    let start = Instant::now();
+    let r = sim
+        .openai(chat_body("sim-gpt", true))
+        .header("x-sim-fault", "stream_stall:after=2,stall=500ms")
+        .send()
+        .await
+        .unwrap();
+    let (text, err) = read_stream(r).await;
+    assert!(start.elapsed() >= Duration::from_millis(500));
+    assert!(err.is_some());
+    assert_eq!(
+        openai_stream_text(&parse_sse(&text))
+            .split_whitespace()
+            .count(),
+        2
+    );
+    let log = sim.settled_attempts(None).await;
+    assert_eq!(log[0].outcome, Outcome::Stalled);
+}
+
+#[tokio::test]
+async fn slow_first_token_sends_the_head_first() {
+    let sim = Sim::start();
+    let start = Instant::now();
+    let mut r = sim
+        .anthropic(messages_body("sim-claude", true))
+        .header("x-sim-fault", "slow_first_token:delay=1500ms")
+        .send()
+        .await
+        .unwrap();
+    let head_at = start.elapsed();
+    let mut text = String::new();
+    let mut first_token_at = None;
+    while let Some(chunk) = r.chunk().await.unwrap() {
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+        if first_token_at.is_none() && text.contains("content_block_delta") {
+            first_token_at = Some(start.elapsed());
+        }
+    }
+    let first_token_at = first_token_at.unwrap();
+    assert!(first_token_at >= Duration::from_millis(1500));
+    assert!(
+        head_at + Duration::from_millis(500) < first_token_at,
+        "head {head_at:?}, first token {first_token_at:?}"
+    );
+    assert!(anthropic_stream_text(&parse_sse(&text)).ends_with("End of answer."));
+}
+
+#[tokio::test]
+async fn stream_error_event_in_each_format() {
+    let sim = Sim::start();
+    let (text, err) = read_stream(
+        sim.openai(chat_body("sim-gpt", true))
+            .header("x-sim-fault", "stream_error:after=2")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        err.is_none(),
+        "the stream ends cleanly after the error event"
+    );
+    let events = parse_sse(&text);
+    let last = events.last().unwrap().json().unwrap();
+    assert_eq!(last["error"]["code"], "overloaded");
+    assert!(events.iter().all(|e| e.data != "[DONE]"));
+
+    let (text, _) = read_stream(
+        sim.anthropic(messages_body("sim-claude", true))
+            .header("x-sim-fault", "stream_error:after=1")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let events = parse_sse(&text);
+    let last = events.last().unwrap();
+    assert_eq!(last.event.as_deref(), Some("error"));
+    assert_eq!(last.json().unwrap()["error"]["type"], "overloaded_error");
+    let log = sim.settled_attempts(None).await;
+    assert!(log.iter().all(|a| a.outcome == Outcome::StreamError));
+}
+
+#[tokio::test]
+async fn malformed_event_at_position_k_and_the_rest_intact() {
+    let sim = Sim::start();
+    for (req, family) in [
+        (sim.openai(chat_body("sim-gpt", true)), "openai"),
+        (
+            sim.anthropic(messages_body("sim-claude", true)),
+            "anthropic",
+        ),
+    ] {
+        let (text, err) = read_stream(
+            req.header("x-sim-fault", "malformed_event:at=3")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert!(err.is_none());
+        let events = parse_sse(&text);
+        let bad: Vec<usize> = events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.json().is_none() && e.data != "[DONE]")
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(bad, vec![3], "{family}");
+    }
+}
+
+#[tokio::test]
+async fn missing_done_ends_cleanly_with_a_complete_answer() {
+    let sim = Sim::start();
+    let (text, err) = read_stream(
+        sim.openai(chat_body("sim-gpt", true))
+            .header("x-sim-fault", "missing_done")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(err.is_none());
+    let events = parse_sse(&text);
+    assert!(events.iter().all(|e| e.data != "[DONE]"));
+    assert_eq!(
+        events.last().unwrap().json().unwrap()["choices"][0]["finish_reason"],
+        "stop"
+    );
+    assert!(openai_stream_text(&events).ends_with("End of answer."));
+
+    let (text, _) = read_stream(
+        sim.anthropic(messages_body("sim-claude", true))
+            .header("x-sim-fault", "missing_done")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let events = parse_sse(&text);
+    assert_eq!(
+        events.last().unwrap().event.as_deref(),
+        Some("message_delta")
+    );
+}
+
+#[tokio::test]
+async fn broken_json_and_empty_content_in_streams() {
+    let sim = Sim::start();
+    let (text, _) = read_stream(
+        sim.openai(chat_body("sim-gpt", true))
+            .header("x-sim-fault", "broken_json")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(parse_sse(&text)[1].json().is_none());
+    let (text, _) = read_stream(
+        sim.openai(chat_body("sim-gpt", true))
+            .header("x-sim-fault", "empty_content")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let events = parse_sse(&text);
+    assert_eq!(openai_stream_text(&events), "");
+    assert_eq!(events.last().unwrap().data, "[DONE]");
+}
+
+#[tokio::test]
+async fn token_rate_paces_the_stream() {
+    let sim = Sim::start();
+    let mut body = chat_body("sim-gpt", true);
+    body["max_tokens"] = Value::from(6);
+    let start = Instant::now();
+    let (text, _) = read_stream(
+        sim.openai(body)
+            .header("x-sim-token-rate", "20")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        openai_stream_text(&parse_sse(&text))
+            .split_whitespace()
+            .count(),
+        6
+    );
+    // Five gaps of 50 ms between six tokens.
+    assert!(
+        start.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_mid_stream_is_logged() {
+    let sim = Sim::start();
+    let mut r = sim
+        .openai(chat_body("sim-gpt", true))
+        .header("x-sim-token-rate", "20")
+        .send()
+        .await
+        .unwrap();
+    r.chunk().await.unwrap();
+    drop(r);
+    let log = sim.settled_attempts(None).await;
+    assert_eq!(log[0].outcome, Outcome::ClientGone);
+}
