@@ -179,10 +179,11 @@ fn split(
                 .collect();
             let mut finish = finish;
             if let Some(max) = max_tokens
-                && pieces.len() > max as usize {
-                    pieces.truncate(max as usize);
-                    finish = Finish::Length;
-                }
+                && pieces.len() > max as usize
+            {
+                pieces.truncate(max as usize);
+                finish = Finish::Length;
+            }
             (Content::Text(pieces.concat()), pieces, finish)
         }
         Content::Tool {

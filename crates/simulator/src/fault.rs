@@ -439,9 +439,11 @@ fn parse_bool(param: &str, value: &str) -> Result<bool, InvalidFault> {
 /// Parses a duration such as `250ms`, `2s` or `1m`; a bare number is seconds.
 pub fn parse_duration(param: &str, value: &str) -> Result<Duration, InvalidFault> {
     if let Ok(secs) = value.parse::<f64>()
-        && secs.is_finite() && secs >= 0.0 {
-            return Ok(Duration::from_secs_f64(secs));
-        }
+        && secs.is_finite()
+        && secs >= 0.0
+    {
+        return Ok(Duration::from_secs_f64(secs));
+    }
     humantime::parse_duration(value).map_err(|_| InvalidFault::BadValue {
         param: param.to_owned(),
         value: value.to_owned(),

@@ -436,9 +436,10 @@ impl Attempting {
             return Ok((None, Some(Fault::ModelNotFound)));
         };
         if let Some(want) = &spec.api_key
-            && self.key.as_deref() != Some(want.as_str()) {
-                return Ok((Some(spec), Some(Fault::Unauthorized)));
-            }
+            && self.key.as_deref() != Some(want.as_str())
+        {
+            return Ok((Some(spec), Some(Fault::Unauthorized)));
+        }
         let header = match headers.get("x-sim-fault").map(HeaderValue::to_str) {
             Some(Ok(text)) => Some(
                 text.parse::<Fault>()
@@ -490,6 +491,16 @@ impl Attempting {
         context: (u32, u32),
     ) -> Result<Option<Response<Body>>, BoxError> {
         let Some(fault) = fault else { return Ok(None) };
+        // A forced context-length error still names a prompt longer than the window.
+        let (window, asked) = context;
+        let context = (
+            window,
+            if asked > window {
+                asked
+            } else {
+                window + asked.max(1)
+            },
+        );
         if let Some(err) =
             ProviderError::for_fault(fault, self.api, &self.model, self.key.as_deref(), context)
         {
@@ -792,22 +803,25 @@ impl StreamPlan {
         };
         for (i, ev) in events.into_iter().enumerate() {
             let past_preamble = ev.kind != EventKind::Preamble;
+            // A fault placed "after N tokens" strikes before token N, or before the first
+            // event after the last token when the answer is shorter.
+            let reached = |after: u32| tokens >= after || ev.kind != EventKind::Token;
             if past_preamble {
                 if let Some(d) = first_token_delay.take() {
                     tokio::time::sleep(d).await;
                 }
                 match &self.fault {
-                    Some(Fault::StreamCut { after }) if tokens >= *after => {
+                    Some(Fault::StreamCut { after }) if reached(*after) => {
                         drained(tx).await;
                         let _ = tx.send(Err("stream cut on purpose".into())).await;
                         return Outcome::Cut;
                     }
-                    Some(Fault::StreamStall { after, stall }) if tokens >= *after => {
+                    Some(Fault::StreamStall { after, stall }) if reached(*after) => {
                         tokio::time::sleep(*stall).await;
                         let _ = tx.send(Err("stream stalled on purpose".into())).await;
                         return Outcome::Stalled;
                     }
-                    Some(Fault::StreamError { after }) if tokens >= *after => {
+                    Some(Fault::StreamError { after }) if reached(*after) => {
                         if let Some(err) = &self.error_event {
                             *sent += err.bytes.len() as u64;
                             let _ = tx.send(Ok(Frame::data(err.bytes.clone()))).await;
@@ -817,10 +831,12 @@ impl StreamPlan {
                     _ => {}
                 }
             }
-            if ev.kind == EventKind::Token && tokens > 0
-                && let Some(gap) = self.token_gap {
-                    tokio::time::sleep(gap).await;
-                }
+            if ev.kind == EventKind::Token
+                && tokens > 0
+                && let Some(gap) = self.token_gap
+            {
+                tokio::time::sleep(gap).await;
+            }
             let bytes = match &self.fault {
                 Some(Fault::MalformedEvent { at }) if i == *at as usize => self.malformed.clone(),
                 Some(Fault::BrokenJson) if i == 1 => self.malformed.clone(),

@@ -45,10 +45,11 @@ fn gen_value(root: &Value, schema: &Value, variant: u8, shape: Shape, depth: u32
         return c.clone();
     }
     if let Some(e) = schema.get("enum").and_then(Value::as_array)
-        && !e.is_empty() {
-            let idx = if variant == 0 { 0 } else { e.len() - 1 };
-            return e[idx].clone();
-        }
+        && !e.is_empty()
+    {
+        let idx = if variant == 0 { 0 } else { e.len() - 1 };
+        return e[idx].clone();
+    }
     for key in ["anyOf", "oneOf", "allOf"] {
         if let Some(first) = schema
             .get(key)

@@ -1,7 +1,8 @@
 //! Every fault that answers before the body: error statuses, resets, hangs, slow heads, and
 //! the 200s whose content is wrong.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
+use tokio::time::Instant;
 
 use plumb_simulator::Outcome;
 use serde_json::{Value, json};

@@ -1,6 +1,7 @@
 //! Faults inside a stream (and the non-streamed body's equivalents).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 use plumb_simulator::Outcome;
 use serde_json::Value;
@@ -287,4 +288,26 @@ async fn a_client_that_leaves_mid_stream_is_logged() {
     drop(r);
     let log = sim.settled_attempts(None).await;
     assert_eq!(log[0].outcome, Outcome::ClientGone);
+}
+
+#[tokio::test]
+async fn a_cut_placed_past_the_last_token_still_drops_the_terminator() {
+    let sim = Sim::start();
+    let r = sim
+        .openai(chat_body("sim-gpt", true))
+        .header("x-sim-fault", "stream_cut:after=1000")
+        .send()
+        .await
+        .unwrap();
+    let (text, err) = read_stream(r).await;
+    assert!(err.is_some());
+    let events = parse_sse(&text);
+    assert!(openai_stream_text(&events).ends_with("End of answer."));
+    assert!(events.iter().all(|e| e.data != "[DONE]"));
+    assert!(
+        events
+            .iter()
+            .filter_map(|e| e.json())
+            .all(|e| e["choices"][0]["finish_reason"].is_null())
+    );
 }

@@ -1,0 +1,53 @@
+# Plumb — the two commands a newcomer runs are `make demo` and `make test`.
+#
+# Everything the tests need beyond the Rust toolchain is installed idempotently into
+# $(PLUMB_CACHE) (outside the repository) and reused on later runs.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+PLUMB_CACHE ?= $(HOME)/.cache/plumb
+export PLUMB_CACHE
+CARGO ?= cargo
+NEXTEST_PROFILE ?= $(if $(CI),ci,default)
+
+.PHONY: all demo test lint fmt-check clippy doc test-rust test-sdk tools bench bench-simulator clean-cache
+
+all: test
+
+## demo: the simulator's fault families as a plain client sees them
+demo:
+	$(CARGO) run --quiet -p plumb-simulator --example tour
+
+## test: formatting, lints, docs, every Rust test tier and the SDK compatibility tests
+test: lint test-rust test-sdk
+	@echo "make test: all tiers passed"
+
+lint: fmt-check clippy doc
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+doc:
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --locked --quiet
+
+tools:
+	@command -v cargo-nextest >/dev/null || $(CARGO) install --locked cargo-nextest
+
+test-rust: tools
+	$(CARGO) nextest run --workspace --locked --profile $(NEXTEST_PROFILE)
+
+test-sdk:
+	$(CARGO) build --locked --quiet -p plumb-simulator
+	venv=$$(scripts/sdk-venv.sh) && "$$venv/bin/python" -m pytest -q -p no:cacheprovider tests/sdk
+
+## bench: benchmarks (release build); results go to BENCHMARKS.md by hand, with the method
+bench: bench-simulator
+
+bench-simulator:
+	scripts/bench-simulator.sh
+
+clean-cache:
+	rm -rf "$(PLUMB_CACHE)"
