@@ -1,0 +1,389 @@
+//! `plumb-api`: the `LlmRoute` custom resource (`plumb.dev/v1alpha1`) as Rust types.
+//!
+//! These are the raw, user-facing types: what a user writes in YAML, what the API server stores,
+//! and what the CRD under `crds/` is generated from. They carry no behaviour and do no I/O; the
+//! `plumb-policy` crate parses them into the validated model the sidecar runs. This crate sits
+//! at the bottom of the workspace and must not depend on the Kubernetes client or runtime (only
+//! on `kube`'s derive).
+//!
+//! Durations are strings in Go's format (`250ms`, `30s`, `1m30s`), as everywhere in Kubernetes.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The API group of every Plumb resource.
+pub const GROUP: &str = "plumb.dev";
+/// The version of this API.
+pub const VERSION: &str = "v1alpha1";
+
+/// An LLM route: which model names it serves, the upstream targets that can answer them in
+/// order of preference, and how failures of each class are recovered.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "plumb.dev",
+    version = "v1alpha1",
+    kind = "LlmRoute",
+    plural = "llmroutes",
+    shortname = "llmr",
+    category = "plumb",
+    namespaced,
+    status = "LlmRouteStatus",
+    printcolumn = r#"{"name":"Accepted","type":"string","jsonPath":".status.conditions[?(@.type==\"Accepted\")].status"}"#,
+    printcolumn = r#"{"name":"Targets","type":"integer","jsonPath":".status.targetCount"}"#,
+    printcolumn = r#"{"name":"Healthy","type":"string","jsonPath":".status.healthy"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LlmRouteSpec {
+    /// Which requests this route serves.
+    #[serde(rename = "match")]
+    pub matches: RouteMatch,
+    /// The upstream targets, in order of preference (see `priority` and `weight`).
+    pub targets: Vec<TargetSpec>,
+    /// Time limits for each request and each attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadlines: Option<DeadlinesSpec>,
+    /// Per failure class, how this route departs from the default recovery plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<ClassOverrides>,
+    /// When a target's circuit breaker opens, and how it closes again. Breakers are shared by
+    /// every route that uses the same upstream (base URL, model and credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaker: Option<BreakerSpec>,
+    /// How many same-target retries this route may add on top of its requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_budget: Option<RetryBudgetSpec>,
+    /// What to do when every target is unavailable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_resort: Option<LastResortSpec>,
+}
+
+/// The requests a route serves.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RouteMatch {
+    /// Model names (or aliases) clients ask for, exactly as they send them in the request's
+    /// `model` field. `*` matches every model no other route matches.
+    pub models: Vec<String>,
+}
+
+/// The API family and dialect of a target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum Provider {
+    /// OpenAI (`baseUrl` like `https://api.openai.com/v1`).
+    #[serde(rename = "openai")]
+    Openai,
+    /// Any server speaking OpenAI Chat Completions: vLLM, Ollama, DeepSeek, Mistral… (`baseUrl`
+    /// up to and including `/v1`).
+    #[serde(rename = "openai-compatible")]
+    OpenaiCompatible,
+    /// Azure OpenAI (`baseUrl` like `https://NAME.openai.azure.com`; `model` is the deployment).
+    #[serde(rename = "azure-openai")]
+    AzureOpenai,
+    /// Anthropic Messages (`baseUrl` like `https://api.anthropic.com`, without `/v1`).
+    #[serde(rename = "anthropic")]
+    Anthropic,
+}
+
+/// One upstream that can answer the route's requests.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TargetSpec {
+    /// A name unique within the route; shown in `x-plumb-served-by`, metrics and status.
+    pub name: String,
+    /// The provider's API.
+    pub provider: Provider,
+    /// The provider's base URL, `http://` or `https://` (see `provider` for what it includes).
+    pub base_url: String,
+    /// The model to ask the upstream for (for Azure OpenAI, the deployment name).
+    pub model: String,
+    /// Azure OpenAI's `api-version` query parameter (required for `azure-openai`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// Where the API key comes from.
+    pub credentials: CredentialsSpec,
+    /// Priority group: every target of the lowest number is tried before any of the next.
+    /// Defaults to 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u32>,
+    /// Share of traffic inside its priority group, relative to the other targets' weights.
+    /// Defaults to 1; 0 takes no traffic except as failover.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u32>,
+    /// What the target can do; requests that need what it cannot do skip it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<CapabilitiesSpec>,
+}
+
+/// Where a target's API key comes from: exactly one of the fields.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CredentialsSpec {
+    /// A key of a Secret in the route's namespace (in a cluster; the operator resolves it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretKeyRef>,
+    /// An environment variable of the sidecar holding the key (standalone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    /// A file holding the key, read at start and on every reload (standalone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Forward the caller's own key. Only ever sent to targets of the same provider that also
+    /// declare passthrough.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passthrough: Option<bool>,
+    /// Send no key at all (local model servers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub none: Option<bool>,
+}
+
+/// A key of a Secret.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretKeyRef {
+    /// The Secret's name, in the route's namespace.
+    pub name: String,
+    /// The key inside the Secret.
+    pub key: String,
+}
+
+/// What a target can do. Unset fields take the provider's usual abilities.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CapabilitiesSpec {
+    /// Context window in tokens; requests estimated to need more skip this target. Unset means
+    /// unknown (never skipped for size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_window: Option<u32>,
+    /// Tool (function) calling. Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<bool>,
+    /// Structured output with a JSON schema. Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_schema: Option<bool>,
+    /// Image input. Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vision: Option<bool>,
+    /// Continuing a partial assistant message (prefill). Default true for `anthropic`, false
+    /// otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefill: Option<bool>,
+}
+
+/// Time limits. Each is a Go duration string.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeadlinesSpec {
+    /// The whole request, every retry and failover included, until the answer (or, for a
+    /// stream, its first event) reaches the client. Default `120s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<String>,
+    /// Opening a connection to a target, TLS included. Default `3s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect: Option<String>,
+    /// From sending an attempt to the target's response head. Default `60s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_byte: Option<String>,
+    /// From sending a streamed attempt to its first event. Default `30s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_token: Option<String>,
+    /// Longest silence between two events of a stream. Default `30s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_idle: Option<String>,
+    /// Longest a stream may last once it reached the client. Default `10m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_max: Option<String>,
+}
+
+/// Overrides of the default recovery plan, one optional entry per failure class.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClassOverrides {
+    /// A connect, first-byte, first-token, idle or total deadline passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<ClassPolicySpec>,
+    /// The connection was refused, reset before the head, or TLS failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect: Option<ClassPolicySpec>,
+    /// 429 or a provider rate-limit error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limited: Option<ClassPolicySpec>,
+    /// 503, 529 or a provider "overloaded" error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overloaded: Option<ClassPolicySpec>,
+    /// Any other 5xx.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_error: Option<ClassPolicySpec>,
+    /// 401, 403: the target's key is invalid or lacks permission.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<ClassPolicySpec>,
+    /// The model does not exist, is not available in the region, or is deprecated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalid_model: Option<ClassPolicySpec>,
+    /// The prompt is longer than the target's context window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_length: Option<ClassPolicySpec>,
+    /// The provider's content policy rejected the request or the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_filter: Option<ClassPolicySpec>,
+    /// Any other 4xx: the request itself is wrong.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bad_request: Option<ClassPolicySpec>,
+    /// A 200 whose body or stream event is not valid JSON, is empty, or lacks required fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub malformed_response: Option<ClassPolicySpec>,
+    /// A stream cut, stalled or corrupted after it reached the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_interrupted: Option<ClassPolicySpec>,
+}
+
+/// How to recover from one failure class.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClassPolicySpec {
+    /// Retries on the same target before moving on (0 to 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    /// Whether to fail over to the next target once retries are spent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<bool>,
+    /// Backoff before each retry: exponential from `initial`, capped at `max`, with full jitter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<BackoffSpec>,
+}
+
+/// Exponential backoff with full jitter.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackoffSpec {
+    /// The first backoff's upper bound (Go duration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial: Option<String>,
+    /// The largest backoff (Go duration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<String>,
+}
+
+/// Circuit breaker settings.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BreakerSpec {
+    /// Consecutive failures that open the breaker. Default 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consecutive_failures: Option<u32>,
+    /// Failure rate over `window` that opens the breaker (0 to 1). Default 0.5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_rate: Option<f64>,
+    /// The window the failure rate is measured over. Default `30s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    /// Attempts in the window before the failure rate counts. Default 20.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_requests: Option<u32>,
+    /// How long an open breaker waits before letting probes through. Default `10s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cooldown: Option<String>,
+    /// Probe requests allowed at once while half-open. Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub half_open_probes: Option<u32>,
+}
+
+/// The retry budget: same-target retries may add at most `ratio` of the route's requests,
+/// plus `minPerSecond` so a quiet route can still retry.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetryBudgetSpec {
+    /// Retries as a share of requests, over the last 10 seconds (0 to 1). Default 0.2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio: Option<f64>,
+    /// Retries per second always allowed. Default 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_per_second: Option<u32>,
+}
+
+/// What happens when every target is unavailable (breakers open or skipped).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum LastResortMode {
+    /// Answer at once with an error that names the targets and why each is unavailable.
+    #[default]
+    #[serde(rename = "failFast")]
+    FailFast,
+    /// Wait, within the request's deadline, for the first target to let a probe through.
+    #[serde(rename = "waitForHalfOpen")]
+    WaitForHalfOpen,
+    /// Send the request to the target named in `target`, which takes no other traffic.
+    #[serde(rename = "target")]
+    Target,
+}
+
+/// The last resort.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LastResortSpec {
+    /// What to do. Default `failFast`.
+    #[serde(default)]
+    pub mode: LastResortMode,
+    /// With `mode: target`, the name of one of the route's targets, kept out of normal
+    /// rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
+/// What the control plane observed of a route.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LlmRouteStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Accepted`, `Programmed` and `Degraded`, with reasons and messages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// How many targets the accepted spec has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_count: Option<u32>,
+    /// Healthy targets out of all, e.g. `2/3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthy: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minimal_route_parses_from_yaml() {
+        let yaml = r#"
+apiVersion: plumb.dev/v1alpha1
+kind: LlmRoute
+metadata: {name: chat, namespace: default}
+spec:
+  match: {models: [chat]}
+  targets:
+    - name: primary
+      provider: openai
+      baseUrl: https://api.openai.com/v1
+      model: gpt-4o
+      credentials: {env: OPENAI_API_KEY}
+"#;
+        let route: LlmRoute = serde_saphyr::from_str(yaml).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(route.spec.matches.models, vec!["chat"]);
+        assert_eq!(route.spec.targets[0].provider, Provider::Openai);
+        assert_eq!(
+            route.spec.targets[0].credentials.env.as_deref(),
+            Some("OPENAI_API_KEY")
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let yaml = "match: {models: [a]}\ntargets: []\nretries: 3\n";
+        let err = serde_saphyr::from_str::<LlmRouteSpec>(yaml)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("retries"), "{err}");
+    }
+}

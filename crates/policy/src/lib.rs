@@ -1,0 +1,27 @@
+//! `plumb-policy`: the validated model both sides of Plumb share.
+//!
+//! Raw `LlmRoute` specs (from `plumb-api`) are parsed here — once, completely — into
+//! [`Route`]s that cannot be invalid: durations are `Duration`s, URLs are parsed, credential
+//! sources are exactly one, every failure class has a [`Plan`]. Invalid input is an
+//! [`InvalidRoute`] that names the field and says what to fix; the sidecar (standalone) and
+//! the operator (in a cluster) run the same code, so a route accepted by one is accepted by the
+//! other.
+//!
+//! It depends on `plumb-api` only; no I/O, no Kubernetes client.
+//!
+//! - [`class`]: the failure classes and their default plans (the design's table).
+//! - [`route`]: compiling a route, and the [`RouteSet`] a sidecar looks models up in.
+//! - [`file`]: standalone route files (multi-document YAML).
+
+pub mod class;
+pub mod duration;
+pub mod file;
+pub mod route;
+
+pub use class::{Backoff, Blame, BreakerEffect, FailureClass, Plan};
+pub use file::{InvalidRoutesFile, parse_routes_file};
+pub use plumb_api::Provider;
+pub use route::{
+    BreakerSettings, Capabilities, Credentials, Deadlines, InvalidRoute, LastResort, RetryBudget,
+    Route, RouteId, RouteSet, Target, UpstreamKey, compile,
+};
