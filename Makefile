@@ -10,7 +10,11 @@ export PLUMB_CACHE
 CARGO ?= cargo
 NEXTEST_PROFILE ?= $(if $(CI),ci,default)
 
-.PHONY: all demo test lint fmt-check clippy doc test-rust test-sdk tools bench bench-simulator clean-cache
+## crds: regenerate crds/ from the Rust types (CI fails when they drift)
+crds:
+	PLUMB_UPDATE_CRDS=1 $(CARGO) test --quiet -p plumb-api --test crd
+
+.PHONY: crds all demo test lint fmt-check clippy doc test-rust test-sdk tools bench bench-simulator clean-cache
 
 all: test
 

@@ -29,6 +29,7 @@ pub const VERSION: &str = "v1alpha1";
     shortname = "llmr",
     category = "plumb",
     namespaced,
+    doc = "An LlmRoute: the model names it serves, the upstream targets that answer them, and how each class of failure is recovered.",
     status = "LlmRouteStatus",
     printcolumn = r#"{"name":"Accepted","type":"string","jsonPath":".status.conditions[?(@.type==\"Accepted\")].status"}"#,
     printcolumn = r#"{"name":"Targets","type":"integer","jsonPath":".status.targetCount"}"#,

@@ -424,14 +424,13 @@ pub fn compile(namespace: &str, name: &str, spec: &LlmRouteSpec) -> Result<Route
     ] {
         // A default longer than a user's short total is simply capped by the total; only a
         // value the user wrote is an error.
-        if let Some(given) = given {
-            if value > deadlines.total {
+        if let Some(given) = given
+            && value > deadlines.total {
                 return Err(InvalidRoute::DeadlineExceedsTotal {
                     field: field.to_owned(),
                     value: given.clone(),
                 });
             }
-        }
     }
 
     let plans = compile_plans(spec.classes.as_ref())?;

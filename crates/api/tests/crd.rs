@@ -1,0 +1,40 @@
+//! The CRD under `crds/` is generated from these types; this test fails when it drifts.
+//! Regenerate with `make crds` (which sets `PLUMB_UPDATE_CRDS=1`).
+
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use kube::CustomResourceExt;
+use plumb_api::LlmRoute;
+
+const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../crds/plumb.dev_llmroutes.yaml");
+
+fn generated() -> String {
+    let yaml = serde_saphyr::to_string(&LlmRoute::crd()).unwrap();
+    format!("# Generated from crates/api by `make crds`; do not edit.\n{yaml}")
+}
+
+#[test]
+fn checked_in_crd_matches_the_rust_types() {
+    let want = generated();
+    if std::env::var_os("PLUMB_UPDATE_CRDS").is_some() {
+        std::fs::write(PATH, &want).unwrap();
+    }
+    let have = std::fs::read_to_string(PATH).unwrap_or_default();
+    assert!(have == want, "crds/plumb.dev_llmroutes.yaml is out of date: run `make crds`");
+}
+
+#[test]
+fn crd_has_the_status_subresource_short_name_and_printer_columns() {
+    let crd = serde_json::to_value(LlmRoute::crd()).unwrap();
+    let version = &crd["spec"]["versions"][0];
+    assert_eq!(crd["spec"]["group"], "plumb.dev");
+    assert_eq!(crd["spec"]["scope"], "Namespaced");
+    assert_eq!(crd["spec"]["names"]["shortNames"][0], "llmr");
+    assert!(version["subresources"]["status"].is_object());
+    let columns: Vec<&str> = version["additionalPrinterColumns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(columns, ["Accepted", "Targets", "Healthy", "Age"]);
+    let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    let target = &spec["properties"]["targets"]["items"];
+    assert!(target["properties"]["baseUrl"]["description"].as_str().unwrap().contains("base URL"));
+    assert_eq!(target["properties"]["provider"]["enum"], serde_json::json!(["openai", "openai-compatible", "azure-openai", "anthropic"]));
+}

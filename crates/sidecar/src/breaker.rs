@@ -1,0 +1,463 @@
+//! Circuit breakers, one per upstream (base URL, model, credential source), shared by every
+//! route that uses it.
+//!
+//! ```text
+//!            consecutive failures ≥ N, or failure rate ≥ r over the window, or a trip class
+//!   Closed ──────────────────────────────────────────────────────────────────────────▶ Open
+//!     ▲                                                                                 │
+//!     │ a probe succeeds                                       cool-down passed         │
+//!     └──────────────── HalfOpen (at most `half_open_probes` at once) ◀─────────────────┘
+//!                           │ a probe fails: Open again, for the cool-down
+//!                           └──────────────────────────────────────────────────────────▶
+//! ```
+//!
+//! Classes that are the caller's fault never count ([`BreakerEffect::Ignore`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use plumb_policy::{BreakerEffect, BreakerSettings, FailureClass, UpstreamKey};
+use tokio::time::Instant;
+
+/// What the breaker shows from outside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BreakerState {
+    /// Traffic flows.
+    Closed,
+    /// Probes may pass.
+    HalfOpen,
+    /// Traffic is refused until the cool-down passes.
+    Open,
+}
+
+impl BreakerState {
+    /// The gauge value: 0 closed, 1 half-open, 2 open.
+    pub const fn gauge(self) -> i64 {
+        match self {
+            BreakerState::Closed => 0,
+            BreakerState::HalfOpen => 1,
+            BreakerState::Open => 2,
+        }
+    }
+}
+
+/// One upstream's breaker.
+#[derive(Debug)]
+pub struct Breaker {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    settings: BreakerSettings,
+    state: State,
+    consecutive: u32,
+    window: Window,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum State {
+    Closed,
+    Open { until: Instant },
+    HalfOpen { in_flight: u32 },
+}
+
+/// Successes and failures over a sliding window of ten buckets.
+#[derive(Debug)]
+struct Window {
+    bucket: Duration,
+    start: Instant,
+    buckets: [(u32, u32); 10],
+    head: usize,
+}
+
+impl Window {
+    fn new(window: Duration, now: Instant) -> Window {
+        Window {
+            bucket: (window / 10).max(Duration::from_millis(1)),
+            start: now,
+            buckets: [(0, 0); 10],
+            head: 0,
+        }
+    }
+
+    fn advance(&mut self, now: Instant) {
+        let mut steps = 0;
+        while now.duration_since(self.start) >= self.bucket && steps < 10 {
+            self.start += self.bucket;
+            self.head = (self.head + 1) % 10;
+            self.buckets[self.head] = (0, 0);
+            steps += 1;
+        }
+        if now.duration_since(self.start) >= self.bucket {
+            // Idle for longer than the whole window: start over.
+            self.start = now;
+            self.buckets = [(0, 0); 10];
+        }
+    }
+
+    fn record(&mut self, ok: bool, now: Instant) {
+        self.advance(now);
+        let b = &mut self.buckets[self.head];
+        if ok {
+            b.0 += 1;
+        } else {
+            b.1 += 1;
+        }
+    }
+
+    fn totals(&self) -> (u32, u32) {
+        self.buckets
+            .iter()
+            .fold((0, 0), |(s, f), (bs, bf)| (s + bs, f + bf))
+    }
+
+    fn clear(&mut self, now: Instant) {
+        self.start = now;
+        self.buckets = [(0, 0); 10];
+    }
+}
+
+/// Whether an attempt may go to the upstream.
+#[derive(Debug)]
+pub enum Admission {
+    /// Yes; report the outcome on the permit.
+    Allowed(Permit),
+    /// No: open (or half-open with every probe slot taken) until about `retry_at`.
+    Refused {
+        /// When a probe may next be let through.
+        retry_at: Instant,
+    },
+}
+
+/// Permission to send one attempt. Report its outcome with [`Permit::success`] or
+/// [`Permit::failure`]; dropping it unreported (a cancelled request) frees a probe slot and
+/// counts for nothing.
+#[derive(Debug)]
+pub struct Permit {
+    breaker: Arc<Breaker>,
+    probe: bool,
+    done: bool,
+}
+
+impl Permit {
+    /// Whether this attempt is a half-open probe.
+    pub fn is_probe(&self) -> bool {
+        self.probe
+    }
+
+    /// The attempt succeeded. Returns the state after it.
+    pub fn success(mut self) -> BreakerState {
+        self.done = true;
+        self.breaker.record(None, self.probe, Instant::now())
+    }
+
+    /// The attempt failed with `class`. Returns the state after it.
+    pub fn failure(mut self, class: FailureClass) -> BreakerState {
+        self.done = true;
+        self.breaker.record(Some(class), self.probe, Instant::now())
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if !self.done && self.probe {
+            let mut inner = lock(&self.breaker.inner);
+            if let State::HalfOpen { in_flight } = &mut inner.state {
+                *in_flight = in_flight.saturating_sub(1);
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Breaker {
+    /// A closed breaker.
+    pub fn new(settings: BreakerSettings) -> Breaker {
+        let now = Instant::now();
+        Breaker {
+            inner: Mutex::new(Inner {
+                window: Window::new(settings.window, now),
+                settings,
+                state: State::Closed,
+                consecutive: 0,
+            }),
+        }
+    }
+
+    /// Applies new settings (a reloaded route); the state is kept.
+    pub fn update(&self, settings: BreakerSettings) {
+        let mut inner = lock(&self.inner);
+        if inner.settings != settings {
+            if inner.settings.window != settings.window {
+                inner.window = Window::new(settings.window, Instant::now());
+            }
+            inner.settings = settings;
+        }
+    }
+
+    /// Asks to send an attempt.
+    pub fn admit(self: &Arc<Self>) -> Admission {
+        let now = Instant::now();
+        let mut inner = lock(&self.inner);
+        let probes = inner.settings.half_open_probes;
+        let cooldown = inner.settings.cooldown;
+        let probe = match &mut inner.state {
+            State::Closed => false,
+            State::Open { until } if now < *until => {
+                return Admission::Refused { retry_at: *until };
+            }
+            State::Open { .. } => {
+                inner.state = State::HalfOpen { in_flight: 1 };
+                true
+            }
+            State::HalfOpen { in_flight } if *in_flight < probes => {
+                *in_flight += 1;
+                true
+            }
+            State::HalfOpen { .. } => {
+                return Admission::Refused {
+                    retry_at: now + cooldown.min(Duration::from_secs(1)),
+                };
+            }
+        };
+        Admission::Allowed(Permit {
+            breaker: self.clone(),
+            probe,
+            done: false,
+        })
+    }
+
+    /// The state now (an open breaker whose cool-down passed shows as half-open).
+    pub fn state(&self) -> BreakerState {
+        let inner = lock(&self.inner);
+        match inner.state {
+            State::Closed => BreakerState::Closed,
+            State::Open { until } if Instant::now() < until => BreakerState::Open,
+            State::Open { .. } | State::HalfOpen { .. } => BreakerState::HalfOpen,
+        }
+    }
+
+    /// When an open breaker lets its first probe through (`None` when not open).
+    pub fn opens_for_probes_at(&self) -> Option<Instant> {
+        match lock(&self.inner).state {
+            State::Open { until } => Some(until),
+            State::Closed | State::HalfOpen { .. } => None,
+        }
+    }
+
+    fn record(&self, failure: Option<FailureClass>, probe: bool, now: Instant) -> BreakerState {
+        let mut inner = lock(&self.inner);
+        let effect = failure.map_or(BreakerEffect::Ignore, FailureClass::breaker_effect);
+        if probe
+            && let State::HalfOpen { in_flight } = &mut inner.state {
+                *in_flight = in_flight.saturating_sub(1);
+            }
+        match (failure, effect) {
+            // The caller's fault: not a verdict on the upstream, probe or not.
+            (Some(_), BreakerEffect::Ignore) => {}
+            (None, _) => {
+                inner.consecutive = 0;
+                inner.window.record(true, now);
+                if probe || matches!(inner.state, State::HalfOpen { .. }) {
+                    inner.state = State::Closed;
+                    inner.window.clear(now);
+                }
+            }
+            (Some(_), BreakerEffect::Trip) => inner.open(now),
+            (Some(_), BreakerEffect::Count) => {
+                inner.consecutive += 1;
+                inner.window.record(false, now);
+                let (ok, bad) = inner.window.totals();
+                let total = ok + bad;
+                let s = inner.settings;
+                let rate_trips = total >= s.min_requests && f64::from(bad) >= s.failure_rate * f64::from(total);
+                let in_half_open = matches!(inner.state, State::HalfOpen { .. });
+                if probe || in_half_open || inner.consecutive >= s.consecutive_failures || rate_trips {
+                    inner.open(now);
+                }
+            }
+        }
+        match inner.state {
+            State::Closed => BreakerState::Closed,
+            State::Open { .. } => BreakerState::Open,
+            State::HalfOpen { .. } => BreakerState::HalfOpen,
+        }
+    }
+}
+
+impl Inner {
+    fn open(&mut self, now: Instant) {
+        self.state = State::Open {
+            until: now + self.settings.cooldown,
+        };
+        self.consecutive = 0;
+        self.window.clear(now);
+    }
+}
+
+/// Every upstream's breaker.
+#[derive(Debug, Default)]
+pub struct Breakers {
+    map: RwLock<HashMap<UpstreamKey, Arc<Breaker>>>,
+}
+
+impl Breakers {
+    /// The breaker of an upstream, created closed on first use; its settings follow the most
+    /// recent route that asked.
+    pub fn get(&self, key: &UpstreamKey, settings: BreakerSettings) -> Arc<Breaker> {
+        if let Some(b) = self.map.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(key) {
+            return b.clone();
+        }
+        let mut map = self.map.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.entry(key.clone())
+            .or_insert_with(|| Arc::new(Breaker::new(settings)))
+            .clone()
+    }
+
+    /// Applies a new policy's settings to the breakers of its upstreams.
+    pub fn configure(&self, key: &UpstreamKey, settings: BreakerSettings) {
+        self.get(key, settings).update(settings);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> BreakerSettings {
+        BreakerSettings {
+            consecutive_failures: 5,
+            failure_rate: 0.5,
+            window: Duration::from_secs(10),
+            min_requests: 10,
+            cooldown: Duration::from_secs(10),
+            half_open_probes: 1,
+        }
+    }
+
+    fn allowed(b: &Arc<Breaker>) -> Permit {
+        match b.admit() {
+            Admission::Allowed(p) => p,
+            Admission::Refused { .. } => panic!("refused"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn breaker_opens_after_five_consecutive_overloads() {
+        let b = Arc::new(Breaker::new(settings()));
+        for i in 0..4 {
+            assert_eq!(allowed(&b).failure(FailureClass::Overloaded), BreakerState::Closed, "failure {i}");
+        }
+        assert_eq!(allowed(&b).failure(FailureClass::Overloaded), BreakerState::Open);
+        assert!(matches!(b.admit(), Admission::Refused { .. }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_success_resets_the_consecutive_count() {
+        let b = Arc::new(Breaker::new(settings()));
+        for _ in 0..4 {
+            allowed(&b).failure(FailureClass::ServerError);
+        }
+        allowed(&b).success();
+        for _ in 0..4 {
+            assert_eq!(allowed(&b).failure(FailureClass::ServerError), BreakerState::Closed);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failure_rate_over_the_window_opens_it() {
+        let b = Arc::new(Breaker::new(settings()));
+        // Alternate: never five in a row, but half of ten fail (the tenth is a failure).
+        for i in 0..10 {
+            let p = allowed(&b);
+            if i % 2 == 1 { p.failure(FailureClass::Timeout) } else { p.success() };
+        }
+        assert_eq!(b.state(), BreakerState::Open);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn old_failures_leave_the_window() {
+        let b = Arc::new(Breaker::new(settings()));
+        for _ in 0..4 {
+            allowed(&b).failure(FailureClass::Timeout);
+            allowed(&b).success();
+        }
+        tokio::time::advance(Duration::from_secs(11)).await;
+        for _ in 0..5 {
+            allowed(&b).success();
+        }
+        for _ in 0..4 {
+            allowed(&b).failure(FailureClass::Timeout);
+            allowed(&b).success();
+        }
+        // 4 failures of 13 in the window, below 50 %.
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn callers_faults_never_count() {
+        let b = Arc::new(Breaker::new(settings()));
+        for _ in 0..50 {
+            allowed(&b).failure(FailureClass::BadRequest);
+            allowed(&b).failure(FailureClass::ContextLength);
+            allowed(&b).failure(FailureClass::ContentFilter);
+        }
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn auth_failures_trip_at_once() {
+        let b = Arc::new(Breaker::new(settings()));
+        assert_eq!(allowed(&b).failure(FailureClass::Auth), BreakerState::Open);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_the_cooldown_one_probe_decides() {
+        let b = Arc::new(Breaker::new(settings()));
+        allowed(&b).failure(FailureClass::Auth);
+        tokio::time::advance(Duration::from_millis(9_999)).await;
+        assert!(matches!(b.admit(), Admission::Refused { .. }));
+        tokio::time::advance(Duration::from_millis(2)).await;
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        let probe = allowed(&b);
+        assert!(probe.is_probe());
+        assert!(matches!(b.admit(), Admission::Refused { .. }), "one probe at a time");
+        assert_eq!(probe.failure(FailureClass::Overloaded), BreakerState::Open, "a failed probe reopens");
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let probe = allowed(&b);
+        assert_eq!(probe.success(), BreakerState::Closed);
+        assert!(!allowed(&b).is_probe());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_probe_frees_its_slot() {
+        let b = Arc::new(Breaker::new(settings()));
+        allowed(&b).failure(FailureClass::Auth);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        drop(allowed(&b));
+        assert!(allowed(&b).is_probe());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn upstreams_share_one_breaker() {
+        let breakers = Breakers::default();
+        let key = UpstreamKey {
+            base_url: "http://a".into(),
+            model: "m".into(),
+            credential: "none".into(),
+        };
+        let b1 = breakers.get(&key, settings());
+        let b2 = breakers.get(&key, settings());
+        assert!(Arc::ptr_eq(&b1, &b2));
+        let other = UpstreamKey {
+            credential: "env:K".into(),
+            ..key
+        };
+        assert!(!Arc::ptr_eq(&b1, &breakers.get(&other, settings())));
+    }
+}

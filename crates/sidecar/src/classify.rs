@@ -1,0 +1,404 @@
+//! Classification: the one place where a failed or suspect attempt gets its [`FailureClass`],
+//! from transport errors, status codes and the providers' error bodies (OpenAI, Azure and
+//! Anthropic shapes). Everything after this is a `match` on the class.
+
+use std::time::{Duration, SystemTime};
+
+use http::HeaderMap;
+use plumb_policy::FailureClass;
+use serde_json::Value;
+
+use crate::payload::{Api, Operation};
+
+/// When in an attempt a failure happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Before the response head (connect, TLS, send, wait).
+    Head,
+    /// Reading or checking a body before anything reached the client.
+    Body,
+    /// After the first bytes reached the client.
+    Committed,
+}
+
+/// A classified failure of one attempt.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Failure {
+    /// The class.
+    pub class: FailureClass,
+    /// When it happened.
+    pub phase: Phase,
+    /// The upstream status, if one was received.
+    pub status: Option<u16>,
+    /// The provider's own message (or a description of the transport error), secrets removed
+    /// by the caller before it reaches a client.
+    pub message: String,
+    /// How long the provider asked us to wait, from `retry-after` or its rate-limit headers.
+    pub retry_after: Option<Duration>,
+}
+
+impl Failure {
+    /// A failure without a status.
+    pub fn new(class: FailureClass, phase: Phase, message: impl Into<String>) -> Failure {
+        Failure {
+            class,
+            phase,
+            status: None,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A deadline passed.
+    pub fn timeout(phase: Phase, what: &str, after: Duration) -> Failure {
+        Failure::new(
+            FailureClass::Timeout,
+            phase,
+            format!("{what} deadline of {} passed", humantime::format_duration(after)),
+        )
+    }
+}
+
+/// Classifies a transport error of the upstream client before a response head arrived.
+/// Refused, reset, TLS and DNS failures are all `connect`.
+pub fn transport(err: &(dyn std::error::Error + 'static)) -> Failure {
+    Failure::new(FailureClass::Connect, Phase::Head, root_cause(err))
+}
+
+/// The innermost cause of an error, for messages.
+pub fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = err.to_string();
+    let mut cur = err.source();
+    while let Some(e) = cur {
+        msg = e.to_string();
+        cur = e.source();
+    }
+    msg
+}
+
+/// The provider's error `type`/`code` and message, from either family's error shape.
+struct ProviderError {
+    kind: String,
+    code: String,
+    message: String,
+}
+
+fn provider_error(body: &[u8]) -> Option<ProviderError> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let err = v.get("error")?;
+    if let Some(s) = err.as_str() {
+        return Some(ProviderError {
+            kind: String::new(),
+            code: String::new(),
+            message: s.to_owned(),
+        });
+    }
+    let text = |k: &str| {
+        err.get(k)
+            .map(|x| match x {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other @ (Value::Bool(_) | Value::Number(_) | Value::Array(_) | Value::Object(_)) => other.to_string(),
+            })
+            .unwrap_or_default()
+    };
+    Some(ProviderError {
+        kind: text("type"),
+        code: text("code"),
+        message: text("message"),
+    })
+}
+
+/// Classifies a non-2xx response from its status, headers and body.
+pub fn status(status: u16, headers: &HeaderMap, body: &[u8]) -> Failure {
+    let err = provider_error(body);
+    let message = match &err {
+        Some(e) if !e.message.is_empty() => e.message.clone(),
+        _ => String::from_utf8_lossy(&body[..body.len().min(512)]).trim().to_owned(),
+    };
+    let kind = err.as_ref().map_or("", |e| e.kind.as_str());
+    let code = err.as_ref().map_or("", |e| e.code.as_str());
+    let lower = message.to_lowercase();
+    let class = if kind == "overloaded_error" || code == "overloaded" {
+        FailureClass::Overloaded
+    } else {
+        match status {
+            429 => FailureClass::RateLimited,
+            408 | 504 => FailureClass::Timeout,
+            503 | 529 => FailureClass::Overloaded,
+            500..=599 => FailureClass::ServerError,
+            401 => FailureClass::Auth,
+            403 if code == "unsupported_country_region_territory" || lower.contains("region") => {
+                FailureClass::InvalidModel
+            }
+            403 => FailureClass::Auth,
+            404 => FailureClass::InvalidModel,
+            400..=499 => client_error(code, &lower),
+            _ => FailureClass::MalformedResponse,
+        }
+    };
+    Failure {
+        class,
+        phase: Phase::Head,
+        status: Some(status),
+        message,
+        retry_after: retry_after(headers, SystemTime::now()),
+    }
+}
+
+/// A 4xx other than 401/403/404/408/429: context length, content filter, a model that does
+/// not exist or is deprecated, or the caller's own mistake.
+fn client_error(code: &str, lower_message: &str) -> FailureClass {
+    let has = |needles: &[&str]| needles.iter().any(|n| lower_message.contains(n));
+    if code == "context_length_exceeded"
+        || code == "string_above_max_length"
+        || has(&["maximum context length", "prompt is too long", "context window", "too many tokens", "context_length"])
+    {
+        FailureClass::ContextLength
+    } else if code == "content_filter"
+        || code == "content_policy_violation"
+        || has(&["content filtering policy", "content management policy", "safety system", "content policy"])
+    {
+        FailureClass::ContentFilter
+    } else if code == "model_not_found"
+        || has(&["does not exist", "model not found", "deprecated", "decommissioned", "not available in"])
+    {
+        FailureClass::InvalidModel
+    } else {
+        FailureClass::BadRequest
+    }
+}
+
+/// How long to wait before retrying, from `retry-after-ms`, `retry-after` (seconds or an
+/// HTTP-date), or the providers' rate-limit reset headers for an exhausted limit.
+pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok())
+        && ms.is_finite() && ms >= 0.0 {
+            return Some(Duration::from_secs_f64(ms / 1000.0));
+        }
+    if let Some(v) = get("retry-after") {
+        if let Ok(secs) = v.parse::<f64>()
+            && secs.is_finite() && secs >= 0.0 {
+                return Some(Duration::from_secs_f64(secs));
+            }
+        if let Ok(at) = httpdate::parse_http_date(v) {
+            return Some(at.duration_since(now).unwrap_or(Duration::ZERO));
+        }
+    }
+    let mut wait: Option<Duration> = None;
+    for kind in ["requests", "tokens"] {
+        let exhausted = |remaining: Option<&str>| remaining.is_some_and(|r| r == "0");
+        let openai = get(&format!("x-ratelimit-reset-{kind}"))
+            .filter(|_| exhausted(get(&format!("x-ratelimit-remaining-{kind}"))))
+            .and_then(go_duration);
+        let anthropic = get(&format!("anthropic-ratelimit-{kind}-reset"))
+            .filter(|_| exhausted(get(&format!("anthropic-ratelimit-{kind}-remaining"))))
+            .and_then(|v| humantime::parse_rfc3339(v).ok())
+            .map(|at| at.duration_since(now).unwrap_or(Duration::ZERO));
+        for d in [openai, anthropic].into_iter().flatten() {
+            wait = Some(wait.map_or(d, |w| w.max(d)));
+        }
+    }
+    wait
+}
+
+/// OpenAI's reset durations: `1s`, `6m0s`, `20ms`, `1.5s`.
+fn go_duration(v: &str) -> Option<Duration> {
+    plumb_policy::duration::parse(v).ok()
+}
+
+/// Checks a complete 200 body: valid JSON with the fields a client needs and a non-empty
+/// answer. `Err` carries the `malformed_response` failure.
+pub fn success_body(api: Api, operation: Operation, body: &[u8]) -> Result<(), Failure> {
+    let malformed = |why: &str| Err(Failure::new(FailureClass::MalformedResponse, Phase::Body, why.to_owned()));
+    if body.is_empty() {
+        return malformed("the 200 response had an empty body");
+    }
+    let v: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return malformed(&format!("the 200 response body is not valid JSON ({e})")),
+    };
+    if v.get("error").is_some_and(|e| !e.is_null()) {
+        let mut f = status(500, &HeaderMap::new(), body);
+        f.phase = Phase::Body;
+        f.status = Some(200);
+        return Err(f);
+    }
+    match (api, operation) {
+        (Api::Openai, Operation::Embeddings) => {
+            if v.get("data").and_then(Value::as_array).is_none_or(Vec::is_empty) {
+                return malformed("the embeddings response has no data");
+            }
+        }
+        (Api::Openai, Operation::Chat) => {
+            let Some(message) = v.pointer("/choices/0/message") else {
+                return malformed("the completion has no choices[0].message");
+            };
+            let text = message.get("content").and_then(Value::as_str).unwrap_or("");
+            let tools = message
+                .get("tool_calls")
+                .and_then(Value::as_array)
+                .is_some_and(|t| !t.is_empty());
+            let refusal = message.get("refusal").and_then(Value::as_str).is_some_and(|r| !r.is_empty());
+            if text.is_empty() && !tools && !refusal {
+                return malformed("the completion's answer is empty");
+            }
+        }
+        (Api::Anthropic, Operation::Chat | Operation::Embeddings) => {
+            let Some(blocks) = v.get("content").and_then(Value::as_array) else {
+                return malformed("the message has no content array");
+            };
+            let useful = blocks.iter().any(|b| match b.get("type").and_then(Value::as_str) {
+                Some("text") => b.get("text").and_then(Value::as_str).is_some_and(|t| !t.is_empty()),
+                Some(_) => true,
+                None => false,
+            });
+            if !useful {
+                return malformed("the message's answer is empty");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks the first event of a stream before it is committed: an error event is classified as
+/// the error it carries; an event that is not JSON is `malformed_response`.
+pub fn first_event(event: &[u8]) -> Result<(), Failure> {
+    let text = String::from_utf8_lossy(event);
+    let mut name = None;
+    let mut data = String::new();
+    for line in text.lines() {
+        if let Some(n) = line.strip_prefix("event:") {
+            name = Some(n.trim().to_owned());
+        } else if let Some(d) = line.strip_prefix("data:") {
+            data.push_str(d.trim_start());
+        }
+    }
+    if data.is_empty() || data == "[DONE]" {
+        return Ok(());
+    }
+    let Ok(v) = serde_json::from_str::<Value>(&data) else {
+        return Err(Failure::new(
+            FailureClass::MalformedResponse,
+            Phase::Body,
+            "the stream's first event is not valid JSON",
+        ));
+    };
+    if name.as_deref() == Some("error") || v.get("error").is_some_and(|e| !e.is_null()) {
+        let mut f = status(500, &HeaderMap::new(), data.as_bytes());
+        f.phase = Phase::Body;
+        f.status = Some(200);
+        return Err(f);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+    use serde_json::json;
+
+    use super::*;
+
+    fn class(code: u16, body: Value) -> FailureClass {
+        status(code, &HeaderMap::new(), body.to_string().as_bytes()).class
+    }
+
+    #[test]
+    fn statuses_and_provider_bodies_map_to_classes() {
+        let openai = |code: &str, msg: &str| json!({"error": {"message": msg, "type": "invalid_request_error", "code": code}});
+        let anthropic = |ty: &str, msg: &str| json!({"type": "error", "error": {"type": ty, "message": msg}});
+        assert_eq!(class(429, openai("rate_limit_exceeded", "slow down")), FailureClass::RateLimited);
+        assert_eq!(class(529, anthropic("overloaded_error", "Overloaded")), FailureClass::Overloaded);
+        assert_eq!(class(500, anthropic("overloaded_error", "Overloaded")), FailureClass::Overloaded);
+        assert_eq!(class(503, json!({})), FailureClass::Overloaded);
+        assert_eq!(class(500, json!({})), FailureClass::ServerError);
+        assert_eq!(class(502, json!("bad gateway")), FailureClass::ServerError);
+        assert_eq!(class(504, json!({})), FailureClass::Timeout);
+        assert_eq!(class(401, openai("invalid_api_key", "Incorrect API key")), FailureClass::Auth);
+        assert_eq!(class(403, anthropic("permission_error", "no")), FailureClass::Auth);
+        assert_eq!(
+            class(403, openai("unsupported_country_region_territory", "Country, region, or territory not supported")),
+            FailureClass::InvalidModel
+        );
+        assert_eq!(class(404, openai("model_not_found", "The model `x` does not exist")), FailureClass::InvalidModel);
+        assert_eq!(class(404, anthropic("not_found_error", "model: x")), FailureClass::InvalidModel);
+        assert_eq!(class(400, openai("context_length_exceeded", "too long")), FailureClass::ContextLength);
+        assert_eq!(class(400, anthropic("invalid_request_error", "prompt is too long: 9 tokens > 5 maximum")), FailureClass::ContextLength);
+        assert_eq!(class(400, openai("content_filter", "filtered")), FailureClass::ContentFilter);
+        assert_eq!(class(400, openai("content_policy_violation", "rejected")), FailureClass::ContentFilter);
+        assert_eq!(class(400, anthropic("invalid_request_error", "Output blocked by content filtering policy")), FailureClass::ContentFilter);
+        assert_eq!(class(400, openai("", "The model `gpt-3` has been deprecated")), FailureClass::InvalidModel);
+        assert_eq!(class(400, openai("", "messages: field required")), FailureClass::BadRequest);
+        assert_eq!(class(422, json!({})), FailureClass::BadRequest);
+        assert_eq!(class(302, json!({})), FailureClass::MalformedResponse);
+    }
+
+    #[test]
+    fn the_providers_message_is_kept() {
+        let f = status(429, &HeaderMap::new(), br#"{"error":{"message":"Rate limit reached","type":"requests"}}"#);
+        assert_eq!(f.message, "Rate limit reached");
+        assert_eq!(f.status, Some(429));
+        let f = status(502, &HeaderMap::new(), b"<html>bad gateway</html>");
+        assert_eq!(f.message, "<html>bad gateway</html>");
+    }
+
+    #[test]
+    fn retry_after_in_every_form() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let h = |pairs: &[(&'static str, String)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static("")));
+            }
+            m
+        };
+        assert_eq!(retry_after(&h(&[("retry-after", "2".into())]), now), Some(Duration::from_secs(2)));
+        assert_eq!(retry_after(&h(&[("retry-after-ms", "250".into())]), now), Some(Duration::from_millis(250)));
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(3));
+        assert_eq!(retry_after(&h(&[("retry-after", date)]), now), Some(Duration::from_secs(3)));
+        assert_eq!(
+            retry_after(&h(&[("x-ratelimit-remaining-requests", "0".into()), ("x-ratelimit-reset-requests", "1m30s".into())]), now),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            retry_after(&h(&[("x-ratelimit-remaining-requests", "5".into()), ("x-ratelimit-reset-requests", "1s".into())]), now),
+            None,
+            "a limit that is not exhausted says nothing about waiting"
+        );
+        let reset = humantime::format_rfc3339_seconds(now + Duration::from_secs(4)).to_string();
+        assert_eq!(
+            retry_after(&h(&[("anthropic-ratelimit-requests-remaining", "0".into()), ("anthropic-ratelimit-requests-reset", reset)]), now),
+            Some(Duration::from_secs(4))
+        );
+        assert_eq!(retry_after(&HeaderMap::new(), now), None);
+    }
+
+    #[test]
+    fn success_bodies_must_be_complete_json_with_an_answer() {
+        let ok = json!({"choices": [{"message": {"role": "assistant", "content": "hi"}}]}).to_string();
+        assert!(success_body(Api::Openai, Operation::Chat, ok.as_bytes()).is_ok());
+        let tools = json!({"choices": [{"message": {"content": null, "tool_calls": [{"id": "1"}]}}]}).to_string();
+        assert!(success_body(Api::Openai, Operation::Chat, tools.as_bytes()).is_ok());
+        for bad in [&b""[..], b"{\"choices\": [", b"{}", br#"{"choices":[{"message":{"content":""}}]}"#] {
+            let f = success_body(Api::Openai, Operation::Chat, bad).err().unwrap_or_else(|| panic!("{bad:?}"));
+            assert_eq!(f.class, FailureClass::MalformedResponse);
+        }
+        let a = json!({"type": "message", "content": [{"type": "text", "text": "hi"}]}).to_string();
+        assert!(success_body(Api::Anthropic, Operation::Chat, a.as_bytes()).is_ok());
+        let empty = json!({"type": "message", "content": [{"type": "text", "text": ""}]}).to_string();
+        assert!(success_body(Api::Anthropic, Operation::Chat, empty.as_bytes()).is_err());
+        let err = json!({"error": {"type": "overloaded_error", "message": "busy"}}).to_string();
+        assert_eq!(success_body(Api::Anthropic, Operation::Chat, err.as_bytes()).err().map(|f| f.class), Some(FailureClass::Overloaded));
+    }
+
+    #[test]
+    fn first_events_that_are_errors_or_garbage_fail_before_commit() {
+        assert!(first_event(b"data: {\"choices\":[]}\n\n").is_ok());
+        assert!(first_event(b"event: ping\ndata: {\"type\":\"ping\"}\n\n").is_ok());
+        assert_eq!(first_event(b"data: {\"choices\": [\n\n").err().map(|f| f.class), Some(FailureClass::MalformedResponse));
+        let err = b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+        assert_eq!(first_event(err).err().map(|f| f.class), Some(FailureClass::Overloaded));
+    }
+}

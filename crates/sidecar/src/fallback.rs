@@ -1,0 +1,237 @@
+//! The order in which a request tries a route's targets, and the targets it must skip.
+//!
+//! Priority groups first (lowest number first); inside a group a weighted random order, so
+//! weights share traffic. Targets that cannot honour the request — another API family, or a
+//! missing capability (tools, JSON schema, vision, prefill, a context window too small for the
+//! estimate) — are skipped before they are tried, and named in the error if nothing answers.
+
+use std::fmt;
+
+use plumb_policy::{FailureClass, Route, Target};
+
+use crate::payload::ClientRequest;
+
+/// Why a target was not tried.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Skip {
+    /// It speaks the other API family.
+    Api,
+    /// The request has tools the target cannot call.
+    Tools,
+    /// The request asks for JSON-schema output.
+    JsonSchema,
+    /// The request carries images.
+    Vision,
+    /// The request continues a partial assistant message.
+    Prefill,
+    /// The request is estimated larger than the context window.
+    ContextWindow {
+        /// Estimated tokens.
+        needed: u32,
+        /// The window.
+        window: u32,
+    },
+    /// The target forwards the caller's key, and the caller sent none.
+    NoCallerKey,
+    /// Its breaker is open.
+    BreakerOpen,
+    /// An earlier failure rules it out (context length, auth).
+    RuledOut(FailureClass),
+}
+
+impl fmt::Display for Skip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Skip::Api => f.write_str("speaks the other API family"),
+            Skip::Tools => f.write_str("cannot call tools"),
+            Skip::JsonSchema => f.write_str("cannot follow a JSON schema"),
+            Skip::Vision => f.write_str("cannot read images"),
+            Skip::Prefill => f.write_str("cannot continue a partial assistant message"),
+            Skip::ContextWindow { needed, window } => {
+                write!(f, "context window {window} is smaller than the ~{needed} tokens needed")
+            }
+            Skip::NoCallerKey => f.write_str("forwards the caller's key and the caller sent none"),
+            Skip::BreakerOpen => f.write_str("circuit breaker open"),
+            Skip::RuledOut(FailureClass::ContextLength) => {
+                f.write_str("its context window is not larger than the one that was exceeded")
+            }
+            Skip::RuledOut(FailureClass::Auth) => f.write_str("uses the same credentials that were refused"),
+            Skip::RuledOut(class) => write!(f, "ruled out after {class}"),
+        }
+    }
+}
+
+/// Why `target` cannot serve `req`, if it cannot.
+pub fn unfit(target: &Target, req: &ClientRequest, caller_key: bool) -> Option<Skip> {
+    let caps = &target.capabilities;
+    let needs = &req.needs;
+    if !req.api.serves(target.provider) {
+        return Some(Skip::Api);
+    }
+    if needs.tools && !caps.tools {
+        return Some(Skip::Tools);
+    }
+    if needs.json_schema && !caps.json_schema {
+        return Some(Skip::JsonSchema);
+    }
+    if needs.vision && !caps.vision {
+        return Some(Skip::Vision);
+    }
+    if needs.prefill && !caps.prefill {
+        return Some(Skip::Prefill);
+    }
+    if let Some(window) = caps.context_window
+        && needs.tokens > window {
+            return Some(Skip::ContextWindow {
+                needed: needs.tokens,
+                window,
+            });
+        }
+    if target.credentials == plumb_policy::Credentials::Passthrough && !caller_key {
+        return Some(Skip::NoCallerKey);
+    }
+    None
+}
+
+/// The targets of `route` in the order this request tries them, and those it skips.
+pub fn order<'r>(
+    route: &'r Route,
+    req: &ClientRequest,
+    caller_key: bool,
+) -> (Vec<&'r Target>, Vec<(&'r Target, Skip)>) {
+    let mut fit = Vec::with_capacity(route.targets.len());
+    let mut skipped = Vec::new();
+    for t in &route.targets {
+        match unfit(t, req, caller_key) {
+            Some(skip) => skipped.push((t, skip)),
+            None => fit.push(t),
+        }
+    }
+    // Efraimidis–Spirakis: sort by u^(1/w) descending gives a weighted random order; weight 0
+    // goes last in its group.
+    let mut keyed: Vec<(u32, f64, &Target)> = fit
+        .into_iter()
+        .map(|t| {
+            let key = if t.weight == 0 {
+                -1.0
+            } else {
+                fastrand::f64().powf(1.0 / f64::from(t.weight))
+            };
+            (t.priority, key, t)
+        })
+        .collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
+    (keyed.into_iter().map(|(_, _, t)| t).collect(), skipped)
+}
+
+/// Whether, after `failed` failed with `class`, the request may still go to `candidate`.
+/// Context-length failures move only to a larger window; auth failures only to other
+/// credentials; every other class leaves the candidate as it was.
+pub fn still_eligible(class: FailureClass, failed: &Target, candidate: &Target) -> bool {
+    match class {
+        FailureClass::ContextLength => match (failed.capabilities.context_window, candidate.capabilities.context_window) {
+            (Some(f), Some(c)) => c > f,
+            (None, Some(_)) => true,
+            (_, None) => false,
+        },
+        FailureClass::Auth => failed.upstream.credential != candidate.upstream.credential,
+        FailureClass::Timeout
+        | FailureClass::Connect
+        | FailureClass::RateLimited
+        | FailureClass::Overloaded
+        | FailureClass::ServerError
+        | FailureClass::InvalidModel
+        | FailureClass::ContentFilter
+        | FailureClass::BadRequest
+        | FailureClass::MalformedResponse
+        | FailureClass::SchemaViolation
+        | FailureClass::OutOfBounds
+        | FailureClass::StreamInterrupted
+        | FailureClass::ModelSubstituted => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::payload::{Api, Operation};
+
+    fn route(targets: serde_json::Value) -> Route {
+        let spec = serde_json::from_value(json!({"match": {"models": ["m"]}, "targets": targets}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        plumb_policy::compile("d", "r", &spec).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn target(name: &str, extra: serde_json::Value) -> serde_json::Value {
+        let mut t = json!({"name": name, "provider": "openai", "baseUrl": "http://h/v1", "model": name, "credentials": {"none": true}});
+        if let (Some(t), Some(extra)) = (t.as_object_mut(), extra.as_object()) {
+            t.extend(extra.clone());
+        }
+        t
+    }
+
+    fn req(body: serde_json::Value) -> ClientRequest {
+        ClientRequest::parse(Api::Openai, Operation::Chat, body.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn priority_groups_come_first_and_weights_share_traffic() {
+        let r = route(json!([
+            target("backup", json!({"priority": 1})),
+            target("a", json!({"weight": 3})),
+            target("b", json!({"weight": 1})),
+            target("never-first", json!({"weight": 0})),
+        ]));
+        let q = req(json!({"model": "m", "messages": []}));
+        let mut first_a = 0;
+        for _ in 0..4000 {
+            let (order, _) = order(&r, &q, false);
+            let names: Vec<&str> = order.iter().map(|t| t.name.as_str()).collect();
+            assert_eq!(names[2], "never-first");
+            assert_eq!(names[3], "backup");
+            if names[0] == "a" {
+                first_a += 1;
+            }
+        }
+        // Weight 3 against 1: about three quarters.
+        assert!((2700..3300).contains(&first_a), "{first_a}");
+    }
+
+    #[test]
+    fn targets_that_cannot_honour_the_request_are_skipped() {
+        let r = route(json!([
+            target("small", json!({"capabilities": {"contextWindow": 100}})),
+            target("no-tools", json!({"capabilities": {"tools": false}})),
+            target("claude", json!({"provider": "anthropic", "baseUrl": "http://h"})),
+            target("byok", json!({"credentials": {"passthrough": true}})),
+            target("ok", json!({"capabilities": {"contextWindow": 100000}})),
+        ]));
+        let q = req(json!({"model": "m", "max_tokens": 500, "tools": [{"type": "function"}], "messages": []}));
+        let (order, skipped) = order(&r, &q, false);
+        assert_eq!(order.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["ok"]);
+        let why: Vec<(&str, Skip)> = skipped.into_iter().map(|(t, s)| (t.name.as_str(), s)).collect();
+        assert!(matches!(why[0], ("small", Skip::ContextWindow { window: 100, .. })));
+        assert_eq!(why[1], ("no-tools", Skip::Tools));
+        assert_eq!(why[2], ("claude", Skip::Api));
+        assert_eq!(why[3], ("byok", Skip::NoCallerKey));
+    }
+
+    #[test]
+    fn context_length_fails_over_only_to_a_larger_window_and_auth_only_to_other_keys() {
+        let r = route(json!([
+            target("small", json!({"capabilities": {"contextWindow": 8000}})),
+            target("same", json!({"capabilities": {"contextWindow": 8000}, "credentials": {"env": "K"}})),
+            target("large", json!({"capabilities": {"contextWindow": 128000}})),
+            target("unknown", json!({})),
+        ]));
+        let [small, same, large, unknown] = [&r.targets[0], &r.targets[1], &r.targets[2], &r.targets[3]];
+        assert!(!still_eligible(FailureClass::ContextLength, small, same));
+        assert!(still_eligible(FailureClass::ContextLength, small, large));
+        assert!(!still_eligible(FailureClass::ContextLength, small, unknown));
+        assert!(!still_eligible(FailureClass::Auth, small, large), "same credential source");
+        assert!(still_eligible(FailureClass::Auth, small, same));
+        assert!(still_eligible(FailureClass::Overloaded, small, unknown));
+    }
+}

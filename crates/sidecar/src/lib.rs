@@ -1,0 +1,38 @@
+//! `plumb-sidecar`: Plumb's data plane.
+//!
+//! A proxy in the application's pod that serves the OpenAI and Anthropic APIs on loopback,
+//! routes each request by its `model` to an `LlmRoute`, classifies every failure of every
+//! attempt into one [`plumb_policy::FailureClass`], recovers as the class's plan says (retry
+//! with backoff that honours the provider, fail over, fail fast, open a circuit breaker), and
+//! tells the client who answered and how.
+//!
+//! Start reading at [`proxy`]: it shows the whole request path in order. Then:
+//!
+//! | module | what |
+//! | --- | --- |
+//! | [`classify`] | the one place failures get their class |
+//! | [`fallback`] | target order, capability skips, who may follow which failure |
+//! | [`retry`] | retry budget, backoff, `retry-after` against the deadline |
+//! | [`breaker`] | circuit breakers per upstream |
+//! | [`stream`] | committed streams and their explicit interruption |
+//! | [`upstream`] | connection pools and each provider's request |
+//! | [`respond`] | client-format errors and `x-plumb-*` headers |
+//! | [`table`], [`standalone`] | the policy in force, and routes files |
+//!
+//! It must never link the Kubernetes client or runtime: `make test` checks its dependency
+//! tree.
+
+pub mod breaker;
+pub mod classify;
+pub mod config;
+pub mod fallback;
+pub mod keys;
+pub mod payload;
+pub mod proxy;
+pub mod respond;
+pub mod retry;
+pub mod server;
+pub mod standalone;
+pub mod stream;
+pub mod table;
+pub mod upstream;

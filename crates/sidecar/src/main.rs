@@ -1,0 +1,104 @@
+//! `plumb-sidecar`: parse the configuration, set up logging, serve.
+//!
+//! Exit codes: 64 for invalid configuration (one line on standard error says what to fix),
+//! 0 after a clean drain on SIGTERM or SIGINT.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use plumb_sidecar::config::Args;
+use plumb_sidecar::proxy::Proxy;
+use plumb_sidecar::table::Table;
+use plumb_sidecar::upstream::Upstreams;
+use plumb_sidecar::{server, standalone};
+use plumb_telemetry::{Metrics, ReloadLabels};
+
+const EX_CONFIG: u8 = 64;
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) if e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::from(EX_CONFIG);
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+    };
+    plumb_telemetry::init_logging(&args.log_format);
+    let (policy, hash) = match standalone::load(&args.routes) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("plumb-sidecar: invalid configuration: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let upstreams = match Upstreams::new(args.ca_file.as_deref()) {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("plumb-sidecar: invalid configuration: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("plumb-sidecar: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let metrics = Arc::new(Metrics::new());
+        let table = Arc::new(Table::new());
+        tracing::info!(version = %policy.version, routes = policy.routes.routes().len(), "routes loaded");
+        table.apply(policy, &metrics);
+        metrics.policy_loads.get_or_create(&ReloadLabels { result: "applied" }).inc();
+        let proxy = Arc::new(Proxy { table: table.clone(), upstreams, metrics: metrics.clone() });
+        let bind = |addr| async move { tokio::net::TcpListener::bind(addr).await };
+        let (proxy_listener, admin_listener) = match (bind(args.listen).await, bind(args.admin_listen).await) {
+            (Ok(p), Ok(a)) => (p, a),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("plumb-sidecar: cannot listen: {e}");
+                return ExitCode::from(EX_CONFIG);
+            }
+        };
+        let (Ok(addr), Ok(admin_addr)) = (proxy_listener.local_addr(), admin_listener.local_addr()) else {
+            return ExitCode::FAILURE;
+        };
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "plumb-sidecar listening on http://{addr} admin http://{admin_addr}");
+        let _ = out.flush();
+        drop(out);
+        let watch = tokio::spawn(standalone::watch(
+            args.routes.clone(),
+            table,
+            metrics,
+            args.reload_interval,
+            hash,
+        ));
+        server::serve(proxy, proxy_listener, admin_listener, shutdown_signal(), args.drain_timeout).await;
+        watch.abort();
+        tracing::info!("drained; exiting");
+        ExitCode::SUCCESS
+    })
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown signal received");
+}

@@ -1,0 +1,215 @@
+//! The client's request as Plumb reads it: only the fields it acts on; everything else passes
+//! through untouched.
+
+use bytes::Bytes;
+use plumb_policy::{Provider, Target};
+use serde_json::{Map, Value};
+
+/// The client's API family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Api {
+    /// OpenAI Chat Completions / Embeddings / Models.
+    Openai,
+    /// Anthropic Messages.
+    Anthropic,
+}
+
+impl Api {
+    /// `openai` or `anthropic`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Api::Openai => "openai",
+            Api::Anthropic => "anthropic",
+        }
+    }
+
+    /// Whether a target of `provider` speaks this API.
+    pub const fn serves(self, provider: Provider) -> bool {
+        match (self, provider) {
+            (Api::Openai, Provider::Openai | Provider::OpenaiCompatible | Provider::AzureOpenai) => true,
+            (Api::Anthropic, Provider::Anthropic) => true,
+            (Api::Openai, Provider::Anthropic)
+            | (Api::Anthropic, Provider::Openai | Provider::OpenaiCompatible | Provider::AzureOpenai) => false,
+        }
+    }
+}
+
+/// Which operation a request is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// Chat Completions or Messages.
+    Chat,
+    /// Embeddings.
+    Embeddings,
+}
+
+/// What a request needs of a target.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// It declares tools.
+    pub tools: bool,
+    /// It asks for JSON-schema structured output.
+    pub json_schema: bool,
+    /// It carries images.
+    pub vision: bool,
+    /// It ends with a partial assistant message to continue.
+    pub prefill: bool,
+    /// Estimated tokens: prompt (a quarter of the body's bytes) plus the answer's limit.
+    pub tokens: u32,
+}
+
+/// A parsed client request.
+#[derive(Clone, Debug)]
+pub struct ClientRequest {
+    /// The client's API.
+    pub api: Api,
+    /// Chat or embeddings.
+    pub operation: Operation,
+    /// The model the client asked for.
+    pub model: String,
+    /// Whether the client asked for a stream.
+    pub stream: bool,
+    /// What it needs of a target.
+    pub needs: Needs,
+    /// The body as a JSON object, `model` included.
+    body: Map<String, Value>,
+}
+
+/// Why a request body was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InvalidRequest {
+    /// Not a JSON object.
+    #[error("the request body is not a JSON object: {0}")]
+    Json(String),
+    /// No `model`.
+    #[error("the request has no \"model\" (a string naming the model or route alias)")]
+    NoModel,
+}
+
+impl ClientRequest {
+    /// Reads a request body.
+    pub fn parse(api: Api, operation: Operation, bytes: &[u8]) -> Result<ClientRequest, InvalidRequest> {
+        let body: Map<String, Value> =
+            serde_json::from_slice(bytes).map_err(|e| InvalidRequest::Json(e.to_string()))?;
+        let model = body
+            .get("model")
+            .and_then(Value::as_str)
+            .filter(|m| !m.is_empty())
+            .ok_or(InvalidRequest::NoModel)?
+            .to_owned();
+        let stream = operation == Operation::Chat && body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+        let needs = needs(api, &body, bytes.len());
+        Ok(ClientRequest {
+            api,
+            operation,
+            model,
+            stream,
+            needs,
+            body,
+        })
+    }
+
+    /// The body to send to `target`: the client's, with the target's upstream model.
+    pub fn body_for(&self, target: &Target) -> Bytes {
+        let mut body = self.body.clone();
+        body.insert("model".to_owned(), Value::String(target.model.clone()));
+        Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+    }
+}
+
+fn needs(api: Api, body: &Map<String, Value>, len: usize) -> Needs {
+    let tools = body
+        .get("tools")
+        .and_then(Value::as_array)
+        .is_some_and(|t| !t.is_empty());
+    let json_schema = match api {
+        Api::Openai => body
+            .get("response_format")
+            .and_then(|f| f.get("type"))
+            .and_then(Value::as_str)
+            == Some("json_schema"),
+        Api::Anthropic => body.get("output_format").is_some(),
+    };
+    let messages = body.get("messages").and_then(Value::as_array);
+    let vision = messages.is_some_and(|ms| {
+        ms.iter().any(|m| {
+            m.get("content").and_then(Value::as_array).is_some_and(|parts| {
+                parts.iter().any(|p| {
+                    matches!(
+                        p.get("type").and_then(Value::as_str),
+                        Some("image_url" | "image" | "input_image")
+                    )
+                })
+            })
+        })
+    });
+    let prefill = api == Api::Anthropic
+        && messages
+            .and_then(|ms| ms.last())
+            .and_then(|m| m.get("role"))
+            .and_then(Value::as_str)
+            == Some("assistant");
+    let limit = ["max_completion_tokens", "max_tokens"]
+        .iter()
+        .find_map(|k| body.get(*k).and_then(Value::as_u64))
+        .unwrap_or(0);
+    let tokens = (len as u64).div_ceil(4).saturating_add(limit).min(u64::from(u32::MAX)) as u32;
+    Needs {
+        tools,
+        json_schema,
+        vision,
+        prefill,
+        tokens,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn needs_are_read_from_the_body() {
+        let body = br#"{"model":"m","stream":true,"max_tokens":100,"tools":[{"type":"function"}],
+            "response_format":{"type":"json_schema"},
+            "messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}"#;
+        let r = ClientRequest::parse(Api::Openai, Operation::Chat, body).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.model, "m");
+        assert!(r.stream);
+        assert!(r.needs.tools && r.needs.json_schema && r.needs.vision && !r.needs.prefill);
+        assert!(r.needs.tokens > 100);
+        let prefill = br#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"},{"role":"assistant","content":"The"}]}"#;
+        let r = ClientRequest::parse(Api::Anthropic, Operation::Chat, prefill).unwrap_or_else(|e| panic!("{e}"));
+        assert!(r.needs.prefill);
+    }
+
+    #[test]
+    fn bad_bodies_are_refused() {
+        assert!(matches!(ClientRequest::parse(Api::Openai, Operation::Chat, b"[1]"), Err(InvalidRequest::Json(_))));
+        assert_eq!(
+            ClientRequest::parse(Api::Openai, Operation::Chat, br#"{"messages":[]}"#).err(),
+            Some(InvalidRequest::NoModel)
+        );
+    }
+
+    #[test]
+    fn unknown_fields_pass_through_and_the_model_is_replaced() {
+        let body = br#"{"model":"alias","messages":[],"seed":7,"metadata":{"k":"v"}}"#;
+        let r = ClientRequest::parse(Api::Openai, Operation::Chat, body).unwrap_or_else(|e| panic!("{e}"));
+        let target = plumb_policy::compile(
+            "d",
+            "r",
+            &serde_json::from_value(serde_json::json!({
+                "match": {"models": ["alias"]},
+                "targets": [{"name": "t", "provider": "openai", "baseUrl": "http://h/v1", "model": "upstream", "credentials": {"none": true}}]
+            }))
+            .unwrap_or_else(|e| panic!("{e}")),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+        .targets
+        .remove(0);
+        let out: Value = serde_json::from_slice(&r.body_for(&target)).unwrap_or_default();
+        assert_eq!(out["model"], "upstream");
+        assert_eq!(out["seed"], 7);
+        assert_eq!(out["metadata"]["k"], "v");
+    }
+}

@@ -1,0 +1,661 @@
+//! The request path, in order.
+//!
+//! ```text
+//! accept ─▶ route ─▶ plan ─────────────▶ attempt ─▶ classify ─▶ verify ─▶ respond
+//!  (API,     (model →   (targets in order,   (upstream    (one class   (200 body   (answer + x-plumb-*,
+//!   body)     LlmRoute)  skips, breakers)     request)     per failure) or first    or an error in the
+//!                                                 ▲                     event)      client's format)
+//!                                                 └── retry same target / next target,
+//!                                                     as the class's plan says, inside
+//!                                                     the total deadline and retry budget
+//! ```
+//!
+//! Each request keeps the policy snapshot it started with, so reloads never disturb it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use plumb_policy::{FailureClass, LastResort, Plan, Route, Target};
+use plumb_telemetry::{AttemptLabels, Metrics, RequestLabels, RouteLabels, TargetLabels};
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::breaker::{Admission, Permit};
+use crate::classify::{self, Failure, Phase};
+use crate::fallback::{self, Skip};
+use crate::keys::{Secret, redact};
+use crate::payload::{Api, ClientRequest, InvalidRequest, Operation};
+use crate::respond::{self, Account, Body};
+use crate::retry;
+use crate::stream::{Relay, StreamEnd};
+use crate::table::{Policy, Table};
+use crate::upstream::{self, Upstreams};
+
+/// Largest request body accepted from a client.
+pub const MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
+/// Largest non-streamed answer accepted from an upstream.
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// Largest upstream error body read for classification.
+const MAX_ERROR_BYTES: usize = 64 * 1024;
+/// Largest first event held before a stream is committed.
+const MAX_FIRST_EVENT_BYTES: usize = 1024 * 1024;
+
+/// Everything a request needs: the policy table, the upstream pools and the metrics.
+pub struct Proxy {
+    /// The policy in force and the state that outlives reloads.
+    pub table: Arc<Table>,
+    /// Connection pools.
+    pub upstreams: Upstreams,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// A successful attempt, not yet sent.
+enum Answer {
+    Whole {
+        head: http::response::Parts,
+        body: Bytes,
+    },
+    Stream {
+        head: http::response::Parts,
+        first: Bytes,
+        rest: Incoming,
+    },
+}
+
+/// One failed attempt, for the error message and the headers.
+struct Tried {
+    target: String,
+    failure: Failure,
+}
+
+impl Proxy {
+    /// Handles one client request. Never fails: every problem becomes a response in the
+    /// client's format.
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
+        let api_hint = if req.headers().contains_key("anthropic-version") || req.uri().path() == "/v1/messages" {
+            Api::Anthropic
+        } else {
+            Api::Openai
+        };
+        let (api, op) = match (req.method(), req.uri().path()) {
+            (&Method::POST, "/v1/chat/completions") => (Api::Openai, Operation::Chat),
+            (&Method::POST, "/v1/embeddings") => (Api::Openai, Operation::Embeddings),
+            (&Method::POST, "/v1/messages") => (Api::Anthropic, Operation::Chat),
+            (&Method::GET, "/v1/models") => return self.models(api_hint),
+            (m, p) => {
+                return respond::error(
+                    api_hint,
+                    StatusCode::NOT_FOUND,
+                    "unknown_url",
+                    &format!("plumb serves POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models and POST /v1/messages; not {m} {p}"),
+                );
+            }
+        };
+        let Some(policy) = self.table.current() else {
+            return respond::error(
+                api,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "plumb has no routing policy yet: the sidecar is waiting for its routes file or control plane",
+            );
+        };
+        let (parts, body) = req.into_parts();
+        let bytes = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                let too_large = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
+                return if too_large {
+                    respond::error(
+                        api,
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "request_too_large",
+                        &format!("the request body is larger than {MAX_REQUEST_BYTES} bytes"),
+                    )
+                } else {
+                    respond::error(api, StatusCode::BAD_REQUEST, "invalid_request", "the request body could not be read")
+                };
+            }
+        };
+        let request = match ClientRequest::parse(api, op, &bytes) {
+            Ok(r) => r,
+            Err(e @ (InvalidRequest::Json(_) | InvalidRequest::NoModel)) => {
+                return respond::error(api, StatusCode::BAD_REQUEST, "invalid_request", &e.to_string());
+            }
+        };
+        let Some(route) = policy.routes.lookup(&request.model).cloned() else {
+            self.count_request("none", api, "no_route");
+            return respond::error(
+                api,
+                StatusCode::NOT_FOUND,
+                "model_not_found",
+                &format!("no route serves the model {:?}; the routes serve: {}", request.model, policy.routes.models().join(", ")),
+            );
+        };
+        let caller_key = caller_key(api, &parts.headers);
+        let started = Instant::now();
+        let resp = Attempts {
+            proxy: &self,
+            policy: &policy,
+            route: &route,
+            request: &request,
+            headers: &parts.headers,
+            caller_key: caller_key.as_ref(),
+            deadline: started + route.deadlines.total,
+            tried: Vec::new(),
+            skipped: Vec::new(),
+            attempts: 0,
+        }
+        .run()
+        .await;
+        self.metrics
+            .request_duration
+            .get_or_create(&RouteLabels { route: route.id.to_string() })
+            .observe(started.elapsed().as_secs_f64());
+        resp
+    }
+
+    fn count_request(&self, route: &str, api: Api, outcome: &'static str) {
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                route: route.to_owned(),
+                api: api.as_str(),
+                outcome,
+            })
+            .inc();
+    }
+
+    /// `GET /v1/models`: the model names the routes serve, in the client's format.
+    fn models(&self, api: Api) -> Response<Body> {
+        let Some(policy) = self.table.current() else {
+            return respond::error(api, StatusCode::SERVICE_UNAVAILABLE, "not_ready", "plumb has no routing policy yet");
+        };
+        let names = policy.routes.models();
+        let body = match api {
+            Api::Openai => json!({"object": "list", "data": names.iter().map(|n| json!({
+                "id": n, "object": "model", "created": 0, "owned_by": "plumb"})).collect::<Vec<_>>()}),
+            Api::Anthropic => json!({"data": names.iter().map(|n| json!({
+                "type": "model", "id": n, "display_name": n, "created_at": "1970-01-01T00:00:00Z"})).collect::<Vec<_>>(),
+                "has_more": false, "first_id": names.first(), "last_id": names.last()}),
+        };
+        let mut resp = Response::new(respond::full(body.to_string()));
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp
+    }
+}
+
+/// The caller's own API key, for passthrough targets.
+fn caller_key(api: Api, headers: &HeaderMap) -> Option<Secret> {
+    let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let key = match api {
+        Api::Openai => get("authorization").and_then(|v| v.strip_prefix("Bearer ")),
+        Api::Anthropic => get("x-api-key").or_else(|| get("authorization").and_then(|v| v.strip_prefix("Bearer "))),
+    }?;
+    (!key.trim().is_empty()).then(|| Secret::new(key.trim()))
+}
+
+/// The attempts of one request.
+struct Attempts<'a> {
+    proxy: &'a Proxy,
+    policy: &'a Policy,
+    route: &'a Route,
+    request: &'a ClientRequest,
+    headers: &'a HeaderMap,
+    caller_key: Option<&'a Secret>,
+    deadline: Instant,
+    tried: Vec<Tried>,
+    skipped: Vec<(String, Skip)>,
+    attempts: u32,
+}
+
+/// What to do after a failed attempt.
+enum Next {
+    Retry(Duration),
+    Failover,
+    Stop,
+}
+
+impl Attempts<'_> {
+    async fn run(mut self) -> Response<Body> {
+        let route = self.route;
+        let budget = self.proxy.table.budget(&route.id, route.retry_budget);
+        budget.request();
+        let (order, skipped) = fallback::order(route, self.request, self.caller_key.is_some());
+        self.skipped = skipped.into_iter().map(|(t, s)| (t.name.clone(), s)).collect();
+        let mut first = true;
+        let mut opened: Vec<(&Target, Instant)> = Vec::new();
+        for (i, target) in order.iter().enumerate() {
+            if let Some(prior) = self.tried.iter().find_map(|t| {
+                let failed = order.iter().find(|o| o.name == t.target)?;
+                (!fallback::still_eligible(t.failure.class, failed, target)).then_some(t.failure.class)
+            }) {
+                self.skipped.push((target.name.clone(), Skip::RuledOut(prior)));
+                continue;
+            }
+            let others_left = order[i + 1..].iter().any(|t| !self.is_ruled_out(&order, t));
+            match self.try_target(target, first, others_left, &budget).await {
+                Ok(resp) => return resp,
+                Err(Some(Stop)) => return self.fail(),
+                Err(None) => {}
+            }
+            if let Some(at) = self.proxy.table.breakers.get(&target.upstream, route.breaker).opens_for_probes_at() {
+                opened.push((target, at));
+            }
+            first = false;
+        }
+        // Every target in rotation failed or was unavailable: the last resort decides.
+        match &route.last_resort {
+            LastResort::FailFast => {}
+            LastResort::Target(t) => {
+                if fallback::unfit(t, self.request, self.caller_key.is_some()).is_none()
+                    && let Ok(resp) = self.try_target(t, false, false, &budget).await {
+                        return resp;
+                    }
+            }
+            LastResort::WaitForHalfOpen => {
+                let nothing_tried = self.attempts == 0;
+                if let Some((target, at)) = opened.into_iter().min_by_key(|(_, at)| *at)
+                    && nothing_tried && at < self.deadline {
+                        tokio::time::sleep_until(at).await;
+                        if let Ok(resp) = self.try_target(target, false, false, &budget).await {
+                            return resp;
+                        }
+                    }
+            }
+        }
+        self.fail()
+    }
+
+    fn is_ruled_out(&self, order: &[&Target], target: &Target) -> bool {
+        self.tried.iter().any(|t| {
+            order
+                .iter()
+                .find(|o| o.name == t.target)
+                .is_some_and(|failed| !fallback::still_eligible(t.failure.class, failed, target))
+        })
+    }
+
+    /// Tries one target, retrying it as the plan allows. `Ok` is the response to send;
+    /// `Err(None)` moves on to the next target; `Err(Some(Stop))` ends the request with the
+    /// last failure.
+    async fn try_target(
+        &mut self,
+        target: &Target,
+        primary: bool,
+        others_left: bool,
+        budget: &retry::Budget,
+    ) -> Result<Response<Body>, Option<Stop>> {
+        let breaker = self.proxy.table.breakers.get(&target.upstream, self.route.breaker);
+        let mut retries = 0u32;
+        loop {
+            let permit = match breaker.admit() {
+                Admission::Allowed(p) => p,
+                Admission::Refused { .. } => {
+                    self.skipped.push((target.name.clone(), Skip::BreakerOpen));
+                    return Err(None);
+                }
+            };
+            if Instant::now() >= self.deadline {
+                self.record_failure(target, Failure::timeout(Phase::Head, "total", self.route.deadlines.total), permit);
+                return Err(Some(Stop));
+            }
+            self.attempts += 1;
+            let started = Instant::now();
+            let result = self.attempt(target).await;
+            self.proxy
+                .metrics
+                .attempt_duration
+                .get_or_create(&TargetLabels {
+                    route: self.route.id.to_string(),
+                    target: target.name.clone(),
+                })
+                .observe(started.elapsed().as_secs_f64());
+            let failure = match result {
+                Ok(answer) => {
+                    let state = permit.success();
+                    self.set_breaker_gauge(target, state);
+                    self.count_attempt(target, "ok");
+                    return Ok(self.respond(target, answer, primary && self.tried.is_empty()));
+                }
+                Err(f) => f,
+            };
+            let class = failure.class;
+            let plan: Plan = self.route.plans[class.index()];
+            let retry_after = failure.retry_after;
+            self.record_failure(target, failure, permit);
+            match self.next(class, &plan, retries, others_left, retry_after, budget) {
+                Next::Retry(wait) => {
+                    retries += 1;
+                    tokio::time::sleep(wait).await;
+                }
+                Next::Failover => return Err(None),
+                Next::Stop => return Err(Some(Stop)),
+            }
+        }
+    }
+
+    /// Decides, from the class's plan, what follows a failure.
+    fn next(
+        &self,
+        class: FailureClass,
+        plan: &Plan,
+        retries: u32,
+        others_left: bool,
+        retry_after: Option<Duration>,
+        budget: &retry::Budget,
+    ) -> Next {
+        let after_retries = if plan.failover { Next::Failover } else { Next::Stop };
+        let wants_retry = retries < plan.retries && !(plan.retry_only_as_last_option && others_left);
+        if !wants_retry {
+            return after_retries;
+        }
+        let Some(wait) = retry::wait_before_retry(&plan.backoff, retries, retry_after, Instant::now(), self.deadline) else {
+            // The provider's wait does not fit the deadline: moving on beats hammering.
+            return after_retries;
+        };
+        if !budget.try_retry() {
+            self.proxy
+                .metrics
+                .retry_budget_exhausted
+                .get_or_create(&RouteLabels { route: self.route.id.to_string() })
+                .inc();
+            tracing::debug!(route = %self.route.id, %class, "retry budget spent; not retrying");
+            return after_retries;
+        }
+        Next::Retry(wait)
+    }
+
+    fn record_failure(&mut self, target: &Target, mut failure: Failure, permit: Permit) {
+        failure.message = redact(&failure.message, self.policy.keys.values().chain(self.caller_key.map(Secret::expose)));
+        let state = permit.failure(failure.class);
+        self.set_breaker_gauge(target, state);
+        self.count_attempt(target, failure.class.as_str());
+        tracing::warn!(
+            route = %self.route.id,
+            target = %target.name,
+            class = %failure.class,
+            status = failure.status,
+            message = %failure.message,
+            "attempt failed"
+        );
+        self.tried.push(Tried {
+            target: target.name.clone(),
+            failure,
+        });
+    }
+
+    fn count_attempt(&self, target: &Target, outcome: &'static str) {
+        self.proxy
+            .metrics
+            .attempts
+            .get_or_create(&AttemptLabels {
+                route: self.route.id.to_string(),
+                target: target.name.clone(),
+                outcome,
+            })
+            .inc();
+    }
+
+    fn set_breaker_gauge(&self, target: &Target, state: crate::breaker::BreakerState) {
+        self.proxy
+            .metrics
+            .breaker_state
+            .get_or_create(&TargetLabels {
+                route: self.route.id.to_string(),
+                target: target.name.clone(),
+            })
+            .set(state.gauge());
+    }
+
+    /// One attempt on one target: send, wait for the head, and verify the body (or a stream's
+    /// first event) before anything reaches the client.
+    async fn attempt(&self, target: &Target) -> Result<Answer, Failure> {
+        let d = &self.route.deadlines;
+        let start = Instant::now();
+        let key = self.policy.keys.for_target(target, self.caller_key);
+        let req = upstream::request(target, self.request.operation, self.request.body_for(target), key, self.headers)
+            .map_err(|e| Failure::new(FailureClass::BadRequest, Phase::Head, format!("the upstream request could not be built: {e}")))?;
+        let head_deadline = self.deadline.min(start + d.first_byte);
+        let resp = match tokio::time::timeout_at(head_deadline, self.proxy.upstreams.send(req, d.connect)).await {
+            Err(_) if head_deadline == self.deadline => return Err(Failure::timeout(Phase::Head, "total", d.total)),
+            Err(_) => return Err(Failure::timeout(Phase::Head, "first-byte", d.first_byte)),
+            Ok(Err(e)) => return Err(classify::transport(&e)),
+            Ok(Ok(resp)) => resp,
+        };
+        let (head, body) = resp.into_parts();
+        if !head.status.is_success() {
+            let bytes = read_body(body, MAX_ERROR_BYTES, self.deadline).await.unwrap_or_default();
+            return Err(classify::status(head.status.as_u16(), &head.headers, &bytes));
+        }
+        if self.request.stream {
+            let is_sse = head
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("text/event-stream"));
+            if !is_sse {
+                return Err(Failure::new(
+                    FailureClass::MalformedResponse,
+                    Phase::Body,
+                    "a stream was asked for but the upstream answered without text/event-stream",
+                ));
+            }
+            let first_deadline = self.deadline.min(start + d.first_token);
+            let (first, end, rest) = first_event(body, first_deadline, d).await?;
+            classify::first_event(&first[..end])?;
+            return Ok(Answer::Stream { head, first, rest });
+        }
+        let body = match read_body(body, MAX_RESPONSE_BYTES, self.deadline).await {
+            Ok(b) => b,
+            Err(ReadError::Deadline) => return Err(Failure::timeout(Phase::Body, "total", d.total)),
+            Err(ReadError::Body(msg)) => {
+                return Err(Failure::new(FailureClass::MalformedResponse, Phase::Body, format!("the response body ended early: {msg}")));
+            }
+        };
+        classify::success_body(self.request.api, self.request.operation, &body)?;
+        Ok(Answer::Whole { head, body })
+    }
+
+    fn respond(&self, target: &Target, answer: Answer, primary: bool) -> Response<Body> {
+        let route_name = self.route.id.to_string();
+        let failures: Vec<FailureClass> = self.tried.iter().map(|t| t.failure.class).collect();
+        self.proxy.count_request(&route_name, self.request.api, "ok");
+        if !self.tried.is_empty() || !primary {
+            self.proxy
+                .metrics
+                .fallback_served
+                .get_or_create(&TargetLabels {
+                    route: route_name.clone(),
+                    target: target.name.clone(),
+                })
+                .inc();
+        }
+        let account = Account {
+            route: Some(&route_name),
+            served_by: Some(&target.name),
+            attempts: self.attempts,
+            failures: &failures,
+            equivalence: Some(if primary { "primary" } else { "not-required" }),
+        };
+        let (head, body) = match answer {
+            Answer::Whole { head, body } => (head, respond::full(body)),
+            Answer::Stream { head, first, rest } => {
+                let metrics = self.proxy.metrics.clone();
+                let labels = TargetLabels {
+                    route: route_name.clone(),
+                    target: target.name.clone(),
+                };
+                let relay = Relay::new(
+                    self.request.api,
+                    &target.name,
+                    first,
+                    rest,
+                    self.route.deadlines.stream_idle,
+                    self.route.deadlines.stream_max,
+                    move |end| match end {
+                        StreamEnd::Interrupted { reason, bytes } => {
+                            metrics.streams_interrupted.get_or_create(&labels).inc();
+                            tracing::warn!(route = %labels.route, target = %labels.target, reason, bytes, "stream interrupted after commit");
+                        }
+                        StreamEnd::Completed { .. } | StreamEnd::ClientGone { .. } => {}
+                    },
+                );
+                (head, http_body_util::combinators::BoxBody::new(relay))
+            }
+        };
+        let mut resp = Response::new(body);
+        *resp.status_mut() = head.status;
+        let h = resp.headers_mut();
+        for name in [header::CONTENT_TYPE, header::CACHE_CONTROL] {
+            if let Some(v) = head.headers.get(&name) {
+                h.insert(name, v.clone());
+            }
+        }
+        for name in ["x-request-id", "request-id"] {
+            if let Some(v) = head.headers.get(name) {
+                h.insert(name, v.clone());
+            }
+        }
+        respond::account(h, &account);
+        resp
+    }
+
+    /// The error for a request that got no answer: the class of the last failure decides the
+    /// status; the message names every target tried or skipped and the providers' own words.
+    fn fail(&self) -> Response<Body> {
+        let route_name = self.route.id.to_string();
+        let failures: Vec<FailureClass> = self.tried.iter().map(|t| t.failure.class).collect();
+        let mut parts: Vec<String> = self
+            .tried
+            .iter()
+            .map(|t| match t.failure.status {
+                Some(s) => format!("{}: {} (HTTP {s}: {})", t.target, t.failure.class, t.failure.message),
+                None => format!("{}: {} ({})", t.target, t.failure.class, t.failure.message),
+            })
+            .collect();
+        parts.extend(self.skipped.iter().map(|(name, why)| format!("{name}: skipped ({why})")));
+        let (status, code) = match self.tried.last() {
+            Some(last) => {
+                let passthrough = self.route.targets.iter().any(|t| {
+                    t.name == last.target && t.credentials == plumb_policy::Credentials::Passthrough
+                });
+                (respond::client_status(last.failure.class, self.request.api, passthrough), last.failure.class.as_str())
+            }
+            None => (StatusCode::SERVICE_UNAVAILABLE, "no_target_available"),
+        };
+        let summary = if self.tried.is_empty() {
+            "no target of the route could take the request"
+        } else {
+            "no target of the route could answer"
+        };
+        let message = format!(
+            "plumb: {summary} (route {route_name}, model {:?}): {}",
+            self.request.model,
+            if parts.is_empty() { "no targets".to_owned() } else { parts.join("; ") }
+        );
+        self.proxy.count_request(&route_name, self.request.api, failures.last().map_or("no_target_available", |c| c.as_str()));
+        let mut resp = respond::error(self.request.api, status, code, &message);
+        if let Some(wait) = self.tried.last().and_then(|t| t.failure.retry_after)
+            && let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        respond::account(
+            resp.headers_mut(),
+            &Account {
+                route: Some(&route_name),
+                served_by: None,
+                attempts: self.attempts,
+                failures: &failures,
+                equivalence: None,
+            },
+        );
+        resp
+    }
+}
+
+/// Marker: stop trying targets.
+struct Stop;
+
+enum ReadError {
+    Deadline,
+    Body(String),
+}
+
+async fn read_body(body: Incoming, limit: usize, deadline: Instant) -> Result<Bytes, ReadError> {
+    match tokio::time::timeout_at(deadline, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(ReadError::Deadline),
+        Ok(Err(e)) => Err(ReadError::Body(e.to_string())),
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+    }
+}
+
+/// Reads a stream until its first complete event (a blank line), within `deadline`. Returns
+/// everything read (which may run past the first event) and where the first event ends.
+async fn first_event(
+    mut body: Incoming,
+    deadline: Instant,
+    d: &plumb_policy::Deadlines,
+) -> Result<(Bytes, usize, Incoming), Failure> {
+    let mut buf = BytesMut::new();
+    loop {
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Err(_) => return Err(Failure::timeout(Phase::Body, "first-token", d.first_token)),
+            Ok(None) => {
+                return Err(Failure::new(
+                    FailureClass::MalformedResponse,
+                    Phase::Body,
+                    "the stream ended before its first event",
+                ));
+            }
+            Ok(Some(Err(e))) => {
+                return Err(Failure::new(
+                    FailureClass::MalformedResponse,
+                    Phase::Body,
+                    format!("the stream broke before its first event: {}", classify::root_cause(&e)),
+                ));
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            buf.extend_from_slice(&data);
+        }
+        if let Some(end) = find_event_end(&buf) {
+            // Hold back nothing: whatever arrived after the first event goes out with it.
+            return Ok((buf.freeze(), end, body));
+        }
+        if buf.len() > MAX_FIRST_EVENT_BYTES {
+            return Err(Failure::new(
+                FailureClass::MalformedResponse,
+                Phase::Body,
+                "the stream's first event is larger than 1 MiB",
+            ));
+        }
+    }
+}
+
+/// The end of the first SSE event in `buf` (after its blank line), if complete.
+fn find_event_end(buf: &[u8]) -> Option<usize> {
+    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
+    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_boundaries_in_both_line_endings() {
+        assert_eq!(find_event_end(b"data: x\n\ndata: y"), Some(9));
+        assert_eq!(find_event_end(b"data: x\r\n\r\n"), Some(11));
+        assert_eq!(find_event_end(b"data: x\n"), None);
+    }
+}

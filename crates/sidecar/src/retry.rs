@@ -1,0 +1,155 @@
+//! Retry decisions that do not depend on the class: the per-route retry budget, backoff with
+//! full jitter, and whether a provider's `retry-after` fits the request's deadline.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use plumb_policy::{Backoff, RetryBudget};
+use tokio::time::Instant;
+
+/// The retry budget of one route: over the last ten seconds, same-target retries may add at
+/// most `ratio` of the requests, plus `min_per_second` a second.
+#[derive(Debug)]
+pub struct Budget {
+    settings: Mutex<(RetryBudget, Counts)>,
+}
+
+#[derive(Debug)]
+struct Counts {
+    start: Instant,
+    head: usize,
+    /// (requests, retries) per one-second bucket.
+    buckets: [(u32, u32); 10],
+}
+
+impl Counts {
+    fn advance(&mut self, now: Instant) {
+        let second = Duration::from_secs(1);
+        let mut steps = 0;
+        while now.duration_since(self.start) >= second && steps < 10 {
+            self.start += second;
+            self.head = (self.head + 1) % 10;
+            self.buckets[self.head] = (0, 0);
+            steps += 1;
+        }
+        if now.duration_since(self.start) >= second {
+            self.start = now;
+            self.buckets = [(0, 0); 10];
+        }
+    }
+
+    fn totals(&self) -> (u32, u32) {
+        self.buckets.iter().fold((0, 0), |(a, b), (x, y)| (a + x, b + y))
+    }
+}
+
+impl Budget {
+    /// A fresh budget.
+    pub fn new(settings: RetryBudget) -> Budget {
+        Budget {
+            settings: Mutex::new((
+                settings,
+                Counts {
+                    start: Instant::now(),
+                    head: 0,
+                    buckets: [(0, 0); 10],
+                },
+            )),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (RetryBudget, Counts)> {
+        self.settings.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Applies a reloaded route's settings, keeping the counts.
+    pub fn update(&self, settings: RetryBudget) {
+        self.lock().0 = settings;
+    }
+
+    /// Counts a client request.
+    pub fn request(&self) {
+        let mut g = self.lock();
+        g.1.advance(Instant::now());
+        let head = g.1.head;
+        g.1.buckets[head].0 += 1;
+    }
+
+    /// Takes one retry from the budget; `false` when it is spent.
+    pub fn try_retry(&self) -> bool {
+        let mut g = self.lock();
+        let (settings, counts) = &mut *g;
+        counts.advance(Instant::now());
+        let (requests, retries) = counts.totals();
+        let allowed = settings.ratio * f64::from(requests) + f64::from(settings.min_per_second) * 10.0;
+        if f64::from(retries) + 1.0 > allowed {
+            return false;
+        }
+        let head = counts.head;
+        counts.buckets[head].1 += 1;
+        true
+    }
+}
+
+/// How long to wait before retry `n` of the same target: the provider's `retry-after` when it
+/// gave one, else exponential backoff with full jitter. `None` when the wait would not leave
+/// room for the attempt before `deadline`.
+pub fn wait_before_retry(
+    backoff: &Backoff,
+    n: u32,
+    retry_after: Option<Duration>,
+    now: Instant,
+    deadline: Instant,
+) -> Option<Duration> {
+    let wait = retry_after.unwrap_or_else(|| backoff.delay(n, fastrand::f64()));
+    // Leave at least a little time for the attempt itself.
+    let margin = Duration::from_millis(50);
+    (now + wait + margin <= deadline).then_some(wait)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn budget_allows_a_floor_and_a_share() {
+        let b = Budget::new(RetryBudget { ratio: 0.2, min_per_second: 1 });
+        // The floor: ten retries per ten seconds with no requests at all.
+        for _ in 0..10 {
+            assert!(b.try_retry());
+        }
+        assert!(!b.try_retry());
+        // A hundred requests earn twenty more.
+        for _ in 0..100 {
+            b.request();
+        }
+        for _ in 0..20 {
+            assert!(b.try_retry());
+        }
+        assert!(!b.try_retry());
+        // Ten seconds later the window is fresh.
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert!(b.try_retry());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn zero_floor_and_ratio_allows_no_retry() {
+        let b = Budget::new(RetryBudget { ratio: 0.0, min_per_second: 0 });
+        b.request();
+        assert!(!b.try_retry());
+    }
+
+    #[test]
+    fn retry_after_is_honoured_only_when_it_fits_the_deadline() {
+        let backoff = Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(1) };
+        let now = Instant::now();
+        let deadline = now + Duration::from_secs(5);
+        assert_eq!(
+            wait_before_retry(&backoff, 0, Some(Duration::from_secs(2)), now, deadline),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(wait_before_retry(&backoff, 0, Some(Duration::from_secs(5)), now, deadline), None);
+        let jittered = wait_before_retry(&backoff, 1, None, now, deadline).unwrap_or(Duration::MAX);
+        assert!(jittered <= Duration::from_millis(200));
+    }
+}

@@ -1,0 +1,141 @@
+//! Standalone mode: routes from a file of `LlmRoute` documents, validated by the same code a
+//! cluster uses, reloaded when the file (or a key file or variable it names) changes.
+//!
+//! The file is polled rather than watched: polling sees every kind of replacement (editors'
+//! rename-over, Kubernetes ConfigMap symlink swaps) the same way, and costs one small read a
+//! second.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use plumb_policy::{InvalidRoutesFile, parse_routes_file};
+use plumb_telemetry::{Metrics, ReloadLabels};
+
+use crate::keys::{InvalidKey, Keys};
+use crate::table::{Policy, Table};
+
+/// Why a routes file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file cannot be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The path.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The routes are invalid.
+    #[error("{path}: {source}")]
+    Routes {
+        /// The path.
+        path: String,
+        /// What is wrong.
+        source: Box<InvalidRoutesFile>,
+    },
+    /// A key cannot be resolved.
+    #[error("{path}: {source}")]
+    Key {
+        /// The path.
+        path: String,
+        /// What is wrong.
+        source: InvalidKey,
+    },
+}
+
+fn fingerprint(bytes: &[u8]) -> u64 {
+    let mut h = DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
+/// Reads, validates and resolves a routes file.
+pub fn load(path: &Path) -> Result<(Policy, u64), LoadError> {
+    let display = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+        path: display.clone(),
+        source,
+    })?;
+    let hash = fingerprint(&bytes);
+    let text = String::from_utf8_lossy(&bytes);
+    let routes = parse_routes_file(&text).map_err(|source| LoadError::Routes {
+        path: display.clone(),
+        source: Box::new(source),
+    })?;
+    let keys = Keys::resolve_local(&routes, |v| std::env::var(v).ok()).map_err(|source| LoadError::Key {
+        path: display.clone(),
+        source,
+    })?;
+    let policy = Policy {
+        routes,
+        keys,
+        version: format!("{display}#{hash:016x}"),
+    };
+    Ok((policy, hash))
+}
+
+/// Polls the file every `interval` and applies each valid change; an invalid change is logged
+/// once and the last good policy keeps serving. Runs until the task is dropped.
+pub async fn watch(path: PathBuf, table: Arc<Table>, metrics: Arc<Metrics>, interval: Duration, mut applied: u64) {
+    let mut rejected: Option<u64> = None;
+    loop {
+        tokio::time::sleep(interval).await;
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) => {
+                if rejected != Some(0) {
+                    tracing::error!(path = %path.display(), error = %e, "cannot read the routes file; the last good routes keep serving");
+                    metrics.policy_loads.get_or_create(&ReloadLabels { result: "rejected" }).inc();
+                    rejected = Some(0);
+                }
+                continue;
+            }
+        };
+        let hash = fingerprint(&bytes);
+        if hash == applied {
+            refresh_keys(&path, &table, &metrics);
+            continue;
+        }
+        if rejected == Some(hash) {
+            continue;
+        }
+        match load(&path) {
+            Ok((policy, hash)) => {
+                tracing::info!(version = %policy.version, routes = policy.routes.routes().len(), "routes reloaded");
+                table.apply(policy, &metrics);
+                metrics.policy_loads.get_or_create(&ReloadLabels { result: "applied" }).inc();
+                applied = hash;
+                rejected = None;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the changed routes file is invalid; the last good routes keep serving");
+                metrics.policy_loads.get_or_create(&ReloadLabels { result: "rejected" }).inc();
+                rejected = Some(hash);
+            }
+        }
+    }
+}
+
+/// Re-reads the keys of the routes in force (a rotated key file or variable) and applies them
+/// when they changed.
+fn refresh_keys(path: &Path, table: &Table, metrics: &Metrics) {
+    let Some(current) = table.current() else { return };
+    match Keys::resolve_local(&current.routes, |v| std::env::var(v).ok()) {
+        Ok(keys) if keys != current.keys => {
+            tracing::info!(path = %path.display(), "API keys changed; applied");
+            table.apply(
+                Policy {
+                    routes: current.routes.clone(),
+                    keys,
+                    version: current.version.clone(),
+                },
+                metrics,
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!(error = %e, "keys could not be refreshed; keeping the ones in force"),
+    }
+}

@@ -1,0 +1,83 @@
+//! The policy in force: the routes and their keys, swapped atomically so a reload never drops
+//! or mixes in-flight requests (each request keeps the snapshot it started with), plus the
+//! state that outlives reloads — breakers and retry budgets.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwapOption;
+use plumb_policy::{RouteId, RouteSet};
+use plumb_telemetry::{Metrics, TargetLabels};
+
+use crate::breaker::Breakers;
+use crate::keys::Keys;
+use crate::retry::Budget;
+
+/// One complete, valid policy.
+#[derive(Debug)]
+pub struct Policy {
+    /// The routes.
+    pub routes: RouteSet,
+    /// Their keys.
+    pub keys: Keys,
+    /// Where it came from (a file path and hash, or a control-plane version), for logs.
+    pub version: String,
+}
+
+/// The policy and the per-upstream and per-route state that survives reloads.
+pub struct Table {
+    current: ArcSwapOption<Policy>,
+    /// Breakers by upstream.
+    pub breakers: Breakers,
+    budgets: Mutex<HashMap<RouteId, Arc<Budget>>>,
+}
+
+impl Default for Table {
+    fn default() -> Self {
+        Table::new()
+    }
+}
+
+impl Table {
+    /// No policy yet: the sidecar is not ready.
+    pub fn new() -> Table {
+        Table {
+            current: ArcSwapOption::empty(),
+            breakers: Breakers::default(),
+            budgets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The policy in force, if any.
+    pub fn current(&self) -> Option<Arc<Policy>> {
+        self.current.load_full()
+    }
+
+    /// Puts a new policy in force. Breakers and budgets of the routes it keeps are kept.
+    pub fn apply(&self, policy: Policy, metrics: &Metrics) {
+        for route in policy.routes.routes() {
+            self.budget(&route.id, route.retry_budget).update(route.retry_budget);
+            for t in &route.targets {
+                self.breakers.configure(&t.upstream, route.breaker);
+                let state = self.breakers.get(&t.upstream, route.breaker).state();
+                metrics
+                    .breaker_state
+                    .get_or_create(&TargetLabels {
+                        route: route.id.to_string(),
+                        target: t.name.clone(),
+                    })
+                    .set(state.gauge());
+            }
+        }
+        self.current.store(Some(Arc::new(policy)));
+    }
+
+    /// The retry budget of a route.
+    pub fn budget(&self, id: &RouteId, settings: plumb_policy::RetryBudget) -> Arc<Budget> {
+        let mut budgets = self.budgets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        budgets
+            .entry(id.clone())
+            .or_insert_with(|| Arc::new(Budget::new(settings)))
+            .clone()
+    }
+}

@@ -1,0 +1,241 @@
+//! The upstream leg: pooled HTTP/1.1 and HTTP/2 connections over TLS (the system's roots plus an
+//! optional CA file) or plain HTTP, and the request each provider expects — URL, key header,
+//! body with the upstream model.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use plumb_policy::{Provider, Target};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+
+use crate::keys::Secret;
+use crate::payload::Operation;
+
+type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Client headers passed on to the upstream; everything else (the client's own keys above all)
+/// stays behind.
+const FORWARDED: &[&str] = &[
+    "anthropic-beta",
+    "openai-beta",
+    "user-agent",
+    "accept",
+    "traceparent",
+    "tracestate",
+];
+
+/// The default `anthropic-version` when the client sent none.
+const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// Connection pools to every upstream, one per connect deadline in use.
+pub struct Upstreams {
+    tls: Arc<rustls::ClientConfig>,
+    clients: Mutex<HashMap<Duration, HttpClient>>,
+}
+
+/// The TLS configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamSetupError {
+    /// The extra CA file cannot be read or holds no certificate.
+    #[error("--ca-file {path}: {reason}")]
+    CaFile {
+        /// The path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// rustls refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+impl Upstreams {
+    /// Trusts the system's roots and, if given, the certificates of `extra_ca` (PEM).
+    pub fn new(extra_ca: Option<&Path>) -> Result<Upstreams, UpstreamSetupError> {
+        let mut roots = rustls::RootCertStore::empty();
+        let native = rustls_native_certs::load_native_certs();
+        let (added, _ignored) = roots.add_parsable_certificates(native.certs);
+        if let Some(path) = extra_ca {
+            let ca_error = |reason: String| UpstreamSetupError::CaFile {
+                path: path.display().to_string(),
+                reason,
+            };
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .map_err(|e| ca_error(e.to_string()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| ca_error(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(ca_error("no PEM certificate in the file".to_owned()));
+            }
+            for c in certs {
+                roots.add(c).map_err(|e| ca_error(e.to_string()))?;
+            }
+        } else if added == 0 {
+            tracing::warn!("no system root certificates found: HTTPS upstreams will fail unless --ca-file is given");
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Upstreams {
+            tls: Arc::new(tls),
+            clients: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn client(&self, connect: Duration) -> HttpClient {
+        let mut clients = self.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        clients
+            .entry(connect)
+            .or_insert_with(|| {
+                let mut http = HttpConnector::new();
+                http.enforce_http(false);
+                http.set_nodelay(true);
+                http.set_connect_timeout(Some(connect));
+                http.set_keepalive(Some(Duration::from_secs(60)));
+                let https = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config((*self.tls).clone())
+                    .https_or_http()
+                    .enable_http1()
+                    .enable_http2()
+                    .wrap_connector(http);
+                Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_secs(90))
+                    .pool_max_idle_per_host(256)
+                    .build(https)
+            })
+            .clone()
+    }
+
+    /// Sends a request; the connect deadline is enforced by the connector, the rest by the
+    /// caller.
+    pub async fn send(
+        &self,
+        req: Request<Full<Bytes>>,
+        connect: Duration,
+    ) -> Result<http::Response<Incoming>, hyper_util::client::legacy::Error> {
+        self.client(connect).request(req).await
+    }
+}
+
+/// The URL of an operation on a target.
+pub fn url(target: &Target, op: Operation) -> String {
+    let base = target.base_url.to_string();
+    let base = base.trim_end_matches('/');
+    let path = match op {
+        Operation::Chat => "chat/completions",
+        Operation::Embeddings => "embeddings",
+    };
+    match target.provider {
+        Provider::Openai | Provider::OpenaiCompatible => format!("{base}/{path}"),
+        Provider::AzureOpenai => format!(
+            "{base}/openai/deployments/{}/{path}?api-version={}",
+            target.model,
+            target.api_version.as_deref().unwrap_or_default()
+        ),
+        Provider::Anthropic => format!("{base}/v1/messages"),
+    }
+}
+
+/// Builds the upstream request: the provider's URL and key header, the forwarded client
+/// headers, and `body`.
+pub fn request(
+    target: &Target,
+    op: Operation,
+    body: Bytes,
+    key: Option<&Secret>,
+    client_headers: &HeaderMap,
+) -> Result<Request<Full<Bytes>>, http::Error> {
+    let mut b = Request::builder()
+        .method(Method::POST)
+        .uri(url(target, op))
+        .header(header::CONTENT_TYPE, "application/json");
+    for name in FORWARDED {
+        if let Some(v) = client_headers.get(*name) {
+            b = b.header(*name, v.clone());
+        }
+    }
+    let secret = |v: &str| {
+        let mut h = HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static(""));
+        h.set_sensitive(true);
+        h
+    };
+    match (target.provider, key) {
+        (Provider::Openai | Provider::OpenaiCompatible, Some(k)) => {
+            b = b.header(header::AUTHORIZATION, secret(&format!("Bearer {}", k.expose())));
+        }
+        (Provider::AzureOpenai, Some(k)) => b = b.header("api-key", secret(k.expose())),
+        (Provider::Anthropic, Some(k)) => b = b.header("x-api-key", secret(k.expose())),
+        (_, None) => {}
+    }
+    if target.provider == Provider::Anthropic {
+        let version = client_headers
+            .get("anthropic-version")
+            .cloned()
+            .unwrap_or(HeaderValue::from_static(ANTHROPIC_VERSION));
+        b = b.header("anthropic-version", version);
+    }
+    b.body(Full::new(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn target(provider: &str, base: &str) -> Target {
+        let spec = serde_json::from_value(json!({"match": {"models": ["m"]}, "targets": [
+            {"name": "t", "provider": provider, "baseUrl": base, "model": "up", "apiVersion": "2024-10-21", "credentials": {"env": "K"}}
+        ]}))
+        .unwrap_or_else(|e| panic!("{e}"));
+        plumb_policy::compile("d", "r", &spec).unwrap_or_else(|e| panic!("{e}")).targets.remove(0)
+    }
+
+    #[test]
+    fn each_provider_gets_its_url() {
+        assert_eq!(url(&target("openai", "https://api.openai.com/v1/"), Operation::Chat), "https://api.openai.com/v1/chat/completions");
+        assert_eq!(url(&target("openai-compatible", "http://vllm:8000/v1"), Operation::Embeddings), "http://vllm:8000/v1/embeddings");
+        assert_eq!(
+            url(&target("azure-openai", "https://x.openai.azure.com"), Operation::Chat),
+            "https://x.openai.azure.com/openai/deployments/up/chat/completions?api-version=2024-10-21"
+        );
+        assert_eq!(url(&target("anthropic", "https://api.anthropic.com"), Operation::Chat), "https://api.anthropic.com/v1/messages");
+    }
+
+    #[test]
+    fn keys_go_in_the_providers_header_and_client_keys_stay_behind() {
+        let mut client = HeaderMap::new();
+        client.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer caller-key"));
+        client.insert("x-api-key", HeaderValue::from_static("caller-key"));
+        client.insert("anthropic-beta", HeaderValue::from_static("tools-2024"));
+        let key = Secret::new("target-key");
+        let r = request(&target("anthropic", "http://h"), Operation::Chat, Bytes::new(), Some(&key), &client)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.headers()["x-api-key"], "target-key");
+        assert!(r.headers()["x-api-key"].is_sensitive());
+        assert_eq!(r.headers()["anthropic-version"], ANTHROPIC_VERSION);
+        assert_eq!(r.headers()["anthropic-beta"], "tools-2024");
+        assert!(r.headers().get(header::AUTHORIZATION).is_none());
+        let r = request(&target("azure-openai", "http://h"), Operation::Chat, Bytes::new(), Some(&key), &client)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.headers()["api-key"], "target-key");
+        assert!(r.headers().get("x-api-key").is_none());
+        let r = request(&target("openai", "http://h/v1"), Operation::Chat, Bytes::new(), None, &client)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(r.headers().get(header::AUTHORIZATION).is_none(), "no key, no header");
+    }
+}

@@ -1,0 +1,211 @@
+//! `plumb-telemetry`: the one metrics registry, the metric and label names every binary uses,
+//! and log set-up.
+//!
+//! Label values are bounded: route and target names come from configuration, failure classes
+//! and outcomes from fixed enums; never request ids, models asked by clients, or free text.
+
+use std::fmt::Write as _;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Labels of a client request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// `namespace/name` of the route, or `none` when no route matched.
+    pub route: String,
+    /// `openai` or `anthropic`: the client's API.
+    pub api: &'static str,
+    /// `ok`, or the failure class the client was answered with.
+    pub outcome: &'static str,
+}
+
+/// Labels of one attempt on one target.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AttemptLabels {
+    /// The route.
+    pub route: String,
+    /// The target's name.
+    pub target: String,
+    /// `ok` or the failure class.
+    pub outcome: &'static str,
+}
+
+/// Labels naming a route's target.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TargetLabels {
+    /// The route.
+    pub route: String,
+    /// The target's name.
+    pub target: String,
+}
+
+/// Labels naming a route.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// The route.
+    pub route: String,
+}
+
+/// Labels of a policy load.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// `applied` or `rejected`.
+    pub result: &'static str,
+}
+
+/// Every metric of the data plane.
+pub struct Metrics {
+    registry: Registry,
+    /// `plumb_requests_total`: client requests by route, API and outcome.
+    pub requests: Family<RequestLabels, Counter>,
+    /// `plumb_attempts_total`: attempts by route, target and outcome.
+    pub attempts: Family<AttemptLabels, Counter>,
+    /// `plumb_request_duration_seconds`: from the request to the answer (a stream: its commit).
+    pub request_duration: Family<RouteLabels, Histogram>,
+    /// `plumb_attempt_duration_seconds`: one attempt, to its response head or failure.
+    pub attempt_duration: Family<TargetLabels, Histogram>,
+    /// `plumb_breaker_state`: 0 closed, 1 half-open, 2 open.
+    pub breaker_state: Family<TargetLabels, Gauge>,
+    /// `plumb_fallback_served_total`: answers served by a target other than the first tried.
+    pub fallback_served: Family<TargetLabels, Counter>,
+    /// `plumb_retry_budget_exhausted_total`: retries refused by the retry budget.
+    pub retry_budget_exhausted: Family<RouteLabels, Counter>,
+    /// `plumb_policy_loads_total`: policy loads by result.
+    pub policy_loads: Family<ReloadLabels, Counter>,
+    /// `plumb_streams_interrupted_total`: streams ended with an error event after commit.
+    pub streams_interrupted: Family<TargetLabels, Counter>,
+}
+
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    [
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+        120.0,
+    ]
+    .into_iter()
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric registered.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let attempts = Family::<AttemptLabels, Counter>::default();
+        let request_duration =
+            Family::<RouteLabels, Histogram>::new_with_constructor(|| Histogram::new(latency_buckets()));
+        let attempt_duration =
+            Family::<TargetLabels, Histogram>::new_with_constructor(|| Histogram::new(latency_buckets()));
+        let breaker_state = Family::<TargetLabels, Gauge>::default();
+        let fallback_served = Family::<TargetLabels, Counter>::default();
+        let retry_budget_exhausted = Family::<RouteLabels, Counter>::default();
+        let policy_loads = Family::<ReloadLabels, Counter>::default();
+        let streams_interrupted = Family::<TargetLabels, Counter>::default();
+        registry.register("plumb_requests", "Client requests by route, API and outcome", requests.clone());
+        registry.register("plumb_attempts", "Upstream attempts by route, target and outcome", attempts.clone());
+        registry.register(
+            "plumb_request_duration_seconds",
+            "Time from a client request to its answer (a stream: to its first event)",
+            request_duration.clone(),
+        );
+        registry.register(
+            "plumb_attempt_duration_seconds",
+            "Time of one upstream attempt to its response head or failure",
+            attempt_duration.clone(),
+        );
+        registry.register(
+            "plumb_breaker_state",
+            "Circuit breaker state per target: 0 closed, 1 half-open, 2 open",
+            breaker_state.clone(),
+        );
+        registry.register(
+            "plumb_fallback_served",
+            "Answers served by a target other than the first one tried",
+            fallback_served.clone(),
+        );
+        registry.register(
+            "plumb_retry_budget_exhausted",
+            "Same-target retries refused because the route's retry budget was spent",
+            retry_budget_exhausted.clone(),
+        );
+        registry.register("plumb_policy_loads", "Policy loads by result", policy_loads.clone());
+        registry.register(
+            "plumb_streams_interrupted",
+            "Streams ended with an explicit error event after reaching the client",
+            streams_interrupted.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            attempts,
+            request_duration,
+            attempt_duration,
+            breaker_state,
+            fallback_served,
+            retry_budget_exhausted,
+            policy_loads,
+            streams_interrupted,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+            let _ = writeln!(out, "# metrics could not be encoded");
+        }
+        out
+    }
+}
+
+/// Sets up logging on standard error: `text` or `json`, filtered by `RUST_LOG` (default
+/// `info`).
+pub fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_encode_with_their_names_and_labels() {
+        let m = Metrics::new();
+        m.requests
+            .get_or_create(&RequestLabels {
+                route: "default/chat".into(),
+                api: "openai",
+                outcome: "ok",
+            })
+            .inc();
+        m.breaker_state
+            .get_or_create(&TargetLabels {
+                route: "default/chat".into(),
+                target: "a".into(),
+            })
+            .set(2);
+        let text = m.encode();
+        assert!(text.contains(r#"plumb_requests_total{route="default/chat",api="openai",outcome="ok"} 1"#), "{text}");
+        assert!(text.contains(r#"plumb_breaker_state{route="default/chat",target="a"} 2"#), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
