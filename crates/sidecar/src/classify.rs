@@ -109,6 +109,24 @@ fn provider_error(body: &[u8]) -> Option<ProviderError> {
     })
 }
 
+/// Classifies an error that arrived inside a 200 (a JSON body or a stream event carrying
+/// `error`), by the status its type or code implies.
+pub fn embedded_error(body: &[u8]) -> Failure {
+    let implied = provider_error(body).map_or(500, |e| match (e.kind.as_str(), e.code.as_str()) {
+        ("rate_limit_error" | "requests" | "tokens", _) | (_, "rate_limit_exceeded") => 429,
+        ("overloaded_error", _) | (_, "overloaded") => 529,
+        ("authentication_error", _) | (_, "invalid_api_key") => 401,
+        ("permission_error", _) => 403,
+        ("not_found_error", _) | (_, "model_not_found") => 404,
+        ("invalid_request_error", _) => 400,
+        _ => 500,
+    });
+    let mut f = status(implied, &HeaderMap::new(), body);
+    f.phase = Phase::Body;
+    f.status = Some(200);
+    f
+}
+
 /// Classifies a non-2xx response from its status, headers and body.
 pub fn status(status: u16, headers: &HeaderMap, body: &[u8]) -> Failure {
     let err = provider_error(body);
@@ -220,10 +238,7 @@ pub fn success_body(api: Api, operation: Operation, body: &[u8]) -> Result<(), F
         Err(e) => return malformed(&format!("the 200 response body is not valid JSON ({e})")),
     };
     if v.get("error").is_some_and(|e| !e.is_null()) {
-        let mut f = status(500, &HeaderMap::new(), body);
-        f.phase = Phase::Body;
-        f.status = Some(200);
-        return Err(f);
+        return Err(embedded_error(body));
     }
     match (api, operation) {
         (Api::Openai, Operation::Embeddings) => {
@@ -262,9 +277,20 @@ pub fn success_body(api: Api, operation: Operation, body: &[u8]) -> Result<(), F
     Ok(())
 }
 
-/// Checks the first event of a stream before it is committed: an error event is classified as
-/// the error it carries; an event that is not JSON is `malformed_response`.
-pub fn first_event(event: &[u8]) -> Result<(), Failure> {
+/// What a stream event carries, as far as committing is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamEvent {
+    /// Before the answer: a role chunk, `message_start`, `ping`, a comment.
+    Preamble,
+    /// A piece of the answer (text, tool arguments, a refusal).
+    Content,
+    /// The end: a finish reason, usage, `[DONE]`, `message_delta`, `message_stop`.
+    End,
+}
+
+/// Reads one event of a stream not yet committed: an error event is classified as the error
+/// it carries; an event that is not JSON is `malformed_response`.
+pub fn stream_event(event: &[u8]) -> Result<StreamEvent, Failure> {
     let text = String::from_utf8_lossy(event);
     let mut name = None;
     let mut data = String::new();
@@ -272,26 +298,51 @@ pub fn first_event(event: &[u8]) -> Result<(), Failure> {
         if let Some(n) = line.strip_prefix("event:") {
             name = Some(n.trim().to_owned());
         } else if let Some(d) = line.strip_prefix("data:") {
-            data.push_str(d.trim_start());
+            data.push_str(d.strip_prefix(' ').unwrap_or(d));
         }
     }
-    if data.is_empty() || data == "[DONE]" {
-        return Ok(());
+    if data.is_empty() {
+        return Ok(StreamEvent::Preamble);
+    }
+    if data == "[DONE]" {
+        return Ok(StreamEvent::End);
     }
     let Ok(v) = serde_json::from_str::<Value>(&data) else {
         return Err(Failure::new(
             FailureClass::MalformedResponse,
             Phase::Body,
-            "the stream's first event is not valid JSON",
+            "a stream event before the first token is not valid JSON",
         ));
     };
-    if name.as_deref() == Some("error") || v.get("error").is_some_and(|e| !e.is_null()) {
-        let mut f = status(500, &HeaderMap::new(), data.as_bytes());
-        f.phase = Phase::Body;
-        f.status = Some(200);
-        return Err(f);
+    let kind = name.as_deref().or_else(|| v.get("type").and_then(Value::as_str));
+    if kind == Some("error") || v.get("error").is_some_and(|e| !e.is_null()) {
+        return Err(embedded_error(data.as_bytes()));
     }
-    Ok(())
+    Ok(match kind {
+        Some("content_block_delta") => StreamEvent::Content,
+        Some("message_delta" | "message_stop") => StreamEvent::End,
+        Some(_) => StreamEvent::Preamble,
+        None => {
+            let choice = v.pointer("/choices/0");
+            let delta = choice.and_then(|c| c.get("delta"));
+            let has = |k: &str| {
+                delta.and_then(|d| d.get(k)).is_some_and(|x| match x {
+                    Value::String(s) => !s.is_empty(),
+                    Value::Array(a) => !a.is_empty(),
+                    Value::Null | Value::Bool(_) | Value::Number(_) | Value::Object(_) => false,
+                })
+            };
+            if has("content") || has("tool_calls") || has("refusal") {
+                StreamEvent::Content
+            } else if choice.and_then(|c| c.get("finish_reason")).is_some_and(|f| !f.is_null())
+                || (choice.is_none() && v.get("usage").is_some_and(|u| !u.is_null()))
+            {
+                StreamEvent::End
+            } else {
+                StreamEvent::Preamble
+            }
+        }
+    })
 }
 
 #[cfg(test)]
@@ -394,11 +445,19 @@ mod tests {
     }
 
     #[test]
-    fn first_events_that_are_errors_or_garbage_fail_before_commit() {
-        assert!(first_event(b"data: {\"choices\":[]}\n\n").is_ok());
-        assert!(first_event(b"event: ping\ndata: {\"type\":\"ping\"}\n\n").is_ok());
-        assert_eq!(first_event(b"data: {\"choices\": [\n\n").err().map(|f| f.class), Some(FailureClass::MalformedResponse));
-        let err = b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
-        assert_eq!(first_event(err).err().map(|f| f.class), Some(FailureClass::Overloaded));
+    fn events_before_the_first_token_are_read_for_errors_garbage_and_content() {
+        let ev = |s: &str| stream_event(s.as_bytes());
+        assert_eq!(ev("data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n"), Ok(StreamEvent::Preamble));
+        assert_eq!(ev("data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n"), Ok(StreamEvent::Content));
+        assert_eq!(ev("data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n"), Ok(StreamEvent::End));
+        assert_eq!(ev("data: [DONE]\n\n"), Ok(StreamEvent::End));
+        assert_eq!(ev("event: ping\ndata: {\"type\":\"ping\"}\n\n"), Ok(StreamEvent::Preamble));
+        assert_eq!(ev("event: content_block_delta\ndata: {\"type\":\"content_block_delta\"}\n\n"), Ok(StreamEvent::Content));
+        assert_eq!(ev(": keep-alive\n\n"), Ok(StreamEvent::Preamble));
+        assert_eq!(ev("data: {\"choices\": [\n\n").err().map(|f| f.class), Some(FailureClass::MalformedResponse));
+        let err = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+        assert_eq!(ev(err).err().map(|f| f.class), Some(FailureClass::Overloaded));
+        let openai_err = "data: {\"error\":{\"message\":\"Rate limit\",\"type\":\"requests\",\"code\":\"rate_limit_exceeded\"}}\n\n";
+        assert_eq!(ev(openai_err).err().map(|f| f.class), Some(FailureClass::RateLimited));
     }
 }

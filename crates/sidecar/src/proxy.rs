@@ -41,7 +41,7 @@ pub const MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// Largest upstream error body read for classification.
 const MAX_ERROR_BYTES: usize = 64 * 1024;
-/// Largest first event held before a stream is committed.
+/// Largest start of a stream held before its first token.
 const MAX_FIRST_EVENT_BYTES: usize = 1024 * 1024;
 
 /// Everything a request needs: the policy table, the upstream pools and the metrics.
@@ -446,8 +446,7 @@ impl Attempts<'_> {
                 ));
             }
             let first_deadline = self.deadline.min(start + d.first_token);
-            let (first, end, rest) = first_event(body, first_deadline, d).await?;
-            classify::first_event(&first[..end])?;
+            let (first, rest) = until_first_token(body, first_deadline, d).await?;
             return Ok(Answer::Stream { head, first, rest });
         }
         let body = match read_body(body, MAX_RESPONSE_BYTES, self.deadline).await {
@@ -546,7 +545,7 @@ impl Attempts<'_> {
                 });
                 (respond::client_status(last.failure.class, self.request.api, passthrough), last.failure.class.as_str())
             }
-            None => (StatusCode::SERVICE_UNAVAILABLE, "no_target_available"),
+            None => untried_status(&self.skipped),
         };
         let summary = if self.tried.is_empty() {
             "no target of the route could take the request"
@@ -578,6 +577,26 @@ impl Attempts<'_> {
     }
 }
 
+/// The status when no target was even tried: the request needs what no target offers (the
+/// caller's to change), or every target is unavailable.
+fn untried_status(skipped: &[(String, Skip)]) -> (StatusCode, &'static str) {
+    let all = |f: fn(&Skip) -> bool| !skipped.is_empty() && skipped.iter().all(|(_, s)| f(s));
+    if all(|s| matches!(s, Skip::ContextWindow { .. })) {
+        return (StatusCode::BAD_REQUEST, FailureClass::ContextLength.as_str());
+    }
+    if all(|s| matches!(s, Skip::NoCallerKey)) {
+        return (StatusCode::UNAUTHORIZED, "missing_api_key");
+    }
+    let unfit = |s: &Skip| match s {
+        Skip::Api | Skip::Tools | Skip::JsonSchema | Skip::Vision | Skip::Prefill | Skip::ContextWindow { .. } => true,
+        Skip::NoCallerKey | Skip::BreakerOpen | Skip::RuledOut(_) => false,
+    };
+    if all(unfit) {
+        return (StatusCode::BAD_REQUEST, "no_capable_target");
+    }
+    (StatusCode::SERVICE_UNAVAILABLE, "no_target_available")
+}
+
 /// Marker: stop trying targets.
 struct Stop;
 
@@ -594,46 +613,53 @@ async fn read_body(body: Incoming, limit: usize, deadline: Instant) -> Result<By
     }
 }
 
-/// Reads a stream until its first complete event (a blank line), within `deadline`. Returns
-/// everything read (which may run past the first event) and where the first event ends.
-async fn first_event(
+/// Holds the start of a stream until its first token (or its end), within `deadline`: the
+/// preamble events (role chunk, `message_start`, `ping`) are checked and kept, so an error
+/// event, a malformed event, a stall or a cut before the first token still fails over
+/// invisibly. Returns everything read, to be sent at commit, and the rest of the stream.
+async fn until_first_token(
     mut body: Incoming,
     deadline: Instant,
     d: &plumb_policy::Deadlines,
-) -> Result<(Bytes, usize, Incoming), Failure> {
+) -> Result<(Bytes, Incoming), Failure> {
     let mut buf = BytesMut::new();
+    let mut checked = 0;
     loop {
+        while let Some(end) = find_event_end(&buf[checked..]) {
+            match classify::stream_event(&buf[checked..checked + end])? {
+                classify::StreamEvent::Preamble => checked += end,
+                classify::StreamEvent::Content | classify::StreamEvent::End => {
+                    return Ok((buf.freeze(), body));
+                }
+            }
+        }
+        if buf.len() > MAX_FIRST_EVENT_BYTES {
+            return Err(Failure::new(
+                FailureClass::MalformedResponse,
+                Phase::Body,
+                "more than 1 MiB of stream arrived before the first token",
+            ));
+        }
         let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
             Err(_) => return Err(Failure::timeout(Phase::Body, "first-token", d.first_token)),
             Ok(None) => {
                 return Err(Failure::new(
                     FailureClass::MalformedResponse,
                     Phase::Body,
-                    "the stream ended before its first event",
+                    "the stream ended before its first token",
                 ));
             }
             Ok(Some(Err(e))) => {
                 return Err(Failure::new(
                     FailureClass::MalformedResponse,
                     Phase::Body,
-                    format!("the stream broke before its first event: {}", classify::root_cause(&e)),
+                    format!("the stream broke before its first token: {}", classify::root_cause(&e)),
                 ));
             }
             Ok(Some(Ok(frame))) => frame,
         };
         if let Ok(data) = frame.into_data() {
             buf.extend_from_slice(&data);
-        }
-        if let Some(end) = find_event_end(&buf) {
-            // Hold back nothing: whatever arrived after the first event goes out with it.
-            return Ok((buf.freeze(), end, body));
-        }
-        if buf.len() > MAX_FIRST_EVENT_BYTES {
-            return Err(Failure::new(
-                FailureClass::MalformedResponse,
-                Phase::Body,
-                "the stream's first event is larger than 1 MiB",
-            ));
         }
     }
 }

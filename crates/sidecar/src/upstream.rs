@@ -85,11 +85,11 @@ impl Upstreams {
             tracing::warn!("no system root certificates found: HTTPS upstreams will fail unless --ca-file is given");
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        // ALPN (h2, http/1.1) is set by the connector builder below.
+        let tls = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Upstreams {
             tls: Arc::new(tls),
             clients: Mutex::new(HashMap::new()),

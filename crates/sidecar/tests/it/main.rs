@@ -1,1 +1,18 @@
+//! Integration tests: the real `plumb-sidecar` binary in front of the simulator, over loopback
+//! sockets, with the simulator's attempt log as the witness of what the sidecar did.
 
+// Test code: a failed unwrap is a failed test; helpers need no API docs; matches on test data
+// may end with a catch-all.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::wildcard_enum_match_arm,
+    missing_docs,
+    unreachable_pub
+)]
+
+mod basics;
+mod recovery;
+mod standalone;
+mod streams;
+mod support;

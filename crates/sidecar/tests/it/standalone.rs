@@ -1,0 +1,1 @@
+//! Routes files: reload, rejection, start-up errors, drain.

@@ -1,0 +1,1 @@
+//! Streams through the sidecar.

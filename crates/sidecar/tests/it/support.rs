@@ -1,0 +1,205 @@
+//! A simulator in the test process and the sidecar binary in front of it.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::time::Duration;
+
+use plumb_simulator::{Attempt, PlanSpec, SimConfig, Simulator};
+use serde_json::{Value, json};
+
+pub struct Sidecar {
+    pub child: Child,
+    pub url: String,
+    pub admin: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Sidecar {
+    /// Starts the sidecar on free ports with this routes file.
+    pub fn start(routes: &str) -> Sidecar {
+        Sidecar::start_with(routes, &[]).unwrap_or_else(|(code, err)| panic!("sidecar exited {code:?}: {err}"))
+    }
+
+    /// Starts it with extra environment variables; `Err` carries the exit code and standard
+    /// error when it does not start.
+    pub fn start_with(routes: &str, env: &[(&str, &str)]) -> Result<Sidecar, (Option<i32>, String)> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("routes.yaml");
+        std::fs::write(&path, routes).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_plumb-sidecar"));
+        cmd.arg("--routes")
+            .arg(&path)
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--reload-interval", "100ms", "--drain-timeout", "10s"])
+            .env("RUST_LOG", "plumb_sidecar=debug,warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn plumb-sidecar");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        if line.is_empty() {
+            let mut err = String::new();
+            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            let code = child.wait().unwrap().code();
+            return Err((code, err));
+        }
+        // "plumb-sidecar listening on http://A admin http://B"
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let url = words[3].to_owned();
+        let admin = words[5].to_owned();
+        // Keep draining stderr so the sidecar never blocks on a full pipe.
+        let mut stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            let mut sink = Vec::new();
+            let _ = stderr.read_to_end(&mut sink);
+            if std::env::var_os("PLUMB_TEST_LOGS").is_some() {
+                eprintln!("{}", String::from_utf8_lossy(&sink));
+            }
+        });
+        Ok(Sidecar { child, url, admin, dir })
+    }
+
+    pub fn routes_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("routes.yaml")
+    }
+
+    pub fn openai(&self, body: Value) -> reqwest::RequestBuilder {
+        client()
+            .post(format!("{}/v1/chat/completions", self.url))
+            .bearer_auth("sk-caller-key-1111")
+            .json(&body)
+    }
+
+    pub fn anthropic(&self, body: Value) -> reqwest::RequestBuilder {
+        client()
+            .post(format!("{}/v1/messages", self.url))
+            .header("x-api-key", "sk-ant-caller-2222")
+            .header("anthropic-version", "2023-06-01")
+            .json(&body)
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    static PROVIDER: Once = Once::new();
+    PROVIDER.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::Client::builder().timeout(Duration::from_secs(60)).no_proxy().build().unwrap()
+}
+
+pub async fn simulator() -> Simulator {
+    Simulator::start(SimConfig::default(), "127.0.0.1:0".parse().unwrap(), false).await.unwrap()
+}
+
+pub fn plan(sim: &Simulator, model: &str, json: Value) {
+    let spec: PlanSpec = serde_json::from_value(json).unwrap();
+    sim.set_plan(model, spec).unwrap();
+}
+
+/// The attempts the simulator saw for `model`, once they have all ended.
+pub async fn attempts(sim: &Simulator, model: &str) -> Vec<Attempt> {
+    for _ in 0..200 {
+        let a = sim.attempts(Some(model));
+        if a.iter().all(|a| a.ended_ms.is_some() || a.outcome == plumb_simulator::Outcome::Hung) {
+            return a;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sim.attempts(Some(model))
+}
+
+/// One target of a routes file.
+pub fn target(name: &str, provider: &str, base: &str, model: &str, extra: &str) -> String {
+    format!(
+        "    - name: {name}\n      provider: {provider}\n      baseUrl: {base}\n      model: {model}\n      credentials: {{none: true}}\n{extra}"
+    )
+}
+
+/// A routes file with one route `m` (name `r`) over `targets`, plus `spec_extra` lines.
+pub fn route(model: &str, targets: &[String], spec_extra: &str) -> String {
+    format!(
+        "apiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {{name: r, namespace: test}}\nspec:\n  match: {{models: [{model}]}}\n  targets:\n{}{spec_extra}",
+        targets.concat()
+    )
+}
+
+/// Two OpenAI targets on the simulator: `primary` asks for `primary_model`, `fallback` for
+/// `sim-gpt-mini`.
+pub fn two_openai(sim: &Simulator, primary_model: &str, spec_extra: &str) -> String {
+    let base = format!("{}/v1", sim.base_url());
+    route(
+        "chat",
+        &[
+            target("primary", "openai", &base, primary_model, ""),
+            target("fallback", "openai", &base, "sim-gpt-mini", "      priority: 1\n"),
+        ],
+        spec_extra,
+    )
+}
+
+pub fn chat(stream: bool) -> Value {
+    json!({"model": "chat", "stream": stream, "messages": [{"role": "user", "content": "what is six times seven"}]})
+}
+
+pub fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
+    r.headers().get(name).map_or("", |v| v.to_str().unwrap())
+}
+
+/// One parsed server-sent event.
+#[derive(Debug, Clone)]
+pub struct Sse {
+    pub event: Option<String>,
+    pub data: String,
+}
+
+pub fn parse_sse(text: &str) -> Vec<Sse> {
+    text.split("\n\n")
+        .filter(|b| b.lines().any(|l| l.starts_with("data:") || l.starts_with("event:")))
+        .map(|block| {
+            let mut event = None;
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(e) = line.strip_prefix("event: ") {
+                    event = Some(e.to_owned());
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data.push_str(d);
+                }
+            }
+            Sse { event, data }
+        })
+        .collect()
+}
+
+pub async fn read_all(mut r: reqwest::Response) -> (String, Option<reqwest::Error>) {
+    let mut out = Vec::new();
+    loop {
+        match r.chunk().await {
+            Ok(Some(c)) => out.extend_from_slice(&c),
+            Ok(None) => return (String::from_utf8_lossy(&out).into_owned(), None),
+            Err(e) => return (String::from_utf8_lossy(&out).into_owned(), Some(e)),
+        }
+    }
+}
+
+pub fn openai_text(events: &[Sse]) -> String {
+    events
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
+        .filter_map(|v| v.pointer("/choices/0/delta/content").and_then(Value::as_str).map(str::to_owned))
+        .collect()
+}
