@@ -6,7 +6,10 @@
 use kube::CustomResourceExt;
 use plumb_api::LlmRoute;
 
-const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../crds/plumb.dev_llmroutes.yaml");
+const PATH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../crds/plumb.dev_llmroutes.yaml"
+);
 
 fn generated() -> String {
     let yaml = serde_saphyr::to_string(&LlmRoute::crd()).unwrap();
@@ -20,7 +23,10 @@ fn checked_in_crd_matches_the_rust_types() {
         std::fs::write(PATH, &want).unwrap();
     }
     let have = std::fs::read_to_string(PATH).unwrap_or_default();
-    assert!(have == want, "crds/plumb.dev_llmroutes.yaml is out of date: run `make crds`");
+    assert!(
+        have == want,
+        "crds/plumb.dev_llmroutes.yaml is out of date: run `make crds`"
+    );
 }
 
 #[test]
@@ -31,10 +37,23 @@ fn crd_has_the_status_subresource_short_name_and_printer_columns() {
     assert_eq!(crd["spec"]["scope"], "Namespaced");
     assert_eq!(crd["spec"]["names"]["shortNames"][0], "llmr");
     assert!(version["subresources"]["status"].is_object());
-    let columns: Vec<&str> = version["additionalPrinterColumns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    let columns: Vec<&str> = version["additionalPrinterColumns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
     assert_eq!(columns, ["Accepted", "Targets", "Healthy", "Age"]);
     let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
     let target = &spec["properties"]["targets"]["items"];
-    assert!(target["properties"]["baseUrl"]["description"].as_str().unwrap().contains("base URL"));
-    assert_eq!(target["properties"]["provider"]["enum"], serde_json::json!(["openai", "openai-compatible", "azure-openai", "anthropic"]));
+    assert!(
+        target["properties"]["baseUrl"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("base URL")
+    );
+    assert_eq!(
+        target["properties"]["provider"]["enum"],
+        serde_json::json!(["openai", "openai-compatible", "azure-openai", "anthropic"])
+    );
 }

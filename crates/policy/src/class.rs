@@ -155,9 +155,9 @@ impl FailureClass {
     /// Who caused it.
     pub const fn blame(self) -> Blame {
         match self {
-            FailureClass::BadRequest | FailureClass::ContextLength | FailureClass::ContentFilter => {
-                Blame::Client
-            }
+            FailureClass::BadRequest
+            | FailureClass::ContextLength
+            | FailureClass::ContentFilter => Blame::Client,
             FailureClass::Timeout
             | FailureClass::Connect
             | FailureClass::RateLimited
@@ -222,9 +222,9 @@ impl FailureClass {
             | FailureClass::SchemaViolation
             | FailureClass::OutOfBounds
             | FailureClass::StreamInterrupted => plan(0, 100, 1_000, true),
-            FailureClass::ContentFilter | FailureClass::BadRequest | FailureClass::ModelSubstituted => {
-                plan(0, 100, 1_000, false)
-            }
+            FailureClass::ContentFilter
+            | FailureClass::BadRequest
+            | FailureClass::ModelSubstituted => plan(0, 100, 1_000, false),
         }
     }
 }

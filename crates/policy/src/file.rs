@@ -14,7 +14,9 @@ pub enum InvalidRoutesFile {
     #[error("{0}")]
     Yaml(String),
     /// A document of another kind or version.
-    #[error("document {index}: expected apiVersion plumb.dev/v1alpha1 and kind LlmRoute, found {api_version} {kind}")]
+    #[error(
+        "document {index}: expected apiVersion plumb.dev/v1alpha1 and kind LlmRoute, found {api_version} {kind}"
+    )]
     Kind {
         /// 0-based position of the document in the file.
         index: usize,
@@ -83,14 +85,18 @@ pub fn parse_routes_file(text: &str) -> Result<RouteSet, InvalidRoutesFile> {
             .name
             .filter(|n| !n.is_empty())
             .ok_or(InvalidRoutesFile::NoName { index })?;
-        let namespace = doc.metadata.namespace.unwrap_or_else(|| "default".to_owned());
-        let route = compile(&namespace, &name, &doc.spec).map_err(|error| InvalidRoutesFile::Route {
-            id: RouteId {
-                namespace: namespace.clone(),
-                name: name.clone(),
-            },
-            error,
-        })?;
+        let namespace = doc
+            .metadata
+            .namespace
+            .unwrap_or_else(|| "default".to_owned());
+        let route =
+            compile(&namespace, &name, &doc.spec).map_err(|error| InvalidRoutesFile::Route {
+                id: RouteId {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                },
+                error,
+            })?;
         routes.push(route);
     }
     if routes.is_empty() {

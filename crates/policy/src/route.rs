@@ -277,7 +277,9 @@ pub enum InvalidRoute {
         field: String,
     },
     /// Not exactly one credential source.
-    #[error("{field}: set exactly one of secretRef, env, file, passthrough: true or none: true (found {found})")]
+    #[error(
+        "{field}: set exactly one of secretRef, env, file, passthrough: true or none: true (found {found})"
+    )]
     Credentials {
         /// The field.
         field: String,
@@ -404,11 +406,31 @@ pub fn compile(namespace: &str, name: &str, spec: &LlmRouteSpec) -> Result<Route
     let defaults = Deadlines::default();
     let deadlines = Deadlines {
         total: dur("spec.deadlines.total", d.total.as_ref(), defaults.total)?,
-        connect: dur("spec.deadlines.connect", d.connect.as_ref(), defaults.connect)?,
-        first_byte: dur("spec.deadlines.firstByte", d.first_byte.as_ref(), defaults.first_byte)?,
-        first_token: dur("spec.deadlines.firstToken", d.first_token.as_ref(), defaults.first_token)?,
-        stream_idle: dur("spec.deadlines.streamIdle", d.stream_idle.as_ref(), defaults.stream_idle)?,
-        stream_max: dur("spec.deadlines.streamMax", d.stream_max.as_ref(), defaults.stream_max)?,
+        connect: dur(
+            "spec.deadlines.connect",
+            d.connect.as_ref(),
+            defaults.connect,
+        )?,
+        first_byte: dur(
+            "spec.deadlines.firstByte",
+            d.first_byte.as_ref(),
+            defaults.first_byte,
+        )?,
+        first_token: dur(
+            "spec.deadlines.firstToken",
+            d.first_token.as_ref(),
+            defaults.first_token,
+        )?,
+        stream_idle: dur(
+            "spec.deadlines.streamIdle",
+            d.stream_idle.as_ref(),
+            defaults.stream_idle,
+        )?,
+        stream_max: dur(
+            "spec.deadlines.streamMax",
+            d.stream_max.as_ref(),
+            defaults.stream_max,
+        )?,
     };
     if deadlines.total.is_zero() {
         return Err(InvalidRoute::OutOfRange {
@@ -419,18 +441,27 @@ pub fn compile(namespace: &str, name: &str, spec: &LlmRouteSpec) -> Result<Route
     }
     for (field, value, given) in [
         ("spec.deadlines.connect", deadlines.connect, &d.connect),
-        ("spec.deadlines.firstByte", deadlines.first_byte, &d.first_byte),
-        ("spec.deadlines.firstToken", deadlines.first_token, &d.first_token),
+        (
+            "spec.deadlines.firstByte",
+            deadlines.first_byte,
+            &d.first_byte,
+        ),
+        (
+            "spec.deadlines.firstToken",
+            deadlines.first_token,
+            &d.first_token,
+        ),
     ] {
         // A default longer than a user's short total is simply capped by the total; only a
         // value the user wrote is an error.
         if let Some(given) = given
-            && value > deadlines.total {
-                return Err(InvalidRoute::DeadlineExceedsTotal {
-                    field: field.to_owned(),
-                    value: given.clone(),
-                });
-            }
+            && value > deadlines.total
+        {
+            return Err(InvalidRoute::DeadlineExceedsTotal {
+                field: field.to_owned(),
+                value: given.clone(),
+            });
+        }
     }
 
     let plans = compile_plans(spec.classes.as_ref())?;
@@ -513,9 +544,7 @@ fn compile_target(field: &str, namespace: &str, t: &TargetSpec) -> Result<Target
         reason,
     };
     let trimmed = t.base_url.trim_end_matches('/');
-    let base_url: http::Uri = trimmed
-        .parse()
-        .map_err(|_| bad_url("is not a URL"))?;
+    let base_url: http::Uri = trimmed.parse().map_err(|_| bad_url("is not a URL"))?;
     match base_url.scheme_str() {
         Some("http" | "https") => {}
         _ => return Err(bad_url("must start with http:// or https://")),
@@ -606,11 +635,27 @@ fn compile_plans(
         (FailureClass::ServerError, &o.server_error, "serverError"),
         (FailureClass::Auth, &o.auth, "auth"),
         (FailureClass::InvalidModel, &o.invalid_model, "invalidModel"),
-        (FailureClass::ContextLength, &o.context_length, "contextLength"),
-        (FailureClass::ContentFilter, &o.content_filter, "contentFilter"),
+        (
+            FailureClass::ContextLength,
+            &o.context_length,
+            "contextLength",
+        ),
+        (
+            FailureClass::ContentFilter,
+            &o.content_filter,
+            "contentFilter",
+        ),
         (FailureClass::BadRequest, &o.bad_request, "badRequest"),
-        (FailureClass::MalformedResponse, &o.malformed_response, "malformedResponse"),
-        (FailureClass::StreamInterrupted, &o.stream_interrupted, "streamInterrupted"),
+        (
+            FailureClass::MalformedResponse,
+            &o.malformed_response,
+            "malformedResponse",
+        ),
+        (
+            FailureClass::StreamInterrupted,
+            &o.stream_interrupted,
+            "streamInterrupted",
+        ),
     ];
     for (class, spec, key) in entries {
         let Some(spec) = spec else { continue };
@@ -630,8 +675,16 @@ fn compile_plans(
             plan.failover = f;
         }
         if let Some(BackoffSpec { initial, max }) = &spec.backoff {
-            let initial = dur(&format!("{field}.backoff.initial"), initial.as_ref(), plan.backoff.initial)?;
-            let max = dur(&format!("{field}.backoff.max"), max.as_ref(), plan.backoff.max.max(initial))?;
+            let initial = dur(
+                &format!("{field}.backoff.initial"),
+                initial.as_ref(),
+                plan.backoff.initial,
+            )?;
+            let max = dur(
+                &format!("{field}.backoff.max"),
+                max.as_ref(),
+                plan.backoff.max.max(initial),
+            )?;
             if max < initial {
                 return Err(InvalidRoute::OutOfRange {
                     field: format!("{field}.backoff.max"),

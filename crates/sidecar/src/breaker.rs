@@ -253,10 +253,9 @@ impl Breaker {
     fn record(&self, failure: Option<FailureClass>, probe: bool, now: Instant) -> BreakerState {
         let mut inner = lock(&self.inner);
         let effect = failure.map_or(BreakerEffect::Ignore, FailureClass::breaker_effect);
-        if probe
-            && let State::HalfOpen { in_flight } = &mut inner.state {
-                *in_flight = in_flight.saturating_sub(1);
-            }
+        if probe && let State::HalfOpen { in_flight } = &mut inner.state {
+            *in_flight = in_flight.saturating_sub(1);
+        }
         match (failure, effect) {
             // The caller's fault: not a verdict on the upstream, probe or not.
             (Some(_), BreakerEffect::Ignore) => {}
@@ -275,9 +274,14 @@ impl Breaker {
                 let (ok, bad) = inner.window.totals();
                 let total = ok + bad;
                 let s = inner.settings;
-                let rate_trips = total >= s.min_requests && f64::from(bad) >= s.failure_rate * f64::from(total);
+                let rate_trips =
+                    total >= s.min_requests && f64::from(bad) >= s.failure_rate * f64::from(total);
                 let in_half_open = matches!(inner.state, State::HalfOpen { .. });
-                if probe || in_half_open || inner.consecutive >= s.consecutive_failures || rate_trips {
+                if probe
+                    || in_half_open
+                    || inner.consecutive >= s.consecutive_failures
+                    || rate_trips
+                {
                     inner.open(now);
                 }
             }
@@ -310,10 +314,18 @@ impl Breakers {
     /// The breaker of an upstream, created closed on first use; its settings follow the most
     /// recent route that asked.
     pub fn get(&self, key: &UpstreamKey, settings: BreakerSettings) -> Arc<Breaker> {
-        if let Some(b) = self.map.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(key) {
+        if let Some(b) = self
+            .map
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key)
+        {
             return b.clone();
         }
-        let mut map = self.map.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self
+            .map
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         map.entry(key.clone())
             .or_insert_with(|| Arc::new(Breaker::new(settings)))
             .clone()
@@ -351,9 +363,16 @@ mod tests {
     async fn breaker_opens_after_five_consecutive_overloads() {
         let b = Arc::new(Breaker::new(settings()));
         for i in 0..4 {
-            assert_eq!(allowed(&b).failure(FailureClass::Overloaded), BreakerState::Closed, "failure {i}");
+            assert_eq!(
+                allowed(&b).failure(FailureClass::Overloaded),
+                BreakerState::Closed,
+                "failure {i}"
+            );
         }
-        assert_eq!(allowed(&b).failure(FailureClass::Overloaded), BreakerState::Open);
+        assert_eq!(
+            allowed(&b).failure(FailureClass::Overloaded),
+            BreakerState::Open
+        );
         assert!(matches!(b.admit(), Admission::Refused { .. }));
     }
 
@@ -365,7 +384,10 @@ mod tests {
         }
         allowed(&b).success();
         for _ in 0..4 {
-            assert_eq!(allowed(&b).failure(FailureClass::ServerError), BreakerState::Closed);
+            assert_eq!(
+                allowed(&b).failure(FailureClass::ServerError),
+                BreakerState::Closed
+            );
         }
     }
 
@@ -375,7 +397,11 @@ mod tests {
         // Alternate: never five in a row, but half of ten fail (the tenth is a failure).
         for i in 0..10 {
             let p = allowed(&b);
-            if i % 2 == 1 { p.failure(FailureClass::Timeout) } else { p.success() };
+            if i % 2 == 1 {
+                p.failure(FailureClass::Timeout)
+            } else {
+                p.success()
+            };
         }
         assert_eq!(b.state(), BreakerState::Open);
     }
@@ -426,8 +452,15 @@ mod tests {
         assert_eq!(b.state(), BreakerState::HalfOpen);
         let probe = allowed(&b);
         assert!(probe.is_probe());
-        assert!(matches!(b.admit(), Admission::Refused { .. }), "one probe at a time");
-        assert_eq!(probe.failure(FailureClass::Overloaded), BreakerState::Open, "a failed probe reopens");
+        assert!(
+            matches!(b.admit(), Admission::Refused { .. }),
+            "one probe at a time"
+        );
+        assert_eq!(
+            probe.failure(FailureClass::Overloaded),
+            BreakerState::Open,
+            "a failed probe reopens"
+        );
         tokio::time::advance(Duration::from_secs(10)).await;
         let probe = allowed(&b);
         assert_eq!(probe.success(), BreakerState::Closed);

@@ -54,7 +54,10 @@ impl Failure {
         Failure::new(
             FailureClass::Timeout,
             phase,
-            format!("{what} deadline of {} passed", humantime::format_duration(after)),
+            format!(
+                "{what} deadline of {} passed",
+                humantime::format_duration(after)
+            ),
         )
     }
 }
@@ -98,7 +101,10 @@ fn provider_error(body: &[u8]) -> Option<ProviderError> {
             .map(|x| match x {
                 Value::String(s) => s.clone(),
                 Value::Null => String::new(),
-                other @ (Value::Bool(_) | Value::Number(_) | Value::Array(_) | Value::Object(_)) => other.to_string(),
+                other
+                @ (Value::Bool(_) | Value::Number(_) | Value::Array(_) | Value::Object(_)) => {
+                    other.to_string()
+                }
             })
             .unwrap_or_default()
     };
@@ -132,7 +138,9 @@ pub fn status(status: u16, headers: &HeaderMap, body: &[u8]) -> Failure {
     let err = provider_error(body);
     let message = match &err {
         Some(e) if !e.message.is_empty() => e.message.clone(),
-        _ => String::from_utf8_lossy(&body[..body.len().min(512)]).trim().to_owned(),
+        _ => String::from_utf8_lossy(&body[..body.len().min(512)])
+            .trim()
+            .to_owned(),
     };
     let kind = err.as_ref().map_or("", |e| e.kind.as_str());
     let code = err.as_ref().map_or("", |e| e.code.as_str());
@@ -170,16 +178,33 @@ fn client_error(code: &str, lower_message: &str) -> FailureClass {
     let has = |needles: &[&str]| needles.iter().any(|n| lower_message.contains(n));
     if code == "context_length_exceeded"
         || code == "string_above_max_length"
-        || has(&["maximum context length", "prompt is too long", "context window", "too many tokens", "context_length"])
+        || has(&[
+            "maximum context length",
+            "prompt is too long",
+            "context window",
+            "too many tokens",
+            "context_length",
+        ])
     {
         FailureClass::ContextLength
     } else if code == "content_filter"
         || code == "content_policy_violation"
-        || has(&["content filtering policy", "content management policy", "safety system", "content policy"])
+        || has(&[
+            "content filtering policy",
+            "content management policy",
+            "safety system",
+            "content policy",
+        ])
     {
         FailureClass::ContentFilter
     } else if code == "model_not_found"
-        || has(&["does not exist", "model not found", "deprecated", "decommissioned", "not available in"])
+        || has(&[
+            "does not exist",
+            "model not found",
+            "deprecated",
+            "decommissioned",
+            "not available in",
+        ])
     {
         FailureClass::InvalidModel
     } else {
@@ -190,16 +215,25 @@ fn client_error(code: &str, lower_message: &str) -> FailureClass {
 /// How long to wait before retrying, from `retry-after-ms`, `retry-after` (seconds or an
 /// HTTP-date), or the providers' rate-limit reset headers for an exhausted limit.
 pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
-    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
     if let Some(ms) = get("retry-after-ms").and_then(|v| v.parse::<f64>().ok())
-        && ms.is_finite() && ms >= 0.0 {
-            return Some(Duration::from_secs_f64(ms / 1000.0));
-        }
+        && ms.is_finite()
+        && ms >= 0.0
+    {
+        return Some(Duration::from_secs_f64(ms / 1000.0));
+    }
     if let Some(v) = get("retry-after") {
         if let Ok(secs) = v.parse::<f64>()
-            && secs.is_finite() && secs >= 0.0 {
-                return Some(Duration::from_secs_f64(secs));
-            }
+            && secs.is_finite()
+            && secs >= 0.0
+        {
+            return Some(Duration::from_secs_f64(secs));
+        }
         if let Ok(at) = httpdate::parse_http_date(v) {
             return Some(at.duration_since(now).unwrap_or(Duration::ZERO));
         }
@@ -229,7 +263,13 @@ fn go_duration(v: &str) -> Option<Duration> {
 /// Checks a complete 200 body: valid JSON with the fields a client needs and a non-empty
 /// answer. `Err` carries the `malformed_response` failure.
 pub fn success_body(api: Api, operation: Operation, body: &[u8]) -> Result<(), Failure> {
-    let malformed = |why: &str| Err(Failure::new(FailureClass::MalformedResponse, Phase::Body, why.to_owned()));
+    let malformed = |why: &str| {
+        Err(Failure::new(
+            FailureClass::MalformedResponse,
+            Phase::Body,
+            why.to_owned(),
+        ))
+    };
     if body.is_empty() {
         return malformed("the 200 response had an empty body");
     }
@@ -242,7 +282,10 @@ pub fn success_body(api: Api, operation: Operation, body: &[u8]) -> Result<(), F
     }
     match (api, operation) {
         (Api::Openai, Operation::Embeddings) => {
-            if v.get("data").and_then(Value::as_array).is_none_or(Vec::is_empty) {
+            if v.get("data")
+                .and_then(Value::as_array)
+                .is_none_or(Vec::is_empty)
+            {
                 return malformed("the embeddings response has no data");
             }
         }
@@ -255,7 +298,10 @@ pub fn success_body(api: Api, operation: Operation, body: &[u8]) -> Result<(), F
                 .get("tool_calls")
                 .and_then(Value::as_array)
                 .is_some_and(|t| !t.is_empty());
-            let refusal = message.get("refusal").and_then(Value::as_str).is_some_and(|r| !r.is_empty());
+            let refusal = message
+                .get("refusal")
+                .and_then(Value::as_str)
+                .is_some_and(|r| !r.is_empty());
             if text.is_empty() && !tools && !refusal {
                 return malformed("the completion's answer is empty");
             }
@@ -264,11 +310,16 @@ pub fn success_body(api: Api, operation: Operation, body: &[u8]) -> Result<(), F
             let Some(blocks) = v.get("content").and_then(Value::as_array) else {
                 return malformed("the message has no content array");
             };
-            let useful = blocks.iter().any(|b| match b.get("type").and_then(Value::as_str) {
-                Some("text") => b.get("text").and_then(Value::as_str).is_some_and(|t| !t.is_empty()),
-                Some(_) => true,
-                None => false,
-            });
+            let useful = blocks
+                .iter()
+                .any(|b| match b.get("type").and_then(Value::as_str) {
+                    Some("text") => b
+                        .get("text")
+                        .and_then(Value::as_str)
+                        .is_some_and(|t| !t.is_empty()),
+                    Some(_) => true,
+                    None => false,
+                });
             if !useful {
                 return malformed("the message's answer is empty");
             }
@@ -314,7 +365,9 @@ pub fn stream_event(event: &[u8]) -> Result<StreamEvent, Failure> {
             "a stream event before the first token is not valid JSON",
         ));
     };
-    let kind = name.as_deref().or_else(|| v.get("type").and_then(Value::as_str));
+    let kind = name
+        .as_deref()
+        .or_else(|| v.get("type").and_then(Value::as_str));
     if kind == Some("error") || v.get("error").is_some_and(|e| !e.is_null()) {
         return Err(embedded_error(data.as_bytes()));
     }
@@ -334,7 +387,9 @@ pub fn stream_event(event: &[u8]) -> Result<StreamEvent, Failure> {
             };
             if has("content") || has("tool_calls") || has("refusal") {
                 StreamEvent::Content
-            } else if choice.and_then(|c| c.get("finish_reason")).is_some_and(|f| !f.is_null())
+            } else if choice
+                .and_then(|c| c.get("finish_reason"))
+                .is_some_and(|f| !f.is_null())
                 || (choice.is_none() && v.get("usage").is_some_and(|u| !u.is_null()))
             {
                 StreamEvent::End
@@ -359,36 +414,104 @@ mod tests {
     #[test]
     fn statuses_and_provider_bodies_map_to_classes() {
         let openai = |code: &str, msg: &str| json!({"error": {"message": msg, "type": "invalid_request_error", "code": code}});
-        let anthropic = |ty: &str, msg: &str| json!({"type": "error", "error": {"type": ty, "message": msg}});
-        assert_eq!(class(429, openai("rate_limit_exceeded", "slow down")), FailureClass::RateLimited);
-        assert_eq!(class(529, anthropic("overloaded_error", "Overloaded")), FailureClass::Overloaded);
-        assert_eq!(class(500, anthropic("overloaded_error", "Overloaded")), FailureClass::Overloaded);
+        let anthropic =
+            |ty: &str, msg: &str| json!({"type": "error", "error": {"type": ty, "message": msg}});
+        assert_eq!(
+            class(429, openai("rate_limit_exceeded", "slow down")),
+            FailureClass::RateLimited
+        );
+        assert_eq!(
+            class(529, anthropic("overloaded_error", "Overloaded")),
+            FailureClass::Overloaded
+        );
+        assert_eq!(
+            class(500, anthropic("overloaded_error", "Overloaded")),
+            FailureClass::Overloaded
+        );
         assert_eq!(class(503, json!({})), FailureClass::Overloaded);
         assert_eq!(class(500, json!({})), FailureClass::ServerError);
         assert_eq!(class(502, json!("bad gateway")), FailureClass::ServerError);
         assert_eq!(class(504, json!({})), FailureClass::Timeout);
-        assert_eq!(class(401, openai("invalid_api_key", "Incorrect API key")), FailureClass::Auth);
-        assert_eq!(class(403, anthropic("permission_error", "no")), FailureClass::Auth);
         assert_eq!(
-            class(403, openai("unsupported_country_region_territory", "Country, region, or territory not supported")),
+            class(401, openai("invalid_api_key", "Incorrect API key")),
+            FailureClass::Auth
+        );
+        assert_eq!(
+            class(403, anthropic("permission_error", "no")),
+            FailureClass::Auth
+        );
+        assert_eq!(
+            class(
+                403,
+                openai(
+                    "unsupported_country_region_territory",
+                    "Country, region, or territory not supported"
+                )
+            ),
             FailureClass::InvalidModel
         );
-        assert_eq!(class(404, openai("model_not_found", "The model `x` does not exist")), FailureClass::InvalidModel);
-        assert_eq!(class(404, anthropic("not_found_error", "model: x")), FailureClass::InvalidModel);
-        assert_eq!(class(400, openai("context_length_exceeded", "too long")), FailureClass::ContextLength);
-        assert_eq!(class(400, anthropic("invalid_request_error", "prompt is too long: 9 tokens > 5 maximum")), FailureClass::ContextLength);
-        assert_eq!(class(400, openai("content_filter", "filtered")), FailureClass::ContentFilter);
-        assert_eq!(class(400, openai("content_policy_violation", "rejected")), FailureClass::ContentFilter);
-        assert_eq!(class(400, anthropic("invalid_request_error", "Output blocked by content filtering policy")), FailureClass::ContentFilter);
-        assert_eq!(class(400, openai("", "The model `gpt-3` has been deprecated")), FailureClass::InvalidModel);
-        assert_eq!(class(400, openai("", "messages: field required")), FailureClass::BadRequest);
+        assert_eq!(
+            class(
+                404,
+                openai("model_not_found", "The model `x` does not exist")
+            ),
+            FailureClass::InvalidModel
+        );
+        assert_eq!(
+            class(404, anthropic("not_found_error", "model: x")),
+            FailureClass::InvalidModel
+        );
+        assert_eq!(
+            class(400, openai("context_length_exceeded", "too long")),
+            FailureClass::ContextLength
+        );
+        assert_eq!(
+            class(
+                400,
+                anthropic(
+                    "invalid_request_error",
+                    "prompt is too long: 9 tokens > 5 maximum"
+                )
+            ),
+            FailureClass::ContextLength
+        );
+        assert_eq!(
+            class(400, openai("content_filter", "filtered")),
+            FailureClass::ContentFilter
+        );
+        assert_eq!(
+            class(400, openai("content_policy_violation", "rejected")),
+            FailureClass::ContentFilter
+        );
+        assert_eq!(
+            class(
+                400,
+                anthropic(
+                    "invalid_request_error",
+                    "Output blocked by content filtering policy"
+                )
+            ),
+            FailureClass::ContentFilter
+        );
+        assert_eq!(
+            class(400, openai("", "The model `gpt-3` has been deprecated")),
+            FailureClass::InvalidModel
+        );
+        assert_eq!(
+            class(400, openai("", "messages: field required")),
+            FailureClass::BadRequest
+        );
         assert_eq!(class(422, json!({})), FailureClass::BadRequest);
         assert_eq!(class(302, json!({})), FailureClass::MalformedResponse);
     }
 
     #[test]
     fn the_providers_message_is_kept() {
-        let f = status(429, &HeaderMap::new(), br#"{"error":{"message":"Rate limit reached","type":"requests"}}"#);
+        let f = status(
+            429,
+            &HeaderMap::new(),
+            br#"{"error":{"message":"Rate limit reached","type":"requests"}}"#,
+        );
         assert_eq!(f.message, "Rate limit reached");
         assert_eq!(f.status, Some(429));
         let f = status(502, &HeaderMap::new(), b"<html>bad gateway</html>");
@@ -401,26 +524,56 @@ mod tests {
         let h = |pairs: &[(&'static str, String)]| {
             let mut m = HeaderMap::new();
             for (k, v) in pairs {
-                m.insert(*k, HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static("")));
+                m.insert(
+                    *k,
+                    HeaderValue::from_str(v).unwrap_or(HeaderValue::from_static("")),
+                );
             }
             m
         };
-        assert_eq!(retry_after(&h(&[("retry-after", "2".into())]), now), Some(Duration::from_secs(2)));
-        assert_eq!(retry_after(&h(&[("retry-after-ms", "250".into())]), now), Some(Duration::from_millis(250)));
-        let date = httpdate::fmt_http_date(now + Duration::from_secs(3));
-        assert_eq!(retry_after(&h(&[("retry-after", date)]), now), Some(Duration::from_secs(3)));
         assert_eq!(
-            retry_after(&h(&[("x-ratelimit-remaining-requests", "0".into()), ("x-ratelimit-reset-requests", "1m30s".into())]), now),
+            retry_after(&h(&[("retry-after", "2".into())]), now),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            retry_after(&h(&[("retry-after-ms", "250".into())]), now),
+            Some(Duration::from_millis(250))
+        );
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(3));
+        assert_eq!(
+            retry_after(&h(&[("retry-after", date)]), now),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            retry_after(
+                &h(&[
+                    ("x-ratelimit-remaining-requests", "0".into()),
+                    ("x-ratelimit-reset-requests", "1m30s".into())
+                ]),
+                now
+            ),
             Some(Duration::from_secs(90))
         );
         assert_eq!(
-            retry_after(&h(&[("x-ratelimit-remaining-requests", "5".into()), ("x-ratelimit-reset-requests", "1s".into())]), now),
+            retry_after(
+                &h(&[
+                    ("x-ratelimit-remaining-requests", "5".into()),
+                    ("x-ratelimit-reset-requests", "1s".into())
+                ]),
+                now
+            ),
             None,
             "a limit that is not exhausted says nothing about waiting"
         );
         let reset = humantime::format_rfc3339_seconds(now + Duration::from_secs(4)).to_string();
         assert_eq!(
-            retry_after(&h(&[("anthropic-ratelimit-requests-remaining", "0".into()), ("anthropic-ratelimit-requests-reset", reset)]), now),
+            retry_after(
+                &h(&[
+                    ("anthropic-ratelimit-requests-remaining", "0".into()),
+                    ("anthropic-ratelimit-requests-reset", reset)
+                ]),
+                now
+            ),
             Some(Duration::from_secs(4))
         );
         assert_eq!(retry_after(&HeaderMap::new(), now), None);
@@ -428,36 +581,76 @@ mod tests {
 
     #[test]
     fn success_bodies_must_be_complete_json_with_an_answer() {
-        let ok = json!({"choices": [{"message": {"role": "assistant", "content": "hi"}}]}).to_string();
+        let ok =
+            json!({"choices": [{"message": {"role": "assistant", "content": "hi"}}]}).to_string();
         assert!(success_body(Api::Openai, Operation::Chat, ok.as_bytes()).is_ok());
-        let tools = json!({"choices": [{"message": {"content": null, "tool_calls": [{"id": "1"}]}}]}).to_string();
+        let tools =
+            json!({"choices": [{"message": {"content": null, "tool_calls": [{"id": "1"}]}}]})
+                .to_string();
         assert!(success_body(Api::Openai, Operation::Chat, tools.as_bytes()).is_ok());
-        for bad in [&b""[..], b"{\"choices\": [", b"{}", br#"{"choices":[{"message":{"content":""}}]}"#] {
-            let f = success_body(Api::Openai, Operation::Chat, bad).err().unwrap_or_else(|| panic!("{bad:?}"));
+        for bad in [
+            &b""[..],
+            b"{\"choices\": [",
+            b"{}",
+            br#"{"choices":[{"message":{"content":""}}]}"#,
+        ] {
+            let f = success_body(Api::Openai, Operation::Chat, bad)
+                .err()
+                .unwrap_or_else(|| panic!("{bad:?}"));
             assert_eq!(f.class, FailureClass::MalformedResponse);
         }
         let a = json!({"type": "message", "content": [{"type": "text", "text": "hi"}]}).to_string();
         assert!(success_body(Api::Anthropic, Operation::Chat, a.as_bytes()).is_ok());
-        let empty = json!({"type": "message", "content": [{"type": "text", "text": ""}]}).to_string();
+        let empty =
+            json!({"type": "message", "content": [{"type": "text", "text": ""}]}).to_string();
         assert!(success_body(Api::Anthropic, Operation::Chat, empty.as_bytes()).is_err());
         let err = json!({"error": {"type": "overloaded_error", "message": "busy"}}).to_string();
-        assert_eq!(success_body(Api::Anthropic, Operation::Chat, err.as_bytes()).err().map(|f| f.class), Some(FailureClass::Overloaded));
+        assert_eq!(
+            success_body(Api::Anthropic, Operation::Chat, err.as_bytes())
+                .err()
+                .map(|f| f.class),
+            Some(FailureClass::Overloaded)
+        );
     }
 
     #[test]
     fn events_before_the_first_token_are_read_for_errors_garbage_and_content() {
         let ev = |s: &str| stream_event(s.as_bytes());
-        assert_eq!(ev("data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n"), Ok(StreamEvent::Preamble));
-        assert_eq!(ev("data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n"), Ok(StreamEvent::Content));
-        assert_eq!(ev("data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n"), Ok(StreamEvent::End));
+        assert_eq!(
+            ev("data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n"),
+            Ok(StreamEvent::Preamble)
+        );
+        assert_eq!(
+            ev("data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n"),
+            Ok(StreamEvent::Content)
+        );
+        assert_eq!(
+            ev("data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n"),
+            Ok(StreamEvent::End)
+        );
         assert_eq!(ev("data: [DONE]\n\n"), Ok(StreamEvent::End));
-        assert_eq!(ev("event: ping\ndata: {\"type\":\"ping\"}\n\n"), Ok(StreamEvent::Preamble));
-        assert_eq!(ev("event: content_block_delta\ndata: {\"type\":\"content_block_delta\"}\n\n"), Ok(StreamEvent::Content));
+        assert_eq!(
+            ev("event: ping\ndata: {\"type\":\"ping\"}\n\n"),
+            Ok(StreamEvent::Preamble)
+        );
+        assert_eq!(
+            ev("event: content_block_delta\ndata: {\"type\":\"content_block_delta\"}\n\n"),
+            Ok(StreamEvent::Content)
+        );
         assert_eq!(ev(": keep-alive\n\n"), Ok(StreamEvent::Preamble));
-        assert_eq!(ev("data: {\"choices\": [\n\n").err().map(|f| f.class), Some(FailureClass::MalformedResponse));
+        assert_eq!(
+            ev("data: {\"choices\": [\n\n").err().map(|f| f.class),
+            Some(FailureClass::MalformedResponse)
+        );
         let err = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
-        assert_eq!(ev(err).err().map(|f| f.class), Some(FailureClass::Overloaded));
+        assert_eq!(
+            ev(err).err().map(|f| f.class),
+            Some(FailureClass::Overloaded)
+        );
         let openai_err = "data: {\"error\":{\"message\":\"Rate limit\",\"type\":\"requests\",\"code\":\"rate_limit_exceeded\"}}\n\n";
-        assert_eq!(ev(openai_err).err().map(|f| f.class), Some(FailureClass::RateLimited));
+        assert_eq!(
+            ev(openai_err).err().map(|f| f.class),
+            Some(FailureClass::RateLimited)
+        );
     }
 }

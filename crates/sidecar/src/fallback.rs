@@ -48,14 +48,19 @@ impl fmt::Display for Skip {
             Skip::Vision => f.write_str("cannot read images"),
             Skip::Prefill => f.write_str("cannot continue a partial assistant message"),
             Skip::ContextWindow { needed, window } => {
-                write!(f, "context window {window} is smaller than the ~{needed} tokens needed")
+                write!(
+                    f,
+                    "context window {window} is smaller than the ~{needed} tokens needed"
+                )
             }
             Skip::NoCallerKey => f.write_str("forwards the caller's key and the caller sent none"),
             Skip::BreakerOpen => f.write_str("circuit breaker open"),
             Skip::RuledOut(FailureClass::ContextLength) => {
                 f.write_str("its context window is not larger than the one that was exceeded")
             }
-            Skip::RuledOut(FailureClass::Auth) => f.write_str("uses the same credentials that were refused"),
+            Skip::RuledOut(FailureClass::Auth) => {
+                f.write_str("uses the same credentials that were refused")
+            }
             Skip::RuledOut(class) => write!(f, "ruled out after {class}"),
         }
     }
@@ -81,12 +86,13 @@ pub fn unfit(target: &Target, req: &ClientRequest, caller_key: bool) -> Option<S
         return Some(Skip::Prefill);
     }
     if let Some(window) = caps.context_window
-        && needs.tokens > window {
-            return Some(Skip::ContextWindow {
-                needed: needs.tokens,
-                window,
-            });
-        }
+        && needs.tokens > window
+    {
+        return Some(Skip::ContextWindow {
+            needed: needs.tokens,
+            window,
+        });
+    }
     if target.credentials == plumb_policy::Credentials::Passthrough && !caller_key {
         return Some(Skip::NoCallerKey);
     }
@@ -129,7 +135,10 @@ pub fn order<'r>(
 /// credentials; every other class leaves the candidate as it was.
 pub fn still_eligible(class: FailureClass, failed: &Target, candidate: &Target) -> bool {
     match class {
-        FailureClass::ContextLength => match (failed.capabilities.context_window, candidate.capabilities.context_window) {
+        FailureClass::ContextLength => match (
+            failed.capabilities.context_window,
+            candidate.capabilities.context_window,
+        ) {
             (Some(f), Some(c)) => c > f,
             (None, Some(_)) => true,
             (_, None) => false,
@@ -173,7 +182,8 @@ mod tests {
     }
 
     fn req(body: serde_json::Value) -> ClientRequest {
-        ClientRequest::parse(Api::Openai, Operation::Chat, body.to_string().as_bytes()).unwrap_or_else(|e| panic!("{e}"))
+        ClientRequest::parse(Api::Openai, Operation::Chat, body.to_string().as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]
@@ -204,15 +214,29 @@ mod tests {
         let r = route(json!([
             target("small", json!({"capabilities": {"contextWindow": 100}})),
             target("no-tools", json!({"capabilities": {"tools": false}})),
-            target("claude", json!({"provider": "anthropic", "baseUrl": "http://h"})),
+            target(
+                "claude",
+                json!({"provider": "anthropic", "baseUrl": "http://h"})
+            ),
             target("byok", json!({"credentials": {"passthrough": true}})),
             target("ok", json!({"capabilities": {"contextWindow": 100000}})),
         ]));
-        let q = req(json!({"model": "m", "max_tokens": 500, "tools": [{"type": "function"}], "messages": []}));
+        let q = req(
+            json!({"model": "m", "max_tokens": 500, "tools": [{"type": "function"}], "messages": []}),
+        );
         let (order, skipped) = order(&r, &q, false);
-        assert_eq!(order.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["ok"]);
-        let why: Vec<(&str, Skip)> = skipped.into_iter().map(|(t, s)| (t.name.as_str(), s)).collect();
-        assert!(matches!(why[0], ("small", Skip::ContextWindow { window: 100, .. })));
+        assert_eq!(
+            order.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+            ["ok"]
+        );
+        let why: Vec<(&str, Skip)> = skipped
+            .into_iter()
+            .map(|(t, s)| (t.name.as_str(), s))
+            .collect();
+        assert!(matches!(
+            why[0],
+            ("small", Skip::ContextWindow { window: 100, .. })
+        ));
         assert_eq!(why[1], ("no-tools", Skip::Tools));
         assert_eq!(why[2], ("claude", Skip::Api));
         assert_eq!(why[3], ("byok", Skip::NoCallerKey));
@@ -222,15 +246,22 @@ mod tests {
     fn context_length_fails_over_only_to_a_larger_window_and_auth_only_to_other_keys() {
         let r = route(json!([
             target("small", json!({"capabilities": {"contextWindow": 8000}})),
-            target("same", json!({"capabilities": {"contextWindow": 8000}, "credentials": {"env": "K"}})),
+            target(
+                "same",
+                json!({"capabilities": {"contextWindow": 8000}, "credentials": {"env": "K"}})
+            ),
             target("large", json!({"capabilities": {"contextWindow": 128000}})),
             target("unknown", json!({})),
         ]));
-        let [small, same, large, unknown] = [&r.targets[0], &r.targets[1], &r.targets[2], &r.targets[3]];
+        let [small, same, large, unknown] =
+            [&r.targets[0], &r.targets[1], &r.targets[2], &r.targets[3]];
         assert!(!still_eligible(FailureClass::ContextLength, small, same));
         assert!(still_eligible(FailureClass::ContextLength, small, large));
         assert!(!still_eligible(FailureClass::ContextLength, small, unknown));
-        assert!(!still_eligible(FailureClass::Auth, small, large), "same credential source");
+        assert!(
+            !still_eligible(FailureClass::Auth, small, large),
+            "same credential source"
+        );
         assert!(still_eligible(FailureClass::Auth, small, same));
         assert!(still_eligible(FailureClass::Overloaded, small, unknown));
     }

@@ -39,7 +39,9 @@ pub struct Keys {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum InvalidKey {
     /// The environment variable is not set or empty.
-    #[error("route {route}, target {target}: credentials.env {var} is not set (or is empty) in the sidecar's environment")]
+    #[error(
+        "route {route}, target {target}: credentials.env {var} is not set (or is empty) in the sidecar's environment"
+    )]
     EnvUnset {
         /// The route.
         route: String,
@@ -61,7 +63,9 @@ pub enum InvalidKey {
         reason: String,
     },
     /// A Secret reference without the operator to resolve it.
-    #[error("route {route}, target {target}: credentials.secretRef needs the operator; standalone, use credentials.env or credentials.file")]
+    #[error(
+        "route {route}, target {target}: credentials.secretRef needs the operator; standalone, use credentials.env or credentials.file"
+    )]
     SecretStandalone {
         /// The route.
         route: String,
@@ -72,12 +76,17 @@ pub enum InvalidKey {
 
 impl Keys {
     /// Resolves every key of a route set from the environment and files (standalone mode).
-    pub fn resolve_local(routes: &RouteSet, env: impl Fn(&str) -> Option<String>) -> Result<Keys, InvalidKey> {
+    pub fn resolve_local(
+        routes: &RouteSet,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Keys, InvalidKey> {
         let mut keys = Keys::default();
         for route in routes.routes() {
             let last = match &route.last_resort {
                 plumb_policy::LastResort::Target(t) => Some(t.as_ref()),
-                plumb_policy::LastResort::FailFast | plumb_policy::LastResort::WaitForHalfOpen => None,
+                plumb_policy::LastResort::FailFast | plumb_policy::LastResort::WaitForHalfOpen => {
+                    None
+                }
             };
             for target in route.targets.iter().chain(last) {
                 let id = || (route.id.to_string(), target.name.clone());
@@ -87,14 +96,16 @@ impl Keys {
                         let (route, target) = id();
                         return Err(InvalidKey::SecretStandalone { route, target });
                     }
-                    Credentials::Env(var) => env(var).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
-                        let (route, target) = id();
-                        InvalidKey::EnvUnset {
-                            route,
-                            target,
-                            var: var.clone(),
-                        }
-                    })?,
+                    Credentials::Env(var) => {
+                        env(var).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
+                            let (route, target) = id();
+                            InvalidKey::EnvUnset {
+                                route,
+                                target,
+                                var: var.clone(),
+                            }
+                        })?
+                    }
                     Credentials::File(path) => {
                         let file_error = |reason: String| {
                             let (route, target) = id();
@@ -105,7 +116,8 @@ impl Keys {
                                 reason,
                             }
                         };
-                        let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+                        let text =
+                            std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
                         let text = text.trim().to_owned();
                         if text.is_empty() {
                             return Err(file_error("the file is empty".to_owned()));
@@ -113,15 +125,21 @@ impl Keys {
                         text
                     }
                 };
-                keys.by_source
-                    .insert(target.upstream.credential.clone(), Secret::new(value.trim()));
+                keys.by_source.insert(
+                    target.upstream.credential.clone(),
+                    Secret::new(value.trim()),
+                );
             }
         }
         Ok(keys)
     }
 
     /// The key a target sends: its own, or for passthrough the caller's.
-    pub fn for_target<'a>(&'a self, target: &Target, caller: Option<&'a Secret>) -> Option<&'a Secret> {
+    pub fn for_target<'a>(
+        &'a self,
+        target: &Target,
+        caller: Option<&'a Secret>,
+    ) -> Option<&'a Secret> {
         match &target.credentials {
             Credentials::Passthrough => caller,
             Credentials::None => None,
@@ -152,8 +170,11 @@ pub fn redact<'a>(text: &str, secrets: impl Iterator<Item = &'a str>) -> String 
         if i > 0 {
             result.push(' ');
         }
-        let core = word.trim_matches(|c: char| matches!(c, '.' | ',' | ';' | ':' | '"' | '\'' | '(' | ')' | '`'));
-        let looks_like_key = (core.starts_with("sk-") || core.starts_with("sk_")) && core.len() >= 8;
+        let core = word.trim_matches(|c: char| {
+            matches!(c, '.' | ',' | ';' | ':' | '"' | '\'' | '(' | ')' | '`')
+        });
+        let looks_like_key =
+            (core.starts_with("sk-") || core.starts_with("sk_")) && core.len() >= 8;
         if looks_like_key || (bearer && core.len() >= 8) {
             result.push_str(&word.replace(core, "[redacted]"));
         } else {
@@ -179,12 +200,24 @@ mod tests {
     fn redaction_removes_known_secrets_and_key_shapes() {
         let known = ["topsecretvalue"];
         assert_eq!(
-            redact("Incorrect API key provided: sk-abc***********1234. You can find", known.into_iter()),
+            redact(
+                "Incorrect API key provided: sk-abc***********1234. You can find",
+                known.into_iter()
+            ),
             "Incorrect API key provided: [redacted]. You can find"
         );
-        assert_eq!(redact("key topsecretvalue leaked", known.into_iter()), "key [redacted] leaked");
-        assert_eq!(redact("Authorization: Bearer abcdefghijkl", known.into_iter()), "Authorization: Bearer [redacted]");
-        assert_eq!(redact("Rate limit reached for gpt-4o", known.into_iter()), "Rate limit reached for gpt-4o");
+        assert_eq!(
+            redact("key topsecretvalue leaked", known.into_iter()),
+            "key [redacted] leaked"
+        );
+        assert_eq!(
+            redact("Authorization: Bearer abcdefghijkl", known.into_iter()),
+            "Authorization: Bearer [redacted]"
+        );
+        assert_eq!(
+            redact("Rate limit reached for gpt-4o", known.into_iter()),
+            "Rate limit reached for gpt-4o"
+        );
     }
 
     #[test]
@@ -197,11 +230,21 @@ mod tests {
             file.display()
         );
         let set = plumb_policy::parse_routes_file(&yaml).unwrap_or_else(|e| panic!("{e}"));
-        let keys = Keys::resolve_local(&set, |v| (v == "KEY_A").then(|| "env-key".to_owned())).unwrap_or_else(|e| panic!("{e}"));
+        let keys = Keys::resolve_local(&set, |v| (v == "KEY_A").then(|| "env-key".to_owned()))
+            .unwrap_or_else(|e| panic!("{e}"));
         let route = &set.routes()[0];
-        assert_eq!(keys.for_target(&route.targets[0], None).map(Secret::expose), Some("env-key"));
-        assert_eq!(keys.for_target(&route.targets[1], None).map(Secret::expose), Some("file-key"));
-        let err = Keys::resolve_local(&set, |_| None).err().map(|e| e.to_string()).unwrap_or_default();
+        assert_eq!(
+            keys.for_target(&route.targets[0], None).map(Secret::expose),
+            Some("env-key")
+        );
+        assert_eq!(
+            keys.for_target(&route.targets[1], None).map(Secret::expose),
+            Some("file-key")
+        );
+        let err = Keys::resolve_local(&set, |_| None)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("KEY_A is not set"), "{err}");
     }
 }

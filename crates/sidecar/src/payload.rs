@@ -26,10 +26,16 @@ impl Api {
     /// Whether a target of `provider` speaks this API.
     pub const fn serves(self, provider: Provider) -> bool {
         match (self, provider) {
-            (Api::Openai, Provider::Openai | Provider::OpenaiCompatible | Provider::AzureOpenai) => true,
+            (
+                Api::Openai,
+                Provider::Openai | Provider::OpenaiCompatible | Provider::AzureOpenai,
+            ) => true,
             (Api::Anthropic, Provider::Anthropic) => true,
             (Api::Openai, Provider::Anthropic)
-            | (Api::Anthropic, Provider::Openai | Provider::OpenaiCompatible | Provider::AzureOpenai) => false,
+            | (
+                Api::Anthropic,
+                Provider::Openai | Provider::OpenaiCompatible | Provider::AzureOpenai,
+            ) => false,
         }
     }
 }
@@ -88,7 +94,11 @@ pub enum InvalidRequest {
 
 impl ClientRequest {
     /// Reads a request body.
-    pub fn parse(api: Api, operation: Operation, bytes: &[u8]) -> Result<ClientRequest, InvalidRequest> {
+    pub fn parse(
+        api: Api,
+        operation: Operation,
+        bytes: &[u8],
+    ) -> Result<ClientRequest, InvalidRequest> {
         let body: Map<String, Value> =
             serde_json::from_slice(bytes).map_err(|e| InvalidRequest::Json(e.to_string()))?;
         let model = body
@@ -97,7 +107,8 @@ impl ClientRequest {
             .filter(|m| !m.is_empty())
             .ok_or(InvalidRequest::NoModel)?
             .to_owned();
-        let stream = operation == Operation::Chat && body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+        let stream = operation == Operation::Chat
+            && body.get("stream").and_then(Value::as_bool).unwrap_or(false);
         let needs = needs(api, &body, bytes.len());
         Ok(ClientRequest {
             api,
@@ -123,24 +134,27 @@ fn needs(api: Api, body: &Map<String, Value>, len: usize) -> Needs {
         .and_then(Value::as_array)
         .is_some_and(|t| !t.is_empty());
     let json_schema = match api {
-        Api::Openai => body
-            .get("response_format")
-            .and_then(|f| f.get("type"))
-            .and_then(Value::as_str)
-            == Some("json_schema"),
+        Api::Openai => {
+            body.get("response_format")
+                .and_then(|f| f.get("type"))
+                .and_then(Value::as_str)
+                == Some("json_schema")
+        }
         Api::Anthropic => body.get("output_format").is_some(),
     };
     let messages = body.get("messages").and_then(Value::as_array);
     let vision = messages.is_some_and(|ms| {
         ms.iter().any(|m| {
-            m.get("content").and_then(Value::as_array).is_some_and(|parts| {
-                parts.iter().any(|p| {
-                    matches!(
-                        p.get("type").and_then(Value::as_str),
-                        Some("image_url" | "image" | "input_image")
-                    )
+            m.get("content")
+                .and_then(Value::as_array)
+                .is_some_and(|parts| {
+                    parts.iter().any(|p| {
+                        matches!(
+                            p.get("type").and_then(Value::as_str),
+                            Some("image_url" | "image" | "input_image")
+                        )
+                    })
                 })
-            })
         })
     });
     let prefill = api == Api::Anthropic
@@ -153,7 +167,10 @@ fn needs(api: Api, body: &Map<String, Value>, len: usize) -> Needs {
         .iter()
         .find_map(|k| body.get(*k).and_then(Value::as_u64))
         .unwrap_or(0);
-    let tokens = (len as u64).div_ceil(4).saturating_add(limit).min(u64::from(u32::MAX)) as u32;
+    let tokens = (len as u64)
+        .div_ceil(4)
+        .saturating_add(limit)
+        .min(u64::from(u32::MAX)) as u32;
     Needs {
         tools,
         json_schema,
@@ -172,19 +189,24 @@ mod tests {
         let body = br#"{"model":"m","stream":true,"max_tokens":100,"tools":[{"type":"function"}],
             "response_format":{"type":"json_schema"},
             "messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"x"}}]}]}"#;
-        let r = ClientRequest::parse(Api::Openai, Operation::Chat, body).unwrap_or_else(|e| panic!("{e}"));
+        let r = ClientRequest::parse(Api::Openai, Operation::Chat, body)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(r.model, "m");
         assert!(r.stream);
         assert!(r.needs.tools && r.needs.json_schema && r.needs.vision && !r.needs.prefill);
         assert!(r.needs.tokens > 100);
         let prefill = br#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"x"},{"role":"assistant","content":"The"}]}"#;
-        let r = ClientRequest::parse(Api::Anthropic, Operation::Chat, prefill).unwrap_or_else(|e| panic!("{e}"));
+        let r = ClientRequest::parse(Api::Anthropic, Operation::Chat, prefill)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(r.needs.prefill);
     }
 
     #[test]
     fn bad_bodies_are_refused() {
-        assert!(matches!(ClientRequest::parse(Api::Openai, Operation::Chat, b"[1]"), Err(InvalidRequest::Json(_))));
+        assert!(matches!(
+            ClientRequest::parse(Api::Openai, Operation::Chat, b"[1]"),
+            Err(InvalidRequest::Json(_))
+        ));
         assert_eq!(
             ClientRequest::parse(Api::Openai, Operation::Chat, br#"{"messages":[]}"#).err(),
             Some(InvalidRequest::NoModel)
@@ -194,7 +216,8 @@ mod tests {
     #[test]
     fn unknown_fields_pass_through_and_the_model_is_replaced() {
         let body = br#"{"model":"alias","messages":[],"seed":7,"metadata":{"k":"v"}}"#;
-        let r = ClientRequest::parse(Api::Openai, Operation::Chat, body).unwrap_or_else(|e| panic!("{e}"));
+        let r = ClientRequest::parse(Api::Openai, Operation::Chat, body)
+            .unwrap_or_else(|e| panic!("{e}"));
         let target = plumb_policy::compile(
             "d",
             "r",

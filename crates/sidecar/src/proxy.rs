@@ -77,7 +77,9 @@ impl Proxy {
     /// Handles one client request. Never fails: every problem becomes a response in the
     /// client's format.
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Body> {
-        let api_hint = if req.headers().contains_key("anthropic-version") || req.uri().path() == "/v1/messages" {
+        let api_hint = if req.headers().contains_key("anthropic-version")
+            || req.uri().path() == "/v1/messages"
+        {
             Api::Anthropic
         } else {
             Api::Openai
@@ -92,7 +94,9 @@ impl Proxy {
                     api_hint,
                     StatusCode::NOT_FOUND,
                     "unknown_url",
-                    &format!("plumb serves POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models and POST /v1/messages; not {m} {p}"),
+                    &format!(
+                        "plumb serves POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models and POST /v1/messages; not {m} {p}"
+                    ),
                 );
             }
         };
@@ -108,7 +112,9 @@ impl Proxy {
         let bytes = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
             Ok(b) => b.to_bytes(),
             Err(e) => {
-                let too_large = e.downcast_ref::<http_body_util::LengthLimitError>().is_some();
+                let too_large = e
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some();
                 return if too_large {
                     respond::error(
                         api,
@@ -117,14 +123,24 @@ impl Proxy {
                         &format!("the request body is larger than {MAX_REQUEST_BYTES} bytes"),
                     )
                 } else {
-                    respond::error(api, StatusCode::BAD_REQUEST, "invalid_request", "the request body could not be read")
+                    respond::error(
+                        api,
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request",
+                        "the request body could not be read",
+                    )
                 };
             }
         };
         let request = match ClientRequest::parse(api, op, &bytes) {
             Ok(r) => r,
             Err(e @ (InvalidRequest::Json(_) | InvalidRequest::NoModel)) => {
-                return respond::error(api, StatusCode::BAD_REQUEST, "invalid_request", &e.to_string());
+                return respond::error(
+                    api,
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    &e.to_string(),
+                );
             }
         };
         let Some(route) = policy.routes.lookup(&request.model).cloned() else {
@@ -133,7 +149,11 @@ impl Proxy {
                 api,
                 StatusCode::NOT_FOUND,
                 "model_not_found",
-                &format!("no route serves the model {:?}; the routes serve: {}", request.model, policy.routes.models().join(", ")),
+                &format!(
+                    "no route serves the model {:?}; the routes serve: {}",
+                    request.model,
+                    policy.routes.models().join(", ")
+                ),
             );
         };
         let caller_key = caller_key(api, &parts.headers);
@@ -154,7 +174,9 @@ impl Proxy {
         .await;
         self.metrics
             .request_duration
-            .get_or_create(&RouteLabels { route: route.id.to_string() })
+            .get_or_create(&RouteLabels {
+                route: route.id.to_string(),
+            })
             .observe(started.elapsed().as_secs_f64());
         resp
     }
@@ -173,7 +195,12 @@ impl Proxy {
     /// `GET /v1/models`: the model names the routes serve, in the client's format.
     fn models(&self, api: Api) -> Response<Body> {
         let Some(policy) = self.table.current() else {
-            return respond::error(api, StatusCode::SERVICE_UNAVAILABLE, "not_ready", "plumb has no routing policy yet");
+            return respond::error(
+                api,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "plumb has no routing policy yet",
+            );
         };
         let names = policy.routes.models();
         let body = match api {
@@ -184,7 +211,10 @@ impl Proxy {
                 "has_more": false, "first_id": names.first(), "last_id": names.last()}),
         };
         let mut resp = Response::new(respond::full(body.to_string()));
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         resp
     }
 }
@@ -194,7 +224,8 @@ fn caller_key(api: Api, headers: &HeaderMap) -> Option<Secret> {
     let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
     let key = match api {
         Api::Openai => get("authorization").and_then(|v| v.strip_prefix("Bearer ")),
-        Api::Anthropic => get("x-api-key").or_else(|| get("authorization").and_then(|v| v.strip_prefix("Bearer "))),
+        Api::Anthropic => get("x-api-key")
+            .or_else(|| get("authorization").and_then(|v| v.strip_prefix("Bearer "))),
     }?;
     (!key.trim().is_empty()).then(|| Secret::new(key.trim()))
 }
@@ -226,15 +257,20 @@ impl Attempts<'_> {
         let budget = self.proxy.table.budget(&route.id, route.retry_budget);
         budget.request();
         let (order, skipped) = fallback::order(route, self.request, self.caller_key.is_some());
-        self.skipped = skipped.into_iter().map(|(t, s)| (t.name.clone(), s)).collect();
+        self.skipped = skipped
+            .into_iter()
+            .map(|(t, s)| (t.name.clone(), s))
+            .collect();
         let mut first = true;
         let mut opened: Vec<(&Target, Instant)> = Vec::new();
         for (i, target) in order.iter().enumerate() {
             if let Some(prior) = self.tried.iter().find_map(|t| {
                 let failed = order.iter().find(|o| o.name == t.target)?;
-                (!fallback::still_eligible(t.failure.class, failed, target)).then_some(t.failure.class)
+                (!fallback::still_eligible(t.failure.class, failed, target))
+                    .then_some(t.failure.class)
             }) {
-                self.skipped.push((target.name.clone(), Skip::RuledOut(prior)));
+                self.skipped
+                    .push((target.name.clone(), Skip::RuledOut(prior)));
                 continue;
             }
             let others_left = order[i + 1..].iter().any(|t| !self.is_ruled_out(&order, t));
@@ -243,7 +279,13 @@ impl Attempts<'_> {
                 Err(Some(Stop)) => return self.fail(),
                 Err(None) => {}
             }
-            if let Some(at) = self.proxy.table.breakers.get(&target.upstream, route.breaker).opens_for_probes_at() {
+            if let Some(at) = self
+                .proxy
+                .table
+                .breakers
+                .get(&target.upstream, route.breaker)
+                .opens_for_probes_at()
+            {
                 opened.push((target, at));
             }
             first = false;
@@ -253,19 +295,22 @@ impl Attempts<'_> {
             LastResort::FailFast => {}
             LastResort::Target(t) => {
                 if fallback::unfit(t, self.request, self.caller_key.is_some()).is_none()
-                    && let Ok(resp) = self.try_target(t, false, false, &budget).await {
-                        return resp;
-                    }
+                    && let Ok(resp) = self.try_target(t, false, false, &budget).await
+                {
+                    return resp;
+                }
             }
             LastResort::WaitForHalfOpen => {
                 let nothing_tried = self.attempts == 0;
                 if let Some((target, at)) = opened.into_iter().min_by_key(|(_, at)| *at)
-                    && nothing_tried && at < self.deadline {
-                        tokio::time::sleep_until(at).await;
-                        if let Ok(resp) = self.try_target(target, false, false, &budget).await {
-                            return resp;
-                        }
+                    && nothing_tried
+                    && at < self.deadline
+                {
+                    tokio::time::sleep_until(at).await;
+                    if let Ok(resp) = self.try_target(target, false, false, &budget).await {
+                        return resp;
                     }
+                }
             }
         }
         self.fail()
@@ -290,7 +335,11 @@ impl Attempts<'_> {
         others_left: bool,
         budget: &retry::Budget,
     ) -> Result<Response<Body>, Option<Stop>> {
-        let breaker = self.proxy.table.breakers.get(&target.upstream, self.route.breaker);
+        let breaker = self
+            .proxy
+            .table
+            .breakers
+            .get(&target.upstream, self.route.breaker);
         let mut retries = 0u32;
         loop {
             let permit = match breaker.admit() {
@@ -301,7 +350,11 @@ impl Attempts<'_> {
                 }
             };
             if Instant::now() >= self.deadline {
-                self.record_failure(target, Failure::timeout(Phase::Head, "total", self.route.deadlines.total), permit);
+                self.record_failure(
+                    target,
+                    Failure::timeout(Phase::Head, "total", self.route.deadlines.total),
+                    permit,
+                );
                 return Err(Some(Stop));
             }
             self.attempts += 1;
@@ -349,12 +402,23 @@ impl Attempts<'_> {
         retry_after: Option<Duration>,
         budget: &retry::Budget,
     ) -> Next {
-        let after_retries = if plan.failover { Next::Failover } else { Next::Stop };
-        let wants_retry = retries < plan.retries && !(plan.retry_only_as_last_option && others_left);
+        let after_retries = if plan.failover {
+            Next::Failover
+        } else {
+            Next::Stop
+        };
+        let wants_retry =
+            retries < plan.retries && !(plan.retry_only_as_last_option && others_left);
         if !wants_retry {
             return after_retries;
         }
-        let Some(wait) = retry::wait_before_retry(&plan.backoff, retries, retry_after, Instant::now(), self.deadline) else {
+        let Some(wait) = retry::wait_before_retry(
+            &plan.backoff,
+            retries,
+            retry_after,
+            Instant::now(),
+            self.deadline,
+        ) else {
             // The provider's wait does not fit the deadline: moving on beats hammering.
             return after_retries;
         };
@@ -362,7 +426,9 @@ impl Attempts<'_> {
             self.proxy
                 .metrics
                 .retry_budget_exhausted
-                .get_or_create(&RouteLabels { route: self.route.id.to_string() })
+                .get_or_create(&RouteLabels {
+                    route: self.route.id.to_string(),
+                })
                 .inc();
             tracing::debug!(route = %self.route.id, %class, "retry budget spent; not retrying");
             return after_retries;
@@ -371,7 +437,13 @@ impl Attempts<'_> {
     }
 
     fn record_failure(&mut self, target: &Target, mut failure: Failure, permit: Permit) {
-        failure.message = redact(&failure.message, self.policy.keys.values().chain(self.caller_key.map(Secret::expose)));
+        failure.message = redact(
+            &failure.message,
+            self.policy
+                .keys
+                .values()
+                .chain(self.caller_key.map(Secret::expose)),
+        );
         let state = permit.failure(failure.class);
         self.set_breaker_gauge(target, state);
         self.count_attempt(target, failure.class.as_str());
@@ -418,19 +490,42 @@ impl Attempts<'_> {
         let d = &self.route.deadlines;
         let start = Instant::now();
         let key = self.policy.keys.for_target(target, self.caller_key);
-        let req = upstream::request(target, self.request.operation, self.request.body_for(target), key, self.headers)
-            .map_err(|e| Failure::new(FailureClass::BadRequest, Phase::Head, format!("the upstream request could not be built: {e}")))?;
+        let req = upstream::request(
+            target,
+            self.request.operation,
+            self.request.body_for(target),
+            key,
+            self.headers,
+        )
+        .map_err(|e| {
+            Failure::new(
+                FailureClass::BadRequest,
+                Phase::Head,
+                format!("the upstream request could not be built: {e}"),
+            )
+        })?;
         let head_deadline = self.deadline.min(start + d.first_byte);
-        let resp = match tokio::time::timeout_at(head_deadline, self.proxy.upstreams.send(req, d.connect)).await {
-            Err(_) if head_deadline == self.deadline => return Err(Failure::timeout(Phase::Head, "total", d.total)),
-            Err(_) => return Err(Failure::timeout(Phase::Head, "first-byte", d.first_byte)),
-            Ok(Err(e)) => return Err(classify::transport(&e)),
-            Ok(Ok(resp)) => resp,
-        };
+        let resp =
+            match tokio::time::timeout_at(head_deadline, self.proxy.upstreams.send(req, d.connect))
+                .await
+            {
+                Err(_) if head_deadline == self.deadline => {
+                    return Err(Failure::timeout(Phase::Head, "total", d.total));
+                }
+                Err(_) => return Err(Failure::timeout(Phase::Head, "first-byte", d.first_byte)),
+                Ok(Err(e)) => return Err(classify::transport(&e)),
+                Ok(Ok(resp)) => resp,
+            };
         let (head, body) = resp.into_parts();
         if !head.status.is_success() {
-            let bytes = read_body(body, MAX_ERROR_BYTES, self.deadline).await.unwrap_or_default();
-            return Err(classify::status(head.status.as_u16(), &head.headers, &bytes));
+            let bytes = read_body(body, MAX_ERROR_BYTES, self.deadline)
+                .await
+                .unwrap_or_default();
+            return Err(classify::status(
+                head.status.as_u16(),
+                &head.headers,
+                &bytes,
+            ));
         }
         if self.request.stream {
             let is_sse = head
@@ -451,9 +546,15 @@ impl Attempts<'_> {
         }
         let body = match read_body(body, MAX_RESPONSE_BYTES, self.deadline).await {
             Ok(b) => b,
-            Err(ReadError::Deadline) => return Err(Failure::timeout(Phase::Body, "total", d.total)),
+            Err(ReadError::Deadline) => {
+                return Err(Failure::timeout(Phase::Body, "total", d.total));
+            }
             Err(ReadError::Body(msg)) => {
-                return Err(Failure::new(FailureClass::MalformedResponse, Phase::Body, format!("the response body ended early: {msg}")));
+                return Err(Failure::new(
+                    FailureClass::MalformedResponse,
+                    Phase::Body,
+                    format!("the response body ended early: {msg}"),
+                ));
             }
         };
         classify::success_body(self.request.api, self.request.operation, &body)?;
@@ -463,7 +564,8 @@ impl Attempts<'_> {
     fn respond(&self, target: &Target, answer: Answer, primary: bool) -> Response<Body> {
         let route_name = self.route.id.to_string();
         let failures: Vec<FailureClass> = self.tried.iter().map(|t| t.failure.class).collect();
-        self.proxy.count_request(&route_name, self.request.api, "ok");
+        self.proxy
+            .count_request(&route_name, self.request.api, "ok");
         if !self.tried.is_empty() || !primary {
             self.proxy
                 .metrics
@@ -533,17 +635,27 @@ impl Attempts<'_> {
             .tried
             .iter()
             .map(|t| match t.failure.status {
-                Some(s) => format!("{}: {} (HTTP {s}: {})", t.target, t.failure.class, t.failure.message),
+                Some(s) => format!(
+                    "{}: {} (HTTP {s}: {})",
+                    t.target, t.failure.class, t.failure.message
+                ),
                 None => format!("{}: {} ({})", t.target, t.failure.class, t.failure.message),
             })
             .collect();
-        parts.extend(self.skipped.iter().map(|(name, why)| format!("{name}: skipped ({why})")));
+        parts.extend(
+            self.skipped
+                .iter()
+                .map(|(name, why)| format!("{name}: skipped ({why})")),
+        );
         let (status, code) = match self.tried.last() {
             Some(last) => {
                 let passthrough = self.route.targets.iter().any(|t| {
                     t.name == last.target && t.credentials == plumb_policy::Credentials::Passthrough
                 });
-                (respond::client_status(last.failure.class, self.request.api, passthrough), last.failure.class.as_str())
+                (
+                    respond::client_status(last.failure.class, self.request.api, passthrough),
+                    last.failure.class.as_str(),
+                )
             }
             None => untried_status(&self.skipped),
         };
@@ -555,14 +667,25 @@ impl Attempts<'_> {
         let message = format!(
             "plumb: {summary} (route {route_name}, model {:?}): {}",
             self.request.model,
-            if parts.is_empty() { "no targets".to_owned() } else { parts.join("; ") }
+            if parts.is_empty() {
+                "no targets".to_owned()
+            } else {
+                parts.join("; ")
+            }
         );
-        self.proxy.count_request(&route_name, self.request.api, failures.last().map_or("no_target_available", |c| c.as_str()));
+        self.proxy.count_request(
+            &route_name,
+            self.request.api,
+            failures
+                .last()
+                .map_or("no_target_available", |c| c.as_str()),
+        );
         let mut resp = respond::error(self.request.api, status, code, &message);
         if let Some(wait) = self.tried.last().and_then(|t| t.failure.retry_after)
-            && let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
+            && let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
         respond::account(
             resp.headers_mut(),
             &Account {
@@ -582,13 +705,21 @@ impl Attempts<'_> {
 fn untried_status(skipped: &[(String, Skip)]) -> (StatusCode, &'static str) {
     let all = |f: fn(&Skip) -> bool| !skipped.is_empty() && skipped.iter().all(|(_, s)| f(s));
     if all(|s| matches!(s, Skip::ContextWindow { .. })) {
-        return (StatusCode::BAD_REQUEST, FailureClass::ContextLength.as_str());
+        return (
+            StatusCode::BAD_REQUEST,
+            FailureClass::ContextLength.as_str(),
+        );
     }
     if all(|s| matches!(s, Skip::NoCallerKey)) {
         return (StatusCode::UNAUTHORIZED, "missing_api_key");
     }
     let unfit = |s: &Skip| match s {
-        Skip::Api | Skip::Tools | Skip::JsonSchema | Skip::Vision | Skip::Prefill | Skip::ContextWindow { .. } => true,
+        Skip::Api
+        | Skip::Tools
+        | Skip::JsonSchema
+        | Skip::Vision
+        | Skip::Prefill
+        | Skip::ContextWindow { .. } => true,
         Skip::NoCallerKey | Skip::BreakerOpen | Skip::RuledOut(_) => false,
     };
     if all(unfit) {
@@ -653,7 +784,10 @@ async fn until_first_token(
                 return Err(Failure::new(
                     FailureClass::MalformedResponse,
                     Phase::Body,
-                    format!("the stream broke before its first token: {}", classify::root_cause(&e)),
+                    format!(
+                        "the stream broke before its first token: {}",
+                        classify::root_cause(&e)
+                    ),
                 ));
             }
             Ok(Some(Ok(frame))) => frame,

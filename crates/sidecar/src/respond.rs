@@ -68,13 +68,20 @@ fn anthropic_type(status: StatusCode) -> &'static str {
 /// provider's own words.
 pub fn error(api: Api, status: StatusCode, code: &str, message: &str) -> Response<Body> {
     let body = match api {
-        Api::Openai => json!({"error": {"message": message, "type": "plumb_error", "param": null, "code": code}}),
-        Api::Anthropic => json!({"type": "error", "error": {"type": anthropic_type(status), "message": message}}),
+        Api::Openai => {
+            json!({"error": {"message": message, "type": "plumb_error", "param": null, "code": code}})
+        }
+        Api::Anthropic => {
+            json!({"type": "error", "error": {"type": anthropic_type(status), "message": message}})
+        }
     };
     let mut resp = Response::new(full(body.to_string()));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     // Plumb already retried and failed over as the route says: an SDK retrying on top would
     // only multiply the load on a failing provider.
     h.insert("x-should-retry", HeaderValue::from_static("false"));
@@ -123,16 +130,35 @@ mod tests {
             let s = client_status(class, Api::Openai, false);
             assert!(s.is_client_error() || s.is_server_error(), "{class}");
         }
-        assert_eq!(client_status(FailureClass::Overloaded, Api::Anthropic, false).as_u16(), 529);
-        assert_eq!(client_status(FailureClass::Auth, Api::Openai, true), StatusCode::UNAUTHORIZED);
-        assert_eq!(client_status(FailureClass::Auth, Api::Openai, false), StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            client_status(FailureClass::Overloaded, Api::Anthropic, false).as_u16(),
+            529
+        );
+        assert_eq!(
+            client_status(FailureClass::Auth, Api::Openai, true),
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            client_status(FailureClass::Auth, Api::Openai, false),
+            StatusCode::BAD_GATEWAY
+        );
     }
 
     #[test]
     fn errors_come_in_the_clients_shape() {
-        let r = error(Api::Anthropic, StatusCode::TOO_MANY_REQUESTS, "rate_limited", "slow");
+        let r = error(
+            Api::Anthropic,
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "slow",
+        );
         assert_eq!(r.headers()["x-should-retry"], "false");
-        let r = error(Api::Openai, StatusCode::NOT_FOUND, "model_not_found", "no route");
+        let r = error(
+            Api::Openai,
+            StatusCode::NOT_FOUND,
+            "model_not_found",
+            "no route",
+        );
         assert_eq!(r.status(), 404);
     }
 

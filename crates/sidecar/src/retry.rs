@@ -39,7 +39,9 @@ impl Counts {
     }
 
     fn totals(&self) -> (u32, u32) {
-        self.buckets.iter().fold((0, 0), |(a, b), (x, y)| (a + x, b + y))
+        self.buckets
+            .iter()
+            .fold((0, 0), |(a, b), (x, y)| (a + x, b + y))
     }
 }
 
@@ -59,7 +61,9 @@ impl Budget {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, (RetryBudget, Counts)> {
-        self.settings.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.settings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Applies a reloaded route's settings, keeping the counts.
@@ -81,7 +85,8 @@ impl Budget {
         let (settings, counts) = &mut *g;
         counts.advance(Instant::now());
         let (requests, retries) = counts.totals();
-        let allowed = settings.ratio * f64::from(requests) + f64::from(settings.min_per_second) * 10.0;
+        let allowed =
+            settings.ratio * f64::from(requests) + f64::from(settings.min_per_second) * 10.0;
         if f64::from(retries) + 1.0 > allowed {
             return false;
         }
@@ -113,7 +118,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn budget_allows_a_floor_and_a_share() {
-        let b = Budget::new(RetryBudget { ratio: 0.2, min_per_second: 1 });
+        let b = Budget::new(RetryBudget {
+            ratio: 0.2,
+            min_per_second: 1,
+        });
         // The floor: ten retries per ten seconds with no requests at all.
         for _ in 0..10 {
             assert!(b.try_retry());
@@ -134,21 +142,30 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn zero_floor_and_ratio_allows_no_retry() {
-        let b = Budget::new(RetryBudget { ratio: 0.0, min_per_second: 0 });
+        let b = Budget::new(RetryBudget {
+            ratio: 0.0,
+            min_per_second: 0,
+        });
         b.request();
         assert!(!b.try_retry());
     }
 
     #[test]
     fn retry_after_is_honoured_only_when_it_fits_the_deadline() {
-        let backoff = Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(1) };
+        let backoff = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
         let now = Instant::now();
         let deadline = now + Duration::from_secs(5);
         assert_eq!(
             wait_before_retry(&backoff, 0, Some(Duration::from_secs(2)), now, deadline),
             Some(Duration::from_secs(2))
         );
-        assert_eq!(wait_before_retry(&backoff, 0, Some(Duration::from_secs(5)), now, deadline), None);
+        assert_eq!(
+            wait_before_retry(&backoff, 0, Some(Duration::from_secs(5)), now, deadline),
+            None
+        );
         let jittered = wait_before_retry(&backoff, 1, None, now, deadline).unwrap_or(Duration::MAX);
         assert!(jittered <= Duration::from_millis(200));
     }

@@ -66,7 +66,10 @@ pub async fn serve(
     }
     drop(proxy_listener);
     tracing::info!(grace = %humantime::format_duration(drain), "draining in-flight requests");
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("drain deadline passed with requests still in flight");
     }
     admin.abort();
@@ -96,20 +99,33 @@ fn admin(proxy: &Proxy, req: &Request<Incoming>) -> Response<Body> {
     let text = |status: StatusCode, body: String, content_type: &'static str| {
         let mut r = Response::new(respond::full(body));
         *r.status_mut() = status;
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         r
     };
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n".into(), "text/plain"),
         (&Method::GET, "/readyz") => match proxy.table.current() {
-            Some(p) => text(StatusCode::OK, format!("ready: {}\n", p.version), "text/plain"),
-            None => text(StatusCode::SERVICE_UNAVAILABLE, "not ready: no routing policy yet\n".into(), "text/plain"),
+            Some(p) => text(
+                StatusCode::OK,
+                format!("ready: {}\n", p.version),
+                "text/plain",
+            ),
+            None => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not ready: no routing policy yet\n".into(),
+                "text/plain",
+            ),
         },
         (&Method::GET, "/metrics") => text(
             StatusCode::OK,
             proxy.metrics.encode(),
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         ),
-        _ => text(StatusCode::NOT_FOUND, "not found: try /healthz, /readyz or /metrics\n".into(), "text/plain"),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found: try /healthz, /readyz or /metrics\n".into(),
+            "text/plain",
+        ),
     }
 }

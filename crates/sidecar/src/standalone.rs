@@ -65,9 +65,11 @@ pub fn load(path: &Path) -> Result<(Policy, u64), LoadError> {
         path: display.clone(),
         source: Box::new(source),
     })?;
-    let keys = Keys::resolve_local(&routes, |v| std::env::var(v).ok()).map_err(|source| LoadError::Key {
-        path: display.clone(),
-        source,
+    let keys = Keys::resolve_local(&routes, |v| std::env::var(v).ok()).map_err(|source| {
+        LoadError::Key {
+            path: display.clone(),
+            source,
+        }
     })?;
     let policy = Policy {
         routes,
@@ -79,7 +81,13 @@ pub fn load(path: &Path) -> Result<(Policy, u64), LoadError> {
 
 /// Polls the file every `interval` and applies each valid change; an invalid change is logged
 /// once and the last good policy keeps serving. Runs until the task is dropped.
-pub async fn watch(path: PathBuf, table: Arc<Table>, metrics: Arc<Metrics>, interval: Duration, mut applied: u64) {
+pub async fn watch(
+    path: PathBuf,
+    table: Arc<Table>,
+    metrics: Arc<Metrics>,
+    interval: Duration,
+    mut applied: u64,
+) {
     let mut rejected: Option<u64> = None;
     loop {
         tokio::time::sleep(interval).await;
@@ -88,7 +96,10 @@ pub async fn watch(path: PathBuf, table: Arc<Table>, metrics: Arc<Metrics>, inte
             Err(e) => {
                 if rejected != Some(0) {
                     tracing::error!(path = %path.display(), error = %e, "cannot read the routes file; the last good routes keep serving");
-                    metrics.policy_loads.get_or_create(&ReloadLabels { result: "rejected" }).inc();
+                    metrics
+                        .policy_loads
+                        .get_or_create(&ReloadLabels { result: "rejected" })
+                        .inc();
                     rejected = Some(0);
                 }
                 continue;
@@ -106,13 +117,19 @@ pub async fn watch(path: PathBuf, table: Arc<Table>, metrics: Arc<Metrics>, inte
             Ok((policy, hash)) => {
                 tracing::info!(version = %policy.version, routes = policy.routes.routes().len(), "routes reloaded");
                 table.apply(policy, &metrics);
-                metrics.policy_loads.get_or_create(&ReloadLabels { result: "applied" }).inc();
+                metrics
+                    .policy_loads
+                    .get_or_create(&ReloadLabels { result: "applied" })
+                    .inc();
                 applied = hash;
                 rejected = None;
             }
             Err(e) => {
                 tracing::error!(error = %e, "the changed routes file is invalid; the last good routes keep serving");
-                metrics.policy_loads.get_or_create(&ReloadLabels { result: "rejected" }).inc();
+                metrics
+                    .policy_loads
+                    .get_or_create(&ReloadLabels { result: "rejected" })
+                    .inc();
                 rejected = Some(hash);
             }
         }
@@ -122,7 +139,9 @@ pub async fn watch(path: PathBuf, table: Arc<Table>, metrics: Arc<Metrics>, inte
 /// Re-reads the keys of the routes in force (a rotated key file or variable) and applies them
 /// when they changed.
 fn refresh_keys(path: &Path, table: &Table, metrics: &Metrics) {
-    let Some(current) = table.current() else { return };
+    let Some(current) = table.current() else {
+        return;
+    };
     match Keys::resolve_local(&current.routes, |v| std::env::var(v).ok()) {
         Ok(keys) if keys != current.keys => {
             tracing::info!(path = %path.display(), "API keys changed; applied");
@@ -136,6 +155,8 @@ fn refresh_keys(path: &Path, table: &Table, metrics: &Metrics) {
             );
         }
         Ok(_) => {}
-        Err(e) => tracing::debug!(error = %e, "keys could not be refreshed; keeping the ones in force"),
+        Err(e) => {
+            tracing::debug!(error = %e, "keys could not be refreshed; keeping the ones in force")
+        }
     }
 }

@@ -110,7 +110,9 @@ pub fn interrupted_event(api: Api, target: &str, reason: &str, detail: &str, byt
             json!({"type": "error", "error": {"type": "api_error", "message": message}})
         ),
     };
-    Bytes::from(format!("{event}: plumb stream_interrupted target={target} reason={reason}\n\n"))
+    Bytes::from(format!(
+        "{event}: plumb stream_interrupted target={target} reason={reason}\n\n"
+    ))
 }
 
 impl http_body::Body for Relay {
@@ -193,7 +195,11 @@ mod tests {
     fn interruption_events_are_errors_the_sdks_raise() {
         let e = interrupted_event(Api::Openai, "t", "cut", "connection reset", 10);
         let text = String::from_utf8_lossy(&e);
-        let data = text.lines().next().and_then(|l| l.strip_prefix("data: ")).unwrap_or("");
+        let data = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("data: "))
+            .unwrap_or("");
         let v: serde_json::Value = serde_json::from_str(data).unwrap_or_default();
         assert_eq!(v["error"]["code"], "stream_interrupted");
         assert!(text.contains("\n\n: plumb stream_interrupted target=t reason=cut\n\n"));

@@ -56,7 +56,8 @@ impl Table {
     /// Puts a new policy in force. Breakers and budgets of the routes it keeps are kept.
     pub fn apply(&self, policy: Policy, metrics: &Metrics) {
         for route in policy.routes.routes() {
-            self.budget(&route.id, route.retry_budget).update(route.retry_budget);
+            self.budget(&route.id, route.retry_budget)
+                .update(route.retry_budget);
             for t in &route.targets {
                 self.breakers.configure(&t.upstream, route.breaker);
                 let state = self.breakers.get(&t.upstream, route.breaker).state();
@@ -74,7 +75,10 @@ impl Table {
 
     /// The retry budget of a route.
     pub fn budget(&self, id: &RouteId, settings: plumb_policy::RetryBudget) -> Arc<Budget> {
-        let mut budgets = self.budgets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut budgets = self
+            .budgets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         budgets
             .entry(id.clone())
             .or_insert_with(|| Arc::new(Budget::new(settings)))

@@ -82,7 +82,9 @@ impl Upstreams {
                 roots.add(c).map_err(|e| ca_error(e.to_string()))?;
             }
         } else if added == 0 {
-            tracing::warn!("no system root certificates found: HTTPS upstreams will fail unless --ca-file is given");
+            tracing::warn!(
+                "no system root certificates found: HTTPS upstreams will fail unless --ca-file is given"
+            );
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         // ALPN (h2, http/1.1) is set by the connector builder below.
@@ -97,7 +99,10 @@ impl Upstreams {
     }
 
     fn client(&self, connect: Duration) -> HttpClient {
-        let mut clients = self.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         clients
             .entry(connect)
             .or_insert_with(|| {
@@ -175,7 +180,10 @@ pub fn request(
     };
     match (target.provider, key) {
         (Provider::Openai | Provider::OpenaiCompatible, Some(k)) => {
-            b = b.header(header::AUTHORIZATION, secret(&format!("Bearer {}", k.expose())));
+            b = b.header(
+                header::AUTHORIZATION,
+                secret(&format!("Bearer {}", k.expose())),
+            );
         }
         (Provider::AzureOpenai, Some(k)) => b = b.header("api-key", secret(k.expose())),
         (Provider::Anthropic, Some(k)) => b = b.header("x-api-key", secret(k.expose())),
@@ -202,40 +210,88 @@ mod tests {
             {"name": "t", "provider": provider, "baseUrl": base, "model": "up", "apiVersion": "2024-10-21", "credentials": {"env": "K"}}
         ]}))
         .unwrap_or_else(|e| panic!("{e}"));
-        plumb_policy::compile("d", "r", &spec).unwrap_or_else(|e| panic!("{e}")).targets.remove(0)
+        plumb_policy::compile("d", "r", &spec)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .targets
+            .remove(0)
     }
 
     #[test]
     fn each_provider_gets_its_url() {
-        assert_eq!(url(&target("openai", "https://api.openai.com/v1/"), Operation::Chat), "https://api.openai.com/v1/chat/completions");
-        assert_eq!(url(&target("openai-compatible", "http://vllm:8000/v1"), Operation::Embeddings), "http://vllm:8000/v1/embeddings");
         assert_eq!(
-            url(&target("azure-openai", "https://x.openai.azure.com"), Operation::Chat),
+            url(
+                &target("openai", "https://api.openai.com/v1/"),
+                Operation::Chat
+            ),
+            "https://api.openai.com/v1/chat/completions"
+        );
+        assert_eq!(
+            url(
+                &target("openai-compatible", "http://vllm:8000/v1"),
+                Operation::Embeddings
+            ),
+            "http://vllm:8000/v1/embeddings"
+        );
+        assert_eq!(
+            url(
+                &target("azure-openai", "https://x.openai.azure.com"),
+                Operation::Chat
+            ),
             "https://x.openai.azure.com/openai/deployments/up/chat/completions?api-version=2024-10-21"
         );
-        assert_eq!(url(&target("anthropic", "https://api.anthropic.com"), Operation::Chat), "https://api.anthropic.com/v1/messages");
+        assert_eq!(
+            url(
+                &target("anthropic", "https://api.anthropic.com"),
+                Operation::Chat
+            ),
+            "https://api.anthropic.com/v1/messages"
+        );
     }
 
     #[test]
     fn keys_go_in_the_providers_header_and_client_keys_stay_behind() {
         let mut client = HeaderMap::new();
-        client.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer caller-key"));
+        client.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer caller-key"),
+        );
         client.insert("x-api-key", HeaderValue::from_static("caller-key"));
         client.insert("anthropic-beta", HeaderValue::from_static("tools-2024"));
         let key = Secret::new("target-key");
-        let r = request(&target("anthropic", "http://h"), Operation::Chat, Bytes::new(), Some(&key), &client)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let r = request(
+            &target("anthropic", "http://h"),
+            Operation::Chat,
+            Bytes::new(),
+            Some(&key),
+            &client,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(r.headers()["x-api-key"], "target-key");
         assert!(r.headers()["x-api-key"].is_sensitive());
         assert_eq!(r.headers()["anthropic-version"], ANTHROPIC_VERSION);
         assert_eq!(r.headers()["anthropic-beta"], "tools-2024");
         assert!(r.headers().get(header::AUTHORIZATION).is_none());
-        let r = request(&target("azure-openai", "http://h"), Operation::Chat, Bytes::new(), Some(&key), &client)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let r = request(
+            &target("azure-openai", "http://h"),
+            Operation::Chat,
+            Bytes::new(),
+            Some(&key),
+            &client,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(r.headers()["api-key"], "target-key");
         assert!(r.headers().get("x-api-key").is_none());
-        let r = request(&target("openai", "http://h/v1"), Operation::Chat, Bytes::new(), None, &client)
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(r.headers().get(header::AUTHORIZATION).is_none(), "no key, no header");
+        let r = request(
+            &target("openai", "http://h/v1"),
+            Operation::Chat,
+            Bytes::new(),
+            None,
+            &client,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            r.headers().get(header::AUTHORIZATION).is_none(),
+            "no key, no header"
+        );
     }
 }

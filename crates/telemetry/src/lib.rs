@@ -101,17 +101,27 @@ impl Metrics {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         let attempts = Family::<AttemptLabels, Counter>::default();
-        let request_duration =
-            Family::<RouteLabels, Histogram>::new_with_constructor(|| Histogram::new(latency_buckets()));
-        let attempt_duration =
-            Family::<TargetLabels, Histogram>::new_with_constructor(|| Histogram::new(latency_buckets()));
+        let request_duration = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(latency_buckets())
+        });
+        let attempt_duration = Family::<TargetLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(latency_buckets())
+        });
         let breaker_state = Family::<TargetLabels, Gauge>::default();
         let fallback_served = Family::<TargetLabels, Counter>::default();
         let retry_budget_exhausted = Family::<RouteLabels, Counter>::default();
         let policy_loads = Family::<ReloadLabels, Counter>::default();
         let streams_interrupted = Family::<TargetLabels, Counter>::default();
-        registry.register("plumb_requests", "Client requests by route, API and outcome", requests.clone());
-        registry.register("plumb_attempts", "Upstream attempts by route, target and outcome", attempts.clone());
+        registry.register(
+            "plumb_requests",
+            "Client requests by route, API and outcome",
+            requests.clone(),
+        );
+        registry.register(
+            "plumb_attempts",
+            "Upstream attempts by route, target and outcome",
+            attempts.clone(),
+        );
         registry.register(
             "plumb_request_duration_seconds",
             "Time from a client request to its answer (a stream: to its first event)",
@@ -137,7 +147,11 @@ impl Metrics {
             "Same-target retries refused because the route's retry budget was spent",
             retry_budget_exhausted.clone(),
         );
-        registry.register("plumb_policy_loads", "Policy loads by result", policy_loads.clone());
+        registry.register(
+            "plumb_policy_loads",
+            "Policy loads by result",
+            policy_loads.clone(),
+        );
         registry.register(
             "plumb_streams_interrupted",
             "Streams ended with an explicit error event after reaching the client",
@@ -204,8 +218,16 @@ mod tests {
             })
             .set(2);
         let text = m.encode();
-        assert!(text.contains(r#"plumb_requests_total{route="default/chat",api="openai",outcome="ok"} 1"#), "{text}");
-        assert!(text.contains(r#"plumb_breaker_state{route="default/chat",target="a"} 2"#), "{text}");
+        assert!(
+            text.contains(
+                r#"plumb_requests_total{route="default/chat",api="openai",outcome="ok"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"plumb_breaker_state{route="default/chat",target="a"} 2"#),
+            "{text}"
+        );
         assert!(text.ends_with("# EOF\n"));
     }
 }

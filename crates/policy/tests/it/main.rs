@@ -1,7 +1,12 @@
 //! Route compilation from YAML, as users write it: every example in the repository, and every
 //! way a route can be invalid.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::wildcard_enum_match_arm, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::wildcard_enum_match_arm,
+    missing_docs
+)]
 
 use std::time::Duration;
 
@@ -33,7 +38,13 @@ fn route_error(yaml: &str) -> InvalidRoute {
 
 /// BASE with `extra` appended to the spec (indented two spaces) or one line replaced.
 fn with(extra: &str) -> String {
-    format!("{BASE}{}", extra.lines().map(|l| format!("  {l}\n")).collect::<String>())
+    format!(
+        "{BASE}{}",
+        extra
+            .lines()
+            .map(|l| format!("  {l}\n"))
+            .collect::<String>()
+    )
 }
 
 fn replacing(from: &str, to: &str) -> String {
@@ -49,7 +60,8 @@ fn every_example_in_the_repository_compiles() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yaml") {
             let text = std::fs::read_to_string(&path).unwrap();
-            let set = parse_routes_file(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let set =
+                parse_routes_file(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert!(!set.is_empty());
             seen += 1;
         }
@@ -59,32 +71,53 @@ fn every_example_in_the_repository_compiles() {
 
 #[test]
 fn the_chat_example_compiles_to_what_it_says() {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/routes/chat.yaml")).unwrap();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/routes/chat.yaml"
+    ))
+    .unwrap();
     let set = parse_routes_file(&text).unwrap();
     let route = set.lookup("gpt-4o").unwrap();
     assert_eq!(route.id.to_string(), "default/chat");
     assert_eq!(route.targets.len(), 2);
     assert_eq!(route.targets[1].priority, 1);
     assert_eq!(route.deadlines.total, Duration::from_secs(60));
-    assert_eq!(route.deadlines.stream_max, Duration::from_secs(600), "defaults fill the rest");
+    assert_eq!(
+        route.deadlines.stream_max,
+        Duration::from_secs(600),
+        "defaults fill the rest"
+    );
     let rl = route.plans[FailureClass::RateLimited.index()];
     assert_eq!(rl.backoff.initial, Duration::from_secs(1));
     assert_eq!(route.plans[FailureClass::ServerError.index()].retries, 2);
-    assert_eq!(route.plans[FailureClass::BadRequest.index()], FailureClass::BadRequest.default_plan());
+    assert_eq!(
+        route.plans[FailureClass::BadRequest.index()],
+        FailureClass::BadRequest.default_plan()
+    );
     match &route.last_resort {
         LastResort::Target(t) => assert_eq!(t.name, "local-vllm"),
         other => panic!("{other:?}"),
     }
-    assert_eq!(route.targets[0].credentials, Credentials::Env("OPENAI_API_KEY".into()));
+    assert_eq!(
+        route.targets[0].credentials,
+        Credentials::Env("OPENAI_API_KEY".into())
+    );
     assert_eq!(route.targets[0].upstream.credential, "env:OPENAI_API_KEY");
     assert!(set.lookup("unknown").is_none());
 }
 
 #[test]
 fn upstream_identity_is_shared_by_routes_using_the_same_upstream() {
-    let two = format!("{BASE}---{}", BASE.replace("name: r}", "name: r2}").replace("models: [m]", "models: [m2]"));
+    let two = format!(
+        "{BASE}---{}",
+        BASE.replace("name: r}", "name: r2}")
+            .replace("models: [m]", "models: [m2]")
+    );
     let set = parse_routes_file(&two).unwrap();
-    assert_eq!(set.lookup("m").unwrap().targets[0].upstream, set.lookup("m2").unwrap().targets[0].upstream);
+    assert_eq!(
+        set.lookup("m").unwrap().targets[0].upstream,
+        set.lookup("m2").unwrap().targets[0].upstream
+    );
 }
 
 #[test]
@@ -97,27 +130,78 @@ fn wildcard_route_catches_unmatched_models() {
 fn every_invalid_route_names_the_field_to_fix() {
     let cases: Vec<(String, &str)> = vec![
         (replacing("models: [m]", "models: []"), "spec.match.models"),
-        (replacing("models: [m]", "models: [\"\"]"), "spec.match.models[0]"),
-        (replacing("name: a\n", "name: \"\"\n"), "spec.targets[0].name"),
-        (replacing("http://127.0.0.1:1/v1", "ftp://x/v1"), "spec.targets[0].baseUrl"),
-        (replacing("http://127.0.0.1:1/v1", "not a url"), "spec.targets[0].baseUrl"),
-        (replacing("http://127.0.0.1:1/v1", "http://h/v1?x=1"), "spec.targets[0].baseUrl"),
-        (replacing("model: up", "model: \"\""), "spec.targets[0].model"),
-        (replacing("provider: openai", "provider: azure-openai"), "spec.targets[0].apiVersion"),
-        (replacing("{none: true}", "{none: true, env: X}"), "spec.targets[0].credentials"),
-        (replacing("{none: true}", "{}"), "spec.targets[0].credentials"),
+        (
+            replacing("models: [m]", "models: [\"\"]"),
+            "spec.match.models[0]",
+        ),
+        (
+            replacing("name: a\n", "name: \"\"\n"),
+            "spec.targets[0].name",
+        ),
+        (
+            replacing("http://127.0.0.1:1/v1", "ftp://x/v1"),
+            "spec.targets[0].baseUrl",
+        ),
+        (
+            replacing("http://127.0.0.1:1/v1", "not a url"),
+            "spec.targets[0].baseUrl",
+        ),
+        (
+            replacing("http://127.0.0.1:1/v1", "http://h/v1?x=1"),
+            "spec.targets[0].baseUrl",
+        ),
+        (
+            replacing("model: up", "model: \"\""),
+            "spec.targets[0].model",
+        ),
+        (
+            replacing("provider: openai", "provider: azure-openai"),
+            "spec.targets[0].apiVersion",
+        ),
+        (
+            replacing("{none: true}", "{none: true, env: X}"),
+            "spec.targets[0].credentials",
+        ),
+        (
+            replacing("{none: true}", "{}"),
+            "spec.targets[0].credentials",
+        ),
         (with("deadlines: {total: 30}"), "spec.deadlines.total"),
         (with("deadlines: {total: 0}"), "spec.deadlines.total"),
-        (with("deadlines: {total: 1s, connect: 2s}"), "spec.deadlines.connect"),
-        (with("breaker: {failureRate: 1.5}"), "spec.breaker.failureRate"),
-        (with("breaker: {halfOpenProbes: 0}"), "spec.breaker.halfOpenProbes"),
+        (
+            with("deadlines: {total: 1s, connect: 2s}"),
+            "spec.deadlines.connect",
+        ),
+        (
+            with("breaker: {failureRate: 1.5}"),
+            "spec.breaker.failureRate",
+        ),
+        (
+            with("breaker: {halfOpenProbes: 0}"),
+            "spec.breaker.halfOpenProbes",
+        ),
         (with("retryBudget: {ratio: -1}"), "spec.retryBudget.ratio"),
-        (with("classes: {serverError: {retries: 11}}"), "spec.classes.serverError.retries"),
-        (with("classes: {timeout: {backoff: {initial: 2s, max: 1s}}}"), "spec.classes.timeout.backoff.max"),
+        (
+            with("classes: {serverError: {retries: 11}}"),
+            "spec.classes.serverError.retries",
+        ),
+        (
+            with("classes: {timeout: {backoff: {initial: 2s, max: 1s}}}"),
+            "spec.classes.timeout.backoff.max",
+        ),
         (with("lastResort: {mode: target}"), "spec.lastResort.target"),
-        (with("lastResort: {mode: failFast, target: a}"), "spec.lastResort.target"),
-        (with("lastResort: {mode: target, target: nope}"), "spec.lastResort.target"),
-        (with("lastResort: {mode: target, target: a}"), "spec.lastResort.target"),
+        (
+            with("lastResort: {mode: failFast, target: a}"),
+            "spec.lastResort.target",
+        ),
+        (
+            with("lastResort: {mode: target, target: nope}"),
+            "spec.lastResort.target",
+        ),
+        (
+            with("lastResort: {mode: target, target: a}"),
+            "spec.lastResort.target",
+        ),
     ];
     for (yaml, field) in cases {
         let err = route_error(&yaml).to_string();
@@ -130,7 +214,10 @@ fn duplicate_targets_and_models_are_refused() {
     let dup = format!(
         "{BASE}    - name: a\n      provider: openai\n      baseUrl: http://h/v1\n      model: x\n      credentials: {{none: true}}\n"
     );
-    assert!(matches!(route_error(&dup), InvalidRoute::DuplicateTarget { .. }));
+    assert!(matches!(
+        route_error(&dup),
+        InvalidRoute::DuplicateTarget { .. }
+    ));
     let two = format!("{BASE}---{}", BASE.replace("name: r}", "name: r2}"));
     match route_error(&two) {
         InvalidRoute::ModelTaken { model, by } => {
@@ -147,9 +234,18 @@ fn duplicate_targets_and_models_are_refused() {
 fn bad_documents_are_refused_with_a_reason() {
     for (yaml, needle) in [
         ("{{{", ""),
-        (&BASE.replace("kind: LlmRoute", "kind: ConfigMap")[..], "kind LlmRoute"),
-        (&BASE.replace("metadata: {name: r}", "metadata: {}")[..], "metadata.name"),
-        (&BASE.replace("  match:", "  nonsense: 1\n  match:")[..], "nonsense"),
+        (
+            &BASE.replace("kind: LlmRoute", "kind: ConfigMap")[..],
+            "kind LlmRoute",
+        ),
+        (
+            &BASE.replace("metadata: {name: r}", "metadata: {}")[..],
+            "metadata.name",
+        ),
+        (
+            &BASE.replace("  match:", "  nonsense: 1\n  match:")[..],
+            "nonsense",
+        ),
         ("", "no LlmRoute"),
     ] {
         let err = parse_routes_file(yaml).err().unwrap().to_string();

@@ -4,7 +4,9 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{Sidecar, chat, client, header, parse_sse, read_all, route, simulator, target, two_openai};
+use crate::support::{
+    Sidecar, chat, client, header, parse_sse, read_all, route, simulator, target, two_openai,
+};
 
 #[tokio::test]
 async fn healthy_answer_passes_through_with_the_targets_model_and_usage() {
@@ -18,12 +20,23 @@ async fn healthy_answer_passes_through_with_the_targets_model_and_usage() {
     assert_eq!(header(&r, "x-plumb-failure-classes"), "");
     assert_eq!(header(&r, "x-plumb-equivalence"), "primary");
     let v: Value = r.json().await.unwrap();
-    assert_eq!(v["model"], "sim-gpt", "the model of the target that answered");
+    assert_eq!(
+        v["model"], "sim-gpt",
+        "the model of the target that answered"
+    );
     assert!(v["usage"]["completion_tokens"].as_u64().unwrap() > 0);
-    assert!(v["choices"][0]["message"]["content"].as_str().unwrap().ends_with("End of answer."));
+    assert!(
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .ends_with("End of answer.")
+    );
     let log = sim.attempts(Some("sim-gpt"));
     assert_eq!(log.len(), 1);
-    assert_eq!(log[0].key_hint, None, "credentials: none sends no key, and never the caller's");
+    assert_eq!(
+        log[0].key_hint, None,
+        "credentials: none sends no key, and never the caller's"
+    );
 }
 
 #[tokio::test]
@@ -32,33 +45,66 @@ async fn the_clients_key_never_reaches_a_target_with_its_own_credentials() {
     let base = format!("{}/v1", sim.base_url());
     let routes = route(
         "chat",
-        &[target("own", "openai", &base, "sim-gpt", "").replace("{none: true}", "{env: TARGET_KEY}")],
+        &[target("own", "openai", &base, "sim-gpt", "")
+            .replace("{none: true}", "{env: TARGET_KEY}")],
         "",
     );
     let sc = Sidecar::start_with(&routes, &[("TARGET_KEY", "sk-target-key-9999")]).unwrap();
     assert_eq!(sc.openai(chat(false)).send().await.unwrap().status(), 200);
-    assert_eq!(sim.attempts(Some("sim-gpt"))[0].key_hint.as_deref(), Some("9999"));
+    assert_eq!(
+        sim.attempts(Some("sim-gpt"))[0].key_hint.as_deref(),
+        Some("9999")
+    );
 }
 
 #[tokio::test]
 async fn passthrough_forwards_the_callers_own_key() {
     let sim = simulator().await;
     let base = format!("{}/v1", sim.base_url());
-    let routes = route("chat", &[target("byok", "openai", &base, "sim-gpt", "").replace("{none: true}", "{passthrough: true}")], "");
+    let routes = route(
+        "chat",
+        &[target("byok", "openai", &base, "sim-gpt", "")
+            .replace("{none: true}", "{passthrough: true}")],
+        "",
+    );
     let sc = Sidecar::start(&routes);
     assert_eq!(sc.openai(chat(false)).send().await.unwrap().status(), 200);
-    assert_eq!(sim.attempts(Some("sim-gpt"))[0].key_hint.as_deref(), Some("1111"));
+    assert_eq!(
+        sim.attempts(Some("sim-gpt"))[0].key_hint.as_deref(),
+        Some("1111")
+    );
     // Without a key of its own the caller cannot use a passthrough target.
-    let r = client().post(format!("{}/v1/chat/completions", sc.url)).json(&chat(false)).send().await.unwrap();
+    let r = client()
+        .post(format!("{}/v1/chat/completions", sc.url))
+        .json(&chat(false))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let v: Value = r.json().await.unwrap();
-    assert!(v["error"]["message"].as_str().unwrap().contains("forwards the caller's key"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("forwards the caller's key"),
+        "{v}"
+    );
 }
 
 #[tokio::test]
 async fn anthropic_clients_reach_anthropic_targets() {
     let sim = simulator().await;
-    let routes = route("claude", &[target("claude", "anthropic", &sim.base_url(), "sim-claude", "")], "");
+    let routes = route(
+        "claude",
+        &[target(
+            "claude",
+            "anthropic",
+            &sim.base_url(),
+            "sim-claude",
+            "",
+        )],
+        "",
+    );
     let sc = Sidecar::start(&routes);
     let r = sc
         .anthropic(json!({"model": "claude", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}))
@@ -67,7 +113,10 @@ async fn anthropic_clients_reach_anthropic_targets() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-plumb-served-by"), "claude");
-    assert!(!header(&r, "request-id").is_empty(), "the provider's request id passes through");
+    assert!(
+        !header(&r, "request-id").is_empty(),
+        "the provider's request id passes through"
+    );
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["model"], "sim-claude");
     assert_eq!(v["stop_reason"], "end_turn");
@@ -78,7 +127,10 @@ async fn anthropic_clients_reach_anthropic_targets() {
         .unwrap();
     let (text, err) = read_all(r).await;
     assert!(err.is_none());
-    let names: Vec<String> = parse_sse(&text).into_iter().filter_map(|e| e.event).collect();
+    let names: Vec<String> = parse_sse(&text)
+        .into_iter()
+        .filter_map(|e| e.event)
+        .collect();
     assert_eq!(names.first().map(String::as_str), Some("message_start"));
     assert_eq!(names.last().map(String::as_str), Some("message_stop"));
 }
@@ -87,7 +139,11 @@ async fn anthropic_clients_reach_anthropic_targets() {
 async fn embeddings_and_models_are_served() {
     let sim = simulator().await;
     let base = format!("{}/v1", sim.base_url());
-    let routes = route("embed", &[target("e", "openai", &base, "sim-embed", "")], "");
+    let routes = route(
+        "embed",
+        &[target("e", "openai", &base, "sim-embed", "")],
+        "",
+    );
     let sc = Sidecar::start(&routes);
     let r = client()
         .post(format!("{}/v1/embeddings", sc.url))
@@ -98,7 +154,14 @@ async fn embeddings_and_models_are_served() {
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["data"].as_array().unwrap().len(), 2);
-    let v: Value = client().get(format!("{}/v1/models", sc.url)).send().await.unwrap().json().await.unwrap();
+    let v: Value = client()
+        .get(format!("{}/v1/models", sc.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(v["data"][0]["id"], "embed");
 }
 
@@ -106,21 +169,43 @@ async fn embeddings_and_models_are_served() {
 async fn unknown_models_and_paths_get_clear_errors_in_the_clients_format() {
     let sim = simulator().await;
     let sc = Sidecar::start(&two_openai(&sim, "sim-gpt", ""));
-    let r = sc.openai(json!({"model": "gpt-9", "messages": []})).send().await.unwrap();
+    let r = sc
+        .openai(json!({"model": "gpt-9", "messages": []}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "model_not_found");
-    assert!(v["error"]["message"].as_str().unwrap().contains("\"gpt-9\""));
-    let r = sc.anthropic(json!({"model": "nope", "max_tokens": 1, "messages": []})).send().await.unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"gpt-9\"")
+    );
+    let r = sc
+        .anthropic(json!({"model": "nope", "max_tokens": 1, "messages": []}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["type"], "error");
     assert_eq!(v["error"]["type"], "not_found_error");
-    let r = client().post(format!("{}/v2/whatever", sc.url)).send().await.unwrap();
+    let r = client()
+        .post(format!("{}/v2/whatever", sc.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     let r = sc.openai(json!({"messages": []})).send().await.unwrap();
     assert_eq!(r.status(), 400);
-    let r = client().post(format!("{}/v1/chat/completions", sc.url)).body("{nope").send().await.unwrap();
+    let r = client()
+        .post(format!("{}/v1/chat/completions", sc.url))
+        .body("{nope")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     assert!(sim.attempts(None).is_empty(), "nothing reached a provider");
 }
@@ -134,8 +219,13 @@ async fn admin_endpoints_report_health_readiness_and_metrics() {
     assert_eq!(get("/healthz").await.unwrap().status(), 200);
     assert_eq!(get("/readyz").await.unwrap().status(), 200);
     let metrics = get("/metrics").await.unwrap().text().await.unwrap();
-    assert!(metrics.contains(r#"plumb_requests_total{route="test/r",api="openai",outcome="ok"} 1"#), "{metrics}");
-    assert!(metrics.contains(r#"plumb_attempts_total{route="test/r",target="primary",outcome="ok"} 1"#));
+    assert!(
+        metrics.contains(r#"plumb_requests_total{route="test/r",api="openai",outcome="ok"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"plumb_attempts_total{route="test/r",target="primary",outcome="ok"} 1"#)
+    );
     assert!(metrics.contains(r#"plumb_breaker_state{route="test/r",target="primary"} 0"#));
     assert!(metrics.contains("plumb_request_duration_seconds_bucket"));
     assert_eq!(get("/nope").await.unwrap().status(), 404);

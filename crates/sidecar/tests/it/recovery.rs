@@ -12,7 +12,11 @@ use crate::support::{Sidecar, attempts, chat, header, plan, route, simulator, ta
 #[tokio::test]
 async fn rate_limit_with_retry_after_is_retried_no_sooner_than_it_says() {
     let sim = simulator().await;
-    plan(&sim, "sim-gpt", json!({"fault": "rate_limited:retry_after=2", "first": 1}));
+    plan(
+        &sim,
+        "sim-gpt",
+        json!({"fault": "rate_limited:retry_after=2", "first": 1}),
+    );
     let sc = Sidecar::start(&two_openai(&sim, "sim-gpt", ""));
     let r = sc.openai(chat(false)).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -21,14 +25,22 @@ async fn rate_limit_with_retry_after_is_retried_no_sooner_than_it_says() {
     assert_eq!(header(&r, "x-plumb-failure-classes"), "rate_limited");
     let log = attempts(&sim, "sim-gpt").await;
     assert_eq!(log.len(), 2);
-    assert!(log[1].at_ms - log[0].at_ms >= 2000.0, "gap {} ms", log[1].at_ms - log[0].at_ms);
+    assert!(
+        log[1].at_ms - log[0].at_ms >= 2000.0,
+        "gap {} ms",
+        log[1].at_ms - log[0].at_ms
+    );
     assert!(sim.attempts(Some("sim-gpt-mini")).is_empty());
 }
 
 #[tokio::test]
 async fn a_retry_after_longer_than_the_deadline_fails_over_at_once() {
     let sim = simulator().await;
-    plan(&sim, "sim-gpt", json!({"fault": "rate_limited:retry_after=30", "first": 5}));
+    plan(
+        &sim,
+        "sim-gpt",
+        json!({"fault": "rate_limited:retry_after=30", "first": 5}),
+    );
     let sc = Sidecar::start(&two_openai(&sim, "sim-gpt", "  deadlines: {total: 5s}\n"));
     let start = Instant::now();
     let r = sc.openai(chat(false)).send().await.unwrap();
@@ -44,7 +56,10 @@ async fn persistent_429_without_headers_backs_off_and_fails_over_without_hammeri
     let r = sc.openai(chat(false)).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-plumb-served-by"), "fallback");
-    assert_eq!(header(&r, "x-plumb-failure-classes"), "rate_limited,rate_limited");
+    assert_eq!(
+        header(&r, "x-plumb-failure-classes"),
+        "rate_limited,rate_limited"
+    );
     let log = attempts(&sim, "sim-rate-limited-bare").await;
     assert_eq!(log.len(), 2, "one try and one retry, then fail over");
     assert_eq!(attempts(&sim, "sim-gpt-mini").await.len(), 1);
@@ -53,7 +68,11 @@ async fn persistent_429_without_headers_backs_off_and_fails_over_without_hammeri
 #[tokio::test]
 async fn a_500_once_is_retried_once_on_the_same_target() {
     let sim = simulator().await;
-    plan(&sim, "sim-gpt", json!({"fault": "server_error", "first": 1}));
+    plan(
+        &sim,
+        "sim-gpt",
+        json!({"fault": "server_error", "first": 1}),
+    );
     let sc = Sidecar::start(&two_openai(&sim, "sim-gpt", ""));
     let r = sc.openai(chat(false)).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -79,7 +98,11 @@ async fn persistent_503_fails_over_within_a_bounded_number_of_attempts() {
 #[tokio::test]
 async fn a_reset_before_headers_is_retried_and_answered() {
     let sim = simulator().await;
-    plan(&sim, "sim-gpt", json!({"fault": "connection_reset", "first": 1}));
+    plan(
+        &sim,
+        "sim-gpt",
+        json!({"fault": "connection_reset", "first": 1}),
+    );
     let sc = Sidecar::start(&two_openai(&sim, "sim-gpt", ""));
     let r = sc.openai(chat(false)).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -92,7 +115,11 @@ async fn a_reset_before_headers_is_retried_and_answered() {
 #[tokio::test]
 async fn a_silent_provider_is_failed_over_inside_the_deadline_without_a_retry() {
     let sim = simulator().await;
-    let sc = Sidecar::start(&two_openai(&sim, "sim-hang", "  deadlines: {total: 10s, firstByte: 500ms}\n"));
+    let sc = Sidecar::start(&two_openai(
+        &sim,
+        "sim-hang",
+        "  deadlines: {total: 10s, firstByte: 500ms}\n",
+    ));
     let start = Instant::now();
     let r = sc.openai(chat(false)).send().await.unwrap();
     let took = start.elapsed();
@@ -101,23 +128,42 @@ async fn a_silent_provider_is_failed_over_inside_the_deadline_without_a_retry() 
     assert_eq!(header(&r, "x-plumb-failure-classes"), "timeout");
     assert!(took >= Duration::from_millis(500));
     assert!(took < Duration::from_secs(10), "{took:?}");
-    assert_eq!(sim.attempts(Some("sim-hang")).len(), 1, "the silent target is not retried");
+    assert_eq!(
+        sim.attempts(Some("sim-hang")).len(),
+        1,
+        "the silent target is not retried"
+    );
 }
 
 #[tokio::test]
 async fn deterministic_rejections_are_never_retried_on_the_same_model() {
     let sim = simulator().await;
     let base = format!("{}/v1", sim.base_url());
-    for (model, class) in [("sim-unauthorized", "auth"), ("sim-model-not-found", "invalid_model")] {
+    for (model, class) in [
+        ("sim-unauthorized", "auth"),
+        ("sim-model-not-found", "invalid_model"),
+    ] {
         let routes = route(
             "chat",
             &[
-                target("primary", "openai", &base, model, "").replace("{none: true}", "{env: KEY_A}"),
-                target("fallback", "openai", &base, "sim-gpt-mini", "      priority: 1\n").replace("{none: true}", "{env: KEY_B}"),
+                target("primary", "openai", &base, model, "")
+                    .replace("{none: true}", "{env: KEY_A}"),
+                target(
+                    "fallback",
+                    "openai",
+                    &base,
+                    "sim-gpt-mini",
+                    "      priority: 1\n",
+                )
+                .replace("{none: true}", "{env: KEY_B}"),
             ],
             "",
         );
-        let sc = Sidecar::start_with(&routes, &[("KEY_A", "sk-key-a-aaaa"), ("KEY_B", "sk-key-b-bbbb")]).unwrap();
+        let sc = Sidecar::start_with(
+            &routes,
+            &[("KEY_A", "sk-key-a-aaaa"), ("KEY_B", "sk-key-b-bbbb")],
+        )
+        .unwrap();
         let r = sc.openai(chat(false)).send().await.unwrap();
         assert_eq!(r.status(), 200, "{model}");
         assert_eq!(header(&r, "x-plumb-served-by"), "fallback");
@@ -134,20 +180,38 @@ async fn auth_failures_fail_over_only_to_other_credentials() {
     let routes = route(
         "chat",
         &[
-            target("primary", "openai", &base, "sim-unauthorized", "").replace("{none: true}", "{env: KEY_A}"),
-            target("same-key", "openai", &base, "sim-gpt-mini", "      priority: 1\n").replace("{none: true}", "{env: KEY_A}"),
+            target("primary", "openai", &base, "sim-unauthorized", "")
+                .replace("{none: true}", "{env: KEY_A}"),
+            target(
+                "same-key",
+                "openai",
+                &base,
+                "sim-gpt-mini",
+                "      priority: 1\n",
+            )
+            .replace("{none: true}", "{env: KEY_A}"),
         ],
         "",
     );
     let sc = Sidecar::start_with(&routes, &[("KEY_A", "sk-key-a-aaaa")]).unwrap();
     let r = sc.openai(chat(false)).send().await.unwrap();
-    assert_eq!(r.status(), 502, "a refused key of the route is not the caller's to fix");
+    assert_eq!(
+        r.status(),
+        502,
+        "a refused key of the route is not the caller's to fix"
+    );
     assert_eq!(header(&r, "x-should-retry"), "false");
     let v: Value = r.json().await.unwrap();
     let msg = v["error"]["message"].as_str().unwrap();
-    assert!(msg.contains("same-key: skipped (uses the same credentials that were refused)"), "{msg}");
+    assert!(
+        msg.contains("same-key: skipped (uses the same credentials that were refused)"),
+        "{msg}"
+    );
     assert!(!msg.contains("sk-key-a"), "no secret in errors: {msg}");
-    assert!(msg.contains("[redacted]"), "the provider's echo of the key is scrubbed: {msg}");
+    assert!(
+        msg.contains("[redacted]"),
+        "the provider's echo of the key is scrubbed: {msg}"
+    );
     assert!(sim.attempts(Some("sim-gpt-mini")).is_empty());
 }
 
@@ -159,8 +223,20 @@ async fn context_length_fails_over_only_to_a_larger_window() {
     let body = json!({"model": "chat", "messages": [{"role": "user", "content": long}]});
     // The primary does not declare its window: the provider's own 400 tells.
     let small = target("small", "openai", &base, "sim-gpt", "");
-    let same = target("same", "openai", &base, "sim-gpt-mini", "      priority: 1\n      capabilities: {contextWindow: 8192}\n");
-    let large = target("large", "openai", &base, "sim-gpt-large", "      priority: 1\n      capabilities: {contextWindow: 128000}\n");
+    let same = target(
+        "same",
+        "openai",
+        &base,
+        "sim-gpt-mini",
+        "      priority: 1\n      capabilities: {contextWindow: 8192}\n",
+    );
+    let large = target(
+        "large",
+        "openai",
+        &base,
+        "sim-gpt-large",
+        "      priority: 1\n      capabilities: {contextWindow: 128000}\n",
+    );
     // Only a same-size fallback: the caller's 400 comes back, with the provider's words.
     let sc = Sidecar::start(&route("chat", &[small.clone(), same.clone()], ""));
     let r = sc.openai(body.clone()).send().await.unwrap();
@@ -178,7 +254,11 @@ async fn context_length_fails_over_only_to_a_larger_window() {
     let r = sc.openai(body.clone()).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-plumb-served-by"), "large");
-    assert_eq!(sim.attempts(Some("sim-gpt")).len(), 2, "one attempt per request, never a retry");
+    assert_eq!(
+        sim.attempts(Some("sim-gpt")).len(),
+        2,
+        "one attempt per request, never a retry"
+    );
     drop(sc);
     // Declared windows too small for the request: refused before any provider is asked.
     let sc = Sidecar::start(&route("chat", &[same], ""));
@@ -198,7 +278,12 @@ async fn content_filter_returns_the_providers_reason_without_failover() {
     assert_eq!(header(&r, "x-plumb-failure-classes"), "content_filter");
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["code"], "content_filter");
-    assert!(v["error"]["message"].as_str().unwrap().contains("safety system"));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("safety system")
+    );
     assert!(sim.attempts(Some("sim-gpt-mini")).is_empty());
     assert_eq!(sim.attempts(Some("sim-content-filter")).len(), 1);
 }
@@ -210,9 +295,17 @@ async fn a_200_with_broken_json_is_retried_then_failed_over() {
     let r = sc.openai(chat(false)).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-plumb-served-by"), "fallback");
-    assert_eq!(header(&r, "x-plumb-failure-classes"), "malformed_response,malformed_response");
+    assert_eq!(
+        header(&r, "x-plumb-failure-classes"),
+        "malformed_response,malformed_response"
+    );
     let v: Value = r.json().await.unwrap();
-    assert!(v["choices"][0]["message"]["content"].as_str().unwrap().ends_with("End of answer."));
+    assert!(
+        v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap()
+            .ends_with("End of answer.")
+    );
 }
 
 #[tokio::test]
@@ -223,25 +316,48 @@ async fn when_every_target_fails_the_error_names_each_class_and_message() {
         "chat",
         &[
             target("a", "openai", &base, "sim-overloaded", ""),
-            target("b", "openai", &base, "sim-server-error", "      priority: 1\n"),
+            target(
+                "b",
+                "openai",
+                &base,
+                "sim-server-error",
+                "      priority: 1\n",
+            ),
         ],
         "",
     );
     let sc = Sidecar::start(&routes);
     let r = sc.openai(chat(false)).send().await.unwrap();
-    assert_eq!(r.status(), 502, "the last failure (server_error) decides the status");
-    assert_eq!(header(&r, "x-plumb-failure-classes"), "overloaded,overloaded,server_error,server_error");
+    assert_eq!(
+        r.status(),
+        502,
+        "the last failure (server_error) decides the status"
+    );
+    assert_eq!(
+        header(&r, "x-plumb-failure-classes"),
+        "overloaded,overloaded,server_error,server_error"
+    );
     assert_eq!(header(&r, "x-plumb-attempts"), "4");
     let v: Value = r.json().await.unwrap();
     let msg = v["error"]["message"].as_str().unwrap();
-    assert!(msg.contains("a: overloaded (HTTP 529: Overloaded)"), "{msg}");
-    assert!(msg.contains("b: server_error (HTTP 500: The server had an error"), "{msg}");
+    assert!(
+        msg.contains("a: overloaded (HTTP 529: Overloaded)"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("b: server_error (HTTP 500: The server had an error"),
+        "{msg}"
+    );
 }
 
 #[tokio::test]
 async fn a_primary_down_for_a_while_is_bypassed_probed_and_used_again() {
     let sim = simulator().await;
-    plan(&sim, "sim-gpt", json!({"fault": "unavailable", "for": "1500ms"}));
+    plan(
+        &sim,
+        "sim-gpt",
+        json!({"fault": "unavailable", "for": "1500ms"}),
+    );
     let extra = "  breaker: {consecutiveFailures: 2, cooldown: 500ms}\n  classes: {overloaded: {retries: 0}}\n";
     let sc = Sidecar::start(&two_openai(&sim, "sim-gpt", extra));
     let start = Instant::now();
@@ -253,11 +369,18 @@ async fn a_primary_down_for_a_while_is_bypassed_probed_and_used_again() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(served.first().map(String::as_str), Some("fallback"));
-    assert_eq!(served.last().map(String::as_str), Some("primary"), "{served:?}");
+    assert_eq!(
+        served.last().map(String::as_str),
+        Some("primary"),
+        "{served:?}"
+    );
     let primary = attempts(&sim, "sim-gpt").await;
     let failed = primary.iter().filter(|a| a.status == 503).count();
     let requests = served.len();
     // While open, the primary is skipped rather than tried on every request.
-    assert!(failed < requests / 2, "{failed} failed attempts for {requests} requests");
+    assert!(
+        failed < requests / 2,
+        "{failed} failed attempts for {requests} requests"
+    );
     assert!(primary.iter().any(|a| a.status == 200));
 }

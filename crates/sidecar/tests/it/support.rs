@@ -18,19 +18,32 @@ pub struct Sidecar {
 impl Sidecar {
     /// Starts the sidecar on free ports with this routes file.
     pub fn start(routes: &str) -> Sidecar {
-        Sidecar::start_with(routes, &[]).unwrap_or_else(|(code, err)| panic!("sidecar exited {code:?}: {err}"))
+        Sidecar::start_with(routes, &[])
+            .unwrap_or_else(|(code, err)| panic!("sidecar exited {code:?}: {err}"))
     }
 
     /// Starts it with extra environment variables; `Err` carries the exit code and standard
     /// error when it does not start.
-    pub fn start_with(routes: &str, env: &[(&str, &str)]) -> Result<Sidecar, (Option<i32>, String)> {
+    pub fn start_with(
+        routes: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Sidecar, (Option<i32>, String)> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("routes.yaml");
         std::fs::write(&path, routes).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_plumb-sidecar"));
         cmd.arg("--routes")
             .arg(&path)
-            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--reload-interval", "100ms", "--drain-timeout", "10s"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--reload-interval",
+                "100ms",
+                "--drain-timeout",
+                "10s",
+            ])
             .env("RUST_LOG", "plumb_sidecar=debug,warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -39,10 +52,17 @@ impl Sidecar {
         }
         let mut child = cmd.spawn().expect("spawn plumb-sidecar");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         if line.is_empty() {
             let mut err = String::new();
-            child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
             let code = child.wait().unwrap().code();
             return Err((code, err));
         }
@@ -59,7 +79,12 @@ impl Sidecar {
                 eprintln!("{}", String::from_utf8_lossy(&sink));
             }
         });
-        Ok(Sidecar { child, url, admin, dir })
+        Ok(Sidecar {
+            child,
+            url,
+            admin,
+            dir,
+        })
     }
 
     pub fn routes_path(&self) -> std::path::PathBuf {
@@ -82,7 +107,11 @@ impl Sidecar {
     }
 
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill").arg(format!("-{sig}")).arg(self.child.id().to_string()).status().unwrap();
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
         assert!(status.success());
     }
 }
@@ -99,11 +128,17 @@ pub fn client() -> reqwest::Client {
     PROVIDER.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
-    reqwest::Client::builder().timeout(Duration::from_secs(60)).no_proxy().build().unwrap()
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .no_proxy()
+        .build()
+        .unwrap()
 }
 
 pub async fn simulator() -> Simulator {
-    Simulator::start(SimConfig::default(), "127.0.0.1:0".parse().unwrap(), false).await.unwrap()
+    Simulator::start(SimConfig::default(), "127.0.0.1:0".parse().unwrap(), false)
+        .await
+        .unwrap()
 }
 
 pub fn plan(sim: &Simulator, model: &str, json: Value) {
@@ -115,7 +150,9 @@ pub fn plan(sim: &Simulator, model: &str, json: Value) {
 pub async fn attempts(sim: &Simulator, model: &str) -> Vec<Attempt> {
     for _ in 0..200 {
         let a = sim.attempts(Some(model));
-        if a.iter().all(|a| a.ended_ms.is_some() || a.outcome == plumb_simulator::Outcome::Hung) {
+        if a.iter()
+            .all(|a| a.ended_ms.is_some() || a.outcome == plumb_simulator::Outcome::Hung)
+        {
             return a;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -146,7 +183,13 @@ pub fn two_openai(sim: &Simulator, primary_model: &str, spec_extra: &str) -> Str
         "chat",
         &[
             target("primary", "openai", &base, primary_model, ""),
-            target("fallback", "openai", &base, "sim-gpt-mini", "      priority: 1\n"),
+            target(
+                "fallback",
+                "openai",
+                &base,
+                "sim-gpt-mini",
+                "      priority: 1\n",
+            ),
         ],
         spec_extra,
     )
@@ -169,7 +212,10 @@ pub struct Sse {
 
 pub fn parse_sse(text: &str) -> Vec<Sse> {
     text.split("\n\n")
-        .filter(|b| b.lines().any(|l| l.starts_with("data:") || l.starts_with("event:")))
+        .filter(|b| {
+            b.lines()
+                .any(|l| l.starts_with("data:") || l.starts_with("event:"))
+        })
         .map(|block| {
             let mut event = None;
             let mut data = String::new();
@@ -200,6 +246,10 @@ pub fn openai_text(events: &[Sse]) -> String {
     events
         .iter()
         .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
-        .filter_map(|v| v.pointer("/choices/0/delta/content").and_then(Value::as_str).map(str::to_owned))
+        .filter_map(|v| {
+            v.pointer("/choices/0/delta/content")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
         .collect()
 }
