@@ -14,7 +14,7 @@ NEXTEST_PROFILE ?= $(if $(CI),ci,default)
 crds:
 	PLUMB_UPDATE_CRDS=1 $(CARGO) test --quiet -p plumb-api --test crd
 
-.PHONY: crds all demo test lint fmt-check clippy doc test-rust test-sdk tools bench bench-simulator clean-cache
+.PHONY: crds check-deps all demo test lint fmt-check clippy doc test-rust test-sdk tools bench bench-simulator clean-cache
 
 all: test
 
@@ -26,7 +26,14 @@ demo:
 test: lint test-rust test-sdk
 	@echo "make test: all tiers passed"
 
-lint: fmt-check clippy doc
+lint: fmt-check clippy doc check-deps
+
+## check-deps: the sidecar links no Kubernetes client or runtime (only kube's derive, for the CRD types)
+check-deps:
+	@deps=$$($(CARGO) tree --locked -p plumb-sidecar -e normal --prefix none); \
+	if grep -E '^(kube-client|kube-runtime|tower-http) ' <<<"$$deps"; then \
+	  echo 'check-deps: plumb-sidecar must not depend on the Kubernetes client or runtime'; exit 1; fi
+	@echo 'check-deps: plumb-sidecar links no Kubernetes client or runtime'
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -44,7 +51,7 @@ test-rust: tools
 	$(CARGO) nextest run --workspace --locked --profile $(NEXTEST_PROFILE)
 
 test-sdk:
-	$(CARGO) build --locked --quiet -p plumb-simulator
+	$(CARGO) build --locked --quiet -p plumb-simulator -p plumb-sidecar
 	venv=$$(scripts/sdk-venv.sh) && "$$venv/bin/python" -m pytest -q -p no:cacheprovider tests/sdk
 
 ## bench: benchmarks (release build); results go to BENCHMARKS.md by hand, with the method

@@ -33,7 +33,10 @@ class Process:
         if "listening on" not in line:
             self.proc.kill()
             raise RuntimeError(f"{args[0]} did not start: {line}{self.proc.stderr.read()}")
-        self.url = line.strip().rsplit(" ", 1)[-1]
+        # "NAME listening on URL [admin URL]"
+        words = line.split()
+        self.url = words[words.index("on") + 1]
+        self.admin = words[words.index("admin") + 1] if "admin" in words else None
 
     def stop(self):
         self.proc.kill()
