@@ -14,16 +14,21 @@ NEXTEST_PROFILE ?= $(if $(CI),ci,default)
 crds:
 	PLUMB_UPDATE_CRDS=1 $(CARGO) test --quiet -p plumb-api --test crd
 
-.PHONY: crds check-deps all demo test lint fmt-check clippy doc test-rust test-sdk tools bench bench-simulator clean-cache
+.PHONY: crds check-deps all demo demo-raw bench-smoke test lint fmt-check clippy doc test-rust test-sdk tools bench bench-simulator clean-cache
 
 all: test
 
-## demo: the simulator's fault families as a plain client sees them
+## demo: a standalone sidecar with example routes in front of simulated failing providers
 demo:
+	$(CARGO) build --quiet -p plumb-sidecar
+	$(CARGO) run --quiet -p plumb-sidecar --example demo
+
+## demo-raw: the simulator's fault families as a plain client sees them, without Plumb
+demo-raw:
 	$(CARGO) run --quiet -p plumb-simulator --example tour
 
 ## test: formatting, lints, docs, every Rust test tier and the SDK compatibility tests
-test: lint test-rust test-sdk
+test: lint test-rust test-sdk bench-smoke
 	@echo "make test: all tiers passed"
 
 lint: fmt-check clippy doc check-deps
@@ -54,8 +59,16 @@ test-sdk:
 	$(CARGO) build --locked --quiet -p plumb-simulator -p plumb-sidecar
 	venv=$$(scripts/sdk-venv.sh) && "$$venv/bin/python" -m pytest -q -p no:cacheprovider tests/sdk
 
-## bench: benchmarks (release build); results go to BENCHMARKS.md by hand, with the method
+## bench: the data-plane benchmark (release build): direct against through the sidecar, in one run
 bench: bench-simulator
+	$(CARGO) build --release --locked --quiet -p plumb-sidecar -p plumb-simulator -p plumb-loadgen
+	ulimit -n $$(ulimit -Hn) && taskset -c 1 target/release/plumb-bench --seconds $${BENCH_SECONDS:-10} --out target/bench-report.md
+
+## bench-smoke: a short run of the benchmark, to keep it working (CI runs this)
+bench-smoke:
+	$(CARGO) build --locked --quiet -p plumb-sidecar -p plumb-simulator -p plumb-loadgen
+	ulimit -n $$(ulimit -Hn) && target/debug/plumb-bench --sidecar target/debug/plumb-sidecar --simulator target/debug/plumb-simulator \
+	  --sidecar-cpus '' --simulator-cpus '' --seconds 0.5 --in-flight 50
 
 bench-simulator:
 	scripts/bench-simulator.sh

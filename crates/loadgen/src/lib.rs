@@ -2,9 +2,11 @@
 //!
 //! Sends HTTP/1.1 requests over keep-alive connections, closed-loop (each connection sends its
 //! next request as soon as the last answer is read) or open-loop at a fixed total rate, and
-//! reports throughput and latency percentiles. In open-loop mode latency is measured from the
-//! time each request was *due*, not when it was sent, so a slow server cannot hide its queueing
-//! (no coordinated omission).
+//! reports throughput and latency percentiles. In open-loop mode each connection sends on its
+//! own schedule; latency is measured from the actual send (tokio's timer is millisecond-grained,
+//! so measuring from the due time would add the timer's own lateness), and every send that fell
+//! more than an interval behind its schedule is counted, so a slow server cannot hide its
+//! queueing.
 //!
 //! It depends on nothing else in the workspace; benchmarks point it at the simulator directly
 //! and through the sidecar, in the same run.
@@ -58,8 +60,11 @@ pub struct Report {
     pub seconds: f64,
     /// Answered requests per second.
     pub rps: f64,
-    /// Latency percentiles, microseconds.
+    /// Latency percentiles, microseconds, from each request's send to its full answer.
     pub latency_us: Percentiles,
+    /// Open loop: requests sent more than one interval after they were due (the harness or
+    /// the server fell behind the asked rate).
+    pub behind: u64,
 }
 
 /// Latency summary in microseconds.
@@ -103,6 +108,7 @@ struct Worker {
     hist: Histogram<u64>,
     statuses: BTreeMap<u16, u64>,
     errors: u64,
+    behind: u64,
 }
 
 impl Percentiles {
@@ -152,8 +158,10 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
     let mut hist = empty;
     let mut statuses = BTreeMap::new();
     let mut errors = 0;
+    let mut behind = 0;
     for t in tasks {
         if let Ok(w) = t.await {
+            behind += w.behind;
             let _ = hist.add(&w.hist);
             for (k, v) in w.statuses {
                 *statuses.entry(k).or_insert(0) += v;
@@ -170,6 +178,7 @@ pub async fn run(config: LoadConfig) -> Result<Report, LoadError> {
         seconds,
         rps: requests as f64 / seconds,
         latency_us: Percentiles::of(&hist),
+        behind,
     })
 }
 
@@ -218,6 +227,7 @@ async fn worker(
         hist,
         statuses: BTreeMap::new(),
         errors: 0,
+        behind: 0,
     };
     // Open loop: this connection's share of the rate, its first slot offset so the
     // connections interleave evenly.
