@@ -11,7 +11,7 @@
 //!
 //! - [`class`]: the failure classes and their default plans (the design's table).
 //! - [`route`]: compiling a route, and the [`RouteSet`] a sidecar looks models up in.
-//! - [`file`]: standalone route files (multi-document YAML).
+//! - [`file`](mod@file): standalone route files (multi-document YAML).
 
 pub mod class;
 pub mod duration;

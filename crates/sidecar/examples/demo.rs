@@ -24,7 +24,9 @@ struct Scene {
 fn routes(sim: &str) -> String {
     let v1 = format!("{sim}/v1");
     let route = |name: &str, targets: &[(&str, &str, &str, u32)], extra: &str| {
-        let mut s = format!("apiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {{name: {name}, namespace: demo}}\nspec:\n  match: {{models: [{name}]}}\n  targets:\n");
+        let mut s = format!(
+            "apiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {{name: {name}, namespace: demo}}\nspec:\n  match: {{models: [{name}]}}\n  targets:\n"
+        );
         for (t, model, key, prio) in targets {
             s.push_str(&format!("    - {{name: {t}, provider: openai, baseUrl: '{v1}', model: {model}, priority: {prio}, credentials: {{env: {key}}}}}\n"));
         }
@@ -32,43 +34,164 @@ fn routes(sim: &str) -> String {
         s
     };
     [
-        route("healthy", &[("openai", "sim-gpt", "KEY_MAIN", 0), ("backup", "sim-gpt-mini", "KEY_BACKUP", 1)], ""),
-        route("rate-limit", &[("openai", "sim-gpt", "KEY_MAIN", 0), ("backup", "sim-gpt-mini", "KEY_BACKUP", 1)], ""),
-        route("outage", &[("openai", "sim-unavailable", "KEY_MAIN", 0), ("backup", "sim-gpt-mini", "KEY_BACKUP", 1)], "  breaker: {consecutiveFailures: 2, cooldown: 30s}\n"),
-        route("bad-key", &[("openai", "sim-unauthorized", "KEY_MAIN", 0), ("backup", "sim-gpt-mini", "KEY_BACKUP", 1)], ""),
-        route("missing-model", &[("openai", "sim-model-not-found", "KEY_MAIN", 0), ("backup", "sim-gpt-mini", "KEY_BACKUP", 1)], ""),
-        route("broken-json", &[("openai", "sim-broken-json", "KEY_MAIN", 0), ("backup", "sim-gpt-mini", "KEY_BACKUP", 1)], ""),
-        route("silent", &[("openai", "sim-hang", "KEY_MAIN", 0), ("backup", "sim-gpt-mini", "KEY_BACKUP", 1)], "  deadlines: {firstByte: 1s}\n"),
+        route(
+            "healthy",
+            &[
+                ("openai", "sim-gpt", "KEY_MAIN", 0),
+                ("backup", "sim-gpt-mini", "KEY_BACKUP", 1),
+            ],
+            "",
+        ),
+        route(
+            "rate-limit",
+            &[
+                ("openai", "sim-gpt", "KEY_MAIN", 0),
+                ("backup", "sim-gpt-mini", "KEY_BACKUP", 1),
+            ],
+            "",
+        ),
+        route(
+            "outage",
+            &[
+                ("openai", "sim-unavailable", "KEY_MAIN", 0),
+                ("backup", "sim-gpt-mini", "KEY_BACKUP", 1),
+            ],
+            "  breaker: {consecutiveFailures: 2, cooldown: 30s}\n",
+        ),
+        route(
+            "bad-key",
+            &[
+                ("openai", "sim-unauthorized", "KEY_MAIN", 0),
+                ("backup", "sim-gpt-mini", "KEY_BACKUP", 1),
+            ],
+            "",
+        ),
+        route(
+            "missing-model",
+            &[
+                ("openai", "sim-model-not-found", "KEY_MAIN", 0),
+                ("backup", "sim-gpt-mini", "KEY_BACKUP", 1),
+            ],
+            "",
+        ),
+        route(
+            "broken-json",
+            &[
+                ("openai", "sim-broken-json", "KEY_MAIN", 0),
+                ("backup", "sim-gpt-mini", "KEY_BACKUP", 1),
+            ],
+            "",
+        ),
+        route(
+            "silent",
+            &[
+                ("openai", "sim-hang", "KEY_MAIN", 0),
+                ("backup", "sim-gpt-mini", "KEY_BACKUP", 1),
+            ],
+            "  deadlines: {firstByte: 1s}\n",
+        ),
         route("cut-stream", &[("openai", "sim-gpt", "KEY_MAIN", 0)], ""),
-        route("all-down", &[("openai", "sim-overloaded", "KEY_MAIN", 0), ("backup", "sim-server-error", "KEY_BACKUP", 1)], ""),
+        route(
+            "all-down",
+            &[
+                ("openai", "sim-overloaded", "KEY_MAIN", 0),
+                ("backup", "sim-server-error", "KEY_BACKUP", 1),
+            ],
+            "",
+        ),
     ]
     .join("---\n")
 }
 
 const SCENES: &[Scene] = &[
-    Scene { title: "healthy", model: "healthy", stream: false, plan: None },
-    Scene { title: "rate limit, retry-after: 1", model: "rate-limit", stream: false, plan: Some(("sim-gpt", Value::Null)) },
-    Scene { title: "outage (503) with failover", model: "outage", stream: false, plan: None },
-    Scene { title: "outage again: breaker open", model: "outage", stream: false, plan: None },
-    Scene { title: "outage, streamed", model: "outage", stream: true, plan: None },
-    Scene { title: "bad key (401)", model: "bad-key", stream: false, plan: None },
-    Scene { title: "model not found (404)", model: "missing-model", stream: false, plan: None },
-    Scene { title: "HTTP 200 with broken JSON", model: "broken-json", stream: false, plan: None },
-    Scene { title: "silent provider", model: "silent", stream: false, plan: None },
-    Scene { title: "stream cut after commit", model: "cut-stream", stream: true, plan: Some(("sim-gpt", Value::Null)) },
-    Scene { title: "every target failing", model: "all-down", stream: false, plan: None },
+    Scene {
+        title: "healthy",
+        model: "healthy",
+        stream: false,
+        plan: None,
+    },
+    Scene {
+        title: "rate limit, retry-after: 1",
+        model: "rate-limit",
+        stream: false,
+        plan: Some(("sim-gpt", Value::Null)),
+    },
+    Scene {
+        title: "outage (503) with failover",
+        model: "outage",
+        stream: false,
+        plan: None,
+    },
+    Scene {
+        title: "outage again: breaker open",
+        model: "outage",
+        stream: false,
+        plan: None,
+    },
+    Scene {
+        title: "outage, streamed",
+        model: "outage",
+        stream: true,
+        plan: None,
+    },
+    Scene {
+        title: "bad key (401)",
+        model: "bad-key",
+        stream: false,
+        plan: None,
+    },
+    Scene {
+        title: "model not found (404)",
+        model: "missing-model",
+        stream: false,
+        plan: None,
+    },
+    Scene {
+        title: "HTTP 200 with broken JSON",
+        model: "broken-json",
+        stream: false,
+        plan: None,
+    },
+    Scene {
+        title: "silent provider",
+        model: "silent",
+        stream: false,
+        plan: None,
+    },
+    Scene {
+        title: "stream cut after commit",
+        model: "cut-stream",
+        stream: true,
+        plan: Some(("sim-gpt", Value::Null)),
+    },
+    Scene {
+        title: "every target failing",
+        model: "all-down",
+        stream: false,
+        plan: None,
+    },
 ];
 
 #[tokio::main]
 async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let sim = Simulator::start(SimConfig::default(), "127.0.0.1:0".parse().unwrap(), false).await.expect("simulator");
+    let sim = Simulator::start(SimConfig::default(), "127.0.0.1:0".parse().unwrap(), false)
+        .await
+        .expect("simulator");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("routes.yaml");
     std::fs::write(&path, routes(&sim.base_url())).unwrap();
-    let bin = std::env::var("PLUMB_SIDECAR_BIN").map(std::path::PathBuf::from).unwrap_or_else(|_| {
-        std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().join("plumb-sidecar")
-    });
+    let bin = std::env::var("PLUMB_SIDECAR_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::env::current_exe()
+                .unwrap()
+                .parent()
+                .unwrap()
+                .parent()
+                .unwrap()
+                .join("plumb-sidecar")
+        });
     let mut child = Command::new(&bin)
         .arg("--routes")
         .arg(&path)
@@ -78,20 +201,45 @@ async fn main() {
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e} (build it with `cargo build -p plumb-sidecar`)", bin.display()));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {}: {e} (build it with `cargo build -p plumb-sidecar`)",
+                bin.display()
+            )
+        });
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let words: Vec<&str> = line.split_whitespace().collect();
     let (url, admin) = (words[3].to_owned(), words[5].to_owned());
-    println!("Plumb demo: simulated failing providers at {} behind plumb-sidecar at {url}", sim.base_url());
-    println!("Routes: {} (LlmRoute YAML, the same documents a cluster accepts)\n", path.display());
-    println!("{:<30} {:>6} {:>8}  {:<10} {:<9} {}", "scene", "status", "time", "served by", "attempts", "failure classes → outcome");
+    println!(
+        "Plumb demo: simulated failing providers at {} behind plumb-sidecar at {url}",
+        sim.base_url()
+    );
+    println!(
+        "Routes: {} (LlmRoute YAML, the same documents a cluster accepts)\n",
+        path.display()
+    );
+    println!(
+        "{:<30} {:>6} {:>8}  {:<10} {:<9} failure classes → outcome",
+        "scene", "status", "time", "served by", "attempts"
+    );
     println!("{}", "-".repeat(118));
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).no_proxy().build().unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .no_proxy()
+        .build()
+        .unwrap();
     for scene in SCENES {
         if let Some((model, _)) = &scene.plan {
-            let fault = if scene.stream { "stream_cut:after=4" } else { "rate_limited:retry_after=1" };
-            let spec: PlanSpec = serde_json::from_value(json!({"fault": fault, "first": 1})).unwrap();
+            let fault = if scene.stream {
+                "stream_cut:after=4"
+            } else {
+                "rate_limited:retry_after=1"
+            };
+            let spec: PlanSpec =
+                serde_json::from_value(json!({"fault": fault, "first": 1})).unwrap();
             sim.set_plan(model, spec).unwrap();
         }
         let start = Instant::now();
@@ -103,8 +251,18 @@ async fn main() {
             .await
             .unwrap();
         let status = resp.status().as_u16();
-        let h = |n: &str| resp.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-        let (served, attempts, classes) = (h("x-plumb-served-by"), h("x-plumb-attempts"), h("x-plumb-failure-classes"));
+        let h = |n: &str| {
+            resp.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        let (served, attempts, classes) = (
+            h("x-plumb-served-by"),
+            h("x-plumb-attempts"),
+            h("x-plumb-failure-classes"),
+        );
         let text = resp.text().await.unwrap_or_default();
         let outcome = if scene.stream {
             if text.contains("stream_interrupted") {
@@ -119,10 +277,19 @@ async fn main() {
             format!("answer from {}", v["model"].as_str().unwrap_or("?"))
         } else {
             let v: Value = serde_json::from_str(&text).unwrap_or_default();
-            let msg: String = v["error"]["message"].as_str().unwrap_or("").chars().take(70).collect();
+            let msg: String = v["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .chars()
+                .take(70)
+                .collect();
             format!("error: {msg}…")
         };
-        let classes = if classes.is_empty() { "-".to_owned() } else { classes };
+        let classes = if classes.is_empty() {
+            "-".to_owned()
+        } else {
+            classes
+        };
         println!(
             "{:<30} {:>6} {:>6}ms  {:<10} {:<9} {classes} → {outcome}",
             scene.title,
@@ -132,8 +299,13 @@ async fn main() {
             attempts,
         );
     }
-    println!("\nThe simulator saw {} attempts; the applications saw none of the failures that had a healthy fallback.", sim.attempts(None).len());
-    println!("Metrics: curl {admin}/metrics   (plumb_requests_total, plumb_attempts_total, plumb_breaker_state, …)");
+    println!(
+        "\nThe simulator saw {} attempts; the applications saw none of the failures that had a healthy fallback.",
+        sim.attempts(None).len()
+    );
+    println!(
+        "Metrics: curl {admin}/metrics   (plumb_requests_total, plumb_attempts_total, plumb_breaker_state, …)"
+    );
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -69,7 +69,13 @@ fn spawn(cpus: &str, bin: &PathBuf, args: &[&str]) -> anyhow::Result<Proc> {
         .spawn()
         .map_err(|e| anyhow::anyhow!("cannot run {}: {e}", bin.display()))?;
     let mut line = String::new();
-    BufReader::new(child.stdout.take().ok_or_else(|| anyhow::anyhow!("no stdout"))?).read_line(&mut line)?;
+    BufReader::new(
+        child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdout"))?,
+    )
+    .read_line(&mut line)?;
     let words: Vec<&str> = line.split_whitespace().collect();
     let url = words
         .iter()
@@ -118,11 +124,21 @@ fn cpu_seconds(pid: u32) -> f64 {
         .unwrap_or(0.0)
 }
 
-fn load(url: &str, body: &Bytes, headers: &[(&str, &str)], connections: usize, seconds: f64, rate: Option<f64>) -> LoadConfig {
+fn load(
+    url: &str,
+    body: &Bytes,
+    headers: &[(&str, &str)],
+    connections: usize,
+    seconds: f64,
+    rate: Option<f64>,
+) -> LoadConfig {
     LoadConfig {
         url: url.parse().unwrap_or_default(),
         method: http::Method::POST,
-        headers: headers.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
         body: body.clone(),
         connections,
         duration: Duration::from_secs_f64(seconds),
@@ -137,7 +153,10 @@ fn us(v: u64) -> String {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
     rt.block_on(bench(args))
 }
 
@@ -146,12 +165,22 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     // The default models, plus one that holds every answer for two seconds.
     let sim_config = dir.join("simulator.yaml");
-    std::fs::write(&sim_config, "models:\n  sim-gpt: {}\n  sim-slow: {latency: {kind: fixed, ms: 2000}}\n")?;
+    std::fs::write(
+        &sim_config,
+        "models:\n  sim-gpt: {}\n  sim-slow: {latency: {kind: fixed, ms: 2000}}\n",
+    )?;
     let sim_config_arg = sim_config.display().to_string();
     let sim = spawn(
         &args.simulator_cpus,
         &args.simulator,
-        &["--listen", "127.0.0.1:0", "--workers", "1", "--config", &sim_config_arg],
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--config",
+            &sim_config_arg,
+        ],
     )?;
     let routes = dir.join("routes.yaml");
     std::fs::write(
@@ -165,7 +194,14 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     let sidecar = spawn(
         &args.sidecar_cpus,
         &args.sidecar,
-        &["--routes", &routes_arg, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"],
+        &[
+            "--routes",
+            &routes_arg,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
     )?;
     let pid = sidecar.child.id();
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -173,8 +209,12 @@ async fn bench(args: Args) -> anyhow::Result<()> {
 
     let direct_url = format!("{}/v1/chat/completions", sim.url);
     let sidecar_url = format!("{}/v1/chat/completions", sidecar.url);
-    let direct_body = Bytes::from_static(br#"{"model":"sim-gpt","messages":[{"role":"user","content":"what is six times seven"}]}"#);
-    let sidecar_body = Bytes::from_static(br#"{"model":"bench","messages":[{"role":"user","content":"what is six times seven"}]}"#);
+    let direct_body = Bytes::from_static(
+        br#"{"model":"sim-gpt","messages":[{"role":"user","content":"what is six times seven"}]}"#,
+    );
+    let sidecar_body = Bytes::from_static(
+        br#"{"model":"bench","messages":[{"role":"user","content":"what is six times seven"}]}"#,
+    );
     let json = [("content-type", "application/json")];
     let s = args.seconds;
     let mut rows: Vec<String> = Vec::new();
@@ -196,7 +236,11 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     if !args.simulator_cpus.is_empty() && repin(pid, &args.simulator_cpus) {
         let d = run(load(&direct_url, &direct_body, &json, 1, s, None)).await?;
         let p = run(load(&sidecar_url, &sidecar_body, &json, 1, s, None)).await?;
-        rows.push(row("one at a time, sidecar sharing the caller's core", &d, &p));
+        rows.push(row(
+            "one at a time, sidecar sharing the caller's core",
+            &d,
+            &p,
+        ));
         lines.push(format!(
             "added latency one at a time, sidecar sharing the caller's core: p50 {}, p99 {}",
             us(p.latency_us.p50.saturating_sub(d.latency_us.p50)),
@@ -227,9 +271,16 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     // The warm-up's requests used CPU too; count them at the measured rate.
     let warm = (s / 5.0).min(2.0);
     let served = pmax.rps * (s + warm);
-    let cpu_per_req_us = if served > 0.0 { cpu / served * 1e6 } else { 0.0 };
+    let cpu_per_req_us = if served > 0.0 {
+        cpu / served * 1e6
+    } else {
+        0.0
+    };
     rows.push(row("max throughput (64 conns)", &dmax, &pmax));
-    lines.push(format!("throughput through the sidecar: {:.0} req/s (target ≥ 10,000); direct: {:.0} req/s", pmax.rps, dmax.rps));
+    lines.push(format!(
+        "throughput through the sidecar: {:.0} req/s (target ≥ 10,000); direct: {:.0} req/s",
+        pmax.rps, dmax.rps
+    ));
     lines.push(format!("sidecar CPU per request: {cpu_per_req_us:.1} µs"));
 
     // Memory with many requests in flight: each held 2 s by the simulator.
