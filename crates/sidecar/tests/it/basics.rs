@@ -230,3 +230,56 @@ async fn admin_endpoints_report_health_readiness_and_metrics() {
     assert!(metrics.contains("plumb_request_duration_seconds_bucket"));
     assert_eq!(get("/nope").await.unwrap().status(), 404);
 }
+
+#[tokio::test]
+async fn https_upstreams_are_trusted_through_the_ca_file_and_only_then() {
+    let sim = plumb_simulator::Simulator::start(
+        plumb_simulator::SimConfig::default(),
+        "127.0.0.1:0".parse().unwrap(),
+        true,
+    )
+    .await
+    .unwrap();
+    let base = format!("{}/v1", sim.base_url());
+    assert!(base.starts_with("https://"));
+    let routes = route(
+        "chat",
+        &[target("tls", "openai", &base, "sim-gpt", "")],
+        "  classes: {connect: {retries: 0}}\n",
+    );
+    // Without the CA the certificate is refused: a connect failure, classified and reported.
+    let sc = Sidecar::start(&routes);
+    let r = sc.openai(chat(false)).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!(header(&r, "x-plumb-failure-classes"), "connect");
+    drop(sc);
+    // With it, the TLS path works.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, sim.ca_pem().unwrap()).unwrap();
+    let sc = Sidecar::start_with_args(&routes, &["--ca-file", ca.to_str().unwrap()]);
+    let r = sc.openai(chat(false)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-plumb-served-by"), "tls");
+}
+
+#[tokio::test]
+async fn h2c_clients_are_served() {
+    let sim = simulator().await;
+    let sc = Sidecar::start(&two_openai(&sim, "sim-gpt", ""));
+    let _ = client(); // installs the TLS provider every reqwest client needs
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .no_proxy()
+        .build()
+        .unwrap();
+    let r = h2
+        .post(format!("{}/v1/chat/completions", sc.url))
+        .json(&chat(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-plumb-served-by"), "primary");
+}

@@ -384,3 +384,117 @@ async fn a_primary_down_for_a_while_is_bypassed_probed_and_used_again() {
     );
     assert!(primary.iter().any(|a| a.status == 200));
 }
+
+#[tokio::test]
+async fn a_retry_after_http_date_is_honoured() {
+    let sim = simulator().await;
+    plan(
+        &sim,
+        "sim-gpt",
+        json!({"fault": "rate_limited_date:retry_after=1s", "first": 1}),
+    );
+    let sc = Sidecar::start(&two_openai(&sim, "sim-gpt", ""));
+    let r = sc.openai(chat(false)).send().await.unwrap();
+    assert_eq!(header(&r, "x-plumb-served-by"), "primary");
+    let log = attempts(&sim, "sim-gpt").await;
+    assert_eq!(log.len(), 2);
+    // The date is rounded up to a whole second, so the wait is at least the second asked.
+    assert!(
+        log[1].at_ms - log[0].at_ms >= 1000.0,
+        "gap {}",
+        log[1].at_ms - log[0].at_ms
+    );
+}
+
+#[tokio::test]
+async fn the_last_resort_target_answers_only_when_rotation_cannot() {
+    let sim = simulator().await;
+    let base = format!("{}/v1", sim.base_url());
+    let routes = route(
+        "chat",
+        &[
+            target("primary", "openai", &base, "sim-gpt", ""),
+            target("local", "openai", &base, "sim-gpt-alt", ""),
+        ],
+        "  lastResort: {mode: target, target: local}\n",
+    );
+    let sc = Sidecar::start(&routes);
+    for _ in 0..5 {
+        assert_eq!(
+            header(
+                &sc.openai(chat(false)).send().await.unwrap(),
+                "x-plumb-served-by"
+            ),
+            "primary"
+        );
+    }
+    assert!(
+        sim.attempts(Some("sim-gpt-alt")).is_empty(),
+        "the last resort takes no normal traffic"
+    );
+    plan(
+        &sim,
+        "sim-gpt",
+        json!({"fault": "unavailable", "first": 100}),
+    );
+    let r = sc.openai(chat(false)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-plumb-served-by"), "local");
+}
+
+#[tokio::test]
+async fn wait_for_half_open_waits_within_the_deadline_for_a_probe() {
+    let sim = simulator().await;
+    let base = format!("{}/v1", sim.base_url());
+    plan(
+        &sim,
+        "sim-gpt",
+        json!({"fault": "unauthorized", "first": 1}),
+    );
+    let routes = route(
+        "chat",
+        &[target("only", "openai", &base, "sim-gpt", "")],
+        "  breaker: {cooldown: 800ms}\n  lastResort: {mode: waitForHalfOpen}\n  deadlines: {total: 5s}\n",
+    );
+    let sc = Sidecar::start(&routes);
+    // The auth failure trips the breaker at once.
+    assert_eq!(sc.openai(chat(false)).send().await.unwrap().status(), 502);
+    let start = Instant::now();
+    let r = sc.openai(chat(false)).send().await.unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "the request waited for the breaker to let a probe through"
+    );
+    assert!(
+        start.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(header(&r, "x-plumb-served-by"), "only");
+}
+
+#[tokio::test]
+async fn fail_fast_answers_at_once_when_every_breaker_is_open() {
+    let sim = simulator().await;
+    let base = format!("{}/v1", sim.base_url());
+    let routes = route(
+        "chat",
+        &[target("only", "openai", &base, "sim-unauthorized", "")],
+        "  breaker: {cooldown: 60s}\n",
+    );
+    let sc = Sidecar::start(&routes);
+    assert_eq!(sc.openai(chat(false)).send().await.unwrap().status(), 502);
+    let r = sc.openai(chat(false)).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(header(&r, "x-plumb-attempts"), "0");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "no_target_available");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("only: skipped (circuit breaker open)")
+    );
+    assert_eq!(sim.attempts(Some("sim-unauthorized")).len(), 1);
+}

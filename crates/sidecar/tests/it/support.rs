@@ -28,6 +28,20 @@ impl Sidecar {
         routes: &str,
         env: &[(&str, &str)],
     ) -> Result<Sidecar, (Option<i32>, String)> {
+        Sidecar::launch(routes, env, &[])
+    }
+
+    /// Starts it with extra command-line arguments.
+    pub fn start_with_args(routes: &str, args: &[&str]) -> Sidecar {
+        Sidecar::launch(routes, &[], args)
+            .unwrap_or_else(|(code, err)| panic!("sidecar exited {code:?}: {err}"))
+    }
+
+    fn launch(
+        routes: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Result<Sidecar, (Option<i32>, String)> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("routes.yaml");
         std::fs::write(&path, routes).unwrap();
@@ -44,6 +58,7 @@ impl Sidecar {
                 "--drain-timeout",
                 "10s",
             ])
+            .args(args)
             .env("RUST_LOG", "plumb_sidecar=debug,warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
