@@ -68,7 +68,7 @@ bench: bench-simulator
 bench-smoke:
 	$(CARGO) build --locked --quiet -p plumb-sidecar -p plumb-simulator -p plumb-loadgen
 	ulimit -n $$(ulimit -Hn) && target/debug/plumb-bench --sidecar target/debug/plumb-sidecar --simulator target/debug/plumb-simulator \
-	  --sidecar-cpus '' --simulator-cpus '' --seconds 0.5 --in-flight 50
+	  --sidecar-cpus '' --simulator-cpus '' --seconds 0.5 --in-flight 50 --smoke
 
 bench-simulator:
 	scripts/bench-simulator.sh

@@ -39,6 +39,9 @@ struct Args {
     /// Write the Markdown report here too.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// A smoke run (debug builds, short): proves the harness works; its numbers mean nothing.
+    #[arg(long)]
+    smoke: bool,
 }
 
 struct Proc {
@@ -300,6 +303,9 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         rss_idle as f64 / 1024.0, args.in_flight, rss_busy as f64 / 1024.0, held.requests, held.errors));
 
     let mut report = String::new();
+    if args.smoke {
+        report.push_str("SMOKE RUN (debug builds, unpinned, short): these numbers are not measurements; see BENCHMARKS.md and `make bench`.\n\n");
+    }
     report.push_str("| load | direct p50 | direct p99 | via sidecar p50 | via sidecar p99 | direct req/s | via sidecar req/s |\n");
     report.push_str("| --- | --- | --- | --- | --- | --- | --- |\n");
     for r in &rows {
