@@ -59,6 +59,45 @@ pub struct LlmRouteSpec {
     /// What to do when every target is unavailable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_resort: Option<LastResortSpec>,
+    /// How streamed answers are held, checked and repaired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streaming: Option<StreamingSpec>,
+}
+
+/// What a malformed stream event (data that is not JSON) does once the stream has reached
+/// the client. Garbage never reaches the client either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum MalformedEvents {
+    /// End the stream with an explicit `stream_interrupted` error event.
+    #[default]
+    #[serde(rename = "fail")]
+    Fail,
+    /// Drop the event and go on.
+    #[serde(rename = "skip")]
+    Skip,
+}
+
+/// How streamed answers are held, checked and repaired.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StreamingSpec {
+    /// Events held back after the first token before anything reaches the client, so an early
+    /// failure still fails over invisibly. Default 0: commit at the first token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_events: Option<u32>,
+    /// Bytes held back at most (the hold ends at whichever limit comes first). Default 64Ki.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_bytes: Option<u32>,
+    /// Longest the hold may last after the first token (Go duration). Default `0s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_for: Option<String>,
+    /// What a malformed event does after commit. Default `fail`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub malformed_events: Option<MalformedEvents>,
+    /// After a cut, ask a fallback that declares `prefill` to continue from the text already
+    /// sent. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continuation: Option<bool>,
 }
 
 /// The requests a route serves.

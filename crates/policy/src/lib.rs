@@ -22,6 +22,7 @@ pub use class::{Backoff, Blame, BreakerEffect, FailureClass, Plan};
 pub use file::{InvalidRoutesFile, parse_routes_file};
 pub use plumb_api::Provider;
 pub use route::{
-    BreakerSettings, Capabilities, Credentials, Deadlines, InvalidRoute, LastResort, RetryBudget,
-    Route, RouteId, RouteSet, Target, UpstreamKey, compile,
+    BreakerSettings, Capabilities, Credentials, Deadlines, InvalidRoute, LastResort,
+    MalformedEvents, RetryBudget, Route, RouteId, RouteSet, Streaming, Target, UpstreamKey,
+    compile,
 };

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use plumb_api::MalformedEvents;
 use plumb_api::{
     BackoffSpec, ClassOverrides, ClassPolicySpec, LastResortMode, LlmRouteSpec, Provider,
     SecretKeyRef, TargetSpec,
@@ -47,6 +48,35 @@ pub struct Route {
     pub breaker: BreakerSettings,
     /// Same-target retry budget.
     pub retry_budget: RetryBudget,
+    /// Stream handling.
+    pub streaming: Streaming,
+}
+
+/// How streamed answers are held, checked and repaired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Streaming {
+    /// Events held after the first token before commit.
+    pub hold_events: u32,
+    /// Bytes held at most.
+    pub hold_bytes: u32,
+    /// Longest hold after the first token.
+    pub hold_for: Duration,
+    /// What a malformed event does after commit.
+    pub malformed: MalformedEvents,
+    /// Continue from a prefill-capable fallback after a cut.
+    pub continuation: bool,
+}
+
+impl Default for Streaming {
+    fn default() -> Self {
+        Streaming {
+            hold_events: 0,
+            hold_bytes: 64 * 1024,
+            hold_for: Duration::ZERO,
+            malformed: MalformedEvents::Fail,
+            continuation: false,
+        }
+    }
 }
 
 /// One validated target.
@@ -519,6 +549,22 @@ pub fn compile(namespace: &str, name: &str, spec: &LlmRouteSpec) -> Result<Route
         }
     };
 
+    let st = spec.streaming.clone().unwrap_or_default();
+    let sd = Streaming::default();
+    let streaming = Streaming {
+        hold_events: st.hold_events.unwrap_or(sd.hold_events),
+        hold_bytes: st.hold_bytes.unwrap_or(sd.hold_bytes),
+        hold_for: dur("spec.streaming.holdFor", st.hold_for.as_ref(), sd.hold_for)?,
+        malformed: st.malformed_events.unwrap_or(sd.malformed),
+        continuation: st.continuation.unwrap_or(sd.continuation),
+    };
+    if streaming.hold_for > deadlines.first_token.max(deadlines.total) {
+        return Err(InvalidRoute::DeadlineExceedsTotal {
+            field: "spec.streaming.holdFor".to_owned(),
+            value: st.hold_for.unwrap_or_default(),
+        });
+    }
+
     Ok(Route {
         id,
         models: spec.matches.models.clone(),
@@ -528,6 +574,7 @@ pub fn compile(namespace: &str, name: &str, spec: &LlmRouteSpec) -> Result<Route
         plans,
         breaker,
         retry_budget,
+        streaming,
     })
 }
 

@@ -9,13 +9,14 @@ use std::fmt;
 
 use plumb_policy::{FailureClass, Route, Target};
 
-use crate::payload::ClientRequest;
+use crate::payload::{Api, ClientRequest};
 
 /// Why a target was not tried.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Skip {
-    /// It speaks the other API family.
-    Api,
+    /// It speaks the other API family and the request cannot be translated: the field that
+    /// has no equivalent.
+    Untranslatable(String),
     /// The request has tools the target cannot call.
     Tools,
     /// The request asks for JSON-schema output.
@@ -42,7 +43,10 @@ pub enum Skip {
 impl fmt::Display for Skip {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Skip::Api => f.write_str("speaks the other API family"),
+            Skip::Untranslatable(field) => write!(
+                f,
+                "speaks the other API family, which cannot express {field}"
+            ),
             Skip::Tools => f.write_str("cannot call tools"),
             Skip::JsonSchema => f.write_str("cannot follow a JSON schema"),
             Skip::Vision => f.write_str("cannot read images"),
@@ -70,8 +74,10 @@ impl fmt::Display for Skip {
 pub fn unfit(target: &Target, req: &ClientRequest, caller_key: bool) -> Option<Skip> {
     let caps = &target.capabilities;
     let needs = &req.needs;
-    if !req.api.serves(target.provider) {
-        return Some(Skip::Api);
+    if Api::of(target.provider) != req.api
+        && let Err(e) = req.body_for(target)
+    {
+        return Some(Skip::Untranslatable(e.field));
     }
     if needs.tools && !caps.tools {
         return Some(Skip::Tools);
@@ -165,7 +171,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::payload::{Api, Operation};
+    use crate::payload::Operation;
 
     fn route(targets: serde_json::Value) -> Route {
         let spec = serde_json::from_value(json!({"match": {"models": ["m"]}, "targets": targets}))
@@ -238,7 +244,10 @@ mod tests {
             ("small", Skip::ContextWindow { window: 100, .. })
         ));
         assert_eq!(why[1], ("no-tools", Skip::Tools));
-        assert_eq!(why[2], ("claude", Skip::Api));
+        assert_eq!(
+            why[2],
+            ("claude", Skip::Untranslatable("tools[0].function".into()))
+        );
         assert_eq!(why[3], ("byok", Skip::NoCallerKey));
     }
 

@@ -16,6 +16,7 @@
 //! | [`breaker`] | circuit breakers per upstream |
 //! | [`stream`] | committed streams and their explicit interruption |
 //! | [`upstream`] | connection pools and each provider's request |
+//! | [`translate`] | OpenAI ⇄ Anthropic requests, answers and stream events |
 //! | [`respond`] | client-format errors and `x-plumb-*` headers |
 //! | [`table`], [`standalone`] | the policy in force, and routes files |
 //!
@@ -35,4 +36,5 @@ pub mod server;
 pub mod standalone;
 pub mod stream;
 pub mod table;
+pub mod translate;
 pub mod upstream;

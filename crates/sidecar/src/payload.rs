@@ -5,6 +5,8 @@ use bytes::Bytes;
 use plumb_policy::{Provider, Target};
 use serde_json::{Map, Value};
 
+use crate::translate::{Conversation, Untranslatable};
+
 /// The client's API family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Api {
@@ -23,19 +25,11 @@ impl Api {
         }
     }
 
-    /// Whether a target of `provider` speaks this API.
-    pub const fn serves(self, provider: Provider) -> bool {
-        match (self, provider) {
-            (
-                Api::Openai,
-                Provider::Openai | Provider::OpenaiCompatible | Provider::AzureOpenai,
-            ) => true,
-            (Api::Anthropic, Provider::Anthropic) => true,
-            (Api::Openai, Provider::Anthropic)
-            | (
-                Api::Anthropic,
-                Provider::Openai | Provider::OpenaiCompatible | Provider::AzureOpenai,
-            ) => false,
+    /// The API family a target of `provider` speaks.
+    pub const fn of(provider: Provider) -> Api {
+        match provider {
+            Provider::Openai | Provider::OpenaiCompatible | Provider::AzureOpenai => Api::Openai,
+            Provider::Anthropic => Api::Anthropic,
         }
     }
 }
@@ -120,11 +114,40 @@ impl ClientRequest {
         })
     }
 
-    /// The body to send to `target`: the client's, with the target's upstream model.
-    pub fn body_for(&self, target: &Target) -> Bytes {
-        let mut body = self.body.clone();
-        body.insert("model".to_owned(), Value::String(target.model.clone()));
-        Bytes::from(serde_json::to_vec(&body).unwrap_or_default())
+    /// The body to send to `target`: the client's with the target's upstream model, translated
+    /// when the target speaks the other family. `Err` names what the other family cannot
+    /// express.
+    pub fn body_for(&self, target: &Target) -> Result<Bytes, Untranslatable> {
+        let family = Api::of(target.provider);
+        let body = if family == self.api {
+            let mut body = self.body.clone();
+            body.insert("model".to_owned(), Value::String(target.model.clone()));
+            body
+        } else {
+            if self.operation == Operation::Embeddings {
+                return Err(Untranslatable {
+                    field: "embeddings".to_owned(),
+                });
+            }
+            let conversation = match self.api {
+                Api::Openai => Conversation::from_openai(&self.body)?,
+                Api::Anthropic => Conversation::from_anthropic(&self.body)?,
+            };
+            match family {
+                Api::Openai => conversation.to_openai(&target.model)?,
+                Api::Anthropic => conversation.to_anthropic(&target.model)?,
+            }
+        };
+        Ok(Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))
+    }
+
+    /// Whether an OpenAI client asked for usage in its stream.
+    pub fn include_usage(&self) -> bool {
+        self.body
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
     }
 }
 
@@ -230,7 +253,8 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"))
         .targets
         .remove(0);
-        let out: Value = serde_json::from_slice(&r.body_for(&target)).unwrap_or_default();
+        let out: Value =
+            serde_json::from_slice(&r.body_for(&target).unwrap_or_default()).unwrap_or_default();
         assert_eq!(out["model"], "upstream");
         assert_eq!(out["seed"], 7);
         assert_eq!(out["metadata"]["k"], "v");

@@ -31,8 +31,10 @@ use crate::keys::{Secret, redact};
 use crate::payload::{Api, ClientRequest, InvalidRequest, Operation};
 use crate::respond::{self, Account, Body};
 use crate::retry;
-use crate::stream::{Relay, StreamEnd};
+use crate::stream::{Relay, RelayOptions, StreamEnd};
 use crate::table::{Policy, Table};
+use crate::translate::answer;
+use crate::translate::events::Translator;
 use crate::upstream::{self, Upstreams};
 
 /// Largest request body accepted from a client.
@@ -41,7 +43,7 @@ pub const MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// Largest upstream error body read for classification.
 const MAX_ERROR_BYTES: usize = 64 * 1024;
-/// Largest start of a stream held before its first token.
+/// Largest start of a stream held before commit.
 const MAX_FIRST_EVENT_BYTES: usize = 1024 * 1024;
 
 /// Everything a request needs: the policy table, the upstream pools and the metrics.
@@ -490,20 +492,18 @@ impl Attempts<'_> {
         let d = &self.route.deadlines;
         let start = Instant::now();
         let key = self.policy.keys.for_target(target, self.caller_key);
-        let req = upstream::request(
-            target,
-            self.request.operation,
-            self.request.body_for(target),
-            key,
-            self.headers,
-        )
-        .map_err(|e| {
-            Failure::new(
-                FailureClass::BadRequest,
-                Phase::Head,
-                format!("the upstream request could not be built: {e}"),
-            )
-        })?;
+        let body = self
+            .request
+            .body_for(target)
+            .map_err(|e| Failure::new(FailureClass::BadRequest, Phase::Head, e.to_string()))?;
+        let req = upstream::request(target, self.request.operation, body, key, self.headers)
+            .map_err(|e| {
+                Failure::new(
+                    FailureClass::BadRequest,
+                    Phase::Head,
+                    format!("the upstream request could not be built: {e}"),
+                )
+            })?;
         let head_deadline = self.deadline.min(start + d.first_byte);
         let resp =
             match tokio::time::timeout_at(head_deadline, self.proxy.upstreams.send(req, d.connect))
@@ -541,7 +541,7 @@ impl Attempts<'_> {
                 ));
             }
             let first_deadline = self.deadline.min(start + d.first_token);
-            let (first, rest) = until_first_token(body, first_deadline, d).await?;
+            let (first, rest) = hold(body, first_deadline, d, &self.route.streaming).await?;
             return Ok(Answer::Stream { head, first, rest });
         }
         let body = match read_body(body, MAX_RESPONSE_BYTES, self.deadline).await {
@@ -557,7 +557,7 @@ impl Attempts<'_> {
                 ));
             }
         };
-        classify::success_body(self.request.api, self.request.operation, &body)?;
+        classify::success_body(Api::of(target.provider), self.request.operation, &body)?;
         Ok(Answer::Whole { head, body })
     }
 
@@ -584,28 +584,42 @@ impl Attempts<'_> {
             equivalence: Some(if primary { "primary" } else { "not-required" }),
         };
         let (head, body) = match answer {
-            Answer::Whole { head, body } => (head, respond::full(body)),
+            Answer::Whole { head, body } => {
+                let body = match (Api::of(target.provider), self.request.api) {
+                    (Api::Anthropic, Api::Openai) => {
+                        translated(&body, |v| answer::anthropic_to_openai(v, unix_now()))
+                    }
+                    (Api::Openai, Api::Anthropic) => translated(&body, answer::openai_to_anthropic),
+                    (Api::Openai, Api::Openai) | (Api::Anthropic, Api::Anthropic) => body,
+                };
+                (head, respond::full(body))
+            }
             Answer::Stream { head, first, rest } => {
                 let metrics = self.proxy.metrics.clone();
                 let labels = TargetLabels {
                     route: route_name.clone(),
                     target: target.name.clone(),
                 };
-                let relay = Relay::new(
-                    self.request.api,
-                    &target.name,
-                    first,
-                    rest,
-                    self.route.deadlines.stream_idle,
-                    self.route.deadlines.stream_max,
-                    move |end| match end {
-                        StreamEnd::Interrupted { reason, bytes } => {
-                            metrics.streams_interrupted.get_or_create(&labels).inc();
-                            tracing::warn!(route = %labels.route, target = %labels.target, reason, bytes, "stream interrupted after commit");
-                        }
-                        StreamEnd::Completed { .. } | StreamEnd::ClientGone { .. } => {}
-                    },
-                );
+                let options = RelayOptions {
+                    api: self.request.api,
+                    target: target.name.clone(),
+                    translator: Translator::new(
+                        Api::of(target.provider),
+                        self.request.api,
+                        self.request.include_usage(),
+                        unix_now(),
+                    ),
+                    malformed: self.route.streaming.malformed,
+                    idle: self.route.deadlines.stream_idle,
+                    max: self.route.deadlines.stream_max,
+                };
+                let relay = Relay::new(options, first, rest, move |end| match end {
+                    StreamEnd::Interrupted { reason, bytes } => {
+                        metrics.streams_interrupted.get_or_create(&labels).inc();
+                        tracing::warn!(route = %labels.route, target = %labels.target, reason, bytes, "stream interrupted after commit");
+                    }
+                    StreamEnd::Completed { .. } | StreamEnd::ClientGone { .. } => {}
+                });
                 (head, http_body_util::combinators::BoxBody::new(relay))
             }
         };
@@ -714,7 +728,7 @@ fn untried_status(skipped: &[(String, Skip)]) -> (StatusCode, &'static str) {
         return (StatusCode::UNAUTHORIZED, "missing_api_key");
     }
     let unfit = |s: &Skip| match s {
-        Skip::Api
+        Skip::Untranslatable(_)
         | Skip::Tools
         | Skip::JsonSchema
         | Skip::Vision
@@ -726,6 +740,20 @@ fn untried_status(skipped: &[(String, Skip)]) -> (StatusCode, &'static str) {
         return (StatusCode::BAD_REQUEST, "no_capable_target");
     }
     (StatusCode::SERVICE_UNAVAILABLE, "no_target_available")
+}
+
+/// A whole answer in the other family's shape (the body was checked to be JSON already).
+fn translated(body: &Bytes, f: impl Fn(&serde_json::Value) -> serde_json::Value) -> Bytes {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v) => Bytes::from(f(&v).to_string()),
+        Err(_) => body.clone(),
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Marker: stop trying targets.
@@ -744,24 +772,57 @@ async fn read_body(body: Incoming, limit: usize, deadline: Instant) -> Result<By
     }
 }
 
-/// Holds the start of a stream until its first token (or its end), within `deadline`: the
-/// preamble events (role chunk, `message_start`, `ping`) are checked and kept, so an error
-/// event, a malformed event, a stall or a cut before the first token still fails over
-/// invisibly. Returns everything read, to be sent at commit, and the rest of the stream.
-async fn until_first_token(
+/// Holds the start of a stream before anything reaches the client: until its first token
+/// (within the first-token deadline), then for the route's hold — so many events, bytes or
+/// milliseconds after it. Every event held is checked, so an error event, a malformed event, a
+/// stall or a cut inside the hold still fails over invisibly. Returns everything read, to be
+/// sent at commit, and the rest of the stream.
+async fn hold(
     mut body: Incoming,
-    deadline: Instant,
+    first_token_deadline: Instant,
     d: &plumb_policy::Deadlines,
+    s: &plumb_policy::Streaming,
 ) -> Result<(Bytes, Incoming), Failure> {
     let mut buf = BytesMut::new();
     let mut checked = 0;
+    // Set when the first token arrives: (when the hold ends, events held since).
+    let mut holding: Option<(Instant, u32)> = None;
+    let mut finished = false;
     loop {
         while let Some(end) = find_event_end(&buf[checked..]) {
-            match classify::stream_event(&buf[checked..checked + end])? {
-                classify::StreamEvent::Preamble => checked += end,
-                classify::StreamEvent::Content | classify::StreamEvent::End => {
-                    return Ok((buf.freeze(), body));
+            let event = classify::stream_event(&buf[checked..checked + end]);
+            checked += end;
+            let kind = match event {
+                Ok(kind) => kind,
+                Err(f)
+                    if f.class == FailureClass::MalformedResponse
+                        && s.malformed == plumb_policy::MalformedEvents::Skip
+                        && holding.is_some() =>
+                {
+                    continue;
                 }
+                Err(f) => return Err(f),
+            };
+            match (kind, &mut holding) {
+                (classify::StreamEvent::Preamble, None) => {}
+                (classify::StreamEvent::Content | classify::StreamEvent::End, None) => {
+                    holding = Some((Instant::now() + s.hold_for, 0));
+                }
+                (
+                    classify::StreamEvent::Preamble
+                    | classify::StreamEvent::Content
+                    | classify::StreamEvent::End,
+                    Some((_, n)),
+                ) => *n += 1,
+            }
+            finished |= kind == classify::StreamEvent::End;
+        }
+        if let Some((until, events)) = holding {
+            let held_enough = events >= s.hold_events
+                || buf.len() >= s.hold_bytes as usize
+                || Instant::now() >= until;
+            if finished || held_enough {
+                return Ok((buf.freeze(), body));
             }
         }
         if buf.len() > MAX_FIRST_EVENT_BYTES {
@@ -771,13 +832,23 @@ async fn until_first_token(
                 "more than 1 MiB of stream arrived before the first token",
             ));
         }
-        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
-            Err(_) => return Err(Failure::timeout(Phase::Body, "first-token", d.first_token)),
+        let (deadline, what, limit) = match holding {
+            None => (first_token_deadline, "first-token", d.first_token),
+            Some(_) => (Instant::now() + d.stream_idle, "stream-idle", d.stream_idle),
+        };
+        // Inside the hold, its end is not a failure: stop waiting then and commit.
+        let wait_until = match holding {
+            Some((until, _)) if !s.hold_for.is_zero() => deadline.min(until),
+            Some(_) | None => deadline,
+        };
+        let frame = match tokio::time::timeout_at(wait_until, body.frame()).await {
+            Err(_) if wait_until < deadline => continue,
+            Err(_) => return Err(Failure::timeout(Phase::Body, what, limit)),
             Ok(None) => {
                 return Err(Failure::new(
                     FailureClass::MalformedResponse,
                     Phase::Body,
-                    "the stream ended before its first token",
+                    "the stream ended before the answer was complete",
                 ));
             }
             Ok(Some(Err(e))) => {
@@ -785,7 +856,7 @@ async fn until_first_token(
                     FailureClass::MalformedResponse,
                     Phase::Body,
                     format!(
-                        "the stream broke before its first token: {}",
+                        "the stream broke before it reached the client: {}",
                         classify::root_cause(&e)
                     ),
                 ));

@@ -1,8 +1,12 @@
-//! A committed stream: events pass from the upstream to the client as they arrive, with no
-//! added buffering. A cut, a silence longer than the idle deadline, or a stream longer than its
-//! maximum ends the client's stream with an explicit error event in the client's format —
-//! never a silent truncation — followed by a `: plumb …` comment that clients ignore.
+//! A committed stream: events pass from the upstream to the client as they arrive, whole, with
+//! no added buffering (translated when the target speaks the other family). A cut, a silence
+//! longer than the idle deadline, a stream longer than its maximum, a provider error event, or
+//! (per route) a malformed event ends the client's stream with an explicit error event in the
+//! client's format — never a silent truncation — followed by a `: plumb …` comment that
+//! clients ignore. A stream that ends cleanly without its terminator but with a finished
+//! answer is finalised at once.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -13,8 +17,11 @@ use hyper::body::Incoming;
 use serde_json::json;
 use tokio::time::{Instant, Sleep};
 
+use plumb_policy::MalformedEvents;
+
 use crate::payload::Api;
 use crate::respond::BoxError;
+use crate::translate::events::{EventError, Incomplete, SseReader, Translator};
 
 /// How a committed stream ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,37 +51,58 @@ type Report = Box<dyn FnOnce(StreamEnd) + Send + Sync>;
 pub struct Relay {
     api: Api,
     target: String,
-    first: Option<Bytes>,
     upstream: Option<Incoming>,
+    sse: SseReader,
+    translator: Translator,
+    malformed: MalformedEvents,
+    out: VecDeque<Bytes>,
     idle: Duration,
     idle_timer: Pin<Box<Sleep>>,
     max_timer: Pin<Box<Sleep>>,
-    tail: Option<Bytes>,
+    done: bool,
     bytes: u64,
     report: Option<Report>,
 }
 
+/// How a committed stream is relayed.
+pub struct RelayOptions {
+    /// The client's API.
+    pub api: Api,
+    /// The target's name, for the error event and logs.
+    pub target: String,
+    /// Upstream events to client events.
+    pub translator: Translator,
+    /// What a malformed event does.
+    pub malformed: MalformedEvents,
+    /// Longest silence.
+    pub idle: Duration,
+    /// Longest stream.
+    pub max: Duration,
+}
+
 impl Relay {
-    /// Relays `first` (the events read before commit), then the rest of `upstream`.
+    /// Relays `held` (what was read before commit), then the rest of `upstream`.
     pub fn new(
-        api: Api,
-        target: &str,
-        first: Bytes,
+        options: RelayOptions,
+        held: Bytes,
         upstream: Incoming,
-        idle: Duration,
-        max: Duration,
         report: impl FnOnce(StreamEnd) + Send + Sync + 'static,
     ) -> Relay {
         let now = Instant::now();
+        let mut sse = SseReader::default();
+        sse.push(&held);
         Relay {
-            api,
-            target: target.to_owned(),
-            first: Some(first),
+            api: options.api,
+            target: options.target,
             upstream: Some(upstream),
-            idle,
-            idle_timer: Box::pin(tokio::time::sleep_until(now + idle)),
-            max_timer: Box::pin(tokio::time::sleep_until(now + max)),
-            tail: None,
+            sse,
+            translator: options.translator,
+            malformed: options.malformed,
+            out: VecDeque::new(),
+            idle: options.idle,
+            idle_timer: Box::pin(tokio::time::sleep_until(now + options.idle)),
+            max_timer: Box::pin(tokio::time::sleep_until(now + options.max)),
+            done: false,
             bytes: 0,
             report: Some(Box::new(report)),
         }
@@ -86,11 +114,61 @@ impl Relay {
         }
     }
 
-    fn interrupt(&mut self, reason: &'static str, detail: &str) -> Bytes {
+    fn interrupt(&mut self, reason: &'static str, detail: &str) {
         self.upstream = None;
+        self.done = true;
         let bytes = self.bytes;
         self.end(StreamEnd::Interrupted { reason, bytes });
-        interrupted_event(self.api, &self.target, reason, detail, bytes)
+        self.out.push_back(interrupted_event(
+            self.api,
+            &self.target,
+            reason,
+            detail,
+            bytes,
+        ));
+    }
+
+    /// Translates every whole event received so far into `out`.
+    fn drain_events(&mut self) {
+        while !self.done {
+            let Some(ev) = self.sse.next_event() else {
+                return;
+            };
+            match self.translator.event(&ev) {
+                Ok(out) => self.out.extend(out),
+                Err(EventError::Malformed) => match self.malformed {
+                    MalformedEvents::Skip => {
+                        tracing::debug!(target = %self.target, "skipped a malformed stream event")
+                    }
+                    MalformedEvents::Fail => {
+                        self.interrupt("malformed", "an event that is not valid JSON")
+                    }
+                },
+                Err(EventError::Upstream(msg)) => self.interrupt("error_event", &msg),
+            }
+        }
+    }
+
+    /// The upstream ended cleanly: finalise a complete answer (a missing terminator is
+    /// added), or interrupt a truncated one.
+    fn upstream_ended(&mut self) {
+        self.drain_events();
+        if self.done {
+            return;
+        }
+        self.upstream = None;
+        match self.translator.finish() {
+            Ok(tail) => {
+                self.out.extend(tail);
+                self.done = true;
+                let bytes = self.bytes;
+                self.end(StreamEnd::Completed { bytes });
+            }
+            Err(Incomplete) => self.interrupt(
+                "cut",
+                "the upstream ended the stream before the answer was complete",
+            ),
+        }
     }
 }
 
@@ -124,55 +202,54 @@ impl http_body::Body for Relay {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        if let Some(first) = this.first.take() {
-            this.bytes += first.len() as u64;
-            return Poll::Ready(Some(Ok(Frame::data(first))));
-        }
-        if let Some(tail) = this.tail.take() {
-            return Poll::Ready(Some(Ok(Frame::data(tail))));
-        }
-        let Some(upstream) = this.upstream.as_mut() else {
-            return Poll::Ready(None);
-        };
         loop {
-            match Pin::new(&mut *upstream).poll_frame(cx) {
+            if let Some(bytes) = this.out.pop_front() {
+                this.bytes += bytes.len() as u64;
+                return Poll::Ready(Some(Ok(Frame::data(bytes))));
+            }
+            if this.done {
+                return Poll::Ready(None);
+            }
+            this.drain_events();
+            if !this.out.is_empty() || this.done {
+                continue;
+            }
+            let Some(upstream) = this.upstream.as_mut() else {
+                this.upstream_ended();
+                continue;
+            };
+            match Pin::new(upstream).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
-                    let Ok(data) = frame.into_data() else {
-                        continue; // trailers: nothing to relay
-                    };
-                    this.bytes += data.len() as u64;
-                    let next = Instant::now() + this.idle;
-                    this.idle_timer.as_mut().reset(next);
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                    if let Ok(data) = frame.into_data() {
+                        this.sse.push(&data);
+                        let next = Instant::now() + this.idle;
+                        this.idle_timer.as_mut().reset(next);
+                    }
                 }
                 Poll::Ready(Some(Err(e))) => {
                     let detail = crate::classify::root_cause(&e);
-                    let tail = this.interrupt("cut", &detail);
-                    return Poll::Ready(Some(Ok(Frame::data(tail))));
+                    this.interrupt("cut", &detail);
                 }
-                Poll::Ready(None) => {
-                    this.upstream = None;
-                    let bytes = this.bytes;
-                    this.end(StreamEnd::Completed { bytes });
-                    return Poll::Ready(None);
+                Poll::Ready(None) => this.upstream_ended(),
+                Poll::Pending => {
+                    if this.idle_timer.as_mut().poll(cx).is_ready() {
+                        let detail =
+                            format!("no event for {}", humantime::format_duration(this.idle));
+                        this.interrupt("stall", &detail);
+                        continue;
+                    }
+                    if this.max_timer.as_mut().poll(cx).is_ready() {
+                        this.interrupt("too_long", "the route's streamMax passed");
+                        continue;
+                    }
+                    return Poll::Pending;
                 }
-                Poll::Pending => break,
             }
         }
-        if this.idle_timer.as_mut().poll(cx).is_ready() {
-            let detail = format!("no event for {}", humantime::format_duration(this.idle));
-            let tail = this.interrupt("stall", &detail);
-            return Poll::Ready(Some(Ok(Frame::data(tail))));
-        }
-        if this.max_timer.as_mut().poll(cx).is_ready() {
-            let tail = this.interrupt("too_long", "the route's streamMax passed");
-            return Poll::Ready(Some(Ok(Frame::data(tail))));
-        }
-        Poll::Pending
     }
 
     fn is_end_stream(&self) -> bool {
-        self.first.is_none() && self.tail.is_none() && self.upstream.is_none()
+        self.done && self.out.is_empty()
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -1,0 +1,556 @@
+//! Stream events: an incremental server-sent-events reader, and the translators that turn one
+//! family's events into the other's while tracking whether the answer is complete.
+//!
+//! The SSE reader is hand-written because it sits on the hot path of every streamed byte: it
+//! only looks for blank lines and `event:` / `data:` prefixes, and hands same-family events
+//! on as the very bytes that arrived.
+
+use bytes::{Bytes, BytesMut};
+use serde_json::{Value, json};
+
+use crate::payload::Api;
+use crate::translate::answer::{finish_reason, stop_reason};
+
+/// One event as it arrived.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawEvent {
+    /// The bytes, blank line included.
+    pub bytes: Bytes,
+    /// The `event:` name, if any.
+    pub name: Option<String>,
+    /// The `data:` lines joined with newlines (empty for a comment).
+    pub data: String,
+}
+
+/// Splits a byte stream into events.
+#[derive(Debug, Default)]
+pub struct SseReader {
+    buf: BytesMut,
+}
+
+impl SseReader {
+    /// Adds bytes that arrived.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes received that do not yet make a whole event.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The next whole event, if one has arrived.
+    pub fn next_event(&mut self) -> Option<RawEvent> {
+        let end = event_end(&self.buf)?;
+        let bytes = self.buf.split_to(end).freeze();
+        let text = String::from_utf8_lossy(&bytes);
+        let mut name = None;
+        let mut data = String::new();
+        for line in text.lines() {
+            let line = line.strip_suffix('\r').unwrap_or(line);
+            if let Some(n) = line.strip_prefix("event:") {
+                name = Some(n.trim().to_owned());
+            } else if let Some(d) = line.strip_prefix("data:") {
+                if !data.is_empty() {
+                    data.push('\n');
+                }
+                data.push_str(d.strip_prefix(' ').unwrap_or(d));
+            }
+        }
+        Some(RawEvent { bytes, name, data })
+    }
+}
+
+/// The end of the first event in `buf` (after its blank line), `\n\n` or `\r\n\r\n`.
+pub fn event_end(buf: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i + 1 < buf.len() {
+        if buf[i] == b'\n' {
+            if buf[i + 1] == b'\n' {
+                return Some(i + 2);
+            }
+            if buf[i + 1] == b'\r' && buf.get(i + 2) == Some(&b'\n') {
+                return Some(i + 3);
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Why an event could not be relayed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventError {
+    /// Its data is not JSON.
+    Malformed,
+    /// The upstream sent an error event; its message.
+    Upstream(String),
+}
+
+/// The upstream ended cleanly before the answer was complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Incomplete;
+
+fn data(v: &Value) -> Bytes {
+    Bytes::from(format!("data: {v}\n\n"))
+}
+
+fn named(name: &str, v: &Value) -> Bytes {
+    Bytes::from(format!("event: {name}\ndata: {v}\n\n"))
+}
+
+fn parse(ev: &RawEvent) -> Result<Option<Value>, EventError> {
+    if ev.data.is_empty() || ev.data == "[DONE]" {
+        return Ok(None);
+    }
+    let v: Value = serde_json::from_str(&ev.data).map_err(|_| EventError::Malformed)?;
+    let is_error = ev.name.as_deref() == Some("error")
+        || v.get("type").and_then(Value::as_str) == Some("error")
+        || v.get("error").is_some_and(|e| !e.is_null());
+    if is_error {
+        let msg = v
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .unwrap_or("the provider sent an error event")
+            .to_owned();
+        return Err(EventError::Upstream(msg));
+    }
+    Ok(Some(v))
+}
+
+/// Turns upstream events into the client's events and knows when the answer is complete.
+#[derive(Debug)]
+pub enum Translator {
+    /// Same family: events pass as they arrived.
+    Same(Tracker),
+    /// Anthropic upstream, OpenAI client.
+    AnthropicToOpenai(AnthropicToOpenai),
+    /// OpenAI upstream, Anthropic client.
+    OpenaiToAnthropic(OpenaiToAnthropic),
+}
+
+impl Translator {
+    /// The translator from an upstream family to the client's. `include_usage` is whether an
+    /// OpenAI client asked for usage in the stream.
+    pub fn new(upstream: Api, client: Api, include_usage: bool, created: u64) -> Translator {
+        match (upstream, client) {
+            (Api::Anthropic, Api::Openai) => Translator::AnthropicToOpenai(AnthropicToOpenai {
+                include_usage,
+                created,
+                ..AnthropicToOpenai::default()
+            }),
+            (Api::Openai, Api::Anthropic) => {
+                Translator::OpenaiToAnthropic(OpenaiToAnthropic::default())
+            }
+            (family, _) => Translator::Same(Tracker {
+                family,
+                ..Tracker::default()
+            }),
+        }
+    }
+
+    /// The client's bytes for one upstream event.
+    pub fn event(&mut self, ev: &RawEvent) -> Result<Vec<Bytes>, EventError> {
+        let v = parse(ev)?;
+        match self {
+            Translator::Same(t) => t.event(ev, v.as_ref()),
+            Translator::AnthropicToOpenai(t) => Ok(t.event(ev, v.as_ref())),
+            Translator::OpenaiToAnthropic(t) => Ok(t.event(ev, v.as_ref())),
+        }
+    }
+
+    /// The upstream ended cleanly: what is still owed to the client (a missing `[DONE]` or
+    /// `message_stop`), or `Incomplete` when the answer never finished.
+    pub fn finish(&mut self) -> Result<Vec<Bytes>, Incomplete> {
+        match self {
+            Translator::Same(t) => t.finish(),
+            Translator::AnthropicToOpenai(t) => t.finish(),
+            Translator::OpenaiToAnthropic(t) => t.finish(),
+        }
+    }
+
+    /// The answer's text relayed so far.
+    pub fn text(&self) -> &str {
+        match self {
+            Translator::Same(t) => &t.text,
+            Translator::AnthropicToOpenai(t) => &t.text,
+            Translator::OpenaiToAnthropic(t) => &t.text,
+        }
+    }
+}
+
+/// Same-family tracking: whether the answer finished and the terminator came.
+#[derive(Debug)]
+pub struct Tracker {
+    family: Api,
+    finished: bool,
+    terminated: bool,
+    text: String,
+}
+
+impl Default for Tracker {
+    fn default() -> Self {
+        Tracker {
+            family: Api::Openai,
+            finished: false,
+            terminated: false,
+            text: String::new(),
+        }
+    }
+}
+
+impl Tracker {
+    fn event(&mut self, ev: &RawEvent, v: Option<&Value>) -> Result<Vec<Bytes>, EventError> {
+        match (self.family, v) {
+            (Api::Openai, None) if ev.data == "[DONE]" => self.terminated = true,
+            (Api::Openai, Some(v)) => {
+                if let Some(t) = v
+                    .pointer("/choices/0/delta/content")
+                    .and_then(Value::as_str)
+                {
+                    self.text.push_str(t);
+                }
+                if v.pointer("/choices/0/finish_reason")
+                    .is_some_and(|f| !f.is_null())
+                {
+                    self.finished = true;
+                }
+            }
+            (Api::Anthropic, Some(v)) => match v.get("type").and_then(Value::as_str) {
+                Some("content_block_delta") => {
+                    if let Some(t) = v.pointer("/delta/text").and_then(Value::as_str) {
+                        self.text.push_str(t);
+                    }
+                }
+                Some("message_delta") => self.finished = true,
+                Some("message_stop") => self.terminated = true,
+                _ => {}
+            },
+            (Api::Openai | Api::Anthropic, None) => {}
+        }
+        Ok(vec![ev.bytes.clone()])
+    }
+
+    fn finish(&mut self) -> Result<Vec<Bytes>, Incomplete> {
+        if self.terminated {
+            return Ok(Vec::new());
+        }
+        if !self.finished {
+            return Err(Incomplete);
+        }
+        self.terminated = true;
+        Ok(vec![match self.family {
+            Api::Openai => Bytes::from_static(b"data: [DONE]\n\n"),
+            Api::Anthropic => named("message_stop", &json!({"type": "message_stop"})),
+        }])
+    }
+}
+
+/// Anthropic events as OpenAI chunks.
+#[derive(Debug, Default)]
+pub struct AnthropicToOpenai {
+    include_usage: bool,
+    created: u64,
+    id: String,
+    model: String,
+    input_tokens: u64,
+    output_tokens: u64,
+    /// Anthropic block index → OpenAI tool call index.
+    tools: Vec<(u64, usize)>,
+    finish: Option<&'static str>,
+    done: bool,
+    text: String,
+}
+
+impl AnthropicToOpenai {
+    fn chunk(&self, delta: Value, finish: Option<&str>) -> Value {
+        json!({
+            "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
+        })
+    }
+
+    fn event(&mut self, ev: &RawEvent, v: Option<&Value>) -> Vec<Bytes> {
+        let Some(v) = v else { return Vec::new() };
+        let kind = v
+            .get("type")
+            .and_then(Value::as_str)
+            .or(ev.name.as_deref())
+            .unwrap_or("");
+        match kind {
+            "message_start" => {
+                self.id = v
+                    .pointer("/message/id")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned();
+                self.model = v
+                    .pointer("/message/model")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned();
+                self.input_tokens = v
+                    .pointer("/message/usage/input_tokens")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(0);
+                vec![data(
+                    &self.chunk(json!({"role": "assistant", "content": ""}), None),
+                )]
+            }
+            "content_block_start" => {
+                let block = v.get("content_block").cloned().unwrap_or(json!({}));
+                if block.get("type").and_then(Value::as_str) != Some("tool_use") {
+                    return Vec::new();
+                }
+                let idx = self.tools.len();
+                self.tools
+                    .push((v.get("index").and_then(Value::as_u64).unwrap_or(0), idx));
+                vec![data(&self.chunk(
+                    json!({"tool_calls": [{"index": idx, "id": block.get("id"), "type": "function",
+                        "function": {"name": block.get("name"), "arguments": ""}}]}),
+                    None,
+                ))]
+            }
+            "content_block_delta" => {
+                let delta = v.get("delta").cloned().unwrap_or(json!({}));
+                match delta.get("type").and_then(Value::as_str) {
+                    Some("text_delta") => {
+                        let t = delta.get("text").and_then(Value::as_str).unwrap_or("");
+                        self.text.push_str(t);
+                        vec![data(&self.chunk(json!({"content": t}), None))]
+                    }
+                    Some("input_json_delta") => {
+                        let block = v.get("index").and_then(Value::as_u64).unwrap_or(0);
+                        let idx = self
+                            .tools
+                            .iter()
+                            .find(|(b, _)| *b == block)
+                            .map_or(0, |(_, i)| *i);
+                        vec![data(&self.chunk(
+                            json!({"tool_calls": [{"index": idx, "function": {"arguments": delta.get("partial_json")}}]}),
+                            None,
+                        ))]
+                    }
+                    _ => Vec::new(),
+                }
+            }
+            "message_delta" => {
+                let reason = finish_reason(
+                    v.pointer("/delta/stop_reason")
+                        .and_then(Value::as_str)
+                        .unwrap_or("end_turn"),
+                );
+                self.finish = Some(reason);
+                if let Some(out) = v.pointer("/usage/output_tokens").and_then(Value::as_u64) {
+                    self.output_tokens = out;
+                }
+                if let Some(input) = v.pointer("/usage/input_tokens").and_then(Value::as_u64) {
+                    self.input_tokens = input;
+                }
+                self.closing(false)
+            }
+            "message_stop" => {
+                if self.done {
+                    return Vec::new();
+                }
+                let mut out = if self.finish.is_none() {
+                    self.closing(false)
+                } else {
+                    Vec::new()
+                };
+                out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+                self.done = true;
+                out
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The finish chunk (when not yet sent) and the usage chunk the client asked for.
+    fn closing(&mut self, with_done: bool) -> Vec<Bytes> {
+        let reason = *self.finish.get_or_insert("stop");
+        let mut out = vec![data(&self.chunk(json!({}), Some(reason)))];
+        if self.include_usage {
+            out.push(data(&json!({
+                "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+                "choices": [],
+                "usage": {"prompt_tokens": self.input_tokens, "completion_tokens": self.output_tokens,
+                          "total_tokens": self.input_tokens + self.output_tokens},
+            })));
+        }
+        if with_done {
+            out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+            self.done = true;
+        }
+        out
+    }
+
+    fn finish(&mut self) -> Result<Vec<Bytes>, Incomplete> {
+        if self.done {
+            return Ok(Vec::new());
+        }
+        if self.finish.is_none() {
+            return Err(Incomplete);
+        }
+        self.done = true;
+        Ok(vec![Bytes::from_static(b"data: [DONE]\n\n")])
+    }
+}
+
+/// What block of the Anthropic message is open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Block {
+    Text,
+    Tool(u64),
+}
+
+/// OpenAI chunks as Anthropic events.
+#[derive(Debug, Default)]
+pub struct OpenaiToAnthropic {
+    started: bool,
+    open: Option<(u64, Block)>,
+    next_index: u64,
+    finish: Option<&'static str>,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    stopped: bool,
+    text: String,
+}
+
+impl OpenaiToAnthropic {
+    fn close(&mut self, out: &mut Vec<Bytes>) {
+        if let Some((index, _)) = self.open.take() {
+            out.push(named(
+                "content_block_stop",
+                &json!({"type": "content_block_stop", "index": index}),
+            ));
+        }
+    }
+
+    fn open(&mut self, block: Block, start: Value, out: &mut Vec<Bytes>) -> u64 {
+        if let Some((index, b)) = self.open
+            && b == block
+        {
+            return index;
+        }
+        self.close(out);
+        let index = self.next_index;
+        self.next_index += 1;
+        self.open = Some((index, block));
+        out.push(named(
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": index, "content_block": start}),
+        ));
+        index
+    }
+
+    fn event(&mut self, ev: &RawEvent, v: Option<&Value>) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        let Some(v) = v else {
+            if ev.data == "[DONE]" {
+                out.extend(self.stop());
+            }
+            return out;
+        };
+        if !self.started {
+            self.started = true;
+            out.push(named(
+                "message_start",
+                &json!({"type": "message_start", "message": {
+                    "id": v.get("id"), "type": "message", "role": "assistant", "model": v.get("model"),
+                    "content": [], "stop_reason": null, "stop_sequence": null,
+                    "usage": {"input_tokens": 0, "output_tokens": 0}}}),
+            ));
+        }
+        if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
+            self.prompt_tokens = u
+                .get("prompt_tokens")
+                .and_then(Value::as_u64)
+                .unwrap_or(self.prompt_tokens);
+            self.completion_tokens = u
+                .get("completion_tokens")
+                .and_then(Value::as_u64)
+                .unwrap_or(self.completion_tokens);
+        }
+        let Some(choice) = v.pointer("/choices/0") else {
+            return out;
+        };
+        let delta = choice.get("delta").cloned().unwrap_or(json!({}));
+        if let Some(t) = delta
+            .get("content")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+        {
+            let index = self.open(Block::Text, json!({"type": "text", "text": ""}), &mut out);
+            self.text.push_str(t);
+            out.push(named(
+                "content_block_delta",
+                &json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": t}}),
+            ));
+        }
+        for call in delta
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let tool = call.get("index").and_then(Value::as_u64).unwrap_or(0);
+            let index = if call.get("id").is_some_and(|id| !id.is_null()) {
+                // A new call: a new block, even if the previous one was the same tool index.
+                self.close(&mut out);
+                self.open(
+                    Block::Tool(tool),
+                    json!({"type": "tool_use", "id": call.get("id"), "name": call.pointer("/function/name"), "input": {}}),
+                    &mut out,
+                )
+            } else {
+                match self.open {
+                    Some((i, Block::Tool(t))) if t == tool => i,
+                    _ => continue,
+                }
+            };
+            if let Some(args) = call
+                .pointer("/function/arguments")
+                .and_then(Value::as_str)
+                .filter(|a| !a.is_empty())
+            {
+                out.push(named(
+                    "content_block_delta",
+                    &json!({"type": "content_block_delta", "index": index, "delta": {"type": "input_json_delta", "partial_json": args}}),
+                ));
+            }
+        }
+        if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
+            self.finish = Some(stop_reason(f));
+            self.close(&mut out);
+        }
+        out
+    }
+
+    fn stop(&mut self) -> Vec<Bytes> {
+        if self.stopped {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        self.close(&mut out);
+        out.push(named(
+            "message_delta",
+            &json!({"type": "message_delta",
+                "delta": {"stop_reason": self.finish.unwrap_or("end_turn"), "stop_sequence": null},
+                "usage": {"input_tokens": self.prompt_tokens, "output_tokens": self.completion_tokens}}),
+        ));
+        out.push(named("message_stop", &json!({"type": "message_stop"})));
+        self.stopped = true;
+        out
+    }
+
+    fn finish(&mut self) -> Result<Vec<Bytes>, Incomplete> {
+        if self.stopped {
+            return Ok(Vec::new());
+        }
+        if self.finish.is_none() {
+            return Err(Incomplete);
+        }
+        Ok(self.stop())
+    }
+}
