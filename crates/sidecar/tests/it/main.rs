@@ -12,6 +12,7 @@
 )]
 
 mod basics;
+mod golden;
 mod recovery;
 mod standalone;
 mod streams;

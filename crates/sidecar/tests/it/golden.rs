@@ -1,0 +1,170 @@
+//! Golden translations, checked field by field: requests and answers in both directions, and
+//! recorded streams, tool calls and structured output included.
+
+use plumb_sidecar::payload::Api;
+use plumb_sidecar::translate::answer;
+use plumb_sidecar::translate::events::{SseReader, Translator};
+use plumb_sidecar::translate::Conversation;
+use serde_json::{Map, Value};
+
+fn golden(name: &str) -> Value {
+    let path = format!("{}/tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Compares two JSON values and names the first path where they differ.
+fn same(path: &str, got: &Value, want: &Value) {
+    match (got, want) {
+        (Value::Object(g), Value::Object(w)) => {
+            let mut keys: Vec<&String> = g.keys().chain(w.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                same(&format!("{path}.{k}"), g.get(k).unwrap_or(&Value::Null), w.get(k).unwrap_or(&Value::Null));
+            }
+        }
+        (Value::Array(g), Value::Array(w)) => {
+            assert_eq!(g.len(), w.len(), "{path}: length");
+            for (i, (a, b)) in g.iter().zip(w).enumerate() {
+                same(&format!("{path}[{i}]"), a, b);
+            }
+        }
+        _ => assert_eq!(got, want, "{path}"),
+    }
+}
+
+fn object(v: &Value) -> Map<String, Value> {
+    v.as_object().unwrap().clone()
+}
+
+#[test]
+fn openai_request_with_tools_images_and_tool_results_becomes_anthropic() {
+    let g = golden("openai_tools_to_anthropic.json");
+    let c = Conversation::from_openai(&object(&g["input"])).unwrap();
+    let out = c.to_anthropic(g["model"].as_str().unwrap()).unwrap();
+    same("", &Value::Object(out), &g["expected"]);
+}
+
+#[test]
+fn anthropic_request_with_tools_and_structured_output_becomes_openai() {
+    let g = golden("anthropic_tools_to_openai.json");
+    let c = Conversation::from_anthropic(&object(&g["input"])).unwrap();
+    let out = c.to_openai(g["model"].as_str().unwrap()).unwrap();
+    same("", &Value::Object(out), &g["expected"]);
+}
+
+#[test]
+fn translation_round_trips_keep_the_conversation() {
+    let g = golden("openai_tools_to_anthropic.json");
+    let c = Conversation::from_openai(&object(&g["input"])).unwrap();
+    let back = Conversation::from_anthropic(&c.to_anthropic("m").unwrap()).unwrap();
+    assert_eq!(back.turns, c.turns);
+    assert_eq!(back.tools, c.tools);
+    assert_eq!(back.system.join("\n\n"), c.system.join("\n\n"));
+}
+
+#[test]
+fn what_the_other_family_cannot_express_is_refused_by_name() {
+    let refused = |api: Api, body: Value| {
+        let b = object(&body);
+        let c = match api {
+            Api::Openai => Conversation::from_openai(&b).and_then(|c| c.to_anthropic("m")),
+            Api::Anthropic => Conversation::from_anthropic(&b).and_then(|c| c.to_openai("m")),
+        };
+        c.err().map(|e| e.field).unwrap_or_default()
+    };
+    let msgs = serde_json::json!([{"role": "user", "content": "hi"}]);
+    assert_eq!(refused(Api::Openai, serde_json::json!({"model": "m", "messages": msgs, "logprobs": true})), "logprobs");
+    assert_eq!(refused(Api::Openai, serde_json::json!({"model": "m", "messages": msgs, "n": 3})), "n");
+    assert_eq!(refused(Api::Openai, serde_json::json!({"model": "m", "messages": msgs, "temperature": 1.5})), "temperature above 1");
+    assert_eq!(
+        refused(Api::Openai, serde_json::json!({"model": "m", "messages": msgs, "response_format": {"type": "json_object"}})),
+        "response_format json_object"
+    );
+    assert_eq!(refused(Api::Anthropic, serde_json::json!({"model": "m", "max_tokens": 5, "messages": msgs, "top_k": 5})), "top_k");
+    assert_eq!(
+        refused(Api::Anthropic, serde_json::json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]})),
+        "messages[0].content[0]: document block"
+    );
+}
+
+#[test]
+fn answers_translate_both_ways() {
+    let g = golden("answer_anthropic_to_openai.json");
+    same("", &answer::anthropic_to_openai(&g["input"], 1_700_000_000), &g["expected"]);
+    let g = golden("answer_openai_to_anthropic.json");
+    same("", &answer::openai_to_anthropic(&g["input"]), &g["expected"]);
+}
+
+fn run(upstream: Api, client: Api, file: &str) -> Vec<(Option<String>, String)> {
+    let text = std::fs::read(format!("{}/tests/golden/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let mut t = Translator::new(upstream, client, true, 1_700_000_000);
+    let mut reader = SseReader::default();
+    // Feed it in awkward pieces: event boundaries must not matter.
+    let mut out = Vec::new();
+    for piece in text.chunks(7) {
+        reader.push(piece);
+        while let Some(ev) = reader.next_event() {
+            out.extend(t.event(&ev).unwrap());
+        }
+    }
+    out.extend(t.finish().unwrap());
+    let mut client_reader = SseReader::default();
+    for b in out {
+        client_reader.push(&b);
+    }
+    std::iter::from_fn(|| client_reader.next_event()).map(|e| (e.name, e.data)).collect()
+}
+
+#[test]
+fn anthropic_stream_with_text_and_a_tool_call_becomes_openai_chunks() {
+    let events = run(Api::Anthropic, Api::Openai, "stream_anthropic_tool.sse");
+    let want = golden("stream_anthropic_tool.expected.json");
+    let want = want.as_array().unwrap();
+    assert_eq!(events.len(), want.len());
+    for (i, ((name, data), w)) in events.iter().zip(want).enumerate() {
+        assert!(name.is_none());
+        if let Some(done) = w.as_str() {
+            assert_eq!(data, done);
+            continue;
+        }
+        let mut got: Value = serde_json::from_str(data).unwrap();
+        assert_eq!(got["created"], 1_700_000_000);
+        got.as_object_mut().unwrap().remove("created");
+        same(&format!("[{i}]"), &got, w);
+    }
+}
+
+#[test]
+fn openai_stream_with_text_and_a_tool_call_becomes_anthropic_events() {
+    let events = run(Api::Openai, Api::Anthropic, "stream_openai_tool.sse");
+    let want = golden("stream_openai_tool.expected.json");
+    let want = want.as_array().unwrap();
+    assert_eq!(events.len(), want.len(), "{events:#?}");
+    for (i, ((name, data), w)) in events.iter().zip(want).enumerate() {
+        assert_eq!(name.as_deref(), w[0].as_str(), "[{i}] event name");
+        same(&format!("[{i}]"), &serde_json::from_str(data).unwrap(), &w[1]);
+    }
+}
+
+#[test]
+fn a_stream_without_its_terminator_is_finalised_only_when_the_answer_finished() {
+    let full = std::fs::read_to_string(format!("{}/tests/golden/stream_openai_tool.sse", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let without_done = full.replace("data: [DONE]\n\n", "");
+    let mut t = Translator::new(Api::Openai, Api::Openai, true, 0);
+    let mut r = SseReader::default();
+    r.push(without_done.as_bytes());
+    while let Some(ev) = r.next_event() {
+        t.event(&ev).unwrap();
+    }
+    assert_eq!(t.finish().unwrap(), vec![bytes::Bytes::from_static(b"data: [DONE]\n\n")]);
+    // Cut before the finish reason: not complete, no terminator invented.
+    let cut: String = full.split("\n\n").take(4).map(|e| format!("{e}\n\n")).collect();
+    let mut t = Translator::new(Api::Openai, Api::Anthropic, true, 0);
+    let mut r = SseReader::default();
+    r.push(cut.as_bytes());
+    while let Some(ev) = r.next_event() {
+        t.event(&ev).unwrap();
+    }
+    assert!(t.finish().is_err());
+}
