@@ -818,9 +818,10 @@ async fn hold(
             finished |= kind == classify::StreamEvent::End;
         }
         if let Some((until, events)) = holding {
-            let held_enough = events >= s.hold_events
-                || buf.len() >= s.hold_bytes as usize
-                || Instant::now() >= until;
+            // A zero holdFor sets no time limit: the events and bytes do.
+            let timed_out = !s.hold_for.is_zero() && Instant::now() >= until;
+            let held_enough =
+                events >= s.hold_events || buf.len() >= s.hold_bytes as usize || timed_out;
             if finished || held_enough {
                 return Ok((buf.freeze(), body));
             }

@@ -2,14 +2,15 @@
 //! recorded streams, tool calls and structured output included.
 
 use plumb_sidecar::payload::Api;
+use plumb_sidecar::translate::Conversation;
 use plumb_sidecar::translate::answer;
 use plumb_sidecar::translate::events::{SseReader, Translator};
-use plumb_sidecar::translate::Conversation;
 use serde_json::{Map, Value};
 
 fn golden(name: &str) -> Value {
     let path = format!("{}/tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap_or_else(|e| panic!("{path}: {e}"))
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// Compares two JSON values and names the first path where they differ.
@@ -20,7 +21,11 @@ fn same(path: &str, got: &Value, want: &Value) {
             keys.sort();
             keys.dedup();
             for k in keys {
-                same(&format!("{path}.{k}"), g.get(k).unwrap_or(&Value::Null), w.get(k).unwrap_or(&Value::Null));
+                same(
+                    &format!("{path}.{k}"),
+                    g.get(k).unwrap_or(&Value::Null),
+                    w.get(k).unwrap_or(&Value::Null),
+                );
             }
         }
         (Value::Array(g), Value::Array(w)) => {
@@ -74,16 +79,46 @@ fn what_the_other_family_cannot_express_is_refused_by_name() {
         c.err().map(|e| e.field).unwrap_or_default()
     };
     let msgs = serde_json::json!([{"role": "user", "content": "hi"}]);
-    assert_eq!(refused(Api::Openai, serde_json::json!({"model": "m", "messages": msgs, "logprobs": true})), "logprobs");
-    assert_eq!(refused(Api::Openai, serde_json::json!({"model": "m", "messages": msgs, "n": 3})), "n");
-    assert_eq!(refused(Api::Openai, serde_json::json!({"model": "m", "messages": msgs, "temperature": 1.5})), "temperature above 1");
     assert_eq!(
-        refused(Api::Openai, serde_json::json!({"model": "m", "messages": msgs, "response_format": {"type": "json_object"}})),
+        refused(
+            Api::Openai,
+            serde_json::json!({"model": "m", "messages": msgs, "logprobs": true})
+        ),
+        "logprobs"
+    );
+    assert_eq!(
+        refused(
+            Api::Openai,
+            serde_json::json!({"model": "m", "messages": msgs, "n": 3})
+        ),
+        "n"
+    );
+    assert_eq!(
+        refused(
+            Api::Openai,
+            serde_json::json!({"model": "m", "messages": msgs, "temperature": 1.5})
+        ),
+        "temperature above 1"
+    );
+    assert_eq!(
+        refused(
+            Api::Openai,
+            serde_json::json!({"model": "m", "messages": msgs, "response_format": {"type": "json_object"}})
+        ),
         "response_format json_object"
     );
-    assert_eq!(refused(Api::Anthropic, serde_json::json!({"model": "m", "max_tokens": 5, "messages": msgs, "top_k": 5})), "top_k");
     assert_eq!(
-        refused(Api::Anthropic, serde_json::json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]})),
+        refused(
+            Api::Anthropic,
+            serde_json::json!({"model": "m", "max_tokens": 5, "messages": msgs, "top_k": 5})
+        ),
+        "top_k"
+    );
+    assert_eq!(
+        refused(
+            Api::Anthropic,
+            serde_json::json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]})
+        ),
         "messages[0].content[0]: document block"
     );
 }
@@ -91,13 +126,25 @@ fn what_the_other_family_cannot_express_is_refused_by_name() {
 #[test]
 fn answers_translate_both_ways() {
     let g = golden("answer_anthropic_to_openai.json");
-    same("", &answer::anthropic_to_openai(&g["input"], 1_700_000_000), &g["expected"]);
+    same(
+        "",
+        &answer::anthropic_to_openai(&g["input"], 1_700_000_000),
+        &g["expected"],
+    );
     let g = golden("answer_openai_to_anthropic.json");
-    same("", &answer::openai_to_anthropic(&g["input"]), &g["expected"]);
+    same(
+        "",
+        &answer::openai_to_anthropic(&g["input"]),
+        &g["expected"],
+    );
 }
 
 fn run(upstream: Api, client: Api, file: &str) -> Vec<(Option<String>, String)> {
-    let text = std::fs::read(format!("{}/tests/golden/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let text = std::fs::read(format!(
+        "{}/tests/golden/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
     let mut t = Translator::new(upstream, client, true, 1_700_000_000);
     let mut reader = SseReader::default();
     // Feed it in awkward pieces: event boundaries must not matter.
@@ -113,7 +160,9 @@ fn run(upstream: Api, client: Api, file: &str) -> Vec<(Option<String>, String)> 
     for b in out {
         client_reader.push(&b);
     }
-    std::iter::from_fn(|| client_reader.next_event()).map(|e| (e.name, e.data)).collect()
+    std::iter::from_fn(|| client_reader.next_event())
+        .map(|e| (e.name, e.data))
+        .collect()
 }
 
 #[test]
@@ -143,13 +192,21 @@ fn openai_stream_with_text_and_a_tool_call_becomes_anthropic_events() {
     assert_eq!(events.len(), want.len(), "{events:#?}");
     for (i, ((name, data), w)) in events.iter().zip(want).enumerate() {
         assert_eq!(name.as_deref(), w[0].as_str(), "[{i}] event name");
-        same(&format!("[{i}]"), &serde_json::from_str(data).unwrap(), &w[1]);
+        same(
+            &format!("[{i}]"),
+            &serde_json::from_str(data).unwrap(),
+            &w[1],
+        );
     }
 }
 
 #[test]
 fn a_stream_without_its_terminator_is_finalised_only_when_the_answer_finished() {
-    let full = std::fs::read_to_string(format!("{}/tests/golden/stream_openai_tool.sse", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let full = std::fs::read_to_string(format!(
+        "{}/tests/golden/stream_openai_tool.sse",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
     let without_done = full.replace("data: [DONE]\n\n", "");
     let mut t = Translator::new(Api::Openai, Api::Openai, true, 0);
     let mut r = SseReader::default();
@@ -157,9 +214,16 @@ fn a_stream_without_its_terminator_is_finalised_only_when_the_answer_finished() 
     while let Some(ev) = r.next_event() {
         t.event(&ev).unwrap();
     }
-    assert_eq!(t.finish().unwrap(), vec![bytes::Bytes::from_static(b"data: [DONE]\n\n")]);
+    assert_eq!(
+        t.finish().unwrap(),
+        vec![bytes::Bytes::from_static(b"data: [DONE]\n\n")]
+    );
     // Cut before the finish reason: not complete, no terminator invented.
-    let cut: String = full.split("\n\n").take(4).map(|e| format!("{e}\n\n")).collect();
+    let cut: String = full
+        .split("\n\n")
+        .take(4)
+        .map(|e| format!("{e}\n\n"))
+        .collect();
     let mut t = Translator::new(Api::Openai, Api::Anthropic, true, 0);
     let mut r = SseReader::default();
     r.push(cut.as_bytes());

@@ -12,6 +12,7 @@
 )]
 
 mod basics;
+mod crossfamily;
 mod golden;
 mod recovery;
 mod standalone;

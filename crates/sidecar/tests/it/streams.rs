@@ -196,3 +196,145 @@ async fn a_stall_after_commit_is_cut_at_the_idle_deadline() {
             .all(|e| e.event.as_deref() != Some("message_stop"))
     );
 }
+
+fn hold_route(sim: &plumb_simulator::Simulator, extra: &str) -> String {
+    two_openai(sim, "sim-gpt", extra)
+}
+
+#[tokio::test]
+async fn a_cut_or_a_stall_inside_the_hold_fails_over_invisibly() {
+    let sim = simulator().await;
+    for fault in [
+        "stream_cut:after=3",
+        "stream_stall:after=3,stall=10s",
+        "stream_error:after=2",
+        "malformed_event:at=4",
+    ] {
+        sim.reset();
+        plan(&sim, "sim-gpt", json!({"fault": fault, "first": 10}));
+        let sc = Sidecar::start(&hold_route(
+            &sim,
+            "  streaming: {holdEvents: 8}\n  deadlines: {streamIdle: 300ms}\n  classes: {malformedResponse: {retries: 0}, timeout: {retries: 0}, rateLimited: {retries: 0}, overloaded: {retries: 0}}\n",
+        ));
+        let start = Instant::now();
+        let r = sc.openai(chat(true)).send().await.unwrap();
+        assert_eq!(header(&r, "x-plumb-served-by"), "fallback", "{fault}");
+        let (text, err) = read_all(r).await;
+        assert!(err.is_none());
+        let events = parse_sse(&text);
+        assert!(
+            openai_text(&events).ends_with("End of answer."),
+            "{fault}: {text}"
+        );
+        assert_eq!(events.last().unwrap().data, "[DONE]");
+        assert!(!text.contains("stream_interrupted"), "{fault}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{fault}: the stall was not waited out"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_hold_ends_at_its_time_limit_and_the_stream_commits() {
+    let sim = simulator().await;
+    let sc = Sidecar::start(&hold_route(
+        &sim,
+        "  streaming: {holdEvents: 1000, holdFor: 200ms}\n",
+    ));
+    let mut body = chat(true);
+    body["max_tokens"] = json!(8);
+    // Twenty tokens a second: the whole answer would take longer than the hold.
+    let r = sc
+        .openai(body)
+        .header("x-unused", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (text, _) = read_all(r).await;
+    assert_eq!(parse_sse(&text).last().unwrap().data, "[DONE]");
+}
+
+#[tokio::test]
+async fn malformed_events_after_commit_are_skipped_or_fail_per_route() {
+    let sim = simulator().await;
+    plan(
+        &sim,
+        "sim-gpt",
+        json!({"fault": "malformed_event:at=5", "first": 10}),
+    );
+    let sc = Sidecar::start(&hold_route(&sim, "  streaming: {malformedEvents: skip}\n"));
+    let (text, err) = read_all(sc.openai(chat(true)).send().await.unwrap()).await;
+    assert!(err.is_none());
+    let events = parse_sse(&text);
+    assert!(
+        events
+            .iter()
+            .all(|e| e.data == "[DONE]" || serde_json::from_str::<Value>(&e.data).is_ok()),
+        "garbage reached the client: {text}"
+    );
+    assert_eq!(events.last().unwrap().data, "[DONE]");
+    assert!(!text.contains("stream_interrupted"));
+    drop(sc);
+
+    let sc = Sidecar::start(&hold_route(&sim, "  streaming: {malformedEvents: fail}\n"));
+    let (text, _) = read_all(sc.openai(chat(true)).send().await.unwrap()).await;
+    let events = parse_sse(&text);
+    assert!(
+        events
+            .iter()
+            .all(|e| serde_json::from_str::<Value>(&e.data).is_ok()),
+        "garbage reached the client: {text}"
+    );
+    assert!(text.contains("reason=malformed"));
+    assert!(events.iter().all(|e| e.data != "[DONE]"));
+}
+
+#[tokio::test]
+async fn a_stream_missing_its_terminator_is_finalised() {
+    let sim = simulator().await;
+    plan(
+        &sim,
+        "sim-gpt",
+        json!({"fault": "missing_done", "first": 10}),
+    );
+    let sc = Sidecar::start(&hold_route(&sim, ""));
+    let (text, err) = read_all(sc.openai(chat(true)).send().await.unwrap()).await;
+    assert!(err.is_none());
+    let events = parse_sse(&text);
+    assert_eq!(
+        events.last().unwrap().data,
+        "[DONE]",
+        "added by the sidecar"
+    );
+    assert!(openai_text(&events).ends_with("End of answer."));
+
+    plan(
+        &sim,
+        "sim-claude",
+        json!({"fault": "missing_done", "first": 10}),
+    );
+    let routes = route(
+        "claude",
+        &[target(
+            "claude",
+            "anthropic",
+            &sim.base_url(),
+            "sim-claude",
+            "",
+        )],
+        "",
+    );
+    let sc = Sidecar::start(&routes);
+    let r = sc
+        .anthropic(json!({"model": "claude", "max_tokens": 100, "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    let (text, _) = read_all(r).await;
+    assert_eq!(
+        parse_sse(&text).last().unwrap().event.as_deref(),
+        Some("message_stop")
+    );
+}
