@@ -37,6 +37,12 @@ def routes(sim_url):
             target("primary", "anthropic", sim_url, "sim-overloaded"),
             target("fallback", "anthropic", sim_url, "sim-claude-alt", 1)]),
         route("claude-doomed", "claude-doomed", [target("only", "anthropic", sim_url, "sim-overloaded")]),
+        route("gpt-to-claude", "gpt-to-claude", [
+            target("gpt", "openai", v1, "sim-unavailable"),
+            target("claude", "anthropic", sim_url, "sim-claude", 1)]),
+        route("claude-to-gpt", "claude-to-gpt", [
+            target("claude", "anthropic", sim_url, "sim-overloaded"),
+            target("gpt", "openai", v1, "sim-gpt", 1)]),
     ])
 
 
@@ -114,3 +120,56 @@ def test_anthropic_all_targets_failed_raises_the_typed_error(sidecar):
     assert e.value.status_code == 529
     with pytest.raises(anthropic.NotFoundError):
         ant(sidecar).messages.create(model="no-such-route", max_tokens=10, messages=MESSAGES)
+
+
+WEATHER_TOOL_OPENAI = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+WEATHER_TOOL_ANTHROPIC = [{"name": "get_weather", "input_schema": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
+
+
+def test_openai_sdk_failover_to_an_anthropic_target(sidecar):
+    client = oai(sidecar)
+    raw = client.chat.completions.with_raw_response.create(model="gpt-to-claude", messages=MESSAGES)
+    c = raw.parse()
+    assert raw.headers["x-plumb-served-by"] == "claude"
+    assert c.model == "sim-claude"
+    assert c.choices[0].message.content.endswith("End of answer.")
+    assert c.usage.completion_tokens > 0
+    chunks = list(client.chat.completions.create(
+        model="gpt-to-claude", messages=MESSAGES, stream=True, stream_options={"include_usage": True}))
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert text == c.choices[0].message.content
+    assert chunks[-1].usage.completion_tokens == c.usage.completion_tokens
+    # Tool calls, whole and streamed.
+    c = client.chat.completions.create(model="gpt-to-claude", messages=MESSAGES, tools=WEATHER_TOOL_OPENAI)
+    call = c.choices[0].message.tool_calls[0]
+    assert c.choices[0].finish_reason == "tool_calls"
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "forty-two"}
+    args = "".join(
+        ch.choices[0].delta.tool_calls[0].function.arguments or ""
+        for ch in client.chat.completions.create(
+            model="gpt-to-claude", messages=MESSAGES, tools=WEATHER_TOOL_OPENAI, stream=True)
+        if ch.choices and ch.choices[0].delta.tool_calls)
+    assert json.loads(args) == {"city": "forty-two"}
+
+
+def test_anthropic_sdk_failover_to_an_openai_target(sidecar):
+    client = ant(sidecar)
+    m = client.messages.create(model="claude-to-gpt", max_tokens=256, messages=MESSAGES)
+    assert m.model == "sim-gpt"
+    assert m.stop_reason == "end_turn"
+    assert m.content[0].text.endswith("End of answer.")
+    with client.messages.stream(model="claude-to-gpt", max_tokens=256, messages=MESSAGES) as s:
+        text = "".join(s.text_stream)
+        final = s.get_final_message()
+    assert text == m.content[0].text
+    assert final.usage.output_tokens == m.usage.output_tokens
+    m = client.messages.create(model="claude-to-gpt", max_tokens=256, messages=MESSAGES, tools=WEATHER_TOOL_ANTHROPIC)
+    assert m.stop_reason == "tool_use"
+    assert m.content[0].type == "tool_use" and m.content[0].input == {"city": "forty-two"}
+    with client.messages.stream(model="claude-to-gpt", max_tokens=256, messages=MESSAGES,
+                                tools=WEATHER_TOOL_ANTHROPIC) as s:
+        final = s.get_final_message()
+    assert final.content[-1].type == "tool_use"
+    assert final.content[-1].input == {"city": "forty-two"}
