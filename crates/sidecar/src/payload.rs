@@ -141,6 +141,25 @@ impl ClientRequest {
         Ok(Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))
     }
 
+    /// The body that asks `target` to continue an answer cut after `text`: the request with
+    /// the text as a final, partial assistant message (prefill).
+    pub fn continuation_body_for(
+        &self,
+        target: &Target,
+        text: &str,
+    ) -> Result<Bytes, Untranslatable> {
+        let mut continued = self.clone();
+        let messages = continued
+            .body
+            .entry("messages")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(m) = messages {
+            // Providers refuse a prefill that ends in white space; the answer supplies it.
+            m.push(serde_json::json!({"role": "assistant", "content": text.trim_end()}));
+        }
+        continued.body_for(target)
+    }
+
     /// Whether an OpenAI client asked for usage in its stream.
     pub fn include_usage(&self) -> bool {
         self.body

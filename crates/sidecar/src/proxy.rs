@@ -234,9 +234,9 @@ fn caller_key(api: Api, headers: &HeaderMap) -> Option<Secret> {
 
 /// The attempts of one request.
 struct Attempts<'a> {
-    proxy: &'a Proxy,
-    policy: &'a Policy,
-    route: &'a Route,
+    proxy: &'a Arc<Proxy>,
+    policy: &'a Arc<Policy>,
+    route: &'a Arc<Route>,
     request: &'a ClientRequest,
     headers: &'a HeaderMap,
     caller_key: Option<&'a Secret>,
@@ -612,6 +612,13 @@ impl Attempts<'_> {
                     malformed: self.route.streaming.malformed,
                     idle: self.route.deadlines.stream_idle,
                     max: self.route.deadlines.stream_max,
+                    resume: self
+                        .route
+                        .streaming
+                        .continuation
+                        .then(|| self.resumer(target)),
+                    include_usage: self.request.include_usage(),
+                    created: unix_now(),
                 };
                 let relay = Relay::new(options, first, rest, move |end| match end {
                     StreamEnd::Interrupted { reason, bytes } => {
@@ -638,6 +645,26 @@ impl Attempts<'_> {
         }
         respond::account(h, &account);
         resp
+    }
+
+    /// What continues this request's stream on another target if it is cut after commit.
+    fn resumer(&self, failed: &Target) -> crate::stream::Resume {
+        let job = Continuation {
+            proxy: self.proxy.clone(),
+            policy: self.policy.clone(),
+            route: self.route.clone(),
+            request: self.request.clone(),
+            headers: self.headers.clone(),
+            caller_key: self.caller_key.cloned(),
+            failed: failed.name.clone(),
+        };
+        Box::new(move |text: String| {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            tokio::spawn(async move {
+                let _ = tx.send(job.run(text).await);
+            });
+            rx
+        })
     }
 
     /// The error for a request that got no answer: the class of the last failure decides the
@@ -754,6 +781,109 @@ fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// A continuation of a cut stream: the request again, with the text already sent as a
+/// prefill, on a target that declares prefill support.
+struct Continuation {
+    proxy: Arc<Proxy>,
+    policy: Arc<Policy>,
+    route: Arc<Route>,
+    request: ClientRequest,
+    headers: HeaderMap,
+    caller_key: Option<Secret>,
+    failed: String,
+}
+
+impl Continuation {
+    async fn run(self, text: String) -> Option<crate::stream::Resumed> {
+        let route = &self.route;
+        let d = route.deadlines;
+        let last = match &route.last_resort {
+            LastResort::Target(t) => Some(t.as_ref()),
+            LastResort::FailFast | LastResort::WaitForHalfOpen => None,
+        };
+        let candidates = route.targets.iter().chain(last).filter(|t| {
+            t.name != self.failed
+                && t.capabilities.prefill
+                && fallback::unfit(t, &self.request, self.caller_key.is_some()).is_none()
+        });
+        for target in candidates {
+            let breaker = self
+                .proxy
+                .table
+                .breakers
+                .get(&target.upstream, route.breaker);
+            let Admission::Allowed(permit) = breaker.admit() else {
+                continue;
+            };
+            let Ok(body) = self.request.continuation_body_for(target, &text) else {
+                continue;
+            };
+            let key = self
+                .policy
+                .keys
+                .for_target(target, self.caller_key.as_ref());
+            let Ok(req) = upstream::request(target, Operation::Chat, body, key, &self.headers)
+            else {
+                continue;
+            };
+            let start = Instant::now();
+            let result = async {
+                let resp = tokio::time::timeout_at(
+                    start + d.first_byte,
+                    self.proxy.upstreams.send(req, d.connect),
+                )
+                .await
+                .map_err(|_| Failure::timeout(Phase::Head, "first-byte", d.first_byte))?
+                .map_err(|e| classify::transport(&e))?;
+                let (head, body) = resp.into_parts();
+                if !head.status.is_success() {
+                    let bytes = read_body(body, MAX_ERROR_BYTES, start + d.first_byte)
+                        .await
+                        .unwrap_or_default();
+                    return Err(classify::status(
+                        head.status.as_u16(),
+                        &head.headers,
+                        &bytes,
+                    ));
+                }
+                hold(body, start + d.first_token, &d, &route.streaming).await
+            }
+            .await;
+            let labels = AttemptLabels {
+                route: route.id.to_string(),
+                target: target.name.clone(),
+                outcome: "ok",
+            };
+            match result {
+                Ok((held, rest)) => {
+                    permit.success();
+                    self.proxy.metrics.attempts.get_or_create(&labels).inc();
+                    return Some(crate::stream::Resumed {
+                        body: rest,
+                        held,
+                        family: Api::of(target.provider),
+                        target: target.name.clone(),
+                    });
+                }
+                Err(f) => {
+                    tracing::warn!(route = %route.id, target = %target.name, class = %f.class,
+                        message = %redact(&f.message, self.policy.keys.values()), "continuation attempt failed");
+                    permit.failure(f.class);
+                    self.proxy
+                        .metrics
+                        .attempts
+                        .get_or_create(&AttemptLabels {
+                            outcome: f.class.as_str(),
+                            ..labels
+                        })
+                        .inc();
+                }
+            }
+        }
+        None
+    }
 }
 
 /// Marker: stop trying targets.

@@ -18,6 +18,7 @@ use serde_json::json;
 use tokio::time::{Instant, Sleep};
 
 use plumb_policy::MalformedEvents;
+use tokio::sync::oneshot;
 
 use crate::payload::Api;
 use crate::respond::BoxError;
@@ -47,6 +48,30 @@ pub enum StreamEnd {
 
 type Report = Box<dyn FnOnce(StreamEnd) + Send + Sync>;
 
+/// A stream taken up by another target after a cut.
+pub struct Resumed {
+    /// The rest of the new upstream's stream.
+    pub body: Incoming,
+    /// What was read of it before it was accepted (up to its first token).
+    pub held: Bytes,
+    /// The new upstream's family.
+    pub family: Api,
+    /// The new target's name.
+    pub target: String,
+}
+
+/// Starts a continuation from the text relayed so far; the answer arrives on the receiver
+/// (`None` when no target could continue).
+pub type Resume = Box<dyn FnOnce(String) -> oneshot::Receiver<Option<Resumed>> + Send + Sync>;
+
+/// A continuation under way, and the failure it is trying to repair.
+struct Resuming {
+    rx: oneshot::Receiver<Option<Resumed>>,
+    reason: &'static str,
+    detail: String,
+    target: String,
+}
+
 /// The body of a committed stream.
 pub struct Relay {
     api: Api,
@@ -62,6 +87,10 @@ pub struct Relay {
     done: bool,
     bytes: u64,
     report: Option<Report>,
+    resume: Option<Resume>,
+    resuming: Option<Resuming>,
+    include_usage: bool,
+    created: u64,
 }
 
 /// How a committed stream is relayed.
@@ -78,6 +107,12 @@ pub struct RelayOptions {
     pub idle: Duration,
     /// Longest stream.
     pub max: Duration,
+    /// Continue on another target after a cut (the route's `continuation`).
+    pub resume: Option<Resume>,
+    /// Whether an OpenAI client asked for usage in the stream.
+    pub include_usage: bool,
+    /// The `created` stamp of translated OpenAI chunks.
+    pub created: u64,
 }
 
 impl Relay {
@@ -105,6 +140,10 @@ impl Relay {
             done: false,
             bytes: 0,
             report: Some(Box::new(report)),
+            resume: options.resume,
+            resuming: None,
+            include_usage: options.include_usage,
+            created: options.created,
         }
     }
 
@@ -116,6 +155,21 @@ impl Relay {
 
     fn interrupt(&mut self, reason: &'static str, detail: &str) {
         self.upstream = None;
+        let repairable = matches!(reason, "cut" | "stall" | "error_event");
+        if repairable
+            && self.translator.resumable()
+            && let Some(resume) = self.resume.take()
+        {
+            tracing::info!(target = %self.target, reason, "stream cut after commit; asking a fallback to continue it");
+            let rx = resume(self.translator.text().to_owned());
+            self.resuming = Some(Resuming {
+                rx,
+                reason,
+                detail: detail.to_owned(),
+                target: self.target.clone(),
+            });
+            return;
+        }
         self.done = true;
         let bytes = self.bytes;
         self.end(StreamEnd::Interrupted { reason, bytes });
@@ -210,6 +264,35 @@ impl http_body::Body for Relay {
             if this.done {
                 return Poll::Ready(None);
             }
+            if let Some(r) = this.resuming.as_mut() {
+                match Pin::new(&mut r.rx).poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(Some(resumed))) => {
+                        this.resuming = None;
+                        tracing::info!(from = %this.target, to = %resumed.target, "stream continued");
+                        this.translator = this.translator.continued(
+                            resumed.family,
+                            this.include_usage,
+                            this.created,
+                        );
+                        this.sse = SseReader::default();
+                        this.sse.push(&resumed.held);
+                        this.upstream = Some(resumed.body);
+                        this.target = resumed.target;
+                        let next = Instant::now() + this.idle;
+                        this.idle_timer.as_mut().reset(next);
+                        continue;
+                    }
+                    Poll::Ready(Ok(None) | Err(_)) => {
+                        // The continuation failed: the client hears about the original failure.
+                        if let Some(r) = this.resuming.take() {
+                            this.target = r.target;
+                            this.interrupt(r.reason, &r.detail);
+                        }
+                        continue;
+                    }
+                }
+            }
             this.drain_events();
             if !this.out.is_empty() || this.done {
                 continue;
@@ -249,7 +332,7 @@ impl http_body::Body for Relay {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done && self.out.is_empty()
+        self.done && self.out.is_empty() && self.resuming.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -25,11 +25,29 @@ pub fn parse_messages(body: &Value) -> Result<ChatRequest, String> {
     if let Some(system) = body.get("system") {
         content_text(system, &mut prompt);
     }
+    // A final assistant message is a prefill: the answer continues it, and it is not part of
+    // the question.
+    let prefill = messages
+        .last()
+        .filter(|m| m.get("role").and_then(Value::as_str) == Some("assistant"))
+        .and_then(|m| m.get("content"))
+        .map(|c| {
+            let mut t = String::new();
+            content_text(c, &mut t);
+            t.trim_end_matches('\n').to_owned()
+        });
+    let asked = if prefill.is_some() {
+        &messages[..messages.len() - 1]
+    } else {
+        &messages[..]
+    };
     for m in messages {
         match m.get("role").and_then(Value::as_str) {
             Some("user" | "assistant") => {}
             _ => return Err("messages: roles must be 'user' or 'assistant'".to_owned()),
         }
+    }
+    for m in asked {
         if let Some(c) = m.get("content") {
             content_text(c, &mut prompt);
         }
@@ -59,6 +77,7 @@ pub fn parse_messages(body: &Value) -> Result<ChatRequest, String> {
         schema,
         json_object: false,
         tool_call: choose_tool(body, user_turn),
+        prefill,
     })
 }
 

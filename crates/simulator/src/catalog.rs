@@ -54,6 +54,9 @@ pub struct ModelSpec {
     /// This model is a judge: it answers grading prompts with a strict JSON verdict.
     #[serde(default)]
     pub judge: bool,
+    /// Refuse requests that end with a partial assistant message (prefill), as some models do.
+    #[serde(default)]
+    pub reject_prefill: bool,
 }
 
 /// A latency distribution.
@@ -180,6 +183,13 @@ pub fn default_models() -> BTreeMap<String, ModelSpec> {
     m.insert("sim-gpt-alt".to_owned(), model("alt", 8_192));
     m.insert("sim-claude".to_owned(), model("default", 200_000));
     m.insert("sim-claude-alt".to_owned(), model("alt", 200_000));
+    m.insert(
+        "sim-claude-noprefill".to_owned(),
+        ModelSpec {
+            reject_prefill: true,
+            ..model("default", 200_000)
+        },
+    );
     m.insert("sim-embed".to_owned(), model("default", 8_192));
     m.insert(
         "sim-judge".to_owned(),

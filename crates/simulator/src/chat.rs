@@ -29,6 +29,8 @@ pub struct ChatRequest {
     pub json_object: bool,
     /// The tool to call instead of answering in text, with its parameter schema.
     pub tool_call: Option<(String, Value)>,
+    /// Anthropic prefill: the text of a final assistant message the answer must continue.
+    pub prefill: Option<String>,
 }
 
 impl ChatRequest {
@@ -146,10 +148,15 @@ pub fn answer(
             Finish::Stop,
         )
     } else {
-        (
-            Content::Text(catalog::answer_text(&spec.persona, &req.prompt)),
-            Finish::Stop,
-        )
+        let full = catalog::answer_text(&spec.persona, &req.prompt);
+        // A prefilled answer continues where the prefill stops.
+        let text = match &req.prefill {
+            Some(p) => full
+                .strip_prefix(p.as_str())
+                .map_or(full.clone(), str::to_owned),
+            None => full,
+        };
+        (Content::Text(text), Finish::Stop)
     };
     let content = match fault {
         Some(Fault::EmptyContent) => Content::Text(String::new()),

@@ -61,6 +61,7 @@ pub fn parse_chat(body: &Value, deployment: Option<&str>) -> Result<ChatRequest,
         schema,
         json_object,
         tool_call,
+        prefill: None,
     })
 }
 

@@ -574,6 +574,11 @@ impl Attempting {
             // Unreachable in practice: an unknown model always has the model_not_found fault.
             return Ok(self.error(&ProviderError::bad_request("unknown model")));
         };
+        if spec.reject_prefill && req.prefill.is_some() {
+            return Ok(self.error(&ProviderError::bad_request(
+                "This model does not support assistant message prefill. The conversation must end with a user message.",
+            )));
+        }
         let judge = lock(&self.state.judge).clone();
         let answer = chat::answer(&req, &spec, fault.as_ref(), &judge, self.id);
         let gap = Self::token_gap(headers, &spec);

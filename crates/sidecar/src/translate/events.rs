@@ -118,6 +118,24 @@ fn parse(ev: &RawEvent) -> Result<Option<Value>, EventError> {
     Ok(Some(v))
 }
 
+/// Removes from the start of `t` the white space the client already received before a
+/// continuation (a prefill is sent without its trailing white space, so the continuation
+/// starts with it again). Consumed by the first text it meets.
+fn strip_overlap(pending: &mut String, t: &str) -> String {
+    if pending.is_empty() || t.is_empty() {
+        return t.to_owned();
+    }
+    let mut rest = t;
+    for c in pending.chars() {
+        match rest.strip_prefix(c) {
+            Some(r) => rest = r,
+            None => break,
+        }
+    }
+    pending.clear();
+    rest.to_owned()
+}
+
 /// Turns upstream events into the client's events and knows when the answer is complete.
 #[derive(Debug)]
 pub enum Translator {
@@ -169,6 +187,64 @@ impl Translator {
         }
     }
 
+    /// Whether a cut stream can be continued elsewhere: text only, no tool calls.
+    pub fn resumable(&self) -> bool {
+        let tools = match self {
+            Translator::Same(t) => t.tools,
+            Translator::AnthropicToOpenai(t) => !t.tools.is_empty(),
+            Translator::OpenaiToAnthropic(t) => t.tools,
+        };
+        !tools && !self.text().is_empty()
+    }
+
+    /// The translator for a continuation of this stream from an upstream of `family`: its
+    /// preamble is dropped and its text goes on in the client's open message.
+    pub fn continued(&self, family: Api, include_usage: bool, created: u64) -> Translator {
+        let client = self.client();
+        let text = self.text();
+        let overlap = text[text.trim_end().len()..].to_owned();
+        let block = match self {
+            Translator::Same(t) => t.block,
+            Translator::AnthropicToOpenai(_) => None,
+            Translator::OpenaiToAnthropic(t) => t.open.map(|(i, _)| i),
+        };
+        match (family, client) {
+            (Api::Anthropic, Api::Openai) => Translator::AnthropicToOpenai(AnthropicToOpenai {
+                include_usage,
+                created,
+                resume: true,
+                text: self.text().to_owned(),
+                overlap,
+                ..AnthropicToOpenai::default()
+            }),
+            (Api::Openai, Api::Anthropic) => Translator::OpenaiToAnthropic(OpenaiToAnthropic {
+                started: true,
+                open: Some((block.unwrap_or(0), Block::Text)),
+                next_index: block.unwrap_or(0) + 1,
+                text: self.text().to_owned(),
+                overlap,
+                ..OpenaiToAnthropic::default()
+            }),
+            (family, _) => Translator::Same(Tracker {
+                family,
+                text: self.text().to_owned(),
+                block,
+                resume_into: Some(block),
+                overlap,
+                ..Tracker::default()
+            }),
+        }
+    }
+
+    /// The client's family.
+    fn client(&self) -> Api {
+        match self {
+            Translator::Same(t) => t.family,
+            Translator::AnthropicToOpenai(_) => Api::Openai,
+            Translator::OpenaiToAnthropic(_) => Api::Anthropic,
+        }
+    }
+
     /// The answer's text relayed so far.
     pub fn text(&self) -> &str {
         match self {
@@ -186,6 +262,14 @@ pub struct Tracker {
     finished: bool,
     terminated: bool,
     text: String,
+    tools: bool,
+    /// The client's open Anthropic content block.
+    block: Option<u64>,
+    /// Continuing another stream: drop this one's preamble and write into the client's
+    /// open block.
+    resume_into: Option<Option<u64>>,
+    /// White space the client already has (see [`strip_overlap`]).
+    overlap: String,
 }
 
 impl Default for Tracker {
@@ -195,6 +279,10 @@ impl Default for Tracker {
             finished: false,
             terminated: false,
             text: String::new(),
+            tools: false,
+            block: None,
+            resume_into: None,
+            overlap: String::new(),
         }
     }
 }
@@ -204,28 +292,75 @@ impl Tracker {
         match (self.family, v) {
             (Api::Openai, None) if ev.data == "[DONE]" => self.terminated = true,
             (Api::Openai, Some(v)) => {
-                if let Some(t) = v
-                    .pointer("/choices/0/delta/content")
+                let delta = v.pointer("/choices/0/delta");
+                let raw = delta
+                    .and_then(|d| d.get("content"))
                     .and_then(Value::as_str)
-                {
-                    self.text.push_str(t);
+                    .unwrap_or("");
+                let text = strip_overlap(&mut self.overlap, raw);
+                self.text.push_str(&text);
+                let text = text.as_str();
+                if text.len() != raw.len() {
+                    let mut v = v.clone();
+                    v["choices"][0]["delta"]["content"] = json!(text);
+                    return Ok(vec![data(&v)]);
                 }
-                if v.pointer("/choices/0/finish_reason")
-                    .is_some_and(|f| !f.is_null())
-                {
-                    self.finished = true;
+                self.tools |= delta
+                    .and_then(|d| d.get("tool_calls"))
+                    .is_some_and(|t| !t.is_null());
+                let finish = v
+                    .pointer("/choices/0/finish_reason")
+                    .is_some_and(|f| !f.is_null());
+                self.finished |= finish;
+                let has_choice = v
+                    .get("choices")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| !a.is_empty());
+                if self.resume_into.is_some() && text.is_empty() && !finish && has_choice {
+                    // The continuation's role chunk: the client already has one.
+                    return Ok(Vec::new());
                 }
             }
-            (Api::Anthropic, Some(v)) => match v.get("type").and_then(Value::as_str) {
-                Some("content_block_delta") => {
-                    if let Some(t) = v.pointer("/delta/text").and_then(Value::as_str) {
-                        self.text.push_str(t);
+            (Api::Anthropic, Some(v)) => {
+                let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
+                match kind {
+                    "content_block_start" => {
+                        self.tools |= v.pointer("/content_block/type").and_then(Value::as_str)
+                            == Some("tool_use");
+                        if self.resume_into.is_none() {
+                            self.block = v.get("index").and_then(Value::as_u64);
+                        }
+                    }
+                    "content_block_delta" => {
+                        if let Some(raw) = v.pointer("/delta/text").and_then(Value::as_str) {
+                            let t = strip_overlap(&mut self.overlap, raw);
+                            self.text.push_str(&t);
+                            if t.len() != raw.len() || self.resume_into.is_some() {
+                                let mut v = v.clone();
+                                v["delta"]["text"] = json!(t);
+                                if let Some(into) = self.resume_into {
+                                    v["index"] = json!(into.unwrap_or(0));
+                                }
+                                return Ok(vec![named(kind, &v)]);
+                            }
+                        }
+                    }
+                    "message_delta" => self.finished = true,
+                    "message_stop" => self.terminated = true,
+                    _ => {}
+                }
+                if let Some(into) = self.resume_into {
+                    match kind {
+                        "message_start" | "content_block_start" | "ping" => return Ok(Vec::new()),
+                        "content_block_delta" | "content_block_stop" => {
+                            let mut v = v.clone();
+                            v["index"] = json!(into.unwrap_or(0));
+                            return Ok(vec![named(kind, &v)]);
+                        }
+                        _ => {}
                     }
                 }
-                Some("message_delta") => self.finished = true,
-                Some("message_stop") => self.terminated = true,
-                _ => {}
-            },
+            }
             (Api::Openai | Api::Anthropic, None) => {}
         }
         Ok(vec![ev.bytes.clone()])
@@ -260,6 +395,10 @@ pub struct AnthropicToOpenai {
     finish: Option<&'static str>,
     done: bool,
     text: String,
+    /// Continuing another stream: no role chunk.
+    resume: bool,
+    /// White space the client already has (see [`strip_overlap`]).
+    overlap: String,
 }
 
 impl AnthropicToOpenai {
@@ -293,6 +432,9 @@ impl AnthropicToOpenai {
                     .pointer("/message/usage/input_tokens")
                     .and_then(Value::as_u64)
                     .unwrap_or(0);
+                if self.resume {
+                    return Vec::new();
+                }
                 vec![data(
                     &self.chunk(json!({"role": "assistant", "content": ""}), None),
                 )]
@@ -315,7 +457,11 @@ impl AnthropicToOpenai {
                 let delta = v.get("delta").cloned().unwrap_or(json!({}));
                 match delta.get("type").and_then(Value::as_str) {
                     Some("text_delta") => {
-                        let t = delta.get("text").and_then(Value::as_str).unwrap_or("");
+                        let t = strip_overlap(
+                            &mut self.overlap,
+                            delta.get("text").and_then(Value::as_str).unwrap_or(""),
+                        );
+                        let t = t.as_str();
                         self.text.push_str(t);
                         vec![data(&self.chunk(json!({"content": t}), None))]
                     }
@@ -415,6 +561,9 @@ pub struct OpenaiToAnthropic {
     completion_tokens: u64,
     stopped: bool,
     text: String,
+    tools: bool,
+    /// White space the client already has (see [`strip_overlap`]).
+    overlap: String,
 }
 
 impl OpenaiToAnthropic {
@@ -476,11 +625,9 @@ impl OpenaiToAnthropic {
             return out;
         };
         let delta = choice.get("delta").cloned().unwrap_or(json!({}));
-        if let Some(t) = delta
-            .get("content")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-        {
+        let raw = delta.get("content").and_then(Value::as_str).unwrap_or("");
+        let content = strip_overlap(&mut self.overlap, raw);
+        if let Some(t) = Some(content.as_str()).filter(|t| !t.is_empty()) {
             let index = self.open(Block::Text, json!({"type": "text", "text": ""}), &mut out);
             self.text.push_str(t);
             out.push(named(

@@ -338,3 +338,184 @@ async fn a_stream_missing_its_terminator_is_finalised() {
         Some("message_stop")
     );
 }
+
+fn claude_body() -> Value {
+    json!({"model": "claude", "max_tokens": 200, "stream": true, "messages": [{"role": "user", "content": "what is six times seven"}]})
+}
+
+fn anthropic_text(text: &str) -> String {
+    parse_sse(text)
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
+        .filter_map(|v| {
+            v.pointer("/delta/text")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_cut_is_continued_by_a_prefill_capable_fallback_and_the_answer_arrives_once() {
+    let sim = simulator().await;
+    let whole: Value = crate::support::client()
+        .post(format!("{}/v1/messages", sim.base_url()))
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": "sim-claude", "max_tokens": 200, "messages": [{"role": "user", "content": "what is six times seven"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let full = whole["content"][0]["text"].as_str().unwrap().to_owned();
+    plan(
+        &sim,
+        "sim-claude",
+        json!({"fault": "stream_cut:after=5", "first": 10}),
+    );
+    let routes = route(
+        "claude",
+        &[
+            target("primary", "anthropic", &sim.base_url(), "sim-claude", ""),
+            target(
+                "backup",
+                "anthropic",
+                &sim.base_url(),
+                "sim-claude-backup",
+                "      priority: 1\n",
+            ),
+        ],
+        "  streaming: {continuation: true}\n",
+    );
+    let sc = Sidecar::start(&routes);
+    let r = sc.anthropic(claude_body()).send().await.unwrap();
+    assert_eq!(
+        header(&r, "x-plumb-served-by"),
+        "primary",
+        "the stream committed on the primary"
+    );
+    let (text, err) = read_all(r).await;
+    assert!(err.is_none());
+    assert!(!text.contains("stream_interrupted"), "{text}");
+    assert_eq!(
+        anthropic_text(&text),
+        full,
+        "the whole answer, exactly once"
+    );
+    let events = parse_sse(&text);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.event.as_deref() == Some("message_start"))
+            .count(),
+        1
+    );
+    assert_eq!(
+        events.last().unwrap().event.as_deref(),
+        Some("message_stop")
+    );
+    let backup = sim.attempts(Some("sim-claude-backup"));
+    assert_eq!(backup.len(), 1, "one continuation request");
+}
+
+#[tokio::test]
+async fn an_openai_stream_cut_is_continued_across_families() {
+    let sim = simulator().await;
+    let whole: Value = crate::support::client()
+        .post(format!("{}/v1/chat/completions", sim.base_url()))
+        .json(&json!({"model": "sim-gpt", "messages": [{"role": "user", "content": "what is six times seven"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let full = whole["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    plan(
+        &sim,
+        "sim-gpt",
+        json!({"fault": "stream_cut:after=4", "first": 10}),
+    );
+    let routes = route(
+        "chat",
+        &[
+            target(
+                "gpt",
+                "openai",
+                &format!("{}/v1", sim.base_url()),
+                "sim-gpt",
+                "",
+            ),
+            target(
+                "claude",
+                "anthropic",
+                &sim.base_url(),
+                "sim-claude-backup",
+                "      priority: 1\n",
+            ),
+        ],
+        "  streaming: {continuation: true}\n",
+    );
+    let sc = Sidecar::start(&routes);
+    let (text, err) = read_all(sc.openai(chat(true)).send().await.unwrap()).await;
+    assert!(err.is_none());
+    let events = parse_sse(&text);
+    assert!(!text.contains("stream_interrupted"), "{text}");
+    assert_eq!(openai_text(&events), full);
+    assert_eq!(events.last().unwrap().data, "[DONE]");
+    let roles = events
+        .iter()
+        .filter(|e| e.data.contains("\"role\""))
+        .count();
+    assert_eq!(roles, 1, "one role chunk");
+}
+
+#[tokio::test]
+async fn a_fallback_that_rejects_prefill_leaves_the_client_with_the_real_failure() {
+    let sim = simulator().await;
+    plan(
+        &sim,
+        "sim-claude",
+        json!({"fault": "stream_cut:after=5", "first": 10}),
+    );
+    let routes = route(
+        "claude",
+        &[
+            target("primary", "anthropic", &sim.base_url(), "sim-claude", ""),
+            target(
+                "strict",
+                "anthropic",
+                &sim.base_url(),
+                "sim-claude-noprefill",
+                "      priority: 1\n",
+            ),
+        ],
+        "  streaming: {continuation: true}\n",
+    );
+    let sc = Sidecar::start(&routes);
+    let (text, err) = read_all(sc.anthropic(claude_body()).send().await.unwrap()).await;
+    assert!(err.is_none());
+    let last = parse_sse(&text)
+        .into_iter()
+        .rev()
+        .find(|e| e.event.as_deref() == Some("error"))
+        .expect("an error event");
+    let msg = serde_json::from_str::<Value>(&last.data).unwrap()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(msg.contains("target primary was interrupted (cut"), "{msg}");
+    assert!(
+        !msg.contains("prefill"),
+        "the fallback's rejection must not replace the real failure: {msg}"
+    );
+    assert_eq!(
+        sim.attempts(Some("sim-claude-noprefill")).len(),
+        1,
+        "the continuation was tried"
+    );
+}

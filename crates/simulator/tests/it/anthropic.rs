@@ -167,3 +167,47 @@ async fn judge_answers_with_a_strict_verdict_the_test_controls() {
             .contains("invalid judge rule")
     );
 }
+
+#[tokio::test]
+async fn a_prefilled_answer_continues_where_the_prefill_stops() {
+    let sim = Sim::start();
+    let whole: Value = sim
+        .anthropic(messages_body("sim-claude", false))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let full = whole["content"][0]["text"].as_str().unwrap().to_owned();
+    let prefix: String = full.chars().take(20).collect();
+    let mut body = messages_body("sim-claude", false);
+    body["messages"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"role": "assistant", "content": prefix}));
+    let v: Value = sim
+        .anthropic(body.clone())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let rest = v["content"][0]["text"].as_str().unwrap();
+    assert_eq!(
+        format!("{prefix}{rest}"),
+        full,
+        "the whole answer exactly once"
+    );
+    body["model"] = json!("sim-claude-noprefill");
+    let r = sim.anthropic(body).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not support assistant message prefill")
+    );
+}
