@@ -170,7 +170,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     let sim_config = dir.join("simulator.yaml");
     std::fs::write(
         &sim_config,
-        "models:\n  sim-gpt: {}\n  sim-slow: {latency: {kind: fixed, ms: 2000}}\n",
+        "models:\n  sim-gpt: {}\n  sim-slow: {latency: {kind: fixed, ms: 2000}}\n  sim-stream: {token_rate: 200}\n  sim-slow-stream: {token_rate: 8}\n",
     )?;
     let sim_config_arg = sim_config.display().to_string();
     let sim = spawn(
@@ -189,7 +189,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     std::fs::write(
         &routes,
         format!(
-            "apiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {{name: bench}}\nspec:\n  match: {{models: [bench]}}\n  targets:\n    - {{name: sim, provider: openai, baseUrl: '{url}/v1', model: sim-gpt, credentials: {{none: true}}}}\n---\napiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {{name: bench-slow}}\nspec:\n  match: {{models: [bench-slow]}}\n  targets:\n    - {{name: slow, provider: openai, baseUrl: '{url}/v1', model: sim-slow, credentials: {{none: true}}}}\n",
+            "apiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {{name: bench}}\nspec:\n  match: {{models: [bench]}}\n  targets:\n    - {{name: sim, provider: openai, baseUrl: '{url}/v1', model: sim-gpt, credentials: {{none: true}}}}\n---\napiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {{name: bench-slow}}\nspec:\n  match: {{models: [bench-slow]}}\n  targets:\n    - {{name: slow, provider: openai, baseUrl: '{url}/v1', model: sim-slow, credentials: {{none: true}}}}\n---\napiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {{name: bench-stream}}\nspec:\n  match: {{models: [bench-stream]}}\n  targets:\n    - {{name: stream, provider: openai, baseUrl: '{url}/v1', model: sim-stream, credentials: {{none: true}}}}\n---\napiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {{name: bench-slow-stream}}\nspec:\n  match: {{models: [bench-slow-stream]}}\n  targets:\n    - {{name: slow-stream, provider: openai, baseUrl: '{url}/v1', model: sim-slow-stream, credentials: {{none: true}}}}\n",
             url = sim.url
         ),
     )?;
@@ -302,6 +302,61 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     lines.push(format!("sidecar RSS: idle {:.1} MB (target ≤ 10 MB); with {} requests in flight {:.1} MB ({} answered, {} errors)",
         rss_idle as f64 / 1024.0, args.in_flight, rss_busy as f64 / 1024.0, held.requests, held.errors));
 
+    // Streams: time to the first byte and the gaps between events, one stream at a time, at
+    // 200 tokens a second from the simulator.
+    let streams = if args.smoke { 5 } else { 200 };
+    let direct_stream = br#"{"model":"sim-stream","stream":true,"messages":[{"role":"user","content":"what is six times seven"}]}"#;
+    let sidecar_stream = br#"{"model":"bench-stream","stream":true,"messages":[{"role":"user","content":"what is six times seven"}]}"#;
+    let ds = stream_stats(&direct_url, direct_stream, streams).await?;
+    let ps = stream_stats(&sidecar_url, sidecar_stream, streams).await?;
+    rows.push(format!(
+        "| stream, first byte | {} | {} | {} | {} | | |\n",
+        us(ds.ttfb.0),
+        us(ds.ttfb.1),
+        us(ps.ttfb.0),
+        us(ps.ttfb.1)
+    ));
+    rows.push(format!(
+        "| stream, gap between events | {} | {} | {} | {} | | |\n",
+        us(ds.gap.0),
+        us(ds.gap.1),
+        us(ps.gap.0),
+        us(ps.gap.1)
+    ));
+    lines.push(format!(
+        "streams: added time to first byte p50 {} (target ≤ 300 µs), p99 {}; added gap between events p50 {}, p99 {}",
+        signed(ps.ttfb.0, ds.ttfb.0), signed(ps.ttfb.1, ds.ttfb.1), signed(ps.gap.0, ds.gap.0), signed(ps.gap.1, ds.gap.1)
+    ));
+    // Memory with many streams open at once (each about three seconds long).
+    let open = args.in_flight;
+    let sampler = tokio::spawn(async move {
+        let mut peak = 0;
+        for _ in 0..30 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            peak = peak.max(rss_kib(pid));
+        }
+        peak
+    });
+    let slow_stream: &'static [u8] = br#"{"model":"bench-slow-stream","stream":true,"messages":[{"role":"user","content":"what is six times seven"}]}"#;
+    let mut tasks = Vec::new();
+    for _ in 0..open {
+        let url = sidecar_url.clone();
+        tasks.push(tokio::spawn(
+            async move { stream_once(&url, slow_stream).await },
+        ));
+    }
+    let mut completed = 0;
+    for t in tasks {
+        if matches!(t.await, Ok(Ok(_))) {
+            completed += 1;
+        }
+    }
+    let rss_streams = sampler.await.unwrap_or(0);
+    lines.push(format!(
+        "sidecar RSS with {open} concurrent streams: {:.1} MB ({completed} completed)",
+        rss_streams as f64 / 1024.0
+    ));
+
     let mut report = String::new();
     if args.smoke {
         report.push_str("SMOKE RUN (debug builds, unpinned, short): these numbers are not measurements; see BENCHMARKS.md and `make bench`.\n\n");
@@ -321,6 +376,78 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_dir_all(dir);
     Ok(())
+}
+
+/// Medians and 99th percentiles of stream timings, microseconds.
+struct StreamStats {
+    ttfb: (u64, u64),
+    gap: (u64, u64),
+}
+
+fn percentiles(mut v: Vec<u64>) -> (u64, u64) {
+    if v.is_empty() {
+        return (0, 0);
+    }
+    v.sort_unstable();
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.99))
+}
+
+fn signed(a: u64, b: u64) -> String {
+    let d = a as i64 - b as i64;
+    format!("{d} µs")
+}
+
+/// One stream: the time from sending the request to the first body byte, and the gaps
+/// between the arrivals of its events.
+async fn stream_once(url: &str, body: &'static [u8]) -> anyhow::Result<(u64, Vec<u64>)> {
+    use http_body_util::BodyExt;
+    let uri: http::Uri = url.parse()?;
+    let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+    let tcp = tokio::net::TcpStream::connect(&authority).await?;
+    tcp.set_nodelay(true)?;
+    let (mut tx, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
+    tokio::spawn(conn);
+    let req = http::Request::post(uri.path())
+        .header("host", authority)
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(Bytes::from_static(body)))?;
+    let start = tokio::time::Instant::now();
+    let resp = tx.send_request(req).await?;
+    let mut body = resp.into_body();
+    let mut first = None;
+    let mut last = None;
+    let mut gaps = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame?;
+        if frame.data_ref().is_none() {
+            continue;
+        }
+        let now = tokio::time::Instant::now();
+        if first.is_none() {
+            first = Some(now.duration_since(start).as_micros() as u64);
+        }
+        if let Some(l) = last {
+            gaps.push(now.duration_since(l).as_micros() as u64);
+        }
+        last = Some(now);
+    }
+    Ok((first.unwrap_or(0), gaps))
+}
+
+async fn stream_stats(url: &str, body: &'static [u8], n: usize) -> anyhow::Result<StreamStats> {
+    let mut ttfb = Vec::with_capacity(n);
+    let mut gaps = Vec::new();
+    for _ in 0..n {
+        let (t, g) = stream_once(url, body).await?;
+        ttfb.push(t);
+        gaps.extend(g);
+    }
+    Ok(StreamStats {
+        ttfb: percentiles(ttfb),
+        gap: percentiles(gaps),
+    })
 }
 
 fn row(name: &str, direct: &Report, sidecar: &Report) -> String {

@@ -522,13 +522,20 @@ async fn a_fallback_that_rejects_prefill_leaves_the_client_with_the_real_failure
 
 /// Open file descriptors of a process.
 fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -539,13 +546,24 @@ async fn interrupted_streams_leak_no_connections_or_memory() {
     let pid = sc.child.id();
     // No pooling on the client side: every connection the test opens, it closes.
     let _ = crate::support::client(); // installs the TLS provider reqwest needs
-    let fresh = || reqwest::Client::builder().pool_max_idle_per_host(0).no_proxy().build().unwrap();
+    let fresh = || {
+        reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .no_proxy()
+            .build()
+            .unwrap()
+    };
     let round = |fault: &'static str| {
         let sim = &sim;
         let sc = &sc;
         async move {
             plan(sim, "sim-gpt", json!({"fault": fault, "first": 1}));
-            let r = fresh().post(format!("{}/v1/chat/completions", sc.url)).json(&chat(true)).send().await.unwrap();
+            let r = fresh()
+                .post(format!("{}/v1/chat/completions", sc.url))
+                .json(&chat(true))
+                .send()
+                .await
+                .unwrap();
             let (text, _) = read_all(r).await;
             assert!(text.contains("stream_interrupted"), "{fault}: {text}");
         }
@@ -563,8 +581,14 @@ async fn interrupted_streams_leak_no_connections_or_memory() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (fds_after, rss_after) = (open_fds(pid), rss_kib(pid));
-    assert!(fds_after <= fds + 2, "file descriptors grew from {fds} to {fds_after}");
-    assert!(rss_after <= rss + 4 * 1024, "RSS grew from {rss} KiB to {rss_after} KiB");
+    assert!(
+        fds_after <= fds + 2,
+        "file descriptors grew from {fds} to {fds_after}"
+    );
+    assert!(
+        rss_after <= rss + 4 * 1024,
+        "RSS grew from {rss} KiB to {rss_after} KiB"
+    );
     // And it still serves.
     assert_eq!(sc.openai(chat(false)).send().await.unwrap().status(), 200);
 }
