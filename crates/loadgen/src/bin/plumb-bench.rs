@@ -259,10 +259,19 @@ async fn bench(args: Args) -> anyhow::Result<()> {
             us(ps.ttfb.0),
             us(ps.ttfb.1)
         ));
+        rows.push(format!(
+            "| stream first token, sidecar sharing the caller's core | {} | {} | {} | {} | | |\n",
+            us(ds.ttft.0),
+            us(ds.ttft.1),
+            us(ps.ttft.0),
+            us(ps.ttft.1)
+        ));
         lines.push(format!(
-            "streams, sidecar sharing the caller's core: added time to first byte p50 {}, p99 {}",
+            "streams, sidecar sharing the caller's core: added time to first byte p50 {}, p99 {}; to first token p50 {}, p99 {}",
             signed(ps.ttfb.0, ds.ttfb.0),
-            signed(ps.ttfb.1, ds.ttfb.1)
+            signed(ps.ttfb.1, ds.ttfb.1),
+            signed(ps.ttft.0, ds.ttft.0),
+            signed(ps.ttft.1, ds.ttft.1)
         ));
         repin(pid, &args.sidecar_cpus);
     }
@@ -328,6 +337,18 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         us(ds.ttfb.1),
         us(ps.ttfb.0),
         us(ps.ttfb.1)
+    ));
+    rows.push(format!(
+        "| stream first token, sidecar on its own core | {} | {} | {} | {} | | |\n",
+        us(ds.ttft.0),
+        us(ds.ttft.1),
+        us(ps.ttft.0),
+        us(ps.ttft.1)
+    ));
+    lines.push(format!(
+        "streams, sidecar on its own core: added time to first token p50 {}, p99 {}",
+        signed(ps.ttft.0, ds.ttft.0),
+        signed(ps.ttft.1, ds.ttft.1)
     ));
     rows.push(format!(
         "| stream, gap between events | {} | {} | {} | {} | | |\n",
@@ -399,6 +420,7 @@ const STREAM_SIDECAR: &[u8] =
 /// Medians and 99th percentiles of stream timings, microseconds.
 struct StreamStats {
     ttfb: (u64, u64),
+    ttft: (u64, u64),
     gap: (u64, u64),
 }
 
@@ -416,9 +438,10 @@ fn signed(a: u64, b: u64) -> String {
     format!("{d} µs")
 }
 
-/// One stream: the time from sending the request to the first body byte, and the gaps
-/// between the arrivals of its events.
-async fn stream_once(url: &str, body: &'static [u8]) -> anyhow::Result<(u64, Vec<u64>)> {
+/// One stream: the time from sending the request to the first body byte and to the first
+/// token (the first chunk with non-empty content), and the gaps between the arrivals of its
+/// events.
+async fn stream_once(url: &str, body: &'static [u8]) -> anyhow::Result<(u64, u64, Vec<u64>)> {
     use http_body_util::BodyExt;
     let uri: http::Uri = url.parse()?;
     let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
@@ -435,35 +458,46 @@ async fn stream_once(url: &str, body: &'static [u8]) -> anyhow::Result<(u64, Vec
     let resp = tx.send_request(req).await?;
     let mut body = resp.into_body();
     let mut first = None;
+    let mut first_token = None;
     let mut last = None;
     let mut gaps = Vec::new();
     while let Some(frame) = body.frame().await {
         let frame = frame?;
-        if frame.data_ref().is_none() {
+        let Some(data) = frame.data_ref() else {
             continue;
-        }
+        };
         let now = tokio::time::Instant::now();
         if first.is_none() {
             first = Some(now.duration_since(start).as_micros() as u64);
+        }
+        let token = data
+            .windows(11)
+            .position(|w| w == b"\"content\":\"")
+            .is_some_and(|i| data.get(i + 11) != Some(&b'"'));
+        if first_token.is_none() && token {
+            first_token = Some(now.duration_since(start).as_micros() as u64);
         }
         if let Some(l) = last {
             gaps.push(now.duration_since(l).as_micros() as u64);
         }
         last = Some(now);
     }
-    Ok((first.unwrap_or(0), gaps))
+    Ok((first.unwrap_or(0), first_token.unwrap_or(0), gaps))
 }
 
 async fn stream_stats(url: &str, body: &'static [u8], n: usize) -> anyhow::Result<StreamStats> {
     let mut ttfb = Vec::with_capacity(n);
+    let mut ttft = Vec::with_capacity(n);
     let mut gaps = Vec::new();
     for _ in 0..n {
-        let (t, g) = stream_once(url, body).await?;
-        ttfb.push(t);
+        let (b, t, g) = stream_once(url, body).await?;
+        ttfb.push(b);
+        ttft.push(t);
         gaps.extend(g);
     }
     Ok(StreamStats {
         ttfb: percentiles(ttfb),
+        ttft: percentiles(ttft),
         gap: percentiles(gaps),
     })
 }
