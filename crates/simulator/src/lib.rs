@@ -22,6 +22,8 @@ pub mod openai;
 pub mod plan;
 pub mod server;
 pub mod structured;
+#[cfg(feature = "test-util")]
+pub mod testkit;
 pub mod tls;
 pub mod wire;
 

@@ -720,7 +720,7 @@ impl Conversation {
         if self.temperature.is_some_and(|t| t > 1.0) {
             return Err(no("temperature above 1"));
         }
-        let block = |p: &Part| -> Value {
+        fn block(p: &Part) -> Value {
             match p {
                 Part::Text(t) => json!({"type": "text", "text": t}),
                 Part::Image(Image::Url(u)) => {
@@ -737,17 +737,7 @@ impl Conversation {
                     content,
                     is_error,
                 } => {
-                    let inner: Vec<Value> = content
-                        .iter()
-                        .map(|c| match c {
-                            Part::Text(t) => json!({"type": "text", "text": t}),
-                            Part::Image(Image::Url(u)) => json!({"type": "image", "source": {"type": "url", "url": u}}),
-                            Part::Image(Image::Base64 { media_type, data }) => {
-                                json!({"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}})
-                            }
-                            Part::ToolCall { .. } | Part::ToolResult { .. } => Value::Null,
-                        })
-                        .collect();
+                    let inner: Vec<Value> = content.iter().map(block).collect();
                     let mut b = json!({"type": "tool_result", "tool_use_id": id, "content": inner});
                     if *is_error {
                         b["is_error"] = json!(true);
@@ -755,7 +745,7 @@ impl Conversation {
                     b
                 }
             }
-        };
+        }
         let messages: Vec<Value> = self
             .turns
             .iter()

@@ -218,53 +218,8 @@ pub fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
     r.headers().get(name).map_or("", |v| v.to_str().unwrap())
 }
 
-/// One parsed server-sent event.
-#[derive(Debug, Clone)]
-pub struct Sse {
-    pub event: Option<String>,
-    pub data: String,
-}
+pub use plumb_simulator::testkit::{parse_sse, read_stream as read_all};
 
-pub fn parse_sse(text: &str) -> Vec<Sse> {
-    text.split("\n\n")
-        .filter(|b| {
-            b.lines()
-                .any(|l| l.starts_with("data:") || l.starts_with("event:"))
-        })
-        .map(|block| {
-            let mut event = None;
-            let mut data = String::new();
-            for line in block.lines() {
-                if let Some(e) = line.strip_prefix("event: ") {
-                    event = Some(e.to_owned());
-                } else if let Some(d) = line.strip_prefix("data: ") {
-                    data.push_str(d);
-                }
-            }
-            Sse { event, data }
-        })
-        .collect()
-}
-
-pub async fn read_all(mut r: reqwest::Response) -> (String, Option<reqwest::Error>) {
-    let mut out = Vec::new();
-    loop {
-        match r.chunk().await {
-            Ok(Some(c)) => out.extend_from_slice(&c),
-            Ok(None) => return (String::from_utf8_lossy(&out).into_owned(), None),
-            Err(e) => return (String::from_utf8_lossy(&out).into_owned(), Some(e)),
-        }
-    }
-}
-
-pub fn openai_text(events: &[Sse]) -> String {
-    events
-        .iter()
-        .filter_map(|e| serde_json::from_str::<Value>(&e.data).ok())
-        .filter_map(|v| {
-            v.pointer("/choices/0/delta/content")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        })
-        .collect()
+pub fn openai_text(events: &[plumb_simulator::testkit::Sse]) -> String {
+    plumb_simulator::testkit::openai_stream_text(events)
 }
