@@ -117,11 +117,14 @@ fn admin(proxy: &Proxy, req: &Request<Incoming>) -> Response<Body> {
                 "text/plain",
             ),
         },
-        (&Method::GET, "/metrics") => text(
-            StatusCode::OK,
-            proxy.metrics.encode(),
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        ),
+        (&Method::GET, "/metrics") => {
+            let accept = req
+                .headers()
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok());
+            let (body, content_type) = proxy.metrics.encode_for(accept);
+            text(StatusCode::OK, body, content_type)
+        }
         _ => text(
             StatusCode::NOT_FOUND,
             "not found: try /healthz, /readyz or /metrics\n".into(),

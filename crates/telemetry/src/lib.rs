@@ -171,7 +171,23 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// The exposition in the format a scraper asked for: OpenMetrics when its `Accept` header
+    /// names it, else the Prometheus text format 0.0.4. Returns the body and its content type.
+    pub fn encode_for(&self, accept: Option<&str>) -> (String, &'static str) {
+        if accept.is_some_and(|a| a.contains("application/openmetrics-text")) {
+            (
+                self.encode(),
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )
+        } else {
+            (
+                openmetrics_to_prometheus(&self.encode()),
+                "text/plain; version=0.0.4; charset=utf-8",
+            )
+        }
+    }
+
+    /// The OpenMetrics text exposition of every metric.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
@@ -180,6 +196,37 @@ impl Metrics {
         }
         out
     }
+}
+
+/// Rewrites OpenMetrics text as Prometheus text format 0.0.4: counters' metadata names carry
+/// the `_total` suffix their samples carry, and there is no `# EOF`.
+pub fn openmetrics_to_prometheus(text: &str) -> String {
+    let counters: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let rewritten = ["# HELP ", "# TYPE ", "# UNIT "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            counters
+                .contains(&name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match rewritten {
+            Some(r) if !r.starts_with("# UNIT ") => out.push_str(r.trim_end()),
+            Some(_) => continue,
+            None if line.starts_with("# UNIT ") => continue,
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// Sets up logging on standard error: `text` or `json`, filtered by `RUST_LOG` (default
@@ -229,5 +276,25 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn prometheus_text_names_counter_metadata_with_total_and_has_no_eof() {
+        let m = Metrics::new();
+        m.requests
+            .get_or_create(&RequestLabels {
+                route: "r".into(),
+                api: "openai",
+                outcome: "ok",
+            })
+            .inc();
+        let (text, content_type) = m.encode_for(Some("text/plain"));
+        assert!(content_type.starts_with("text/plain; version=0.0.4"));
+        assert!(text.contains("# HELP plumb_requests_total Client requests"));
+        assert!(text.contains("# TYPE plumb_requests_total counter"));
+        assert!(!text.contains("# EOF"));
+        let (om, content_type) = m.encode_for(Some("application/openmetrics-text; version=1.0.0"));
+        assert!(content_type.starts_with("application/openmetrics-text"));
+        assert!(om.ends_with("# EOF\n"));
     }
 }

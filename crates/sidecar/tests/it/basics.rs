@@ -283,3 +283,59 @@ async fn h2c_clients_are_served() {
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-plumb-served-by"), "primary");
 }
+
+#[tokio::test]
+async fn metrics_pass_promtool_while_the_sidecar_serves_traffic() {
+    let promtool = ["/usr/bin/promtool", "/usr/local/bin/promtool"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("promtool is missing: `make tools` installs Debian's prometheus package");
+    let sim = simulator().await;
+    let sc = Sidecar::start(&two_openai(&sim, "sim-overloaded", ""));
+    for _ in 0..3 {
+        assert_eq!(sc.openai(chat(false)).send().await.unwrap().status(), 200);
+    }
+    let scrape = client()
+        .get(format!("{}/metrics", sc.admin))
+        .send()
+        .await
+        .unwrap();
+    assert!(header(&scrape, "content-type").starts_with("text/plain; version=0.0.4"));
+    let text = scrape.text().await.unwrap();
+    assert!(text.contains(
+        "plumb_attempts_total{route=\"test/r\",target=\"primary\",outcome=\"overloaded\"}"
+    ));
+    let mut child = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Prometheus itself asks for OpenMetrics and gets it.
+    let om = client()
+        .get(format!("{}/metrics", sc.admin))
+        .header(
+            "accept",
+            "application/openmetrics-text; version=1.0.0,text/plain;q=0.5",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(header(&om, "content-type").starts_with("application/openmetrics-text"));
+    assert!(om.text().await.unwrap().ends_with("# EOF\n"));
+}
