@@ -49,13 +49,15 @@ clippy:
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --locked --quiet
 
-## tools: what the tests need beyond Rust, installed once (promtool from Debian's prometheus package)
+## tools: what the tests need beyond Rust, installed once: promtool (Debian's prometheus package)
+## and a real Kubernetes API server for custom resources (scripts/k8s-testenv/build.sh, ~5 min once)
 tools:
 	@command -v cargo-nextest >/dev/null || $(CARGO) install --locked cargo-nextest
 	@command -v promtool >/dev/null || { \
 	  echo "tools: installing promtool (Debian package prometheus)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
 	  pkill -x prometheus 2>/dev/null || true; }
+	@scripts/k8s-testenv/build.sh
 
 test-rust: tools
 	$(CARGO) nextest run --workspace --locked --profile $(NEXTEST_PROFILE)

@@ -1,0 +1,110 @@
+//! The generated CRD against a real Kubernetes API server (etcd + apiextensions-apiserver from
+//! `plumb-testenv`): accepted as it is, and enforcing its schema on `LlmRoute`s server-side.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use plumb_testenv::ApiServer;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const CRDS: &str = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+const ROUTES: &str = "/apis/plumb.dev/v1alpha1/namespaces/default/llmroutes";
+
+fn checked_in_crd() -> Value {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../crds/plumb.dev_llmroutes.yaml"
+    ))
+    .unwrap();
+    serde_saphyr::from_str(&text).unwrap()
+}
+
+fn example_route() -> Value {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/routes/chat.yaml"
+    ))
+    .unwrap();
+    serde_saphyr::from_str(&text).unwrap()
+}
+
+#[tokio::test]
+async fn the_checked_in_crd_is_accepted_by_a_real_api_server_and_a_broken_one_is_not() {
+    let api = ApiServer::start().await.unwrap();
+    let crd = checked_in_crd();
+    let (status, body) = api
+        .send(Method::POST, &format!("{CRDS}?dryRun=All"), Some(&crd))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    // A dry run stores nothing.
+    let (status, _) = api
+        .send(Method::GET, &format!("{CRDS}/llmroutes.plumb.dev"), None)
+        .await;
+    assert_eq!(status, 404);
+    // A schema that is not structural (a property without a type) is refused.
+    let mut broken = crd.clone();
+    broken["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        ["bogus"] = json!({"description": "no type"});
+    let (status, body) = api
+        .send(Method::POST, &format!("{CRDS}?dryRun=All"), Some(&broken))
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("bogus"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn the_api_server_enforces_the_llmroute_schema() {
+    let api = ApiServer::start().await.unwrap();
+    api.install_crd(&checked_in_crd()).await.unwrap();
+    let route = example_route();
+    let (status, body) = api.send(Method::POST, ROUTES, Some(&route)).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["spec"]["targets"][0]["provider"], "openai");
+    assert_eq!(body["metadata"]["generation"], 1);
+
+    let mut bad = route.clone();
+    bad["metadata"]["name"] = json!("bad-provider");
+    bad["spec"]["targets"][0]["provider"] = json!("bogus");
+    let (status, body) = api.send(Method::POST, ROUTES, Some(&bad)).await;
+    assert_eq!(status, 422, "{body}");
+    let msg = body["message"].as_str().unwrap();
+    assert!(
+        msg.contains("spec.targets[0].provider") && msg.contains("Unsupported value"),
+        "{msg}"
+    );
+
+    let mut missing = route.clone();
+    missing["metadata"]["name"] = json!("no-targets");
+    missing["spec"].as_object_mut().unwrap().remove("targets");
+    let (status, body) = api.send(Method::POST, ROUTES, Some(&missing)).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.targets: Required"),
+        "{body}"
+    );
+
+    // Status is a subresource: written through /status, and it leaves the spec alone.
+    let r = api
+        .client
+        .patch(format!("{}{ROUTES}/chat/status", api.url))
+        .header("content-type", "application/merge-patch+json")
+        .body(r#"{"status": {"healthy": "2/2", "targetCount": 2}, "spec": {"match": {"models": ["changed"]}}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["status"]["healthy"], "2/2");
+    assert_eq!(
+        v["spec"]["match"]["models"],
+        json!(["chat", "gpt-4o"]),
+        "spec changes through /status are ignored"
+    );
+    assert_eq!(v["metadata"]["generation"], 1);
+}
