@@ -9,7 +9,7 @@
 //! Durations are strings in Go's format (`250ms`, `30s`, `1m30s`), as everywhere in Kubernetes.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -20,7 +20,12 @@ pub const VERSION: &str = "v1alpha1";
 
 /// An LLM route: which model names it serves, the upstream targets that can answer them in
 /// order of preference, and how failures of each class are recovered.
-#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[x_kube(
+    validation = Rule::new("self.targets.all(t, self.targets.exists_one(u, u.name == t.name))").message("target names must be unique within a route"),
+    validation = Rule::new("!has(self.lastResort) || !has(self.lastResort.target) || self.targets.exists(t, t.name == self.lastResort.target)").message("lastResort.target must name one of the route's targets"),
+    validation = Rule::new("!has(self.lastResort) || (has(self.lastResort.mode) && self.lastResort.mode == 'target') == has(self.lastResort.target)").message("lastResort: mode 'target' and a target name go together"),
+)]
 #[kube(
     group = "plumb.dev",
     version = "v1alpha1",
@@ -42,6 +47,7 @@ pub struct LlmRouteSpec {
     #[serde(rename = "match")]
     pub matches: RouteMatch,
     /// The upstream targets, in order of preference (see `priority` and `weight`).
+    #[schemars(length(min = 1, max = 32))]
     pub targets: Vec<TargetSpec>,
     /// Time limits for each request and each attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -90,6 +96,7 @@ pub struct StreamingSpec {
     pub hold_bytes: Option<u32>,
     /// Longest the hold may last after the first token (Go duration). Default `0s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$"))]
     pub hold_for: Option<String>,
     /// What a malformed event does after commit. Default `fail`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -106,6 +113,7 @@ pub struct StreamingSpec {
 pub struct RouteMatch {
     /// Model names (or aliases) clients ask for, exactly as they send them in the request's
     /// `model` field. `*` matches every model no other route matches.
+    #[schemars(length(min = 1, max = 64), inner(length(min = 1, max = 253)))]
     pub models: Vec<String>,
 }
 
@@ -128,16 +136,25 @@ pub enum Provider {
 }
 
 /// One upstream that can answer the route's requests.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(
+    validation = Rule::new("self.provider != 'azure-openai' || has(self.apiVersion)").message("azure-openai targets need apiVersion (for example \"2024-10-21\")"),
+)]
 pub struct TargetSpec {
     /// A name unique within the route; shown in `x-plumb-served-by`, metrics and status.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
     /// The provider's API.
     pub provider: Provider,
     /// The provider's base URL, `http://` or `https://` (see `provider` for what it includes).
+    #[schemars(length(max = 2048), regex(pattern = r"^https?://[^\s?#]+$"))]
     pub base_url: String,
     /// The model to ask the upstream for (for Azure OpenAI, the deployment name).
+    #[schemars(length(min = 1, max = 253))]
     pub model: String,
     /// Azure OpenAI's `api-version` query parameter (required for `azure-openai`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -158,8 +175,11 @@ pub struct TargetSpec {
 }
 
 /// Where a target's API key comes from: exactly one of the fields.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(
+    validation = Rule::new("[has(self.secretRef), has(self.env), has(self.file), has(self.passthrough) && self.passthrough, has(self.none) && self.none].filter(x, x).size() == 1").message("set exactly one of secretRef, env, file, passthrough: true or none: true"),
+)]
 pub struct CredentialsSpec {
     /// A key of a Secret in the route's namespace (in a cluster; the operator resolves it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -219,21 +239,27 @@ pub struct DeadlinesSpec {
     /// The whole request, every retry and failover included, until the answer (or, for a
     /// stream, its first event) reaches the client. Default `120s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$"))]
     pub total: Option<String>,
     /// Opening a connection to a target, TLS included. Default `3s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$"))]
     pub connect: Option<String>,
     /// From sending an attempt to the target's response head. Default `60s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$"))]
     pub first_byte: Option<String>,
     /// From sending a streamed attempt to its first event. Default `30s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$"))]
     pub first_token: Option<String>,
     /// Longest silence between two events of a stream. Default `30s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$"))]
     pub stream_idle: Option<String>,
     /// Longest a stream may last once it reached the client. Default `10m`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$"))]
     pub stream_max: Option<String>,
 }
 
@@ -285,6 +311,7 @@ pub struct ClassOverrides {
 pub struct ClassPolicySpec {
     /// Retries on the same target before moving on (0 to 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 10))]
     pub retries: Option<u32>,
     /// Whether to fail over to the next target once retries are spent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -300,9 +327,11 @@ pub struct ClassPolicySpec {
 pub struct BackoffSpec {
     /// The first backoff's upper bound (Go duration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$"))]
     pub initial: Option<String>,
     /// The largest backoff (Go duration).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$"))]
     pub max: Option<String>,
 }
 
@@ -315,15 +344,18 @@ pub struct BreakerSpec {
     pub consecutive_failures: Option<u32>,
     /// Failure rate over `window` that opens the breaker (0 to 1). Default 0.5.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub failure_rate: Option<f64>,
     /// The window the failure rate is measured over. Default `30s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$"))]
     pub window: Option<String>,
     /// Attempts in the window before the failure rate counts. Default 20.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_requests: Option<u32>,
     /// How long an open breaker waits before letting probes through. Default `10s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$"))]
     pub cooldown: Option<String>,
     /// Probe requests allowed at once while half-open. Default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -337,6 +369,7 @@ pub struct BreakerSpec {
 pub struct RetryBudgetSpec {
     /// Retries as a share of requests, over the last 10 seconds (0 to 1). Default 0.2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub ratio: Option<f64>,
     /// Retries per second always allowed. Default 5.
     #[serde(default, skip_serializing_if = "Option::is_none")]

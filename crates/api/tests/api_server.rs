@@ -108,3 +108,102 @@ async fn the_api_server_enforces_the_llmroute_schema() {
     );
     assert_eq!(v["metadata"]["generation"], 1);
 }
+
+#[tokio::test]
+async fn the_api_server_refuses_what_its_cel_rules_and_patterns_forbid() {
+    let api = ApiServer::start().await.unwrap();
+    api.install_crd(&checked_in_crd()).await.unwrap();
+    let route = example_route();
+    let target = route["spec"]["targets"][0].clone();
+    type Mutation = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Mutation, &str)> = vec![
+        (
+            "dup",
+            Box::new(move |r: &mut Value| {
+                r["spec"]["targets"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(target.clone())
+            }),
+            "target names must be unique",
+        ),
+        (
+            "azure",
+            Box::new(|r: &mut Value| {
+                r["spec"]["targets"][1]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("apiVersion");
+            }),
+            "azure-openai targets need apiVersion",
+        ),
+        (
+            "creds",
+            Box::new(|r: &mut Value| {
+                r["spec"]["targets"][0]["credentials"] = json!({"env": "A", "file": "/k"})
+            }),
+            "set exactly one of secretRef, env, file",
+        ),
+        (
+            "nocreds",
+            Box::new(|r: &mut Value| {
+                r["spec"]["targets"][0]["credentials"] = json!({"passthrough": false})
+            }),
+            "set exactly one of secretRef, env, file",
+        ),
+        (
+            "lastresort",
+            Box::new(|r: &mut Value| r["spec"]["lastResort"]["target"] = json!("nowhere")),
+            "lastResort.target must name one of the route's targets",
+        ),
+        (
+            "mode",
+            Box::new(|r: &mut Value| {
+                r["spec"]["lastResort"] = json!({"mode": "failFast", "target": "local-vllm"})
+            }),
+            "mode 'target' and a target name go together",
+        ),
+        (
+            "duration",
+            Box::new(|r: &mut Value| r["spec"]["deadlines"]["total"] = json!("30 seconds")),
+            "spec.deadlines.total",
+        ),
+        (
+            "url",
+            Box::new(|r: &mut Value| r["spec"]["targets"][0]["baseUrl"] = json!("ftp://x")),
+            "spec.targets[0].baseUrl",
+        ),
+        (
+            "name",
+            Box::new(|r: &mut Value| r["spec"]["targets"][0]["name"] = json!("Not_A_Name")),
+            "spec.targets[0].name",
+        ),
+        (
+            "rate",
+            Box::new(|r: &mut Value| r["spec"]["breaker"]["failureRate"] = json!(1.5)),
+            "spec.breaker.failureRate",
+        ),
+        (
+            "retries",
+            Box::new(|r: &mut Value| r["spec"]["classes"]["serverError"]["retries"] = json!(50)),
+            "retries",
+        ),
+        (
+            "empty",
+            Box::new(|r: &mut Value| r["spec"]["targets"] = json!([])),
+            "spec.targets",
+        ),
+    ];
+    for (name, mutate, needle) in cases {
+        let mut r = route.clone();
+        r["metadata"]["name"] = json!(format!("bad-{name}"));
+        mutate(&mut r);
+        let (status, body) = api.send(Method::POST, ROUTES, Some(&r)).await;
+        assert_eq!(status, 422, "{name}: {body}");
+        let msg = body["message"].as_str().unwrap_or_default();
+        assert!(msg.contains(needle), "{name}: expected {needle:?} in {msg}");
+    }
+    // The unchanged example is fine.
+    let (status, body) = api.send(Method::POST, ROUTES, Some(&route)).await;
+    assert_eq!(status, 201, "{body}");
+}

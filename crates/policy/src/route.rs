@@ -284,6 +284,16 @@ pub enum InvalidRoute {
         /// The field.
         field: String,
     },
+    /// A target name that is not a DNS label (the CRD's rule, kept standalone too).
+    #[error(
+        "{field}: {name:?} must be lower-case letters, digits and '-', at most 63, starting and ending with a letter or digit"
+    )]
+    TargetName {
+        /// The field.
+        field: String,
+        /// The name given.
+        name: String,
+    },
     /// A base URL is unusable.
     #[error("{field}: {value:?} {reason}")]
     BaseUrl {
@@ -582,6 +592,18 @@ fn compile_target(field: &str, namespace: &str, t: &TargetSpec) -> Result<Target
     if t.name.trim().is_empty() {
         return Err(InvalidRoute::EmptyTargetName {
             field: format!("{field}.name"),
+        });
+    }
+    let dns_label = t.name.len() <= 63
+        && t.name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !t.name.starts_with('-')
+        && !t.name.ends_with('-');
+    if !dns_label {
+        return Err(InvalidRoute::TargetName {
+            field: format!("{field}.name"),
+            name: t.name.clone(),
         });
     }
     let url_field = format!("{field}.baseUrl");
