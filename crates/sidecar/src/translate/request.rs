@@ -90,6 +90,28 @@ pub struct Tool {
     pub schema: Value,
 }
 
+impl Tool {
+    /// Reads a tool declaration whose schema sits under `schema_key` (`parameters` for OpenAI,
+    /// `input_schema` for Anthropic).
+    fn read(v: &Value, schema_key: &str) -> Tool {
+        Tool {
+            name: v
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            description: v
+                .get("description")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            schema: v
+                .get(schema_key)
+                .cloned()
+                .unwrap_or(json!({"type": "object", "properties": {}})),
+        }
+    }
+}
+
 /// How the model must use tools.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ToolChoice {
@@ -353,21 +375,7 @@ impl Conversation {
             let f = t
                 .get("function")
                 .ok_or_else(|| no(format!("tools[{i}].function")))?;
-            c.tools.push(Tool {
-                name: f
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned(),
-                description: f
-                    .get("description")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-                schema: f
-                    .get("parameters")
-                    .cloned()
-                    .unwrap_or(json!({"type": "object", "properties": {}})),
-            });
+            c.tools.push(Tool::read(f, "parameters"));
         }
         c.tool_choice = match body.get("tool_choice") {
             None | Some(Value::Null) => None,
@@ -512,21 +520,7 @@ impl Conversation {
             {
                 return Err(no(format!("tools[{i}] (a server tool)")));
             }
-            c.tools.push(Tool {
-                name: t
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned(),
-                description: t
-                    .get("description")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-                schema: t
-                    .get("input_schema")
-                    .cloned()
-                    .unwrap_or(json!({"type": "object", "properties": {}})),
-            });
+            c.tools.push(Tool::read(t, "input_schema"));
         }
         if let Some(choice) = body.get("tool_choice").filter(|v| !v.is_null()) {
             c.tool_choice = Some(match choice.get("type").and_then(Value::as_str) {
