@@ -171,6 +171,7 @@ impl Proxy {
             tried: Vec::new(),
             skipped: Vec::new(),
             attempts: 0,
+            label: route.id.to_string(),
         }
         .run()
         .await;
@@ -244,6 +245,8 @@ struct Attempts<'a> {
     tried: Vec<Tried>,
     skipped: Vec<(String, Skip)>,
     attempts: u32,
+    /// `namespace/name`, formatted once for metric labels, headers and logs.
+    label: String,
 }
 
 /// What to do after a failed attempt.
@@ -266,16 +269,14 @@ impl Attempts<'_> {
         let mut first = true;
         let mut opened: Vec<(&Target, Instant)> = Vec::new();
         for (i, target) in order.iter().enumerate() {
-            if let Some(prior) = self.tried.iter().find_map(|t| {
-                let failed = order.iter().find(|o| o.name == t.target)?;
-                (!fallback::still_eligible(t.failure.class, failed, target))
-                    .then_some(t.failure.class)
-            }) {
+            if let Some(prior) = self.ruled_out_by(&order, target) {
                 self.skipped
                     .push((target.name.clone(), Skip::RuledOut(prior)));
                 continue;
             }
-            let others_left = order[i + 1..].iter().any(|t| !self.is_ruled_out(&order, t));
+            let others_left = order[i + 1..]
+                .iter()
+                .any(|t| self.ruled_out_by(&order, t).is_none());
             match self.try_target(target, first, others_left, &budget).await {
                 Ok(resp) => return resp,
                 Err(Some(Stop)) => return self.fail(),
@@ -318,12 +319,12 @@ impl Attempts<'_> {
         self.fail()
     }
 
-    fn is_ruled_out(&self, order: &[&Target], target: &Target) -> bool {
-        self.tried.iter().any(|t| {
-            order
-                .iter()
-                .find(|o| o.name == t.target)
-                .is_some_and(|failed| !fallback::still_eligible(t.failure.class, failed, target))
+    /// The class of an earlier failure that rules `target` out (a context-length failure
+    /// rules out windows no larger; an auth failure rules out the same credentials).
+    fn ruled_out_by(&self, order: &[&Target], target: &Target) -> Option<FailureClass> {
+        self.tried.iter().find_map(|t| {
+            let failed = order.iter().find(|o| o.name == t.target)?;
+            (!fallback::still_eligible(t.failure.class, failed, target)).then_some(t.failure.class)
         })
     }
 
@@ -366,7 +367,7 @@ impl Attempts<'_> {
                 .metrics
                 .attempt_duration
                 .get_or_create(&TargetLabels {
-                    route: self.route.id.to_string(),
+                    route: self.label.clone(),
                     target: target.name.clone(),
                 })
                 .observe(started.elapsed().as_secs_f64());
@@ -429,7 +430,7 @@ impl Attempts<'_> {
                 .metrics
                 .retry_budget_exhausted
                 .get_or_create(&RouteLabels {
-                    route: self.route.id.to_string(),
+                    route: self.label.clone(),
                 })
                 .inc();
             tracing::debug!(route = %self.route.id, %class, "retry budget spent; not retrying");
@@ -468,7 +469,7 @@ impl Attempts<'_> {
             .metrics
             .attempts
             .get_or_create(&AttemptLabels {
-                route: self.route.id.to_string(),
+                route: self.label.clone(),
                 target: target.name.clone(),
                 outcome,
             })
@@ -480,7 +481,7 @@ impl Attempts<'_> {
             .metrics
             .breaker_state
             .get_or_create(&TargetLabels {
-                route: self.route.id.to_string(),
+                route: self.label.clone(),
                 target: target.name.clone(),
             })
             .set(state.gauge());
@@ -562,7 +563,7 @@ impl Attempts<'_> {
     }
 
     fn respond(&self, target: &Target, answer: Answer, primary: bool) -> Response<Body> {
-        let route_name = self.route.id.to_string();
+        let route_name = self.label.clone();
         let failures: Vec<FailureClass> = self.tried.iter().map(|t| t.failure.class).collect();
         self.proxy
             .count_request(&route_name, self.request.api, "ok");
@@ -670,7 +671,7 @@ impl Attempts<'_> {
     /// The error for a request that got no answer: the class of the last failure decides the
     /// status; the message names every target tried or skipped and the providers' own words.
     fn fail(&self) -> Response<Body> {
-        let route_name = self.route.id.to_string();
+        let route_name = self.label.clone();
         let failures: Vec<FailureClass> = self.tried.iter().map(|t| t.failure.class).collect();
         let mut parts: Vec<String> = self
             .tried
