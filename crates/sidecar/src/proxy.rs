@@ -23,6 +23,7 @@ use plumb_policy::{FailureClass, LastResort, Plan, Route, Target};
 use plumb_telemetry::{AttemptLabels, Metrics, RequestLabels, RouteLabels, TargetLabels};
 use serde_json::json;
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
 use crate::breaker::{Admission, Permit};
 use crate::classify::{self, Failure, Phase};
@@ -67,6 +68,23 @@ enum Answer {
         first: Bytes,
         rest: Incoming,
     },
+}
+
+impl Answer {
+    fn status(&self) -> u16 {
+        match self {
+            Answer::Whole { head, .. } | Answer::Stream { head, .. } => head.status.as_u16(),
+        }
+    }
+}
+
+/// The GenAI semantic conventions' `gen_ai.provider.name` of a target.
+fn provider_name(provider: plumb_policy::Provider) -> &'static str {
+    match provider {
+        plumb_policy::Provider::Openai | plumb_policy::Provider::OpenaiCompatible => "openai",
+        plumb_policy::Provider::AzureOpenai => "azure.ai.openai",
+        plumb_policy::Provider::Anthropic => "anthropic",
+    }
 }
 
 /// One failed attempt, for the error message and the headers.
@@ -160,6 +178,24 @@ impl Proxy {
         };
         let caller_key = caller_key(api, &parts.headers);
         let started = Instant::now();
+        // One span per client request, GenAI semantic conventions plus `plumb.*`; the
+        // attempts are its children.
+        let operation = match op {
+            Operation::Chat => "chat",
+            Operation::Embeddings => "embeddings",
+        };
+        let span = tracing::info_span!(
+            "request",
+            otel.name = %format!("{operation} {}", request.model),
+            otel.kind = "server",
+            gen_ai.operation.name = operation,
+            gen_ai.request.model = %request.model,
+            plumb.route = %route.id,
+            plumb.served_by = tracing::field::Empty,
+            plumb.attempts = tracing::field::Empty,
+            plumb.failure_classes = tracing::field::Empty,
+            error.r#type = tracing::field::Empty,
+        );
         let resp = Attempts {
             proxy: &self,
             policy: &policy,
@@ -174,7 +210,29 @@ impl Proxy {
             label: route.id.to_string(),
         }
         .run()
+        .instrument(span.clone())
         .await;
+        let h = resp.headers();
+        let header = |n: &str| {
+            h.get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        span.record("plumb.served_by", header("x-plumb-served-by"));
+        span.record("plumb.attempts", header("x-plumb-attempts"));
+        span.record("plumb.failure_classes", header("x-plumb-failure-classes"));
+        if !resp.status().is_success() {
+            let class = header("x-plumb-failure-classes");
+            span.record(
+                "error.type",
+                class
+                    .rsplit(',')
+                    .next()
+                    .filter(|c| !c.is_empty())
+                    .unwrap_or("no_target_available"),
+            );
+        }
         self.metrics
             .request_duration
             .get_or_create(&RouteLabels {
@@ -362,7 +420,20 @@ impl Attempts<'_> {
             }
             self.attempts += 1;
             let started = Instant::now();
-            let result = self.attempt(target).await;
+            let span = tracing::info_span!(
+                "attempt",
+                otel.name = %format!("{} {}", provider_name(target.provider), target.model),
+                otel.kind = "client",
+                gen_ai.provider.name = provider_name(target.provider),
+                gen_ai.request.model = %target.model,
+                server.address = target.base_url.host().unwrap_or_default(),
+                plumb.target = %target.name,
+                plumb.probe = permit.is_probe(),
+                http.response.status_code = tracing::field::Empty,
+                plumb.failure_class = tracing::field::Empty,
+                plumb.plan = tracing::field::Empty,
+            );
+            let result = self.attempt(target).instrument(span.clone()).await;
             self.proxy
                 .metrics
                 .attempt_duration
@@ -373,6 +444,7 @@ impl Attempts<'_> {
                 .observe(started.elapsed().as_secs_f64());
             let failure = match result {
                 Ok(answer) => {
+                    span.record("http.response.status_code", answer.status());
                     let state = permit.success();
                     self.set_breaker_gauge(target, state);
                     self.count_attempt(target, "ok");
@@ -383,8 +455,22 @@ impl Attempts<'_> {
             let class = failure.class;
             let plan: Plan = self.route.plans[class.index()];
             let retry_after = failure.retry_after;
+            span.record("plumb.failure_class", class.as_str());
+            if let Some(status) = failure.status {
+                span.record("http.response.status_code", status);
+            }
             self.record_failure(target, failure, permit);
-            match self.next(class, &plan, retries, others_left, retry_after, budget) {
+            let next = self.next(class, &plan, retries, others_left, retry_after, budget);
+            span.record(
+                "plumb.plan",
+                match next {
+                    Next::Retry(_) => "retry",
+                    Next::Failover => "failover",
+                    Next::Stop => "stop",
+                },
+            );
+            drop(span);
+            match next {
                 Next::Retry(wait) => {
                     retries += 1;
                     tokio::time::sleep(wait).await;

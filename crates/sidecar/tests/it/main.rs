@@ -15,6 +15,7 @@ mod basics;
 mod crossfamily;
 mod golden;
 mod recovery;
+mod spans;
 mod standalone;
 mod streams;
 mod support;
