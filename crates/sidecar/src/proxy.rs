@@ -196,6 +196,7 @@ impl Proxy {
             plumb.failure_classes = tracing::field::Empty,
             error.r#type = tracing::field::Empty,
         );
+        upstream::trace_context::adopt(&span, &parts.headers);
         let resp = Attempts {
             proxy: &self,
             policy: &policy,
@@ -591,6 +592,12 @@ impl Attempts<'_> {
                     format!("the upstream request could not be built: {e}"),
                 )
             })?;
+        let mut req = req;
+        upstream::trace_context::propagate(
+            &tracing::Span::current(),
+            self.headers,
+            req.headers_mut(),
+        );
         let head_deadline = self.deadline.min(start + d.first_byte);
         let resp =
             match tokio::time::timeout_at(head_deadline, self.proxy.upstreams.send(req, d.connect))

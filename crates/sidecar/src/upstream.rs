@@ -26,14 +26,7 @@ type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Client headers passed on to the upstream; everything else (the client's own keys above all)
 /// stays behind.
-const FORWARDED: &[&str] = &[
-    "anthropic-beta",
-    "openai-beta",
-    "user-agent",
-    "accept",
-    "traceparent",
-    "tracestate",
-];
+const FORWARDED: &[&str] = &["anthropic-beta", "openai-beta", "user-agent", "accept"];
 
 /// The default `anthropic-version` when the client sent none.
 const ANTHROPIC_VERSION: &str = "2023-06-01";
@@ -152,6 +145,65 @@ pub fn url(target: &Target, op: Operation) -> String {
             target.api_version.as_deref().unwrap_or_default()
         ),
         Provider::Anthropic => format!("{base}/v1/messages"),
+    }
+}
+
+/// Trace context between HTTP headers and OpenTelemetry.
+pub mod trace_context {
+    use http::{HeaderMap, HeaderName, HeaderValue};
+    use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
+    use opentelemetry_sdk::propagation::TraceContextPropagator;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+    struct Read<'a>(&'a HeaderMap);
+
+    impl Extractor for Read<'_> {
+        fn get(&self, key: &str) -> Option<&str> {
+            self.0.get(key).and_then(|v| v.to_str().ok())
+        }
+
+        fn keys(&self) -> Vec<&str> {
+            self.0.keys().map(HeaderName::as_str).collect()
+        }
+    }
+
+    struct Write<'a>(&'a mut HeaderMap);
+
+    impl Injector for Write<'_> {
+        fn set(&mut self, key: &str, value: String) {
+            if let (Ok(k), Ok(v)) = (
+                HeaderName::from_bytes(key.as_bytes()),
+                HeaderValue::from_str(&value),
+            ) {
+                self.0.insert(k, v);
+            }
+        }
+    }
+
+    /// Makes a client's W3C `traceparent` the parent of `span`.
+    pub fn adopt(span: &tracing::Span, headers: &HeaderMap) {
+        if headers.contains_key("traceparent") {
+            let cx = TraceContextPropagator::new().extract(&Read(headers));
+            let _ = span.set_parent(cx);
+        }
+    }
+
+    /// Writes the context of `span` (the attempt) as `traceparent` / `tracestate`, or, when no
+    /// tracer records spans, passes on the client's own headers unchanged.
+    pub fn propagate(span: &tracing::Span, client: &HeaderMap, upstream: &mut HeaderMap) {
+        let cx = span.context();
+        if opentelemetry::trace::TraceContextExt::span(&cx)
+            .span_context()
+            .is_valid()
+        {
+            TraceContextPropagator::new().inject_context(&cx, &mut Write(upstream));
+            return;
+        }
+        for name in ["traceparent", "tracestate"] {
+            if let Some(v) = client.get(name) {
+                upstream.insert(name, v.clone());
+            }
+        }
     }
 }
 

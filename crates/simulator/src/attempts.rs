@@ -69,6 +69,9 @@ pub struct Attempt {
     pub bytes_sent: u64,
     /// How it ended.
     pub outcome: Outcome,
+    /// The W3C `traceparent` header the request carried, if any.
+    #[serde(default)]
+    pub traceparent: Option<String>,
 }
 
 /// A bounded, shared log of attempts.
@@ -98,6 +101,8 @@ pub struct Arrival {
     pub key: Option<String>,
     /// Whether a stream was asked for.
     pub stream: bool,
+    /// The `traceparent` header.
+    pub traceparent: Option<String>,
 }
 
 impl AttemptLog {
@@ -143,6 +148,7 @@ impl AttemptLog {
             status: 0,
             bytes_sent: 0,
             outcome: Outcome::InProgress,
+            traceparent: arrival.traceparent,
         });
         id
     }
@@ -205,6 +211,7 @@ mod tests {
             model: Some(model.into()),
             key: Some("sk-secret-1234".into()),
             stream: false,
+            traceparent: None,
         }
     }
 

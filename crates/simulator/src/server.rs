@@ -393,12 +393,18 @@ async fn handle(
         .clone()
         .or_else(|| body.get("model").and_then(Value::as_str).map(str::to_owned));
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let traceparent = parts
+        .headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let id = state.attempts.begin(Arrival {
         api,
         endpoint,
         model: model.clone(),
         key: key.clone(),
         stream,
+        traceparent,
     });
     let at = Attempting {
         state,
@@ -744,6 +750,7 @@ async fn models(
         model: None,
         key: key.clone(),
         stream: false,
+        traceparent: None,
     });
     let at = Attempting {
         state: state.clone(),

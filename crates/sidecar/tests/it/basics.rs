@@ -339,3 +339,21 @@ async fn metrics_pass_promtool_while_the_sidecar_serves_traffic() {
     assert!(header(&om, "content-type").starts_with("application/openmetrics-text"));
     assert!(om.text().await.unwrap().ends_with("# EOF\n"));
 }
+
+#[tokio::test]
+async fn without_a_tracer_the_clients_trace_context_passes_through() {
+    let sim = simulator().await;
+    let sc = Sidecar::start(&two_openai(&sim, "sim-gpt", ""));
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let r = sc
+        .openai(chat(false))
+        .header("traceparent", tp)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        sim.attempts(Some("sim-gpt"))[0].traceparent.as_deref(),
+        Some(tp)
+    );
+}
