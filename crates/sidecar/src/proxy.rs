@@ -598,29 +598,14 @@ impl Attempts<'_> {
             self.headers,
             req.headers_mut(),
         );
-        let head_deadline = self.deadline.min(start + d.first_byte);
-        let resp =
-            match tokio::time::timeout_at(head_deadline, self.proxy.upstreams.send(req, d.connect))
-                .await
-            {
-                Err(_) if head_deadline == self.deadline => {
-                    return Err(Failure::timeout(Phase::Head, "total", d.total));
-                }
-                Err(_) => return Err(Failure::timeout(Phase::Head, "first-byte", d.first_byte)),
-                Ok(Err(e)) => return Err(classify::transport(&e)),
-                Ok(Ok(resp)) => resp,
-            };
-        let (head, body) = resp.into_parts();
-        if !head.status.is_success() {
-            let bytes = read_body(body, MAX_ERROR_BYTES, self.deadline)
-                .await
-                .unwrap_or_default();
-            return Err(classify::status(
-                head.status.as_u16(),
-                &head.headers,
-                &bytes,
-            ));
-        }
+        let (head, body) = successful_head(
+            &self.proxy.upstreams,
+            req,
+            d,
+            self.deadline.min(start + d.first_byte),
+            Some(self.deadline),
+        )
+        .await?;
         if self.request.stream {
             let is_sse = head
                 .headers
@@ -863,6 +848,42 @@ fn untried_status(skipped: &[(String, Skip)]) -> (StatusCode, &'static str) {
     (StatusCode::SERVICE_UNAVAILABLE, "no_target_available")
 }
 
+/// Sends an attempt and waits for a successful response head: a timeout, a transport error or
+/// an error status (read and classified) is the attempt's failure. `head_deadline` bounds the
+/// wait; when it is the request's `total` deadline (`Some`), a timeout is reported as such.
+async fn successful_head(
+    upstreams: &Upstreams,
+    req: Request<http_body_util::Full<Bytes>>,
+    d: &plumb_policy::Deadlines,
+    head_deadline: Instant,
+    total_deadline: Option<Instant>,
+) -> Result<(http::response::Parts, Incoming), Failure> {
+    let resp = match tokio::time::timeout_at(head_deadline, upstreams.send(req, d.connect)).await {
+        Err(_) if total_deadline == Some(head_deadline) => {
+            return Err(Failure::timeout(Phase::Head, "total", d.total));
+        }
+        Err(_) => return Err(Failure::timeout(Phase::Head, "first-byte", d.first_byte)),
+        Ok(Err(e)) => return Err(classify::transport(&e)),
+        Ok(Ok(resp)) => resp,
+    };
+    let (head, body) = resp.into_parts();
+    if !head.status.is_success() {
+        let bytes = read_body(
+            body,
+            MAX_ERROR_BYTES,
+            total_deadline.unwrap_or(head_deadline),
+        )
+        .await
+        .unwrap_or_default();
+        return Err(classify::status(
+            head.status.as_u16(),
+            &head.headers,
+            &bytes,
+        ));
+    }
+    Ok((head, body))
+}
+
 /// A whole answer in the other family's shape (the body was checked to be JSON already).
 fn translated(body: &Bytes, f: impl Fn(&serde_json::Value) -> serde_json::Value) -> Bytes {
     match serde_json::from_slice::<serde_json::Value>(body) {
@@ -924,24 +945,9 @@ impl Continuation {
             };
             let start = Instant::now();
             let result = async {
-                let resp = tokio::time::timeout_at(
-                    start + d.first_byte,
-                    self.proxy.upstreams.send(req, d.connect),
-                )
-                .await
-                .map_err(|_| Failure::timeout(Phase::Head, "first-byte", d.first_byte))?
-                .map_err(|e| classify::transport(&e))?;
-                let (head, body) = resp.into_parts();
-                if !head.status.is_success() {
-                    let bytes = read_body(body, MAX_ERROR_BYTES, start + d.first_byte)
-                        .await
-                        .unwrap_or_default();
-                    return Err(classify::status(
-                        head.status.as_u16(),
-                        &head.headers,
-                        &bytes,
-                    ));
-                }
+                let (_, body) =
+                    successful_head(&self.proxy.upstreams, req, &d, start + d.first_byte, None)
+                        .await?;
                 hold(body, start + d.first_token, &d, &route.streaming).await
             }
             .await;
