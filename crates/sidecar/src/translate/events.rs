@@ -493,14 +493,14 @@ impl AnthropicToOpenai {
                 if let Some(input) = v.pointer("/usage/input_tokens").and_then(Value::as_u64) {
                     self.input_tokens = input;
                 }
-                self.closing(false)
+                self.closing()
             }
             "message_stop" => {
                 if self.done {
                     return Vec::new();
                 }
                 let mut out = if self.finish.is_none() {
-                    self.closing(false)
+                    self.closing()
                 } else {
                     Vec::new()
                 };
@@ -512,8 +512,8 @@ impl AnthropicToOpenai {
         }
     }
 
-    /// The finish chunk (when not yet sent) and the usage chunk the client asked for.
-    fn closing(&mut self, with_done: bool) -> Vec<Bytes> {
+    /// The finish chunk and the usage chunk the client asked for.
+    fn closing(&mut self) -> Vec<Bytes> {
         let reason = *self.finish.get_or_insert("stop");
         let mut out = vec![data(&self.chunk(json!({}), Some(reason)))];
         if self.include_usage {
@@ -523,10 +523,6 @@ impl AnthropicToOpenai {
                 "usage": {"prompt_tokens": self.input_tokens, "completion_tokens": self.output_tokens,
                           "total_tokens": self.input_tokens + self.output_tokens},
             })));
-        }
-        if with_done {
-            out.push(Bytes::from_static(b"data: [DONE]\n\n"));
-            self.done = true;
         }
         out
     }
