@@ -43,7 +43,13 @@ async fn a_changed_file_is_applied_and_a_bad_one_keeps_the_last_good_routes() {
 
     // An invalid change: rejected, the last good routes keep serving.
     std::fs::write(sc.routes_path(), "apiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {name: r}\nspec:\n  match: {models: []}\n  targets: []\n").unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rejected = r#"plumb_policy_loads_total{result="rejected"} 1"#;
+    assert!(
+        crate::support::eventually(|| async {
+            crate::support::metrics(&sc.admin).await.contains(rejected)
+        })
+        .await
+    );
     let r = sc.openai(chat(false)).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "x-plumb-served-by"), "renamed");
@@ -79,7 +85,10 @@ async fn reloads_do_not_drop_requests_in_flight() {
         );
         tokio::spawn(req.send())
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The request has reached the primary, which holds its answer back.
+    assert!(
+        crate::support::eventually(|| async { !sim.attempts(Some("sim-gpt")).is_empty() }).await
+    );
     let base = format!("{}/v1", sim.base_url());
     std::fs::write(
         sc.routes_path(),
@@ -129,7 +138,9 @@ async fn sigterm_drains_in_flight_requests_and_exits_zero() {
     );
     let mut sc = Sidecar::start(&two_openai(&sim, "sim-gpt", ""));
     let inflight = tokio::spawn(sc.openai(chat(false)).send());
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        crate::support::eventually(|| async { !sim.attempts(Some("sim-gpt")).is_empty() }).await
+    );
     sc.signal("TERM");
     let r = inflight.await.unwrap().unwrap();
     assert_eq!(r.status(), 200, "the in-flight request finished");

@@ -573,13 +573,22 @@ async fn interrupted_streams_leak_no_connections_or_memory() {
         round("stream_cut:after=3").await;
         round("stream_stall:after=3,stall=2s").await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Settled: the count no longer changes between two looks.
+    let mut last = open_fds(pid);
+    crate::support::eventually(|| {
+        let now = open_fds(pid);
+        let settled = now == last;
+        last = now;
+        async move { settled }
+    })
+    .await;
     let (fds, rss) = (open_fds(pid), rss_kib(pid));
     for _ in 0..40 {
         round("stream_cut:after=3").await;
         round("stream_stall:after=3,stall=2s").await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Connections closed by the last rounds may take a moment to be reaped.
+    crate::support::eventually(|| async { open_fds(pid) <= fds + 2 }).await;
     let (fds_after, rss_after) = (open_fds(pid), rss_kib(pid));
     assert!(
         fds_after <= fds + 2,
