@@ -13,6 +13,13 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod contract;
+pub use contract::{
+    ConfigMapKeyRef, ContractSpec, Downgrades, EquivalenceMode, EquivalenceSpec, FieldSpec,
+    ForbiddenSpec, MethodKind, MethodSpec, ModelSubstitution, RuleSpec, SchemaSource, ShadowSpec,
+    StreamCheck, ToolArgumentsSpec,
+};
+
 /// The API group of every Plumb resource.
 pub const GROUP: &str = "plumb.dev";
 /// The version of this API.
@@ -68,6 +75,12 @@ pub struct LlmRouteSpec {
     /// How streamed answers are held, checked and repaired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub streaming: Option<StreamingSpec>,
+    /// What every answer must satisfy before it reaches the client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contract: Option<ContractSpec>,
+    /// When a fallback may stand in for the primary, and how that is learned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equivalence: Option<EquivalenceSpec>,
 }
 
 /// What a malformed stream event (data that is not JSON) does once the stream has reached
@@ -300,9 +313,18 @@ pub struct ClassOverrides {
     /// A 200 whose body or stream event is not valid JSON, is empty, or lacks required fields.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub malformed_response: Option<ClassPolicySpec>,
+    /// The answer breaks the contract's JSON requirement or a schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_violation: Option<ClassPolicySpec>,
+    /// The answer breaks a contract rule, a forbidden pattern or the length limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_of_bounds: Option<ClassPolicySpec>,
     /// A stream cut, stalled or corrupted after it reached the client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_interrupted: Option<ClassPolicySpec>,
+    /// The answer names another model (only a failure with `contract.modelSubstitution: fail`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_substituted: Option<ClassPolicySpec>,
 }
 
 /// How to recover from one failure class.
@@ -313,6 +335,11 @@ pub struct ClassPolicySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(max = 10))]
     pub retries: Option<u32>,
+    /// For `schemaViolation` and `outOfBounds`: how many times to re-ask the same target with
+    /// the validation error added to the conversation, before retries and failover (0 to 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 3))]
+    pub repairs: Option<u32>,
     /// Whether to fail over to the next target once retries are spent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failover: Option<bool>,

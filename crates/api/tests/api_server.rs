@@ -193,6 +193,31 @@ async fn the_api_server_refuses_what_its_cel_rules_and_patterns_forbid() {
             Box::new(|r: &mut Value| r["spec"]["targets"] = json!([])),
             "spec.targets",
         ),
+        (
+            "schemasource",
+            Box::new(|r: &mut Value| {
+                r["spec"]["contract"] =
+                    json!({"schema": {"inline": {"type": "object"}, "file": "s.json"}})
+            }),
+            "set exactly one of inline, file or configMapKeyRef",
+        ),
+        (
+            "judge",
+            Box::new(|r: &mut Value| {
+                r["spec"]["equivalence"] = json!({"mode": "enforce", "method": {"kind": "judge"}})
+            }),
+            "the embedding and judge methods need a target",
+        ),
+        (
+            "shadowrate",
+            Box::new(|r: &mut Value| r["spec"]["equivalence"]["shadow"]["rate"] = json!(2)),
+            "spec.equivalence.shadow.rate",
+        ),
+        (
+            "repairs",
+            Box::new(|r: &mut Value| r["spec"]["classes"]["schemaViolation"]["repairs"] = json!(9)),
+            "repairs",
+        ),
     ];
     for (name, mutate, needle) in cases {
         let mut r = route.clone();

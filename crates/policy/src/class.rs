@@ -74,6 +74,9 @@ pub struct Plan {
     pub backoff: Backoff,
     /// Whether to move on to the next target when retries are spent.
     pub failover: bool,
+    /// Times to re-ask the same target with the contract's complaint added to the
+    /// conversation (`schema_violation` and `out_of_bounds` only), before retries.
+    pub repairs: u32,
     /// Retry the same target only when no other target can be tried (a silent provider: retrying
     /// it first only multiplies the wait).
     pub retry_only_as_last_option: bool,
@@ -203,6 +206,7 @@ impl FailureClass {
                     max: ms(max),
                 },
                 failover,
+                repairs: 0,
                 retry_only_as_last_option: false,
             }
         }
@@ -216,15 +220,19 @@ impl FailureClass {
             FailureClass::Overloaded => plan(1, 250, 2_000, true),
             FailureClass::ServerError => plan(1, 100, 1_000, true),
             FailureClass::MalformedResponse => plan(1, 50, 500, true),
+            // One repair, then the next target: a model that broke the contract once usually
+            // fixes it when told what was wrong.
+            FailureClass::SchemaViolation | FailureClass::OutOfBounds => Plan {
+                repairs: 1,
+                ..plan(0, 100, 1_000, true)
+            },
+            // Only a failure when the route's contract says so; then the next target.
             FailureClass::Auth
             | FailureClass::InvalidModel
             | FailureClass::ContextLength
-            | FailureClass::SchemaViolation
-            | FailureClass::OutOfBounds
-            | FailureClass::StreamInterrupted => plan(0, 100, 1_000, true),
-            FailureClass::ContentFilter
-            | FailureClass::BadRequest
-            | FailureClass::ModelSubstituted => plan(0, 100, 1_000, false),
+            | FailureClass::StreamInterrupted
+            | FailureClass::ModelSubstituted => plan(0, 100, 1_000, true),
+            FailureClass::ContentFilter | FailureClass::BadRequest => plan(0, 100, 1_000, false),
         }
     }
 }

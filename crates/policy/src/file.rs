@@ -4,7 +4,8 @@
 use plumb_api::LlmRouteSpec;
 use serde::Deserialize;
 
-use crate::route::{InvalidRoute, RouteId, RouteSet, compile};
+use crate::contract::Sources;
+use crate::route::{InvalidRoute, RouteId, RouteSet, compile_with};
 
 /// Why a routes file was refused. The whole file is refused when any route in it is invalid,
 /// so a half-applied file never serves.
@@ -66,7 +67,17 @@ struct Metadata {
 }
 
 /// Parses and compiles every route of a file. Documents without a namespace are in `default`.
+/// Schema files are read relative to the working directory.
 pub fn parse_routes_file(text: &str) -> Result<RouteSet, InvalidRoutesFile> {
+    parse_routes_file_with(text, &Sources::default())
+}
+
+/// [`parse_routes_file`], with schema references taken from `sources` (standalone: the
+/// routes file's directory).
+pub fn parse_routes_file_with(
+    text: &str,
+    sources: &Sources,
+) -> Result<RouteSet, InvalidRoutesFile> {
     let docs: Vec<Document> =
         serde_saphyr::from_multiple(text).map_err(|e| InvalidRoutesFile::Yaml(e.to_string()))?;
     let mut routes = Vec::with_capacity(docs.len());
@@ -89,14 +100,15 @@ pub fn parse_routes_file(text: &str) -> Result<RouteSet, InvalidRoutesFile> {
             .metadata
             .namespace
             .unwrap_or_else(|| "default".to_owned());
-        let route =
-            compile(&namespace, &name, &doc.spec).map_err(|error| InvalidRoutesFile::Route {
+        let route = compile_with(&namespace, &name, &doc.spec, sources).map_err(|error| {
+            InvalidRoutesFile::Route {
                 id: RouteId {
                     namespace: namespace.clone(),
                     name: name.clone(),
                 },
                 error,
-            })?;
+            }
+        })?;
         routes.push(route);
     }
     if routes.is_empty() {

@@ -7,22 +7,29 @@
 //! the operator (in a cluster) run the same code, so a route accepted by one is accepted by the
 //! other.
 //!
-//! It depends on `plumb-api` only; no I/O, no Kubernetes client.
+//! It depends on `plumb-api` and the schema and CEL engines; its only I/O is reading schema
+//! files a route names. No Kubernetes client.
 //!
 //! - [`class`]: the failure classes and their default plans (the design's table).
 //! - [`route`]: compiling a route, and the [`RouteSet`] a sidecar looks models up in.
+//! - [`contract`]: the checks every answer passes (JSON Schema, CEL rules, patterns, length).
+//! - [`equivalence`]: what failover may do, how answers are compared, what shadowing costs.
 //! - [`file`](mod@file): standalone route files (multi-document YAML).
 
 pub mod class;
+pub mod contract;
 pub mod duration;
+pub mod equivalence;
 pub mod file;
 pub mod route;
 
 pub use class::{Backoff, Blame, BreakerEffect, FailureClass, Plan};
-pub use file::{InvalidRoutesFile, parse_routes_file};
+pub use contract::{Contract, Sources};
+pub use equivalence::Equivalence;
+pub use file::{InvalidRoutesFile, parse_routes_file, parse_routes_file_with};
 pub use plumb_api::Provider;
 pub use route::{
     BreakerSettings, Capabilities, Credentials, Deadlines, InvalidRoute, LastResort,
     MalformedEvents, RetryBudget, Route, RouteId, RouteSet, Streaming, Target, UpstreamKey,
-    compile,
+    compile, compile_with,
 };

@@ -12,7 +12,9 @@ use plumb_api::{
 };
 
 use crate::class::{Backoff, FailureClass, Plan};
+use crate::contract::{Contract, Sources};
 use crate::duration::{self, InvalidDuration};
+use crate::equivalence::Equivalence;
 
 /// A route's identity: namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -50,6 +52,42 @@ pub struct Route {
     pub retry_budget: RetryBudget,
     /// Stream handling.
     pub streaming: Streaming,
+    /// What every answer must satisfy, if the route says.
+    pub contract: Option<Contract>,
+    /// When a fallback may stand in for the primary.
+    pub equivalence: Equivalence,
+}
+
+impl Route {
+    /// The primary: the first target of the lowest priority group. Shadow sampling compares
+    /// fallbacks with it.
+    pub fn primary(&self) -> &Target {
+        let top = self.top_priority();
+        self.targets
+            .iter()
+            .find(|t| t.priority == top)
+            .unwrap_or(&self.targets[0])
+    }
+
+    /// The lowest priority number: the primary's group. Targets of that group are the
+    /// primary's peers by declaration and need no certification.
+    pub fn top_priority(&self) -> u32 {
+        self.targets.iter().map(|t| t.priority).min().unwrap_or(0)
+    }
+
+    /// Whether `target` is in the primary's priority group (and not the last resort).
+    pub fn is_primary_grade(&self, target: &Target) -> bool {
+        target.priority == self.top_priority() && self.targets.iter().any(|t| t.name == target.name)
+    }
+
+    /// Every target, the last resort included.
+    pub fn all_targets(&self) -> impl Iterator<Item = &Target> {
+        let last = match &self.last_resort {
+            LastResort::Target(t) => Some(t.as_ref()),
+            LastResort::FailFast | LastResort::WaitForHalfOpen => None,
+        };
+        self.targets.iter().chain(last)
+    }
 }
 
 /// How streamed answers are held, checked and repaired.
@@ -363,6 +401,14 @@ pub enum InvalidRoute {
     /// The only target is the last resort.
     #[error("spec.lastResort.target: at least one target must stay in normal rotation")]
     NoRotationTarget,
+    /// A contract or equivalence setting that cannot be used.
+    #[error("{field}: {reason}")]
+    Contract {
+        /// The field.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// Another route already serves this model.
     #[error("spec.match.models: {model:?} is already served by route {by}")]
     ModelTaken {
@@ -409,8 +455,19 @@ fn at_least_one(field: &str, value: Option<u32>, default: u32) -> Result<u32, In
 }
 
 /// Compiles one route. `namespace` and `name` come from the resource's metadata (standalone:
-/// `default` unless the document says otherwise).
+/// `default` unless the document says otherwise). Schemas given by file are read relative to
+/// the working directory; ConfigMap references are refused (see [`compile_with`]).
 pub fn compile(namespace: &str, name: &str, spec: &LlmRouteSpec) -> Result<Route, InvalidRoute> {
+    compile_with(namespace, name, spec, &Sources::default())
+}
+
+/// Compiles one route, taking schemas given by reference from `sources`.
+pub fn compile_with(
+    namespace: &str,
+    name: &str,
+    spec: &LlmRouteSpec,
+    sources: &Sources,
+) -> Result<Route, InvalidRoute> {
     let id = RouteId {
         namespace: namespace.to_owned(),
         name: name.to_owned(),
@@ -575,6 +632,23 @@ pub fn compile(namespace: &str, name: &str, spec: &LlmRouteSpec) -> Result<Route
         });
     }
 
+    let contract = spec
+        .contract
+        .as_ref()
+        .map(|c| Contract::compile(c, sources))
+        .transpose()?;
+    let everyone: Vec<&Target> = targets
+        .iter()
+        .chain(match &last_resort {
+            LastResort::Target(t) => Some(t.as_ref()),
+            LastResort::FailFast | LastResort::WaitForHalfOpen => None,
+        })
+        .collect();
+    let equivalence = match &spec.equivalence {
+        Some(e) => Equivalence::compile(e, &everyone)?,
+        None => Equivalence::default(),
+    };
+
     Ok(Route {
         id,
         models: spec.matches.models.clone(),
@@ -585,6 +659,8 @@ pub fn compile(namespace: &str, name: &str, spec: &LlmRouteSpec) -> Result<Route
         breaker,
         retry_budget,
         streaming,
+        contract,
+        equivalence,
     })
 }
 
@@ -696,7 +772,7 @@ fn compile_plans(
     let Some(o) = overrides else {
         return Ok(plans);
     };
-    let entries: [(FailureClass, &Option<ClassPolicySpec>, &str); 12] = [
+    let entries: [(FailureClass, &Option<ClassPolicySpec>, &str); 15] = [
         (FailureClass::Timeout, &o.timeout, "timeout"),
         (FailureClass::Connect, &o.connect, "connect"),
         (FailureClass::RateLimited, &o.rate_limited, "rateLimited"),
@@ -721,9 +797,20 @@ fn compile_plans(
             "malformedResponse",
         ),
         (
+            FailureClass::SchemaViolation,
+            &o.schema_violation,
+            "schemaViolation",
+        ),
+        (FailureClass::OutOfBounds, &o.out_of_bounds, "outOfBounds"),
+        (
             FailureClass::StreamInterrupted,
             &o.stream_interrupted,
             "streamInterrupted",
+        ),
+        (
+            FailureClass::ModelSubstituted,
+            &o.model_substituted,
+            "modelSubstituted",
         ),
     ];
     for (class, spec, key) in entries {
@@ -739,6 +826,27 @@ fn compile_plans(
                 });
             }
             plan.retries = r;
+        }
+        if let Some(n) = spec.repairs {
+            let repairable = matches!(
+                class,
+                FailureClass::SchemaViolation | FailureClass::OutOfBounds
+            );
+            if !repairable && n > 0 {
+                return Err(InvalidRoute::OutOfRange {
+                    field: format!("{field}.repairs"),
+                    value: n.to_string(),
+                    expected: "0: only schemaViolation and outOfBounds can be repaired",
+                });
+            }
+            if n > 3 {
+                return Err(InvalidRoute::OutOfRange {
+                    field: format!("{field}.repairs"),
+                    value: n.to_string(),
+                    expected: "0 to 3",
+                });
+            }
+            plan.repairs = n;
         }
         if let Some(f) = spec.failover {
             plan.failover = f;

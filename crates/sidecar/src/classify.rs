@@ -35,6 +35,8 @@ pub struct Failure {
     pub message: String,
     /// How long the provider asked us to wait, from `retry-after` or its rate-limit headers.
     pub retry_after: Option<Duration>,
+    /// For a contract failure: the answer that was rejected, to repair.
+    pub rejected: Option<Box<crate::verify::Collected>>,
 }
 
 impl Failure {
@@ -46,6 +48,7 @@ impl Failure {
             status: None,
             message: message.into(),
             retry_after: None,
+            rejected: None,
         }
     }
 
@@ -169,6 +172,7 @@ pub fn status(status: u16, headers: &HeaderMap, body: &[u8]) -> Failure {
         status: Some(status),
         message,
         retry_after: retry_after(headers, SystemTime::now()),
+        rejected: None,
     }
 }
 
@@ -262,7 +266,7 @@ fn go_duration(v: &str) -> Option<Duration> {
 
 /// Checks a complete 200 body: valid JSON with the fields a client needs and a non-empty
 /// answer. `Err` carries the `malformed_response` failure.
-pub fn success_body(api: Api, operation: Operation, body: &[u8]) -> Result<(), Failure> {
+pub fn success_body(api: Api, operation: Operation, body: &[u8]) -> Result<Value, Failure> {
     let malformed = |why: &str| {
         Err(Failure::new(
             FailureClass::MalformedResponse,
@@ -325,7 +329,7 @@ pub fn success_body(api: Api, operation: Operation, body: &[u8]) -> Result<(), F
             }
         }
     }
-    Ok(())
+    Ok(v)
 }
 
 /// What a stream event carries, as far as committing is concerned.

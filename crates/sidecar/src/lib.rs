@@ -17,6 +17,7 @@
 //! | [`stream`] | committed streams and their explicit interruption |
 //! | [`upstream`] | connection pools and each provider's request |
 //! | [`translate`] | OpenAI ⇄ Anthropic requests, answers and stream events |
+//! | [`verify`] | every answer against the route's contract; substituted models |
 //! | [`respond`] | client-format errors and `x-plumb-*` headers |
 //! | [`table`], [`standalone`] | the policy in force, and routes files |
 //!
@@ -38,3 +39,4 @@ pub mod stream;
 pub mod table;
 pub mod translate;
 pub mod upstream;
+pub mod verify;

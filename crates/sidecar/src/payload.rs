@@ -6,6 +6,27 @@ use plumb_policy::{Provider, Target};
 use serde_json::{Map, Value};
 
 use crate::translate::{Conversation, Untranslatable};
+use crate::verify::Collected;
+
+/// A JSON Pointer lookup on a map.
+trait PointerGet {
+    fn pointer_get(&self, pointer: &str) -> Option<&Value>;
+}
+
+impl PointerGet for Map<String, Value> {
+    fn pointer_get(&self, pointer: &str) -> Option<&Value> {
+        let (first, rest) = pointer
+            .strip_prefix('/')?
+            .split_once('/')
+            .unwrap_or((pointer.trim_start_matches('/'), ""));
+        let v = self.get(first)?;
+        if rest.is_empty() {
+            Some(v)
+        } else {
+            v.pointer(&format!("/{rest}"))
+        }
+    }
+}
 
 /// The client's API family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,6 +179,54 @@ impl ClientRequest {
             m.push(serde_json::json!({"role": "assistant", "content": text.trim_end()}));
         }
         continued.body_for(target)
+    }
+
+    /// The body as the client sent it.
+    pub fn body(&self) -> &Map<String, Value> {
+        &self.body
+    }
+
+    /// The JSON schema the client asked the answer to follow, if any.
+    pub fn response_schema(&self) -> Option<&Value> {
+        match self.api {
+            Api::Openai => self.body.pointer_get("/response_format/json_schema/schema"),
+            Api::Anthropic => self.body.pointer_get("/output_format/schema"),
+        }
+    }
+
+    /// The request again, with the rejected answer and what was wrong with it added to the
+    /// conversation, so the model can correct itself.
+    pub fn with_repair(&self, rejected: &Collected, complaint: &str) -> ClientRequest {
+        let mut repaired = self.clone();
+        let messages = repaired
+            .body
+            .entry("messages")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::Array(m) = messages {
+            if let Some(call) = rejected.tools.first() {
+                m.push(serde_json::json!({"role": "user", "content": format!(
+                    "Your previous answer called the tool {} with the arguments {}, which do not satisfy the required format: {complaint}. Call it again with arguments that satisfy it exactly.",
+                    call.name, call.arguments
+                )}));
+            } else {
+                if !rejected.text.is_empty() {
+                    m.push(serde_json::json!({"role": "assistant", "content": rejected.text}));
+                }
+                m.push(serde_json::json!({"role": "user", "content": format!(
+                    "Your previous answer does not satisfy the required format: {complaint}. Answer the original request again, following the requirement exactly, with nothing else."
+                )}));
+            }
+        }
+        repaired
+    }
+
+    /// The same request, not streamed (shadow requests read whole answers).
+    pub fn unstreamed(&self) -> ClientRequest {
+        let mut r = self.clone();
+        r.stream = false;
+        r.body.remove("stream");
+        r.body.remove("stream_options");
+        r
     }
 
     /// Whether an OpenAI client asked for usage in its stream.

@@ -19,8 +19,11 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
+use plumb_policy::contract::{ModelSubstitution, Schema, StreamCheck};
 use plumb_policy::{FailureClass, LastResort, Plan, Route, Target};
-use plumb_telemetry::{AttemptLabels, Metrics, RequestLabels, RouteLabels, TargetLabels};
+use plumb_telemetry::{
+    AttemptLabels, ContractLabels, Metrics, OutcomeLabels, RequestLabels, RouteLabels, TargetLabels,
+};
 use serde_json::json;
 use tokio::time::Instant;
 use tracing::Instrument as _;
@@ -37,6 +40,7 @@ use crate::table::{Policy, Table};
 use crate::translate::answer;
 use crate::translate::events::Translator;
 use crate::upstream::{self, Upstreams};
+use crate::verify::{self, Collected, StreamCollector};
 
 /// Largest request body accepted from a client.
 pub const MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
@@ -197,11 +201,13 @@ impl Proxy {
             error.r#type = tracing::field::Empty,
         );
         upstream::trace_context::adopt(&span, &parts.headers);
+        let request_schema = verify::request_schema(&route, &request);
         let resp = Attempts {
             proxy: &self,
             policy: &policy,
             route: &route,
             request: &request,
+            request_schema: request_schema.as_ref(),
             headers: &parts.headers,
             caller_key: caller_key.as_ref(),
             deadline: started + route.deadlines.total,
@@ -298,6 +304,8 @@ struct Attempts<'a> {
     policy: &'a Arc<Policy>,
     route: &'a Arc<Route>,
     request: &'a ClientRequest,
+    /// The schema the client asked for, when the route's contract follows it.
+    request_schema: Option<&'a Schema>,
     headers: &'a HeaderMap,
     caller_key: Option<&'a Secret>,
     deadline: Instant,
@@ -403,6 +411,9 @@ impl Attempts<'_> {
             .breakers
             .get(&target.upstream, self.route.breaker);
         let mut retries = 0u32;
+        let mut repairs = 0u32;
+        // After a contract failure: the request again, with the complaint added.
+        let mut repaired: Option<ClientRequest> = None;
         loop {
             let permit = match breaker.admit() {
                 Admission::Allowed(p) => p,
@@ -431,10 +442,14 @@ impl Attempts<'_> {
                 plumb.target = %target.name,
                 plumb.probe = permit.is_probe(),
                 http.response.status_code = tracing::field::Empty,
+                gen_ai.response.model = tracing::field::Empty,
+                plumb.repair = repaired.is_some(),
                 plumb.failure_class = tracing::field::Empty,
+                plumb.contract = tracing::field::Empty,
                 plumb.plan = tracing::field::Empty,
             );
-            let result = self.attempt(target).instrument(span.clone()).await;
+            let request = repaired.as_ref().unwrap_or(self.request);
+            let result = self.attempt(target, request).instrument(span.clone()).await;
             self.proxy
                 .metrics
                 .attempt_duration
@@ -443,9 +458,16 @@ impl Attempts<'_> {
                     target: target.name.clone(),
                 })
                 .observe(started.elapsed().as_secs_f64());
+            let was_repair = repaired.is_some();
             let failure = match result {
                 Ok(answer) => {
                     span.record("http.response.status_code", answer.status());
+                    if self.route.contract.is_some() {
+                        span.record("plumb.contract", "passed");
+                    }
+                    if was_repair {
+                        self.count_repair(target, "repaired");
+                    }
                     let state = permit.success();
                     self.set_breaker_gauge(target, state);
                     self.count_attempt(target, "ok");
@@ -460,7 +482,29 @@ impl Attempts<'_> {
             if let Some(status) = failure.status {
                 span.record("http.response.status_code", status);
             }
+            if was_repair {
+                self.count_repair(target, "failed");
+            }
+            let mut failure = failure;
+            let rejected = failure.rejected.take();
+            let complaint = failure.message.clone();
+            if rejected.is_some() {
+                span.record("plumb.contract", complaint.as_str());
+            }
             self.record_failure(target, failure, permit);
+            // A contract failure is repaired first, as often as the plan allows: the same
+            // target, told what was wrong.
+            if let Some(rejected) = rejected
+                && repairs < plan.repairs
+                && Instant::now() < self.deadline
+                && budget.try_retry()
+            {
+                repairs += 1;
+                span.record("plumb.plan", "repair");
+                repaired = Some(self.request.with_repair(&rejected, &complaint));
+                continue;
+            }
+            repaired = None;
             let next = self.next(class, &plan, retries, others_left, retry_after, budget);
             span.record(
                 "plumb.plan",
@@ -563,6 +607,82 @@ impl Attempts<'_> {
             .inc();
     }
 
+    fn count_repair(&self, target: &Target, outcome: &'static str) {
+        self.proxy
+            .metrics
+            .repairs
+            .get_or_create(&OutcomeLabels {
+                route: self.label.clone(),
+                target: target.name.clone(),
+                outcome,
+            })
+            .inc();
+    }
+
+    /// Checks what an answer says: the model it names, then the route's contract. A
+    /// contract failure carries the rejected answer, for a repair.
+    fn verify(&self, target: &Target, collected: Collected) -> Result<(), Failure> {
+        self.verify_model(target, &collected)?;
+        verify::check(self.route, self.request, self.request_schema, &collected).map_err(|v| {
+            self.count_contract_failure(target, &v);
+            let mut f = Failure::new(v.class, Phase::Body, v.to_string());
+            f.rejected = Some(Box::new(collected));
+            f
+        })
+    }
+
+    fn count_contract_failure(&self, target: &Target, v: &plumb_policy::contract::Violation) {
+        self.proxy
+            .metrics
+            .contract_failures
+            .get_or_create(&ContractLabels {
+                route: self.label.clone(),
+                target: target.name.clone(),
+                class: v.class.as_str(),
+                check: v.check.clone(),
+            })
+            .inc();
+        tracing::warn!(route = %self.route.id, target = %target.name, class = %v.class,
+            check = %v.check, "the answer broke the route's contract");
+    }
+
+    /// Records the model an answer names and, when the route says so, fails an answer from a
+    /// substituted model.
+    fn verify_model(&self, target: &Target, collected: &Collected) -> Result<(), Failure> {
+        let span = tracing::Span::current();
+        if let Some(m) = &collected.model {
+            span.record("gen_ai.response.model", m.as_str());
+        }
+        if let Some(named) = verify::substituted(target, collected) {
+            self.proxy
+                .metrics
+                .model_substitutions
+                .get_or_create(&TargetLabels {
+                    route: self.label.clone(),
+                    target: target.name.clone(),
+                })
+                .inc();
+            tracing::warn!(route = %self.route.id, target = %target.name, asked = %target.model,
+                answered = %named, "the answer names another model than the target was asked for");
+            let fail = self
+                .route
+                .contract
+                .as_ref()
+                .is_some_and(|c| c.model_substitution == ModelSubstitution::Fail);
+            if fail {
+                return Err(Failure::new(
+                    FailureClass::ModelSubstituted,
+                    Phase::Body,
+                    format!(
+                        "the target was asked for model {:?} and answered as {named:?}",
+                        target.model
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn set_breaker_gauge(&self, target: &Target, state: crate::breaker::BreakerState) {
         self.proxy
             .metrics
@@ -576,12 +696,11 @@ impl Attempts<'_> {
 
     /// One attempt on one target: send, wait for the head, and verify the body (or a stream's
     /// first event) before anything reaches the client.
-    async fn attempt(&self, target: &Target) -> Result<Answer, Failure> {
+    async fn attempt(&self, target: &Target, request: &ClientRequest) -> Result<Answer, Failure> {
         let d = &self.route.deadlines;
         let start = Instant::now();
         let key = self.policy.keys.for_target(target, self.caller_key);
-        let body = self
-            .request
+        let body = request
             .body_for(target)
             .map_err(|e| Failure::new(FailureClass::BadRequest, Phase::Head, e.to_string()))?;
         let req = upstream::request(target, self.request.operation, body, key, self.headers)
@@ -620,7 +739,28 @@ impl Attempts<'_> {
                 ));
             }
             let first_deadline = self.deadline.min(start + d.first_token);
-            let (first, rest) = hold(body, first_deadline, d, &self.route.streaming).await?;
+            // A contract checked before commit holds the whole answer.
+            let whole = self
+                .route
+                .contract
+                .as_ref()
+                .is_some_and(|c| c.streams == StreamCheck::BeforeCommit);
+            let until_end = whole.then_some(self.deadline);
+            let (first, rest) =
+                hold(body, first_deadline, d, &self.route.streaming, until_end).await?;
+            let mut collector = StreamCollector::new(Api::of(target.provider));
+            collector.push_bytes(&first);
+            let collected = collector.collected().clone();
+            if whole {
+                self.verify(target, collected)?;
+            } else {
+                // Only the model is known yet; the contract runs at the end of the stream.
+                let model_only = Collected {
+                    model: collected.model,
+                    ..Collected::default()
+                };
+                self.verify_model(target, &model_only)?;
+            }
             return Ok(Answer::Stream { head, first, rest });
         }
         let body = match read_body(body, MAX_RESPONSE_BYTES, self.deadline).await {
@@ -636,7 +776,10 @@ impl Attempts<'_> {
                 ));
             }
         };
-        classify::success_body(Api::of(target.provider), self.request.operation, &body)?;
+        let value = classify::success_body(Api::of(target.provider), request.operation, &body)?;
+        if request.operation == Operation::Chat {
+            self.verify(target, verify::whole(Api::of(target.provider), &value))?;
+        }
         Ok(Answer::Whole { head, body })
     }
 
@@ -698,11 +841,26 @@ impl Attempts<'_> {
                         .then(|| self.resumer(target)),
                     include_usage: self.request.include_usage(),
                     created: unix_now(),
+                    after_commit: self.after_commit(target),
                 };
                 let relay = Relay::new(options, first, rest, move |end| match end {
                     StreamEnd::Interrupted { reason, bytes } => {
                         metrics.streams_interrupted.get_or_create(&labels).inc();
                         tracing::warn!(route = %labels.route, target = %labels.target, reason, bytes, "stream interrupted after commit");
+                    }
+                    StreamEnd::Rejected { violation, bytes } => {
+                        metrics
+                            .contract_failures
+                            .get_or_create(&ContractLabels {
+                                route: labels.route.clone(),
+                                target: labels.target.clone(),
+                                class: violation.class.as_str(),
+                                check: violation.check.clone(),
+                            })
+                            .inc();
+                        tracing::warn!(route = %labels.route, target = %labels.target,
+                            class = %violation.class, check = %violation.check, bytes,
+                            "a streamed answer broke the contract after commit; it ended with an error event");
                     }
                     StreamEnd::Completed { .. } | StreamEnd::ClientGone { .. } => {}
                 });
@@ -724,6 +882,21 @@ impl Attempts<'_> {
         }
         respond::account(h, &account);
         resp
+    }
+
+    /// The contract check of a stream checked after commit, if the route has one.
+    fn after_commit(&self, target: &Target) -> Option<crate::stream::AfterCommit> {
+        let contract = self.route.contract.as_ref()?;
+        if contract.streams != StreamCheck::AfterCommit {
+            return None;
+        }
+        let route = self.route.clone();
+        let request = self.request.clone();
+        let schema = self.request_schema.cloned();
+        Some(crate::stream::AfterCommit {
+            collector: StreamCollector::new(Api::of(target.provider)),
+            check: Box::new(move |answer| verify::check(&route, &request, schema.as_ref(), answer)),
+        })
     }
 
     /// What continues this request's stream on another target if it is cut after commit.
@@ -948,7 +1121,7 @@ impl Continuation {
                 let (_, body) =
                     successful_head(&self.proxy.upstreams, req, &d, start + d.first_byte, None)
                         .await?;
-                hold(body, start + d.first_token, &d, &route.streaming).await
+                hold(body, start + d.first_token, &d, &route.streaming, None).await
             }
             .await;
             let labels = AttemptLabels {
@@ -1007,12 +1180,21 @@ async fn read_body(body: Incoming, limit: usize, deadline: Instant) -> Result<By
 /// milliseconds after it. Every event held is checked, so an error event, a malformed event, a
 /// stall or a cut inside the hold still fails over invisibly. Returns everything read, to be
 /// sent at commit, and the rest of the stream.
+///
+/// With `until_end` (a contract checked before commit) the hold lasts until the answer is
+/// complete, within that deadline.
 async fn hold(
     mut body: Incoming,
     first_token_deadline: Instant,
     d: &plumb_policy::Deadlines,
     s: &plumb_policy::Streaming,
+    until_end: Option<Instant>,
 ) -> Result<(Bytes, Incoming), Failure> {
+    let limit = if until_end.is_some() {
+        MAX_RESPONSE_BYTES
+    } else {
+        MAX_FIRST_EVENT_BYTES
+    };
     let mut buf = BytesMut::new();
     let mut checked = 0;
     // Set when the first token arrives: (when the hold ends, events held since).
@@ -1050,26 +1232,33 @@ async fn hold(
         if let Some((until, events)) = holding {
             // A zero holdFor sets no time limit: the events and bytes do.
             let timed_out = !s.hold_for.is_zero() && Instant::now() >= until;
-            let held_enough =
-                events >= s.hold_events || buf.len() >= s.hold_bytes as usize || timed_out;
+            let held_enough = until_end.is_none()
+                && (events >= s.hold_events || buf.len() >= s.hold_bytes as usize || timed_out);
             if finished || held_enough {
                 return Ok((buf.freeze(), body));
             }
         }
-        if buf.len() > MAX_FIRST_EVENT_BYTES {
+        if buf.len() > limit {
             return Err(Failure::new(
                 FailureClass::MalformedResponse,
                 Phase::Body,
-                "more than 1 MiB of stream arrived before the first token",
+                if until_end.is_some() {
+                    "the streamed answer held for the contract is larger than 64 MiB"
+                } else {
+                    "more than 1 MiB of stream arrived before the first token"
+                },
             ));
         }
-        let (deadline, what, limit) = match holding {
-            None => (first_token_deadline, "first-token", d.first_token),
-            Some(_) => (Instant::now() + d.stream_idle, "stream-idle", d.stream_idle),
+        let (deadline, what, limit) = match (holding, until_end) {
+            (None, _) => (first_token_deadline, "first-token", d.first_token),
+            (Some(_), Some(end)) if end <= Instant::now() + d.stream_idle => {
+                (end, "total", d.total)
+            }
+            (Some(_), _) => (Instant::now() + d.stream_idle, "stream-idle", d.stream_idle),
         };
         // Inside the hold, its end is not a failure: stop waiting then and commit.
         let wait_until = match holding {
-            Some((until, _)) if !s.hold_for.is_zero() => deadline.min(until),
+            Some((until, _)) if !s.hold_for.is_zero() && until_end.is_none() => deadline.min(until),
             Some(_) | None => deadline,
         };
         let frame = match tokio::time::timeout_at(wait_until, body.frame()).await {

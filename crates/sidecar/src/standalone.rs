@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use plumb_policy::{InvalidRoutesFile, parse_routes_file};
+use plumb_policy::{InvalidRoutesFile, Sources, parse_routes_file_with};
 use plumb_telemetry::{Metrics, ReloadLabels};
 
 use crate::keys::{InvalidKey, Keys};
@@ -61,9 +61,12 @@ pub fn load(path: &Path) -> Result<(Policy, u64), LoadError> {
     })?;
     let hash = fingerprint(&bytes);
     let text = String::from_utf8_lossy(&bytes);
-    let routes = parse_routes_file(&text).map_err(|source| LoadError::Routes {
-        path: display.clone(),
-        source: Box::new(source),
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let routes = parse_routes_file_with(&text, &Sources::in_dir(dir)).map_err(|source| {
+        LoadError::Routes {
+            path: display.clone(),
+            source: Box::new(source),
+        }
     })?;
     let keys = Keys::resolve_local(&routes, |v| std::env::var(v).ok()).map_err(|source| {
         LoadError::Key {

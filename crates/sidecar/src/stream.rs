@@ -20,9 +20,12 @@ use tokio::time::{Instant, Sleep};
 use plumb_policy::MalformedEvents;
 use tokio::sync::oneshot;
 
+use plumb_policy::contract::Violation;
+
 use crate::payload::Api;
 use crate::respond::BoxError;
 use crate::translate::events::{EventError, Incomplete, SseReader, Translator};
+use crate::verify::{Collected, StreamCollector};
 
 /// How a committed stream ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,7 +47,27 @@ pub enum StreamEnd {
         /// Bytes relayed before.
         bytes: u64,
     },
+    /// The complete answer broke the route's contract; the client got an error event
+    /// instead of the stream's normal end.
+    Rejected {
+        /// What was wrong.
+        violation: Violation,
+        /// Bytes relayed before.
+        bytes: u64,
+    },
 }
+
+/// A contract checked after commit: the answer is collected as it passes and checked before
+/// the stream's terminator reaches the client.
+pub struct AfterCommit {
+    /// Collects tool calls (the translator keeps the text).
+    pub collector: StreamCollector,
+    /// The route's contract, applied to the complete answer.
+    pub check: ContractCheck,
+}
+
+/// A route's contract applied to a complete answer.
+pub type ContractCheck = Box<dyn Fn(&Collected) -> Result<(), Violation> + Send + Sync>;
 
 type Report = Box<dyn FnOnce(StreamEnd) + Send + Sync>;
 
@@ -91,6 +114,7 @@ pub struct Relay {
     resuming: Option<Resuming>,
     include_usage: bool,
     created: u64,
+    after_commit: Option<AfterCommit>,
 }
 
 /// How a committed stream is relayed.
@@ -113,6 +137,8 @@ pub struct RelayOptions {
     pub include_usage: bool,
     /// The `created` stamp of translated OpenAI chunks.
     pub created: u64,
+    /// The contract, when the route checks streams after commit.
+    pub after_commit: Option<AfterCommit>,
 }
 
 impl Relay {
@@ -144,6 +170,33 @@ impl Relay {
             resuming: None,
             include_usage: options.include_usage,
             created: options.created,
+            after_commit: options.after_commit,
+        }
+    }
+
+    /// Whether the complete answer passes the contract (always, without one). A failing
+    /// answer ends the stream with an error event instead of its terminator.
+    fn answer_passes(&mut self) -> bool {
+        let Some(ac) = self.after_commit.take() else {
+            return true;
+        };
+        let answer = Collected {
+            text: self.translator.text().to_owned(),
+            tools: ac.collector.collected().tools.clone(),
+            model: None,
+        };
+        match (ac.check)(&answer) {
+            Ok(()) => true,
+            Err(violation) => {
+                self.upstream = None;
+                self.resume = None;
+                self.done = true;
+                let bytes = self.bytes;
+                self.out
+                    .push_back(rejected_event(self.api, &self.target, &violation));
+                self.end(StreamEnd::Rejected { violation, bytes });
+                false
+            }
         }
     }
 
@@ -188,6 +241,15 @@ impl Relay {
             let Some(ev) = self.sse.next_event() else {
                 return;
             };
+            if let Some(ac) = self.after_commit.as_mut() {
+                ac.collector.event(&ev);
+                let terminal = ev.data == "[DONE]"
+                    || ev.name.as_deref() == Some("message_stop")
+                    || (ev.name.is_none() && ev.data.contains(r#""type":"message_stop""#));
+                if terminal && !self.answer_passes() {
+                    return;
+                }
+            }
             match self.translator.event(&ev) {
                 Ok(out) => self.out.extend(out),
                 Err(EventError::Malformed) => match self.malformed {
@@ -212,6 +274,7 @@ impl Relay {
         }
         self.upstream = None;
         match self.translator.finish() {
+            Ok(_) if !self.answer_passes() => {}
             Ok(tail) => {
                 self.out.extend(tail);
                 self.done = true;
@@ -244,6 +307,29 @@ pub fn interrupted_event(api: Api, target: &str, reason: &str, detail: &str, byt
     };
     Bytes::from(format!(
         "{event}: plumb stream_interrupted target={target} reason={reason}\n\n"
+    ))
+}
+
+/// The events that end a stream whose answer broke the contract: an error event in the
+/// client's format (the SDKs raise it), then a comment line for humans and logs.
+pub fn rejected_event(api: Api, target: &str, violation: &Violation) -> Bytes {
+    let class = violation.class.as_str();
+    let message = format!(
+        "plumb: the answer from target {target} broke the route's contract ({violation}); do not use it"
+    );
+    let event = match api {
+        Api::Openai => format!(
+            "data: {}\n\n",
+            json!({"error": {"message": message, "type": class, "code": class, "param": null}})
+        ),
+        Api::Anthropic => format!(
+            "event: error\ndata: {}\n\n",
+            json!({"type": "error", "error": {"type": "api_error", "message": message}})
+        ),
+    };
+    Bytes::from(format!(
+        "{event}: plumb {class} target={target} check={}\n\n",
+        violation.check
     ))
 }
 

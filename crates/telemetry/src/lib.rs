@@ -51,6 +51,31 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+/// Labels of a contract failure.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ContractLabels {
+    /// The route.
+    pub route: String,
+    /// The target whose answer failed.
+    pub target: String,
+    /// `schema_violation` or `out_of_bounds`.
+    pub class: &'static str,
+    /// The check that failed (`schema`, `rules[0]`…), bounded by the route's contract.
+    pub check: String,
+}
+
+/// Labels of a repair or an equivalence verdict.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// The route.
+    pub route: String,
+    /// The target.
+    pub target: String,
+    /// A fixed outcome: `repaired`/`failed` for repairs; `agree`/`disagree`/`error` for
+    /// shadow comparisons; `certified`/`uncertified`/`refused`/`not_required` for failovers.
+    pub outcome: &'static str,
+}
+
 /// Labels of a policy load.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabels {
@@ -79,6 +104,18 @@ pub struct Metrics {
     pub policy_loads: Family<ReloadLabels, Counter>,
     /// `plumb_streams_interrupted_total`: streams ended with an error event after commit.
     pub streams_interrupted: Family<TargetLabels, Counter>,
+    /// `plumb_contract_failures_total`: answers that broke the route's contract.
+    pub contract_failures: Family<ContractLabels, Counter>,
+    /// `plumb_repairs_total`: repair attempts by outcome.
+    pub repairs: Family<OutcomeLabels, Counter>,
+    /// `plumb_model_substitutions_total`: answers naming another model than asked for.
+    pub model_substitutions: Family<TargetLabels, Counter>,
+    /// `plumb_shadow_comparisons_total`: shadow comparisons of a candidate by verdict.
+    pub shadow_comparisons: Family<OutcomeLabels, Counter>,
+    /// `plumb_shadow_skipped_total`: sampled shadows not sent because a limit was reached.
+    pub shadow_skipped: Family<RouteLabels, Counter>,
+    /// `plumb_failover_equivalence_total`: failed-over answers (and refusals) by certification.
+    pub failover_equivalence: Family<OutcomeLabels, Counter>,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -112,6 +149,12 @@ impl Metrics {
         let retry_budget_exhausted = Family::<RouteLabels, Counter>::default();
         let policy_loads = Family::<ReloadLabels, Counter>::default();
         let streams_interrupted = Family::<TargetLabels, Counter>::default();
+        let contract_failures = Family::<ContractLabels, Counter>::default();
+        let repairs = Family::<OutcomeLabels, Counter>::default();
+        let model_substitutions = Family::<TargetLabels, Counter>::default();
+        let shadow_comparisons = Family::<OutcomeLabels, Counter>::default();
+        let shadow_skipped = Family::<RouteLabels, Counter>::default();
+        let failover_equivalence = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "plumb_requests",
             "Client requests by route, API and outcome",
@@ -157,6 +200,36 @@ impl Metrics {
             "Streams ended with an explicit error event after reaching the client",
             streams_interrupted.clone(),
         );
+        registry.register(
+            "plumb_contract_failures",
+            "Answers that broke the route's contract, by target, class and check",
+            contract_failures.clone(),
+        );
+        registry.register(
+            "plumb_repairs",
+            "Repair attempts (the same target re-asked with the contract's complaint) by outcome",
+            repairs.clone(),
+        );
+        registry.register(
+            "plumb_model_substitutions",
+            "Answers that named another model than the target was asked for",
+            model_substitutions.clone(),
+        );
+        registry.register(
+            "plumb_shadow_comparisons",
+            "Shadow comparisons of a fallback candidate with the primary, by verdict",
+            shadow_comparisons.clone(),
+        );
+        registry.register(
+            "plumb_shadow_skipped",
+            "Sampled shadow requests not sent because a concurrency or budget limit was reached",
+            shadow_skipped.clone(),
+        );
+        registry.register(
+            "plumb_failover_equivalence",
+            "Failed-over answers and refused failovers by the candidate's certification",
+            failover_equivalence.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -168,6 +241,12 @@ impl Metrics {
             retry_budget_exhausted,
             policy_loads,
             streams_interrupted,
+            contract_failures,
+            repairs,
+            model_substitutions,
+            shadow_comparisons,
+            shadow_skipped,
+            failover_equivalence,
         }
     }
 

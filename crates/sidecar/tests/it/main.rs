@@ -12,6 +12,7 @@
 )]
 
 mod basics;
+mod contracts;
 mod crossfamily;
 mod golden;
 mod recovery;

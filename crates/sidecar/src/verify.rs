@@ -1,0 +1,314 @@
+//! Verification: what an answer says (its text, its tool calls, the model it names), read from
+//! either family's whole body or stream, and checked against the route's contract before it
+//! counts as a success.
+
+use plumb_policy::contract::{self, Schema, ToolCall, Violation};
+use plumb_policy::{Provider, Route, Target};
+use serde_json::Value;
+
+use crate::payload::{Api, ClientRequest};
+use crate::translate::events::{RawEvent, SseReader};
+
+/// What an answer says.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Collected {
+    /// Text blocks joined.
+    pub text: String,
+    /// Tool calls, in order.
+    pub tools: Vec<ToolCall>,
+    /// The model the answer names.
+    pub model: Option<String>,
+}
+
+/// Reads a whole answer of the `family`'s shape.
+pub fn whole(family: Api, body: &Value) -> Collected {
+    let model = body.get("model").and_then(Value::as_str).map(str::to_owned);
+    match family {
+        Api::Openai => {
+            let message = body.pointer("/choices/0/message");
+            let text = message
+                .and_then(|m| m.get("content"))
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            let tools = message
+                .and_then(|m| m.get("tool_calls"))
+                .and_then(Value::as_array)
+                .map(|calls| {
+                    calls
+                        .iter()
+                        .map(|c| ToolCall {
+                            name: str_at(c, "/function/name"),
+                            arguments: str_at(c, "/function/arguments"),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Collected { text, tools, model }
+        }
+        Api::Anthropic => {
+            let mut c = Collected {
+                model,
+                ..Collected::default()
+            };
+            for block in body
+                .get("content")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                match block.get("type").and_then(Value::as_str) {
+                    Some("text") => c.text.push_str(&str_at(block, "/text")),
+                    Some("tool_use") => c.tools.push(ToolCall {
+                        name: str_at(block, "/name"),
+                        arguments: block.get("input").map(Value::to_string).unwrap_or_default(),
+                    }),
+                    _ => {}
+                }
+            }
+            c
+        }
+    }
+}
+
+fn str_at(v: &Value, pointer: &str) -> String {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// Collects a streamed answer of the `family`'s shape, event by event.
+#[derive(Debug)]
+pub struct StreamCollector {
+    family: Api,
+    collected: Collected,
+    /// OpenAI tool-call index or Anthropic block index → position in `tools`.
+    tool_index: Vec<(u64, usize)>,
+}
+
+impl StreamCollector {
+    /// An empty collector for a stream of `family`'s shape.
+    pub fn new(family: Api) -> StreamCollector {
+        StreamCollector {
+            family,
+            collected: Collected::default(),
+            tool_index: Vec::new(),
+        }
+    }
+
+    /// Reads every whole event of `bytes`.
+    pub fn push_bytes(&mut self, bytes: &[u8]) {
+        let mut sse = SseReader::default();
+        sse.push(bytes);
+        while let Some(ev) = sse.next_event() {
+            self.event(&ev);
+        }
+    }
+
+    fn tool(&mut self, index: u64) -> Option<&mut ToolCall> {
+        let pos = self.tool_index.iter().find(|(i, _)| *i == index)?.1;
+        self.collected.tools.get_mut(pos)
+    }
+
+    /// Reads one upstream event.
+    pub fn event(&mut self, ev: &RawEvent) {
+        let Ok(v) = serde_json::from_str::<Value>(&ev.data) else {
+            return;
+        };
+        match self.family {
+            Api::Openai => {
+                if self.collected.model.is_none() {
+                    self.collected.model =
+                        v.get("model").and_then(Value::as_str).map(str::to_owned);
+                }
+                let Some(delta) = v.pointer("/choices/0/delta") else {
+                    return;
+                };
+                if let Some(t) = delta.get("content").and_then(Value::as_str) {
+                    self.collected.text.push_str(t);
+                }
+                for call in delta
+                    .get("tool_calls")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    let index = call.get("index").and_then(Value::as_u64).unwrap_or(0);
+                    let name = call.pointer("/function/name").and_then(Value::as_str);
+                    let args = call
+                        .pointer("/function/arguments")
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
+                    match (self.tool(index), name) {
+                        (Some(t), _) => t.arguments.push_str(args),
+                        (None, name) => {
+                            self.tool_index.push((index, self.collected.tools.len()));
+                            self.collected.tools.push(ToolCall {
+                                name: name.unwrap_or("").to_owned(),
+                                arguments: args.to_owned(),
+                            });
+                        }
+                    }
+                }
+            }
+            Api::Anthropic => match v.get("type").and_then(Value::as_str) {
+                Some("message_start") => {
+                    self.collected.model = v
+                        .pointer("/message/model")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned);
+                }
+                Some("content_block_start")
+                    if v.pointer("/content_block/type").and_then(Value::as_str)
+                        == Some("tool_use") =>
+                {
+                    let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
+                    self.tool_index.push((index, self.collected.tools.len()));
+                    self.collected.tools.push(ToolCall {
+                        name: str_at(&v, "/content_block/name"),
+                        arguments: String::new(),
+                    });
+                }
+                Some("content_block_delta") => {
+                    let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
+                    if let Some(t) = v.pointer("/delta/text").and_then(Value::as_str) {
+                        self.collected.text.push_str(t);
+                    } else if let Some(p) = v.pointer("/delta/partial_json").and_then(Value::as_str)
+                        && let Some(tool) = self.tool(index)
+                    {
+                        tool.arguments.push_str(p);
+                    }
+                }
+                _ => {}
+            },
+        }
+    }
+
+    /// What the stream said so far.
+    pub fn collected(&self) -> &Collected {
+        &self.collected
+    }
+}
+
+/// The schema the client asked the answer to follow (`response_format.json_schema.schema`, or
+/// Anthropic's `output_format.schema`), compiled. `None` when it asked for none or the route
+/// does not follow it; a schema that does not compile is not the answer's fault and is not
+/// enforced.
+pub fn request_schema(route: &Route, request: &ClientRequest) -> Option<Schema> {
+    let contract = route.contract.as_ref()?;
+    if !contract.request_schema {
+        return None;
+    }
+    let schema = request.response_schema()?;
+    Schema::compile(schema.clone()).ok()
+}
+
+/// Checks an answer against the route's contract.
+pub fn check(
+    route: &Route,
+    request: &ClientRequest,
+    request_schema: Option<&Schema>,
+    c: &Collected,
+) -> Result<(), Violation> {
+    let Some(contract) = &route.contract else {
+        return Ok(());
+    };
+    contract.check(&contract::Answer {
+        text: &c.text,
+        tools: &c.tools,
+        request: request.body(),
+        request_schema,
+    })
+}
+
+/// The model an answer names when it is not the one the target was asked for. A dated
+/// snapshot of the model (`gpt-4o` answered by `gpt-4o-2024-08-06`, `claude-sonnet-4-5` by
+/// `claude-sonnet-4-5-20250929`) is the same model; `gpt-4o-mini` is not. Azure names models,
+/// not deployments, so it is not checked.
+pub fn substituted<'a>(target: &Target, c: &'a Collected) -> Option<&'a str> {
+    if target.provider == Provider::AzureOpenai {
+        return None;
+    }
+    let named = c.model.as_deref().filter(|m| !m.is_empty())?;
+    let asked = target.model.as_str();
+    let same = named == asked
+        || named
+            .strip_prefix(asked)
+            .and_then(|rest| rest.strip_prefix('-').or_else(|| rest.strip_prefix('@')))
+            .is_some_and(|snapshot| {
+                snapshot.starts_with(|c: char| c.is_ascii_digit())
+                    && snapshot.chars().all(|c| c.is_ascii_digit() || c == '-')
+            })
+        || asked
+            .rsplit_once('/')
+            .is_some_and(|(_, base)| named == base);
+    (!same).then_some(named)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn whole_answers_of_both_families() {
+        let c = whole(
+            Api::Openai,
+            &json!({"model": "m", "choices": [{"message": {"content": "hi", "tool_calls": [
+                {"function": {"name": "f", "arguments": "{\"a\":1}"}}]}}]}),
+        );
+        assert_eq!(c.text, "hi");
+        assert_eq!(c.tools[0].name, "f");
+        assert_eq!(c.model.as_deref(), Some("m"));
+        let c = whole(
+            Api::Anthropic,
+            &json!({"model": "c", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"},
+                {"type": "tool_use", "name": "g", "input": {"x": 2}}]}),
+        );
+        assert_eq!(c.text, "ab");
+        assert_eq!(c.tools[0].arguments, r#"{"x":2}"#);
+    }
+
+    #[test]
+    fn dated_snapshots_are_the_same_model_and_smaller_siblings_are_not() {
+        let compiled = plumb_policy::compile(
+            "d",
+            "r",
+            &serde_json::from_value(json!({
+                "match": {"models": ["m"]},
+                "targets": [{"name": "t", "provider": "openai", "baseUrl": "http://h/v1", "model": "gpt-4o", "credentials": {"none": true}}]
+            }))
+            .unwrap_or_else(|e| panic!("{e}")),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let t = &compiled.targets[0];
+        let named = |m: &str| Collected {
+            model: Some(m.to_owned()),
+            ..Collected::default()
+        };
+        assert_eq!(substituted(t, &named("gpt-4o")), None);
+        assert_eq!(substituted(t, &named("gpt-4o-2024-08-06")), None);
+        assert_eq!(substituted(t, &named("gpt-4o-mini")), Some("gpt-4o-mini"));
+        assert_eq!(
+            substituted(t, &named("gpt-3.5-turbo")),
+            Some("gpt-3.5-turbo")
+        );
+        assert_eq!(substituted(t, &Collected::default()), None);
+    }
+
+    #[test]
+    fn streams_of_both_families() {
+        let mut s = StreamCollector::new(Api::Openai);
+        s.push_bytes(b"data: {\"model\":\"m\",\"choices\":[{\"delta\":{\"content\":\"He\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"llo\"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"a\\\"\"}}]}}]}\n\ndata: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\":1}\"}}]}}]}\n\ndata: [DONE]\n\n");
+        assert_eq!(s.collected().text, "Hello");
+        assert_eq!(s.collected().tools[0].arguments, r#"{"a":1}"#);
+        assert_eq!(s.collected().model.as_deref(), Some("m"));
+        let mut s = StreamCollector::new(Api::Anthropic);
+        s.push_bytes(b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"c\"}}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"tool_use\",\"name\":\"g\"}}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{}\"}}\n\n");
+        assert_eq!(s.collected().text, "Hi");
+        assert_eq!(s.collected().tools[0].name, "g");
+        assert_eq!(s.collected().tools[0].arguments, "{}");
+        assert_eq!(s.collected().model.as_deref(), Some("c"));
+    }
+}
