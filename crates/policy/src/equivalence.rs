@@ -106,6 +106,9 @@ pub struct Equivalence {
     pub method: Method,
     /// Shadow sampling.
     pub shadow: Shadow,
+    /// The target the embedding or judge method calls. It is taken out of rotation: it serves
+    /// comparisons only, never client traffic.
+    pub helper: Option<Box<Target>>,
 }
 
 impl Default for Equivalence {
@@ -117,6 +120,7 @@ impl Default for Equivalence {
             downgrades: Downgrades::Allow,
             method: Method::CanonicalJson,
             shadow: Shadow::default(),
+            helper: None,
         }
     }
 }
@@ -262,6 +266,7 @@ impl Equivalence {
             downgrades: spec.downgrades.unwrap_or(d.downgrades),
             method,
             shadow,
+            helper: None,
         })
     }
 }

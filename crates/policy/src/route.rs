@@ -80,13 +80,19 @@ impl Route {
         target.priority == self.top_priority() && self.targets.iter().any(|t| t.name == target.name)
     }
 
-    /// Every target, the last resort included.
-    pub fn all_targets(&self) -> impl Iterator<Item = &Target> {
+    /// The targets that may answer clients: those in rotation, then the last resort.
+    pub fn serving_targets(&self) -> impl Iterator<Item = &Target> {
         let last = match &self.last_resort {
             LastResort::Target(t) => Some(t.as_ref()),
             LastResort::FailFast | LastResort::WaitForHalfOpen => None,
         };
         self.targets.iter().chain(last)
+    }
+
+    /// Every target, the last resort and the comparison's helper included.
+    pub fn all_targets(&self) -> impl Iterator<Item = &Target> {
+        self.serving_targets()
+            .chain(self.equivalence.helper.as_deref())
     }
 }
 
@@ -644,10 +650,38 @@ pub fn compile_with(
             LastResort::FailFast | LastResort::WaitForHalfOpen => None,
         })
         .collect();
-    let equivalence = match &spec.equivalence {
+    let mut equivalence = match &spec.equivalence {
         Some(e) => Equivalence::compile(e, &everyone)?,
         None => Equivalence::default(),
     };
+    drop(everyone);
+    if let Some(name) = equivalence.method.helper().map(str::to_owned) {
+        let field = "spec.equivalence.method.target".to_owned();
+        if matches!(&last_resort, LastResort::Target(t) if t.name == name) {
+            return Err(InvalidRoute::Contract {
+                field,
+                reason: format!(
+                    "{name:?} is the last resort; the comparison needs a target of its own"
+                ),
+            });
+        }
+        let idx =
+            targets
+                .iter()
+                .position(|t| t.name == name)
+                .ok_or_else(|| InvalidRoute::Contract {
+                    field: field.clone(),
+                    reason: format!("no target is named {name:?}"),
+                })?;
+        let helper = targets.remove(idx);
+        if targets.is_empty() {
+            return Err(InvalidRoute::Contract {
+                field,
+                reason: "at least one target must stay in normal rotation".to_owned(),
+            });
+        }
+        equivalence.helper = Some(Box::new(helper));
+    }
 
     Ok(Route {
         id,

@@ -38,6 +38,10 @@ pub enum Skip {
     BreakerOpen,
     /// An earlier failure rules it out (context length, auth).
     RuledOut(FailureClass),
+    /// Outside the primary's priority group, and the route forbids downgrades.
+    Downgrade,
+    /// The route enforces equivalence and this target is not certified (by how far).
+    Uncertified(String),
 }
 
 impl fmt::Display for Skip {
@@ -66,6 +70,10 @@ impl fmt::Display for Skip {
                 f.write_str("uses the same credentials that were refused")
             }
             Skip::RuledOut(class) => write!(f, "ruled out after {class}"),
+            Skip::Downgrade => f.write_str(
+                "outside the primary's priority group, and the route forbids downgrades",
+            ),
+            Skip::Uncertified(why) => f.write_str(why),
         }
     }
 }

@@ -82,13 +82,7 @@ impl Keys {
     ) -> Result<Keys, InvalidKey> {
         let mut keys = Keys::default();
         for route in routes.routes() {
-            let last = match &route.last_resort {
-                plumb_policy::LastResort::Target(t) => Some(t.as_ref()),
-                plumb_policy::LastResort::FailFast | plumb_policy::LastResort::WaitForHalfOpen => {
-                    None
-                }
-            };
-            for target in route.targets.iter().chain(last) {
+            for target in route.all_targets() {
                 let id = || (route.id.to_string(), target.name.clone());
                 let value = match &target.credentials {
                     Credentials::Passthrough | Credentials::None => continue,

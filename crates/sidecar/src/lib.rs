@@ -18,6 +18,7 @@
 //! | [`upstream`] | connection pools and each provider's request |
 //! | [`translate`] | OpenAI ⇄ Anthropic requests, answers and stream events |
 //! | [`verify`] | every answer against the route's contract; substituted models |
+//! | [`equivalence`] | shadow sampling, comparison methods, certification, failover gating |
 //! | [`respond`] | client-format errors and `x-plumb-*` headers |
 //! | [`table`], [`standalone`] | the policy in force, and routes files |
 //!
@@ -27,6 +28,7 @@
 pub mod breaker;
 pub mod classify;
 pub mod config;
+pub mod equivalence;
 pub mod fallback;
 pub mod keys;
 pub mod payload;

@@ -30,6 +30,7 @@ use tracing::Instrument as _;
 
 use crate::breaker::{Admission, Permit};
 use crate::classify::{self, Failure, Phase};
+use crate::equivalence::shadow;
 use crate::fallback::{self, Skip};
 use crate::keys::{Secret, redact};
 use crate::payload::{Api, ClientRequest, InvalidRequest, Operation};
@@ -198,6 +199,7 @@ impl Proxy {
             plumb.served_by = tracing::field::Empty,
             plumb.attempts = tracing::field::Empty,
             plumb.failure_classes = tracing::field::Empty,
+            plumb.equivalence = tracing::field::Empty,
             error.r#type = tracing::field::Empty,
         );
         upstream::trace_context::adopt(&span, &parts.headers);
@@ -341,6 +343,10 @@ impl Attempts<'_> {
                     .push((target.name.clone(), Skip::RuledOut(prior)));
                 continue;
             }
+            if let Err(refusal) = self.gate(target) {
+                self.skipped.push((target.name.clone(), refusal));
+                continue;
+            }
             let others_left = order[i + 1..]
                 .iter()
                 .any(|t| self.ruled_out_by(&order, t).is_none());
@@ -364,7 +370,10 @@ impl Attempts<'_> {
         match &route.last_resort {
             LastResort::FailFast => {}
             LastResort::Target(t) => {
-                if fallback::unfit(t, self.request, self.caller_key.is_some()).is_none()
+                let gated = self.gate(t);
+                if let Err(refusal) = gated {
+                    self.skipped.push((t.name.clone(), refusal));
+                } else if fallback::unfit(t, self.request, self.caller_key.is_some()).is_none()
                     && let Ok(resp) = self.try_target(t, false, false, &budget).await
                 {
                     return resp;
@@ -384,6 +393,30 @@ impl Attempts<'_> {
             }
         }
         self.fail()
+    }
+
+    /// Whether the route's equivalence settings let failover use `target`; a refusal is
+    /// counted.
+    fn gate(&self, target: &Target) -> Result<(), Skip> {
+        let refused =
+            crate::equivalence::gate(self.route, &self.proxy.table.certifications, target).map_err(
+                |r| match r {
+                    crate::equivalence::Refusal::Downgrade => Skip::Downgrade,
+                    crate::equivalence::Refusal::Uncertified(why) => Skip::Uncertified(why),
+                },
+            );
+        if refused.is_err() {
+            self.proxy
+                .metrics
+                .failover_equivalence
+                .get_or_create(&OutcomeLabels {
+                    route: self.label.clone(),
+                    target: target.name.clone(),
+                    outcome: "refused",
+                })
+                .inc();
+        }
+        refused
     }
 
     /// The class of an earlier failure that rules `target` out (a context-length failure
@@ -798,15 +831,44 @@ impl Attempts<'_> {
                 })
                 .inc();
         }
+        let equivalence =
+            crate::equivalence::header(self.route, &self.proxy.table.certifications, target);
+        if !self.route.is_primary_grade(target) {
+            self.proxy
+                .metrics
+                .failover_equivalence
+                .get_or_create(&OutcomeLabels {
+                    route: route_name.clone(),
+                    target: target.name.clone(),
+                    outcome: match equivalence.split(';').next().unwrap_or("") {
+                        "certified" => "certified",
+                        "uncertified" => "uncertified",
+                        _ => "not_required",
+                    },
+                })
+                .inc();
+        }
+        tracing::Span::current().record("plumb.equivalence", equivalence.as_str());
         let account = Account {
             route: Some(&route_name),
             served_by: Some(&target.name),
             attempts: self.attempts,
             failures: &failures,
-            equivalence: Some(if primary { "primary" } else { "not-required" }),
+            equivalence: Some(&equivalence),
         };
         let (head, body) = match answer {
             Answer::Whole { head, body } => {
+                if primary && self.route.is_primary_grade(target) {
+                    shadow::offer(shadow::Offer {
+                        proxy: self.proxy,
+                        policy: self.policy,
+                        route: self.route,
+                        request: self.request,
+                        headers: self.headers,
+                        primary: target,
+                        body: &body,
+                    });
+                }
                 let body = match (Api::of(target.provider), self.request.api) {
                     (Api::Anthropic, Api::Openai) => {
                         translated(&body, |v| answer::anthropic_to_openai(v, unix_now()))
@@ -1013,10 +1075,26 @@ fn untried_status(skipped: &[(String, Skip)]) -> (StatusCode, &'static str) {
         | Skip::Vision
         | Skip::Prefill
         | Skip::ContextWindow { .. } => true,
-        Skip::NoCallerKey | Skip::BreakerOpen | Skip::RuledOut(_) => false,
+        Skip::NoCallerKey
+        | Skip::BreakerOpen
+        | Skip::RuledOut(_)
+        | Skip::Downgrade
+        | Skip::Uncertified(_) => false,
     };
     if all(unfit) {
         return (StatusCode::BAD_REQUEST, "no_capable_target");
+    }
+    if skipped
+        .iter()
+        .any(|(_, s)| matches!(s, Skip::Downgrade | Skip::Uncertified(_)))
+        && skipped.iter().all(|(_, s)| {
+            matches!(
+                s,
+                Skip::Downgrade | Skip::Uncertified(_) | Skip::BreakerOpen | Skip::RuledOut(_)
+            )
+        })
+    {
+        return (StatusCode::SERVICE_UNAVAILABLE, "no_equivalent_target");
     }
     (StatusCode::SERVICE_UNAVAILABLE, "no_target_available")
 }
@@ -1057,6 +1135,44 @@ async fn successful_head(
     Ok((head, body))
 }
 
+/// One whole request to `target` outside a client's request (shadow samples and the
+/// comparison's helper calls): the head within the first-byte deadline, the body within the
+/// total deadline, checked like any answer (`malformed_response` otherwise).
+pub(crate) async fn call_whole(
+    upstreams: &Upstreams,
+    target: &Target,
+    op: Operation,
+    body: Bytes,
+    key: Option<&Secret>,
+    headers: &HeaderMap,
+    d: &plumb_policy::Deadlines,
+) -> Result<serde_json::Value, Failure> {
+    let start = Instant::now();
+    let req = upstream::request(target, op, body, key, headers).map_err(|e| {
+        Failure::new(
+            FailureClass::BadRequest,
+            Phase::Head,
+            format!("the upstream request could not be built: {e}"),
+        )
+    })?;
+    let deadline = start + d.total;
+    let (_, body) = successful_head(
+        upstreams,
+        req,
+        d,
+        deadline.min(start + d.first_byte),
+        Some(deadline),
+    )
+    .await?;
+    let bytes = read_body(body, MAX_RESPONSE_BYTES, deadline)
+        .await
+        .map_err(|e| match e {
+            ReadError::Deadline => Failure::timeout(Phase::Body, "total", d.total),
+            ReadError::Body(msg) => Failure::new(FailureClass::MalformedResponse, Phase::Body, msg),
+        })?;
+    classify::success_body(Api::of(target.provider), op, &bytes)
+}
+
 /// A whole answer in the other family's shape (the body was checked to be JSON already).
 fn translated(body: &Bytes, f: impl Fn(&serde_json::Value) -> serde_json::Value) -> Bytes {
     match serde_json::from_slice::<serde_json::Value>(body) {
@@ -1094,6 +1210,7 @@ impl Continuation {
         let candidates = route.targets.iter().chain(last).filter(|t| {
             t.name != self.failed
                 && t.capabilities.prefill
+                && crate::equivalence::gate(route, &self.proxy.table.certifications, t).is_ok()
                 && fallback::unfit(t, &self.request, self.caller_key.is_some()).is_none()
         });
         for target in candidates {

@@ -100,7 +100,7 @@ pub struct Account<'a> {
     /// Classes of the failed attempts, in order.
     pub failures: &'a [FailureClass],
     /// `x-plumb-equivalence`.
-    pub equivalence: Option<&'static str>,
+    pub equivalence: Option<&'a str>,
 }
 
 /// Adds the `x-plumb-*` headers.
@@ -116,7 +116,7 @@ pub fn account(h: &mut HeaderMap, a: &Account<'_>) {
     let classes: Vec<&str> = a.failures.iter().map(|c| c.as_str()).collect();
     h.insert("x-plumb-failure-classes", value(&classes.join(",")));
     if let Some(e) = a.equivalence {
-        h.insert("x-plumb-equivalence", HeaderValue::from_static(e));
+        h.insert("x-plumb-equivalence", value(e));
     }
 }
 

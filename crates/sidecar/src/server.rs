@@ -95,6 +95,8 @@ async fn accept_admin(listener: TcpListener, proxy: Arc<Proxy>) {
 }
 
 /// `/healthz`: the process serves. `/readyz`: it has a policy. `/metrics`: Prometheus text.
+/// `/equivalence`: what shadow sampling learned, per route and (primary, candidate) pair, as
+/// JSON.
 fn admin(proxy: &Proxy, req: &Request<Incoming>) -> Response<Body> {
     let text = |status: StatusCode, body: String, content_type: &'static str| {
         let mut r = Response::new(respond::full(body));
@@ -125,9 +127,14 @@ fn admin(proxy: &Proxy, req: &Request<Incoming>) -> Response<Body> {
             let (body, content_type) = proxy.metrics.encode_for(accept);
             text(StatusCode::OK, body, content_type)
         }
+        (&Method::GET, "/equivalence") => text(
+            StatusCode::OK,
+            serde_json::to_string_pretty(&proxy.table.certifications.records()).unwrap_or_default(),
+            "application/json",
+        ),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /healthz, /readyz or /metrics\n".into(),
+            "not found: try /healthz, /readyz, /metrics or /equivalence\n".into(),
             "text/plain",
         ),
     }

@@ -1,6 +1,6 @@
 //! The policy in force: the routes and their keys, swapped atomically so a reload never drops
 //! or mixes in-flight requests (each request keeps the snapshot it started with), plus the
-//! state that outlives reloads — breakers and retry budgets.
+//! state that outlives reloads — breakers, retry budgets, certifications and shadow limits.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,6 +10,8 @@ use plumb_policy::{RouteId, RouteSet};
 use plumb_telemetry::{Metrics, TargetLabels};
 
 use crate::breaker::Breakers;
+use crate::equivalence::Certifications;
+use crate::equivalence::shadow::Shadows;
 use crate::keys::Keys;
 use crate::retry::Budget;
 
@@ -29,6 +31,10 @@ pub struct Table {
     current: ArcSwapOption<Policy>,
     /// Breakers by upstream.
     pub breakers: Breakers,
+    /// What shadow sampling learned of each route's candidates.
+    pub certifications: Certifications,
+    /// Each route's shadow limits in force.
+    pub shadows: Shadows,
     budgets: Mutex<HashMap<RouteId, Arc<Budget>>>,
 }
 
@@ -44,6 +50,8 @@ impl Table {
         Table {
             current: ArcSwapOption::empty(),
             breakers: Breakers::default(),
+            certifications: Certifications::default(),
+            shadows: Shadows::default(),
             budgets: Mutex::new(HashMap::new()),
         }
     }

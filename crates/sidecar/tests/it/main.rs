@@ -14,6 +14,7 @@
 mod basics;
 mod contracts;
 mod crossfamily;
+mod equivalence;
 mod golden;
 mod recovery;
 mod spans;

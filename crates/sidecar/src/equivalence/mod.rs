@@ -1,0 +1,275 @@
+//! Equivalence: whether a fallback's answers agree with the primary's, learned ahead of time by
+//! shadow sampling, and used to decide whether failover to it is a recovery.
+//!
+//! - [`compare`]: the comparison methods.
+//! - [`shadow`]: sampling successful primary requests and asking the candidates too.
+//! - [`Certifications`]: agreements and samples per route and (primary, candidate) pair, with
+//!   a Wilson lower bound; kept across policy reloads, keyed by upstream so a target that
+//!   changes model starts again from nothing.
+
+pub mod compare;
+pub mod shadow;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use plumb_policy::equivalence::{Downgrades, Equivalence, EquivalenceMode};
+use plumb_policy::{Route, RouteId, Target, UpstreamKey};
+use serde::Serialize;
+
+/// Agreements out of samples.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    /// Samples where the candidate agreed.
+    pub agreements: u64,
+    /// Samples compared.
+    pub samples: u64,
+}
+
+impl Tally {
+    /// The observed agreement rate (0 without samples).
+    pub fn agreement(&self) -> f64 {
+        if self.samples == 0 {
+            0.0
+        } else {
+            self.agreements as f64 / self.samples as f64
+        }
+    }
+
+    /// The lower bound of the 95% Wilson score interval of the agreement rate: what the
+    /// agreement is at least, given how few samples there may be (0 without samples).
+    pub fn lower_bound(&self) -> f64 {
+        if self.samples == 0 {
+            return 0.0;
+        }
+        const Z: f64 = 1.959_963_984_540_054;
+        let n = self.samples as f64;
+        let p = self.agreement();
+        let z2 = Z * Z;
+        let centre = p + z2 / (2.0 * n);
+        let spread = Z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+        ((centre - spread) / (1.0 + z2 / n)).clamp(0.0, 1.0)
+    }
+
+    /// Whether this tally certifies a candidate under a route's settings.
+    pub fn certifies(&self, e: &Equivalence) -> bool {
+        self.samples >= u64::from(e.min_samples) && self.lower_bound() >= e.threshold
+    }
+
+    /// The `x-plumb-equivalence` value: `certified; agreement=0.97; lower=0.93; n=212` or
+    /// `uncertified; n=3`.
+    pub fn header(&self, e: &Equivalence) -> String {
+        if self.certifies(e) {
+            format!(
+                "certified; agreement={:.2}; lower={:.2}; n={}",
+                self.agreement(),
+                self.lower_bound(),
+                self.samples
+            )
+        } else {
+            format!("uncertified; n={}", self.samples)
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct PairKey {
+    route: RouteId,
+    primary: UpstreamKey,
+    candidate: UpstreamKey,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Pair {
+    tally: Tally,
+    updated: SystemTime,
+}
+
+/// One pair's record, for the admin endpoint and the fleet.
+#[derive(Clone, Debug, Serialize)]
+pub struct PairRecord {
+    /// `namespace/name`.
+    pub route: String,
+    /// The primary's upstream model.
+    pub primary: String,
+    /// The candidate's upstream model.
+    pub candidate: String,
+    /// Agreements and samples.
+    #[serde(flatten)]
+    pub tally: Tally,
+    /// The observed agreement.
+    pub agreement: f64,
+    /// Its Wilson lower bound.
+    pub lower_bound: f64,
+    /// When the last sample was recorded (seconds since the Unix epoch).
+    pub updated: u64,
+}
+
+/// Certifications of every route's candidates.
+#[derive(Debug, Default)]
+pub struct Certifications {
+    pairs: Mutex<HashMap<PairKey, Pair>>,
+}
+
+impl Certifications {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PairKey, Pair>> {
+        self.pairs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records one compared sample of `candidate` against `primary`.
+    pub fn record(&self, route: &RouteId, primary: &Target, candidate: &Target, agreed: bool) {
+        let mut pairs = self.lock();
+        let pair = pairs
+            .entry(PairKey {
+                route: route.clone(),
+                primary: primary.upstream.clone(),
+                candidate: candidate.upstream.clone(),
+            })
+            .or_insert(Pair {
+                tally: Tally::default(),
+                updated: SystemTime::now(),
+            });
+        pair.tally.samples += 1;
+        pair.tally.agreements += u64::from(agreed);
+        pair.updated = SystemTime::now();
+    }
+
+    /// The certification of `candidate` for `route`: its samples against every target of the
+    /// primary's priority group, together.
+    pub fn of(&self, route: &Route, candidate: &Target) -> Tally {
+        let top = route.top_priority();
+        let primaries: Vec<&UpstreamKey> = route
+            .targets
+            .iter()
+            .filter(|t| t.priority == top)
+            .map(|t| &t.upstream)
+            .collect();
+        let pairs = self.lock();
+        pairs
+            .iter()
+            .filter(|(k, _)| {
+                k.route == route.id
+                    && k.candidate == candidate.upstream
+                    && primaries.contains(&&k.primary)
+            })
+            .fold(Tally::default(), |acc, (_, p)| Tally {
+                agreements: acc.agreements + p.tally.agreements,
+                samples: acc.samples + p.tally.samples,
+            })
+    }
+
+    /// Every pair, for the admin endpoint.
+    pub fn records(&self) -> Vec<PairRecord> {
+        let pairs = self.lock();
+        let mut out: Vec<PairRecord> = pairs
+            .iter()
+            .map(|(k, p)| PairRecord {
+                route: k.route.to_string(),
+                primary: k.primary.model.clone(),
+                candidate: k.candidate.model.clone(),
+                tally: p.tally,
+                agreement: p.tally.agreement(),
+                lower_bound: p.tally.lower_bound(),
+                updated: p
+                    .updated
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (&a.route, &a.primary, &a.candidate).cmp(&(&b.route, &b.primary, &b.candidate))
+        });
+        out
+    }
+}
+
+/// Why failover may not use a target, under the route's equivalence settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// It is outside the primary's priority group and the route forbids downgrades.
+    Downgrade,
+    /// `enforce`, and it is not certified: the description says by how far.
+    Uncertified(String),
+}
+
+/// Whether failover may use `target`: primary-grade targets always may; others as the route's
+/// mode and downgrade rule say.
+pub fn gate(route: &Route, certs: &Certifications, target: &Target) -> Result<(), Refusal> {
+    if route.is_primary_grade(target) {
+        return Ok(());
+    }
+    let e = &route.equivalence;
+    if e.downgrades == Downgrades::Forbid {
+        return Err(Refusal::Downgrade);
+    }
+    if e.mode != EquivalenceMode::Enforce {
+        return Ok(());
+    }
+    let t = certs.of(route, target);
+    if t.certifies(e) {
+        return Ok(());
+    }
+    Err(Refusal::Uncertified(
+        if t.samples < u64::from(e.min_samples) {
+            format!(
+                "not certified as equivalent: {} of the {} samples needed",
+                t.samples, e.min_samples
+            )
+        } else {
+            format!(
+                "not certified as equivalent: agreement {:.2}, lower bound {:.2} < {:.2} over {} samples",
+                t.agreement(),
+                t.lower_bound(),
+                e.threshold,
+                t.samples
+            )
+        },
+    ))
+}
+
+/// The `x-plumb-equivalence` value for an answer served by `target`.
+pub fn header(route: &Route, certs: &Certifications, target: &Target) -> String {
+    if route.is_primary_grade(target) {
+        return "primary".to_owned();
+    }
+    match route.equivalence.mode {
+        EquivalenceMode::Off => "not-required".to_owned(),
+        EquivalenceMode::Observe | EquivalenceMode::Enforce => {
+            certs.of(route, target).header(&route.equivalence)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wilson_lower_bounds_of_known_tallies() {
+        let t = |agreements, samples| Tally {
+            agreements,
+            samples,
+        };
+        assert_eq!(t(0, 0).lower_bound(), 0.0);
+        // All of n agree: n / (n + z²).
+        assert!((t(20, 20).lower_bound() - 20.0 / (20.0 + 3.8415)).abs() < 1e-3);
+        assert!((t(35, 35).lower_bound() - 0.9010).abs() < 1e-3);
+        // 95 of 100: about 0.888 (Wilson).
+        assert!((t(95, 100).lower_bound() - 0.8882).abs() < 1e-3);
+        assert!(t(0, 50).lower_bound() < 1e-12);
+        let e = Equivalence::default();
+        assert!(
+            !t(34, 34).certifies(&e),
+            "threshold 0.9 needs 35 agreeing samples"
+        );
+        assert!(t(35, 35).certifies(&e));
+        assert_eq!(t(3, 3).header(&e), "uncertified; n=3");
+        assert_eq!(
+            t(35, 35).header(&e),
+            "certified; agreement=1.00; lower=0.90; n=35"
+        );
+    }
+}

@@ -1,0 +1,369 @@
+//! Shadow sampling: a share of the successful, unstreamed answers of the primary's priority
+//! group is also asked of the route's fallback candidates, off the request path, and the
+//! answers are compared with the route's method. Off unless the route sets a rate: it sends
+//! prompts to other providers.
+//!
+//! Bounded three ways per route: the sampling rate, shadows in flight at once, and a budget of
+//! requests and estimated tokens per minute (helper calls of the embedding and judge methods
+//! included). A sample the limits do not allow is dropped and counted, never queued. Shadow
+//! requests never touch breakers or retry budgets, and candidates whose key is the caller's own
+//! (`passthrough`) are never shadowed.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::HeaderMap;
+use plumb_policy::equivalence::{Method, Shadow};
+use plumb_policy::{Credentials, Route, RouteId, Target};
+use plumb_telemetry::{OutcomeLabels, RouteLabels};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::breaker::BreakerState;
+use crate::equivalence::compare;
+use crate::fallback;
+use crate::payload::{Api, ClientRequest, Operation};
+use crate::proxy::Proxy;
+use crate::table::Policy;
+use crate::verify::{self, Collected};
+
+/// The per-minute window of a route's shadow budget.
+#[derive(Debug)]
+struct Window {
+    started: Instant,
+    requests: u32,
+    tokens: u64,
+}
+
+/// One route's shadow limits in force.
+#[derive(Debug)]
+pub struct Limiter {
+    in_flight: AtomicU32,
+    window: Mutex<Window>,
+}
+
+impl Default for Limiter {
+    fn default() -> Self {
+        Limiter {
+            in_flight: AtomicU32::new(0),
+            window: Mutex::new(Window {
+                started: Instant::now(),
+                requests: 0,
+                tokens: 0,
+            }),
+        }
+    }
+}
+
+/// A shadow in flight; leaving frees its place.
+#[derive(Debug)]
+pub struct InFlight(Arc<Limiter>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Limiter {
+    /// A place among the shadows in flight, if one is free.
+    fn enter(self: &Arc<Self>, max: u32) -> Option<InFlight> {
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| InFlight(self.clone()))
+    }
+
+    /// Takes `requests` and `tokens` from this minute's budget, if both fit.
+    fn reserve(&self, s: &Shadow, requests: u32, tokens: u64) -> bool {
+        let mut w = self
+            .window
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        if now.duration_since(w.started) >= Duration::from_secs(60) {
+            *w = Window {
+                started: now,
+                requests: 0,
+                tokens: 0,
+            };
+        }
+        let fits = w.requests.saturating_add(requests) <= s.requests_per_minute
+            && w.tokens.saturating_add(tokens) <= u64::from(s.tokens_per_minute);
+        if fits {
+            w.requests += requests;
+            w.tokens += tokens;
+        }
+        fits
+    }
+}
+
+/// Every route's limiter, kept across reloads.
+#[derive(Debug, Default)]
+pub struct Shadows {
+    limiters: Mutex<HashMap<RouteId, Arc<Limiter>>>,
+}
+
+impl Shadows {
+    fn limiter(&self, id: &RouteId) -> Arc<Limiter> {
+        self.limiters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(id.clone())
+            .or_default()
+            .clone()
+    }
+}
+
+/// A successful primary answer offered for sampling.
+pub struct Offer<'a> {
+    /// The proxy.
+    pub proxy: &'a Arc<Proxy>,
+    /// The policy the request ran under.
+    pub policy: &'a Arc<Policy>,
+    /// Its route.
+    pub route: &'a Arc<Route>,
+    /// The client's request.
+    pub request: &'a ClientRequest,
+    /// The client's headers (forwarded ones only reach upstreams).
+    pub headers: &'a HeaderMap,
+    /// The primary-grade target that answered.
+    pub primary: &'a Target,
+    /// Its whole answer, in its family's shape.
+    pub body: &'a [u8],
+}
+
+/// The fallback candidates a sample asks: serving targets outside the primary's priority
+/// group that could take the request with Plumb's own keys and are not known to be down.
+fn candidates<'r>(proxy: &Proxy, route: &'r Route, request: &ClientRequest) -> Vec<&'r Target> {
+    route
+        .serving_targets()
+        .filter(|t| {
+            !route.is_primary_grade(t)
+                && t.credentials != Credentials::Passthrough
+                && fallback::unfit(t, request, false).is_none()
+                && proxy.table.breakers.get(&t.upstream, route.breaker).state()
+                    != BreakerState::Open
+        })
+        .collect()
+}
+
+/// Samples the answer at the route's rate, within its limits: the comparison runs in a task of
+/// its own. Returns at once.
+pub fn offer(o: Offer<'_>) {
+    let s = o.route.equivalence.shadow;
+    if s.rate <= 0.0 || o.request.operation != Operation::Chat || fastrand::f64() >= s.rate {
+        return;
+    }
+    let skipped = || {
+        o.proxy
+            .metrics
+            .shadow_skipped
+            .get_or_create(&RouteLabels {
+                route: o.route.id.to_string(),
+            })
+            .inc();
+    };
+    let limiter = o.proxy.table.shadows.limiter(&o.route.id);
+    let Some(place) = limiter.enter(s.max_concurrent) else {
+        skipped();
+        return;
+    };
+    let Ok(value) = serde_json::from_slice::<Value>(o.body) else {
+        return;
+    };
+    let answer = verify::whole(Api::of(o.primary.provider), &value);
+    let job = Job {
+        proxy: o.proxy.clone(),
+        policy: o.policy.clone(),
+        route: o.route.clone(),
+        request: o.request.unstreamed(),
+        headers: o.headers.clone(),
+        primary: o.primary.clone(),
+        answer,
+        limiter,
+    };
+    tokio::spawn(async move {
+        let _place = place;
+        job.run().await;
+    });
+}
+
+/// One sample: every candidate asked, checked and compared.
+struct Job {
+    proxy: Arc<Proxy>,
+    policy: Arc<Policy>,
+    route: Arc<Route>,
+    request: ClientRequest,
+    headers: HeaderMap,
+    primary: Target,
+    answer: Collected,
+    limiter: Arc<Limiter>,
+}
+
+impl Job {
+    async fn run(self) {
+        let route = &self.route;
+        let s = route.equivalence.shadow;
+        let helper_calls = u32::from(route.equivalence.method.helper().is_some());
+        let tokens =
+            u64::from(self.request.needs.tokens) + (self.answer.text.len() as u64).div_ceil(4);
+        let schema = verify::request_schema(route, &self.request);
+        for candidate in candidates(&self.proxy, route, &self.request) {
+            if !self
+                .limiter
+                .reserve(&s, 1 + helper_calls, tokens * u64::from(1 + helper_calls))
+            {
+                self.proxy
+                    .metrics
+                    .shadow_skipped
+                    .get_or_create(&RouteLabels {
+                        route: route.id.to_string(),
+                    })
+                    .inc();
+                return;
+            }
+            let outcome = match self.ask(candidate).await {
+                Err(why) => {
+                    tracing::debug!(route = %route.id, candidate = %candidate.name, why, "shadow request failed; not a sample");
+                    "error"
+                }
+                Ok(theirs) => {
+                    let agreed = match verify::check(route, &self.request, schema.as_ref(), &theirs)
+                    {
+                        // An answer that breaks the contract never agrees.
+                        Err(_) => Ok(false),
+                        Ok(()) => self.compare(&theirs).await,
+                    };
+                    match agreed {
+                        Ok(agreed) => {
+                            self.proxy.table.certifications.record(
+                                &route.id,
+                                &self.primary,
+                                candidate,
+                                agreed,
+                            );
+                            if agreed { "agree" } else { "disagree" }
+                        }
+                        Err(why) => {
+                            tracing::debug!(route = %route.id, candidate = %candidate.name, why, "comparison failed; not a sample");
+                            "error"
+                        }
+                    }
+                }
+            };
+            self.proxy
+                .metrics
+                .shadow_comparisons
+                .get_or_create(&OutcomeLabels {
+                    route: route.id.to_string(),
+                    target: candidate.name.clone(),
+                    outcome,
+                })
+                .inc();
+        }
+    }
+
+    /// The candidate's whole answer to the client's request.
+    async fn ask(&self, candidate: &Target) -> Result<Collected, String> {
+        let body = self
+            .request
+            .body_for(candidate)
+            .map_err(|e| e.to_string())?;
+        let v = self.call(candidate, Operation::Chat, body).await?;
+        Ok(verify::whole(Api::of(candidate.provider), &v))
+    }
+
+    async fn call(
+        &self,
+        target: &Target,
+        op: Operation,
+        body: bytes::Bytes,
+    ) -> Result<Value, String> {
+        let key = self.policy.keys.for_target(target, None);
+        crate::proxy::call_whole(
+            &self.proxy.upstreams,
+            target,
+            op,
+            body,
+            key,
+            &self.headers,
+            &self.route.deadlines,
+        )
+        .await
+        .map_err(|f| format!("{}: {}", f.class, f.message))
+    }
+
+    /// Whether the candidate's answer agrees with the primary's, by the route's method.
+    async fn compare(&self, theirs: &Collected) -> Result<bool, String> {
+        let (a, b) = (
+            compare::comparable(&self.answer),
+            compare::comparable(theirs),
+        );
+        match &self.route.equivalence.method {
+            Method::Exact => Ok(compare::exact(&a, &b)),
+            Method::CanonicalJson => Ok(compare::canonical_json(&a, &b)),
+            Method::Fields(f) => Ok(compare::fields(&a, &b, f)),
+            Method::Lexical { min } => Ok(compare::lexical(&a, &b) >= *min),
+            Method::Embedding { min, .. } => {
+                let helper = self.helper()?;
+                let body = json!({"model": helper.model, "input": [a, b]}).to_string();
+                let v = self
+                    .call(helper, Operation::Embeddings, bytes::Bytes::from(body))
+                    .await?;
+                let vector = |i: usize| -> Result<Vec<f64>, String> {
+                    v.pointer(&format!("/data/{i}/embedding"))
+                        .and_then(Value::as_array)
+                        .map(|xs| xs.iter().filter_map(Value::as_f64).collect())
+                        .ok_or_else(|| "the embeddings answer has no float vectors".to_owned())
+                };
+                Ok(compare::cosine(&vector(0)?, &vector(1)?) >= *min)
+            }
+            Method::Judge { .. } => {
+                let helper = self.helper()?;
+                let mut request = self
+                    .request
+                    .body()
+                    .get("messages")
+                    .map(Value::to_string)
+                    .unwrap_or_default();
+                if request.len() > 8192 {
+                    let mut cut = 8192;
+                    while !request.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    request.truncate(cut);
+                }
+                let ask = json!({
+                    "model": helper.model,
+                    "temperature": 0,
+                    "max_tokens": 256,
+                    "response_format": {"type": "json_object"},
+                    "messages": [
+                        {"role": "system", "content": compare::JUDGE_RUBRIC},
+                        {"role": "user", "content": compare::judge_prompt(&request, &a, &b)},
+                    ],
+                });
+                let judge =
+                    ClientRequest::parse(Api::Openai, Operation::Chat, ask.to_string().as_bytes())
+                        .map_err(|e| e.to_string())?;
+                let body = judge.body_for(helper).map_err(|e| e.to_string())?;
+                let v = self.call(helper, Operation::Chat, body).await?;
+                let verdict = verify::whole(Api::of(helper.provider), &v);
+                compare::judge_verdict(&verdict.text)
+            }
+        }
+    }
+
+    fn helper(&self) -> Result<&Target, String> {
+        self.route
+            .equivalence
+            .helper
+            .as_deref()
+            .ok_or_else(|| "the method's target is missing".to_owned())
+    }
+}
