@@ -43,7 +43,26 @@ def routes(sim_url):
         route("claude-to-gpt", "claude-to-gpt", [
             target("claude", "anthropic", sim_url, "sim-overloaded"),
             target("gpt", "openai", v1, "sim-gpt", 1)]),
+        route("bounded", "bounded", [
+            target("primary", "openai", v1, "sim-out-of-bounds"),
+            target("fallback", "openai", v1, "sim-gpt-mini", 1)]) + CONTRACT,
+        route("unbounded", "unbounded", [
+            target("only", "openai", v1, "sim-out-of-bounds")]) + CONTRACT,
+        route("checked-late", "checked-late", [
+            target("only", "openai", v1, "sim-out-of-bounds")]) + CONTRACT + "    streams: afterCommit\n",
+        route("claude-bounded", "claude-bounded", [
+            target("only", "anthropic", sim_url, "sim-out-of-bounds")]) + CONTRACT,
     ])
+
+
+# The simulator's structured answer is {answer, score}; out_of_bounds models answer score 7.
+CONTRACT = (
+    "  contract:\n"
+    "    rules:\n"
+    "      - expression: \"answer.score >= 0.0 && answer.score <= 1.0\"\n"
+    "        message: score must be between 0 and 1\n"
+)
+STRUCTURED = {"response_format": {"type": "json_object"}}
 
 
 @pytest.fixture
@@ -173,3 +192,36 @@ def test_anthropic_sdk_failover_to_an_openai_target(sidecar):
         final = s.get_final_message()
     assert final.content[-1].type == "tool_use"
     assert final.content[-1].input == {"city": "forty-two"}
+
+
+def test_an_answer_that_breaks_the_contract_is_failed_over_invisibly(sidecar):
+    raw = oai(sidecar).chat.completions.with_raw_response.create(
+        model="bounded", messages=MESSAGES, **STRUCTURED)
+    assert raw.headers["x-plumb-served-by"] == "fallback"
+    assert raw.headers["x-plumb-failure-classes"] == "out_of_bounds,out_of_bounds"
+    score = json.loads(raw.parse().choices[0].message.content)["score"]
+    assert 0 <= score <= 1
+
+
+def test_an_answer_no_target_can_make_valid_raises_the_typed_error_naming_the_rule(sidecar):
+    with pytest.raises(openai.APIStatusError) as e:
+        oai(sidecar, max_retries=0).chat.completions.create(
+            model="unbounded", messages=MESSAGES, **STRUCTURED)
+    assert e.value.status_code == 502
+    assert "contract.rules[0]: score must be between 0 and 1" in e.value.message
+    with pytest.raises(anthropic.APIStatusError) as e:
+        ant(sidecar, max_retries=0).messages.create(
+            model="claude-bounded", max_tokens=100, messages=MESSAGES)
+    assert "score must be between 0 and 1" in e.value.message
+
+
+def test_a_stream_checked_after_commit_raises_in_the_sdk_instead_of_ending_as_a_success(sidecar):
+    stream = oai(sidecar).chat.completions.create(
+        model="checked-late", messages=MESSAGES, stream=True, **STRUCTURED)
+    text = ""
+    with pytest.raises(openai.APIError) as e:
+        for chunk in stream:
+            if chunk.choices:
+                text += chunk.choices[0].delta.content or ""
+    assert '"score":7' in text.replace(" ", "")
+    assert "score must be between 0 and 1" in str(e.value)

@@ -56,6 +56,29 @@ async fn the_checked_in_crd_is_accepted_by_a_real_api_server_and_a_broken_one_is
 }
 
 #[tokio::test]
+async fn every_example_route_is_accepted_by_the_api_server() {
+    let api = ApiServer::start().await.unwrap();
+    api.install_crd(&checked_in_crd()).await.unwrap();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/routes");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for doc in serde_saphyr::from_multiple::<Value>(&text).unwrap() {
+            let ns = doc["metadata"]["namespace"].as_str().unwrap_or("default");
+            let url = format!("/apis/plumb.dev/v1alpha1/namespaces/{ns}/llmroutes?dryRun=All");
+            let (status, body) = api.send(Method::POST, &url, Some(&doc)).await;
+            assert_eq!(status, 201, "{}: {body}", path.display());
+            seen += 1;
+        }
+    }
+    assert!(seen >= 4, "{seen}");
+}
+
+#[tokio::test]
 async fn the_api_server_enforces_the_llmroute_schema() {
     let api = ApiServer::start().await.unwrap();
     api.install_crd(&checked_in_crd()).await.unwrap();

@@ -92,6 +92,38 @@ fn routes(sim: &str) -> String {
         ),
         route("cut-stream", &[("openai", "sim-gpt", "KEY_MAIN", 0)], ""),
         route(
+            "contract",
+            &[
+                ("openai", "sim-gpt-structured", "KEY_MAIN", 0),
+                ("backup", "sim-gpt-mini", "KEY_BACKUP", 1),
+            ],
+            CONTRACT,
+        ),
+        route(
+            "correct-a",
+            &[
+                ("openai", "sim-gpt-primary", "KEY_MAIN", 0),
+                ("mirror", "sim-gpt-mini", "KEY_BACKUP", 1),
+            ],
+            &equivalence("observe"),
+        ),
+        route(
+            "correct-b",
+            &[
+                ("openai", "sim-gpt-primary", "KEY_MAIN", 0),
+                ("cheap", "sim-gpt-alt", "KEY_BACKUP", 1),
+            ],
+            &equivalence("observe"),
+        ),
+        route(
+            "correct-b-enforced",
+            &[
+                ("openai", "sim-gpt-primary", "KEY_MAIN", 0),
+                ("cheap", "sim-gpt-alt", "KEY_BACKUP", 1),
+            ],
+            &equivalence("enforce"),
+        ),
+        route(
             "all-down",
             &[
                 ("openai", "sim-overloaded", "KEY_MAIN", 0),
@@ -101,6 +133,28 @@ fn routes(sim: &str) -> String {
         ),
     ]
     .join("---\n")
+}
+
+/// The `contract` route's contract: the simulator's structured answer `{answer, score}`.
+const CONTRACT: &str = r#"  contract:
+    schema:
+      inline:
+        type: object
+        required: [answer, score]
+        properties:
+          answer: {type: string}
+          score: {type: number}
+    rules:
+      - expression: "answer.score >= 0.0 && answer.score <= 1.0"
+        message: score must be between 0 and 1
+"#;
+
+/// Shadow sampling of every healthy answer, certified from 20 samples with a lower bound of
+/// at least 0.85, compared as exact text.
+fn equivalence(mode: &str) -> String {
+    format!(
+        "  equivalence:\n    mode: {mode}\n    threshold: 0.85\n    minSamples: 20\n    method: {{kind: exact}}\n    shadow: {{rate: 1.0, maxConcurrent: 4, requestsPerMinute: 600}}\n"
+    )
 }
 
 const SCENES: &[Scene] = &[
@@ -171,6 +225,177 @@ const SCENES: &[Scene] = &[
         plan: None,
     },
 ];
+
+fn plan(sim: &Simulator, model: &str, fault: &str, how: Value) {
+    let mut spec = json!({"fault": fault});
+    for (k, v) in how.as_object().unwrap() {
+        spec[k] = v.clone();
+    }
+    sim.set_plan(model, serde_json::from_value::<PlanSpec>(spec).unwrap())
+        .unwrap();
+}
+
+fn first_line(text: &str, n: usize) -> String {
+    let t: String = text.chars().take(n).collect();
+    if text.chars().count() > n {
+        format!("{t}…")
+    } else {
+        t
+    }
+}
+
+/// Answers that break the route's contract, repaired, failed over, or refused.
+async fn contracts(sim: &Simulator, client: &reqwest::Client, url: &str) {
+    println!(
+        "\nContracts: every answer is checked before it reaches the client (schema + CEL rule: 0 ≤ score ≤ 1)\n"
+    );
+    println!(
+        "{:<42} {:>6}  {:<8} {:<9} failure classes → outcome",
+        "scene", "status", "served", "attempts"
+    );
+    println!("{}", "-".repeat(118));
+    let scenes = [
+        (
+            "score out of bounds once → repaired",
+            "out_of_bounds",
+            json!({"first": 1}),
+        ),
+        (
+            "schema broken twice → failed over",
+            "schema_violation",
+            json!({"share": 1.0}),
+        ),
+        (
+            "every target out of bounds → refused",
+            "out_of_bounds",
+            json!({"share": 1.0}),
+        ),
+    ];
+    for (i, (title, fault, how)) in scenes.into_iter().enumerate() {
+        sim.reset();
+        plan(sim, "sim-gpt-structured", fault, how);
+        if i == 2 {
+            plan(sim, "sim-gpt-mini", fault, json!({"share": 1.0}));
+        }
+        let r = client
+            .post(format!("{url}/v1/chat/completions"))
+            .json(
+                &json!({"model": "contract", "response_format": {"type": "json_object"},
+                "messages": [{"role": "user", "content": "Rate this answer from 0 to 1."}]}),
+            )
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let h = |n: &str| {
+            r.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
+                .unwrap_or("-")
+                .to_owned()
+        };
+        let (served, attempts, classes) = (
+            h("x-plumb-served-by"),
+            h("x-plumb-attempts"),
+            h("x-plumb-failure-classes"),
+        );
+        let v: Value = r.json().await.unwrap_or_default();
+        let outcome = if status == 200 {
+            format!(
+                "answer {}",
+                v["choices"][0]["message"]["content"].as_str().unwrap_or("")
+            )
+        } else {
+            let msg = v["error"]["message"].as_str().unwrap_or("");
+            let rule = msg.find("contract.").map_or(msg, |i| &msg[i..]);
+            let rule = rule.split(')').next().unwrap_or(rule);
+            format!("error names the rule: {}", first_line(rule, 60))
+        };
+        println!("{title:<42} {status:>6}  {served:<8} {attempts:<9} {classes} → {outcome}");
+    }
+    sim.reset();
+}
+
+/// The same outage, failed over to a fallback that answers like the primary and to one that
+/// does not: shadow sampling tells them apart before the outage.
+async fn correctover(sim: &Simulator, client: &reqwest::Client, url: &str, admin: &str) {
+    println!("\nCorrectover: a failover is a recovery only if the answer is still right\n");
+    let ask = |model: &'static str| {
+        client
+            .post(format!("{url}/v1/chat/completions"))
+            .json(&json!({"model": model, "messages": [{"role": "user", "content": "What is six times seven?"}]}))
+            .send()
+    };
+    let routes = ["correct-a", "correct-b", "correct-b-enforced"];
+    let mut healthy = 0;
+    for _ in 0..200 {
+        let records: Value = client
+            .get(format!("{admin}/equivalence"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap_or_default();
+        let enough = routes.iter().all(|r| {
+            records.as_array().is_some_and(|a| {
+                a.iter().any(|p| {
+                    p["route"] == format!("demo/{r}") && p["samples"].as_u64().unwrap_or(0) >= 24
+                })
+            })
+        });
+        if enough {
+            break;
+        }
+        for r in routes {
+            let _ = ask(r).await;
+        }
+        healthy += 1;
+    }
+    println!(
+        "While the primary was healthy, {healthy} requests per route were shadowed to the fallbacks and compared (exact text)."
+    );
+    plan(sim, "sim-gpt-primary", "unavailable", json!({"share": 1.0}));
+    println!("Now the primary is down (503 on every request):\n");
+    println!(
+        "{:<20} {:<8} {:>6}  {:<8} {:<46} answer",
+        "route", "mode", "status", "served", "x-plumb-equivalence"
+    );
+    println!("{}", "-".repeat(130));
+    for (route, mode) in [
+        ("correct-a", "observe"),
+        ("correct-b", "observe"),
+        ("correct-b-enforced", "enforce"),
+    ] {
+        let r = ask(route).await.unwrap();
+        let status = r.status().as_u16();
+        let h = |n: &str| {
+            r.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .filter(|v| !v.is_empty())
+                .unwrap_or("-")
+                .to_owned()
+        };
+        let (served, equivalence) = (h("x-plumb-served-by"), h("x-plumb-equivalence"));
+        let v: Value = r.json().await.unwrap_or_default();
+        let answer = if status == 200 {
+            let text = v["choices"][0]["message"]["content"].as_str().unwrap_or("");
+            let said = text.split(": ").nth(1).unwrap_or(text);
+            format!("{:?}", first_line(said, 44))
+        } else {
+            let msg = v["error"]["message"].as_str().unwrap_or("");
+            let why = msg.find("cheap: skipped").map_or(msg, |i| &msg[i..]);
+            format!("error: {}", first_line(why, 110))
+        };
+        println!("{route:<20} {mode:<8} {status:>6}  {served:<8} {equivalence:<46} {answer}");
+    }
+    println!(
+        "\n`observe` fails over either way and says which answers to trust; `enforce` never serves the fallback that answers differently."
+    );
+    sim.reset();
+}
 
 #[tokio::main]
 async fn main() {
@@ -303,8 +528,13 @@ async fn main() {
         "\nThe simulator saw {} attempts; the applications saw none of the failures that had a healthy fallback.",
         sim.attempts(None).len()
     );
+    contracts(&sim, &client, &url).await;
+    correctover(&sim, &client, &url, &admin).await;
     println!(
-        "Metrics: curl {admin}/metrics   (plumb_requests_total, plumb_attempts_total, plumb_breaker_state, …)"
+        "\nMetrics: curl {admin}/metrics   (plumb_requests_total, plumb_attempts_total, plumb_breaker_state, plumb_contract_failures_total, …)"
+    );
+    println!(
+        "Certifications: curl {admin}/equivalence   (agreements and samples per route and (primary, candidate) pair)"
     );
     let _ = child.kill();
     let _ = child.wait();

@@ -189,7 +189,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     std::fs::write(
         &routes,
         format!(
-            "apiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {{name: bench}}\nspec:\n  match: {{models: [bench]}}\n  targets:\n    - {{name: sim, provider: openai, baseUrl: '{url}/v1', model: sim-gpt, credentials: {{none: true}}}}\n---\napiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {{name: bench-slow}}\nspec:\n  match: {{models: [bench-slow]}}\n  targets:\n    - {{name: slow, provider: openai, baseUrl: '{url}/v1', model: sim-slow, credentials: {{none: true}}}}\n---\napiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {{name: bench-stream}}\nspec:\n  match: {{models: [bench-stream]}}\n  targets:\n    - {{name: stream, provider: openai, baseUrl: '{url}/v1', model: sim-stream, credentials: {{none: true}}}}\n---\napiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {{name: bench-slow-stream}}\nspec:\n  match: {{models: [bench-slow-stream]}}\n  targets:\n    - {{name: slow-stream, provider: openai, baseUrl: '{url}/v1', model: sim-slow-stream, credentials: {{none: true}}}}\n",
+            "apiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {{name: bench}}\nspec:\n  match: {{models: [bench]}}\n  targets:\n    - {{name: sim, provider: openai, baseUrl: '{url}/v1', model: sim-gpt, credentials: {{none: true}}}}\n---\napiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {{name: bench-slow}}\nspec:\n  match: {{models: [bench-slow]}}\n  targets:\n    - {{name: slow, provider: openai, baseUrl: '{url}/v1', model: sim-slow, credentials: {{none: true}}}}\n---\napiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {{name: bench-stream}}\nspec:\n  match: {{models: [bench-stream]}}\n  targets:\n    - {{name: stream, provider: openai, baseUrl: '{url}/v1', model: sim-stream, credentials: {{none: true}}}}\n---\napiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {{name: bench-slow-stream}}\nspec:\n  match: {{models: [bench-slow-stream]}}\n  targets:\n    - {{name: slow-stream, provider: openai, baseUrl: '{url}/v1', model: sim-slow-stream, credentials: {{none: true}}}}\n---\napiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {{name: bench-json}}\nspec:\n  match: {{models: [bench-json]}}\n  targets:\n    - {{name: sim, provider: openai, baseUrl: '{url}/v1', model: sim-gpt, credentials: {{none: true}}}}\n---\napiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {{name: bench-contract}}\nspec:\n  match: {{models: [bench-contract]}}\n  targets:\n    - {{name: sim, provider: openai, baseUrl: '{url}/v1', model: sim-gpt, credentials: {{none: true}}}}\n{CONTRACT}",
             url = sim.url
         ),
     )?;
@@ -259,8 +259,34 @@ async fn bench(args: Args) -> anyhow::Result<()> {
             &mut rows,
             &mut lines,
         );
+        // The cost of a contract: the same structured request through a route without one
+        // and through a route with a typical schema and three CEL rules.
+        let plain = Bytes::from_static(JSON_PLAIN);
+        let checked = Bytes::from_static(JSON_CONTRACT);
+        let pj = run(load(&sidecar_url, &plain, &json, 1, s, None)).await?;
+        let pc = run(load(&sidecar_url, &checked, &json, 1, s, None)).await?;
+        rows.push(row(
+            "structured, no contract → with contract (sharing the caller's core)",
+            &pj,
+            &pc,
+        ));
+        lines.push(format!(
+            "contract (schema + 3 CEL rules), end to end: p50 {} → {} ({}), p99 {} → {} ({})",
+            us(pj.latency_us.p50),
+            us(pc.latency_us.p50),
+            signed(pc.latency_us.p50, pj.latency_us.p50),
+            us(pj.latency_us.p99),
+            us(pc.latency_us.p99),
+            signed(pc.latency_us.p99, pj.latency_us.p99),
+        ));
         repin(pid, &args.sidecar_cpus);
     }
+    let (check_ns, parse_ns) = contract_micro(if args.smoke { 200 } else { 20_000 })?;
+    lines.push(format!(
+        "contract check in process, median per answer: {:.1} µs (schema + 3 CEL rules), against {:.1} µs to parse the same answer as JSON",
+        check_ns / 1000.0,
+        parse_ns / 1000.0
+    ));
 
     // Fixed rates, open loop.
     for rate in [500.0, 2000.0] {
@@ -379,6 +405,76 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_dir_all(dir);
     Ok(())
+}
+
+/// The contract of the `bench-contract` route: the simulator's structured answer
+/// (`{answer, score}`), a typical schema and three CEL rules.
+const CONTRACT: &str = r#"  contract:
+    schema:
+      inline:
+        type: object
+        required: [answer, score]
+        additionalProperties: false
+        properties:
+          answer: {type: string, minLength: 1, maxLength: 4000}
+          score: {type: number, minimum: 0, maximum: 1}
+    rules:
+      - expression: "answer.score >= 0.0 && answer.score <= 1.0"
+        message: score must be between 0 and 1
+      - expression: "size(answer.answer) > 0 && size(answer.answer) <= 4000"
+        message: the answer must not be empty or longer than 4000 characters
+      - expression: "!answer.answer.contains('As an AI')"
+        message: no boilerplate disclaimers
+"#;
+const JSON_PLAIN: &[u8] = br#"{"model":"bench-json","response_format":{"type":"json_object"},"messages":[{"role":"user","content":"rate the answer"}]}"#;
+const JSON_CONTRACT: &[u8] = br#"{"model":"bench-contract","response_format":{"type":"json_object"},"messages":[{"role":"user","content":"rate the answer"}]}"#;
+
+/// Median nanoseconds per contract check of a typical answer, and per plain JSON parse of it,
+/// over batches of `n` in this process.
+fn contract_micro(n: usize) -> anyhow::Result<(f64, f64)> {
+    let yaml = format!(
+        "apiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {{name: c}}\nspec:\n  match: {{models: [c]}}\n  targets:\n    - {{name: t, provider: openai, baseUrl: 'http://h/v1', model: m, credentials: {{none: true}}}}\n{CONTRACT}"
+    );
+    let set = plumb_policy::parse_routes_file(&yaml).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let route = set.lookup("c").ok_or_else(|| anyhow::anyhow!("no route"))?;
+    let contract = route
+        .contract
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("no contract"))?;
+    let text = r#"{"answer":"The answer is forty-two. It was computed carefully, checked twice, and agrees with the reference table.","score":0.82}"#;
+    let request: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(JSON_CONTRACT)?;
+    let answer = plumb_policy::contract::Answer {
+        text,
+        tools: &[],
+        request: &request,
+        request_schema: None,
+    };
+    contract
+        .check(&answer)
+        .map_err(|v| anyhow::anyhow!("the benchmark's answer breaks its contract: {v}"))?;
+    let median = |f: &dyn Fn()| {
+        let mut per: Vec<f64> = (0..11)
+            .map(|_| {
+                let start = tokio::time::Instant::now();
+                for _ in 0..n {
+                    f();
+                }
+                start.elapsed().as_nanos() as f64 / n as f64
+            })
+            .collect();
+        per.sort_by(f64::total_cmp);
+        per[per.len() / 2]
+    };
+    let check = median(&|| {
+        std::hint::black_box(contract.check(std::hint::black_box(&answer)).is_ok());
+    });
+    let parse = median(&|| {
+        std::hint::black_box(
+            serde_json::from_str::<serde_json::Value>(std::hint::black_box(text)).is_ok(),
+        );
+    });
+    Ok((check, parse))
 }
 
 const STREAM_DIRECT: &[u8] =

@@ -61,7 +61,8 @@ fn every_example_in_the_repository_compiles() {
         if path.extension().is_some_and(|e| e == "yaml") {
             let text = std::fs::read_to_string(&path).unwrap();
             let set =
-                parse_routes_file(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                plumb_policy::parse_routes_file_with(&text, &plumb_policy::Sources::in_dir(dir))
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert!(!set.is_empty());
             seen += 1;
         }
@@ -251,4 +252,46 @@ fn bad_documents_are_refused_with_a_reason() {
         let err = parse_routes_file(yaml).err().unwrap().to_string();
         assert!(err.contains(needle), "{needle:?} not in {err}");
     }
+}
+
+#[test]
+fn the_correctover_example_compiles_to_what_it_says() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/routes");
+    let text = std::fs::read_to_string(format!("{dir}/correctover.yaml")).unwrap();
+    let set =
+        plumb_policy::parse_routes_file_with(&text, &plumb_policy::Sources::in_dir(dir)).unwrap();
+    let route = set.lookup("triage").unwrap();
+    assert!(route.contract.is_some());
+    let e = &route.equivalence;
+    assert_eq!(e.mode, plumb_policy::equivalence::EquivalenceMode::Enforce);
+    assert_eq!(e.min_samples, 50);
+    assert_eq!(e.shadow.rate, 0.05);
+    assert_eq!(e.method.name(), "fields");
+    assert_eq!(
+        route.plans[FailureClass::SchemaViolation.index()].repairs,
+        1
+    );
+    assert_eq!(route.primary().name, "openai");
+    assert!(route.is_primary_grade(&route.targets[0]));
+    assert!(!route.is_primary_grade(&route.targets[1]));
+}
+
+#[test]
+fn equivalence_settings_that_cannot_work_are_refused_with_the_field() {
+    let refused = |extra: &str| {
+        let yaml = format!("{BASE}{extra}");
+        match plumb_policy::parse_routes_file(&yaml) {
+            Ok(_) => panic!("accepted: {extra}"),
+            Err(e) => e.to_string(),
+        }
+    };
+    let e = refused("  equivalence:\n    method: {kind: judge, target: nowhere}\n");
+    assert!(
+        e.contains("spec.equivalence.method.target: no target is named \"nowhere\""),
+        "{e}"
+    );
+    let e = refused("  equivalence:\n    method: {kind: fields, fields: [{path: verdict}]}\n");
+    assert!(e.contains("is not a JSON Pointer"), "{e}");
+    let e = refused("  classes:\n    timeout: {repairs: 1}\n");
+    assert!(e.contains("spec.classes.timeout.repairs"), "{e}");
 }
