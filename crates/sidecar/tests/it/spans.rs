@@ -37,7 +37,7 @@ async fn a_failover_is_one_request_span_with_an_attempt_span_per_try() {
     let routes = plumb_policy::parse_routes_file(&two_openai(
         &sim,
         "sim-unavailable",
-        "  classes: {overloaded: {retries: 0}}\n",
+        "  classes: {overloaded: {retries: 0}}\n  contract: {rules: [{expression: \"text.contains('End of answer.')\", message: the answer must be complete}]}\n  equivalence: {mode: observe}\n",
     ))
     .unwrap();
     let keys = Keys::resolve_local(&routes, |_| None).unwrap();
@@ -89,6 +89,7 @@ async fn a_failover_is_one_request_span_with_an_attempt_span_per_try() {
     assert_eq!(a["plumb.served_by"], "fallback");
     assert_eq!(a["plumb.attempts"], "2");
     assert_eq!(a["plumb.failure_classes"], "overloaded");
+    assert_eq!(a["plumb.equivalence"], "uncertified; n=0");
     assert_eq!(request.span_kind, opentelemetry::trace::SpanKind::Server);
 
     let mut attempts: Vec<&SpanData> = spans
@@ -114,6 +115,9 @@ async fn a_failover_is_one_request_span_with_an_attempt_span_per_try() {
     assert_eq!(second["plumb.target"], "fallback");
     assert_eq!(second["http.response.status_code"], "200");
     assert!(!second.contains_key("plumb.failure_class"));
+    assert_eq!(second["plumb.contract"], "passed");
+    assert_eq!(second["gen_ai.response.model"], "sim-gpt-mini");
+    assert_eq!(second["plumb.repair"], "false");
     assert_eq!(
         attempts[1].span_kind,
         opentelemetry::trace::SpanKind::Client
