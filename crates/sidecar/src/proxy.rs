@@ -858,16 +858,8 @@ impl Attempts<'_> {
         };
         let (head, body) = match answer {
             Answer::Whole { head, body } => {
-                if primary && self.route.is_primary_grade(target) {
-                    shadow::offer(shadow::Offer {
-                        proxy: self.proxy,
-                        policy: self.policy,
-                        route: self.route,
-                        request: self.request,
-                        headers: self.headers,
-                        primary: target,
-                        body: &body,
-                    });
+                if let Some(sampler) = self.sampler(target, primary) {
+                    sampler.start_with_body(&body);
                 }
                 let body = match (Api::of(target.provider), self.request.api) {
                     (Api::Anthropic, Api::Openai) => {
@@ -879,6 +871,7 @@ impl Attempts<'_> {
                 (head, respond::full(body))
             }
             Answer::Stream { head, first, rest } => {
+                let sampler = self.sampler(target, primary);
                 let metrics = self.proxy.metrics.clone();
                 let labels = TargetLabels {
                     route: route_name.clone(),
@@ -904,6 +897,7 @@ impl Attempts<'_> {
                     include_usage: self.request.include_usage(),
                     created: unix_now(),
                     after_commit: self.after_commit(target),
+                    collect: sampler.is_some(),
                 };
                 let relay = Relay::new(options, first, rest, move |end| match end {
                     StreamEnd::Interrupted { reason, bytes } => {
@@ -924,7 +918,12 @@ impl Attempts<'_> {
                             class = %violation.class, check = %violation.check, bytes,
                             "a streamed answer broke the contract after commit; it ended with an error event");
                     }
-                    StreamEnd::Completed { .. } | StreamEnd::ClientGone { .. } => {}
+                    StreamEnd::Completed { answer, .. } => {
+                        if let (Some(sampler), Some(answer)) = (sampler, answer) {
+                            sampler.start(answer);
+                        }
+                    }
+                    StreamEnd::ClientGone { .. } => {}
                 });
                 (head, http_body_util::combinators::BoxBody::new(relay))
             }
@@ -944,6 +943,22 @@ impl Attempts<'_> {
         }
         respond::account(h, &account);
         resp
+    }
+
+    /// A shadow sampler, when this answer came from the primary's group without a failure and
+    /// the route samples it.
+    fn sampler(&self, target: &Target, primary: bool) -> Option<shadow::Sampler> {
+        if !(primary && self.route.is_primary_grade(target)) {
+            return None;
+        }
+        shadow::Sampler::pick(shadow::Offer {
+            proxy: self.proxy,
+            policy: self.policy,
+            route: self.route,
+            request: self.request,
+            headers: self.headers,
+            primary: target,
+        })
     }
 
     /// The contract check of a stream checked after commit, if the route has one.

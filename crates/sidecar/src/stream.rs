@@ -34,6 +34,8 @@ pub enum StreamEnd {
     Completed {
         /// Bytes relayed.
         bytes: u64,
+        /// The complete answer, when the relay was asked to collect it.
+        answer: Option<Collected>,
     },
     /// It was interrupted; the client got an error event.
     Interrupted {
@@ -115,6 +117,7 @@ pub struct Relay {
     include_usage: bool,
     created: u64,
     after_commit: Option<AfterCommit>,
+    collector: Option<StreamCollector>,
 }
 
 /// How a committed stream is relayed.
@@ -139,6 +142,8 @@ pub struct RelayOptions {
     pub created: u64,
     /// The contract, when the route checks streams after commit.
     pub after_commit: Option<AfterCommit>,
+    /// Collect the complete answer for the report (a shadow sample wants it).
+    pub collect: bool,
 }
 
 impl Relay {
@@ -152,6 +157,9 @@ impl Relay {
         let now = Instant::now();
         let mut sse = SseReader::default();
         sse.push(&held);
+        let collector = options
+            .collect
+            .then(|| StreamCollector::new(options.translator.upstream()));
         Relay {
             api: options.api,
             target: options.target,
@@ -171,6 +179,7 @@ impl Relay {
             include_usage: options.include_usage,
             created: options.created,
             after_commit: options.after_commit,
+            collector,
         }
     }
 
@@ -241,6 +250,9 @@ impl Relay {
             let Some(ev) = self.sse.next_event() else {
                 return;
             };
+            if let Some(c) = self.collector.as_mut() {
+                c.event(&ev);
+            }
             if let Some(ac) = self.after_commit.as_mut() {
                 ac.collector.event(&ev);
                 let terminal = ev.data == "[DONE]"
@@ -279,7 +291,11 @@ impl Relay {
                 self.out.extend(tail);
                 self.done = true;
                 let bytes = self.bytes;
-                self.end(StreamEnd::Completed { bytes });
+                let answer = self.collector.take().map(|c| Collected {
+                    text: self.translator.text().to_owned(),
+                    ..c.collected().clone()
+                });
+                self.end(StreamEnd::Completed { bytes, answer });
             }
             Err(Incomplete) => self.interrupt(
                 "cut",

@@ -119,7 +119,7 @@ impl Shadows {
     }
 }
 
-/// A successful primary answer offered for sampling.
+/// A successful primary request, as it is offered for sampling.
 pub struct Offer<'a> {
     /// The proxy.
     pub proxy: &'a Arc<Proxy>,
@@ -133,8 +133,6 @@ pub struct Offer<'a> {
     pub headers: &'a HeaderMap,
     /// The primary-grade target that answered.
     pub primary: &'a Target,
-    /// Its whole answer, in its family's shape.
-    pub body: &'a [u8],
 }
 
 /// The fallback candidates a sample asks: serving targets outside the primary's priority
@@ -152,45 +150,65 @@ fn candidates<'r>(proxy: &Proxy, route: &'r Route, request: &ClientRequest) -> V
         .collect()
 }
 
-/// Samples the answer at the route's rate, within its limits: the comparison runs in a task of
-/// its own. Returns at once.
-pub fn offer(o: Offer<'_>) {
-    let s = o.route.equivalence.shadow;
-    if s.rate <= 0.0 || o.request.operation != Operation::Chat || fastrand::f64() >= s.rate {
-        return;
+/// A request picked for sampling, waiting for the primary's complete answer (at once for a
+/// whole answer, at the end of a stream).
+pub struct Sampler {
+    job: Job,
+}
+
+impl Sampler {
+    /// Picks the request at the route's rate. `None`: not sampled (the usual case), at no cost.
+    pub fn pick(o: Offer<'_>) -> Option<Sampler> {
+        let s = o.route.equivalence.shadow;
+        if s.rate <= 0.0 || o.request.operation != Operation::Chat || fastrand::f64() >= s.rate {
+            return None;
+        }
+        Some(Sampler {
+            job: Job {
+                proxy: o.proxy.clone(),
+                policy: o.policy.clone(),
+                route: o.route.clone(),
+                request: o.request.unstreamed(),
+                headers: o.headers.clone(),
+                primary: o.primary.clone(),
+                answer: Collected::default(),
+                limiter: o.proxy.table.shadows.limiter(&o.route.id),
+            },
+        })
     }
-    let skipped = || {
-        o.proxy
-            .metrics
-            .shadow_skipped
-            .get_or_create(&RouteLabels {
-                route: o.route.id.to_string(),
-            })
-            .inc();
-    };
-    let limiter = o.proxy.table.shadows.limiter(&o.route.id);
-    let Some(place) = limiter.enter(s.max_concurrent) else {
-        skipped();
-        return;
-    };
-    let Ok(value) = serde_json::from_slice::<Value>(o.body) else {
-        return;
-    };
-    let answer = verify::whole(Api::of(o.primary.provider), &value);
-    let job = Job {
-        proxy: o.proxy.clone(),
-        policy: o.policy.clone(),
-        route: o.route.clone(),
-        request: o.request.unstreamed(),
-        headers: o.headers.clone(),
-        primary: o.primary.clone(),
-        answer,
-        limiter,
-    };
-    tokio::spawn(async move {
-        let _place = place;
-        job.run().await;
-    });
+
+    /// Compares the candidates with the primary's `answer`, in a task of its own, if the
+    /// route's concurrency limit allows. Returns at once.
+    pub fn start(self, answer: Collected) {
+        let mut job = self.job;
+        let Some(place) = job
+            .limiter
+            .enter(job.route.equivalence.shadow.max_concurrent)
+        else {
+            job.proxy
+                .metrics
+                .shadow_skipped
+                .get_or_create(&RouteLabels {
+                    route: job.route.id.to_string(),
+                })
+                .inc();
+            return;
+        };
+        job.answer = answer;
+        tokio::spawn(async move {
+            let _place = place;
+            job.run().await;
+        });
+    }
+
+    /// [`Sampler::start`] with a whole answer body of the primary's family.
+    pub fn start_with_body(self, body: &[u8]) {
+        let Ok(value) = serde_json::from_slice::<Value>(body) else {
+            return;
+        };
+        let answer = verify::whole(Api::of(self.job.primary.provider), &value);
+        self.start(answer);
+    }
 }
 
 /// One sample: every candidate asked, checked and compared.

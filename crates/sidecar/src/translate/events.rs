@@ -167,6 +167,15 @@ impl Translator {
         }
     }
 
+    /// The family of the upstream's events.
+    pub fn upstream(&self) -> Api {
+        match self {
+            Translator::Same(t) => t.family,
+            Translator::AnthropicToOpenai(_) => Api::Anthropic,
+            Translator::OpenaiToAnthropic(_) => Api::Openai,
+        }
+    }
+
     /// The client's bytes for one upstream event.
     pub fn event(&mut self, ev: &RawEvent) -> Result<Vec<Bytes>, EventError> {
         let v = parse(ev)?;

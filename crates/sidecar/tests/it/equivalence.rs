@@ -318,3 +318,38 @@ async fn the_judge_and_embedding_methods_tell_agreeing_from_differing_candidates
         );
     }
 }
+
+#[tokio::test]
+async fn streamed_answers_are_sampled_once_their_stream_completes() {
+    let sim = simulator().await;
+    let sc = Sidecar::start(&routes(
+        &sim,
+        &format!("  equivalence:\n    mode: observe\n    method: {{kind: exact}}\n{SHADOW}"),
+    ));
+    for _ in 0..3 {
+        let r = sc.openai(chat(true)).send().await.unwrap();
+        assert_eq!(header(&r, "x-plumb-equivalence"), "primary");
+        let (text, err) = crate::support::read_all(r).await;
+        assert!(err.is_none() && text.contains("[DONE]"));
+    }
+    assert!(
+        eventually(|| async {
+            samples_of(&sc.admin, "sim-gpt-mini").await.1 >= 3
+                && samples_of(&sc.admin, "sim-gpt-alt").await.1 >= 3
+        })
+        .await
+    );
+    let (agree, n) = samples_of(&sc.admin, "sim-gpt-mini").await;
+    assert_eq!(
+        agree, n,
+        "the streamed text equals the candidate's whole answer"
+    );
+    assert_eq!(samples_of(&sc.admin, "sim-gpt-alt").await.0, 0);
+    // The shadow requests themselves were not streamed.
+    assert!(
+        attempts(&sim, "sim-gpt-mini")
+            .await
+            .iter()
+            .all(|a| !a.stream)
+    );
+}
