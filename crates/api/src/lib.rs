@@ -447,6 +447,36 @@ pub struct LlmRouteStatus {
     /// Healthy targets out of all, e.g. `2/3`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthy: Option<String>,
+    /// The generation the sidecars are given: the observed one when it was accepted, else the
+    /// last good one, which keeps serving.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving_generation: Option<i64>,
+    /// What the connected sidecars of the namespace run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sidecars: Option<SidecarsStatus>,
+}
+
+/// What the connected sidecars of a route's namespace run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SidecarsStatus {
+    /// Sidecars connected to the operator.
+    pub connected: u32,
+    /// Of those, how many run the serving generation of this route.
+    pub programmed: u32,
+    /// Sidecars that refused the serving generation, and why (at most 10 listed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejections: Vec<SidecarRejection>,
+}
+
+/// One sidecar's refusal of a route.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SidecarRejection {
+    /// The sidecar's pod.
+    pub pod: String,
+    /// Why it refused.
+    pub reason: String,
 }
 
 #[cfg(test)]

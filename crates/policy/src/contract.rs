@@ -81,9 +81,13 @@ impl Sources {
                 )));
             }
         };
-        serde_saphyr::from_str::<Value>(&text)
-            .map_err(|e| invalid(format!("{from} is not JSON or YAML: {e}")))
+        parse_yaml(&text).map_err(|e| invalid(format!("{from} is not JSON or YAML: {e}")))
     }
+}
+
+/// A schema's text (JSON or YAML) as a JSON value.
+pub fn parse_yaml(text: &str) -> Result<Value, String> {
+    serde_saphyr::from_str::<Value>(text).map_err(|e| e.to_string())
 }
 
 /// A compiled JSON Schema.

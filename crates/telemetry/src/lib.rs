@@ -6,6 +6,8 @@
 
 use std::fmt::Write as _;
 
+pub mod operator;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -253,27 +255,37 @@ impl Metrics {
     /// The exposition in the format a scraper asked for: OpenMetrics when its `Accept` header
     /// names it, else the Prometheus text format 0.0.4. Returns the body and its content type.
     pub fn encode_for(&self, accept: Option<&str>) -> (String, &'static str) {
-        if accept.is_some_and(|a| a.contains("application/openmetrics-text")) {
-            (
-                self.encode(),
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )
-        } else {
-            (
-                openmetrics_to_prometheus(&self.encode()),
-                "text/plain; version=0.0.4; charset=utf-8",
-            )
-        }
+        encode_registry_for(&self.registry, accept)
     }
 
     /// The OpenMetrics text exposition of every metric.
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
-            out.clear();
-            let _ = writeln!(out, "# metrics could not be encoded");
-        }
-        out
+        encode_registry(&self.registry)
+    }
+}
+
+fn encode_registry(registry: &Registry) -> String {
+    let mut out = String::new();
+    if prometheus_client::encoding::text::encode(&mut out, registry).is_err() {
+        out.clear();
+        let _ = writeln!(out, "# metrics could not be encoded");
+    }
+    out
+}
+
+/// A registry's exposition in the format a scraper asked for.
+fn encode_registry_for(registry: &Registry, accept: Option<&str>) -> (String, &'static str) {
+    let text = encode_registry(registry);
+    if accept.is_some_and(|a| a.contains("application/openmetrics-text")) {
+        (
+            text,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )
+    } else {
+        (
+            openmetrics_to_prometheus(&text),
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
     }
 }
 

@@ -1,0 +1,19 @@
+//! `plumb-operator`: Plumb's control plane.
+//!
+//! Start reading at [`reconcile`]: the loop that turns each `LlmRoute` into policy and status.
+//! Then:
+//!
+//! | module | what |
+//! | --- | --- |
+//! | [`policies`] | per namespace, the last good routes and their keys as versioned snapshots, and what each sidecar acknowledged |
+//! | [`status`] | `Accepted`, `Programmed`, `Degraded` from what was found (pure) |
+//! | [`grpc`] | the policy server: one authenticated TLS stream per sidecar |
+//! | [`auth`] | sidecar identity by TokenReview |
+//! | [`admin`] | `/healthz`, `/readyz`, `/metrics` |
+
+pub mod admin;
+pub mod auth;
+pub mod grpc;
+pub mod policies;
+pub mod reconcile;
+pub mod status;

@@ -1,0 +1,192 @@
+//! `plumb-operator`: reconciles `LlmRoute`s and serves policy to the sidecars.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clap::Parser;
+use kube::runtime::events::Recorder;
+use plumb_operator::auth::TokenReviewer;
+use plumb_operator::grpc::PolicyServer;
+use plumb_operator::policies::Policies;
+use plumb_operator::reconcile::{self, Context};
+use plumb_proto::v1::policy_service_server::PolicyServiceServer;
+use plumb_telemetry::operator::OperatorMetrics;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+
+/// Exit code for invalid configuration (sysexits EX_CONFIG).
+const EX_CONFIG: u8 = 64;
+
+/// Plumb's operator: reconciles LlmRoutes and pushes policy to the sidecars over gRPC.
+#[derive(Debug, Parser)]
+#[command(name = "plumb-operator", version, about)]
+struct Args {
+    /// The policy gRPC listener (TLS).
+    #[arg(long, default_value = "0.0.0.0:15410")]
+    policy_listen: SocketAddr,
+    /// The admin listener: /healthz, /readyz, /metrics.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    admin_listen: SocketAddr,
+    /// The policy listener's certificate chain (PEM).
+    #[arg(long)]
+    tls_cert_file: PathBuf,
+    /// The policy listener's private key (PEM).
+    #[arg(long)]
+    tls_key_file: PathBuf,
+    /// The audience sidecar tokens must be bound to.
+    #[arg(long, default_value = plumb_proto::TOKEN_AUDIENCE)]
+    token_audience: String,
+    /// Heartbeat interval on the control streams; a sidecar silent for three is dropped.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    heartbeat_interval: Duration,
+    /// How often every route is re-read without a change (rotated Secret keys).
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    resync: Duration,
+    /// `text` or `json` logs.
+    #[arg(long, value_parser = ["text", "json"], default_value = "text")]
+    log_format: String,
+}
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EX_CONFIG)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    plumb_telemetry::init_logging(&args.log_format);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tls = match (
+        std::fs::read(&args.tls_cert_file),
+        std::fs::read(&args.tls_key_file),
+    ) {
+        (Ok(cert), Ok(key)) => Identity::from_pem(cert, key),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!(
+                "plumb-operator: invalid configuration: cannot read the policy listener's certificate or key: {e}"
+            );
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("plumb-operator: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(run(args, tls))
+}
+
+async fn run(args: Args, tls: Identity) -> ExitCode {
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!(
+                "plumb-operator: cannot reach the Kubernetes API (KUBECONFIG or in-cluster config): {e}"
+            );
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let policies = Arc::new(Policies::new(epoch));
+    let metrics = Arc::new(OperatorMetrics::new());
+    let (acks_tx, acks_rx) = tokio::sync::mpsc::channel(4096);
+    let bind = |addr| async move { tokio::net::TcpListener::bind(addr).await };
+    let (policy_listener, admin_listener) = match (
+        bind(args.policy_listen).await,
+        bind(args.admin_listen).await,
+    ) {
+        (Ok(p), Ok(a)) => (p, a),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("plumb-operator: cannot listen: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let (Ok(policy_addr), Ok(admin_addr)) =
+        (policy_listener.local_addr(), admin_listener.local_addr())
+    else {
+        return ExitCode::FAILURE;
+    };
+    let ready = Arc::new(AtomicBool::new(false));
+    tokio::spawn(plumb_operator::admin::serve(
+        admin_listener,
+        metrics.clone(),
+        ready.clone(),
+    ));
+    let server = PolicyServer {
+        policies: policies.clone(),
+        auth: Arc::new(TokenReviewer {
+            client: client.clone(),
+            audience: args.token_audience.clone(),
+        }),
+        heartbeat: args.heartbeat_interval,
+        acks: acks_tx,
+        metrics: metrics.clone(),
+    };
+    let grpc = match Server::builder().tls_config(ServerTlsConfig::new().identity(tls)) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("plumb-operator: invalid configuration: the policy listener's TLS: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    }
+    .http2_keepalive_interval(Some(args.heartbeat_interval))
+    .add_service(PolicyServiceServer::new(server))
+    .serve_with_incoming_shutdown(
+        tokio_stream::wrappers::TcpListenerStream::new(policy_listener),
+        shutdown_signal(),
+    );
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        policies,
+        recorder: Recorder::new(client, reconcile::reporter(std::env::var("POD_NAME").ok())),
+        metrics,
+        resync: args.resync,
+    });
+    let controller = tokio::spawn(reconcile::run(ctx, acks_rx));
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "plumb-operator policy https://{policy_addr} admin http://{admin_addr}"
+    );
+    let _ = out.flush();
+    drop(out);
+    ready.store(true, Ordering::Release);
+    let result = grpc.await;
+    controller.abort();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("plumb-operator: the policy server failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+    tracing::info!("shutdown signal received");
+}

@@ -1,0 +1,362 @@
+//! What the sidecars are given: per namespace, the last good version of every route and the
+//! Secret keys they name, as versioned snapshots; and what each connected sidecar said of them.
+//!
+//! The reconciler writes here (a route accepted, replaced by a newer good generation, or
+//! deleted — never replaced by an invalid one); the policy server streams each namespace's
+//! snapshots to its sidecars and records their acknowledgements, which the reconciler reads
+//! back into status.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use plumb_proto::v1;
+use tokio::sync::watch;
+
+/// A route as sidecars receive it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Served {
+    /// The generation this spec is.
+    pub generation: i64,
+    /// The spec as JSON, ConfigMap schemas resolved inline.
+    pub spec_json: String,
+    /// The Secret keys it names that were found: `(secret, key)` → value.
+    pub credentials: BTreeMap<(String, String), Vec<u8>>,
+    /// The snapshot counter in which this generation first went out.
+    pub since: u64,
+}
+
+/// One sidecar's word on the snapshots it got.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SidecarState {
+    /// The last snapshot counter it acknowledged.
+    pub acked: Option<u64>,
+    /// Routes it refused in that snapshot: name → reason.
+    pub rejected: BTreeMap<String, String>,
+}
+
+#[derive(Debug)]
+struct Namespace {
+    routes: BTreeMap<String, Served>,
+    tx: watch::Sender<Arc<v1::Snapshot>>,
+    sidecars: BTreeMap<String, SidecarState>,
+}
+
+/// Every namespace's policy.
+#[derive(Debug)]
+pub struct Policies {
+    /// Distinguishes this process's versions from an earlier leader's.
+    epoch: u64,
+    counter: Mutex<u64>,
+    namespaces: Mutex<HashMap<String, Namespace>>,
+}
+
+/// How many sidecars run a route's serving generation.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Programmed {
+    /// Connected sidecars of the namespace.
+    pub connected: u32,
+    /// Those that acknowledged a snapshot carrying the serving generation and did not refuse
+    /// the route.
+    pub programmed: u32,
+    /// `(pod, reason)` of those that refused it.
+    pub rejections: Vec<(String, String)>,
+}
+
+/// The snapshot counter inside a version string `EPOCH-COUNTER`.
+pub fn counter_of(version: &str) -> Option<u64> {
+    version.rsplit_once('-')?.1.parse().ok()
+}
+
+impl Policies {
+    /// An empty store; `epoch` (e.g. the start time in seconds) prefixes every version.
+    pub fn new(epoch: u64) -> Policies {
+        Policies {
+            epoch,
+            counter: Mutex::new(0),
+            namespaces: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Namespace>> {
+        self.namespaces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn next(&self) -> u64 {
+        let mut c = self
+            .counter
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *c += 1;
+        *c
+    }
+
+    fn namespace<'a>(
+        map: &'a mut HashMap<String, Namespace>,
+        epoch: u64,
+        name: &str,
+    ) -> &'a mut Namespace {
+        map.entry(name.to_owned()).or_insert_with(|| Namespace {
+            routes: BTreeMap::new(),
+            tx: watch::channel(Arc::new(v1::Snapshot {
+                version: format!("{epoch}-0"),
+                namespace: name.to_owned(),
+                routes: Vec::new(),
+                credentials: Vec::new(),
+            }))
+            .0,
+            sidecars: BTreeMap::new(),
+        })
+    }
+
+    fn publish(epoch: u64, counter: u64, name: &str, ns: &Namespace) {
+        let mut credentials = BTreeMap::new();
+        for served in ns.routes.values() {
+            credentials.extend(
+                served
+                    .credentials
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+        }
+        let snapshot = v1::Snapshot {
+            version: format!("{epoch}-{counter}"),
+            namespace: name.to_owned(),
+            routes: ns
+                .routes
+                .iter()
+                .map(|(route, s)| v1::Route {
+                    name: route.clone(),
+                    generation: s.generation,
+                    spec_json: s.spec_json.clone(),
+                })
+                .collect(),
+            credentials: credentials
+                .into_iter()
+                .map(|((secret_name, key), value)| v1::Credential {
+                    secret_name,
+                    key,
+                    value,
+                })
+                .collect(),
+        };
+        ns.tx.send_replace(Arc::new(snapshot));
+    }
+
+    /// Puts a good generation of a route in force. Returns whether anything changed (the same
+    /// generation with the same credentials is not sent again).
+    pub fn serve(
+        &self,
+        namespace: &str,
+        name: &str,
+        generation: i64,
+        spec_json: String,
+        credentials: BTreeMap<(String, String), Vec<u8>>,
+    ) -> bool {
+        let mut map = self.lock();
+        let ns = Self::namespace(&mut map, self.epoch, namespace);
+        let unchanged = ns.routes.get(name).is_some_and(|s| {
+            s.generation == generation && s.spec_json == spec_json && s.credentials == credentials
+        });
+        if unchanged {
+            return false;
+        }
+        let counter = self.next();
+        let since = match ns.routes.get(name) {
+            Some(s) if s.generation == generation && s.spec_json == spec_json => s.since,
+            Some(_) | None => counter,
+        };
+        ns.routes.insert(
+            name.to_owned(),
+            Served {
+                generation,
+                spec_json,
+                credentials,
+                since,
+            },
+        );
+        Self::publish(self.epoch, counter, namespace, ns);
+        true
+    }
+
+    /// Takes a deleted route out of force.
+    pub fn remove(&self, namespace: &str, name: &str) -> bool {
+        let mut map = self.lock();
+        let ns = Self::namespace(&mut map, self.epoch, namespace);
+        if ns.routes.remove(name).is_none() {
+            return false;
+        }
+        let counter = self.next();
+        Self::publish(self.epoch, counter, namespace, ns);
+        true
+    }
+
+    /// The generation of a route in force, if any.
+    pub fn serving(&self, namespace: &str, name: &str) -> Option<i64> {
+        self.lock()
+            .get(namespace)
+            .and_then(|ns| ns.routes.get(name))
+            .map(|s| s.generation)
+    }
+
+    /// Follows a namespace's snapshots (the current one first).
+    pub fn subscribe(&self, namespace: &str) -> watch::Receiver<Arc<v1::Snapshot>> {
+        let mut map = self.lock();
+        Self::namespace(&mut map, self.epoch, namespace)
+            .tx
+            .subscribe()
+    }
+
+    /// A sidecar connected.
+    pub fn connected(&self, namespace: &str, pod: &str) {
+        let mut map = self.lock();
+        Self::namespace(&mut map, self.epoch, namespace)
+            .sidecars
+            .insert(pod.to_owned(), SidecarState::default());
+    }
+
+    /// A sidecar went away.
+    pub fn disconnected(&self, namespace: &str, pod: &str) {
+        if let Some(ns) = self.lock().get_mut(namespace) {
+            ns.sidecars.remove(pod);
+        }
+    }
+
+    /// A sidecar acknowledged a snapshot, refusing `rejected` routes.
+    pub fn acked(
+        &self,
+        namespace: &str,
+        pod: &str,
+        version: &str,
+        rejected: BTreeMap<String, String>,
+    ) {
+        let Some(counter) = version
+            .strip_prefix(&format!("{}-", self.epoch))
+            .and_then(|c| c.parse::<u64>().ok())
+        else {
+            // A snapshot of an earlier operator: it says nothing about ours.
+            return;
+        };
+        let mut map = self.lock();
+        let ns = Self::namespace(&mut map, self.epoch, namespace);
+        ns.sidecars.insert(
+            pod.to_owned(),
+            SidecarState {
+                acked: Some(counter),
+                rejected,
+            },
+        );
+    }
+
+    /// The routes a namespace has in force.
+    pub fn routes_of(&self, namespace: &str) -> Vec<String> {
+        self.lock()
+            .get(namespace)
+            .map(|ns| ns.routes.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// How many of the namespace's sidecars run the route's serving generation.
+    pub fn programmed(&self, namespace: &str, name: &str) -> Programmed {
+        let map = self.lock();
+        let Some(ns) = map.get(namespace) else {
+            return Programmed::default();
+        };
+        let since = ns.routes.get(name).map(|s| s.since);
+        let mut p = Programmed {
+            connected: ns.sidecars.len() as u32,
+            ..Programmed::default()
+        };
+        for (pod, state) in &ns.sidecars {
+            if let Some(reason) = state.rejected.get(name) {
+                p.rejections.push((pod.clone(), reason.clone()));
+            } else if let (Some(acked), Some(since)) = (state.acked, since)
+                && acked >= since
+            {
+                p.programmed += 1;
+            }
+        }
+        p
+    }
+
+    /// Connected sidecars per namespace, for metrics.
+    pub fn sidecar_counts(&self) -> Vec<(String, usize)> {
+        self.lock()
+            .iter()
+            .map(|(n, ns)| (n.clone(), ns.sidecars.len()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn creds(v: &[u8]) -> BTreeMap<(String, String), Vec<u8>> {
+        BTreeMap::from([(("s".to_owned(), "k".to_owned()), v.to_vec())])
+    }
+
+    #[test]
+    fn snapshots_are_versioned_per_change_and_carry_only_their_namespace() {
+        let p = Policies::new(7);
+        let mut a = p.subscribe("a");
+        assert_eq!(a.borrow_and_update().version, "7-0");
+        assert!(p.serve("a", "chat", 1, "{}".into(), creds(b"x")));
+        assert!(
+            !p.serve("a", "chat", 1, "{}".into(), creds(b"x")),
+            "no change, no version"
+        );
+        assert!(p.serve("b", "other", 1, "{}".into(), BTreeMap::new()));
+        let snap = a.borrow_and_update().clone();
+        assert_eq!(snap.version, "7-1");
+        assert_eq!(snap.routes.len(), 1);
+        assert_eq!(snap.routes[0].name, "chat");
+        assert_eq!(snap.credentials[0].value, b"x");
+        // A rotated key is a new snapshot with the same route generation.
+        assert!(p.serve("a", "chat", 1, "{}".into(), creds(b"y")));
+        assert_eq!(a.borrow_and_update().version, "7-3");
+        assert!(p.remove("a", "chat"));
+        assert!(a.borrow_and_update().routes.is_empty());
+    }
+
+    #[test]
+    fn programmed_counts_sidecars_that_acknowledged_the_serving_generation() {
+        let p = Policies::new(1);
+        p.serve("a", "chat", 1, "{}".into(), BTreeMap::new());
+        p.connected("a", "pod-1");
+        p.connected("a", "pod-2");
+        assert_eq!(p.programmed("a", "chat").programmed, 0);
+        p.acked("a", "pod-1", "1-1", BTreeMap::new());
+        assert_eq!(
+            p.programmed("a", "chat"),
+            Programmed {
+                connected: 2,
+                programmed: 1,
+                rejections: vec![]
+            }
+        );
+        // A new generation: nobody runs it until they acknowledge it.
+        p.serve("a", "chat", 2, "{\"x\":1}".into(), BTreeMap::new());
+        assert_eq!(p.programmed("a", "chat").programmed, 0);
+        p.acked(
+            "a",
+            "pod-2",
+            "1-2",
+            BTreeMap::from([("chat".to_owned(), "its key is missing".to_owned())]),
+        );
+        p.acked("a", "pod-1", "1-2", BTreeMap::new());
+        let got = p.programmed("a", "chat");
+        assert_eq!(got.programmed, 1);
+        assert_eq!(
+            got.rejections,
+            vec![("pod-2".to_owned(), "its key is missing".to_owned())]
+        );
+        // An acknowledgement of an earlier operator's snapshot says nothing.
+        p.acked("a", "pod-1", "0-9", BTreeMap::new());
+        assert_eq!(p.programmed("a", "chat").programmed, 1);
+        p.disconnected("a", "pod-2");
+        assert_eq!(p.programmed("a", "chat").connected, 1);
+        assert_eq!(counter_of("5-12"), Some(12));
+    }
+}

@@ -1,0 +1,343 @@
+//! The reconcile loop: every `LlmRoute` compiled with the same code the sidecar runs
+//! standalone; a good generation goes to the namespace's sidecars, an invalid one never
+//! replaces the last good one; status written with server-side apply; Events on changes.
+//!
+//! ```text
+//! LlmRoute changed ─▶ read its ConfigMap schemas ─▶ compile ─┬─ ok ──▶ read its Secret keys ─▶ serve (new snapshot)
+//!  or a sidecar acked                                       └─ invalid ─▶ keep the last good one
+//!                                         └──────────────▶ status (Accepted, Programmed, Degraded) ─▶ Event on change
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use plumb_api::{LlmRoute, LlmRouteSpec, LlmRouteStatus};
+use plumb_policy::contract::Sources;
+use plumb_policy::{Credentials, compile_with};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::policies::Policies;
+use crate::status::{Found, status};
+use plumb_telemetry::operator::{OperatorMetrics, ReasonLabels, ResultLabels};
+
+/// The field manager of everything the operator writes.
+pub const MANAGER: &str = "plumb-operator";
+
+/// What every reconcile shares.
+pub struct Context {
+    /// The Kubernetes client.
+    pub client: Client,
+    /// What the sidecars are given.
+    pub policies: Arc<Policies>,
+    /// Events about routes.
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: Arc<OperatorMetrics>,
+    /// How often a route is re-read without a change (to pick up rotated Secret keys).
+    pub resync: Duration,
+}
+
+/// Why a reconcile failed (it is retried).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The API server refused or failed a request.
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// The route has no namespace (it is namespaced; this cannot happen with a real server).
+    #[error("the route has no namespace")]
+    NoNamespace,
+}
+
+impl Error {
+    fn reason(&self) -> &'static str {
+        match self {
+            Error::Kube(kube::Error::Api(_)) => "api_error",
+            Error::Kube(_) => "transport",
+            Error::NoNamespace => "no_namespace",
+        }
+    }
+}
+
+/// The ConfigMap texts a spec's schemas refer to, or why one is missing.
+async fn config_maps(
+    client: &Client,
+    namespace: &str,
+    spec: &LlmRouteSpec,
+) -> Result<HashMap<(String, String), String>, String> {
+    let Some(contract) = &spec.contract else {
+        return Ok(HashMap::new());
+    };
+    let refs = contract
+        .schema
+        .iter()
+        .chain(contract.tool_arguments.iter().flatten().map(|t| &t.schema))
+        .filter_map(|s| s.config_map_key_ref.clone());
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let mut out = HashMap::new();
+    for r in refs {
+        let cm = api
+            .get_opt(&r.name)
+            .await
+            .map_err(|e| format!("ConfigMap {}/{} cannot be read: {e}", namespace, r.name))?
+            .ok_or_else(|| {
+                format!(
+                    "spec.contract: ConfigMap {namespace}/{} does not exist",
+                    r.name
+                )
+            })?;
+        let text = cm
+            .data
+            .as_ref()
+            .and_then(|d| d.get(&r.key))
+            .ok_or_else(|| {
+                format!(
+                    "spec.contract: ConfigMap {namespace}/{} has no key {:?}",
+                    r.name, r.key
+                )
+            })?;
+        out.insert((r.name.clone(), r.key.clone()), text.clone());
+    }
+    Ok(out)
+}
+
+/// The spec as sidecars get it: every ConfigMap schema replaced by its content, inline.
+fn inlined(spec: &LlmRouteSpec, maps: &HashMap<(String, String), String>) -> String {
+    let mut v = serde_json::to_value(spec).unwrap_or(Value::Null);
+    let resolve = |source: &mut Value| {
+        let Some(r) = source.get("configMapKeyRef").cloned() else {
+            return;
+        };
+        let key = (
+            r["name"].as_str().unwrap_or("").to_owned(),
+            r["key"].as_str().unwrap_or("").to_owned(),
+        );
+        if let Some(text) = maps.get(&key)
+            && let Ok(schema) = plumb_policy::contract::parse_yaml(text)
+        {
+            *source = json!({"inline": schema});
+        }
+    };
+    if let Some(s) = v.pointer_mut("/contract/schema") {
+        resolve(s);
+    }
+    if let Some(tools) = v
+        .pointer_mut("/contract/toolArguments")
+        .and_then(Value::as_array_mut)
+    {
+        for t in tools {
+            if let Some(s) = t.get_mut("schema") {
+                resolve(s);
+            }
+        }
+    }
+    v.to_string()
+}
+
+/// The Secret keys the compiled route's targets name, those that exist.
+async fn credentials(
+    client: &Client,
+    namespace: &str,
+    route: &plumb_policy::Route,
+) -> BTreeMap<(String, String), Vec<u8>> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let mut out = BTreeMap::new();
+    for t in route.all_targets() {
+        let Credentials::Secret(r) = &t.credentials else {
+            continue;
+        };
+        if out.contains_key(&(r.name.clone(), r.key.clone())) {
+            continue;
+        }
+        match api.get_opt(&r.name).await {
+            Ok(Some(secret)) => {
+                if let Some(value) = secret.data.as_ref().and_then(|d| d.get(&r.key)) {
+                    out.insert((r.name.clone(), r.key.clone()), value.0.clone());
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(namespace, secret = %r.name, error = %e, "a Secret a route names cannot be read");
+            }
+        }
+    }
+    out
+}
+
+/// Reconciles one route.
+pub async fn reconcile(route: Arc<LlmRoute>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = route.namespace().ok_or(Error::NoNamespace)?;
+    let name = route.name_any();
+    let generation = route.metadata.generation.unwrap_or(0);
+    let compiled = match config_maps(&ctx.client, &namespace, &route.spec).await {
+        Err(msg) => Err(msg),
+        Ok(maps) => {
+            let sources = Sources {
+                base_dir: None,
+                config_maps: maps.clone(),
+            };
+            match compile_with(&namespace, &name, &route.spec, &sources) {
+                Ok(r) => {
+                    let creds = credentials(&ctx.client, &namespace, &r).await;
+                    let targets = r.all_targets().count() as u32;
+                    if ctx.policies.serve(
+                        &namespace,
+                        &name,
+                        generation,
+                        inlined(&route.spec, &maps),
+                        creds,
+                    ) {
+                        tracing::info!(%namespace, route = %name, generation, "serving");
+                    }
+                    Ok(targets)
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    };
+    let found = Found {
+        generation,
+        compiled,
+        serving: ctx.policies.serving(&namespace, &name),
+        sidecars: ctx.policies.programmed(&namespace, &name),
+    };
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let prev = route.status.as_ref();
+    let next = status(prev, &found, &now);
+    if prev.is_none_or(|p| !same_status(p, &next)) {
+        let api: Api<LlmRoute> = Api::namespaced(ctx.client.clone(), &namespace);
+        let patch = json!({
+            "apiVersion": "plumb.dev/v1alpha1",
+            "kind": "LlmRoute",
+            "status": next,
+        });
+        api.patch_status(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+        announce(&ctx, &route, prev, &next).await;
+    }
+    ctx.metrics
+        .reconciles
+        .get_or_create(&ResultLabels { result: "ok" })
+        .inc();
+    Ok(Action::requeue(ctx.resync))
+}
+
+/// Whether two statuses say the same (transition times aside).
+fn same_status(a: &LlmRouteStatus, b: &LlmRouteStatus) -> bool {
+    let strip = |s: &LlmRouteStatus| {
+        let mut s = s.clone();
+        for c in &mut s.conditions {
+            c.last_transition_time = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+        }
+        s
+    };
+    strip(a) == strip(b)
+}
+
+/// Events for changes a human should see: a route accepted or refused, sidecars refusing it.
+async fn announce(
+    ctx: &Context,
+    route: &LlmRoute,
+    prev: Option<&LlmRouteStatus>,
+    next: &LlmRouteStatus,
+) {
+    let cond = |s: Option<&LlmRouteStatus>, kind: &str| {
+        s.and_then(|s| s.conditions.iter().find(|c| c.type_ == kind))
+            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    };
+    let mut events = Vec::new();
+    for kind in ["Accepted", "Programmed"] {
+        let (before, after) = (cond(prev, kind), cond(Some(next), kind));
+        let Some((status, reason, message)) = after else {
+            continue;
+        };
+        if before.as_ref().map(|b| (&b.0, &b.1)) == Some((&status, &reason)) {
+            continue;
+        }
+        let warning = matches!(reason.as_str(), "Invalid" | "Rejected");
+        if kind == "Programmed" && !warning {
+            continue;
+        }
+        events.push(Event {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.clone(),
+            note: Some(message.chars().take(1000).collect()),
+            action: "Reconcile".into(),
+            secondary: None,
+        });
+    }
+    let reference: ObjectReference = route.object_ref(&());
+    for ev in events {
+        if let Err(e) = ctx.recorder.publish(&ev, &reference).await {
+            tracing::debug!(error = %e, "event not recorded");
+        }
+    }
+}
+
+fn error_policy(_route: Arc<LlmRoute>, err: &Error, ctx: Arc<Context>) -> Action {
+    tracing::warn!(error = %err, "reconcile failed; retrying");
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&ReasonLabels {
+            reason: err.reason(),
+        })
+        .inc();
+    Action::requeue(Duration::from_secs(5))
+}
+
+/// Runs the controller until the process stops. `acks` names namespaces whose sidecars said
+/// something: their routes' status is brought up to date.
+pub async fn run(ctx: Arc<Context>, mut acks: mpsc::Receiver<String>) {
+    let api: Api<LlmRoute> = Api::all(ctx.client.clone());
+    let policies = ctx.policies.clone();
+    let (trigger_tx, trigger_rx) = mpsc::channel::<ObjectRef<LlmRoute>>(1024);
+    tokio::spawn(async move {
+        while let Some(ns) = acks.recv().await {
+            for name in policies.routes_of(&ns) {
+                let _ = trigger_tx.try_send(ObjectRef::new(&name).within(&ns));
+            }
+        }
+    });
+    let policies = ctx.policies.clone();
+    Controller::new(api, watcher::Config::default())
+        .reconcile_on(tokio_stream::wrappers::ReceiverStream::new(trigger_rx))
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| {
+            let policies = policies.clone();
+            async move {
+                if let Err(kube::runtime::controller::Error::ObjectNotFound(obj)) = &result
+                    && let Some(ns) = &obj.namespace
+                    && policies.remove(ns, &obj.name)
+                {
+                    tracing::info!(namespace = %ns, route = %obj.name, "route deleted; no longer served");
+                }
+            }
+        })
+        .await;
+}
+
+/// The reporter of this operator's Events.
+pub fn reporter(pod: Option<String>) -> Reporter {
+    Reporter {
+        controller: MANAGER.into(),
+        instance: pod,
+    }
+}
