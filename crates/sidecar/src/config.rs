@@ -12,8 +12,28 @@ use clap::Parser;
 pub struct Args {
     /// Routes file: multi-document YAML of LlmRoute resources (standalone mode). Reloaded when
     /// it changes.
-    #[arg(long, env = "PLUMB_ROUTES")]
-    pub routes: PathBuf,
+    #[arg(
+        long,
+        env = "PLUMB_ROUTES",
+        conflicts_with = "control_plane",
+        required_unless_present = "control_plane"
+    )]
+    pub routes: Option<PathBuf>,
+    /// The operator's policy service, `https://HOST:PORT`: routes come from it instead of a
+    /// file. Namespace and pod name come from `POD_NAMESPACE` and `POD_NAME`.
+    #[arg(long)]
+    pub control_plane: Option<String>,
+    /// The pod's ServiceAccount token for the control plane (audience plumb.dev/control-plane),
+    /// re-read on every connection.
+    #[arg(long, default_value = "/var/run/secrets/plumb.dev/token")]
+    pub token_file: PathBuf,
+    /// Keep the last good policy from the control plane in this file (owner-only: it holds
+    /// keys), so a restarted sidecar serves before it reconnects.
+    #[arg(long)]
+    pub policy_cache: Option<PathBuf>,
+    /// How long the control stream may stay silent before the sidecar reconnects.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub control_plane_timeout: Duration,
     /// The proxy's address (loopback: only the pod's own containers may call it). Port 0 picks
     /// a free port; the address is printed.
     #[arg(long, default_value = "127.0.0.1:15400")]
@@ -21,7 +41,8 @@ pub struct Args {
     /// The admin address: /healthz, /readyz and /metrics for the kubelet and Prometheus.
     #[arg(long, default_value = "0.0.0.0:15401")]
     pub admin_listen: SocketAddr,
-    /// Extra CA certificates (PEM) to trust for upstreams, besides the system's.
+    /// Extra CA certificates (PEM) to trust for upstreams and the control plane, besides the
+    /// system's.
     #[arg(long)]
     pub ca_file: Option<PathBuf>,
     /// How often the routes file is checked for changes.

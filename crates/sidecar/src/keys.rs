@@ -62,6 +62,20 @@ pub enum InvalidKey {
         /// Why.
         reason: String,
     },
+    /// A Secret key the operator did not send (the Secret or the key does not exist).
+    #[error(
+        "route {route}, target {target}: the key {key:?} of Secret {secret:?} was not found in the route's namespace"
+    )]
+    SecretMissing {
+        /// The route.
+        route: String,
+        /// The target.
+        target: String,
+        /// The Secret.
+        secret: String,
+        /// The key.
+        key: String,
+    },
     /// A Secret reference without the operator to resolve it.
     #[error(
         "route {route}, target {target}: credentials.secretRef needs the operator; standalone, use credentials.env or credentials.file"
@@ -74,6 +88,9 @@ pub enum InvalidKey {
     },
 }
 
+/// The Secret keys the operator sent: `(secret, key)` → value.
+pub type SecretValues = HashMap<(String, String), String>;
+
 impl Keys {
     /// Resolves every key of a route set from the environment and files (standalone mode).
     pub fn resolve_local(
@@ -82,50 +99,82 @@ impl Keys {
     ) -> Result<Keys, InvalidKey> {
         let mut keys = Keys::default();
         for route in routes.routes() {
-            for target in route.all_targets() {
-                let id = || (route.id.to_string(), target.name.clone());
-                let value = match &target.credentials {
-                    Credentials::Passthrough | Credentials::None => continue,
-                    Credentials::Secret(_) => {
-                        let (route, target) = id();
-                        return Err(InvalidKey::SecretStandalone { route, target });
-                    }
-                    Credentials::Env(var) => {
-                        env(var).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
-                            let (route, target) = id();
-                            InvalidKey::EnvUnset {
-                                route,
-                                target,
-                                var: var.clone(),
-                            }
-                        })?
-                    }
-                    Credentials::File(path) => {
-                        let file_error = |reason: String| {
-                            let (route, target) = id();
-                            InvalidKey::File {
-                                route,
-                                target,
-                                path: path.display().to_string(),
-                                reason,
-                            }
-                        };
-                        let text =
-                            std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
-                        let text = text.trim().to_owned();
-                        if text.is_empty() {
-                            return Err(file_error("the file is empty".to_owned()));
-                        }
-                        text
-                    }
-                };
-                keys.by_source.insert(
-                    target.upstream.credential.clone(),
-                    Secret::new(value.trim()),
-                );
-            }
+            keys.add_route(route, &env, None)?;
         }
         Ok(keys)
+    }
+
+    /// Adds every key of `other`.
+    pub fn merge(&mut self, other: Keys) {
+        self.by_source.extend(other.by_source);
+    }
+
+    /// Resolves the keys of one route: from the environment and files, and — with the
+    /// operator — from the Secret values it sent.
+    pub fn add_route(
+        &mut self,
+        route: &plumb_policy::Route,
+        env: &dyn Fn(&str) -> Option<String>,
+        secrets: Option<&SecretValues>,
+    ) -> Result<(), InvalidKey> {
+        for target in route.all_targets() {
+            let id = || (route.id.to_string(), target.name.clone());
+            let value = match &target.credentials {
+                Credentials::Passthrough | Credentials::None => continue,
+                Credentials::Secret(r) => {
+                    let Some(secrets) = secrets else {
+                        let (route, target) = id();
+                        return Err(InvalidKey::SecretStandalone { route, target });
+                    };
+                    secrets
+                        .get(&(r.name.clone(), r.key.clone()))
+                        .filter(|v| !v.trim().is_empty())
+                        .cloned()
+                        .ok_or_else(|| {
+                            let (route, target) = id();
+                            InvalidKey::SecretMissing {
+                                route,
+                                target,
+                                secret: r.name.clone(),
+                                key: r.key.clone(),
+                            }
+                        })?
+                }
+                Credentials::Env(var) => {
+                    env(var).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
+                        let (route, target) = id();
+                        InvalidKey::EnvUnset {
+                            route,
+                            target,
+                            var: var.clone(),
+                        }
+                    })?
+                }
+                Credentials::File(path) => {
+                    let file_error = |reason: String| {
+                        let (route, target) = id();
+                        InvalidKey::File {
+                            route,
+                            target,
+                            path: path.display().to_string(),
+                            reason,
+                        }
+                    };
+                    let text =
+                        std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+                    let text = text.trim().to_owned();
+                    if text.is_empty() {
+                        return Err(file_error("the file is empty".to_owned()));
+                    }
+                    text
+                }
+            };
+            self.by_source.insert(
+                target.upstream.credential.clone(),
+                Secret::new(value.trim()),
+            );
+        }
+        Ok(())
     }
 
     /// The key a target sends: its own, or for passthrough the caller's.

@@ -20,7 +20,7 @@
 //! | [`verify`] | every answer against the route's contract; substituted models |
 //! | [`equivalence`] | shadow sampling, comparison methods, certification, failover gating |
 //! | [`respond`] | client-format errors and `x-plumb-*` headers |
-//! | [`table`], [`standalone`] | the policy in force, and routes files |
+//! | [`table`], [`standalone`], [`control`] | the policy in force; from routes files or from the operator |
 //!
 //! It must never link the Kubernetes client or runtime: `make test` checks its dependency
 //! tree.
@@ -28,6 +28,7 @@
 pub mod breaker;
 pub mod classify;
 pub mod config;
+pub mod control;
 pub mod equivalence;
 pub mod fallback;
 pub mod keys;

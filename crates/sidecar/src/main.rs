@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use plumb_sidecar::config::Args;
+use plumb_sidecar::control::{self, ControlPlane};
 use plumb_sidecar::proxy::Proxy;
 use plumb_sidecar::table::Table;
 use plumb_sidecar::upstream::Upstreams;
@@ -16,6 +17,14 @@ use plumb_sidecar::{server, standalone};
 use plumb_telemetry::{Metrics, ReloadLabels};
 
 const EX_CONFIG: u8 = 64;
+
+/// Where the policy comes from.
+enum Source {
+    /// A routes file, its first policy and fingerprint.
+    File(std::path::PathBuf, plumb_sidecar::table::Policy, u64),
+    /// The operator.
+    ControlPlane(ControlPlane),
+}
 
 fn main() -> ExitCode {
     let args = match Args::try_parse() {
@@ -30,10 +39,43 @@ fn main() -> ExitCode {
         }
     };
     plumb_telemetry::init_logging(&args.log_format);
-    let (policy, hash) = match standalone::load(&args.routes) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("plumb-sidecar: invalid configuration: {e}");
+    // Where the policy comes from: a routes file (standalone), or the control plane.
+    let source = match (&args.routes, &args.control_plane) {
+        (Some(path), _) => match standalone::load(path) {
+            Ok((policy, hash)) => Source::File(path.clone(), policy, hash),
+            Err(e) => {
+                eprintln!("plumb-sidecar: invalid configuration: {e}");
+                return ExitCode::from(EX_CONFIG);
+            }
+        },
+        (None, Some(url)) => {
+            let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+            let (Some(namespace), Some(pod)) = (env("POD_NAMESPACE"), env("POD_NAME")) else {
+                eprintln!(
+                    "plumb-sidecar: invalid configuration: --control-plane needs POD_NAMESPACE and POD_NAME (from the downward API)"
+                );
+                return ExitCode::from(EX_CONFIG);
+            };
+            if !url.starts_with("https://") {
+                eprintln!(
+                    "plumb-sidecar: invalid configuration: --control-plane must be an https:// URL, not {url:?}"
+                );
+                return ExitCode::from(EX_CONFIG);
+            }
+            Source::ControlPlane(ControlPlane {
+                url: url.clone(),
+                token_file: args.token_file.clone(),
+                ca_file: args.ca_file.clone(),
+                cache: args.policy_cache.clone(),
+                namespace,
+                pod,
+                silence: args.control_plane_timeout,
+            })
+        }
+        (None, None) => {
+            eprintln!(
+                "plumb-sidecar: invalid configuration: give --routes FILE or --control-plane URL"
+            );
             return ExitCode::from(EX_CONFIG);
         }
     };
@@ -57,9 +99,18 @@ fn main() -> ExitCode {
     rt.block_on(async move {
         let metrics = Arc::new(Metrics::new());
         let table = Arc::new(Table::new());
-        tracing::info!(version = %policy.version, routes = policy.routes.routes().len(), "routes loaded");
-        table.apply(policy, &metrics);
-        metrics.policy_loads.get_or_create(&ReloadLabels { result: "applied" }).inc();
+        match &source {
+            Source::File(_, policy, _) => {
+                tracing::info!(version = %policy.version, routes = policy.routes.routes().len(), "routes loaded");
+            }
+            Source::ControlPlane(cp) => {
+                // A cached policy serves until the control plane answers.
+                if let Some(snapshot) = cp.cache.as_deref().and_then(|p| control::load_cache(p, &cp.namespace)) {
+                    tracing::info!(version = %snapshot.version, "serving the cached policy until the control plane answers");
+                    control::apply(&snapshot, &table, &metrics, None);
+                }
+            }
+        }
         let proxy = Arc::new(Proxy { table: table.clone(), upstreams, metrics: metrics.clone() });
         let bind = |addr| async move { tokio::net::TcpListener::bind(addr).await };
         let (proxy_listener, admin_listener) = match (bind(args.listen).await, bind(args.admin_listen).await) {
@@ -76,13 +127,14 @@ fn main() -> ExitCode {
         let _ = writeln!(out, "plumb-sidecar listening on http://{addr} admin http://{admin_addr}");
         let _ = out.flush();
         drop(out);
-        let watch = tokio::spawn(standalone::watch(
-            args.routes.clone(),
-            table,
-            metrics,
-            args.reload_interval,
-            hash,
-        ));
+        let watch = match source {
+            Source::File(path, policy, hash) => {
+                table.apply(policy, &metrics);
+                metrics.policy_loads.get_or_create(&ReloadLabels { result: "applied" }).inc();
+                tokio::spawn(standalone::watch(path, table, metrics, args.reload_interval, hash))
+            }
+            Source::ControlPlane(cp) => tokio::spawn(control::run(cp, table, metrics)),
+        };
         server::serve(proxy, proxy_listener, admin_listener, shutdown_signal(), args.drain_timeout).await;
         watch.abort();
         tracing::info!("drained; exiting");

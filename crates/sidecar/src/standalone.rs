@@ -42,7 +42,7 @@ pub enum LoadError {
         /// The path.
         path: String,
         /// What is wrong.
-        source: InvalidKey,
+        source: Box<InvalidKey>,
     },
 }
 
@@ -71,7 +71,7 @@ pub fn load(path: &Path) -> Result<(Policy, u64), LoadError> {
     let keys = Keys::resolve_local(&routes, |v| std::env::var(v).ok()).map_err(|source| {
         LoadError::Key {
             path: display.clone(),
-            source,
+            source: Box::new(source),
         }
     })?;
     let policy = Policy {
