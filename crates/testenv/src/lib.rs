@@ -12,6 +12,9 @@
 //!
 //! Test-only: nothing outside tests may depend on it.
 
+pub mod fake;
+pub use fake::FakeCore;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -65,6 +68,22 @@ fn free_port() -> Result<u16, StartError> {
     l.local_addr()
         .map(|a| a.port())
         .map_err(|e| err(e.to_string()))
+}
+
+/// Writes a fresh CA and a serving certificate for `127.0.0.1` and `localhost` signed by it to
+/// `dir`: `ca.pem`, `tls.crt`, `tls.key`. Returns the three paths.
+pub fn write_serving_pki(dir: &std::path::Path) -> Result<(PathBuf, PathBuf, PathBuf), StartError> {
+    let p = pki().map_err(|e| err(format!("cannot make certificates: {e}")))?;
+    let files = [
+        (dir.join("ca.pem"), p.ca),
+        (dir.join("tls.crt"), p.serving_cert),
+        (dir.join("tls.key"), p.serving_key),
+    ];
+    for (path, text) in &files {
+        std::fs::write(path, text).map_err(|e| err(format!("{}: {e}", path.display())))?;
+    }
+    let [(ca, _), (cert, _), (key, _)] = files;
+    Ok((ca, cert, key))
 }
 
 struct Pki {

@@ -1,0 +1,488 @@
+//! End to end: the real API server for custom resources (behind the fake for core objects),
+//! the `plumb-operator` process, `plumb-sidecar` processes taking their routes from it, and the
+//! simulator as the provider.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use plumb_simulator::{SimConfig, Simulator};
+use plumb_testenv::{ApiServer, FakeCore};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const AUDIENCE: &str = "plumb.dev/control-plane";
+
+struct Proc {
+    child: Child,
+    words: Vec<String>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn bin(name: &str) -> PathBuf {
+    let op = PathBuf::from(env!("CARGO_BIN_EXE_plumb-operator"));
+    op.with_file_name(name)
+}
+
+/// Runs a binary and reads the line where it says where it listens.
+fn spawn(mut cmd: Command) -> Proc {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(!line.is_empty(), "{cmd:?} printed nothing");
+    Proc {
+        child,
+        words: line.split_whitespace().map(str::to_owned).collect(),
+    }
+}
+
+struct Env {
+    _api: ApiServer,
+    fake: FakeCore,
+    dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    sim: Simulator,
+    client: reqwest::Client,
+}
+
+async fn env() -> Env {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let api = ApiServer::start().await.unwrap();
+    let crd: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../crds/plumb.dev_llmroutes.yaml"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    api.install_crd(&crd).await.unwrap();
+    let fake = FakeCore::start(&api).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = fake.kubeconfig(dir.path()).unwrap();
+    let (ca, cert, key) = plumb_testenv::write_serving_pki(dir.path()).unwrap();
+    let sim = Simulator::start(SimConfig::default(), "127.0.0.1:0".parse().unwrap(), false)
+        .await
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    Env {
+        _api: api,
+        fake,
+        dir,
+        kubeconfig,
+        ca,
+        cert,
+        key,
+        sim,
+        client,
+    }
+}
+
+impl Env {
+    fn operator(&self, policy_port: u16) -> Proc {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_plumb-operator"));
+        cmd.args([
+            "--policy-listen",
+            &format!("127.0.0.1:{policy_port}"),
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--heartbeat-interval",
+            "1s",
+            "--resync",
+            "2s",
+        ])
+        .arg("--tls-cert-file")
+        .arg(&self.cert)
+        .arg("--tls-key-file")
+        .arg(&self.key)
+        .env("KUBECONFIG", &self.kubeconfig);
+        spawn(cmd)
+    }
+
+    /// A sidecar of `namespace` presenting `token`.
+    fn sidecar(
+        &self,
+        policy_url: &str,
+        namespace: &str,
+        pod: &str,
+        token: &str,
+        cache: Option<&Path>,
+    ) -> Proc {
+        let token_file = self.dir.path().join(format!("token-{pod}"));
+        std::fs::write(&token_file, token).unwrap();
+        let mut cmd = Command::new(bin("plumb-sidecar"));
+        cmd.args([
+            "--control-plane",
+            policy_url,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--control-plane-timeout",
+            "3s",
+        ])
+        .arg("--token-file")
+        .arg(&token_file)
+        .arg("--ca-file")
+        .arg(&self.ca)
+        .env("POD_NAMESPACE", namespace)
+        .env("POD_NAME", pod);
+        if let Some(c) = cache {
+            cmd.arg("--policy-cache").arg(c);
+        }
+        spawn(cmd)
+    }
+
+    fn route(&self, namespace: &str, name: &str, model: &str, extra: Value) -> Value {
+        let mut spec = json!({
+            "match": {"models": [model]},
+            "targets": [{"name": "sim", "provider": "openai", "baseUrl": format!("{}/v1", self.sim.base_url()),
+                "model": "sim-gpt", "credentials": {"secretRef": {"name": "llm-keys", "key": "openai"}}}],
+        });
+        if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+            s.extend(e.clone());
+        }
+        json!({"apiVersion": "plumb.dev/v1alpha1", "kind": "LlmRoute",
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec})
+    }
+
+    async fn send(&self, method: Method, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.fake.url));
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn chat(&self, sidecar: &Proc, model: &str) -> (u16, String) {
+        let url = &sidecar.words[3];
+        match self
+            .client
+            .post(format!("{url}/v1/chat/completions"))
+            .json(&json!({"model": model, "messages": [{"role": "user", "content": "what is six times seven"}]}))
+            .send()
+            .await
+        {
+            Ok(r) => {
+                let s = r.status().as_u16();
+                (s, r.text().await.unwrap_or_default())
+            }
+            Err(e) => (0, e.to_string()),
+        }
+    }
+}
+
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..300 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+fn condition<'a>(route: &'a Value, kind: &str) -> &'a Value {
+    route["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == kind))
+        .unwrap_or(&Value::Null)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+const ROUTES_A: &str = "/apis/plumb.dev/v1alpha1/namespaces/team-a/llmroutes";
+
+#[tokio::test]
+async fn operator_e2e_routes_reach_sidecars_status_follows_and_traffic_never_stops() {
+    let env = env().await;
+    env.fake
+        .put_secret("team-a", "llm-keys", &[("openai", "sk-test-team-a")]);
+    env.fake
+        .put_secret("team-b", "llm-keys", &[("openai", "sk-test-team-b")]);
+    env.fake
+        .add_token("tok-a", "team-a", "web", "web-1", AUDIENCE);
+    env.fake
+        .add_token("tok-b", "team-b", "web", "web-b", AUDIENCE);
+    env.fake
+        .add_token("tok-other-audience", "team-a", "web", "web-x", "kubernetes");
+    let port = free_port();
+    let mut operator = env.operator(port);
+    let policy_url = format!("https://127.0.0.1:{port}");
+    let op_admin = operator.words[4].clone();
+
+    // A route in team-a, a sidecar of team-a: the sidecar serves it, with the Secret's key.
+    let (status, body) = env
+        .send(
+            Method::POST,
+            ROUTES_A,
+            Some(&env.route("team-a", "chat", "chat", json!({}))),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let cache = env.dir.path().join("policy-a.json");
+    let a = env.sidecar(&policy_url, "team-a", "web-1", "tok-a", Some(&cache));
+    eventually("sidecar A serves the route", || async {
+        env.chat(&a, "chat").await.0 == 200
+    })
+    .await;
+    let seen = env.sim.attempts(Some("sim-gpt"));
+    assert_eq!(
+        seen.last()
+            .unwrap()
+            .key_hint
+            .as_deref()
+            .map(|h| h.ends_with("am-a")),
+        Some(true),
+        "the Secret's key"
+    );
+    eventually("the route is Accepted and Programmed", || async {
+        let (_, r) = env
+            .send(Method::GET, &format!("{ROUTES_A}/chat"), None)
+            .await;
+        condition(&r, "Accepted")["status"] == "True"
+            && condition(&r, "Programmed")["status"] == "True"
+            && r["status"]["observedGeneration"] == 1
+    })
+    .await;
+    let (_, r) = env
+        .send(Method::GET, &format!("{ROUTES_A}/chat"), None)
+        .await;
+    assert_eq!(
+        condition(&r, "Programmed")["message"],
+        "1 of 1 sidecars run generation 1"
+    );
+    assert_eq!(r["status"]["sidecars"]["connected"], 1);
+
+    // Traffic runs through every change below; not one request may fail.
+    let failures = Arc::new(AtomicU64::new(0));
+    let sent = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (failures, sent, stop) = (failures.clone(), sent.clone(), stop.clone());
+        let url = a.words[3].clone();
+        let client = env.client.clone();
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let r = client
+                    .post(format!("{url}/v1/chat/completions"))
+                    .json(
+                        &json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]}),
+                    )
+                    .send()
+                    .await;
+                sent.fetch_add(1, Ordering::Relaxed);
+                if !r.is_ok_and(|r| r.status() == 200) {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+
+    // A valid update reaches the sidecar: a second model name.
+    let mut updated = env.route("team-a", "chat", "chat", json!({}));
+    updated["spec"]["match"]["models"] = json!(["chat", "chat-v2"]);
+    let (status, body) = env
+        .send(
+            Method::PUT,
+            &format!("{ROUTES_A}/chat"),
+            Some(&{
+                let (_, cur) = env
+                    .send(Method::GET, &format!("{ROUTES_A}/chat"), None)
+                    .await;
+                updated["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"].clone();
+                updated.clone()
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    eventually("the update reaches sidecar A", || async {
+        env.chat(&a, "chat-v2").await.0 == 200
+    })
+    .await;
+    eventually("generation 2 is acknowledged in status", || async {
+        let (_, r) = env
+            .send(Method::GET, &format!("{ROUTES_A}/chat"), None)
+            .await;
+        condition(&r, "Programmed")["message"] == "1 of 1 sidecars run generation 2"
+    })
+    .await;
+
+    // An invalid update (a CEL rule only the compiler can check) is refused, says why, and the
+    // last good generation keeps serving.
+    let (_, cur) = env
+        .send(Method::GET, &format!("{ROUTES_A}/chat"), None)
+        .await;
+    let mut bad = cur.clone();
+    bad["spec"]["match"]["models"] = json!(["chat", "chat-v3"]);
+    bad["spec"]["contract"] = json!({"rules": [{"expression": "answer.score >", "message": "m"}]});
+    let (status, body) = env
+        .send(Method::PUT, &format!("{ROUTES_A}/chat"), Some(&bad))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    eventually("the invalid update is refused in status", || async {
+        let (_, r) = env
+            .send(Method::GET, &format!("{ROUTES_A}/chat"), None)
+            .await;
+        condition(&r, "Accepted")["status"] == "False" && r["status"]["observedGeneration"] == 3
+    })
+    .await;
+    let (_, r) = env
+        .send(Method::GET, &format!("{ROUTES_A}/chat"), None)
+        .await;
+    let msg = condition(&r, "Accepted")["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        msg.starts_with("spec.contract.rules[0].expression: not a valid CEL"),
+        "{msg}"
+    );
+    assert_eq!(
+        condition(&r, "Degraded")["message"],
+        "generation 3 was refused; generation 2 keeps serving"
+    );
+    assert_eq!(r["status"]["servingGeneration"], 2);
+    assert_eq!(env.chat(&a, "chat-v2").await.0, 200);
+    assert_eq!(
+        env.chat(&a, "chat-v3").await.0,
+        404,
+        "generation 3 never served"
+    );
+    assert!(
+        env.fake.events().iter().any(|e| e["reason"] == "Invalid"),
+        "an Event says the route was refused"
+    );
+
+    // Namespace isolation: team-b's sidecar never gets team-a's routes, and vice versa.
+    let routes_b = "/apis/plumb.dev/v1alpha1/namespaces/team-b/llmroutes";
+    let (status, _) = env
+        .send(
+            Method::POST,
+            routes_b,
+            Some(&env.route("team-b", "b-chat", "b-chat", json!({}))),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let b = env.sidecar(&policy_url, "team-b", "web-b", "tok-b", None);
+    eventually("sidecar B serves its own route", || async {
+        env.chat(&b, "b-chat").await.0 == 200
+    })
+    .await;
+    assert_eq!(
+        env.chat(&b, "chat").await.0,
+        404,
+        "team-a's route is not in team-b"
+    );
+    assert_eq!(
+        env.chat(&a, "b-chat").await.0,
+        404,
+        "team-b's route is not in team-a"
+    );
+
+    // Bad identities are refused: an unknown token, a token for another audience, a token of
+    // another namespace than the sidecar claims.
+    let bad_token = env.sidecar(&policy_url, "team-a", "web-2", "not-a-token", None);
+    let wrong_audience = env.sidecar(&policy_url, "team-a", "web-x", "tok-other-audience", None);
+    let wrong_ns = env.sidecar(&policy_url, "team-b", "web-y", "tok-a", None);
+    eventually("the operator refused all three", || async {
+        let m = env
+            .client
+            .get(format!("{op_admin}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        m.contains(r#"plumb_operator_refused_streams_total{reason="bad_token"}"#)
+            && m.contains(r#"plumb_operator_refused_streams_total{reason="wrong_namespace"}"#)
+    })
+    .await;
+    for p in [&bad_token, &wrong_audience, &wrong_ns] {
+        let ready = env
+            .client
+            .get(format!("{}/readyz", p.words[5]))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(ready, 503, "a refused sidecar has no policy");
+        assert_eq!(env.chat(p, "chat").await.0, 503);
+    }
+
+    // The operator dies: the sidecars keep serving (fail static). It comes back on the same
+    // address: they reconnect and are programmed again.
+    drop(operator);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(env.chat(&a, "chat").await.0, 200);
+    operator = env.operator(port);
+    eventually("sidecar A reconnects to the new operator", || async {
+        let (_, r) = env
+            .send(Method::GET, &format!("{ROUTES_A}/chat"), None)
+            .await;
+        condition(&r, "Programmed")["status"] == "True"
+    })
+    .await;
+
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    let (n, failed) = (
+        sent.load(Ordering::Relaxed),
+        failures.load(Ordering::Relaxed),
+    );
+    assert!(n > 20, "{n} requests sent");
+    assert_eq!(
+        failed, 0,
+        "{failed} of {n} requests failed during updates and the operator's restart"
+    );
+
+    // A restarted sidecar serves from its cache before it reaches an operator.
+    drop(operator);
+    drop(a);
+    let a2 = env.sidecar(&policy_url, "team-a", "web-1", "tok-a", Some(&cache));
+    assert_eq!(
+        env.chat(&a2, "chat-v2").await.0,
+        200,
+        "served from the policy cache"
+    );
+}

@@ -1,0 +1,379 @@
+//! A fake of the core Kubernetes objects the operator needs, in front of the real API server.
+//!
+//! The real `apiextensions-apiserver` serves custom resources but not the core API group,
+//! TokenReviews or Events. This server sits in front of it on one endpoint: custom-resource
+//! and CRD paths are forwarded to the real server (watches streamed), and Secrets,
+//! ConfigMaps, TokenReviews and Events are served from memory, so the operator runs as a real
+//! process against a real `kube::Client` configuration.
+
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures_util::TryStreamExt as _;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt as _, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{Value, json};
+
+use crate::{ApiServer, StartError};
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+/// A ServiceAccount token the fake vouches for.
+#[derive(Clone, Debug)]
+struct TokenOwner {
+    namespace: String,
+    service_account: String,
+    pod: String,
+    audiences: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    secrets: BTreeMap<(String, String), Value>,
+    config_maps: BTreeMap<(String, String), Value>,
+    tokens: HashMap<String, TokenOwner>,
+    events: Vec<Value>,
+    token_reviews: u64,
+}
+
+/// The fake, serving on loopback.
+pub struct FakeCore {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    state: Arc<Mutex<State>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeCore {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+    let mut r = Response::new(
+        Full::new(Bytes::from(v.to_string()))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn not_found(what: &str) -> Response<Body> {
+    json_response(
+        StatusCode::NOT_FOUND,
+        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "message": format!("{what} not found"), "reason": "NotFound", "code": 404}),
+    )
+}
+
+impl FakeCore {
+    /// Starts the fake in front of `api`.
+    pub async fn start(api: &ApiServer) -> Result<FakeCore, StartError> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| StartError(format!("cannot bind: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| StartError(e.to_string()))?;
+        let state = Arc::new(Mutex::new(State::default()));
+        let upstream = (api.url.clone(), api.client.clone());
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (state, upstream) = (shared.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let (state, upstream) = (state.clone(), upstream.clone());
+                        async move { Ok::<_, Infallible>(handle(req, &state, &upstream).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(FakeCore {
+            url: format!("http://{addr}"),
+            state,
+            task,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Puts a Secret with string data.
+    pub fn put_secret(&self, namespace: &str, name: &str, data: &[(&str, &str)]) {
+        let data: serde_json::Map<String, Value> = data
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), Value::String(base64_encode(v.as_bytes()))))
+            .collect();
+        let obj = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "namespace": namespace, "resourceVersion": "1"},
+            "type": "Opaque", "data": data});
+        self.lock()
+            .secrets
+            .insert((namespace.to_owned(), name.to_owned()), obj);
+    }
+
+    /// Puts a ConfigMap.
+    pub fn put_config_map(&self, namespace: &str, name: &str, data: &[(&str, &str)]) {
+        let data: serde_json::Map<String, Value> = data
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned())))
+            .collect();
+        let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": namespace, "resourceVersion": "1"},
+            "data": data});
+        self.lock()
+            .config_maps
+            .insert((namespace.to_owned(), name.to_owned()), obj);
+    }
+
+    /// Vouches for `token` as the ServiceAccount `service_account` of `namespace`, issued to
+    /// `pod`, bound to `audience`.
+    pub fn add_token(
+        &self,
+        token: &str,
+        namespace: &str,
+        service_account: &str,
+        pod: &str,
+        audience: &str,
+    ) {
+        self.lock().tokens.insert(
+            token.to_owned(),
+            TokenOwner {
+                namespace: namespace.to_owned(),
+                service_account: service_account.to_owned(),
+                pod: pod.to_owned(),
+                audiences: vec![audience.to_owned()],
+            },
+        );
+    }
+
+    /// The Events posted so far.
+    pub fn events(&self) -> Vec<Value> {
+        self.lock().events.clone()
+    }
+
+    /// How many TokenReviews were asked for.
+    pub fn token_reviews(&self) -> u64 {
+        self.lock().token_reviews
+    }
+
+    /// A kubeconfig pointing at the fake (no credentials: the fake needs none).
+    pub fn kubeconfig(&self, dir: &std::path::Path) -> Result<std::path::PathBuf, StartError> {
+        let path = dir.join("fake-kubeconfig.yaml");
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n    namespace: default\nusers:\n- name: fake\n  user: {{}}\ncurrent-context: fake\n",
+            self.url
+        );
+        std::fs::write(&path, text).map_err(|e| StartError(e.to_string()))?;
+        Ok(path)
+    }
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    state: &Arc<Mutex<State>>,
+    upstream: &(String, reqwest::Client),
+) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    if path.starts_with("/apis/plumb.dev") || path.starts_with("/apis/apiextensions.k8s.io") {
+        return forward(req, upstream).await;
+    }
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let method = req.method().clone();
+    let lock = || {
+        state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    match (method, segments.as_slice()) {
+        (
+            Method::GET,
+            [
+                "api",
+                "v1",
+                "namespaces",
+                ns,
+                kind @ ("secrets" | "configmaps"),
+                name,
+            ],
+        ) => {
+            let key = ((*ns).to_owned(), (*name).to_owned());
+            let s = lock();
+            let found = if *kind == "secrets" {
+                s.secrets.get(&key)
+            } else {
+                s.config_maps.get(&key)
+            };
+            match found {
+                Some(obj) => json_response(StatusCode::OK, obj),
+                None => not_found(&format!("{kind} \"{name}\"")),
+            }
+        }
+        (Method::POST, ["apis", "authentication.k8s.io", "v1", "tokenreviews"]) => {
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            let review: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let token = review["spec"]["token"].as_str().unwrap_or("");
+            let wanted: Vec<String> = review["spec"]["audiences"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let mut s = lock();
+            s.token_reviews += 1;
+            let status = match s.tokens.get(token) {
+                Some(owner) if wanted.iter().all(|w| owner.audiences.contains(w)) => json!({
+                    "authenticated": true,
+                    "audiences": owner.audiences,
+                    "user": {
+                        "username": format!("system:serviceaccount:{}:{}", owner.namespace, owner.service_account),
+                        "groups": ["system:serviceaccounts", format!("system:serviceaccounts:{}", owner.namespace)],
+                        "extra": {"authentication.kubernetes.io/pod-name": [owner.pod]},
+                    },
+                }),
+                Some(_) => json!({"authenticated": false, "error": "token audiences do not match"}),
+                None => json!({"authenticated": false, "error": "invalid bearer token"}),
+            };
+            json_response(
+                StatusCode::CREATED,
+                &json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                    "metadata": {}, "spec": review["spec"], "status": status}),
+            )
+        }
+        (
+            Method::POST | Method::PATCH,
+            ["apis", "events.k8s.io", "v1", "namespaces", _, "events", ..],
+        )
+        | (Method::POST | Method::PATCH, ["api", "v1", "namespaces", _, "events", ..]) => {
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            let event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            lock().events.push(event.clone());
+            json_response(StatusCode::CREATED, &event)
+        }
+        (_, _) => not_found(&format!("{} (the fake serves no such path)", path)),
+    }
+}
+
+async fn forward(req: Request<Incoming>, upstream: &(String, reqwest::Client)) -> Response<Body> {
+    let (url, client) = upstream;
+    let target = format!(
+        "{url}{}",
+        req.uri()
+            .path_and_query()
+            .map_or(req.uri().path(), |p| p.as_str())
+    );
+    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes())
+        .unwrap_or(reqwest::Method::GET);
+    let mut headers = reqwest::header::HeaderMap::new();
+    for name in ["content-type", "accept"] {
+        if let Some(v) = req.headers().get(name)
+            && let Ok(v) = reqwest::header::HeaderValue::from_bytes(v.as_bytes())
+        {
+            headers.insert(name, v);
+        }
+    }
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let resp = match client
+        .request(method, &target)
+        .headers(headers)
+        .body(body)
+        .send()
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            return json_response(
+                StatusCode::BAD_GATEWAY,
+                &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "message": format!("the real API server: {e}"), "code": 502}),
+            );
+        }
+    };
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let content_type = resp.headers().get("content-type").cloned();
+    let stream = resp
+        .bytes_stream()
+        .map_ok(Frame::data)
+        .map_err(std::io::Error::other);
+    let mut r = Response::new(StreamBody::new(stream).boxed());
+    *r.status_mut() = status;
+    if let Some(ct) = content_type
+        && let Ok(v) = http::HeaderValue::from_bytes(ct.as_bytes())
+    {
+        r.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_of_known_strings() {
+        assert_eq!(base64_encode(b""), "");
+        assert_eq!(base64_encode(b"f"), "Zg==");
+        assert_eq!(base64_encode(b"fo"), "Zm8=");
+        assert_eq!(base64_encode(b"foo"), "Zm9v");
+        assert_eq!(base64_encode(b"sk-test-a"), "c2stdGVzdC1h");
+    }
+}
