@@ -341,3 +341,150 @@ pub fn reporter(pod: Option<String>) -> Reporter {
         instance: pod,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The exact requests one reconcile makes, against a mocked API.
+
+    use std::sync::Mutex;
+
+    use http::{Request, Response};
+    use http_body_util::BodyExt as _;
+    use kube::client::Body;
+
+    use super::*;
+
+    type Seen = Arc<Mutex<Vec<(String, String, String)>>>;
+
+    /// A mocked API server: answers by path and records (method, path and query, body).
+    fn mock(seen: Seen) -> Client {
+        let service = tower::service_fn(move |req: Request<Body>| {
+            let seen = seen.clone();
+            async move {
+                let method = req.method().to_string();
+                let uri = req.uri().to_string();
+                let body = req
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|c| c.to_bytes())
+                    .unwrap_or_default();
+                let text = String::from_utf8_lossy(&body).into_owned();
+                seen.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push((method.clone(), uri.clone(), text.clone()));
+                let (status, reply) = if uri.contains("/configmaps/schemas") {
+                    (200, json!({"apiVersion": "v1", "kind": "ConfigMap",
+                        "metadata": {"name": "schemas", "namespace": "team-a"},
+                        "data": {"answer.yaml": "type: object\nrequired: [score]\n"}}))
+                } else if uri.contains("/secrets/llm-keys") {
+                    (200, json!({"apiVersion": "v1", "kind": "Secret",
+                        "metadata": {"name": "llm-keys", "namespace": "team-a"},
+                        "data": {"openai": "c2stdGVzdC1h"}}))
+                } else if uri.contains("/llmroutes/chat/status") {
+                    let sent: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    (200, json!({"apiVersion": "plumb.dev/v1alpha1", "kind": "LlmRoute",
+                        "metadata": {"name": "chat", "namespace": "team-a"},
+                        "spec": {"match": {"models": ["chat"]}, "targets": []},
+                        "status": sent["status"]}))
+                } else {
+                    (201, serde_json::from_str(&text).unwrap_or(json!({})))
+                };
+                let mut resp = Response::new(Body::from(reply.to_string().into_bytes()));
+                *resp.status_mut() = http::StatusCode::from_u16(status).unwrap_or_default();
+                resp.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+                Ok::<_, std::convert::Infallible>(resp)
+            }
+        });
+        Client::new(service, "default")
+    }
+
+    fn route(spec: Value) -> Arc<LlmRoute> {
+        let mut r: LlmRoute = serde_json::from_value(json!({
+            "apiVersion": "plumb.dev/v1alpha1", "kind": "LlmRoute",
+            "metadata": {"name": "chat", "namespace": "team-a", "generation": 1, "uid": "u-1"},
+            "spec": spec,
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        r.status = None;
+        Arc::new(r)
+    }
+
+    fn context(client: Client) -> Arc<Context> {
+        Arc::new(Context {
+            recorder: Recorder::new(client.clone(), reporter(Some("op-0".into()))),
+            client,
+            policies: Arc::new(Policies::new(1)),
+            metrics: Arc::new(OperatorMetrics::new()),
+            resync: Duration::from_secs(60),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_valid_route_reads_its_config_map_and_secret_serves_and_applies_status() {
+        let seen: Seen = Arc::default();
+        let ctx = context(mock(seen.clone()));
+        let spec = json!({
+            "match": {"models": ["chat"]},
+            "targets": [{"name": "t", "provider": "openai", "baseUrl": "http://h/v1", "model": "m",
+                "credentials": {"secretRef": {"name": "llm-keys", "key": "openai"}}}],
+            "contract": {"schema": {"configMapKeyRef": {"name": "schemas", "key": "answer.yaml"}}},
+        });
+        let action = reconcile(route(spec), ctx.clone()).await;
+        assert!(action.is_ok(), "{action:?}");
+        let seen = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let calls: Vec<(&str, &str)> = seen.iter().map(|(m, u, _)| (m.as_str(), u.as_str())).collect();
+        assert_eq!(calls[0], ("GET", "/api/v1/namespaces/team-a/configmaps/schemas"));
+        assert_eq!(calls[1], ("GET", "/api/v1/namespaces/team-a/secrets/llm-keys"));
+        assert_eq!(
+            calls[2],
+            (
+                "PATCH",
+                "/apis/plumb.dev/v1alpha1/namespaces/team-a/llmroutes/chat/status?&force=true&fieldManager=plumb-operator"
+            )
+        );
+        let status: Value = serde_json::from_str(&seen[2].2).unwrap_or(Value::Null);
+        assert_eq!(status["kind"], "LlmRoute");
+        assert_eq!(status["status"]["observedGeneration"], 1);
+        assert_eq!(status["status"]["conditions"][0]["type"], "Accepted");
+        assert_eq!(status["status"]["conditions"][0]["status"], "True");
+        assert!(calls[3].1.starts_with("/apis/events.k8s.io/v1/namespaces/team-a/events"), "{calls:?}");
+        assert_eq!(calls.len(), 4, "{calls:?}");
+        // The sidecars get the schema inline and the key.
+        let snap = ctx.policies.subscribe("team-a").borrow().clone();
+        let spec: Value = serde_json::from_str(&snap.routes[0].spec_json).unwrap_or(Value::Null);
+        assert_eq!(spec["contract"]["schema"]["inline"]["required"], json!(["score"]));
+        assert_eq!(snap.credentials[0].value, b"sk-test-a");
+    }
+
+    #[tokio::test]
+    async fn an_invalid_route_reads_nothing_serves_nothing_and_says_why() {
+        let seen: Seen = Arc::default();
+        let ctx = context(mock(seen.clone()));
+        let spec = json!({
+            "match": {"models": ["chat"]},
+            "targets": [{"name": "t", "provider": "openai", "baseUrl": "http://h/v1", "model": "m",
+                "credentials": {"none": true}}],
+            "deadlines": {"total": "10s", "connect": "20s"},
+        });
+        assert!(reconcile(route(spec), ctx.clone()).await.is_ok());
+        let seen = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        assert_eq!(seen[0].0, "PATCH");
+        let status: Value = serde_json::from_str(&seen[0].2).unwrap_or(Value::Null);
+        assert_eq!(status["status"]["conditions"][0]["status"], "False");
+        assert!(
+            status["status"]["conditions"][0]["message"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("spec.deadlines.connect"),
+            "{status}"
+        );
+        assert!(ctx.policies.routes_of("team-a").is_empty());
+        let event: Value = serde_json::from_str(&seen[1].2).unwrap_or(Value::Null);
+        assert_eq!(event["type"], "Warning");
+        assert_eq!(event["reason"], "Invalid");
+    }
+}
