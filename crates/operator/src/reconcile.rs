@@ -317,7 +317,21 @@ pub async fn run(ctx: Arc<Context>, mut acks: mpsc::Receiver<String>) {
         }
     });
     let policies = ctx.policies.clone();
-    Controller::new(api, watcher::Config::default())
+    let controller = Controller::new(api, watcher::Config::default());
+    // A Secret that changes reconciles the routes of its namespace that name it, so a rotated
+    // key reaches the sidecars at once.
+    let routes = controller.store();
+    let secrets: Api<Secret> = Api::all(ctx.client.clone());
+    controller
+        .watches(secrets, watcher::Config::default(), move |secret: Secret| {
+            let (ns, name) = (secret.namespace(), secret.name_any());
+            routes
+                .state()
+                .into_iter()
+                .filter(|r| r.namespace() == ns && names_secret(&r.spec, &name))
+                .map(|r| ObjectRef::from_obj(&*r))
+                .collect::<Vec<_>>()
+        })
         .reconcile_on(tokio_stream::wrappers::ReceiverStream::new(trigger_rx))
         .run(reconcile, error_policy, ctx)
         .for_each(|result| {
@@ -332,6 +346,16 @@ pub async fn run(ctx: Arc<Context>, mut acks: mpsc::Receiver<String>) {
             }
         })
         .await;
+}
+
+/// Whether a route's targets take a key from the Secret `name`.
+fn names_secret(spec: &LlmRouteSpec, name: &str) -> bool {
+    spec.targets.iter().any(|t| {
+        t.credentials
+            .secret_ref
+            .as_ref()
+            .is_some_and(|r| r.name == name)
+    })
 }
 
 /// The reporter of this operator's Events.
@@ -374,19 +398,28 @@ mod tests {
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .push((method.clone(), uri.clone(), text.clone()));
                 let (status, reply) = if uri.contains("/configmaps/schemas") {
-                    (200, json!({"apiVersion": "v1", "kind": "ConfigMap",
+                    (
+                        200,
+                        json!({"apiVersion": "v1", "kind": "ConfigMap",
                         "metadata": {"name": "schemas", "namespace": "team-a"},
-                        "data": {"answer.yaml": "type: object\nrequired: [score]\n"}}))
+                        "data": {"answer.yaml": "type: object\nrequired: [score]\n"}}),
+                    )
                 } else if uri.contains("/secrets/llm-keys") {
-                    (200, json!({"apiVersion": "v1", "kind": "Secret",
+                    (
+                        200,
+                        json!({"apiVersion": "v1", "kind": "Secret",
                         "metadata": {"name": "llm-keys", "namespace": "team-a"},
-                        "data": {"openai": "c2stdGVzdC1h"}}))
+                        "data": {"openai": "c2stdGVzdC1h"}}),
+                    )
                 } else if uri.contains("/llmroutes/chat/status") {
                     let sent: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                    (200, json!({"apiVersion": "plumb.dev/v1alpha1", "kind": "LlmRoute",
+                    (
+                        200,
+                        json!({"apiVersion": "plumb.dev/v1alpha1", "kind": "LlmRoute",
                         "metadata": {"name": "chat", "namespace": "team-a"},
                         "spec": {"match": {"models": ["chat"]}, "targets": []},
-                        "status": sent["status"]}))
+                        "status": sent["status"]}),
+                    )
                 } else {
                     (201, serde_json::from_str(&text).unwrap_or(json!({})))
                 };
@@ -435,10 +468,22 @@ mod tests {
         });
         let action = reconcile(route(spec), ctx.clone()).await;
         assert!(action.is_ok(), "{action:?}");
-        let seen = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        let calls: Vec<(&str, &str)> = seen.iter().map(|(m, u, _)| (m.as_str(), u.as_str())).collect();
-        assert_eq!(calls[0], ("GET", "/api/v1/namespaces/team-a/configmaps/schemas"));
-        assert_eq!(calls[1], ("GET", "/api/v1/namespaces/team-a/secrets/llm-keys"));
+        let seen = seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let calls: Vec<(&str, &str)> = seen
+            .iter()
+            .map(|(m, u, _)| (m.as_str(), u.as_str()))
+            .collect();
+        assert_eq!(
+            calls[0],
+            ("GET", "/api/v1/namespaces/team-a/configmaps/schemas")
+        );
+        assert_eq!(
+            calls[1],
+            ("GET", "/api/v1/namespaces/team-a/secrets/llm-keys")
+        );
         assert_eq!(
             calls[2],
             (
@@ -451,12 +496,20 @@ mod tests {
         assert_eq!(status["status"]["observedGeneration"], 1);
         assert_eq!(status["status"]["conditions"][0]["type"], "Accepted");
         assert_eq!(status["status"]["conditions"][0]["status"], "True");
-        assert!(calls[3].1.starts_with("/apis/events.k8s.io/v1/namespaces/team-a/events"), "{calls:?}");
+        assert!(
+            calls[3]
+                .1
+                .starts_with("/apis/events.k8s.io/v1/namespaces/team-a/events"),
+            "{calls:?}"
+        );
         assert_eq!(calls.len(), 4, "{calls:?}");
         // The sidecars get the schema inline and the key.
         let snap = ctx.policies.subscribe("team-a").borrow().clone();
         let spec: Value = serde_json::from_str(&snap.routes[0].spec_json).unwrap_or(Value::Null);
-        assert_eq!(spec["contract"]["schema"]["inline"]["required"], json!(["score"]));
+        assert_eq!(
+            spec["contract"]["schema"]["inline"]["required"],
+            json!(["score"])
+        );
         assert_eq!(snap.credentials[0].value, b"sk-test-a");
     }
 
@@ -471,7 +524,10 @@ mod tests {
             "deadlines": {"total": "10s", "connect": "20s"},
         });
         assert!(reconcile(route(spec), ctx.clone()).await.is_ok());
-        let seen = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        let seen = seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         assert_eq!(seen[0].0, "PATCH");
         let status: Value = serde_json::from_str(&seen[0].2).unwrap_or(Value::Null);
         assert_eq!(status["status"]["conditions"][0]["status"], "False");

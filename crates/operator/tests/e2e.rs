@@ -114,7 +114,7 @@ impl Env {
             "--heartbeat-interval",
             "1s",
             "--resync",
-            "2s",
+            "1h",
         ])
         .arg("--tls-cert-file")
         .arg(&self.cert)
@@ -292,6 +292,19 @@ async fn operator_e2e_routes_reach_sidecars_status_follows_and_traffic_never_sto
         "1 of 1 sidecars run generation 1"
     );
     assert_eq!(r["status"]["sidecars"]["connected"], 1);
+
+    // A rotated key reaches the sidecar without a restart (the operator watches Secrets).
+    env.fake
+        .put_secret("team-a", "llm-keys", &[("openai", "sk-test-rotated")]);
+    eventually("the rotated key is used", || async {
+        env.chat(&a, "chat").await;
+        env.sim
+            .attempts(Some("sim-gpt"))
+            .last()
+            .and_then(|at| at.key_hint.clone())
+            .is_some_and(|h| h.ends_with("ated"))
+    })
+    .await;
 
     // Traffic runs through every change below; not one request may fail.
     let failures = Arc::new(AtomicU64::new(0));

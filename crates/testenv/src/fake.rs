@@ -32,13 +32,30 @@ struct TokenOwner {
     audiences: Vec<String>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
+    resource_version: u64,
+    /// Watch events of Secrets, as the API server streams them.
+    secret_events: tokio::sync::broadcast::Sender<Value>,
     secrets: BTreeMap<(String, String), Value>,
     config_maps: BTreeMap<(String, String), Value>,
     tokens: HashMap<String, TokenOwner>,
     events: Vec<Value>,
     token_reviews: u64,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            resource_version: 1,
+            secret_events: tokio::sync::broadcast::channel(256).0,
+            secrets: BTreeMap::new(),
+            config_maps: BTreeMap::new(),
+            tokens: HashMap::new(),
+            events: Vec::new(),
+            token_reviews: 0,
+        }
+    }
 }
 
 /// The fake, serving on loopback.
@@ -119,18 +136,28 @@ impl FakeCore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Puts a Secret with string data.
+    /// Puts a Secret with string data (watchers see it added or modified).
     pub fn put_secret(&self, namespace: &str, name: &str, data: &[(&str, &str)]) {
         let data: serde_json::Map<String, Value> = data
             .iter()
             .map(|(k, v)| ((*k).to_owned(), Value::String(base64_encode(v.as_bytes()))))
             .collect();
+        let mut s = self.lock();
+        s.resource_version += 1;
         let obj = json!({"apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": name, "namespace": namespace, "resourceVersion": "1"},
+            "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{namespace}-{name}"),
+                "resourceVersion": s.resource_version.to_string()},
             "type": "Opaque", "data": data});
-        self.lock()
+        let kind = if s
             .secrets
-            .insert((namespace.to_owned(), name.to_owned()), obj);
+            .insert((namespace.to_owned(), name.to_owned()), obj.clone())
+            .is_some()
+        {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        let _ = s.secret_events.send(json!({"type": kind, "object": obj}));
     }
 
     /// Puts a ConfigMap.
