@@ -14,7 +14,12 @@ NEXTEST_PROFILE ?= $(if $(CI),ci,default)
 crds:
 	PLUMB_UPDATE_CRDS=1 $(CARGO) test --quiet -p plumb-api --test crd
 
-.PHONY: crds check-deps all demo demo-raw bench-smoke test lint fmt-check clippy doc test-rust test-sdk tools bench bench-simulator clean-cache
+## bench-control: a route change propagated to 100 connected sidecars; operator memory per sidecar
+bench-control: tools
+	$(CARGO) build --release --locked --quiet -p plumb-operator --bin plumb-operator --example propagation
+	target/release/examples/propagation | tee target/bench-control.md
+
+.PHONY: bench-control crds check-deps all demo demo-raw bench-smoke test lint fmt-check clippy doc test-rust test-sdk tools bench bench-simulator clean-cache
 
 all: test
 

@@ -16,6 +16,7 @@ use futures_util::StreamExt as _;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
+use kube::runtime::WatchStreamExt as _;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
@@ -309,6 +310,7 @@ pub async fn run(ctx: Arc<Context>, mut acks: mpsc::Receiver<String>) {
     let api: Api<LlmRoute> = Api::all(ctx.client.clone());
     let policies = ctx.policies.clone();
     let (trigger_tx, trigger_rx) = mpsc::channel::<ObjectRef<LlmRoute>>(1024);
+    let trigger_tx_for_secrets = trigger_tx.clone();
     tokio::spawn(async move {
         while let Some(ns) = acks.recv().await {
             for name in policies.routes_of(&ns) {
@@ -319,19 +321,33 @@ pub async fn run(ctx: Arc<Context>, mut acks: mpsc::Receiver<String>) {
     let policies = ctx.policies.clone();
     let controller = Controller::new(api, watcher::Config::default());
     // A Secret that changes reconciles the routes of its namespace that name it, so a rotated
-    // key reaches the sidecars at once.
+    // key reaches the sidecars at once. The Secret watch runs on its own: if it fails (no
+    // permission, say), routes are still reconciled at once, and keys refresh at the resync.
     let routes = controller.store();
     let secrets: Api<Secret> = Api::all(ctx.client.clone());
-    controller
-        .watches(secrets, watcher::Config::default(), move |secret: Secret| {
+    let secret_trigger = trigger_tx_for_secrets;
+    tokio::spawn(async move {
+        let changes = watcher::watcher(secrets, watcher::Config::default())
+            .default_backoff()
+            .touched_objects();
+        futures_util::pin_mut!(changes);
+        while let Some(change) = changes.next().await {
+            let secret = match change {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch Secrets; rotated keys reach the sidecars at the next resync");
+                    continue;
+                }
+            };
             let (ns, name) = (secret.namespace(), secret.name_any());
-            routes
-                .state()
-                .into_iter()
-                .filter(|r| r.namespace() == ns && names_secret(&r.spec, &name))
-                .map(|r| ObjectRef::from_obj(&*r))
-                .collect::<Vec<_>>()
-        })
+            for r in routes.state() {
+                if r.namespace() == ns && names_secret(&r.spec, &name) {
+                    let _ = secret_trigger.send(ObjectRef::from_obj(&*r)).await;
+                }
+            }
+        }
+    });
+    controller
         .reconcile_on(tokio_stream::wrappers::ReceiverStream::new(trigger_rx))
         .run(reconcile, error_policy, ctx)
         .for_each(|result| {

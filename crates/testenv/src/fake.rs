@@ -254,7 +254,41 @@ async fn handle(
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     };
+    let watching = req
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
     match (method, segments.as_slice()) {
+        (Method::GET, ["api", "v1", "secrets"]) if watching => {
+            let rx = lock().secret_events.subscribe();
+            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                loop {
+                    match rx.recv().await {
+                        Ok(ev) => {
+                            let line = Bytes::from(format!("{ev}\n"));
+                            return Some((Ok::<_, std::io::Error>(Frame::data(line)), rx));
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            });
+            let mut r = Response::new(StreamBody::new(stream).boxed());
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("application/json"),
+            );
+            r
+        }
+        (Method::GET, ["api", "v1", "secrets"]) => {
+            let s = lock();
+            json_response(
+                StatusCode::OK,
+                &json!({"apiVersion": "v1", "kind": "SecretList",
+                    "metadata": {"resourceVersion": s.resource_version.to_string()},
+                    "items": s.secrets.values().cloned().collect::<Vec<_>>()}),
+            )
+        }
         (
             Method::GET,
             [
