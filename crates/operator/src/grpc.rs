@@ -27,6 +27,8 @@ const HELLO_WITHIN: Duration = Duration::from_secs(10);
 /// The policy service.
 #[derive(Clone)]
 pub struct PolicyServer {
+    /// Whether this replica leads: only the leader serves policy.
+    pub leading: tokio::sync::watch::Receiver<bool>,
     /// What the sidecars are given.
     pub policies: Arc<Policies>,
     /// Token verification.
@@ -85,6 +87,14 @@ impl v1::policy_service_server::PolicyService for PolicyServer {
         &self,
         req: Request<Streaming<v1::SidecarMessage>>,
     ) -> Result<Response<Outbound>, Status> {
+        if !*self.leading.borrow() {
+            return Err(self.refuse(
+                "not_leader",
+                Status::unavailable(
+                    "this operator replica is not the leader; the policy Service routes to the leader",
+                ),
+            ));
+        }
         let token = req
             .metadata()
             .get("authorization")

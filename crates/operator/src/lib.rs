@@ -9,11 +9,13 @@
 //! | [`status`] | `Accepted`, `Programmed`, `Degraded` from what was found (pure) |
 //! | [`grpc`] | the policy server: one authenticated TLS stream per sidecar |
 //! | [`auth`] | sidecar identity by TokenReview |
+//! | [`leader`] | leader election on a Lease; the leader labels its pod for the policy Service |
 //! | [`admin`] | `/healthz`, `/readyz`, `/metrics` |
 
 pub mod admin;
 pub mod auth;
 pub mod grpc;
+pub mod leader;
 pub mod policies;
 pub mod reconcile;
 pub mod status;

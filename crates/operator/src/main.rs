@@ -12,6 +12,7 @@ use clap::Parser;
 use kube::runtime::events::Recorder;
 use plumb_operator::auth::TokenReviewer;
 use plumb_operator::grpc::PolicyServer;
+use plumb_operator::leader::Election;
 use plumb_operator::policies::Policies;
 use plumb_operator::reconcile::{self, Context};
 use plumb_proto::v1::policy_service_server::PolicyServiceServer;
@@ -46,6 +47,19 @@ struct Args {
     /// How often every route is re-read without a change (rotated Secret keys).
     #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
     resync: Duration,
+    /// Elect a leader among the replicas on a Lease (only the leader reconciles and serves
+    /// policy). Off: this replica leads alone.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// The Lease's name, in the operator's namespace (`POD_NAMESPACE`).
+    #[arg(long, default_value = "plumb-operator-leader")]
+    lease_name: String,
+    /// How long the Lease lasts without renewal.
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    lease_duration: Duration,
+    /// How often the Lease is renewed or tried.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    lease_retry: Duration,
     /// `text` or `json` logs.
     #[arg(long, value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
@@ -125,7 +139,24 @@ async fn run(args: Args, tls: Identity) -> ExitCode {
         metrics.clone(),
         ready.clone(),
     ));
+    let (leading_tx, leading) = tokio::sync::watch::channel(!args.leader_elect);
+    let election = args.leader_elect.then(|| {
+        let env = |n: &str| std::env::var(n).ok().filter(|v| !v.is_empty());
+        Election {
+            namespace: env("POD_NAMESPACE").unwrap_or_else(|| "plumb-system".into()),
+            lease: args.lease_name.clone(),
+            identity: env("POD_NAME")
+                .or_else(|| env("HOSTNAME"))
+                .unwrap_or_else(|| format!("plumb-operator-{epoch}")),
+            duration: args.lease_duration,
+            retry: args.lease_retry,
+        }
+    });
+    if let Some(e) = &election {
+        tokio::spawn(e.clone().run(client.clone(), leading_tx));
+    }
     let server = PolicyServer {
+        leading: leading.clone(),
         policies: policies.clone(),
         auth: Arc::new(TokenReviewer {
             client: client.clone(),
@@ -151,11 +182,20 @@ async fn run(args: Args, tls: Identity) -> ExitCode {
     let ctx = Arc::new(Context {
         client: client.clone(),
         policies,
-        recorder: Recorder::new(client, reconcile::reporter(std::env::var("POD_NAME").ok())),
+        recorder: Recorder::new(
+            client.clone(),
+            reconcile::reporter(std::env::var("POD_NAME").ok()),
+        ),
         metrics,
         resync: args.resync,
     });
-    let controller = tokio::spawn(reconcile::run(ctx, acks_rx));
+    // Only the leader reconciles (and writes status).
+    let mut became = leading.clone();
+    let controller = tokio::spawn(async move {
+        if became.wait_for(|l| *l).await.is_ok() {
+            reconcile::run(ctx, acks_rx).await;
+        }
+    });
     let mut out = std::io::stdout().lock();
     let _ = writeln!(
         out,
@@ -166,6 +206,11 @@ async fn run(args: Args, tls: Identity) -> ExitCode {
     ready.store(true, Ordering::Release);
     let result = grpc.await;
     controller.abort();
+    if let Some(e) = &election
+        && *leading.borrow()
+    {
+        e.release(&client).await;
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -56,7 +56,7 @@ fn spawn(mut cmd: Command) -> Proc {
 
 struct Env {
     _api: ApiServer,
-    fake: FakeCore,
+    fake: Arc<FakeCore>,
     dir: tempfile::TempDir,
     kubeconfig: PathBuf,
     ca: PathBuf,
@@ -78,7 +78,7 @@ async fn env() -> Env {
     )
     .unwrap();
     api.install_crd(&crd).await.unwrap();
-    let fake = FakeCore::start(&api).await.unwrap();
+    let fake = Arc::new(FakeCore::start(&api).await.unwrap());
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = fake.kubeconfig(dir.path()).unwrap();
     let (ca, cert, key) = plumb_testenv::write_serving_pki(dir.path()).unwrap();
@@ -105,7 +105,18 @@ async fn env() -> Env {
 
 impl Env {
     fn operator(&self, policy_port: u16) -> Proc {
+        self.operator_named(
+            policy_port,
+            &format!("operator-{policy_port}-{}", free_port()),
+        )
+    }
+
+    /// An operator replica whose pod is `pod`, electing a leader on a 3 s Lease.
+    fn operator_named(&self, policy_port: u16, pod: &str) -> Proc {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_plumb-operator"));
+        cmd.args(["--lease-duration", "3s", "--lease-retry", "300ms"])
+            .env("POD_NAMESPACE", "plumb-system")
+            .env("POD_NAME", pod);
         cmd.args([
             "--policy-listen",
             &format!("127.0.0.1:{policy_port}"),
@@ -498,4 +509,183 @@ async fn operator_e2e_routes_reach_sidecars_status_follows_and_traffic_never_sto
         200,
         "served from the policy cache"
     );
+}
+
+/// Plays the policy Service: every connection goes to the operator whose pod carries the
+/// leader label, as the Service's selector would send it.
+async fn leader_service(fake: Arc<FakeCore>, pods: Vec<(String, u16)>) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                continue;
+            };
+            let leader = pods.iter().find(|(pod, _)| {
+                fake.pod_labels("plumb-system", pod)
+                    .get("plumb.dev/leader")
+                    .map(String::as_str)
+                    == Some("true")
+            });
+            let Some((_, target)) = leader.cloned() else {
+                continue; // no endpoint: the connection is dropped, as with an empty Service
+            };
+            tokio::spawn(async move {
+                if let Ok(mut out) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn operator_e2e_one_leader_serves_policy_and_a_new_one_takes_over_without_failed_requests() {
+    let env = env().await;
+    env.fake
+        .put_secret("team-a", "llm-keys", &[("openai", "sk-test-team-a")]);
+    env.fake
+        .add_token("tok-a", "team-a", "web", "web-1", AUDIENCE);
+    let (p1, p2) = (free_port(), free_port());
+    let op1 = env.operator_named(p1, "operator-1");
+    let op2 = env.operator_named(p2, "operator-2");
+    let leader_of = |fake: &FakeCore| {
+        ["operator-1", "operator-2"]
+            .into_iter()
+            .filter(|p| {
+                fake.pod_labels("plumb-system", p)
+                    .get("plumb.dev/leader")
+                    .map(String::as_str)
+                    == Some("true")
+            })
+            .collect::<Vec<_>>()
+    };
+    eventually("one replica leads", || async {
+        leader_of(&env.fake).len() == 1
+    })
+    .await;
+    let first = leader_of(&env.fake)[0];
+    assert_eq!(
+        env.fake
+            .lease_holder("plumb-system", "plumb-operator-leader")
+            .as_deref(),
+        Some(first)
+    );
+    let (mut leader, follower, follower_port) = if first == "operator-1" {
+        (Some(op1), op2, p2)
+    } else {
+        (Some(op2), op1, p1)
+    };
+
+    let service = leader_service(
+        env.fake.clone(),
+        vec![("operator-1".into(), p1), ("operator-2".into(), p2)],
+    )
+    .await;
+    let (status, body) = env
+        .send(
+            Method::POST,
+            ROUTES_A,
+            Some(&env.route("team-a", "chat", "chat", json!({}))),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let a = env.sidecar(
+        &format!("https://127.0.0.1:{service}"),
+        "team-a",
+        "web-1",
+        "tok-a",
+        None,
+    );
+    eventually("the sidecar serves the route", || async {
+        env.chat(&a, "chat").await.0 == 200
+    })
+    .await;
+
+    // The follower serves no policy.
+    let direct = env.sidecar(
+        &format!("https://127.0.0.1:{follower_port}"),
+        "team-a",
+        "web-9",
+        "tok-a",
+        None,
+    );
+    let follower_admin = follower.words[4].clone();
+    eventually("the follower refuses streams", || async {
+        env.client
+            .get(format!("{follower_admin}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .contains(r#"plumb_operator_refused_streams_total{reason="not_leader"}"#)
+    })
+    .await;
+    assert_eq!(env.chat(&direct, "chat").await.0, 503);
+
+    // Traffic while the leader dies: the follower takes the Lease, labels itself, and the
+    // sidecar reconnects through the Service to it; no request fails.
+    let failures = Arc::new(AtomicU64::new(0));
+    let sent = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (failures, sent, stop) = (failures.clone(), sent.clone(), stop.clone());
+        let url = a.words[3].clone();
+        let client = env.client.clone();
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let r = client
+                    .post(format!("{url}/v1/chat/completions"))
+                    .json(
+                        &json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]}),
+                    )
+                    .send()
+                    .await;
+                sent.fetch_add(1, Ordering::Relaxed);
+                if !r.is_ok_and(|r| r.status() == 200) {
+                    failures.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(leader.take());
+    let second = if first == "operator-1" {
+        "operator-2"
+    } else {
+        "operator-1"
+    };
+    eventually("the follower takes over", || async {
+        leader_of(&env.fake) == vec![second]
+    })
+    .await;
+    // A change made after the takeover reaches the sidecar from the new leader.
+    let (_, cur) = env
+        .send(Method::GET, &format!("{ROUTES_A}/chat"), None)
+        .await;
+    let mut next = cur.clone();
+    next["spec"]["match"]["models"] = json!(["chat", "chat-after"]);
+    let (status, _) = env
+        .send(Method::PUT, &format!("{ROUTES_A}/chat"), Some(&next))
+        .await;
+    assert_eq!(status, 200);
+    eventually("the new leader's policy reaches the sidecar", || async {
+        env.chat(&a, "chat-after").await.0 == 200
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    let (n, failed) = (
+        sent.load(Ordering::Relaxed),
+        failures.load(Ordering::Relaxed),
+    );
+    assert!(n > 10, "{n}");
+    assert_eq!(
+        failed, 0,
+        "{failed} of {n} requests failed across the leader change"
+    );
+    drop(follower);
 }

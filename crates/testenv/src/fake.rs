@@ -42,6 +42,8 @@ struct State {
     tokens: HashMap<String, TokenOwner>,
     events: Vec<Value>,
     token_reviews: u64,
+    leases: BTreeMap<(String, String), Value>,
+    pod_labels: BTreeMap<(String, String), BTreeMap<String, String>>,
 }
 
 impl Default for State {
@@ -54,6 +56,8 @@ impl Default for State {
             tokens: HashMap::new(),
             events: Vec::new(),
             token_reviews: 0,
+            leases: BTreeMap::new(),
+            pod_labels: BTreeMap::new(),
         }
     }
 }
@@ -203,6 +207,23 @@ impl FakeCore {
     /// How many TokenReviews were asked for.
     pub fn token_reviews(&self) -> u64 {
         self.lock().token_reviews
+    }
+
+    /// The labels of a pod, as the operator patched them.
+    pub fn pod_labels(&self, namespace: &str, name: &str) -> BTreeMap<String, String> {
+        self.lock()
+            .pod_labels
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The holder of a Lease, if any.
+    pub fn lease_holder(&self, namespace: &str, name: &str) -> Option<String> {
+        self.lock()
+            .leases
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_owned))
     }
 
     /// A kubeconfig pointing at the fake (no credentials: the fake needs none).
@@ -364,6 +385,113 @@ async fn handle(
             let event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             lock().events.push(event.clone());
             json_response(StatusCode::CREATED, &event)
+        }
+        (
+            Method::GET,
+            [
+                "apis",
+                "coordination.k8s.io",
+                "v1",
+                "namespaces",
+                ns,
+                "leases",
+                name,
+            ],
+        ) => match lock().leases.get(&((*ns).to_owned(), (*name).to_owned())) {
+            Some(l) => json_response(StatusCode::OK, l),
+            None => not_found(&format!("leases \"{name}\"")),
+        },
+        (
+            m @ (Method::POST | Method::PUT),
+            [
+                "apis",
+                "coordination.k8s.io",
+                "v1",
+                "namespaces",
+                ns,
+                "leases",
+                rest @ ..,
+            ],
+        ) => {
+            let ns = (*ns).to_owned();
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            let mut lease: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let name = rest
+                .first()
+                .map(|n| (*n).to_owned())
+                .or_else(|| lease["metadata"]["name"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let mut s = lock();
+            let key = (ns.clone(), name.clone());
+            let conflict = |msg: String| {
+                json_response(
+                    StatusCode::CONFLICT,
+                    &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                        "message": msg, "reason": if m == Method::POST { "AlreadyExists" } else { "Conflict" }, "code": 409}),
+                )
+            };
+            match (&m, s.leases.get(&key)) {
+                (&Method::POST, Some(_)) => {
+                    return conflict(format!("leases \"{name}\" already exists"));
+                }
+                (&Method::PUT, None) => return not_found(&format!("leases \"{name}\"")),
+                (&Method::PUT, Some(cur))
+                    if cur["metadata"]["resourceVersion"]
+                        != lease["metadata"]["resourceVersion"] =>
+                {
+                    return conflict(format!(
+                        "Operation cannot be fulfilled on leases \"{name}\": the object has been modified"
+                    ));
+                }
+                _ => {}
+            }
+            s.resource_version += 1;
+            lease["metadata"]["resourceVersion"] = json!(s.resource_version.to_string());
+            lease["metadata"]["namespace"] = json!(ns);
+            lease["metadata"]["name"] = json!(name);
+            s.leases.insert(key, lease.clone());
+            let status = if m == Method::POST {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            json_response(status, &lease)
+        }
+        (Method::PATCH, ["api", "v1", "namespaces", ns, "pods", name]) => {
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            let patch: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let mut s = lock();
+            let labels = s
+                .pod_labels
+                .entry(((*ns).to_owned(), (*name).to_owned()))
+                .or_default();
+            if let Some(obj) = patch["metadata"]["labels"].as_object() {
+                for (k, v) in obj {
+                    match v.as_str() {
+                        Some(v) => {
+                            labels.insert(k.clone(), v.to_owned());
+                        }
+                        None => {
+                            labels.remove(k);
+                        }
+                    }
+                }
+            }
+            json_response(
+                StatusCode::OK,
+                &json!({"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": name, "namespace": ns, "labels": labels.clone()}}),
+            )
         }
         (_, _) => not_found(&format!("{} (the fake serves no such path)", path)),
     }
