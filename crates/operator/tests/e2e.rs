@@ -194,6 +194,20 @@ impl Env {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// Reads, changes and writes back an object, again on a 409 (the operator writes status
+    /// meanwhile), as `kubectl edit` would.
+    async fn update(&self, path: &str, change: impl Fn(&mut Value)) -> (u16, Value) {
+        for _ in 0..20 {
+            let (_, mut cur) = self.send(Method::GET, path, None).await;
+            change(&mut cur);
+            let (status, body) = self.send(Method::PUT, path, Some(&cur)).await;
+            if status != 409 {
+                return (status, body);
+            }
+        }
+        panic!("{path}: conflicts on every try");
+    }
+
     async fn chat(&self, sidecar: &Proc, model: &str) -> (u16, String) {
         let url = &sidecar.words[3];
         match self
@@ -343,20 +357,10 @@ async fn operator_e2e_routes_reach_sidecars_status_follows_and_traffic_never_sto
     };
 
     // A valid update reaches the sidecar: a second model name.
-    let mut updated = env.route("team-a", "chat", "chat", json!({}));
-    updated["spec"]["match"]["models"] = json!(["chat", "chat-v2"]);
     let (status, body) = env
-        .send(
-            Method::PUT,
-            &format!("{ROUTES_A}/chat"),
-            Some(&{
-                let (_, cur) = env
-                    .send(Method::GET, &format!("{ROUTES_A}/chat"), None)
-                    .await;
-                updated["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"].clone();
-                updated.clone()
-            }),
-        )
+        .update(&format!("{ROUTES_A}/chat"), |r| {
+            r["spec"]["match"]["models"] = json!(["chat", "chat-v2"]);
+        })
         .await;
     assert_eq!(status, 200, "{body}");
     eventually("the update reaches sidecar A", || async {
@@ -373,14 +377,12 @@ async fn operator_e2e_routes_reach_sidecars_status_follows_and_traffic_never_sto
 
     // An invalid update (a CEL rule only the compiler can check) is refused, says why, and the
     // last good generation keeps serving.
-    let (_, cur) = env
-        .send(Method::GET, &format!("{ROUTES_A}/chat"), None)
-        .await;
-    let mut bad = cur.clone();
-    bad["spec"]["match"]["models"] = json!(["chat", "chat-v3"]);
-    bad["spec"]["contract"] = json!({"rules": [{"expression": "answer.score >", "message": "m"}]});
     let (status, body) = env
-        .send(Method::PUT, &format!("{ROUTES_A}/chat"), Some(&bad))
+        .update(&format!("{ROUTES_A}/chat"), |r| {
+            r["spec"]["match"]["models"] = json!(["chat", "chat-v3"]);
+            r["spec"]["contract"] =
+                json!({"rules": [{"expression": "answer.score >", "message": "m"}]});
+        })
         .await;
     assert_eq!(status, 200, "{body}");
     eventually("the invalid update is refused in status", || async {
@@ -663,13 +665,10 @@ async fn operator_e2e_one_leader_serves_policy_and_a_new_one_takes_over_without_
     })
     .await;
     // A change made after the takeover reaches the sidecar from the new leader.
-    let (_, cur) = env
-        .send(Method::GET, &format!("{ROUTES_A}/chat"), None)
-        .await;
-    let mut next = cur.clone();
-    next["spec"]["match"]["models"] = json!(["chat", "chat-after"]);
     let (status, _) = env
-        .send(Method::PUT, &format!("{ROUTES_A}/chat"), Some(&next))
+        .update(&format!("{ROUTES_A}/chat"), |r| {
+            r["spec"]["match"]["models"] = json!(["chat", "chat-after"]);
+        })
         .await;
     assert_eq!(status, 200);
     eventually("the new leader's policy reaches the sidecar", || async {
