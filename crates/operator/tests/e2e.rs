@@ -419,6 +419,40 @@ async fn operator_e2e_routes_reach_sidecars_status_follows_and_traffic_never_sto
         "an Event says the route was refused"
     );
 
+    // A route whose Secret does not exist is refused by the sidecar, by name, and its status
+    // says why; the other routes keep serving.
+    let mut keyless = env.route("team-a", "keyless", "keyless", json!({}));
+    keyless["spec"]["targets"][0]["credentials"] =
+        json!({"secretRef": {"name": "missing", "key": "openai"}});
+    let (status, body) = env.send(Method::POST, ROUTES_A, Some(&keyless)).await;
+    assert_eq!(status, 201, "{body}");
+    eventually("the sidecar's refusal lands in status", || async {
+        let (_, r) = env
+            .send(Method::GET, &format!("{ROUTES_A}/keyless"), None)
+            .await;
+        condition(&r, "Programmed")["reason"] == "Rejected"
+    })
+    .await;
+    let (_, r) = env
+        .send(Method::GET, &format!("{ROUTES_A}/keyless"), None)
+        .await;
+    let msg = condition(&r, "Programmed")["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        msg.contains("web-1: ") && msg.contains("\"missing\" was not found"),
+        "{msg}"
+    );
+    assert_eq!(r["status"]["sidecars"]["rejections"][0]["pod"], "web-1");
+    assert_eq!(
+        condition(&r, "Accepted")["status"],
+        "True",
+        "the spec itself is fine"
+    );
+    assert_eq!(env.chat(&a, "chat-v2").await.0, 200);
+    assert_eq!(env.chat(&a, "keyless").await.0, 404);
+
     // Namespace isolation: team-b's sidecar never gets team-a's routes, and vice versa.
     let routes_b = "/apis/plumb.dev/v1alpha1/namespaces/team-b/llmroutes";
     let (status, _) = env
