@@ -10,6 +10,7 @@
 //! | [`grpc`] | the policy server: one authenticated TLS stream per sidecar |
 //! | [`auth`] | sidecar identity by TokenReview |
 //! | [`leader`] | leader election on a Lease; the leader labels its pod for the policy Service |
+//! | [`webhook`] | sidecar injection: the Pod patch and its HTTPS server |
 //! | [`admin`] | `/healthz`, `/readyz`, `/metrics` |
 
 pub mod admin;
@@ -19,3 +20,4 @@ pub mod leader;
 pub mod policies;
 pub mod reconcile;
 pub mod status;
+pub mod webhook;

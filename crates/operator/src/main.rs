@@ -15,6 +15,7 @@ use plumb_operator::grpc::PolicyServer;
 use plumb_operator::leader::Election;
 use plumb_operator::policies::Policies;
 use plumb_operator::reconcile::{self, Context};
+use plumb_operator::webhook;
 use plumb_proto::v1::policy_service_server::PolicyServiceServer;
 use plumb_telemetry::operator::OperatorMetrics;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
@@ -60,6 +61,34 @@ struct Args {
     /// How often the Lease is renewed or tried.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     lease_retry: Duration,
+    /// The injection webhook's listener (HTTPS), served by every replica.
+    #[arg(long, default_value = "0.0.0.0:9443")]
+    webhook_listen: SocketAddr,
+    /// The webhook's certificate chain (PEM); without it the webhook is off.
+    #[arg(long, requires = "webhook_key_file")]
+    webhook_cert_file: Option<PathBuf>,
+    /// The webhook's private key (PEM).
+    #[arg(long, requires = "webhook_cert_file")]
+    webhook_key_file: Option<PathBuf>,
+    /// The CA certificate (PEM) injected sidecars trust for the policy service.
+    #[arg(long)]
+    control_plane_ca_file: Option<PathBuf>,
+    /// The policy service injected sidecars connect to; default
+    /// `https://plumb-policy.POD_NAMESPACE.svc:15410`.
+    #[arg(long)]
+    policy_service_url: Option<String>,
+    /// The sidecar image injected.
+    #[arg(long, default_value = concat!("ghcr.io/plumb-dev/plumb-sidecar:", env!("CARGO_PKG_VERSION")))]
+    sidecar_image: String,
+    /// The injected sidecar's image pull policy.
+    #[arg(long, default_value = "IfNotPresent", value_parser = ["IfNotPresent", "Always", "Never"])]
+    sidecar_pull_policy: String,
+    /// The injected sidecar's CPU request (a pod's `plumb.dev/sidecar-cpu` overrides it).
+    #[arg(long, default_value = "50m")]
+    sidecar_cpu: String,
+    /// The injected sidecar's memory request and limit (`plumb.dev/sidecar-memory` overrides).
+    #[arg(long, default_value = "64Mi")]
+    sidecar_memory: String,
     /// `text` or `json` logs.
     #[arg(long, value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
@@ -98,10 +127,62 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    rt.block_on(run(args, tls))
+    let webhook = match webhook_setup(&args) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("plumb-operator: invalid configuration: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    rt.block_on(run(args, tls, webhook))
 }
 
-async fn run(args: Args, tls: Identity) -> ExitCode {
+/// The webhook's TLS and what it injects, when it is on.
+fn webhook_setup(
+    args: &Args,
+) -> Result<Option<(tokio_rustls::TlsAcceptor, webhook::Inject)>, String> {
+    let (Some(cert), Some(key)) = (&args.webhook_cert_file, &args.webhook_key_file) else {
+        return Ok(None);
+    };
+    let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let tls = webhook::server::acceptor(&read(cert)?, &read(key)?)?;
+    let ca_file = args
+        .control_plane_ca_file
+        .as_ref()
+        .ok_or("--control-plane-ca-file is needed with the webhook: injected sidecars must trust the policy service")?;
+    let ca = String::from_utf8(read(ca_file)?)
+        .map_err(|_| format!("{}: not PEM text", ca_file.display()))?;
+    for (flag, q) in [
+        ("--sidecar-cpu", &args.sidecar_cpu),
+        ("--sidecar-memory", &args.sidecar_memory),
+    ] {
+        if !webhook::positive_quantity(q) {
+            return Err(format!("{flag}: {q:?} is not a Kubernetes quantity"));
+        }
+    }
+    let namespace = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "plumb-system".into());
+    Ok(Some((
+        tls,
+        webhook::Inject {
+            image: args.sidecar_image.clone(),
+            pull_policy: args.sidecar_pull_policy.clone(),
+            control_plane: args
+                .policy_service_url
+                .clone()
+                .unwrap_or_else(|| format!("https://plumb-policy.{namespace}.svc:15410")),
+            control_plane_ca: ca,
+            cpu: args.sidecar_cpu.clone(),
+            memory: args.sidecar_memory.clone(),
+            audience: args.token_audience.clone(),
+        },
+    )))
+}
+
+async fn run(
+    args: Args,
+    tls: Identity,
+    webhook: Option<(tokio_rustls::TlsAcceptor, webhook::Inject)>,
+) -> ExitCode {
     let client = match kube::Client::try_default().await {
         Ok(c) => c,
         Err(e) => {
@@ -132,6 +213,27 @@ async fn run(args: Args, tls: Identity) -> ExitCode {
         (policy_listener.local_addr(), admin_listener.local_addr())
     else {
         return ExitCode::FAILURE;
+    };
+    let webhook_addr = match webhook {
+        Some((acceptor, inject)) => {
+            match tokio::net::TcpListener::bind(args.webhook_listen).await {
+                Ok(l) => {
+                    let addr = l.local_addr().ok();
+                    tokio::spawn(webhook::server::serve(l, acceptor, Arc::new(inject)));
+                    addr
+                }
+                Err(e) => {
+                    eprintln!("plumb-operator: cannot listen for the webhook: {e}");
+                    return ExitCode::from(EX_CONFIG);
+                }
+            }
+        }
+        None => {
+            tracing::info!(
+                "no webhook certificate given: sidecar injection is off on this replica"
+            );
+            None
+        }
     };
     let ready = Arc::new(AtomicBool::new(false));
     tokio::spawn(plumb_operator::admin::serve(
@@ -197,10 +299,16 @@ async fn run(args: Args, tls: Identity) -> ExitCode {
         }
     });
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(
-        out,
-        "plumb-operator policy https://{policy_addr} admin http://{admin_addr}"
-    );
+    let _ = match webhook_addr {
+        Some(w) => writeln!(
+            out,
+            "plumb-operator policy https://{policy_addr} admin http://{admin_addr} webhook https://{w}"
+        ),
+        None => writeln!(
+            out,
+            "plumb-operator policy https://{policy_addr} admin http://{admin_addr}"
+        ),
+    };
     let _ = out.flush();
     drop(out);
     ready.store(true, Ordering::Release);

@@ -31,6 +31,10 @@ pub struct Args {
     /// keys), so a restarted sidecar serves before it reconnects.
     #[arg(long)]
     pub policy_cache: Option<PathBuf>,
+    /// The CA certificate (PEM text) to trust for the control plane, as the injection webhook
+    /// passes it.
+    #[arg(long, env = "PLUMB_CONTROL_PLANE_CA", hide_env_values = true)]
+    pub control_plane_ca: Option<String>,
     /// How long the control stream may stay silent before the sidecar reconnects.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub control_plane_timeout: Duration,

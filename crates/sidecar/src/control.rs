@@ -33,6 +33,8 @@ pub struct ControlPlane {
     pub token_file: PathBuf,
     /// CA certificates (PEM) to trust for the operator, besides the system's.
     pub ca_file: Option<PathBuf>,
+    /// A CA certificate (PEM text) to trust for the operator.
+    pub ca_pem: Option<String>,
     /// Where the last good policy is kept across restarts, if anywhere.
     pub cache: Option<PathBuf>,
     /// `POD_NAMESPACE`.
@@ -241,6 +243,9 @@ async fn channel(cp: &ControlPlane) -> Result<Channel, String> {
     if let Some(ca) = &cp.ca_file {
         let pem = std::fs::read(ca).map_err(|e| format!("{}: {e}", ca.display()))?;
         tls = tls.ca_certificate(Certificate::from_pem(pem));
+    }
+    if let Some(pem) = cp.ca_pem.as_ref().filter(|p| !p.trim().is_empty()) {
+        tls = tls.ca_certificate(Certificate::from_pem(pem.as_bytes()));
     }
     Endpoint::from_shared(cp.url.clone())
         .map_err(|e| format!("{}: {e}", cp.url))?

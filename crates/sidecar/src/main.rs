@@ -66,6 +66,7 @@ fn main() -> ExitCode {
                 url: url.clone(),
                 token_file: args.token_file.clone(),
                 ca_file: args.ca_file.clone(),
+                ca_pem: args.control_plane_ca.clone(),
                 cache: args.policy_cache.clone(),
                 namespace,
                 pod,

@@ -1,0 +1,382 @@
+//! Sidecar injection: a mutating admission webhook for Pod creation, served over HTTPS by every
+//! operator replica.
+//!
+//! The webhook configuration's selectors send only pods that opted in (namespace or pod label
+//! `plumb.dev/inject: enabled`); a pod labelled `plumb.dev/inject: disabled` is left alone here
+//! too. An opted-in pod gets the sidecar as a native sidecar (an init container with
+//! `restartPolicy: Always`, so it starts before the application and stops after it), the
+//! volumes it needs (a projected ServiceAccount token for the control plane's audience, a
+//! memory-backed policy cache), and `OPENAI_BASE_URL` / `ANTHROPIC_BASE_URL` in every
+//! application container — unless the container sets them already and the pod does not ask to
+//! override them. A pod that already has the sidecar gets nothing. Bad annotations deny the pod
+//! with a message that says what to fix. The answer is a JSON Patch, base64 in the
+//! `AdmissionReview` as the API server expects.
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+/// The opt-in / opt-out label (DESIGN §14).
+pub const INJECT_LABEL: &str = "plumb.dev/inject";
+/// CPU request annotation.
+pub const CPU_ANNOTATION: &str = "plumb.dev/sidecar-cpu";
+/// Memory request annotation.
+pub const MEMORY_ANNOTATION: &str = "plumb.dev/sidecar-memory";
+/// Override the applications' base URLs even where they are set.
+pub const OVERRIDE_ANNOTATION: &str = "plumb.dev/override-base-urls";
+/// The injected container's name.
+pub const SIDECAR_NAME: &str = "plumb-sidecar";
+
+/// What the injected sidecar looks like.
+#[derive(Clone, Debug)]
+pub struct Inject {
+    /// The sidecar image.
+    pub image: String,
+    /// `IfNotPresent`, `Always` or `Never`.
+    pub pull_policy: String,
+    /// The operator's policy service, `https://…:15410`.
+    pub control_plane: String,
+    /// The CA certificate (PEM) the sidecar trusts for the control plane.
+    pub control_plane_ca: String,
+    /// Default CPU request.
+    pub cpu: String,
+    /// Default memory request (and limit).
+    pub memory: String,
+    /// The token audience.
+    pub audience: String,
+}
+
+/// Why a pod is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Denied(pub String);
+
+/// Whether a Kubernetes quantity is well formed and above zero (`100m`, `0.5`, `128Mi`, `1G`,
+/// `1e3`).
+pub fn positive_quantity(q: &str) -> bool {
+    let suffixes = [
+        "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u", "m", "k", "M", "G", "T", "P", "E", "",
+    ];
+    let (number, exponent) = match q.find(['e', 'E']) {
+        Some(i) => (&q[..i], Some(&q[i + 1..])),
+        None => (q, None),
+    };
+    let (digits, suffix_ok) = match exponent {
+        Some(e) => (
+            number,
+            !e.is_empty()
+                && e.trim_start_matches(['+', '-'])
+                    .chars()
+                    .all(|c| c.is_ascii_digit())
+                && !e.trim_start_matches(['+', '-']).is_empty(),
+        ),
+        None => suffixes
+            .iter()
+            .find_map(|s| number.strip_suffix(s).map(|d| (d, true)))
+            .unwrap_or((number, false)),
+    };
+    let valid_number = !digits.is_empty()
+        && digits.chars().filter(|c| *c == '.').count() <= 1
+        && digits.chars().all(|c| c.is_ascii_digit() || c == '.')
+        && digits.chars().any(|c| c.is_ascii_digit());
+    suffix_ok && valid_number && digits.parse::<f64>().is_ok_and(|v| v > 0.0)
+}
+
+fn annotation<'a>(pod: &'a Value, key: &str) -> Option<&'a str> {
+    pod.pointer("/metadata/annotations")
+        .and_then(|a| a.get(key))
+        .and_then(Value::as_str)
+}
+
+fn has_sidecar(pod: &Value) -> bool {
+    ["/spec/initContainers", "/spec/containers"]
+        .iter()
+        .any(|p| {
+            pod.pointer(p)
+                .and_then(Value::as_array)
+                .is_some_and(|cs| cs.iter().any(|c| c["name"] == SIDECAR_NAME))
+        })
+}
+
+/// The JSON Patch that injects the sidecar into `pod`, or `None` when nothing is to be done
+/// (opted out, or injected already).
+pub fn patch(pod: &Value, cfg: &Inject) -> Result<Option<Vec<Value>>, Denied> {
+    let label = pod
+        .pointer("/metadata/labels")
+        .and_then(|l| l.get(INJECT_LABEL))
+        .and_then(Value::as_str);
+    if label == Some("disabled") || has_sidecar(pod) {
+        return Ok(None);
+    }
+    let cpu = annotation(pod, CPU_ANNOTATION).unwrap_or(&cfg.cpu);
+    if !positive_quantity(cpu) {
+        return Err(Denied(format!(
+            "annotation {CPU_ANNOTATION}: {cpu:?} is not a CPU quantity; write it like 50m or 0.25"
+        )));
+    }
+    let memory = annotation(pod, MEMORY_ANNOTATION).unwrap_or(&cfg.memory);
+    if !positive_quantity(memory) {
+        return Err(Denied(format!(
+            "annotation {MEMORY_ANNOTATION}: {memory:?} is not a memory quantity; write it like 64Mi or 128Mi"
+        )));
+    }
+    let override_urls = match annotation(pod, OVERRIDE_ANNOTATION) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(Denied(format!(
+                "annotation {OVERRIDE_ANNOTATION}: {other:?} must be \"true\" or \"false\""
+            )));
+        }
+    };
+    let sidecar = json!({
+        "name": SIDECAR_NAME,
+        "image": cfg.image,
+        "imagePullPolicy": cfg.pull_policy,
+        "restartPolicy": "Always",
+        "args": [
+            "--control-plane", cfg.control_plane,
+            "--policy-cache", "/var/run/plumb/cache/policy.json",
+        ],
+        "env": [
+            {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {"name": "PLUMB_CONTROL_PLANE_CA", "value": cfg.control_plane_ca},
+        ],
+        "ports": [{"name": "plumb-admin", "containerPort": 15401, "protocol": "TCP"}],
+        "resources": {
+            "requests": {"cpu": cpu, "memory": memory},
+            "limits": {"memory": memory},
+        },
+        "startupProbe": {"httpGet": {"path": "/readyz", "port": 15401}, "periodSeconds": 1, "failureThreshold": 60},
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": 15401}, "periodSeconds": 5},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": 15401}, "periodSeconds": 10},
+        "securityContext": {
+            "runAsNonRoot": true,
+            "runAsUser": 65532,
+            "runAsGroup": 65532,
+            "readOnlyRootFilesystem": true,
+            "allowPrivilegeEscalation": false,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [
+            {"name": "plumb-token", "mountPath": "/var/run/secrets/plumb.dev", "readOnly": true},
+            {"name": "plumb-cache", "mountPath": "/var/run/plumb/cache"},
+        ],
+    });
+    let volumes = [
+        json!({"name": "plumb-token", "projected": {"sources": [{"serviceAccountToken": {
+            "audience": cfg.audience, "expirationSeconds": 3600, "path": "token"}}]}}),
+        json!({"name": "plumb-cache", "emptyDir": {"medium": "Memory", "sizeLimit": "4Mi"}}),
+    ];
+    let mut ops = Vec::new();
+    // The sidecar goes first among the init containers, so it runs before any other one that
+    // might call an LLM.
+    match pod
+        .pointer("/spec/initContainers")
+        .and_then(Value::as_array)
+    {
+        Some(list) if !list.is_empty() => {
+            ops.push(json!({"op": "add", "path": "/spec/initContainers/0", "value": sidecar}))
+        }
+        Some(_) | None => {
+            ops.push(json!({"op": "add", "path": "/spec/initContainers", "value": [sidecar]}))
+        }
+    }
+    match pod.pointer("/spec/volumes").and_then(Value::as_array) {
+        Some(_) => {
+            for v in volumes {
+                ops.push(json!({"op": "add", "path": "/spec/volumes/-", "value": v}));
+            }
+        }
+        None => ops.push(json!({"op": "add", "path": "/spec/volumes", "value": volumes})),
+    }
+    let urls = [
+        ("OPENAI_BASE_URL", "http://127.0.0.1:15400/v1"),
+        ("ANTHROPIC_BASE_URL", "http://127.0.0.1:15400"),
+    ];
+    let containers = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for (i, c) in containers.iter().enumerate() {
+        let env = c.get("env").and_then(Value::as_array);
+        let mut added = Vec::new();
+        for (name, value) in urls {
+            let at = env.and_then(|e| e.iter().position(|v| v["name"] == name));
+            match at {
+                Some(j) if override_urls => ops.push(json!({"op": "replace",
+                    "path": format!("/spec/containers/{i}/env/{j}"),
+                    "value": {"name": name, "value": value}})),
+                Some(_) => {}
+                None => added.push(json!({"name": name, "value": value})),
+            }
+        }
+        if added.is_empty() {
+            continue;
+        }
+        if env.is_some() {
+            for v in added {
+                ops.push(
+                    json!({"op": "add", "path": format!("/spec/containers/{i}/env/-"), "value": v}),
+                );
+            }
+        } else {
+            ops.push(
+                json!({"op": "add", "path": format!("/spec/containers/{i}/env"), "value": added}),
+            );
+        }
+    }
+    Ok(Some(ops))
+}
+
+/// The `AdmissionReview` response to a review.
+pub fn review(request: &Value, cfg: &Inject) -> Value {
+    let uid = request
+        .pointer("/request/uid")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let api_version = request
+        .get("apiVersion")
+        .cloned()
+        .unwrap_or_else(|| json!("admission.k8s.io/v1"));
+    let pod = request.pointer("/request/object").unwrap_or(&Value::Null);
+    let is_pod_create = request.pointer("/request/kind/kind") == Some(&json!("Pod"))
+        && request.pointer("/request/operation") == Some(&json!("CREATE"));
+    let response = if !is_pod_create {
+        json!({"uid": uid, "allowed": true})
+    } else {
+        match patch(pod, cfg) {
+            Ok(None) => json!({"uid": uid, "allowed": true}),
+            Ok(Some(ops)) => json!({
+                "uid": uid,
+                "allowed": true,
+                "patchType": "JSONPatch",
+                "patch": base64::engine::general_purpose::STANDARD
+                    .encode(serde_json::to_vec(&ops).unwrap_or_default()),
+            }),
+            Err(Denied(message)) => json!({
+                "uid": uid,
+                "allowed": false,
+                "status": {"code": 400, "reason": "BadRequest", "message": format!("plumb: {message}")},
+            }),
+        }
+    };
+    json!({"apiVersion": api_version, "kind": "AdmissionReview", "response": response})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities() {
+        for ok in ["50m", "0.25", "1", "128Mi", "1G", "1e3", "2Gi", "100k"] {
+            assert!(positive_quantity(ok), "{ok}");
+        }
+        for bad in [
+            "", "0", "-1", "lots", "50 m", "1.2.3", "m", "Mi", "12XB", "1e", "0m",
+        ] {
+            assert!(!positive_quantity(bad), "{bad}");
+        }
+    }
+}
+
+/// Serving the webhook over HTTPS.
+pub mod server {
+    use std::convert::Infallible;
+    use std::sync::Arc;
+
+    use http::{Method, Request, Response, StatusCode, header};
+    use http_body_util::{BodyExt as _, Full, Limited};
+    use hyper::body::{Bytes, Incoming};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::net::TcpListener;
+    use tokio_rustls::TlsAcceptor;
+
+    use super::{Inject, review};
+
+    /// Largest AdmissionReview accepted.
+    const MAX_REVIEW_BYTES: usize = 4 * 1024 * 1024;
+
+    /// A TLS acceptor from PEM files.
+    pub fn acceptor(cert_pem: &[u8], key_pem: &[u8]) -> Result<TlsAcceptor, String> {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("the webhook certificate: {e}"))?;
+        let key =
+            PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("the webhook key: {e}"))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| format!("the webhook certificate and key: {e}"))?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(TlsAcceptor::from(Arc::new(config)))
+    }
+
+    fn reply(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        *r.status_mut() = status;
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        r
+    }
+
+    async fn handle(req: Request<Incoming>, cfg: &Inject) -> Response<Full<Bytes>> {
+        if (req.method(), req.uri().path()) != (&Method::POST, "/inject") {
+            return reply(
+                StatusCode::NOT_FOUND,
+                r#"{"error": "the webhook serves POST /inject"}"#.into(),
+            );
+        }
+        let body = match Limited::new(req.into_body(), MAX_REVIEW_BYTES)
+            .collect()
+            .await
+        {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                return reply(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    r#"{"error": "the AdmissionReview is too large"}"#.into(),
+                );
+            }
+        };
+        match serde_json::from_slice::<serde_json::Value>(&body) {
+            Ok(v) => reply(StatusCode::OK, review(&v, cfg).to_string()),
+            Err(e) => reply(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"error": format!("not an AdmissionReview: {e}")}).to_string(),
+            ),
+        }
+    }
+
+    /// Serves `POST /inject` until the process stops.
+    pub async fn serve(listener: TcpListener, tls: TlsAcceptor, cfg: Arc<Inject>) {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let (tls, cfg) = (tls.clone(), cfg.clone());
+            tokio::spawn(async move {
+                let Ok(stream) = tls.accept(stream).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let cfg = cfg.clone();
+                    async move { Ok::<_, Infallible>(handle(req, &cfg).await) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    }
+}
