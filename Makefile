@@ -19,7 +19,7 @@ bench-control: tools
 	$(CARGO) build --release --locked --quiet -p plumb-operator --bin plumb-operator --example propagation
 	target/release/examples/propagation | tee target/bench-control.md
 
-.PHONY: bench-control crds check-deps all demo demo-raw bench-smoke test lint fmt-check clippy doc test-rust test-sdk tools bench bench-simulator clean-cache
+.PHONY: e2e-kind test-chart bench-control crds check-deps all demo demo-raw bench-smoke test lint fmt-check clippy doc test-rust test-sdk tools bench bench-simulator clean-cache
 
 all: test
 
@@ -33,7 +33,7 @@ demo-raw:
 	$(CARGO) run --quiet -p plumb-simulator --example tour
 
 ## test: formatting, lints, docs, every Rust test tier and the SDK compatibility tests
-test: lint test-rust test-sdk bench-smoke
+test: lint test-rust test-sdk test-chart bench-smoke
 	@echo "make test: all tiers passed"
 
 lint: fmt-check clippy doc check-deps
@@ -70,6 +70,14 @@ test-rust: tools
 test-sdk:
 	$(CARGO) build --locked --quiet -p plumb-simulator -p plumb-sidecar
 	venv=$$(scripts/sdk-venv.sh) && "$$venv/bin/python" -m pytest -q -p no:cacheprovider tests/sdk
+
+## e2e-kind: on a real cluster (kind; needs docker, kind, kubectl, helm): install, label, apply, call, see the failover
+e2e-kind:
+	scripts/e2e-kind.sh
+
+## test-chart: the Helm chart with the real helm and kubernetes-validate (Kubernetes 1.29–1.33)
+test-chart:
+	scripts/test-chart.sh
 
 ## bench: the data-plane benchmark (release build): direct against through the sidecar, in one run
 bench: bench-simulator

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Creates (once) the virtual environment with the official SDKs the compatibility tests use,
-# outside the repository, keyed by the pinned requirements so a change makes a new one.
-# Prints the venv's path on standard output.
+# Creates (once) a Python virtual environment outside the repository, keyed by its pinned
+# requirements so a change makes a new one, and prints its path. Default: the official SDKs the
+# compatibility tests use; give another requirements file to make another one.
 set -euo pipefail
 cache="${PLUMB_CACHE:-$HOME/.cache/plumb}"
-req="$(dirname "$0")/../tests/sdk/requirements.txt"
+req="${1:-$(dirname "$0")/../tests/sdk/requirements.txt}"
 key=$(sha256sum "$req" | cut -c1-12)
 venv="$cache/venv-$key"
 if [ ! -f "$venv/.ready" ]; then

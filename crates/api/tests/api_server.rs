@@ -36,6 +36,23 @@ async fn the_checked_in_crd_is_accepted_by_a_real_api_server_and_a_broken_one_is
         .send(Method::POST, &format!("{CRDS}?dryRun=All"), Some(&crd))
         .await;
     assert_eq!(status, 201, "{body}");
+    // The Helm chart's copy, as `helm install` would apply it.
+    let chart_crd: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../charts/plumb/crds/plumb.dev_llmroutes.yaml"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let (status, body) = api
+        .send(
+            Method::POST,
+            &format!("{CRDS}?dryRun=All"),
+            Some(&chart_crd),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
     // A dry run stores nothing.
     let (status, _) = api
         .send(Method::GET, &format!("{CRDS}/llmroutes.plumb.dev"), None)

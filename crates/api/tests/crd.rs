@@ -16,17 +16,23 @@ fn generated() -> String {
     format!("# Generated from crates/api by `make crds`; do not edit.\n{yaml}")
 }
 
+/// The Helm chart carries the same CRD (Helm installs a chart's `crds/` before anything else).
+const CHART_PATH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../charts/plumb/crds/plumb.dev_llmroutes.yaml"
+);
+
 #[test]
 fn checked_in_crd_matches_the_rust_types() {
     let want = generated();
     if std::env::var_os("PLUMB_UPDATE_CRDS").is_some() {
         std::fs::write(PATH, &want).unwrap();
+        std::fs::write(CHART_PATH, &want).unwrap();
     }
-    let have = std::fs::read_to_string(PATH).unwrap_or_default();
-    assert!(
-        have == want,
-        "crds/plumb.dev_llmroutes.yaml is out of date: run `make crds`"
-    );
+    for path in [PATH, CHART_PATH] {
+        let have = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(have == want, "{path} is out of date: run `make crds`");
+    }
 }
 
 #[test]

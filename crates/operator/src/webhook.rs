@@ -11,6 +11,10 @@
 //! override them. A pod that already has the sidecar gets nothing. Bad annotations deny the pod
 //! with a message that says what to fix. The answer is a JSON Patch, base64 in the
 //! `AdmissionReview` as the API server expects.
+//!
+//! The sidecar's startup probe asks only whether its process runs (`/healthz`), not whether it
+//! has a policy: the application starts even while the operator is away (its calls get a clear
+//! 503 until the policy arrives), and the pod turns ready once the sidecar has one (`/readyz`).
 
 use base64::Engine as _;
 use serde_json::{Value, json};
@@ -147,7 +151,7 @@ pub fn patch(pod: &Value, cfg: &Inject) -> Result<Option<Vec<Value>>, Denied> {
             "requests": {"cpu": cpu, "memory": memory},
             "limits": {"memory": memory},
         },
-        "startupProbe": {"httpGet": {"path": "/readyz", "port": 15401}, "periodSeconds": 1, "failureThreshold": 60},
+        "startupProbe": {"httpGet": {"path": "/healthz", "port": 15401}, "periodSeconds": 1, "failureThreshold": 30},
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": 15401}, "periodSeconds": 5},
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": 15401}, "periodSeconds": 10},
         "securityContext": {
