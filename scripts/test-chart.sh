@@ -10,11 +10,14 @@ chart=charts/plumb
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 "$helm" lint --strict "$chart" >/dev/null
+"$helm" lint --strict "$chart" --set tls.mode=helm >/dev/null
 "$helm" lint --strict "$chart" --set tls.mode=certManager --set metrics.serviceMonitor.enabled=true \
   --set networkPolicy.enabled=true >/dev/null
 for v in 1.29.0 1.30.0 1.31.0 1.32.0 1.33.0; do
   "$helm" template plumb "$chart" --namespace plumb-system --include-crds --kube-version "$v" >"$out/default-$v.yaml"
   "$venv/bin/kubernetes-validate" -k "$v" --strict --quiet "$out/default-$v.yaml"
+  "$helm" template plumb "$chart" --namespace plumb-system --kube-version "$v" --set tls.mode=helm >"$out/helm-$v.yaml"
+  "$venv/bin/kubernetes-validate" -k "$v" --strict --quiet "$out/helm-$v.yaml"
   "$helm" template plumb "$chart" --namespace plumb-system --kube-version "$v" \
     --set tls.mode=certManager --set metrics.serviceMonitor.enabled=true --set networkPolicy.enabled=true \
     --set webhook.failurePolicy=Fail >"$out/all-$v.yaml"

@@ -9,12 +9,14 @@
 //! | [`status`] | `Accepted`, `Programmed`, `Degraded` from what was found (pure) |
 //! | [`grpc`] | the policy server: one authenticated TLS stream per sidecar |
 //! | [`auth`] | sidecar identity by TokenReview |
+//! | [`certs`] | the serving certificate: generated, stored in a Secret, re-issued before expiry, CA bundle patched |
 //! | [`leader`] | leader election on a Lease; the leader labels its pod for the policy Service |
 //! | [`webhook`] | sidecar injection: the Pod patch and its HTTPS server |
 //! | [`admin`] | `/healthz`, `/readyz`, `/metrics` |
 
 pub mod admin;
 pub mod auth;
+pub mod certs;
 pub mod grpc;
 pub mod leader;
 pub mod policies;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::Parser;
 use kube::runtime::events::Recorder;
 use plumb_operator::auth::TokenReviewer;
+use plumb_operator::certs::{self, Resolver};
 use plumb_operator::grpc::PolicyServer;
 use plumb_operator::leader::Election;
 use plumb_operator::policies::Policies;
@@ -18,7 +19,7 @@ use plumb_operator::reconcile::{self, Context};
 use plumb_operator::webhook;
 use plumb_proto::v1::policy_service_server::PolicyServiceServer;
 use plumb_telemetry::operator::OperatorMetrics;
-use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::transport::Server;
 
 /// Exit code for invalid configuration (sysexits EX_CONFIG).
 const EX_CONFIG: u8 = 64;
@@ -33,12 +34,47 @@ struct Args {
     /// The admin listener: /healthz, /readyz, /metrics.
     #[arg(long, default_value = "0.0.0.0:8080")]
     admin_listen: SocketAddr,
-    /// The policy listener's certificate chain (PEM).
-    #[arg(long)]
-    tls_cert_file: PathBuf,
+    /// The policy listener's certificate chain (PEM); not with --manage-certificates.
+    #[arg(
+        long,
+        required_unless_present = "manage_certificates",
+        conflicts_with = "manage_certificates"
+    )]
+    tls_cert_file: Option<PathBuf>,
     /// The policy listener's private key (PEM).
+    #[arg(
+        long,
+        required_unless_present = "manage_certificates",
+        conflicts_with = "manage_certificates"
+    )]
+    tls_key_file: Option<PathBuf>,
+    /// Manage the serving certificate of the policy service and the webhook: a CA and a
+    /// certificate in the Secret --tls-secret (made when missing, re-issued before expiry), the
+    /// CA bundle kept in --webhook-configuration.
     #[arg(long)]
-    tls_key_file: PathBuf,
+    manage_certificates: bool,
+    /// The Secret holding the managed certificate, in the operator's namespace.
+    #[arg(long, default_value = "plumb-operator-tls")]
+    tls_secret: String,
+    /// The MutatingWebhookConfiguration whose CA bundle is kept.
+    #[arg(long)]
+    webhook_configuration: Option<String>,
+    /// The DNS names the managed certificate covers (the policy and webhook Services).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        required_if_eq("manage_certificates", "true")
+    )]
+    certificate_dns_names: Vec<String>,
+    /// How long a managed certificate is valid.
+    #[arg(long, default_value = "8760h", value_parser = humantime::parse_duration)]
+    certificate_validity: Duration,
+    /// How long before its expiry a managed certificate is re-issued.
+    #[arg(long, default_value = "720h", value_parser = humantime::parse_duration)]
+    certificate_renew_before: Duration,
+    /// How often the managed certificate is checked (and re-read by every replica).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    certificate_check_interval: Duration,
     /// The audience sidecar tokens must be bound to.
     #[arg(long, default_value = plumb_proto::TOKEN_AUDIENCE)]
     token_audience: String,
@@ -108,18 +144,6 @@ fn main() -> ExitCode {
     };
     plumb_telemetry::init_logging(&args.log_format);
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let tls = match (
-        std::fs::read(&args.tls_cert_file),
-        std::fs::read(&args.tls_key_file),
-    ) {
-        (Ok(cert), Ok(key)) => Identity::from_pem(cert, key),
-        (Err(e), _) | (_, Err(e)) => {
-            eprintln!(
-                "plumb-operator: invalid configuration: cannot read the policy listener's certificate or key: {e}"
-            );
-            return ExitCode::from(EX_CONFIG);
-        }
-    };
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -127,31 +151,32 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let webhook = match webhook_setup(&args) {
-        Ok(w) => w,
-        Err(e) => {
-            eprintln!("plumb-operator: invalid configuration: {e}");
-            return ExitCode::from(EX_CONFIG);
-        }
-    };
-    rt.block_on(run(args, tls, webhook))
+    rt.block_on(run(args))
 }
 
-/// The webhook's TLS and what it injects, when it is on.
+/// What the webhook injects, and its TLS: the managed certificate, or its own files.
 fn webhook_setup(
     args: &Args,
+    managed: Option<(&Arc<Resolver>, &str)>,
 ) -> Result<Option<(tokio_rustls::TlsAcceptor, webhook::Inject)>, String> {
-    let (Some(cert), Some(key)) = (&args.webhook_cert_file, &args.webhook_key_file) else {
-        return Ok(None);
-    };
     let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
-    let tls = webhook::server::acceptor(&read(cert)?, &read(key)?)?;
-    let ca_file = args
-        .control_plane_ca_file
-        .as_ref()
-        .ok_or("--control-plane-ca-file is needed with the webhook: injected sidecars must trust the policy service")?;
-    let ca = String::from_utf8(read(ca_file)?)
-        .map_err(|_| format!("{}: not PEM text", ca_file.display()))?;
+    let (tls, ca) = match (managed, &args.webhook_cert_file, &args.webhook_key_file) {
+        (Some((resolver, ca)), _, _) => (
+            tokio_rustls::TlsAcceptor::from(Arc::new(certs::server_config(resolver.clone())?)),
+            ca.to_owned(),
+        ),
+        (None, Some(cert), Some(key)) => {
+            let tls = webhook::server::acceptor(&read(cert)?, &read(key)?)?;
+            let ca_file = args
+                .control_plane_ca_file
+                .as_ref()
+                .ok_or("--control-plane-ca-file is needed with the webhook: injected sidecars must trust the policy service")?;
+            let ca = String::from_utf8(read(ca_file)?)
+                .map_err(|_| format!("{}: not PEM text", ca_file.display()))?;
+            (tls, ca)
+        }
+        (None, _, _) => return Ok(None),
+    };
     for (flag, q) in [
         ("--sidecar-cpu", &args.sidecar_cpu),
         ("--sidecar-memory", &args.sidecar_memory),
@@ -178,17 +203,101 @@ fn webhook_setup(
     )))
 }
 
-async fn run(
-    args: Args,
-    tls: Identity,
-    webhook: Option<(tokio_rustls::TlsAcceptor, webhook::Inject)>,
-) -> ExitCode {
+/// The policy listener's TLS connections, handshakes done concurrently.
+fn tls_incoming(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+) -> tokio_stream::wrappers::ReceiverStream<
+    Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>, std::io::Error>,
+> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                if let Ok(Ok(tls)) =
+                    tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await
+                {
+                    let _ = tx.send(Ok(tls)).await;
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+async fn run(args: Args) -> ExitCode {
     let client = match kube::Client::try_default().await {
         Ok(c) => c,
         Err(e) => {
             eprintln!(
                 "plumb-operator: cannot reach the Kubernetes API (KUBECONFIG or in-cluster config): {e}"
             );
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    // The serving certificate: managed in a Secret, or from files.
+    let (resolver, managed) = if args.manage_certificates {
+        let manager = certs::Manager {
+            client: client.clone(),
+            namespace: std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "plumb-system".into()),
+            secret: args.tls_secret.clone(),
+            webhook_configuration: args.webhook_configuration.clone(),
+            dns_names: args.certificate_dns_names.clone(),
+            validity: args.certificate_validity,
+            renew_before: args.certificate_renew_before,
+        };
+        let material = match manager.ensure().await {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("plumb-operator: cannot set up the serving certificate: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let key = match certs::certified_key(&material.cert_pem, &material.key_pem) {
+            Ok(k) => k,
+            Err(e) => {
+                eprintln!("plumb-operator: the serving certificate is unusable: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Err(e) = manager.patch_ca_bundle(&material.ca_pem).await {
+            tracing::warn!(error = %e, "cannot patch the webhook's CA bundle yet; retrying at each check");
+        }
+        let resolver = certs::Resolver::new(key);
+        let ca = material.ca_pem.clone();
+        tokio::spawn(manager.run(resolver.clone(), args.certificate_check_interval, material));
+        (resolver, Some(ca))
+    } else {
+        let (Some(cert), Some(key)) = (&args.tls_cert_file, &args.tls_key_file) else {
+            return ExitCode::from(EX_CONFIG);
+        };
+        let read =
+            |p: &PathBuf| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
+        match read(cert).and_then(|c| read(key).and_then(|k| certs::certified_key(&c, &k))) {
+            Ok(k) => (certs::Resolver::new(k), None),
+            Err(e) => {
+                eprintln!(
+                    "plumb-operator: invalid configuration: the policy listener's certificate or key: {e}"
+                );
+                return ExitCode::from(EX_CONFIG);
+            }
+        }
+    };
+    let policy_tls = match certs::server_config(resolver.clone()) {
+        Ok(c) => tokio_rustls::TlsAcceptor::from(Arc::new(c)),
+        Err(e) => {
+            eprintln!("plumb-operator: the policy listener's TLS: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let webhook = match webhook_setup(&args, managed.as_deref().map(|ca| (&resolver, ca))) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("plumb-operator: invalid configuration: {e}");
             return ExitCode::from(EX_CONFIG);
         }
     };
@@ -268,19 +377,10 @@ async fn run(
         acks: acks_tx,
         metrics: metrics.clone(),
     };
-    let grpc = match Server::builder().tls_config(ServerTlsConfig::new().identity(tls)) {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("plumb-operator: invalid configuration: the policy listener's TLS: {e}");
-            return ExitCode::from(EX_CONFIG);
-        }
-    }
-    .http2_keepalive_interval(Some(args.heartbeat_interval))
-    .add_service(PolicyServiceServer::new(server))
-    .serve_with_incoming_shutdown(
-        tokio_stream::wrappers::TcpListenerStream::new(policy_listener),
-        shutdown_signal(),
-    );
+    let grpc = Server::builder()
+        .http2_keepalive_interval(Some(args.heartbeat_interval))
+        .add_service(PolicyServiceServer::new(server))
+        .serve_with_incoming_shutdown(tls_incoming(policy_listener, policy_tls), shutdown_signal());
     let ctx = Arc::new(Context {
         client: client.clone(),
         policies,

@@ -40,7 +40,10 @@ fn spawn(mut cmd: Command) -> Proc {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("PLUMB_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .spawn()
         .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     let mut line = String::new();
@@ -721,4 +724,168 @@ async fn operator_e2e_one_leader_serves_policy_and_a_new_one_takes_over_without_
         "{failed} of {n} requests failed across the leader change"
     );
     drop(follower);
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine as _;
+    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(s).unwrap()).unwrap()
+}
+
+// Multi-threaded: the operator sets up its certificate through the fake before it prints where it
+// listens, while this test blocks reading that line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_e2e_manages_its_certificate_rotates_it_and_keeps_the_ca_bundle() {
+    let env = env().await;
+    env.fake
+        .add_token("tok-a", "team-a", "web", "web-1", AUDIENCE);
+    env.fake
+        .put_secret("team-a", "llm-keys", &[("openai", "sk-test-team-a")]);
+    env.fake.put_webhook_configuration(json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": "plumb-sidecar-injector"},
+        "webhooks": [
+            {"name": "namespace.inject.plumb.dev", "clientConfig": {"service": {"name": "w", "namespace": "plumb-system"}}},
+            {"name": "pod.inject.plumb.dev", "clientConfig": {"service": {"name": "w", "namespace": "plumb-system"}}},
+        ]
+    }));
+    let port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_plumb-operator"));
+    cmd.args([
+        "--policy-listen",
+        &format!("127.0.0.1:{port}"),
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--webhook-listen",
+        "127.0.0.1:0",
+        "--heartbeat-interval",
+        "1s",
+        "--manage-certificates",
+        "--webhook-configuration",
+        "plumb-sidecar-injector",
+        "--certificate-dns-names",
+        "localhost,127.0.0.1",
+        // A certificate lives 8 s and is re-issued 5 s before it expires: several rotations
+        // during the test.
+        "--certificate-validity",
+        "8s",
+        "--certificate-renew-before",
+        "5s",
+        "--certificate-check-interval",
+        "500ms",
+        "--leader-elect=false",
+    ])
+    .env("KUBECONFIG", &env.kubeconfig)
+    .env("POD_NAMESPACE", "plumb-system");
+    let operator = spawn(cmd);
+    let webhook_url = format!("{}/inject", operator.words[6]);
+
+    // The operator made the Secret and put its CA in every webhook of the configuration.
+    let secret = env
+        .fake
+        .secret("plumb-system", "plumb-operator-tls")
+        .unwrap();
+    let ca = b64(secret["data"]["ca.crt"].as_str().unwrap());
+    let first_cert = secret["data"]["tls.crt"].as_str().unwrap().to_owned();
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"));
+    let cfg = env
+        .fake
+        .webhook_configuration("plumb-sidecar-injector")
+        .unwrap();
+    for w in cfg["webhooks"].as_array().unwrap() {
+        assert_eq!(b64(w["clientConfig"]["caBundle"].as_str().unwrap()), ca);
+    }
+
+    // The webhook and the policy service serve certificates the CA vouches for.
+    let trusting = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+        .no_proxy()
+        .build()
+        .unwrap();
+    let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "operation": "CREATE", "object": {"metadata": {"labels": {"plumb.dev/inject": "enabled"}},
+            "spec": {"containers": [{"name": "app", "image": "app"}]}}}});
+    let r: Value = trusting
+        .post(&webhook_url)
+        .json(&review)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["response"]["allowed"], true);
+    assert!(r["response"]["patch"].is_string(), "{r}");
+    let ca_file = env.dir.path().join("managed-ca.pem");
+    std::fs::write(&ca_file, &ca).unwrap();
+    let (status, _) = env
+        .send(
+            Method::POST,
+            ROUTES_A,
+            Some(&env.route("team-a", "chat", "chat", json!({}))),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let sidecar = |pod: &str| {
+        let token_file = env.dir.path().join(format!("token-{pod}"));
+        std::fs::write(&token_file, "tok-a").unwrap();
+        let mut cmd = Command::new(bin("plumb-sidecar"));
+        cmd.args([
+            "--control-plane",
+            &format!("https://127.0.0.1:{port}"),
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--token-file")
+        .arg(&token_file)
+        .arg("--ca-file")
+        .arg(&ca_file)
+        .env("POD_NAMESPACE", "team-a")
+        .env("POD_NAME", pod);
+        spawn(cmd)
+    };
+    let a = sidecar("web-1");
+    eventually("the sidecar trusts the managed certificate", || async {
+        env.chat(&a, "chat").await.0 == 200
+    })
+    .await;
+
+    // The certificate is re-issued from the same CA before it expires; new connections get the
+    // new one and still trust it; the CA bundle does not change.
+    eventually("the certificate is re-issued", || async {
+        env.fake
+            .secret("plumb-system", "plumb-operator-tls")
+            .unwrap()["data"]["tls.crt"]
+            .as_str()
+            .unwrap()
+            != first_cert
+    })
+    .await;
+    let rotated = env
+        .fake
+        .secret("plumb-system", "plumb-operator-tls")
+        .unwrap();
+    assert_eq!(
+        b64(rotated["data"]["ca.crt"].as_str().unwrap()),
+        ca,
+        "same CA"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let b = sidecar("web-2");
+    eventually(
+        "a sidecar connecting after the rotation trusts it too",
+        || async { env.chat(&b, "chat").await.0 == 200 },
+    )
+    .await;
+    let r = trusting
+        .post(&webhook_url)
+        .json(&review)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the webhook serves the new certificate");
+    assert_eq!(env.chat(&a, "chat").await.0, 200);
+    drop(operator);
 }

@@ -44,6 +44,7 @@ struct State {
     token_reviews: u64,
     leases: BTreeMap<(String, String), Value>,
     pod_labels: BTreeMap<(String, String), BTreeMap<String, String>>,
+    webhook_configurations: BTreeMap<String, Value>,
 }
 
 impl Default for State {
@@ -58,6 +59,7 @@ impl Default for State {
             token_reviews: 0,
             leases: BTreeMap::new(),
             pod_labels: BTreeMap::new(),
+            webhook_configurations: BTreeMap::new(),
         }
     }
 }
@@ -207,6 +209,28 @@ impl FakeCore {
     /// How many TokenReviews were asked for.
     pub fn token_reviews(&self) -> u64 {
         self.lock().token_reviews
+    }
+
+    /// Puts a MutatingWebhookConfiguration (as `helm install` would).
+    pub fn put_webhook_configuration(&self, obj: Value) {
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        self.lock().webhook_configurations.insert(name, obj);
+    }
+
+    /// A MutatingWebhookConfiguration as it is now.
+    pub fn webhook_configuration(&self, name: &str) -> Option<Value> {
+        self.lock().webhook_configurations.get(name).cloned()
+    }
+
+    /// A Secret as it is now.
+    pub fn secret(&self, namespace: &str, name: &str) -> Option<Value> {
+        self.lock()
+            .secrets
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
     }
 
     /// The labels of a pod, as the operator patched them.
@@ -461,6 +485,101 @@ async fn handle(
                 StatusCode::OK
             };
             json_response(status, &lease)
+        }
+        (
+            m @ (Method::POST | Method::PUT),
+            ["api", "v1", "namespaces", ns, "secrets", rest @ ..],
+        ) => {
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            let mut obj: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let name = rest
+                .first()
+                .map(|n| (*n).to_owned())
+                .or_else(|| obj["metadata"]["name"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let key = ((*ns).to_owned(), name.clone());
+            let mut s = lock();
+            let conflict = |message: String, reason: &str| {
+                json_response(
+                    StatusCode::CONFLICT,
+                    &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                        "message": message, "reason": reason, "code": 409}),
+                )
+            };
+            match (&m, s.secrets.get(&key)) {
+                (&Method::POST, Some(_)) => {
+                    return conflict(
+                        format!("secrets \"{name}\" already exists"),
+                        "AlreadyExists",
+                    );
+                }
+                (&Method::PUT, None) => return not_found(&format!("secrets \"{name}\"")),
+                (&Method::PUT, Some(cur))
+                    if cur["metadata"]["resourceVersion"] != obj["metadata"]["resourceVersion"] =>
+                {
+                    return conflict("the object has been modified".into(), "Conflict");
+                }
+                _ => {}
+            }
+            s.resource_version += 1;
+            obj["metadata"]["resourceVersion"] = json!(s.resource_version.to_string());
+            obj["metadata"]["namespace"] = json!(ns);
+            obj["metadata"]["name"] = json!(name);
+            let kind = if m == Method::POST {
+                "ADDED"
+            } else {
+                "MODIFIED"
+            };
+            s.secrets.insert(key, obj.clone());
+            let _ = s.secret_events.send(json!({"type": kind, "object": obj}));
+            let status = if m == Method::POST {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            json_response(status, &obj)
+        }
+        (
+            m @ (Method::GET | Method::PATCH),
+            [
+                "apis",
+                "admissionregistration.k8s.io",
+                "v1",
+                "mutatingwebhookconfigurations",
+                name,
+            ],
+        ) => {
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            let mut s = lock();
+            let Some(cur) = s.webhook_configurations.get_mut(*name) else {
+                return not_found(&format!("mutatingwebhookconfigurations \"{name}\""));
+            };
+            if m == Method::PATCH {
+                let Ok(patch) = serde_json::from_slice::<json_patch::Patch>(&body) else {
+                    return json_response(
+                        StatusCode::BAD_REQUEST,
+                        &json!({"kind": "Status", "status": "Failure",
+                            "message": "the fake takes JSON patches", "code": 400}),
+                    );
+                };
+                if let Err(e) = json_patch::patch(cur, &patch) {
+                    return json_response(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        &json!({"kind": "Status", "status": "Failure", "message": e.to_string(), "code": 422}),
+                    );
+                }
+            }
+            json_response(StatusCode::OK, cur)
         }
         (Method::PATCH, ["api", "v1", "namespaces", ns, "pods", name]) => {
             let body = req
