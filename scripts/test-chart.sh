@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# The Helm chart with the real tools: helm lint --strict, helm template for Kubernetes 1.29 to
-# 1.33 validated with kubernetes-validate --strict, every optional part rendered, and bad values
-# refused by values.schema.json. (The chart's CRD against the real API server is a Rust test.)
+# The Helm chart with the real tools: helm lint --strict with Helm 3 and Helm 4, helm template
+# for Kubernetes 1.29 to 1.33 validated with kubernetes-validate --strict, every optional part
+# rendered, bad values refused by values.schema.json, and the webhook's golden injected Pod
+# validated too. (The chart's CRD against the real API server is a Rust test.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-helm=$(scripts/helm.sh)
+helm=$(scripts/helm.sh 4)
+helm3=$(scripts/helm.sh 3)
 venv=$(scripts/sdk-venv.sh tests/chart/requirements.txt)
 chart=charts/plumb
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-"$helm" lint --strict "$chart" >/dev/null
-"$helm" lint --strict "$chart" --set tls.mode=helm >/dev/null
+for h in "$helm3" "$helm"; do
+  "$h" lint --strict "$chart" >/dev/null
+  "$h" lint --strict "$chart" --set tls.mode=helm >/dev/null
+  "$h" template plumb "$chart" --namespace plumb-system --include-crds --kube-version 1.29.0 >"$out/h.yaml"
+  "$venv/bin/kubernetes-validate" -k 1.29.0 --strict --quiet "$out/h.yaml"
+done
 "$helm" lint --strict "$chart" --set tls.mode=certManager --set metrics.serviceMonitor.enabled=true \
   --set networkPolicy.enabled=true >/dev/null
 for v in 1.29.0 1.30.0 1.31.0 1.32.0 1.33.0; do
@@ -31,7 +37,12 @@ for bad in webhook.failurePolicy=Sometimes operator.replicas=0 sidecar.cpu=lots 
   fi
   grep -q "${bad%%=*}" <<<"$err" || { echo "test-chart: the error for $bad does not name it: $err" >&2; exit 1; }
 done
+# The Pod the webhook's golden test produces is a valid Pod for every version.
+for v in 1.29.0 1.33.0; do
+  "$venv/bin/kubernetes-validate" -k "$v" --strict --quiet \
+    crates/operator/tests/golden/webhook/deployment-web.injected.json
+done
 # The CRD in the chart is the generated one.
 cmp -s crds/plumb.dev_llmroutes.yaml "$chart/crds/plumb.dev_llmroutes.yaml" \
   || { echo "test-chart: $chart/crds differs from crds/: run make crds" >&2; exit 1; }
-echo "test-chart: lint, render and validate passed for Kubernetes 1.29–1.33"
+echo "test-chart: Helm 3 and 4 lint and render; manifests and the injected Pod valid for Kubernetes 1.29–1.33"

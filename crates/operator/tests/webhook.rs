@@ -164,6 +164,8 @@ async fn an_opted_in_pod_gets_the_sidecar_once_and_kubernetes_reads_it_back() {
     let ops = ops(&response).expect("a patch");
     golden("deployment-web.patch.json", &Value::Array(ops.clone()));
     let injected = apply(&pod, &ops);
+    // The injected Pod is kept too: `make test-chart` validates it with kubernetes-validate.
+    golden("deployment-web.injected.json", &injected);
     let typed = kubernetes_reads_back(&injected);
     let spec = typed.spec.unwrap();
     let init = spec.init_containers.unwrap();
