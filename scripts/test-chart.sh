@@ -26,7 +26,7 @@ for v in 1.29.0 1.30.0 1.31.0 1.32.0 1.33.0; do
   "$venv/bin/kubernetes-validate" -k "$v" --strict --quiet "$out/helm-$v.yaml"
   "$helm" template plumb "$chart" --namespace plumb-system --kube-version "$v" \
     --set tls.mode=certManager --set metrics.serviceMonitor.enabled=true --set networkPolicy.enabled=true \
-    --set webhook.failurePolicy=Fail >"$out/all-$v.yaml"
+    --set webhook.failurePolicy=Fail --set dashboard.enabled=true >"$out/all-$v.yaml"
   "$venv/bin/kubernetes-validate" -k "$v" --strict --quiet --no-warn "$out/all-$v.yaml"
 done
 # Bad values are refused with the value named.

@@ -492,6 +492,16 @@ impl Attempts<'_> {
                 })
                 .observe(started.elapsed().as_secs_f64());
             let was_repair = repaired.is_some();
+            if let Ok(Answer::Stream { .. }) = &result {
+                self.proxy
+                    .metrics
+                    .time_to_first_token
+                    .get_or_create(&TargetLabels {
+                        route: self.label.clone(),
+                        target: target.name.clone(),
+                    })
+                    .observe(started.elapsed().as_secs_f64());
+            }
             let failure = match result {
                 Ok(answer) => {
                     span.record("http.response.status_code", answer.status());

@@ -96,6 +96,9 @@ pub struct Metrics {
     pub request_duration: Family<RouteLabels, Histogram>,
     /// `plumb_attempt_duration_seconds`: one attempt, to its response head or failure.
     pub attempt_duration: Family<TargetLabels, Histogram>,
+    /// `plumb_time_to_first_token_seconds`: for streams, from the attempt's start to the
+    /// moment its first token is committed to the client.
+    pub time_to_first_token: Family<TargetLabels, Histogram>,
     /// `plumb_breaker_state`: 0 closed, 1 half-open, 2 open.
     pub breaker_state: Family<TargetLabels, Gauge>,
     /// `plumb_fallback_served_total`: answers served by a target other than the first tried.
@@ -146,6 +149,9 @@ impl Metrics {
         let attempt_duration = Family::<TargetLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(latency_buckets())
         });
+        let time_to_first_token = Family::<TargetLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(latency_buckets())
+        });
         let breaker_state = Family::<TargetLabels, Gauge>::default();
         let fallback_served = Family::<TargetLabels, Counter>::default();
         let retry_budget_exhausted = Family::<RouteLabels, Counter>::default();
@@ -176,6 +182,11 @@ impl Metrics {
             "plumb_attempt_duration_seconds",
             "Time of one upstream attempt to its response head or failure",
             attempt_duration.clone(),
+        );
+        registry.register(
+            "plumb_time_to_first_token_seconds",
+            "For streams: time from an attempt's start to its first token reaching the client",
+            time_to_first_token.clone(),
         );
         registry.register(
             "plumb_breaker_state",
@@ -238,6 +249,7 @@ impl Metrics {
             attempts,
             request_duration,
             attempt_duration,
+            time_to_first_token,
             breaker_state,
             fallback_served,
             retry_budget_exhausted,

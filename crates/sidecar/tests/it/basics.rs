@@ -295,6 +295,9 @@ async fn metrics_pass_promtool_while_the_sidecar_serves_traffic() {
     for _ in 0..3 {
         assert_eq!(sc.openai(chat(false)).send().await.unwrap().status(), 200);
     }
+    // A stream too, for the time-to-first-token histogram.
+    let r = sc.openai(chat(true)).send().await.unwrap();
+    let _ = crate::support::read_all(r).await;
     let scrape = client()
         .get(format!("{}/metrics", sc.admin))
         .send()
@@ -305,6 +308,12 @@ async fn metrics_pass_promtool_while_the_sidecar_serves_traffic() {
     assert!(text.contains(
         "plumb_attempts_total{route=\"test/r\",target=\"primary\",outcome=\"overloaded\"}"
     ));
+    assert!(
+        text.contains(
+            "plumb_time_to_first_token_seconds_count{route=\"test/r\",target=\"fallback\"} 1"
+        ),
+        "{text}"
+    );
     let mut child = std::process::Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
