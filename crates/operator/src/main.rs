@@ -142,7 +142,6 @@ fn main() -> ExitCode {
             };
         }
     };
-    plumb_telemetry::init_logging(&args.log_format);
     let _ = rustls::crypto::ring::default_provider().install_default();
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -230,6 +229,13 @@ fn tls_incoming(
 }
 
 async fn run(args: Args) -> ExitCode {
+    let _otel = match plumb_telemetry::otel::init(&args.log_format, "plumb-operator") {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("plumb-operator: invalid configuration: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
     let client = match kube::Client::try_default().await {
         Ok(c) => c,
         Err(e) => {

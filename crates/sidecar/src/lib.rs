@@ -19,6 +19,7 @@
 //! | [`translate`] | OpenAI ⇄ Anthropic requests, answers and stream events |
 //! | [`verify`] | every answer against the route's contract; substituted models |
 //! | [`equivalence`] | shadow sampling, comparison methods, certification, failover gating |
+//! | [`genai`] | the OpenTelemetry GenAI client metrics |
 //! | [`respond`] | client-format errors and `x-plumb-*` headers |
 //! | [`table`], [`standalone`], [`control`] | the policy in force; from routes files or from the operator |
 //!
@@ -31,6 +32,7 @@ pub mod config;
 pub mod control;
 pub mod equivalence;
 pub mod fallback;
+pub mod genai;
 pub mod keys;
 pub mod payload;
 pub mod proxy;

@@ -38,7 +38,6 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
-    plumb_telemetry::init_logging(&args.log_format);
     // Where the policy comes from: a routes file (standalone), or the control plane.
     let source = match (&args.routes, &args.control_plane) {
         (Some(path), _) => match standalone::load(path) {
@@ -97,7 +96,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // One process-wide TLS provider (ring), for the clients that do not name theirs (the OTLP
+    // HTTP exporter's).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     rt.block_on(async move {
+        // Logs, and OTLP export when the OTEL_* environment asks for it (inside the runtime:
+        // the gRPC exporter's connection lives on it).
+        let _otel = match plumb_telemetry::otel::init(&args.log_format, "plumb-sidecar") {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("plumb-sidecar: invalid configuration: {e}");
+                return ExitCode::from(EX_CONFIG);
+            }
+        };
         let metrics = Arc::new(Metrics::new());
         let table = Arc::new(Table::new());
         match &source {

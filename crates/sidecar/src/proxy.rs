@@ -32,6 +32,7 @@ use crate::breaker::{Admission, Permit};
 use crate::classify::{self, Failure, Phase};
 use crate::equivalence::shadow;
 use crate::fallback::{self, Skip};
+use crate::genai;
 use crate::keys::{Secret, redact};
 use crate::payload::{Api, ClientRequest, InvalidRequest, Operation};
 use crate::respond::{self, Account, Body};
@@ -67,6 +68,8 @@ enum Answer {
     Whole {
         head: http::response::Parts,
         body: Bytes,
+        /// Input and output tokens, as the provider counted them.
+        usage: Option<(u64, u64)>,
     },
     Stream {
         head: http::response::Parts,
@@ -80,15 +83,6 @@ impl Answer {
         match self {
             Answer::Whole { head, .. } | Answer::Stream { head, .. } => head.status.as_u16(),
         }
-    }
-}
-
-/// The GenAI semantic conventions' `gen_ai.provider.name` of a target.
-fn provider_name(provider: plumb_policy::Provider) -> &'static str {
-    match provider {
-        plumb_policy::Provider::Openai | plumb_policy::Provider::OpenaiCompatible => "openai",
-        plumb_policy::Provider::AzureOpenai => "azure.ai.openai",
-        plumb_policy::Provider::Anthropic => "anthropic",
     }
 }
 
@@ -209,6 +203,7 @@ impl Proxy {
             policy: &policy,
             route: &route,
             request: &request,
+            started,
             request_schema: request_schema.as_ref(),
             headers: &parts.headers,
             caller_key: caller_key.as_ref(),
@@ -306,6 +301,8 @@ struct Attempts<'a> {
     policy: &'a Arc<Policy>,
     route: &'a Arc<Route>,
     request: &'a ClientRequest,
+    /// When the client's request arrived.
+    started: Instant,
     /// The schema the client asked for, when the route's contract follows it.
     request_schema: Option<&'a Schema>,
     headers: &'a HeaderMap,
@@ -467,9 +464,9 @@ impl Attempts<'_> {
             let started = Instant::now();
             let span = tracing::info_span!(
                 "attempt",
-                otel.name = %format!("{} {}", provider_name(target.provider), target.model),
+                otel.name = %format!("{} {}", genai::provider_name(target.provider), target.model),
                 otel.kind = "client",
-                gen_ai.provider.name = provider_name(target.provider),
+                gen_ai.provider.name = genai::provider_name(target.provider),
                 gen_ai.request.model = %target.model,
                 server.address = target.base_url.host().unwrap_or_default(),
                 plumb.target = %target.name,
@@ -493,6 +490,10 @@ impl Attempts<'_> {
                 .observe(started.elapsed().as_secs_f64());
             let was_repair = repaired.is_some();
             if let Ok(Answer::Stream { .. }) = &result {
+                genai::record_first_chunk(
+                    started,
+                    &genai::attributes(self.request, target, &self.label),
+                );
                 self.proxy
                     .metrics
                     .time_to_first_token
@@ -823,7 +824,8 @@ impl Attempts<'_> {
         if request.operation == Operation::Chat {
             self.verify(target, verify::whole(Api::of(target.provider), &value))?;
         }
-        Ok(Answer::Whole { head, body })
+        let usage = genai::usage(&value);
+        Ok(Answer::Whole { head, body, usage })
     }
 
     fn respond(&self, target: &Target, answer: Answer, primary: bool) -> Response<Body> {
@@ -867,7 +869,10 @@ impl Attempts<'_> {
             equivalence: Some(&equivalence),
         };
         let (head, body) = match answer {
-            Answer::Whole { head, body } => {
+            Answer::Whole { head, body, usage } => {
+                let attrs = genai::attributes(self.request, target, &self.label);
+                genai::record_tokens(usage, &attrs);
+                genai::record_duration(self.started, &attrs, None);
                 if let Some(sampler) = self.sampler(target, primary) {
                     sampler.start_with_body(&body);
                 }
@@ -881,6 +886,11 @@ impl Attempts<'_> {
                 (head, respond::full(body))
             }
             Answer::Stream { head, first, rest } => {
+                genai::record_duration(
+                    self.started,
+                    &genai::attributes(self.request, target, &self.label),
+                    None,
+                );
                 let sampler = self.sampler(target, primary);
                 let metrics = self.proxy.metrics.clone();
                 let labels = TargetLabels {
@@ -1059,6 +1069,11 @@ impl Attempts<'_> {
             failures
                 .last()
                 .map_or("no_target_available", |c| c.as_str()),
+        );
+        genai::record_duration(
+            self.started,
+            &genai::request_attributes(self.request, &route_name),
+            Some(code),
         );
         let mut resp = respond::error(self.request.api, status, code, &message);
         if let Some(wait) = self.tried.last().and_then(|t| t.failure.retry_after)

@@ -7,6 +7,7 @@
 use std::fmt::Write as _;
 
 pub mod operator;
+pub mod otel;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

@@ -16,6 +16,7 @@ mod contracts;
 mod crossfamily;
 mod equivalence;
 mod golden;
+mod otlp;
 mod recovery;
 mod spans;
 mod standalone;

@@ -1,0 +1,155 @@
+//! The OpenTelemetry GenAI client metrics, through the OpenTelemetry SDK (exported over OTLP
+//! when the environment asks for it; no-ops otherwise): `gen_ai.client.operation.duration`,
+//! `gen_ai.client.token.usage` and `gen_ai.client.operation.time_to_first_chunk`, with the
+//! conventions' attributes plus `plumb.route` and `plumb.target`. Attribute values are bounded:
+//! model names a route serves, target names, fixed classes.
+
+use std::sync::OnceLock;
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::Histogram;
+use plumb_policy::{Provider, Target};
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::payload::{ClientRequest, Operation};
+
+struct Instruments {
+    duration: Histogram<f64>,
+    tokens: Histogram<u64>,
+    first_chunk: Histogram<f64>,
+}
+
+/// The semantic conventions' advised bucket boundaries for durations (seconds).
+const DURATION_BUCKETS: [f64; 14] = [
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+];
+/// … and for token counts.
+const TOKEN_BUCKETS: [f64; 14] = [
+    1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+    16777216.0, 67108864.0,
+];
+
+/// Created at first use, after the process set up its meter provider.
+fn instruments() -> &'static Instruments {
+    static I: OnceLock<Instruments> = OnceLock::new();
+    I.get_or_init(|| {
+        let meter = opentelemetry::global::meter("plumb-sidecar");
+        Instruments {
+            duration: meter
+                .f64_histogram("gen_ai.client.operation.duration")
+                .with_unit("s")
+                .with_description("GenAI operation duration")
+                .with_boundaries(DURATION_BUCKETS.to_vec())
+                .build(),
+            tokens: meter
+                .u64_histogram("gen_ai.client.token.usage")
+                .with_unit("{token}")
+                .with_description("Number of input and output tokens used")
+                .with_boundaries(TOKEN_BUCKETS.to_vec())
+                .build(),
+            first_chunk: meter
+                .f64_histogram("gen_ai.client.operation.time_to_first_chunk")
+                .with_unit("s")
+                .with_description(
+                    "Time to the first chunk of a streamed answer reaching the client",
+                )
+                .with_boundaries(DURATION_BUCKETS.to_vec())
+                .build(),
+        }
+    })
+}
+
+/// The conventions' `gen_ai.provider.name` of a target.
+pub fn provider_name(provider: Provider) -> &'static str {
+    match provider {
+        Provider::Openai | Provider::OpenaiCompatible => "openai",
+        Provider::AzureOpenai => "azure.ai.openai",
+        Provider::Anthropic => "anthropic",
+    }
+}
+
+fn operation(request: &ClientRequest) -> &'static str {
+    match request.operation {
+        Operation::Chat => "chat",
+        Operation::Embeddings => "embeddings",
+    }
+}
+
+/// The attributes of a request no target answered.
+pub fn request_attributes(request: &ClientRequest, route: &str) -> Vec<KeyValue> {
+    vec![
+        KeyValue::new("gen_ai.operation.name", operation(request)),
+        KeyValue::new("gen_ai.request.model", request.model.clone()),
+        KeyValue::new("plumb.route", route.to_owned()),
+    ]
+}
+
+/// The attributes of an answer from `target`.
+pub fn attributes(request: &ClientRequest, target: &Target, route: &str) -> Vec<KeyValue> {
+    let mut a = request_attributes(request, route);
+    a.push(KeyValue::new(
+        "gen_ai.provider.name",
+        provider_name(target.provider),
+    ));
+    a.push(KeyValue::new("plumb.target", target.name.clone()));
+    a
+}
+
+/// Input and output tokens of a whole answer of either family.
+pub fn usage(body: &Value) -> Option<(u64, u64)> {
+    let u = body.get("usage")?;
+    let get = |keys: [&str; 2]| keys.iter().find_map(|k| u.get(*k).and_then(Value::as_u64));
+    Some((
+        get(["prompt_tokens", "input_tokens"])?,
+        get(["completion_tokens", "output_tokens"]).unwrap_or(0),
+    ))
+}
+
+/// Records the operation's duration; `error` is the class the client was answered with.
+pub fn record_duration(started: Instant, attributes: &[KeyValue], error: Option<&str>) {
+    let mut a = attributes.to_vec();
+    if let Some(e) = error {
+        a.push(KeyValue::new("error.type", e.to_owned()));
+    }
+    instruments()
+        .duration
+        .record(started.elapsed().as_secs_f64(), &a);
+}
+
+/// Records the tokens of an answer.
+pub fn record_tokens(usage: Option<(u64, u64)>, attributes: &[KeyValue]) {
+    let Some((input, output)) = usage else {
+        return;
+    };
+    for (kind, n) in [("input", input), ("output", output)] {
+        let mut a = attributes.to_vec();
+        a.push(KeyValue::new("gen_ai.token.type", kind));
+        instruments().tokens.record(n, &a);
+    }
+}
+
+/// Records a stream's time to its first chunk reaching the client, and its duration to then.
+pub fn record_first_chunk(started: Instant, attributes: &[KeyValue]) {
+    let seconds = started.elapsed().as_secs_f64();
+    instruments().first_chunk.record(seconds, attributes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn usage_of_both_families() {
+        assert_eq!(
+            usage(&json!({"usage": {"prompt_tokens": 12, "completion_tokens": 30}})),
+            Some((12, 30))
+        );
+        assert_eq!(
+            usage(&json!({"usage": {"input_tokens": 5, "output_tokens": 7}})),
+            Some((5, 7))
+        );
+        assert_eq!(usage(&json!({"choices": []})), None);
+    }
+}
