@@ -536,6 +536,9 @@ async fn main() {
     println!(
         "Certifications: curl {admin}/equivalence   (agreements and samples per route and (primary, candidate) pair)"
     );
+    println!(
+        "Traces and GenAI metrics: run it with OTEL_EXPORTER_OTLP_ENDPOINT=http://COLLECTOR:4318 (or :4317 and OTEL_EXPORTER_OTLP_PROTOCOL=grpc) to export over OTLP"
+    );
     let _ = child.kill();
     let _ = child.wait();
 }
