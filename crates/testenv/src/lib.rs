@@ -139,7 +139,21 @@ fn pki() -> Result<Pki, rcgen::Error> {
 
 impl ApiServer {
     /// Starts etcd and the API server and waits until the server is live (about a second).
+    /// The free ports are picked before the processes bind them, so another process can take
+    /// one in between: a start whose etcd or API server exits early is tried again on new
+    /// ports (three times in all).
     pub async fn start() -> Result<ApiServer, StartError> {
+        let mut last = err("not started");
+        for _ in 0..3 {
+            match ApiServer::start_once().await {
+                Ok(s) => return Ok(s),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    async fn start_once() -> Result<ApiServer, StartError> {
         let bin = bin_dir();
         let (apiext, etcd_bin) = (bin.join("apiextensions-apiserver"), bin.join("etcd"));
         if !apiext.exists() || !etcd_bin.exists() {
@@ -225,7 +239,7 @@ impl ApiServer {
             .timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| err(e.to_string()))?;
-        let server = ApiServer {
+        let mut server = ApiServer {
             etcd,
             apiserver,
             url,
@@ -235,6 +249,18 @@ impl ApiServer {
         // /readyz stays 500 (it cannot sync informers for core types it does not serve);
         // /livez is the signal.
         for _ in 0..240 {
+            let exited = |c: &mut Child| c.try_wait().ok().flatten().is_some();
+            if exited(&mut server.etcd) || exited(&mut server.apiserver) {
+                let etcd_err =
+                    std::fs::read_to_string(server.dir.path().join("etcd.err")).unwrap_or_default();
+                let last: String = etcd_err
+                    .lines()
+                    .rev()
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                return Err(err(format!("etcd or the API server exited early: {last}")));
+            }
             if let Ok(r) = server
                 .client
                 .get(format!("{}/livez", server.url))
