@@ -258,6 +258,53 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Requests sent one after another through a sidecar until stopped, counting failures.
+struct Load {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    sent: Arc<AtomicU64>,
+    failures: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Load {
+    fn start(client: reqwest::Client, url: String) -> Load {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (sent, failures) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let task = {
+            let (stop, sent, failures) = (stop.clone(), sent.clone(), failures.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let r = client
+                        .post(format!("{url}/v1/chat/completions"))
+                        .json(&json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]}))
+                        .send()
+                        .await;
+                    sent.fetch_add(1, Ordering::Relaxed);
+                    if !r.is_ok_and(|r| r.status() == 200) {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        };
+        Load {
+            stop,
+            sent,
+            failures,
+            task,
+        }
+    }
+
+    /// Stops, and says how many were sent and how many failed.
+    async fn finish(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap();
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.failures.load(Ordering::Relaxed),
+        )
+    }
+}
+
 const ROUTES_A: &str = "/apis/plumb.dev/v1alpha1/namespaces/team-a/llmroutes";
 
 #[tokio::test]
@@ -335,29 +382,7 @@ async fn operator_e2e_routes_reach_sidecars_status_follows_and_traffic_never_sto
     .await;
 
     // Traffic runs through every change below; not one request may fail.
-    let failures = Arc::new(AtomicU64::new(0));
-    let sent = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let load = {
-        let (failures, sent, stop) = (failures.clone(), sent.clone(), stop.clone());
-        let url = a.words[3].clone();
-        let client = env.client.clone();
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let r = client
-                    .post(format!("{url}/v1/chat/completions"))
-                    .json(
-                        &json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]}),
-                    )
-                    .send()
-                    .await;
-                sent.fetch_add(1, Ordering::Relaxed);
-                if !r.is_ok_and(|r| r.status() == 200) {
-                    failures.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        })
-    };
+    let load = Load::start(env.client.clone(), a.words[3].clone());
 
     // A valid update reaches the sidecar: a second model name.
     let (status, body) = env
@@ -527,12 +552,7 @@ async fn operator_e2e_routes_reach_sidecars_status_follows_and_traffic_never_sto
     })
     .await;
 
-    stop.store(true, Ordering::Relaxed);
-    load.await.unwrap();
-    let (n, failed) = (
-        sent.load(Ordering::Relaxed),
-        failures.load(Ordering::Relaxed),
-    );
+    let (n, failed) = load.finish().await;
     assert!(n > 20, "{n} requests sent");
     assert_eq!(
         failed, 0,
@@ -667,29 +687,7 @@ async fn operator_e2e_one_leader_serves_policy_and_a_new_one_takes_over_without_
 
     // Traffic while the leader dies: the follower takes the Lease, labels itself, and the
     // sidecar reconnects through the Service to it; no request fails.
-    let failures = Arc::new(AtomicU64::new(0));
-    let sent = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let load = {
-        let (failures, sent, stop) = (failures.clone(), sent.clone(), stop.clone());
-        let url = a.words[3].clone();
-        let client = env.client.clone();
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let r = client
-                    .post(format!("{url}/v1/chat/completions"))
-                    .json(
-                        &json!({"model": "chat", "messages": [{"role": "user", "content": "hi"}]}),
-                    )
-                    .send()
-                    .await;
-                sent.fetch_add(1, Ordering::Relaxed);
-                if !r.is_ok_and(|r| r.status() == 200) {
-                    failures.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        })
-    };
+    let load = Load::start(env.client.clone(), a.words[3].clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
     drop(leader.take());
     let second = if first == "operator-1" {
@@ -712,12 +710,7 @@ async fn operator_e2e_one_leader_serves_policy_and_a_new_one_takes_over_without_
         env.chat(&a, "chat-after").await.0 == 200
     })
     .await;
-    stop.store(true, Ordering::Relaxed);
-    load.await.unwrap();
-    let (n, failed) = (
-        sent.load(Ordering::Relaxed),
-        failures.load(Ordering::Relaxed),
-    );
+    let (n, failed) = load.finish().await;
     assert!(n > 10, "{n}");
     assert_eq!(
         failed, 0,

@@ -92,12 +92,81 @@ fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
     r
 }
 
-fn not_found(what: &str) -> Response<Body> {
+/// A failure as the API server words it.
+fn status(code: StatusCode, reason: &str, message: String) -> Response<Body> {
     json_response(
-        StatusCode::NOT_FOUND,
+        code,
         &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-            "message": format!("{what} not found"), "reason": "NotFound", "code": 404}),
+            "message": message, "reason": reason, "code": code.as_u16()}),
     )
+}
+
+fn not_found(what: &str) -> Response<Body> {
+    status(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!("{what} not found"),
+    )
+}
+
+/// Creates (POST) or replaces (PUT, only at the stored resourceVersion) an object, as the API
+/// server does: 409 when it exists already or was modified meanwhile.
+fn write(
+    resource_version: &mut u64,
+    store: &mut BTreeMap<(String, String), Value>,
+    method: &Method,
+    namespace: &str,
+    name_in_path: Option<&&str>,
+    plural: &str,
+    mut obj: Value,
+) -> Result<(StatusCode, Value), Box<Response<Body>>> {
+    let name = name_in_path
+        .map(|n| (*n).to_owned())
+        .or_else(|| obj["metadata"]["name"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let key = (namespace.to_owned(), name.clone());
+    match (method, store.get(&key)) {
+        (&Method::POST, Some(_)) => {
+            return Err(Box::new(status(
+                StatusCode::CONFLICT,
+                "AlreadyExists",
+                format!("{plural} \"{name}\" already exists"),
+            )));
+        }
+        (&Method::PUT, None) => return Err(Box::new(not_found(&format!("{plural} \"{name}\"")))),
+        (&Method::PUT, Some(cur))
+            if cur["metadata"]["resourceVersion"] != obj["metadata"]["resourceVersion"] =>
+        {
+            return Err(Box::new(status(
+                StatusCode::CONFLICT,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {plural} \"{name}\": the object has been modified"
+                ),
+            )));
+        }
+        _ => {}
+    }
+    *resource_version += 1;
+    obj["metadata"]["resourceVersion"] = json!(resource_version.to_string());
+    obj["metadata"]["namespace"] = json!(namespace);
+    obj["metadata"]["name"] = json!(name);
+    store.insert(key, obj.clone());
+    let code = if method == Method::POST {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((code, obj))
+}
+
+/// The request's body, whole.
+async fn body_bytes(req: Request<Incoming>) -> Bytes {
+    req.into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default()
 }
 
 impl FakeCore {
@@ -358,12 +427,7 @@ async fn handle(
             }
         }
         (Method::POST, ["apis", "authentication.k8s.io", "v1", "tokenreviews"]) => {
-            let body = req
-                .into_body()
-                .collect()
-                .await
-                .map(|c| c.to_bytes())
-                .unwrap_or_default();
+            let body = body_bytes(req).await;
             let review: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             let token = review["spec"]["token"].as_str().unwrap_or("");
             let wanted: Vec<String> = review["spec"]["audiences"]
@@ -400,12 +464,7 @@ async fn handle(
             ["apis", "events.k8s.io", "v1", "namespaces", _, "events", ..],
         )
         | (Method::POST | Method::PATCH, ["api", "v1", "namespaces", _, "events", ..]) => {
-            let body = req
-                .into_body()
-                .collect()
-                .await
-                .map(|c| c.to_bytes())
-                .unwrap_or_default();
+            let body = body_bytes(req).await;
             let event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             lock().events.push(event.clone());
             json_response(StatusCode::CREATED, &event)
@@ -437,112 +496,58 @@ async fn handle(
                 rest @ ..,
             ],
         ) => {
-            let ns = (*ns).to_owned();
-            let body = req
-                .into_body()
-                .collect()
-                .await
-                .map(|c| c.to_bytes())
-                .unwrap_or_default();
-            let mut lease: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let name = rest
-                .first()
-                .map(|n| (*n).to_owned())
-                .or_else(|| lease["metadata"]["name"].as_str().map(str::to_owned))
-                .unwrap_or_default();
+            let obj: Value = serde_json::from_slice(&body_bytes(req).await).unwrap_or(Value::Null);
             let mut s = lock();
-            let key = (ns.clone(), name.clone());
-            let conflict = |msg: String| {
-                json_response(
-                    StatusCode::CONFLICT,
-                    &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                        "message": msg, "reason": if m == Method::POST { "AlreadyExists" } else { "Conflict" }, "code": 409}),
-                )
-            };
-            match (&m, s.leases.get(&key)) {
-                (&Method::POST, Some(_)) => {
-                    return conflict(format!("leases \"{name}\" already exists"));
-                }
-                (&Method::PUT, None) => return not_found(&format!("leases \"{name}\"")),
-                (&Method::PUT, Some(cur))
-                    if cur["metadata"]["resourceVersion"]
-                        != lease["metadata"]["resourceVersion"] =>
-                {
-                    return conflict(format!(
-                        "Operation cannot be fulfilled on leases \"{name}\": the object has been modified"
-                    ));
-                }
-                _ => {}
+            let State {
+                resource_version,
+                leases,
+                ..
+            } = &mut *s;
+            match write(
+                resource_version,
+                leases,
+                &m,
+                ns,
+                rest.first(),
+                "leases",
+                obj,
+            ) {
+                Ok((code, obj)) => json_response(code, &obj),
+                Err(r) => *r,
             }
-            s.resource_version += 1;
-            lease["metadata"]["resourceVersion"] = json!(s.resource_version.to_string());
-            lease["metadata"]["namespace"] = json!(ns);
-            lease["metadata"]["name"] = json!(name);
-            s.leases.insert(key, lease.clone());
-            let status = if m == Method::POST {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            json_response(status, &lease)
         }
         (
             m @ (Method::POST | Method::PUT),
             ["api", "v1", "namespaces", ns, "secrets", rest @ ..],
         ) => {
-            let body = req
-                .into_body()
-                .collect()
-                .await
-                .map(|c| c.to_bytes())
-                .unwrap_or_default();
-            let mut obj: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let name = rest
-                .first()
-                .map(|n| (*n).to_owned())
-                .or_else(|| obj["metadata"]["name"].as_str().map(str::to_owned))
-                .unwrap_or_default();
-            let key = ((*ns).to_owned(), name.clone());
+            let obj: Value = serde_json::from_slice(&body_bytes(req).await).unwrap_or(Value::Null);
             let mut s = lock();
-            let conflict = |message: String, reason: &str| {
-                json_response(
-                    StatusCode::CONFLICT,
-                    &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                        "message": message, "reason": reason, "code": 409}),
-                )
-            };
-            match (&m, s.secrets.get(&key)) {
-                (&Method::POST, Some(_)) => {
-                    return conflict(
-                        format!("secrets \"{name}\" already exists"),
-                        "AlreadyExists",
-                    );
+            let State {
+                resource_version,
+                secrets,
+                secret_events,
+                ..
+            } = &mut *s;
+            match write(
+                resource_version,
+                secrets,
+                &m,
+                ns,
+                rest.first(),
+                "secrets",
+                obj,
+            ) {
+                Ok((code, obj)) => {
+                    let kind = if code == StatusCode::CREATED {
+                        "ADDED"
+                    } else {
+                        "MODIFIED"
+                    };
+                    let _ = secret_events.send(json!({"type": kind, "object": obj}));
+                    json_response(code, &obj)
                 }
-                (&Method::PUT, None) => return not_found(&format!("secrets \"{name}\"")),
-                (&Method::PUT, Some(cur))
-                    if cur["metadata"]["resourceVersion"] != obj["metadata"]["resourceVersion"] =>
-                {
-                    return conflict("the object has been modified".into(), "Conflict");
-                }
-                _ => {}
+                Err(r) => *r,
             }
-            s.resource_version += 1;
-            obj["metadata"]["resourceVersion"] = json!(s.resource_version.to_string());
-            obj["metadata"]["namespace"] = json!(ns);
-            obj["metadata"]["name"] = json!(name);
-            let kind = if m == Method::POST {
-                "ADDED"
-            } else {
-                "MODIFIED"
-            };
-            s.secrets.insert(key, obj.clone());
-            let _ = s.secret_events.send(json!({"type": kind, "object": obj}));
-            let status = if m == Method::POST {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            json_response(status, &obj)
         }
         (
             m @ (Method::GET | Method::PATCH),
@@ -554,12 +559,7 @@ async fn handle(
                 name,
             ],
         ) => {
-            let body = req
-                .into_body()
-                .collect()
-                .await
-                .map(|c| c.to_bytes())
-                .unwrap_or_default();
+            let body = body_bytes(req).await;
             let mut s = lock();
             let Some(cur) = s.webhook_configurations.get_mut(*name) else {
                 return not_found(&format!("mutatingwebhookconfigurations \"{name}\""));
@@ -582,12 +582,7 @@ async fn handle(
             json_response(StatusCode::OK, cur)
         }
         (Method::PATCH, ["api", "v1", "namespaces", ns, "pods", name]) => {
-            let body = req
-                .into_body()
-                .collect()
-                .await
-                .map(|c| c.to_bytes())
-                .unwrap_or_default();
+            let body = body_bytes(req).await;
             let patch: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             let mut s = lock();
             let labels = s
@@ -634,12 +629,7 @@ async fn forward(req: Request<Incoming>, upstream: &(String, reqwest::Client)) -
             headers.insert(name, v);
         }
     }
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
+    let body = body_bytes(req).await;
     let resp = match client
         .request(method, &target)
         .headers(headers)
