@@ -294,6 +294,11 @@ impl Load {
         }
     }
 
+    /// Requests sent so far.
+    fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
     /// Stops, and says how many were sent and how many failed.
     async fn finish(self) -> (u64, u64) {
         self.stop.store(true, Ordering::Relaxed);
@@ -688,7 +693,7 @@ async fn operator_e2e_one_leader_serves_policy_and_a_new_one_takes_over_without_
     // Traffic while the leader dies: the follower takes the Lease, labels itself, and the
     // sidecar reconnects through the Service to it; no request fails.
     let load = Load::start(env.client.clone(), a.words[3].clone());
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    eventually("traffic flows", || async { load.sent() >= 5 }).await;
     drop(leader.take());
     let second = if first == "operator-1" {
         "operator-2"
@@ -865,7 +870,6 @@ async fn operator_e2e_manages_its_certificate_rotates_it_and_keeps_the_ca_bundle
         ca,
         "same CA"
     );
-    tokio::time::sleep(Duration::from_secs(1)).await;
     let b = sidecar("web-2");
     eventually(
         "a sidecar connecting after the rotation trusts it too",
