@@ -296,8 +296,6 @@ pub mod server {
     use http_body_util::{BodyExt as _, Full, Limited};
     use hyper::body::{Bytes, Incoming};
     use hyper_util::rt::{TokioExecutor, TokioIo};
-    use rustls_pki_types::pem::PemObject as _;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
     use tokio::net::TcpListener;
     use tokio_rustls::TlsAcceptor;
 
@@ -306,21 +304,13 @@ pub mod server {
     /// Largest AdmissionReview accepted.
     const MAX_REVIEW_BYTES: usize = 4 * 1024 * 1024;
 
-    /// A TLS acceptor from PEM files.
+    /// A TLS acceptor from PEM files (the same server configuration the managed certificate
+    /// uses, with a fixed certificate).
     pub fn acceptor(cert_pem: &[u8], key_pem: &[u8]) -> Result<TlsAcceptor, String> {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("the webhook certificate: {e}"))?;
-        let key =
-            PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| format!("the webhook key: {e}"))?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| e.to_string())?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let key = crate::certs::certified_key(&text(cert_pem), &text(key_pem))
             .map_err(|e| format!("the webhook certificate and key: {e}"))?;
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let config = crate::certs::server_config(crate::certs::Resolver::new(key))?;
         Ok(TlsAcceptor::from(Arc::new(config)))
     }
 

@@ -197,11 +197,16 @@ impl Env {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// An object as the API server has it now.
+    async fn get(&self, path: &str) -> Value {
+        self.send(Method::GET, path, None).await.1
+    }
+
     /// Reads, changes and writes back an object, again on a 409 (the operator writes status
     /// meanwhile), as `kubectl edit` would.
     async fn update(&self, path: &str, change: impl Fn(&mut Value)) -> (u16, Value) {
         for _ in 0..20 {
-            let (_, mut cur) = self.send(Method::GET, path, None).await;
+            let mut cur = self.get(path).await;
             change(&mut cur);
             let (status, body) = self.send(Method::PUT, path, Some(&cur)).await;
             if status != 409 {
@@ -356,17 +361,13 @@ async fn operator_e2e_routes_reach_sidecars_status_follows_and_traffic_never_sto
         "the Secret's key"
     );
     eventually("the route is Accepted and Programmed", || async {
-        let (_, r) = env
-            .send(Method::GET, &format!("{ROUTES_A}/chat"), None)
-            .await;
+        let r = env.get(&format!("{ROUTES_A}/chat")).await;
         condition(&r, "Accepted")["status"] == "True"
             && condition(&r, "Programmed")["status"] == "True"
             && r["status"]["observedGeneration"] == 1
     })
     .await;
-    let (_, r) = env
-        .send(Method::GET, &format!("{ROUTES_A}/chat"), None)
-        .await;
+    let r = env.get(&format!("{ROUTES_A}/chat")).await;
     assert_eq!(
         condition(&r, "Programmed")["message"],
         "1 of 1 sidecars run generation 1"
@@ -401,9 +402,7 @@ async fn operator_e2e_routes_reach_sidecars_status_follows_and_traffic_never_sto
     })
     .await;
     eventually("generation 2 is acknowledged in status", || async {
-        let (_, r) = env
-            .send(Method::GET, &format!("{ROUTES_A}/chat"), None)
-            .await;
+        let r = env.get(&format!("{ROUTES_A}/chat")).await;
         condition(&r, "Programmed")["message"] == "1 of 1 sidecars run generation 2"
     })
     .await;
@@ -419,15 +418,11 @@ async fn operator_e2e_routes_reach_sidecars_status_follows_and_traffic_never_sto
         .await;
     assert_eq!(status, 200, "{body}");
     eventually("the invalid update is refused in status", || async {
-        let (_, r) = env
-            .send(Method::GET, &format!("{ROUTES_A}/chat"), None)
-            .await;
+        let r = env.get(&format!("{ROUTES_A}/chat")).await;
         condition(&r, "Accepted")["status"] == "False" && r["status"]["observedGeneration"] == 3
     })
     .await;
-    let (_, r) = env
-        .send(Method::GET, &format!("{ROUTES_A}/chat"), None)
-        .await;
+    let r = env.get(&format!("{ROUTES_A}/chat")).await;
     let msg = condition(&r, "Accepted")["message"]
         .as_str()
         .unwrap()
@@ -460,15 +455,11 @@ async fn operator_e2e_routes_reach_sidecars_status_follows_and_traffic_never_sto
     let (status, body) = env.send(Method::POST, ROUTES_A, Some(&keyless)).await;
     assert_eq!(status, 201, "{body}");
     eventually("the sidecar's refusal lands in status", || async {
-        let (_, r) = env
-            .send(Method::GET, &format!("{ROUTES_A}/keyless"), None)
-            .await;
+        let r = env.get(&format!("{ROUTES_A}/keyless")).await;
         condition(&r, "Programmed")["reason"] == "Rejected"
     })
     .await;
-    let (_, r) = env
-        .send(Method::GET, &format!("{ROUTES_A}/keyless"), None)
-        .await;
+    let r = env.get(&format!("{ROUTES_A}/keyless")).await;
     let msg = condition(&r, "Programmed")["message"]
         .as_str()
         .unwrap()
@@ -550,9 +541,7 @@ async fn operator_e2e_routes_reach_sidecars_status_follows_and_traffic_never_sto
     assert_eq!(env.chat(&a, "chat").await.0, 200);
     operator = env.operator(port);
     eventually("sidecar A reconnects to the new operator", || async {
-        let (_, r) = env
-            .send(Method::GET, &format!("{ROUTES_A}/chat"), None)
-            .await;
+        let r = env.get(&format!("{ROUTES_A}/chat")).await;
         condition(&r, "Programmed")["status"] == "True"
     })
     .await;

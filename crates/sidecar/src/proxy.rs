@@ -794,7 +794,7 @@ impl Attempts<'_> {
                 hold(body, first_deadline, d, &self.route.streaming, until_end).await?;
             let mut collector = StreamCollector::new(Api::of(target.provider));
             collector.push_bytes(&first);
-            let collected = collector.collected().clone();
+            let collected = collector.into_collected();
             if whole {
                 self.verify(target, collected)?;
             } else {

@@ -189,6 +189,11 @@ impl StreamCollector {
     pub fn collected(&self) -> &Collected {
         &self.collected
     }
+
+    /// What the stream said, taken.
+    pub fn into_collected(self) -> Collected {
+        self.collected
+    }
 }
 
 /// The schema the client asked the answer to follow (`response_format.json_schema.schema`, or

@@ -566,17 +566,14 @@ async fn handle(
             };
             if m == Method::PATCH {
                 let Ok(patch) = serde_json::from_slice::<json_patch::Patch>(&body) else {
-                    return json_response(
+                    return status(
                         StatusCode::BAD_REQUEST,
-                        &json!({"kind": "Status", "status": "Failure",
-                            "message": "the fake takes JSON patches", "code": 400}),
+                        "BadRequest",
+                        "the fake takes JSON patches".into(),
                     );
                 };
                 if let Err(e) = json_patch::patch(cur, &patch) {
-                    return json_response(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        &json!({"kind": "Status", "status": "Failure", "message": e.to_string(), "code": 422}),
-                    );
+                    return status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", e.to_string());
                 }
             }
             json_response(StatusCode::OK, cur)
@@ -639,10 +636,10 @@ async fn forward(req: Request<Incoming>, upstream: &(String, reqwest::Client)) -
     {
         Ok(r) => r,
         Err(e) => {
-            return json_response(
+            return status(
                 StatusCode::BAD_GATEWAY,
-                &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                    "message": format!("the real API server: {e}"), "code": 502}),
+                "BadGateway",
+                format!("the real API server: {e}"),
             );
         }
     };

@@ -74,23 +74,30 @@ async fn warm_up(sc: &Sidecar, n: u64) {
     panic!("shadow sampling did not reach {n} samples per candidate");
 }
 
+/// Every healthy answer shadowed; certified from 5 samples at a lower bound of 0.5; exact text.
+fn certified_after_five(mode: &str) -> String {
+    format!(
+        "  equivalence:\n    mode: {mode}\n    threshold: 0.5\n    minSamples: 5\n    method: {{kind: exact}}\n{SHADOW}"
+    )
+}
+
+/// The primary (`sim-gpt`) answers 500 to everything.
+fn primary_down(sim: &plumb_simulator::Simulator) {
+    plan(
+        sim,
+        "sim-gpt",
+        json!({"fault": "server_error", "share": 1.0}),
+    );
+}
+
 const SHADOW: &str = "    shadow: {rate: 1.0, maxConcurrent: 4, requestsPerMinute: 1000}\n";
 
 #[tokio::test]
 async fn enforce_serves_only_a_certified_fallback_and_never_one_that_answers_differently() {
     let sim = simulator().await;
-    let sc = Sidecar::start(&routes(
-        &sim,
-        &format!(
-            "  equivalence:\n    mode: enforce\n    threshold: 0.5\n    minSamples: 5\n    method: {{kind: exact}}\n{SHADOW}"
-        ),
-    ));
+    let sc = Sidecar::start(&routes(&sim, &certified_after_five("enforce")));
     // Nothing is certified yet: the outage is refused, with the reason.
-    plan(
-        &sim,
-        "sim-gpt",
-        json!({"fault": "server_error", "share": 1.0}),
-    );
+    primary_down(&sim);
     let r = sc.openai(chat(false)).send().await.unwrap();
     assert_eq!(r.status(), 502);
     let body: Value = r.json().await.unwrap();
@@ -112,11 +119,7 @@ async fn enforce_serves_only_a_certified_fallback_and_never_one_that_answers_dif
 
     // The outage again: `alt` is skipped although it comes first, `same` answers.
     let alt_before = attempts(&sim, "sim-gpt-alt").await.len();
-    plan(
-        &sim,
-        "sim-gpt",
-        json!({"fault": "server_error", "share": 1.0}),
-    );
+    primary_down(&sim);
     for _ in 0..5 {
         let r = sc.openai(chat(false)).send().await.unwrap();
         assert_eq!(r.status(), 200);
@@ -146,28 +149,15 @@ async fn enforce_serves_only_a_certified_fallback_and_never_one_that_answers_dif
 #[tokio::test]
 async fn observe_fails_over_and_reports_the_certification_of_every_failed_over_answer() {
     let sim = simulator().await;
-    let sc = Sidecar::start(&routes(
-        &sim,
-        &format!(
-            "  equivalence:\n    mode: observe\n    threshold: 0.5\n    minSamples: 5\n    method: {{kind: exact}}\n{SHADOW}"
-        ),
-    ));
-    plan(
-        &sim,
-        "sim-gpt",
-        json!({"fault": "server_error", "share": 1.0}),
-    );
+    let sc = Sidecar::start(&routes(&sim, &certified_after_five("observe")));
+    primary_down(&sim);
     let r = sc.openai(chat(false)).send().await.unwrap();
     assert_eq!(header(&r, "x-plumb-served-by"), "alt");
     assert_eq!(header(&r, "x-plumb-equivalence"), "uncertified; n=0");
     sim.reset();
     warm_up(&sc, 5).await;
     let (_, n) = samples_of(&sc.admin, "sim-gpt-alt").await;
-    plan(
-        &sim,
-        "sim-gpt",
-        json!({"fault": "server_error", "share": 1.0}),
-    );
+    primary_down(&sim);
     let r = sc.openai(chat(false)).send().await.unwrap();
     assert_eq!(
         header(&r, "x-plumb-served-by"),
@@ -226,11 +216,7 @@ async fn the_shadow_budget_is_never_exceeded() {
 async fn a_route_that_forbids_downgrades_never_leaves_the_primary_group() {
     let sim = simulator().await;
     let sc = Sidecar::start(&routes(&sim, "  equivalence: {downgrades: forbid}\n"));
-    plan(
-        &sim,
-        "sim-gpt",
-        json!({"fault": "server_error", "share": 1.0}),
-    );
+    primary_down(&sim);
     let r = sc.openai(chat(false)).send().await.unwrap();
     assert_eq!(r.status(), 502);
     let body: Value = r.json().await.unwrap();
@@ -253,11 +239,7 @@ async fn certification_converges_with_the_default_threshold() {
     // The default threshold (Wilson lower bound ≥ 0.9) with every sample agreeing needs 35
     // samples; 36 leaves room for shadows still in flight.
     warm_up(&sc, 36).await;
-    plan(
-        &sim,
-        "sim-gpt",
-        json!({"fault": "server_error", "share": 1.0}),
-    );
+    primary_down(&sim);
     let r = sc.openai(chat(false)).send().await.unwrap();
     assert_eq!(header(&r, "x-plumb-served-by"), "same");
     let e = header(&r, "x-plumb-equivalence").to_owned();
