@@ -537,6 +537,8 @@ async fn operator_e2e_routes_reach_sidecars_status_follows_and_traffic_never_sto
     // The operator dies: the sidecars keep serving (fail static). It comes back on the same
     // address: they reconnect and are programmed again.
     drop(operator);
+    // A lower bound, not a guess: longer than the sidecar's 3 s control-plane timeout, so the
+    // sidecar has given the stream up and serves from its last good policy alone.
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(env.chat(&a, "chat").await.0, 200);
     operator = env.operator(port);
