@@ -232,6 +232,37 @@ impl Breaker {
         })
     }
 
+    /// A probe the fleet elected this sidecar to send, whatever the local state: an open
+    /// breaker goes half-open for it; a closed one stays closed (the probe's verdict still
+    /// counts as one).
+    pub fn admit_probe(self: &Arc<Self>) -> Permit {
+        let mut inner = lock(&self.inner);
+        match &mut inner.state {
+            State::Open { .. } => inner.state = State::HalfOpen { in_flight: 1 },
+            State::HalfOpen { in_flight } => *in_flight += 1,
+            State::Closed => {}
+        }
+        Permit {
+            breaker: self.clone(),
+            probe: true,
+            done: false,
+        }
+    }
+
+    /// The fleet found the upstream healthy: an open breaker may probe at once instead of
+    /// waiting out its cool-down.
+    pub fn probe_now(&self) {
+        let mut inner = lock(&self.inner);
+        if let State::Open { until } = &mut inner.state {
+            *until = Instant::now();
+        }
+    }
+
+    /// The cool-down in force.
+    pub fn cooldown(&self) -> Duration {
+        lock(&self.inner).settings.cooldown
+    }
+
     /// The state now (an open breaker whose cool-down passed shows as half-open).
     pub fn state(&self) -> BreakerState {
         let inner = lock(&self.inner);
@@ -329,6 +360,15 @@ impl Breakers {
         map.entry(key.clone())
             .or_insert_with(|| Arc::new(Breaker::new(settings)))
             .clone()
+    }
+
+    /// The breaker of an upstream, if one was made.
+    pub fn existing(&self, key: &UpstreamKey) -> Option<Arc<Breaker>> {
+        self.map
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(key)
+            .cloned()
     }
 
     /// Applies a new policy's settings to the breakers of its upstreams.
@@ -473,6 +513,23 @@ mod tests {
         allowed(&b).failure(FailureClass::Auth);
         tokio::time::advance(Duration::from_secs(10)).await;
         drop(allowed(&b));
+        assert!(allowed(&b).is_probe());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fleet_probe_passes_an_open_breaker_and_its_verdict_counts() {
+        let b = Arc::new(Breaker::new(settings()));
+        allowed(&b).failure(FailureClass::Auth);
+        let probe = b.admit_probe();
+        assert!(probe.is_probe());
+        assert_eq!(probe.success(), BreakerState::Closed);
+        // On a closed breaker a failed fleet probe opens it.
+        assert_eq!(
+            b.admit_probe().failure(FailureClass::Overloaded),
+            BreakerState::Open
+        );
+        // The fleet found it healthy: probe now, not after the cool-down.
+        b.probe_now();
         assert!(allowed(&b).is_probe());
     }
 

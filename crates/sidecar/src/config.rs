@@ -38,6 +38,10 @@ pub struct Args {
     /// How long the control stream may stay silent before the sidecar reconnects.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub control_plane_timeout: Duration,
+    /// How often the sidecar reports what it learned of its upstreams to the operator (state
+    /// changes — a breaker opening, a probe's verdict, a rate-limit window — go at once).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub report_interval: Duration,
     /// The proxy's address (loopback: only the pod's own containers may call it). Port 0 picks
     /// a free port; the address is printed.
     #[arg(long, default_value = "127.0.0.1:15400")]

@@ -43,6 +43,8 @@ pub struct ControlPlane {
     pub pod: String,
     /// How long the stream may stay silent before it is considered dead.
     pub silence: Duration,
+    /// How often what this sidecar learned is reported (state changes go at once).
+    pub report_interval: Duration,
 }
 
 /// The policy as the cache file keeps it: the snapshot as it came.
@@ -296,12 +298,33 @@ async fn session(cp: &ControlPlane, table: &Table, metrics: &Metrics) -> Result<
         .map_err(|s| format!("the operator refused the stream: {}", s.message()))?
         .into_inner();
     tracing::info!(url = %cp.url, "connected to the control plane");
+    let mut sequence = 0u64;
+    // The first report states every breaker that is not closed and every rate-limit window,
+    // so an operator that just took over hears of them at once.
+    send_report(&tx, table, &cp.namespace, &mut sequence, true).await?;
+    let mut reports = tokio::time::interval(cp.report_interval);
+    reports.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = tokio::time::Instant::now();
     loop {
-        let msg = match tokio::time::timeout(cp.silence, inbound.message()).await {
-            Err(_) => return Err(format!("no word from the operator for {:?}", cp.silence)),
-            Ok(Err(s)) => return Err(format!("the stream broke: {}", s.message())),
-            Ok(Ok(None)) => return Err("the operator closed the stream".to_owned()),
-            Ok(Ok(Some(m))) => m,
+        let msg = tokio::select! {
+            m = inbound.message() => m,
+            () = tokio::time::sleep_until(last_heard + cp.silence) => {
+                return Err(format!("no word from the operator for {:?}", cp.silence));
+            }
+            _ = reports.tick() => {
+                send_report(&tx, table, &cp.namespace, &mut sequence, false).await?;
+                continue;
+            }
+            () = table.fleet.changed() => {
+                send_report(&tx, table, &cp.namespace, &mut sequence, false).await?;
+                continue;
+            }
+        };
+        last_heard = tokio::time::Instant::now();
+        let msg = match msg {
+            Err(s) => return Err(format!("the stream broke: {}", s.message())),
+            Ok(None) => return Err("the operator closed the stream".to_owned()),
+            Ok(Some(m)) => m,
         };
         match msg.kind {
             Some(operator_message::Kind::Snapshot(snap)) => {
@@ -320,6 +343,14 @@ async fn session(cp: &ControlPlane, table: &Table, metrics: &Metrics) -> Result<
                 };
                 tx.send(ack).await.map_err(|e| e.to_string())?;
             }
+            Some(operator_message::Kind::Knowledge(k)) => {
+                tracing::debug!(
+                    sequence = k.sequence,
+                    upstreams = k.upstreams.len(),
+                    "fleet knowledge"
+                );
+                table.apply_knowledge(&cp.namespace, &k);
+            }
             Some(operator_message::Kind::Heartbeat(hb)) => {
                 let beat = v1::SidecarMessage {
                     kind: Some(sidecar_message::Kind::Heartbeat(v1::Heartbeat {
@@ -336,13 +367,53 @@ async fn session(cp: &ControlPlane, table: &Table, metrics: &Metrics) -> Result<
     }
 }
 
+/// Sends what this sidecar learned since the last report, if anything (`full`: also every
+/// breaker that is not closed and every rate-limit window).
+async fn send_report(
+    tx: &mpsc::Sender<v1::SidecarMessage>,
+    table: &Table,
+    namespace: &str,
+    sequence: &mut u64,
+    full: bool,
+) -> Result<(), String> {
+    let policy = table.current();
+    let equivalence = table.certifications.take_unreported();
+    let report = table.fleet.report(
+        *sequence + 1,
+        policy
+            .as_deref()
+            .filter(|_| full)
+            .map(|p| (&p.routes, &table.breakers)),
+        equivalence.clone(),
+    );
+    let Some(report) = report else {
+        return Ok(());
+    };
+    *sequence += 1;
+    let msg = v1::SidecarMessage {
+        kind: Some(sidecar_message::Kind::Report(report)),
+    };
+    if let Err(e) = tx.send(msg).await {
+        // Samples are cumulative knowledge: keep them for the next stream.
+        table
+            .certifications
+            .restore_unreported(namespace, equivalence);
+        return Err(e.to_string());
+    }
+    Ok(())
+}
+
 /// Follows the control plane for ever: reconnects with capped, jittered backoff, and keeps the
 /// last good policy in force while disconnected.
 pub async fn run(cp: ControlPlane, table: Arc<Table>, metrics: Arc<Metrics>) {
     let mut backoff = Duration::from_millis(100);
+    table.fleet.set_pod(&cp.pod);
     loop {
         let started = tokio::time::Instant::now();
-        if let Err(why) = session(&cp, &table, &metrics).await {
+        let result = session(&cp, &table, &metrics).await;
+        // Without the operator, the sidecar runs on its own evidence.
+        table.forget_fleet();
+        if let Err(why) = result {
             tracing::warn!(url = %cp.url, %why, serving = table.current().is_some(), "control plane unavailable; the last good policy keeps serving");
         }
         if started.elapsed() > Duration::from_secs(30) {

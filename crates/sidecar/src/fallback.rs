@@ -36,6 +36,10 @@ pub enum Skip {
     NoCallerKey,
     /// Its breaker is open.
     BreakerOpen,
+    /// The fleet skips its upstream (another sidecar's breaker opened), for this reason.
+    FleetOpen(String),
+    /// Its upstream is inside a rate-limit window the provider announced, for this long.
+    RateLimited(std::time::Duration),
     /// An earlier failure rules it out (context length, auth).
     RuledOut(FailureClass),
     /// Outside the primary's priority group, and the route forbids downgrades.
@@ -63,6 +67,12 @@ impl fmt::Display for Skip {
             }
             Skip::NoCallerKey => f.write_str("forwards the caller's key and the caller sent none"),
             Skip::BreakerOpen => f.write_str("circuit breaker open"),
+            Skip::FleetOpen(why) => write!(f, "skipped fleet-wide: {why}"),
+            Skip::RateLimited(wait) => write!(
+                f,
+                "inside the provider's rate-limit window for another {:.1}s",
+                wait.as_secs_f64()
+            ),
             Skip::RuledOut(FailureClass::ContextLength) => {
                 f.write_str("its context window is not larger than the one that was exceeded")
             }

@@ -32,6 +32,7 @@ pub mod config;
 pub mod control;
 pub mod equivalence;
 pub mod fallback;
+pub mod fleet;
 pub mod genai;
 pub mod keys;
 pub mod payload;

@@ -70,6 +70,9 @@ fn main() -> ExitCode {
                 namespace,
                 pod,
                 silence: args.control_plane_timeout,
+                report_interval: args
+                    .report_interval
+                    .max(std::time::Duration::from_millis(50)),
             })
         }
         (None, None) => {

@@ -13,7 +13,7 @@
 //! Each request keeps the policy snapshot it started with, so reloads never disturb it.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
@@ -32,6 +32,7 @@ use crate::breaker::{Admission, Permit};
 use crate::classify::{self, Failure, Phase};
 use crate::equivalence::shadow;
 use crate::fallback::{self, Skip};
+use crate::fleet::{self, Gate};
 use crate::genai;
 use crate::keys::{Secret, redact};
 use crate::payload::{Api, ClientRequest, InvalidRequest, Operation};
@@ -445,10 +446,33 @@ impl Attempts<'_> {
         // After a contract failure: the request again, with the complaint added.
         let mut repaired: Option<ClientRequest> = None;
         loop {
-            let permit = match breaker.admit() {
-                Admission::Allowed(p) => p,
-                Admission::Refused { .. } => {
-                    self.skipped.push((target.name.clone(), Skip::BreakerOpen));
+            // The fleet first (an upstream it skips, a rate-limit window), then the breaker.
+            let permit = match self.proxy.table.fleet.gate(&target.upstream) {
+                Gate::Go => match breaker.admit() {
+                    Admission::Allowed(p) => p,
+                    Admission::Refused { .. } => {
+                        self.skipped.push((target.name.clone(), Skip::BreakerOpen));
+                        return Err(None);
+                    }
+                },
+                Gate::Probe => breaker.admit_probe(),
+                Gate::Open(reason) => {
+                    self.skipped
+                        .push((target.name.clone(), Skip::FleetOpen(reason)));
+                    return Err(None);
+                }
+                Gate::RateLimited(until) => {
+                    let wait = until.duration_since(SystemTime::now()).unwrap_or_default();
+                    // The last option waits for the window to end when the deadline allows;
+                    // otherwise the next target serves.
+                    if !others_left
+                        && Instant::now() + wait + Duration::from_millis(50) < self.deadline
+                    {
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    self.skipped
+                        .push((target.name.clone(), Skip::RateLimited(wait)));
                     return Err(None);
                 }
             };
@@ -457,6 +481,7 @@ impl Attempts<'_> {
                     target,
                     Failure::timeout(Phase::Head, "total", self.route.deadlines.total),
                     permit,
+                    None,
                 );
                 return Err(Some(Stop));
             }
@@ -512,8 +537,21 @@ impl Attempts<'_> {
                     if was_repair {
                         self.count_repair(target, "repaired");
                     }
+                    let probe = permit.is_probe();
                     let state = permit.success();
                     self.set_breaker_gauge(target, state);
+                    self.proxy.table.fleet.record(
+                        &self.route.id.name,
+                        target,
+                        fleet::Outcome {
+                            outcome: "ok",
+                            latency: started.elapsed(),
+                            breaker: state,
+                            cooldown: self.route.breaker.cooldown,
+                            probe,
+                            retry_after: None,
+                        },
+                    );
                     self.count_attempt(target, "ok");
                     return Ok(self.respond(target, answer, primary && self.tried.is_empty()));
                 }
@@ -535,7 +573,7 @@ impl Attempts<'_> {
             if rejected.is_some() {
                 span.record("plumb.contract", complaint.as_str());
             }
-            self.record_failure(target, failure, permit);
+            self.record_failure(target, failure, permit, Some(started));
             // A contract failure is repaired first, as often as the plan allows: the same
             // target, told what was wrong.
             if let Some(rejected) = rejected
@@ -614,7 +652,15 @@ impl Attempts<'_> {
         Next::Retry(wait)
     }
 
-    fn record_failure(&mut self, target: &Target, mut failure: Failure, permit: Permit) {
+    /// Counts a failed attempt (`started`: when it was sent; `None` when it never was) in the
+    /// breaker, the metrics, the fleet's report and the log.
+    fn record_failure(
+        &mut self,
+        target: &Target,
+        mut failure: Failure,
+        permit: Permit,
+        started: Option<Instant>,
+    ) {
         failure.message = redact(
             &failure.message,
             self.policy
@@ -622,8 +668,23 @@ impl Attempts<'_> {
                 .values()
                 .chain(self.caller_key.map(Secret::expose)),
         );
+        let probe = permit.is_probe();
         let state = permit.failure(failure.class);
         self.set_breaker_gauge(target, state);
+        if let Some(started) = started {
+            self.proxy.table.fleet.record(
+                &self.route.id.name,
+                target,
+                fleet::Outcome {
+                    outcome: failure.class.as_str(),
+                    latency: started.elapsed(),
+                    breaker: state,
+                    cooldown: self.route.breaker.cooldown,
+                    probe,
+                    retry_after: failure.retry_after,
+                },
+            );
+        }
         self.count_attempt(target, failure.class.as_str());
         tracing::warn!(
             route = %self.route.id,
@@ -859,6 +920,12 @@ impl Attempts<'_> {
                     },
                 })
                 .inc();
+            if equivalence.starts_with("uncertified") {
+                self.proxy
+                    .table
+                    .fleet
+                    .uncertified_failover(&self.route.id.name, target);
+            }
         }
         tracing::Span::current().record("plumb.equivalence", equivalence.as_str());
         let account = Account {
@@ -1117,6 +1184,8 @@ fn untried_status(skipped: &[(String, Skip)]) -> (StatusCode, &'static str) {
         | Skip::ContextWindow { .. } => true,
         Skip::NoCallerKey
         | Skip::BreakerOpen
+        | Skip::FleetOpen(_)
+        | Skip::RateLimited(_)
         | Skip::RuledOut(_)
         | Skip::Downgrade
         | Skip::Uncertified(_) => false,
@@ -1124,13 +1193,24 @@ fn untried_status(skipped: &[(String, Skip)]) -> (StatusCode, &'static str) {
     if all(unfit) {
         return (StatusCode::BAD_REQUEST, "no_capable_target");
     }
+    if all(|s| matches!(s, Skip::RateLimited(_))) {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            FailureClass::RateLimited.as_str(),
+        );
+    }
     if skipped
         .iter()
         .any(|(_, s)| matches!(s, Skip::Downgrade | Skip::Uncertified(_)))
         && skipped.iter().all(|(_, s)| {
             matches!(
                 s,
-                Skip::Downgrade | Skip::Uncertified(_) | Skip::BreakerOpen | Skip::RuledOut(_)
+                Skip::Downgrade
+                    | Skip::Uncertified(_)
+                    | Skip::BreakerOpen
+                    | Skip::FleetOpen(_)
+                    | Skip::RateLimited(_)
+                    | Skip::RuledOut(_)
             )
         })
     {
@@ -1254,6 +1334,9 @@ impl Continuation {
                 && fallback::unfit(t, &self.request, self.caller_key.is_some()).is_none()
         });
         for target in candidates {
+            if self.proxy.table.fleet.gate(&target.upstream) != crate::fleet::Gate::Go {
+                continue;
+            }
             let breaker = self
                 .proxy
                 .table

@@ -12,6 +12,8 @@ use tokio::time::Instant;
 #[derive(Debug)]
 pub struct Budget {
     settings: Mutex<(RetryBudget, Counts)>,
+    /// The share the fleet allows (1 but during an incident), in millionths.
+    scale: std::sync::atomic::AtomicU32,
 }
 
 #[derive(Debug)]
@@ -57,6 +59,7 @@ impl Budget {
                     buckets: [(0, 0); 10],
                 },
             )),
+            scale: std::sync::atomic::AtomicU32::new(1_000_000),
         }
     }
 
@@ -69,6 +72,19 @@ impl Budget {
     /// Applies a reloaded route's settings, keeping the counts.
     pub fn update(&self, settings: RetryBudget) {
         self.lock().0 = settings;
+    }
+
+    /// Scales the budget (the fleet's directive during an incident; 1 is the whole budget).
+    pub fn set_scale(&self, scale: f64) {
+        self.scale.store(
+            (scale.clamp(0.0, 1.0) * 1e6) as u32,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// The scale in force.
+    pub fn scale(&self) -> f64 {
+        f64::from(self.scale.load(std::sync::atomic::Ordering::Relaxed)) / 1e6
     }
 
     /// Counts a client request.
@@ -85,8 +101,8 @@ impl Budget {
         let (settings, counts) = &mut *g;
         counts.advance(Instant::now());
         let (requests, retries) = counts.totals();
-        let allowed =
-            settings.ratio * f64::from(requests) + f64::from(settings.min_per_second) * 10.0;
+        let allowed = self.scale()
+            * (settings.ratio * f64::from(requests) + f64::from(settings.min_per_second) * 10.0);
         if f64::from(retries) + 1.0 > allowed {
             return false;
         }
@@ -137,6 +153,25 @@ mod tests {
         assert!(!b.try_retry());
         // Ten seconds later the window is fresh.
         tokio::time::advance(Duration::from_secs(11)).await;
+        assert!(b.try_retry());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_fleet_scales_the_budget_down_during_an_incident() {
+        let b = Budget::new(RetryBudget {
+            ratio: 0.2,
+            min_per_second: 1,
+        });
+        b.set_scale(0.1);
+        for _ in 0..100 {
+            b.request();
+        }
+        // A tenth of (20 + 10).
+        for _ in 0..3 {
+            assert!(b.try_retry());
+        }
+        assert!(!b.try_retry());
+        b.set_scale(1.0);
         assert!(b.try_retry());
     }
 

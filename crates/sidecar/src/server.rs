@@ -132,9 +132,14 @@ fn admin(proxy: &Proxy, req: &Request<Incoming>) -> Response<Body> {
             serde_json::to_string_pretty(&proxy.table.certifications.records()).unwrap_or_default(),
             "application/json",
         ),
+        (&Method::GET, "/fleet") => text(
+            StatusCode::OK,
+            serde_json::to_string_pretty(&proxy.table.fleet.describe()).unwrap_or_default(),
+            "application/json",
+        ),
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found: try /healthz, /readyz, /metrics or /equivalence\n".into(),
+            "not found: try /healthz, /readyz, /metrics, /equivalence or /fleet\n".into(),
             "text/plain",
         ),
     }

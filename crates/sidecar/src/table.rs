@@ -12,6 +12,7 @@ use plumb_telemetry::{Metrics, TargetLabels};
 use crate::breaker::Breakers;
 use crate::equivalence::Certifications;
 use crate::equivalence::shadow::Shadows;
+use crate::fleet::Fleet;
 use crate::keys::Keys;
 use crate::retry::Budget;
 
@@ -35,6 +36,8 @@ pub struct Table {
     pub certifications: Certifications,
     /// Each route's shadow limits in force.
     pub shadows: Shadows,
+    /// What the fleet says, and what this sidecar reports to it.
+    pub fleet: Fleet,
     budgets: Mutex<HashMap<RouteId, Arc<Budget>>>,
 }
 
@@ -52,6 +55,7 @@ impl Table {
             breakers: Breakers::default(),
             certifications: Certifications::default(),
             shadows: Shadows::default(),
+            fleet: Fleet::new(),
             budgets: Mutex::new(HashMap::new()),
         }
     }
@@ -81,15 +85,52 @@ impl Table {
         self.current.store(Some(Arc::new(policy)));
     }
 
+    /// Puts the fleet's knowledge of `namespace` in force: directives, retry budget scales,
+    /// certifications. Breakers of upstreams a fleet probe just found healthy may probe at once.
+    pub fn apply_knowledge(&self, namespace: &str, k: &plumb_proto::v1::Knowledge) {
+        for key in self.fleet.apply(k) {
+            if let Some(b) = self.breakers.existing(&key) {
+                b.probe_now();
+            }
+        }
+        let scales = self.fleet.view().retry_scales.clone();
+        for (id, budget) in self.lock_budgets().iter() {
+            budget.set_scale(scales.get(&id.name).copied().unwrap_or(1.0));
+        }
+        self.certifications.set_fleet(namespace, &k.certifications);
+    }
+
+    /// The control stream is gone: the sidecar runs on its own evidence.
+    pub fn forget_fleet(&self) {
+        self.fleet.forget();
+        for budget in self.lock_budgets().values() {
+            budget.set_scale(1.0);
+        }
+        self.certifications.forget_fleet();
+    }
+
+    fn lock_budgets(&self) -> std::sync::MutexGuard<'_, HashMap<RouteId, Arc<Budget>>> {
+        self.budgets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The retry budget of a route.
     pub fn budget(&self, id: &RouteId, settings: plumb_policy::RetryBudget) -> Arc<Budget> {
-        let mut budgets = self
-            .budgets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        budgets
+        self.lock_budgets()
             .entry(id.clone())
-            .or_insert_with(|| Arc::new(Budget::new(settings)))
+            .or_insert_with(|| {
+                let b = Budget::new(settings);
+                b.set_scale(
+                    self.fleet
+                        .view()
+                        .retry_scales
+                        .get(&id.name)
+                        .copied()
+                        .unwrap_or(1.0),
+                );
+                Arc::new(b)
+            })
             .clone()
     }
 }

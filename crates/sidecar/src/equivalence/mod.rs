@@ -106,10 +106,17 @@ pub struct PairRecord {
     pub updated: u64,
 }
 
-/// Certifications of every route's candidates.
+/// Certifications of every route's candidates: this sidecar's own tallies, the samples not yet
+/// reported to the fleet, and the fleet's tallies (which include what this sidecar reported).
 #[derive(Debug, Default)]
 pub struct Certifications {
     pairs: Mutex<HashMap<PairKey, Pair>>,
+    unreported: Mutex<HashMap<PairKey, Tally>>,
+    fleet: Mutex<HashMap<PairKey, Tally>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Certifications {
@@ -121,25 +128,109 @@ impl Certifications {
 
     /// Records one compared sample of `candidate` against `primary`.
     pub fn record(&self, route: &RouteId, primary: &Target, candidate: &Target, agreed: bool) {
+        let key = PairKey {
+            route: route.clone(),
+            primary: primary.upstream.clone(),
+            candidate: candidate.upstream.clone(),
+        };
+        {
+            let mut unreported = lock(&self.unreported);
+            let t = unreported.entry(key.clone()).or_default();
+            t.samples += 1;
+            t.agreements += u64::from(agreed);
+        }
         let mut pairs = self.lock();
-        let pair = pairs
-            .entry(PairKey {
-                route: route.clone(),
-                primary: primary.upstream.clone(),
-                candidate: candidate.upstream.clone(),
-            })
-            .or_insert(Pair {
-                tally: Tally::default(),
-                updated: SystemTime::now(),
-            });
+        let pair = pairs.entry(key).or_insert(Pair {
+            tally: Tally::default(),
+            updated: SystemTime::now(),
+        });
         pair.tally.samples += 1;
         pair.tally.agreements += u64::from(agreed);
         pair.updated = SystemTime::now();
     }
 
+    /// The samples recorded since the last call, for the fleet.
+    pub fn take_unreported(&self) -> Vec<plumb_proto::v1::EquivalenceSamples> {
+        let taken = std::mem::take(&mut *lock(&self.unreported));
+        taken
+            .into_iter()
+            .map(|(k, t)| plumb_proto::v1::EquivalenceSamples {
+                route: k.route.name,
+                primary: Some(plumb_knowledge::upstream_to_proto(&k.primary)),
+                candidate: Some(plumb_knowledge::upstream_to_proto(&k.candidate)),
+                agreements: t.agreements,
+                samples: t.samples,
+            })
+            .collect()
+    }
+
+    /// Samples taken for a report that could not be sent go back, to go with the next one.
+    pub fn restore_unreported(
+        &self,
+        namespace: &str,
+        samples: Vec<plumb_proto::v1::EquivalenceSamples>,
+    ) {
+        let mut unreported = lock(&self.unreported);
+        for s in samples {
+            let t = unreported
+                .entry(fleet_key(
+                    namespace,
+                    &s.route,
+                    s.primary.as_ref(),
+                    s.candidate.as_ref(),
+                ))
+                .or_default();
+            t.samples += s.samples;
+            t.agreements += s.agreements;
+        }
+    }
+
+    /// The fleet's tallies of `namespace` (they replace the previous ones).
+    pub fn set_fleet(&self, namespace: &str, certs: &[plumb_proto::v1::Certification]) {
+        let map = certs
+            .iter()
+            .map(|c| {
+                (
+                    fleet_key(
+                        namespace,
+                        &c.route,
+                        c.primary.as_ref(),
+                        c.candidate.as_ref(),
+                    ),
+                    Tally {
+                        agreements: c.agreements.min(c.samples),
+                        samples: c.samples,
+                    },
+                )
+            })
+            .collect();
+        *lock(&self.fleet) = map;
+    }
+
+    /// Drops the fleet's tallies (the control stream is gone).
+    pub fn forget_fleet(&self) {
+        lock(&self.fleet).clear();
+    }
+
     /// The certification of `candidate` for `route`: its samples against every target of the
-    /// primary's priority group, together.
+    /// primary's priority group, together — this sidecar's own, or the fleet's when the fleet
+    /// has seen more (the fleet's include what this sidecar reported, so they are not added).
     pub fn of(&self, route: &Route, candidate: &Target) -> Tally {
+        let own = Self::tally(&self.lock(), route, candidate, |p| p.tally);
+        let fleet = Self::tally(&lock(&self.fleet), route, candidate, |t| *t);
+        if fleet.samples > own.samples {
+            fleet
+        } else {
+            own
+        }
+    }
+
+    fn tally<V>(
+        pairs: &HashMap<PairKey, V>,
+        route: &Route,
+        candidate: &Target,
+        get: impl Fn(&V) -> Tally,
+    ) -> Tally {
         let top = route.top_priority();
         let primaries: Vec<&UpstreamKey> = route
             .targets
@@ -147,7 +238,6 @@ impl Certifications {
             .filter(|t| t.priority == top)
             .map(|t| &t.upstream)
             .collect();
-        let pairs = self.lock();
         pairs
             .iter()
             .filter(|(k, _)| {
@@ -155,9 +245,12 @@ impl Certifications {
                     && k.candidate == candidate.upstream
                     && primaries.contains(&&k.primary)
             })
-            .fold(Tally::default(), |acc, (_, p)| Tally {
-                agreements: acc.agreements + p.tally.agreements,
-                samples: acc.samples + p.tally.samples,
+            .fold(Tally::default(), |acc, (_, p)| {
+                let t = get(p);
+                Tally {
+                    agreements: acc.agreements + t.agreements,
+                    samples: acc.samples + t.samples,
+                }
             })
     }
 
@@ -183,6 +276,22 @@ impl Certifications {
             (&a.route, &a.primary, &a.candidate).cmp(&(&b.route, &b.primary, &b.candidate))
         });
         out
+    }
+}
+
+fn fleet_key(
+    namespace: &str,
+    route: &str,
+    primary: Option<&plumb_proto::v1::Upstream>,
+    candidate: Option<&plumb_proto::v1::Upstream>,
+) -> PairKey {
+    PairKey {
+        route: RouteId {
+            namespace: namespace.to_owned(),
+            name: route.to_owned(),
+        },
+        primary: plumb_knowledge::upstream_from_proto(primary),
+        candidate: plumb_knowledge::upstream_from_proto(candidate),
     }
 }
 

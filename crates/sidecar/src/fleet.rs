@@ -1,0 +1,537 @@
+//! Knowledge shared with the fleet, from the sidecar's side.
+//!
+//! **Reports.** Every attempt is counted here per route target: its outcome (`ok` or the
+//! failure class), its latency (a mergeable sketch), the upstream's breaker after it, probes
+//! and their verdicts, the rate-limit window a provider announced, and answers served by failover
+//! to an uncertified target. The control stream sends what accumulated at most once per report
+//! interval, and at once when a state changed (a breaker opened, a probe decided, a new
+//! rate-limit window) — see [`Fleet::changed`].
+//!
+//! **Directives.** The operator's [`v1::Knowledge`] says which upstreams the whole fleet skips
+//! (and whether this pod is the one elected to probe one, and from when), which are inside a
+//! rate-limit window, and which routes run on a scaled-down retry budget. [`Fleet::gate`] is
+//! asked before every attempt. The sidecar's own evidence still counts: its own breakers, and
+//! its own rate-limit windows, which it keeps even without an operator. When the control stream
+//! is lost the directives are dropped and the sidecar runs on its own evidence alone.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use plumb_knowledge::{Sketch, upstream_from_proto, upstream_to_proto};
+use plumb_policy::{RouteSet, Target, UpstreamKey};
+use plumb_proto::v1;
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::breaker::BreakerState;
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// What the fleet says of one upstream.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Directive {
+    /// Skipped by every sidecar.
+    pub open: bool,
+    /// This pod is the one that may probe it.
+    pub prober: bool,
+    /// From when (ms since the Unix epoch).
+    pub probe_at_ms: i64,
+    /// Nobody sends before this (ms since the Unix epoch; 0: no window).
+    pub rate_limited_until_ms: i64,
+    /// Why it is open.
+    pub reason: String,
+}
+
+/// The fleet's directives in force.
+#[derive(Clone, Debug, Default)]
+pub struct View {
+    /// Whether they come from a live control stream.
+    pub live: bool,
+    /// The knowledge sequence they came in.
+    pub sequence: u64,
+    /// By upstream.
+    pub upstreams: HashMap<UpstreamKey, Directive>,
+    /// Route name → the share of its retry budget.
+    pub retry_scales: HashMap<String, f64>,
+}
+
+/// What [`Fleet::gate`] says of an attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Gate {
+    /// Send it as the breaker allows.
+    Go,
+    /// This pod is the fleet's prober and its time has come: send it as a probe.
+    Probe,
+    /// The fleet skips this upstream, for this reason.
+    Open(String),
+    /// Inside a rate-limit window until then.
+    RateLimited(SystemTime),
+}
+
+#[derive(Debug, Default)]
+struct Accum {
+    upstream: Option<UpstreamKey>,
+    outcomes: BTreeMap<String, u64>,
+    latency: Sketch,
+    breaker: Option<BreakerState>,
+    cooldown_ms: u64,
+    probes_ok: u64,
+    probes_failed: u64,
+    rate_limited_until_ms: i64,
+    uncertified_failovers: u64,
+}
+
+/// One attempt's outcome, as the fleet hears of it.
+#[derive(Clone, Copy, Debug)]
+pub struct Outcome<'a> {
+    /// `ok` or the failure class.
+    pub outcome: &'a str,
+    /// How long the attempt took.
+    pub latency: Duration,
+    /// The upstream's breaker after it.
+    pub breaker: BreakerState,
+    /// The breaker's cool-down.
+    pub cooldown: Duration,
+    /// Whether it was a probe.
+    pub probe: bool,
+    /// The wait the provider asked for on a rate limit.
+    pub retry_after: Option<Duration>,
+}
+
+/// The sidecar's side of the shared knowledge.
+#[derive(Debug)]
+pub struct Fleet {
+    pod: Mutex<String>,
+    pending: Mutex<BTreeMap<(String, String), Accum>>,
+    /// Breakers as last reported, per route target: a change is urgent.
+    reported: Mutex<HashMap<(String, String), BreakerState>>,
+    view: ArcSwap<View>,
+    /// Own rate-limit windows: upstream → until.
+    windows: Mutex<HashMap<UpstreamKey, SystemTime>>,
+    /// The probe slot taken per upstream (its `probe_at`), so one directive is one probe.
+    probes_taken: Mutex<HashMap<UpstreamKey, i64>>,
+    changed: Notify,
+    urgent: std::sync::atomic::AtomicBool,
+}
+
+impl Default for Fleet {
+    fn default() -> Self {
+        Fleet::new()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn proto_state(b: BreakerState) -> v1::BreakerState {
+    match b {
+        BreakerState::Closed => v1::BreakerState::Closed,
+        BreakerState::HalfOpen => v1::BreakerState::HalfOpen,
+        BreakerState::Open => v1::BreakerState::Open,
+    }
+}
+
+impl Fleet {
+    /// No knowledge yet.
+    pub fn new() -> Fleet {
+        Fleet {
+            pod: Mutex::new(String::new()),
+            pending: Mutex::new(BTreeMap::new()),
+            reported: Mutex::new(HashMap::new()),
+            view: ArcSwap::from_pointee(View::default()),
+            windows: Mutex::new(HashMap::new()),
+            probes_taken: Mutex::new(HashMap::new()),
+            changed: Notify::new(),
+            urgent: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Names this pod (directives elect probers by pod name).
+    pub fn set_pod(&self, pod: &str) {
+        pod.clone_into(&mut lock(&self.pod));
+    }
+
+    /// The directives in force.
+    pub fn view(&self) -> Arc<View> {
+        self.view.load_full()
+    }
+
+    fn mark_urgent(&self) {
+        self.urgent
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.changed.notify_one();
+    }
+
+    /// Resolves when something urgent is waiting to be reported.
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    /// Whether an attempt may go to `upstream`, as far as the fleet and the sidecar's own
+    /// rate-limit windows say (its breaker is asked after).
+    pub fn gate(&self, upstream: &UpstreamKey) -> Gate {
+        let now = SystemTime::now();
+        let now_ms = unix_ms(now);
+        let view = self.view.load();
+        let directive = view.upstreams.get(upstream);
+        let own = lock(&self.windows).get(upstream).copied();
+        let fleet = directive
+            .filter(|d| d.rate_limited_until_ms > now_ms)
+            .map(|d| {
+                SystemTime::UNIX_EPOCH + Duration::from_millis(d.rate_limited_until_ms as u64)
+            });
+        if let Some(until) = own.into_iter().chain(fleet).filter(|u| *u > now).max() {
+            return Gate::RateLimited(until);
+        }
+        match directive {
+            Some(d) if d.open => {
+                if d.prober && now_ms >= d.probe_at_ms {
+                    let mut taken = lock(&self.probes_taken);
+                    if taken.get(upstream) != Some(&d.probe_at_ms) {
+                        taken.insert(upstream.clone(), d.probe_at_ms);
+                        return Gate::Probe;
+                    }
+                }
+                Gate::Open(d.reason.clone())
+            }
+            _ => Gate::Go,
+        }
+    }
+
+    /// Counts one attempt of `route`'s `target`.
+    pub fn record(&self, route: &str, target: &Target, o: Outcome<'_>) {
+        let key = (route.to_owned(), target.name.clone());
+        let mut urgent = false;
+        let mut until_ms = 0;
+        if let Some(wait) = o.retry_after.filter(|_| o.outcome == "rate_limited") {
+            let until = SystemTime::now() + wait;
+            let mut windows = lock(&self.windows);
+            let w = windows.entry(target.upstream.clone()).or_insert(until);
+            if *w < until {
+                *w = until;
+            }
+            until_ms = unix_ms(until);
+            urgent = true;
+        }
+        {
+            let mut reported = lock(&self.reported);
+            let before = reported.insert(key.clone(), o.breaker);
+            if o.breaker == BreakerState::Open && before != Some(BreakerState::Open) {
+                urgent = true;
+            }
+        }
+        {
+            let mut pending = lock(&self.pending);
+            let a = pending.entry(key).or_default();
+            a.upstream = Some(target.upstream.clone());
+            *a.outcomes.entry(o.outcome.to_owned()).or_default() += 1;
+            a.latency.add(o.latency);
+            a.breaker = Some(o.breaker);
+            a.cooldown_ms = o.cooldown.as_millis() as u64;
+            if o.probe {
+                urgent = true;
+                if o.outcome == "ok" {
+                    a.probes_ok += 1;
+                } else {
+                    a.probes_failed += 1;
+                }
+            }
+            a.rate_limited_until_ms = a.rate_limited_until_ms.max(until_ms);
+        }
+        if urgent {
+            self.mark_urgent();
+        }
+    }
+
+    /// Counts an answer served by failover to a target the route does not certify.
+    pub fn uncertified_failover(&self, route: &str, target: &Target) {
+        let mut pending = lock(&self.pending);
+        let a = pending
+            .entry((route.to_owned(), target.name.clone()))
+            .or_default();
+        a.upstream = Some(target.upstream.clone());
+        a.uncertified_failovers += 1;
+    }
+
+    /// Takes what accumulated as a report (`None` when there is nothing to say). With
+    /// `policy`, also states every breaker that is not closed and every open rate-limit window
+    /// — what a new operator needs to hear at once.
+    pub fn report(
+        &self,
+        sequence: u64,
+        policy: Option<(&RouteSet, &crate::breaker::Breakers)>,
+        equivalence: Vec<v1::EquivalenceSamples>,
+    ) -> Option<v1::Report> {
+        let urgent = self.urgent.swap(false, std::sync::atomic::Ordering::AcqRel);
+        let mut pending = std::mem::take(&mut *lock(&self.pending));
+        if let Some((routes, breakers)) = policy {
+            let windows = lock(&self.windows).clone();
+            let now = SystemTime::now();
+            for route in routes.routes() {
+                for t in route.all_targets() {
+                    let state = breakers
+                        .existing(&t.upstream)
+                        .map_or(BreakerState::Closed, |b| b.state());
+                    let window = windows.get(&t.upstream).filter(|u| **u > now);
+                    if state == BreakerState::Closed && window.is_none() {
+                        continue;
+                    }
+                    let a = pending
+                        .entry((route.id.name.clone(), t.name.clone()))
+                        .or_default();
+                    a.upstream = Some(t.upstream.clone());
+                    a.breaker = Some(state);
+                    a.cooldown_ms = route.breaker.cooldown.as_millis() as u64;
+                    if let Some(w) = window {
+                        a.rate_limited_until_ms = a.rate_limited_until_ms.max(unix_ms(*w));
+                    }
+                }
+            }
+        }
+        if pending.is_empty() && equivalence.is_empty() {
+            return None;
+        }
+        let targets = pending
+            .into_iter()
+            .filter_map(|((route, target), a)| {
+                Some(v1::TargetReport {
+                    route,
+                    target,
+                    upstream: Some(upstream_to_proto(a.upstream.as_ref()?)),
+                    outcomes: a.outcomes.into_iter().collect(),
+                    latency: (!a.latency.is_empty()).then(|| a.latency.to_proto()),
+                    breaker: proto_state(a.breaker.unwrap_or(BreakerState::Closed)) as i32,
+                    cooldown_ms: a.cooldown_ms,
+                    probes_ok: a.probes_ok,
+                    probes_failed: a.probes_failed,
+                    rate_limited_until_unix_ms: a.rate_limited_until_ms,
+                    uncertified_failovers: a.uncertified_failovers,
+                })
+            })
+            .collect();
+        Some(v1::Report {
+            sequence,
+            targets,
+            equivalence,
+            urgent,
+        })
+    }
+
+    /// Puts the fleet's knowledge in force. Returns the upstreams the fleet just stopped
+    /// skipping (a probe found them healthy), so their local breakers may probe at once.
+    pub fn apply(&self, k: &v1::Knowledge) -> Vec<UpstreamKey> {
+        let pod = lock(&self.pod).clone();
+        let upstreams: HashMap<UpstreamKey, Directive> = k
+            .upstreams
+            .iter()
+            .map(|d| {
+                (
+                    upstream_from_proto(d.upstream.as_ref()),
+                    Directive {
+                        open: d.open,
+                        prober: !d.prober.is_empty() && d.prober == pod,
+                        probe_at_ms: d.probe_at_unix_ms,
+                        rate_limited_until_ms: d.rate_limited_until_unix_ms,
+                        reason: d.reason.clone(),
+                    },
+                )
+            })
+            .collect();
+        let before = self.view.load();
+        let reopened = before
+            .upstreams
+            .iter()
+            .filter(|(k, d)| d.open && !upstreams.get(*k).is_some_and(|n| n.open))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let retry_scales = k
+            .routes
+            .iter()
+            .map(|r| (r.route.clone(), r.retry_budget_scale.clamp(0.0, 1.0)))
+            .collect();
+        self.view.store(Arc::new(View {
+            live: true,
+            sequence: k.sequence,
+            upstreams,
+            retry_scales,
+        }));
+        reopened
+    }
+
+    /// The control stream is gone: run on our own evidence.
+    pub fn forget(&self) {
+        self.view.store(Arc::new(View::default()));
+    }
+
+    /// The state for the admin endpoint.
+    pub fn describe(&self) -> serde_json::Value {
+        let view = self.view.load();
+        let mut upstreams: Vec<serde_json::Value> = view
+            .upstreams
+            .iter()
+            .map(|(k, d)| {
+                serde_json::json!({
+                    "baseUrl": k.base_url, "model": k.model,
+                    "open": d.open, "prober": d.prober, "probeAtMs": d.probe_at_ms,
+                    "rateLimitedUntilMs": d.rate_limited_until_ms, "reason": d.reason,
+                })
+            })
+            .collect();
+        upstreams.sort_by_key(|v| v.to_string());
+        let now = SystemTime::now();
+        let mut own: Vec<serde_json::Value> = lock(&self.windows)
+            .iter()
+            .filter(|(_, u)| **u > now)
+            .map(|(k, u)| serde_json::json!({"baseUrl": k.base_url, "model": k.model, "rateLimitedUntilMs": unix_ms(*u)}))
+            .collect();
+        own.sort_by_key(|v| v.to_string());
+        serde_json::json!({
+            "live": view.live,
+            "sequence": view.sequence,
+            "upstreams": upstreams,
+            "retryBudgetScales": view.retry_scales,
+            "ownRateLimits": own,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now_ms() -> i64 {
+        unix_ms(SystemTime::now())
+    }
+
+    fn target(model: &str) -> Target {
+        let set = plumb_policy::parse_routes_file(&format!(
+            "apiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {{name: chat}}\nspec:\n  match: {{models: [chat]}}\n  targets:\n    - {{name: t, provider: openai, baseUrl: 'http://h/v1', model: {model}, credentials: {{none: true}}}}\n"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        set.routes()[0].targets[0].clone()
+    }
+
+    fn outcome(outcome: &str) -> Outcome<'_> {
+        Outcome {
+            outcome,
+            latency: Duration::from_millis(20),
+            breaker: BreakerState::Closed,
+            cooldown: Duration::from_secs(1),
+            probe: false,
+            retry_after: None,
+        }
+    }
+
+    fn knowledge(t: &Target, d: v1::UpstreamDirective) -> v1::Knowledge {
+        v1::Knowledge {
+            sequence: 1,
+            upstreams: vec![v1::UpstreamDirective {
+                upstream: Some(upstream_to_proto(&t.upstream)),
+                ..d
+            }],
+            routes: Vec::new(),
+            certifications: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn reports_count_outcomes_and_say_when_a_state_changed() {
+        let f = Fleet::new();
+        let t = target("gpt");
+        f.record("chat", &t, outcome("ok"));
+        f.record("chat", &t, outcome("timeout"));
+        let r = f
+            .report(1, None, Vec::new())
+            .unwrap_or_else(|| panic!("a report"));
+        assert!(!r.urgent);
+        assert_eq!(r.targets[0].outcomes.get("ok"), Some(&1));
+        assert_eq!(r.targets[0].outcomes.get("timeout"), Some(&1));
+        assert!(f.report(2, None, Vec::new()).is_none(), "deltas only");
+        f.record(
+            "chat",
+            &t,
+            Outcome {
+                breaker: BreakerState::Open,
+                ..outcome("server_error")
+            },
+        );
+        let r = f.report(3, None, Vec::new()).unwrap_or_else(|| panic!());
+        assert!(r.urgent, "a breaker opening is urgent");
+        assert_eq!(r.targets[0].breaker, v1::BreakerState::Open as i32);
+    }
+
+    #[test]
+    fn an_own_rate_limit_window_holds_even_without_an_operator() {
+        let f = Fleet::new();
+        let t = target("gpt");
+        f.record(
+            "chat",
+            &t,
+            Outcome {
+                retry_after: Some(Duration::from_secs(30)),
+                ..outcome("rate_limited")
+            },
+        );
+        assert!(matches!(f.gate(&t.upstream), Gate::RateLimited(_)));
+        let r = f.report(1, None, Vec::new()).unwrap_or_else(|| panic!());
+        assert!(r.urgent);
+        assert!(r.targets[0].rate_limited_until_unix_ms > now_ms() + 29_000);
+    }
+
+    #[test]
+    fn the_fleet_skips_an_open_upstream_and_only_its_prober_probes_once_per_turn() {
+        let f = Fleet::new();
+        f.set_pod("web-1");
+        let t = target("gpt");
+        let past = now_ms() - 1;
+        f.apply(&knowledge(
+            &t,
+            v1::UpstreamDirective {
+                open: true,
+                prober: "web-2".into(),
+                probe_at_unix_ms: past,
+                reason: "the breaker of pod web-2 opened".into(),
+                ..v1::UpstreamDirective::default()
+            },
+        ));
+        assert_eq!(
+            f.gate(&t.upstream),
+            Gate::Open("the breaker of pod web-2 opened".into())
+        );
+        f.apply(&knowledge(
+            &t,
+            v1::UpstreamDirective {
+                open: true,
+                prober: "web-1".into(),
+                probe_at_unix_ms: past,
+                ..v1::UpstreamDirective::default()
+            },
+        ));
+        assert_eq!(f.gate(&t.upstream), Gate::Probe);
+        assert!(
+            matches!(f.gate(&t.upstream), Gate::Open(_)),
+            "one probe per turn"
+        );
+        let healthy = f.apply(&knowledge(&t, v1::UpstreamDirective::default()));
+        assert_eq!(healthy, vec![t.upstream.clone()]);
+        assert_eq!(f.gate(&t.upstream), Gate::Go);
+        // A fleet window is honoured like an own one; losing the operator drops it.
+        f.apply(&knowledge(
+            &t,
+            v1::UpstreamDirective {
+                rate_limited_until_unix_ms: now_ms() + 60_000,
+                ..v1::UpstreamDirective::default()
+            },
+        ));
+        assert!(matches!(f.gate(&t.upstream), Gate::RateLimited(_)));
+        f.forget();
+        assert_eq!(f.gate(&t.upstream), Gate::Go);
+    }
+}
