@@ -454,6 +454,101 @@ pub struct LlmRouteStatus {
     /// What the connected sidecars of the namespace run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sidecars: Option<SidecarsStatus>,
+    /// What the fleet knows of each target: merged from every sidecar's reports, written at a
+    /// bounded rate and only on material change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<TargetStatus>,
+}
+
+/// The fleet's knowledge of one target.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetStatus {
+    /// The target's name.
+    pub name: String,
+    /// The upstream it calls; targets of any route that call the same upstream share its
+    /// health.
+    pub upstream: UpstreamStatus,
+    /// `Healthy`; `Degraded` (half or more of its attempts failed in the last minute); `Open`
+    /// (skipped by every sidecar until the elected prober finds it healthy); `RateLimited`
+    /// (nobody sends before `rateLimitedUntil`); `Unknown` (no report yet).
+    pub state: String,
+    /// Why, in a sentence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Since when it is open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_since: Option<String>,
+    /// The end of the provider's rate-limit window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limited_until: Option<String>,
+    /// Attempts in the last minute, fleet-wide.
+    #[serde(default)]
+    pub attempts: u64,
+    /// Failed attempts out of all in the last minute (0 to 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_rate: Option<f64>,
+    /// Failed attempts in the last minute by failure class.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub errors: std::collections::BTreeMap<String, u64>,
+    /// Attempt latency percentiles in the last minute, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<LatencyStatus>,
+    /// Sidecars whose own breaker for the upstream is open, out of those reporting on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breakers: Option<BreakersStatus>,
+    /// The fleet's equivalence tally of this target against the route's primaries (targets
+    /// outside the primary's priority group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equivalence: Option<EquivalenceStatus>,
+}
+
+/// An upstream: base URL, model and the identity of the credential source (never the
+/// credential).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpstreamStatus {
+    /// Base URL.
+    pub base_url: String,
+    /// Upstream model.
+    pub model: String,
+    /// Where the credential comes from, e.g. `secret:llm-keys/openai`.
+    pub credential: String,
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LatencyStatus {
+    /// Median.
+    pub p50: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// 99th percentile.
+    pub p99: f64,
+}
+
+/// Breaker consensus.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BreakersStatus {
+    /// Sidecars whose own breaker is open.
+    pub open: u32,
+    /// Sidecars that reported on the upstream.
+    pub reporting: u32,
+}
+
+/// The fleet's equivalence tally.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EquivalenceStatus {
+    /// Samples where the candidate agreed with the primary.
+    pub agreements: u64,
+    /// Samples compared.
+    pub samples: u64,
+    /// The Wilson 95% lower bound of the agreement.
+    pub lower_bound: f64,
+    /// Whether it certifies the target under the route's threshold and minimum samples.
+    pub certified: bool,
 }
 
 /// What the connected sidecars of a route's namespace run.

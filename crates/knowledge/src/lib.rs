@@ -20,6 +20,22 @@ pub use sketch::Sketch;
 use plumb_policy::UpstreamKey;
 use plumb_proto::v1;
 
+/// The lower bound of the 95% Wilson score interval of `agreements` out of `samples`: what the
+/// agreement rate is at least, given how few samples there may be (0 without samples). The
+/// sidecars certify with it, and the status shows it.
+pub fn lower_bound(agreements: u64, samples: u64) -> f64 {
+    if samples == 0 {
+        return 0.0;
+    }
+    const Z: f64 = 1.959_963_984_540_054;
+    let n = samples as f64;
+    let p = agreements.min(samples) as f64 / n;
+    let z2 = Z * Z;
+    let centre = p + z2 / (2.0 * n);
+    let spread = Z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    ((centre - spread) / (1.0 + z2 / n)).clamp(0.0, 1.0)
+}
+
 /// The wire form of an upstream.
 pub fn upstream_to_proto(k: &UpstreamKey) -> v1::Upstream {
     v1::Upstream {

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::{Authenticate, Identity};
+use crate::knowledge::Knowledge;
 use crate::policies::{Policies, counter_of};
 
 /// How long a sidecar has to say Hello.
@@ -31,6 +32,8 @@ pub struct PolicyServer {
     pub leading: tokio::sync::watch::Receiver<bool>,
     /// What the sidecars are given.
     pub policies: Arc<Policies>,
+    /// What the fleet knows: reports go in, the namespace's knowledge comes out.
+    pub knowledge: Arc<Knowledge>,
     /// Token verification.
     pub auth: Arc<dyn Authenticate>,
     /// Heartbeat interval in both directions.
@@ -145,6 +148,7 @@ impl v1::policy_service_server::PolicyService for PolicyServer {
         let pod = id.pod.clone().unwrap_or_else(|| hello.pod.clone());
         tracing::info!(%namespace, %pod, version = %hello.sidecar_version, serving = %hello.serving_version, "sidecar connected");
         self.policies.connected(&namespace, &pod);
+        self.knowledge.connected(&namespace, &pod);
         self.gauge(&namespace);
         let _ = self.acks.try_send(namespace.clone());
 
@@ -153,6 +157,8 @@ impl v1::policy_service_server::PolicyService for PolicyServer {
         tokio::spawn(async move {
             let mut snapshots = server.policies.subscribe(&namespace);
             snapshots.mark_changed();
+            let mut knowledge = server.knowledge.subscribe(&namespace);
+            knowledge.mark_changed();
             let mut beat = tokio::time::interval(server.heartbeat);
             beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut last_heard = Instant::now();
@@ -175,12 +181,24 @@ impl v1::policy_service_server::PolicyService for PolicyServer {
                             break;
                         }
                     }
+                    changed = knowledge.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        let k = (**knowledge.borrow_and_update()).clone();
+                        if tx.send(Ok(message(operator_message::Kind::Knowledge(k)))).await.is_err() {
+                            break;
+                        }
+                    }
                     msg = inbound.message() => {
                         let msg = match msg {
                             Ok(Some(m)) => m,
                             Ok(None) | Err(_) => break,
                         };
                         last_heard = Instant::now();
+                        if let Some(sidecar_message::Kind::Report(report)) = &msg.kind {
+                            server.knowledge.report(&namespace, &pod, report);
+                        }
                         if let Some(sidecar_message::Kind::Ack(ack)) = msg.kind {
                             if let Some(at) = counter_of(&ack.version).and_then(|c| sent.remove(&c)) {
                                 server.metrics.push_seconds.observe(at.elapsed().as_secs_f64());
@@ -210,6 +228,7 @@ impl v1::policy_service_server::PolicyService for PolicyServer {
                 }
             }
             server.policies.disconnected(&namespace, &pod);
+            server.knowledge.disconnected(&namespace, &pod);
             server.gauge(&namespace);
             let _ = server.acks.try_send(namespace.clone());
             tracing::info!(%namespace, %pod, "sidecar disconnected");

@@ -8,6 +8,7 @@
 //! | [`policies`] | per namespace, the last good routes and their keys as versioned snapshots, and what each sidecar acknowledged |
 //! | [`status`] | `Accepted`, `Programmed`, `Degraded` from what was found (pure) |
 //! | [`grpc`] | the policy server: one authenticated TLS stream per sidecar |
+//! | [`knowledge`] | the fleet's knowledge: reports in, directives out, per-target status, Events (the merging and planning are `plumb-knowledge`) |
 //! | [`auth`] | sidecar identity by TokenReview |
 //! | [`certs`] | the serving certificate: generated, stored in a Secret, re-issued before expiry, CA bundle patched |
 //! | [`leader`] | leader election on a Lease; the leader labels its pod for the policy Service |
@@ -18,6 +19,7 @@ pub mod admin;
 pub mod auth;
 pub mod certs;
 pub mod grpc;
+pub mod knowledge;
 pub mod leader;
 pub mod policies;
 pub mod reconcile;

@@ -13,6 +13,7 @@ use kube::runtime::events::Recorder;
 use plumb_operator::auth::TokenReviewer;
 use plumb_operator::certs::{self, Resolver};
 use plumb_operator::grpc::PolicyServer;
+use plumb_operator::knowledge::{self, Knowledge};
 use plumb_operator::leader::Election;
 use plumb_operator::policies::Policies;
 use plumb_operator::reconcile::{self, Context};
@@ -81,6 +82,31 @@ struct Args {
     /// Heartbeat interval on the control streams; a sidecar silent for three is dropped.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     heartbeat_interval: Duration,
+    /// How often the fleet's knowledge may be pushed for changes that can wait (state changes
+    /// — an upstream opening, a probe's verdict, a rate-limit window — go at once).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    knowledge_push_interval: Duration,
+    /// How far back error rates and latency in the knowledge look.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    knowledge_window: Duration,
+    /// A route whose error rate (failures the upstream is to blame for, over the last 20 s,
+    /// fleet-wide) reaches this is in an incident: its retry budget is scaled down everywhere.
+    #[arg(long, default_value_t = 0.5)]
+    incident_error_rate: f64,
+    /// ... once it saw at least this many attempts.
+    #[arg(long, default_value_t = 20)]
+    incident_min_attempts: u64,
+    /// The share of its retry budget a route keeps during an incident.
+    #[arg(long, default_value_t = 0.1)]
+    incident_retry_scale: f64,
+    /// The least time between two writes of a route's knowledge to its status for a change of
+    /// state.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    knowledge_status_min_interval: Duration,
+    /// The least time between two writes of a route's knowledge to its status when only numbers
+    /// moved.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    knowledge_status_interval: Duration,
     /// How often every route is re-read without a change (rotated Secret keys).
     #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
     resync: Duration,
@@ -372,9 +398,28 @@ async fn run(args: Args) -> ExitCode {
     if let Some(e) = &election {
         tokio::spawn(e.clone().run(client.clone(), leading_tx));
     }
+    if !(0.0..=1.0).contains(&args.incident_error_rate)
+        || !(0.0..=1.0).contains(&args.incident_retry_scale)
+    {
+        eprintln!(
+            "plumb-operator: invalid configuration: --incident-error-rate and --incident-retry-scale must be between 0 and 1"
+        );
+        return ExitCode::from(EX_CONFIG);
+    }
+    let knowledge = Arc::new(Knowledge::new(
+        plumb_knowledge::Settings {
+            window: args.knowledge_window.max(Duration::from_secs(6)),
+            incident_error_rate: args.incident_error_rate,
+            incident_min_attempts: args.incident_min_attempts,
+            incident_retry_scale: args.incident_retry_scale,
+            ..plumb_knowledge::Settings::default()
+        },
+        args.knowledge_push_interval,
+    ));
     let server = PolicyServer {
         leading: leading.clone(),
         policies: policies.clone(),
+        knowledge: knowledge.clone(),
         auth: Arc::new(TokenReviewer {
             client: client.clone(),
             audience: args.token_audience.clone(),
@@ -390,6 +435,7 @@ async fn run(args: Args) -> ExitCode {
     let ctx = Arc::new(Context {
         client: client.clone(),
         policies,
+        knowledge: knowledge.clone(),
         recorder: Recorder::new(
             client.clone(),
             reconcile::reporter(std::env::var("POD_NAME").ok()),
@@ -397,10 +443,26 @@ async fn run(args: Args) -> ExitCode {
         metrics,
         resync: args.resync,
     });
-    // Only the leader reconciles (and writes status).
+    // Only the leader reconciles, keeps the fleet's knowledge and writes status.
+    let pace = knowledge::StatusPace {
+        tick: Duration::from_millis(250),
+        min_interval: args.knowledge_status_min_interval,
+        interval: args.knowledge_status_interval,
+    };
+    let knowledge_recorder = Recorder::new(
+        client.clone(),
+        reconcile::reporter(std::env::var("POD_NAME").ok()),
+    );
     let mut became = leading.clone();
+    let knowledge_client = client.clone();
     let controller = tokio::spawn(async move {
         if became.wait_for(|l| *l).await.is_ok() {
+            tokio::spawn(knowledge::run(
+                knowledge,
+                knowledge_client,
+                knowledge_recorder,
+                pace,
+            ));
             reconcile::run(ctx, acks_rx).await;
         }
     });

@@ -41,6 +41,8 @@ pub struct Context {
     pub client: Client,
     /// What the sidecars are given.
     pub policies: Arc<Policies>,
+    /// What the fleet knows, summarised per accepted route.
+    pub knowledge: Arc<crate::knowledge::Knowledge>,
     /// Events about routes.
     pub recorder: Recorder,
     /// Metrics.
@@ -189,6 +191,8 @@ pub async fn reconcile(route: Arc<LlmRoute>, ctx: Arc<Context>) -> Result<Action
             };
             match compile_with(&namespace, &name, &route.spec, &sources) {
                 Ok(r) => {
+                    ctx.knowledge
+                        .describe(&namespace, &name, route.metadata.uid.clone(), &r);
                     let creds = credentials(&ctx.client, &namespace, &r).await;
                     let targets = r.all_targets().count() as u32;
                     if ctx.policies.serve(
@@ -237,10 +241,13 @@ pub async fn reconcile(route: Arc<LlmRoute>, ctx: Arc<Context>) -> Result<Action
     Ok(Action::requeue(ctx.resync))
 }
 
-/// Whether two statuses say the same (transition times aside).
+/// Whether two statuses say the same of what the reconciler writes (transition times aside;
+/// `healthy` and `targets` are the knowledge store's).
 fn same_status(a: &LlmRouteStatus, b: &LlmRouteStatus) -> bool {
     let strip = |s: &LlmRouteStatus| {
         let mut s = s.clone();
+        s.healthy = None;
+        s.targets.clear();
         for c in &mut s.conditions {
             c.last_transition_time = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
         }
@@ -319,6 +326,7 @@ pub async fn run(ctx: Arc<Context>, mut acks: mpsc::Receiver<String>) {
         }
     });
     let policies = ctx.policies.clone();
+    let knowledge = ctx.knowledge.clone();
     let controller = Controller::new(api, watcher::Config::default());
     // A Secret that changes reconciles the routes of its namespace that name it, so a rotated
     // key reaches the sidecars at once. The Secret watch runs on its own: if it fails (no
@@ -352,11 +360,13 @@ pub async fn run(ctx: Arc<Context>, mut acks: mpsc::Receiver<String>) {
         .run(reconcile, error_policy, ctx)
         .for_each(|result| {
             let policies = policies.clone();
+            let knowledge = knowledge.clone();
             async move {
                 if let Err(kube::runtime::controller::Error::ObjectNotFound(obj)) = &result
                     && let Some(ns) = &obj.namespace
                     && policies.remove(ns, &obj.name)
                 {
+                    knowledge.forget(ns, &obj.name);
                     tracing::info!(namespace = %ns, route = %obj.name, "route deleted; no longer served");
                 }
             }
@@ -467,6 +477,10 @@ mod tests {
             recorder: Recorder::new(client.clone(), reporter(Some("op-0".into()))),
             client,
             policies: Arc::new(Policies::new(1)),
+            knowledge: Arc::new(crate::knowledge::Knowledge::new(
+                plumb_knowledge::Settings::default(),
+                Duration::from_secs(1),
+            )),
             metrics: Arc::new(OperatorMetrics::new()),
             resync: Duration::from_secs(60),
         })

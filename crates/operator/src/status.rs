@@ -163,7 +163,9 @@ pub fn status(prev: Option<&LlmRouteStatus>, f: &Found, now: &Time) -> LlmRouteS
         observed_generation: Some(g),
         conditions: vec![accepted, programmed, degraded],
         target_count: f.compiled.as_ref().ok().copied(),
-        healthy: prev.and_then(|p| p.healthy.clone()),
+        // `healthy` and `targets` are the knowledge store's (crate::knowledge), written under
+        // its own field manager.
+        healthy: None,
         serving_generation: f.serving,
         sidecars: Some(SidecarsStatus {
             connected: s.connected,
@@ -178,6 +180,7 @@ pub fn status(prev: Option<&LlmRouteStatus>, f: &Found, now: &Time) -> LlmRouteS
                 })
                 .collect(),
         }),
+        targets: Vec::new(),
     }
 }
 

@@ -40,16 +40,7 @@ impl Tally {
     /// The lower bound of the 95% Wilson score interval of the agreement rate: what the
     /// agreement is at least, given how few samples there may be (0 without samples).
     pub fn lower_bound(&self) -> f64 {
-        if self.samples == 0 {
-            return 0.0;
-        }
-        const Z: f64 = 1.959_963_984_540_054;
-        let n = self.samples as f64;
-        let p = self.agreement();
-        let z2 = Z * Z;
-        let centre = p + z2 / (2.0 * n);
-        let spread = Z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
-        ((centre - spread) / (1.0 + z2 / n)).clamp(0.0, 1.0)
+        plumb_knowledge::lower_bound(self.agreements, self.samples)
     }
 
     /// Whether this tally certifies a candidate under a route's settings.

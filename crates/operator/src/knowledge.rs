@@ -1,0 +1,623 @@
+//! The knowledge store at work: the sidecars' reports go in ([`Knowledge::report`]), the
+//! fleet's view goes out to every sidecar of the namespace (at once on a state change, else at
+//! most once per push interval), each route's status shows it per target, and what a human
+//! should hear of becomes an Event on the route. The merging and planning themselves are pure
+//! and live in `plumb-knowledge` ([`plumb_knowledge::fleet`]).
+//!
+//! Status is written by server-side apply under its own field manager
+//! (`plumb-operator-knowledge`: `status.targets` and `status.healthy`), at most every
+//! `min_interval` for a change of state and every `interval` for changed numbers, and never when
+//! nothing material changed, so a busy fleet does not flood the API server. A new leader reads
+//! every route's status first and starts from it: open upstreams stay open, rate-limit windows
+//! hold, certifications keep their samples.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Client, ResourceExt};
+use plumb_api::{
+    BreakersStatus, EquivalenceStatus, LatencyStatus, LlmRoute, TargetStatus, UpstreamStatus,
+};
+use plumb_knowledge::fleet::{Seed, Settings};
+use plumb_knowledge::{Fleet, FleetEvent, TargetSummary};
+use plumb_policy::UpstreamKey;
+use plumb_proto::v1;
+use serde_json::json;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// The field manager of the knowledge in status.
+pub const MANAGER: &str = "plumb-operator-knowledge";
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn rfc3339(ms: i64) -> String {
+    k8s_openapi::jiff::Timestamp::from_millisecond(ms)
+        .map(|t| {
+            t.round(k8s_openapi::jiff::Unit::Second)
+                .unwrap_or(t)
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+fn parse_ms(s: &str) -> Option<i64> {
+    s.parse::<k8s_openapi::jiff::Timestamp>()
+        .ok()
+        .map(|t| t.as_millisecond())
+}
+
+/// What the store needs of an accepted route.
+#[derive(Clone, Debug, PartialEq)]
+struct RouteInfo {
+    uid: Option<String>,
+    /// `(name, upstream, primary-grade)`.
+    targets: Vec<(String, UpstreamKey, bool)>,
+    /// The equivalence threshold and minimum samples that certify.
+    certify: (f64, u32),
+}
+
+/// A route's knowledge as its status shows it: `(namespace, name)`, the targets, and the
+/// `Healthy` column.
+type RouteStatus = ((String, String), Vec<TargetStatus>, String);
+
+/// What was last written of a route: the targets, the column, and when.
+type Written = HashMap<(String, String), (Vec<TargetStatus>, Option<String>, Instant)>;
+
+/// The store, its subscribers, and the routes it summarises.
+pub struct Knowledge {
+    fleet: Mutex<Fleet>,
+    channels: Mutex<HashMap<String, watch::Sender<Arc<v1::Knowledge>>>>,
+    routes: Mutex<BTreeMap<(String, String), RouteInfo>>,
+    push_every: Duration,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Knowledge {
+    /// An empty store; changes that are not urgent are pushed at most every `push_every`.
+    pub fn new(settings: Settings, push_every: Duration) -> Knowledge {
+        Knowledge {
+            fleet: Mutex::new(Fleet::new(settings)),
+            channels: Mutex::new(HashMap::new()),
+            routes: Mutex::new(BTreeMap::new()),
+            push_every,
+        }
+    }
+
+    fn channel(&self, namespace: &str) -> watch::Sender<Arc<v1::Knowledge>> {
+        lock(&self.channels)
+            .entry(namespace.to_owned())
+            .or_insert_with(|| watch::channel(Arc::new(v1::Knowledge::default())).0)
+            .clone()
+    }
+
+    /// The namespace's knowledge, now and as it changes.
+    pub fn subscribe(&self, namespace: &str) -> watch::Receiver<Arc<v1::Knowledge>> {
+        self.channel(namespace).subscribe()
+    }
+
+    fn publish(&self, namespace: &str) {
+        let k = lock(&self.fleet).knowledge(namespace, now_ms());
+        self.channel(namespace).send_replace(Arc::new(k));
+    }
+
+    /// A sidecar connected.
+    pub fn connected(&self, namespace: &str, pod: &str) {
+        lock(&self.fleet).connected(namespace, pod);
+    }
+
+    /// A sidecar disconnected (its prober duty passes on at the next tick).
+    pub fn disconnected(&self, namespace: &str, pod: &str) {
+        lock(&self.fleet).disconnected(namespace, pod);
+    }
+
+    /// Merges a sidecar's report; a state change is pushed to the namespace at once.
+    pub fn report(&self, namespace: &str, pod: &str, report: &v1::Report) {
+        let urgent = lock(&self.fleet).report(namespace, pod, report, now_ms());
+        if urgent {
+            self.publish(namespace);
+        }
+    }
+
+    /// Plans every namespace and pushes what changed.
+    pub fn tick(&self) {
+        let pushes = lock(&self.fleet).tick(now_ms(), self.push_every);
+        for ns in pushes.namespaces {
+            self.publish(&ns);
+        }
+    }
+
+    /// An accepted route: its targets are summarised in its status.
+    pub fn describe(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: Option<String>,
+        route: &plumb_policy::Route,
+    ) {
+        let info = RouteInfo {
+            uid,
+            targets: route
+                .all_targets()
+                .map(|t| {
+                    (
+                        t.name.clone(),
+                        t.upstream.clone(),
+                        route.is_primary_grade(t),
+                    )
+                })
+                .collect(),
+            certify: (route.equivalence.threshold, route.equivalence.min_samples),
+        };
+        lock(&self.routes).insert((namespace.to_owned(), name.to_owned()), info);
+    }
+
+    /// A deleted route.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        lock(&self.routes).remove(&(namespace.to_owned(), name.to_owned()));
+    }
+
+    /// Each known route's targets as its status shows them, and its `Healthy` column.
+    fn statuses(&self, now_ms: i64) -> Vec<RouteStatus> {
+        let routes = lock(&self.routes).clone();
+        let fleet = lock(&self.fleet);
+        routes
+            .into_iter()
+            .map(|((ns, name), info)| {
+                let summaries = fleet.summary(&ns, &name, &info.targets, now_ms);
+                let healthy = summaries.iter().filter(|s| s.healthy()).count();
+                let column = format!("{healthy}/{}", summaries.len());
+                let targets = summaries
+                    .into_iter()
+                    .zip(&info.targets)
+                    .map(|(s, (_, key, _))| target_status(s, key, info.certify))
+                    .collect();
+                ((ns, name), targets, column)
+            })
+            .collect()
+    }
+
+    /// Restores what the routes' statuses recorded.
+    pub fn seed(&self, routes: &[LlmRoute]) -> usize {
+        let now = now_ms();
+        let mut fleet = lock(&self.fleet);
+        let mut seeded = 0;
+        for route in routes {
+            let (Some(ns), Some(status)) = (route.namespace(), route.status.as_ref()) else {
+                continue;
+            };
+            let name = route.name_any();
+            // The route's primaries, to credit certifications to.
+            let primary = status
+                .targets
+                .iter()
+                .find(|t| t.equivalence.is_none())
+                .map(|t| upstream_key(&t.upstream));
+            for t in &status.targets {
+                let seed = Seed {
+                    open: (t.state == "Open").then(|| {
+                        (
+                            t.open_since.as_deref().and_then(parse_ms).unwrap_or(now),
+                            t.message
+                                .clone()
+                                .unwrap_or_else(|| "open before the operator restarted".into()),
+                        )
+                    }),
+                    rate_limited_until_ms: t.rate_limited_until.as_deref().and_then(parse_ms),
+                    equivalence: t
+                        .equivalence
+                        .as_ref()
+                        .zip(primary.clone())
+                        .map(|(e, p)| (p, e.agreements, e.samples)),
+                };
+                if seed != Seed::default() {
+                    seeded += 1;
+                }
+                fleet.seed(&ns, &name, &t.name, &upstream_key(&t.upstream), seed, now);
+            }
+        }
+        seeded
+    }
+
+    fn take_events(&self) -> Vec<FleetEvent> {
+        lock(&self.fleet).take_events()
+    }
+
+    /// The routes of a namespace with a target on `upstream`, with their uid.
+    fn routes_using(
+        &self,
+        namespace: &str,
+        upstream: &UpstreamKey,
+    ) -> Vec<(String, Option<String>, String)> {
+        lock(&self.routes)
+            .iter()
+            .filter(|((ns, _), _)| ns == namespace)
+            .flat_map(|((_, name), info)| {
+                info.targets
+                    .iter()
+                    .filter(|(_, k, _)| k == upstream)
+                    .map(|(t, _, _)| (name.clone(), info.uid.clone(), t.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    fn uid_of(&self, namespace: &str, name: &str) -> Option<String> {
+        lock(&self.routes)
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .and_then(|i| i.uid.clone())
+    }
+}
+
+fn upstream_key(u: &UpstreamStatus) -> UpstreamKey {
+    UpstreamKey {
+        base_url: u.base_url.clone(),
+        model: u.model.clone(),
+        credential: u.credential.clone(),
+    }
+}
+
+fn round(v: f64, places: i32) -> f64 {
+    let f = 10f64.powi(places);
+    (v * f).round() / f
+}
+
+fn target_status(
+    s: TargetSummary,
+    key: &UpstreamKey,
+    (threshold, min_samples): (f64, u32),
+) -> TargetStatus {
+    TargetStatus {
+        name: s.name,
+        upstream: UpstreamStatus {
+            base_url: key.base_url.clone(),
+            model: key.model.clone(),
+            credential: key.credential.clone(),
+        },
+        state: s.state.to_owned(),
+        message: (!s.message.is_empty()).then_some(s.message),
+        open_since: s.open_since_ms.map(rfc3339),
+        rate_limited_until: s.rate_limited_until_ms.map(rfc3339),
+        attempts: s.attempts,
+        error_rate: (s.attempts > 0).then(|| round(s.error_rate, 3)),
+        errors: s.errors,
+        latency_ms: s.latency.map(|[p50, p95, p99]| LatencyStatus {
+            p50: round(p50.as_secs_f64() * 1e3, 1),
+            p95: round(p95.as_secs_f64() * 1e3, 1),
+            p99: round(p99.as_secs_f64() * 1e3, 1),
+        }),
+        breakers: (s.breakers_reporting > 0).then_some(BreakersStatus {
+            open: s.breakers_open,
+            reporting: s.breakers_reporting,
+        }),
+        equivalence: s.equivalence.map(|(agreements, samples)| {
+            let lower = plumb_knowledge::lower_bound(agreements, samples);
+            EquivalenceStatus {
+                agreements,
+                samples,
+                lower_bound: round(lower, 3),
+                certified: samples >= u64::from(min_samples) && lower >= threshold,
+            }
+        }),
+    }
+}
+
+/// How material a difference between two statuses is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Change {
+    /// Nothing worth a write.
+    None,
+    /// Numbers moved: written at the slow interval.
+    Numbers,
+    /// A state, a window, a certification or the set of targets changed: written soon.
+    State,
+}
+
+/// Compares what was written with what would be.
+pub fn change(before: &[TargetStatus], after: &[TargetStatus]) -> Change {
+    if before.len() != after.len() {
+        return Change::State;
+    }
+    let mut out = Change::None;
+    for (a, b) in before.iter().zip(after) {
+        let certified = |t: &TargetStatus| t.equivalence.as_ref().map(|e| e.certified);
+        if a.name != b.name
+            || a.state != b.state
+            || a.open_since != b.open_since
+            || a.rate_limited_until != b.rate_limited_until
+            || certified(a) != certified(b)
+        {
+            return Change::State;
+        }
+        let rate = |t: &TargetStatus| t.error_rate.unwrap_or(0.0);
+        let p50 = |t: &TargetStatus| t.latency_ms.as_ref().map_or(0.0, |l| l.p50);
+        let samples = |t: &TargetStatus| t.equivalence.as_ref().map_or(0, |e| e.samples);
+        let moved = (a.attempts == 0) != (b.attempts == 0)
+            || (rate(a) - rate(b)).abs() >= 0.05
+            || (p50(a) - p50(b)).abs() > 0.2 * p50(a).max(p50(b)).max(1.0)
+            || samples(a).abs_diff(samples(b)) * 10 > samples(a).max(1)
+            || a.breakers != b.breakers
+            || a.message != b.message;
+        if moved {
+            out = Change::Numbers;
+        }
+    }
+    out
+}
+
+/// How often status may be written.
+#[derive(Clone, Copy, Debug)]
+pub struct StatusPace {
+    /// How often the store plans (elects probers, ends windows) and checks statuses.
+    pub tick: Duration,
+    /// The least time between two writes of one route's knowledge for a change of state.
+    pub min_interval: Duration,
+    /// ... and for numbers that moved.
+    pub interval: Duration,
+}
+
+/// Runs the store for the leader: seeds it from status, then plans every tick, writes
+/// statuses at a bounded rate, and publishes Events.
+pub async fn run(knowledge: Arc<Knowledge>, client: Client, recorder: Recorder, pace: StatusPace) {
+    let api: Api<LlmRoute> = Api::all(client.clone());
+    let mut written: Written = HashMap::new();
+    // Start from what the statuses say (a new leader, a restart).
+    let mut wait = Duration::from_millis(200);
+    loop {
+        match api.list(&ListParams::default()).await {
+            Ok(list) => {
+                let seeded = knowledge.seed(&list.items);
+                for r in &list.items {
+                    if let (Some(ns), Some(s)) = (r.namespace(), &r.status) {
+                        written.insert(
+                            (ns, r.name_any()),
+                            (s.targets.clone(), s.healthy.clone(), Instant::now()),
+                        );
+                    }
+                }
+                tracing::info!(
+                    routes = list.items.len(),
+                    seeded,
+                    "knowledge seeded from route status"
+                );
+                knowledge.tick();
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list routes to seed the knowledge; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+    let mut ticks = tokio::time::interval(pace.tick);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_status = Instant::now();
+    loop {
+        ticks.tick().await;
+        knowledge.tick();
+        for event in knowledge.take_events() {
+            announce(&knowledge, &recorder, event).await;
+        }
+        if last_status.elapsed() < pace.tick.max(Duration::from_millis(500)) {
+            continue;
+        }
+        last_status = Instant::now();
+        for ((ns, name), targets, healthy) in knowledge.statuses(now_ms()) {
+            let key = (ns.clone(), name.clone());
+            let (due, first) = match written.get(&key) {
+                None => (true, true),
+                Some((before, column, at)) => {
+                    let c = if *column != Some(healthy.clone()) {
+                        Change::State
+                    } else {
+                        change(before, &targets)
+                    };
+                    let due = match c {
+                        Change::None => false,
+                        Change::State => at.elapsed() >= pace.min_interval,
+                        Change::Numbers => at.elapsed() >= pace.interval,
+                    };
+                    (due, false)
+                }
+            };
+            if !due
+                || (first
+                    && targets
+                        .iter()
+                        .all(|t| t.state == "Unknown" && t.equivalence.is_none()))
+            {
+                continue;
+            }
+            let patch = json!({
+                "apiVersion": "plumb.dev/v1alpha1",
+                "kind": "LlmRoute",
+                "status": {"healthy": healthy, "targets": targets},
+            });
+            let routes: Api<LlmRoute> = Api::namespaced(client.clone(), &ns);
+            match routes
+                .patch_status(
+                    &name,
+                    &PatchParams::apply(MANAGER).force(),
+                    &Patch::Apply(&patch),
+                )
+                .await
+            {
+                Ok(_) => {
+                    written.insert(key, (targets, Some(healthy), Instant::now()));
+                }
+                Err(e) => {
+                    tracing::debug!(namespace = %ns, route = %name, error = %e, "knowledge status not written");
+                }
+            }
+        }
+    }
+}
+
+async fn announce(knowledge: &Knowledge, recorder: &Recorder, event: FleetEvent) {
+    let (namespace, targets, type_, reason, note) = match event {
+        FleetEvent::Opened {
+            namespace,
+            upstream,
+            pod,
+            class,
+        } => {
+            let routes = knowledge.routes_using(&namespace, &upstream);
+            let why = class.map(|c| format!(" after {c}")).unwrap_or_default();
+            let note = format!(
+                "{} ({}) is skipped by every sidecar of the namespace: the breaker of pod {pod} opened{why}; one elected sidecar probes it each cool-down",
+                upstream.model, upstream.base_url
+            );
+            (namespace, routes, EventType::Warning, "BreakerOpened", note)
+        }
+        FleetEvent::Healthy {
+            namespace,
+            upstream,
+            pod,
+        } => {
+            let routes = knowledge.routes_using(&namespace, &upstream);
+            let note = format!(
+                "{} ({}) answered the probe of pod {pod}: every sidecar uses it again",
+                upstream.model, upstream.base_url
+            );
+            (namespace, routes, EventType::Normal, "ProbedHealthy", note)
+        }
+        FleetEvent::UncertifiedFailovers {
+            namespace,
+            route,
+            target,
+            count,
+        } => {
+            let uid = knowledge.uid_of(&namespace, &route);
+            let note = format!(
+                "{count} answer(s) were served by failover to target {target}, which equivalence has not certified: they may differ from the primary's (spec.equivalence.mode: enforce refuses them)"
+            );
+            (
+                namespace,
+                vec![(route, uid, target)],
+                EventType::Warning,
+                "UncertifiedFailover",
+                note,
+            )
+        }
+    };
+    for (route, uid, target) in targets {
+        let reference = ObjectReference {
+            api_version: Some("plumb.dev/v1alpha1".into()),
+            kind: Some("LlmRoute".into()),
+            name: Some(route.clone()),
+            namespace: Some(namespace.clone()),
+            uid,
+            ..ObjectReference::default()
+        };
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(
+                format!("target {target}: {note}")
+                    .chars()
+                    .take(1000)
+                    .collect(),
+            ),
+            action: "Knowledge".into(),
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&ev, &reference).await {
+            tracing::debug!(error = %e, "event not recorded");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(state: &str, rate: f64, p50: f64, samples: u64) -> TargetStatus {
+        TargetStatus {
+            name: "primary".into(),
+            state: state.into(),
+            attempts: 100,
+            error_rate: Some(rate),
+            latency_ms: Some(LatencyStatus {
+                p50,
+                p95: p50,
+                p99: p50,
+            }),
+            equivalence: (samples > 0).then_some(EquivalenceStatus {
+                agreements: samples,
+                samples,
+                lower_bound: 0.9,
+                certified: samples >= 35,
+            }),
+            ..TargetStatus::default()
+        }
+    }
+
+    #[test]
+    fn only_material_changes_are_written() {
+        let base = [status("Healthy", 0.10, 200.0, 100)];
+        assert_eq!(
+            change(&base, &[status("Healthy", 0.12, 210.0, 105)]),
+            Change::None
+        );
+        assert_eq!(
+            change(&base, &[status("Healthy", 0.16, 200.0, 100)]),
+            Change::Numbers
+        );
+        assert_eq!(
+            change(&base, &[status("Healthy", 0.10, 260.0, 100)]),
+            Change::Numbers
+        );
+        assert_eq!(
+            change(&base, &[status("Healthy", 0.10, 200.0, 120)]),
+            Change::Numbers
+        );
+        assert_eq!(
+            change(&base, &[status("Open", 0.10, 200.0, 100)]),
+            Change::State
+        );
+        let few = [status("Healthy", 0.1, 200.0, 30)];
+        assert_eq!(
+            change(&few, &[status("Healthy", 0.1, 200.0, 35)]),
+            Change::State,
+            "certified now"
+        );
+        assert_eq!(change(&base, &[]), Change::State);
+    }
+
+    #[test]
+    fn a_target_status_says_what_the_fleet_knows_without_secrets() {
+        let key = UpstreamKey {
+            base_url: "https://llm.example/v1".into(),
+            model: "gpt".into(),
+            credential: "secret:llm-keys/openai".into(),
+        };
+        let s = TargetSummary {
+            name: "primary".into(),
+            state: "Open",
+            message: "skipped by every sidecar".into(),
+            open_since_ms: Some(1_764_000_000_000),
+            attempts: 10,
+            error_rate: 0.5,
+            equivalence: Some((35, 35)),
+            ..TargetSummary::default()
+        };
+        let t = target_status(s, &key, (0.9, 20));
+        assert_eq!(t.open_since.as_deref(), Some("2025-11-24T16:00:00Z"));
+        assert_eq!(parse_ms("2025-11-24T16:00:00Z"), Some(1_764_000_000_000));
+        assert_eq!(t.upstream.credential, "secret:llm-keys/openai");
+        let e = t.equivalence.unwrap_or_default();
+        assert!(e.certified && (e.lower_bound - 0.901).abs() < 1e-9, "{e:?}");
+    }
+}

@@ -1,0 +1,387 @@
+//! End to end, the fleet's shared knowledge: several real sidecar processes against one
+//! operator and the simulator. One sidecar's bad experience protects the others — without
+//! them paying for the lesson, which the simulator's attempt log proves.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod support;
+
+use std::time::Duration;
+
+use plumb_simulator::PlanSpec;
+use reqwest::Method;
+use serde_json::{Value, json};
+use support::*;
+
+const ROUTES: &str = "/apis/plumb.dev/v1alpha1/namespaces/team-a/llmroutes";
+
+/// Starts sidecars `web-0` … `web-{n-1}` of team-a, each with its own token, and waits until
+/// every one serves.
+async fn sidecars(env: &Env, url: &str, n: usize) -> Vec<Proc> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let pod = format!("web-{i}");
+        let token = format!("tok-{i}");
+        env.fake.add_token(&token, "team-a", "web", &pod, AUDIENCE);
+        out.push(env.sidecar(url, "team-a", &pod, &token, None));
+    }
+    for sc in &out {
+        let admin = sc.words[5].clone();
+        eventually("every sidecar has its policy", || {
+            let c = env.client.clone();
+            let admin = admin.clone();
+            async move {
+                c.get(format!("{admin}/readyz"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == 200)
+            }
+        })
+        .await;
+    }
+    out
+}
+
+/// What a sidecar's `/fleet` says of the upstream of `model`.
+async fn fleet_of(env: &Env, sc: &Proc, model: &str) -> Value {
+    let v: Value = env
+        .client
+        .get(format!("{}/fleet", sc.words[5]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["upstreams"]
+        .as_array()
+        .and_then(|u| u.iter().find(|u| u["model"] == model).cloned())
+        .unwrap_or(Value::Null)
+}
+
+async fn served_by(env: &Env, sc: &Proc, model: &str) -> (u16, String) {
+    let r = env
+        .client
+        .post(format!("{}/v1/chat/completions", sc.words[3]))
+        .json(&json!({"model": model, "messages": [{"role": "user", "content": "what is six times seven"}]}))
+        .send()
+        .await
+        .unwrap();
+    let by = r
+        .headers()
+        .get("x-plumb-served-by")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    (r.status().as_u16(), by)
+}
+
+fn plan(env: &Env, model: &str, spec: Value) {
+    let spec: PlanSpec = serde_json::from_value(spec).unwrap();
+    env.sim.set_plan(model, spec).unwrap();
+}
+
+fn target_status<'a>(route: &'a Value, target: &str) -> &'a Value {
+    route["status"]["targets"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["name"] == target))
+        .unwrap_or(&Value::Null)
+}
+
+/// A route whose primary (`sim-gpt`) fails over to `backup` (`sim-gpt-mini`, which answers
+/// alike, in the next priority group), with a breaker
+/// that opens after two failures and probes every second.
+fn chat_route(env: &Env, name: &str, extra: Value) -> Value {
+    let base = format!("{}/v1", env.sim.base_url());
+    let mut spec = json!({
+        "match": {"models": [name]},
+        "targets": [
+            {"name": "primary", "provider": "openai", "baseUrl": base, "model": "sim-gpt",
+             "credentials": {"secretRef": {"name": "llm-keys", "key": "openai"}}},
+            {"name": "backup", "provider": "openai", "baseUrl": base, "model": "sim-gpt-mini",
+             "priority": 1, "credentials": {"secretRef": {"name": "llm-keys", "key": "openai"}}},
+        ],
+        "breaker": {"consecutiveFailures": 2, "cooldown": "1s"},
+    });
+    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        s.extend(e.clone());
+    }
+    json!({"apiVersion": "plumb.dev/v1alpha1", "kind": "LlmRoute",
+        "metadata": {"name": name, "namespace": "team-a"}, "spec": spec})
+}
+
+#[tokio::test]
+async fn knowledge_e2e_one_sidecars_failure_protects_the_fleet_with_one_probe_per_interval() {
+    let env = env().await;
+    env.fake
+        .put_secret("team-a", "llm-keys", &[("openai", "sk-test-team-a")]);
+    let port = free_port();
+    let _op = env.operator_with(port, &["--knowledge-status-min-interval", "500ms"]);
+    let url = format!("https://127.0.0.1:{port}");
+    let (s, body) = env
+        .send(
+            Method::POST,
+            ROUTES,
+            Some(&chat_route(&env, "chat", json!({}))),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+    let fleet = sidecars(&env, &url, 10).await;
+
+    // The primary goes down. Only web-0 sends traffic, until its breaker opens.
+    plan(
+        &env,
+        "sim-gpt",
+        json!({"fault": "server_error", "share": 1.0}),
+    );
+    let opened = tokio::time::Instant::now();
+    for _ in 0..10 {
+        let (status, _) = served_by(&env, &fleet[0], "chat").await;
+        assert_eq!(status, 200, "failover serves");
+        if fleet_of(&env, &fleet[0], "sim-gpt").await["open"] == true {
+            break;
+        }
+    }
+    let before = env.sim.attempts(Some("sim-gpt")).len();
+    assert!(before >= 2, "web-0 paid for the lesson: {before} attempts");
+
+    // web-5 learns it without sending anything.
+    eventually("web-5 hears that the primary is open", || async {
+        fleet_of(&env, &fleet[5], "sim-gpt").await["open"] == true
+    })
+    .await;
+    eprintln!("web-5 knew after {:?}", opened.elapsed());
+    for _ in 0..5 {
+        assert_eq!(
+            served_by(&env, &fleet[5], "chat").await,
+            (200, "backup".to_owned())
+        );
+    }
+    assert_eq!(
+        env.sim.attempts(Some("sim-gpt")).len(),
+        before,
+        "web-5 never sent the primary a request"
+    );
+
+    // All ten under load for four seconds while the primary stays down: about one probe per
+    // one-second interval in all, not one per sidecar.
+    let loads: Vec<Load> = fleet
+        .iter()
+        .map(|sc| Load::start(env.client.clone(), sc.words[3].clone()))
+        .collect();
+    let start = env.sim.attempts(Some("sim-gpt")).len();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let probes = env.sim.attempts(Some("sim-gpt")).len() - start;
+    eprintln!("probes in 4 s with 10 sidecars: {probes}");
+    assert!(probes >= 1, "someone probes");
+    assert!(
+        probes <= 10,
+        "{probes} probes in 4 s: about one per interval, not one per sidecar (40)"
+    );
+    eventually("the status shows the primary open", || async {
+        let route = env.get(&format!("{ROUTES}/chat")).await;
+        target_status(&route, "primary")["state"] == "Open" && route["status"]["healthy"] == "1/2"
+    })
+    .await;
+
+    // The primary recovers: the next probe finds it healthy, and every sidecar uses it again.
+    plan(
+        &env,
+        "sim-gpt",
+        json!({"fault": "server_error", "share": 0.0}),
+    );
+    eventually("web-7 is served by the primary again", || async {
+        served_by(&env, &fleet[7], "chat").await == (200, "primary".to_owned())
+    })
+    .await;
+    for load in loads {
+        let (sent, failed) = load.finish().await;
+        assert!(sent > 0);
+        assert_eq!(failed, 0, "no request failed through the outage");
+    }
+    eventually("the status shows both healthy", || async {
+        let route = env.get(&format!("{ROUTES}/chat")).await;
+        target_status(&route, "primary")["state"] == "Healthy"
+            && route["status"]["healthy"] == "2/2"
+    })
+    .await;
+    let route = env.get(&format!("{ROUTES}/chat")).await;
+    let primary = target_status(&route, "primary");
+    assert!(primary["attempts"].as_u64().unwrap_or(0) > 0, "{primary}");
+    assert!(
+        primary["errors"]["server_error"].as_u64().unwrap_or(0) >= 2,
+        "{primary}"
+    );
+    assert!(primary["latencyMs"]["p50"].as_f64().is_some(), "{primary}");
+    assert_eq!(
+        primary["upstream"]["credential"],
+        "secret:team-a/llm-keys/openai"
+    );
+    let events = env.fake.events();
+    let reasons: Vec<&str> = events.iter().filter_map(|e| e["reason"].as_str()).collect();
+    assert!(reasons.contains(&"BreakerOpened"), "{reasons:?}");
+    assert!(reasons.contains(&"ProbedHealthy"), "{reasons:?}");
+    assert!(
+        !serde_json::to_string(&events).unwrap().contains("sk-test"),
+        "no key in any Event"
+    );
+}
+
+#[tokio::test]
+async fn knowledge_e2e_rate_limits_and_certifications_are_shared_and_survive_a_restart() {
+    let env = env().await;
+    env.fake
+        .put_secret("team-a", "llm-keys", &[("openai", "sk-test-team-a")]);
+    let port = free_port();
+    let op = env.operator_with(port, &["--knowledge-status-min-interval", "500ms"]);
+    let url = format!("https://127.0.0.1:{port}");
+    // `limited`: the primary's first answer is a 429 with a 3 s reset.
+    let (s, body) = env
+        .send(
+            Method::POST,
+            ROUTES,
+            Some(&chat_route(
+                &env,
+                "limited",
+                json!({"classes": {"rateLimited": {"retries": 0}}}),
+            )),
+        )
+        .await;
+    assert_eq!(s, 201, "{body}");
+    // `certified`: failover only to a certified fallback; every healthy answer shadowed.
+    let equivalence = json!({"equivalence": {"mode": "enforce", "threshold": 0.5, "minSamples": 5,
+        "method": {"kind": "exact"},
+        "shadow": {"rate": 1.0, "maxConcurrent": 4, "requestsPerMinute": 1000}}});
+    let certified = chat_route(&env, "certified", equivalence);
+    let (s, body) = env.send(Method::POST, ROUTES, Some(&certified)).await;
+    assert_eq!(s, 201, "{body}");
+    let fleet = sidecars(&env, &url, 3).await;
+
+    // A rate-limit window seen by web-0 holds for every sidecar.
+    plan(
+        &env,
+        "sim-gpt",
+        json!({"fault": "rate_limited:retry_after=3", "first": 1}),
+    );
+    let served = served_by(&env, &fleet[0], "limited").await;
+    assert_eq!(
+        served,
+        (200, "backup".to_owned()),
+        "{:#?} {}",
+        env.sim.attempts(None),
+        env.get(&format!("{ROUTES}/limited")).await["spec"]
+    );
+    let first = env.sim.attempts(Some("sim-gpt"));
+    assert_eq!(first.len(), 1, "{:?}", env.sim.attempts(None));
+    let limited_at = first[0].at_ms;
+    eventually("web-2 hears of the window", || async {
+        fleet_of(&env, &fleet[2], "sim-gpt").await["rateLimitedUntilMs"]
+            .as_i64()
+            .unwrap_or(0)
+            > 0
+    })
+    .await;
+    // Every sidecar sends until the primary serves again.
+    let mut n = 0usize;
+    loop {
+        let (status, by) = served_by(&env, &fleet[n % 3], "limited").await;
+        assert_eq!(status, 200);
+        if by == "primary" {
+            break;
+        }
+        n += 1;
+        assert!(n < 2000, "the primary never served again");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let attempts = env.sim.attempts(Some("sim-gpt"));
+    assert!(attempts.len() >= 2);
+    for a in &attempts[1..] {
+        assert!(
+            a.at_ms >= limited_at + 2_900.0,
+            "attempt {} went {:.0} ms after the 429 that announced a 3 s window",
+            a.id,
+            a.at_ms - limited_at
+        );
+    }
+
+    // Certified by web-0's shadow samples alone; web-1 relies on it in `enforce` mode.
+    for _ in 0..8 {
+        assert_eq!(
+            served_by(&env, &fleet[0], "certified").await,
+            (200, "primary".to_owned())
+        );
+    }
+    plan(
+        &env,
+        "sim-gpt",
+        json!({"fault": "server_error", "share": 1.0}),
+    );
+    let mut header = String::new();
+    for _ in 0..100 {
+        let r = env
+            .client
+            .post(format!("{}/v1/chat/completions", fleet[1].words[3]))
+            .json(&json!({"model": "certified", "messages": [{"role": "user", "content": "what is six times seven"}]}))
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 200 {
+            header = r
+                .headers()
+                .get("x-plumb-equivalence")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        header.starts_with("certified;"),
+        "web-1 fails over on the fleet's certification: {header:?}"
+    );
+    let web1: Value = env
+        .client
+        .get(format!("{}/equivalence", fleet[1].words[5]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(web1, json!([]), "web-1 never shadowed the pair itself");
+    eventually("the status shows the certification", || async {
+        let route = env.get(&format!("{ROUTES}/certified")).await;
+        target_status(&route, "backup")["equivalence"]["certified"] == true
+    })
+    .await;
+
+    // The operator restarts: the new one starts from the status, and a sidecar that never met
+    // the old one fails over on the certification.
+    drop(op);
+    let _op2 = env.operator_with(port, &["--knowledge-status-min-interval", "500ms"]);
+    env.fake
+        .add_token("tok-new", "team-a", "web", "web-new", AUDIENCE);
+    let fresh = env.sidecar(&url, "team-a", "web-new", "tok-new", None);
+    eventually(
+        "a new sidecar fails over on the seeded certification",
+        || async {
+            let r = env
+                .client
+                .post(format!("{}/v1/chat/completions", fresh.words[3]))
+                .json(
+                    &json!({"model": "certified", "messages": [{"role": "user", "content": "hi"}]}),
+                )
+                .send()
+                .await;
+            r.is_ok_and(|r| {
+                r.status() == 200
+                    && r.headers()
+                        .get("x-plumb-equivalence")
+                        .and_then(|v| v.to_str().ok())
+                        .is_some_and(|h| h.starts_with("certified;"))
+            })
+        },
+    )
+    .await;
+}
