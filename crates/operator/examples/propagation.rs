@@ -1,5 +1,7 @@
 //! `make bench-control`: how fast a route change reaches 100 connected sidecars, and what each
-//! connected sidecar costs the operator in memory.
+//! connected sidecar costs the operator in memory; then the shared knowledge: with all 100
+//! reporting every second, how fast one sidecar's breaker opening reaches the other 99, and
+//! what merging the fleet's reports costs the operator in CPU and memory.
 //!
 //! The real API server (behind the fake for core objects) and the release `plumb-operator`
 //! process; 100 sidecar control streams opened in this process with the real protocol (TLS, a
@@ -47,6 +49,68 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Per sidecar: the generation of the route it last received, and when.
 type Seen = Arc<Mutex<Vec<(i64, Instant)>>>;
+
+/// Per sidecar: when it first heard that an upstream (by model) is open.
+type Heard = Arc<Mutex<std::collections::HashMap<String, Instant>>>;
+
+/// The operator's CPU time so far (user + system), from `/proc`.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses): utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+    // USER_HZ is 100 on Linux.
+    Duration::from_millis(ticks * 10)
+}
+
+fn upstream(model: &str) -> v1::Upstream {
+    v1::Upstream {
+        base_url: "https://llm.example/v1".into(),
+        model: model.into(),
+        credential: "secret:bench/llm-keys/openai".into(),
+    }
+}
+
+/// What a busy sidecar reports each second: three targets with outcomes and latency, and a
+/// few equivalence samples.
+fn steady_report(seq: u64) -> v1::Report {
+    let mut latency = plumb_knowledge::Sketch::new();
+    for i in 0..50u64 {
+        latency.add(Duration::from_millis(200 + (i * 37 + seq) % 800));
+    }
+    let targets = ["gpt", "claude", "mini"]
+        .iter()
+        .enumerate()
+        .map(|(i, m)| v1::TargetReport {
+            route: "chat".into(),
+            target: (*m).into(),
+            upstream: Some(upstream(m)),
+            outcomes: [("ok".to_owned(), 48u64), ("timeout".to_owned(), (i as u64) % 2)]
+                .into_iter()
+                .collect(),
+            latency: Some(latency.to_proto()),
+            breaker: v1::BreakerState::Closed as i32,
+            cooldown_ms: 10_000,
+            ..v1::TargetReport::default()
+        })
+        .collect();
+    v1::Report {
+        sequence: seq,
+        targets,
+        equivalence: vec![v1::EquivalenceSamples {
+            route: "chat".into(),
+            primary: Some(upstream("gpt")),
+            candidate: Some(upstream("claude")),
+            agreements: 2,
+            samples: 2,
+        }],
+        urgent: false,
+    }
+}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -144,12 +208,17 @@ async fn main() {
         .await
         .unwrap();
     let mut seen: Vec<Seen> = Vec::new();
+    let mut heard: Vec<Heard> = Vec::new();
+    let mut senders = Vec::new();
     for i in 0..SIDECARS {
         let s: Seen = Arc::new(Mutex::new(vec![(0, Instant::now())]));
         seen.push(s.clone());
+        let h: Heard = Arc::default();
+        heard.push(h.clone());
         let mut grpc = v1::policy_service_client::PolicyServiceClient::new(channel.clone());
+        let (tx, rx) = tokio::sync::mpsc::channel(8);
+        senders.push(tx.clone());
         tokio::spawn(async move {
-            let (tx, rx) = tokio::sync::mpsc::channel(8);
             tx.send(v1::SidecarMessage {
                 kind: Some(sidecar_message::Kind::Hello(v1::Hello {
                     namespace: "bench".into(),
@@ -186,6 +255,15 @@ async fn main() {
                                 kind: Some(sidecar_message::Kind::Heartbeat(hb)),
                             })
                             .await;
+                    }
+                    Some(operator_message::Kind::Knowledge(k)) => {
+                        let at = Instant::now();
+                        let mut h = h.lock().unwrap();
+                        for d in k.upstreams.iter().filter(|d| d.open) {
+                            if let Some(u) = &d.upstream {
+                                h.entry(u.model.clone()).or_insert(at);
+                            }
+                        }
                     }
                     _ => {}
                 }
@@ -247,6 +325,101 @@ async fn main() {
     }
     samples.sort_by(f64::total_cmp);
     last_of_round.sort_by(f64::total_cmp);
+
+    // The shared knowledge. The baseline: the same 100 connected sidecars, silent.
+    let (cpu_silent0, wall_silent0) = (cpu_time(pid), Instant::now());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let cpu_silent =
+        (cpu_time(pid) - cpu_silent0).as_secs_f64() / wall_silent0.elapsed().as_secs_f64();
+    // Every sidecar reports every second, as a busy one does.
+    let rss_before_reports = rss_kib(pid);
+    let reporters: Vec<_> = senders
+        .iter()
+        .enumerate()
+        .map(|(i, tx)| {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                // Spread the sidecars over the second, as independent pods are.
+                tokio::time::sleep(Duration::from_millis((i as u64 * 10) % 1000)).await;
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                for seq in 1.. {
+                    tick.tick().await;
+                    let msg = v1::SidecarMessage {
+                        kind: Some(sidecar_message::Kind::Report(steady_report(seq))),
+                    };
+                    if tx.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (cpu0, wall0) = (cpu_time(pid), Instant::now());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let cpu_share = (cpu_time(pid) - cpu0).as_secs_f64() / wall0.elapsed().as_secs_f64();
+    let rss_reporting = rss_kib(pid);
+
+    // Rounds: one sidecar's breaker opens on a fresh upstream; every other sidecar hears of it.
+    let mut heard_ms: Vec<f64> = Vec::new();
+    let mut last_heard: Vec<f64> = Vec::new();
+    for round in 0..ROUNDS {
+        let model = format!("down-{round}");
+        let reporter = round % SIDECARS;
+        let mut report = v1::Report {
+            sequence: 1_000_000 + round as u64,
+            targets: vec![v1::TargetReport {
+                route: "chat".into(),
+                target: "down".into(),
+                upstream: Some(upstream(&model)),
+                outcomes: [("server_error".to_owned(), 5u64)].into_iter().collect(),
+                breaker: v1::BreakerState::Open as i32,
+                cooldown_ms: 10_000,
+                ..v1::TargetReport::default()
+            }],
+            equivalence: Vec::new(),
+            urgent: true,
+        };
+        let t0 = Instant::now();
+        senders[reporter]
+            .send(v1::SidecarMessage {
+                kind: Some(sidecar_message::Kind::Report(report.clone())),
+            })
+            .await
+            .unwrap();
+        let others = || (0..SIDECARS).filter(|i| *i != reporter);
+        while !others().all(|i| heard[i].lock().unwrap().contains_key(&model)) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "round {round}: the fleet did not hear of {model}"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let mut round_max: f64 = 0.0;
+        for i in others() {
+            let at = heard[i].lock().unwrap()[&model];
+            let ms = at.duration_since(t0).as_secs_f64() * 1000.0;
+            round_max = round_max.max(ms);
+            heard_ms.push(ms);
+        }
+        last_heard.push(round_max);
+        // The probe succeeds: closed again, so the knowledge stays the size of a real one.
+        report.targets[0].breaker = v1::BreakerState::Closed as i32;
+        report.targets[0].probes_ok = 1;
+        report.targets[0].outcomes = [("ok".to_owned(), 1u64)].into_iter().collect();
+        senders[reporter]
+            .send(v1::SidecarMessage {
+                kind: Some(sidecar_message::Kind::Report(report)),
+            })
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for r in reporters {
+        r.abort();
+    }
+    heard_ms.sort_by(f64::total_cmp);
+    last_heard.sort_by(f64::total_cmp);
     let per_sidecar_kib = rss_connected.saturating_sub(rss_before) as f64 / SIDECARS as f64;
     println!("| measure | result |");
     println!("| --- | --- |");
@@ -265,6 +438,29 @@ async fn main() {
         "| operator RSS | {:.1} MB with no sidecar, {:.1} MB with {SIDECARS}: **{per_sidecar_kib:.0} KiB per connected sidecar** |",
         rss_before as f64 / 1024.0,
         rss_connected as f64 / 1024.0
+    );
+    println!(
+        "| breaker opening at one sidecar → knowledge at each of the other {}, all {SIDECARS} reporting every second, {ROUNDS} openings | p50 **{:.1} ms**, p99 **{:.1} ms**, max {:.1} ms (goal p99 ≤ 1 s) |",
+        SIDECARS - 1,
+        percentile(&heard_ms, 0.5),
+        percentile(&heard_ms, 0.99),
+        percentile(&heard_ms, 1.0)
+    );
+    println!(
+        "| breaker opening → the last of the other {} has it | p50 {:.1} ms, p99 {:.1} ms |",
+        SIDECARS - 1,
+        percentile(&last_heard, 0.5),
+        percentile(&last_heard, 0.99)
+    );
+    println!(
+        "| operator CPU merging {SIDECARS} reports a second (3 targets, latency sketch, equivalence samples each) and pushing the knowledge back | **{:.1}% of one core** (baseline, the same sidecars silent: {:.1}%) |",
+        cpu_share * 100.0,
+        cpu_silent * 100.0
+    );
+    println!(
+        "| operator RSS with {SIDECARS} sidecars reporting | {:.1} MB ({:+.1} MB against connected and silent) |",
+        rss_reporting as f64 / 1024.0,
+        (rss_reporting as f64 - rss_before_reports as f64) / 1024.0
     );
     let _ = operator.kill();
     let _ = operator.wait();
