@@ -89,9 +89,12 @@ fn steady_report(seq: u64) -> v1::Report {
             route: "chat".into(),
             target: (*m).into(),
             upstream: Some(upstream(m)),
-            outcomes: [("ok".to_owned(), 48u64), ("timeout".to_owned(), (i as u64) % 2)]
-                .into_iter()
-                .collect(),
+            outcomes: [
+                ("ok".to_owned(), 48u64),
+                ("timeout".to_owned(), (i as u64) % 2),
+            ]
+            .into_iter()
+            .collect(),
             latency: Some(latency.to_proto()),
             breaker: v1::BreakerState::Closed as i32,
             cooldown_ms: 10_000,

@@ -385,3 +385,83 @@ async fn knowledge_e2e_rate_limits_and_certifications_are_shared_and_survive_a_r
     )
     .await;
 }
+
+#[tokio::test]
+async fn knowledge_e2e_a_new_leader_starts_from_the_status_and_keeps_the_upstream_open() {
+    let env = env().await;
+    env.fake
+        .put_secret("team-a", "llm-keys", &[("openai", "sk-test-team-a")]);
+    let (p1, p2) = (free_port(), free_port());
+    let fast = ["--knowledge-status-min-interval", "500ms"];
+    let mut replicas = [
+        Some(env.operator_full(p1, "operator-1", &fast)),
+        Some(env.operator_full(p2, "operator-2", &fast)),
+    ];
+    let service = leader_service(
+        env.fake.clone(),
+        vec![("operator-1".into(), p1), ("operator-2".into(), p2)],
+    )
+    .await;
+    let holder = || {
+        env.fake
+            .lease_holder("plumb-system", "plumb-operator-leader")
+    };
+    eventually("one replica leads", || async { holder().is_some() }).await;
+    let first = holder().unwrap_or_default();
+    let mut route = chat_route(&env, "chat", json!({}));
+    route["spec"]["breaker"]["cooldown"] = json!("30s");
+    let (s, body) = env.send(Method::POST, ROUTES, Some(&route)).await;
+    assert_eq!(s, 201, "{body}");
+    let mut fleet = sidecars(&env, &format!("https://127.0.0.1:{service}"), 2).await;
+
+    plan(
+        &env,
+        "sim-gpt",
+        json!({"fault": "server_error", "share": 1.0}),
+    );
+    for _ in 0..10 {
+        assert_eq!(served_by(&env, &fleet[0], "chat").await.0, 200);
+        if fleet_of(&env, &fleet[0], "sim-gpt").await["open"] == true {
+            break;
+        }
+    }
+    eventually("the status records the open primary", || async {
+        let route = env.get(&format!("{ROUTES}/chat")).await;
+        target_status(&route, "primary")["state"] == "Open"
+    })
+    .await;
+
+    // web-0, the only sidecar that saw the primary fail, goes away; then the leader dies. The
+    // other replica takes over: all it knows of the primary is what the status says.
+    drop(fleet.remove(0));
+    let leader = if first == "operator-1" { 0 } else { 1 };
+    drop(replicas[leader].take());
+    eventually("the other replica leads", || async {
+        holder().is_some_and(|h| h != first)
+    })
+    .await;
+    eventually(
+        "web-1 hears from the new leader that the primary is open",
+        || async { fleet_of(&env, &fleet[0], "sim-gpt").await["open"] == true },
+    )
+    .await;
+    let before = env.sim.attempts(Some("sim-gpt")).len();
+    for _ in 0..5 {
+        assert_eq!(
+            served_by(&env, &fleet[0], "chat").await,
+            (200, "backup".to_owned())
+        );
+    }
+    let probes = env.sim.attempts(Some("sim-gpt")).len() - before;
+    assert!(
+        probes <= 1,
+        "web-1 sent the open primary {probes} requests; at most the one probe it may be elected for"
+    );
+    let route = env.get(&format!("{ROUTES}/chat")).await;
+    assert_eq!(
+        target_status(&route, "primary")["state"],
+        "Open",
+        "the new leader keeps what the status said: {}",
+        route["status"]
+    );
+}

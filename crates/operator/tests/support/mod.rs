@@ -127,7 +127,7 @@ impl Env {
         self.operator_full(policy_port, pod, &[])
     }
 
-    fn operator_full(&self, policy_port: u16, pod: &str, extra: &[&str]) -> Proc {
+    pub fn operator_full(&self, policy_port: u16, pod: &str, extra: &[&str]) -> Proc {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_plumb-operator"));
         cmd.args(["--lease-duration", "3s", "--lease-retry", "300ms"])
             .env("POD_NAMESPACE", "plumb-system")
