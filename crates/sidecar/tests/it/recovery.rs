@@ -50,6 +50,65 @@ async fn a_retry_after_longer_than_the_deadline_fails_over_at_once() {
 }
 
 #[tokio::test]
+async fn nothing_is_sent_into_an_announced_rate_limit_window() {
+    let sim = simulator().await;
+    plan(
+        &sim,
+        "sim-gpt",
+        json!({"fault": "rate_limited:retry_after=30", "first": 1}),
+    );
+    let sc = Sidecar::start(&two_openai(&sim, "sim-gpt", "  deadlines: {total: 5s}\n"));
+    let r = sc.openai(chat(false)).send().await.unwrap();
+    assert_eq!(header(&r, "x-plumb-served-by"), "fallback");
+    // Later requests skip the primary for the rest of the window, without asking it again.
+    for _ in 0..5 {
+        let r = sc.openai(chat(false)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(header(&r, "x-plumb-served-by"), "fallback");
+        assert_eq!(header(&r, "x-plumb-attempts"), "1");
+    }
+    assert_eq!(
+        attempts(&sim, "sim-gpt").await.len(),
+        1,
+        "the window is honoured"
+    );
+    assert_eq!(attempts(&sim, "sim-gpt-mini").await.len(), 6);
+}
+
+#[tokio::test]
+async fn the_last_option_waits_for_a_short_window_to_end() {
+    let sim = simulator().await;
+    plan(
+        &sim,
+        "sim-gpt",
+        json!({"fault": "rate_limited:retry_after=1", "first": 1}),
+    );
+    let sc = Sidecar::start(&route(
+        "chat",
+        &[target(
+            "only",
+            "openai",
+            &format!("{}/v1", sim.base_url()),
+            "sim-gpt",
+            "",
+        )],
+        "  classes: {rateLimited: {retries: 0}}\n",
+    ));
+    let r = sc.openai(chat(false)).send().await.unwrap();
+    assert_eq!(r.status(), 429, "no retry allowed: the 429 goes back");
+    // The next request waits for the window instead of sending into it.
+    let r = sc.openai(chat(false)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let log = attempts(&sim, "sim-gpt").await;
+    assert_eq!(log.len(), 2);
+    assert!(
+        log[1].at_ms - log[0].at_ms >= 1000.0,
+        "sent {} ms after a 1 s window began",
+        log[1].at_ms - log[0].at_ms
+    );
+}
+
+#[tokio::test]
 async fn persistent_429_without_headers_backs_off_and_fails_over_without_hammering() {
     let sim = simulator().await;
     let sc = Sidecar::start(&two_openai(&sim, "sim-rate-limited-bare", ""));
