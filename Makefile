@@ -14,7 +14,7 @@ NEXTEST_PROFILE ?= $(if $(CI),ci,default)
 crds:
 	PLUMB_UPDATE_CRDS=1 $(CARGO) test --quiet -p plumb-api --test crd
 
-## bench-control: a route change propagated to 100 connected sidecars; operator memory per sidecar
+## bench-control: a route change propagated to 100 connected sidecars; operator memory per sidecar; shared knowledge with 100 reporting
 bench-control: tools
 	$(CARGO) build --release --locked --quiet -p plumb-operator --bin plumb-operator --example propagation
 	target/release/examples/propagation | tee target/bench-control.md

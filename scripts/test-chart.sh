@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The Helm chart with the real tools: helm lint --strict with Helm 3 and Helm 4, helm template
 # for Kubernetes 1.29 to 1.33 validated with kubernetes-validate --strict, every optional part
-# rendered, bad values refused by values.schema.json, and the webhook's golden injected Pod
-# validated too. (The chart's CRD against the real API server is a Rust test.)
+# rendered, bad values refused by values.schema.json, the operator's args accepted by the
+# operator, and the webhook's golden injected Pod validated too. (The chart's CRD against the real API server is a Rust test.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 helm=$(scripts/helm.sh 4)
@@ -41,6 +41,23 @@ done
 for v in 1.29.0 1.33.0; do
   "$venv/bin/kubernetes-validate" -k "$v" --strict --quiet \
     crates/operator/tests/golden/webhook/deployment-web.injected.json
+done
+# The operator accepts every flag the chart gives it, in every TLS mode (a typo would be a crash
+# loop): its argument parser reads the rendered args, then --help stops it before it starts.
+cargo build --locked --quiet -p plumb-operator
+for f in "$out/default-1.33.0.yaml" "$out/helm-1.33.0.yaml" "$out/all-1.33.0.yaml"; do
+  mapfile -t args < <("$venv/bin/python" - "$f" <<'PY'
+import sys, yaml
+for doc in yaml.safe_load_all(open(sys.argv[1])):
+    if doc and doc.get("kind") == "Deployment":
+        for c in doc["spec"]["template"]["spec"]["containers"]:
+            if c["name"] == "operator":
+                print("\n".join(c["args"]))
+PY
+)
+  [ "${#args[@]}" -gt 5 ] || { echo "test-chart: no operator args found in $f" >&2; exit 1; }
+  target/debug/plumb-operator "${args[@]}" --help >/dev/null \
+    || { echo "test-chart: plumb-operator refuses the chart's args in $f: ${args[*]}" >&2; exit 1; }
 done
 # The CRD in the chart is the generated one.
 cmp -s crds/plumb.dev_llmroutes.yaml "$chart/crds/plumb.dev_llmroutes.yaml" \
