@@ -118,11 +118,16 @@ async fn knowledge_e2e_one_sidecars_failure_protects_the_fleet_with_one_probe_pe
     let port = free_port();
     let _op = env.operator_with(port, &["--knowledge-status-min-interval", "500ms"]);
     let url = format!("https://127.0.0.1:{port}");
+    // `observe`: failover is allowed, and reported when uncertified.
     let (s, body) = env
         .send(
             Method::POST,
             ROUTES,
-            Some(&chat_route(&env, "chat", json!({}))),
+            Some(&chat_route(
+                &env,
+                "chat",
+                json!({"equivalence": {"mode": "observe"}}),
+            )),
         )
         .await;
     assert_eq!(s, 201, "{body}");
@@ -221,6 +226,7 @@ async fn knowledge_e2e_one_sidecars_failure_protects_the_fleet_with_one_probe_pe
     let reasons: Vec<&str> = events.iter().filter_map(|e| e["reason"].as_str()).collect();
     assert!(reasons.contains(&"BreakerOpened"), "{reasons:?}");
     assert!(reasons.contains(&"ProbedHealthy"), "{reasons:?}");
+    assert!(reasons.contains(&"UncertifiedFailover"), "{reasons:?}");
     assert!(
         !serde_json::to_string(&events).unwrap().contains("sk-test"),
         "no key in any Event"

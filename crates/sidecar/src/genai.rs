@@ -106,6 +106,46 @@ pub fn usage(body: &Value) -> Option<(u64, u64)> {
     ))
 }
 
+/// The tokens a stream reports as it goes: OpenAI's usage chunk (`usage.prompt_tokens`,
+/// `usage.completion_tokens`), Anthropic's `message_start` (`message.usage.input_tokens`) and
+/// `message_delta` (`usage.output_tokens`, cumulative).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamUsage {
+    input: Option<u64>,
+    output: Option<u64>,
+}
+
+impl StreamUsage {
+    /// Reads one event's data; only events that mention usage are parsed.
+    pub fn observe(&mut self, data: &str) {
+        if !data.contains("\"usage\"") {
+            return;
+        }
+        let Ok(v) = serde_json::from_str::<Value>(data) else {
+            return;
+        };
+        let usage = v
+            .get("usage")
+            .or_else(|| v.get("message").and_then(|m| m.get("usage")))
+            .filter(|u| u.is_object());
+        let Some(u) = usage else {
+            return;
+        };
+        let get = |keys: [&str; 2]| keys.iter().find_map(|k| u.get(*k).and_then(Value::as_u64));
+        if let Some(n) = get(["prompt_tokens", "input_tokens"]) {
+            self.input = Some(n);
+        }
+        if let Some(n) = get(["completion_tokens", "output_tokens"]) {
+            self.output = Some(self.output.map_or(n, |o| o.max(n)));
+        }
+    }
+
+    /// Input and output tokens, once the input is known.
+    pub fn tokens(&self) -> Option<(u64, u64)> {
+        Some((self.input?, self.output.unwrap_or(0)))
+    }
+}
+
 /// Records the operation's duration; `error` is the class the client was answered with.
 pub fn record_duration(started: Instant, attributes: &[KeyValue], error: Option<&str>) {
     let mut a = attributes.to_vec();
@@ -151,5 +191,21 @@ mod tests {
             Some((5, 7))
         );
         assert_eq!(usage(&json!({"choices": []})), None);
+    }
+
+    #[test]
+    fn usage_of_streams_of_both_families() {
+        let mut openai = StreamUsage::default();
+        openai.observe(r#"{"choices":[{"delta":{"content":"usage"}}]}"#);
+        openai.observe(r#"{"choices":[],"usage":null}"#);
+        assert_eq!(openai.tokens(), None);
+        openai.observe(r#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":30}}"#);
+        assert_eq!(openai.tokens(), Some((12, 30)));
+        let mut anthropic = StreamUsage::default();
+        anthropic.observe(
+            r#"{"type":"message_start","message":{"usage":{"input_tokens":25,"output_tokens":1}}}"#,
+        );
+        anthropic.observe(r#"{"type":"message_delta","usage":{"output_tokens":15}}"#);
+        assert_eq!(anthropic.tokens(), Some((25, 15)));
     }
 }

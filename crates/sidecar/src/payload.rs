@@ -143,6 +143,15 @@ impl ClientRequest {
         let body = if family == self.api {
             let mut body = self.body.clone();
             body.insert("model".to_owned(), Value::String(target.model.clone()));
+            // Ask OpenAI for a stream's usage, to count its tokens; the usage-only chunk is
+            // dropped on the way back when the client did not ask for it. (Only OpenAI itself:
+            // older Azure API versions and some compatible servers refuse the field.)
+            if self.stream && target.provider == Provider::Openai && !self.include_usage() {
+                body.insert(
+                    "stream_options".to_owned(),
+                    serde_json::json!({"include_usage": true}),
+                );
+            }
             body
         } else {
             if self.operation == Operation::Embeddings {

@@ -985,6 +985,10 @@ impl Attempts<'_> {
                     created: unix_now(),
                     after_commit: self.after_commit(target),
                     collect: sampler.is_some(),
+                    on_usage: Some(Box::new({
+                        let attrs = genai::attributes(self.request, target, &self.label);
+                        move |tokens| genai::record_tokens(Some(tokens), &attrs)
+                    })),
                 };
                 let relay = Relay::new(options, first, rest, move |end| match end {
                     StreamEnd::Interrupted { reason, bytes } => {

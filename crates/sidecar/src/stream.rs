@@ -118,6 +118,8 @@ pub struct Relay {
     created: u64,
     after_commit: Option<AfterCommit>,
     collector: Option<StreamCollector>,
+    usage: crate::genai::StreamUsage,
+    on_usage: Option<Box<dyn FnOnce((u64, u64)) + Send + Sync>>,
 }
 
 /// How a committed stream is relayed.
@@ -144,6 +146,8 @@ pub struct RelayOptions {
     pub after_commit: Option<AfterCommit>,
     /// Collect the complete answer for the report (a shadow sample wants it).
     pub collect: bool,
+    /// Told the stream's input and output tokens when it ends, if the upstream said them.
+    pub on_usage: Option<Box<dyn FnOnce((u64, u64)) + Send + Sync>>,
 }
 
 impl Relay {
@@ -180,6 +184,8 @@ impl Relay {
             created: options.created,
             after_commit: options.after_commit,
             collector,
+            usage: crate::genai::StreamUsage::default(),
+            on_usage: options.on_usage,
         }
     }
 
@@ -210,6 +216,10 @@ impl Relay {
     }
 
     fn end(&mut self, end: StreamEnd) {
+        // Tokens are spent however the stream ends.
+        if let (Some(tokens), Some(on_usage)) = (self.usage.tokens(), self.on_usage.take()) {
+            on_usage(tokens);
+        }
         if let Some(report) = self.report.take() {
             report(end);
         }
@@ -250,6 +260,7 @@ impl Relay {
             let Some(ev) = self.sse.next_event() else {
                 return;
             };
+            self.usage.observe(&ev.data);
             if let Some(c) = self.collector.as_mut() {
                 c.event(&ev);
             }

@@ -162,6 +162,7 @@ impl Translator {
             }
             (family, _) => Translator::Same(Tracker {
                 family,
+                drop_usage: family == Api::Openai && !include_usage,
                 ..Tracker::default()
             }),
         }
@@ -236,6 +237,7 @@ impl Translator {
             }),
             (family, _) => Translator::Same(Tracker {
                 family,
+                drop_usage: family == Api::Openai && !include_usage,
                 text: self.text().to_owned(),
                 block,
                 resume_into: Some(block),
@@ -279,6 +281,9 @@ pub struct Tracker {
     resume_into: Option<Option<u64>>,
     /// White space the client already has (see [`strip_overlap`]).
     overlap: String,
+    /// Drop the usage-only chunk: Plumb asked the upstream for usage (to count the tokens),
+    /// the OpenAI client did not.
+    drop_usage: bool,
 }
 
 impl Default for Tracker {
@@ -292,6 +297,7 @@ impl Default for Tracker {
             block: None,
             resume_into: None,
             overlap: String::new(),
+            drop_usage: false,
         }
     }
 }
@@ -301,6 +307,14 @@ impl Tracker {
         match (self.family, v) {
             (Api::Openai, None) if ev.data == "[DONE]" => self.terminated = true,
             (Api::Openai, Some(v)) => {
+                let usage_only = v
+                    .get("choices")
+                    .and_then(Value::as_array)
+                    .is_some_and(Vec::is_empty)
+                    && v.get("usage").is_some_and(|u| !u.is_null());
+                if self.drop_usage && usage_only {
+                    return Ok(Vec::new());
+                }
                 let delta = v.pointer("/choices/0/delta");
                 let raw = delta
                     .and_then(|d| d.get("content"))

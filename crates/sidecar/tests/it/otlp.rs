@@ -19,7 +19,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 
-use crate::support::{Sidecar, chat, eventually, header, simulator, two_openai};
+use crate::support::{
+    Sidecar, chat, eventually, header, openai_text, parse_sse, read_all, simulator, two_openai,
+};
 
 /// Spans received: name and attributes.
 type Spans = Arc<Mutex<Vec<(String, Vec<KeyValue>)>>>;
@@ -110,8 +112,8 @@ fn attr(attrs: &[KeyValue], key: &str) -> Option<String> {
 }
 
 /// Spans and GenAI metrics of a failover reach a gRPC OTLP receiver.
-#[tokio::test]
-async fn otlp_e2e_spans_and_genai_metrics_reach_a_grpc_receiver() {
+/// An OTLP gRPC receiver (traces and metrics) on a free port, and its endpoint.
+async fn grpc_receiver() -> (Receiver, String) {
     let receiver = Receiver::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -123,8 +125,13 @@ async fn otlp_e2e_spans_and_genai_metrics_reach_a_grpc_receiver() {
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
             .await
     });
+    (receiver, format!("http://{addr}"))
+}
+
+#[tokio::test]
+async fn otlp_e2e_spans_and_genai_metrics_reach_a_grpc_receiver() {
+    let (receiver, endpoint) = grpc_receiver().await;
     let sim = simulator().await;
-    let endpoint = format!("http://{addr}");
     let sc = Sidecar::start_with(
         &two_openai(
             &sim,
@@ -214,6 +221,46 @@ async fn otlp_e2e_spans_and_genai_metrics_reach_a_grpc_receiver() {
     assert!(
         kinds.contains(&"input".into()) && kinds.contains(&"output".into()),
         "{kinds:?}"
+    );
+}
+
+#[tokio::test]
+async fn otlp_e2e_streamed_answers_count_their_tokens() {
+    let (receiver, endpoint) = grpc_receiver().await;
+    let sim = simulator().await;
+    let sc = Sidecar::start_with(
+        &two_openai(&sim, "sim-gpt", ""),
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
+        ],
+    )
+    .unwrap();
+    // The client does not ask for usage: Plumb asks OpenAI for it, counts the tokens, and
+    // the client's stream is exactly what it asked for.
+    let r = sc.openai(chat(true)).send().await.unwrap();
+    assert_eq!(header(&r, "x-plumb-served-by"), "primary");
+    let (body, err) = read_all(r).await;
+    assert!(err.is_none(), "{err:?}");
+    let events = parse_sse(&body);
+    assert!(
+        events.iter().all(|e| !e.data.contains("\"usage\":{")),
+        "no usage chunk the client did not ask for"
+    );
+    assert!(!openai_text(&events).is_empty());
+    assert!(
+        eventually(|| async {
+            let m = receiver.metrics.lock().unwrap();
+            m.iter().any(|(name, points)| {
+                name == "gen_ai.client.token.usage"
+                    && points
+                        .iter()
+                        .any(|p| attr(p, "gen_ai.token.type").as_deref() == Some("output"))
+            })
+        })
+        .await,
+        "the streamed answer's tokens were not counted"
     );
 }
 
