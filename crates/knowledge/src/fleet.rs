@@ -756,9 +756,17 @@ impl Fleet {
         }
     }
 
-    /// Namespaces with connected sidecars or knowledge, and how many sidecars each has.
-    pub fn sidecars(&self, namespace: &str) -> usize {
-        self.namespaces.get(namespace).map_or(0, |n| n.pods.len())
+    /// How many upstreams each namespace skips.
+    pub fn open_upstreams(&self) -> Vec<(String, usize)> {
+        self.namespaces
+            .iter()
+            .map(|(name, ns)| {
+                (
+                    name.clone(),
+                    ns.upstreams.values().filter(|u| u.open.is_some()).count(),
+                )
+            })
+            .collect()
     }
 }
 

@@ -26,6 +26,7 @@ use plumb_knowledge::fleet::{Seed, Settings};
 use plumb_knowledge::{Fleet, FleetEvent, TargetSummary};
 use plumb_policy::UpstreamKey;
 use plumb_proto::v1;
+use plumb_telemetry::operator::{NamespaceLabels, OperatorMetrics, ResultLabels};
 use serde_json::json;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -78,6 +79,7 @@ pub struct Knowledge {
     channels: Mutex<HashMap<String, watch::Sender<Arc<v1::Knowledge>>>>,
     routes: Mutex<BTreeMap<(String, String), RouteInfo>>,
     push_every: Duration,
+    metrics: Arc<OperatorMetrics>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -86,12 +88,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Knowledge {
     /// An empty store; changes that are not urgent are pushed at most every `push_every`.
-    pub fn new(settings: Settings, push_every: Duration) -> Knowledge {
+    pub fn new(
+        settings: Settings,
+        push_every: Duration,
+        metrics: Arc<OperatorMetrics>,
+    ) -> Knowledge {
         Knowledge {
             fleet: Mutex::new(Fleet::new(settings)),
             channels: Mutex::new(HashMap::new()),
             routes: Mutex::new(BTreeMap::new()),
             push_every,
+            metrics,
         }
     }
 
@@ -110,6 +117,12 @@ impl Knowledge {
     fn publish(&self, namespace: &str) {
         let k = lock(&self.fleet).knowledge(namespace, now_ms());
         self.channel(namespace).send_replace(Arc::new(k));
+        self.metrics
+            .knowledge_pushes
+            .get_or_create(&NamespaceLabels {
+                namespace: namespace.to_owned(),
+            })
+            .inc();
     }
 
     /// A sidecar connected.
@@ -124,6 +137,7 @@ impl Knowledge {
 
     /// Merges a sidecar's report; a state change is pushed to the namespace at once.
     pub fn report(&self, namespace: &str, pod: &str, report: &v1::Report) {
+        self.metrics.knowledge_reports.inc();
         let urgent = lock(&self.fleet).report(namespace, pod, report, now_ms());
         if urgent {
             self.publish(namespace);
@@ -132,7 +146,17 @@ impl Knowledge {
 
     /// Plans every namespace and pushes what changed.
     pub fn tick(&self) {
-        let pushes = lock(&self.fleet).tick(now_ms(), self.push_every);
+        let (pushes, open) = {
+            let mut fleet = lock(&self.fleet);
+            let pushes = fleet.tick(now_ms(), self.push_every);
+            (pushes, fleet.open_upstreams())
+        };
+        for (namespace, n) in open {
+            self.metrics
+                .open_upstreams
+                .get_or_create(&NamespaceLabels { namespace })
+                .set(n as i64);
+        }
         for ns in pushes.namespaces {
             self.publish(&ns);
         }
@@ -456,8 +480,18 @@ pub async fn run(knowledge: Arc<Knowledge>, client: Client, recorder: Recorder, 
             {
                 Ok(_) => {
                     written.insert(key, (targets, Some(healthy), Instant::now()));
+                    knowledge
+                        .metrics
+                        .knowledge_status_writes
+                        .get_or_create(&ResultLabels { result: "ok" })
+                        .inc();
                 }
                 Err(e) => {
+                    knowledge
+                        .metrics
+                        .knowledge_status_writes
+                        .get_or_create(&ResultLabels { result: "error" })
+                        .inc();
                     tracing::debug!(namespace = %ns, route = %name, error = %e, "knowledge status not written");
                 }
             }

@@ -415,6 +415,7 @@ async fn run(args: Args) -> ExitCode {
             ..plumb_knowledge::Settings::default()
         },
         args.knowledge_push_interval,
+        metrics.clone(),
     ));
     let server = PolicyServer {
         leading: leading.clone(),

@@ -480,6 +480,7 @@ mod tests {
             knowledge: Arc::new(crate::knowledge::Knowledge::new(
                 plumb_knowledge::Settings::default(),
                 Duration::from_secs(1),
+                Arc::new(OperatorMetrics::new()),
             )),
             metrics: Arc::new(OperatorMetrics::new()),
             resync: Duration::from_secs(60),

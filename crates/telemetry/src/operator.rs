@@ -42,6 +42,16 @@ pub struct OperatorMetrics {
     pub push_seconds: Histogram,
     /// `plumb_operator_refused_streams_total{reason}`: control streams refused.
     pub refused_streams: Family<ReasonLabels, Counter>,
+    /// `plumb_operator_knowledge_reports_total`: sidecar reports merged.
+    pub knowledge_reports: Counter,
+    /// `plumb_operator_knowledge_pushes_total{namespace}`: the fleet's knowledge pushed to a
+    /// namespace's sidecars.
+    pub knowledge_pushes: Family<NamespaceLabels, Counter>,
+    /// `plumb_operator_open_upstreams{namespace}`: upstreams every sidecar of the namespace
+    /// skips.
+    pub open_upstreams: Family<NamespaceLabels, Gauge>,
+    /// `plumb_operator_knowledge_status_writes_total{result}`: per-target status written.
+    pub knowledge_status_writes: Family<ResultLabels, Counter>,
 }
 
 impl Default for OperatorMetrics {
@@ -61,6 +71,30 @@ impl OperatorMetrics {
             0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0,
         ]);
         let refused_streams = Family::<ReasonLabels, Counter>::default();
+        let knowledge_reports = Counter::default();
+        let knowledge_pushes = Family::<NamespaceLabels, Counter>::default();
+        let open_upstreams = Family::<NamespaceLabels, Gauge>::default();
+        let knowledge_status_writes = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "plumb_operator_knowledge_reports",
+            "Sidecar health reports merged into the fleet's knowledge",
+            knowledge_reports.clone(),
+        );
+        registry.register(
+            "plumb_operator_knowledge_pushes",
+            "The fleet's knowledge pushed to a namespace's sidecars",
+            knowledge_pushes.clone(),
+        );
+        registry.register(
+            "plumb_operator_open_upstreams",
+            "Upstreams every sidecar of the namespace skips until a probe finds them healthy",
+            open_upstreams.clone(),
+        );
+        registry.register(
+            "plumb_operator_knowledge_status_writes",
+            "Writes of the fleet's per-target knowledge to LlmRoute status, by result",
+            knowledge_status_writes.clone(),
+        );
         registry.register(
             "plumb_operator_reconciles",
             "LlmRoute reconciles by result",
@@ -93,6 +127,10 @@ impl OperatorMetrics {
             connected_sidecars,
             push_seconds,
             refused_streams,
+            knowledge_reports,
+            knowledge_pushes,
+            open_upstreams,
+            knowledge_status_writes,
         }
     }
 
