@@ -97,6 +97,9 @@ struct Resuming {
     target: String,
 }
 
+/// Told a stream's input and output tokens when it ends.
+pub type OnUsage = Box<dyn FnOnce((u64, u64)) + Send + Sync>;
+
 /// The body of a committed stream.
 pub struct Relay {
     api: Api,
@@ -119,7 +122,7 @@ pub struct Relay {
     after_commit: Option<AfterCommit>,
     collector: Option<StreamCollector>,
     usage: crate::genai::StreamUsage,
-    on_usage: Option<Box<dyn FnOnce((u64, u64)) + Send + Sync>>,
+    on_usage: Option<OnUsage>,
 }
 
 /// How a committed stream is relayed.
@@ -147,7 +150,7 @@ pub struct RelayOptions {
     /// Collect the complete answer for the report (a shadow sample wants it).
     pub collect: bool,
     /// Told the stream's input and output tokens when it ends, if the upstream said them.
-    pub on_usage: Option<Box<dyn FnOnce((u64, u64)) + Send + Sync>>,
+    pub on_usage: Option<OnUsage>,
 }
 
 impl Relay {
