@@ -118,6 +118,9 @@ pub struct Fleet {
     probes_taken: Mutex<HashMap<UpstreamKey, i64>>,
     changed: Notify,
     urgent: std::sync::atomic::AtomicBool,
+    /// Whether anyone reads the reports (a control plane); standalone, only the sidecar's own
+    /// rate-limit windows are kept.
+    reporting: std::sync::atomic::AtomicBool,
 }
 
 impl Default for Fleet {
@@ -150,12 +153,15 @@ impl Fleet {
             probes_taken: Mutex::new(HashMap::new()),
             changed: Notify::new(),
             urgent: std::sync::atomic::AtomicBool::new(false),
+            reporting: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
-    /// Names this pod (directives elect probers by pod name).
+    /// Names this pod (directives elect probers by pod name) and starts reporting.
     pub fn set_pod(&self, pod: &str) {
         pod.clone_into(&mut lock(&self.pod));
+        self.reporting
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     /// The directives in force.
@@ -220,6 +226,9 @@ impl Fleet {
             until_ms = unix_ms(until);
             urgent = true;
         }
+        if !self.reporting.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         {
             let mut reported = lock(&self.reported);
             let before = reported.insert(key.clone(), o.breaker);
@@ -252,6 +261,9 @@ impl Fleet {
 
     /// Counts an answer served by failover to a target the route does not certify.
     pub fn uncertified_failover(&self, route: &str, target: &Target) {
+        if !self.reporting.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
         let mut pending = lock(&self.pending);
         let a = pending
             .entry((route.to_owned(), target.name.clone()))
@@ -444,6 +456,7 @@ mod tests {
     #[test]
     fn reports_count_outcomes_and_say_when_a_state_changed() {
         let f = Fleet::new();
+        f.set_pod("web-1");
         let t = target("gpt");
         f.record("chat", &t, outcome("ok"));
         f.record("chat", &t, outcome("timeout"));
@@ -470,6 +483,7 @@ mod tests {
     #[test]
     fn an_own_rate_limit_window_holds_even_without_an_operator() {
         let f = Fleet::new();
+        f.set_pod("web-1");
         let t = target("gpt");
         f.record(
             "chat",
@@ -483,6 +497,18 @@ mod tests {
         let r = f.report(1, None, Vec::new()).unwrap_or_else(|| panic!());
         assert!(r.urgent);
         assert!(r.targets[0].rate_limited_until_unix_ms > now_ms() + 29_000);
+        // Standalone (no control plane): the window holds, nothing accumulates for reports.
+        let standalone = Fleet::new();
+        standalone.record(
+            "chat",
+            &t,
+            Outcome {
+                retry_after: Some(Duration::from_secs(30)),
+                ..outcome("rate_limited")
+            },
+        );
+        assert!(matches!(standalone.gate(&t.upstream), Gate::RateLimited(_)));
+        assert!(standalone.report(1, None, Vec::new()).is_none());
     }
 
     #[test]
