@@ -110,27 +110,35 @@ fn chat_route(env: &Env, name: &str, extra: Value) -> Value {
         "metadata": {"name": name, "namespace": "team-a"}, "spec": spec})
 }
 
-#[tokio::test]
-async fn knowledge_e2e_one_sidecars_failure_protects_the_fleet_with_one_probe_per_interval() {
+/// The environment with team-a's key, an operator that may write a route's status every
+/// 500 ms, and its policy URL.
+async fn with_operator() -> (Env, Proc, u16) {
     let env = env().await;
     env.fake
         .put_secret("team-a", "llm-keys", &[("openai", "sk-test-team-a")]);
     let port = free_port();
-    let _op = env.operator_with(port, &["--knowledge-status-min-interval", "500ms"]);
+    let op = env.operator_with(port, &FAST_STATUS);
+    (env, op, port)
+}
+
+const FAST_STATUS: [&str; 2] = ["--knowledge-status-min-interval", "500ms"];
+
+/// Creates a route.
+async fn create(env: &Env, route: &Value) {
+    let (s, body) = env.send(Method::POST, ROUTES, Some(route)).await;
+    assert_eq!(s, 201, "{body}");
+}
+
+#[tokio::test]
+async fn knowledge_e2e_one_sidecars_failure_protects_the_fleet_with_one_probe_per_interval() {
+    let (env, _op, port) = with_operator().await;
     let url = format!("https://127.0.0.1:{port}");
     // `observe`: failover is allowed, and reported when uncertified.
-    let (s, body) = env
-        .send(
-            Method::POST,
-            ROUTES,
-            Some(&chat_route(
-                &env,
-                "chat",
-                json!({"equivalence": {"mode": "observe"}}),
-            )),
-        )
-        .await;
-    assert_eq!(s, 201, "{body}");
+    create(
+        &env,
+        &chat_route(&env, "chat", json!({"equivalence": {"mode": "observe"}})),
+    )
+    .await;
     let fleet = sidecars(&env, &url, 10).await;
 
     // The primary goes down. Only web-0 sends traffic, until its breaker opens.
@@ -235,32 +243,23 @@ async fn knowledge_e2e_one_sidecars_failure_protects_the_fleet_with_one_probe_pe
 
 #[tokio::test]
 async fn knowledge_e2e_rate_limits_and_certifications_are_shared_and_survive_a_restart() {
-    let env = env().await;
-    env.fake
-        .put_secret("team-a", "llm-keys", &[("openai", "sk-test-team-a")]);
-    let port = free_port();
-    let op = env.operator_with(port, &["--knowledge-status-min-interval", "500ms"]);
+    let (env, op, port) = with_operator().await;
     let url = format!("https://127.0.0.1:{port}");
     // `limited`: the primary's first answer is a 429 with a 3 s reset.
-    let (s, body) = env
-        .send(
-            Method::POST,
-            ROUTES,
-            Some(&chat_route(
-                &env,
-                "limited",
-                json!({"classes": {"rateLimited": {"retries": 0}}}),
-            )),
-        )
-        .await;
-    assert_eq!(s, 201, "{body}");
+    create(
+        &env,
+        &chat_route(
+            &env,
+            "limited",
+            json!({"classes": {"rateLimited": {"retries": 0}}}),
+        ),
+    )
+    .await;
     // `certified`: failover only to a certified fallback; every healthy answer shadowed.
     let equivalence = json!({"equivalence": {"mode": "enforce", "threshold": 0.5, "minSamples": 5,
         "method": {"kind": "exact"},
         "shadow": {"rate": 1.0, "maxConcurrent": 4, "requestsPerMinute": 1000}}});
-    let certified = chat_route(&env, "certified", equivalence);
-    let (s, body) = env.send(Method::POST, ROUTES, Some(&certified)).await;
-    assert_eq!(s, 201, "{body}");
+    create(&env, &chat_route(&env, "certified", equivalence)).await;
     let fleet = sidecars(&env, &url, 3).await;
 
     // A rate-limit window seen by web-0 holds for every sidecar.
@@ -365,7 +364,7 @@ async fn knowledge_e2e_rate_limits_and_certifications_are_shared_and_survive_a_r
     // The operator restarts: the new one starts from the status, and a sidecar that never met
     // the old one fails over on the certification.
     drop(op);
-    let _op2 = env.operator_with(port, &["--knowledge-status-min-interval", "500ms"]);
+    let _op2 = env.operator_with(port, &FAST_STATUS);
     env.fake
         .add_token("tok-new", "team-a", "web", "web-new", AUDIENCE);
     let fresh = env.sidecar(&url, "team-a", "web-new", "tok-new", None);
@@ -398,10 +397,9 @@ async fn knowledge_e2e_a_new_leader_starts_from_the_status_and_keeps_the_upstrea
     env.fake
         .put_secret("team-a", "llm-keys", &[("openai", "sk-test-team-a")]);
     let (p1, p2) = (free_port(), free_port());
-    let fast = ["--knowledge-status-min-interval", "500ms"];
     let mut replicas = [
-        Some(env.operator_full(p1, "operator-1", &fast)),
-        Some(env.operator_full(p2, "operator-2", &fast)),
+        Some(env.operator_full(p1, "operator-1", &FAST_STATUS)),
+        Some(env.operator_full(p2, "operator-2", &FAST_STATUS)),
     ];
     let service = leader_service(
         env.fake.clone(),
@@ -414,10 +412,10 @@ async fn knowledge_e2e_a_new_leader_starts_from_the_status_and_keeps_the_upstrea
     };
     eventually("one replica leads", || async { holder().is_some() }).await;
     let first = holder().unwrap_or_default();
+    // A long cool-down: web-0 does not probe on its own while the test runs.
     let mut route = chat_route(&env, "chat", json!({}));
     route["spec"]["breaker"]["cooldown"] = json!("30s");
-    let (s, body) = env.send(Method::POST, ROUTES, Some(&route)).await;
-    assert_eq!(s, 201, "{body}");
+    create(&env, &route).await;
     let mut fleet = sidecars(&env, &format!("https://127.0.0.1:{service}"), 2).await;
 
     plan(

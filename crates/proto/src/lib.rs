@@ -1,9 +1,10 @@
 //! `plumb-proto`: the policy protocol between the operator and its sidecars, generated from
 //! `proto/plumb/policy/v1/policy.proto` at build time (no system `protoc`).
 //!
-//! One bidirectional `Control` stream per sidecar: the sidecar sends `Hello`, then `Ack`s and
-//! heartbeats; the operator sends versioned `Snapshot`s of the sidecar's namespace, heartbeats,
-//! or a `Refusal`. The sidecar authenticates with its pod's ServiceAccount token in the
+//! One bidirectional `Control` stream per sidecar: the sidecar sends `Hello`, then `Ack`s,
+//! heartbeats and `Report`s of what it learned of its upstreams; the operator sends versioned
+//! `Snapshot`s of the sidecar's namespace, the fleet's `Knowledge` of it, heartbeats, or a
+//! `Refusal`. The sidecar authenticates with its pod's ServiceAccount token in the
 //! `authorization` metadata.
 
 /// `plumb.policy.v1`.
