@@ -33,6 +33,10 @@ pub fn unix_ms(t: SystemTime) -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// The most route targets one report carries; more wait for the next report (a report stays
+/// far below gRPC's 4 MB message limit).
+pub const MAX_TARGETS_PER_REPORT: usize = 500;
+
 /// What the fleet says of one upstream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Directive {
@@ -85,6 +89,25 @@ struct Accum {
     probes_failed: u64,
     rate_limited_until_ms: i64,
     uncertified_failovers: u64,
+}
+
+impl Accum {
+    /// Adds what an older accumulation of the same target holds (its states are older).
+    fn absorb(&mut self, older: Accum) {
+        self.upstream = self.upstream.take().or(older.upstream);
+        for (o, n) in older.outcomes {
+            *self.outcomes.entry(o).or_default() += n;
+        }
+        self.latency.merge(&older.latency);
+        self.breaker = self.breaker.or(older.breaker);
+        if self.cooldown_ms == 0 {
+            self.cooldown_ms = older.cooldown_ms;
+        }
+        self.probes_ok += older.probes_ok;
+        self.probes_failed += older.probes_failed;
+        self.rate_limited_until_ms = self.rate_limited_until_ms.max(older.rate_limited_until_ms);
+        self.uncertified_failovers += older.uncertified_failovers;
+    }
 }
 
 /// One attempt's outcome, as the fleet hears of it.
@@ -310,6 +333,20 @@ impl Fleet {
         if pending.is_empty() && equivalence.is_empty() {
             return None;
         }
+        // Bounded in size: what does not fit goes with the next report.
+        if pending.len() > MAX_TARGETS_PER_REPORT {
+            let rest = pending.split_off(
+                &pending
+                    .keys()
+                    .nth(MAX_TARGETS_PER_REPORT)
+                    .cloned()
+                    .unwrap_or_default(),
+            );
+            let mut kept = lock(&self.pending);
+            for (k, older) in rest {
+                kept.entry(k).or_default().absorb(older);
+            }
+        }
         let targets = pending
             .into_iter()
             .filter_map(|((route, target), a)| {
@@ -478,6 +515,29 @@ mod tests {
         let r = f.report(3, None, Vec::new()).unwrap_or_else(|| panic!());
         assert!(r.urgent, "a breaker opening is urgent");
         assert_eq!(r.targets[0].breaker, v1::BreakerState::Open as i32);
+    }
+
+    #[test]
+    fn a_report_is_bounded_and_the_rest_goes_with_the_next() {
+        let f = Fleet::new();
+        f.set_pod("web-1");
+        let t = target("gpt");
+        for i in 0..MAX_TARGETS_PER_REPORT + 20 {
+            f.record(&format!("route-{i:04}"), &t, outcome("ok"));
+        }
+        let first = f.report(1, None, Vec::new()).unwrap_or_else(|| panic!());
+        assert_eq!(first.targets.len(), MAX_TARGETS_PER_REPORT);
+        // What arrives meanwhile adds to what waits.
+        f.record("route-0519", &t, outcome("timeout"));
+        let second = f.report(2, None, Vec::new()).unwrap_or_else(|| panic!());
+        assert_eq!(second.targets.len(), 20);
+        let last = &second.targets[19];
+        assert_eq!(last.route, "route-0519");
+        assert_eq!(
+            (last.outcomes.get("ok"), last.outcomes.get("timeout")),
+            (Some(&1), Some(&1))
+        );
+        assert!(f.report(3, None, Vec::new()).is_none());
     }
 
     #[test]
