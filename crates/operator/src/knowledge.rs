@@ -78,9 +78,14 @@ pub struct Knowledge {
     fleet: Mutex<Fleet>,
     channels: Mutex<HashMap<String, watch::Sender<Arc<v1::Knowledge>>>>,
     routes: Mutex<BTreeMap<(String, String), RouteInfo>>,
+    /// Certifications read from status, waiting for their route to be compiled (which says
+    /// which targets are its primaries): (namespace, route) → (candidate, agreements, samples).
+    seeded_certs: Mutex<SeededCerts>,
     push_every: Duration,
     metrics: Arc<OperatorMetrics>,
 }
+
+type SeededCerts = HashMap<(String, String), Vec<(String, UpstreamKey, u64, u64)>>;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -97,6 +102,7 @@ impl Knowledge {
             fleet: Mutex::new(Fleet::new(settings)),
             channels: Mutex::new(HashMap::new()),
             routes: Mutex::new(BTreeMap::new()),
+            seeded_certs: Mutex::new(HashMap::new()),
             push_every,
             metrics,
         }
@@ -185,6 +191,38 @@ impl Knowledge {
             certify: (route.equivalence.threshold, route.equivalence.min_samples),
         };
         lock(&self.routes).insert((namespace.to_owned(), name.to_owned()), info);
+        self.credit_seeded_certs(namespace, name);
+    }
+
+    /// Certifications read from status are credited to the route's first primary once the
+    /// route is compiled (status does not say which targets are primaries).
+    fn credit_seeded_certs(&self, namespace: &str, name: &str) {
+        let key = (namespace.to_owned(), name.to_owned());
+        let Some(primary) = lock(&self.routes).get(&key).and_then(|info| {
+            info.targets
+                .iter()
+                .find(|(_, _, p)| *p)
+                .map(|(_, k, _)| k.clone())
+        }) else {
+            return;
+        };
+        let Some(certs) = lock(&self.seeded_certs).remove(&key) else {
+            return;
+        };
+        let mut fleet = lock(&self.fleet);
+        for (target, candidate, agreements, samples) in certs {
+            fleet.seed(
+                namespace,
+                name,
+                &target,
+                &candidate,
+                Seed {
+                    equivalence: Some((primary.clone(), agreements, samples)),
+                    ..Seed::default()
+                },
+                now_ms(),
+            );
+        }
     }
 
     /// A deleted route.
@@ -215,6 +253,7 @@ impl Knowledge {
     /// Restores what the routes' statuses recorded.
     pub fn seed(&self, routes: &[LlmRoute]) -> usize {
         let now = now_ms();
+        let mut credit = Vec::new();
         let mut fleet = lock(&self.fleet);
         let mut seeded = 0;
         for route in routes {
@@ -222,12 +261,24 @@ impl Knowledge {
                 continue;
             };
             let name = route.name_any();
-            // The route's primaries, to credit certifications to.
-            let primary = status
+            let certs: Vec<(String, UpstreamKey, u64, u64)> = status
                 .targets
                 .iter()
-                .find(|t| t.equivalence.is_none())
-                .map(|t| upstream_key(&t.upstream));
+                .filter_map(|t| {
+                    let e = t.equivalence.as_ref()?;
+                    Some((
+                        t.name.clone(),
+                        upstream_key(&t.upstream),
+                        e.agreements,
+                        e.samples,
+                    ))
+                })
+                .collect();
+            if !certs.is_empty() {
+                seeded += certs.len();
+                lock(&self.seeded_certs).insert((ns.clone(), name.clone()), certs);
+                credit.push((ns.clone(), name.clone()));
+            }
             for t in &status.targets {
                 let seed = Seed {
                     open: (t.state == "Open").then(|| {
@@ -239,17 +290,18 @@ impl Knowledge {
                         )
                     }),
                     rate_limited_until_ms: t.rate_limited_until.as_deref().and_then(parse_ms),
-                    equivalence: t
-                        .equivalence
-                        .as_ref()
-                        .zip(primary.clone())
-                        .map(|(e, p)| (p, e.agreements, e.samples)),
+                    equivalence: None,
                 };
                 if seed != Seed::default() {
                     seeded += 1;
                 }
                 fleet.seed(&ns, &name, &t.name, &upstream_key(&t.upstream), seed, now);
             }
+        }
+        drop(fleet);
+        // Routes already compiled take their certifications now; the others when they are.
+        for (ns, name) in credit {
+            self.credit_seeded_certs(&ns, &name);
         }
         seeded
     }
@@ -628,6 +680,69 @@ mod tests {
             "certified now"
         );
         assert_eq!(change(&base, &[]), Change::State);
+    }
+
+    #[test]
+    fn seeded_certifications_are_credited_to_the_primary_once_the_route_is_compiled() {
+        let set = plumb_policy::parse_routes_file(
+            "apiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {name: chat, namespace: team-a}\nspec:\n  match: {models: [chat]}\n  targets:\n    - {name: cheap, provider: openai, baseUrl: 'http://h/v1', model: mini, credentials: {none: true}, priority: 2}\n    - {name: primary, provider: openai, baseUrl: 'http://h/v1', model: gpt, credentials: {none: true}}\n    - {name: backup, provider: openai, baseUrl: 'http://h/v1', model: claude, credentials: {none: true}, priority: 1}\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let route = &set.routes()[0];
+        let status_of = |name: &str, eq: Option<(u64, u64)>| TargetStatus {
+            name: name.into(),
+            upstream: {
+                let t = route.all_targets().find(|t| t.name == name);
+                let k = t.map(|t| t.upstream.clone()).unwrap_or_else(|| panic!());
+                UpstreamStatus {
+                    base_url: k.base_url,
+                    model: k.model,
+                    credential: k.credential,
+                }
+            },
+            state: "Healthy".into(),
+            equivalence: eq.map(|(agreements, samples)| EquivalenceStatus {
+                agreements,
+                samples,
+                ..EquivalenceStatus::default()
+            }),
+            ..TargetStatus::default()
+        };
+        let mut llm: LlmRoute = serde_json::from_value(json!({
+            "apiVersion": "plumb.dev/v1alpha1", "kind": "LlmRoute",
+            "metadata": {"name": "chat", "namespace": "team-a"},
+            "spec": {"match": {"models": ["chat"]}, "targets": []},
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        llm.status = Some(plumb_api::LlmRouteStatus {
+            targets: vec![
+                status_of("cheap", None),
+                status_of("primary", None),
+                status_of("backup", Some((30, 31))),
+            ],
+            ..plumb_api::LlmRouteStatus::default()
+        });
+        let k = Knowledge::new(
+            Settings::default(),
+            Duration::from_secs(1),
+            Arc::new(OperatorMetrics::new()),
+        );
+        assert_eq!(k.seed(&[llm]), 1);
+        // Not credited before the route is compiled: status does not say which is primary.
+        assert!(
+            lock(&k.fleet)
+                .knowledge("team-a", 0)
+                .certifications
+                .is_empty()
+        );
+        k.describe("team-a", "chat", None, route);
+        let certs = lock(&k.fleet).knowledge("team-a", 0).certifications;
+        assert_eq!(certs.len(), 1);
+        assert_eq!(
+            certs[0].primary.as_ref().map(|u| u.model.as_str()),
+            Some("gpt")
+        );
+        assert_eq!((certs[0].agreements, certs[0].samples), (30, 31));
     }
 
     #[test]
