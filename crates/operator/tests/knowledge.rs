@@ -175,6 +175,24 @@ async fn knowledge_e2e_one_sidecars_failure_protects_the_fleet_with_one_probe_pe
         before,
         "web-5 never sent the primary a request"
     );
+    let metrics = env
+        .client
+        .get(format!("{}/metrics", fleet[5].words[5]))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("plumb_skipped_targets_total{")
+                && l.contains(r#"target="primary""#)
+                && l.contains(r#"outcome="fleet_open""#)
+                && l.ends_with(" 5")),
+        "the skips are counted: {metrics}"
+    );
 
     // All ten under load for four seconds while the primary stays down: about one probe per
     // one-second interval in all, not one per sidecar.

@@ -48,6 +48,27 @@ pub enum Skip {
     Uncertified(String),
 }
 
+impl Skip {
+    /// Why, as a metric label.
+    pub const fn label(&self) -> &'static str {
+        match self {
+            Skip::Untranslatable(_)
+            | Skip::Tools
+            | Skip::JsonSchema
+            | Skip::Vision
+            | Skip::Prefill
+            | Skip::ContextWindow { .. } => "unfit",
+            Skip::NoCallerKey => "no_caller_key",
+            Skip::BreakerOpen => "breaker_open",
+            Skip::FleetOpen(_) => "fleet_open",
+            Skip::RateLimited(_) => "rate_limited",
+            Skip::RuledOut(_) => "ruled_out",
+            Skip::Downgrade => "downgrade",
+            Skip::Uncertified(_) => "uncertified",
+        }
+    }
+}
+
 impl fmt::Display for Skip {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -329,20 +329,18 @@ impl Attempts<'_> {
         let budget = self.proxy.table.budget(&route.id, route.retry_budget);
         budget.request();
         let (order, skipped) = fallback::order(route, self.request, self.caller_key.is_some());
-        self.skipped = skipped
-            .into_iter()
-            .map(|(t, s)| (t.name.clone(), s))
-            .collect();
+        for (t, why) in skipped {
+            self.skip(t, why);
+        }
         let mut first = true;
         let mut opened: Vec<(&Target, Instant)> = Vec::new();
         for (i, target) in order.iter().enumerate() {
             if let Some(prior) = self.ruled_out_by(&order, target) {
-                self.skipped
-                    .push((target.name.clone(), Skip::RuledOut(prior)));
+                self.skip(target, Skip::RuledOut(prior));
                 continue;
             }
             if let Err(refusal) = self.gate(target) {
-                self.skipped.push((target.name.clone(), refusal));
+                self.skip(target, refusal);
                 continue;
             }
             let others_left = order[i + 1..]
@@ -370,7 +368,7 @@ impl Attempts<'_> {
             LastResort::Target(t) => {
                 let gated = self.gate(t);
                 if let Err(refusal) = gated {
-                    self.skipped.push((t.name.clone(), refusal));
+                    self.skip(t, refusal);
                 } else if fallback::unfit(t, self.request, self.caller_key.is_some()).is_none()
                     && let Ok(resp) = self.try_target(t, false, false, &budget).await
                 {
@@ -391,6 +389,20 @@ impl Attempts<'_> {
             }
         }
         self.fail()
+    }
+
+    /// Passes over `target` without an attempt, for this reason (in the error and the metric).
+    fn skip(&mut self, target: &Target, why: Skip) {
+        self.proxy
+            .metrics
+            .skipped_targets
+            .get_or_create(&OutcomeLabels {
+                route: self.label.clone(),
+                target: target.name.clone(),
+                outcome: why.label(),
+            })
+            .inc();
+        self.skipped.push((target.name.clone(), why));
     }
 
     /// Whether the route's equivalence settings let failover use `target`; a refusal is
@@ -451,14 +463,13 @@ impl Attempts<'_> {
                 Gate::Go => match breaker.admit() {
                     Admission::Allowed(p) => p,
                     Admission::Refused { .. } => {
-                        self.skipped.push((target.name.clone(), Skip::BreakerOpen));
+                        self.skip(target, Skip::BreakerOpen);
                         return Err(None);
                     }
                 },
                 Gate::Probe => breaker.admit_probe(),
                 Gate::Open(reason) => {
-                    self.skipped
-                        .push((target.name.clone(), Skip::FleetOpen(reason)));
+                    self.skip(target, Skip::FleetOpen(reason));
                     return Err(None);
                 }
                 Gate::RateLimited(until) => {
@@ -471,8 +482,7 @@ impl Attempts<'_> {
                         tokio::time::sleep(wait).await;
                         continue;
                     }
-                    self.skipped
-                        .push((target.name.clone(), Skip::RateLimited(wait)));
+                    self.skip(target, Skip::RateLimited(wait));
                     return Err(None);
                 }
             };

@@ -122,6 +122,10 @@ pub struct Metrics {
     pub shadow_skipped: Family<RouteLabels, Counter>,
     /// `plumb_failover_equivalence_total`: failed-over answers (and refusals) by certification.
     pub failover_equivalence: Family<OutcomeLabels, Counter>,
+    /// `plumb_skipped_targets_total{route,target,outcome}`: targets passed over without an
+    /// attempt, by why (`breaker_open`, `fleet_open`, `rate_limited`, `unfit`, `ruled_out`,
+    /// `uncertified`, `downgrade`, `no_caller_key`).
+    pub skipped_targets: Family<OutcomeLabels, Counter>,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -164,6 +168,7 @@ impl Metrics {
         let shadow_comparisons = Family::<OutcomeLabels, Counter>::default();
         let shadow_skipped = Family::<RouteLabels, Counter>::default();
         let failover_equivalence = Family::<OutcomeLabels, Counter>::default();
+        let skipped_targets = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "plumb_requests",
             "Client requests by route, API and outcome",
@@ -244,6 +249,11 @@ impl Metrics {
             "Failed-over answers and refused failovers by the candidate's certification",
             failover_equivalence.clone(),
         );
+        registry.register(
+            "plumb_skipped_targets",
+            "Targets passed over without an attempt, by why (outcome)",
+            skipped_targets.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -262,6 +272,7 @@ impl Metrics {
             shadow_comparisons,
             shadow_skipped,
             failover_equivalence,
+            skipped_targets,
         }
     }
 

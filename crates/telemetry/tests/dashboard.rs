@@ -58,6 +58,7 @@ fn populated() -> Metrics {
     m.repairs.get_or_create(&outcome()).inc();
     m.model_substitutions.get_or_create(&target()).inc();
     m.shadow_comparisons.get_or_create(&outcome()).inc();
+    m.skipped_targets.get_or_create(&outcome()).inc();
     m.shadow_skipped.get_or_create(&route()).inc();
     m.failover_equivalence.get_or_create(&outcome()).inc();
     m
