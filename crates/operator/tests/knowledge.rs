@@ -278,6 +278,22 @@ async fn knowledge_e2e_rate_limits_and_certifications_are_shared_and_survive_a_r
         "method": {"kind": "exact"},
         "shadow": {"rate": 1.0, "maxConcurrent": 4, "requestsPerMinute": 1000}}});
     create(&env, &chat_route(&env, "certified", equivalence)).await;
+    // `storm`: one target that will fail every attempt, with a breaker that never opens, so
+    // only the retry budget holds retries back.
+    let base = format!("{}/v1", env.sim.base_url());
+    create(
+        &env,
+        &json!({"apiVersion": "plumb.dev/v1alpha1", "kind": "LlmRoute",
+            "metadata": {"name": "storm", "namespace": "team-a"},
+            "spec": {
+                "match": {"models": ["storm"]},
+                "targets": [{"name": "only", "provider": "openai", "baseUrl": base,
+                    "model": "sim-gpt-alt", "credentials": {"secretRef": {"name": "llm-keys", "key": "openai"}}}],
+                "breaker": {"consecutiveFailures": 100000, "minRequests": 100000},
+                "classes": {"serverError": {"retries": 1, "backoff": {"initial": "1ms", "max": "2ms"}}},
+            }}),
+    )
+    .await;
     let fleet = sidecars(&env, &url, 3).await;
 
     // A rate-limit window seen by web-0 holds for every sidecar.
@@ -326,6 +342,44 @@ async fn knowledge_e2e_rate_limits_and_certifications_are_shared_and_survive_a_r
             a.at_ms - limited_at
         );
     }
+
+    // An incident: web-0 alone sees every attempt of `storm` fail; the fleet scales the
+    // route's retry budget down on every sidecar, and web-2 retries far less than it would.
+    plan(
+        &env,
+        "sim-gpt-alt",
+        json!({"fault": "server_error", "share": 1.0}),
+    );
+    for _ in 0..15 {
+        served_by(&env, &fleet[0], "storm").await;
+    }
+    eventually(
+        "web-2 runs the storm route on a tenth of its retry budget",
+        || async {
+            let v: Value = env
+                .client
+                .get(format!("{}/fleet", fleet[2].words[5]))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["retryBudgetScales"]["storm"].as_f64() == Some(0.1)
+        },
+    )
+    .await;
+    let before = env.sim.attempts(Some("sim-gpt-alt")).len();
+    for _ in 0..20 {
+        assert_eq!(served_by(&env, &fleet[2], "storm").await.0, 502);
+    }
+    let attempts = env.sim.attempts(Some("sim-gpt-alt")).len() - before;
+    // The whole budget would allow a retry for each of the 20 (40 attempts); a tenth of it,
+    // 0.1 × (0.2 × 20 + 5 × 10) = 5.4 retries.
+    assert!(
+        (20..=25).contains(&attempts),
+        "{attempts} attempts for 20 requests during the incident"
+    );
 
     // Certified by web-0's shadow samples alone; web-1 relies on it in `enforce` mode.
     for _ in 0..8 {
