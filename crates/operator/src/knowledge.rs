@@ -492,28 +492,24 @@ pub async fn run(knowledge: Arc<Knowledge>, client: Client, recorder: Recorder, 
         last_status = Instant::now();
         for ((ns, name), targets, healthy) in knowledge.statuses(now_ms()) {
             let key = (ns.clone(), name.clone());
-            let (due, first) = match written.get(&key) {
-                None => (true, true),
+            // A route never written gets its targets (all `Unknown` until traffic) at once, so
+            // the `Healthy` column is filled from the start.
+            let due = match written.get(&key) {
+                None => true,
                 Some((before, column, at)) => {
                     let c = if *column != Some(healthy.clone()) {
                         Change::State
                     } else {
                         change(before, &targets)
                     };
-                    let due = match c {
+                    match c {
                         Change::None => false,
                         Change::State => at.elapsed() >= pace.min_interval,
                         Change::Numbers => at.elapsed() >= pace.interval,
-                    };
-                    (due, false)
+                    }
                 }
             };
-            if !due
-                || (first
-                    && targets
-                        .iter()
-                        .all(|t| t.state == "Unknown" && t.equivalence.is_none()))
-            {
+            if !due {
                 continue;
             }
             let patch = json!({

@@ -488,6 +488,15 @@ async fn knowledge_e2e_a_new_leader_starts_from_the_status_and_keeps_the_upstrea
     let mut route = chat_route(&env, "chat", json!({}));
     route["spec"]["breaker"]["cooldown"] = json!("30s");
     create(&env, &route).await;
+    eventually(
+        "the Healthy column is filled before any traffic",
+        || async {
+            let route = env.get(&format!("{ROUTES}/chat")).await;
+            route["status"]["healthy"] == "2/2"
+                && target_status(&route, "primary")["state"] == "Unknown"
+        },
+    )
+    .await;
     let mut fleet = sidecars(&env, &format!("https://127.0.0.1:{service}"), 2).await;
 
     plan(
