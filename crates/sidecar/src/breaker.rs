@@ -32,6 +32,15 @@ pub enum BreakerState {
 }
 
 impl BreakerState {
+    /// The name in spans: `closed`, `half_open`, `open`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::HalfOpen => "half_open",
+            BreakerState::Open => "open",
+        }
+    }
+
     /// The gauge value: 0 closed, 1 half-open, 2 open.
     pub const fn gauge(self) -> i64 {
         match self {

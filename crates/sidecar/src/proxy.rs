@@ -512,6 +512,9 @@ impl Attempts<'_> {
                 plumb.failure_class = tracing::field::Empty,
                 plumb.contract = tracing::field::Empty,
                 plumb.plan = tracing::field::Empty,
+                plumb.breaker = tracing::field::Empty,
+                gen_ai.usage.input_tokens = tracing::field::Empty,
+                gen_ai.usage.output_tokens = tracing::field::Empty,
             );
             let request = repaired.as_ref().unwrap_or(self.request);
             let result = self.attempt(target, request).instrument(span.clone()).await;
@@ -549,6 +552,7 @@ impl Attempts<'_> {
                     }
                     let probe = permit.is_probe();
                     let state = permit.success();
+                    span.record("plumb.breaker", state.as_str());
                     self.set_breaker_gauge(target, state);
                     self.proxy.table.fleet.record(
                         &self.route.id.name,
@@ -583,7 +587,8 @@ impl Attempts<'_> {
             if rejected.is_some() {
                 span.record("plumb.contract", complaint.as_str());
             }
-            self.record_failure(target, failure, permit, Some(started));
+            let state = self.record_failure(target, failure, permit, Some(started));
+            span.record("plumb.breaker", state.as_str());
             // A contract failure is repaired first, as often as the plan allows: the same
             // target, told what was wrong.
             if let Some(rejected) = rejected
@@ -663,14 +668,14 @@ impl Attempts<'_> {
     }
 
     /// Counts a failed attempt (`started`: when it was sent; `None` when it never was) in the
-    /// breaker, the metrics, the fleet's report and the log.
+    /// breaker, the metrics, the fleet's report and the log. Returns the breaker's state after.
     fn record_failure(
         &mut self,
         target: &Target,
         mut failure: Failure,
         permit: Permit,
         started: Option<Instant>,
-    ) {
+    ) -> crate::breaker::BreakerState {
         failure.message = redact(
             &failure.message,
             self.policy
@@ -708,6 +713,7 @@ impl Attempts<'_> {
             target: target.name.clone(),
             failure,
         });
+        state
     }
 
     fn count_attempt(&self, target: &Target, outcome: &'static str) {
@@ -896,6 +902,11 @@ impl Attempts<'_> {
             self.verify(target, verify::whole(Api::of(target.provider), &value))?;
         }
         let usage = genai::usage(&value);
+        if let Some((input, output)) = usage {
+            let span = tracing::Span::current();
+            span.record("gen_ai.usage.input_tokens", input);
+            span.record("gen_ai.usage.output_tokens", output);
+        }
         Ok(Answer::Whole { head, body, usage })
     }
 
