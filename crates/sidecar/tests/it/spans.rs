@@ -110,7 +110,10 @@ async fn a_failover_is_one_request_span_with_an_attempt_span_per_try() {
     assert_eq!(first["plumb.target"], "primary");
     assert_eq!(first["plumb.failure_class"], "overloaded");
     assert_eq!(first["plumb.plan"], "failover");
-    assert_eq!(first["plumb.breaker"], "closed", "one failure does not open it");
+    assert_eq!(
+        first["plumb.breaker"], "closed",
+        "one failure does not open it"
+    );
     assert_eq!(first["http.response.status_code"], "503");
     assert_eq!(first["server.address"], "127.0.0.1");
     assert_eq!(second["plumb.target"], "fallback");
@@ -121,10 +124,16 @@ async fn a_failover_is_one_request_span_with_an_attempt_span_per_try() {
     assert_eq!(second["plumb.repair"], "false");
     assert_eq!(second["plumb.breaker"], "closed");
     assert!(
-        second["gen_ai.usage.input_tokens"].parse::<u64>().is_ok_and(|n| n > 0),
+        second["gen_ai.usage.input_tokens"]
+            .parse::<u64>()
+            .is_ok_and(|n| n > 0),
         "{second:?}"
     );
-    assert!(second["gen_ai.usage.output_tokens"].parse::<u64>().is_ok_and(|n| n > 0));
+    assert!(
+        second["gen_ai.usage.output_tokens"]
+            .parse::<u64>()
+            .is_ok_and(|n| n > 0)
+    );
     assert_eq!(
         attempts[1].span_kind,
         opentelemetry::trace::SpanKind::Client
