@@ -1,5 +1,5 @@
-//! The chart's Grafana dashboard queries only metrics the sidecar exposes (a renamed metric
-//! fails here, not on somebody's dashboard).
+//! The chart's Grafana dashboard queries only metrics the sidecar or the operator exposes (a
+//! renamed metric fails here, not on somebody's dashboard).
 
 #![allow(clippy::unwrap_used, missing_docs)]
 
@@ -64,6 +64,49 @@ fn populated() -> Metrics {
     m
 }
 
+/// The operator's registry with one sample in every family the dashboard may query.
+fn operator_populated() -> plumb_telemetry::operator::OperatorMetrics {
+    use plumb_telemetry::operator::{NamespaceLabels, ResultLabels};
+    let m = plumb_telemetry::operator::OperatorMetrics::new();
+    let ns = || NamespaceLabels {
+        namespace: "team-a".into(),
+    };
+    m.reconciles
+        .get_or_create(&ResultLabels { result: "ok" })
+        .inc();
+    m.connected_sidecars.get_or_create(&ns()).set(1);
+    m.push_seconds.observe(0.01);
+    m.knowledge_reports.inc();
+    m.knowledge_pushes.get_or_create(&ns()).inc();
+    m.open_upstreams.get_or_create(&ns()).set(0);
+    m.knowledge_status_writes
+        .get_or_create(&ResultLabels { result: "ok" })
+        .inc();
+    m
+}
+
+/// The metric families an exposition holds, with the sample suffixes Prometheus adds.
+fn families(exposition: &str) -> BTreeSet<String> {
+    exposition
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            Some((it.next()?.to_owned(), it.next()?.to_owned()))
+        })
+        .flat_map(|(name, kind)| match kind.as_str() {
+            // OpenMetrics names the family without `_total`; the Prometheus text format with.
+            "counter" if name.ends_with("_total") => vec![name],
+            "counter" => vec![format!("{name}_total")],
+            "histogram" => ["_bucket", "_count", "_sum"]
+                .iter()
+                .map(|s| format!("{name}{s}"))
+                .collect(),
+            _ => vec![name],
+        })
+        .collect()
+}
+
 #[test]
 fn every_dashboard_query_names_an_exposed_metric() {
     let text = std::fs::read_to_string(concat!(
@@ -72,24 +115,8 @@ fn every_dashboard_query_names_an_exposed_metric() {
     ))
     .unwrap();
     let dashboard: serde_json::Value = serde_json::from_str(&text).unwrap();
-    // The metric families the registry exposes, with the sample suffixes Prometheus adds.
-    let exposition = populated().encode();
-    let families: BTreeSet<String> = exposition
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE "))
-        .filter_map(|l| {
-            let mut it = l.split_whitespace();
-            Some((it.next()?.to_owned(), it.next()?.to_owned()))
-        })
-        .flat_map(|(name, kind)| match kind.as_str() {
-            "counter" => vec![format!("{name}_total")],
-            "histogram" => ["_bucket", "_count", "_sum"]
-                .iter()
-                .map(|s| format!("{name}{s}"))
-                .collect(),
-            _ => vec![name],
-        })
-        .collect();
+    let mut families = families(&populated().encode());
+    families.extend(self::families(&operator_populated().encode_for(None).0));
     let mut queried = 0;
     for panel in dashboard["panels"].as_array().unwrap() {
         for target in panel["targets"].as_array().unwrap() {
@@ -99,7 +126,7 @@ fn every_dashboard_query_names_an_exposed_metric() {
                     queried += 1;
                     assert!(
                         families.contains(word),
-                        "panel {:?} queries {word}, which the sidecar does not expose",
+                        "panel {:?} queries {word}, which neither the sidecar nor the operator exposes",
                         panel["title"]
                     );
                 }
