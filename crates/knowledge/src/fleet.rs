@@ -10,7 +10,8 @@
 //! | a breaker opened                        | the upstream is *open*: skipped by every sidecar     |
 //! | the upstream is open                    | one prober per interval (the breaker's cool-down), in turn among the pods that use it |
 //! | the prober's probe succeeded            | closed everywhere                                    |
-//! | the prober's probe failed, or it had no traffic for its interval | the next prober, one interval later |
+//! | the prober's probe failed | the next prober, one interval later |
+//! | the prober sent nothing for its whole interval | the next prober, at once |
 //! | a rate-limit reset                      | nobody sends before the earliest announced reset     |
 //! | a route's error rate crosses the threshold | its retry budget is scaled down everywhere until the rate falls below half of it |
 //! | equivalence samples                     | added up; every sidecar may rely on the fleet's tally |
