@@ -42,18 +42,21 @@ async fn sidecars(env: &Env, url: &str, n: usize) -> Vec<Proc> {
     out
 }
 
-/// What a sidecar's `/fleet` says of the upstream of `model`.
-async fn fleet_of(env: &Env, sc: &Proc, model: &str) -> Value {
-    let v: Value = env
-        .client
-        .get(format!("{}/fleet", sc.words[5]))
+/// A sidecar's admin endpoint `path`, as JSON.
+async fn admin_json(env: &Env, sc: &Proc, path: &str) -> Value {
+    env.client
+        .get(format!("{}{path}", sc.words[5]))
         .send()
         .await
         .unwrap()
         .json()
         .await
-        .unwrap();
-    v["upstreams"]
+        .unwrap()
+}
+
+/// What a sidecar's `/fleet` says of the upstream of `model`.
+async fn fleet_of(env: &Env, sc: &Proc, model: &str) -> Value {
+    admin_json(env, sc, "/fleet").await["upstreams"]
         .as_array()
         .and_then(|u| u.iter().find(|u| u["model"] == model).cloned())
         .unwrap_or(Value::Null)
@@ -356,15 +359,7 @@ async fn knowledge_e2e_rate_limits_and_certifications_are_shared_and_survive_a_r
     eventually(
         "web-2 runs the storm route on a tenth of its retry budget",
         || async {
-            let v: Value = env
-                .client
-                .get(format!("{}/fleet", fleet[2].words[5]))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let v = admin_json(&env, &fleet[2], "/fleet").await;
             v["retryBudgetScales"]["storm"].as_f64() == Some(0.1)
         },
     )
@@ -393,8 +388,7 @@ async fn knowledge_e2e_rate_limits_and_certifications_are_shared_and_survive_a_r
         "sim-gpt",
         json!({"fault": "server_error", "share": 1.0}),
     );
-    let mut header = String::new();
-    for _ in 0..100 {
+    eventually("web-1 fails over on the fleet's certification", || async {
         let r = env
             .client
             .post(format!("{}/v1/chat/completions", fleet[1].words[3]))
@@ -402,30 +396,14 @@ async fn knowledge_e2e_rate_limits_and_certifications_are_shared_and_survive_a_r
             .send()
             .await
             .unwrap();
-        if r.status() == 200 {
-            header = r
-                .headers()
+        r.status() == 200
+            && r.headers()
                 .get("x-plumb-equivalence")
                 .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        header.starts_with("certified;"),
-        "web-1 fails over on the fleet's certification: {header:?}"
-    );
-    let web1: Value = env
-        .client
-        .get(format!("{}/equivalence", fleet[1].words[5]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+                .is_some_and(|h| h.starts_with("certified;"))
+    })
+    .await;
+    let web1 = admin_json(&env, &fleet[1], "/equivalence").await;
     assert_eq!(web1, json!([]), "web-1 never shadowed the pair itself");
     eventually("the status shows the certification", || async {
         let route = env.get(&format!("{ROUTES}/certified")).await;
