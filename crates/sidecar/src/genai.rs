@@ -98,12 +98,9 @@ pub fn attributes(request: &ClientRequest, target: &Target, route: &str) -> Vec<
 
 /// Input and output tokens of a whole answer of either family.
 pub fn usage(body: &Value) -> Option<(u64, u64)> {
-    let u = body.get("usage")?;
-    let get = |keys: [&str; 2]| keys.iter().find_map(|k| u.get(*k).and_then(Value::as_u64));
-    Some((
-        get(["prompt_tokens", "input_tokens"])?,
-        get(["completion_tokens", "output_tokens"]).unwrap_or(0),
-    ))
+    let mut u = StreamUsage::default();
+    u.observe_value(body);
+    u.tokens()
 }
 
 /// The tokens a stream reports as it goes: OpenAI's usage chunk (`usage.prompt_tokens`,
@@ -121,9 +118,13 @@ impl StreamUsage {
         if !data.contains("\"usage\"") {
             return;
         }
-        let Ok(v) = serde_json::from_str::<Value>(data) else {
-            return;
-        };
+        if let Ok(v) = serde_json::from_str::<Value>(data) {
+            self.observe_value(&v);
+        }
+    }
+
+    /// Reads one parsed answer or event: `usage`, or Anthropic's `message.usage`.
+    pub fn observe_value(&mut self, v: &Value) {
         let usage = v
             .get("usage")
             .or_else(|| v.get("message").and_then(|m| m.get("usage")))

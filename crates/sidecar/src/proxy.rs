@@ -554,18 +554,7 @@ impl Attempts<'_> {
                     let state = permit.success();
                     span.record("plumb.breaker", state.as_str());
                     self.set_breaker_gauge(target, state);
-                    self.proxy.table.fleet.record(
-                        &self.route.id.name,
-                        target,
-                        fleet::Outcome {
-                            outcome: "ok",
-                            latency: started.elapsed(),
-                            breaker: state,
-                            cooldown: self.route.breaker.cooldown,
-                            probe,
-                            retry_after: None,
-                        },
-                    );
+                    self.report_attempt(target, "ok", started, state, probe, None);
                     self.count_attempt(target, "ok");
                     return Ok(self.respond(target, answer, primary && self.tried.is_empty()));
                 }
@@ -667,6 +656,30 @@ impl Attempts<'_> {
         Next::Retry(wait)
     }
 
+    /// Counts an attempt for the fleet's next report: `outcome` is `ok` or the failure class.
+    fn report_attempt(
+        &self,
+        target: &Target,
+        outcome: &str,
+        started: Instant,
+        breaker: crate::breaker::BreakerState,
+        probe: bool,
+        retry_after: Option<Duration>,
+    ) {
+        self.proxy.table.fleet.record(
+            &self.route.id.name,
+            target,
+            fleet::Outcome {
+                outcome,
+                latency: started.elapsed(),
+                breaker,
+                cooldown: self.route.breaker.cooldown,
+                probe,
+                retry_after,
+            },
+        );
+    }
+
     /// Counts a failed attempt (`started`: when it was sent; `None` when it never was) in the
     /// breaker, the metrics, the fleet's report and the log. Returns the breaker's state after.
     fn record_failure(
@@ -687,18 +700,8 @@ impl Attempts<'_> {
         let state = permit.failure(failure.class);
         self.set_breaker_gauge(target, state);
         if let Some(started) = started {
-            self.proxy.table.fleet.record(
-                &self.route.id.name,
-                target,
-                fleet::Outcome {
-                    outcome: failure.class.as_str(),
-                    latency: started.elapsed(),
-                    breaker: state,
-                    cooldown: self.route.breaker.cooldown,
-                    probe,
-                    retry_after: failure.retry_after,
-                },
-            );
+            let class = failure.class.as_str();
+            self.report_attempt(target, class, started, state, probe, failure.retry_after);
         }
         self.count_attempt(target, failure.class.as_str());
         tracing::warn!(
