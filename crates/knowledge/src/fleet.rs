@@ -204,6 +204,17 @@ struct Upstream {
     rate_limited_until_ms: i64,
 }
 
+impl Upstream {
+    /// One probe per breaker cool-down, as the sidecars reported it.
+    fn probe_interval_ms(&self, settings: &Settings) -> i64 {
+        if self.cooldown_ms > 0 {
+            self.cooldown_ms as i64
+        } else {
+            settings.default_probe_interval.as_millis() as i64
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 struct Route {
     traffic: Ring<RouteTraffic>,
@@ -332,11 +343,7 @@ impl Fleet {
             if t.cooldown_ms > 0 {
                 u.cooldown_ms = t.cooldown_ms;
             }
-            let interval_ms = if u.cooldown_ms > 0 {
-                u.cooldown_ms as i64
-            } else {
-                settings.default_probe_interval.as_millis() as i64
-            };
+            let interval_ms = u.probe_interval_ms(&settings);
             let before = u.breakers.insert(pod.to_owned(), t.breaker);
             let opened = t.breaker == v1::BreakerState::Open as i32
                 && before != Some(v1::BreakerState::Open as i32);
@@ -437,11 +444,7 @@ impl Fleet {
         };
         let active_within = settings.active_within.as_millis() as i64;
         for (key, u) in &mut ns.upstreams {
-            let interval_ms = if u.cooldown_ms > 0 {
-                u.cooldown_ms as i64
-            } else {
-                settings.default_probe_interval.as_millis() as i64
-            };
+            let interval_ms = u.probe_interval_ms(&settings);
             if let Some(open) = &mut u.open {
                 // The prober had its interval and said nothing: next one, now.
                 if open.prober.is_some() && now_ms >= open.probe_at_ms + interval_ms {
