@@ -167,6 +167,22 @@ impl Permit {
         self.done = true;
         self.breaker.record(Some(class), self.probe, Instant::now())
     }
+
+    /// The attempt ended with nothing learnt of the upstream (the client went away): nothing
+    /// is counted and a probe slot is freed. Returns the state.
+    pub fn abandon(self) -> BreakerState {
+        let breaker = self.breaker.clone();
+        drop(self);
+        breaker.state()
+    }
+
+    /// Settles the attempt: a success with `None`, else a failure of that class.
+    pub fn settle(self, failure: Option<FailureClass>) -> BreakerState {
+        match failure {
+            None => self.success(),
+            Some(class) => self.failure(class),
+        }
+    }
 }
 
 impl Drop for Permit {

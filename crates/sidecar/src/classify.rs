@@ -9,6 +9,7 @@ use plumb_policy::FailureClass;
 use serde_json::Value;
 
 use crate::payload::{Api, Operation};
+use crate::translate::events::RawEvent;
 
 /// When in an attempt a failure happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +38,8 @@ pub struct Failure {
     pub retry_after: Option<Duration>,
     /// For a contract failure: the answer that was rejected, to repair.
     pub rejected: Option<Box<crate::verify::Collected>>,
+    /// For a contract failure: the check that failed (`schema`, `rules[0]`, …).
+    pub check: Option<String>,
 }
 
 impl Failure {
@@ -49,6 +52,7 @@ impl Failure {
             message: message.into(),
             retry_after: None,
             rejected: None,
+            check: None,
         }
     }
 
@@ -173,6 +177,7 @@ pub fn status(status: u16, headers: &HeaderMap, body: &[u8]) -> Failure {
         message,
         retry_after: retry_after(headers, SystemTime::now()),
         rejected: None,
+        check: None,
     }
 }
 
@@ -345,33 +350,23 @@ pub enum StreamEvent {
 
 /// Reads one event of a stream not yet committed: an error event is classified as the error
 /// it carries; an event that is not JSON is `malformed_response`.
-pub fn stream_event(event: &[u8]) -> Result<StreamEvent, Failure> {
-    let text = String::from_utf8_lossy(event);
-    let mut name = None;
-    let mut data = String::new();
-    for line in text.lines() {
-        if let Some(n) = line.strip_prefix("event:") {
-            name = Some(n.trim().to_owned());
-        } else if let Some(d) = line.strip_prefix("data:") {
-            data.push_str(d.strip_prefix(' ').unwrap_or(d));
-        }
-    }
+pub fn stream_event(event: &RawEvent) -> Result<StreamEvent, Failure> {
+    let name = event.name.as_deref();
+    let data = event.data.as_str();
     if data.is_empty() {
         return Ok(StreamEvent::Preamble);
     }
     if data == "[DONE]" {
         return Ok(StreamEvent::End);
     }
-    let Ok(v) = serde_json::from_str::<Value>(&data) else {
+    let Ok(v) = serde_json::from_str::<Value>(data) else {
         return Err(Failure::new(
             FailureClass::MalformedResponse,
             Phase::Body,
             "a stream event before the first token is not valid JSON",
         ));
     };
-    let kind = name
-        .as_deref()
-        .or_else(|| v.get("type").and_then(Value::as_str));
+    let kind = name.or_else(|| v.get("type").and_then(Value::as_str));
     if kind == Some("error") || v.get("error").is_some_and(|e| !e.is_null()) {
         return Err(embedded_error(data.as_bytes()));
     }
@@ -619,7 +614,14 @@ mod tests {
 
     #[test]
     fn events_before_the_first_token_are_read_for_errors_garbage_and_content() {
-        let ev = |s: &str| stream_event(s.as_bytes());
+        let ev = |s: &str| {
+            let mut reader = crate::translate::events::SseReader::default();
+            reader.push(s.as_bytes());
+            let event = reader
+                .next_event()
+                .unwrap_or_else(|| panic!("no event in {s:?}"));
+            stream_event(&event)
+        };
         assert_eq!(
             ev("data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n"),
             Ok(StreamEvent::Preamble)
@@ -645,6 +647,12 @@ mod tests {
         assert_eq!(
             ev("data: {\"choices\": [\n\n").err().map(|f| f.class),
             Some(FailureClass::MalformedResponse)
+        );
+        // Data lines are joined with a newline, as the SSE specification says: one JSON value
+        // split over two lines is still one value.
+        assert_eq!(
+            ev("data: {\"choices\":[{\"delta\":\ndata: {\"content\":\"Hi\"}}]}\n\n"),
+            Ok(StreamEvent::Content)
         );
         let err = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
         assert_eq!(

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use plumb_knowledge::{Sketch, upstream_from_proto, upstream_to_proto};
-use plumb_policy::{RouteSet, Target, UpstreamKey};
+use plumb_policy::{FailureClass, RouteSet, Target, UpstreamKey};
 use plumb_proto::v1;
 use serde::Serialize;
 use tokio::sync::Notify;
@@ -32,6 +32,9 @@ pub fn unix_ms(t: SystemTime) -> i64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
+
+/// The longest rate-limit window a provider's `retry-after` opens.
+pub const MAX_RATE_LIMIT_WINDOW: Duration = Duration::from_secs(3600);
 
 /// The most route targets one report carries; more wait for the next report (a report stays
 /// far below gRPC's 4 MB message limit).
@@ -110,11 +113,9 @@ impl Accum {
     }
 }
 
-/// One attempt's outcome, as the fleet hears of it.
+/// One attempt's outcome, as the fleet hears of it (its class is given beside it).
 #[derive(Clone, Copy, Debug)]
-pub struct Outcome<'a> {
-    /// `ok` or the failure class.
-    pub outcome: &'a str,
+pub struct Outcome {
     /// How long the attempt took.
     pub latency: Duration,
     /// The upstream's breaker after it.
@@ -234,13 +235,26 @@ impl Fleet {
         }
     }
 
-    /// Counts one attempt of `route`'s `target`.
-    pub fn record(&self, route: &str, target: &Target, o: Outcome<'_>) {
+    /// Whether the fleet skips `upstream` now (read only: unlike [`Fleet::gate`], it never
+    /// takes a probe turn).
+    pub fn skips(&self, upstream: &UpstreamKey) -> bool {
+        self.view
+            .load()
+            .upstreams
+            .get(upstream)
+            .is_some_and(|d| d.open)
+    }
+
+    /// Counts one attempt of `route`'s `target`: `failure` is its class, `None` when it
+    /// succeeded.
+    pub fn record(&self, route: &str, target: &Target, failure: Option<FailureClass>, o: Outcome) {
         let key = (route.to_owned(), target.name.clone());
         let mut urgent = false;
         let mut until_ms = 0;
-        if let Some(wait) = o.retry_after.filter(|_| o.outcome == "rate_limited") {
-            let until = SystemTime::now() + wait;
+        let rate_limited = failure == Some(FailureClass::RateLimited);
+        if let Some(wait) = o.retry_after.filter(|_| rate_limited) {
+            // A provider's wait is taken at its word up to an hour; nothing later is believed.
+            let until = SystemTime::now() + wait.min(MAX_RATE_LIMIT_WINDOW);
             let mut windows = lock(&self.windows);
             let w = windows.entry(target.upstream.clone()).or_insert(until);
             if *w < until {
@@ -263,13 +277,14 @@ impl Fleet {
             let mut pending = lock(&self.pending);
             let a = pending.entry(key).or_default();
             a.upstream = Some(target.upstream.clone());
-            *a.outcomes.entry(o.outcome.to_owned()).or_default() += 1;
+            let outcome = failure.map_or("ok", FailureClass::as_str);
+            *a.outcomes.entry(outcome.to_owned()).or_default() += 1;
             a.latency.add(o.latency);
             a.breaker = Some(o.breaker);
             a.cooldown_ms = o.cooldown.as_millis() as u64;
             if o.probe {
                 urgent = true;
-                if o.outcome == "ok" {
+                if failure.is_none() {
                     a.probes_ok += 1;
                 } else {
                     a.probes_failed += 1;
@@ -467,9 +482,8 @@ mod tests {
         set.routes()[0].targets[0].clone()
     }
 
-    fn outcome(outcome: &str) -> Outcome<'_> {
+    fn outcome() -> Outcome {
         Outcome {
-            outcome,
             latency: Duration::from_millis(20),
             breaker: BreakerState::Closed,
             cooldown: Duration::from_secs(1),
@@ -495,8 +509,8 @@ mod tests {
         let f = Fleet::new();
         f.set_pod("web-1");
         let t = target("gpt");
-        f.record("chat", &t, outcome("ok"));
-        f.record("chat", &t, outcome("timeout"));
+        f.record("chat", &t, None, outcome());
+        f.record("chat", &t, Some(FailureClass::Timeout), outcome());
         let r = f
             .report(1, None, Vec::new())
             .unwrap_or_else(|| panic!("a report"));
@@ -507,9 +521,10 @@ mod tests {
         f.record(
             "chat",
             &t,
+            Some(FailureClass::ServerError),
             Outcome {
                 breaker: BreakerState::Open,
-                ..outcome("server_error")
+                ..outcome()
             },
         );
         let r = f.report(3, None, Vec::new()).unwrap_or_else(|| panic!());
@@ -523,12 +538,12 @@ mod tests {
         f.set_pod("web-1");
         let t = target("gpt");
         for i in 0..MAX_TARGETS_PER_REPORT + 20 {
-            f.record(&format!("route-{i:04}"), &t, outcome("ok"));
+            f.record(&format!("route-{i:04}"), &t, None, outcome());
         }
         let first = f.report(1, None, Vec::new()).unwrap_or_else(|| panic!());
         assert_eq!(first.targets.len(), MAX_TARGETS_PER_REPORT);
         // What arrives meanwhile adds to what waits.
-        f.record("route-0519", &t, outcome("timeout"));
+        f.record("route-0519", &t, Some(FailureClass::Timeout), outcome());
         let second = f.report(2, None, Vec::new()).unwrap_or_else(|| panic!());
         assert_eq!(second.targets.len(), 20);
         let last = &second.targets[19];
@@ -548,9 +563,10 @@ mod tests {
         f.record(
             "chat",
             &t,
+            Some(FailureClass::RateLimited),
             Outcome {
                 retry_after: Some(Duration::from_secs(30)),
-                ..outcome("rate_limited")
+                ..outcome()
             },
         );
         assert!(matches!(f.gate(&t.upstream), Gate::RateLimited(_)));
@@ -562,9 +578,10 @@ mod tests {
         standalone.record(
             "chat",
             &t,
+            Some(FailureClass::RateLimited),
             Outcome {
                 retry_after: Some(Duration::from_secs(30)),
-                ..outcome("rate_limited")
+                ..outcome()
             },
         );
         assert!(matches!(standalone.gate(&t.upstream), Gate::RateLimited(_)));

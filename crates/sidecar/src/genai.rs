@@ -170,10 +170,11 @@ pub fn record_tokens(usage: Option<(u64, u64)>, attributes: &[KeyValue]) {
     }
 }
 
-/// Records a stream's time to its first chunk reaching the client, and its duration to then.
-pub fn record_first_chunk(started: Instant, attributes: &[KeyValue]) {
-    let seconds = started.elapsed().as_secs_f64();
-    instruments().first_chunk.record(seconds, attributes);
+/// Records a stream's time to its first chunk reaching the client.
+pub fn record_first_chunk_after(after: std::time::Duration, attributes: &[KeyValue]) {
+    instruments()
+        .first_chunk
+        .record(after.as_secs_f64(), attributes);
 }
 
 #[cfg(test)]

@@ -10,9 +10,12 @@
 //!
 //! | module | what |
 //! | --- | --- |
+//! | [`plan`] | the pure planner: what follows a failure (retry, repair, fail over, stop) |
+//! | [`attempt`] | one attempt on the wire, of any kind: head, hold, body |
+//! | [`observe`] | one record per attempt and per request; every metric, span field, log line and fleet report comes from it |
 //! | [`classify`] | the one place failures get their class |
 //! | [`fallback`] | target order, capability skips, who may follow which failure |
-//! | [`retry`] | retry budget, backoff, `retry-after` against the deadline |
+//! | [`retry`] | the per-route retry budget |
 //! | [`breaker`] | circuit breakers per upstream |
 //! | [`stream`] | committed streams and their explicit interruption |
 //! | [`upstream`] | connection pools and each provider's request |
@@ -26,6 +29,7 @@
 //! It must never link the Kubernetes client or runtime: `make test` checks its dependency
 //! tree.
 
+pub mod attempt;
 pub mod breaker;
 pub mod classify;
 pub mod config;
@@ -35,7 +39,9 @@ pub mod fallback;
 pub mod fleet;
 pub mod genai;
 pub mod keys;
+pub mod observe;
 pub mod payload;
+pub mod plan;
 pub mod proxy;
 pub mod respond;
 pub mod retry;

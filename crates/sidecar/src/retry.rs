@@ -1,10 +1,11 @@
-//! Retry decisions that do not depend on the class: the per-route retry budget, backoff with
-//! full jitter, and whether a provider's `retry-after` fits the request's deadline.
+//! The per-route retry budget, which stops retry storms: retries as a share of requests over a
+//! sliding window, scaled down by the fleet during an incident. What to retry, and how long to
+//! wait first, is the planner's ([`crate::plan`]).
 
 use std::sync::Mutex;
 use std::time::Duration;
 
-use plumb_policy::{Backoff, RetryBudget};
+use plumb_policy::RetryBudget;
 use tokio::time::Instant;
 
 /// The retry budget of one route: over the last ten seconds, same-target retries may add at
@@ -95,37 +96,34 @@ impl Budget {
         g.1.buckets[head].0 += 1;
     }
 
-    /// Takes one retry from the budget; `false` when it is spent.
-    pub fn try_retry(&self) -> bool {
+    /// Whether one more retry fits the budget, without taking it.
+    pub fn has_room(&self) -> bool {
         let mut g = self.lock();
         let (settings, counts) = &mut *g;
         counts.advance(Instant::now());
-        let (requests, retries) = counts.totals();
-        let allowed = self.scale()
-            * (settings.ratio * f64::from(requests) + f64::from(settings.min_per_second) * 10.0);
-        if f64::from(retries) + 1.0 > allowed {
+        Self::fits(settings, counts, self.scale())
+    }
+
+    /// Takes one retry from the budget; `false` when it is spent.
+    pub fn try_retry(&self) -> bool {
+        let scale = self.scale();
+        let mut g = self.lock();
+        let (settings, counts) = &mut *g;
+        counts.advance(Instant::now());
+        if !Self::fits(settings, counts, scale) {
             return false;
         }
         let head = counts.head;
         counts.buckets[head].1 += 1;
         true
     }
-}
 
-/// How long to wait before retry `n` of the same target: the provider's `retry-after` when it
-/// gave one, else exponential backoff with full jitter. `None` when the wait would not leave
-/// room for the attempt before `deadline`.
-pub fn wait_before_retry(
-    backoff: &Backoff,
-    n: u32,
-    retry_after: Option<Duration>,
-    now: Instant,
-    deadline: Instant,
-) -> Option<Duration> {
-    let wait = retry_after.unwrap_or_else(|| backoff.delay(n, fastrand::f64()));
-    // Leave at least a little time for the attempt itself.
-    let margin = Duration::from_millis(50);
-    (now + wait + margin <= deadline).then_some(wait)
+    fn fits(settings: &RetryBudget, counts: &Counts, scale: f64) -> bool {
+        let (requests, retries) = counts.totals();
+        let allowed = scale
+            * (settings.ratio * f64::from(requests) + f64::from(settings.min_per_second) * 10.0);
+        f64::from(retries) + 1.0 <= allowed
+    }
 }
 
 #[cfg(test)]
@@ -183,25 +181,5 @@ mod tests {
         });
         b.request();
         assert!(!b.try_retry());
-    }
-
-    #[test]
-    fn retry_after_is_honoured_only_when_it_fits_the_deadline() {
-        let backoff = Backoff {
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(1),
-        };
-        let now = Instant::now();
-        let deadline = now + Duration::from_secs(5);
-        assert_eq!(
-            wait_before_retry(&backoff, 0, Some(Duration::from_secs(2)), now, deadline),
-            Some(Duration::from_secs(2))
-        );
-        assert_eq!(
-            wait_before_retry(&backoff, 0, Some(Duration::from_secs(5)), now, deadline),
-            None
-        );
-        let jittered = wait_before_retry(&backoff, 1, None, now, deadline).unwrap_or(Duration::MAX);
-        assert!(jittered <= Duration::from_millis(200));
     }
 }

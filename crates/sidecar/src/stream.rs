@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
-use hyper::body::Incoming;
 use serde_json::json;
 use tokio::time::{Instant, Sleep};
 
@@ -22,9 +21,12 @@ use tokio::sync::oneshot;
 
 use plumb_policy::contract::Violation;
 
+use crate::observe::Settlement;
 use crate::payload::Api;
+use crate::plan::{self, Committed, Interruption};
 use crate::respond::BoxError;
 use crate::translate::events::{EventError, Incomplete, SseReader, Translator};
+use crate::upstream::UpstreamBody;
 use crate::verify::{Collected, StreamCollector};
 
 /// How a committed stream ended.
@@ -39,8 +41,8 @@ pub enum StreamEnd {
     },
     /// It was interrupted; the client got an error event.
     Interrupted {
-        /// `cut`, `stall` or `too_long`.
-        reason: &'static str,
+        /// Why.
+        reason: Interruption,
         /// Bytes relayed before.
         bytes: u64,
     },
@@ -73,16 +75,22 @@ pub type ContractCheck = Box<dyn Fn(&Collected) -> Result<(), Violation> + Send 
 
 type Report = Box<dyn FnOnce(StreamEnd) + Send + Sync>;
 
+/// Settles the attempt of the target streaming now (its breaker, metrics and fleet report)
+/// when its part of the stream ends: told how, and the bytes relayed so far.
+pub type Settle = Box<dyn FnOnce(Settlement, u64) + Send + Sync>;
+
 /// A stream taken up by another target after a cut.
 pub struct Resumed {
     /// The rest of the new upstream's stream.
-    pub body: Incoming,
+    pub body: UpstreamBody,
     /// What was read of it before it was accepted (up to its first token).
     pub held: Bytes,
     /// The new upstream's family.
     pub family: Api,
     /// The new target's name.
     pub target: String,
+    /// Settles the new target's attempt when its part ends.
+    pub settle: Settle,
 }
 
 /// Starts a continuation from the text relayed so far; the answer arrives on the receiver
@@ -92,7 +100,7 @@ pub type Resume = Box<dyn FnOnce(String) -> oneshot::Receiver<Option<Resumed>> +
 /// A continuation under way, and the failure it is trying to repair.
 struct Resuming {
     rx: oneshot::Receiver<Option<Resumed>>,
-    reason: &'static str,
+    reason: Interruption,
     detail: String,
     target: String,
 }
@@ -104,7 +112,7 @@ pub type OnUsage = Box<dyn FnOnce((u64, u64)) + Send + Sync>;
 pub struct Relay {
     api: Api,
     target: String,
-    upstream: Option<Incoming>,
+    upstream: Option<UpstreamBody>,
     sse: SseReader,
     translator: Translator,
     malformed: MalformedEvents,
@@ -115,6 +123,7 @@ pub struct Relay {
     done: bool,
     bytes: u64,
     report: Option<Report>,
+    settle: Option<Settle>,
     resume: Option<Resume>,
     resuming: Option<Resuming>,
     include_usage: bool,
@@ -154,11 +163,14 @@ pub struct RelayOptions {
 }
 
 impl Relay {
-    /// Relays `held` (what was read before commit), then the rest of `upstream`.
+    /// Relays `held` (what was read before commit), then the rest of `upstream`. `settle`
+    /// settles the committed attempt when its part of the stream ends; `report` hears how the
+    /// whole stream ended.
     pub fn new(
         options: RelayOptions,
         held: Bytes,
-        upstream: Incoming,
+        upstream: UpstreamBody,
+        settle: Settle,
         report: impl FnOnce(StreamEnd) + Send + Sync + 'static,
     ) -> Relay {
         let now = Instant::now();
@@ -181,6 +193,7 @@ impl Relay {
             done: false,
             bytes: 0,
             report: Some(Box::new(report)),
+            settle: Some(settle),
             resume: options.resume,
             resuming: None,
             include_usage: options.include_usage,
@@ -210,11 +223,22 @@ impl Relay {
                 self.resume = None;
                 self.done = true;
                 let bytes = self.bytes;
+                self.settle(Settlement::Rejected {
+                    class: violation.class,
+                    check: violation.check.clone(),
+                });
                 self.out
                     .push_back(rejected_event(self.api, &self.target, &violation));
                 self.end(StreamEnd::Rejected { violation, bytes });
                 false
             }
+        }
+    }
+
+    /// Settles the attempt of the target streaming now.
+    fn settle(&mut self, how: Settlement) {
+        if let Some(settle) = self.settle.take() {
+            settle(how, self.bytes);
         }
     }
 
@@ -228,14 +252,13 @@ impl Relay {
         }
     }
 
-    fn interrupt(&mut self, reason: &'static str, detail: &str) {
+    fn interrupt(&mut self, reason: Interruption, detail: &str) {
         self.upstream = None;
-        let repairable = matches!(reason, "cut" | "stall" | "error_event");
-        if repairable
-            && self.translator.resumable()
-            && let Some(resume) = self.resume.take()
-        {
-            tracing::info!(target = %self.target, reason, "stream cut after commit; asking a fallback to continue it");
+        // The target that was streaming failed, whether or not another continues its answer.
+        self.settle(Settlement::Interrupted(reason));
+        let next = plan::after_commit(reason, self.resume.is_some(), self.translator.resumable());
+        if let (Committed::ContinueElsewhere, Some(resume)) = (next, self.resume.take()) {
+            tracing::info!(target = %self.target, %reason, "stream cut after commit; asking a fallback to continue it");
             let rx = resume(self.translator.text().to_owned());
             self.resuming = Some(Resuming {
                 rx,
@@ -251,7 +274,7 @@ impl Relay {
         self.out.push_back(interrupted_event(
             self.api,
             &self.target,
-            reason,
+            reason.as_str(),
             detail,
             bytes,
         ));
@@ -269,9 +292,7 @@ impl Relay {
             }
             if let Some(ac) = self.after_commit.as_mut() {
                 ac.collector.event(&ev);
-                let terminal = ev.data == "[DONE]"
-                    || ev.name.as_deref() == Some("message_stop")
-                    || (ev.name.is_none() && ev.data.contains(r#""type":"message_stop""#));
+                let terminal = ev.is_terminal();
                 if terminal && !self.answer_passes() {
                     return;
                 }
@@ -283,10 +304,10 @@ impl Relay {
                         tracing::debug!(target = %self.target, "skipped a malformed stream event")
                     }
                     MalformedEvents::Fail => {
-                        self.interrupt("malformed", "an event that is not valid JSON")
+                        self.interrupt(Interruption::Malformed, "an event that is not valid JSON")
                     }
                 },
-                Err(EventError::Upstream(msg)) => self.interrupt("error_event", &msg),
+                Err(EventError::Upstream(msg)) => self.interrupt(Interruption::ErrorEvent, &msg),
             }
         }
     }
@@ -304,6 +325,7 @@ impl Relay {
             Ok(tail) => {
                 self.out.extend(tail);
                 self.done = true;
+                self.settle(Settlement::Completed);
                 let bytes = self.bytes;
                 let answer = self.collector.take().map(|c| Collected {
                     text: self.translator.text().to_owned(),
@@ -312,7 +334,7 @@ impl Relay {
                 self.end(StreamEnd::Completed { bytes, answer });
             }
             Err(Incomplete) => self.interrupt(
-                "cut",
+                Interruption::Cut,
                 "the upstream ended the stream before the answer was complete",
             ),
         }
@@ -395,6 +417,7 @@ impl http_body::Body for Relay {
                         this.sse.push(&resumed.held);
                         this.upstream = Some(resumed.body);
                         this.target = resumed.target;
+                        this.settle = Some(resumed.settle);
                         let next = Instant::now() + this.idle;
                         this.idle_timer.as_mut().reset(next);
                         continue;
@@ -426,19 +449,19 @@ impl http_body::Body for Relay {
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    let detail = crate::classify::root_cause(&e);
-                    this.interrupt("cut", &detail);
+                    let detail = crate::classify::root_cause(e.as_ref());
+                    this.interrupt(Interruption::Cut, &detail);
                 }
                 Poll::Ready(None) => this.upstream_ended(),
                 Poll::Pending => {
                     if this.idle_timer.as_mut().poll(cx).is_ready() {
                         let detail =
                             format!("no event for {}", humantime::format_duration(this.idle));
-                        this.interrupt("stall", &detail);
+                        this.interrupt(Interruption::Stall, &detail);
                         continue;
                     }
                     if this.max_timer.as_mut().poll(cx).is_ready() {
-                        this.interrupt("too_long", "the route's streamMax passed");
+                        this.interrupt(Interruption::TooLong, "the route's streamMax passed");
                         continue;
                     }
                     return Poll::Pending;
@@ -459,6 +482,7 @@ impl http_body::Body for Relay {
 impl Drop for Relay {
     fn drop(&mut self) {
         let bytes = self.bytes;
+        self.settle(Settlement::ClientGone);
         self.end(StreamEnd::ClientGone { bytes });
     }
 }

@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use arc_swap::ArcSwapOption;
-use plumb_policy::{RouteId, RouteSet};
+use arc_swap::{ArcSwap, ArcSwapOption};
+use plumb_policy::{Route, RouteId, RouteSet};
 use plumb_telemetry::{Metrics, TargetLabels};
 
 use crate::breaker::Breakers;
@@ -14,6 +14,7 @@ use crate::equivalence::Certifications;
 use crate::equivalence::shadow::Shadows;
 use crate::fleet::Fleet;
 use crate::keys::Keys;
+use crate::observe::RouteHandles;
 use crate::retry::Budget;
 
 /// One complete, valid policy.
@@ -39,6 +40,8 @@ pub struct Table {
     /// What the fleet says, and what this sidecar reports to it.
     pub fleet: Fleet,
     budgets: Mutex<HashMap<RouteId, Arc<Budget>>>,
+    /// Each route's metric handles, rebuilt with every policy.
+    handles: ArcSwap<HashMap<RouteId, Arc<RouteHandles>>>,
 }
 
 impl Default for Table {
@@ -57,6 +60,7 @@ impl Table {
             shadows: Shadows::default(),
             fleet: Fleet::new(),
             budgets: Mutex::new(HashMap::new()),
+            handles: ArcSwap::from_pointee(HashMap::new()),
         }
     }
 
@@ -82,7 +86,23 @@ impl Table {
                     .set(state.gauge());
             }
         }
+        let handles = policy
+            .routes
+            .routes()
+            .iter()
+            .map(|r| (r.id.clone(), Arc::new(RouteHandles::new(r))))
+            .collect();
+        self.handles.store(Arc::new(handles));
         self.current.store(Some(Arc::new(policy)));
+    }
+
+    /// The metric handles of `route` (fresh ones for a route of an older policy).
+    pub fn handles(&self, route: &Route) -> Arc<RouteHandles> {
+        self.handles
+            .load()
+            .get(&route.id)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(RouteHandles::new(route)))
     }
 
     /// Puts the fleet's knowledge of `namespace` in force: directives, retry budget scales,

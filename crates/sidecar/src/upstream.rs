@@ -3,14 +3,16 @@
 //! body with the upstream model.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, header};
-use http_body_util::Full;
-use hyper::body::Incoming;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt as _, Full};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -21,6 +23,22 @@ use rustls_pki_types::pem::PemObject;
 
 use crate::keys::Secret;
 use crate::payload::Operation;
+use crate::respond::BoxError;
+
+/// An upstream's response body, boxed so that a scripted upstream can stand in for the network.
+pub type UpstreamBody = BoxBody<Bytes, BoxError>;
+
+/// What [`Transport::send`] returns.
+pub type Sent<'a> =
+    Pin<Box<dyn Future<Output = Result<http::Response<UpstreamBody>, BoxError>> + Send + 'a>>;
+
+/// Where attempts go: [`Upstreams`] on the network, or a scripted upstream in tests, so the
+/// attempt loop runs unchanged under paused time.
+pub trait Transport: Send + Sync {
+    /// Sends a request and resolves with the response head (the body streams on). The connect
+    /// deadline is the transport's to enforce; every later deadline is the caller's.
+    fn send(&self, req: Request<Full<Bytes>>, connect: Duration) -> Sent<'_>;
+}
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
@@ -117,15 +135,18 @@ impl Upstreams {
             })
             .clone()
     }
+}
 
-    /// Sends a request; the connect deadline is enforced by the connector, the rest by the
-    /// caller.
-    pub async fn send(
-        &self,
-        req: Request<Full<Bytes>>,
-        connect: Duration,
-    ) -> Result<http::Response<Incoming>, hyper_util::client::legacy::Error> {
-        self.client(connect).request(req).await
+impl Transport for Upstreams {
+    fn send(&self, req: Request<Full<Bytes>>, connect: Duration) -> Sent<'_> {
+        let client = self.client(connect);
+        Box::pin(async move {
+            let resp = client
+                .request(req)
+                .await
+                .map_err(|e| -> BoxError { Box::new(e) })?;
+            Ok(resp.map(|b| BoxBody::new(b.map_err(|e| -> BoxError { Box::new(e) }))))
+        })
     }
 }
 

@@ -501,8 +501,8 @@ fn fleet_micro(n: usize) -> anyhow::Result<f64> {
                 fleet.record(
                     "c",
                     target,
+                    None,
                     plumb_sidecar::fleet::Outcome {
-                        outcome: "ok",
                         latency: std::time::Duration::from_micros(200 + (j % 1000) as u64),
                         breaker: plumb_sidecar::breaker::BreakerState::Closed,
                         cooldown: std::time::Duration::from_secs(10),

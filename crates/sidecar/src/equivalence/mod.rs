@@ -48,18 +48,75 @@ impl Tally {
         self.samples >= u64::from(e.min_samples) && self.lower_bound() >= e.threshold
     }
 
-    /// The `x-plumb-equivalence` value: `certified; agreement=0.97; lower=0.93; n=212` or
-    /// `uncertified; n=3`.
-    pub fn header(&self, e: &Equivalence) -> String {
+    /// The verdict on a candidate with this tally under a route's settings.
+    pub fn verdict(&self, e: &Equivalence) -> Verdict {
         if self.certifies(e) {
-            format!(
-                "certified; agreement={:.2}; lower={:.2}; n={}",
-                self.agreement(),
-                self.lower_bound(),
-                self.samples
-            )
+            Verdict::Certified {
+                agreement: self.agreement(),
+                lower: self.lower_bound(),
+                samples: self.samples,
+            }
         } else {
-            format!("uncertified; n={}", self.samples)
+            Verdict::Uncertified {
+                samples: self.samples,
+            }
+        }
+    }
+}
+
+/// What equivalence says of the target that answered: one value per answer, written into
+/// `x-plumb-equivalence`, the request span and the failover metric at the edge.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Verdict {
+    /// The route's primary (or a peer in its priority group) answered.
+    Primary,
+    /// A fallback certified by shadow samples.
+    Certified {
+        /// The observed agreement rate.
+        agreement: f64,
+        /// Its 95% Wilson lower bound.
+        lower: f64,
+        /// Samples compared.
+        samples: u64,
+    },
+    /// A fallback not (yet) certified.
+    Uncertified {
+        /// Samples compared.
+        samples: u64,
+    },
+    /// A fallback, on a route whose equivalence is off.
+    NotRequired,
+}
+
+impl Verdict {
+    /// The `outcome` label of `plumb_failover_equivalence_total` for an answer by failover
+    /// (`None` for the primary).
+    pub const fn failover_label(self) -> Option<&'static str> {
+        match self {
+            Verdict::Primary => None,
+            Verdict::Certified { .. } => Some("certified"),
+            Verdict::Uncertified { .. } => Some("uncertified"),
+            Verdict::NotRequired => Some("not_required"),
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    /// The `x-plumb-equivalence` value (DESIGN §14): `primary`,
+    /// `certified; agreement=0.97; lower=0.93; n=212`, `uncertified; n=3` or `not-required`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Primary => f.write_str("primary"),
+            Verdict::Certified {
+                agreement,
+                lower,
+                samples,
+            } => write!(
+                f,
+                "certified; agreement={agreement:.2}; lower={lower:.2}; n={samples}"
+            ),
+            Verdict::Uncertified { samples } => write!(f, "uncertified; n={samples}"),
+            Verdict::NotRequired => f.write_str("not-required"),
         }
     }
 }
@@ -330,15 +387,15 @@ pub fn gate(route: &Route, certs: &Certifications, target: &Target) -> Result<()
     ))
 }
 
-/// The `x-plumb-equivalence` value for an answer served by `target`.
-pub fn header(route: &Route, certs: &Certifications, target: &Target) -> String {
+/// What equivalence says of an answer served by `target`.
+pub fn verdict(route: &Route, certs: &Certifications, target: &Target) -> Verdict {
     if route.is_primary_grade(target) {
-        return "primary".to_owned();
+        return Verdict::Primary;
     }
     match route.equivalence.mode {
-        EquivalenceMode::Off => "not-required".to_owned(),
+        EquivalenceMode::Off => Verdict::NotRequired,
         EquivalenceMode::Observe | EquivalenceMode::Enforce => {
-            certs.of(route, target).header(&route.equivalence)
+            certs.of(route, target).verdict(&route.equivalence)
         }
     }
 }
@@ -366,9 +423,9 @@ mod tests {
             "threshold 0.9 needs 35 agreeing samples"
         );
         assert!(t(35, 35).certifies(&e));
-        assert_eq!(t(3, 3).header(&e), "uncertified; n=3");
+        assert_eq!(t(3, 3).verdict(&e).to_string(), "uncertified; n=3");
         assert_eq!(
-            t(35, 35).header(&e),
+            t(35, 35).verdict(&e).to_string(),
             "certified; agreement=1.00; lower=0.90; n=35"
         );
     }

@@ -17,16 +17,19 @@ use std::time::Duration;
 use http::HeaderMap;
 use plumb_policy::equivalence::{Method, Shadow};
 use plumb_policy::{Credentials, Route, RouteId, Target};
-use plumb_telemetry::{OutcomeLabels, RouteLabels};
+use plumb_telemetry::{Metrics, OutcomeLabels, RouteLabels};
 use serde_json::{Value, json};
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
+use crate::attempt::{self, Answer, Expect, Outgoing};
 use crate::breaker::BreakerState;
 use crate::equivalence::compare;
 use crate::fallback;
+use crate::keys::redact;
 use crate::payload::{Api, ClientRequest, Operation};
-use crate::proxy::Proxy;
-use crate::table::Policy;
+use crate::table::{Policy, Table};
+use crate::upstream::Transport;
 use crate::verify::{self, Collected};
 
 /// The per-minute window of a route's shadow budget.
@@ -121,8 +124,12 @@ impl Shadows {
 
 /// A successful primary request, as it is offered for sampling.
 pub struct Offer<'a> {
-    /// The proxy.
-    pub proxy: &'a Arc<Proxy>,
+    /// The policy table (breakers, certifications, shadow limits).
+    pub table: &'a Arc<Table>,
+    /// Where attempts go.
+    pub transport: &'a Arc<dyn Transport>,
+    /// The metrics.
+    pub metrics: &'a Arc<Metrics>,
     /// The policy the request ran under.
     pub policy: &'a Arc<Policy>,
     /// Its route.
@@ -137,15 +144,14 @@ pub struct Offer<'a> {
 
 /// The fallback candidates a sample asks: serving targets outside the primary's priority
 /// group that could take the request with Plumb's own keys and are not known to be down.
-fn candidates<'r>(proxy: &Proxy, route: &'r Route, request: &ClientRequest) -> Vec<&'r Target> {
+fn candidates<'r>(table: &Table, route: &'r Route, request: &ClientRequest) -> Vec<&'r Target> {
     route
         .serving_targets()
         .filter(|t| {
             !route.is_primary_grade(t)
                 && t.credentials != Credentials::Passthrough
                 && fallback::unfit(t, request, false).is_none()
-                && proxy.table.breakers.get(&t.upstream, route.breaker).state()
-                    != BreakerState::Open
+                && table.breakers.get(&t.upstream, route.breaker).state() != BreakerState::Open
         })
         .collect()
 }
@@ -165,14 +171,16 @@ impl Sampler {
         }
         Some(Sampler {
             job: Job {
-                proxy: o.proxy.clone(),
+                table: o.table.clone(),
+                transport: o.transport.clone(),
+                metrics: o.metrics.clone(),
                 policy: o.policy.clone(),
                 route: o.route.clone(),
                 request: o.request.unstreamed(),
                 headers: o.headers.clone(),
                 primary: o.primary.clone(),
                 answer: Collected::default(),
-                limiter: o.proxy.table.shadows.limiter(&o.route.id),
+                limiter: o.table.shadows.limiter(&o.route.id),
             },
         })
     }
@@ -185,8 +193,7 @@ impl Sampler {
             .limiter
             .enter(job.route.equivalence.shadow.max_concurrent)
         else {
-            job.proxy
-                .metrics
+            job.metrics
                 .shadow_skipped
                 .get_or_create(&RouteLabels {
                     route: job.route.id.to_string(),
@@ -201,19 +208,18 @@ impl Sampler {
         });
     }
 
-    /// [`Sampler::start`] with a whole answer body of the primary's family.
-    pub fn start_with_body(self, body: &[u8]) {
-        let Ok(value) = serde_json::from_slice::<Value>(body) else {
-            return;
-        };
-        let answer = verify::whole(Api::of(self.job.primary.provider), &value);
+    /// [`Sampler::start`] with a whole answer of the primary's family.
+    pub fn start_with_value(self, value: &Value) {
+        let answer = verify::whole(Api::of(self.job.primary.provider), value);
         self.start(answer);
     }
 }
 
 /// One sample: every candidate asked, checked and compared.
 struct Job {
-    proxy: Arc<Proxy>,
+    table: Arc<Table>,
+    transport: Arc<dyn Transport>,
+    metrics: Arc<Metrics>,
     policy: Arc<Policy>,
     route: Arc<Route>,
     request: ClientRequest,
@@ -231,13 +237,12 @@ impl Job {
         let tokens =
             u64::from(self.request.needs.tokens) + (self.answer.text.len() as u64).div_ceil(4);
         let schema = verify::request_schema(route, &self.request);
-        for candidate in candidates(&self.proxy, route, &self.request) {
+        for candidate in candidates(&self.table, route, &self.request) {
             if !self
                 .limiter
                 .reserve(&s, 1 + helper_calls, tokens * u64::from(1 + helper_calls))
             {
-                self.proxy
-                    .metrics
+                self.metrics
                     .shadow_skipped
                     .get_or_create(&RouteLabels {
                         route: route.id.to_string(),
@@ -259,7 +264,7 @@ impl Job {
                     };
                     match agreed {
                         Ok(agreed) => {
-                            self.proxy.table.certifications.record(
+                            self.table.certifications.record(
                                 &route.id,
                                 &self.primary,
                                 candidate,
@@ -274,8 +279,7 @@ impl Job {
                     }
                 }
             };
-            self.proxy
-                .metrics
+            self.metrics
                 .shadow_comparisons
                 .get_or_create(&OutcomeLabels {
                     route: route.id.to_string(),
@@ -296,24 +300,49 @@ impl Job {
         Ok(verify::whole(Api::of(candidate.provider), &v))
     }
 
+    /// One whole request to `target`, through the same exchange as every attempt (a shadow
+    /// sample or a comparison's helper call), checked like any answer.
     async fn call(
         &self,
         target: &Target,
         op: Operation,
         body: bytes::Bytes,
     ) -> Result<Value, String> {
-        let key = self.policy.keys.for_target(target, None);
-        crate::proxy::call_whole(
-            &self.proxy.upstreams,
-            target,
-            op,
-            body,
-            key,
-            &self.headers,
-            &self.route.deadlines,
-        )
-        .await
-        .map_err(|f| format!("{}: {}", f.class, f.message))
+        let d = &self.route.deadlines;
+        let span = crate::observe::attempt_span(target, attempt::Kind::Shadow, false);
+        let sent = async {
+            let req = Outgoing {
+                target,
+                operation: op,
+                body,
+                key: self.policy.keys.for_target(target, None),
+                client_headers: &self.headers,
+            }
+            .build()?;
+            attempt::exchange(
+                &*self.transport,
+                Api::of(target.provider),
+                req,
+                d,
+                Instant::now() + d.total,
+                Expect::Whole(op),
+            )
+            .await
+        }
+        .instrument(span.clone())
+        .await;
+        match sent {
+            Ok(Answer::Whole { value, .. }) => Ok(value),
+            Ok(Answer::Stream { .. }) => Err("a stream answered a whole request".to_owned()),
+            Err(f) => {
+                span.record("plumb.failure_class", f.class.as_str());
+                Err(format!(
+                    "{}: {}",
+                    f.class,
+                    redact(&f.message, self.policy.keys.values())
+                ))
+            }
+        }
     }
 
     /// Whether the candidate's answer agrees with the primary's, by the route's method.

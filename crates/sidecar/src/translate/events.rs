@@ -22,10 +22,34 @@ pub struct RawEvent {
     pub data: String,
 }
 
-/// Splits a byte stream into events.
+impl RawEvent {
+    /// Whether it ends the answer: OpenAI's `[DONE]` or Anthropic's `message_stop` (named, or
+    /// only typed in its data).
+    pub fn is_terminal(&self) -> bool {
+        #[derive(serde::Deserialize)]
+        struct Typed<'a> {
+            #[serde(rename = "type", borrow)]
+            kind: Option<std::borrow::Cow<'a, str>>,
+        }
+        match self.name.as_deref() {
+            Some(name) => name == "message_stop",
+            None if self.data == "[DONE]" => true,
+            None => serde_json::from_str::<Typed<'_>>(&self.data)
+                .ok()
+                .and_then(|t| t.kind)
+                .is_some_and(|k| k == "message_stop"),
+        }
+    }
+}
+
+/// Splits a byte stream into events. The one SSE reader of the sidecar: holding a stream before
+/// commit, relaying it after, and collecting its answer all read events through it.
 #[derive(Debug, Default)]
 pub struct SseReader {
     buf: BytesMut,
+    /// How far `buf` is known to hold no event end, so a long event is scanned once, not again
+    /// on every frame that extends it.
+    scanned: usize,
 }
 
 impl SseReader {
@@ -41,7 +65,14 @@ impl SseReader {
 
     /// The next whole event, if one has arrived.
     pub fn next_event(&mut self) -> Option<RawEvent> {
-        let end = event_end(&self.buf)?;
+        // An event end is at most three bytes long: look again from just before where the
+        // last scan stopped.
+        let from = self.scanned.saturating_sub(2);
+        let Some(end) = event_end(&self.buf[from..]).map(|e| e + from) else {
+            self.scanned = self.buf.len();
+            return None;
+        };
+        self.scanned = 0;
         let bytes = self.buf.split_to(end).freeze();
         let text = String::from_utf8_lossy(&bytes);
         let mut name = None;

@@ -53,7 +53,7 @@ async fn a_failover_is_one_request_span_with_an_attempt_span_per_try() {
     );
     let proxy = Arc::new(Proxy {
         table,
-        upstreams: Upstreams::new(None).unwrap(),
+        upstreams: Arc::new(Upstreams::new(None).unwrap()),
         metrics,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -152,6 +152,52 @@ async fn a_cut_after_commit_ends_with_an_explicit_error_event() {
 }
 
 #[tokio::test]
+async fn cut_streams_count_against_the_breaker_until_it_opens() {
+    let sim = simulator().await;
+    plan(
+        &sim,
+        "sim-gpt",
+        json!({"fault": "stream_cut:after=3", "first": 100}),
+    );
+    let sc = Sidecar::start(&two_openai(
+        &sim,
+        "sim-gpt",
+        "  breaker: {consecutiveFailures: 3, cooldown: 60s}\n",
+    ));
+    // Three streams committed from the primary and cut after commit: each counts as a failure
+    // of the primary's upstream, not as a success at commit.
+    for i in 0..3 {
+        let r = sc.openai(chat(true)).send().await.unwrap();
+        assert_eq!(header(&r, "x-plumb-served-by"), "primary", "stream {i}");
+        let (text, _) = read_all(r).await;
+        assert!(text.contains("stream_interrupted"), "stream {i}: {text}");
+    }
+    // The breaker is open: the next request goes to the fallback without touching the primary.
+    let r = sc.openai(chat(true)).send().await.unwrap();
+    assert_eq!(header(&r, "x-plumb-served-by"), "fallback");
+    let (text, err) = read_all(r).await;
+    assert!(err.is_none() && text.contains("[DONE]"), "{text}");
+    assert_eq!(
+        attempts(&sim, "sim-gpt").await.len(),
+        3,
+        "the open breaker kept the fourth request from the primary"
+    );
+    let m = crate::support::metrics(&sc.admin).await;
+    assert!(
+        m.contains(r#"plumb_attempts_total{route="test/r",target="primary",outcome="stream_interrupted"} 3"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"plumb_breaker_state{route="test/r",target="primary"} 2"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"plumb_skipped_targets_total{route="test/r",target="primary",outcome="breaker_open"} 1"#),
+        "{m}"
+    );
+}
+
+#[tokio::test]
 async fn a_stall_after_commit_is_cut_at_the_idle_deadline() {
     let sim = simulator().await;
     plan(
@@ -542,7 +588,11 @@ fn rss_kib(pid: u32) -> u64 {
 #[tokio::test]
 async fn interrupted_streams_leak_no_connections_or_memory() {
     let sim = simulator().await;
-    let sc = Sidecar::start(&hold_route(&sim, "  deadlines: {streamIdle: 200ms}\n"));
+    // A breaker that never opens, so every round streams from the primary and is cut.
+    let sc = Sidecar::start(&hold_route(
+        &sim,
+        "  deadlines: {streamIdle: 200ms}\n  breaker: {consecutiveFailures: 1000, failureRate: 1.0, minRequests: 1000}\n",
+    ));
     let pid = sc.child.id();
     // No pooling on the client side: every connection the test opens, it closes.
     let _ = crate::support::client(); // installs the TLS provider reqwest needs

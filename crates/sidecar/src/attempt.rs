@@ -1,0 +1,368 @@
+//! One attempt on the wire, whatever its kind (first, retry, failover, repair, probe, stream
+//! continuation, shadow sample): the upstream request goes out through the [`Transport`], its
+//! head is awaited within the first-byte deadline, and then either the whole body is read and
+//! checked, or the start of a stream is held until it can be committed. Every failure on the
+//! way gets its class here, through [`classify`]; what the answer says is checked by the caller
+//! ([`crate::verify`]).
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, Request, header};
+use http_body_util::{BodyExt as _, Full};
+use plumb_policy::{Deadlines, FailureClass, MalformedEvents, Streaming, Target};
+use tokio::time::Instant;
+
+use crate::classify::{self, Failure, Phase, StreamEvent};
+use crate::keys::Secret;
+use crate::payload::{Api, Operation};
+use crate::translate::events::SseReader;
+use crate::upstream::{self, Transport, UpstreamBody};
+
+/// Largest non-streamed answer accepted from an upstream.
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+/// Largest upstream error body read for classification.
+const MAX_ERROR_BYTES: usize = 64 * 1024;
+/// Largest start of a stream held before commit.
+const MAX_FIRST_EVENT_BYTES: usize = 1024 * 1024;
+
+/// Why an attempt is made. Every kind goes through the same exchange and the same observer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// The first attempt of a request.
+    First,
+    /// The same target again, after a failure its plan retries.
+    Retry,
+    /// The next target, after the previous one failed or was skipped.
+    Failover,
+    /// The same target again, told what was wrong with its answer.
+    Repair,
+    /// A probe of an upstream whose breaker is half-open, or that the fleet elected this pod to
+    /// probe.
+    Probe,
+    /// Another target continuing a stream that was cut after commit.
+    Continuation,
+    /// A fallback candidate asked off the request path, to compare with the primary.
+    Shadow,
+}
+
+impl Kind {
+    /// The name in spans: `first`, `retry`, `failover`, `repair`, `probe`, `continuation`,
+    /// `shadow`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Kind::First => "first",
+            Kind::Retry => "retry",
+            Kind::Failover => "failover",
+            Kind::Repair => "repair",
+            Kind::Probe => "probe",
+            Kind::Continuation => "continuation",
+            Kind::Shadow => "shadow",
+        }
+    }
+}
+
+/// A successful exchange, not yet checked against the route's contract.
+pub enum Answer {
+    /// A whole answer: valid JSON with the fields a client needs.
+    Whole {
+        /// The response head.
+        head: http::response::Parts,
+        /// The body as it arrived.
+        body: Bytes,
+        /// The body, parsed.
+        value: serde_json::Value,
+    },
+    /// A stream whose start was held and checked.
+    Stream {
+        /// The response head.
+        head: http::response::Parts,
+        /// Everything read before commit.
+        first: Bytes,
+        /// The rest of the stream.
+        rest: UpstreamBody,
+    },
+}
+
+impl Answer {
+    /// The upstream's status.
+    pub fn status(&self) -> u16 {
+        match self {
+            Answer::Whole { head, .. } | Answer::Stream { head, .. } => head.status.as_u16(),
+        }
+    }
+}
+
+/// What an attempt expects back.
+pub enum Expect<'a> {
+    /// A whole answer to `operation`, read within the deadline.
+    Whole(Operation),
+    /// A stream, held from its start until it can be committed.
+    Stream(Hold<'a>),
+}
+
+/// How long the start of a stream is held before commit.
+pub struct Hold<'a> {
+    /// The route's streaming settings: how much to hold after the first token.
+    pub streaming: &'a Streaming,
+    /// Hold the whole stream until it ends (a contract checked before commit).
+    pub until_end: bool,
+}
+
+/// One upstream request, ready to go.
+pub struct Outgoing<'a> {
+    /// The target.
+    pub target: &'a Target,
+    /// The operation.
+    pub operation: Operation,
+    /// The body in the target's family.
+    pub body: Bytes,
+    /// The key to send, if any.
+    pub key: Option<&'a Secret>,
+    /// The client's headers (only the forwarded ones and the trace context go out).
+    pub client_headers: &'a HeaderMap,
+}
+
+impl Outgoing<'_> {
+    /// The HTTP request, with the current span's trace context.
+    pub fn build(self) -> Result<Request<Full<Bytes>>, Failure> {
+        let mut req = upstream::request(
+            self.target,
+            self.operation,
+            self.body,
+            self.key,
+            self.client_headers,
+        )
+        .map_err(|e| {
+            Failure::new(
+                FailureClass::BadRequest,
+                Phase::Head,
+                format!("the upstream request could not be built: {e}"),
+            )
+        })?;
+        upstream::trace_context::propagate(
+            &tracing::Span::current(),
+            self.client_headers,
+            req.headers_mut(),
+        );
+        Ok(req)
+    }
+}
+
+/// Sends `req` and waits for what `expect` says, within the deadlines: the head within
+/// `first_byte`, a stream's first token within `first_token`, everything within `total`.
+pub async fn exchange(
+    transport: &dyn Transport,
+    family: Api,
+    req: Request<Full<Bytes>>,
+    d: &Deadlines,
+    total: Instant,
+    expect: Expect<'_>,
+) -> Result<Answer, Failure> {
+    let start = Instant::now();
+    let (head, body) = successful_head(transport, req, d, start, total).await?;
+    match expect {
+        Expect::Whole(operation) => {
+            let body = read_body(body, MAX_RESPONSE_BYTES, total)
+                .await
+                .map_err(|e| match e {
+                    ReadError::Deadline => Failure::timeout(Phase::Body, "total", d.total),
+                    ReadError::Body(msg) => Failure::new(
+                        FailureClass::MalformedResponse,
+                        Phase::Body,
+                        format!("the response body ended early: {msg}"),
+                    ),
+                })?;
+            let value = classify::success_body(family, operation, &body)?;
+            Ok(Answer::Whole { head, body, value })
+        }
+        Expect::Stream(h) => {
+            let is_sse = head
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("text/event-stream"));
+            if !is_sse {
+                return Err(Failure::new(
+                    FailureClass::MalformedResponse,
+                    Phase::Body,
+                    "a stream was asked for but the upstream answered without text/event-stream",
+                ));
+            }
+            let first_token = total.min(start + d.first_token);
+            let until_end = h.until_end.then_some(total);
+            let (first, rest) = hold(body, first_token, d, h.streaming, until_end).await?;
+            Ok(Answer::Stream { head, first, rest })
+        }
+    }
+}
+
+/// Sends an attempt and waits for a successful response head: a timeout, a transport error or
+/// an error status (read and classified) is the attempt's failure.
+async fn successful_head(
+    transport: &dyn Transport,
+    req: Request<Full<Bytes>>,
+    d: &Deadlines,
+    start: Instant,
+    total: Instant,
+) -> Result<(http::response::Parts, UpstreamBody), Failure> {
+    let first_byte = start + d.first_byte;
+    let head_deadline = total.min(first_byte);
+    let resp = match tokio::time::timeout_at(head_deadline, transport.send(req, d.connect)).await {
+        Err(_) if total <= first_byte => {
+            return Err(Failure::timeout(Phase::Head, "total", d.total));
+        }
+        Err(_) => return Err(Failure::timeout(Phase::Head, "first-byte", d.first_byte)),
+        Ok(Err(e)) => return Err(classify::transport(e.as_ref())),
+        Ok(Ok(resp)) => resp,
+    };
+    let (head, body) = resp.into_parts();
+    if !head.status.is_success() {
+        let bytes = read_body(body, MAX_ERROR_BYTES, total)
+            .await
+            .unwrap_or_default();
+        return Err(classify::status(
+            head.status.as_u16(),
+            &head.headers,
+            &bytes,
+        ));
+    }
+    Ok((head, body))
+}
+
+enum ReadError {
+    Deadline,
+    Body(String),
+}
+
+/// Reads a whole body, at most `limit` bytes, by `deadline`.
+async fn read_body(
+    mut body: UpstreamBody,
+    limit: usize,
+    deadline: Instant,
+) -> Result<Bytes, ReadError> {
+    let read = async {
+        let mut buf = BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ReadError::Body(e.to_string()))?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len().saturating_add(data.len()) > limit {
+                    return Err(ReadError::Body("length limit exceeded".to_owned()));
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok(buf.freeze())
+    };
+    tokio::time::timeout_at(deadline, read)
+        .await
+        .unwrap_or(Err(ReadError::Deadline))
+}
+
+/// Holds the start of a stream before anything reaches the client: until its first token
+/// (within the first-token deadline), then for the route's hold — so many events, bytes or
+/// milliseconds after it. Every event held is checked, so an error event, a malformed event, a
+/// stall or a cut inside the hold still fails over invisibly. Returns everything read, to be
+/// sent at commit, and the rest of the stream.
+///
+/// With `until_end` (a contract checked before commit) the hold lasts until the answer is
+/// complete, within that deadline.
+async fn hold(
+    mut body: UpstreamBody,
+    first_token_deadline: Instant,
+    d: &Deadlines,
+    s: &Streaming,
+    until_end: Option<Instant>,
+) -> Result<(Bytes, UpstreamBody), Failure> {
+    let limit = if until_end.is_some() {
+        MAX_RESPONSE_BYTES
+    } else {
+        MAX_FIRST_EVENT_BYTES
+    };
+    let mut held = BytesMut::new();
+    let mut events = SseReader::default();
+    // Set when the first token arrives: (when the hold ends, events held since).
+    let mut holding: Option<(Instant, u32)> = None;
+    let mut finished = false;
+    loop {
+        while let Some(event) = events.next_event() {
+            let kind = match classify::stream_event(&event) {
+                Ok(kind) => kind,
+                Err(f)
+                    if f.class == FailureClass::MalformedResponse
+                        && s.malformed == MalformedEvents::Skip
+                        && holding.is_some() =>
+                {
+                    continue;
+                }
+                Err(f) => return Err(f),
+            };
+            match (kind, &mut holding) {
+                (StreamEvent::Preamble, None) => {}
+                (StreamEvent::Content | StreamEvent::End, None) => {
+                    holding = Some((Instant::now() + s.hold_for, 0));
+                }
+                (StreamEvent::Preamble | StreamEvent::Content | StreamEvent::End, Some((_, n))) => {
+                    *n += 1;
+                }
+            }
+            finished |= kind == StreamEvent::End;
+        }
+        if let Some((until, n)) = holding {
+            // A zero holdFor sets no time limit: the events and bytes do.
+            let timed_out = !s.hold_for.is_zero() && Instant::now() >= until;
+            let held_enough = until_end.is_none()
+                && (n >= s.hold_events || held.len() >= s.hold_bytes as usize || timed_out);
+            if finished || held_enough {
+                return Ok((held.freeze(), body));
+            }
+        }
+        if held.len() > limit {
+            return Err(Failure::new(
+                FailureClass::MalformedResponse,
+                Phase::Body,
+                if until_end.is_some() {
+                    "the streamed answer held for the contract is larger than 64 MiB"
+                } else {
+                    "more than 1 MiB of stream arrived before the first token"
+                },
+            ));
+        }
+        let (deadline, what, limit) = match (holding, until_end) {
+            (None, _) => (first_token_deadline, "first-token", d.first_token),
+            (Some(_), Some(end)) if end <= Instant::now() + d.stream_idle => {
+                (end, "total", d.total)
+            }
+            (Some(_), _) => (Instant::now() + d.stream_idle, "stream-idle", d.stream_idle),
+        };
+        // Inside the hold, its end is not a failure: stop waiting then and commit.
+        let wait_until = match holding {
+            Some((until, _)) if !s.hold_for.is_zero() && until_end.is_none() => deadline.min(until),
+            Some(_) | None => deadline,
+        };
+        let frame = match tokio::time::timeout_at(wait_until, body.frame()).await {
+            Err(_) if wait_until < deadline => continue,
+            Err(_) => return Err(Failure::timeout(Phase::Body, what, limit)),
+            Ok(None) => {
+                return Err(Failure::new(
+                    FailureClass::MalformedResponse,
+                    Phase::Body,
+                    "the stream ended before the answer was complete",
+                ));
+            }
+            Ok(Some(Err(e))) => {
+                return Err(Failure::new(
+                    FailureClass::MalformedResponse,
+                    Phase::Body,
+                    format!(
+                        "the stream broke before it reached the client: {}",
+                        classify::root_cause(e.as_ref())
+                    ),
+                ));
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            held.extend_from_slice(&data);
+            events.push(&data);
+        }
+    }
+}

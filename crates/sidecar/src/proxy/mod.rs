@@ -1,0 +1,705 @@
+//! The request path, in order.
+//!
+//! ```text
+//! accept ─▶ route ─▶ order ───────────▶ attempt ─▶ classify ─▶ verify ─▶ respond
+//!  (API,     (model →   (targets in order,  (exchange:   (one class   (model,     (answer + x-plumb-*,
+//!   body)     LlmRoute)  skips, equivalence) head, hold)  per failure) contract)   or an error in the
+//!                                               ▲                                  client's format)
+//!                                               │        plan (pure): retry after d, repair,
+//!                                               └─────── fail over, or stop — inside the total
+//!                                                        deadline and the retry budget
+//! ```
+//!
+//! [`Proxy::handle`] accepts and routes; [`Request::run`] walks the route's targets and its last
+//! resort; [`Request::try_target`] is the attempt loop, where [`crate::plan::next`] decides
+//! what follows each failure. The attempt itself is [`crate::attempt::exchange`]; every
+//! attempt and every request is one record for [`crate::observe`]. What reaches the client is
+//! built in [`reply`]; a stream cut after commit is continued by [`continuation`].
+//!
+//! Each request keeps the policy snapshot it started with, so reloads never disturb it.
+
+mod continuation;
+mod reply;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use http::{HeaderMap, HeaderValue, Method, Request as HttpRequest, Response, StatusCode, header};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use plumb_policy::contract::{ModelSubstitution, Schema, StreamCheck};
+use plumb_policy::{FailureClass, LastResort, Route, Target};
+use plumb_telemetry::{Metrics, RequestLabels};
+use serde_json::json;
+use tokio::time::Instant;
+use tracing::Instrument as _;
+
+use crate::attempt::{self, Answer, Expect, Hold, Kind, Outgoing};
+use crate::breaker::{Admission, Breaker, Permit};
+use crate::classify::{Failure, Phase};
+use crate::fallback::{self, Skip};
+use crate::fleet::Gate;
+use crate::keys::{Secret, redact};
+use crate::observe::{AttemptOutcome, AttemptRecord, Observer, RouteHandles};
+use crate::payload::{Api, ClientRequest, InvalidRequest, Operation};
+use crate::plan::{self, Next, Situation, TargetVerdict};
+use crate::respond::{self, Body};
+use crate::retry::Budget;
+use crate::table::{Policy, Table};
+use crate::upstream::{self, Transport};
+use crate::verify::{self, StreamCollector};
+
+/// Largest request body accepted from a client.
+pub const MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
+pub use crate::attempt::MAX_RESPONSE_BYTES;
+
+/// Everything a request needs: the policy table, the upstreams and the metrics.
+pub struct Proxy {
+    /// The policy in force and the state that outlives reloads.
+    pub table: Arc<Table>,
+    /// Where attempts go: the connection pools, or a scripted upstream in tests.
+    pub upstreams: Arc<dyn Transport>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+impl Proxy {
+    /// Handles one client request. Never fails: every problem becomes a response in the
+    /// client's format.
+    pub async fn handle(self: Arc<Self>, req: HttpRequest<Incoming>) -> Response<Body> {
+        // Accept: which API, which operation, a body within bounds that names a model.
+        let api_hint = if req.headers().contains_key("anthropic-version")
+            || req.uri().path() == "/v1/messages"
+        {
+            Api::Anthropic
+        } else {
+            Api::Openai
+        };
+        let (api, op) = match (req.method(), req.uri().path()) {
+            (&Method::POST, "/v1/chat/completions") => (Api::Openai, Operation::Chat),
+            (&Method::POST, "/v1/embeddings") => (Api::Openai, Operation::Embeddings),
+            (&Method::POST, "/v1/messages") => (Api::Anthropic, Operation::Chat),
+            (&Method::GET, "/v1/models") => return self.models(api_hint),
+            (m, p) => {
+                return respond::error(
+                    api_hint,
+                    StatusCode::NOT_FOUND,
+                    "unknown_url",
+                    &format!(
+                        "plumb serves POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models and POST /v1/messages; not {m} {p}"
+                    ),
+                );
+            }
+        };
+        let Some(policy) = self.table.current() else {
+            return respond::error(
+                api,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "plumb has no routing policy yet: the sidecar is waiting for its routes file or control plane",
+            );
+        };
+        let (parts, body) = req.into_parts();
+        let bytes = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => {
+                let too_large = e
+                    .downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some();
+                return if too_large {
+                    respond::error(
+                        api,
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "request_too_large",
+                        &format!("the request body is larger than {MAX_REQUEST_BYTES} bytes"),
+                    )
+                } else {
+                    respond::error(
+                        api,
+                        StatusCode::BAD_REQUEST,
+                        "invalid_request",
+                        "the request body could not be read",
+                    )
+                };
+            }
+        };
+        let request = match ClientRequest::parse(api, op, &bytes) {
+            Ok(r) => r,
+            Err(e @ (InvalidRequest::Json(_) | InvalidRequest::NoModel)) => {
+                return respond::error(
+                    api,
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    &e.to_string(),
+                );
+            }
+        };
+        // Route: the model names the LlmRoute.
+        let Some(route) = policy.routes.lookup(&request.model).cloned() else {
+            self.metrics
+                .requests
+                .get_or_create(&RequestLabels {
+                    route: "none".to_owned(),
+                    api: api.as_str(),
+                    outcome: "no_route",
+                })
+                .inc();
+            return respond::error(
+                api,
+                StatusCode::NOT_FOUND,
+                "model_not_found",
+                &format!(
+                    "no route serves the model {:?}; the routes serve: {}",
+                    request.model,
+                    policy.routes.models().join(", ")
+                ),
+            );
+        };
+        let handles = self.table.handles(&route);
+        let caller_key = caller_key(api, &parts.headers);
+        let started = Instant::now();
+        // One span per client request, GenAI semantic conventions plus `plumb.*`; the
+        // attempts are its children.
+        let operation = match op {
+            Operation::Chat => "chat",
+            Operation::Embeddings => "embeddings",
+        };
+        let span = tracing::info_span!(
+            "request",
+            otel.name = %format!("{operation} {}", request.model),
+            otel.kind = "server",
+            gen_ai.operation.name = operation,
+            gen_ai.request.model = %request.model,
+            plumb.route = %route.id,
+            plumb.served_by = tracing::field::Empty,
+            plumb.attempts = tracing::field::Empty,
+            plumb.failure_classes = tracing::field::Empty,
+            plumb.equivalence = tracing::field::Empty,
+            error.r#type = tracing::field::Empty,
+        );
+        upstream::trace_context::adopt(&span, &parts.headers);
+        let request_schema = verify::request_schema(&route, &request);
+        Request {
+            proxy: &self,
+            policy: &policy,
+            budget: self.table.budget(&route.id, route.retry_budget),
+            route: &route,
+            handles: &handles,
+            request: &request,
+            started,
+            request_schema: request_schema.as_ref(),
+            headers: &parts.headers,
+            caller_key: caller_key.as_ref(),
+            deadline: started + route.deadlines.total,
+            span: span.clone(),
+            tried: Vec::new(),
+            skipped: Vec::new(),
+            attempts: 0,
+        }
+        .run()
+        .instrument(span)
+        .await
+    }
+
+    /// `GET /v1/models`: the model names the routes serve, in the client's format.
+    fn models(&self, api: Api) -> Response<Body> {
+        let Some(policy) = self.table.current() else {
+            return respond::error(
+                api,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "plumb has no routing policy yet",
+            );
+        };
+        let names = policy.routes.models();
+        let body = match api {
+            Api::Openai => json!({"object": "list", "data": names.iter().map(|n| json!({
+                "id": n, "object": "model", "created": 0, "owned_by": "plumb"})).collect::<Vec<_>>()}),
+            Api::Anthropic => json!({"data": names.iter().map(|n| json!({
+                "type": "model", "id": n, "display_name": n, "created_at": "1970-01-01T00:00:00Z"})).collect::<Vec<_>>(),
+                "has_more": false, "first_id": names.first(), "last_id": names.last()}),
+        };
+        let mut resp = Response::new(respond::full(body.to_string()));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        resp
+    }
+}
+
+/// The caller's own API key, for passthrough targets.
+fn caller_key(api: Api, headers: &HeaderMap) -> Option<Secret> {
+    let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let key = match api {
+        Api::Openai => get("authorization").and_then(|v| v.strip_prefix("Bearer ")),
+        Api::Anthropic => get("x-api-key")
+            .or_else(|| get("authorization").and_then(|v| v.strip_prefix("Bearer "))),
+    }?;
+    (!key.trim().is_empty()).then(|| Secret::new(key.trim()))
+}
+
+/// One client request on its way through the route's targets.
+struct Request<'a> {
+    proxy: &'a Arc<Proxy>,
+    policy: &'a Arc<Policy>,
+    route: &'a Arc<Route>,
+    handles: &'a Arc<RouteHandles>,
+    budget: Arc<Budget>,
+    request: &'a ClientRequest,
+    /// When the client's request arrived.
+    started: Instant,
+    /// The schema the client asked for, when the route's contract follows it.
+    request_schema: Option<&'a Schema>,
+    headers: &'a HeaderMap,
+    caller_key: Option<&'a Secret>,
+    deadline: Instant,
+    /// The request's span.
+    span: tracing::Span,
+    tried: Vec<Tried>,
+    skipped: Vec<(String, Skip)>,
+    attempts: u32,
+}
+
+/// One failed attempt, for the error message and the headers.
+struct Tried {
+    target: String,
+    failure: Failure,
+}
+
+/// How trying one target ended.
+enum Outcome {
+    /// It answered: this is the response.
+    Answered(Response<Body>),
+    /// Move on to the next target.
+    MovedOn,
+    /// End the request with the last failure.
+    Stop,
+}
+
+/// A successful attempt's answer, checked, with what it said of itself.
+struct Checked {
+    answer: Answer,
+    /// Input and output tokens of a whole answer.
+    usage: Option<(u64, u64)>,
+}
+
+/// What an answer said of itself, whether or not it passed the checks.
+#[derive(Default)]
+struct Named {
+    /// The model it names.
+    model: Option<String>,
+    /// When that is another model than the target was asked for.
+    substituted: Option<String>,
+}
+
+impl Request<'_> {
+    fn observer(&self) -> Observer<'_> {
+        Observer {
+            metrics: &self.proxy.metrics,
+            fleet: &self.proxy.table.fleet,
+            route: self.route,
+            handles: self.handles,
+        }
+    }
+
+    /// Walks the route's targets in order, then its last resort.
+    async fn run(mut self) -> Response<Body> {
+        let route = self.route;
+        self.budget.request();
+        let (order, skipped) = fallback::order(route, self.request, self.caller_key.is_some());
+        for (t, why) in skipped {
+            self.skip(t, why);
+        }
+        let mut kind = Kind::First;
+        let mut opened: Vec<(&Target, Instant)> = Vec::new();
+        for (i, target) in order.iter().enumerate() {
+            if let Some(prior) = self.ruled_out_by(&order, target) {
+                self.skip(target, Skip::RuledOut(prior));
+                continue;
+            }
+            if let Err(refusal) = self.equivalence_gate(target) {
+                self.skip(target, refusal);
+                continue;
+            }
+            let others_left = order[i + 1..]
+                .iter()
+                .any(|t| self.ruled_out_by(&order, t).is_none());
+            match self.try_target(target, kind, others_left).await {
+                Outcome::Answered(resp) => return resp,
+                Outcome::Stop => return self.fail(),
+                Outcome::MovedOn => {}
+            }
+            if let Some(at) = self.breaker(target).opens_for_probes_at() {
+                opened.push((target, at));
+            }
+            kind = Kind::Failover;
+        }
+        // Every target in rotation failed or was unavailable: the last resort decides.
+        match &route.last_resort {
+            LastResort::FailFast => {}
+            LastResort::Target(t) => {
+                let gated = self.equivalence_gate(t);
+                if let Err(refusal) = gated {
+                    self.skip(t, refusal);
+                } else if fallback::unfit(t, self.request, self.caller_key.is_some()).is_none()
+                    && let Outcome::Answered(resp) = self.try_target(t, kind, false).await
+                {
+                    return resp;
+                }
+            }
+            LastResort::WaitForHalfOpen => {
+                let nothing_tried = self.attempts == 0;
+                if let Some((target, at)) = opened.into_iter().min_by_key(|(_, at)| *at)
+                    && nothing_tried
+                    && at < self.deadline
+                {
+                    tokio::time::sleep_until(at).await;
+                    if let Outcome::Answered(resp) = self.try_target(target, kind, false).await {
+                        return resp;
+                    }
+                }
+            }
+        }
+        self.fail()
+    }
+
+    fn breaker(&self, target: &Target) -> Arc<Breaker> {
+        self.proxy
+            .table
+            .breakers
+            .get(&target.upstream, self.route.breaker)
+    }
+
+    /// Passes over `target` without an attempt, for this reason (in the error and the metric).
+    fn skip(&mut self, target: &Target, why: Skip) {
+        self.observer().skip(target, &why);
+        self.skipped.push((target.name.clone(), why));
+    }
+
+    /// Whether the route's equivalence settings let failover use `target`.
+    fn equivalence_gate(&self, target: &Target) -> Result<(), Skip> {
+        crate::equivalence::gate(self.route, &self.proxy.table.certifications, target).map_err(
+            |r| match r {
+                crate::equivalence::Refusal::Downgrade => Skip::Downgrade,
+                crate::equivalence::Refusal::Uncertified(why) => Skip::Uncertified(why),
+            },
+        )
+    }
+
+    /// The class of an earlier failure that rules `target` out (a context-length failure
+    /// rules out windows no larger; an auth failure rules out the same credentials).
+    fn ruled_out_by(&self, order: &[&Target], target: &Target) -> Option<FailureClass> {
+        self.tried.iter().find_map(|t| {
+            let failed = order.iter().find(|o| o.name == t.target)?;
+            (!fallback::still_eligible(t.failure.class, failed, target)).then_some(t.failure.class)
+        })
+    }
+
+    /// Asks the fleet, then the breaker, whether `target` may be tried now. Inside a
+    /// rate-limit window the last option waits for the window to end when the deadline
+    /// allows; otherwise the target is skipped.
+    async fn admit(
+        &mut self,
+        target: &Target,
+        breaker: &Arc<Breaker>,
+        others_left: bool,
+    ) -> Option<Permit> {
+        loop {
+            match self.proxy.table.fleet.gate(&target.upstream) {
+                Gate::Go => match breaker.admit() {
+                    Admission::Allowed(p) => return Some(p),
+                    Admission::Refused { .. } => {
+                        self.skip(target, Skip::BreakerOpen);
+                        return None;
+                    }
+                },
+                Gate::Probe => return Some(breaker.admit_probe()),
+                Gate::Open(reason) => {
+                    self.skip(target, Skip::FleetOpen(reason));
+                    return None;
+                }
+                Gate::RateLimited(until) => {
+                    let wait = until.duration_since(SystemTime::now()).unwrap_or_default();
+                    let fits = Instant::now()
+                        .checked_add(wait + plan::ATTEMPT_MARGIN)
+                        .is_some_and(|t| t < self.deadline);
+                    if !others_left && fits {
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    self.skip(target, Skip::RateLimited(wait));
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// The attempt loop of one target: attempts as the planner says — retries, repairs — until
+    /// one answers, the target is left for the next, or the request stops.
+    async fn try_target(&mut self, target: &Target, mut kind: Kind, others_left: bool) -> Outcome {
+        let breaker = self.breaker(target);
+        let (mut retries, mut repairs) = (0u32, 0u32);
+        // After a contract failure: the request again, with the complaint added.
+        let mut repaired: Option<ClientRequest> = None;
+        loop {
+            let Some(permit) = self.admit(target, &breaker, others_left).await else {
+                return Outcome::MovedOn;
+            };
+            if Instant::now() >= self.deadline {
+                // Nothing is sent, so nothing is counted against the target.
+                self.tried.push(Tried {
+                    target: target.name.clone(),
+                    failure: Failure::timeout(Phase::Head, "total", self.route.deadlines.total),
+                });
+                return Outcome::Stop;
+            }
+            let probe = permit.is_probe();
+            if probe {
+                kind = Kind::Probe;
+            }
+            self.attempts += 1;
+            let span = crate::observe::attempt_span(target, kind, probe);
+            let started = Instant::now();
+            let request = repaired.as_ref().unwrap_or(self.request);
+            let (result, named) = self.attempt(target, request).instrument(span.clone()).await;
+            let latency = started.elapsed();
+            let mut record = AttemptRecord {
+                target,
+                kind,
+                probe,
+                latency,
+                status: None,
+                model: named.model.as_deref(),
+                substituted: named.substituted.as_deref(),
+                outcome: AttemptOutcome::Committed,
+                breaker: breaker.state(),
+                next: None,
+            };
+            let mut failure = match result {
+                Ok(checked) => {
+                    record.status = Some(checked.answer.status());
+                    // A whole answer settles the attempt now; a stream settles when it ends.
+                    let permit = match checked.answer {
+                        Answer::Whole { .. } => {
+                            record.breaker = permit.success();
+                            record.outcome = AttemptOutcome::Answered {
+                                usage: checked.usage,
+                            };
+                            None
+                        }
+                        Answer::Stream { .. } => Some(permit),
+                    };
+                    self.observer().attempt(&span, &record, self.request);
+                    let first_choice = kind == Kind::First;
+                    return Outcome::Answered(self.served(
+                        target,
+                        checked,
+                        first_choice,
+                        permit,
+                        latency,
+                    ));
+                }
+                Err(f) => f,
+            };
+            failure.message = redact(
+                &failure.message,
+                self.policy
+                    .keys
+                    .values()
+                    .chain(self.caller_key.map(Secret::expose)),
+            );
+            record.status = failure.status;
+            record.breaker = permit.failure(failure.class);
+            let rejected = failure.rejected.take();
+            let next = self.plan(
+                &failure,
+                retries,
+                repairs,
+                rejected.is_some(),
+                others_left,
+                record.breaker,
+            );
+            record.next = Some(next);
+            record.outcome = AttemptOutcome::Failed(&failure);
+            self.observer().attempt(&span, &record, self.request);
+            drop(span);
+            let complaint = failure.message.clone();
+            self.tried.push(Tried {
+                target: target.name.clone(),
+                failure,
+            });
+            match next {
+                Next::Repair => {
+                    repairs += 1;
+                    kind = Kind::Repair;
+                    if let Some(rejected) = rejected {
+                        repaired = Some(self.request.with_repair(&rejected, &complaint));
+                    }
+                }
+                Next::Retry(wait) => {
+                    retries += 1;
+                    kind = Kind::Retry;
+                    repaired = None;
+                    tokio::time::sleep(wait).await;
+                }
+                Next::Failover(_) => return Outcome::MovedOn,
+                Next::Stop(_) => return Outcome::Stop,
+            }
+        }
+    }
+
+    /// Asks the planner what follows `failure`, and takes a retry or repair from the budget
+    /// when it says so (asking again, without budget, if another request took the last).
+    fn plan(
+        &self,
+        failure: &Failure,
+        retries: u32,
+        repairs: u32,
+        repairable: bool,
+        others_left: bool,
+        breaker: crate::breaker::BreakerState,
+    ) -> Next {
+        let target = match breaker {
+            crate::breaker::BreakerState::Open => TargetVerdict::BreakerOpen,
+            crate::breaker::BreakerState::Closed | crate::breaker::BreakerState::HalfOpen => {
+                TargetVerdict::Available
+            }
+        };
+        let mut situation = Situation {
+            class: failure.class,
+            plan: self.route.plans[failure.class.index()],
+            retries,
+            repairs,
+            repairable,
+            others_left,
+            retry_after: failure.retry_after,
+            now: Instant::now(),
+            deadline: self.deadline,
+            budget_left: self.budget.has_room(),
+            target,
+            jitter: fastrand::f64(),
+        };
+        let next = plan::next(&situation);
+        match next {
+            Next::Retry(_) | Next::Repair if !self.budget.try_retry() => {
+                situation.budget_left = false;
+                plan::next(&situation)
+            }
+            Next::Retry(_) | Next::Repair | Next::Failover(_) | Next::Stop(_) => next,
+        }
+    }
+
+    /// One attempt on one target: the exchange, then the checks of what it answered, before
+    /// anything reaches the client.
+    async fn attempt(
+        &self,
+        target: &Target,
+        request: &ClientRequest,
+    ) -> (Result<Checked, Failure>, Named) {
+        let sent = async {
+            let body = request
+                .body_for(target)
+                .map_err(|e| Failure::new(FailureClass::BadRequest, Phase::Head, e.to_string()))?;
+            let req = Outgoing {
+                target,
+                operation: request.operation,
+                body,
+                key: self.policy.keys.for_target(target, self.caller_key),
+                client_headers: self.headers,
+            }
+            .build()?;
+            let expect = if self.request.stream {
+                Expect::Stream(Hold {
+                    streaming: &self.route.streaming,
+                    until_end: self.holds_whole_stream(),
+                })
+            } else {
+                Expect::Whole(request.operation)
+            };
+            attempt::exchange(
+                &*self.proxy.upstreams,
+                Api::of(target.provider),
+                req,
+                &self.route.deadlines,
+                self.deadline,
+                expect,
+            )
+            .await
+        };
+        match sent.await {
+            Ok(answer) => self.check(target, request.operation, answer),
+            Err(f) => (Err(f), Named::default()),
+        }
+    }
+
+    /// Whether the route's contract holds a stream until its end, to check it before commit.
+    fn holds_whole_stream(&self) -> bool {
+        self.route
+            .contract
+            .as_ref()
+            .is_some_and(|c| c.streams == StreamCheck::BeforeCommit)
+    }
+
+    /// Checks what an answer says: the model it names, then the route's contract (a whole
+    /// answer, or a stream held whole; a stream committed earlier is checked at its end). A
+    /// contract failure carries the rejected answer, for a repair.
+    fn check(
+        &self,
+        target: &Target,
+        op: Operation,
+        answer: Answer,
+    ) -> (Result<Checked, Failure>, Named) {
+        let family = Api::of(target.provider);
+        if op != Operation::Chat {
+            return (
+                Ok(Checked {
+                    answer,
+                    usage: None,
+                }),
+                Named::default(),
+            );
+        }
+        let (collected, complete, usage) = match &answer {
+            Answer::Whole { value, .. } => (
+                verify::whole(family, value),
+                true,
+                crate::genai::usage(value),
+            ),
+            Answer::Stream { first, .. } => {
+                let mut collector = StreamCollector::new(family);
+                collector.push_bytes(first);
+                (collector.into_collected(), self.holds_whole_stream(), None)
+            }
+        };
+        let named = Named {
+            substituted: verify::substituted(target, &collected).map(str::to_owned),
+            model: collected.model.clone(),
+        };
+        let fail_on_substitution = self
+            .route
+            .contract
+            .as_ref()
+            .is_some_and(|c| c.model_substitution == ModelSubstitution::Fail);
+        if let (Some(answered), true) = (&named.substituted, fail_on_substitution) {
+            let f = Failure::new(
+                FailureClass::ModelSubstituted,
+                Phase::Body,
+                format!(
+                    "the target was asked for model {:?} and answered as {answered:?}",
+                    target.model
+                ),
+            );
+            return (Err(f), named);
+        }
+        if complete
+            && let Err(v) = verify::check(self.route, self.request, self.request_schema, &collected)
+        {
+            let mut f = Failure::new(v.class, Phase::Body, v.to_string());
+            f.check = Some(v.check);
+            f.rejected = Some(Box::new(collected));
+            return (Err(f), named);
+        }
+        (Ok(Checked { answer, usage }), named)
+    }
+}

@@ -1,0 +1,418 @@
+//! What reaches the client: an answer (whole, or a stream relayed from its commit) with the
+//! `x-plumb-*` headers, or the error for a request no target could answer. Both end the
+//! request's record.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use plumb_policy::contract::StreamCheck;
+use plumb_policy::{Credentials, FailureClass, Target};
+
+use super::continuation::Continuation;
+use super::{Checked, Request};
+use crate::attempt::Answer;
+use crate::breaker::Permit;
+use crate::equivalence::shadow;
+use crate::fallback::Skip;
+use crate::genai;
+use crate::observe::{Observer, RequestOutcome, RequestRecord, Settlement, StreamRecord};
+use crate::payload::Api;
+use crate::respond::{self, Account, Body};
+use crate::stream::{AfterCommit, Relay, RelayOptions, Resume, Settle, StreamEnd};
+use crate::translate::answer;
+use crate::translate::events::Translator;
+use crate::verify::{self, StreamCollector};
+
+impl Request<'_> {
+    /// The response for an answer from `target`. A stream's attempt is settled (`permit`) when
+    /// the stream ends.
+    pub(super) fn served(
+        &self,
+        target: &Target,
+        checked: Checked,
+        first_choice: bool,
+        permit: Option<Permit>,
+        latency: Duration,
+    ) -> Response<Body> {
+        let failures: Vec<FailureClass> = self.tried.iter().map(|t| t.failure.class).collect();
+        let verdict =
+            crate::equivalence::verdict(self.route, &self.proxy.table.certifications, target);
+        let primary = first_choice && self.tried.is_empty();
+        self.observer().request(
+            &self.span,
+            &RequestRecord {
+                started: self.started,
+                attempts: self.attempts,
+                failures: &failures,
+                outcome: RequestOutcome::Served {
+                    target,
+                    verdict,
+                    failed_over: !primary,
+                },
+            },
+            self.request,
+        );
+        let equivalence = verdict.to_string();
+        let account = Account {
+            route: Some(self.handles.label()),
+            served_by: Some(&target.name),
+            attempts: self.attempts,
+            failures: &failures,
+            equivalence: Some(&equivalence),
+        };
+        let (head, body) = match checked.answer {
+            Answer::Whole { head, body, value } => {
+                if let Some(sampler) = self.sampler(target, primary) {
+                    sampler.start_with_value(&value);
+                }
+                let body = match (Api::of(target.provider), self.request.api) {
+                    (Api::Anthropic, Api::Openai) => {
+                        Bytes::from(answer::anthropic_to_openai(&value, unix_now()).to_string())
+                    }
+                    (Api::Openai, Api::Anthropic) => {
+                        Bytes::from(answer::openai_to_anthropic(&value).to_string())
+                    }
+                    (Api::Openai, Api::Openai) | (Api::Anthropic, Api::Anthropic) => body,
+                };
+                (head, respond::full(body))
+            }
+            Answer::Stream { head, first, rest } => {
+                let sampler = self.sampler(target, primary);
+                let options = RelayOptions {
+                    api: self.request.api,
+                    target: target.name.clone(),
+                    translator: Translator::new(
+                        Api::of(target.provider),
+                        self.request.api,
+                        self.request.include_usage(),
+                        unix_now(),
+                    ),
+                    malformed: self.route.streaming.malformed,
+                    idle: self.route.deadlines.stream_idle,
+                    max: self.route.deadlines.stream_max,
+                    resume: self
+                        .route
+                        .streaming
+                        .continuation
+                        .then(|| self.resumer(target)),
+                    include_usage: self.request.include_usage(),
+                    created: unix_now(),
+                    after_commit: self.after_commit(target),
+                    collect: sampler.is_some(),
+                    on_usage: Some(Box::new({
+                        let attrs = genai::attributes(self.request, target, self.handles.label());
+                        move |tokens| genai::record_tokens(Some(tokens), &attrs)
+                    })),
+                };
+                let settle = self.settle_stream(target, permit, latency);
+                let relay = Relay::new(options, first, rest, settle, move |end| {
+                    if let (StreamEnd::Completed { answer, .. }, Some(sampler)) = (end, sampler)
+                        && let Some(answer) = answer
+                    {
+                        sampler.start(answer);
+                    }
+                });
+                (head, http_body_util::combinators::BoxBody::new(relay))
+            }
+        };
+        let mut resp = Response::new(body);
+        *resp.status_mut() = head.status;
+        let h = resp.headers_mut();
+        for name in [header::CONTENT_TYPE, header::CACHE_CONTROL] {
+            if let Some(v) = head.headers.get(&name) {
+                h.insert(name, v.clone());
+            }
+        }
+        for name in ["x-request-id", "request-id"] {
+            if let Some(v) = head.headers.get(name) {
+                h.insert(name, v.clone());
+            }
+        }
+        respond::account(h, &account);
+        resp
+    }
+
+    /// Settles a committed stream's attempt on `target` when its part of the stream ends: its
+    /// breaker, metrics and fleet report, through the observer.
+    pub(super) fn settle_stream(
+        &self,
+        target: &Target,
+        permit: Option<Permit>,
+        latency: Duration,
+    ) -> Settle {
+        settle_stream(
+            self.proxy.clone(),
+            self.route.clone(),
+            self.handles.clone(),
+            target.clone(),
+            permit,
+            latency,
+        )
+    }
+
+    /// A shadow sampler, when this answer came from the primary's group without a failure and
+    /// the route samples it.
+    fn sampler(&self, target: &Target, primary: bool) -> Option<shadow::Sampler> {
+        if !(primary && self.route.is_primary_grade(target)) {
+            return None;
+        }
+        shadow::Sampler::pick(shadow::Offer {
+            table: &self.proxy.table,
+            transport: &self.proxy.upstreams,
+            metrics: &self.proxy.metrics,
+            policy: self.policy,
+            route: self.route,
+            request: self.request,
+            headers: self.headers,
+            primary: target,
+        })
+    }
+
+    /// The contract check of a stream checked after commit, if the route has one.
+    fn after_commit(&self, target: &Target) -> Option<AfterCommit> {
+        let contract = self.route.contract.as_ref()?;
+        if contract.streams != StreamCheck::AfterCommit {
+            return None;
+        }
+        let route = self.route.clone();
+        let request = self.request.clone();
+        let schema = self.request_schema.cloned();
+        Some(AfterCommit {
+            collector: StreamCollector::new(Api::of(target.provider)),
+            check: Box::new(move |answer| verify::check(&route, &request, schema.as_ref(), answer)),
+        })
+    }
+
+    /// What continues this request's stream on another target if it is cut after commit.
+    fn resumer(&self, failed: &Target) -> Resume {
+        let job = Continuation {
+            proxy: self.proxy.clone(),
+            policy: self.policy.clone(),
+            route: self.route.clone(),
+            handles: self.handles.clone(),
+            request: self.request.clone(),
+            headers: self.headers.clone(),
+            caller_key: self.caller_key.cloned(),
+            failed: failed.name.clone(),
+        };
+        Box::new(move |text: String| {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            tokio::spawn(async move {
+                let _ = tx.send(job.run(text).await);
+            });
+            rx
+        })
+    }
+
+    /// The error for a request that got no answer: the class of the last failure decides the
+    /// status; the message names every target tried or skipped and the providers' own words.
+    pub(super) fn fail(&self) -> Response<Body> {
+        let route_name = self.handles.label();
+        let failures: Vec<FailureClass> = self.tried.iter().map(|t| t.failure.class).collect();
+        let mut parts: Vec<String> = self
+            .tried
+            .iter()
+            .map(|t| match t.failure.status {
+                Some(s) => format!(
+                    "{}: {} (HTTP {s}: {})",
+                    t.target, t.failure.class, t.failure.message
+                ),
+                None => format!("{}: {} ({})", t.target, t.failure.class, t.failure.message),
+            })
+            .collect();
+        parts.extend(
+            self.skipped
+                .iter()
+                .map(|(name, why)| format!("{name}: skipped ({why})")),
+        );
+        let (status, code) = match self.tried.last() {
+            Some(last) => {
+                let passthrough =
+                    self.route.targets.iter().any(|t| {
+                        t.name == last.target && t.credentials == Credentials::Passthrough
+                    });
+                (
+                    respond::client_status(last.failure.class, self.request.api, passthrough),
+                    last.failure.class.as_str(),
+                )
+            }
+            None => untried_status(&self.skipped),
+        };
+        let summary = if self.tried.is_empty() {
+            "no target of the route could take the request"
+        } else {
+            "no target of the route could answer"
+        };
+        let message = format!(
+            "plumb: {summary} (route {route_name}, model {:?}): {}",
+            self.request.model,
+            if parts.is_empty() {
+                "no targets".to_owned()
+            } else {
+                parts.join("; ")
+            }
+        );
+        self.observer().request(
+            &self.span,
+            &RequestRecord {
+                started: self.started,
+                attempts: self.attempts,
+                failures: &failures,
+                outcome: RequestOutcome::Failed { code },
+            },
+            self.request,
+        );
+        let mut resp = respond::error(self.request.api, status, code, &message);
+        if let Some(wait) = self.tried.last().and_then(|t| t.failure.retry_after)
+            && let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        respond::account(
+            resp.headers_mut(),
+            &Account {
+                route: Some(route_name),
+                served_by: None,
+                attempts: self.attempts,
+                failures: &failures,
+                equivalence: None,
+            },
+        );
+        resp
+    }
+}
+
+/// Settles a committed stream's attempt when the target's part of the stream ends.
+pub(super) fn settle_stream(
+    proxy: Arc<super::Proxy>,
+    route: Arc<plumb_policy::Route>,
+    handles: Arc<crate::observe::RouteHandles>,
+    target: Target,
+    permit: Option<Permit>,
+    latency: Duration,
+) -> Settle {
+    Box::new(move |how: Settlement, bytes: u64| {
+        let probe = permit.as_ref().is_some_and(Permit::is_probe);
+        let breaker = match (&how, permit) {
+            (_, None) => proxy
+                .table
+                .breakers
+                .get(&target.upstream, route.breaker)
+                .state(),
+            (Settlement::ClientGone, Some(p)) => p.abandon(),
+            (
+                Settlement::Completed | Settlement::Interrupted(_) | Settlement::Rejected { .. },
+                Some(p),
+            ) => p.settle(how.failure()),
+        };
+        Observer {
+            metrics: &proxy.metrics,
+            fleet: &proxy.table.fleet,
+            route: &route,
+            handles: &handles,
+        }
+        .stream_end(&StreamRecord {
+            target: &target,
+            settlement: &how,
+            bytes,
+            latency,
+            probe,
+            breaker,
+        });
+    })
+}
+
+/// The status when no target was even tried: the request needs what no target offers (the
+/// caller's to change), or every target is unavailable.
+fn untried_status(skipped: &[(String, Skip)]) -> (StatusCode, &'static str) {
+    let all = |f: fn(&Skip) -> bool| !skipped.is_empty() && skipped.iter().all(|(_, s)| f(s));
+    if all(|s| matches!(s, Skip::ContextWindow { .. })) {
+        return (
+            StatusCode::BAD_REQUEST,
+            FailureClass::ContextLength.as_str(),
+        );
+    }
+    if all(|s| matches!(s, Skip::NoCallerKey)) {
+        return (StatusCode::UNAUTHORIZED, "missing_api_key");
+    }
+    let unfit = |s: &Skip| match s {
+        Skip::Untranslatable(_)
+        | Skip::Tools
+        | Skip::JsonSchema
+        | Skip::Vision
+        | Skip::Prefill
+        | Skip::ContextWindow { .. } => true,
+        Skip::NoCallerKey
+        | Skip::BreakerOpen
+        | Skip::FleetOpen(_)
+        | Skip::RateLimited(_)
+        | Skip::RuledOut(_)
+        | Skip::Downgrade
+        | Skip::Uncertified(_) => false,
+    };
+    if all(unfit) {
+        return (StatusCode::BAD_REQUEST, "no_capable_target");
+    }
+    if all(|s| matches!(s, Skip::RateLimited(_))) {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            FailureClass::RateLimited.as_str(),
+        );
+    }
+    if skipped
+        .iter()
+        .any(|(_, s)| matches!(s, Skip::Downgrade | Skip::Uncertified(_)))
+        && skipped.iter().all(|(_, s)| {
+            matches!(
+                s,
+                Skip::Downgrade
+                    | Skip::Uncertified(_)
+                    | Skip::BreakerOpen
+                    | Skip::FleetOpen(_)
+                    | Skip::RateLimited(_)
+                    | Skip::RuledOut(_)
+            )
+        })
+    {
+        return (StatusCode::SERVICE_UNAVAILABLE, "no_equivalent_target");
+    }
+    (StatusCode::SERVICE_UNAVAILABLE, "no_target_available")
+}
+
+/// Seconds since the Unix epoch, for translated answers' `created`.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_nothing_could_take_says_why_in_its_status() {
+        let s = |skips: Vec<Skip>| {
+            untried_status(
+                &skips
+                    .into_iter()
+                    .map(|s| ("t".to_owned(), s))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(s(vec![Skip::Tools]).1, "no_capable_target");
+        assert_eq!(s(vec![Skip::NoCallerKey]).0, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            s(vec![Skip::RateLimited(Duration::from_secs(1))]).0,
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        assert_eq!(
+            s(vec![Skip::Downgrade, Skip::BreakerOpen]).1,
+            "no_equivalent_target"
+        );
+        assert_eq!(s(vec![Skip::BreakerOpen]).1, "no_target_available");
+        assert_eq!(s(vec![]).1, "no_target_available");
+    }
+}
