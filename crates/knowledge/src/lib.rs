@@ -14,7 +14,7 @@
 pub mod fleet;
 pub mod sketch;
 
-pub use fleet::{Fleet, FleetEvent, Settings, TargetSummary};
+pub use fleet::{Fleet, FleetEvent, Settings, TargetState, TargetSummary};
 pub use sketch::Sketch;
 
 use plumb_policy::UpstreamKey;

@@ -23,7 +23,7 @@ use plumb_api::{
     BreakersStatus, EquivalenceStatus, LatencyStatus, LlmRoute, TargetStatus, UpstreamStatus,
 };
 use plumb_knowledge::fleet::{Seed, Settings};
-use plumb_knowledge::{Fleet, FleetEvent, TargetSummary};
+use plumb_knowledge::{Fleet, FleetEvent, TargetState, TargetSummary};
 use plumb_policy::UpstreamKey;
 use plumb_proto::v1;
 use plumb_telemetry::operator::{NamespaceLabels, OperatorMetrics, ResultLabels};
@@ -281,7 +281,7 @@ impl Knowledge {
             }
             for t in &status.targets {
                 let seed = Seed {
-                    open: (t.state == "Open").then(|| {
+                    open: (TargetState::parse(&t.state) == Some(TargetState::Open)).then(|| {
                         (
                             t.open_since.as_deref().and_then(parse_ms).unwrap_or(now),
                             t.message
@@ -361,7 +361,7 @@ fn target_status(
             model: key.model.clone(),
             credential: key.credential.clone(),
         },
-        state: s.state.to_owned(),
+        state: s.state.as_str().to_owned(),
         message: (!s.message.is_empty()).then_some(s.message),
         open_since: s.open_since_ms.map(rfc3339),
         rate_limited_until: s.rate_limited_until_ms.map(rfc3339),
@@ -750,7 +750,7 @@ mod tests {
         };
         let s = TargetSummary {
             name: "primary".into(),
-            state: "Open",
+            state: TargetState::Open,
             message: "skipped by every sidecar".into(),
             open_since_ms: Some(1_764_000_000_000),
             attempts: 10,

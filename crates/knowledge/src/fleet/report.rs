@@ -1,0 +1,242 @@
+//! Merging a sidecar's report into the store: traffic into the windows, breakers into the
+//! consensus, probe results into the open upstream's round, rate-limit resets into the earliest
+//! window, and equivalence samples into the tallies.
+
+use plumb_policy::{Blame, FailureClass};
+use plumb_proto::v1;
+
+use super::window::Slots;
+use super::{Fleet, FleetEvent, Open, failed};
+use crate::sketch::Sketch;
+use crate::upstream_from_proto;
+
+impl Fleet {
+    /// Merges one sidecar's report. Returns whether the namespace's knowledge must be pushed
+    /// at once (a state changed).
+    pub fn report(&mut self, namespace: &str, pod: &str, report: &v1::Report, now_ms: i64) -> bool {
+        let slot = Slots::of(self.settings.window).at(now_ms);
+        let settings = self.settings;
+        let mut events = Vec::new();
+        let mut urgent = false;
+        let ns = self.namespaces.entry(namespace.to_owned()).or_default();
+        let activity = ns.pods.entry(pod.to_owned()).or_default();
+        for t in &report.targets {
+            let attempts: u64 = t.outcomes.values().sum();
+            if attempts > 0 {
+                activity.insert(t.route.clone(), now_ms);
+            }
+        }
+        for t in &report.targets {
+            let key = upstream_from_proto(t.upstream.as_ref());
+            ns.targets
+                .insert((t.route.clone(), t.target.clone()), key.clone());
+            let route = ns.routes.entry(t.route.clone()).or_default();
+            let rt = route.traffic.at(slot);
+            for (outcome, n) in &t.outcomes {
+                rt.attempts += n;
+                let upstream_fault = outcome
+                    .parse::<FailureClass>()
+                    .is_ok_and(|c| c.blame() == Blame::Upstream);
+                if upstream_fault {
+                    rt.failures += n;
+                }
+            }
+            let u = ns.upstreams.entry(key.clone()).or_default();
+            let traffic = u.traffic.at(slot);
+            for (outcome, n) in &t.outcomes {
+                *traffic.outcomes.entry(outcome.clone()).or_default() += n;
+            }
+            if let Some(s) = &t.latency {
+                traffic.latency.merge(&Sketch::from_proto(s));
+            }
+            if t.cooldown_ms > 0 {
+                u.cooldown_ms = t.cooldown_ms;
+            }
+            let interval_ms = u.probe_interval_ms(&settings);
+            // A state the sidecar does not know of counts as no opinion: not open.
+            let breaker =
+                v1::BreakerState::try_from(t.breaker).unwrap_or(v1::BreakerState::Unspecified);
+            let before = u.breakers.insert(pod.to_owned(), breaker);
+            let opened =
+                breaker == v1::BreakerState::Open && before != Some(v1::BreakerState::Open);
+            if opened && u.open.is_none() {
+                let class = t
+                    .outcomes
+                    .iter()
+                    .filter(|(o, _)| failed(o))
+                    .max_by_key(|(_, n)| **n)
+                    .map(|(o, _)| o.clone());
+                u.open = Some(Open {
+                    since_ms: now_ms,
+                    reason: match &class {
+                        Some(c) => format!("the breaker of pod {pod} opened after {c}"),
+                        None => format!("the breaker of pod {pod} opened"),
+                    },
+                    probe_at_ms: now_ms + interval_ms,
+                    prober: None,
+                    round: 0,
+                });
+                events.push(FleetEvent::Opened {
+                    namespace: namespace.to_owned(),
+                    upstream: key.clone(),
+                    pod: pod.to_owned(),
+                    class,
+                });
+                urgent = true;
+            }
+            if u.open.is_some() && t.probes_ok > 0 {
+                u.open = None;
+                events.push(FleetEvent::Healthy {
+                    namespace: namespace.to_owned(),
+                    upstream: key.clone(),
+                    pod: pod.to_owned(),
+                });
+                urgent = true;
+            } else if let Some(open) = &mut u.open
+                && t.probes_failed > 0
+            {
+                open.round += 1;
+                open.probe_at_ms = now_ms + interval_ms;
+                open.prober = None;
+                urgent = true;
+            }
+            let until = t.rate_limited_until_unix_ms;
+            if until > now_ms {
+                let current = u.rate_limited_until_ms;
+                let next = if current > now_ms {
+                    current.min(until)
+                } else {
+                    until
+                };
+                if next != current {
+                    u.rate_limited_until_ms = next;
+                    urgent = true;
+                }
+            }
+            if t.uncertified_failovers > 0 {
+                let pending = ns
+                    .uncertified
+                    .entry((t.route.clone(), t.target.clone()))
+                    .or_insert((0, i64::MIN));
+                pending.0 += t.uncertified_failovers;
+            }
+        }
+        for e in &report.equivalence {
+            let key = (
+                e.route.clone(),
+                upstream_from_proto(e.primary.as_ref()),
+                upstream_from_proto(e.candidate.as_ref()),
+            );
+            let tally = ns.certs.entry(key).or_default();
+            tally.0 += e.agreements.min(e.samples);
+            tally.1 += e.samples;
+            ns.changed = true;
+        }
+        if urgent {
+            ns.changed = true;
+            ns.urgent = true;
+        }
+        self.events.extend(events);
+        if urgent {
+            // Elect the probers of anything that just opened before the push goes out.
+            self.plan(namespace, now_ms);
+        }
+        urgent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::fleet::fixtures::*;
+    use crate::upstream_to_proto;
+
+    #[test]
+    fn one_breaker_opening_opens_the_upstream_for_everyone_at_once() {
+        let mut f = fleet_of(&["a", "b", "c"]);
+        let mut t = target("chat", "primary", "gpt");
+        t.outcomes = outcomes(&[("timeout", 5)]);
+        t.breaker = v1::BreakerState::Open as i32;
+        assert!(f.report("team-a", "a", &report(vec![t]), 10_000), "urgent");
+        let k = f.knowledge("team-a", 10_000);
+        let d = directive(&k, "gpt").unwrap_or_else(|| panic!("{k:?}"));
+        assert!(d.open);
+        assert_eq!(d.probe_at_unix_ms, 11_000, "one cool-down later");
+        assert_eq!(d.prober, "a", "the only pod with traffic probes");
+        assert!(d.reason.contains("timeout"), "{}", d.reason);
+        assert_eq!(
+            f.take_events(),
+            vec![FleetEvent::Opened {
+                namespace: "team-a".into(),
+                upstream: key("gpt"),
+                pod: "a".into(),
+                class: Some("timeout".into()),
+            }]
+        );
+        // Another namespace knows nothing of it.
+        assert!(f.knowledge("team-b", 10_000).upstreams.is_empty());
+    }
+
+    #[test]
+    fn the_earliest_announced_reset_holds_until_it_passes() {
+        let mut f = fleet_of(&["a", "b"]);
+        let mut t = target("chat", "primary", "gpt");
+        t.outcomes = outcomes(&[("rate_limited", 1)]);
+        t.rate_limited_until_unix_ms = 13_000;
+        assert!(f.report("team-a", "a", &report(vec![t.clone()]), 10_000));
+        t.rate_limited_until_unix_ms = 12_500;
+        assert!(f.report("team-a", "b", &report(vec![t.clone()]), 10_100));
+        t.rate_limited_until_unix_ms = 14_000;
+        assert!(
+            !f.report("team-a", "b", &report(vec![t.clone()]), 10_200),
+            "a later reset within the window changes nothing"
+        );
+        let k = f.knowledge("team-a", 10_200);
+        let d = directive(&k, "gpt").unwrap_or_else(|| panic!());
+        assert_eq!(d.rate_limited_until_unix_ms, 12_500);
+        assert!(!d.open);
+        // Once it passed, a new 429 starts a new window.
+        f.tick(12_600, Duration::from_secs(1));
+        assert!(directive(&f.knowledge("team-a", 12_600), "gpt").is_none());
+        t.rate_limited_until_unix_ms = 16_000;
+        assert!(f.report("team-a", "a", &report(vec![t]), 13_000));
+        assert_eq!(
+            directive(&f.knowledge("team-a", 13_000), "gpt").map(|d| d.rate_limited_until_unix_ms),
+            Some(16_000)
+        );
+    }
+
+    #[test]
+    fn certifications_add_up_across_the_fleet() {
+        let mut f = fleet_of(&["a", "b"]);
+        let sample = |agreements, samples| v1::Report {
+            equivalence: vec![v1::EquivalenceSamples {
+                route: "chat".into(),
+                primary: Some(upstream_to_proto(&key("gpt"))),
+                candidate: Some(upstream_to_proto(&key("claude"))),
+                agreements,
+                samples,
+            }],
+            ..report(Vec::new())
+        };
+        f.report("team-a", "a", &sample(10, 10), 0);
+        f.report("team-a", "b", &sample(4, 5), 0);
+        let pushes = f.tick(2_000, Duration::from_secs(1));
+        assert_eq!(pushes.namespaces, vec!["team-a".to_owned()]);
+        let k = f.knowledge("team-a", 2_000);
+        assert_eq!(k.certifications.len(), 1);
+        assert_eq!(
+            (k.certifications[0].agreements, k.certifications[0].samples),
+            (14, 15)
+        );
+        let targets = [
+            ("primary".to_owned(), key("gpt"), true),
+            ("backup".to_owned(), key("claude"), false),
+        ];
+        let s = f.summary("team-a", "chat", &targets, 2_000);
+        assert_eq!(s[0].equivalence, None, "the primary needs none");
+        assert_eq!(s[1].equivalence, Some((14, 15)));
+    }
+}
