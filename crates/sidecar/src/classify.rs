@@ -223,7 +223,17 @@ fn client_error(code: &str, lower_message: &str) -> FailureClass {
 
 /// How long to wait before retrying, from `retry-after-ms`, `retry-after` (seconds or an
 /// HTTP-date), or the providers' rate-limit reset headers for an exhausted limit.
+///
+/// Whatever the provider says, the wait is at most [`MAX_RETRY_AFTER`]: a value that large is a
+/// provider's mistake or an attack, and it is shared with the whole fleet.
 pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    announced_wait(headers, now).map(|d| d.min(MAX_RETRY_AFTER))
+}
+
+/// The longest wait a provider's `retry-after` (or rate-limit reset) is believed for.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+fn announced_wait(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let get = |name: &str| {
         headers
             .get(name)
@@ -234,14 +244,14 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
         && ms.is_finite()
         && ms >= 0.0
     {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+        return Some(seconds(ms / 1000.0));
     }
     if let Some(v) = get("retry-after") {
         if let Ok(secs) = v.parse::<f64>()
             && secs.is_finite()
             && secs >= 0.0
         {
-            return Some(Duration::from_secs_f64(secs));
+            return Some(seconds(secs));
         }
         if let Ok(at) = httpdate::parse_http_date(v) {
             return Some(at.duration_since(now).unwrap_or(Duration::ZERO));
@@ -262,6 +272,12 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
         }
     }
     wait
+}
+
+/// Non-negative, finite seconds as a duration, saturating at [`MAX_RETRY_AFTER`] (never the
+/// panic `Duration::from_secs_f64` has for huge values).
+fn seconds(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs).map_or(MAX_RETRY_AFTER, |d| d.min(MAX_RETRY_AFTER))
 }
 
 /// OpenAI's reset durations: `1s`, `6m0s`, `20ms`, `1.5s`.
@@ -610,6 +626,22 @@ mod tests {
                 .map(|f| f.class),
             Some(FailureClass::Overloaded)
         );
+    }
+
+    #[test]
+    fn an_absurd_retry_after_is_clamped_to_an_hour_without_a_panic() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        for v in ["1e300", "1e19", "1e12", "99999999999"] {
+            let mut h = HeaderMap::new();
+            h.insert("retry-after", HeaderValue::from_str(v).unwrap_or_else(|e| panic!("{e}")));
+            assert_eq!(retry_after(&h, now), Some(MAX_RETRY_AFTER), "{v}");
+            let mut h = HeaderMap::new();
+            h.insert("retry-after-ms", HeaderValue::from_str(v).unwrap_or_else(|e| panic!("{e}")));
+            assert_eq!(retry_after(&h, now), Some(MAX_RETRY_AFTER), "{v} ms");
+        }
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("2"));
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(2)));
     }
 
     #[test]

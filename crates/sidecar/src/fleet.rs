@@ -24,6 +24,7 @@ use plumb_policy::{FailureClass, RouteSet, Target, UpstreamKey};
 use plumb_proto::v1;
 use serde::Serialize;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::breaker::BreakerState;
 
@@ -77,8 +78,16 @@ pub enum Gate {
     Probe,
     /// The fleet skips this upstream, for this reason.
     Open(String),
-    /// Inside a rate-limit window until then.
-    RateLimited(SystemTime),
+    /// Inside a rate-limit window for this much longer.
+    RateLimited(Duration),
+}
+
+/// A rate-limit window a provider announced to this sidecar: its end on the local clock (what
+/// the sidecar waits on) and on the wall clock (what it tells the fleet).
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    until: Instant,
+    wall: SystemTime,
 }
 
 #[derive(Debug, Default)]
@@ -136,8 +145,8 @@ pub struct Fleet {
     /// Breakers as last reported, per route target: a change is urgent.
     reported: Mutex<HashMap<(String, String), BreakerState>>,
     view: ArcSwap<View>,
-    /// Own rate-limit windows: upstream → until.
-    windows: Mutex<HashMap<UpstreamKey, SystemTime>>,
+    /// Own rate-limit windows by upstream.
+    windows: Mutex<HashMap<UpstreamKey, Window>>,
     /// The probe slot taken per upstream (its `probe_at`), so one directive is one probe.
     probes_taken: Mutex<HashMap<UpstreamKey, i64>>,
     changed: Notify,
@@ -211,14 +220,14 @@ impl Fleet {
         let now_ms = unix_ms(now);
         let view = self.view.load();
         let directive = view.upstreams.get(upstream);
-        let own = lock(&self.windows).get(upstream).copied();
+        let own = lock(&self.windows)
+            .get(upstream)
+            .map(|w| w.until.saturating_duration_since(Instant::now()));
         let fleet = directive
             .filter(|d| d.rate_limited_until_ms > now_ms)
-            .map(|d| {
-                SystemTime::UNIX_EPOCH + Duration::from_millis(d.rate_limited_until_ms as u64)
-            });
-        if let Some(until) = own.into_iter().chain(fleet).filter(|u| *u > now).max() {
-            return Gate::RateLimited(until);
+            .map(|d| Duration::from_millis(d.rate_limited_until_ms.saturating_sub(now_ms) as u64));
+        if let Some(wait) = own.into_iter().chain(fleet).filter(|w| !w.is_zero()).max() {
+            return Gate::RateLimited(wait);
         }
         match directive {
             Some(d) if d.open => {
@@ -254,13 +263,17 @@ impl Fleet {
         let rate_limited = failure == Some(FailureClass::RateLimited);
         if let Some(wait) = o.retry_after.filter(|_| rate_limited) {
             // A provider's wait is taken at its word up to an hour; nothing later is believed.
-            let until = SystemTime::now() + wait.min(MAX_RATE_LIMIT_WINDOW);
+            let wait = wait.min(MAX_RATE_LIMIT_WINDOW);
+            let window = Window {
+                until: Instant::now() + wait,
+                wall: SystemTime::now() + wait,
+            };
             let mut windows = lock(&self.windows);
-            let w = windows.entry(target.upstream.clone()).or_insert(until);
-            if *w < until {
-                *w = until;
+            let w = windows.entry(target.upstream.clone()).or_insert(window);
+            if w.until < window.until {
+                *w = window;
             }
-            until_ms = unix_ms(until);
+            until_ms = unix_ms(window.wall);
             urgent = true;
         }
         if !self.reporting.load(std::sync::atomic::Ordering::Acquire) {
@@ -323,13 +336,13 @@ impl Fleet {
         let mut pending = std::mem::take(&mut *lock(&self.pending));
         if let Some((routes, breakers)) = policy {
             let windows = lock(&self.windows).clone();
-            let now = SystemTime::now();
+            let now = Instant::now();
             for route in routes.routes() {
                 for t in route.all_targets() {
                     let state = breakers
                         .existing(&t.upstream)
                         .map_or(BreakerState::Closed, |b| b.state());
-                    let window = windows.get(&t.upstream).filter(|u| **u > now);
+                    let window = windows.get(&t.upstream).filter(|w| w.until > now);
                     if state == BreakerState::Closed && window.is_none() {
                         continue;
                     }
@@ -340,7 +353,7 @@ impl Fleet {
                     a.breaker = Some(state);
                     a.cooldown_ms = route.breaker.cooldown.as_millis() as u64;
                     if let Some(w) = window {
-                        a.rate_limited_until_ms = a.rate_limited_until_ms.max(unix_ms(*w));
+                        a.rate_limited_until_ms = a.rate_limited_until_ms.max(unix_ms(w.wall));
                     }
                 }
             }
@@ -449,11 +462,11 @@ impl Fleet {
             })
             .collect();
         upstreams.sort_by_key(|v| v.to_string());
-        let now = SystemTime::now();
+        let now = Instant::now();
         let mut own: Vec<serde_json::Value> = lock(&self.windows)
             .iter()
-            .filter(|(_, u)| **u > now)
-            .map(|(k, u)| serde_json::json!({"baseUrl": k.base_url, "model": k.model, "rateLimitedUntilMs": unix_ms(*u)}))
+            .filter(|(_, w)| w.until > now)
+            .map(|(k, w)| serde_json::json!({"baseUrl": k.base_url, "model": k.model, "rateLimitedUntilMs": unix_ms(w.wall)}))
             .collect();
         own.sort_by_key(|v| v.to_string());
         serde_json::json!({

@@ -22,11 +22,9 @@ mod continuation;
 mod reply;
 
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use http::{HeaderMap, HeaderValue, Method, Request as HttpRequest, Response, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
+use http_body_util::BodyExt as _;
 use plumb_policy::contract::{ModelSubstitution, Schema, StreamCheck};
 use plumb_policy::{FailureClass, LastResort, Route, Target};
 use plumb_telemetry::{Metrics, RequestLabels};
@@ -65,8 +63,12 @@ pub struct Proxy {
 
 impl Proxy {
     /// Handles one client request. Never fails: every problem becomes a response in the
-    /// client's format.
-    pub async fn handle(self: Arc<Self>, req: HttpRequest<Incoming>) -> Response<Body> {
+    /// client's format. Generic over the body so that tests can call it in-process.
+    pub async fn handle<B>(self: Arc<Self>, req: HttpRequest<B>) -> Response<Body>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Unpin,
+        B::Error: std::fmt::Display,
+    {
         // Accept: which API, which operation, a body within bounds that names a model.
         let api_hint = if req.headers().contains_key("anthropic-version")
             || req.uri().path() == "/v1/messages"
@@ -100,27 +102,23 @@ impl Proxy {
             );
         };
         let (parts, body) = req.into_parts();
-        let bytes = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(e) => {
-                let too_large = e
-                    .downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some();
-                return if too_large {
-                    respond::error(
-                        api,
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "request_too_large",
-                        &format!("the request body is larger than {MAX_REQUEST_BYTES} bytes"),
-                    )
-                } else {
-                    respond::error(
-                        api,
-                        StatusCode::BAD_REQUEST,
-                        "invalid_request",
-                        "the request body could not be read",
-                    )
-                };
+        let bytes = match read_request(body).await {
+            Ok(b) => b,
+            Err(RequestBodyError::TooLarge) => {
+                return respond::error(
+                    api,
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "request_too_large",
+                    &format!("the request body is larger than {MAX_REQUEST_BYTES} bytes"),
+                );
+            }
+            Err(RequestBodyError::Unreadable) => {
+                return respond::error(
+                    api,
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    "the request body could not be read",
+                );
             }
         };
         let request = match ClientRequest::parse(api, op, &bytes) {
@@ -226,6 +224,34 @@ impl Proxy {
         );
         resp
     }
+}
+
+/// Why a client's body was not read.
+enum RequestBodyError {
+    TooLarge,
+    Unreadable,
+}
+
+/// Reads a client's body, at most [`MAX_REQUEST_BYTES`].
+async fn read_request<B>(mut body: B) -> Result<bytes::Bytes, RequestBodyError>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            tracing::debug!(error = %e, "a client's request body could not be read");
+            RequestBodyError::Unreadable
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len().saturating_add(data.len()) > MAX_REQUEST_BYTES {
+                return Err(RequestBodyError::TooLarge);
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
 }
 
 /// The caller's own API key, for passthrough targets.
@@ -419,8 +445,7 @@ impl Request<'_> {
                     self.skip(target, Skip::FleetOpen(reason));
                     return None;
                 }
-                Gate::RateLimited(until) => {
-                    let wait = until.duration_since(SystemTime::now()).unwrap_or_default();
+                Gate::RateLimited(wait) => {
                     let fits = Instant::now()
                         .checked_add(wait + plan::ATTEMPT_MARGIN)
                         .is_some_and(|t| t < self.deadline);

@@ -1,5 +1,6 @@
 //! Integration tests: the real `plumb-sidecar` binary in front of the simulator, over loopback
-//! sockets, with the simulator's attempt log as the witness of what the sidecar did.
+//! sockets, with the simulator's attempt log as the witness of what the sidecar did; and the
+//! attempt loop in-process against a scripted upstream under paused time (`pipeline`).
 
 // Test code: a failed unwrap is a failed test; helpers need no API docs; matches on test data
 // may end with a catch-all.
@@ -17,7 +18,9 @@ mod crossfamily;
 mod equivalence;
 mod golden;
 mod otlp;
+mod pipeline;
 mod recovery;
+mod scripted;
 mod spans;
 mod standalone;
 mod streams;

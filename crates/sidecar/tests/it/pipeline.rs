@@ -1,0 +1,349 @@
+//! The attempt loop, one failure class at a time, in-process against a scripted upstream under
+//! paused time: every test runs in milliseconds, and the scripted upstream's log of what it
+//! received is the witness of retries, repairs and failovers — with the deadlines and backoff
+//! the default plans promise.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::scripted::{
+    Piece, Scripted, Step, chat, chunk, completion, error, proxy, stream_end,
+};
+
+/// A route `chat` over `primary.test` then `fallback.test`, both OpenAI, with `extra` spec lines.
+fn routes(extra: &str) -> String {
+    format!(
+        "apiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {{name: r, namespace: test}}\nspec:\n  match: {{models: [chat]}}\n  targets:\n    - name: primary\n      provider: openai\n      baseUrl: http://primary.test/v1\n      model: gpt-a\n      credentials: {{none: true}}\n    - name: fallback\n      provider: openai\n      baseUrl: http://fallback.test/v1\n      model: gpt-b\n      credentials: {{none: true}}\n      priority: 1\n{extra}"
+    )
+}
+
+fn ask(stream: bool) -> Value {
+    json!({"model": "chat", "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
+}
+
+fn fallback_ok() -> Step {
+    Step::Json(completion("gpt-b", "from the fallback"))
+}
+
+fn status(code: u16, body: String) -> Step {
+    Step::Status(code, Vec::new(), body)
+}
+
+/// The answer came from the fallback, after `classes` failed on the primary.
+fn assert_served_by_fallback(got: &crate::scripted::Got, classes: &str) {
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(got.header("x-plumb-served-by"), "fallback", "{}", got.body);
+    assert_eq!(got.header("x-plumb-failure-classes"), classes);
+    assert_eq!(
+        got.json()["choices"][0]["message"]["content"],
+        "from the fallback"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeout_a_silent_primary_is_left_at_its_first_byte_deadline_without_a_retry() {
+    let up = Scripted::new(&[
+        ("primary.test", vec![Step::Hang]),
+        ("fallback.test", vec![fallback_ok()]),
+    ]);
+    let p = proxy(&routes("  deadlines: {firstByte: 2s}\n"), up.clone());
+    let got = chat(&p, ask(false)).await;
+    assert_served_by_fallback(&got, "timeout");
+    let seen = up.received();
+    assert_eq!(up.hosts(), ["primary.test", "fallback.test"]);
+    assert_eq!(seen[1].at, Duration::from_secs(2), "failover at the deadline, not later");
+}
+
+#[tokio::test(start_paused = true)]
+async fn connect_a_refused_connection_is_retried_once_then_failed_over() {
+    let up = Scripted::new(&[
+        ("primary.test", vec![Step::Refused]),
+        ("fallback.test", vec![fallback_ok()]),
+    ]);
+    let p = proxy(&routes(""), up.clone());
+    let got = chat(&p, ask(false)).await;
+    assert_served_by_fallback(&got, "connect,connect");
+    assert_eq!(up.hosts(), ["primary.test", "primary.test", "fallback.test"]);
+    let seen = up.received();
+    assert!(seen[1].at <= Duration::from_millis(50), "backoff within its 50 ms ceiling");
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limited_the_providers_retry_after_is_honoured_before_the_retry() {
+    let limited = Step::Status(
+        429,
+        vec![("retry-after", "3".to_owned())],
+        error("requests", "rate_limit_exceeded", "slow down"),
+    );
+    let up = Scripted::new(&[
+        ("primary.test", vec![limited, Step::Json(completion("gpt-a", "from the primary"))]),
+        ("fallback.test", vec![fallback_ok()]),
+    ]);
+    // A route of one target: the retry is the only option.
+    let one = routes("").replace(
+        "    - name: fallback\n      provider: openai\n      baseUrl: http://fallback.test/v1\n      model: gpt-b\n      credentials: {none: true}\n      priority: 1\n",
+        "",
+    );
+    let p = proxy(&one, up.clone());
+    let got = chat(&p, ask(false)).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(got.header("x-plumb-failure-classes"), "rate_limited");
+    let seen = up.received();
+    assert_eq!(up.hosts(), ["primary.test", "primary.test"]);
+    assert!(seen[1].at >= Duration::from_secs(3), "{:?}", seen[1].at);
+}
+
+#[tokio::test(start_paused = true)]
+async fn overloaded_is_retried_once_with_backoff_then_failed_over() {
+    let up = Scripted::new(&[
+        ("primary.test", vec![status(503, error("server_error", "overloaded", "busy"))]),
+        ("fallback.test", vec![fallback_ok()]),
+    ]);
+    let p = proxy(&routes(""), up.clone());
+    let got = chat(&p, ask(false)).await;
+    assert_served_by_fallback(&got, "overloaded,overloaded");
+    assert_eq!(up.hosts(), ["primary.test", "primary.test", "fallback.test"]);
+    assert!(up.received()[1].at <= Duration::from_millis(250));
+}
+
+#[tokio::test(start_paused = true)]
+async fn server_error_is_retried_once_then_failed_over() {
+    let up = Scripted::new(&[
+        ("primary.test", vec![status(500, error("server_error", "", "boom"))]),
+        ("fallback.test", vec![fallback_ok()]),
+    ]);
+    let p = proxy(&routes(""), up.clone());
+    let got = chat(&p, ask(false)).await;
+    assert_served_by_fallback(&got, "server_error,server_error");
+    assert_eq!(up.hosts(), ["primary.test", "primary.test", "fallback.test"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn auth_fails_over_at_once_and_trips_the_breaker_for_the_next_request() {
+    let up = Scripted::new(&[
+        ("primary.test", vec![status(401, error("invalid_request_error", "invalid_api_key", "bad key"))]),
+        ("fallback.test", vec![fallback_ok()]),
+    ]);
+    // The fallback has keys of its own: the refused ones are not tried again.
+    let own_keys = routes("").replace(
+        "      model: gpt-b\n      credentials: {none: true}\n",
+        "      model: gpt-b\n      credentials: {env: FALLBACK_KEY}\n",
+    );
+    let p = proxy(&own_keys, up.clone());
+    assert_served_by_fallback(&chat(&p, ask(false)).await, "auth");
+    let second = chat(&p, ask(false)).await;
+    assert_served_by_fallback(&second, "");
+    assert_eq!(
+        up.hosts(),
+        ["primary.test", "fallback.test", "fallback.test"],
+        "the tripped breaker keeps the primary out"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalid_model_is_never_retried_on_the_same_target() {
+    let up = Scripted::new(&[
+        ("primary.test", vec![status(404, error("invalid_request_error", "model_not_found", "The model `gpt-a` does not exist"))]),
+        ("fallback.test", vec![fallback_ok()]),
+    ]);
+    let p = proxy(&routes(""), up.clone());
+    assert_served_by_fallback(&chat(&p, ask(false)).await, "invalid_model");
+    assert_eq!(up.hosts(), ["primary.test", "fallback.test"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn context_length_moves_only_to_a_larger_window() {
+    let too_long = status(
+        400,
+        error("invalid_request_error", "context_length_exceeded", "This model's maximum context length is 8192 tokens"),
+    );
+    let up = Scripted::new(&[
+        ("primary.test", vec![too_long]),
+        ("fallback.test", vec![fallback_ok()]),
+    ]);
+    // Without a declared window the fallback is no better: the caller's error comes back.
+    let p = proxy(&routes(""), up.clone());
+    let got = chat(&p, ask(false)).await;
+    assert_eq!(got.status, 400, "{}", got.body);
+    assert_eq!(got.header("x-plumb-failure-classes"), "context_length");
+    assert_eq!(up.hosts(), ["primary.test"]);
+    // With a larger window declared, the fallback takes it.
+    let windows = routes("")
+        .replace("      model: gpt-a\n", "      model: gpt-a\n      capabilities: {contextWindow: 8192}\n")
+        .replace("      model: gpt-b\n", "      model: gpt-b\n      capabilities: {contextWindow: 128000}\n");
+    let p = proxy(&windows, up.clone());
+    assert_served_by_fallback(&chat(&p, ask(false)).await, "context_length");
+}
+
+#[tokio::test(start_paused = true)]
+async fn content_filter_returns_the_providers_reason_without_retry_or_failover() {
+    let up = Scripted::new(&[
+        ("primary.test", vec![status(400, error("invalid_request_error", "content_filter", "The response was filtered by the content filtering policy"))]),
+        ("fallback.test", vec![fallback_ok()]),
+    ]);
+    let p = proxy(&routes(""), up.clone());
+    let got = chat(&p, ask(false)).await;
+    assert_eq!(got.status, 400);
+    assert_eq!(got.header("x-plumb-failure-classes"), "content_filter");
+    assert!(got.body.contains("content filtering policy"), "{}", got.body);
+    assert_eq!(up.hosts(), ["primary.test"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn bad_request_is_the_callers_and_comes_back_at_once() {
+    let up = Scripted::new(&[
+        ("primary.test", vec![status(400, error("invalid_request_error", "", "temperature must be at most 2"))]),
+        ("fallback.test", vec![fallback_ok()]),
+    ]);
+    let p = proxy(&routes(""), up.clone());
+    let got = chat(&p, ask(false)).await;
+    assert_eq!(got.status, 400);
+    assert_eq!(got.header("x-plumb-failure-classes"), "bad_request");
+    assert!(got.body.contains("temperature must be at most 2"));
+    assert_eq!(up.hosts(), ["primary.test"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn malformed_response_a_broken_200_is_retried_then_failed_over() {
+    let up = Scripted::new(&[
+        ("primary.test", vec![status(200, "{\"choices\": [".to_owned())]),
+        ("fallback.test", vec![fallback_ok()]),
+    ]);
+    let p = proxy(&routes(""), up.clone());
+    assert_served_by_fallback(
+        &chat(&p, ask(false)).await,
+        "malformed_response,malformed_response",
+    );
+    assert_eq!(up.hosts(), ["primary.test", "primary.test", "fallback.test"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn schema_violation_is_repaired_once_with_the_complaint_then_failed_over() {
+    let up = Scripted::new(&[
+        ("primary.test", vec![Step::Json(completion("gpt-a", "{\"score\": \"high\"}"))]),
+        ("fallback.test", vec![Step::Json(completion("gpt-b", "{\"score\": 0.5}"))]),
+    ]);
+    let p = proxy(
+        &routes("  contract:\n    schema: {inline: {type: object, required: [score], properties: {score: {type: number}}}}\n"),
+        up.clone(),
+    );
+    let got = chat(&p, ask(false)).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(got.header("x-plumb-served-by"), "fallback");
+    assert_eq!(
+        got.header("x-plumb-failure-classes"),
+        "schema_violation,schema_violation"
+    );
+    let seen = up.received();
+    assert_eq!(up.hosts(), ["primary.test", "primary.test", "fallback.test"]);
+    let repair = seen[1].body["messages"].to_string();
+    assert!(repair.contains("contract.schema"), "the repair says what was wrong: {repair}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn out_of_bounds_is_repaired_and_a_fixed_answer_is_served() {
+    let up = Scripted::new(&[
+        (
+            "primary.test",
+            vec![
+                Step::Json(completion("gpt-a", "{\"score\": 7}")),
+                Step::Json(completion("gpt-a", "{\"score\": 0.7}")),
+            ],
+        ),
+        ("fallback.test", vec![fallback_ok()]),
+    ]);
+    let p = proxy(
+        &routes("  contract:\n    json: true\n    rules: [{expression: \"answer.score >= 0.0 && answer.score <= 1.0\", message: score must be between 0 and 1}]\n"),
+        up.clone(),
+    );
+    let got = chat(&p, ask(false)).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(got.header("x-plumb-served-by"), "primary");
+    assert_eq!(got.header("x-plumb-failure-classes"), "out_of_bounds");
+    assert_eq!(up.hosts(), ["primary.test", "primary.test"]);
+    let m = p.metrics.encode();
+    assert!(m.contains(r#"plumb_repairs_total{route="test/r",target="primary",outcome="repaired"} 1"#), "{m}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn stream_interrupted_a_cut_after_commit_ends_with_an_error_event_and_counts_against_the_primary() {
+    let mut cut = vec![
+        Piece::Event(chunk("gpt-a", "One ")),
+        Piece::Event(chunk("gpt-a", "two ")),
+        Piece::Wait(Duration::from_millis(100)),
+        Piece::Cut,
+    ];
+    cut.truncate(4);
+    let up = Scripted::new(&[
+        ("primary.test", vec![Step::Stream(cut)]),
+        ("fallback.test", vec![fallback_ok()]),
+    ]);
+    let p = proxy(&routes(""), up.clone());
+    let got = chat(&p, ask(true)).await;
+    assert_eq!(got.status, 200);
+    assert_eq!(got.header("x-plumb-served-by"), "primary");
+    assert!(got.body.contains("One ") && got.body.contains("two "));
+    assert!(got.body.contains("\"code\":\"stream_interrupted\""), "{}", got.body);
+    assert!(!got.body.contains("[DONE]"), "never presented as complete");
+    assert_eq!(up.hosts(), ["primary.test"]);
+    let m = p.metrics.encode();
+    assert!(
+        m.contains(r#"plumb_attempts_total{route="test/r",target="primary",outcome="stream_interrupted"} 1"#),
+        "{m}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_complete_stream_counts_as_a_success_when_it_ends() {
+    let mut pieces = vec![Piece::Event(chunk("gpt-a", "Hello"))];
+    pieces.extend(stream_end("gpt-a"));
+    let up = Scripted::new(&[
+        ("primary.test", vec![Step::Stream(pieces)]),
+        ("fallback.test", vec![fallback_ok()]),
+    ]);
+    let p = proxy(&routes(""), up.clone());
+    let got = chat(&p, ask(true)).await;
+    assert!(got.body.contains("[DONE]"), "{}", got.body);
+    let m = p.metrics.encode();
+    assert!(
+        m.contains(r#"plumb_attempts_total{route="test/r",target="primary",outcome="ok"} 1"#),
+        "{m}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn model_substituted_fails_over_when_the_route_says_so() {
+    let up = Scripted::new(&[
+        ("primary.test", vec![Step::Json(completion("gpt-a-mini", "a cheaper answer"))]),
+        ("fallback.test", vec![fallback_ok()]),
+    ]);
+    let p = proxy(&routes("  contract: {modelSubstitution: fail}\n"), up.clone());
+    assert_served_by_fallback(&chat(&p, ask(false)).await, "model_substituted");
+    assert_eq!(up.hosts(), ["primary.test", "fallback.test"]);
+    // Accepted by default: counted, and served.
+    let up = Scripted::new(&[
+        ("primary.test", vec![Step::Json(completion("gpt-a-mini", "a cheaper answer"))]),
+        ("fallback.test", vec![fallback_ok()]),
+    ]);
+    let p = proxy(&routes(""), up.clone());
+    let got = chat(&p, ask(false)).await;
+    assert_eq!(got.header("x-plumb-served-by"), "primary");
+    let m = p.metrics.encode();
+    assert!(m.contains(r#"plumb_model_substitutions_total{route="test/r",target="primary"} 1"#), "{m}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_total_deadline_stops_retries_that_would_not_fit() {
+    // Every attempt times out at its first byte; the total deadline leaves room for two.
+    let up = Scripted::new(&[
+        ("primary.test", vec![Step::Hang]),
+        ("fallback.test", vec![Step::Hang]),
+    ]);
+    let p = proxy(&routes("  deadlines: {firstByte: 2s, total: 5s}\n"), up.clone());
+    let started = tokio::time::Instant::now();
+    let got = chat(&p, ask(false)).await;
+    assert_eq!(got.status, 504, "{}", got.body);
+    assert!(started.elapsed() <= Duration::from_secs(5));
+    assert_eq!(up.hosts()[..2], ["primary.test", "fallback.test"]);
+}
