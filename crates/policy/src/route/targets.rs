@@ -1,0 +1,422 @@
+//! `spec.targets`: the upstreams a route sends requests to.
+
+use std::collections::HashSet;
+
+use plumb_api::{CapabilitiesSpec, Provider, TargetSpec};
+
+use super::InvalidRoute;
+use super::credentials::{self, Credentials};
+
+/// One validated target.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    /// Unique within the route.
+    pub name: String,
+    /// The provider's API.
+    pub provider: Provider,
+    /// The base URL, without a trailing slash.
+    pub base_url: http::Uri,
+    /// The upstream model (Azure: deployment).
+    pub model: String,
+    /// Azure's `api-version`.
+    pub api_version: Option<String>,
+    /// Where the key comes from.
+    pub credentials: Credentials,
+    /// Priority group (lower first).
+    pub priority: u32,
+    /// Weight inside the group.
+    pub weight: u32,
+    /// What it can do.
+    pub capabilities: Capabilities,
+    /// The identity of the upstream, shared by every route that uses it.
+    pub upstream: UpstreamKey,
+}
+
+/// What a target can do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Context window in tokens, if declared.
+    pub context_window: Option<u32>,
+    /// Tool calling.
+    pub tools: bool,
+    /// JSON-schema structured output.
+    pub json_schema: bool,
+    /// Image input.
+    pub vision: bool,
+    /// Assistant prefill.
+    pub prefill: bool,
+}
+
+/// The identity of an upstream: base URL, model and credential source. Breakers and shared
+/// knowledge are keyed by it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UpstreamKey {
+    /// Base URL.
+    pub base_url: String,
+    /// Upstream model.
+    pub model: String,
+    /// [`Credentials::identity`].
+    pub credential: String,
+}
+
+impl std::fmt::Display for UpstreamKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} ({})", self.base_url, self.model, self.credential)
+    }
+}
+
+/// Compiles `spec.targets`: at least one, each valid, names unique. `namespace` scopes the
+/// identity of Secret credentials.
+pub(super) fn compile(namespace: &str, specs: &[TargetSpec]) -> Result<Vec<Target>, InvalidRoute> {
+    if specs.is_empty() {
+        return Err(InvalidRoute::NoTargets);
+    }
+    let mut names = HashSet::new();
+    let mut targets = Vec::with_capacity(specs.len());
+    for (i, t) in specs.iter().enumerate() {
+        let field = format!("spec.targets[{i}]");
+        let target = compile_target(&field, namespace, t)?;
+        if !names.insert(target.name.clone()) {
+            return Err(InvalidRoute::DuplicateTarget {
+                field: format!("{field}.name"),
+                name: target.name,
+            });
+        }
+        targets.push(target);
+    }
+    Ok(targets)
+}
+
+/// Compiles one target; `field` is its place in the spec (`spec.targets[i]`).
+fn compile_target(field: &str, namespace: &str, t: &TargetSpec) -> Result<Target, InvalidRoute> {
+    name(&format!("{field}.name"), &t.name)?;
+    let (base_url, trimmed) = base_url(&format!("{field}.baseUrl"), &t.base_url)?;
+    if t.model.trim().is_empty() {
+        return Err(InvalidRoute::EmptyUpstreamModel {
+            field: format!("{field}.model"),
+        });
+    }
+    if t.provider == Provider::AzureOpenai && t.api_version.as_deref().is_none_or(str::is_empty) {
+        return Err(InvalidRoute::MissingApiVersion {
+            field: format!("{field}.apiVersion"),
+        });
+    }
+    let credentials = credentials::compile(&format!("{field}.credentials"), &t.credentials)?;
+    let upstream = UpstreamKey {
+        base_url: trimmed.to_owned(),
+        model: t.model.clone(),
+        credential: credentials.identity(namespace),
+    };
+    Ok(Target {
+        name: t.name.clone(),
+        provider: t.provider,
+        base_url,
+        model: t.model.clone(),
+        api_version: t.api_version.clone(),
+        credentials,
+        priority: t.priority.unwrap_or(0),
+        weight: t.weight.unwrap_or(1),
+        capabilities: capabilities(t.provider, t.capabilities.as_ref()),
+        upstream,
+    })
+}
+
+/// A target name: not blank, and a DNS label (the CRD's rule, kept standalone too).
+fn name(field: &str, name: &str) -> Result<(), InvalidRoute> {
+    if name.trim().is_empty() {
+        return Err(InvalidRoute::EmptyTargetName {
+            field: field.to_owned(),
+        });
+    }
+    let dns_label = name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if !dns_label {
+        return Err(InvalidRoute::TargetName {
+            field: field.to_owned(),
+            name: name.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// A base URL: http or https, with a host and no query. Returns it parsed and as written
+/// without trailing slashes (the form upstream keys use).
+fn base_url<'a>(field: &str, value: &'a str) -> Result<(http::Uri, &'a str), InvalidRoute> {
+    let bad_url = |reason| InvalidRoute::BaseUrl {
+        field: field.to_owned(),
+        value: value.to_owned(),
+        reason,
+    };
+    let trimmed = value.trim_end_matches('/');
+    let parsed: http::Uri = trimmed.parse().map_err(|_| bad_url("is not a URL"))?;
+    match parsed.scheme_str() {
+        Some("http" | "https") => {}
+        _ => return Err(bad_url("must start with http:// or https://")),
+    }
+    if parsed.host().is_none_or(str::is_empty) {
+        return Err(bad_url("has no host"));
+    }
+    if parsed.query().is_some() {
+        return Err(bad_url("must not carry a query string"));
+    }
+    Ok((parsed, trimmed))
+}
+
+/// What a target can do: everything unless it says otherwise, except prefill, which only
+/// Anthropic's API offers by default.
+fn capabilities(provider: Provider, spec: Option<&CapabilitiesSpec>) -> Capabilities {
+    let default = CapabilitiesSpec::default();
+    let caps = spec.unwrap_or(&default);
+    Capabilities {
+        context_window: caps.context_window,
+        tools: caps.tools.unwrap_or(true),
+        json_schema: caps.json_schema.unwrap_or(true),
+        vision: caps.vision.unwrap_or(true),
+        prefill: caps.prefill.unwrap_or(match provider {
+            Provider::Anthropic => true,
+            Provider::Openai | Provider::OpenaiCompatible | Provider::AzureOpenai => false,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn targets(yaml: &str) -> Result<Vec<Target>, InvalidRoute> {
+        let specs: Vec<TargetSpec> = serde_saphyr::from_str(yaml).unwrap_or_else(|e| panic!("{e}"));
+        compile("team", &specs)
+    }
+
+    /// One openai target named `a`, with `change` applied to its YAML.
+    fn one(change: (&str, &str)) -> Result<Target, InvalidRoute> {
+        let yaml = "[{name: a, provider: openai, baseUrl: 'http://h/v1', model: up, credentials: {none: true}}]";
+        assert!(yaml.contains(change.0), "{}", change.0);
+        targets(&yaml.replace(change.0, change.1)).map(|mut t| t.remove(0))
+    }
+
+    #[test]
+    fn a_plain_target_takes_the_defaults() {
+        let t = one(("name: a", "name: a")).unwrap();
+        assert_eq!(t.name, "a");
+        assert_eq!(t.provider, Provider::Openai);
+        assert_eq!(t.base_url, "http://h/v1");
+        assert_eq!(t.model, "up");
+        assert_eq!(t.api_version, None);
+        assert_eq!(t.credentials, Credentials::None);
+        assert_eq!((t.priority, t.weight), (0, 1));
+        assert_eq!(
+            t.capabilities,
+            Capabilities {
+                context_window: None,
+                tools: true,
+                json_schema: true,
+                vision: true,
+                prefill: false,
+            }
+        );
+        assert_eq!(t.upstream.to_string(), "http://h/v1 up (none)");
+    }
+
+    #[test]
+    fn a_custom_target_keeps_what_it_declares() {
+        let yaml = "
+- name: az-1
+  provider: azure-openai
+  baseUrl: https://res.openai.azure.com/openai//
+  model: deploy
+  apiVersion: '2024-10-21'
+  credentials: {secretRef: {name: s, key: k}}
+  priority: 2
+  weight: 7
+  capabilities: {contextWindow: 8000, tools: false, jsonSchema: false, vision: false, prefill: true}
+";
+        let t = targets(yaml).unwrap().remove(0);
+        assert_eq!(t.base_url, "https://res.openai.azure.com/openai");
+        assert_eq!(t.api_version.as_deref(), Some("2024-10-21"));
+        assert_eq!((t.priority, t.weight), (2, 7));
+        assert_eq!(
+            t.capabilities,
+            Capabilities {
+                context_window: Some(8000),
+                tools: false,
+                json_schema: false,
+                vision: false,
+                prefill: true,
+            }
+        );
+        assert_eq!(
+            t.upstream,
+            UpstreamKey {
+                base_url: "https://res.openai.azure.com/openai".to_owned(),
+                model: "deploy".to_owned(),
+                credential: "secret:team/s/k".to_owned(),
+            }
+        );
+    }
+
+    #[test]
+    fn only_anthropic_targets_can_prefill_by_default() {
+        let t = one(("provider: openai", "provider: anthropic")).unwrap();
+        assert!(t.capabilities.prefill);
+        let t = one(("provider: openai", "provider: openai-compatible")).unwrap();
+        assert!(!t.capabilities.prefill);
+    }
+
+    #[test]
+    fn a_route_without_targets_is_refused() {
+        let err = targets("[]").unwrap_err();
+        assert_eq!(err, InvalidRoute::NoTargets);
+        assert_eq!(
+            err.to_string(),
+            "spec.targets: a route needs at least one target"
+        );
+    }
+
+    #[test]
+    fn a_target_name_used_twice_is_refused_at_the_second() {
+        let yaml = "
+- {name: a, provider: openai, baseUrl: 'http://h/v1', model: up, credentials: {none: true}}
+- {name: b, provider: openai, baseUrl: 'http://h/v1', model: up, credentials: {none: true}}
+- {name: a, provider: openai, baseUrl: 'http://g/v1', model: x, credentials: {none: true}}
+";
+        let err = targets(yaml).unwrap_err();
+        assert_eq!(
+            err,
+            InvalidRoute::DuplicateTarget {
+                field: "spec.targets[2].name".to_owned(),
+                name: "a".to_owned(),
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "spec.targets[2].name: the target name \"a\" is used twice; names must be unique in a route"
+        );
+    }
+
+    #[test]
+    fn a_blank_target_name_is_refused() {
+        let err = one(("name: a", "name: ' '")).unwrap_err();
+        assert_eq!(
+            err,
+            InvalidRoute::EmptyTargetName {
+                field: "spec.targets[0].name".to_owned()
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "spec.targets[0].name: give the target a name"
+        );
+    }
+
+    #[test]
+    fn a_target_name_that_is_not_a_dns_label_is_refused() {
+        let long = "a".repeat(64);
+        for bad in ["A", "-a", "a-", "a_b", "a.b", &long] {
+            assert_eq!(
+                one(("name: a", &format!("name: '{bad}'"))),
+                Err(InvalidRoute::TargetName {
+                    field: "spec.targets[0].name".to_owned(),
+                    name: bad.to_owned(),
+                }),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            one(("name: a", "name: A")).unwrap_err().to_string(),
+            "spec.targets[0].name: \"A\" must be lower-case letters, digits and '-', at most 63, starting and ending with a letter or digit"
+        );
+        let longest = "a".repeat(63);
+        assert!(one(("name: a", &format!("name: a-{}", &longest[2..]))).is_ok());
+    }
+
+    #[test]
+    fn an_unusable_base_url_is_refused_with_the_reason() {
+        for (url, reason) in [
+            ("not a url", "is not a URL"),
+            ("http:///v1", "is not a URL"),
+            ("ftp://x/v1", "must start with http:// or https://"),
+            ("/v1", "must start with http:// or https://"),
+            ("http://:80/v1", "has no host"),
+            ("http://h/v1?x=1", "must not carry a query string"),
+        ] {
+            assert_eq!(
+                one(("http://h/v1", url)),
+                Err(InvalidRoute::BaseUrl {
+                    field: "spec.targets[0].baseUrl".to_owned(),
+                    value: url.to_owned(),
+                    reason,
+                }),
+                "{url}"
+            );
+        }
+        assert_eq!(
+            one(("http://h/v1", "ftp://x/v1")).unwrap_err().to_string(),
+            "spec.targets[0].baseUrl: \"ftp://x/v1\" must start with http:// or https://"
+        );
+    }
+
+    #[test]
+    fn a_blank_upstream_model_is_refused() {
+        let err = one(("model: up", "model: ' '")).unwrap_err();
+        assert_eq!(
+            err,
+            InvalidRoute::EmptyUpstreamModel {
+                field: "spec.targets[0].model".to_owned()
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "spec.targets[0].model: name the upstream model (for azure-openai, the deployment)"
+        );
+    }
+
+    #[test]
+    fn an_azure_target_without_api_version_is_refused() {
+        for azure in [
+            "provider: azure-openai",
+            "provider: azure-openai, apiVersion: ''",
+        ] {
+            assert_eq!(
+                one(("provider: openai", azure)),
+                Err(InvalidRoute::MissingApiVersion {
+                    field: "spec.targets[0].apiVersion".to_owned()
+                }),
+                "{azure}"
+            );
+        }
+        assert_eq!(
+            one(("provider: openai", "provider: azure-openai"))
+                .unwrap_err()
+                .to_string(),
+            "spec.targets[0].apiVersion: azure-openai targets need apiVersion (for example \"2024-10-21\")"
+        );
+    }
+
+    #[test]
+    fn credential_mistakes_name_the_target() {
+        assert_eq!(
+            one(("{none: true}", "{}")),
+            Err(InvalidRoute::Credentials {
+                field: "spec.targets[0].credentials".to_owned(),
+                found: 0,
+            })
+        );
+    }
+
+    #[test]
+    fn routes_in_different_namespaces_have_different_secret_identities() {
+        let spec: Vec<TargetSpec> = serde_saphyr::from_str(
+            "[{name: a, provider: openai, baseUrl: 'http://h/v1', model: up, credentials: {secretRef: {name: s, key: k}}}]",
+        )
+        .unwrap();
+        let a = compile("one", &spec).unwrap().remove(0).upstream;
+        let b = compile("two", &spec).unwrap().remove(0).upstream;
+        assert_ne!(a, b);
+        assert_eq!(b.credential, "secret:two/s/k");
+    }
+}
