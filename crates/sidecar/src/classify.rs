@@ -633,10 +633,16 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
         for v in ["1e300", "1e19", "1e12", "99999999999"] {
             let mut h = HeaderMap::new();
-            h.insert("retry-after", HeaderValue::from_str(v).unwrap_or_else(|e| panic!("{e}")));
+            h.insert(
+                "retry-after",
+                HeaderValue::from_str(v).unwrap_or_else(|e| panic!("{e}")),
+            );
             assert_eq!(retry_after(&h, now), Some(MAX_RETRY_AFTER), "{v}");
             let mut h = HeaderMap::new();
-            h.insert("retry-after-ms", HeaderValue::from_str(v).unwrap_or_else(|e| panic!("{e}")));
+            h.insert(
+                "retry-after-ms",
+                HeaderValue::from_str(v).unwrap_or_else(|e| panic!("{e}")),
+            );
             assert_eq!(retry_after(&h, now), Some(MAX_RETRY_AFTER), "{v} ms");
         }
         let mut h = HeaderMap::new();

@@ -18,17 +18,19 @@
 //!
 //! Each request keeps the policy snapshot it started with, so reloads never disturb it.
 
+mod accept;
+mod check;
+
+use check::{Checked, Named};
 mod continuation;
 mod reply;
 
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderValue, Method, Request as HttpRequest, Response, StatusCode, header};
-use http_body_util::BodyExt as _;
-use plumb_policy::contract::{ModelSubstitution, Schema, StreamCheck};
+use http::{HeaderMap, Request as HttpRequest, Response, StatusCode};
+use plumb_policy::contract::Schema;
 use plumb_policy::{FailureClass, LastResort, Route, Target};
 use plumb_telemetry::{Metrics, RequestLabels};
-use serde_json::json;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
@@ -39,13 +41,13 @@ use crate::fallback::{self, Skip};
 use crate::fleet::Gate;
 use crate::keys::{Secret, redact};
 use crate::observe::{AttemptOutcome, AttemptRecord, Observer, RouteHandles};
-use crate::payload::{Api, ClientRequest, InvalidRequest, Operation};
+use crate::payload::{Api, ClientRequest, Operation};
 use crate::plan::{self, Next, Situation, TargetVerdict};
 use crate::respond::{self, Body};
 use crate::retry::Budget;
 use crate::table::{Policy, Table};
 use crate::upstream::{self, Transport};
-use crate::verify::{self, StreamCollector};
+use crate::verify;
 
 /// Largest request body accepted from a client.
 pub const MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
@@ -69,69 +71,16 @@ impl Proxy {
         B: http_body::Body<Data = bytes::Bytes> + Unpin,
         B::Error: std::fmt::Display,
     {
-        // Accept: which API, which operation, a body within bounds that names a model.
-        let api_hint = if req.headers().contains_key("anthropic-version")
-            || req.uri().path() == "/v1/messages"
-        {
-            Api::Anthropic
-        } else {
-            Api::Openai
+        let (policy, accepted) = match accept::accept(&self, req).await {
+            Ok(a) => a,
+            Err(refusal) => return refusal,
         };
-        let (api, op) = match (req.method(), req.uri().path()) {
-            (&Method::POST, "/v1/chat/completions") => (Api::Openai, Operation::Chat),
-            (&Method::POST, "/v1/embeddings") => (Api::Openai, Operation::Embeddings),
-            (&Method::POST, "/v1/messages") => (Api::Anthropic, Operation::Chat),
-            (&Method::GET, "/v1/models") => return self.models(api_hint),
-            (m, p) => {
-                return respond::error(
-                    api_hint,
-                    StatusCode::NOT_FOUND,
-                    "unknown_url",
-                    &format!(
-                        "plumb serves POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models and POST /v1/messages; not {m} {p}"
-                    ),
-                );
-            }
-        };
-        let Some(policy) = self.table.current() else {
-            return respond::error(
-                api,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not_ready",
-                "plumb has no routing policy yet: the sidecar is waiting for its routes file or control plane",
-            );
-        };
-        let (parts, body) = req.into_parts();
-        let bytes = match read_request(body).await {
-            Ok(b) => b,
-            Err(RequestBodyError::TooLarge) => {
-                return respond::error(
-                    api,
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "request_too_large",
-                    &format!("the request body is larger than {MAX_REQUEST_BYTES} bytes"),
-                );
-            }
-            Err(RequestBodyError::Unreadable) => {
-                return respond::error(
-                    api,
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    "the request body could not be read",
-                );
-            }
-        };
-        let request = match ClientRequest::parse(api, op, &bytes) {
-            Ok(r) => r,
-            Err(e @ (InvalidRequest::Json(_) | InvalidRequest::NoModel)) => {
-                return respond::error(
-                    api,
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    &e.to_string(),
-                );
-            }
-        };
+        let accept::Accepted {
+            api,
+            op,
+            parts,
+            request,
+        } = accepted;
         // Route: the model names the LlmRoute.
         let Some(route) = policy.routes.lookup(&request.model).cloned() else {
             self.metrics
@@ -154,7 +103,7 @@ impl Proxy {
             );
         };
         let handles = self.table.handles(&route);
-        let caller_key = caller_key(api, &parts.headers);
+        let caller_key = accept::caller_key(api, &parts.headers);
         let started = Instant::now();
         // One span per client request, GenAI semantic conventions plus `plumb.*`; the
         // attempts are its children.
@@ -198,71 +147,6 @@ impl Proxy {
         .instrument(span)
         .await
     }
-
-    /// `GET /v1/models`: the model names the routes serve, in the client's format.
-    fn models(&self, api: Api) -> Response<Body> {
-        let Some(policy) = self.table.current() else {
-            return respond::error(
-                api,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not_ready",
-                "plumb has no routing policy yet",
-            );
-        };
-        let names = policy.routes.models();
-        let body = match api {
-            Api::Openai => json!({"object": "list", "data": names.iter().map(|n| json!({
-                "id": n, "object": "model", "created": 0, "owned_by": "plumb"})).collect::<Vec<_>>()}),
-            Api::Anthropic => json!({"data": names.iter().map(|n| json!({
-                "type": "model", "id": n, "display_name": n, "created_at": "1970-01-01T00:00:00Z"})).collect::<Vec<_>>(),
-                "has_more": false, "first_id": names.first(), "last_id": names.last()}),
-        };
-        let mut resp = Response::new(respond::full(body.to_string()));
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        resp
-    }
-}
-
-/// Why a client's body was not read.
-enum RequestBodyError {
-    TooLarge,
-    Unreadable,
-}
-
-/// Reads a client's body, at most [`MAX_REQUEST_BYTES`].
-async fn read_request<B>(mut body: B) -> Result<bytes::Bytes, RequestBodyError>
-where
-    B: http_body::Body<Data = bytes::Bytes> + Unpin,
-    B::Error: std::fmt::Display,
-{
-    let mut buf = bytes::BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            tracing::debug!(error = %e, "a client's request body could not be read");
-            RequestBodyError::Unreadable
-        })?;
-        if let Ok(data) = frame.into_data() {
-            if buf.len().saturating_add(data.len()) > MAX_REQUEST_BYTES {
-                return Err(RequestBodyError::TooLarge);
-            }
-            buf.extend_from_slice(&data);
-        }
-    }
-    Ok(buf.freeze())
-}
-
-/// The caller's own API key, for passthrough targets.
-fn caller_key(api: Api, headers: &HeaderMap) -> Option<Secret> {
-    let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-    let key = match api {
-        Api::Openai => get("authorization").and_then(|v| v.strip_prefix("Bearer ")),
-        Api::Anthropic => get("x-api-key")
-            .or_else(|| get("authorization").and_then(|v| v.strip_prefix("Bearer "))),
-    }?;
-    (!key.trim().is_empty()).then(|| Secret::new(key.trim()))
 }
 
 /// One client request on its way through the route's targets.
@@ -301,22 +185,6 @@ enum Outcome {
     MovedOn,
     /// End the request with the last failure.
     Stop,
-}
-
-/// A successful attempt's answer, checked, with what it said of itself.
-struct Checked {
-    answer: Answer,
-    /// Input and output tokens of a whole answer.
-    usage: Option<(u64, u64)>,
-}
-
-/// What an answer said of itself, whether or not it passed the checks.
-#[derive(Default)]
-struct Named {
-    /// The model it names.
-    model: Option<String>,
-    /// When that is another model than the target was asked for.
-    substituted: Option<String>,
 }
 
 impl Request<'_> {
@@ -656,75 +524,5 @@ impl Request<'_> {
             Ok(answer) => self.check(target, request.operation, answer),
             Err(f) => (Err(f), Named::default()),
         }
-    }
-
-    /// Whether the route's contract holds a stream until its end, to check it before commit.
-    fn holds_whole_stream(&self) -> bool {
-        self.route
-            .contract
-            .as_ref()
-            .is_some_and(|c| c.streams == StreamCheck::BeforeCommit)
-    }
-
-    /// Checks what an answer says: the model it names, then the route's contract (a whole
-    /// answer, or a stream held whole; a stream committed earlier is checked at its end). A
-    /// contract failure carries the rejected answer, for a repair.
-    fn check(
-        &self,
-        target: &Target,
-        op: Operation,
-        answer: Answer,
-    ) -> (Result<Checked, Failure>, Named) {
-        let family = Api::of(target.provider);
-        if op != Operation::Chat {
-            return (
-                Ok(Checked {
-                    answer,
-                    usage: None,
-                }),
-                Named::default(),
-            );
-        }
-        let (collected, complete, usage) = match &answer {
-            Answer::Whole { value, .. } => (
-                verify::whole(family, value),
-                true,
-                crate::genai::usage(value),
-            ),
-            Answer::Stream { first, .. } => {
-                let mut collector = StreamCollector::new(family);
-                collector.push_bytes(first);
-                (collector.into_collected(), self.holds_whole_stream(), None)
-            }
-        };
-        let named = Named {
-            substituted: verify::substituted(target, &collected).map(str::to_owned),
-            model: collected.model.clone(),
-        };
-        let fail_on_substitution = self
-            .route
-            .contract
-            .as_ref()
-            .is_some_and(|c| c.model_substitution == ModelSubstitution::Fail);
-        if let (Some(answered), true) = (&named.substituted, fail_on_substitution) {
-            let f = Failure::new(
-                FailureClass::ModelSubstituted,
-                Phase::Body,
-                format!(
-                    "the target was asked for model {:?} and answered as {answered:?}",
-                    target.model
-                ),
-            );
-            return (Err(f), named);
-        }
-        if complete
-            && let Err(v) = verify::check(self.route, self.request, self.request_schema, &collected)
-        {
-            let mut f = Failure::new(v.class, Phase::Body, v.to_string());
-            f.check = Some(v.check);
-            f.rejected = Some(Box::new(collected));
-            return (Err(f), named);
-        }
-        (Ok(Checked { answer, usage }), named)
     }
 }

@@ -10,8 +10,9 @@ use http::{HeaderValue, Response, StatusCode, header};
 use plumb_policy::contract::StreamCheck;
 use plumb_policy::{Credentials, FailureClass, Target};
 
+use super::Request;
+use super::check::Checked;
 use super::continuation::Continuation;
-use super::{Checked, Request};
 use crate::attempt::Answer;
 use crate::breaker::Permit;
 use crate::equivalence::shadow;

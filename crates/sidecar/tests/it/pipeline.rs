@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::scripted::{
-    Piece, Scripted, Step, chat, chunk, completion, error, proxy, stream_end,
-};
+use crate::scripted::{Piece, Scripted, Step, chat, chunk, completion, error, proxy, stream_end};
 
 /// A route `chat` over `primary.test` then `fallback.test`, both OpenAI, with `extra` spec lines.
 fn routes(extra: &str) -> String {
@@ -52,7 +50,11 @@ async fn timeout_a_silent_primary_is_left_at_its_first_byte_deadline_without_a_r
     assert_served_by_fallback(&got, "timeout");
     let seen = up.received();
     assert_eq!(up.hosts(), ["primary.test", "fallback.test"]);
-    assert_eq!(seen[1].at, Duration::from_secs(2), "failover at the deadline, not later");
+    assert_eq!(
+        seen[1].at,
+        Duration::from_secs(2),
+        "failover at the deadline, not later"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -64,9 +66,15 @@ async fn connect_a_refused_connection_is_retried_once_then_failed_over() {
     let p = proxy(&routes(""), up.clone());
     let got = chat(&p, ask(false)).await;
     assert_served_by_fallback(&got, "connect,connect");
-    assert_eq!(up.hosts(), ["primary.test", "primary.test", "fallback.test"]);
+    assert_eq!(
+        up.hosts(),
+        ["primary.test", "primary.test", "fallback.test"]
+    );
     let seen = up.received();
-    assert!(seen[1].at <= Duration::from_millis(50), "backoff within its 50 ms ceiling");
+    assert!(
+        seen[1].at <= Duration::from_millis(50),
+        "backoff within its 50 ms ceiling"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -77,7 +85,10 @@ async fn rate_limited_the_providers_retry_after_is_honoured_before_the_retry() {
         error("requests", "rate_limit_exceeded", "slow down"),
     );
     let up = Scripted::new(&[
-        ("primary.test", vec![limited, Step::Json(completion("gpt-a", "from the primary"))]),
+        (
+            "primary.test",
+            vec![limited, Step::Json(completion("gpt-a", "from the primary"))],
+        ),
         ("fallback.test", vec![fallback_ok()]),
     ]);
     // A route of one target: the retry is the only option.
@@ -97,32 +108,50 @@ async fn rate_limited_the_providers_retry_after_is_honoured_before_the_retry() {
 #[tokio::test(start_paused = true)]
 async fn overloaded_is_retried_once_with_backoff_then_failed_over() {
     let up = Scripted::new(&[
-        ("primary.test", vec![status(503, error("server_error", "overloaded", "busy"))]),
+        (
+            "primary.test",
+            vec![status(503, error("server_error", "overloaded", "busy"))],
+        ),
         ("fallback.test", vec![fallback_ok()]),
     ]);
     let p = proxy(&routes(""), up.clone());
     let got = chat(&p, ask(false)).await;
     assert_served_by_fallback(&got, "overloaded,overloaded");
-    assert_eq!(up.hosts(), ["primary.test", "primary.test", "fallback.test"]);
+    assert_eq!(
+        up.hosts(),
+        ["primary.test", "primary.test", "fallback.test"]
+    );
     assert!(up.received()[1].at <= Duration::from_millis(250));
 }
 
 #[tokio::test(start_paused = true)]
 async fn server_error_is_retried_once_then_failed_over() {
     let up = Scripted::new(&[
-        ("primary.test", vec![status(500, error("server_error", "", "boom"))]),
+        (
+            "primary.test",
+            vec![status(500, error("server_error", "", "boom"))],
+        ),
         ("fallback.test", vec![fallback_ok()]),
     ]);
     let p = proxy(&routes(""), up.clone());
     let got = chat(&p, ask(false)).await;
     assert_served_by_fallback(&got, "server_error,server_error");
-    assert_eq!(up.hosts(), ["primary.test", "primary.test", "fallback.test"]);
+    assert_eq!(
+        up.hosts(),
+        ["primary.test", "primary.test", "fallback.test"]
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn auth_fails_over_at_once_and_trips_the_breaker_for_the_next_request() {
     let up = Scripted::new(&[
-        ("primary.test", vec![status(401, error("invalid_request_error", "invalid_api_key", "bad key"))]),
+        (
+            "primary.test",
+            vec![status(
+                401,
+                error("invalid_request_error", "invalid_api_key", "bad key"),
+            )],
+        ),
         ("fallback.test", vec![fallback_ok()]),
     ]);
     // The fallback has keys of its own: the refused ones are not tried again.
@@ -144,7 +173,17 @@ async fn auth_fails_over_at_once_and_trips_the_breaker_for_the_next_request() {
 #[tokio::test(start_paused = true)]
 async fn invalid_model_is_never_retried_on_the_same_target() {
     let up = Scripted::new(&[
-        ("primary.test", vec![status(404, error("invalid_request_error", "model_not_found", "The model `gpt-a` does not exist"))]),
+        (
+            "primary.test",
+            vec![status(
+                404,
+                error(
+                    "invalid_request_error",
+                    "model_not_found",
+                    "The model `gpt-a` does not exist",
+                ),
+            )],
+        ),
         ("fallback.test", vec![fallback_ok()]),
     ]);
     let p = proxy(&routes(""), up.clone());
@@ -156,7 +195,11 @@ async fn invalid_model_is_never_retried_on_the_same_target() {
 async fn context_length_moves_only_to_a_larger_window() {
     let too_long = status(
         400,
-        error("invalid_request_error", "context_length_exceeded", "This model's maximum context length is 8192 tokens"),
+        error(
+            "invalid_request_error",
+            "context_length_exceeded",
+            "This model's maximum context length is 8192 tokens",
+        ),
     );
     let up = Scripted::new(&[
         ("primary.test", vec![too_long]),
@@ -170,8 +213,14 @@ async fn context_length_moves_only_to_a_larger_window() {
     assert_eq!(up.hosts(), ["primary.test"]);
     // With a larger window declared, the fallback takes it.
     let windows = routes("")
-        .replace("      model: gpt-a\n", "      model: gpt-a\n      capabilities: {contextWindow: 8192}\n")
-        .replace("      model: gpt-b\n", "      model: gpt-b\n      capabilities: {contextWindow: 128000}\n");
+        .replace(
+            "      model: gpt-a\n",
+            "      model: gpt-a\n      capabilities: {contextWindow: 8192}\n",
+        )
+        .replace(
+            "      model: gpt-b\n",
+            "      model: gpt-b\n      capabilities: {contextWindow: 128000}\n",
+        );
     let p = proxy(&windows, up.clone());
     assert_served_by_fallback(&chat(&p, ask(false)).await, "context_length");
 }
@@ -179,21 +228,41 @@ async fn context_length_moves_only_to_a_larger_window() {
 #[tokio::test(start_paused = true)]
 async fn content_filter_returns_the_providers_reason_without_retry_or_failover() {
     let up = Scripted::new(&[
-        ("primary.test", vec![status(400, error("invalid_request_error", "content_filter", "The response was filtered by the content filtering policy"))]),
+        (
+            "primary.test",
+            vec![status(
+                400,
+                error(
+                    "invalid_request_error",
+                    "content_filter",
+                    "The response was filtered by the content filtering policy",
+                ),
+            )],
+        ),
         ("fallback.test", vec![fallback_ok()]),
     ]);
     let p = proxy(&routes(""), up.clone());
     let got = chat(&p, ask(false)).await;
     assert_eq!(got.status, 400);
     assert_eq!(got.header("x-plumb-failure-classes"), "content_filter");
-    assert!(got.body.contains("content filtering policy"), "{}", got.body);
+    assert!(
+        got.body.contains("content filtering policy"),
+        "{}",
+        got.body
+    );
     assert_eq!(up.hosts(), ["primary.test"]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn bad_request_is_the_callers_and_comes_back_at_once() {
     let up = Scripted::new(&[
-        ("primary.test", vec![status(400, error("invalid_request_error", "", "temperature must be at most 2"))]),
+        (
+            "primary.test",
+            vec![status(
+                400,
+                error("invalid_request_error", "", "temperature must be at most 2"),
+            )],
+        ),
         ("fallback.test", vec![fallback_ok()]),
     ]);
     let p = proxy(&routes(""), up.clone());
@@ -207,7 +276,10 @@ async fn bad_request_is_the_callers_and_comes_back_at_once() {
 #[tokio::test(start_paused = true)]
 async fn malformed_response_a_broken_200_is_retried_then_failed_over() {
     let up = Scripted::new(&[
-        ("primary.test", vec![status(200, "{\"choices\": [".to_owned())]),
+        (
+            "primary.test",
+            vec![status(200, "{\"choices\": [".to_owned())],
+        ),
         ("fallback.test", vec![fallback_ok()]),
     ]);
     let p = proxy(&routes(""), up.clone());
@@ -215,17 +287,28 @@ async fn malformed_response_a_broken_200_is_retried_then_failed_over() {
         &chat(&p, ask(false)).await,
         "malformed_response,malformed_response",
     );
-    assert_eq!(up.hosts(), ["primary.test", "primary.test", "fallback.test"]);
+    assert_eq!(
+        up.hosts(),
+        ["primary.test", "primary.test", "fallback.test"]
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn schema_violation_is_repaired_once_with_the_complaint_then_failed_over() {
     let up = Scripted::new(&[
-        ("primary.test", vec![Step::Json(completion("gpt-a", "{\"score\": \"high\"}"))]),
-        ("fallback.test", vec![Step::Json(completion("gpt-b", "{\"score\": 0.5}"))]),
+        (
+            "primary.test",
+            vec![Step::Json(completion("gpt-a", "{\"score\": \"high\"}"))],
+        ),
+        (
+            "fallback.test",
+            vec![Step::Json(completion("gpt-b", "{\"score\": 0.5}"))],
+        ),
     ]);
     let p = proxy(
-        &routes("  contract:\n    schema: {inline: {type: object, required: [score], properties: {score: {type: number}}}}\n"),
+        &routes(
+            "  contract:\n    schema: {inline: {type: object, required: [score], properties: {score: {type: number}}}}\n",
+        ),
         up.clone(),
     );
     let got = chat(&p, ask(false)).await;
@@ -236,9 +319,15 @@ async fn schema_violation_is_repaired_once_with_the_complaint_then_failed_over()
         "schema_violation,schema_violation"
     );
     let seen = up.received();
-    assert_eq!(up.hosts(), ["primary.test", "primary.test", "fallback.test"]);
+    assert_eq!(
+        up.hosts(),
+        ["primary.test", "primary.test", "fallback.test"]
+    );
     let repair = seen[1].body["messages"].to_string();
-    assert!(repair.contains("contract.schema"), "the repair says what was wrong: {repair}");
+    assert!(
+        repair.contains("contract.schema"),
+        "the repair says what was wrong: {repair}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -254,7 +343,9 @@ async fn out_of_bounds_is_repaired_and_a_fixed_answer_is_served() {
         ("fallback.test", vec![fallback_ok()]),
     ]);
     let p = proxy(
-        &routes("  contract:\n    json: true\n    rules: [{expression: \"answer.score >= 0.0 && answer.score <= 1.0\", message: score must be between 0 and 1}]\n"),
+        &routes(
+            "  contract:\n    json: true\n    rules: [{expression: \"answer.score >= 0.0 && answer.score <= 1.0\", message: score must be between 0 and 1}]\n",
+        ),
         up.clone(),
     );
     let got = chat(&p, ask(false)).await;
@@ -263,11 +354,15 @@ async fn out_of_bounds_is_repaired_and_a_fixed_answer_is_served() {
     assert_eq!(got.header("x-plumb-failure-classes"), "out_of_bounds");
     assert_eq!(up.hosts(), ["primary.test", "primary.test"]);
     let m = p.metrics.encode();
-    assert!(m.contains(r#"plumb_repairs_total{route="test/r",target="primary",outcome="repaired"} 1"#), "{m}");
+    assert!(
+        m.contains(r#"plumb_repairs_total{route="test/r",target="primary",outcome="repaired"} 1"#),
+        "{m}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
-async fn stream_interrupted_a_cut_after_commit_ends_with_an_error_event_and_counts_against_the_primary() {
+async fn stream_interrupted_a_cut_after_commit_ends_with_an_error_event_and_counts_against_the_primary()
+ {
     let mut cut = vec![
         Piece::Event(chunk("gpt-a", "One ")),
         Piece::Event(chunk("gpt-a", "two ")),
@@ -284,7 +379,11 @@ async fn stream_interrupted_a_cut_after_commit_ends_with_an_error_event_and_coun
     assert_eq!(got.status, 200);
     assert_eq!(got.header("x-plumb-served-by"), "primary");
     assert!(got.body.contains("One ") && got.body.contains("two "));
-    assert!(got.body.contains("\"code\":\"stream_interrupted\""), "{}", got.body);
+    assert!(
+        got.body.contains("\"code\":\"stream_interrupted\""),
+        "{}",
+        got.body
+    );
     assert!(!got.body.contains("[DONE]"), "never presented as complete");
     assert_eq!(up.hosts(), ["primary.test"]);
     let m = p.metrics.encode();
@@ -315,22 +414,34 @@ async fn a_complete_stream_counts_as_a_success_when_it_ends() {
 #[tokio::test(start_paused = true)]
 async fn model_substituted_fails_over_when_the_route_says_so() {
     let up = Scripted::new(&[
-        ("primary.test", vec![Step::Json(completion("gpt-a-mini", "a cheaper answer"))]),
+        (
+            "primary.test",
+            vec![Step::Json(completion("gpt-a-mini", "a cheaper answer"))],
+        ),
         ("fallback.test", vec![fallback_ok()]),
     ]);
-    let p = proxy(&routes("  contract: {modelSubstitution: fail}\n"), up.clone());
+    let p = proxy(
+        &routes("  contract: {modelSubstitution: fail}\n"),
+        up.clone(),
+    );
     assert_served_by_fallback(&chat(&p, ask(false)).await, "model_substituted");
     assert_eq!(up.hosts(), ["primary.test", "fallback.test"]);
     // Accepted by default: counted, and served.
     let up = Scripted::new(&[
-        ("primary.test", vec![Step::Json(completion("gpt-a-mini", "a cheaper answer"))]),
+        (
+            "primary.test",
+            vec![Step::Json(completion("gpt-a-mini", "a cheaper answer"))],
+        ),
         ("fallback.test", vec![fallback_ok()]),
     ]);
     let p = proxy(&routes(""), up.clone());
     let got = chat(&p, ask(false)).await;
     assert_eq!(got.header("x-plumb-served-by"), "primary");
     let m = p.metrics.encode();
-    assert!(m.contains(r#"plumb_model_substitutions_total{route="test/r",target="primary"} 1"#), "{m}");
+    assert!(
+        m.contains(r#"plumb_model_substitutions_total{route="test/r",target="primary"} 1"#),
+        "{m}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -340,7 +451,10 @@ async fn the_total_deadline_stops_retries_that_would_not_fit() {
         ("primary.test", vec![Step::Hang]),
         ("fallback.test", vec![Step::Hang]),
     ]);
-    let p = proxy(&routes("  deadlines: {firstByte: 2s, total: 5s}\n"), up.clone());
+    let p = proxy(
+        &routes("  deadlines: {firstByte: 2s, total: 5s}\n"),
+        up.clone(),
+    );
     let started = tokio::time::Instant::now();
     let got = chat(&p, ask(false)).await;
     assert_eq!(got.status, 504, "{}", got.body);

@@ -83,7 +83,12 @@ impl Scripted {
 
     /// The hosts asked, in order.
     pub fn hosts(&self) -> Vec<String> {
-        self.log.lock().unwrap().iter().map(|r| r.host.clone()).collect()
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.host.clone())
+            .collect()
     }
 
     /// Every request received.
@@ -167,7 +172,12 @@ impl Transport for Scripted {
                             }
                         }
                     });
-                    (200, "text/event-stream", Vec::new(), BoxBody::new(ChannelBody(rx)))
+                    (
+                        200,
+                        "text/event-stream",
+                        Vec::new(),
+                        BoxBody::new(ChannelBody(rx)),
+                    )
                 }
             };
             let mut resp = Response::builder()

@@ -1,0 +1,173 @@
+//! Accept: which API and operation a client request is for, a body within bounds, and the
+//! model it names. Everything refused here gets an error in the client's format.
+
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue, Method, Request as HttpRequest, Response, StatusCode, header};
+use http_body_util::BodyExt as _;
+use serde_json::json;
+
+use super::{MAX_REQUEST_BYTES, Proxy};
+use crate::keys::Secret;
+use crate::payload::{Api, ClientRequest, InvalidRequest, Operation};
+use crate::respond::{self, Body};
+use crate::table::Policy;
+
+/// A request accepted for routing.
+pub(super) struct Accepted {
+    /// The client's API.
+    pub(super) api: Api,
+    /// The operation.
+    pub(super) op: Operation,
+    /// Its head.
+    pub(super) parts: http::request::Parts,
+    /// Its body, parsed.
+    pub(super) request: ClientRequest,
+}
+
+/// Accepts a request under the policy in force, or answers it at once.
+pub(super) async fn accept<B>(
+    proxy: &Proxy,
+    req: HttpRequest<B>,
+) -> Result<(Arc<Policy>, Accepted), Response<Body>>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    // Accept: which API, which operation, a body within bounds that names a model.
+    let api_hint =
+        if req.headers().contains_key("anthropic-version") || req.uri().path() == "/v1/messages" {
+            Api::Anthropic
+        } else {
+            Api::Openai
+        };
+    let (api, op) = match (req.method(), req.uri().path()) {
+        (&Method::POST, "/v1/chat/completions") => (Api::Openai, Operation::Chat),
+        (&Method::POST, "/v1/embeddings") => (Api::Openai, Operation::Embeddings),
+        (&Method::POST, "/v1/messages") => (Api::Anthropic, Operation::Chat),
+        (&Method::GET, "/v1/models") => return Err(models(proxy, api_hint)),
+        (m, p) => {
+            return Err(respond::error(
+                api_hint,
+                StatusCode::NOT_FOUND,
+                "unknown_url",
+                &format!(
+                    "plumb serves POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models and POST /v1/messages; not {m} {p}"
+                ),
+            ));
+        }
+    };
+    let Some(policy) = proxy.table.current() else {
+        return Err(respond::error(
+            api,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "plumb has no routing policy yet: the sidecar is waiting for its routes file or control plane",
+        ));
+    };
+    let (parts, body) = req.into_parts();
+    let bytes = match read_request(body).await {
+        Ok(b) => b,
+        Err(RequestBodyError::TooLarge) => {
+            return Err(respond::error(
+                api,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request_too_large",
+                &format!("the request body is larger than {MAX_REQUEST_BYTES} bytes"),
+            ));
+        }
+        Err(RequestBodyError::Unreadable) => {
+            return Err(respond::error(
+                api,
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the request body could not be read",
+            ));
+        }
+    };
+    let request = match ClientRequest::parse(api, op, &bytes) {
+        Ok(r) => r,
+        Err(e @ (InvalidRequest::Json(_) | InvalidRequest::NoModel)) => {
+            return Err(respond::error(
+                api,
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                &e.to_string(),
+            ));
+        }
+    };
+    Ok((
+        policy,
+        Accepted {
+            api,
+            op,
+            parts,
+            request,
+        },
+    ))
+}
+
+/// `GET /v1/models`: the model names the routes serve, in the client's format.
+pub(super) fn models(proxy: &Proxy, api: Api) -> Response<Body> {
+    let Some(policy) = proxy.table.current() else {
+        return respond::error(
+            api,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "plumb has no routing policy yet",
+        );
+    };
+    let names = policy.routes.models();
+    let body = match api {
+        Api::Openai => json!({"object": "list", "data": names.iter().map(|n| json!({
+            "id": n, "object": "model", "created": 0, "owned_by": "plumb"})).collect::<Vec<_>>()}),
+        Api::Anthropic => json!({"data": names.iter().map(|n| json!({
+            "type": "model", "id": n, "display_name": n, "created_at": "1970-01-01T00:00:00Z"})).collect::<Vec<_>>(),
+            "has_more": false, "first_id": names.first(), "last_id": names.last()}),
+    };
+    let mut resp = Response::new(respond::full(body.to_string()));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// Why a client's body was not read.
+enum RequestBodyError {
+    TooLarge,
+    Unreadable,
+}
+
+/// Reads a client's body, at most [`MAX_REQUEST_BYTES`].
+async fn read_request<B>(mut body: B) -> Result<bytes::Bytes, RequestBodyError>
+where
+    B: http_body::Body<Data = bytes::Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            tracing::debug!(error = %e, "a client's request body could not be read");
+            RequestBodyError::Unreadable
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len().saturating_add(data.len()) > MAX_REQUEST_BYTES {
+                return Err(RequestBodyError::TooLarge);
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
+
+/// The caller's own API key, for passthrough targets.
+pub(super) fn caller_key(api: Api, headers: &HeaderMap) -> Option<Secret> {
+    let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    let key = match api {
+        Api::Openai => get("authorization").and_then(|v| v.strip_prefix("Bearer ")),
+        Api::Anthropic => get("x-api-key")
+            .or_else(|| get("authorization").and_then(|v| v.strip_prefix("Bearer "))),
+    }?;
+    (!key.trim().is_empty()).then(|| Secret::new(key.trim()))
+}
