@@ -1,7 +1,8 @@
 //! Translation between the OpenAI Chat Completions and Anthropic Messages families, so a
 //! request of one can fail over to a target of the other.
 //!
-//! Requests go through one internal representation, [`Conversation`]; answers and stream
+//! Requests go through one internal representation, [`Conversation`]: each family's module
+//! (`openai`, `anthropic`) reads its requests into it and writes it back out. Answers and stream
 //! events are mapped field by field. Everything a request says must survive the trip: a field
 //! that has no equivalent on the other side is reported as [`Untranslatable`], and the target is
 //! skipped for that request — never silently dropped from it.
@@ -10,7 +11,12 @@
 //! replaced.
 
 pub mod answer;
+mod anthropic;
+mod conversation;
 pub mod events;
-pub mod request;
+mod openai;
 
-pub use request::{Conversation, Untranslatable};
+pub use anthropic::DEFAULT_MAX_TOKENS;
+pub use conversation::{
+    Conversation, Image, JsonFormat, Part, Role, Tool, ToolChoice, Turn, Untranslatable,
+};
