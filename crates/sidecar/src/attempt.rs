@@ -11,10 +11,10 @@ use http_body_util::{BodyExt as _, Full};
 use plumb_policy::{Deadlines, FailureClass, MalformedEvents, Streaming, Target};
 use tokio::time::Instant;
 
-use crate::classify::{self, Failure, Phase, StreamEvent};
+use crate::classify::{self, Failure, Phase, Progress};
+use crate::event::{Event, SseReader};
 use crate::keys::Secret;
 use crate::payload::{Api, Operation};
-use crate::translate::events::SseReader;
 use crate::upstream::{self, Transport, UpstreamBody};
 
 /// Largest non-streamed answer accepted from an upstream.
@@ -189,7 +189,7 @@ pub async fn exchange(
             }
             let first_token = total.min(start + d.first_token);
             let until_end = h.until_end.then_some(total);
-            let (first, rest) = hold(body, first_token, d, h.streaming, until_end).await?;
+            let (first, rest) = hold(body, family, first_token, d, h.streaming, until_end).await?;
             Ok(Answer::Stream { head, first, rest })
         }
     }
@@ -267,6 +267,7 @@ async fn read_body(
 /// complete, within that deadline.
 async fn hold(
     mut body: UpstreamBody,
+    family: Api,
     first_token_deadline: Instant,
     d: &Deadlines,
     s: &Streaming,
@@ -283,8 +284,8 @@ async fn hold(
     let mut holding: Option<(Instant, u32)> = None;
     let mut finished = false;
     loop {
-        while let Some(event) = events.next_event() {
-            let kind = match classify::stream_event(&event) {
+        while let Some(raw) = events.next_event() {
+            let kind = match classify::stream_event(&Event::parse(family, &raw), &raw) {
                 Ok(kind) => kind,
                 Err(f)
                     if f.class == FailureClass::MalformedResponse
@@ -296,15 +297,15 @@ async fn hold(
                 Err(f) => return Err(f),
             };
             match (kind, &mut holding) {
-                (StreamEvent::Preamble, None) => {}
-                (StreamEvent::Content | StreamEvent::End, None) => {
+                (Progress::Preamble, None) => {}
+                (Progress::Content | Progress::End, None) => {
                     holding = Some((Instant::now() + s.hold_for, 0));
                 }
-                (StreamEvent::Preamble | StreamEvent::Content | StreamEvent::End, Some((_, n))) => {
+                (Progress::Preamble | Progress::Content | Progress::End, Some((_, n))) => {
                     *n += 1;
                 }
             }
-            finished |= kind == StreamEvent::End;
+            finished |= kind == Progress::End;
         }
         if let Some((until, n)) = holding {
             // A zero holdFor sets no time limit: the events and bytes do.
@@ -314,6 +315,16 @@ async fn hold(
             if finished || held_enough {
                 return Ok((held.freeze(), body));
             }
+        }
+        if events.oversized() {
+            return Err(Failure::new(
+                FailureClass::MalformedResponse,
+                Phase::Body,
+                format!(
+                    "a stream event is larger than {} bytes",
+                    crate::event::MAX_EVENT_BYTES
+                ),
+            ));
         }
         if held.len() > limit {
             return Err(Failure::new(

@@ -8,8 +8,8 @@ use http::HeaderMap;
 use plumb_policy::FailureClass;
 use serde_json::Value;
 
+use crate::event::{Event, RawEvent};
 use crate::payload::{Api, Operation};
-use crate::translate::events::RawEvent;
 
 /// When in an attempt a failure happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,70 +87,105 @@ pub fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// The provider's error `type`/`code` and message, from either family's error shape.
-struct ProviderError {
-    kind: String,
-    code: String,
-    message: String,
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProviderError {
+    /// `type` (`rate_limit_error`, `invalid_request_error`, …).
+    pub kind: String,
+    /// `code` (`rate_limit_exceeded`, `context_length_exceeded`, …).
+    pub code: String,
+    /// What the provider said.
+    pub message: String,
 }
 
-fn provider_error(body: &[u8]) -> Option<ProviderError> {
-    let v: Value = serde_json::from_slice(body).ok()?;
-    let err = v.get("error")?;
-    if let Some(s) = err.as_str() {
-        return Some(ProviderError {
-            kind: String::new(),
-            code: String::new(),
-            message: s.to_owned(),
-        });
+impl ProviderError {
+    /// Reads the `error` member of either family's error body: an object with `type`, `code`
+    /// and `message`, or a bare string.
+    pub fn from_error(err: &Value) -> ProviderError {
+        if let Some(s) = err.as_str() {
+            return ProviderError {
+                message: s.to_owned(),
+                ..ProviderError::default()
+            };
+        }
+        let text = |k: &str| {
+            err.get(k)
+                .map(|x| match x {
+                    Value::String(s) => s.clone(),
+                    Value::Null => String::new(),
+                    other @ (Value::Bool(_)
+                    | Value::Number(_)
+                    | Value::Array(_)
+                    | Value::Object(_)) => other.to_string(),
+                })
+                .unwrap_or_default()
+        };
+        ProviderError {
+            kind: text("type"),
+            code: text("code"),
+            message: text("message"),
+        }
     }
-    let text = |k: &str| {
-        err.get(k)
-            .map(|x| match x {
-                Value::String(s) => s.clone(),
-                Value::Null => String::new(),
-                other
-                @ (Value::Bool(_) | Value::Number(_) | Value::Array(_) | Value::Object(_)) => {
-                    other.to_string()
-                }
-            })
-            .unwrap_or_default()
-    };
-    Some(ProviderError {
-        kind: text("type"),
-        code: text("code"),
-        message: text("message"),
-    })
+
+    /// Reads an error body: `{"error": …}`.
+    pub fn from_body(body: &[u8]) -> Option<ProviderError> {
+        let v: Value = serde_json::from_slice(body).ok()?;
+        v.get("error").map(ProviderError::from_error)
+    }
+
+    /// The status an error inside a 200 (a body or a stream event) implies.
+    fn implied_status(&self) -> u16 {
+        match (self.kind.as_str(), self.code.as_str()) {
+            ("rate_limit_error" | "requests" | "tokens", _) | (_, "rate_limit_exceeded") => 429,
+            ("overloaded_error", _) | (_, "overloaded") => 529,
+            ("authentication_error", _) | (_, "invalid_api_key") => 401,
+            ("permission_error", _) => 403,
+            ("not_found_error", _) | (_, "model_not_found") => 404,
+            ("invalid_request_error", _) => 400,
+            _ => 500,
+        }
+    }
 }
 
 /// Classifies an error that arrived inside a 200 (a JSON body or a stream event carrying
-/// `error`), by the status its type or code implies.
-pub fn embedded_error(body: &[u8]) -> Failure {
-    let implied = provider_error(body).map_or(500, |e| match (e.kind.as_str(), e.code.as_str()) {
-        ("rate_limit_error" | "requests" | "tokens", _) | (_, "rate_limit_exceeded") => 429,
-        ("overloaded_error", _) | (_, "overloaded") => 529,
-        ("authentication_error", _) | (_, "invalid_api_key") => 401,
-        ("permission_error", _) => 403,
-        ("not_found_error", _) | (_, "model_not_found") => 404,
-        ("invalid_request_error", _) => 400,
-        _ => 500,
-    });
-    let mut f = status(implied, &HeaderMap::new(), body);
+/// `error`), by the status its type or code implies. `raw` is the body or event data, for the
+/// message when the provider gave none.
+pub fn embedded(err: Option<&ProviderError>, raw: &[u8]) -> Failure {
+    let implied = err.map_or(500, ProviderError::implied_status);
+    let mut f = classify_status(implied, &HeaderMap::new(), err, raw);
     f.phase = Phase::Body;
     f.status = Some(200);
     f
 }
 
+/// [`embedded`] for a whole body.
+pub fn embedded_error(body: &[u8]) -> Failure {
+    embedded(ProviderError::from_body(body).as_ref(), body)
+}
+
 /// Classifies a non-2xx response from its status, headers and body.
 pub fn status(status: u16, headers: &HeaderMap, body: &[u8]) -> Failure {
-    let err = provider_error(body);
-    let message = match &err {
+    classify_status(
+        status,
+        headers,
+        ProviderError::from_body(body).as_ref(),
+        body,
+    )
+}
+
+fn classify_status(
+    status: u16,
+    headers: &HeaderMap,
+    err: Option<&ProviderError>,
+    raw: &[u8],
+) -> Failure {
+    let message = match err {
         Some(e) if !e.message.is_empty() => e.message.clone(),
-        _ => String::from_utf8_lossy(&body[..body.len().min(512)])
+        _ => String::from_utf8_lossy(&raw[..raw.len().min(512)])
             .trim()
             .to_owned(),
     };
-    let kind = err.as_ref().map_or("", |e| e.kind.as_str());
-    let code = err.as_ref().map_or("", |e| e.code.as_str());
+    let kind = err.map_or("", |e| e.kind.as_str());
+    let code = err.map_or("", |e| e.code.as_str());
     let lower = message.to_lowercase();
     let class = if kind == "overloaded_error" || code == "overloaded" {
         FailureClass::Overloaded
@@ -355,7 +390,7 @@ pub fn success_body(api: Api, operation: Operation, body: &[u8]) -> Result<Value
 
 /// What a stream event carries, as far as committing is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StreamEvent {
+pub enum Progress {
     /// Before the answer: a role chunk, `message_start`, `ping`, a comment.
     Preamble,
     /// A piece of the answer (text, tool arguments, a refusal).
@@ -366,53 +401,35 @@ pub enum StreamEvent {
 
 /// Reads one event of a stream not yet committed: an error event is classified as the error
 /// it carries; an event that is not JSON is `malformed_response`.
-pub fn stream_event(event: &RawEvent) -> Result<StreamEvent, Failure> {
-    let name = event.name.as_deref();
-    let data = event.data.as_str();
-    if data.is_empty() {
-        return Ok(StreamEvent::Preamble);
-    }
-    if data == "[DONE]" {
-        return Ok(StreamEvent::End);
-    }
-    let Ok(v) = serde_json::from_str::<Value>(data) else {
-        return Err(Failure::new(
+pub fn stream_event(event: &Event, raw: &RawEvent) -> Result<Progress, Failure> {
+    use crate::event::anthropic::StreamEvent as A;
+    match event {
+        Event::Empty | Event::Unknown => Ok(Progress::Preamble),
+        Event::Done => Ok(Progress::End),
+        Event::Malformed => Err(Failure::new(
             FailureClass::MalformedResponse,
             Phase::Body,
             "a stream event before the first token is not valid JSON",
-        ));
-    };
-    let kind = name.or_else(|| v.get("type").and_then(Value::as_str));
-    if kind == Some("error") || v.get("error").is_some_and(|e| !e.is_null()) {
-        return Err(embedded_error(data.as_bytes()));
+        )),
+        Event::Error(e) => Err(embedded(Some(e), raw.data.as_bytes())),
+        Event::Chunk(c) => Ok(if c.has_content() {
+            Progress::Content
+        } else if c.finish_reason().is_some() || c.usage_only() {
+            Progress::End
+        } else {
+            Progress::Preamble
+        }),
+        Event::Anthropic(a) => Ok(match a {
+            A::ContentBlockDelta { .. } => Progress::Content,
+            A::MessageDelta { .. } | A::MessageStop => Progress::End,
+            A::MessageStart { .. }
+            | A::ContentBlockStart { .. }
+            | A::ContentBlockStop { .. }
+            | A::Ping
+            | A::Error { .. }
+            | A::Unknown => Progress::Preamble,
+        }),
     }
-    Ok(match kind {
-        Some("content_block_delta") => StreamEvent::Content,
-        Some("message_delta" | "message_stop") => StreamEvent::End,
-        Some(_) => StreamEvent::Preamble,
-        None => {
-            let choice = v.pointer("/choices/0");
-            let delta = choice.and_then(|c| c.get("delta"));
-            let has = |k: &str| {
-                delta.and_then(|d| d.get(k)).is_some_and(|x| match x {
-                    Value::String(s) => !s.is_empty(),
-                    Value::Array(a) => !a.is_empty(),
-                    Value::Null | Value::Bool(_) | Value::Number(_) | Value::Object(_) => false,
-                })
-            };
-            if has("content") || has("tool_calls") || has("refusal") {
-                StreamEvent::Content
-            } else if choice
-                .and_then(|c| c.get("finish_reason"))
-                .is_some_and(|f| !f.is_null())
-                || (choice.is_none() && v.get("usage").is_some_and(|u| !u.is_null()))
-            {
-                StreamEvent::End
-            } else {
-                StreamEvent::Preamble
-            }
-        }
-    })
 }
 
 #[cfg(test)]
@@ -653,35 +670,40 @@ mod tests {
     #[test]
     fn events_before_the_first_token_are_read_for_errors_garbage_and_content() {
         let ev = |s: &str| {
-            let mut reader = crate::translate::events::SseReader::default();
+            let mut reader = crate::event::SseReader::default();
             reader.push(s.as_bytes());
-            let event = reader
+            let raw = reader
                 .next_event()
                 .unwrap_or_else(|| panic!("no event in {s:?}"));
-            stream_event(&event)
+            let family = if raw.name.is_some() {
+                Api::Anthropic
+            } else {
+                Api::Openai
+            };
+            stream_event(&Event::parse(family, &raw), &raw)
         };
         assert_eq!(
             ev("data: {\"choices\":[{\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n"),
-            Ok(StreamEvent::Preamble)
+            Ok(Progress::Preamble)
         );
         assert_eq!(
             ev("data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n"),
-            Ok(StreamEvent::Content)
+            Ok(Progress::Content)
         );
         assert_eq!(
             ev("data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n"),
-            Ok(StreamEvent::End)
+            Ok(Progress::End)
         );
-        assert_eq!(ev("data: [DONE]\n\n"), Ok(StreamEvent::End));
+        assert_eq!(ev("data: [DONE]\n\n"), Ok(Progress::End));
         assert_eq!(
             ev("event: ping\ndata: {\"type\":\"ping\"}\n\n"),
-            Ok(StreamEvent::Preamble)
+            Ok(Progress::Preamble)
         );
         assert_eq!(
             ev("event: content_block_delta\ndata: {\"type\":\"content_block_delta\"}\n\n"),
-            Ok(StreamEvent::Content)
+            Ok(Progress::Content)
         );
-        assert_eq!(ev(": keep-alive\n\n"), Ok(StreamEvent::Preamble));
+        assert_eq!(ev(": keep-alive\n\n"), Ok(Progress::Preamble));
         assert_eq!(
             ev("data: {\"choices\": [\n\n").err().map(|f| f.class),
             Some(FailureClass::MalformedResponse)
@@ -690,7 +712,7 @@ mod tests {
         // split over two lines is still one value.
         assert_eq!(
             ev("data: {\"choices\":[{\"delta\":\ndata: {\"content\":\"Hi\"}}]}\n\n"),
-            Ok(StreamEvent::Content)
+            Ok(Progress::Content)
         );
         let err = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
         assert_eq!(

@@ -113,17 +113,22 @@ pub struct StreamUsage {
 }
 
 impl StreamUsage {
-    /// Reads one event's data; only events that mention usage are parsed.
-    pub fn observe(&mut self, data: &str) {
-        if !data.contains("\"usage\"") {
-            return;
+    /// Reads one stream event.
+    pub fn observe(&mut self, event: &crate::event::Event) {
+        let (input, output) = event.usage();
+        self.add(input, output);
+    }
+
+    fn add(&mut self, input: Option<u64>, output: Option<u64>) {
+        if let Some(n) = input {
+            self.input = Some(n);
         }
-        if let Ok(v) = serde_json::from_str::<Value>(data) {
-            self.observe_value(&v);
+        if let Some(n) = output {
+            self.output = Some(self.output.map_or(n, |o| o.max(n)));
         }
     }
 
-    /// Reads one parsed answer or event: `usage`, or Anthropic's `message.usage`.
+    /// Reads a whole answer's `usage` (either family's names).
     pub fn observe_value(&mut self, v: &Value) {
         let usage = v
             .get("usage")
@@ -133,12 +138,10 @@ impl StreamUsage {
             return;
         };
         let get = |keys: [&str; 2]| keys.iter().find_map(|k| u.get(*k).and_then(Value::as_u64));
-        if let Some(n) = get(["prompt_tokens", "input_tokens"]) {
-            self.input = Some(n);
-        }
-        if let Some(n) = get(["completion_tokens", "output_tokens"]) {
-            self.output = Some(self.output.map_or(n, |o| o.max(n)));
-        }
+        self.add(
+            get(["prompt_tokens", "input_tokens"]),
+            get(["completion_tokens", "output_tokens"]),
+        );
     }
 
     /// Input and output tokens, once the input is known.
@@ -197,17 +200,39 @@ mod tests {
 
     #[test]
     fn usage_of_streams_of_both_families() {
+        use crate::event::{Event, RawEvent};
+        use crate::payload::Api;
+        let event = |family: Api, data: &str| {
+            Event::parse(
+                family,
+                &RawEvent {
+                    bytes: bytes::Bytes::new(),
+                    name: None,
+                    data: data.to_owned(),
+                },
+            )
+        };
         let mut openai = StreamUsage::default();
-        openai.observe(r#"{"choices":[{"delta":{"content":"usage"}}]}"#);
-        openai.observe(r#"{"choices":[],"usage":null}"#);
+        openai.observe(&event(
+            Api::Openai,
+            r#"{"choices":[{"delta":{"content":"usage"}}]}"#,
+        ));
+        openai.observe(&event(Api::Openai, r#"{"choices":[],"usage":null}"#));
         assert_eq!(openai.tokens(), None);
-        openai.observe(r#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":30}}"#);
+        openai.observe(&event(
+            Api::Openai,
+            r#"{"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":30}}"#,
+        ));
         assert_eq!(openai.tokens(), Some((12, 30)));
         let mut anthropic = StreamUsage::default();
-        anthropic.observe(
+        anthropic.observe(&event(
+            Api::Anthropic,
             r#"{"type":"message_start","message":{"usage":{"input_tokens":25,"output_tokens":1}}}"#,
-        );
-        anthropic.observe(r#"{"type":"message_delta","usage":{"output_tokens":15}}"#);
+        ));
+        anthropic.observe(&event(
+            Api::Anthropic,
+            r#"{"type":"message_delta","usage":{"output_tokens":15}}"#,
+        ));
         assert_eq!(anthropic.tokens(), Some((25, 15)));
     }
 }

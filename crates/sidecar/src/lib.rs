@@ -14,6 +14,7 @@
 //! | [`attempt`] | one attempt on the wire, of any kind: head, hold, body |
 //! | [`observe`] | one record per attempt and per request; every metric, span field, log line and fleet report comes from it |
 //! | [`classify`] | the one place failures get their class |
+//! | [`event`] | the one SSE reader, and each stream event read once into a typed event of its family |
 //! | [`fallback`] | target order, capability skips, who may follow which failure |
 //! | [`retry`] | the per-route retry budget |
 //! | [`breaker`] | circuit breakers per upstream |
@@ -35,6 +36,7 @@ pub mod classify;
 pub mod config;
 pub mod control;
 pub mod equivalence;
+pub mod event;
 pub mod fallback;
 pub mod fleet;
 pub mod genai;

@@ -21,11 +21,12 @@ use tokio::sync::oneshot;
 
 use plumb_policy::contract::Violation;
 
+use crate::event::{Event, SseReader};
 use crate::observe::Settlement;
 use crate::payload::Api;
 use crate::plan::{self, Committed, Interruption};
 use crate::respond::BoxError;
-use crate::translate::events::{EventError, Incomplete, SseReader, Translator};
+use crate::translate::events::{EventError, Incomplete, Translator};
 use crate::upstream::UpstreamBody;
 use crate::verify::{Collected, StreamCollector};
 
@@ -283,21 +284,29 @@ impl Relay {
     /// Translates every whole event received so far into `out`.
     fn drain_events(&mut self) {
         while !self.done {
-            let Some(ev) = self.sse.next_event() else {
+            let Some(raw) = self.sse.next_event() else {
+                if self.sse.oversized() {
+                    let detail = format!(
+                        "an event larger than {} bytes",
+                        crate::event::MAX_EVENT_BYTES
+                    );
+                    self.interrupt(Interruption::Malformed, &detail);
+                }
                 return;
             };
-            self.usage.observe(&ev.data);
+            // Read once; every consumer takes the same typed event.
+            let event = Event::parse(self.translator.upstream(), &raw);
+            self.usage.observe(&event);
             if let Some(c) = self.collector.as_mut() {
-                c.event(&ev);
+                c.event(&event);
             }
             if let Some(ac) = self.after_commit.as_mut() {
-                ac.collector.event(&ev);
-                let terminal = ev.is_terminal();
-                if terminal && !self.answer_passes() {
+                ac.collector.event(&event);
+                if event.is_terminal() && !self.answer_passes() {
                     return;
                 }
             }
-            match self.translator.event(&ev) {
+            match self.translator.event(&raw, &event) {
                 Ok(out) => self.out.extend(out),
                 Err(EventError::Malformed) => match self.malformed {
                     MalformedEvents::Skip => {

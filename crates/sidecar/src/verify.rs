@@ -6,8 +6,8 @@ use plumb_policy::contract::{self, Schema, ToolCall, Violation};
 use plumb_policy::{Provider, Route, Target};
 use serde_json::Value;
 
+use crate::event::{Event, SseReader};
 use crate::payload::{Api, ClientRequest};
-use crate::translate::events::{RawEvent, SseReader};
 
 /// What an answer says.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -101,8 +101,8 @@ impl StreamCollector {
     pub fn push_bytes(&mut self, bytes: &[u8]) {
         let mut sse = SseReader::default();
         sse.push(bytes);
-        while let Some(ev) = sse.next_event() {
-            self.event(&ev);
+        while let Some(raw) = sse.next_event() {
+            self.event(&Event::parse(self.family, &raw));
         }
     }
 
@@ -112,38 +112,28 @@ impl StreamCollector {
     }
 
     /// Reads one upstream event.
-    pub fn event(&mut self, ev: &RawEvent) {
-        let Ok(v) = serde_json::from_str::<Value>(&ev.data) else {
-            return;
-        };
-        match self.family {
-            Api::Openai => {
+    pub fn event(&mut self, event: &Event) {
+        use crate::event::anthropic::{BlockDelta, ContentBlock, StreamEvent as A};
+        match event {
+            Event::Chunk(c) => {
                 if self.collected.model.is_none() {
-                    self.collected.model =
-                        v.get("model").and_then(Value::as_str).map(str::to_owned);
+                    self.collected.model.clone_from(&c.model);
                 }
-                let Some(delta) = v.pointer("/choices/0/delta") else {
+                let Some(delta) = c.delta() else {
                     return;
                 };
-                if let Some(t) = delta.get("content").and_then(Value::as_str) {
+                if let Some(t) = &delta.content {
                     self.collected.text.push_str(t);
                 }
-                for call in delta
-                    .get("tool_calls")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    let index = call.get("index").and_then(Value::as_u64).unwrap_or(0);
-                    let name = call.pointer("/function/name").and_then(Value::as_str);
-                    let args = call
-                        .pointer("/function/arguments")
-                        .and_then(Value::as_str)
-                        .unwrap_or("");
-                    match (self.tool(index), name) {
+                for call in delta.tool_calls.iter().flatten() {
+                    let function = call.function.as_ref();
+                    let name = function.and_then(|f| f.name.as_deref());
+                    let args = function.and_then(|f| f.arguments.as_deref()).unwrap_or("");
+                    match (self.tool(call.index), name) {
                         (Some(t), _) => t.arguments.push_str(args),
                         (None, name) => {
-                            self.tool_index.push((index, self.collected.tools.len()));
+                            self.tool_index
+                                .push((call.index, self.collected.tools.len()));
                             self.collected.tools.push(ToolCall {
                                 name: name.unwrap_or("").to_owned(),
                                 arguments: args.to_owned(),
@@ -152,36 +142,42 @@ impl StreamCollector {
                     }
                 }
             }
-            Api::Anthropic => match v.get("type").and_then(Value::as_str) {
-                Some("message_start") => {
-                    self.collected.model = v
-                        .pointer("/message/model")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned);
-                }
-                Some("content_block_start")
-                    if v.pointer("/content_block/type").and_then(Value::as_str)
-                        == Some("tool_use") =>
-                {
-                    let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
-                    self.tool_index.push((index, self.collected.tools.len()));
-                    self.collected.tools.push(ToolCall {
-                        name: str_at(&v, "/content_block/name"),
-                        arguments: String::new(),
-                    });
-                }
-                Some("content_block_delta") => {
-                    let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
-                    if let Some(t) = v.pointer("/delta/text").and_then(Value::as_str) {
-                        self.collected.text.push_str(t);
-                    } else if let Some(p) = v.pointer("/delta/partial_json").and_then(Value::as_str)
-                        && let Some(tool) = self.tool(index)
-                    {
-                        tool.arguments.push_str(p);
+            Event::Anthropic(A::MessageStart { message }) => {
+                self.collected.model.clone_from(&message.model);
+            }
+            Event::Anthropic(A::ContentBlockStart {
+                index,
+                content_block: ContentBlock::ToolUse { name, .. },
+            }) => {
+                self.tool_index.push((*index, self.collected.tools.len()));
+                self.collected.tools.push(ToolCall {
+                    name: name.as_str().unwrap_or("").to_owned(),
+                    arguments: String::new(),
+                });
+            }
+            Event::Anthropic(A::ContentBlockDelta { index, delta }) => match delta {
+                BlockDelta::TextDelta { text } => self.collected.text.push_str(text),
+                BlockDelta::InputJsonDelta { partial_json } => {
+                    if let Some(tool) = self.tool(*index) {
+                        tool.arguments.push_str(partial_json);
                     }
                 }
-                _ => {}
+                BlockDelta::ThinkingDelta { .. } | BlockDelta::Other => {}
             },
+            Event::Anthropic(
+                A::ContentBlockStart { .. }
+                | A::ContentBlockStop { .. }
+                | A::MessageDelta { .. }
+                | A::MessageStop
+                | A::Ping
+                | A::Error { .. }
+                | A::Unknown,
+            )
+            | Event::Done
+            | Event::Empty
+            | Event::Unknown
+            | Event::Error(_)
+            | Event::Malformed => {}
         }
     }
 

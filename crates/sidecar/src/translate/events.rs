@@ -1,113 +1,15 @@
-//! Stream events: an incremental server-sent-events reader, and the translators that turn one
-//! family's events into the other's while tracking whether the answer is complete.
-//!
-//! The SSE reader is hand-written because it sits on the hot path of every streamed byte: it
-//! only looks for blank lines and `event:` / `data:` prefixes, and hands same-family events
-//! on as the very bytes that arrived.
+//! Stream translation: the translators that turn one family's typed events ([`Event`]) into
+//! the client's bytes while tracking whether the answer is complete. Same-family events pass
+//! on as the very bytes that arrived, unless a continuation has to rewrite them.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use serde_json::{Value, json};
 
+use crate::event::anthropic::{BlockDelta, ContentBlock, StreamEvent as A};
+use crate::event::openai::Chunk;
+use crate::event::{Event, RawEvent};
 use crate::payload::Api;
 use crate::translate::answer::{finish_reason, stop_reason};
-
-/// One event as it arrived.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RawEvent {
-    /// The bytes, blank line included.
-    pub bytes: Bytes,
-    /// The `event:` name, if any.
-    pub name: Option<String>,
-    /// The `data:` lines joined with newlines (empty for a comment).
-    pub data: String,
-}
-
-impl RawEvent {
-    /// Whether it ends the answer: OpenAI's `[DONE]` or Anthropic's `message_stop` (named, or
-    /// only typed in its data).
-    pub fn is_terminal(&self) -> bool {
-        #[derive(serde::Deserialize)]
-        struct Typed<'a> {
-            #[serde(rename = "type", borrow)]
-            kind: Option<std::borrow::Cow<'a, str>>,
-        }
-        match self.name.as_deref() {
-            Some(name) => name == "message_stop",
-            None if self.data == "[DONE]" => true,
-            None => serde_json::from_str::<Typed<'_>>(&self.data)
-                .ok()
-                .and_then(|t| t.kind)
-                .is_some_and(|k| k == "message_stop"),
-        }
-    }
-}
-
-/// Splits a byte stream into events. The one SSE reader of the sidecar: holding a stream before
-/// commit, relaying it after, and collecting its answer all read events through it.
-#[derive(Debug, Default)]
-pub struct SseReader {
-    buf: BytesMut,
-    /// How far `buf` is known to hold no event end, so a long event is scanned once, not again
-    /// on every frame that extends it.
-    scanned: usize,
-}
-
-impl SseReader {
-    /// Adds bytes that arrived.
-    pub fn push(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(bytes);
-    }
-
-    /// Bytes received that do not yet make a whole event.
-    pub fn pending(&self) -> usize {
-        self.buf.len()
-    }
-
-    /// The next whole event, if one has arrived.
-    pub fn next_event(&mut self) -> Option<RawEvent> {
-        // An event end is at most three bytes long: look again from just before where the
-        // last scan stopped.
-        let from = self.scanned.saturating_sub(2);
-        let Some(end) = event_end(&self.buf[from..]).map(|e| e + from) else {
-            self.scanned = self.buf.len();
-            return None;
-        };
-        self.scanned = 0;
-        let bytes = self.buf.split_to(end).freeze();
-        let text = String::from_utf8_lossy(&bytes);
-        let mut name = None;
-        let mut data = String::new();
-        for line in text.lines() {
-            let line = line.strip_suffix('\r').unwrap_or(line);
-            if let Some(n) = line.strip_prefix("event:") {
-                name = Some(n.trim().to_owned());
-            } else if let Some(d) = line.strip_prefix("data:") {
-                if !data.is_empty() {
-                    data.push('\n');
-                }
-                data.push_str(d.strip_prefix(' ').unwrap_or(d));
-            }
-        }
-        Some(RawEvent { bytes, name, data })
-    }
-}
-
-/// The end of the first event in `buf` (after its blank line), `\n\n` or `\r\n\r\n`.
-pub fn event_end(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while i + 1 < buf.len() {
-        if buf[i] == b'\n' {
-            if buf[i + 1] == b'\n' {
-                return Some(i + 2);
-            }
-            if buf[i + 1] == b'\r' && buf.get(i + 2) == Some(&b'\n') {
-                return Some(i + 3);
-            }
-        }
-        i += 1;
-    }
-    None
-}
 
 /// Why an event could not be relayed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,23 +32,11 @@ fn named(name: &str, v: &Value) -> Bytes {
     Bytes::from(format!("event: {name}\ndata: {v}\n\n"))
 }
 
-fn parse(ev: &RawEvent) -> Result<Option<Value>, EventError> {
-    if ev.data.is_empty() || ev.data == "[DONE]" {
-        return Ok(None);
+fn chunk_data(c: &Chunk) -> Bytes {
+    match serde_json::to_string(c) {
+        Ok(json) => Bytes::from(format!("data: {json}\n\n")),
+        Err(_) => Bytes::new(),
     }
-    let v: Value = serde_json::from_str(&ev.data).map_err(|_| EventError::Malformed)?;
-    let is_error = ev.name.as_deref() == Some("error")
-        || v.get("type").and_then(Value::as_str) == Some("error")
-        || v.get("error").is_some_and(|e| !e.is_null());
-    if is_error {
-        let msg = v
-            .pointer("/error/message")
-            .and_then(Value::as_str)
-            .unwrap_or("the provider sent an error event")
-            .to_owned();
-        return Err(EventError::Upstream(msg));
-    }
-    Ok(Some(v))
 }
 
 /// Removes from the start of `t` the white space the client already received before a
@@ -208,14 +98,26 @@ impl Translator {
         }
     }
 
-    /// The client's bytes for one upstream event.
-    pub fn event(&mut self, ev: &RawEvent) -> Result<Vec<Bytes>, EventError> {
-        let v = parse(ev)?;
-        match self {
-            Translator::Same(t) => t.event(ev, v.as_ref()),
-            Translator::AnthropicToOpenai(t) => Ok(t.event(ev, v.as_ref())),
-            Translator::OpenaiToAnthropic(t) => Ok(t.event(ev, v.as_ref())),
+    /// The client's bytes for one upstream event (`raw`, read as `event`).
+    pub fn event(&mut self, raw: &RawEvent, event: &Event) -> Result<Vec<Bytes>, EventError> {
+        match event {
+            Event::Malformed => return Err(EventError::Malformed),
+            Event::Error(e) => {
+                let message = if e.message.is_empty() {
+                    "the provider sent an error event".to_owned()
+                } else {
+                    e.message.clone()
+                };
+                return Err(EventError::Upstream(message));
+            }
+            Event::Chunk(_) | Event::Anthropic(_) | Event::Done | Event::Empty | Event::Unknown => {
+            }
         }
+        Ok(match self {
+            Translator::Same(t) => t.event(raw, event),
+            Translator::AnthropicToOpenai(t) => t.event(event),
+            Translator::OpenaiToAnthropic(t) => t.event(event),
+        })
     }
 
     /// The upstream ended cleanly: what is still owed to the client (a missing `[DONE]` or
@@ -334,90 +236,100 @@ impl Default for Tracker {
 }
 
 impl Tracker {
-    fn event(&mut self, ev: &RawEvent, v: Option<&Value>) -> Result<Vec<Bytes>, EventError> {
-        match (self.family, v) {
-            (Api::Openai, None) if ev.data == "[DONE]" => self.terminated = true,
-            (Api::Openai, Some(v)) => {
-                let usage_only = v
-                    .get("choices")
-                    .and_then(Value::as_array)
-                    .is_some_and(Vec::is_empty)
-                    && v.get("usage").is_some_and(|u| !u.is_null());
-                if self.drop_usage && usage_only {
-                    return Ok(Vec::new());
+    fn event(&mut self, raw: &RawEvent, event: &Event) -> Vec<Bytes> {
+        match event {
+            Event::Done => self.terminated = true,
+            Event::Chunk(c) => {
+                if self.drop_usage && c.usage_only() {
+                    return Vec::new();
                 }
-                let delta = v.pointer("/choices/0/delta");
-                let raw = delta
-                    .and_then(|d| d.get("content"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                let text = strip_overlap(&mut self.overlap, raw);
+                let original = c.text();
+                let text = strip_overlap(&mut self.overlap, original);
                 self.text.push_str(&text);
-                let text = text.as_str();
-                if text.len() != raw.len() {
-                    let mut v = v.clone();
-                    v["choices"][0]["delta"]["content"] = json!(text);
-                    return Ok(vec![data(&v)]);
-                }
-                self.tools |= delta
-                    .and_then(|d| d.get("tool_calls"))
-                    .is_some_and(|t| !t.is_null());
-                let finish = v
-                    .pointer("/choices/0/finish_reason")
-                    .is_some_and(|f| !f.is_null());
+                self.tools |= c.has_tool_calls();
+                let finish = c.finish_reason().is_some();
                 self.finished |= finish;
-                let has_choice = v
-                    .get("choices")
-                    .and_then(Value::as_array)
-                    .is_some_and(|a| !a.is_empty());
-                if self.resume_into.is_some() && text.is_empty() && !finish && has_choice {
+                if text.len() != original.len() {
+                    let mut c = c.clone();
+                    if let Some(choice) = c.choices.first_mut() {
+                        choice.delta.content = Some(text);
+                    }
+                    return vec![chunk_data(&c)];
+                }
+                if self.resume_into.is_some() && text.is_empty() && !finish && !c.choices.is_empty()
+                {
                     // The continuation's role chunk: the client already has one.
-                    return Ok(Vec::new());
+                    return Vec::new();
                 }
             }
-            (Api::Anthropic, Some(v)) => {
-                let kind = v.get("type").and_then(Value::as_str).unwrap_or("");
-                match kind {
-                    "content_block_start" => {
-                        self.tools |= v.pointer("/content_block/type").and_then(Value::as_str)
-                            == Some("tool_use");
-                        if self.resume_into.is_none() {
-                            self.block = v.get("index").and_then(Value::as_u64);
-                        }
-                    }
-                    "content_block_delta" => {
-                        if let Some(raw) = v.pointer("/delta/text").and_then(Value::as_str) {
-                            let t = strip_overlap(&mut self.overlap, raw);
-                            self.text.push_str(&t);
-                            if t.len() != raw.len() || self.resume_into.is_some() {
-                                let mut v = v.clone();
-                                v["delta"]["text"] = json!(t);
-                                if let Some(into) = self.resume_into {
-                                    v["index"] = json!(into.unwrap_or(0));
-                                }
-                                return Ok(vec![named(kind, &v)]);
-                            }
-                        }
-                    }
-                    "message_delta" => self.finished = true,
-                    "message_stop" => self.terminated = true,
-                    _ => {}
-                }
-                if let Some(into) = self.resume_into {
-                    match kind {
-                        "message_start" | "content_block_start" | "ping" => return Ok(Vec::new()),
-                        "content_block_delta" | "content_block_stop" => {
-                            let mut v = v.clone();
-                            v["index"] = json!(into.unwrap_or(0));
-                            return Ok(vec![named(kind, &v)]);
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            (Api::Openai | Api::Anthropic, None) => {}
+            Event::Anthropic(a) => return self.anthropic(raw, a),
+            Event::Empty | Event::Unknown | Event::Error(_) | Event::Malformed => {}
         }
-        Ok(vec![ev.bytes.clone()])
+        vec![raw.bytes.clone()]
+    }
+
+    fn anthropic(&mut self, raw: &RawEvent, a: &A) -> Vec<Bytes> {
+        // Continuing another stream, the client's open block takes every piece.
+        let into = self.resume_into.map(|b| b.unwrap_or(0));
+        match a {
+            A::ContentBlockStart {
+                index,
+                content_block,
+            } => {
+                self.tools |= matches!(content_block, ContentBlock::ToolUse { .. });
+                if self.resume_into.is_none() {
+                    self.block = Some(*index);
+                }
+            }
+            A::ContentBlockDelta { index, delta } => {
+                if let BlockDelta::TextDelta { text } = delta {
+                    let t = strip_overlap(&mut self.overlap, text);
+                    self.text.push_str(&t);
+                    if t.len() != text.len() || into.is_some() {
+                        return vec![named(
+                            "content_block_delta",
+                            &json!({"type": "content_block_delta", "index": into.unwrap_or(*index),
+                                "delta": {"type": "text_delta", "text": t}}),
+                        )];
+                    }
+                } else if let Some(into) = into {
+                    let delta = match delta {
+                        BlockDelta::InputJsonDelta { partial_json } => {
+                            json!({"type": "input_json_delta", "partial_json": partial_json})
+                        }
+                        BlockDelta::ThinkingDelta { thinking } => {
+                            json!({"type": "thinking_delta", "thinking": thinking})
+                        }
+                        BlockDelta::TextDelta { .. } | BlockDelta::Other => {
+                            return vec![raw.bytes.clone()];
+                        }
+                    };
+                    return vec![named(
+                        "content_block_delta",
+                        &json!({"type": "content_block_delta", "index": into, "delta": delta}),
+                    )];
+                }
+            }
+            A::ContentBlockStop { .. } => {
+                if let Some(into) = into {
+                    return vec![named(
+                        "content_block_stop",
+                        &json!({"type": "content_block_stop", "index": into}),
+                    )];
+                }
+            }
+            A::MessageDelta { .. } => self.finished = true,
+            A::MessageStop => self.terminated = true,
+            A::MessageStart { .. } | A::Ping | A::Error { .. } | A::Unknown => {}
+        }
+        let preamble = matches!(
+            a,
+            A::MessageStart { .. } | A::ContentBlockStart { .. } | A::Ping
+        );
+        if into.is_some() && preamble {
+            return Vec::new();
+        }
+        vec![raw.bytes.clone()]
     }
 
     fn finish(&mut self) -> Result<Vec<Bytes>, Incomplete> {
@@ -463,29 +375,15 @@ impl AnthropicToOpenai {
         })
     }
 
-    fn event(&mut self, ev: &RawEvent, v: Option<&Value>) -> Vec<Bytes> {
-        let Some(v) = v else { return Vec::new() };
-        let kind = v
-            .get("type")
-            .and_then(Value::as_str)
-            .or(ev.name.as_deref())
-            .unwrap_or("");
-        match kind {
-            "message_start" => {
-                self.id = v
-                    .pointer("/message/id")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_owned();
-                self.model = v
-                    .pointer("/message/model")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_owned();
-                self.input_tokens = v
-                    .pointer("/message/usage/input_tokens")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0);
+    fn event(&mut self, event: &Event) -> Vec<Bytes> {
+        let Event::Anthropic(a) = event else {
+            return Vec::new();
+        };
+        match a {
+            A::MessageStart { message } => {
+                self.id = message.id.clone().unwrap_or_default();
+                self.model = message.model.clone().unwrap_or_default();
+                self.input_tokens = message.usage.and_then(|u| u.input_tokens).unwrap_or(0);
                 if self.resume {
                     return Vec::new();
                 }
@@ -493,63 +391,50 @@ impl AnthropicToOpenai {
                     &self.chunk(json!({"role": "assistant", "content": ""}), None),
                 )]
             }
-            "content_block_start" => {
-                let block = v.get("content_block").cloned().unwrap_or(json!({}));
-                if block.get("type").and_then(Value::as_str) != Some("tool_use") {
-                    return Vec::new();
-                }
+            A::ContentBlockStart {
+                index,
+                content_block: ContentBlock::ToolUse { id, name },
+            } => {
                 let idx = self.tools.len();
-                self.tools
-                    .push((v.get("index").and_then(Value::as_u64).unwrap_or(0), idx));
+                self.tools.push((*index, idx));
                 vec![data(&self.chunk(
-                    json!({"tool_calls": [{"index": idx, "id": block.get("id"), "type": "function",
-                        "function": {"name": block.get("name"), "arguments": ""}}]}),
+                    json!({"tool_calls": [{"index": idx, "id": id, "type": "function",
+                        "function": {"name": name, "arguments": ""}}]}),
                     None,
                 ))]
             }
-            "content_block_delta" => {
-                let delta = v.get("delta").cloned().unwrap_or(json!({}));
-                match delta.get("type").and_then(Value::as_str) {
-                    Some("text_delta") => {
-                        let t = strip_overlap(
-                            &mut self.overlap,
-                            delta.get("text").and_then(Value::as_str).unwrap_or(""),
-                        );
-                        let t = t.as_str();
-                        self.text.push_str(t);
-                        vec![data(&self.chunk(json!({"content": t}), None))]
-                    }
-                    Some("input_json_delta") => {
-                        let block = v.get("index").and_then(Value::as_u64).unwrap_or(0);
-                        let idx = self
-                            .tools
-                            .iter()
-                            .find(|(b, _)| *b == block)
-                            .map_or(0, |(_, i)| *i);
-                        vec![data(&self.chunk(
-                            json!({"tool_calls": [{"index": idx, "function": {"arguments": delta.get("partial_json")}}]}),
-                            None,
-                        ))]
-                    }
-                    _ => Vec::new(),
+            A::ContentBlockDelta { index, delta } => match delta {
+                BlockDelta::TextDelta { text } => {
+                    let t = strip_overlap(&mut self.overlap, text);
+                    self.text.push_str(&t);
+                    vec![data(&self.chunk(json!({"content": t}), None))]
                 }
-            }
-            "message_delta" => {
-                let reason = finish_reason(
-                    v.pointer("/delta/stop_reason")
-                        .and_then(Value::as_str)
-                        .unwrap_or("end_turn"),
-                );
-                self.finish = Some(reason);
-                if let Some(out) = v.pointer("/usage/output_tokens").and_then(Value::as_u64) {
+                BlockDelta::InputJsonDelta { partial_json } => {
+                    let idx = self
+                        .tools
+                        .iter()
+                        .find(|(b, _)| b == index)
+                        .map_or(0, |(_, i)| *i);
+                    vec![data(&self.chunk(
+                        json!({"tool_calls": [{"index": idx, "function": {"arguments": partial_json}}]}),
+                        None,
+                    ))]
+                }
+                BlockDelta::ThinkingDelta { .. } | BlockDelta::Other => Vec::new(),
+            },
+            A::MessageDelta { delta, usage } => {
+                self.finish = Some(finish_reason(
+                    delta.stop_reason.as_deref().unwrap_or("end_turn"),
+                ));
+                if let Some(out) = usage.and_then(|u| u.output_tokens) {
                     self.output_tokens = out;
                 }
-                if let Some(input) = v.pointer("/usage/input_tokens").and_then(Value::as_u64) {
+                if let Some(input) = usage.and_then(|u| u.input_tokens) {
                     self.input_tokens = input;
                 }
                 self.closing()
             }
-            "message_stop" => {
+            A::MessageStop => {
                 if self.done {
                     return Vec::new();
                 }
@@ -562,7 +447,11 @@ impl AnthropicToOpenai {
                 self.done = true;
                 out
             }
-            _ => Vec::new(),
+            A::ContentBlockStart { .. }
+            | A::ContentBlockStop { .. }
+            | A::Ping
+            | A::Error { .. }
+            | A::Unknown => Vec::new(),
         }
     }
 
@@ -643,72 +532,65 @@ impl OpenaiToAnthropic {
         index
     }
 
-    fn event(&mut self, ev: &RawEvent, v: Option<&Value>) -> Vec<Bytes> {
+    fn event(&mut self, event: &Event) -> Vec<Bytes> {
         let mut out = Vec::new();
-        let Some(v) = v else {
-            if ev.data == "[DONE]" {
+        let c = match event {
+            Event::Chunk(c) => c,
+            Event::Done => {
                 out.extend(self.stop());
+                return out;
             }
-            return out;
+            Event::Anthropic(_)
+            | Event::Empty
+            | Event::Unknown
+            | Event::Error(_)
+            | Event::Malformed => return out,
         };
         if !self.started {
             self.started = true;
             out.push(named(
                 "message_start",
                 &json!({"type": "message_start", "message": {
-                    "id": v.get("id"), "type": "message", "role": "assistant", "model": v.get("model"),
+                    "id": c.rest.get("id"), "type": "message", "role": "assistant", "model": c.model,
                     "content": [], "stop_reason": null, "stop_sequence": null,
                     "usage": {"input_tokens": 0, "output_tokens": 0}}}),
             ));
         }
-        if let Some(u) = v.get("usage").filter(|u| !u.is_null()) {
-            self.prompt_tokens = u
-                .get("prompt_tokens")
-                .and_then(Value::as_u64)
-                .unwrap_or(self.prompt_tokens);
-            self.completion_tokens = u
-                .get("completion_tokens")
-                .and_then(Value::as_u64)
-                .unwrap_or(self.completion_tokens);
+        if let Some(u) = c.usage {
+            self.prompt_tokens = u.prompt_tokens.unwrap_or(self.prompt_tokens);
+            self.completion_tokens = u.completion_tokens.unwrap_or(self.completion_tokens);
         }
-        let Some(choice) = v.pointer("/choices/0") else {
+        let Some(choice) = c.choices.first() else {
             return out;
         };
-        let delta = choice.get("delta").cloned().unwrap_or(json!({}));
-        let raw = delta.get("content").and_then(Value::as_str).unwrap_or("");
-        let content = strip_overlap(&mut self.overlap, raw);
-        if let Some(t) = Some(content.as_str()).filter(|t| !t.is_empty()) {
+        let delta = &choice.delta;
+        let content = strip_overlap(&mut self.overlap, delta.content.as_deref().unwrap_or(""));
+        if !content.is_empty() {
             let index = self.open(Block::Text, json!({"type": "text", "text": ""}), &mut out);
-            self.text.push_str(t);
+            self.text.push_str(&content);
             out.push(named(
                 "content_block_delta",
-                &json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": t}}),
+                &json!({"type": "content_block_delta", "index": index, "delta": {"type": "text_delta", "text": content}}),
             ));
         }
-        for call in delta
-            .get("tool_calls")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let tool = call.get("index").and_then(Value::as_u64).unwrap_or(0);
-            let index = if call.get("id").is_some_and(|id| !id.is_null()) {
+        for call in delta.tool_calls.iter().flatten() {
+            let function = call.function.as_ref();
+            let index = if call.id.is_some() {
                 // A new call: a new block, even if the previous one was the same tool index.
                 self.close(&mut out);
                 self.open(
-                    Block::Tool(tool),
-                    json!({"type": "tool_use", "id": call.get("id"), "name": call.pointer("/function/name"), "input": {}}),
+                    Block::Tool(call.index),
+                    json!({"type": "tool_use", "id": call.id, "name": function.and_then(|f| f.name.as_deref()), "input": {}}),
                     &mut out,
                 )
             } else {
                 match self.open {
-                    Some((i, Block::Tool(t))) if t == tool => i,
+                    Some((i, Block::Tool(t))) if t == call.index => i,
                     _ => continue,
                 }
             };
-            if let Some(args) = call
-                .pointer("/function/arguments")
-                .and_then(Value::as_str)
+            if let Some(args) = function
+                .and_then(|f| f.arguments.as_deref())
                 .filter(|a| !a.is_empty())
             {
                 out.push(named(
@@ -717,7 +599,7 @@ impl OpenaiToAnthropic {
                 ));
             }
         }
-        if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
+        if let Some(f) = choice.finish_reason.as_deref() {
             self.finish = Some(stop_reason(f));
             self.close(&mut out);
         }

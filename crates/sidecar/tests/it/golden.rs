@@ -1,10 +1,11 @@
 //! Golden translations, checked field by field: requests and answers in both directions, and
 //! recorded streams, tool calls and structured output included.
 
+use plumb_sidecar::event::{Event, SseReader};
 use plumb_sidecar::payload::Api;
 use plumb_sidecar::translate::Conversation;
 use plumb_sidecar::translate::answer;
-use plumb_sidecar::translate::events::{SseReader, Translator};
+use plumb_sidecar::translate::events::Translator;
 use serde_json::{Map, Value};
 
 fn golden(name: &str) -> Value {
@@ -152,7 +153,7 @@ fn run(upstream: Api, client: Api, file: &str) -> Vec<(Option<String>, String)> 
     for piece in text.chunks(7) {
         reader.push(piece);
         while let Some(ev) = reader.next_event() {
-            out.extend(t.event(&ev).unwrap());
+            out.extend(t.event(&ev, &Event::parse(t.upstream(), &ev)).unwrap());
         }
     }
     out.extend(t.finish().unwrap());
@@ -212,7 +213,7 @@ fn a_stream_without_its_terminator_is_finalised_only_when_the_answer_finished() 
     let mut r = SseReader::default();
     r.push(without_done.as_bytes());
     while let Some(ev) = r.next_event() {
-        t.event(&ev).unwrap();
+        t.event(&ev, &Event::parse(t.upstream(), &ev)).unwrap();
     }
     assert_eq!(
         t.finish().unwrap(),
@@ -228,7 +229,7 @@ fn a_stream_without_its_terminator_is_finalised_only_when_the_answer_finished() 
     let mut r = SseReader::default();
     r.push(cut.as_bytes());
     while let Some(ev) = r.next_event() {
-        t.event(&ev).unwrap();
+        t.event(&ev, &Event::parse(t.upstream(), &ev)).unwrap();
     }
     assert!(t.finish().is_err());
 }

@@ -1,0 +1,267 @@
+//! Stream events, read once: the one SSE reader ([`sse`]) splits the upstream's bytes into
+//! events, and [`Event::parse`] reads each event's data once into a typed event of its family —
+//! an OpenAI chunk, an Anthropic event of its kind, the end marker, a provider error, or
+//! something malformed. Classification before commit, the relay's translation, contract
+//! collection and token accounting all consume the same [`Event`].
+
+pub mod anthropic;
+pub mod openai;
+pub mod sse;
+
+pub use sse::{MAX_EVENT_BYTES, RawEvent, SseReader};
+
+use serde_json::Value;
+
+use crate::classify::ProviderError;
+use crate::payload::Api;
+
+/// One upstream stream event, parsed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    /// An OpenAI-family chunk.
+    Chunk(openai::Chunk),
+    /// An Anthropic event.
+    Anthropic(anthropic::StreamEvent),
+    /// OpenAI's `data: [DONE]`.
+    Done,
+    /// A comment or keep-alive: no data.
+    Empty,
+    /// Valid JSON that is not an event Plumb knows for the family: it carries nothing Plumb
+    /// reads, and passes on where the client speaks the same family.
+    Unknown,
+    /// The provider reported an error.
+    Error(ProviderError),
+    /// Data that is not JSON.
+    Malformed,
+}
+
+impl Event {
+    /// Reads one event of an upstream of `family`.
+    pub fn parse(family: Api, raw: &RawEvent) -> Event {
+        let data = raw.data.as_str();
+        if data.is_empty() {
+            return Event::Empty;
+        }
+        if data == "[DONE]" {
+            return Event::Done;
+        }
+        let named_error = raw.name.as_deref() == Some("error");
+        let typed = match family {
+            Api::Openai => serde_json::from_str::<openai::Chunk>(data).map(|c| match c.error {
+                Some(e) if !e.is_null() => Event::Error(ProviderError::from_error(&e)),
+                Some(_) | None => Event::Chunk(c),
+            }),
+            Api::Anthropic => {
+                serde_json::from_str::<anthropic::StreamEvent>(data).map(|e| match e {
+                    anthropic::StreamEvent::Error { error } => {
+                        Event::Error(ProviderError::from_error(&error))
+                    }
+                    other @ (anthropic::StreamEvent::MessageStart { .. }
+                    | anthropic::StreamEvent::ContentBlockStart { .. }
+                    | anthropic::StreamEvent::ContentBlockDelta { .. }
+                    | anthropic::StreamEvent::ContentBlockStop { .. }
+                    | anthropic::StreamEvent::MessageDelta { .. }
+                    | anthropic::StreamEvent::MessageStop
+                    | anthropic::StreamEvent::Ping
+                    | anthropic::StreamEvent::Unknown) => Event::Anthropic(other),
+                })
+            }
+        };
+        match typed {
+            Ok(Event::Error(e)) => Event::Error(e),
+            Ok(_) if named_error => Event::Error(error_of(data)),
+            Ok(event) => event,
+            // Not the family's shape: an error of the other family's shape, some other JSON,
+            // or not JSON at all.
+            Err(_) => match serde_json::from_str::<Value>(data) {
+                Err(_) => Event::Malformed,
+                Ok(v) => {
+                    let is_error = named_error
+                        || v.get("type").and_then(Value::as_str) == Some("error")
+                        || v.get("error").is_some_and(|e| !e.is_null());
+                    if is_error {
+                        Event::Error(
+                            v.get("error")
+                                .map(ProviderError::from_error)
+                                .unwrap_or_default(),
+                        )
+                    } else {
+                        Event::Unknown
+                    }
+                }
+            },
+        }
+    }
+
+    /// Whether it ends the stream: OpenAI's `[DONE]` or Anthropic's `message_stop`.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            Event::Done | Event::Anthropic(anthropic::StreamEvent::MessageStop)
+        )
+    }
+
+    /// The input and output tokens it reports, as far as it does: OpenAI's usage chunk,
+    /// Anthropic's `message_start` (input) and `message_delta` (cumulative output).
+    pub fn usage(&self) -> (Option<u64>, Option<u64>) {
+        match self {
+            Event::Chunk(c) => c
+                .usage
+                .map_or((None, None), |u| (u.prompt_tokens, u.completion_tokens)),
+            Event::Anthropic(anthropic::StreamEvent::MessageStart { message }) => message
+                .usage
+                .map_or((None, None), |u| (u.input_tokens, u.output_tokens)),
+            Event::Anthropic(anthropic::StreamEvent::MessageDelta { usage, .. }) => {
+                usage.map_or((None, None), |u| (u.input_tokens, u.output_tokens))
+            }
+            Event::Anthropic(_)
+            | Event::Done
+            | Event::Empty
+            | Event::Unknown
+            | Event::Error(_)
+            | Event::Malformed => (None, None),
+        }
+    }
+}
+
+/// The error an event named `error` carries, whatever its shape.
+fn error_of(data: &str) -> ProviderError {
+    serde_json::from_str::<Value>(data)
+        .ok()
+        .and_then(|v| v.get("error").map(ProviderError::from_error))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(family: Api, text: &str) -> Event {
+        let mut r = SseReader::default();
+        r.push(text.as_bytes());
+        let raw = r
+            .next_event()
+            .unwrap_or_else(|| panic!("no event in {text:?}"));
+        Event::parse(family, &raw)
+    }
+
+    #[test]
+    fn openai_chunks_are_typed_with_what_plumb_reads() {
+        let e = parse(
+            Api::Openai,
+            "data: {\"id\":\"c\",\"model\":\"gpt\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\",\"refusal\":null},\"finish_reason\":null,\"logprobs\":null}],\"usage\":null}\n\n",
+        );
+        let Event::Chunk(c) = e else { panic!("{e:?}") };
+        assert_eq!(c.text(), "Hi");
+        assert!(c.has_content());
+        assert_eq!(c.model.as_deref(), Some("gpt"));
+        assert_eq!(
+            c.rest.get("id"),
+            Some(&Value::from("c")),
+            "the rest is carried"
+        );
+        assert_eq!(parse(Api::Openai, "data: [DONE]\n\n"), Event::Done);
+        assert!(parse(Api::Openai, "data: [DONE]\n\n").is_terminal());
+    }
+
+    #[test]
+    fn reasoning_deltas_are_read_but_are_not_answer_content() {
+        let e = parse(
+            Api::Openai,
+            "data: {\"choices\":[{\"delta\":{\"reasoning_content\":\"Let me think\"}}]}\n\n",
+        );
+        let Event::Chunk(c) = e else { panic!("{e:?}") };
+        assert!(!c.has_content());
+        assert_eq!(
+            c.delta().and_then(|d| d.reasoning_content.as_deref()),
+            Some("Let me think")
+        );
+    }
+
+    #[test]
+    fn usage_of_both_families() {
+        let e = parse(
+            Api::Openai,
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":30}}\n\n",
+        );
+        assert_eq!(e.usage(), (Some(12), Some(30)));
+        let e = parse(
+            Api::Anthropic,
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"claude\",\"usage\":{\"input_tokens\":25,\"output_tokens\":1}}}\n\n",
+        );
+        assert_eq!(e.usage(), (Some(25), Some(1)));
+        let e = parse(
+            Api::Anthropic,
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":15}}\n\n",
+        );
+        assert_eq!(e.usage(), (None, Some(15)));
+    }
+
+    #[test]
+    fn anthropic_events_are_one_variant_per_kind() {
+        let e = parse(
+            Api::Anthropic,
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n",
+        );
+        assert_eq!(
+            e,
+            Event::Anthropic(anthropic::StreamEvent::ContentBlockDelta {
+                index: 1,
+                delta: anthropic::BlockDelta::TextDelta { text: "Hi".into() }
+            })
+        );
+        let stop = parse(
+            Api::Anthropic,
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        );
+        assert!(stop.is_terminal());
+        let unknown = parse(
+            Api::Anthropic,
+            "event: future_thing\ndata: {\"type\":\"future_thing\",\"x\":1}\n\n",
+        );
+        assert_eq!(unknown, Event::Anthropic(anthropic::StreamEvent::Unknown));
+    }
+
+    #[test]
+    fn errors_of_either_shape_and_garbage_are_told_apart() {
+        let e = parse(
+            Api::Anthropic,
+            "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n",
+        );
+        assert_eq!(
+            e,
+            Event::Error(ProviderError {
+                kind: "overloaded_error".into(),
+                code: String::new(),
+                message: "Overloaded".into()
+            })
+        );
+        let e = parse(
+            Api::Openai,
+            "data: {\"error\":{\"message\":\"Rate limit\",\"type\":\"requests\",\"code\":\"rate_limit_exceeded\"}}\n\n",
+        );
+        assert!(
+            matches!(e, Event::Error(ref p) if p.code == "rate_limit_exceeded"),
+            "{e:?}"
+        );
+        // An Anthropic-shaped error from an OpenAI-compatible server is still an error.
+        let e = parse(
+            Api::Openai,
+            "data: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"busy\"}}\n\n",
+        );
+        assert!(matches!(e, Event::Error(_)), "{e:?}");
+        assert_eq!(
+            parse(Api::Openai, "data: {\"choices\": [\n\n"),
+            Event::Malformed
+        );
+        assert_eq!(parse(Api::Anthropic, ": keep-alive\n\n"), Event::Empty);
+        // Valid JSON of an unexpected shape carries nothing, and is not malformed.
+        assert_eq!(
+            parse(
+                Api::Openai,
+                "data: {\"choices\":[{\"delta\":{\"content\":5}}]}\n\n"
+            ),
+            Event::Unknown
+        );
+    }
+}
