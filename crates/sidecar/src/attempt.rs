@@ -12,6 +12,7 @@ use plumb_policy::{Deadlines, FailureClass, MalformedEvents, Streaming, Target};
 use tokio::time::Instant;
 
 use crate::classify::{self, Failure, Phase, Progress};
+use crate::completion::Whole;
 use crate::event::{Event, SseReader};
 use crate::keys::Secret;
 use crate::payload::{Api, Operation};
@@ -68,8 +69,8 @@ pub enum Answer {
         head: http::response::Parts,
         /// The body as it arrived.
         body: Bytes,
-        /// The body, parsed.
-        value: serde_json::Value,
+        /// The body, read.
+        whole: Whole,
     },
     /// A stream whose start was held and checked.
     Stream {
@@ -171,8 +172,8 @@ pub async fn exchange(
                         format!("the response body ended early: {msg}"),
                     ),
                 })?;
-            let value = classify::success_body(family, operation, &body)?;
-            Ok(Answer::Whole { head, body, value })
+            let whole = classify::success_body(family, operation, &body)?;
+            Ok(Answer::Whole { head, body, whole })
         }
         Expect::Stream(h) => {
             let is_sse = head

@@ -8,6 +8,7 @@ use http::HeaderMap;
 use plumb_policy::FailureClass;
 use serde_json::Value;
 
+use crate::completion::{Block, ChatCompletion, Completion, Embeddings, Message, Whole};
 use crate::event::{Event, RawEvent};
 use crate::payload::{Api, Operation};
 
@@ -320,72 +321,67 @@ fn go_duration(v: &str) -> Option<Duration> {
     plumb_policy::duration::parse(v).ok()
 }
 
-/// Checks a complete 200 body: valid JSON with the fields a client needs and a non-empty
-/// answer. `Err` carries the `malformed_response` failure.
-pub fn success_body(api: Api, operation: Operation, body: &[u8]) -> Result<Value, Failure> {
-    let malformed = |why: &str| {
-        Err(Failure::new(
-            FailureClass::MalformedResponse,
-            Phase::Body,
-            why.to_owned(),
-        ))
-    };
+/// Checks a complete 200 body: valid JSON of the family's shape with the fields a client needs
+/// and a non-empty answer, read once into its typed form. `Err` carries the
+/// `malformed_response` failure, or the error a 200 reported.
+pub fn success_body(api: Api, operation: Operation, body: &[u8]) -> Result<Whole, Failure> {
+    let malformed = |why: String| Failure::new(FailureClass::MalformedResponse, Phase::Body, why);
     if body.is_empty() {
-        return malformed("the 200 response had an empty body");
+        return Err(malformed("the 200 response had an empty body".to_owned()));
     }
-    let v: Value = match serde_json::from_slice(body) {
-        Ok(v) => v,
-        Err(e) => return malformed(&format!("the 200 response body is not valid JSON ({e})")),
+    // A body of another shape: an error, or not what the family sends.
+    let unexpected = |e: serde_json::Error| match serde_json::from_slice::<Value>(body) {
+        Err(e) => malformed(format!("the 200 response body is not valid JSON ({e})")),
+        Ok(v) if v.get("error").is_some_and(|e| !e.is_null()) => embedded_error(body),
+        Ok(_) => malformed(format!("the 200 response is not a valid answer ({e})")),
     };
-    if v.get("error").is_some_and(|e| !e.is_null()) {
-        return Err(embedded_error(body));
-    }
+    let reported = |error: &Option<Value>| error.as_ref().is_some_and(|e| !e.is_null());
     match (api, operation) {
         (Api::Openai, Operation::Embeddings) => {
-            if v.get("data")
-                .and_then(Value::as_array)
-                .is_none_or(Vec::is_empty)
-            {
-                return malformed("the embeddings response has no data");
+            let e: Embeddings = serde_json::from_slice(body).map_err(unexpected)?;
+            if reported(&e.error) {
+                return Err(embedded_error(body));
             }
+            if e.data.is_empty() {
+                return Err(malformed("the embeddings response has no data".to_owned()));
+            }
+            Ok(Whole::Embeddings(e))
         }
         (Api::Openai, Operation::Chat) => {
-            let Some(message) = v.pointer("/choices/0/message") else {
-                return malformed("the completion has no choices[0].message");
-            };
-            let text = message.get("content").and_then(Value::as_str).unwrap_or("");
-            let tools = message
-                .get("tool_calls")
-                .and_then(Value::as_array)
-                .is_some_and(|t| !t.is_empty());
-            let refusal = message
-                .get("refusal")
-                .and_then(Value::as_str)
-                .is_some_and(|r| !r.is_empty());
-            if text.is_empty() && !tools && !refusal {
-                return malformed("the completion's answer is empty");
+            let c: ChatCompletion = serde_json::from_slice(body).map_err(unexpected)?;
+            if reported(&c.error) {
+                return Err(embedded_error(body));
             }
+            let Some(message) = c.message() else {
+                return Err(malformed(
+                    "the completion has no choices[0].message".to_owned(),
+                ));
+            };
+            let text = message.content.as_deref().unwrap_or("");
+            let refusal = message.refusal.as_deref().is_some_and(|r| !r.is_empty());
+            if text.is_empty() && message.tool_calls.is_empty() && !refusal {
+                return Err(malformed("the completion's answer is empty".to_owned()));
+            }
+            Ok(Whole::Chat(Completion::Openai(c)))
         }
         (Api::Anthropic, Operation::Chat | Operation::Embeddings) => {
-            let Some(blocks) = v.get("content").and_then(Value::as_array) else {
-                return malformed("the message has no content array");
-            };
-            let useful = blocks
-                .iter()
-                .any(|b| match b.get("type").and_then(Value::as_str) {
-                    Some("text") => b
-                        .get("text")
-                        .and_then(Value::as_str)
-                        .is_some_and(|t| !t.is_empty()),
-                    Some(_) => true,
-                    None => false,
-                });
-            if !useful {
-                return malformed("the message's answer is empty");
+            let m: Message = serde_json::from_slice(body).map_err(unexpected)?;
+            if reported(&m.error) {
+                return Err(embedded_error(body));
             }
+            let Some(blocks) = &m.content else {
+                return Err(malformed("the message has no content array".to_owned()));
+            };
+            let useful = blocks.iter().any(|b| match b {
+                Block::Text { text } => !text.is_empty(),
+                Block::ToolUse { .. } | Block::Other => true,
+            });
+            if !useful {
+                return Err(malformed("the message's answer is empty".to_owned()));
+            }
+            Ok(Whole::Chat(Completion::Anthropic(m)))
         }
     }
-    Ok(v)
 }
 
 /// What a stream event carries, as far as committing is concerned.

@@ -9,7 +9,6 @@ use std::sync::OnceLock;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Histogram;
 use plumb_policy::{Provider, Target};
-use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::payload::{ClientRequest, Operation};
@@ -96,13 +95,6 @@ pub fn attributes(request: &ClientRequest, target: &Target, route: &str) -> Vec<
     a
 }
 
-/// Input and output tokens of a whole answer of either family.
-pub fn usage(body: &Value) -> Option<(u64, u64)> {
-    let mut u = StreamUsage::default();
-    u.observe_value(body);
-    u.tokens()
-}
-
 /// The tokens a stream reports as it goes: OpenAI's usage chunk (`usage.prompt_tokens`,
 /// `usage.completion_tokens`), Anthropic's `message_start` (`message.usage.input_tokens`) and
 /// `message_delta` (`usage.output_tokens`, cumulative).
@@ -126,22 +118,6 @@ impl StreamUsage {
         if let Some(n) = output {
             self.output = Some(self.output.map_or(n, |o| o.max(n)));
         }
-    }
-
-    /// Reads a whole answer's `usage` (either family's names).
-    pub fn observe_value(&mut self, v: &Value) {
-        let usage = v
-            .get("usage")
-            .or_else(|| v.get("message").and_then(|m| m.get("usage")))
-            .filter(|u| u.is_object());
-        let Some(u) = usage else {
-            return;
-        };
-        let get = |keys: [&str; 2]| keys.iter().find_map(|k| u.get(*k).and_then(Value::as_u64));
-        self.add(
-            get(["prompt_tokens", "input_tokens"]),
-            get(["completion_tokens", "output_tokens"]),
-        );
     }
 
     /// Input and output tokens, once the input is known.
@@ -183,20 +159,6 @@ pub fn record_first_chunk_after(after: std::time::Duration, attributes: &[KeyVal
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn usage_of_both_families() {
-        assert_eq!(
-            usage(&json!({"usage": {"prompt_tokens": 12, "completion_tokens": 30}})),
-            Some((12, 30))
-        );
-        assert_eq!(
-            usage(&json!({"usage": {"input_tokens": 5, "output_tokens": 7}})),
-            Some((5, 7))
-        );
-        assert_eq!(usage(&json!({"choices": []})), None);
-    }
 
     #[test]
     fn usage_of_streams_of_both_families() {

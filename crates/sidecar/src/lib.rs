@@ -14,6 +14,7 @@
 //! | [`attempt`] | one attempt on the wire, of any kind: head, hold, body |
 //! | [`observe`] | one record per attempt and per request; every metric, span field, log line and fleet report comes from it |
 //! | [`classify`] | the one place failures get their class |
+//! | [`completion`] | whole answers of either family, read once into typed form |
 //! | [`event`] | the one SSE reader, and each stream event read once into a typed event of its family |
 //! | [`fallback`] | target order, capability skips, who may follow which failure |
 //! | [`retry`] | the per-route retry budget |
@@ -33,6 +34,7 @@
 pub mod attempt;
 pub mod breaker;
 pub mod classify;
+pub mod completion;
 pub mod config;
 pub mod control;
 pub mod equivalence;

@@ -6,6 +6,7 @@ use plumb_policy::contract::{self, Schema, ToolCall, Violation};
 use plumb_policy::{Provider, Route, Target};
 use serde_json::Value;
 
+use crate::completion::{Block, Completion};
 use crate::event::{Event, SseReader};
 use crate::payload::{Api, ClientRequest};
 
@@ -20,62 +21,46 @@ pub struct Collected {
     pub model: Option<String>,
 }
 
-/// Reads a whole answer of the `family`'s shape.
-pub fn whole(family: Api, body: &Value) -> Collected {
-    let model = body.get("model").and_then(Value::as_str).map(str::to_owned);
-    match family {
-        Api::Openai => {
-            let message = body.pointer("/choices/0/message");
-            let text = message
-                .and_then(|m| m.get("content"))
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned();
-            let tools = message
-                .and_then(|m| m.get("tool_calls"))
-                .and_then(Value::as_array)
-                .map(|calls| {
-                    calls
-                        .iter()
-                        .map(|c| ToolCall {
-                            name: str_at(c, "/function/name"),
-                            arguments: str_at(c, "/function/arguments"),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            Collected { text, tools, model }
+/// Reads a whole answer.
+pub fn whole(answer: &Completion) -> Collected {
+    let model = answer.model().map(str::to_owned);
+    match answer {
+        Completion::Openai(c) => {
+            let message = c.message();
+            Collected {
+                text: message.and_then(|m| m.content.clone()).unwrap_or_default(),
+                tools: message
+                    .map(|m| {
+                        m.tool_calls
+                            .iter()
+                            .map(|c| ToolCall {
+                                name: c.function.name.as_str().unwrap_or("").to_owned(),
+                                arguments: c.function.arguments.clone().unwrap_or_default(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                model,
+            }
         }
-        Api::Anthropic => {
+        Completion::Anthropic(m) => {
             let mut c = Collected {
                 model,
                 ..Collected::default()
             };
-            for block in body
-                .get("content")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                match block.get("type").and_then(Value::as_str) {
-                    Some("text") => c.text.push_str(&str_at(block, "/text")),
-                    Some("tool_use") => c.tools.push(ToolCall {
-                        name: str_at(block, "/name"),
-                        arguments: block.get("input").map(Value::to_string).unwrap_or_default(),
+            for block in m.content.iter().flatten() {
+                match block {
+                    Block::Text { text } => c.text.push_str(text),
+                    Block::ToolUse { name, input, .. } => c.tools.push(ToolCall {
+                        name: name.as_str().unwrap_or("").to_owned(),
+                        arguments: input.as_ref().map(Value::to_string).unwrap_or_default(),
                     }),
-                    _ => {}
+                    Block::Other => {}
                 }
             }
             c
         }
     }
-}
-
-fn str_at(v: &Value, pointer: &str) -> String {
-    v.pointer(pointer)
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned()
 }
 
 /// Collects a streamed answer of the `family`'s shape, event by event.
@@ -254,19 +239,20 @@ mod tests {
 
     #[test]
     fn whole_answers_of_both_families() {
-        let c = whole(
-            Api::Openai,
-            &json!({"model": "m", "choices": [{"message": {"content": "hi", "tool_calls": [
+        fn read<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+            serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}"))
+        }
+        let c = whole(&Completion::Openai(read(
+            json!({"model": "m", "choices": [{"message": {"content": "hi", "tool_calls": [
                 {"function": {"name": "f", "arguments": "{\"a\":1}"}}]}}]}),
-        );
+        )));
         assert_eq!(c.text, "hi");
         assert_eq!(c.tools[0].name, "f");
         assert_eq!(c.model.as_deref(), Some("m"));
-        let c = whole(
-            Api::Anthropic,
-            &json!({"model": "c", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"},
+        let c = whole(&Completion::Anthropic(read(
+            json!({"model": "c", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"},
                 {"type": "tool_use", "name": "g", "input": {"x": 2}}]}),
-        );
+        )));
         assert_eq!(c.text, "ab");
         assert_eq!(c.tools[0].arguments, r#"{"x":2}"#);
     }

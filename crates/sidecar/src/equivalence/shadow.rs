@@ -24,6 +24,7 @@ use tracing::Instrument as _;
 
 use crate::attempt::{self, Answer, Expect, Outgoing};
 use crate::breaker::BreakerState;
+use crate::completion::Whole;
 use crate::equivalence::compare;
 use crate::fallback;
 use crate::keys::redact;
@@ -207,12 +208,6 @@ impl Sampler {
             job.run().await;
         });
     }
-
-    /// [`Sampler::start`] with a whole answer of the primary's family.
-    pub fn start_with_value(self, value: &Value) {
-        let answer = verify::whole(Api::of(self.job.primary.provider), value);
-        self.start(answer);
-    }
 }
 
 /// One sample: every candidate asked, checked and compared.
@@ -296,8 +291,10 @@ impl Job {
             .request
             .body_for(candidate)
             .map_err(|e| e.to_string())?;
-        let v = self.call(candidate, Operation::Chat, body).await?;
-        Ok(verify::whole(Api::of(candidate.provider), &v))
+        match self.call(candidate, Operation::Chat, body).await? {
+            Whole::Chat(c) => Ok(verify::whole(&c)),
+            Whole::Embeddings(_) => Err("embeddings answered a chat request".to_owned()),
+        }
     }
 
     /// One whole request to `target`, through the same exchange as every attempt (a shadow
@@ -307,7 +304,7 @@ impl Job {
         target: &Target,
         op: Operation,
         body: bytes::Bytes,
-    ) -> Result<Value, String> {
+    ) -> Result<Whole, String> {
         let d = &self.route.deadlines;
         let span = crate::observe::attempt_span(target, attempt::Kind::Shadow, false);
         let sent = async {
@@ -332,7 +329,7 @@ impl Job {
         .instrument(span.clone())
         .await;
         match sent {
-            Ok(Answer::Whole { value, .. }) => Ok(value),
+            Ok(Answer::Whole { whole, .. }) => Ok(whole),
             Ok(Answer::Stream { .. }) => Err("a stream answered a whole request".to_owned()),
             Err(f) => {
                 span.record("plumb.failure_class", f.class.as_str());
@@ -359,16 +356,20 @@ impl Job {
             Method::Embedding { min, .. } => {
                 let helper = self.helper()?;
                 let body = json!({"model": helper.model, "input": [a, b]}).to_string();
-                let v = self
+                let Whole::Embeddings(e) = self
                     .call(helper, Operation::Embeddings, bytes::Bytes::from(body))
-                    .await?;
-                let vector = |i: usize| -> Result<Vec<f64>, String> {
-                    v.pointer(&format!("/data/{i}/embedding"))
-                        .and_then(Value::as_array)
-                        .map(|xs| xs.iter().filter_map(Value::as_f64).collect())
+                    .await?
+                else {
+                    return Err("a chat answer came back for embeddings".to_owned());
+                };
+                let vector = |i: usize| -> Result<&[f64], String> {
+                    e.data
+                        .get(i)
+                        .map(|d| d.embedding.as_slice())
+                        .filter(|v| !v.is_empty())
                         .ok_or_else(|| "the embeddings answer has no float vectors".to_owned())
                 };
-                Ok(compare::cosine(&vector(0)?, &vector(1)?) >= *min)
+                Ok(compare::cosine(vector(0)?, vector(1)?) >= *min)
             }
             Method::Judge { .. } => {
                 let helper = self.helper()?;
@@ -399,9 +400,10 @@ impl Job {
                     ClientRequest::parse(Api::Openai, Operation::Chat, ask.to_string().as_bytes())
                         .map_err(|e| e.to_string())?;
                 let body = judge.body_for(helper).map_err(|e| e.to_string())?;
-                let v = self.call(helper, Operation::Chat, body).await?;
-                let verdict = verify::whole(Api::of(helper.provider), &v);
-                compare::judge_verdict(&verdict.text)
+                let Whole::Chat(answer) = self.call(helper, Operation::Chat, body).await? else {
+                    return Err("embeddings came back for the judge".to_owned());
+                };
+                compare::judge_verdict(&verify::whole(&answer).text)
             }
         }
     }

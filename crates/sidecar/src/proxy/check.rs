@@ -7,8 +7,9 @@ use plumb_policy::{FailureClass, Target};
 use super::Request;
 use crate::attempt::Answer;
 use crate::classify::{Failure, Phase};
+use crate::completion::Whole;
 use crate::payload::{Api, Operation};
-use crate::verify::{self, StreamCollector};
+use crate::verify::{self, Collected, StreamCollector};
 
 /// A successful attempt's answer, checked, with what it said of itself.
 pub(super) struct Checked {
@@ -55,11 +56,14 @@ impl Request<'_> {
             );
         }
         let (collected, complete, usage) = match &answer {
-            Answer::Whole { value, .. } => (
-                verify::whole(family, value),
-                true,
-                crate::genai::usage(value),
-            ),
+            Answer::Whole {
+                whole: Whole::Chat(c),
+                ..
+            } => (verify::whole(c), true, c.usage()),
+            Answer::Whole {
+                whole: Whole::Embeddings(_),
+                ..
+            } => (Collected::default(), false, None),
             Answer::Stream { first, .. } => {
                 let mut collector = StreamCollector::new(family);
                 collector.push_bytes(first);

@@ -15,6 +15,7 @@ use super::check::Checked;
 use super::continuation::Continuation;
 use crate::attempt::Answer;
 use crate::breaker::Permit;
+use crate::completion::{Completion, Whole};
 use crate::equivalence::shadow;
 use crate::fallback::Skip;
 use crate::genai;
@@ -64,18 +65,24 @@ impl Request<'_> {
             equivalence: Some(&equivalence),
         };
         let (head, body) = match checked.answer {
-            Answer::Whole { head, body, value } => {
-                if let Some(sampler) = self.sampler(target, primary) {
-                    sampler.start_with_value(&value);
-                }
-                let body = match (Api::of(target.provider), self.request.api) {
-                    (Api::Anthropic, Api::Openai) => {
-                        Bytes::from(answer::anthropic_to_openai(&value, unix_now()).to_string())
+            Answer::Whole { head, body, whole } => {
+                let body = match whole {
+                    Whole::Chat(completion) => {
+                        if let Some(sampler) = self.sampler(target, primary) {
+                            sampler.start(verify::whole(&completion));
+                        }
+                        match (completion, self.request.api) {
+                            (Completion::Anthropic(m), Api::Openai) => {
+                                Bytes::from(answer::anthropic_to_openai(&m, unix_now()).to_string())
+                            }
+                            (Completion::Openai(c), Api::Anthropic) => {
+                                Bytes::from(answer::openai_to_anthropic(&c).to_string())
+                            }
+                            (Completion::Openai(_), Api::Openai)
+                            | (Completion::Anthropic(_), Api::Anthropic) => body,
+                        }
                     }
-                    (Api::Openai, Api::Anthropic) => {
-                        Bytes::from(answer::openai_to_anthropic(&value).to_string())
-                    }
-                    (Api::Openai, Api::Openai) | (Api::Anthropic, Api::Anthropic) => body,
+                    Whole::Embeddings(_) => body,
                 };
                 (head, respond::full(body))
             }

@@ -3,6 +3,8 @@
 
 use serde_json::{Value, json};
 
+use crate::completion::{Block, ChatCompletion, Message};
+
 /// Anthropic `stop_reason` → OpenAI `finish_reason`.
 pub fn finish_reason(stop_reason: &str) -> &'static str {
     match stop_reason {
@@ -24,95 +26,75 @@ pub fn stop_reason(finish_reason: &str) -> &'static str {
 }
 
 /// An Anthropic message as an OpenAI chat completion.
-pub fn anthropic_to_openai(m: &Value, created: u64) -> Value {
+pub fn anthropic_to_openai(m: &Message, created: u64) -> Value {
     let mut text = String::new();
     let mut calls = Vec::new();
-    for b in m
-        .get("content")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        match b.get("type").and_then(Value::as_str) {
-            Some("text") => text.push_str(b.get("text").and_then(Value::as_str).unwrap_or("")),
-            Some("tool_use") => calls.push(json!({
-                "id": b.get("id"),
+    for b in m.content.iter().flatten() {
+        match b {
+            Block::Text { text: t } => text.push_str(t),
+            Block::ToolUse { id, name, input } => calls.push(json!({
+                "id": id,
                 "type": "function",
-                "function": {"name": b.get("name"), "arguments": b.get("input").map_or("{}".to_owned(), Value::to_string)},
+                "function": {"name": name, "arguments": input.as_ref().map_or("{}".to_owned(), Value::to_string)},
             })),
-            _ => {}
+            Block::Other => {}
         }
     }
     let mut message = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) }, "refusal": null});
     if !calls.is_empty() {
         message["tool_calls"] = Value::Array(calls);
     }
-    let input = m
-        .pointer("/usage/input_tokens")
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
-    let output = m
-        .pointer("/usage/output_tokens")
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
+    let input = m.usage.and_then(|u| u.input_tokens).unwrap_or(0);
+    let output = m.usage.and_then(|u| u.output_tokens).unwrap_or(0);
     json!({
-        "id": m.get("id"),
+        "id": m.id,
         "object": "chat.completion",
         "created": created,
-        "model": m.get("model"),
+        "model": m.model,
         "choices": [{
             "index": 0,
             "message": message,
             "logprobs": null,
-            "finish_reason": finish_reason(m.get("stop_reason").and_then(Value::as_str).unwrap_or("end_turn")),
+            "finish_reason": finish_reason(m.stop_reason.as_deref().unwrap_or("end_turn")),
         }],
         "usage": {"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output},
     })
 }
 
 /// An OpenAI chat completion as an Anthropic message.
-pub fn openai_to_anthropic(c: &Value) -> Value {
-    let message = c
-        .pointer("/choices/0/message")
-        .cloned()
-        .unwrap_or(json!({}));
+pub fn openai_to_anthropic(c: &ChatCompletion) -> Value {
+    let message = c.message();
     let mut content = Vec::new();
     let text = message
-        .get("content")
-        .and_then(Value::as_str)
-        .or_else(|| message.get("refusal").and_then(Value::as_str))
+        .and_then(|m| m.content.as_deref().or(m.refusal.as_deref()))
         .unwrap_or("");
     if !text.is_empty() {
         content.push(json!({"type": "text", "text": text}));
     }
-    for call in message
-        .get("tool_calls")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        let args = call
-            .pointer("/function/arguments")
-            .and_then(Value::as_str)
-            .unwrap_or("{}");
+    for call in message.map(|m| m.tool_calls.as_slice()).unwrap_or_default() {
+        let args = call.function.arguments.as_deref().unwrap_or("{}");
         let input: Value = serde_json::from_str(args).unwrap_or(json!({}));
-        content.push(json!({"type": "tool_use", "id": call.get("id"), "name": call.pointer("/function/name"), "input": input}));
+        content.push(
+            json!({"type": "tool_use", "id": call.id, "name": call.function.name, "input": input}),
+        );
     }
     let finish = c
-        .pointer("/choices/0/finish_reason")
-        .and_then(Value::as_str)
+        .choices
+        .first()
+        .and_then(|ch| ch.finish_reason.as_deref())
         .unwrap_or("stop");
+    let usage = c.usage.unwrap_or_default();
     json!({
-        "id": c.get("id"),
+        "id": c.id,
         "type": "message",
         "role": "assistant",
-        "model": c.get("model"),
+        "model": c.model,
         "content": content,
         "stop_reason": stop_reason(finish),
         "stop_sequence": null,
         "usage": {
-            "input_tokens": c.pointer("/usage/prompt_tokens").and_then(Value::as_u64).unwrap_or(0),
-            "output_tokens": c.pointer("/usage/completion_tokens").and_then(Value::as_u64).unwrap_or(0),
+            "input_tokens": usage.prompt_tokens.unwrap_or(0),
+            "output_tokens": usage.completion_tokens.unwrap_or(0),
         },
     })
 }

@@ -129,13 +129,16 @@ fn answers_translate_both_ways() {
     let g = golden("answer_anthropic_to_openai.json");
     same(
         "",
-        &answer::anthropic_to_openai(&g["input"], 1_700_000_000),
+        &answer::anthropic_to_openai(
+            &serde_json::from_value(g["input"].clone()).unwrap(),
+            1_700_000_000,
+        ),
         &g["expected"],
     );
     let g = golden("answer_openai_to_anthropic.json");
     same(
         "",
-        &answer::openai_to_anthropic(&g["input"]),
+        &answer::openai_to_anthropic(&serde_json::from_value(g["input"].clone()).unwrap()),
         &g["expected"],
     );
 }

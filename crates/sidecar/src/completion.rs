@@ -1,0 +1,263 @@
+//! Whole (unstreamed) answers, typed: an OpenAI chat completion, an Anthropic message, or an
+//! embeddings list — the fields Plumb acts on, and everything else carried in `rest`. Read once
+//! by classification ([`crate::classify::success_body`]); verification, token accounting,
+//! shadow comparison and translation read the same value.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::event::openai::null_as_default;
+
+/// A whole answer that passed classification.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Whole {
+    /// A chat answer.
+    Chat(Completion),
+    /// Embeddings.
+    Embeddings(Embeddings),
+}
+
+/// A chat answer of either family.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Completion {
+    /// An OpenAI `chat.completion`.
+    Openai(ChatCompletion),
+    /// An Anthropic `message`.
+    Anthropic(Message),
+}
+
+/// An OpenAI `chat.completion`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+pub struct ChatCompletion {
+    /// Its id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The model that answered.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// The choices (Plumb reads the first).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub choices: Vec<CompletionChoice>,
+    /// Token usage.
+    #[serde(default)]
+    pub usage: Option<OpenaiUsage>,
+    /// An error reported in a 200.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Value>,
+    /// Everything else, passed through.
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
+}
+
+/// One choice of a chat completion.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+pub struct CompletionChoice {
+    /// The assistant's message.
+    #[serde(default)]
+    pub message: Option<AssistantMessage>,
+    /// Why it finished.
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+    /// Everything else, passed through.
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
+}
+
+/// The assistant's message of a chat completion.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+pub struct AssistantMessage {
+    /// The answer text.
+    #[serde(default)]
+    pub content: Option<String>,
+    /// A refusal.
+    #[serde(default)]
+    pub refusal: Option<String>,
+    /// Tool calls.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub tool_calls: Vec<ToolCall>,
+    /// Everything else, passed through.
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
+}
+
+/// A tool call of a chat completion.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+pub struct ToolCall {
+    /// Its id.
+    #[serde(default)]
+    pub id: Value,
+    /// The function called.
+    #[serde(default)]
+    pub function: FunctionCall,
+}
+
+/// The function of a tool call.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+pub struct FunctionCall {
+    /// Its name.
+    #[serde(default)]
+    pub name: Value,
+    /// Its JSON arguments, as text.
+    #[serde(default)]
+    pub arguments: Option<String>,
+}
+
+/// OpenAI token usage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct OpenaiUsage {
+    /// Input tokens.
+    #[serde(default)]
+    pub prompt_tokens: Option<u64>,
+    /// Output tokens.
+    #[serde(default)]
+    pub completion_tokens: Option<u64>,
+}
+
+/// An Anthropic `message`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct Message {
+    /// Its id.
+    #[serde(default)]
+    pub id: Value,
+    /// The model that answered.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Its content blocks (`None`: the field is missing).
+    #[serde(default)]
+    pub content: Option<Vec<Block>>,
+    /// Why it stopped.
+    #[serde(default)]
+    pub stop_reason: Option<String>,
+    /// Token usage.
+    #[serde(default)]
+    pub usage: Option<crate::event::anthropic::Usage>,
+    /// An error reported in a 200.
+    #[serde(default)]
+    pub error: Option<Value>,
+    /// Everything else.
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
+}
+
+/// A content block of an Anthropic message.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Block {
+    /// Text.
+    Text {
+        /// The text.
+        #[serde(default)]
+        text: String,
+    },
+    /// A tool call.
+    ToolUse {
+        /// Its id.
+        #[serde(default)]
+        id: Value,
+        /// The tool's name.
+        #[serde(default)]
+        name: Value,
+        /// Its input.
+        #[serde(default)]
+        input: Option<Value>,
+    },
+    /// Any other block (thinking, …).
+    #[serde(other)]
+    Other,
+}
+
+/// An OpenAI embeddings list.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct Embeddings {
+    /// One entry per input.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub data: Vec<Embedding>,
+    /// An error reported in a 200.
+    #[serde(default)]
+    pub error: Option<Value>,
+}
+
+/// One embedding.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct Embedding {
+    /// The vector (empty when the provider sent base64 or nothing).
+    #[serde(default, deserialize_with = "floats")]
+    pub embedding: Vec<f64>,
+}
+
+/// A float vector, or nothing when the provider sent another encoding.
+fn floats<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Array(xs) => xs.iter().filter_map(Value::as_f64).collect(),
+        Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) | Value::Object(_) => {
+            Vec::new()
+        }
+    })
+}
+
+impl Completion {
+    /// The model the answer names.
+    pub fn model(&self) -> Option<&str> {
+        match self {
+            Completion::Openai(c) => c.model.as_deref(),
+            Completion::Anthropic(m) => m.model.as_deref(),
+        }
+    }
+
+    /// Input and output tokens, as the provider counted them.
+    pub fn usage(&self) -> Option<(u64, u64)> {
+        let (input, output) = match self {
+            Completion::Openai(c) => c
+                .usage
+                .map_or((None, None), |u| (u.prompt_tokens, u.completion_tokens)),
+            Completion::Anthropic(m) => m
+                .usage
+                .map_or((None, None), |u| (u.input_tokens, u.output_tokens)),
+        };
+        Some((input?, output.unwrap_or(0)))
+    }
+}
+
+impl ChatCompletion {
+    /// The first choice's message.
+    pub fn message(&self) -> Option<&AssistantMessage> {
+        self.choices.first().and_then(|c| c.message.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn usage_of_both_families() {
+        let c: ChatCompletion = serde_json::from_value(
+            json!({"choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 30}}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(Completion::Openai(c).usage(), Some((12, 30)));
+        let m: Message =
+            serde_json::from_value(json!({"usage": {"input_tokens": 5, "output_tokens": 7}}))
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(Completion::Anthropic(m).usage(), Some((5, 7)));
+        let none: ChatCompletion =
+            serde_json::from_value(json!({"choices": []})).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(Completion::Openai(none).usage(), None);
+    }
+
+    #[test]
+    fn what_plumb_does_not_read_is_carried_through() {
+        let c: ChatCompletion = serde_json::from_value(json!({
+            "id": "x", "object": "chat.completion", "system_fingerprint": "fp",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi", "annotations": []}, "logprobs": null, "finish_reason": "stop"}]
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.rest.get("system_fingerprint"), Some(&json!("fp")));
+        assert_eq!(c.message().and_then(|m| m.content.as_deref()), Some("hi"));
+        assert_eq!(
+            c.message().and_then(|m| m.rest.get("annotations")),
+            Some(&json!([]))
+        );
+    }
+}
