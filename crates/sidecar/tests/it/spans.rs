@@ -122,6 +122,8 @@ async fn a_failover_is_one_request_span_with_an_attempt_span_per_try() {
     assert_eq!(second["plumb.contract"], "passed");
     assert_eq!(second["gen_ai.response.model"], "sim-gpt-mini");
     assert_eq!(second["plumb.repair"], "false");
+    assert_eq!(first["plumb.attempt"], "first");
+    assert_eq!(second["plumb.attempt"], "failover");
     assert_eq!(second["plumb.breaker"], "closed");
     assert!(
         second["gen_ai.usage.input_tokens"]
