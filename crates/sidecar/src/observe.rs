@@ -329,6 +329,18 @@ impl Observer<'_> {
 
     /// One attempt: its span's fields, its metrics, its log line and its fleet report.
     pub fn attempt(&self, span: &Span, r: &AttemptRecord<'_>, request: &ClientRequest) {
+        match r.kind {
+            // A shadow sample is off the request path: its span and the tokens it spent, but
+            // it counts for no attempt metric, breaker or fleet report (its verdict has
+            // `plumb_shadow_comparisons_total`).
+            Kind::Shadow => return self.shadow(span, r, request),
+            Kind::First
+            | Kind::Retry
+            | Kind::Failover
+            | Kind::Repair
+            | Kind::Probe
+            | Kind::Continuation => {}
+        }
         let target = r.target;
         if let Some(status) = r.status {
             span.record("http.response.status_code", status);
@@ -443,6 +455,29 @@ impl Observer<'_> {
                     message = %f.message,
                     "attempt failed"
                 );
+            }
+        }
+    }
+
+    fn shadow(&self, span: &Span, r: &AttemptRecord<'_>, request: &ClientRequest) {
+        if let Some(status) = r.status {
+            span.record("http.response.status_code", status);
+        }
+        if let Some(m) = r.model {
+            span.record("gen_ai.response.model", m);
+        }
+        match &r.outcome {
+            AttemptOutcome::Answered { usage } => {
+                if let Some(tokens) = usage {
+                    genai::record_tokens(
+                        Some(*tokens),
+                        &genai::attributes(request, r.target, &self.handles.label),
+                    );
+                }
+            }
+            AttemptOutcome::Committed => {}
+            AttemptOutcome::Failed(f) => {
+                span.record("plumb.failure_class", f.class.as_str());
             }
         }
     }

@@ -28,6 +28,7 @@ use crate::completion::Whole;
 use crate::equivalence::compare;
 use crate::fallback;
 use crate::keys::redact;
+use crate::observe::{AttemptOutcome, AttemptRecord, Observer};
 use crate::payload::{Api, ClientRequest, Operation};
 use crate::table::{Policy, Table};
 use crate::upstream::Transport;
@@ -307,6 +308,7 @@ impl Job {
     ) -> Result<Whole, String> {
         let d = &self.route.deadlines;
         let span = crate::observe::attempt_span(target, attempt::Kind::Shadow, false);
+        let started = Instant::now();
         let sent = async {
             let req = Outgoing {
                 target,
@@ -321,23 +323,55 @@ impl Job {
                 Api::of(target.provider),
                 req,
                 d,
-                Instant::now() + d.total,
+                started + d.total,
                 Expect::Whole(op),
             )
             .await
         }
         .instrument(span.clone())
         .await;
+        let handles = self.table.handles(&self.route);
+        let observer = Observer {
+            metrics: &self.metrics,
+            fleet: &self.table.fleet,
+            route: &self.route,
+            handles: &handles,
+        };
+        let mut record = AttemptRecord {
+            target,
+            kind: attempt::Kind::Shadow,
+            probe: false,
+            latency: started.elapsed(),
+            status: None,
+            model: None,
+            substituted: None,
+            outcome: AttemptOutcome::Committed,
+            breaker: BreakerState::Closed,
+            next: None,
+        };
         match sent {
-            Ok(Answer::Whole { whole, .. }) => Ok(whole),
+            Ok(Answer::Whole { head, whole, .. }) => {
+                record.status = Some(head.status.as_u16());
+                let usage = match &whole {
+                    Whole::Chat(c) => c.usage(),
+                    Whole::Embeddings(_) => None,
+                };
+                let model = match &whole {
+                    Whole::Chat(c) => c.model().map(str::to_owned),
+                    Whole::Embeddings(_) => None,
+                };
+                record.model = model.as_deref();
+                record.outcome = AttemptOutcome::Answered { usage };
+                observer.attempt(&span, &record, &self.request);
+                Ok(whole)
+            }
             Ok(Answer::Stream { .. }) => Err("a stream answered a whole request".to_owned()),
-            Err(f) => {
-                span.record("plumb.failure_class", f.class.as_str());
-                Err(format!(
-                    "{}: {}",
-                    f.class,
-                    redact(&f.message, self.policy.keys.values())
-                ))
+            Err(mut f) => {
+                f.message = redact(&f.message, self.policy.keys.values());
+                record.status = f.status;
+                record.outcome = AttemptOutcome::Failed(&f);
+                observer.attempt(&span, &record, &self.request);
+                Err(format!("{}: {}", f.class, f.message))
             }
         }
     }
