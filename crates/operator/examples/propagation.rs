@@ -14,9 +14,10 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use plumb_proto::v1::{self, operator_message, sidecar_message};
 use plumb_testenv::{ApiServer, FakeCore};
 use serde_json::{Value, json};
@@ -241,7 +242,7 @@ async fn main() {
                     Some(operator_message::Kind::Snapshot(snap)) => {
                         let at = Instant::now();
                         if let Some(r) = snap.routes.first() {
-                            s.lock().unwrap()[0] = (r.generation, at);
+                            s.lock()[0] = (r.generation, at);
                         }
                         let _ = tx
                             .send(v1::SidecarMessage {
@@ -261,7 +262,7 @@ async fn main() {
                     }
                     Some(operator_message::Kind::Knowledge(k)) => {
                         let at = Instant::now();
-                        let mut h = h.lock().unwrap();
+                        let mut h = h.lock();
                         for d in k.upstreams.iter().filter(|d| d.open) {
                             if let Some(u) = &d.upstream {
                                 h.entry(u.model.clone()).or_insert(at);
@@ -273,7 +274,7 @@ async fn main() {
             }
         });
     }
-    let all_at = |g: i64, seen: &[Seen]| seen.iter().all(|s| s.lock().unwrap()[0].0 >= g);
+    let all_at = |g: i64, seen: &[Seen]| seen.iter().all(|s| s.lock()[0].0 >= g);
     let start = Instant::now();
     while !all_at(1, &seen) {
         assert!(
@@ -318,7 +319,7 @@ async fn main() {
         }
         let mut round_max: f64 = 0.0;
         for s in &seen {
-            let (_, at) = s.lock().unwrap()[0];
+            let (_, at) = s.lock()[0];
             let ms = at.duration_since(t0).as_secs_f64() * 1000.0;
             round_max = round_max.max(ms);
             samples.push(ms);
@@ -391,7 +392,7 @@ async fn main() {
             .await
             .unwrap();
         let others = || (0..SIDECARS).filter(|i| *i != reporter);
-        while !others().all(|i| heard[i].lock().unwrap().contains_key(&model)) {
+        while !others().all(|i| heard[i].lock().contains_key(&model)) {
             assert!(
                 t0.elapsed() < Duration::from_secs(30),
                 "round {round}: the fleet did not hear of {model}"
@@ -400,7 +401,7 @@ async fn main() {
         }
         let mut round_max: f64 = 0.0;
         for i in others() {
-            let at = heard[i].lock().unwrap()[&model];
+            let at = heard[i].lock()[&model];
             let ms = at.duration_since(t0).as_secs_f64() * 1000.0;
             round_max = round_max.max(ms);
             heard_ms.push(ms);

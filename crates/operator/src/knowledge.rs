@@ -12,13 +12,14 @@
 //! hold, certifications keep their samples.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, ResourceExt};
+use parking_lot::Mutex;
 use plumb_api::{
     BreakersStatus, EquivalenceStatus, LatencyStatus, LlmRoute, TargetStatus, UpstreamStatus,
 };
@@ -87,10 +88,6 @@ pub struct Knowledge {
 
 type SeededCerts = HashMap<(String, String), Vec<(String, UpstreamKey, u64, u64)>>;
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 impl Knowledge {
     /// An empty store; changes that are not urgent are pushed at most every `push_every`.
     pub fn new(
@@ -109,7 +106,8 @@ impl Knowledge {
     }
 
     fn channel(&self, namespace: &str) -> watch::Sender<Arc<v1::Knowledge>> {
-        lock(&self.channels)
+        self.channels
+            .lock()
             .entry(namespace.to_owned())
             .or_insert_with(|| watch::channel(Arc::new(v1::Knowledge::default())).0)
             .clone()
@@ -121,7 +119,7 @@ impl Knowledge {
     }
 
     fn publish(&self, namespace: &str) {
-        let k = lock(&self.fleet).knowledge(namespace, now_ms());
+        let k = self.fleet.lock().knowledge(namespace, now_ms());
         self.channel(namespace).send_replace(Arc::new(k));
         self.metrics
             .knowledge_pushes
@@ -133,18 +131,18 @@ impl Knowledge {
 
     /// A sidecar connected.
     pub fn connected(&self, namespace: &str, pod: &str) {
-        lock(&self.fleet).connected(namespace, pod);
+        self.fleet.lock().connected(namespace, pod);
     }
 
     /// A sidecar disconnected (its prober duty passes on at the next tick).
     pub fn disconnected(&self, namespace: &str, pod: &str) {
-        lock(&self.fleet).disconnected(namespace, pod);
+        self.fleet.lock().disconnected(namespace, pod);
     }
 
     /// Merges a sidecar's report; a state change is pushed to the namespace at once.
     pub fn report(&self, namespace: &str, pod: &str, report: &v1::Report) {
         self.metrics.knowledge_reports.inc();
-        let urgent = lock(&self.fleet).report(namespace, pod, report, now_ms());
+        let urgent = self.fleet.lock().report(namespace, pod, report, now_ms());
         if urgent {
             self.publish(namespace);
         }
@@ -153,7 +151,7 @@ impl Knowledge {
     /// Plans every namespace and pushes what changed.
     pub fn tick(&self) {
         let (pushes, open) = {
-            let mut fleet = lock(&self.fleet);
+            let mut fleet = self.fleet.lock();
             let pushes = fleet.tick(now_ms(), self.push_every);
             (pushes, fleet.open_upstreams())
         };
@@ -190,7 +188,9 @@ impl Knowledge {
                 .collect(),
             certify: (route.equivalence.threshold, route.equivalence.min_samples),
         };
-        lock(&self.routes).insert((namespace.to_owned(), name.to_owned()), info);
+        self.routes
+            .lock()
+            .insert((namespace.to_owned(), name.to_owned()), info);
         self.credit_seeded_certs(namespace, name);
     }
 
@@ -198,7 +198,7 @@ impl Knowledge {
     /// route is compiled (status does not say which targets are primaries).
     fn credit_seeded_certs(&self, namespace: &str, name: &str) {
         let key = (namespace.to_owned(), name.to_owned());
-        let Some(primary) = lock(&self.routes).get(&key).and_then(|info| {
+        let Some(primary) = self.routes.lock().get(&key).and_then(|info| {
             info.targets
                 .iter()
                 .find(|(_, _, p)| *p)
@@ -206,10 +206,10 @@ impl Knowledge {
         }) else {
             return;
         };
-        let Some(certs) = lock(&self.seeded_certs).remove(&key) else {
+        let Some(certs) = self.seeded_certs.lock().remove(&key) else {
             return;
         };
-        let mut fleet = lock(&self.fleet);
+        let mut fleet = self.fleet.lock();
         for (target, candidate, agreements, samples) in certs {
             fleet.seed(
                 namespace,
@@ -227,13 +227,15 @@ impl Knowledge {
 
     /// A deleted route.
     pub fn forget(&self, namespace: &str, name: &str) {
-        lock(&self.routes).remove(&(namespace.to_owned(), name.to_owned()));
+        self.routes
+            .lock()
+            .remove(&(namespace.to_owned(), name.to_owned()));
     }
 
     /// Each known route's targets as its status shows them, and its `Healthy` column.
     fn statuses(&self, now_ms: i64) -> Vec<RouteStatus> {
-        let routes = lock(&self.routes).clone();
-        let fleet = lock(&self.fleet);
+        let routes = self.routes.lock().clone();
+        let fleet = self.fleet.lock();
         routes
             .into_iter()
             .map(|((ns, name), info)| {
@@ -254,7 +256,7 @@ impl Knowledge {
     pub fn seed(&self, routes: &[LlmRoute]) -> usize {
         let now = now_ms();
         let mut credit = Vec::new();
-        let mut fleet = lock(&self.fleet);
+        let mut fleet = self.fleet.lock();
         let mut seeded = 0;
         for route in routes {
             let (Some(ns), Some(status)) = (route.namespace(), route.status.as_ref()) else {
@@ -276,7 +278,9 @@ impl Knowledge {
                 .collect();
             if !certs.is_empty() {
                 seeded += certs.len();
-                lock(&self.seeded_certs).insert((ns.clone(), name.clone()), certs);
+                self.seeded_certs
+                    .lock()
+                    .insert((ns.clone(), name.clone()), certs);
                 credit.push((ns.clone(), name.clone()));
             }
             for t in &status.targets {
@@ -307,7 +311,7 @@ impl Knowledge {
     }
 
     fn take_events(&self) -> Vec<FleetEvent> {
-        lock(&self.fleet).take_events()
+        self.fleet.lock().take_events()
     }
 
     /// The routes of a namespace with a target on `upstream`, with their uid.
@@ -316,7 +320,8 @@ impl Knowledge {
         namespace: &str,
         upstream: &UpstreamKey,
     ) -> Vec<(String, Option<String>, String)> {
-        lock(&self.routes)
+        self.routes
+            .lock()
             .iter()
             .filter(|((ns, _), _)| ns == namespace)
             .flat_map(|((_, name), info)| {
@@ -330,7 +335,8 @@ impl Knowledge {
     }
 
     fn uid_of(&self, namespace: &str, name: &str) -> Option<String> {
-        lock(&self.routes)
+        self.routes
+            .lock()
             .get(&(namespace.to_owned(), name.to_owned()))
             .and_then(|i| i.uid.clone())
     }
@@ -726,13 +732,14 @@ mod tests {
         assert_eq!(k.seed(&[llm]), 1);
         // Not credited before the route is compiled: status does not say which is primary.
         assert!(
-            lock(&k.fleet)
+            k.fleet
+                .lock()
                 .knowledge("team-a", 0)
                 .certifications
                 .is_empty()
         );
         k.describe("team-a", "chat", None, route);
-        let certs = lock(&k.fleet).knowledge("team-a", 0).certifications;
+        let certs = k.fleet.lock().knowledge("team-a", 0).certifications;
         assert_eq!(certs.len(), 1);
         assert_eq!(
             certs[0].primary.as_ref().map(|u| u.model.as_str()),

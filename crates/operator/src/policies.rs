@@ -7,8 +7,9 @@
 //! back into status.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use parking_lot::Mutex;
 use plumb_proto::v1;
 use tokio::sync::watch;
 
@@ -77,17 +78,8 @@ impl Policies {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Namespace>> {
-        self.namespaces
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     fn next(&self) -> u64 {
-        let mut c = self
-            .counter
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut c = self.counter.lock();
         *c += 1;
         *c
     }
@@ -154,7 +146,7 @@ impl Policies {
         spec_json: String,
         credentials: BTreeMap<(String, String), Vec<u8>>,
     ) -> bool {
-        let mut map = self.lock();
+        let mut map = self.namespaces.lock();
         let ns = Self::namespace(&mut map, self.epoch, namespace);
         let unchanged = ns.routes.get(name).is_some_and(|s| {
             s.generation == generation && s.spec_json == spec_json && s.credentials == credentials
@@ -182,7 +174,7 @@ impl Policies {
 
     /// Takes a deleted route out of force.
     pub fn remove(&self, namespace: &str, name: &str) -> bool {
-        let mut map = self.lock();
+        let mut map = self.namespaces.lock();
         let ns = Self::namespace(&mut map, self.epoch, namespace);
         if ns.routes.remove(name).is_none() {
             return false;
@@ -194,7 +186,8 @@ impl Policies {
 
     /// The generation of a route in force, if any.
     pub fn serving(&self, namespace: &str, name: &str) -> Option<i64> {
-        self.lock()
+        self.namespaces
+            .lock()
             .get(namespace)
             .and_then(|ns| ns.routes.get(name))
             .map(|s| s.generation)
@@ -202,7 +195,7 @@ impl Policies {
 
     /// Follows a namespace's snapshots (the current one first).
     pub fn subscribe(&self, namespace: &str) -> watch::Receiver<Arc<v1::Snapshot>> {
-        let mut map = self.lock();
+        let mut map = self.namespaces.lock();
         Self::namespace(&mut map, self.epoch, namespace)
             .tx
             .subscribe()
@@ -210,7 +203,7 @@ impl Policies {
 
     /// A sidecar connected.
     pub fn connected(&self, namespace: &str, pod: &str) {
-        let mut map = self.lock();
+        let mut map = self.namespaces.lock();
         Self::namespace(&mut map, self.epoch, namespace)
             .sidecars
             .insert(pod.to_owned(), SidecarState::default());
@@ -218,7 +211,7 @@ impl Policies {
 
     /// A sidecar went away.
     pub fn disconnected(&self, namespace: &str, pod: &str) {
-        if let Some(ns) = self.lock().get_mut(namespace) {
+        if let Some(ns) = self.namespaces.lock().get_mut(namespace) {
             ns.sidecars.remove(pod);
         }
     }
@@ -238,7 +231,7 @@ impl Policies {
             // A snapshot of an earlier operator: it says nothing about ours.
             return;
         };
-        let mut map = self.lock();
+        let mut map = self.namespaces.lock();
         let ns = Self::namespace(&mut map, self.epoch, namespace);
         ns.sidecars.insert(
             pod.to_owned(),
@@ -251,7 +244,8 @@ impl Policies {
 
     /// The routes a namespace has in force.
     pub fn routes_of(&self, namespace: &str) -> Vec<String> {
-        self.lock()
+        self.namespaces
+            .lock()
             .get(namespace)
             .map(|ns| ns.routes.keys().cloned().collect())
             .unwrap_or_default()
@@ -259,7 +253,7 @@ impl Policies {
 
     /// How many of the namespace's sidecars run the route's serving generation.
     pub fn programmed(&self, namespace: &str, name: &str) -> Programmed {
-        let map = self.lock();
+        let map = self.namespaces.lock();
         let Some(ns) = map.get(namespace) else {
             return Programmed::default();
         };
@@ -282,7 +276,8 @@ impl Policies {
 
     /// Connected sidecars per namespace, for metrics.
     pub fn sidecar_counts(&self) -> Vec<(String, usize)> {
-        self.lock()
+        self.namespaces
+            .lock()
             .iter()
             .map(|(n, ns)| (n.clone(), ns.sidecars.len()))
             .collect()

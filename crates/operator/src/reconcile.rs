@@ -396,7 +396,7 @@ pub fn reporter(pod: Option<String>) -> Reporter {
 mod tests {
     //! The exact requests one reconcile makes, against a mocked API.
 
-    use std::sync::Mutex;
+    use parking_lot::Mutex;
 
     use http::{Request, Response};
     use http_body_util::BodyExt as _;
@@ -421,7 +421,6 @@ mod tests {
                     .unwrap_or_default();
                 let text = String::from_utf8_lossy(&body).into_owned();
                 seen.lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .push((method.clone(), uri.clone(), text.clone()));
                 let (status, reply) = if uri.contains("/configmaps/schemas") {
                     (
@@ -499,10 +498,7 @@ mod tests {
         });
         let action = reconcile(route(spec), ctx.clone()).await;
         assert!(action.is_ok(), "{action:?}");
-        let seen = seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+        let seen = seen.lock().clone();
         let calls: Vec<(&str, &str)> = seen
             .iter()
             .map(|(m, u, _)| (m.as_str(), u.as_str()))
@@ -555,10 +551,7 @@ mod tests {
             "deadlines": {"total": "10s", "connect": "20s"},
         });
         assert!(reconcile(route(spec), ctx.clone()).await.is_ok());
-        let seen = seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
+        let seen = seen.lock().clone();
         assert_eq!(seen[0].0, "PATCH");
         let status: Value = serde_json::from_str(&seen[0].2).unwrap_or(Value::Null);
         assert_eq!(status["status"]["conditions"][0]["status"], "False");

@@ -14,9 +14,10 @@
 //! Classes that are the caller's fault never count ([`BreakerEffect::Ignore`]).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
+use parking_lot::{Mutex, RwLock};
 use plumb_policy::{BreakerEffect, BreakerSettings, FailureClass, UpstreamKey};
 use tokio::time::Instant;
 
@@ -188,16 +189,12 @@ impl Permit {
 impl Drop for Permit {
     fn drop(&mut self) {
         if !self.done && self.probe {
-            let mut inner = lock(&self.breaker.inner);
+            let mut inner = self.breaker.inner.lock();
             if let State::HalfOpen { in_flight } = &mut inner.state {
                 *in_flight = in_flight.saturating_sub(1);
             }
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Breaker {
@@ -216,7 +213,7 @@ impl Breaker {
 
     /// Applies new settings (a reloaded route); the state is kept.
     pub fn update(&self, settings: BreakerSettings) {
-        let mut inner = lock(&self.inner);
+        let mut inner = self.inner.lock();
         if inner.settings != settings {
             if inner.settings.window != settings.window {
                 inner.window = Window::new(settings.window, Instant::now());
@@ -228,7 +225,7 @@ impl Breaker {
     /// Asks to send an attempt.
     pub fn admit(self: &Arc<Self>) -> Admission {
         let now = Instant::now();
-        let mut inner = lock(&self.inner);
+        let mut inner = self.inner.lock();
         let probes = inner.settings.half_open_probes;
         let cooldown = inner.settings.cooldown;
         let probe = match &mut inner.state {
@@ -261,7 +258,7 @@ impl Breaker {
     /// breaker goes half-open for it; a closed one stays closed (the probe's verdict still
     /// counts as one).
     pub fn admit_probe(self: &Arc<Self>) -> Permit {
-        let mut inner = lock(&self.inner);
+        let mut inner = self.inner.lock();
         match &mut inner.state {
             State::Open { .. } => inner.state = State::HalfOpen { in_flight: 1 },
             State::HalfOpen { in_flight } => *in_flight += 1,
@@ -277,7 +274,7 @@ impl Breaker {
     /// The fleet found the upstream healthy: an open breaker may probe at once instead of
     /// waiting out its cool-down.
     pub fn probe_now(&self) {
-        let mut inner = lock(&self.inner);
+        let mut inner = self.inner.lock();
         if let State::Open { until } = &mut inner.state {
             *until = Instant::now();
         }
@@ -285,12 +282,12 @@ impl Breaker {
 
     /// The cool-down in force.
     pub fn cooldown(&self) -> Duration {
-        lock(&self.inner).settings.cooldown
+        self.inner.lock().settings.cooldown
     }
 
     /// The state now (an open breaker whose cool-down passed shows as half-open).
     pub fn state(&self) -> BreakerState {
-        let inner = lock(&self.inner);
+        let inner = self.inner.lock();
         match inner.state {
             State::Closed => BreakerState::Closed,
             State::Open { until } if Instant::now() < until => BreakerState::Open,
@@ -300,14 +297,14 @@ impl Breaker {
 
     /// When an open breaker lets its first probe through (`None` when not open).
     pub fn opens_for_probes_at(&self) -> Option<Instant> {
-        match lock(&self.inner).state {
+        match self.inner.lock().state {
             State::Open { until } => Some(until),
             State::Closed | State::HalfOpen { .. } => None,
         }
     }
 
     fn record(&self, failure: Option<FailureClass>, probe: bool, now: Instant) -> BreakerState {
-        let mut inner = lock(&self.inner);
+        let mut inner = self.inner.lock();
         let effect = failure.map_or(BreakerEffect::Ignore, FailureClass::breaker_effect);
         if probe && let State::HalfOpen { in_flight } = &mut inner.state {
             *in_flight = in_flight.saturating_sub(1);
@@ -370,18 +367,10 @@ impl Breakers {
     /// The breaker of an upstream, created closed on first use; its settings follow the most
     /// recent route that asked.
     pub fn get(&self, key: &UpstreamKey, settings: BreakerSettings) -> Arc<Breaker> {
-        if let Some(b) = self
-            .map
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(key)
-        {
+        if let Some(b) = self.map.read().get(key) {
             return b.clone();
         }
-        let mut map = self
-            .map
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut map = self.map.write();
         map.entry(key.clone())
             .or_insert_with(|| Arc::new(Breaker::new(settings)))
             .clone()
@@ -389,11 +378,7 @@ impl Breakers {
 
     /// The breaker of an upstream, if one was made.
     pub fn existing(&self, key: &UpstreamKey) -> Option<Arc<Breaker>> {
-        self.map
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(key)
-            .cloned()
+        self.map.read().get(key).cloned()
     }
 
     /// Applies a new policy's settings to the breakers of its upstreams.

@@ -15,10 +15,11 @@
 //! is lost the directives are dropped and the sidecar runs on its own evidence alone.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
+use parking_lot::Mutex;
 use plumb_knowledge::{Sketch, upstream_from_proto, upstream_to_proto};
 use plumb_policy::{FailureClass, RouteSet, Target, UpstreamKey};
 use plumb_proto::v1;
@@ -162,10 +163,6 @@ impl Default for Fleet {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 fn proto_state(b: BreakerState) -> v1::BreakerState {
     match b {
         BreakerState::Closed => v1::BreakerState::Closed,
@@ -192,7 +189,7 @@ impl Fleet {
 
     /// Names this pod (directives elect probers by pod name) and starts reporting.
     pub fn set_pod(&self, pod: &str) {
-        pod.clone_into(&mut lock(&self.pod));
+        pod.clone_into(&mut self.pod.lock());
         self.reporting
             .store(true, std::sync::atomic::Ordering::Release);
     }
@@ -220,7 +217,9 @@ impl Fleet {
         let now_ms = unix_ms(now);
         let view = self.view.load();
         let directive = view.upstreams.get(upstream);
-        let own = lock(&self.windows)
+        let own = self
+            .windows
+            .lock()
             .get(upstream)
             .map(|w| w.until.saturating_duration_since(Instant::now()));
         let fleet = directive
@@ -232,7 +231,7 @@ impl Fleet {
         match directive {
             Some(d) if d.open => {
                 if d.prober && now_ms >= d.probe_at_ms {
-                    let mut taken = lock(&self.probes_taken);
+                    let mut taken = self.probes_taken.lock();
                     if taken.get(upstream) != Some(&d.probe_at_ms) {
                         taken.insert(upstream.clone(), d.probe_at_ms);
                         return Gate::Probe;
@@ -268,7 +267,7 @@ impl Fleet {
                 until: Instant::now() + wait,
                 wall: SystemTime::now() + wait,
             };
-            let mut windows = lock(&self.windows);
+            let mut windows = self.windows.lock();
             let w = windows.entry(target.upstream.clone()).or_insert(window);
             if w.until < window.until {
                 *w = window;
@@ -280,14 +279,14 @@ impl Fleet {
             return;
         }
         {
-            let mut reported = lock(&self.reported);
+            let mut reported = self.reported.lock();
             let before = reported.insert(key.clone(), o.breaker);
             if o.breaker == BreakerState::Open && before != Some(BreakerState::Open) {
                 urgent = true;
             }
         }
         {
-            let mut pending = lock(&self.pending);
+            let mut pending = self.pending.lock();
             let a = pending.entry(key).or_default();
             a.upstream = Some(target.upstream.clone());
             let outcome = failure.map_or("ok", FailureClass::as_str);
@@ -315,7 +314,7 @@ impl Fleet {
         if !self.reporting.load(std::sync::atomic::Ordering::Acquire) {
             return;
         }
-        let mut pending = lock(&self.pending);
+        let mut pending = self.pending.lock();
         let a = pending
             .entry((route.to_owned(), target.name.clone()))
             .or_default();
@@ -333,9 +332,9 @@ impl Fleet {
         equivalence: Vec<v1::EquivalenceSamples>,
     ) -> Option<v1::Report> {
         let urgent = self.urgent.swap(false, std::sync::atomic::Ordering::AcqRel);
-        let mut pending = std::mem::take(&mut *lock(&self.pending));
+        let mut pending = std::mem::take(&mut *self.pending.lock());
         if let Some((routes, breakers)) = policy {
-            let windows = lock(&self.windows).clone();
+            let windows = self.windows.lock().clone();
             let now = Instant::now();
             for route in routes.routes() {
                 for t in route.all_targets() {
@@ -370,7 +369,7 @@ impl Fleet {
                     .cloned()
                     .unwrap_or_default(),
             );
-            let mut kept = lock(&self.pending);
+            let mut kept = self.pending.lock();
             for (k, older) in rest {
                 kept.entry(k).or_default().absorb(older);
             }
@@ -404,7 +403,7 @@ impl Fleet {
     /// Puts the fleet's knowledge in force. Returns the upstreams the fleet just stopped
     /// skipping (a probe found them healthy), so their local breakers may probe at once.
     pub fn apply(&self, k: &v1::Knowledge) -> Vec<UpstreamKey> {
-        let pod = lock(&self.pod).clone();
+        let pod = self.pod.lock().clone();
         let upstreams: HashMap<UpstreamKey, Directive> = k
             .upstreams
             .iter()
@@ -463,7 +462,7 @@ impl Fleet {
             .collect();
         upstreams.sort_by_key(|v| v.to_string());
         let now = Instant::now();
-        let mut own: Vec<serde_json::Value> = lock(&self.windows)
+        let mut own: Vec<serde_json::Value> = self.windows.lock()
             .iter()
             .filter(|(_, w)| w.until > now)
             .map(|(k, w)| serde_json::json!({"baseUrl": k.base_url, "model": k.model, "rateLimitedUntilMs": unix_ms(w.wall)}))

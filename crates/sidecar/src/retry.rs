@@ -2,9 +2,9 @@
 //! sliding window, scaled down by the fleet during an incident. What to retry, and how long to
 //! wait first, is the planner's ([`crate::plan`]).
 
-use std::sync::Mutex;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use plumb_policy::RetryBudget;
 use tokio::time::Instant;
 
@@ -64,15 +64,9 @@ impl Budget {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (RetryBudget, Counts)> {
-        self.settings
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     /// Applies a reloaded route's settings, keeping the counts.
     pub fn update(&self, settings: RetryBudget) {
-        self.lock().0 = settings;
+        self.settings.lock().0 = settings;
     }
 
     /// Scales the budget (the fleet's directive during an incident; 1 is the whole budget).
@@ -90,7 +84,7 @@ impl Budget {
 
     /// Counts a client request.
     pub fn request(&self) {
-        let mut g = self.lock();
+        let mut g = self.settings.lock();
         g.1.advance(Instant::now());
         let head = g.1.head;
         g.1.buckets[head].0 += 1;
@@ -98,7 +92,7 @@ impl Budget {
 
     /// Whether one more retry fits the budget, without taking it.
     pub fn has_room(&self) -> bool {
-        let mut g = self.lock();
+        let mut g = self.settings.lock();
         let (settings, counts) = &mut *g;
         counts.advance(Instant::now());
         Self::fits(settings, counts, self.scale())
@@ -107,7 +101,7 @@ impl Budget {
     /// Takes one retry from the budget; `false` when it is spent.
     pub fn try_retry(&self) -> bool {
         let scale = self.scale();
-        let mut g = self.lock();
+        let mut g = self.settings.lock();
         let (settings, counts) = &mut *g;
         counts.advance(Instant::now());
         if !Self::fits(settings, counts, scale) {

@@ -3,9 +3,10 @@
 //! state that outlives reloads — breakers, retry budgets, certifications and shadow limits.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
+use parking_lot::Mutex;
 use plumb_policy::{Route, RouteId, RouteSet};
 use plumb_telemetry::{Metrics, TargetLabels};
 
@@ -114,7 +115,7 @@ impl Table {
             }
         }
         let scales = self.fleet.view().retry_scales.clone();
-        for (id, budget) in self.lock_budgets().iter() {
+        for (id, budget) in self.budgets.lock().iter() {
             budget.set_scale(scales.get(&id.name).copied().unwrap_or(1.0));
         }
         self.certifications.set_fleet(namespace, &k.certifications);
@@ -123,21 +124,16 @@ impl Table {
     /// The control stream is gone: the sidecar runs on its own evidence.
     pub fn forget_fleet(&self) {
         self.fleet.forget();
-        for budget in self.lock_budgets().values() {
+        for budget in self.budgets.lock().values() {
             budget.set_scale(1.0);
         }
         self.certifications.forget_fleet();
     }
 
-    fn lock_budgets(&self) -> std::sync::MutexGuard<'_, HashMap<RouteId, Arc<Budget>>> {
-        self.budgets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     /// The retry budget of a route.
     pub fn budget(&self, id: &RouteId, settings: plumb_policy::RetryBudget) -> Arc<Budget> {
-        self.lock_budgets()
+        self.budgets
+            .lock()
             .entry(id.clone())
             .or_insert_with(|| {
                 let b = Budget::new(settings);

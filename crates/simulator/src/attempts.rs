@@ -1,8 +1,8 @@
 //! The attempt log: every request the simulator received, when, with what, and how it ended.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
 
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
@@ -129,7 +129,7 @@ impl AttemptLog {
             let n = k.chars().count();
             k.chars().skip(n.saturating_sub(4)).collect()
         });
-        let mut inner = lock(&self.inner);
+        let mut inner = self.inner.lock();
         let id = inner.next_id;
         inner.next_id += 1;
         if inner.entries.len() >= self.capacity {
@@ -155,7 +155,7 @@ impl AttemptLog {
 
     /// Updates an attempt in place (no-op when it has already been dropped from the log).
     pub fn update(&self, id: u64, f: impl FnOnce(&mut Attempt)) {
-        let mut inner = lock(&self.inner);
+        let mut inner = self.inner.lock();
         let Some(first) = inner.entries.front().map(|a| a.id) else {
             return;
         };
@@ -179,7 +179,7 @@ impl AttemptLog {
 
     /// A copy of the log, optionally only one model's attempts.
     pub fn snapshot(&self, model: Option<&str>) -> Vec<Attempt> {
-        let inner = lock(&self.inner);
+        let inner = self.inner.lock();
         inner
             .entries
             .iter()
@@ -190,16 +190,12 @@ impl AttemptLog {
 
     /// Empties the log; ids keep counting up.
     pub fn clear(&self) {
-        lock(&self.inner).entries.clear();
+        self.inner.lock().entries.clear();
     }
 }
 
 /// Locks a mutex, recovering from poisoning: the log holds plain data that stays consistent
 /// even if a holder panicked.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

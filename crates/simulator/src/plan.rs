@@ -2,9 +2,9 @@
 //! F", "fail with F for T after the plan is set", "fail a share p of attempts with F".
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
@@ -84,23 +84,26 @@ impl Plans {
             }
             _ => return Err(InvalidPlan::Mode),
         };
-        lock(&self.inner).insert(model.to_owned(), Active { spec, mode });
+        self.inner
+            .lock()
+            .insert(model.to_owned(), Active { spec, mode });
         Ok(())
     }
 
     /// Removes a model's plan.
     pub fn remove(&self, model: &str) -> bool {
-        lock(&self.inner).remove(model).is_some()
+        self.inner.lock().remove(model).is_some()
     }
 
     /// Removes every plan.
     pub fn clear(&self) {
-        lock(&self.inner).clear();
+        self.inner.lock().clear();
     }
 
     /// The plans in force, as set.
     pub fn list(&self) -> HashMap<String, PlanSpec> {
-        lock(&self.inner)
+        self.inner
+            .lock()
             .iter()
             .map(|(k, v)| (k.clone(), v.spec.clone()))
             .collect()
@@ -109,7 +112,7 @@ impl Plans {
     /// The fault this attempt gets from the plans, if any; counts the attempt against a
     /// `first` plan.
     pub fn next_fault(&self, model: &str) -> Option<Fault> {
-        let mut plans = lock(&self.inner);
+        let mut plans = self.inner.lock();
         let active = if plans.contains_key(model) {
             plans.get_mut(model)
         } else {
@@ -129,10 +132,6 @@ impl Plans {
         };
         hit.then(|| active.spec.fault.clone())
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

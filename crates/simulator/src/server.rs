@@ -13,8 +13,8 @@
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
@@ -26,6 +26,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -128,7 +129,7 @@ impl Simulator {
 
     /// Sets the judge's rule.
     pub fn set_judge(&self, rule: JudgeRule) {
-        *lock(&self.state.judge) = rule;
+        *self.state.judge.lock() = rule;
     }
 
     /// Clears the attempt log and plans and restores the default judge.
@@ -152,12 +153,8 @@ impl State {
     fn reset(&self) {
         self.attempts.clear();
         self.plans.clear();
-        *lock(&self.judge) = JudgeRule::default();
+        *self.judge.lock() = JudgeRule::default();
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 async fn accept_loop(
@@ -467,7 +464,7 @@ impl Attempting {
             .and_then(|v| v.to_str().ok())
             .and_then(Latency::parse)
             .or_else(|| spec.and_then(|s| s.latency))?;
-        Some(latency.sample(&mut lock(&self.state.rng)))
+        Some(latency.sample(&mut self.state.rng.lock()))
     }
 
     fn token_gap(headers: &HeaderMap, spec: &ModelSpec) -> Option<Duration> {
@@ -585,7 +582,7 @@ impl Attempting {
                 "This model does not support assistant message prefill. The conversation must end with a user message.",
             )));
         }
-        let judge = lock(&self.state.judge).clone();
+        let judge = self.state.judge.lock().clone();
         let answer = chat::answer(&req, &spec, fault.as_ref(), &judge, self.id);
         let gap = Self::token_gap(headers, &spec);
         let created = unix_now();
@@ -1011,7 +1008,7 @@ async fn admin(state: &Arc<State>, rest: &str, req: Request<Incoming>) -> Respon
         (Method::PUT | Method::POST, "judge") => {
             match parse(&body).and_then(serde_json::from_value::<JudgeRule>) {
                 Ok(rule) => {
-                    *lock(&state.judge) = rule;
+                    *state.judge.lock() = rule;
                     admin_json(StatusCode::OK, &json!({"ok": true}))
                 }
                 Err(e) => admin_error(StatusCode::BAD_REQUEST, format!("invalid judge rule: {e}")),

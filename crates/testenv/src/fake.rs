@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::TryStreamExt as _;
@@ -17,6 +17,7 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt as _, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use parking_lot::Mutex;
 use serde_json::{Value, json};
 
 use crate::{ApiServer, StartError};
@@ -205,19 +206,13 @@ impl FakeCore {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     /// Puts a Secret with string data (watchers see it added or modified).
     pub fn put_secret(&self, namespace: &str, name: &str, data: &[(&str, &str)]) {
         let data: serde_json::Map<String, Value> = data
             .iter()
             .map(|(k, v)| ((*k).to_owned(), Value::String(base64_encode(v.as_bytes()))))
             .collect();
-        let mut s = self.lock();
+        let mut s = self.state.lock();
         s.resource_version += 1;
         let obj = json!({"apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{namespace}-{name}"),
@@ -244,7 +239,8 @@ impl FakeCore {
         let obj = json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": name, "namespace": namespace, "resourceVersion": "1"},
             "data": data});
-        self.lock()
+        self.state
+            .lock()
             .config_maps
             .insert((namespace.to_owned(), name.to_owned()), obj);
     }
@@ -259,7 +255,7 @@ impl FakeCore {
         pod: &str,
         audience: &str,
     ) {
-        self.lock().tokens.insert(
+        self.state.lock().tokens.insert(
             token.to_owned(),
             TokenOwner {
                 namespace: namespace.to_owned(),
@@ -272,12 +268,12 @@ impl FakeCore {
 
     /// The Events posted so far.
     pub fn events(&self) -> Vec<Value> {
-        self.lock().events.clone()
+        self.state.lock().events.clone()
     }
 
     /// How many TokenReviews were asked for.
     pub fn token_reviews(&self) -> u64 {
-        self.lock().token_reviews
+        self.state.lock().token_reviews
     }
 
     /// Puts a MutatingWebhookConfiguration (as `helm install` would).
@@ -286,17 +282,18 @@ impl FakeCore {
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        self.lock().webhook_configurations.insert(name, obj);
+        self.state.lock().webhook_configurations.insert(name, obj);
     }
 
     /// A MutatingWebhookConfiguration as it is now.
     pub fn webhook_configuration(&self, name: &str) -> Option<Value> {
-        self.lock().webhook_configurations.get(name).cloned()
+        self.state.lock().webhook_configurations.get(name).cloned()
     }
 
     /// A Secret as it is now.
     pub fn secret(&self, namespace: &str, name: &str) -> Option<Value> {
-        self.lock()
+        self.state
+            .lock()
             .secrets
             .get(&(namespace.to_owned(), name.to_owned()))
             .cloned()
@@ -304,7 +301,8 @@ impl FakeCore {
 
     /// The labels of a pod, as the operator patched them.
     pub fn pod_labels(&self, namespace: &str, name: &str) -> BTreeMap<String, String> {
-        self.lock()
+        self.state
+            .lock()
             .pod_labels
             .get(&(namespace.to_owned(), name.to_owned()))
             .cloned()
@@ -313,7 +311,8 @@ impl FakeCore {
 
     /// The holder of a Lease, if any.
     pub fn lease_holder(&self, namespace: &str, name: &str) -> Option<String> {
-        self.lock()
+        self.state
+            .lock()
             .leases
             .get(&(namespace.to_owned(), name.to_owned()))
             .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_owned))
@@ -363,18 +362,13 @@ async fn handle(
     }
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = req.method().clone();
-    let lock = || {
-        state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    };
     let watching = req
         .uri()
         .query()
         .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
     match (method, segments.as_slice()) {
         (Method::GET, ["api", "v1", "secrets"]) if watching => {
-            let rx = lock().secret_events.subscribe();
+            let rx = state.lock().secret_events.subscribe();
             let stream = futures_util::stream::unfold(rx, |mut rx| async move {
                 loop {
                     match rx.recv().await {
@@ -395,7 +389,7 @@ async fn handle(
             r
         }
         (Method::GET, ["api", "v1", "secrets"]) => {
-            let s = lock();
+            let s = state.lock();
             json_response(
                 StatusCode::OK,
                 &json!({"apiVersion": "v1", "kind": "SecretList",
@@ -415,7 +409,7 @@ async fn handle(
             ],
         ) => {
             let key = ((*ns).to_owned(), (*name).to_owned());
-            let s = lock();
+            let s = state.lock();
             let found = if *kind == "secrets" {
                 s.secrets.get(&key)
             } else {
@@ -438,7 +432,7 @@ async fn handle(
                         .collect()
                 })
                 .unwrap_or_default();
-            let mut s = lock();
+            let mut s = state.lock();
             s.token_reviews += 1;
             let status = match s.tokens.get(token) {
                 Some(owner) if wanted.iter().all(|w| owner.audiences.contains(w)) => json!({
@@ -466,7 +460,7 @@ async fn handle(
         | (Method::POST | Method::PATCH, ["api", "v1", "namespaces", _, "events", ..]) => {
             let body = body_bytes(req).await;
             let event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            lock().events.push(event.clone());
+            state.lock().events.push(event.clone());
             json_response(StatusCode::CREATED, &event)
         }
         (
@@ -480,7 +474,11 @@ async fn handle(
                 "leases",
                 name,
             ],
-        ) => match lock().leases.get(&((*ns).to_owned(), (*name).to_owned())) {
+        ) => match state
+            .lock()
+            .leases
+            .get(&((*ns).to_owned(), (*name).to_owned()))
+        {
             Some(l) => json_response(StatusCode::OK, l),
             None => not_found(&format!("leases \"{name}\"")),
         },
@@ -497,7 +495,7 @@ async fn handle(
             ],
         ) => {
             let obj: Value = serde_json::from_slice(&body_bytes(req).await).unwrap_or(Value::Null);
-            let mut s = lock();
+            let mut s = state.lock();
             let State {
                 resource_version,
                 leases,
@@ -521,7 +519,7 @@ async fn handle(
             ["api", "v1", "namespaces", ns, "secrets", rest @ ..],
         ) => {
             let obj: Value = serde_json::from_slice(&body_bytes(req).await).unwrap_or(Value::Null);
-            let mut s = lock();
+            let mut s = state.lock();
             let State {
                 resource_version,
                 secrets,
@@ -560,7 +558,7 @@ async fn handle(
             ],
         ) => {
             let body = body_bytes(req).await;
-            let mut s = lock();
+            let mut s = state.lock();
             let Some(cur) = s.webhook_configurations.get_mut(*name) else {
                 return not_found(&format!("mutatingwebhookconfigurations \"{name}\""));
             };
@@ -581,7 +579,7 @@ async fn handle(
         (Method::PATCH, ["api", "v1", "namespaces", ns, "pods", name]) => {
             let body = body_bytes(req).await;
             let patch: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-            let mut s = lock();
+            let mut s = state.lock();
             let labels = s
                 .pod_labels
                 .entry(((*ns).to_owned(), (*name).to_owned()))

@@ -11,9 +11,9 @@ pub mod compare;
 pub mod shadow;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::SystemTime;
 
+use parking_lot::Mutex;
 use plumb_policy::equivalence::{Downgrades, Equivalence, EquivalenceMode};
 use plumb_policy::{Route, RouteId, Target, UpstreamKey};
 use serde::Serialize;
@@ -163,17 +163,7 @@ pub struct Certifications {
     fleet: Mutex<HashMap<PairKey, Tally>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 impl Certifications {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PairKey, Pair>> {
-        self.pairs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
     /// Records one compared sample of `candidate` against `primary`.
     pub fn record(&self, route: &RouteId, primary: &Target, candidate: &Target, agreed: bool) {
         let key = PairKey {
@@ -182,12 +172,12 @@ impl Certifications {
             candidate: candidate.upstream.clone(),
         };
         {
-            let mut unreported = lock(&self.unreported);
+            let mut unreported = self.unreported.lock();
             let t = unreported.entry(key.clone()).or_default();
             t.samples += 1;
             t.agreements += u64::from(agreed);
         }
-        let mut pairs = self.lock();
+        let mut pairs = self.pairs.lock();
         let pair = pairs.entry(key).or_insert(Pair {
             tally: Tally::default(),
             updated: SystemTime::now(),
@@ -199,7 +189,7 @@ impl Certifications {
 
     /// The samples recorded since the last call, for the fleet.
     pub fn take_unreported(&self) -> Vec<plumb_proto::v1::EquivalenceSamples> {
-        let taken = std::mem::take(&mut *lock(&self.unreported));
+        let taken = std::mem::take(&mut *self.unreported.lock());
         taken
             .into_iter()
             .map(|(k, t)| plumb_proto::v1::EquivalenceSamples {
@@ -218,7 +208,7 @@ impl Certifications {
         namespace: &str,
         samples: Vec<plumb_proto::v1::EquivalenceSamples>,
     ) {
-        let mut unreported = lock(&self.unreported);
+        let mut unreported = self.unreported.lock();
         for s in samples {
             let t = unreported
                 .entry(fleet_key(
@@ -252,20 +242,20 @@ impl Certifications {
                 )
             })
             .collect();
-        *lock(&self.fleet) = map;
+        *self.fleet.lock() = map;
     }
 
     /// Drops the fleet's tallies (the control stream is gone).
     pub fn forget_fleet(&self) {
-        lock(&self.fleet).clear();
+        self.fleet.lock().clear();
     }
 
     /// The certification of `candidate` for `route`: its samples against every target of the
     /// primary's priority group, together — this sidecar's own, or the fleet's when the fleet
     /// has seen more (the fleet's include what this sidecar reported, so they are not added).
     pub fn of(&self, route: &Route, candidate: &Target) -> Tally {
-        let own = Self::tally(&self.lock(), route, candidate, |p| p.tally);
-        let fleet = Self::tally(&lock(&self.fleet), route, candidate, |t| *t);
+        let own = Self::tally(&self.pairs.lock(), route, candidate, |p| p.tally);
+        let fleet = Self::tally(&self.fleet.lock(), route, candidate, |t| *t);
         if fleet.samples > own.samples {
             fleet
         } else {
@@ -304,7 +294,7 @@ impl Certifications {
 
     /// Every pair, for the admin endpoint.
     pub fn records(&self) -> Vec<PairRecord> {
-        let pairs = self.lock();
+        let pairs = self.pairs.lock();
         let mut out: Vec<PairRecord> = pairs
             .iter()
             .map(|(k, p)| PairRecord {

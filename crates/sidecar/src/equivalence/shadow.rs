@@ -10,11 +10,12 @@
 //! (`passthrough`) are never shadowed.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::HeaderMap;
+use parking_lot::Mutex;
 use plumb_policy::equivalence::{Method, Shadow};
 use plumb_policy::{Credentials, Route, RouteId, Target};
 use plumb_telemetry::{Metrics, OutcomeLabels, RouteLabels};
@@ -85,10 +86,7 @@ impl Limiter {
 
     /// Takes `requests` and `tokens` from this minute's budget, if both fit.
     fn reserve(&self, s: &Shadow, requests: u32, tokens: u64) -> bool {
-        let mut w = self
-            .window
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut w = self.window.lock();
         let now = Instant::now();
         if now.duration_since(w.started) >= Duration::from_secs(60) {
             *w = Window {
@@ -115,12 +113,7 @@ pub struct Shadows {
 
 impl Shadows {
     fn limiter(&self, id: &RouteId) -> Arc<Limiter> {
-        self.limiters
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(id.clone())
-            .or_default()
-            .clone()
+        self.limiters.lock().entry(id.clone()).or_default().clone()
     }
 }
 

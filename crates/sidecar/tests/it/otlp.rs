@@ -2,7 +2,7 @@
 //! HTTP/protobuf endpoint): spans and GenAI metrics arrive with their attributes; nothing is
 //! exported without `OTEL_*` configuration.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
@@ -18,6 +18,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use parking_lot::Mutex;
 
 use crate::support::{
     Sidecar, chat, eventually, header, openai_text, parse_sse, read_all, simulator, two_openai,
@@ -36,7 +37,7 @@ struct Receiver {
 
 impl Receiver {
     fn take_traces(&self, req: ExportTraceServiceRequest) {
-        let mut spans = self.spans.lock().unwrap();
+        let mut spans = self.spans.lock();
         for rs in req.resource_spans {
             for ss in rs.scope_spans {
                 for s in ss.spans {
@@ -48,7 +49,7 @@ impl Receiver {
 
     fn take_metrics(&self, req: ExportMetricsServiceRequest) {
         use opentelemetry_proto::tonic::metrics::v1::metric::Data;
-        let mut out = self.metrics.lock().unwrap();
+        let mut out = self.metrics.lock();
         for rm in req.resource_metrics {
             for sm in rm.scope_metrics {
                 for m in sm.metrics {
@@ -70,7 +71,6 @@ impl Receiver {
     fn span(&self, name: &str) -> Option<Vec<KeyValue>> {
         self.spans
             .lock()
-            .unwrap()
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, a)| a.clone())
@@ -184,7 +184,7 @@ async fn otlp_e2e_spans_and_genai_metrics_reach_a_grpc_receiver() {
 
     assert!(
         eventually(|| async {
-            let m = receiver.metrics.lock().unwrap();
+            let m = receiver.metrics.lock();
             [
                 "gen_ai.client.operation.duration",
                 "gen_ai.client.token.usage",
@@ -198,7 +198,7 @@ async fn otlp_e2e_spans_and_genai_metrics_reach_a_grpc_receiver() {
         .await,
         "the GenAI metrics did not arrive"
     );
-    let metrics = receiver.metrics.lock().unwrap().clone();
+    let metrics = receiver.metrics.lock().clone();
     let (_, duration) = metrics
         .iter()
         .find(|(n, _)| n == "gen_ai.client.operation.duration")
@@ -251,7 +251,7 @@ async fn otlp_e2e_streamed_answers_count_their_tokens() {
     assert!(!openai_text(&events).is_empty());
     assert!(
         eventually(|| async {
-            let m = receiver.metrics.lock().unwrap();
+            let m = receiver.metrics.lock();
             m.iter().any(|(name, points)| {
                 name == "gen_ai.client.token.usage"
                     && points

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use http::{Request, Response};
 use http_body::Frame;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt as _, Full};
+use parking_lot::Mutex;
 use plumb_sidecar::keys::Keys;
 use plumb_sidecar::proxy::Proxy;
 use plumb_sidecar::respond::BoxError;
@@ -83,21 +84,16 @@ impl Scripted {
 
     /// The hosts asked, in order.
     pub fn hosts(&self) -> Vec<String> {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|r| r.host.clone())
-            .collect()
+        self.log.lock().iter().map(|r| r.host.clone()).collect()
     }
 
     /// Every request received.
     pub fn received(&self) -> Vec<Received> {
-        self.log.lock().unwrap().clone()
+        self.log.lock().clone()
     }
 
     fn next(&self, host: &str) -> Step {
-        let mut scripts = self.scripts.lock().unwrap();
+        let mut scripts = self.scripts.lock();
         let script = scripts
             .get_mut(host)
             .unwrap_or_else(|| panic!("no script for host {host}"));
@@ -133,7 +129,7 @@ impl Transport for Scripted {
         let host = req.uri().host().unwrap_or_default().to_owned();
         Box::pin(async move {
             let body = req.into_body().collect().await.unwrap().to_bytes();
-            self.log.lock().unwrap().push(Received {
+            self.log.lock().push(Received {
                 host: host.clone(),
                 at: self.epoch.elapsed(),
                 body: serde_json::from_slice(&body).unwrap_or(Value::Null),
