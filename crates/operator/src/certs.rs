@@ -8,7 +8,7 @@
 //! certificate on new connections without a restart.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use k8s_openapi::ByteString;
@@ -16,6 +16,7 @@ use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client};
+use plumb_telemetry::clock;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -98,10 +99,6 @@ fn ca_params() -> Result<CertificateParams, rcgen::Error> {
     Ok(ca)
 }
 
-fn unix(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 /// Issues a serving certificate for `dns_names`, valid for `validity`, from the CA (a new CA
 /// when `ca` is `None`).
 pub fn issue(
@@ -140,7 +137,7 @@ pub fn issue(
         ca_key_pem,
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
-        not_after: unix(not_after),
+        not_after: clock::unix_secs(not_after),
         dns_names: dns_names.to_vec(),
     })
 }
@@ -288,7 +285,7 @@ impl Manager {
                 .await
                 .map_err(|e| format!("Secret {}/{}: {e}", self.namespace, self.secret))?;
             let current = existing.as_ref().map(material_of);
-            let now = unix(SystemTime::now());
+            let now = clock::unix_secs_now();
             let decision = decide(current.as_ref(), &self.dns_names, now, self.renew_before);
             let next = match (decision, &current) {
                 (Decision::Keep, Some(m)) => return Ok(m.clone()),
@@ -400,7 +397,7 @@ mod tests {
         let day = Duration::from_secs(86_400);
         assert_eq!(decide(None, &names(), 0, day), Decision::Create);
         let m = issue(None, &names(), 30 * day).unwrap_or_else(|e| panic!("{e}"));
-        let now = unix(SystemTime::now());
+        let now = clock::unix_secs_now();
         assert_eq!(decide(Some(&m), &names(), now, day), Decision::Keep);
         assert_eq!(
             decide(Some(&m), &names(), now, 31 * day),

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use futures_util::Stream;
 use plumb_proto::v1::{self, operator_message, sidecar_message};
+use plumb_telemetry::clock;
 use plumb_telemetry::operator::{NamespaceLabels, OperatorMetrics, ReasonLabels};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -74,12 +75,6 @@ impl PolicyServer {
 
 fn message(kind: operator_message::Kind) -> v1::OperatorMessage {
     v1::OperatorMessage { kind: Some(kind) }
-}
-
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[tonic::async_trait]
@@ -220,7 +215,7 @@ impl v1::policy_service_server::PolicyService for PolicyServer {
                             tracing::warn!(%namespace, %pod, "a sidecar went silent; closing its stream");
                             break;
                         }
-                        let hb = message(operator_message::Kind::Heartbeat(v1::Heartbeat { unix_ms: unix_ms() }));
+                        let hb = message(operator_message::Kind::Heartbeat(v1::Heartbeat { unix_ms: clock::unix_ms_now() }));
                         if tx.send(Ok(hb)).await.is_err() {
                             break;
                         }

@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -27,6 +27,7 @@ use plumb_knowledge::fleet::{Seed, Settings};
 use plumb_knowledge::{Fleet, FleetEvent, TargetState, TargetSummary};
 use plumb_policy::UpstreamKey;
 use plumb_proto::v1;
+use plumb_telemetry::clock;
 use plumb_telemetry::operator::{NamespaceLabels, OperatorMetrics, ResultLabels};
 use serde_json::json;
 use tokio::sync::watch;
@@ -34,12 +35,6 @@ use tokio::time::Instant;
 
 /// The field manager of the knowledge in status.
 pub const MANAGER: &str = "plumb-operator-knowledge";
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 fn rfc3339(ms: i64) -> String {
     k8s_openapi::jiff::Timestamp::from_millisecond(ms)
@@ -119,7 +114,7 @@ impl Knowledge {
     }
 
     fn publish(&self, namespace: &str) {
-        let k = self.fleet.lock().knowledge(namespace, now_ms());
+        let k = self.fleet.lock().knowledge(namespace, clock::unix_ms_now());
         self.channel(namespace).send_replace(Arc::new(k));
         self.metrics
             .knowledge_pushes
@@ -142,7 +137,10 @@ impl Knowledge {
     /// Merges a sidecar's report; a state change is pushed to the namespace at once.
     pub fn report(&self, namespace: &str, pod: &str, report: &v1::Report) {
         self.metrics.knowledge_reports.inc();
-        let urgent = self.fleet.lock().report(namespace, pod, report, now_ms());
+        let urgent = self
+            .fleet
+            .lock()
+            .report(namespace, pod, report, clock::unix_ms_now());
         if urgent {
             self.publish(namespace);
         }
@@ -152,7 +150,7 @@ impl Knowledge {
     pub fn tick(&self) {
         let (pushes, open) = {
             let mut fleet = self.fleet.lock();
-            let pushes = fleet.tick(now_ms(), self.push_every);
+            let pushes = fleet.tick(clock::unix_ms_now(), self.push_every);
             (pushes, fleet.open_upstreams())
         };
         for (namespace, n) in open {
@@ -220,7 +218,7 @@ impl Knowledge {
                     equivalence: Some((primary.clone(), agreements, samples)),
                     ..Seed::default()
                 },
-                now_ms(),
+                clock::unix_ms_now(),
             );
         }
     }
@@ -254,7 +252,7 @@ impl Knowledge {
 
     /// Restores what the routes' statuses recorded.
     pub fn seed(&self, routes: &[LlmRoute]) -> usize {
-        let now = now_ms();
+        let now = clock::unix_ms_now();
         let mut credit = Vec::new();
         let mut fleet = self.fleet.lock();
         let mut seeded = 0;
@@ -496,7 +494,7 @@ pub async fn run(knowledge: Arc<Knowledge>, client: Client, recorder: Recorder, 
             continue;
         }
         last_status = Instant::now();
-        for ((ns, name), targets, healthy) in knowledge.statuses(now_ms()) {
+        for ((ns, name), targets, healthy) in knowledge.statuses(clock::unix_ms_now()) {
             let key = (ns.clone(), name.clone());
             // A route never written gets its targets (all `Unknown` until traffic) at once, so
             // the `Healthy` column is filled from the start.

@@ -333,9 +333,7 @@ async fn run(args: Args) -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
-    let epoch = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let epoch = plumb_telemetry::clock::unix_ms_now().unsigned_abs();
     let policies = Arc::new(Policies::new(epoch));
     let metrics = Arc::new(OperatorMetrics::new());
     let (acks_tx, acks_rx) = tokio::sync::mpsc::channel(4096);

@@ -23,17 +23,12 @@ use parking_lot::Mutex;
 use plumb_knowledge::{Sketch, upstream_from_proto, upstream_to_proto};
 use plumb_policy::{FailureClass, RouteSet, Target, UpstreamKey};
 use plumb_proto::v1;
+use plumb_telemetry::clock::{unix_ms, unix_ms_now};
 use serde::Serialize;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::breaker::BreakerState;
-
-/// Milliseconds since the Unix epoch.
-pub fn unix_ms(t: SystemTime) -> i64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 /// The longest rate-limit window a provider's `retry-after` opens.
 pub const MAX_RATE_LIMIT_WINDOW: Duration = Duration::from_secs(3600);
@@ -213,8 +208,7 @@ impl Fleet {
     /// Whether an attempt may go to `upstream`, as far as the fleet and the sidecar's own
     /// rate-limit windows say (its breaker is asked after).
     pub fn gate(&self, upstream: &UpstreamKey) -> Gate {
-        let now = SystemTime::now();
-        let now_ms = unix_ms(now);
+        let now_ms = unix_ms_now();
         let view = self.view.load();
         let directive = view.upstreams.get(upstream);
         let own = self
@@ -482,10 +476,6 @@ impl Fleet {
 mod tests {
     use super::*;
 
-    fn now_ms() -> i64 {
-        unix_ms(SystemTime::now())
-    }
-
     fn target(model: &str) -> Target {
         let set = plumb_policy::parse_routes_file(&format!(
             "apiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {{name: chat}}\nspec:\n  match: {{models: [chat]}}\n  targets:\n    - {{name: t, provider: openai, baseUrl: 'http://h/v1', model: {model}, credentials: {{none: true}}}}\n"
@@ -584,7 +574,7 @@ mod tests {
         assert!(matches!(f.gate(&t.upstream), Gate::RateLimited(_)));
         let r = f.report(1, None, Vec::new()).unwrap_or_else(|| panic!());
         assert!(r.urgent);
-        assert!(r.targets[0].rate_limited_until_unix_ms > now_ms() + 29_000);
+        assert!(r.targets[0].rate_limited_until_unix_ms > unix_ms_now() + 29_000);
         // Standalone (no control plane): the window holds, nothing accumulates for reports.
         let standalone = Fleet::new();
         standalone.record(
@@ -605,7 +595,7 @@ mod tests {
         let f = Fleet::new();
         f.set_pod("web-1");
         let t = target("gpt");
-        let past = now_ms() - 1;
+        let past = unix_ms_now() - 1;
         f.apply(&knowledge(
             &t,
             v1::UpstreamDirective {
@@ -641,7 +631,7 @@ mod tests {
         f.apply(&knowledge(
             &t,
             v1::UpstreamDirective {
-                rate_limited_until_unix_ms: now_ms() + 60_000,
+                rate_limited_until_unix_ms: unix_ms_now() + 60_000,
                 ..v1::UpstreamDirective::default()
             },
         ));

@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
@@ -585,7 +585,7 @@ impl Attempting {
         let judge = self.state.judge.lock().clone();
         let answer = chat::answer(&req, &spec, fault.as_ref(), &judge, self.id);
         let gap = Self::token_gap(headers, &spec);
-        let created = unix_now();
+        let created = plumb_telemetry::clock::unix_secs_now();
         let request_id = self.request_id();
         if req.stream {
             let events = match self.api {
@@ -905,12 +905,6 @@ fn full(bytes: Bytes) -> Body {
 
 fn body_len(resp: &Response<Body>) -> u64 {
     http_body::Body::size_hint(resp.body()).exact().unwrap_or(0)
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 fn error_response(api: Api, err: &ProviderError, request_id: &str) -> Response<Body> {

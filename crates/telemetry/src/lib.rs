@@ -1,11 +1,12 @@
 //! `plumb-telemetry`: the one metrics registry, the metric and label names every binary uses,
-//! and log set-up.
+//! log set-up, and the wall clock as the wire speaks it ([`clock`]).
 //!
 //! Label values are bounded: route and target names come from configuration, failure classes
 //! and outcomes from fixed enums; never request ids, models asked by clients, or free text.
 
 use std::fmt::Write as _;
 
+pub mod clock;
 pub mod operator;
 pub mod otel;
 

@@ -16,6 +16,7 @@ use std::time::SystemTime;
 use parking_lot::Mutex;
 use plumb_policy::equivalence::{Downgrades, Equivalence, EquivalenceMode};
 use plumb_policy::{Route, RouteId, Target, UpstreamKey};
+use plumb_telemetry::clock;
 use serde::Serialize;
 
 /// Agreements out of samples.
@@ -304,10 +305,7 @@ impl Certifications {
                 tally: p.tally,
                 agreement: p.tally.agreement(),
                 lower_bound: p.tally.lower_bound(),
-                updated: p
-                    .updated
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs()),
+                updated: clock::unix_secs(p.updated),
             })
             .collect();
         out.sort_by(|a, b| {
