@@ -430,7 +430,10 @@ async fn run(args: Args) -> ExitCode {
     let grpc = Server::builder()
         .http2_keepalive_interval(Some(args.heartbeat_interval))
         .add_service(PolicyServiceServer::new(server))
-        .serve_with_incoming_shutdown(tls_incoming(policy_listener, policy_tls), shutdown_signal());
+        .serve_with_incoming_shutdown(
+            tls_incoming(policy_listener, policy_tls),
+            plumb_telemetry::shutdown::signal(),
+        );
     let ctx = Arc::new(Context {
         client: client.clone(),
         policies,
@@ -493,20 +496,4 @@ async fn run(args: Args) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
-    tracing::info!("shutdown signal received");
 }

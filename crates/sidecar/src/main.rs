@@ -150,25 +150,9 @@ fn main() -> ExitCode {
             }
             Source::ControlPlane(cp) => tokio::spawn(control::run(cp, table, metrics)),
         };
-        server::serve(proxy, proxy_listener, admin_listener, shutdown_signal(), args.drain_timeout).await;
+        server::serve(proxy, proxy_listener, admin_listener, plumb_telemetry::shutdown::signal(), args.drain_timeout).await;
         watch.abort();
         tracing::info!("drained; exiting");
         ExitCode::SUCCESS
     })
-}
-
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
-    tracing::info!("shutdown signal received");
 }

@@ -118,16 +118,6 @@ async fn run(args: Args, config: SimConfig) -> anyhow::Result<()> {
     tracing::info!(%url, "serving");
     tokio::select! {
         () = sim.wait() => Ok(()),
-        r = tokio::signal::ctrl_c() => r.context("waiting for a signal"),
-        () = terminate() => Ok(()),
-    }
-}
-
-async fn terminate() {
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut s) => {
-            s.recv().await;
-        }
-        Err(_) => std::future::pending().await,
+        () = plumb_telemetry::shutdown::signal() => Ok(()),
     }
 }

@@ -1,5 +1,6 @@
 //! `plumb-telemetry`: the one metrics registry, the metric and label names every binary uses,
-//! log set-up, and the wall clock as the wire speaks it ([`clock`]).
+//! log set-up, the wall clock as the wire speaks it ([`clock`]), and the wait for the signal to
+//! stop ([`shutdown`]): what every binary sets up the same way.
 //!
 //! Label values are bounded: route and target names come from configuration, failure classes
 //! and outcomes from fixed enums; never request ids, models asked by clients, or free text.
@@ -9,6 +10,7 @@ use std::fmt::Write as _;
 pub mod clock;
 pub mod operator;
 pub mod otel;
+pub mod shutdown;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
