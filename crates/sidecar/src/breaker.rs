@@ -21,6 +21,8 @@ use parking_lot::{Mutex, RwLock};
 use plumb_policy::{BreakerEffect, BreakerSettings, FailureClass, UpstreamKey};
 use tokio::time::Instant;
 
+use crate::window::SlidingWindow;
+
 /// What the breaker shows from outside.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BreakerState {
@@ -63,7 +65,8 @@ struct Inner {
     settings: BreakerSettings,
     state: State,
     consecutive: u32,
-    window: Window,
+    /// Successes and failures.
+    window: SlidingWindow,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -71,62 +74,6 @@ enum State {
     Closed,
     Open { until: Instant },
     HalfOpen { in_flight: u32 },
-}
-
-/// Successes and failures over a sliding window of ten buckets.
-#[derive(Debug)]
-struct Window {
-    bucket: Duration,
-    start: Instant,
-    buckets: [(u32, u32); 10],
-    head: usize,
-}
-
-impl Window {
-    fn new(window: Duration, now: Instant) -> Window {
-        Window {
-            bucket: (window / 10).max(Duration::from_millis(1)),
-            start: now,
-            buckets: [(0, 0); 10],
-            head: 0,
-        }
-    }
-
-    fn advance(&mut self, now: Instant) {
-        let mut steps = 0;
-        while now.duration_since(self.start) >= self.bucket && steps < 10 {
-            self.start += self.bucket;
-            self.head = (self.head + 1) % 10;
-            self.buckets[self.head] = (0, 0);
-            steps += 1;
-        }
-        if now.duration_since(self.start) >= self.bucket {
-            // Idle for longer than the whole window: start over.
-            self.start = now;
-            self.buckets = [(0, 0); 10];
-        }
-    }
-
-    fn record(&mut self, ok: bool, now: Instant) {
-        self.advance(now);
-        let b = &mut self.buckets[self.head];
-        if ok {
-            b.0 += 1;
-        } else {
-            b.1 += 1;
-        }
-    }
-
-    fn totals(&self) -> (u32, u32) {
-        self.buckets
-            .iter()
-            .fold((0, 0), |(s, f), (bs, bf)| (s + bs, f + bf))
-    }
-
-    fn clear(&mut self, now: Instant) {
-        self.start = now;
-        self.buckets = [(0, 0); 10];
-    }
 }
 
 /// Whether an attempt may go to the upstream.
@@ -203,7 +150,7 @@ impl Breaker {
         let now = Instant::now();
         Breaker {
             inner: Mutex::new(Inner {
-                window: Window::new(settings.window, now),
+                window: SlidingWindow::new(settings.window, now),
                 settings,
                 state: State::Closed,
                 consecutive: 0,
@@ -216,7 +163,7 @@ impl Breaker {
         let mut inner = self.inner.lock();
         if inner.settings != settings {
             if inner.settings.window != settings.window {
-                inner.window = Window::new(settings.window, Instant::now());
+                inner.window = SlidingWindow::new(settings.window, Instant::now());
             }
             inner.settings = settings;
         }
@@ -314,7 +261,7 @@ impl Breaker {
             (Some(_), BreakerEffect::Ignore) => {}
             (None, _) => {
                 inner.consecutive = 0;
-                inner.window.record(true, now);
+                inner.window.add(now, 1, 0);
                 if probe || matches!(inner.state, State::HalfOpen { .. }) {
                     inner.state = State::Closed;
                     inner.window.clear(now);
@@ -323,8 +270,8 @@ impl Breaker {
             (Some(_), BreakerEffect::Trip) => inner.open(now),
             (Some(_), BreakerEffect::Count) => {
                 inner.consecutive += 1;
-                inner.window.record(false, now);
-                let (ok, bad) = inner.window.totals();
+                inner.window.add(now, 0, 1);
+                let (ok, bad) = inner.window.totals(now);
                 let total = ok + bad;
                 let s = inner.settings;
                 let rate_trips =

@@ -56,3 +56,4 @@ pub mod table;
 pub mod translate;
 pub mod upstream;
 pub mod verify;
+mod window;

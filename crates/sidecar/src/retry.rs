@@ -8,58 +8,26 @@ use parking_lot::Mutex;
 use plumb_policy::RetryBudget;
 use tokio::time::Instant;
 
+use crate::window::SlidingWindow;
+
+/// How far back the budget counts.
+const WINDOW: Duration = Duration::from_secs(10);
+
 /// The retry budget of one route: over the last ten seconds, same-target retries may add at
 /// most `ratio` of the requests, plus `min_per_second` a second.
 #[derive(Debug)]
 pub struct Budget {
-    settings: Mutex<(RetryBudget, Counts)>,
+    /// The settings, and requests and retries over the last ten seconds.
+    settings: Mutex<(RetryBudget, SlidingWindow)>,
     /// The share the fleet allows (1 but during an incident), in millionths.
     scale: std::sync::atomic::AtomicU32,
-}
-
-#[derive(Debug)]
-struct Counts {
-    start: Instant,
-    head: usize,
-    /// (requests, retries) per one-second bucket.
-    buckets: [(u32, u32); 10],
-}
-
-impl Counts {
-    fn advance(&mut self, now: Instant) {
-        let second = Duration::from_secs(1);
-        let mut steps = 0;
-        while now.duration_since(self.start) >= second && steps < 10 {
-            self.start += second;
-            self.head = (self.head + 1) % 10;
-            self.buckets[self.head] = (0, 0);
-            steps += 1;
-        }
-        if now.duration_since(self.start) >= second {
-            self.start = now;
-            self.buckets = [(0, 0); 10];
-        }
-    }
-
-    fn totals(&self) -> (u32, u32) {
-        self.buckets
-            .iter()
-            .fold((0, 0), |(a, b), (x, y)| (a + x, b + y))
-    }
 }
 
 impl Budget {
     /// A fresh budget.
     pub fn new(settings: RetryBudget) -> Budget {
         Budget {
-            settings: Mutex::new((
-                settings,
-                Counts {
-                    start: Instant::now(),
-                    head: 0,
-                    buckets: [(0, 0); 10],
-                },
-            )),
+            settings: Mutex::new((settings, SlidingWindow::new(WINDOW, Instant::now()))),
             scale: std::sync::atomic::AtomicU32::new(1_000_000),
         }
     }
@@ -84,18 +52,14 @@ impl Budget {
 
     /// Counts a client request.
     pub fn request(&self) {
-        let mut g = self.settings.lock();
-        g.1.advance(Instant::now());
-        let head = g.1.head;
-        g.1.buckets[head].0 += 1;
+        self.settings.lock().1.add(Instant::now(), 1, 0);
     }
 
     /// Whether one more retry fits the budget, without taking it.
     pub fn has_room(&self) -> bool {
         let mut g = self.settings.lock();
         let (settings, counts) = &mut *g;
-        counts.advance(Instant::now());
-        Self::fits(settings, counts, self.scale())
+        Self::fits(settings, counts.totals(Instant::now()), self.scale())
     }
 
     /// Takes one retry from the budget; `false` when it is spent.
@@ -103,17 +67,16 @@ impl Budget {
         let scale = self.scale();
         let mut g = self.settings.lock();
         let (settings, counts) = &mut *g;
-        counts.advance(Instant::now());
-        if !Self::fits(settings, counts, scale) {
+        let now = Instant::now();
+        if !Self::fits(settings, counts.totals(now), scale) {
             return false;
         }
-        let head = counts.head;
-        counts.buckets[head].1 += 1;
+        counts.add(now, 0, 1);
         true
     }
 
-    fn fits(settings: &RetryBudget, counts: &Counts, scale: f64) -> bool {
-        let (requests, retries) = counts.totals();
+    /// Whether one more retry fits, given the requests and retries in the window.
+    fn fits(settings: &RetryBudget, (requests, retries): (u32, u32), scale: f64) -> bool {
         let allowed = scale
             * (settings.ratio * f64::from(requests) + f64::from(settings.min_per_second) * 10.0);
         f64::from(retries) + 1.0 <= allowed
