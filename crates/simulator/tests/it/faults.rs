@@ -7,7 +7,7 @@ use tokio::time::Instant;
 use plumb_simulator::Outcome;
 use serde_json::{Value, json};
 
-use crate::support::{Sim, chat_body, client_with, messages_body};
+use crate::support::{Sim, chat_body, client_with, messages_body, stream_with_fault};
 
 /// (fault, status, OpenAI error code, Anthropic error type)
 const STATUS_FAULTS: &[(&str, u16, Option<&str>, &str)] = &[
@@ -379,14 +379,8 @@ async fn substituted_model_is_named_in_answers_and_streams() {
         .await
         .unwrap();
     assert_eq!(v["model"], "sim-substitute");
-    let (text, _) = crate::support::read_stream(
-        sim.openai(chat_body("sim-gpt", true))
-            .header("x-sim-fault", "model_substituted")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (text, _) =
+        stream_with_fault(sim.openai(chat_body("sim-gpt", true)), "model_substituted").await;
     let events = crate::support::parse_sse(&text);
     assert!(
         events

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::support::{
     Sim, anthropic_stream_text, chat_body, messages_body, openai_stream_text, parse_sse,
-    read_stream,
+    read_stream, stream_with_fault,
 };
 
 #[tokio::test]
@@ -28,12 +28,9 @@ async fn stream_cut_ends_without_terminator_after_n_tokens() {
     assert!(events.iter().all(|e| e.data != "[DONE]"));
     assert_eq!(openai_stream_text(&events).split_whitespace().count(), 3);
 
-    let (text, err) = read_stream(
-        sim.anthropic(messages_body("sim-claude", true))
-            .header("x-sim-fault", "stream_cut:after=2")
-            .send()
-            .await
-            .unwrap(),
+    let (text, err) = stream_with_fault(
+        sim.anthropic(messages_body("sim-claude", true)),
+        "stream_cut:after=2",
     )
     .await;
     assert!(err.is_some());
@@ -125,12 +122,9 @@ async fn slow_first_token_sends_the_head_first() {
 #[tokio::test]
 async fn stream_error_event_in_each_format() {
     let sim = Sim::start();
-    let (text, err) = read_stream(
-        sim.openai(chat_body("sim-gpt", true))
-            .header("x-sim-fault", "stream_error:after=2")
-            .send()
-            .await
-            .unwrap(),
+    let (text, err) = stream_with_fault(
+        sim.openai(chat_body("sim-gpt", true)),
+        "stream_error:after=2",
     )
     .await;
     assert!(
@@ -142,12 +136,9 @@ async fn stream_error_event_in_each_format() {
     assert_eq!(last["error"]["code"], "overloaded");
     assert!(events.iter().all(|e| e.data != "[DONE]"));
 
-    let (text, _) = read_stream(
-        sim.anthropic(messages_body("sim-claude", true))
-            .header("x-sim-fault", "stream_error:after=1")
-            .send()
-            .await
-            .unwrap(),
+    let (text, _) = stream_with_fault(
+        sim.anthropic(messages_body("sim-claude", true)),
+        "stream_error:after=1",
     )
     .await;
     let events = parse_sse(&text);
@@ -168,13 +159,7 @@ async fn malformed_event_at_position_k_and_the_rest_intact() {
             "anthropic",
         ),
     ] {
-        let (text, err) = read_stream(
-            req.header("x-sim-fault", "malformed_event:at=3")
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
+        let (text, err) = stream_with_fault(req, "malformed_event:at=3").await;
         assert!(err.is_none());
         let events = parse_sse(&text);
         let bad: Vec<usize> = events
@@ -190,14 +175,8 @@ async fn malformed_event_at_position_k_and_the_rest_intact() {
 #[tokio::test]
 async fn missing_done_ends_cleanly_with_a_complete_answer() {
     let sim = Sim::start();
-    let (text, err) = read_stream(
-        sim.openai(chat_body("sim-gpt", true))
-            .header("x-sim-fault", "missing_done")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (text, err) =
+        stream_with_fault(sim.openai(chat_body("sim-gpt", true)), "missing_done").await;
     assert!(err.is_none());
     let events = parse_sse(&text);
     assert!(events.iter().all(|e| e.data != "[DONE]"));
@@ -207,12 +186,9 @@ async fn missing_done_ends_cleanly_with_a_complete_answer() {
     );
     assert!(openai_stream_text(&events).ends_with("End of answer."));
 
-    let (text, _) = read_stream(
-        sim.anthropic(messages_body("sim-claude", true))
-            .header("x-sim-fault", "missing_done")
-            .send()
-            .await
-            .unwrap(),
+    let (text, _) = stream_with_fault(
+        sim.anthropic(messages_body("sim-claude", true)),
+        "missing_done",
     )
     .await;
     let events = parse_sse(&text);
@@ -225,23 +201,10 @@ async fn missing_done_ends_cleanly_with_a_complete_answer() {
 #[tokio::test]
 async fn broken_json_and_empty_content_in_streams() {
     let sim = Sim::start();
-    let (text, _) = read_stream(
-        sim.openai(chat_body("sim-gpt", true))
-            .header("x-sim-fault", "broken_json")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (text, _) = stream_with_fault(sim.openai(chat_body("sim-gpt", true)), "broken_json").await;
     assert!(parse_sse(&text)[1].json().is_none());
-    let (text, _) = read_stream(
-        sim.openai(chat_body("sim-gpt", true))
-            .header("x-sim-fault", "empty_content")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let (text, _) =
+        stream_with_fault(sim.openai(chat_body("sim-gpt", true)), "empty_content").await;
     let events = parse_sse(&text);
     assert_eq!(openai_stream_text(&events), "");
     assert_eq!(events.last().unwrap().data, "[DONE]");

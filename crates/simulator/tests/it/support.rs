@@ -157,6 +157,15 @@ pub fn chat_body(model: &str, stream: bool) -> Value {
     json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "what is six times seven"}]})
 }
 
+/// Sends `req` asking for `fault` and reads its whole stream: the text, and the error that
+/// ended it early, if any.
+pub async fn stream_with_fault(
+    req: reqwest::RequestBuilder,
+    fault: &str,
+) -> (String, Option<reqwest::Error>) {
+    read_stream(req.header("x-sim-fault", fault).send().await.unwrap()).await
+}
+
 pub fn messages_body(model: &str, stream: bool) -> Value {
     json!({"model": model, "stream": stream, "max_tokens": 256, "messages": [{"role": "user", "content": "what is six times seven"}]})
 }
