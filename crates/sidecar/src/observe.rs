@@ -7,7 +7,9 @@
 //! metric families on every attempt.
 
 use std::collections::HashSet;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use plumb_policy::{FailureClass, Route, Target};
@@ -518,10 +520,7 @@ impl Observer<'_> {
             .get_or_create(&self.target_labels(target))
             .inc();
         let first_time = self.target_handles(target).is_none_or(|h| {
-            let mut warned = h
-                .substitutions_warned
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut warned = h.substitutions_warned.lock();
             warned.len() < MAX_SUBSTITUTIONS_WARNED && warned.insert(named.to_owned())
         });
         if first_time {

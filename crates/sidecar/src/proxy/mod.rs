@@ -10,11 +10,12 @@
 //!                                                        deadline and the retry budget
 //! ```
 //!
-//! [`Proxy::handle`] accepts and routes; [`Request::run`] walks the route's targets and its last
-//! resort; [`Request::try_target`] is the attempt loop, where [`crate::plan::next`] decides
-//! what follows each failure. The attempt itself is [`crate::attempt::exchange`]; every
-//! attempt and every request is one record for [`crate::observe`]. What reaches the client is
-//! built in [`reply`]; a stream cut after commit is continued by [`continuation`].
+//! [`Proxy::handle`] accepts (`accept`) and routes; `Request::run` walks the route's targets and
+//! its last resort; `Request::try_target` is the attempt loop, where [`crate::plan::next`]
+//! decides what follows each failure. The attempt itself is [`crate::attempt::exchange`], and
+//! what it answered is checked in `check`; every attempt and every request is one record for
+//! [`crate::observe`]. What reaches the client is built in `reply`; a stream cut after commit
+//! is continued by `continuation`.
 //!
 //! Each request keeps the policy snapshot it started with, so reloads never disturb it.
 

@@ -14,6 +14,8 @@ use super::Request;
 use super::check::Checked;
 use super::continuation::Continuation;
 use crate::attempt::Answer;
+use plumb_telemetry::clock;
+
 use crate::breaker::Permit;
 use crate::completion::{Completion, Whole};
 use crate::equivalence::shadow;
@@ -72,9 +74,9 @@ impl Request<'_> {
                             sampler.start(verify::whole(&completion));
                         }
                         match (completion, self.request.api) {
-                            (Completion::Anthropic(m), Api::Openai) => {
-                                Bytes::from(answer::anthropic_to_openai(&m, unix_now()).to_string())
-                            }
+                            (Completion::Anthropic(m), Api::Openai) => Bytes::from(
+                                answer::anthropic_to_openai(&m, clock::unix_secs_now()).to_string(),
+                            ),
                             (Completion::Openai(c), Api::Anthropic) => {
                                 Bytes::from(answer::openai_to_anthropic(&c).to_string())
                             }
@@ -95,7 +97,7 @@ impl Request<'_> {
                         Api::of(target.provider),
                         self.request.api,
                         self.request.include_usage(),
-                        unix_now(),
+                        clock::unix_secs_now(),
                     ),
                     malformed: self.route.streaming.malformed,
                     idle: self.route.deadlines.stream_idle,
@@ -106,7 +108,7 @@ impl Request<'_> {
                         .continuation
                         .then(|| self.resumer(target)),
                     include_usage: self.request.include_usage(),
-                    created: unix_now(),
+                    created: clock::unix_secs_now(),
                     after_commit: self.after_commit(target),
                     collect: sampler.is_some(),
                     on_usage: Some(Box::new({
@@ -387,13 +389,6 @@ fn untried_status(skipped: &[(String, Skip)]) -> (StatusCode, &'static str) {
         return (StatusCode::SERVICE_UNAVAILABLE, "no_equivalent_target");
     }
     (StatusCode::SERVICE_UNAVAILABLE, "no_target_available")
-}
-
-/// Seconds since the Unix epoch, for translated answers' `created`.
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
