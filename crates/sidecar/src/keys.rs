@@ -198,34 +198,73 @@ impl Keys {
     }
 }
 
-/// Removes secrets from a message: every known secret value, and anything shaped like an API
-/// key (`sk-…`, `Bearer …`), even partly masked by a provider.
+/// Removes secrets from a text that is about to leave the process (a client's error, a log
+/// line, a span): every known secret value, any token that holds a recognisable part of one
+/// (its first eight characters, or its last four behind a provider's `****` mask), anything
+/// shaped like a provider key (`sk-…`, `sk-ant-…`, `AKIA…`, `AIza…`), and whatever follows
+/// `Bearer` or `Basic`.
+///
+/// Tokens are runs of the characters keys are made of, so a key inside JSON, after a newline,
+/// in quotes or at the end of a sentence is found as surely as one between spaces.
 pub fn redact<'a>(text: &str, secrets: impl Iterator<Item = &'a str>) -> String {
-    let mut out = text.to_owned();
-    for s in secrets {
-        if s.len() >= 4 && out.contains(s) {
-            out = out.replace(s, "[redacted]");
+    const REDACTED: &str = "[redacted]";
+    let secrets: Vec<&str> = secrets.filter(|s| s.len() >= 4).collect();
+    let mut text = text.to_owned();
+    for s in &secrets {
+        if text.contains(s) {
+            text = text.replace(s, REDACTED);
         }
     }
-    let mut result = String::with_capacity(out.len());
-    let mut bearer = false;
-    for (i, word) in out.split(' ').enumerate() {
-        if i > 0 {
-            result.push(' ');
+    let is_key_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '*' | '.');
+    let mut out = String::with_capacity(text.len());
+    let mut after_scheme = false;
+    let mut rest = text.as_str();
+    while !rest.is_empty() {
+        let start = rest.find(is_key_char).unwrap_or(rest.len());
+        out.push_str(&rest[..start]);
+        rest = &rest[start..];
+        if rest.is_empty() {
+            break;
         }
-        let core = word.trim_matches(|c: char| {
-            matches!(c, '.' | ',' | ';' | ':' | '"' | '\'' | '(' | ')' | '`')
-        });
-        let looks_like_key =
-            (core.starts_with("sk-") || core.starts_with("sk_")) && core.len() >= 8;
-        if looks_like_key || (bearer && core.len() >= 8) {
-            result.push_str(&word.replace(core, "[redacted]"));
+        let end = rest.find(|c: char| !is_key_char(c)).unwrap_or(rest.len());
+        // A sentence's full stop is not part of the key.
+        let token = rest[..end].trim_end_matches('.');
+        let tail = &rest[token.len()..end];
+        let secret = after_scheme && token.len() >= 8
+            || looks_like_key(token)
+            || secrets.iter().any(|s| holds_part_of(token, s));
+        if secret {
+            out.push_str(REDACTED);
         } else {
-            result.push_str(word);
+            out.push_str(token);
         }
-        bearer = core.eq_ignore_ascii_case("bearer");
+        out.push_str(tail);
+        after_scheme = token.eq_ignore_ascii_case("bearer") || token.eq_ignore_ascii_case("basic");
+        rest = &rest[end..];
     }
-    result
+    out
+}
+
+/// Whether a token has the shape of a provider's API key.
+fn looks_like_key(token: &str) -> bool {
+    let long = token.len() >= 12;
+    (token.starts_with("sk-") || token.starts_with("sk_")) && token.len() >= 8
+        || token.starts_with("AKIA") && long
+        || token.starts_with("AIza") && long
+}
+
+/// Whether a token holds a recognisable part of `secret`: its first eight characters, or — a
+/// provider's masked echo like `sk-pr****wxyz` — a mask and its last four.
+fn holds_part_of(token: &str, secret: &str) -> bool {
+    if secret.len() < 12 || token.len() < 8 {
+        return false;
+    }
+    let head = secret.get(..8).is_some_and(|h| token.contains(h));
+    let tail = token.contains('*')
+        && secret
+            .get(secret.len() - 4..)
+            .is_some_and(|t| token.ends_with(t));
+    head || tail
 }
 
 #[cfg(test)]
@@ -261,6 +300,44 @@ mod tests {
             redact("Rate limit reached for gpt-4o", known.into_iter()),
             "Rate limit reached for gpt-4o"
         );
+    }
+
+    #[test]
+    fn keys_are_found_inside_json_after_newlines_and_half_masked() {
+        let key = "sk-canary-0123456789abcdef";
+        let known = [key];
+        let cases = [
+            // Inside JSON, quoted.
+            (
+                r#"{"error":{"message":"bad key \"sk-canary-0123456789abcdef\""}}"#,
+                "sk-canary",
+            ),
+            // After a newline, with no space.
+            ("line one\nsk-canary-0123456789abcdef", "0123456789"),
+            // A provider's masked echo: the head, or the mask and the tail.
+            (
+                "Incorrect API key provided: sk-canar**************cdef.",
+                "cdef",
+            ),
+            ("key=xx-****cdef", "cdef"),
+            ("key prefix sk-canary-01 seen", "sk-canary-01"),
+            // Not an sk- shape at all, but the known key's first eight characters.
+            ("token=zzsk-canaryzz", "sk-canary"),
+        ];
+        for (text, leaked) in cases {
+            let r = redact(text, known.into_iter());
+            assert!(!r.contains(leaked), "{text:?} → {r:?}");
+            assert!(r.contains("[redacted]"), "{text:?} → {r:?}");
+        }
+        // Keys of other clouds' shapes.
+        let r = redact(
+            "aws AKIAABCDEFGHIJKLMNOP google AIzaSyA-abcdefghijkl",
+            [].into_iter(),
+        );
+        assert_eq!(r, "aws [redacted] google [redacted]");
+        // Words that share nothing with a key stay.
+        let plain = "The model gpt-4o-mini is overloaded (code 529); retry in 2.5s.";
+        assert_eq!(redact(plain, known.into_iter()), plain);
     }
 
     #[test]

@@ -109,6 +109,10 @@ struct Resuming {
 /// Told a stream's input and output tokens when it ends.
 pub type OnUsage = Box<dyn FnOnce((u64, u64)) + Send + Sync>;
 
+/// Removes secrets from a text before it reaches the client (a provider's error message
+/// echoed into the interruption event can carry a key).
+pub type Redact = std::sync::Arc<dyn Fn(&str) -> String + Send + Sync>;
+
 /// The body of a committed stream.
 pub struct Relay {
     api: Api,
@@ -133,6 +137,7 @@ pub struct Relay {
     collector: Option<StreamCollector>,
     usage: crate::genai::StreamUsage,
     on_usage: Option<OnUsage>,
+    redact: Redact,
 }
 
 /// How a committed stream is relayed.
@@ -161,6 +166,8 @@ pub struct RelayOptions {
     pub collect: bool,
     /// Told the stream's input and output tokens when it ends, if the upstream said them.
     pub on_usage: Option<OnUsage>,
+    /// Applied to every upstream text the client's error event repeats.
+    pub redact: Redact,
 }
 
 impl Relay {
@@ -203,6 +210,7 @@ impl Relay {
             collector,
             usage: crate::genai::StreamUsage::default(),
             on_usage: options.on_usage,
+            redact: options.redact,
         }
     }
 
@@ -272,11 +280,12 @@ impl Relay {
         self.done = true;
         let bytes = self.bytes;
         self.end(StreamEnd::Interrupted { reason, bytes });
+        let detail = (self.redact)(detail);
         self.out.push_back(interrupted_event(
             self.api,
             &self.target,
             reason.as_str(),
-            detail,
+            &detail,
             bytes,
         ));
     }

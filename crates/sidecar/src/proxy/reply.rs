@@ -115,6 +115,7 @@ impl Request<'_> {
                         let attrs = genai::attributes(self.request, target, self.handles.label());
                         move |tokens| genai::record_tokens(Some(tokens), &attrs)
                     })),
+                    redact: self.redactor(),
                 };
                 let settle = self.settle_stream(target, permit, latency);
                 let relay = Relay::new(options, first, rest, settle, move |end| {
@@ -160,6 +161,21 @@ impl Request<'_> {
             permit,
             latency,
         )
+    }
+
+    /// Removes this request's secrets (the policy's keys and the caller's own) from a text.
+    fn redactor(&self) -> crate::stream::Redact {
+        let policy = self.policy.clone();
+        let caller = self.caller_key.cloned();
+        std::sync::Arc::new(move |text: &str| {
+            crate::keys::redact(
+                text,
+                policy
+                    .keys
+                    .values()
+                    .chain(caller.as_ref().map(crate::keys::Secret::expose)),
+            )
+        })
     }
 
     /// A shadow sampler, when this answer came from the primary's group without a failure and

@@ -461,3 +461,72 @@ async fn the_total_deadline_stops_retries_that_would_not_fit() {
     assert!(started.elapsed() <= Duration::from_secs(5));
     assert_eq!(up.hosts()[..2], ["primary.test", "fallback.test"]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_key_echoed_in_an_error_event_after_commit_never_reaches_the_client() {
+    let key = "key-of-PRIMARY_KEY";
+    let echo = format!(
+        "data: {}",
+        json!({"error": {"message": format!("Incorrect API key provided: {key}; also {}****_KEY and\n{key}", &key[..8]), "type": "invalid_request_error"}})
+    );
+    let up = Scripted::new(&[
+        (
+            "primary.test",
+            vec![Step::Stream(vec![
+                Piece::Event(chunk("gpt-a", "Hello ")),
+                Piece::Event(echo),
+            ])],
+        ),
+        ("fallback.test", vec![fallback_ok()]),
+    ]);
+    let keyed = routes("").replacen(
+        "      credentials: {none: true}\n",
+        "      credentials: {env: PRIMARY_KEY}\n",
+        1,
+    );
+    let p = proxy(&keyed, up.clone());
+    let got = chat(&p, ask(true)).await;
+    assert!(got.body.contains("stream_interrupted"), "{}", got.body);
+    assert!(
+        got.body.contains("Incorrect API key provided"),
+        "the provider's words stay"
+    );
+    assert!(!got.body.contains(key), "{}", got.body);
+    assert!(
+        !got.body.contains(&key[..8]),
+        "not even its head: {}",
+        got.body
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_event_that_never_ends_is_cut_at_its_bound_not_buffered_forever() {
+    // After commit, 2 MiB of one event that never ends: the stream is cut at the 1 MiB bound.
+    let endless = "x".repeat(256 * 1024);
+    let mut never_ending = vec![Piece::Event(chunk("gpt-a", "Hi"))];
+    never_ending.push(Piece::Raw(format!("data: {endless}")));
+    for _ in 0..8 {
+        never_ending.push(Piece::Raw(endless.clone()));
+    }
+    never_ending.push(Piece::Wait(Duration::from_secs(600)));
+    let up = Scripted::new(&[
+        ("primary.test", vec![Step::Stream(never_ending)]),
+        ("fallback.test", vec![fallback_ok()]),
+    ]);
+    let p = proxy(&routes(""), up.clone());
+    let got = chat(&p, ask(true)).await;
+    assert!(
+        got.body.contains("stream_interrupted"),
+        "{}",
+        &got.body[..got.body.len().min(500)]
+    );
+    assert!(
+        got.body.contains("larger than 1048576 bytes"),
+        "{}",
+        &got.body[got.body.len().saturating_sub(500)..]
+    );
+    assert!(
+        got.body.len() < 4096,
+        "nothing of the endless event is relayed"
+    );
+}

@@ -44,6 +44,8 @@ pub enum Step {
 pub enum Piece {
     /// One event's text (`data: …` lines), blank line added.
     Event(String),
+    /// Bytes as they are, no blank line added.
+    Raw(String),
     /// A pause.
     Wait(Duration),
     /// The connection breaks.
@@ -153,6 +155,11 @@ impl Transport for Scripted {
                             match p {
                                 Piece::Event(e) => {
                                     if tx.send(Ok(Bytes::from(format!("{e}\n\n")))).await.is_err() {
+                                        return;
+                                    }
+                                }
+                                Piece::Raw(r) => {
+                                    if tx.send(Ok(Bytes::from(r))).await.is_err() {
                                         return;
                                     }
                                 }
