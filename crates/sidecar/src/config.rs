@@ -56,10 +56,42 @@ pub struct Args {
     /// How often the routes file is checked for changes.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub reload_interval: Duration,
+    /// How long a client of the proxy may take to send a request's head (and its first bytes).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+    /// Connections the proxy serves at once; more are closed as they arrive.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// How long a client of the admin listener may take to send a request's head.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub admin_header_timeout: Duration,
+    /// Connections the admin listener serves at once; more are closed as they arrive.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
+    pub admin_max_connections: u32,
     /// How long in-flight requests may take to finish after SIGTERM.
     #[arg(long, default_value = "25s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
     /// Log format on standard error.
     #[arg(long, value_parser = ["text", "json"], default_value = "text")]
     pub log_format: String,
+}
+
+impl Args {
+    /// The proxy listener's limits.
+    pub fn proxy_limits(&self) -> crate::server::Limits {
+        crate::server::Limits {
+            header_timeout: self.header_timeout,
+            max_connections: self.max_connections as usize,
+            ..crate::server::Limits::PROXY
+        }
+    }
+
+    /// The admin listener's limits.
+    pub fn admin_limits(&self) -> crate::server::Limits {
+        crate::server::Limits {
+            header_timeout: self.admin_header_timeout,
+            max_connections: self.admin_max_connections as usize,
+            ..crate::server::Limits::ADMIN
+        }
+    }
 }

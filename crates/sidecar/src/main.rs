@@ -150,7 +150,14 @@ fn main() -> ExitCode {
             }
             Source::ControlPlane(cp) => tokio::spawn(control::run(cp, table, metrics)),
         };
-        server::serve(proxy, proxy_listener, admin_listener, plumb_telemetry::shutdown::signal(), args.drain_timeout).await;
+        server::serve_with(
+            proxy,
+            (proxy_listener, args.proxy_limits()),
+            (admin_listener, args.admin_limits()),
+            plumb_telemetry::shutdown::signal(),
+            args.drain_timeout,
+        )
+        .await;
         watch.abort();
         tracing::info!("drained; exiting");
         ExitCode::SUCCESS

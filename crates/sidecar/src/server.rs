@@ -1,27 +1,61 @@
 //! Listeners: the proxy (HTTP/1.1 and h2c, on loopback) and the admin endpoints (`/healthz`,
 //! `/readyz`, `/metrics`), with a graceful drain on shutdown.
+//!
+//! Both are bounded ([`Limits`]): a connection that does not finish its request head in time
+//! is closed, a head larger than the bound is refused, and connections beyond the cap are
+//! closed at accept — so clients that open connections and send nothing, or send endless
+//! headers, cannot hold the sidecar's memory or its health checks.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::proxy::Proxy;
 use crate::respond::{self, Body};
 
-/// Largest request head accepted (request line and headers).
-const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// What one listener lets its clients make it hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest wait for a request's head, from the connection's first byte (or from the end of
+    /// the previous response on a kept-alive connection).
+    pub header_timeout: Duration,
+    /// Largest request head (request line and headers).
+    pub max_head_bytes: usize,
+    /// Connections served at once; more are closed as they are accepted.
+    pub max_connections: usize,
+}
+
+impl Limits {
+    /// The proxy listener's defaults: the pod's own application is the client.
+    pub const PROXY: Limits = Limits {
+        header_timeout: Duration::from_secs(30),
+        max_head_bytes: 64 * 1024,
+        max_connections: 1024,
+    };
+    /// The admin listener's defaults: the kubelet and Prometheus, a handful of connections
+    /// with small heads.
+    pub const ADMIN: Limits = Limits {
+        header_timeout: Duration::from_secs(5),
+        max_head_bytes: 16 * 1024,
+        max_connections: 32,
+    };
+}
 
 /// Serves the proxy and admin listeners until `shutdown` resolves, then stops accepting and
-/// waits up to `drain` for in-flight requests to finish.
+/// waits up to `drain` for in-flight requests to finish. Default [`Limits`].
 pub async fn serve(
     proxy: Arc<Proxy>,
     proxy_listener: TcpListener,
@@ -29,21 +63,35 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) {
+    serve_with(
+        proxy,
+        (proxy_listener, Limits::PROXY),
+        (admin_listener, Limits::ADMIN),
+        shutdown,
+        drain,
+    )
+    .await;
+}
+
+/// [`serve`] with the given limits per listener.
+pub async fn serve_with(
+    proxy: Arc<Proxy>,
+    (proxy_listener, limits): (TcpListener, Limits),
+    (admin_listener, admin_limits): (TcpListener, Limits),
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+) {
     let graceful = GracefulShutdown::new();
     let admin_proxy = proxy.clone();
-    let admin = tokio::spawn(accept_admin(admin_listener, admin_proxy));
+    let admin = tokio::spawn(accept_admin(admin_listener, admin_limits, admin_proxy));
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             accepted = proxy_listener.accept() => {
-                let (tcp, _) = match accepted {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    }
+                let Some((tcp, slot)) = admit(accepted, &slots, "proxy").await else {
+                    continue;
                 };
                 let _ = tcp.set_nodelay(true);
                 let proxy = proxy.clone();
@@ -51,12 +99,24 @@ pub async fn serve(
                     let proxy = proxy.clone();
                     async move { Ok::<_, Infallible>(proxy.handle(req).await) }
                 });
-                let mut builder = auto::Builder::new(TokioExecutor::new());
-                builder.http1().max_buf_size(MAX_HEAD_BYTES).timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(Duration::from_secs(30));
-                builder.http2().max_header_list_size(MAX_HEAD_BYTES as u32);
-                let conn = builder.serve_connection(TokioIo::new(tcp), svc).into_owned();
-                let conn = graceful.watch(conn);
+                let watcher = graceful.watcher();
                 tokio::spawn(async move {
+                    let _slot = slot;
+                    // HTTP/1 or HTTP/2 is told by the first bytes: they too must come in time.
+                    let Some(io) = first_bytes(tcp, limits.header_timeout).await else {
+                        return;
+                    };
+                    let mut builder = auto::Builder::new(TokioExecutor::new());
+                    builder
+                        .http1()
+                        .max_buf_size(limits.max_head_bytes.max(8192))
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(limits.header_timeout);
+                    builder
+                        .http2()
+                        .max_header_list_size(u32::try_from(limits.max_head_bytes).unwrap_or(u32::MAX))
+                        .timer(TokioTimer::new());
+                    let conn = watcher.watch(builder.serve_connection(TokioIo::new(io), svc).into_owned());
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "client connection ended with an error");
                     }
@@ -75,19 +135,134 @@ pub async fn serve(
     admin.abort();
 }
 
-async fn accept_admin(listener: TcpListener, proxy: Arc<Proxy>) {
-    loop {
-        let Ok((tcp, _)) = listener.accept().await else {
+/// Takes an accepted connection if a slot is free; closes it otherwise.
+async fn admit(
+    accepted: std::io::Result<(TcpStream, std::net::SocketAddr)>,
+    slots: &Arc<Semaphore>,
+    listener: &'static str,
+) -> Option<(TcpStream, OwnedSemaphorePermit)> {
+    let (tcp, _) = match accepted {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(listener, error = %e, "accept failed");
             tokio::time::sleep(Duration::from_millis(20)).await;
+            return None;
+        }
+    };
+    match slots.clone().try_acquire_owned() {
+        Ok(slot) => Some((tcp, slot)),
+        Err(_) => {
+            tracing::warn!(
+                listener,
+                "connection limit reached; closing a new connection"
+            );
+            None
+        }
+    }
+}
+
+/// Waits for a connection's first bytes (enough to tell HTTP/2's preface from HTTP/1), within
+/// `timeout`; the bytes read are given back to whoever reads the connection next.
+async fn first_bytes(mut tcp: TcpStream, timeout: Duration) -> Option<Prefixed> {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut buf = [0u8; 24];
+    let mut n = 0;
+    let read = async {
+        while n < PREFACE.len() {
+            match tcp.read(&mut buf[n..]).await {
+                Ok(0) | Err(_) => return false,
+                Ok(m) => n += m,
+            }
+            if buf[..n] != PREFACE[..n] {
+                break;
+            }
+        }
+        true
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Ok(true) => Some(Prefixed {
+            prefix: buf,
+            at: 0,
+            len: n,
+            tcp,
+        }),
+        Ok(false) | Err(_) => None,
+    }
+}
+
+/// A connection whose first bytes were already read: they are read again first.
+struct Prefixed {
+    prefix: [u8; 24],
+    at: usize,
+    len: usize,
+    tcp: TcpStream,
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.at < self.len {
+            let n = (self.len - self.at).min(buf.remaining());
+            let (at, end) = (self.at, self.at + n);
+            buf.put_slice(&self.prefix[at..end]);
+            self.at = end;
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+}
+
+/// The admin listener: HTTP/1.1 only (the kubelet and Prometheus speak it), bounded.
+async fn accept_admin(listener: TcpListener, limits: Limits, proxy: Arc<Proxy>) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let Some((tcp, slot)) = admit(listener.accept().await, &slots, "admin").await else {
             continue;
         };
         let proxy = proxy.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let svc = service_fn(move |req: Request<Incoming>| {
                 let proxy = proxy.clone();
                 async move { Ok::<_, Infallible>(admin(&proxy, &req)) }
             });
-            let _ = auto::Builder::new(TokioExecutor::new())
+            let _ = hyper::server::conn::http1::Builder::new()
+                .max_buf_size(limits.max_head_bytes.max(8192))
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
                 .serve_connection(TokioIo::new(tcp), svc)
                 .await;
         });

@@ -17,6 +17,7 @@ mod contracts;
 mod crossfamily;
 mod equivalence;
 mod golden;
+mod limits;
 mod otlp;
 mod pipeline;
 mod recovery;
