@@ -97,9 +97,20 @@ pub struct Schema {
     validator: Arc<jsonschema::Validator>,
 }
 
+/// The largest schema accepted, serialized.
+pub const MAX_SCHEMA_BYTES: usize = 64 * 1024;
+/// The deepest nesting of a schema, counting the levels its `$ref`s lead through.
+pub const MAX_SCHEMA_DEPTH: usize = 128;
+/// The most subschemas a schema may expand to once its local `$ref`s are followed: the cost of
+/// validating grows with it, and a few kilobytes of `allOf` chained through `$defs` expand
+/// exponentially.
+pub const MAX_SCHEMA_EXPANSION: u64 = 20_000;
+
 impl Schema {
-    /// Compiles a draft 2020-12 schema.
+    /// Compiles a draft 2020-12 schema, refusing one whose size, nesting or expansion through
+    /// `$ref` would make validation expensive (a client's `response_format` is hostile input).
     pub fn compile(source: Value) -> Result<Schema, String> {
+        bounded(&source)?;
         let validator = jsonschema::draft202012::new(&source).map_err(|e| e.to_string())?;
         Ok(Schema {
             source,
@@ -123,6 +134,97 @@ impl Schema {
             })
             .collect();
         (!errors.is_empty()).then(|| errors.join("; "))
+    }
+}
+
+/// Checks a schema against [`MAX_SCHEMA_BYTES`], [`MAX_SCHEMA_DEPTH`] and
+/// [`MAX_SCHEMA_EXPANSION`].
+fn bounded(source: &Value) -> Result<(), String> {
+    let size = serde_json::to_vec(source).map_or(usize::MAX, |v| v.len());
+    if size > MAX_SCHEMA_BYTES {
+        return Err(format!(
+            "the schema is {size} bytes; at most {MAX_SCHEMA_BYTES} are accepted"
+        ));
+    }
+    let mut walk = Expansion {
+        root: source,
+        memo: std::collections::HashMap::new(),
+        following: Vec::new(),
+    };
+    let n = walk.count(source, 0)?;
+    if n > MAX_SCHEMA_EXPANSION {
+        return Err(format!(
+            "the schema expands to more than {MAX_SCHEMA_EXPANSION} subschemas through $ref; simplify it"
+        ));
+    }
+    Ok(())
+}
+
+/// Counts the subschemas a schema expands to when its local `$ref`s are followed (a
+/// reference already being followed — recursion — counts once: its cost is bounded by the
+/// instance).
+struct Expansion<'a> {
+    root: &'a Value,
+    memo: std::collections::HashMap<&'a str, u64>,
+    following: Vec<&'a str>,
+}
+
+impl<'a> Expansion<'a> {
+    fn count(&mut self, node: &'a Value, depth: usize) -> Result<u64, String> {
+        if depth > MAX_SCHEMA_DEPTH {
+            return Err(format!(
+                "the schema nests deeper than {MAX_SCHEMA_DEPTH} levels (counting those its $ref leads through)"
+            ));
+        }
+        let over = |n: u64| -> Result<u64, String> {
+            if n > MAX_SCHEMA_EXPANSION {
+                Err(format!(
+                    "the schema expands to more than {MAX_SCHEMA_EXPANSION} subschemas through $ref; simplify it"
+                ))
+            } else {
+                Ok(n)
+            }
+        };
+        match node {
+            Value::Object(m) => {
+                let mut n: u64 = 1;
+                if let Some(Value::String(r)) = m.get("$ref")
+                    && let Some(pointer) = r.strip_prefix('#')
+                    && !self.following.contains(&r.as_str())
+                {
+                    let r = r.as_str();
+                    let referenced = match self.memo.get(r) {
+                        Some(c) => *c,
+                        None => match self.root.pointer(pointer) {
+                            Some(target) => {
+                                self.following.push(r);
+                                let c = self.count(target, depth + 1);
+                                self.following.pop();
+                                let c = c?;
+                                self.memo.insert(r, c);
+                                c
+                            }
+                            None => 0,
+                        },
+                    };
+                    n = over(n.saturating_add(referenced))?;
+                }
+                for (k, v) in m {
+                    if k != "$ref" {
+                        n = over(n.saturating_add(self.count(v, depth + 1)?))?;
+                    }
+                }
+                Ok(n)
+            }
+            Value::Array(items) => {
+                let mut n: u64 = 0;
+                for v in items {
+                    n = over(n.saturating_add(self.count(v, depth + 1)?))?;
+                }
+                Ok(n)
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => Ok(0),
+        }
     }
 }
 
@@ -468,6 +570,47 @@ impl Contract {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// `allOf` chained through `$defs`, each level naming the next twice: 2^k to validate.
+    fn exponential(k: usize) -> Value {
+        let mut defs = serde_json::Map::new();
+        for i in 0..k {
+            defs.insert(
+                format!("d{i}"),
+                json!({"allOf": [{"$ref": format!("#/$defs/d{}", i + 1)}, {"$ref": format!("#/$defs/d{}", i + 1)}]}),
+            );
+        }
+        defs.insert(format!("d{k}"), json!({"type": "object"}));
+        json!({"$defs": defs, "$ref": "#/$defs/d0"})
+    }
+
+    #[test]
+    fn a_schema_that_expands_exponentially_is_refused_at_compile() {
+        let e = Schema::compile(exponential(28)).err().unwrap_or_default();
+        assert!(e.contains("expands to more than 20000 subschemas"), "{e}");
+        // A modest chain is fine, and validates.
+        let s = Schema::compile(exponential(8)).unwrap_or_else(|e| panic!("{e}"));
+        assert!(s.errors(&json!({})).is_none());
+        assert!(s.errors(&json!(1)).is_some());
+    }
+
+    #[test]
+    fn huge_deep_and_recursive_schemas() {
+        let huge = json!({"enum": vec!["x".repeat(100); 1000]});
+        let e = Schema::compile(huge).err().unwrap_or_default();
+        assert!(e.contains("at most 65536 are accepted"), "{e}");
+        let mut deep = json!({"type": "string"});
+        for _ in 0..200 {
+            deep = json!({"items": deep});
+        }
+        let e = Schema::compile(deep).err().unwrap_or_default();
+        assert!(e.contains("nests deeper than 128 levels"), "{e}");
+        // A recursive schema (a tree) is legitimate: recursion counts once.
+        let tree = json!({"$defs": {"node": {"type": "object", "properties": {
+            "children": {"type": "array", "items": {"$ref": "#/$defs/node"}}}}},
+            "$ref": "#/$defs/node"});
+        assert!(Schema::compile(tree).is_ok());
+    }
 
     fn contract(yaml: &str) -> Contract {
         let spec: ContractSpec = serde_saphyr::from_str(yaml).unwrap_or_else(|e| panic!("{e}"));

@@ -10,6 +10,44 @@ use crate::completion::{Block, Completion};
 use crate::event::{Event, SseReader};
 use crate::payload::{Api, ClientRequest};
 
+/// The longest a contract check may take (schema validation and CEL rules run off the async
+/// workers, on the blocking pool, within this deadline).
+pub const CHECK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// [`check`], off the async workers and within [`CHECK_DEADLINE`]: a schema or rule that takes
+/// too long fails the answer with a `schema_violation` that says so, and no worker is frozen.
+/// Gives the answer back (for a repair) unless the deadline passed.
+pub async fn check_bounded(
+    route: std::sync::Arc<Route>,
+    request: std::sync::Arc<ClientRequest>,
+    request_schema: Option<Schema>,
+    c: Collected,
+) -> (Result<(), Violation>, Option<Collected>) {
+    if route.contract.is_none() {
+        return (Ok(()), Some(c));
+    }
+    let task = tokio::task::spawn_blocking(move || {
+        let verdict = check(&route, &request, request_schema.as_ref(), &c);
+        (verdict, c)
+    });
+    let late = |message: String| Violation {
+        class: plumb_policy::FailureClass::SchemaViolation,
+        check: "deadline".to_owned(),
+        message,
+    };
+    match tokio::time::timeout(CHECK_DEADLINE, task).await {
+        Ok(Ok((verdict, c))) => (verdict, Some(c)),
+        Ok(Err(e)) => (Err(late(format!("the contract check failed: {e}"))), None),
+        Err(_) => (
+            Err(late(format!(
+                "checking the answer against the contract took longer than {}; the answer or the schema is too complex",
+                humantime::format_duration(CHECK_DEADLINE)
+            ))),
+            None,
+        ),
+    }
+}
+
 /// What an answer says.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Collected {
@@ -179,15 +217,21 @@ impl StreamCollector {
 
 /// The schema the client asked the answer to follow (`response_format.json_schema.schema`, or
 /// Anthropic's `output_format.schema`), compiled. `None` when it asked for none or the route
-/// does not follow it; a schema that does not compile is not the answer's fault and is not
-/// enforced.
-pub fn request_schema(route: &Route, request: &ClientRequest) -> Option<Schema> {
-    let contract = route.contract.as_ref()?;
+/// does not follow it.
+///
+/// `Err` says why the client's schema was refused: it is not a valid schema, or it is too large,
+/// too deep or expands too far to be checked at a bounded cost.
+pub fn request_schema(route: &Route, request: &ClientRequest) -> Result<Option<Schema>, String> {
+    let Some(contract) = route.contract.as_ref() else {
+        return Ok(None);
+    };
     if !contract.request_schema {
-        return None;
+        return Ok(None);
     }
-    let schema = request.response_schema()?;
-    Schema::compile(schema.clone()).ok()
+    let Some(schema) = request.response_schema() else {
+        return Ok(None);
+    };
+    Schema::compile(schema.clone()).map(Some)
 }
 
 /// Checks an answer against the route's contract.

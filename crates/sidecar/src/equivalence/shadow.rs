@@ -225,7 +225,7 @@ impl Job {
         let helper_calls = u32::from(route.equivalence.method.helper().is_some());
         let tokens =
             u64::from(self.request.needs.tokens) + (self.answer.text.len() as u64).div_ceil(4);
-        let schema = verify::request_schema(route, &self.request);
+        let schema = verify::request_schema(route, &self.request).ok().flatten();
         for candidate in candidates(&self.table, route, &self.request) {
             if !self
                 .limiter

@@ -39,7 +39,7 @@ impl Request<'_> {
     /// Checks what an answer says: the model it names, then the route's contract (a whole
     /// answer, or a stream held whole; a stream committed earlier is checked at its end). A
     /// contract failure carries the rejected answer, for a repair.
-    pub(super) fn check(
+    pub(super) async fn check(
         &self,
         target: &Target,
         op: Operation,
@@ -90,13 +90,20 @@ impl Request<'_> {
             );
             return (Err(f), named);
         }
-        if complete
-            && let Err(v) = verify::check(self.route, self.request, self.request_schema, &collected)
-        {
-            let mut f = Failure::new(v.class, Phase::Body, v.to_string());
-            f.check = Some(v.check);
-            f.rejected = Some(Box::new(collected));
-            return (Err(f), named);
+        if complete {
+            let (verdict, collected) = verify::check_bounded(
+                self.route.clone(),
+                self.request.clone(),
+                self.request_schema.cloned(),
+                collected,
+            )
+            .await;
+            if let Err(v) = verdict {
+                let mut f = Failure::new(v.class, Phase::Body, v.to_string());
+                f.check = Some(v.check);
+                f.rejected = collected.map(Box::new);
+                return (Err(f), named);
+            }
         }
         (Ok(Checked { answer, usage }), named)
     }

@@ -28,7 +28,7 @@ pub(super) struct Continuation {
     pub(super) policy: Arc<Policy>,
     pub(super) route: Arc<Route>,
     pub(super) handles: Arc<RouteHandles>,
-    pub(super) request: ClientRequest,
+    pub(super) request: std::sync::Arc<ClientRequest>,
     pub(super) headers: HeaderMap,
     pub(super) caller_key: Option<Secret>,
     /// The target whose stream was cut.

@@ -126,7 +126,20 @@ impl Proxy {
             error.r#type = tracing::field::Empty,
         );
         upstream::trace_context::adopt(&span, &parts.headers);
-        let request_schema = verify::request_schema(&route, &request);
+        // The schema the client asked for is hostile input: refused with a clear error when it
+        // cannot be checked at a bounded cost.
+        let request = Arc::new(request);
+        let request_schema = match verify::request_schema(&route, &request) {
+            Ok(s) => s,
+            Err(why) => {
+                return respond::error(
+                    api,
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    &format!("the response format's JSON schema is refused: {why}"),
+                );
+            }
+        };
         Request {
             proxy: &self,
             policy: &policy,
@@ -157,7 +170,7 @@ struct Request<'a> {
     route: &'a Arc<Route>,
     handles: &'a Arc<RouteHandles>,
     budget: Arc<Budget>,
-    request: &'a ClientRequest,
+    request: &'a Arc<ClientRequest>,
     /// When the client's request arrived.
     started: Instant,
     /// The schema the client asked for, when the route's contract follows it.
@@ -522,7 +535,7 @@ impl Request<'_> {
             .await
         };
         match sent.await {
-            Ok(answer) => self.check(target, request.operation, answer),
+            Ok(answer) => self.check(target, request.operation, answer).await,
             Err(f) => (Err(f), Named::default()),
         }
     }

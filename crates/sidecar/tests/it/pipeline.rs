@@ -1,5 +1,6 @@
 //! The attempt loop, one failure class at a time, in-process against a scripted upstream under
-//! paused time: every test runs in milliseconds, and the scripted upstream's log of what it
+//! paused time (real time where a contract is checked, since checks run on the blocking pool):
+//! every test runs in milliseconds, and the scripted upstream's log of what it
 //! received is the witness of retries, repairs and failovers — with the deadlines and backoff
 //! the default plans promise.
 
@@ -293,7 +294,8 @@ async fn malformed_response_a_broken_200_is_retried_then_failed_over() {
     );
 }
 
-#[tokio::test(start_paused = true)]
+// Real time: the contract is checked on the blocking pool, which paused time cannot wait for.
+#[tokio::test]
 async fn schema_violation_is_repaired_once_with_the_complaint_then_failed_over() {
     let up = Scripted::new(&[
         (
@@ -330,7 +332,8 @@ async fn schema_violation_is_repaired_once_with_the_complaint_then_failed_over()
     );
 }
 
-#[tokio::test(start_paused = true)]
+// Real time: the contract is checked on the blocking pool, which paused time cannot wait for.
+#[tokio::test]
 async fn out_of_bounds_is_repaired_and_a_fixed_answer_is_served() {
     let up = Scripted::new(&[
         (
@@ -411,7 +414,8 @@ async fn a_complete_stream_counts_as_a_success_when_it_ends() {
     );
 }
 
-#[tokio::test(start_paused = true)]
+// Real time: the contract is checked on the blocking pool, which paused time cannot wait for.
+#[tokio::test]
 async fn model_substituted_fails_over_when_the_route_says_so() {
     let up = Scripted::new(&[
         (
@@ -529,4 +533,35 @@ async fn an_event_that_never_ends_is_cut_at_its_bound_not_buffered_forever() {
         got.body.len() < 4096,
         "nothing of the endless event is relayed"
     );
+}
+
+#[tokio::test]
+async fn a_client_schema_that_would_take_exponential_time_is_refused_with_a_clear_400() {
+    // allOf chained through $defs, each level naming the next twice: 2^28 to validate, in
+    // under 2 KB. It once froze the sidecar for seconds per request.
+    let mut defs = serde_json::Map::new();
+    for i in 0..28 {
+        defs.insert(
+            format!("d{i}"),
+            json!({"allOf": [{"$ref": format!("#/$defs/d{}", i + 1)}, {"$ref": format!("#/$defs/d{}", i + 1)}]}),
+        );
+    }
+    defs.insert("d28".to_owned(), json!({"type": "object"}));
+    let schema = json!({"$defs": defs, "$ref": "#/$defs/d0"});
+    let up = Scripted::new(&[
+        ("primary.test", vec![Step::Json(completion("gpt-a", "{}"))]),
+        ("fallback.test", vec![fallback_ok()]),
+    ]);
+    let p = proxy(&routes("  contract: {json: true}\n"), up.clone());
+    let mut body = ask(false);
+    body["response_format"] =
+        json!({"type": "json_schema", "json_schema": {"name": "x", "schema": schema}});
+    let got = chat(&p, body).await;
+    assert_eq!(got.status, 400, "{}", got.body);
+    assert!(
+        got.body.contains("expands to more than 20000 subschemas"),
+        "{}",
+        got.body
+    );
+    assert!(up.hosts().is_empty(), "nothing was sent upstream");
 }
