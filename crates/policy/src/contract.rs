@@ -228,6 +228,81 @@ impl<'a> Expansion<'a> {
     }
 }
 
+/// The longest CEL rule accepted.
+pub const MAX_RULE_BYTES: usize = 2048;
+/// The most operators (and so terms) in one rule: the interpreter recurses on each.
+pub const MAX_RULE_OPERATORS: usize = 128;
+/// The deepest nesting of parentheses, brackets and braces in one rule.
+pub const MAX_RULE_NESTING: usize = 24;
+/// The most comprehensions (`map`, `filter`, `all`, `exists`, `exists_one`) in one rule: each
+/// can multiply the size of what it is given.
+pub const MAX_RULE_COMPREHENSIONS: usize = 3;
+
+/// Bounds what evaluating a CEL rule can cost, before it is compiled: its length, operators,
+/// nesting and comprehensions (string literals do not count).
+fn rule_bounded(expression: &str) -> Result<(), String> {
+    if expression.len() > MAX_RULE_BYTES {
+        return Err(format!(
+            "the rule is {} bytes long; at most {MAX_RULE_BYTES} are accepted",
+            expression.len()
+        ));
+    }
+    let (mut operators, mut depth, mut deepest, mut comprehensions) =
+        (0usize, 0usize, 0usize, 0usize);
+    let mut chars = expression.char_indices().peekable();
+    let mut code = String::with_capacity(expression.len());
+    while let Some((_, c)) = chars.next() {
+        match c {
+            '"' | '\'' => {
+                // Skip the literal, escapes included.
+                while let Some((_, d)) = chars.next() {
+                    if d == '\\' {
+                        chars.next();
+                    } else if d == c {
+                        break;
+                    }
+                }
+                code.push(' ');
+                continue;
+            }
+            '(' | '[' | '{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            '+' | '-' | '*' | '/' | '%' | '?' | '<' | '>' | '!' => operators += 1,
+            '&' | '|' | '=' => {
+                // Two-character operators count once.
+                if chars.peek().is_some_and(|(_, d)| *d == c) {
+                    chars.next();
+                }
+                operators += 1;
+            }
+            _ => {}
+        }
+        code.push(c);
+    }
+    for m in [".map(", ".filter(", ".all(", ".exists(", ".exists_one("] {
+        comprehensions += code.matches(m).count();
+    }
+    if operators > MAX_RULE_OPERATORS {
+        return Err(format!(
+            "the rule has {operators} operators; at most {MAX_RULE_OPERATORS} are accepted (split it into several rules)"
+        ));
+    }
+    if deepest > MAX_RULE_NESTING {
+        return Err(format!(
+            "the rule nests {deepest} levels deep; at most {MAX_RULE_NESTING} are accepted"
+        ));
+    }
+    if comprehensions > MAX_RULE_COMPREHENSIONS {
+        return Err(format!(
+            "the rule has {comprehensions} comprehensions (map, filter, all, exists); at most {MAX_RULE_COMPREHENSIONS} are accepted"
+        ));
+    }
+    Ok(())
+}
+
 impl fmt::Debug for Schema {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Schema({})", self.source)
@@ -378,6 +453,10 @@ impl Contract {
         let mut rules = Vec::new();
         for (i, r) in spec.rules.iter().flatten().enumerate() {
             let field = format!("spec.contract.rules[{i}].expression");
+            rule_bounded(&r.expression).map_err(|reason| InvalidRoute::Contract {
+                field: field.clone(),
+                reason,
+            })?;
             let program =
                 cel::Program::compile(&r.expression).map_err(|e| InvalidRoute::Contract {
                     field: field.clone(),
@@ -592,6 +671,48 @@ mod tests {
         let s = Schema::compile(exponential(8)).unwrap_or_else(|e| panic!("{e}"));
         assert!(s.errors(&json!({})).is_none());
         assert!(s.errors(&json!(1)).is_some());
+    }
+
+    fn rule(expression: &str) -> Result<Contract, InvalidRoute> {
+        let spec: ContractSpec =
+            serde_json::from_value(json!({"rules": [{"expression": expression, "message": "m"}]}))
+                .unwrap_or_else(|e| panic!("{e}"));
+        Contract::compile(&spec, &Sources::default())
+    }
+
+    #[test]
+    fn rules_that_would_overflow_the_stack_or_blow_up_memory_are_refused_at_compile() {
+        // 2,041 terms: under the CRD's 4,096 characters, and once enough to overflow the
+        // interpreter's stack on the first answer.
+        let terms = vec!["1"; 2041].join("+");
+        let e = rule(&format!("{terms} > 0"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("at most 2048 are accepted"), "{e}");
+        let terms = vec!["1"; 500].join("+");
+        let e = rule(&format!("{terms} > 0"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("operators; at most 128"), "{e}");
+        // Twenty-four chained maps doubling a list: 2^24 elements per check.
+        let maps = ".map(a, a + a)".repeat(24);
+        let e = rule(&format!("[1]{maps}.size() > 0"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("comprehensions"), "{e}");
+        let nested = format!("{}1{} > 0", "(".repeat(40), ")".repeat(40));
+        let e = rule(&nested)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("nests 40 levels deep"), "{e}");
+        // Ordinary rules, operators inside strings included, are fine.
+        assert!(rule("answer.score >= 0.0 && answer.score <= 1.0").is_ok());
+        assert!(rule("text.contains('+-*/%&&||==!') || text.size() < 10").is_ok());
+        assert!(rule("tools.all(t, t.name != 'rm') && answer.items.exists(i, i > 0)").is_ok());
     }
 
     #[test]
