@@ -570,7 +570,13 @@ impl Contract {
         }
         let mut tool_values = Vec::with_capacity(a.tools.len());
         for call in a.tools {
-            let check = format!("toolArguments[{}]", call.name);
+            // The check names a tool only when the route declares it: the model chooses the
+            // name, and the check is a metric label, which must stay bounded.
+            let check = if self.tools.iter().any(|(n, _)| *n == call.name) {
+                format!("toolArguments[{}]", call.name)
+            } else {
+                "toolArguments".to_owned()
+            };
             let args = if call.arguments.trim().is_empty() {
                 Value::Object(serde_json::Map::new())
             } else {
@@ -869,6 +875,11 @@ maxLength: 200
         assert_eq!(v.check, "toolArguments[weather]");
         let v = call("other", "{broken").err().unwrap_or_else(|| panic!());
         assert_eq!(v.class, FailureClass::SchemaViolation);
+        assert_eq!(
+            v.check, "toolArguments",
+            "a tool the route does not declare is not named in the label"
+        );
+        assert!(v.message.contains("other"), "the message still names it");
         let v = call("delete", "{}").err().unwrap_or_else(|| panic!());
         assert_eq!(
             (v.class, v.message.as_str()),
