@@ -66,8 +66,20 @@ where
         ));
     };
     let (parts, body) = req.into_parts();
-    let bytes = match read_request(body).await {
+    let read = tokio::time::timeout(BODY_TIMEOUT, read_request(body)).await;
+    let bytes = match read.unwrap_or(Err(RequestBodyError::Late)) {
         Ok(b) => b,
+        Err(RequestBodyError::Late) => {
+            return Err(respond::error(
+                api,
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                &format!(
+                    "the request body did not arrive within {}",
+                    humantime::format_duration(BODY_TIMEOUT)
+                ),
+            ));
+        }
         Err(RequestBodyError::TooLarge) => {
             return Err(respond::error(
                 api,
@@ -133,8 +145,13 @@ pub(super) fn models(proxy: &Proxy, api: Api) -> Response<Body> {
     resp
 }
 
+/// The longest a client may take to send its request body (on loopback a large body takes
+/// milliseconds; a slow one only holds a connection and a buffer).
+pub(super) const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Why a client's body was not read.
 enum RequestBodyError {
+    Late,
     TooLarge,
     Unreadable,
 }

@@ -565,3 +565,42 @@ async fn a_client_schema_that_would_take_exponential_time_is_refused_with_a_clea
     );
     assert!(up.hosts().is_empty(), "nothing was sent upstream");
 }
+
+/// A request body that sends its first bytes and then nothing.
+struct Trickle(bool);
+
+impl http_body::Body for Trickle {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        if self.0 {
+            return std::task::Poll::Pending;
+        }
+        self.0 = true;
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(bytes::Bytes::from_static(
+            b"{\"model\": \"chat\", \"mess",
+        )))))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_that_never_finishes_gets_a_408_at_the_deadline() {
+    let up = Scripted::new(&[
+        ("primary.test", vec![fallback_ok()]),
+        ("fallback.test", vec![fallback_ok()]),
+    ]);
+    let p = proxy(&routes(""), up.clone());
+    let req = http::Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(Trickle(false))
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let resp = p.clone().handle(req).await;
+    assert_eq!(resp.status(), 408);
+    assert!(started.elapsed() >= Duration::from_secs(60));
+    assert!(up.hosts().is_empty());
+}
