@@ -9,7 +9,7 @@ use plumb_policy::FailureClass;
 use serde_json::Value;
 
 use crate::completion::{Block, ChatCompletion, Completion, Embeddings, Message, Whole};
-use crate::event::{Event, RawEvent};
+use crate::event::{Event, ProviderError, RawEvent};
 use crate::payload::{Api, Operation};
 
 /// When in an attempt a failure happened.
@@ -38,7 +38,7 @@ pub struct Failure {
     /// How long the provider asked us to wait, from `retry-after` or its rate-limit headers.
     pub retry_after: Option<Duration>,
     /// For a contract failure: the answer that was rejected, to repair.
-    pub rejected: Option<Box<crate::verify::Collected>>,
+    pub rejected: Option<Box<crate::completion::Collected>>,
     /// For a contract failure: the check that failed (`schema`, `rules[0]`, …).
     pub check: Option<String>,
 }
@@ -87,63 +87,16 @@ pub fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     msg
 }
 
-/// The provider's error `type`/`code` and message, from either family's error shape.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ProviderError {
-    /// `type` (`rate_limit_error`, `invalid_request_error`, …).
-    pub kind: String,
-    /// `code` (`rate_limit_exceeded`, `context_length_exceeded`, …).
-    pub code: String,
-    /// What the provider said.
-    pub message: String,
-}
-
-impl ProviderError {
-    /// Reads the `error` member of either family's error body: an object with `type`, `code`
-    /// and `message`, or a bare string.
-    pub fn from_error(err: &Value) -> ProviderError {
-        if let Some(s) = err.as_str() {
-            return ProviderError {
-                message: s.to_owned(),
-                ..ProviderError::default()
-            };
-        }
-        let text = |k: &str| {
-            err.get(k)
-                .map(|x| match x {
-                    Value::String(s) => s.clone(),
-                    Value::Null => String::new(),
-                    other @ (Value::Bool(_)
-                    | Value::Number(_)
-                    | Value::Array(_)
-                    | Value::Object(_)) => other.to_string(),
-                })
-                .unwrap_or_default()
-        };
-        ProviderError {
-            kind: text("type"),
-            code: text("code"),
-            message: text("message"),
-        }
-    }
-
-    /// Reads an error body: `{"error": …}`.
-    pub fn from_body(body: &[u8]) -> Option<ProviderError> {
-        let v: Value = serde_json::from_slice(body).ok()?;
-        v.get("error").map(ProviderError::from_error)
-    }
-
-    /// The status an error inside a 200 (a body or a stream event) implies.
-    fn implied_status(&self) -> u16 {
-        match (self.kind.as_str(), self.code.as_str()) {
-            ("rate_limit_error" | "requests" | "tokens", _) | (_, "rate_limit_exceeded") => 429,
-            ("overloaded_error", _) | (_, "overloaded") => 529,
-            ("authentication_error", _) | (_, "invalid_api_key") => 401,
-            ("permission_error", _) => 403,
-            ("not_found_error", _) | (_, "model_not_found") => 404,
-            ("invalid_request_error", _) => 400,
-            _ => 500,
-        }
+/// The status an error inside a 200 (a body or a stream event) implies.
+fn implied_status(e: &ProviderError) -> u16 {
+    match (e.kind.as_str(), e.code.as_str()) {
+        ("rate_limit_error" | "requests" | "tokens", _) | (_, "rate_limit_exceeded") => 429,
+        ("overloaded_error", _) | (_, "overloaded") => 529,
+        ("authentication_error", _) | (_, "invalid_api_key") => 401,
+        ("permission_error", _) => 403,
+        ("not_found_error", _) | (_, "model_not_found") => 404,
+        ("invalid_request_error", _) => 400,
+        _ => 500,
     }
 }
 
@@ -151,7 +104,7 @@ impl ProviderError {
 /// `error`), by the status its type or code implies. `raw` is the body or event data, for the
 /// message when the provider gave none.
 pub fn embedded(err: Option<&ProviderError>, raw: &[u8]) -> Failure {
-    let implied = err.map_or(500, ProviderError::implied_status);
+    let implied = err.map_or(500, implied_status);
     let mut f = classify_status(implied, &HeaderMap::new(), err, raw);
     f.phase = Phase::Body;
     f.status = Some(200);

@@ -8,6 +8,17 @@ use serde_json::{Map, Value};
 
 use crate::event::openai::null_as_default;
 
+/// What an answer says.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Collected {
+    /// Text blocks joined.
+    pub text: String,
+    /// Tool calls, in order.
+    pub tools: Vec<plumb_policy::contract::ToolCall>,
+    /// The model the answer names.
+    pub model: Option<String>,
+}
+
 /// A whole answer that passed classification.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Whole {

@@ -5,8 +5,8 @@ use bytes::Bytes;
 use plumb_policy::{Provider, Target};
 use serde_json::{Map, Value};
 
+use crate::completion::Collected;
 use crate::translate::{Conversation, Untranslatable};
-use crate::verify::Collected;
 
 /// A JSON Pointer lookup on a map.
 trait PointerGet {

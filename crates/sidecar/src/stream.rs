@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 
 use plumb_policy::contract::Violation;
 
+use crate::completion::Collected;
 use crate::event::{Event, SseReader};
 use crate::observe::Settlement;
 use crate::payload::Api;
@@ -28,7 +29,7 @@ use crate::plan::{self, Committed, Interruption};
 use crate::respond::BoxError;
 use crate::translate::events::{EventError, Incomplete, Translator};
 use crate::upstream::UpstreamBody;
-use crate::verify::{Collected, StreamCollector};
+use crate::verify::StreamCollector;
 
 /// How a committed stream ended.
 #[derive(Clone, Debug, PartialEq, Eq)]

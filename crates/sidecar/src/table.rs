@@ -12,7 +12,7 @@ use plumb_telemetry::{Metrics, TargetLabels};
 
 use crate::breaker::Breakers;
 use crate::equivalence::Certifications;
-use crate::equivalence::shadow::Shadows;
+use crate::equivalence::limits::Shadows;
 use crate::fleet::Fleet;
 use crate::keys::Keys;
 use crate::observe::RouteHandles;

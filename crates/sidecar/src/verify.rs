@@ -6,7 +6,7 @@ use plumb_policy::contract::{self, Schema, ToolCall, Violation};
 use plumb_policy::{Provider, Route, Target};
 use serde_json::Value;
 
-use crate::completion::{Block, Completion};
+use crate::completion::{Block, Collected, Completion};
 use crate::event::{Event, SseReader};
 use crate::payload::{Api, ClientRequest};
 
@@ -46,17 +46,6 @@ pub async fn check_bounded(
             None,
         ),
     }
-}
-
-/// What an answer says.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Collected {
-    /// Text blocks joined.
-    pub text: String,
-    /// Tool calls, in order.
-    pub tools: Vec<ToolCall>,
-    /// The model the answer names.
-    pub model: Option<String>,
 }
 
 /// Reads a whole answer.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use plumb_policy::equivalence::Field;
 use serde_json::Value;
 
-use crate::verify::Collected;
+use crate::completion::Collected;
 
 /// What is compared of an answer: its tool calls (names and parsed arguments) as canonical
 /// JSON when it made any, else its text.

@@ -8,6 +8,7 @@
 //!   changes model starts again from nothing.
 
 pub mod compare;
+pub mod limits;
 pub mod shadow;
 
 use std::collections::HashMap;

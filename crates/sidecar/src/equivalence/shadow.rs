@@ -9,15 +9,11 @@
 //! requests never touch breakers or retry budgets, and candidates whose key is the caller's own
 //! (`passthrough`) are never shadowed.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 
 use http::HeaderMap;
-use parking_lot::Mutex;
-use plumb_policy::equivalence::{Method, Shadow};
-use plumb_policy::{Credentials, Route, RouteId, Target};
+use plumb_policy::equivalence::Method;
+use plumb_policy::{Credentials, Route, Target};
 use plumb_telemetry::{Metrics, OutcomeLabels, RouteLabels};
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -25,97 +21,17 @@ use tracing::Instrument as _;
 
 use crate::attempt::{self, Answer, Expect, Outgoing};
 use crate::breaker::BreakerState;
+use crate::completion::Collected;
 use crate::completion::Whole;
 use crate::equivalence::compare;
+use crate::equivalence::limits::Limiter;
 use crate::fallback;
 use crate::keys::redact;
 use crate::observe::{AttemptOutcome, AttemptRecord, Observer};
 use crate::payload::{Api, ClientRequest, Operation};
 use crate::table::{Policy, Table};
 use crate::upstream::Transport;
-use crate::verify::{self, Collected};
-
-/// The per-minute window of a route's shadow budget.
-#[derive(Debug)]
-struct Window {
-    started: Instant,
-    requests: u32,
-    tokens: u64,
-}
-
-/// One route's shadow limits in force.
-#[derive(Debug)]
-pub struct Limiter {
-    in_flight: AtomicU32,
-    window: Mutex<Window>,
-}
-
-impl Default for Limiter {
-    fn default() -> Self {
-        Limiter {
-            in_flight: AtomicU32::new(0),
-            window: Mutex::new(Window {
-                started: Instant::now(),
-                requests: 0,
-                tokens: 0,
-            }),
-        }
-    }
-}
-
-/// A shadow in flight; leaving frees its place.
-#[derive(Debug)]
-pub struct InFlight(Arc<Limiter>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl Limiter {
-    /// A place among the shadows in flight, if one is free.
-    fn enter(self: &Arc<Self>, max: u32) -> Option<InFlight> {
-        self.in_flight
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| InFlight(self.clone()))
-    }
-
-    /// Takes `requests` and `tokens` from this minute's budget, if both fit.
-    fn reserve(&self, s: &Shadow, requests: u32, tokens: u64) -> bool {
-        let mut w = self.window.lock();
-        let now = Instant::now();
-        if now.duration_since(w.started) >= Duration::from_secs(60) {
-            *w = Window {
-                started: now,
-                requests: 0,
-                tokens: 0,
-            };
-        }
-        let fits = w.requests.saturating_add(requests) <= s.requests_per_minute
-            && w.tokens.saturating_add(tokens) <= u64::from(s.tokens_per_minute);
-        if fits {
-            w.requests += requests;
-            w.tokens += tokens;
-        }
-        fits
-    }
-}
-
-/// Every route's limiter, kept across reloads.
-#[derive(Debug, Default)]
-pub struct Shadows {
-    limiters: Mutex<HashMap<RouteId, Arc<Limiter>>>,
-}
-
-impl Shadows {
-    fn limiter(&self, id: &RouteId) -> Arc<Limiter> {
-        self.limiters.lock().entry(id.clone()).or_default().clone()
-    }
-}
+use crate::verify;
 
 /// A successful primary request, as it is offered for sampling.
 pub struct Offer<'a> {

@@ -12,7 +12,6 @@ pub use sse::{MAX_EVENT_BYTES, RawEvent, SseReader};
 
 use serde_json::Value;
 
-use crate::classify::ProviderError;
 use crate::payload::Api;
 
 /// One upstream stream event, parsed.
@@ -121,6 +120,53 @@ impl Event {
             | Event::Error(_)
             | Event::Malformed => (None, None),
         }
+    }
+}
+
+/// The provider's error `type`/`code` and message, from either family's error shape.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProviderError {
+    /// `type` (`rate_limit_error`, `invalid_request_error`, …).
+    pub kind: String,
+    /// `code` (`rate_limit_exceeded`, `context_length_exceeded`, …).
+    pub code: String,
+    /// What the provider said.
+    pub message: String,
+}
+
+impl ProviderError {
+    /// Reads the `error` member of either family's error body: an object with `type`, `code`
+    /// and `message`, or a bare string.
+    pub fn from_error(err: &Value) -> ProviderError {
+        if let Some(s) = err.as_str() {
+            return ProviderError {
+                message: s.to_owned(),
+                ..ProviderError::default()
+            };
+        }
+        let text = |k: &str| {
+            err.get(k)
+                .map(|x| match x {
+                    Value::String(s) => s.clone(),
+                    Value::Null => String::new(),
+                    other @ (Value::Bool(_)
+                    | Value::Number(_)
+                    | Value::Array(_)
+                    | Value::Object(_)) => other.to_string(),
+                })
+                .unwrap_or_default()
+        };
+        ProviderError {
+            kind: text("type"),
+            code: text("code"),
+            message: text("message"),
+        }
+    }
+
+    /// Reads an error body: `{"error": …}`.
+    pub fn from_body(body: &[u8]) -> Option<ProviderError> {
+        let v: Value = serde_json::from_slice(body).ok()?;
+        v.get("error").map(ProviderError::from_error)
     }
 }
 

@@ -7,9 +7,10 @@ use plumb_policy::{FailureClass, Target};
 use super::Request;
 use crate::attempt::Answer;
 use crate::classify::{Failure, Phase};
+use crate::completion::Collected;
 use crate::completion::Whole;
 use crate::payload::{Api, Operation};
-use crate::verify::{self, Collected, StreamCollector};
+use crate::verify::{self, StreamCollector};
 
 /// A successful attempt's answer, checked, with what it said of itself.
 pub(super) struct Checked {

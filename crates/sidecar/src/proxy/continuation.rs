@@ -130,7 +130,7 @@ impl Continuation {
                     held: first,
                     family: Api::of(target.provider),
                     target: target.name.clone(),
-                    settle: super::reply::settle_stream(
+                    settle: super::settle_stream(
                         self.proxy.clone(),
                         self.route.clone(),
                         self.handles.clone(),

@@ -27,6 +27,7 @@ mod continuation;
 mod reply;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{HeaderMap, Request as HttpRequest, Response, StatusCode};
 use plumb_policy::contract::Schema;
@@ -41,11 +42,14 @@ use crate::classify::{Failure, Phase};
 use crate::fallback::{self, Skip};
 use crate::fleet::Gate;
 use crate::keys::{Secret, redact};
-use crate::observe::{AttemptOutcome, AttemptRecord, Observer, RouteHandles};
+use crate::observe::{
+    AttemptOutcome, AttemptRecord, Observer, RouteHandles, Settlement, StreamRecord,
+};
 use crate::payload::{Api, ClientRequest, Operation};
 use crate::plan::{self, Next, Situation, TargetVerdict};
 use crate::respond::{self, Body};
 use crate::retry::Budget;
+use crate::stream::Settle;
 use crate::table::{Policy, Table};
 use crate::upstream::{self, Transport};
 use crate::verify;
@@ -539,4 +543,44 @@ impl Request<'_> {
             Err(f) => (Err(f), Named::default()),
         }
     }
+}
+
+/// Settles a committed stream's attempt when the target's part of the stream ends.
+pub(super) fn settle_stream(
+    proxy: Arc<Proxy>,
+    route: Arc<plumb_policy::Route>,
+    handles: Arc<crate::observe::RouteHandles>,
+    target: Target,
+    permit: Option<Permit>,
+    latency: Duration,
+) -> Settle {
+    Box::new(move |how: Settlement, bytes: u64| {
+        let probe = permit.as_ref().is_some_and(Permit::is_probe);
+        let breaker = match (&how, permit) {
+            (_, None) => proxy
+                .table
+                .breakers
+                .get(&target.upstream, route.breaker)
+                .state(),
+            (Settlement::ClientGone, Some(p)) => p.abandon(),
+            (
+                Settlement::Completed | Settlement::Interrupted(_) | Settlement::Rejected { .. },
+                Some(p),
+            ) => p.settle(how.failure()),
+        };
+        Observer {
+            metrics: &proxy.metrics,
+            fleet: &proxy.table.fleet,
+            route: &route,
+            handles: &handles,
+        }
+        .stream_end(&StreamRecord {
+            target: &target,
+            settlement: &how,
+            bytes,
+            latency,
+            probe,
+            breaker,
+        });
+    })
 }

@@ -2,7 +2,6 @@
 //! `x-plumb-*` headers, or the error for a request no target could answer. Both end the
 //! request's record.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,7 +20,7 @@ use crate::completion::{Completion, Whole};
 use crate::equivalence::shadow;
 use crate::fallback::Skip;
 use crate::genai;
-use crate::observe::{Observer, RequestOutcome, RequestRecord, Settlement, StreamRecord};
+use crate::observe::{RequestOutcome, RequestRecord};
 use crate::payload::Api;
 use crate::respond::{self, Account, Body};
 use crate::stream::{AfterCommit, Relay, RelayOptions, Resume, Settle, StreamEnd};
@@ -153,7 +152,7 @@ impl Request<'_> {
         permit: Option<Permit>,
         latency: Duration,
     ) -> Settle {
-        settle_stream(
+        super::settle_stream(
             self.proxy.clone(),
             self.route.clone(),
             self.handles.clone(),
@@ -308,46 +307,6 @@ impl Request<'_> {
         );
         resp
     }
-}
-
-/// Settles a committed stream's attempt when the target's part of the stream ends.
-pub(super) fn settle_stream(
-    proxy: Arc<super::Proxy>,
-    route: Arc<plumb_policy::Route>,
-    handles: Arc<crate::observe::RouteHandles>,
-    target: Target,
-    permit: Option<Permit>,
-    latency: Duration,
-) -> Settle {
-    Box::new(move |how: Settlement, bytes: u64| {
-        let probe = permit.as_ref().is_some_and(Permit::is_probe);
-        let breaker = match (&how, permit) {
-            (_, None) => proxy
-                .table
-                .breakers
-                .get(&target.upstream, route.breaker)
-                .state(),
-            (Settlement::ClientGone, Some(p)) => p.abandon(),
-            (
-                Settlement::Completed | Settlement::Interrupted(_) | Settlement::Rejected { .. },
-                Some(p),
-            ) => p.settle(how.failure()),
-        };
-        Observer {
-            metrics: &proxy.metrics,
-            fleet: &proxy.table.fleet,
-            route: &route,
-            handles: &handles,
-        }
-        .stream_end(&StreamRecord {
-            target: &target,
-            settlement: &how,
-            bytes,
-            latency,
-            probe,
-            breaker,
-        });
-    })
 }
 
 /// The status when no target was even tried: the request needs what no target offers (the
