@@ -99,6 +99,68 @@ pub enum Fault {
         /// The model named in the answer.
         model: String,
     },
+    /// A provider that echoes the API key it received in its error message — whole, its head,
+    /// inside a JSON string, or after a newline — at once (a 500), or in a stream's error event
+    /// after N tokens. For the secret-leak tests.
+    KeyEcho {
+        /// How the key is echoed.
+        how: Echo,
+        /// 0: an error status at once; N: a stream's error event after N tokens.
+        after: u32,
+    },
+}
+
+/// How [`Fault::KeyEcho`] repeats the key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Echo {
+    /// The whole key, between spaces.
+    Whole,
+    /// Its first twelve characters, then a mask.
+    Head,
+    /// Inside a JSON document quoted in the message, with no space around it.
+    Json,
+    /// Right after a newline.
+    Newline,
+}
+
+impl Echo {
+    fn parse(value: &str) -> Result<Echo, InvalidFault> {
+        Ok(match value {
+            "whole" => Echo::Whole,
+            "head" => Echo::Head,
+            "json" => Echo::Json,
+            "newline" => Echo::Newline,
+            _ => {
+                return Err(InvalidFault::BadValue {
+                    param: "how".to_owned(),
+                    value: value.to_owned(),
+                    reason: "one of whole, head, json, newline",
+                });
+            }
+        })
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Echo::Whole => "whole",
+            Echo::Head => "head",
+            Echo::Json => "json",
+            Echo::Newline => "newline",
+        }
+    }
+
+    /// The provider's message repeating `key` this way.
+    pub fn message(self, key: &str) -> String {
+        match self {
+            Echo::Whole => format!("Invalid credentials: the key {key} was refused."),
+            Echo::Head => {
+                let head: String = key.chars().take(12).collect();
+                format!("Invalid credentials: key {head}**** was refused.")
+            }
+            Echo::Json => format!("upstream said: {{\"auth\":{{\"key\":\"{key}\"}}}}"),
+            Echo::Newline => format!("credential check failed for\n{key}\nretry later"),
+        }
+    }
 }
 
 /// A fault's text form could not be read.
@@ -168,6 +230,10 @@ pub const CATALOGUE: &[(&str, &str)] = &[
         "silent after N tokens for T, then closed (after=N default 3, stall=DURATION default 5s)",
     ),
     (
+        "key_echo",
+        "500 whose message echoes the API key it received (how=whole|head|json|newline); after=N: a stream's error event after N tokens instead",
+    ),
+    (
         "stream_error",
         "provider error event after N tokens (after=N, default 3)",
     ),
@@ -230,6 +296,7 @@ impl Fault {
             Fault::SchemaViolation => "schema_violation",
             Fault::OutOfBounds => "out_of_bounds",
             Fault::ModelSubstituted { .. } => "model_substituted",
+            Fault::KeyEcho { .. } => "key_echo",
         }
     }
 
@@ -284,6 +351,10 @@ impl Fault {
             "model_substituted" => Fault::ModelSubstituted {
                 model: "sim-substitute".to_owned(),
             },
+            "key_echo" => Fault::KeyEcho {
+                how: Echo::Whole,
+                after: 0,
+            },
             _ => return None,
         })
     }
@@ -324,6 +395,8 @@ impl Fault {
             (Fault::StreamStall { stall, .. }, "stall") => *stall = parse_duration(param, value)?,
             (Fault::MalformedEvent { at }, "at") => *at = parse_u32(param, value)?,
             (Fault::ModelSubstituted { model }, "model") => value.clone_into(model),
+            (Fault::KeyEcho { how, .. }, "how") => *how = Echo::parse(value)?,
+            (Fault::KeyEcho { after, .. }, "after") => *after = parse_u32(param, value)?,
             _ => return Err(unknown()),
         }
         Ok(())
@@ -379,6 +452,7 @@ impl fmt::Display for Fault {
             ),
             Fault::MalformedEvent { at } => write!(f, "{name}:at={at}"),
             Fault::ModelSubstituted { model } => write!(f, "{name}:model={model}"),
+            Fault::KeyEcho { how, after } => write!(f, "{name}:how={},after={after}", how.as_str()),
             Fault::RateLimited { .. }
             | Fault::Unauthorized
             | Fault::Forbidden

@@ -547,7 +547,8 @@ impl Attempting {
             | Fault::EmptyContent
             | Fault::SchemaViolation
             | Fault::OutOfBounds
-            | Fault::ModelSubstituted { .. } => Ok(None),
+            | Fault::ModelSubstituted { .. }
+            | Fault::KeyEcho { .. } => Ok(None),
         }
     }
 
@@ -597,9 +598,22 @@ impl Attempting {
                     req.include_usage,
                 ),
             };
-            let error_event =
-                ProviderError::for_fault(&Fault::Overloaded, self.api, &self.model, None, (0, 0))
-                    .map(|e| e.stream_event(self.api, &request_id));
+            // The error event a stream fault sends: the key echoed for key_echo, else overloaded.
+            let echoed = match &fault {
+                Some(Fault::KeyEcho { how, .. }) => Fault::KeyEcho {
+                    how: *how,
+                    after: 0,
+                },
+                _ => Fault::Overloaded,
+            };
+            let error_event = ProviderError::for_fault(
+                &echoed,
+                self.api,
+                &self.model,
+                self.key.as_deref(),
+                (0, 0),
+            )
+            .map(|e| e.stream_event(self.api, &request_id));
             let plan = StreamPlan {
                 fault,
                 token_gap: gap,
@@ -830,7 +844,9 @@ impl StreamPlan {
                         let _ = tx.send(Err("stream stalled on purpose".into())).await;
                         return Outcome::Stalled;
                     }
-                    Some(Fault::StreamError { after }) if reached(*after) => {
+                    Some(Fault::StreamError { after } | Fault::KeyEcho { after, .. })
+                        if reached(*after) =>
+                    {
                         if let Some(err) = &self.error_event {
                             *sent += err.bytes.len() as u64;
                             let _ = tx.send(Ok(Frame::data(err.bytes.clone()))).await;

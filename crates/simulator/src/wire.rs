@@ -257,6 +257,14 @@ impl ProviderError {
             | Fault::SchemaViolation
             | Fault::OutOfBounds
             | Fault::ModelSubstituted { .. } => return None,
+            Fault::KeyEcho { how, after: 0 } => e(
+                500,
+                "server_error",
+                Some("key_echo"),
+                "api_error",
+                how.message(key.unwrap_or("")),
+            ),
+            Fault::KeyEcho { .. } => return None,
         })
     }
 

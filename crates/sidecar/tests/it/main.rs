@@ -17,6 +17,7 @@ mod contracts;
 mod crossfamily;
 mod equivalence;
 mod golden;
+mod leaks;
 mod limits;
 mod otlp;
 mod pipeline;

@@ -12,6 +12,8 @@ pub struct Sidecar {
     pub child: Child,
     pub url: String,
     pub admin: String,
+    /// Everything the sidecar wrote to standard error so far.
+    pub logs: std::sync::Arc<parking_lot::Mutex<Vec<u8>>>,
     pub dir: tempfile::TempDir,
 }
 
@@ -29,6 +31,12 @@ impl Sidecar {
         env: &[(&str, &str)],
     ) -> Result<Sidecar, (Option<i32>, String)> {
         Sidecar::launch(routes, env, &[])
+    }
+
+    /// Starts it with extra environment variables and command-line arguments.
+    pub fn start_with_env_and_args(routes: &str, env: &[(&str, &str)], args: &[&str]) -> Sidecar {
+        Sidecar::launch(routes, env, args)
+            .unwrap_or_else(|(code, err)| panic!("sidecar exited {code:?}: {err}"))
     }
 
     /// Starts it with extra command-line arguments.
@@ -85,13 +93,21 @@ impl Sidecar {
         let words: Vec<&str> = line.split_whitespace().collect();
         let url = words[3].to_owned();
         let admin = words[5].to_owned();
-        // Keep draining stderr so the sidecar never blocks on a full pipe.
+        // Keep draining stderr so the sidecar never blocks on a full pipe; what it logged is
+        // kept for tests that read it.
         let mut stderr = child.stderr.take().unwrap();
+        let logs = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let sink = logs.clone();
         std::thread::spawn(move || {
-            let mut sink = Vec::new();
-            let _ = stderr.read_to_end(&mut sink);
+            let mut buf = [0u8; 8192];
+            loop {
+                match stderr.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => sink.lock().extend_from_slice(&buf[..n]),
+                }
+            }
             if std::env::var_os("PLUMB_TEST_LOGS").is_some() {
-                eprintln!("{}", String::from_utf8_lossy(&sink));
+                eprintln!("{}", String::from_utf8_lossy(&sink.lock()));
             }
         });
         Ok(Sidecar {
@@ -99,6 +115,7 @@ impl Sidecar {
             url,
             admin,
             dir,
+            logs,
         })
     }
 

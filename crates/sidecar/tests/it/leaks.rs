@@ -1,0 +1,169 @@
+//! The secret-leak tier: recognisable canary keys, providers that echo the key they received in
+//! every shape (whole, its head, inside JSON, after a newline, masked, in a stream's error event
+//! after commit), both client families, streamed and not, failover, continuation and shadow
+//! sampling — and no canary, nor a recognisable part of one, in any response body or header,
+//! any log line (text and JSON), `/metrics`, `/fleet` or `/equivalence`.
+
+use serde_json::{Value, json};
+
+use crate::support::{Sidecar, client, plan, route, simulator, target};
+
+/// The OpenAI target's key: no provider's shape, so only knowing it finds it.
+const OPENAI_CANARY: &str = "CANARYopenai0123456789abcdefXYZ";
+/// The Anthropic target's key, in Anthropic's shape.
+const ANTHROPIC_CANARY: &str = "sk-ant-CANARYanthropic9876543210zyx";
+
+/// The texts that must never appear: each key, its first twelve characters, its last ten.
+fn forbidden() -> Vec<&'static str> {
+    [OPENAI_CANARY, ANTHROPIC_CANARY]
+        .into_iter()
+        .flat_map(|k| [k, &k[..12], &k[k.len() - 10..]])
+        .collect()
+}
+
+fn assert_clean(what: &str, text: &str) {
+    for f in forbidden() {
+        assert!(
+            !text.contains(f),
+            "{what} leaks {f:?}:\n{}",
+            &text[text.find(f).unwrap_or(0).saturating_sub(300)..]
+                .chars()
+                .take(600)
+                .collect::<String>()
+        );
+    }
+}
+
+/// An OpenAI primary and an Anthropic fallback that continues cut streams; every healthy
+/// answer of the primary shadowed to the fallback.
+fn routes(sim: &plumb_simulator::Simulator) -> String {
+    route(
+        "chat",
+        &[
+            target(
+                "primary",
+                "openai",
+                &format!("{}/v1", sim.base_url()),
+                "sim-gpt",
+                "",
+            )
+            .replace("{none: true}", "{env: PLUMB_CANARY_OPENAI}"),
+            target(
+                "claude",
+                "anthropic",
+                &sim.base_url(),
+                "sim-claude",
+                "      priority: 1\n",
+            )
+            .replace("{none: true}", "{env: PLUMB_CANARY_ANTHROPIC}"),
+        ],
+        "  streaming: {continuation: true}\n  equivalence:\n    mode: observe\n    shadow: {rate: 1.0, maxConcurrent: 4, requestsPerMinute: 1000}\n",
+    )
+}
+
+/// One request; everything the client saw, as text.
+async fn call(sc: &Sidecar, family: &str, stream: bool) -> String {
+    let r = match family {
+        "openai" => sc.openai(json!({"model": "chat", "stream": stream,
+            "messages": [{"role": "user", "content": "what is six times seven"}]})),
+        _ => sc.anthropic(json!({"model": "chat", "max_tokens": 200, "stream": stream,
+            "messages": [{"role": "user", "content": "what is six times seven"}]})),
+    };
+    let r = r.send().await.unwrap();
+    let mut seen = format!("{}\n", r.status());
+    for (k, v) in r.headers() {
+        seen.push_str(&format!("{k}: {}\n", v.to_str().unwrap_or("")));
+    }
+    seen.push_str(&r.text().await.unwrap_or_default());
+    seen
+}
+
+async fn admin(sc: &Sidecar, path: &str) -> String {
+    client()
+        .get(format!("{}{path}", sc.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn no_canary_key_leaves_the_sidecar_whatever_the_providers_echo() {
+    let sim = simulator().await;
+    let echoes = ["whole", "head", "json", "newline"];
+    for log_format in ["text", "json"] {
+        let sc = Sidecar::start_with_env_and_args(
+            &routes(&sim),
+            &[
+                ("PLUMB_CANARY_OPENAI", OPENAI_CANARY),
+                ("PLUMB_CANARY_ANTHROPIC", ANTHROPIC_CANARY),
+            ],
+            &["--log-format", log_format],
+        );
+        let mut cases: Vec<(String, Value, Value)> = Vec::new();
+        for how in echoes {
+            // The primary echoes its key; the fallback answers.
+            cases.push((
+                format!("primary echoes ({how})"),
+                json!({"fault": format!("key_echo:how={how}"), "first": 10}),
+                json!({"fault": "server_error", "first": 0}),
+            ));
+            // Both echo: the client's error carries both providers' words.
+            cases.push((
+                format!("both echo ({how})"),
+                json!({"fault": format!("key_echo:how={how}"), "first": 10}),
+                json!({"fault": format!("key_echo:how={how}"), "first": 10}),
+            ));
+            // A stream that fails after commit with the key in its error event; the fallback
+            // continues it, or (echoing too) the client gets the error event.
+            cases.push((
+                format!("mid-stream echo ({how})"),
+                json!({"fault": format!("key_echo:how={how},after=2"), "first": 10}),
+                json!({"fault": format!("key_echo:how={how},after=2"), "first": 10}),
+            ));
+        }
+        cases.push((
+            "masked echo of a refused key".to_owned(),
+            json!({"fault": "unauthorized", "first": 10}),
+            json!({"fault": "unauthorized", "first": 10}),
+        ));
+        cases.push((
+            "healthy, shadowed".to_owned(),
+            json!({"fault": "server_error", "first": 0}),
+            json!({"fault": "server_error", "first": 0}),
+        ));
+        for (name, primary, fallback) in &cases {
+            for family in ["openai", "anthropic"] {
+                for stream in [false, true] {
+                    plan(&sim, "sim-gpt", primary.clone());
+                    plan(&sim, "sim-claude", fallback.clone());
+                    let seen = call(&sc, family, stream).await;
+                    assert_clean(
+                        &format!("{name}, {family}, stream={stream}: the response"),
+                        &seen,
+                    );
+                }
+            }
+        }
+        // Let shadow samples finish, then read everything the sidecar exposes.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        for path in ["/metrics", "/fleet", "/equivalence"] {
+            assert_clean(path, &admin(&sc, path).await);
+        }
+        let logs = String::from_utf8_lossy(&sc.logs.lock()).into_owned();
+        assert!(
+            logs.contains("attempt failed"),
+            "the failures were logged (so the check below means something)"
+        );
+        assert_clean(&format!("the {log_format} log"), &logs);
+        assert!(
+            sim.attempts(Some("sim-gpt")).iter().any(|a| a
+                .fault
+                .as_deref()
+                .is_some_and(|f| f.starts_with("key_echo"))),
+            "the echoing faults ran"
+        );
+    }
+}
