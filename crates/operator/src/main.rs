@@ -149,7 +149,7 @@ struct Args {
     #[arg(long, default_value = "50m")]
     sidecar_cpu: String,
     /// The injected sidecar's memory request and limit (`plumb.dev/sidecar-memory` overrides).
-    #[arg(long, default_value = "64Mi")]
+    #[arg(long, default_value = "128Mi")]
     sidecar_memory: String,
     /// `text` or `json` logs.
     #[arg(long, value_parser = ["text", "json"], default_value = "text")]

@@ -18,8 +18,6 @@ use crate::keys::Secret;
 use crate::payload::{Api, Operation};
 use crate::upstream::{self, Transport, UpstreamBody};
 
-/// Largest non-streamed answer accepted from an upstream.
-pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 /// Largest upstream error body read for classification.
 const MAX_ERROR_BYTES: usize = 64 * 1024;
 /// Largest start of a stream held before commit.
@@ -150,19 +148,21 @@ impl Outgoing<'_> {
 
 /// Sends `req` and waits for what `expect` says, within the deadlines: the head within
 /// `first_byte`, a stream's first token within `first_token`, everything within `total`.
+///
+/// A whole answer, or a stream held whole for its contract, may be at most `max_body` bytes.
 pub async fn exchange(
     transport: &dyn Transport,
     family: Api,
     req: Request<Full<Bytes>>,
-    d: &Deadlines,
-    total: Instant,
+    (d, total): (&Deadlines, Instant),
+    max_body: usize,
     expect: Expect<'_>,
 ) -> Result<Answer, Failure> {
     let start = Instant::now();
     let (head, body) = successful_head(transport, req, d, start, total).await?;
     match expect {
         Expect::Whole(operation) => {
-            let body = read_body(body, MAX_RESPONSE_BYTES, total)
+            let body = read_body(body, max_body, total)
                 .await
                 .map_err(|e| match e {
                     ReadError::Deadline => Failure::timeout(Phase::Body, "total", d.total),
@@ -190,6 +190,7 @@ pub async fn exchange(
             }
             let first_token = total.min(start + d.first_token);
             let until_end = h.until_end.then_some(total);
+            let until_end = until_end.map(|end| (end, max_body));
             let (first, rest) = hold(body, family, first_token, d, h.streaming, until_end).await?;
             Ok(Answer::Stream { head, first, rest })
         }
@@ -272,13 +273,10 @@ async fn hold(
     first_token_deadline: Instant,
     d: &Deadlines,
     s: &Streaming,
-    until_end: Option<Instant>,
+    until_end: Option<(Instant, usize)>,
 ) -> Result<(Bytes, UpstreamBody), Failure> {
-    let limit = if until_end.is_some() {
-        MAX_RESPONSE_BYTES
-    } else {
-        MAX_FIRST_EVENT_BYTES
-    };
+    let limit = until_end.map_or(MAX_FIRST_EVENT_BYTES, |(_, max)| max);
+    let until_end = until_end.map(|(end, _)| end);
     let mut held = BytesMut::new();
     let mut events = SseReader::default();
     // Set when the first token arrives: (when the hold ends, events held since).
@@ -332,9 +330,11 @@ async fn hold(
                 FailureClass::MalformedResponse,
                 Phase::Body,
                 if until_end.is_some() {
-                    "the streamed answer held for the contract is larger than 64 MiB"
+                    format!(
+                        "the streamed answer held for the contract is larger than {limit} bytes"
+                    )
                 } else {
-                    "more than 1 MiB of stream arrived before the first token"
+                    "more than 1 MiB of stream arrived before the first token".to_owned()
                 },
             ));
         }

@@ -68,6 +68,21 @@ pub struct Args {
     /// Connections the admin listener serves at once; more are closed as they arrive.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     pub admin_max_connections: u32,
+    /// The largest request body accepted from a client, in bytes.
+    #[arg(long, default_value_t = 8 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_request_bytes: u64,
+    /// The largest whole answer (or stream held whole for its contract) read from a provider,
+    /// in bytes.
+    #[arg(long, default_value_t = 16 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub max_response_bytes: u64,
+    /// The budget for large request bodies held at once, in bytes (each body's first 64 KiB is
+    /// free; the rest counts four times its size: raw, parsed and rewritten). A request that
+    /// finds no room waits up to `--body-memory-wait`, then gets 503.
+    #[arg(long, default_value_t = 48 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024 * 1024..))]
+    pub body_memory: u64,
+    /// How long a large request waits for room in the body-memory budget.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub body_memory_wait: Duration,
     /// How long in-flight requests may take to finish after SIGTERM.
     #[arg(long, default_value = "25s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
@@ -83,6 +98,16 @@ impl Args {
             header_timeout: self.header_timeout,
             max_connections: self.max_connections as usize,
             ..crate::server::Limits::PROXY
+        }
+    }
+
+    /// The bounds on bodies.
+    pub fn body_limits(&self) -> crate::proxy::BodyLimits {
+        let bytes = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        crate::proxy::BodyLimits {
+            max_request_bytes: bytes(self.max_request_bytes),
+            max_response_bytes: bytes(self.max_response_bytes),
+            memory: crate::memory::Memory::new(bytes(self.body_memory), self.body_memory_wait),
         }
     }
 

@@ -126,7 +126,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        let proxy = Arc::new(Proxy { table: table.clone(), upstreams: Arc::new(upstreams), metrics: metrics.clone() });
+        let proxy = Arc::new(Proxy { limits: args.body_limits(), ..Proxy::new(table.clone(), Arc::new(upstreams), metrics.clone()) });
         let bind = |addr| async move { tokio::net::TcpListener::bind(addr).await };
         let (proxy_listener, admin_listener) = match (bind(args.listen).await, bind(args.admin_listen).await) {
             (Ok(p), Ok(a)) => (p, a),

@@ -39,6 +39,8 @@ pub struct Offer<'a> {
     pub table: &'a Arc<Table>,
     /// Where attempts go.
     pub transport: &'a Arc<dyn Transport>,
+    /// The largest whole answer read.
+    pub max_response_bytes: usize,
     /// The metrics.
     pub metrics: &'a Arc<Metrics>,
     /// The policy the request ran under.
@@ -84,6 +86,7 @@ impl Sampler {
             job: Job {
                 table: o.table.clone(),
                 transport: o.transport.clone(),
+                max_response_bytes: o.max_response_bytes,
                 metrics: o.metrics.clone(),
                 policy: o.policy.clone(),
                 route: o.route.clone(),
@@ -124,6 +127,7 @@ impl Sampler {
 struct Job {
     table: Arc<Table>,
     transport: Arc<dyn Transport>,
+    max_response_bytes: usize,
     metrics: Arc<Metrics>,
     policy: Arc<Policy>,
     route: Arc<Route>,
@@ -231,8 +235,8 @@ impl Job {
                 &*self.transport,
                 Api::of(target.provider),
                 req,
-                d,
-                started + d.total,
+                (d, started + d.total),
+                self.max_response_bytes,
                 Expect::Whole(op),
             )
             .await

@@ -7,8 +7,9 @@ use http::{HeaderMap, HeaderValue, Method, Request as HttpRequest, Response, Sta
 use http_body_util::BodyExt as _;
 use serde_json::json;
 
-use super::{MAX_REQUEST_BYTES, Proxy};
+use super::Proxy;
 use crate::keys::Secret;
+use crate::memory::{Busy, Held, Memory};
 use crate::payload::{Api, ClientRequest, InvalidRequest, Operation};
 use crate::respond::{self, Body};
 use crate::table::Policy;
@@ -23,6 +24,8 @@ pub(super) struct Accepted {
     pub(super) parts: http::request::Parts,
     /// Its body, parsed.
     pub(super) request: ClientRequest,
+    /// What its body holds of the body-memory budget, for as long as the request lasts.
+    pub(super) held: Held,
 }
 
 /// Accepts a request under the policy in force, or answers it at once.
@@ -66,9 +69,26 @@ where
         ));
     };
     let (parts, body) = req.into_parts();
-    let read = tokio::time::timeout(BODY_TIMEOUT, read_request(body)).await;
+    let mut held = Held::default();
+    let limits = &proxy.limits;
+    let read = tokio::time::timeout(
+        BODY_TIMEOUT,
+        read_request(body, limits.max_request_bytes, &limits.memory, &mut held),
+    )
+    .await;
     let bytes = match read.unwrap_or(Err(RequestBodyError::Late)) {
         Ok(b) => b,
+        Err(RequestBodyError::Busy(busy)) => {
+            let mut resp = respond::error(
+                api,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                &busy.to_string(),
+            );
+            resp.headers_mut()
+                .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return Err(resp);
+        }
         Err(RequestBodyError::Late) => {
             return Err(respond::error(
                 api,
@@ -85,7 +105,10 @@ where
                 api,
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "request_too_large",
-                &format!("the request body is larger than {MAX_REQUEST_BYTES} bytes"),
+                &format!(
+                    "the request body is larger than {} bytes (the sidecar's --max-request-bytes)",
+                    limits.max_request_bytes
+                ),
             ));
         }
         Err(RequestBodyError::Unreadable) => {
@@ -115,6 +138,7 @@ where
             op,
             parts,
             request,
+            held,
         },
     ))
 }
@@ -152,12 +176,19 @@ pub(super) const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_s
 /// Why a client's body was not read.
 enum RequestBodyError {
     Late,
+    Busy(Busy),
     TooLarge,
     Unreadable,
 }
 
-/// Reads a client's body, at most [`MAX_REQUEST_BYTES`].
-async fn read_request<B>(mut body: B) -> Result<bytes::Bytes, RequestBodyError>
+/// Reads a client's body, at most `max` bytes, holding what it grows to within the body-memory
+/// budget.
+async fn read_request<B>(
+    mut body: B,
+    max: usize,
+    memory: &Memory,
+    held: &mut Held,
+) -> Result<bytes::Bytes, RequestBodyError>
 where
     B: http_body::Body<Data = bytes::Bytes> + Unpin,
     B::Error: std::fmt::Display,
@@ -169,9 +200,14 @@ where
             RequestBodyError::Unreadable
         })?;
         if let Ok(data) = frame.into_data() {
-            if buf.len().saturating_add(data.len()) > MAX_REQUEST_BYTES {
+            let len = buf.len().saturating_add(data.len());
+            if len > max {
                 return Err(RequestBodyError::TooLarge);
             }
+            memory
+                .grow(held, len)
+                .await
+                .map_err(RequestBodyError::Busy)?;
             buf.extend_from_slice(&data);
         }
     }

@@ -94,8 +94,8 @@ impl Continuation {
                 &*self.proxy.upstreams,
                 Api::of(target.provider),
                 req,
-                &d,
-                started + d.stream_max,
+                (&d, started + d.stream_max),
+                self.proxy.limits.max_response_bytes,
                 Expect::Stream(hold),
             )
             .await

@@ -42,6 +42,7 @@ use crate::classify::{Failure, Phase};
 use crate::fallback::{self, Skip};
 use crate::fleet::Gate;
 use crate::keys::{Secret, redact};
+use crate::memory::Memory;
 use crate::observe::{
     AttemptOutcome, AttemptRecord, Observer, RouteHandles, Settlement, StreamRecord,
 };
@@ -54,11 +55,7 @@ use crate::table::{Policy, Table};
 use crate::upstream::{self, Transport};
 use crate::verify;
 
-/// Largest request body accepted from a client.
-pub const MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
-pub use crate::attempt::MAX_RESPONSE_BYTES;
-
-/// Everything a request needs: the policy table, the upstreams and the metrics.
+/// Everything a request needs: the policy table, the upstreams, the metrics and the bounds.
 pub struct Proxy {
     /// The policy in force and the state that outlives reloads.
     pub table: Arc<Table>,
@@ -66,6 +63,43 @@ pub struct Proxy {
     pub upstreams: Arc<dyn Transport>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// How large bodies may be, and how many large ones are held at once.
+    pub limits: BodyLimits,
+}
+
+/// How large bodies may be, and the budget that holds the large ones.
+#[derive(Clone, Debug)]
+pub struct BodyLimits {
+    /// The largest request body accepted from a client.
+    pub max_request_bytes: usize,
+    /// The largest whole answer (or stream held whole for its contract) read from a provider.
+    pub max_response_bytes: usize,
+    /// The budget for large request bodies held at once.
+    pub memory: Memory,
+}
+
+impl Default for BodyLimits {
+    /// Sized for the chart's default sidecar memory limit (128Mi): an 8 MiB request, a 16 MiB
+    /// answer, large bodies held within a 48 MiB budget, waiting up to 30 s for room.
+    fn default() -> Self {
+        BodyLimits {
+            max_request_bytes: 8 * 1024 * 1024,
+            max_response_bytes: 16 * 1024 * 1024,
+            memory: Memory::new(48 * 1024 * 1024, Duration::from_secs(30)),
+        }
+    }
+}
+
+impl Proxy {
+    /// A proxy with the default [`BodyLimits`].
+    pub fn new(table: Arc<Table>, upstreams: Arc<dyn Transport>, metrics: Arc<Metrics>) -> Proxy {
+        Proxy {
+            table,
+            upstreams,
+            metrics,
+            limits: BodyLimits::default(),
+        }
+    }
 }
 
 impl Proxy {
@@ -85,6 +119,7 @@ impl Proxy {
             op,
             parts,
             request,
+            held,
         } = accepted;
         // Route: the model names the LlmRoute.
         let Some(route) = policy.routes.lookup(&request.model).cloned() else {
@@ -160,6 +195,7 @@ impl Proxy {
             tried: Vec::new(),
             skipped: Vec::new(),
             attempts: 0,
+            _held: held,
         }
         .run()
         .instrument(span)
@@ -187,6 +223,8 @@ struct Request<'a> {
     tried: Vec<Tried>,
     skipped: Vec<(String, Skip)>,
     attempts: u32,
+    /// The request body's share of the body-memory budget, given back when the request ends.
+    _held: crate::memory::Held,
 }
 
 /// One failed attempt, for the error message and the headers.
@@ -532,8 +570,8 @@ impl Request<'_> {
                 &*self.proxy.upstreams,
                 Api::of(target.provider),
                 req,
-                &self.route.deadlines,
-                self.deadline,
+                (&self.route.deadlines, self.deadline),
+                self.proxy.limits.max_response_bytes,
                 expect,
             )
             .await

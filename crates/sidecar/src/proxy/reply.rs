@@ -186,6 +186,7 @@ impl Request<'_> {
         shadow::Sampler::pick(shadow::Offer {
             table: &self.proxy.table,
             transport: &self.proxy.upstreams,
+            max_response_bytes: self.proxy.limits.max_response_bytes,
             metrics: &self.proxy.metrics,
             policy: self.policy,
             route: self.route,

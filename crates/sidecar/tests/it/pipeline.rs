@@ -4,8 +4,11 @@
 //! received is the witness of retries, repairs and failovers — with the deadlines and backoff
 //! the default plans promise.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use plumb_sidecar::memory::Memory;
+use plumb_sidecar::proxy::BodyLimits;
 use serde_json::{Value, json};
 
 use crate::scripted::{Piece, Scripted, Step, chat, chunk, completion, error, proxy, stream_end};
@@ -603,4 +606,41 @@ async fn a_body_that_never_finishes_gets_a_408_at_the_deadline() {
     assert_eq!(resp.status(), 408);
     assert!(started.elapsed() >= Duration::from_secs(60));
     assert!(up.hosts().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn large_bodies_beyond_the_memory_budget_wait_then_get_a_503() {
+    let up = Scripted::new(&[
+        ("primary.test", vec![Step::Hang]),
+        ("fallback.test", vec![fallback_ok()]),
+    ]);
+    let mut p = proxy(&routes("  deadlines: {firstByte: 10s}\n"), up.clone());
+    // Room for one 1 MiB body at a time (counted four times), waiting up to 5 s.
+    Arc::get_mut(&mut p).unwrap().limits = BodyLimits {
+        max_request_bytes: 2 * 1024 * 1024,
+        max_response_bytes: 1024 * 1024,
+        memory: Memory::new(4 * 1024 * 1024, Duration::from_secs(5)),
+    };
+    let large = |text: &str| json!({"model": "chat", "messages": [{"role": "user", "content": format!("{text}{}", "x".repeat(1024 * 1024))}]});
+    let first = tokio::spawn({
+        let p = p.clone();
+        let body = large("a");
+        async move { chat(&p, body).await }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let started = tokio::time::Instant::now();
+    let second = chat(&p, large("b")).await;
+    assert_eq!(second.status, 503, "{}", second.body);
+    assert!(second.body.contains("memory budget"), "{}", second.body);
+    assert_eq!(second.header("retry-after"), "1");
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "it waited for room first"
+    );
+    // The first, held 10 s by a silent primary, was served; then there is room again.
+    assert_eq!(first.await.unwrap().status, 200);
+    assert_eq!(chat(&p, large("c")).await.status, 200);
+    // Too large for the bound at all: 413 at once.
+    let huge = json!({"model": "chat", "messages": [{"role": "user", "content": "x".repeat(3 * 1024 * 1024)}]});
+    assert_eq!(chat(&p, huge).await.status, 413);
 }

@@ -208,11 +208,7 @@ pub fn proxy(routes: &str, transport: Arc<Scripted>) -> Arc<Proxy> {
         },
         &metrics,
     );
-    Arc::new(Proxy {
-        table,
-        upstreams: transport,
-        metrics,
-    })
+    Arc::new(Proxy::new(table, transport, metrics))
 }
 
 /// What the client got.

@@ -51,11 +51,11 @@ async fn a_failover_is_one_request_span_with_an_attempt_span_per_try() {
         },
         &metrics,
     );
-    let proxy = Arc::new(Proxy {
+    let proxy = Arc::new(Proxy::new(
         table,
-        upstreams: Arc::new(Upstreams::new(None).unwrap()),
+        Arc::new(Upstreams::new(None).unwrap()),
         metrics,
-    });
+    ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
