@@ -39,6 +39,7 @@ kubectl create namespace demo --dry-run=client -o yaml | kubectl apply -f -
 kubectl label namespace demo plumb.dev/inject=enabled --overwrite
 kubectl -n demo create secret generic llm-keys --from-literal=openai=sk-demo-0001 \
   --dry-run=client -o yaml | kubectl apply -f -
+kubectl -n demo label secret llm-keys plumb.dev/credentials=true --overwrite
 kubectl apply -f - <<'YAML'
 apiVersion: plumb.dev/v1alpha1
 kind: LlmRoute

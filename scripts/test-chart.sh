@@ -56,7 +56,7 @@ for doc in yaml.safe_load_all(open(sys.argv[1])):
 PY
 )
   [ "${#args[@]}" -gt 5 ] || { echo "test-chart: no operator args found in $f" >&2; exit 1; }
-  target/debug/plumb-operator "${args[@]}" --help >/dev/null \
+  "${CARGO_TARGET_DIR:-target}/debug/plumb-operator" "${args[@]}" --help >/dev/null \
     || { echo "test-chart: plumb-operator refuses the chart's args in $f: ${args[*]}" >&2; exit 1; }
 done
 # The CRD in the chart is the generated one.

@@ -195,6 +195,8 @@ pub struct TargetSpec {
 )]
 pub struct CredentialsSpec {
     /// A key of a Secret in the route's namespace (in a cluster; the operator resolves it).
+    /// Only Secrets labelled `plumb.dev/credentials: "true"` may be named; any other is
+    /// refused in the route's status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretKeyRef>,
     /// An environment variable of the sidecar holding the key (standalone).

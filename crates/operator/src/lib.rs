@@ -9,6 +9,7 @@
 //! | [`status`] | `Accepted`, `Programmed`, `Degraded` from what was found (pure) |
 //! | [`grpc`] | the policy server: one authenticated TLS stream per sidecar |
 //! | [`knowledge`] | the fleet's knowledge: reports in, directives out, per-target status, Events (the merging and planning are `plumb-knowledge`) |
+//! | [`credentials`] | the Secrets routes may take keys from: only those labelled `plumb.dev/credentials: "true"` |
 //! | [`auth`] | sidecar identity by TokenReview |
 //! | [`certs`] | the serving certificate: generated, stored in a Secret, re-issued before expiry, CA bundle patched |
 //! | [`leader`] | leader election on a Lease; the leader labels its pod for the policy Service |
@@ -18,6 +19,7 @@
 pub mod admin;
 pub mod auth;
 pub mod certs;
+pub mod credentials;
 pub mod grpc;
 pub mod knowledge;
 pub mod leader;

@@ -434,7 +434,9 @@ async fn run(args: Args) -> ExitCode {
             tls_incoming(policy_listener, policy_tls),
             plumb_telemetry::shutdown::signal(),
         );
+    let (secrets, secrets_writer) = kube::runtime::reflector::store();
     let ctx = Arc::new(Context {
+        secrets,
         client: client.clone(),
         policies,
         knowledge: knowledge.clone(),
@@ -465,7 +467,7 @@ async fn run(args: Args) -> ExitCode {
                 knowledge_recorder,
                 pace,
             ));
-            reconcile::run(ctx, acks_rx).await;
+            reconcile::run(ctx, acks_rx, secrets_writer).await;
         }
     });
     let mut out = std::io::stdout().lock();

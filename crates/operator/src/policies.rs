@@ -172,6 +172,27 @@ impl Policies {
         true
     }
 
+    /// Takes the keys of `secrets` out of the generation of a route in force (their Secrets
+    /// are no longer labelled for routes: their owner withdrew them). Returns whether anything
+    /// changed.
+    pub fn withdraw(&self, namespace: &str, name: &str, secrets: &[String]) -> bool {
+        let mut map = self.namespaces.lock();
+        let ns = Self::namespace(&mut map, self.epoch, namespace);
+        let Some(served) = ns.routes.get_mut(name) else {
+            return false;
+        };
+        let before = served.credentials.len();
+        served
+            .credentials
+            .retain(|(secret, _), _| !secrets.contains(secret));
+        if served.credentials.len() == before {
+            return false;
+        }
+        let counter = self.next();
+        Self::publish(self.epoch, counter, namespace, ns);
+        true
+    }
+
     /// Takes a deleted route out of force.
     pub fn remove(&self, namespace: &str, name: &str) -> bool {
         let mut map = self.namespaces.lock();
@@ -313,6 +334,27 @@ mod tests {
         assert_eq!(a.borrow_and_update().version, "7-3");
         assert!(p.remove("a", "chat"));
         assert!(a.borrow_and_update().routes.is_empty());
+    }
+
+    #[test]
+    fn withdrawn_keys_leave_the_snapshot_and_the_route_keeps_its_generation() {
+        let p = Policies::new(1);
+        let mut a = p.subscribe("a");
+        let both = BTreeMap::from([
+            (("s".to_owned(), "k".to_owned()), b"x".to_vec()),
+            (("t".to_owned(), "k".to_owned()), b"y".to_vec()),
+        ]);
+        p.serve("a", "chat", 3, "{}".into(), both);
+        assert!(
+            !p.withdraw("a", "chat", &["other".to_owned()]),
+            "nothing to take out"
+        );
+        assert!(p.withdraw("a", "chat", &["s".to_owned()]));
+        let snap = a.borrow_and_update().clone();
+        assert_eq!(snap.credentials.len(), 1);
+        assert_eq!(snap.credentials[0].secret_name, "t");
+        assert_eq!(p.serving("a", "chat"), Some(3));
+        assert!(!p.withdraw("a", "gone", &["t".to_owned()]));
     }
 
     #[test]

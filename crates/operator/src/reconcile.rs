@@ -2,13 +2,17 @@
 //! standalone; a good generation goes to the namespace's sidecars, an invalid one never
 //! replaces the last good one; status written with server-side apply; Events on changes.
 //!
+//! Keys come only from Secrets labelled `plumb.dev/credentials: "true"` (see [`credentials`]):
+//! a route naming any other Secret is refused like an invalid one.
+//!
 //! ```text
-//! LlmRoute changed ─▶ read its ConfigMap schemas ─▶ compile ─┬─ ok ──▶ read its Secret keys ─▶ serve (new snapshot)
-//!  or a sidecar acked                                       └─ invalid ─▶ keep the last good one
+//! LlmRoute changed ─▶ read its ConfigMap schemas ─▶ compile ─┬─ ok ──▶ its labelled Secrets' keys ─┬─ serve (new snapshot)
+//!  or a sidecar acked                                       │                                     └─ a Secret not labelled ─▶ keep the last good one
+//!  or a labelled Secret changed                             └─ invalid ─▶ keep the last good one
 //!                                         └──────────────▶ status (Accepted, Programmed, Degraded) ─▶ Event on change
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,16 +24,18 @@ use kube::runtime::WatchStreamExt as _;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use plumb_api::{LlmRoute, LlmRouteSpec, LlmRouteStatus};
+use plumb_policy::compile_with;
 use plumb_policy::contract::Sources;
-use plumb_policy::{Credentials, compile_with};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use crate::credentials::{self, Resolved};
 use crate::policies::Policies;
-use crate::status::{Found, status};
+use crate::status::{Found, Refusal, status};
 use plumb_telemetry::operator::{OperatorMetrics, ReasonLabels, ResultLabels};
 
 /// The field manager of everything the operator writes.
@@ -49,6 +55,9 @@ pub struct Context {
     pub metrics: Arc<OperatorMetrics>,
     /// How often a route is re-read without a change (to pick up rotated Secret keys).
     pub resync: Duration,
+    /// The Secrets labelled for routes (the only ones whose data the operator holds), fed by
+    /// [`run`].
+    pub secrets: Store<Secret>,
 }
 
 /// Why a reconcile failed (it is retried).
@@ -60,6 +69,10 @@ pub enum Error {
     /// The route has no namespace (it is namespaced; this cannot happen with a real server).
     #[error("the route has no namespace")]
     NoNamespace,
+    /// A Secret the route names was labelled for routes a moment ago and the operator's watch
+    /// has not delivered it yet.
+    #[error("Secret {0:?} is labelled for routes but not yet seen by the operator's watch")]
+    SecretNotCached(String),
 }
 
 impl Error {
@@ -68,6 +81,7 @@ impl Error {
             Error::Kube(kube::Error::Api(_)) => "api_error",
             Error::Kube(_) => "transport",
             Error::NoNamespace => "no_namespace",
+            Error::SecretNotCached(_) => "secret_not_cached",
         }
     }
 }
@@ -147,66 +161,51 @@ fn inlined(spec: &LlmRouteSpec, maps: &HashMap<(String, String), String>) -> Str
     v.to_string()
 }
 
-/// The Secret keys the compiled route's targets name, those that exist.
-async fn credentials(
-    client: &Client,
-    namespace: &str,
-    route: &plumb_policy::Route,
-) -> BTreeMap<(String, String), Vec<u8>> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let mut out = BTreeMap::new();
-    for t in route.all_targets() {
-        let Credentials::Secret(r) = &t.credentials else {
-            continue;
-        };
-        if out.contains_key(&(r.name.clone(), r.key.clone())) {
-            continue;
-        }
-        match api.get_opt(&r.name).await {
-            Ok(Some(secret)) => {
-                if let Some(value) = secret.data.as_ref().and_then(|d| d.get(&r.key)) {
-                    out.insert((r.name.clone(), r.key.clone()), value.0.clone());
-                }
-            }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::warn!(namespace, secret = %r.name, error = %e, "a Secret a route names cannot be read");
-            }
-        }
-    }
-    out
-}
-
 /// Reconciles one route.
 pub async fn reconcile(route: Arc<LlmRoute>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = route.namespace().ok_or(Error::NoNamespace)?;
     let name = route.name_any();
     let generation = route.metadata.generation.unwrap_or(0);
     let compiled = match config_maps(&ctx.client, &namespace, &route.spec).await {
-        Err(msg) => Err(msg),
+        Err(msg) => Err(Refusal::Invalid(msg)),
         Ok(maps) => {
             let sources = Sources {
                 base_dir: None,
                 config_maps: maps.clone(),
             };
             match compile_with(&namespace, &name, &route.spec, &sources) {
-                Ok(r) => {
-                    ctx.knowledge
-                        .describe(&namespace, &name, route.metadata.uid.clone(), &r);
-                    let creds = credentials(&ctx.client, &namespace, &r).await;
-                    let targets = r.all_targets().count() as u32;
-                    if ctx.policies.serve(
-                        &namespace,
-                        &name,
-                        generation,
-                        inlined(&route.spec, &maps),
-                        creds,
-                    ) {
-                        tracing::info!(%namespace, route = %name, generation, "serving");
+                Ok(r) => match credentials::resolve(&ctx.client, &ctx.secrets, &namespace, &r)
+                    .await?
+                {
+                    Resolved::Keys(creds) => {
+                        ctx.knowledge
+                            .describe(&namespace, &name, route.metadata.uid.clone(), &r);
+                        let targets = r.all_targets().count() as u32;
+                        if ctx.policies.serve(
+                            &namespace,
+                            &name,
+                            generation,
+                            inlined(&route.spec, &maps),
+                            creds,
+                        ) {
+                            tracing::info!(%namespace, route = %name, generation, "serving");
+                        }
+                        Ok(targets)
                     }
-                    Ok(targets)
-                }
-                Err(e) => Err(e.to_string()),
+                    Resolved::NotLabelled(secrets) => {
+                        // Their owner may just have taken the label off: what is in force
+                        // stops carrying their keys too.
+                        if ctx.policies.withdraw(&namespace, &name, &secrets) {
+                            tracing::warn!(%namespace, route = %name, ?secrets, "keys of Secrets no longer labelled for routes withdrawn from the sidecars");
+                        }
+                        Err(Refusal::SecretsNotLabelled {
+                            namespace: namespace.clone(),
+                            secrets,
+                        })
+                    }
+                    Resolved::NotCached(secret) => return Err(Error::SecretNotCached(secret)),
+                },
+                Err(e) => Err(Refusal::Invalid(e.to_string())),
             }
         }
     };
@@ -276,7 +275,10 @@ async fn announce(
         if before.as_ref().map(|b| (&b.0, &b.1)) == Some((&status, &reason)) {
             continue;
         }
-        let warning = matches!(reason.as_str(), "Invalid" | "Rejected");
+        let warning = matches!(
+            reason.as_str(),
+            "Invalid" | "Rejected" | "SecretNotLabelled"
+        );
         if kind == "Programmed" && !warning {
             continue;
         }
@@ -312,8 +314,15 @@ fn error_policy(_route: Arc<LlmRoute>, err: &Error, ctx: Arc<Context>) -> Action
 }
 
 /// Runs the controller until the process stops. `acks` names namespaces whose sidecars said
-/// something: their routes' status is brought up to date.
-pub async fn run(ctx: Arc<Context>, mut acks: mpsc::Receiver<String>) {
+/// something: their routes' status is brought up to date. `secrets` feeds
+/// [`Context::secrets`]: only Secrets labelled for routes are watched, and no route is
+/// reconciled before they are all listed (a route reconciled earlier would go out without its
+/// keys).
+pub async fn run(
+    ctx: Arc<Context>,
+    mut acks: mpsc::Receiver<String>,
+    secrets: reflector::store::Writer<Secret>,
+) {
     let api: Api<LlmRoute> = Api::all(ctx.client.clone());
     let policies = ctx.policies.clone();
     let (trigger_tx, trigger_rx) = mpsc::channel::<ObjectRef<LlmRoute>>(1024);
@@ -328,22 +337,29 @@ pub async fn run(ctx: Arc<Context>, mut acks: mpsc::Receiver<String>) {
     let policies = ctx.policies.clone();
     let knowledge = ctx.knowledge.clone();
     let controller = Controller::new(api, watcher::Config::default());
-    // A Secret that changes reconciles the routes of its namespace that name it, so a rotated
-    // key reaches the sidecars at once. The Secret watch runs on its own: if it fails (no
-    // permission, say), routes are still reconciled at once, and keys refresh at the resync.
+    // A labelled Secret that changes (or loses its label) reconciles the routes of its
+    // namespace that name it, so a rotated key reaches the sidecars at once and a withdrawn
+    // one leaves them. RBAC cannot limit the watch by label; the selector keeps every other
+    // Secret out of the operator's memory.
     let routes = controller.store();
-    let secrets: Api<Secret> = Api::all(ctx.client.clone());
+    let api: Api<Secret> = Api::all(ctx.client.clone());
     let secret_trigger = trigger_tx_for_secrets;
     tokio::spawn(async move {
-        let changes = watcher::watcher(secrets, watcher::Config::default())
-            .default_backoff()
-            .touched_objects();
+        let changes = reflector::reflector(
+            secrets,
+            watcher::watcher(
+                api,
+                watcher::Config::default().labels(credentials::SELECTOR),
+            ),
+        )
+        .default_backoff()
+        .touched_objects();
         futures_util::pin_mut!(changes);
         while let Some(change) = changes.next().await {
             let secret = match change {
                 Ok(s) => s,
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot watch Secrets; rotated keys reach the sidecars at the next resync");
+                    tracing::warn!(error = %e, "cannot watch the Secrets labelled for routes; routes wait for it and keys do not rotate");
                     continue;
                 }
             };
@@ -355,6 +371,9 @@ pub async fn run(ctx: Arc<Context>, mut acks: mpsc::Receiver<String>) {
             }
         }
     });
+    if ctx.secrets.wait_until_ready().await.is_err() {
+        return;
+    }
     controller
         .reconcile_on(tokio_stream::wrappers::ReceiverStream::new(trigger_rx))
         .run(reconcile, error_policy, ctx)
@@ -401,15 +420,48 @@ mod tests {
     use http::{Request, Response};
     use http_body_util::BodyExt as _;
     use kube::client::Body;
+    use kube::runtime::reflector::store::Writer;
 
     use super::*;
 
     type Seen = Arc<Mutex<Vec<(String, String, String)>>>;
 
-    /// A mocked API server: answers by path and records (method, path and query, body).
+    /// The Secrets the mocked API server has: `llm-keys` (labelled for routes) and
+    /// `db-password` (not labelled).
+    fn secret(name: &str, labelled: bool, data: Value) -> Value {
+        let labels = if labelled {
+            json!({"plumb.dev/credentials": "true"})
+        } else {
+            json!({"app": "db"})
+        };
+        json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "namespace": "team-a", "labels": labels},
+            "data": data})
+    }
+
+    fn llm_keys(value: &str) -> Value {
+        use base64::Engine as _;
+        secret(
+            "llm-keys",
+            true,
+            json!({"openai": base64::engine::general_purpose::STANDARD.encode(value)}),
+        )
+    }
+
+    fn db_password() -> Value {
+        secret("db-password", false, json!({"password": "aHVudGVyMg=="}))
+    }
+
     fn mock(seen: Seen) -> Client {
+        mock_where(seen, llm_keys("sk-test-a"))
+    }
+
+    /// A mocked API server: answers by path and records (method, path and query, body). It
+    /// knows both Secrets (`llm_keys` as given), so a request for either's data would be
+    /// answered — and seen.
+    fn mock_where(seen: Seen, llm_keys: Value) -> Client {
         let service = tower::service_fn(move |req: Request<Body>| {
-            let seen = seen.clone();
+            let (seen, llm_keys) = (seen.clone(), llm_keys.clone());
             async move {
                 let method = req.method().to_string();
                 let uri = req.uri().to_string();
@@ -422,6 +474,14 @@ mod tests {
                 let text = String::from_utf8_lossy(&body).into_owned();
                 seen.lock()
                     .push((method.clone(), uri.clone(), text.clone()));
+                let metadata_of = |s: Value| {
+                    json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                        "metadata": s["metadata"]})
+                };
+                let list = |items: Vec<Value>| {
+                    json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+                        "metadata": {"resourceVersion": "1"}, "items": items})
+                };
                 let (status, reply) = if uri.contains("/configmaps/schemas") {
                     (
                         200,
@@ -430,12 +490,18 @@ mod tests {
                         "data": {"answer.yaml": "type: object\nrequired: [score]\n"}}),
                     )
                 } else if uri.contains("/secrets/llm-keys") {
-                    (
-                        200,
-                        json!({"apiVersion": "v1", "kind": "Secret",
-                        "metadata": {"name": "llm-keys", "namespace": "team-a"},
-                        "data": {"openai": "c2stdGVzdC1h"}}),
-                    )
+                    (200, llm_keys.clone())
+                } else if uri.contains("/secrets/db-password") {
+                    (200, db_password())
+                } else if uri.contains("/secrets?") {
+                    let items = if uri.contains("metadata.name%3Ddb-password") {
+                        vec![metadata_of(db_password())]
+                    } else if uri.contains("metadata.name%3Dllm-keys") {
+                        vec![metadata_of(llm_keys.clone())]
+                    } else {
+                        vec![]
+                    };
+                    (200, list(items))
                 } else if uri.contains("/llmroutes/chat/status") {
                     let sent: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
                     (
@@ -460,10 +526,10 @@ mod tests {
         Client::new(service, "default")
     }
 
-    fn route(spec: Value) -> Arc<LlmRoute> {
+    fn route_at(generation: i64, spec: Value) -> Arc<LlmRoute> {
         let mut r: LlmRoute = serde_json::from_value(json!({
             "apiVersion": "plumb.dev/v1alpha1", "kind": "LlmRoute",
-            "metadata": {"name": "chat", "namespace": "team-a", "generation": 1, "uid": "u-1"},
+            "metadata": {"name": "chat", "namespace": "team-a", "generation": generation, "uid": "u-1"},
             "spec": spec,
         }))
         .unwrap_or_else(|e| panic!("{e}"));
@@ -471,8 +537,28 @@ mod tests {
         Arc::new(r)
     }
 
-    fn context(client: Client) -> Arc<Context> {
-        Arc::new(Context {
+    fn route(spec: Value) -> Arc<LlmRoute> {
+        route_at(1, spec)
+    }
+
+    /// A spec with one target taking its key from `secret`.
+    fn keyed(secret: &str, key: &str) -> Value {
+        json!({
+            "match": {"models": ["chat"]},
+            "targets": [{"name": "t", "provider": "openai", "baseUrl": "http://h/v1", "model": "m",
+                "credentials": {"secretRef": {"name": secret, "key": key}}}],
+        })
+    }
+
+    /// A context whose watch of labelled Secrets has delivered `watched`.
+    fn context_with(client: Client, watched: &[Value]) -> (Arc<Context>, Writer<Secret>) {
+        let (store, mut writer) = reflector::store::<Secret>();
+        for s in watched {
+            let secret: Secret =
+                serde_json::from_value(s.clone()).unwrap_or_else(|e| panic!("{e}"));
+            writer.apply_watcher_event(&watcher::Event::Apply(secret));
+        }
+        let ctx = Arc::new(Context {
             recorder: Recorder::new(client.clone(), reporter(Some("op-0".into()))),
             client,
             policies: Arc::new(Policies::new(1)),
@@ -483,19 +569,41 @@ mod tests {
             )),
             metrics: Arc::new(OperatorMetrics::new()),
             resync: Duration::from_secs(60),
-        })
+            secrets: store,
+        });
+        (ctx, writer)
+    }
+
+    fn context(client: Client) -> Arc<Context> {
+        context_with(client, &[llm_keys("sk-test-a")]).0
+    }
+
+    fn calls(seen: &Seen) -> Vec<(String, String)> {
+        seen.lock()
+            .iter()
+            .map(|(m, u, _)| (m.clone(), u.clone()))
+            .collect()
+    }
+
+    fn accepted(seen: &Seen) -> Value {
+        let status = seen
+            .lock()
+            .iter()
+            .rev()
+            .find(|(m, u, _)| m == "PATCH" && u.contains("/status"))
+            .map(|(_, _, b)| serde_json::from_str::<Value>(b).unwrap_or(Value::Null))
+            .unwrap_or(Value::Null);
+        status["status"]["conditions"][0].clone()
     }
 
     #[tokio::test]
-    async fn a_valid_route_reads_its_config_map_and_secret_serves_and_applies_status() {
+    async fn a_valid_route_reads_its_config_map_takes_its_labelled_secret_from_the_watch_and_applies_status()
+     {
         let seen: Seen = Arc::default();
         let ctx = context(mock(seen.clone()));
-        let spec = json!({
-            "match": {"models": ["chat"]},
-            "targets": [{"name": "t", "provider": "openai", "baseUrl": "http://h/v1", "model": "m",
-                "credentials": {"secretRef": {"name": "llm-keys", "key": "openai"}}}],
-            "contract": {"schema": {"configMapKeyRef": {"name": "schemas", "key": "answer.yaml"}}},
-        });
+        let mut spec = keyed("llm-keys", "openai");
+        spec["contract"] =
+            json!({"schema": {"configMapKeyRef": {"name": "schemas", "key": "answer.yaml"}}});
         let action = reconcile(route(spec), ctx.clone()).await;
         assert!(action.is_ok(), "{action:?}");
         let seen = seen.lock().clone();
@@ -507,29 +615,26 @@ mod tests {
             calls[0],
             ("GET", "/api/v1/namespaces/team-a/configmaps/schemas")
         );
+        // The key comes from the watch of labelled Secrets: no Secret is read here.
         assert_eq!(
             calls[1],
-            ("GET", "/api/v1/namespaces/team-a/secrets/llm-keys")
-        );
-        assert_eq!(
-            calls[2],
             (
                 "PATCH",
                 "/apis/plumb.dev/v1alpha1/namespaces/team-a/llmroutes/chat/status?&force=true&fieldManager=plumb-operator"
             )
         );
-        let status: Value = serde_json::from_str(&seen[2].2).unwrap_or(Value::Null);
+        let status: Value = serde_json::from_str(&seen[1].2).unwrap_or(Value::Null);
         assert_eq!(status["kind"], "LlmRoute");
         assert_eq!(status["status"]["observedGeneration"], 1);
         assert_eq!(status["status"]["conditions"][0]["type"], "Accepted");
         assert_eq!(status["status"]["conditions"][0]["status"], "True");
         assert!(
-            calls[3]
+            calls[2]
                 .1
                 .starts_with("/apis/events.k8s.io/v1/namespaces/team-a/events"),
             "{calls:?}"
         );
-        assert_eq!(calls.len(), 4, "{calls:?}");
+        assert_eq!(calls.len(), 3, "{calls:?}");
         // The sidecars get the schema inline and the key.
         let snap = ctx.policies.subscribe("team-a").borrow().clone();
         let spec: Value = serde_json::from_str(&snap.routes[0].spec_json).unwrap_or(Value::Null);
@@ -538,6 +643,114 @@ mod tests {
             json!(["score"])
         );
         assert_eq!(snap.credentials[0].value, b"sk-test-a");
+    }
+
+    #[tokio::test]
+    async fn a_route_naming_an_unlabelled_secret_is_refused_by_name_and_its_data_is_never_read() {
+        let seen: Seen = Arc::default();
+        let ctx = context(mock(seen.clone()));
+        assert!(
+            reconcile(route(keyed("db-password", "password")), ctx.clone())
+                .await
+                .is_ok()
+        );
+        // One metadata-only lookup of that name; never a read of the Secret itself.
+        let secret_calls: Vec<(String, String)> = calls(&seen)
+            .into_iter()
+            .filter(|(_, u)| u.contains("/secrets"))
+            .collect();
+        assert_eq!(
+            secret_calls,
+            vec![(
+                "GET".to_owned(),
+                "/api/v1/namespaces/team-a/secrets?&fieldSelector=metadata.name%3Ddb-password"
+                    .to_owned()
+            )]
+        );
+        let c = accepted(&seen);
+        assert_eq!(c["status"], "False");
+        assert_eq!(c["reason"], "SecretNotLabelled");
+        let msg = c["message"].as_str().unwrap_or_default();
+        assert!(
+            msg.contains("Secret \"db-password\" is not labelled plumb.dev/credentials: \"true\""),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("kubectl -n team-a label secret db-password plumb.dev/credentials=true"),
+            "{msg}"
+        );
+        assert!(
+            ctx.policies.routes_of("team-a").is_empty(),
+            "nothing served"
+        );
+        let snap = ctx.policies.subscribe("team-a").borrow().clone();
+        assert!(snap.credentials.is_empty());
+        let event = seen
+            .lock()
+            .iter()
+            .find(|(_, u, _)| u.contains("/events"))
+            .map(|(_, _, b)| serde_json::from_str::<Value>(b).unwrap_or(Value::Null))
+            .unwrap_or(Value::Null);
+        assert_eq!(event["type"], "Warning");
+        assert_eq!(event["reason"], "SecretNotLabelled");
+        let all = format!("{:?}", seen.lock());
+        assert!(!all.contains("hunter2") && !all.contains("aHVudGVyMg"));
+    }
+
+    #[tokio::test]
+    async fn an_update_naming_an_unlabelled_secret_leaves_the_last_good_generation_serving() {
+        let seen: Seen = Arc::default();
+        let ctx = context(mock(seen.clone()));
+        assert!(
+            reconcile(route_at(1, keyed("llm-keys", "openai")), ctx.clone())
+                .await
+                .is_ok()
+        );
+        assert_eq!(ctx.policies.serving("team-a", "chat"), Some(1));
+        assert!(
+            reconcile(route_at(2, keyed("db-password", "password")), ctx.clone())
+                .await
+                .is_ok()
+        );
+        assert_eq!(ctx.policies.serving("team-a", "chat"), Some(1));
+        let snap = ctx.policies.subscribe("team-a").borrow().clone();
+        assert_eq!(snap.credentials.len(), 1);
+        assert_eq!(snap.credentials[0].secret_name, "llm-keys");
+        assert_eq!(snap.credentials[0].value, b"sk-test-a");
+        assert_eq!(accepted(&seen)["reason"], "SecretNotLabelled");
+    }
+
+    #[tokio::test]
+    async fn a_secret_whose_label_is_taken_off_no_longer_reaches_the_sidecars() {
+        let seen: Seen = Arc::default();
+        // The API server has it unlabelled; the watch delivered it while it was labelled.
+        let now_unlabelled = secret("llm-keys", false, llm_keys("sk-test-a")["data"].clone());
+        let (ctx, mut writer) = context_with(
+            mock_where(seen.clone(), now_unlabelled),
+            &[llm_keys("sk-test-a")],
+        );
+        assert!(
+            reconcile(route(keyed("llm-keys", "openai")), ctx.clone())
+                .await
+                .is_ok()
+        );
+        assert_eq!(
+            ctx.policies.subscribe("team-a").borrow().credentials.len(),
+            1
+        );
+        // The label selector's watch deletes it when the label goes.
+        let gone: Secret =
+            serde_json::from_value(llm_keys("sk-test-a")).unwrap_or_else(|e| panic!("{e}"));
+        writer.apply_watcher_event(&watcher::Event::Delete(gone));
+        assert!(
+            reconcile(route(keyed("llm-keys", "openai")), ctx.clone())
+                .await
+                .is_ok()
+        );
+        let snap = ctx.policies.subscribe("team-a").borrow().clone();
+        assert!(snap.credentials.is_empty(), "the withdrawn key is gone");
+        assert_eq!(snap.routes.len(), 1, "the route itself stays");
+        assert_eq!(accepted(&seen)["reason"], "SecretNotLabelled");
     }
 
     #[tokio::test]

@@ -2,7 +2,8 @@
 //! generation serves, and what the sidecars said. Pure: the reconciler writes the result.
 //!
 //! - `Accepted`: the observed generation compiles (`Compiled`), or not (`Invalid`, with the
-//!   compiler's message: the field and what to fix).
+//!   compiler's message: the field and what to fix), or it names Secrets that are not
+//!   labelled for routes (`SecretNotLabelled`, naming them and saying how to label them).
 //! - `Programmed`: every connected sidecar of the namespace runs the serving generation
 //!   (`Programmed`), some do not yet (`Pending`), some refused it (`Rejected`), none is
 //!   connected (`NoSidecars`, status Unknown), or nothing can serve (`NotServing`).
@@ -14,13 +15,47 @@ use plumb_api::{LlmRouteStatus, SidecarRejection, SidecarsStatus};
 
 use crate::policies::Programmed;
 
+/// Why the observed generation is not served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The spec does not compile, or a ConfigMap it names is missing: what to fix.
+    Invalid(String),
+    /// It names Secrets of `namespace` that are not labelled `plumb.dev/credentials: "true"`.
+    SecretsNotLabelled {
+        /// The route's namespace.
+        namespace: String,
+        /// The Secrets' names.
+        secrets: Vec<String>,
+    },
+}
+
+impl Refusal {
+    /// The `Accepted` condition's reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Refusal::Invalid(_) => "Invalid",
+            Refusal::SecretsNotLabelled { .. } => "SecretNotLabelled",
+        }
+    }
+
+    /// The `Accepted` condition's message: what to fix.
+    pub fn message(&self) -> String {
+        match self {
+            Refusal::Invalid(msg) => msg.clone(),
+            Refusal::SecretsNotLabelled { namespace, secrets } => {
+                crate::credentials::not_labelled_message(namespace, secrets)
+            }
+        }
+    }
+}
+
 /// What the reconciler found.
 #[derive(Clone, Debug)]
 pub struct Found {
     /// `metadata.generation`.
     pub generation: i64,
-    /// The number of targets, or the compiler's message.
-    pub compiled: Result<u32, String>,
+    /// The number of targets, or why the generation is refused.
+    pub compiled: Result<u32, Refusal>,
     /// The generation in force for the sidecars.
     pub serving: Option<i64>,
     /// The sidecars' word.
@@ -64,7 +99,15 @@ pub fn status(prev: Option<&LlmRouteStatus>, f: &Found, now: &Time) -> LlmRouteS
             g,
             now,
         ),
-        Err(msg) => condition(prev, "Accepted", "False", "Invalid", msg.clone(), g, now),
+        Err(refusal) => condition(
+            prev,
+            "Accepted",
+            "False",
+            refusal.reason(),
+            refusal.message(),
+            g,
+            now,
+        ),
     };
     let s = &f.sidecars;
     let rejections: Vec<String> = s
@@ -227,7 +270,9 @@ mod tests {
     fn an_invalid_update_says_what_to_fix_and_that_the_last_good_one_serves() {
         let f = Found {
             generation: 4,
-            compiled: Err("spec.deadlines.total: \"30 seconds\" is not a duration".into()),
+            compiled: Err(Refusal::Invalid(
+                "spec.deadlines.total: \"30 seconds\" is not a duration".into(),
+            )),
             serving: Some(3),
             sidecars: Programmed {
                 connected: 1,
@@ -249,6 +294,45 @@ mod tests {
             "generation 3 still runs"
         );
         assert_eq!(s.serving_generation, Some(3));
+    }
+
+    #[test]
+    fn a_route_naming_an_unlabelled_secret_is_refused_by_name_and_the_last_good_one_serves() {
+        let f = Found {
+            generation: 5,
+            compiled: Err(Refusal::SecretsNotLabelled {
+                namespace: "team-a".into(),
+                secrets: vec!["db-password".into()],
+            }),
+            serving: Some(4),
+            sidecars: Programmed {
+                connected: 1,
+                programmed: 1,
+                rejections: vec![],
+            },
+        };
+        let s = status(None, &f, &t("2026-11-28T10:00:00Z"));
+        let a = get(&s, "Accepted");
+        assert_eq!(
+            (a.status.as_str(), a.reason.as_str()),
+            ("False", "SecretNotLabelled")
+        );
+        assert!(
+            a.message
+                .contains("Secret \"db-password\" is not labelled plumb.dev/credentials: \"true\""),
+            "{}",
+            a.message
+        );
+        assert!(
+            a.message
+                .ends_with("kubectl -n team-a label secret db-password plumb.dev/credentials=true"),
+            "{}",
+            a.message
+        );
+        assert_eq!(
+            get(&s, "Degraded").message,
+            "generation 5 was refused; generation 4 keeps serving"
+        );
     }
 
     #[test]

@@ -20,10 +20,18 @@ const ROUTES_A: &str = "/apis/plumb.dev/v1alpha1/namespaces/team-a/llmroutes";
 #[tokio::test]
 async fn operator_e2e_routes_reach_sidecars_status_follows_and_traffic_never_stops() {
     let env = env().await;
-    env.fake
-        .put_secret("team-a", "llm-keys", &[("openai", "sk-test-team-a")]);
-    env.fake
-        .put_secret("team-b", "llm-keys", &[("openai", "sk-test-team-b")]);
+    env.fake.put_secret(
+        "team-a",
+        "llm-keys",
+        CREDENTIALS,
+        &[("openai", "sk-test-team-a")],
+    );
+    env.fake.put_secret(
+        "team-b",
+        "llm-keys",
+        CREDENTIALS,
+        &[("openai", "sk-test-team-b")],
+    );
     env.fake
         .add_token("tok-a", "team-a", "web", "web-1", AUDIENCE);
     env.fake
@@ -75,8 +83,12 @@ async fn operator_e2e_routes_reach_sidecars_status_follows_and_traffic_never_sto
     assert_eq!(r["status"]["sidecars"]["connected"], 1);
 
     // A rotated key reaches the sidecar without a restart (the operator watches Secrets).
-    env.fake
-        .put_secret("team-a", "llm-keys", &[("openai", "sk-test-rotated")]);
+    env.fake.put_secret(
+        "team-a",
+        "llm-keys",
+        CREDENTIALS,
+        &[("openai", "sk-test-rotated")],
+    );
     eventually("the rotated key is used", || async {
         env.chat(&a, "chat").await;
         env.sim
@@ -177,6 +189,58 @@ async fn operator_e2e_routes_reach_sidecars_status_follows_and_traffic_never_sto
     assert_eq!(env.chat(&a, "chat-v2").await.0, 200);
     assert_eq!(env.chat(&a, "keyless").await.0, 404);
 
+    // A Secret that is not labelled for routes cannot be borrowed by a route: the route is
+    // refused by the Secret's name, and the operator never read its data (it watches only
+    // labelled Secrets and looks others up by their metadata alone).
+    env.fake.put_secret(
+        "team-a",
+        "db-password",
+        &[("app", "db")],
+        &[("password", "hunter2-db-secret")],
+    );
+    let mut borrowed = env.route("team-a", "borrowed", "borrowed", json!({}));
+    borrowed["spec"]["targets"][0]["credentials"] =
+        json!({"secretRef": {"name": "db-password", "key": "password"}});
+    let (status, body) = env.send(Method::POST, ROUTES_A, Some(&borrowed)).await;
+    assert_eq!(status, 201, "{body}");
+    eventually(
+        "the route naming an unlabelled Secret is refused",
+        || async {
+            let r = env.get(&format!("{ROUTES_A}/borrowed")).await;
+            condition(&r, "Accepted")["reason"] == "SecretNotLabelled"
+        },
+    )
+    .await;
+    let r = env.get(&format!("{ROUTES_A}/borrowed")).await;
+    let msg = condition(&r, "Accepted")["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        msg.contains("kubectl -n team-a label secret db-password plumb.dev/credentials=true"),
+        "{msg}"
+    );
+    assert_eq!(env.chat(&a, "borrowed").await.0, 404, "never served");
+    let reads = env.fake.secret_reads();
+    assert!(
+        reads.iter().all(|r| !r.contains("/secrets/db-password")),
+        "{reads:?}"
+    );
+    assert!(
+        reads
+            .iter()
+            .filter(|r| r.starts_with("GET /api/v1/secrets?"))
+            .all(|r| r.contains("labelSelector=plumb.dev%2Fcredentials%3Dtrue")),
+        "every list and watch of Secrets is label-selected: {reads:?}"
+    );
+    assert!(
+        !env.sim
+            .attempts(None)
+            .iter()
+            .any(|at| at.key_hint.as_deref().is_some_and(|h| h.ends_with("cret"))),
+        "the unlabelled Secret's value never reached a provider"
+    );
+
     // Namespace isolation: team-b's sidecar never gets team-a's routes, and vice versa.
     let routes_b = "/apis/plumb.dev/v1alpha1/namespaces/team-b/llmroutes";
     let (status, _) = env
@@ -269,8 +333,12 @@ async fn operator_e2e_routes_reach_sidecars_status_follows_and_traffic_never_sto
 #[tokio::test]
 async fn operator_e2e_one_leader_serves_policy_and_a_new_one_takes_over_without_failed_requests() {
     let env = env().await;
-    env.fake
-        .put_secret("team-a", "llm-keys", &[("openai", "sk-test-team-a")]);
+    env.fake.put_secret(
+        "team-a",
+        "llm-keys",
+        CREDENTIALS,
+        &[("openai", "sk-test-team-a")],
+    );
     env.fake
         .add_token("tok-a", "team-a", "web", "web-1", AUDIENCE);
     let (p1, p2) = (free_port(), free_port());
@@ -398,8 +466,12 @@ async fn operator_e2e_manages_its_certificate_rotates_it_and_keeps_the_ca_bundle
     let env = env().await;
     env.fake
         .add_token("tok-a", "team-a", "web", "web-1", AUDIENCE);
-    env.fake
-        .put_secret("team-a", "llm-keys", &[("openai", "sk-test-team-a")]);
+    env.fake.put_secret(
+        "team-a",
+        "llm-keys",
+        CREDENTIALS,
+        &[("openai", "sk-test-team-a")],
+    );
     env.fake.put_webhook_configuration(json!({
         "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
         "metadata": {"name": "plumb-sidecar-injector"},

@@ -117,8 +117,12 @@ fn chat_route(env: &Env, name: &str, extra: Value) -> Value {
 /// 500 ms, and its policy URL.
 async fn with_operator() -> (Env, Proc, u16) {
     let env = env().await;
-    env.fake
-        .put_secret("team-a", "llm-keys", &[("openai", "sk-test-team-a")]);
+    env.fake.put_secret(
+        "team-a",
+        "llm-keys",
+        CREDENTIALS,
+        &[("openai", "sk-test-team-a")],
+    );
     let port = free_port();
     let op = env.operator_with(port, &FAST_STATUS);
     (env, op, port)
@@ -444,8 +448,12 @@ async fn knowledge_e2e_rate_limits_and_certifications_are_shared_and_survive_a_r
 #[tokio::test]
 async fn knowledge_e2e_a_new_leader_starts_from_the_status_and_keeps_the_upstream_open() {
     let env = env().await;
-    env.fake
-        .put_secret("team-a", "llm-keys", &[("openai", "sk-test-team-a")]);
+    env.fake.put_secret(
+        "team-a",
+        "llm-keys",
+        CREDENTIALS,
+        &[("openai", "sk-test-team-a")],
+    );
     let (p1, p2) = (free_port(), free_port());
     let mut replicas = [
         Some(env.operator_full(p1, "operator-1", &FAST_STATUS)),

@@ -46,6 +46,8 @@ struct State {
     leases: BTreeMap<(String, String), Value>,
     pod_labels: BTreeMap<(String, String), BTreeMap<String, String>>,
     webhook_configurations: BTreeMap<String, Value>,
+    /// Every request that read Secrets: method, path and query, as sent.
+    secret_reads: Vec<String>,
 }
 
 impl Default for State {
@@ -61,6 +63,7 @@ impl Default for State {
             leases: BTreeMap::new(),
             pod_labels: BTreeMap::new(),
             webhook_configurations: BTreeMap::new(),
+            secret_reads: Vec::new(),
         }
     }
 }
@@ -206,17 +209,27 @@ impl FakeCore {
         })
     }
 
-    /// Puts a Secret with string data (watchers see it added or modified).
-    pub fn put_secret(&self, namespace: &str, name: &str, data: &[(&str, &str)]) {
+    /// Puts a Secret with string data and `labels` (watchers see it added or modified).
+    pub fn put_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+        labels: &[(&str, &str)],
+        data: &[(&str, &str)],
+    ) {
         let data: serde_json::Map<String, Value> = data
             .iter()
             .map(|(k, v)| ((*k).to_owned(), Value::String(base64_encode(v.as_bytes()))))
+            .collect();
+        let labels: serde_json::Map<String, Value> = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned())))
             .collect();
         let mut s = self.state.lock();
         s.resource_version += 1;
         let obj = json!({"apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{namespace}-{name}"),
-                "resourceVersion": s.resource_version.to_string()},
+                "labels": labels, "resourceVersion": s.resource_version.to_string()},
             "type": "Opaque", "data": data});
         let kind = if s
             .secrets
@@ -228,6 +241,12 @@ impl FakeCore {
             "ADDED"
         };
         let _ = s.secret_events.send(json!({"type": kind, "object": obj}));
+    }
+
+    /// Every request that read Secrets so far (method, path and query), to check what the
+    /// operator asked for.
+    pub fn secret_reads(&self) -> Vec<String> {
+        self.state.lock().secret_reads.clone()
     }
 
     /// Puts a ConfigMap.
@@ -351,6 +370,83 @@ fn base64_encode(bytes: &[u8]) -> String {
     out
 }
 
+/// A query parameter, decoded.
+fn query_param(query: &str, name: &str) -> Option<String> {
+    let url = reqwest::Url::parse(&format!("http://fake/?{query}")).ok()?;
+    url.query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Whether an object's labels match a label selector (`k=v`, `k==v`, `k!=v`, `k`, `!k`,
+/// comma-separated; empty matches everything).
+fn labels_match(obj: &Value, selector: &str) -> bool {
+    let label = |k: &str| obj["metadata"]["labels"][k].as_str().map(str::to_owned);
+    selector
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .all(|r| {
+            if let Some((k, v)) = r.split_once("!=") {
+                label(k.trim()).as_deref() != Some(v.trim())
+            } else if let Some((k, v)) = r.split_once("==").or_else(|| r.split_once('=')) {
+                label(k.trim()).as_deref() == Some(v.trim())
+            } else if let Some(k) = r.strip_prefix('!') {
+                label(k.trim()).is_none()
+            } else {
+                label(r).is_some()
+            }
+        })
+}
+
+/// Whether an object matches a field selector on `metadata.name` / `metadata.namespace`.
+fn fields_match(obj: &Value, selector: &str) -> bool {
+    selector
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .all(|r| match r.split_once('=') {
+            Some((k, v)) => {
+                let v = v.trim_start_matches('=');
+                match k.trim() {
+                    "metadata.name" => obj["metadata"]["name"] == v,
+                    "metadata.namespace" => obj["metadata"]["namespace"] == v,
+                    _ => false,
+                }
+            }
+            None => false,
+        })
+}
+
+/// Secrets of one namespace or all, filtered by the query's label and field selectors, whole
+/// or (`metadata_only`) as `PartialObjectMetadataList`.
+fn secret_list(
+    s: &State,
+    namespace: Option<&str>,
+    query: &str,
+    metadata_only: bool,
+) -> Response<Body> {
+    let labels = query_param(query, "labelSelector").unwrap_or_default();
+    let fields = query_param(query, "fieldSelector").unwrap_or_default();
+    let items = s
+        .secrets
+        .iter()
+        .filter(|((ns, _), _)| namespace.is_none_or(|n| n == ns))
+        .map(|(_, obj)| obj)
+        .filter(|obj| labels_match(obj, &labels) && fields_match(obj, &fields));
+    let list = if metadata_only {
+        json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+            "metadata": {"resourceVersion": s.resource_version.to_string()},
+            "items": items.map(|o| json!({"apiVersion": "meta.k8s.io/v1",
+                "kind": "PartialObjectMetadata", "metadata": o["metadata"]})).collect::<Vec<_>>()})
+    } else {
+        json!({"apiVersion": "v1", "kind": "SecretList",
+            "metadata": {"resourceVersion": s.resource_version.to_string()},
+            "items": items.cloned().collect::<Vec<_>>()})
+    };
+    json_response(StatusCode::OK, &list)
+}
+
 async fn handle(
     req: Request<Incoming>,
     state: &Arc<Mutex<State>>,
@@ -362,22 +458,46 @@ async fn handle(
     }
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = req.method().clone();
-    let watching = req
-        .uri()
-        .query()
-        .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
+    let query = req.uri().query().unwrap_or_default().to_owned();
+    let watching = query
+        .split('&')
+        .any(|p| p == "watch=true" || p == "watch=1");
+    let metadata_only = req
+        .headers()
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=PartialObjectMetadata"));
+    if segments.contains(&"secrets") && method == Method::GET {
+        state
+            .lock()
+            .secret_reads
+            .push(format!("GET {path}?{query}"));
+    }
     match (method, segments.as_slice()) {
         (Method::GET, ["api", "v1", "secrets"]) if watching => {
             let rx = state.lock().secret_events.subscribe();
-            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-                loop {
-                    match rx.recv().await {
-                        Ok(ev) => {
-                            let line = Bytes::from(format!("{ev}\n"));
-                            return Some((Ok::<_, std::io::Error>(Frame::data(line)), rx));
-                        }
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            let selector = query_param(&query, "labelSelector").unwrap_or_default();
+            let stream = futures_util::stream::unfold(rx, move |mut rx| {
+                let selector = selector.clone();
+                async move {
+                    loop {
+                        let ev = match rx.recv().await {
+                            Ok(ev) => ev,
+                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                            Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                        };
+                        // As the API server does: an object that stops matching the selector
+                        // is deleted for this watch; one that never matched is not seen.
+                        let ev = match (labels_match(&ev["object"], &selector), ev["type"].as_str())
+                        {
+                            (true, _) => ev,
+                            (false, Some("MODIFIED" | "DELETED")) => {
+                                json!({"type": "DELETED", "object": ev["object"]})
+                            }
+                            (false, _) => continue,
+                        };
+                        let line = Bytes::from(format!("{ev}\n"));
+                        return Some((Ok::<_, std::io::Error>(Frame::data(line)), rx));
                     }
                 }
             });
@@ -390,12 +510,11 @@ async fn handle(
         }
         (Method::GET, ["api", "v1", "secrets"]) => {
             let s = state.lock();
-            json_response(
-                StatusCode::OK,
-                &json!({"apiVersion": "v1", "kind": "SecretList",
-                    "metadata": {"resourceVersion": s.resource_version.to_string()},
-                    "items": s.secrets.values().cloned().collect::<Vec<_>>()}),
-            )
+            secret_list(&s, None, &query, metadata_only)
+        }
+        (Method::GET, ["api", "v1", "namespaces", ns, "secrets"]) => {
+            let s = state.lock();
+            secret_list(&s, Some(ns), &query, metadata_only)
         }
         (
             Method::GET,
@@ -660,6 +779,38 @@ async fn forward(req: Request<Incoming>, upstream: &(String, reqwest::Client)) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_and_field_selectors() {
+        let obj = json!({"metadata": {"name": "keys", "namespace": "a",
+            "labels": {"plumb.dev/credentials": "true", "team": "x"}}});
+        for yes in [
+            "",
+            "plumb.dev/credentials=true",
+            "plumb.dev/credentials==true,team",
+            "team!=y",
+            "!other",
+        ] {
+            assert!(labels_match(&obj, yes), "{yes}");
+        }
+        for no in ["plumb.dev/credentials=false", "other", "!team", "team!=x"] {
+            assert!(!labels_match(&obj, no), "{no}");
+        }
+        assert!(fields_match(&obj, "metadata.name=keys"));
+        assert!(fields_match(
+            &obj,
+            "metadata.name==keys,metadata.namespace=a"
+        ));
+        assert!(!fields_match(&obj, "metadata.name=other"));
+        assert_eq!(
+            query_param(
+                "labelSelector=plumb.dev%2Fcredentials%3Dtrue&watch=true",
+                "labelSelector"
+            )
+            .as_deref(),
+            Some("plumb.dev/credentials=true")
+        );
+    }
 
     #[test]
     fn base64_of_known_strings() {

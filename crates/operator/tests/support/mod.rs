@@ -17,6 +17,9 @@ use serde_json::{Value, json};
 
 pub const AUDIENCE: &str = "plumb.dev/control-plane";
 
+/// The label that lets routes take keys from a Secret.
+pub const CREDENTIALS: &[(&str, &str)] = &[("plumb.dev/credentials", "true")];
+
 pub struct Proc {
     pub child: Child,
     pub words: Vec<String>,
