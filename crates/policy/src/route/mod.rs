@@ -134,6 +134,15 @@ pub enum InvalidRoute {
         /// What is wrong.
         reason: &'static str,
     },
+    /// A base URL with a user name or password in it (`https://user:password@host`). The
+    /// value is not repeated: it holds a secret.
+    #[error(
+        "{field}: the URL carries a user name or password (user:password@host), which would be shown wherever the upstream is (status, /fleet, metrics); take it out and give the key with credentials (secretRef, env or file)"
+    )]
+    CredentialsInUrl {
+        /// The field.
+        field: String,
+    },
     /// A target has no upstream model.
     #[error("{field}: name the upstream model (for azure-openai, the deployment)")]
     EmptyUpstreamModel {

@@ -143,9 +143,15 @@ fn name(field: &str, name: &str) -> Result<(), InvalidRoute> {
     Ok(())
 }
 
-/// A base URL: http or https, with a host and no query. Returns it parsed and as written
-/// without trailing slashes (the form upstream keys use).
+/// A base URL: http or https, with a host, no user information and no query. Returns it
+/// parsed and as written without trailing slashes (the form upstream keys use).
 fn base_url<'a>(field: &str, value: &'a str) -> Result<(http::Uri, &'a str), InvalidRoute> {
+    // Before anything that would quote the value back: it may hold a password.
+    if has_user_info(value) {
+        return Err(InvalidRoute::CredentialsInUrl {
+            field: field.to_owned(),
+        });
+    }
     let bad_url = |reason| InvalidRoute::BaseUrl {
         field: field.to_owned(),
         value: value.to_owned(),
@@ -164,6 +170,15 @@ fn base_url<'a>(field: &str, value: &'a str) -> Result<(http::Uri, &'a str), Inv
         return Err(bad_url("must not carry a query string"));
     }
     Ok((parsed, trimmed))
+}
+
+/// Whether a URL's authority (between `scheme://` and the path, query or fragment) carries
+/// user information (`user@`, `user:password@`). Read from the text, so a URL too broken to
+/// parse is caught too.
+fn has_user_info(value: &str) -> bool {
+    let rest = value.split_once("://").map_or(value, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    authority.contains('@')
 }
 
 /// What a target can do: everything unless it says otherwise, except prefill, which only
@@ -358,6 +373,35 @@ mod tests {
             one(("http://h/v1", "ftp://x/v1")).unwrap_err().to_string(),
             "spec.targets[0].baseUrl: \"ftp://x/v1\" must start with http:// or https://"
         );
+    }
+
+    #[test]
+    fn a_base_url_with_a_user_or_password_is_refused_without_repeating_it() {
+        for url in [
+            "https://user:s3cret-pw@h/v1",
+            "https://user@h/v1",
+            "http://:s3cret-pw@h:8080",
+            "ftp://user:s3cret-pw@h/v1",
+            "https://user:s3cret-pw@/v1",
+        ] {
+            let err = one(("http://h/v1", url)).unwrap_err();
+            assert_eq!(
+                err,
+                InvalidRoute::CredentialsInUrl {
+                    field: "spec.targets[0].baseUrl".to_owned()
+                },
+                "{url}"
+            );
+            assert!(!err.to_string().contains("s3cret"), "{err}");
+        }
+        assert_eq!(
+            one(("http://h/v1", "https://user:pw@h/v1"))
+                .unwrap_err()
+                .to_string(),
+            "spec.targets[0].baseUrl: the URL carries a user name or password (user:password@host), which would be shown wherever the upstream is (status, /fleet, metrics); take it out and give the key with credentials (secretRef, env or file)"
+        );
+        // An `@` in the path is not user information.
+        assert!(one(("http://h/v1", "https://h/v1/@models")).is_ok());
     }
 
     #[test]
