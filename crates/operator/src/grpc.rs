@@ -156,6 +156,8 @@ impl v1::policy_service_server::PolicyService for PolicyServer {
             knowledge.mark_changed();
             let mut beat = tokio::time::interval(server.heartbeat);
             beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut leading = server.leading.clone();
+            leading.mark_unchanged();
             let mut last_heard = Instant::now();
             // Snapshot counter → when it was sent, for the push latency.
             let mut sent: BTreeMap<u64, Instant> = BTreeMap::new();
@@ -208,6 +210,17 @@ impl v1::policy_service_server::PolicyService for PolicyServer {
                             }
                             server.policies.acked(&namespace, &pod, &ack.version, rejected);
                             let _ = server.acks.try_send(namespace.clone());
+                        }
+                    }
+                    changed = leading.changed() => {
+                        // A replica that stepped down serves no more policy: its sidecars
+                        // reconnect through the Service, to the new leader.
+                        if changed.is_err() || !*leading.borrow_and_update() {
+                            tracing::info!(%namespace, %pod, "no longer the leader; closing the stream");
+                            let _ = tx.send(Err(Status::unavailable(
+                                "this operator replica stopped leading; reconnect through the policy Service",
+                            ))).await;
+                            break;
                         }
                     }
                     _ = beat.tick() => {

@@ -123,6 +123,11 @@ struct Args {
     /// How often the Lease is renewed or tried.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     lease_retry: Duration,
+    /// How long the leader may go without renewing the Lease before it steps down (stops
+    /// serving policy and exits); between --lease-retry and --lease-duration. Default: two
+    /// thirds of --lease-duration.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    lease_renew_deadline: Option<Duration>,
     /// The injection webhook's listener (HTTPS), served by every replica.
     #[arg(long, default_value = "0.0.0.0:9443")]
     webhook_listen: SocketAddr,
@@ -391,10 +396,25 @@ async fn run(args: Args) -> ExitCode {
                 .unwrap_or_else(|| format!("plumb-operator-{epoch}")),
             duration: args.lease_duration,
             retry: args.lease_retry,
+            renew_deadline: args
+                .lease_renew_deadline
+                .unwrap_or(args.lease_duration * 2 / 3),
         }
     });
     if let Some(e) = &election {
-        tokio::spawn(e.clone().run(client.clone(), leading_tx));
+        if let Err(invalid) = e.validate() {
+            eprintln!("plumb-operator: invalid configuration: {invalid}");
+            return ExitCode::from(EX_CONFIG);
+        }
+        let (e, client) = (e.clone(), client.clone());
+        tokio::spawn(async move {
+            let ended = e.run(client, leading_tx).await;
+            // Out of the loop with nothing stale in memory: start again as a follower.
+            eprintln!(
+                "plumb-operator: no longer the leader ({ended}); exiting to rejoin as a follower"
+            );
+            std::process::exit(1);
+        });
     }
     if !(0.0..=1.0).contains(&args.incident_error_rate)
         || !(0.0..=1.0).contains(&args.incident_retry_scale)
