@@ -79,6 +79,10 @@ struct Args {
     /// The audience sidecar tokens must be bound to.
     #[arg(long, default_value = plumb_proto::TOKEN_AUDIENCE)]
     token_audience: String,
+    /// How often the token behind each control stream is verified again (a TokenReview): a
+    /// stream whose pod was deleted or whose token was revoked is closed within this.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    token_recheck_interval: Duration,
     /// Heartbeat interval on the control streams; a sidecar silent for three is dropped.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     heartbeat_interval: Duration,
@@ -444,6 +448,11 @@ async fn run(args: Args) -> ExitCode {
             audience: args.token_audience.clone(),
         }),
         heartbeat: args.heartbeat_interval,
+        token_pace: plumb_operator::grpc::token::Pace {
+            recheck: args.token_recheck_interval.max(Duration::from_secs(1)),
+            retry: Duration::from_secs(10),
+            min_ask_gap: Duration::from_secs(5),
+        },
         acks: acks_tx,
         metrics: metrics.clone(),
     };

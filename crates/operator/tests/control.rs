@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use plumb_operator::auth::{Authenticate, Identity};
+use plumb_operator::auth::{Authenticate, Identity, Rejected};
 use plumb_operator::grpc::PolicyServer;
+use plumb_operator::grpc::token::Pace;
 use plumb_operator::knowledge::Knowledge;
 use plumb_operator::policies::Policies;
 use plumb_proto::v1::policy_service_client::PolicyServiceClient;
@@ -19,18 +20,18 @@ use plumb_telemetry::operator::OperatorMetrics;
 use tokio::sync::{mpsc, watch};
 use tonic::{Code, Status, Streaming};
 
-/// Tokens and who they belong to.
+/// Tokens and what a TokenReview says of each now.
 #[derive(Default)]
-struct Tokens(Mutex<HashMap<String, Identity>>);
+struct Tokens(Mutex<HashMap<String, Result<Identity, Rejected>>>);
 
 #[tonic::async_trait]
 impl Authenticate for Tokens {
-    async fn review(&self, token: &str) -> Result<Identity, String> {
+    async fn review(&self, token: &str) -> Result<Identity, Rejected> {
         self.0
             .lock()
             .get(token)
             .cloned()
-            .ok_or_else(|| "invalid bearer token".to_owned())
+            .unwrap_or_else(|| Err(Rejected::Refused("invalid bearer token".to_owned())))
     }
 }
 
@@ -59,6 +60,12 @@ async fn start() -> Harness {
         )),
         auth: tokens.clone(),
         heartbeat: Duration::from_secs(1),
+        // Checked often, so tests see a deleted pod quickly.
+        token_pace: Pace {
+            recheck: Duration::from_millis(300),
+            retry: Duration::from_millis(300),
+            min_ask_gap: Duration::from_millis(200),
+        },
         acks: acks_tx,
         metrics: metrics.clone(),
     };
@@ -80,15 +87,29 @@ async fn start() -> Harness {
 }
 
 impl Harness {
+    /// Vouches for `token` as pod `pod` of `namespace`, without an expiry.
     fn token(&self, token: &str, namespace: &str, pod: &str) {
-        self.tokens.0.lock().insert(
-            token.to_owned(),
-            Identity {
+        self.token_until(token, namespace, pod, None);
+    }
+
+    /// Vouches for `token`, expiring `expires_in` from now.
+    fn token_until(&self, token: &str, namespace: &str, pod: &str, expires_in: Option<Duration>) {
+        let expires_unix_ms = expires_in
+            .map(|d| plumb_telemetry::clock::unix_ms_now() + i64::try_from(d.as_millis()).unwrap());
+        self.review_says(
+            token,
+            Ok(Identity {
                 namespace: namespace.to_owned(),
                 service_account: "web".to_owned(),
-                pod: Some(pod.to_owned()),
-            },
+                pod: pod.to_owned(),
+                expires_unix_ms,
+            }),
         );
+    }
+
+    /// What a TokenReview of `token` answers from now on.
+    fn review_says(&self, token: &str, verdict: Result<Identity, Rejected>) {
+        self.tokens.0.lock().insert(token.to_owned(), verdict);
     }
 
     /// Opens a control stream as a sidecar of `namespace` with `token`: the sender of its
@@ -182,5 +203,186 @@ async fn a_replica_that_stops_leading_closes_its_streams_and_refuses_new_ones() 
             .await
             .contains(r#"plumb_operator_refused_streams_total{reason="not_leader"} 1"#)
     );
-    let _ = &h.policies;
+}
+
+fn kind(m: &v1::OperatorMessage) -> &'static str {
+    match &m.kind {
+        Some(operator_message::Kind::Snapshot(_)) => "snapshot",
+        Some(operator_message::Kind::Heartbeat(_)) => "heartbeat",
+        Some(operator_message::Kind::Refusal(_)) => "refusal",
+        Some(operator_message::Kind::Knowledge(_)) => "knowledge",
+        Some(operator_message::Kind::TokenRequest(_)) => "token_request",
+        None => "none",
+    }
+}
+
+fn token_message(token: &str) -> v1::SidecarMessage {
+    v1::SidecarMessage {
+        kind: Some(sidecar_message::Kind::Token(v1::Token {
+            token: token.to_owned(),
+        })),
+    }
+}
+
+#[tokio::test]
+async fn a_stream_is_closed_when_its_token_expires_and_no_fresh_one_comes() {
+    let h = start().await;
+    let started = tokio::time::Instant::now();
+    h.token_until(
+        "tok-a",
+        "team-a",
+        "web-1",
+        Some(Duration::from_millis(1500)),
+    );
+    let (_tx, mut inbound) = h.open("tok-a", "team-a").await.unwrap();
+    let (status, seen) = until_closed(&mut inbound, Duration::from_secs(10)).await;
+    let lived = started.elapsed();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(status.message().contains("expired"), "{status:?}");
+    assert!(
+        lived >= Duration::from_millis(1400),
+        "closed after {lived:?}"
+    );
+    let kinds: Vec<&str> = seen.iter().map(kind).collect();
+    assert!(kinds.contains(&"token_request"), "asked first: {kinds:?}");
+    assert_eq!(kinds.last(), Some(&"refusal"), "{kinds:?}");
+    assert!(
+        h.metrics_text()
+            .await
+            .contains(r#"plumb_operator_closed_streams_total{reason="token_expired"} 1"#)
+    );
+}
+
+#[tokio::test]
+async fn a_sidecar_that_answers_with_a_fresh_token_keeps_its_stream_and_its_updates() {
+    let h = start().await;
+    h.token_until(
+        "tok-a",
+        "team-a",
+        "web-1",
+        Some(Duration::from_millis(1500)),
+    );
+    h.token_until("tok-a-2", "team-a", "web-1", Some(Duration::from_secs(60)));
+    let (tx, mut inbound) = h.open("tok-a", "team-a").await.unwrap();
+    let mut answered = 0;
+    // Well past the first token's expiry, answering every question with the fresh token.
+    let until = tokio::time::Instant::now() + Duration::from_secs(3);
+    while let Ok(m) = tokio::time::timeout_at(until, inbound.message()).await {
+        let m = m.unwrap().unwrap_or_else(|| panic!("the stream ended"));
+        match kind(&m) {
+            "token_request" => {
+                tx.send(token_message("tok-a-2")).await.unwrap();
+                answered += 1;
+            }
+            "refusal" => panic!("refused: {m:?}"),
+            _ => {}
+        }
+    }
+    assert!(answered >= 1);
+    // Still open, still served.
+    h.policies.serve(
+        "team-a",
+        "chat",
+        1,
+        "{}".into(),
+        std::collections::BTreeMap::new(),
+    );
+    loop {
+        let snap = snapshot(&mut inbound).await;
+        if snap.routes.iter().any(|r| r.name == "chat") {
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stream_whose_pod_is_gone_is_closed_at_the_next_check_and_gets_no_more_keys() {
+    let h = start().await;
+    h.token_until("tok-a", "team-a", "web-1", Some(Duration::from_secs(3600)));
+    let (_tx, mut inbound) = h.open("tok-a", "team-a").await.unwrap();
+    snapshot(&mut inbound).await;
+    // The pod is deleted: the API server no longer accepts its bound token.
+    h.review_says(
+        "tok-a",
+        Err(Rejected::Refused("pod \"web-1\" not found".to_owned())),
+    );
+    let (status, seen) = until_closed(&mut inbound, Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(
+        status.message().contains("pod \"web-1\" not found"),
+        "{status:?}"
+    );
+    assert_eq!(seen.last().map(kind), Some("refusal"));
+    // A key rotated afterwards has nowhere to go.
+    h.policies.serve(
+        "team-a",
+        "chat",
+        1,
+        "{}".into(),
+        std::collections::BTreeMap::from([(
+            ("llm-keys".into(), "openai".into()),
+            b"rotated".to_vec(),
+        )]),
+    );
+    assert!(matches!(inbound.message().await, Ok(None) | Err(_)));
+    assert!(
+        h.metrics_text()
+            .await
+            .contains(r#"plumb_operator_closed_streams_total{reason="token_refused"} 1"#)
+    );
+}
+
+#[tokio::test]
+async fn a_fresh_token_of_another_pod_closes_the_stream() {
+    let h = start().await;
+    h.token("tok-a", "team-a", "web-1");
+    h.token("tok-b", "team-a", "web-2");
+    let (tx, mut inbound) = h.open("tok-a", "team-a").await.unwrap();
+    snapshot(&mut inbound).await;
+    tx.send(token_message("tok-b")).await.unwrap();
+    let (status, _) = until_closed(&mut inbound, Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains("\"web-2\""), "{status:?}");
+}
+
+#[tokio::test]
+async fn a_check_the_api_server_cannot_answer_keeps_the_stream_until_the_token_expires() {
+    let h = start().await;
+    h.token_until(
+        "tok-a",
+        "team-a",
+        "web-1",
+        Some(Duration::from_millis(2500)),
+    );
+    let (_tx, mut inbound) = h.open("tok-a", "team-a").await.unwrap();
+    let opened = tokio::time::Instant::now();
+    h.review_says(
+        "tok-a",
+        Err(Rejected::Unchecked("connection refused".to_owned())),
+    );
+    let (status, _) = until_closed(&mut inbound, Duration::from_secs(10)).await;
+    assert!(
+        opened.elapsed() >= Duration::from_millis(2000),
+        "not closed for an unanswered check: {:?}",
+        opened.elapsed()
+    );
+    assert!(status.message().contains("expired"), "{status:?}");
+}
+
+#[tokio::test]
+async fn a_token_not_bound_to_a_pod_is_refused_with_what_to_present_instead() {
+    let h = start().await;
+    h.review_says("tok-unbound", Err(Rejected::NotBoundToPod));
+    let refused = h.open("tok-unbound", "team-a").await.err().unwrap();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    assert!(
+        refused.message().contains("not bound to a pod")
+            && refused.message().contains("projected ServiceAccount token"),
+        "{refused:?}"
+    );
+    assert!(
+        h.metrics_text()
+            .await
+            .contains(r#"plumb_operator_refused_streams_total{reason="token_not_bound"} 1"#)
+    );
 }

@@ -362,7 +362,9 @@ async fn session(cp: &ControlPlane, table: &Table, metrics: &Metrics) -> Result<
             Some(operator_message::Kind::Refusal(r)) => {
                 return Err(format!("the operator refused us: {}", r.reason));
             }
-            None => {}
+            // Not answered yet: the operator closes the stream when the token it verified
+            // expires, and the next session re-reads the token file.
+            Some(operator_message::Kind::TokenRequest(_)) | None => {}
         }
     }
 }

@@ -42,6 +42,9 @@ pub struct OperatorMetrics {
     pub push_seconds: Histogram,
     /// `plumb_operator_refused_streams_total{reason}`: control streams refused.
     pub refused_streams: Family<ReasonLabels, Counter>,
+    /// `plumb_operator_closed_streams_total{reason}`: control streams the operator ended
+    /// (token expired or refused, another pod's token, silence, no longer the leader).
+    pub closed_streams: Family<ReasonLabels, Counter>,
     /// `plumb_operator_knowledge_reports_total`: sidecar reports merged.
     pub knowledge_reports: Counter,
     /// `plumb_operator_knowledge_pushes_total{namespace}`: the fleet's knowledge pushed to a
@@ -71,6 +74,7 @@ impl OperatorMetrics {
             0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0,
         ]);
         let refused_streams = Family::<ReasonLabels, Counter>::default();
+        let closed_streams = Family::<ReasonLabels, Counter>::default();
         let knowledge_reports = Counter::default();
         let knowledge_pushes = Family::<NamespaceLabels, Counter>::default();
         let open_upstreams = Family::<NamespaceLabels, Gauge>::default();
@@ -120,6 +124,11 @@ impl OperatorMetrics {
             "Sidecar control streams refused, by reason",
             refused_streams.clone(),
         );
+        registry.register(
+            "plumb_operator_closed_streams",
+            "Sidecar control streams the operator ended, by reason",
+            closed_streams.clone(),
+        );
         OperatorMetrics {
             registry,
             reconciles,
@@ -127,6 +136,7 @@ impl OperatorMetrics {
             connected_sidecars,
             push_seconds,
             refused_streams,
+            closed_streams,
             knowledge_reports,
             knowledge_pushes,
             open_upstreams,

@@ -1,0 +1,538 @@
+//! The policy server: one control stream per sidecar, over TLS.
+//!
+//! A stream is accepted only with a ServiceAccount token the API server vouches for (a
+//! TokenReview with the control plane's audience, bound to a pod) and a Hello that names the
+//! token's own namespace. From then on the sidecar gets its namespace's current snapshot and
+//! every later one, the fleet's knowledge, and heartbeats; its acknowledgements (and refusals of
+//! single routes) are recorded and the namespace's routes reconciled so their status says what
+//! the sidecars run; its reports go to the knowledge store, which admits only what the
+//! namespace's routes allow.
+//!
+//! A stream lives no longer than the token behind it (see [`token`]): the operator asks for a
+//! fresh token before the one it verified expires, verifies every token it is given and the
+//! current one every recheck, and closes the stream when the token expires, is refused (its
+//! pod is gone) or belongs to another pod — so a deleted pod stops receiving rotated keys.
+//!
+//! ```text
+//! open ─▶ token reviewed ─▶ Hello ─▶ ┌ snapshots, knowledge, heartbeats ─▶ sidecar
+//!                                    │ acks, reports, tokens           ◀─ sidecar
+//!                                    └ close: token expired or refused, another pod's token,
+//!                                      silence, no longer the leader, the sidecar left
+//! ```
+
+pub mod token;
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::Stream;
+use plumb_proto::v1::{self, operator_message, sidecar_message};
+use plumb_telemetry::clock;
+use plumb_telemetry::operator::{NamespaceLabels, OperatorMetrics, ReasonLabels};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::auth::{Authenticate, Identity, Rejected};
+use crate::knowledge::Knowledge;
+use crate::policies::{Policies, counter_of};
+use token::{Due, Pace, TokenClock};
+
+/// How long a sidecar has to say Hello.
+const HELLO_WITHIN: Duration = Duration::from_secs(10);
+/// How long a TokenReview of a stream's token may take before it counts as unchecked.
+const REVIEW_WITHIN: Duration = Duration::from_secs(10);
+/// The least time between two TokenReviews of tokens a sidecar sent on one stream.
+const REVIEW_GAP: Duration = Duration::from_secs(5);
+
+/// The policy service.
+#[derive(Clone)]
+pub struct PolicyServer {
+    /// Whether this replica leads: only the leader serves policy.
+    pub leading: tokio::sync::watch::Receiver<bool>,
+    /// What the sidecars are given.
+    pub policies: Arc<Policies>,
+    /// What the fleet knows: reports go in, the namespace's knowledge comes out.
+    pub knowledge: Arc<Knowledge>,
+    /// Token verification.
+    pub auth: Arc<dyn Authenticate>,
+    /// Heartbeat interval in both directions.
+    pub heartbeat: Duration,
+    /// How often each stream's token is verified again, how soon again when the API server
+    /// did not answer, and how often at most a fresh one is asked for.
+    pub token_pace: Pace,
+    /// Namespaces whose sidecars said something, for the reconciler.
+    pub acks: mpsc::Sender<String>,
+    /// Metrics.
+    pub metrics: Arc<OperatorMetrics>,
+}
+
+type Outbound = Pin<Box<dyn Stream<Item = Result<v1::OperatorMessage, Status>> + Send>>;
+
+/// Why the operator ends a stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Close {
+    /// This replica stopped leading.
+    NotLeader,
+    /// The sidecar sent nothing for three heartbeats.
+    Silent,
+    /// The verified token expired and no fresh one came.
+    TokenExpired,
+    /// A token (the current one again, or a fresh one) was refused.
+    TokenRefused(Rejected),
+    /// A fresh token belongs to another pod or namespace.
+    OtherIdentity {
+        /// Its namespace.
+        namespace: String,
+        /// Its pod.
+        pod: String,
+    },
+    /// A `Token` message that is empty or too large to be a token.
+    MalformedToken,
+}
+
+/// How a stream ended.
+enum End {
+    /// The operator closed it.
+    Closed(Close),
+    /// The sidecar went away, or the channel to it broke.
+    Left,
+}
+
+impl Close {
+    /// The metric label.
+    fn reason(&self) -> &'static str {
+        match self {
+            Close::NotLeader => "not_leader",
+            Close::Silent => "silent",
+            Close::TokenExpired => "token_expired",
+            Close::TokenRefused(Rejected::NotBoundToPod) => "token_not_bound",
+            Close::TokenRefused(Rejected::Refused(_) | Rejected::Unchecked(_)) => "token_refused",
+            Close::OtherIdentity { .. } => "other_identity",
+            Close::MalformedToken => "malformed_token",
+        }
+    }
+
+    /// What the sidecar is told.
+    fn status(&self) -> Status {
+        match self {
+            Close::NotLeader => Status::unavailable(
+                "this operator replica stopped leading; reconnect through the policy Service",
+            ),
+            Close::Silent => Status::deadline_exceeded(
+                "nothing from the sidecar for three heartbeats; reconnect",
+            ),
+            Close::TokenExpired => Status::unauthenticated(
+                "the token this stream was verified with expired and no fresh one came (answer TokenRequest with a Token); reconnect with the pod's current token",
+            ),
+            Close::TokenRefused(why) => Status::unauthenticated(format!(
+                "the token is no longer accepted: {why}; reconnect with the pod's current token"
+            )),
+            Close::OtherIdentity { namespace, pod } => Status::permission_denied(format!(
+                "the fresh token belongs to pod {pod:?} of namespace {namespace:?}, not to this stream's pod; send this pod's own token"
+            )),
+            Close::MalformedToken => Status::invalid_argument(format!(
+                "a Token message must carry the pod's token, 1 to {} bytes",
+                plumb_proto::MAX_TOKEN_BYTES
+            )),
+        }
+    }
+}
+
+impl PolicyServer {
+    fn refuse(&self, reason: &'static str, status: Status) -> Status {
+        self.metrics
+            .refused_streams
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+        tracing::warn!(reason, message = %status.message(), "control stream refused");
+        status
+    }
+
+    fn gauge(&self, namespace: &str) {
+        let n = self
+            .policies
+            .sidecar_counts()
+            .into_iter()
+            .find(|(ns, _)| ns == namespace)
+            .map_or(0, |(_, n)| n);
+        self.metrics
+            .connected_sidecars
+            .get_or_create(&NamespaceLabels {
+                namespace: namespace.to_owned(),
+            })
+            .set(n as i64);
+    }
+}
+
+fn message(kind: operator_message::Kind) -> v1::OperatorMessage {
+    v1::OperatorMessage { kind: Some(kind) }
+}
+
+/// The tokio instant of a wall-clock time (ms since the Unix epoch), from now.
+fn instant_of(unix_ms: i64) -> Instant {
+    let ahead = unix_ms.saturating_sub(clock::unix_ms_now()).max(0);
+    Instant::now() + Duration::from_millis(ahead.unsigned_abs())
+}
+
+/// One control stream, after its Hello.
+struct Session {
+    server: PolicyServer,
+    namespace: String,
+    pod: String,
+    tx: mpsc::Sender<Result<v1::OperatorMessage, Status>>,
+    /// The last token verified.
+    token: String,
+    clock: TokenClock,
+    /// A fresh token from the sidecar, waiting for its review.
+    pending: Option<String>,
+    /// A review is under way.
+    reviewing: bool,
+    /// No review of a sidecar's token before this.
+    review_after: Instant,
+    /// Reviews' verdicts on the tokens they reviewed.
+    verdicts: (mpsc::Sender<Verdict>, mpsc::Receiver<Verdict>),
+}
+
+/// A reviewed token and what the review said.
+type Verdict = (String, Result<Identity, Rejected>);
+
+impl Session {
+    /// Reviews `token` off the stream's loop; the verdict comes back on `verdicts`.
+    fn review(&mut self, token: String) {
+        self.reviewing = true;
+        self.review_after = Instant::now() + REVIEW_GAP;
+        let (auth, tx) = (self.server.auth.clone(), self.verdicts.0.clone());
+        tokio::spawn(async move {
+            let verdict = tokio::time::timeout(REVIEW_WITHIN, auth.review(&token))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Rejected::Unchecked(format!(
+                        "the TokenReview took longer than {REVIEW_WITHIN:?}"
+                    )))
+                });
+            let _ = tx.send((token, verdict)).await;
+        });
+    }
+
+    /// A verdict on `token`: `Some` closes the stream.
+    fn verdict(&mut self, token: String, verdict: Result<Identity, Rejected>) -> Option<Close> {
+        self.reviewing = false;
+        let now = Instant::now();
+        match verdict {
+            Ok(id) if id.namespace != self.namespace || id.pod != self.pod => {
+                Some(Close::OtherIdentity {
+                    namespace: id.namespace,
+                    pod: id.pod,
+                })
+            }
+            Ok(id) => {
+                let expires = id.expires_unix_ms.map(instant_of);
+                if token != self.token {
+                    tracing::debug!(namespace = %self.namespace, pod = %self.pod, "a fresh token verified");
+                }
+                self.token = token;
+                self.clock = TokenClock::verified(now, expires, &self.server.token_pace);
+                None
+            }
+            Err(Rejected::Unchecked(why)) => {
+                tracing::warn!(namespace = %self.namespace, pod = %self.pod, %why, "a stream's token could not be checked; trying again soon");
+                self.clock.unchecked(now, &self.server.token_pace);
+                None
+            }
+            Err(why @ (Rejected::Refused(_) | Rejected::NotBoundToPod)) => {
+                Some(Close::TokenRefused(why))
+            }
+        }
+    }
+
+    /// Acts on what the token's schedule says is due; `Some` closes the stream.
+    async fn on_schedule(&mut self) -> Result<Option<Close>, ()> {
+        let now = Instant::now();
+        match self.clock.due(now) {
+            Due::Expired => return Ok(Some(Close::TokenExpired)),
+            Due::Recheck if !self.reviewing => {
+                self.clock.rechecking(now, &self.server.token_pace);
+                // The freshest token the sidecar offered, else the current one again.
+                let token = self.pending.take().unwrap_or_else(|| self.token.clone());
+                self.review(token);
+            }
+            Due::Recheck => self.clock.rechecking(now, &self.server.token_pace),
+            Due::Ask => {
+                self.clock.asked(now, &self.server.token_pace);
+                let expires_unix_ms = self.clock.expires().map_or(0, |e| {
+                    let left = e.saturating_duration_since(now);
+                    clock::unix_ms_now()
+                        .saturating_add(i64::try_from(left.as_millis()).unwrap_or(i64::MAX))
+                });
+                let ask = message(operator_message::Kind::TokenRequest(v1::TokenRequest {
+                    expires_unix_ms,
+                }));
+                self.tx.send(Ok(ask)).await.map_err(|_| ())?;
+            }
+            Due::Wait(_) => {}
+        }
+        if !self.reviewing
+            && self.review_after <= now
+            && let Some(token) = self.pending.take()
+        {
+            self.review(token);
+        }
+        Ok(None)
+    }
+
+    /// When the loop must wake for the token at the latest.
+    fn wake(&self) -> Instant {
+        let scheduled = match self.clock.due(Instant::now()) {
+            Due::Wait(at) => at,
+            Due::Expired | Due::Recheck | Due::Ask => Instant::now(),
+        };
+        match (&self.pending, self.reviewing) {
+            (Some(_), false) => scheduled.min(self.review_after),
+            (Some(_) | None, true) | (None, false) => scheduled,
+        }
+    }
+
+    async fn run(&mut self, mut inbound: Streaming<v1::SidecarMessage>) -> End {
+        let server = self.server.clone();
+        let (namespace, pod) = (self.namespace.clone(), self.pod.clone());
+        let mut snapshots = server.policies.subscribe(&namespace);
+        snapshots.mark_changed();
+        let mut knowledge = server.knowledge.subscribe(&namespace);
+        knowledge.mark_changed();
+        let mut beat = tokio::time::interval(server.heartbeat);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut leading = server.leading.clone();
+        leading.mark_unchanged();
+        let mut last_heard = Instant::now();
+        // Snapshot counter → when it was sent, for the push latency.
+        let mut sent: BTreeMap<u64, Instant> = BTreeMap::new();
+        loop {
+            match self.on_schedule().await {
+                Ok(Some(close)) => return End::Closed(close),
+                Ok(None) => {}
+                Err(()) => return End::Left,
+            }
+            let wake = self.wake();
+            tokio::select! {
+                changed = snapshots.changed() => {
+                    if changed.is_err() {
+                        return End::Left;
+                    }
+                    let snap = (**snapshots.borrow_and_update()).clone();
+                    if let Some(c) = counter_of(&snap.version) {
+                        sent.insert(c, Instant::now());
+                        while sent.len() > 64 {
+                            sent.pop_first();
+                        }
+                    }
+                    if self.tx.send(Ok(message(operator_message::Kind::Snapshot(snap)))).await.is_err() {
+                        return End::Left;
+                    }
+                }
+                changed = knowledge.changed() => {
+                    if changed.is_err() {
+                        return End::Left;
+                    }
+                    let k = (**knowledge.borrow_and_update()).clone();
+                    if self.tx.send(Ok(message(operator_message::Kind::Knowledge(k)))).await.is_err() {
+                        return End::Left;
+                    }
+                }
+                Some((token, verdict)) = self.verdicts.1.recv() => {
+                    if let Some(close) = self.verdict(token, verdict) {
+                        return End::Closed(close);
+                    }
+                }
+                msg = inbound.message() => {
+                    let msg = match msg {
+                        Ok(Some(m)) => m,
+                        Ok(None) | Err(_) => return End::Left,
+                    };
+                    last_heard = Instant::now();
+                    match msg.kind {
+                        Some(sidecar_message::Kind::Report(report)) => {
+                            server.knowledge.report(&namespace, &pod, &report);
+                        }
+                        Some(sidecar_message::Kind::Ack(ack)) => {
+                            if let Some(at) = counter_of(&ack.version).and_then(|c| sent.remove(&c)) {
+                                server.metrics.push_seconds.observe(at.elapsed().as_secs_f64());
+                            }
+                            let rejected: BTreeMap<String, String> = ack
+                                .rejected
+                                .into_iter()
+                                .map(|r| (r.name, r.reason))
+                                .collect();
+                            if !rejected.is_empty() {
+                                tracing::warn!(%namespace, %pod, version = %ack.version, ?rejected, "a sidecar refused routes");
+                            }
+                            server.policies.acked(&namespace, &pod, &ack.version, rejected);
+                            let _ = server.acks.try_send(namespace.clone());
+                        }
+                        Some(sidecar_message::Kind::Token(t)) => {
+                            if t.token.is_empty() || t.token.len() > plumb_proto::MAX_TOKEN_BYTES {
+                                return End::Closed(Close::MalformedToken);
+                            }
+                            // The same token again (its file has not rotated yet) needs no
+                            // review: the schedule asks again later.
+                            if t.token != self.token {
+                                self.pending = Some(t.token);
+                            }
+                        }
+                        Some(sidecar_message::Kind::Hello(_) | sidecar_message::Kind::Heartbeat(_)) | None => {}
+                    }
+                }
+                changed = leading.changed() => {
+                    // A replica that stepped down serves no more policy: its sidecars
+                    // reconnect through the Service, to the new leader.
+                    if changed.is_err() || !*leading.borrow_and_update() {
+                        return End::Closed(Close::NotLeader);
+                    }
+                }
+                _ = beat.tick() => {
+                    if last_heard.elapsed() > server.heartbeat * 3 {
+                        return End::Closed(Close::Silent);
+                    }
+                    let hb = message(operator_message::Kind::Heartbeat(v1::Heartbeat { unix_ms: clock::unix_ms_now() }));
+                    if self.tx.send(Ok(hb)).await.is_err() {
+                        return End::Left;
+                    }
+                }
+                () = tokio::time::sleep_until(wake) => {}
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl v1::policy_service_server::PolicyService for PolicyServer {
+    type ControlStream = Outbound;
+
+    async fn control(
+        &self,
+        req: Request<Streaming<v1::SidecarMessage>>,
+    ) -> Result<Response<Outbound>, Status> {
+        if !*self.leading.borrow() {
+            return Err(self.refuse(
+                "not_leader",
+                Status::unavailable(
+                    "this operator replica is not the leader; the policy Service routes to the leader",
+                ),
+            ));
+        }
+        let token = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
+        let Some(token) = token else {
+            return Err(self.refuse(
+                "no_token",
+                Status::unauthenticated(
+                    "send the pod's ServiceAccount token (audience plumb.dev/control-plane) as `authorization: Bearer TOKEN`",
+                ),
+            ));
+        };
+        let id: Identity = match self.auth.review(&token).await {
+            Ok(id) => id,
+            Err(why) => {
+                let (reason, status) = match &why {
+                    Rejected::Refused(_) => (
+                        "bad_token",
+                        Status::unauthenticated(format!("the token was not accepted: {why}")),
+                    ),
+                    Rejected::NotBoundToPod => (
+                        "token_not_bound",
+                        Status::unauthenticated(format!("the token was not accepted: {why}")),
+                    ),
+                    Rejected::Unchecked(_) => (
+                        "token_unchecked",
+                        Status::unavailable(format!(
+                            "the token could not be verified now; retry: {why}"
+                        )),
+                    ),
+                };
+                return Err(self.refuse(reason, status));
+            }
+        };
+        let mut inbound = req.into_inner();
+        let hello = match tokio::time::timeout(HELLO_WITHIN, inbound.message()).await {
+            Ok(Ok(Some(v1::SidecarMessage {
+                kind: Some(sidecar_message::Kind::Hello(h)),
+            }))) => h,
+            _ => {
+                return Err(self.refuse(
+                    "no_hello",
+                    Status::invalid_argument("the first message of a control stream must be Hello"),
+                ));
+            }
+        };
+        if hello.namespace != id.namespace {
+            return Err(self.refuse(
+                "wrong_namespace",
+                Status::permission_denied(format!(
+                    "the token belongs to namespace {:?}, not {:?}",
+                    id.namespace, hello.namespace
+                )),
+            ));
+        }
+        // The pod is the token's, whatever Hello says.
+        let (namespace, pod) = (id.namespace.clone(), id.pod.clone());
+        tracing::info!(%namespace, %pod, version = %hello.sidecar_version, serving = %hello.serving_version, "sidecar connected");
+        self.policies.connected(&namespace, &pod);
+        self.knowledge.connected(&namespace, &pod);
+        self.gauge(&namespace);
+        let _ = self.acks.try_send(namespace.clone());
+
+        let (tx, rx) = mpsc::channel::<Result<v1::OperatorMessage, Status>>(4);
+        let now = Instant::now();
+        let mut session = Session {
+            server: self.clone(),
+            namespace,
+            pod,
+            tx,
+            token,
+            clock: TokenClock::verified(now, id.expires_unix_ms.map(instant_of), &self.token_pace),
+            pending: None,
+            reviewing: false,
+            review_after: now,
+            verdicts: mpsc::channel(1),
+        };
+        tokio::spawn(async move {
+            let end = session.run(inbound).await;
+            let server = &session.server;
+            let (namespace, pod) = (&session.namespace, &session.pod);
+            match end {
+                End::Closed(close) => {
+                    server
+                        .metrics
+                        .closed_streams
+                        .get_or_create(&ReasonLabels {
+                            reason: close.reason(),
+                        })
+                        .inc();
+                    let status = close.status();
+                    tracing::warn!(%namespace, %pod, reason = close.reason(), message = %status.message(), "closing a control stream");
+                    let refusal = message(operator_message::Kind::Refusal(v1::Refusal {
+                        reason: status.message().to_owned(),
+                    }));
+                    let _ = session.tx.send(Ok(refusal)).await;
+                    let _ = session.tx.send(Err(status)).await;
+                }
+                End::Left => tracing::info!(%namespace, %pod, "sidecar disconnected"),
+            }
+            server.policies.disconnected(namespace, pod);
+            server.knowledge.disconnected(namespace, pod);
+            server.gauge(namespace);
+            let _ = server.acks.try_send(namespace.clone());
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
