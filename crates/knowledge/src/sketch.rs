@@ -52,9 +52,10 @@ impl Sketch {
     /// Adds every value of another sketch.
     pub fn merge(&mut self, other: &Sketch) {
         for (i, n) in &other.buckets {
-            *self.buckets.entry(*i).or_default() += n;
+            let b = self.buckets.entry(*i).or_default();
+            *b = b.saturating_add(*n);
         }
-        self.count += other.count;
+        self.count = self.count.saturating_add(other.count);
     }
 
     /// How many values it holds.
@@ -93,7 +94,7 @@ impl Sketch {
     }
 
     /// From the wire form. Bucket indexes outside any plausible latency (over an hour) are
-    /// dropped, so a confused sender cannot grow the store.
+    /// dropped, so a confused sender cannot grow the store; counts saturate.
     pub fn from_proto(s: &v1::Sketch) -> Sketch {
         let max = index(3_600.0 * 1e6);
         let buckets: BTreeMap<i32, u64> = s
@@ -102,7 +103,7 @@ impl Sketch {
             .filter(|(i, n)| (0..=max).contains(*i) && **n > 0)
             .map(|(i, n)| (*i, *n))
             .collect();
-        let count = buckets.values().sum();
+        let count = buckets.values().fold(0u64, |a, n| a.saturating_add(*n));
         Sketch { buckets, count }
     }
 }
@@ -162,6 +163,13 @@ mod tests {
         bad.buckets.insert(i32::MAX, 7);
         bad.buckets.insert(10, 0);
         assert_eq!(Sketch::from_proto(&bad), s);
+        let mut huge = v1::Sketch::default();
+        huge.buckets.insert(1, u64::MAX);
+        huge.buckets.insert(2, u64::MAX);
+        let mut merged = Sketch::from_proto(&huge);
+        assert_eq!(merged.count(), u64::MAX, "saturates");
+        merged.merge(&Sketch::from_proto(&huge));
+        assert_eq!(merged.count(), u64::MAX);
         assert_eq!(Sketch::new().quantile(0.5), None);
     }
 }

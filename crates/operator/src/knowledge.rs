@@ -1,4 +1,5 @@
-//! The knowledge store at work: the sidecars' reports go in ([`Knowledge::report`]), the
+//! The knowledge store at work: the sidecars' reports go in ([`Knowledge::report`]) — only
+//! what the namespace's compiled routes allow ([`plumb_knowledge::fleet::admit`]) — the
 //! fleet's view goes out to every sidecar of the namespace (at once on a state change, else at
 //! most once per push interval), each route's status shows it per target, and what a human
 //! should hear of becomes an Event on the route. The merging and planning themselves are pure
@@ -23,12 +24,15 @@ use parking_lot::Mutex;
 use plumb_api::{
     BreakersStatus, EquivalenceStatus, LatencyStatus, LlmRoute, TargetStatus, UpstreamStatus,
 };
+use plumb_knowledge::fleet::admit::{self, Catalog, RouteCatalog};
 use plumb_knowledge::fleet::{Seed, Settings};
 use plumb_knowledge::{Fleet, FleetEvent, TargetState, TargetSummary};
 use plumb_policy::UpstreamKey;
 use plumb_proto::v1;
 use plumb_telemetry::clock;
-use plumb_telemetry::operator::{NamespaceLabels, OperatorMetrics, ResultLabels};
+use plumb_telemetry::operator::{
+    NamespaceLabels, NamespaceReasonLabels, OperatorMetrics, ResultLabels,
+};
 use serde_json::json;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -74,6 +78,8 @@ pub struct Knowledge {
     fleet: Mutex<Fleet>,
     channels: Mutex<HashMap<String, watch::Sender<Arc<v1::Knowledge>>>>,
     routes: Mutex<BTreeMap<(String, String), RouteInfo>>,
+    /// Per namespace, what its compiled routes let its sidecars report.
+    catalogs: Mutex<HashMap<String, Catalog>>,
     /// Certifications read from status, waiting for their route to be compiled (which says
     /// which targets are its primaries): (namespace, route) → (candidate, agreements, samples).
     seeded_certs: Mutex<SeededCerts>,
@@ -94,6 +100,7 @@ impl Knowledge {
             fleet: Mutex::new(Fleet::new(settings)),
             channels: Mutex::new(HashMap::new()),
             routes: Mutex::new(BTreeMap::new()),
+            catalogs: Mutex::new(HashMap::new()),
             seeded_certs: Mutex::new(HashMap::new()),
             push_every,
             metrics,
@@ -134,13 +141,30 @@ impl Knowledge {
         self.fleet.lock().disconnected(namespace, pod);
     }
 
-    /// Merges a sidecar's report; a state change is pushed to the namespace at once.
+    /// Merges what the namespace's routes allow of a sidecar's report (the rest is dropped
+    /// and counted); a state change is pushed to the namespace at once.
     pub fn report(&self, namespace: &str, pod: &str, report: &v1::Report) {
         self.metrics.knowledge_reports.inc();
-        let urgent = self
-            .fleet
-            .lock()
-            .report(namespace, pod, report, clock::unix_ms_now());
+        let now = clock::unix_ms_now();
+        let (admitted, dropped) = {
+            let catalogs = self.catalogs.lock();
+            let empty = Catalog::new();
+            let catalog = catalogs.get(namespace).unwrap_or(&empty);
+            admit::admit(report, catalog, now, &admit::Limits::default())
+        };
+        for (why, n) in &dropped {
+            self.metrics
+                .report_items_dropped
+                .get_or_create(&NamespaceReasonLabels {
+                    namespace: namespace.to_owned(),
+                    reason: why.as_str(),
+                })
+                .inc_by(*n);
+        }
+        if !dropped.is_empty() {
+            tracing::debug!(%namespace, %pod, ?dropped, "parts of a report dropped or clamped");
+        }
+        let urgent = self.fleet.lock().report(namespace, pod, &admitted, now);
         if urgent {
             self.publish(namespace);
         }
@@ -189,6 +213,11 @@ impl Knowledge {
         self.routes
             .lock()
             .insert((namespace.to_owned(), name.to_owned()), info);
+        self.catalogs
+            .lock()
+            .entry(namespace.to_owned())
+            .or_default()
+            .insert(name.to_owned(), RouteCatalog::of(route));
         self.credit_seeded_certs(namespace, name);
     }
 
@@ -223,11 +252,18 @@ impl Knowledge {
         }
     }
 
-    /// A deleted route.
+    /// A deleted route: nothing more is admitted of it.
     pub fn forget(&self, namespace: &str, name: &str) {
         self.routes
             .lock()
             .remove(&(namespace.to_owned(), name.to_owned()));
+        let mut catalogs = self.catalogs.lock();
+        if let Some(c) = catalogs.get_mut(namespace) {
+            c.remove(name);
+            if c.is_empty() {
+                catalogs.remove(namespace);
+            }
+        }
     }
 
     /// Each known route's targets as its status shows them, and its `Healthy` column.
@@ -744,6 +780,94 @@ mod tests {
             Some("gpt")
         );
         assert_eq!((certs[0].agreements, certs[0].samples), (30, 31));
+    }
+
+    #[test]
+    fn reports_are_held_against_the_namespaces_routes_before_they_reach_the_fleet() {
+        let set = plumb_policy::parse_routes_file(
+            "apiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {name: chat, namespace: team-a}\nspec:\n  match: {models: [chat]}\n  targets:\n    - {name: primary, provider: openai, baseUrl: 'http://h/v1', model: gpt, credentials: {none: true}}\n    - {name: backup, provider: openai, baseUrl: 'http://h/v1', model: claude, credentials: {none: true}, priority: 1}\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let route = &set.routes()[0];
+        let metrics = Arc::new(OperatorMetrics::new());
+        let k = Knowledge::new(Settings::default(), Duration::from_secs(1), metrics.clone());
+        k.describe("team-a", "chat", None, route);
+        let primary = route.targets[0].upstream.clone();
+        let now = clock::unix_ms_now();
+        let target = |route: &str, upstream: &UpstreamKey, until: i64| v1::TargetReport {
+            route: route.into(),
+            target: "primary".into(),
+            upstream: Some(plumb_knowledge::upstream_to_proto(upstream)),
+            outcomes: [("rate_limited".to_owned(), 1)].into_iter().collect(),
+            rate_limited_until_unix_ms: until,
+            ..v1::TargetReport::default()
+        };
+        let invented = UpstreamKey {
+            model: "invented".into(),
+            ..primary.clone()
+        };
+        k.report(
+            "team-a",
+            "web-1",
+            &v1::Report {
+                sequence: 1,
+                targets: vec![
+                    // A window a year ahead on the real target, and the same on routes and
+                    // upstreams that do not exist.
+                    target("chat", &primary, now + 365 * 86_400_000),
+                    target("invented", &primary, now + 60_000),
+                    target("chat", &invented, now + 60_000),
+                ],
+                equivalence: vec![v1::EquivalenceSamples {
+                    route: "chat".into(),
+                    primary: Some(plumb_knowledge::upstream_to_proto(&primary)),
+                    candidate: Some(plumb_knowledge::upstream_to_proto(
+                        &route.targets[1].upstream,
+                    )),
+                    agreements: 1_000_000,
+                    samples: 1_000_000,
+                }],
+                urgent: true,
+            },
+        );
+        let known = k.fleet.lock().knowledge("team-a", now);
+        assert_eq!(known.upstreams.len(), 1, "{known:?}");
+        let until = known.upstreams[0].rate_limited_until_unix_ms;
+        assert!(
+            until > now && until <= clock::unix_ms_now() + 3_600_000,
+            "the window is at most an hour ahead: {until} at {now}"
+        );
+        assert!(known.certifications.is_empty(), "the route does not shadow");
+        let text = metrics.encode_for(None).0;
+        for reason in [
+            "unknown_route",
+            "wrong_upstream",
+            "window_clamped",
+            "not_shadowing",
+        ] {
+            assert!(
+                text.contains(&format!(
+                    "plumb_operator_report_items_dropped_total{{namespace=\"team-a\",reason=\"{reason}\"}} 1"
+                )),
+                "{reason}: {text}"
+            );
+        }
+        // A deleted route's reports are no longer admitted.
+        k.forget("team-a", "chat");
+        k.report(
+            "team-a",
+            "web-1",
+            &v1::Report {
+                sequence: 2,
+                targets: vec![target("chat", &primary, 0)],
+                ..v1::Report::default()
+            },
+        );
+        assert!(
+            metrics.encode_for(None).0.contains(
+                "plumb_operator_report_items_dropped_total{namespace=\"team-a\",reason=\"unknown_route\"} 2"
+            )
+        );
     }
 
     #[test]

@@ -28,6 +28,15 @@ pub struct NamespaceLabels {
     pub namespace: String,
 }
 
+/// A namespace and a fixed reason.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NamespaceReasonLabels {
+    /// The namespace (bounded by the cluster's namespaces with sidecars).
+    pub namespace: String,
+    /// A fixed reason.
+    pub reason: &'static str,
+}
+
 /// Every metric of the operator.
 pub struct OperatorMetrics {
     registry: Registry,
@@ -47,6 +56,10 @@ pub struct OperatorMetrics {
     pub closed_streams: Family<ReasonLabels, Counter>,
     /// `plumb_operator_knowledge_reports_total`: sidecar reports merged.
     pub knowledge_reports: Counter,
+    /// `plumb_operator_report_items_dropped_total{namespace, reason}`: parts of sidecar reports
+    /// the namespace's routes do not allow (unknown routes, targets, upstreams, outcomes,
+    /// pairs), or clamped (counts, windows, cool-downs, samples).
+    pub report_items_dropped: Family<NamespaceReasonLabels, Counter>,
     /// `plumb_operator_knowledge_pushes_total{namespace}`: the fleet's knowledge pushed to a
     /// namespace's sidecars.
     pub knowledge_pushes: Family<NamespaceLabels, Counter>,
@@ -76,6 +89,7 @@ impl OperatorMetrics {
         let refused_streams = Family::<ReasonLabels, Counter>::default();
         let closed_streams = Family::<ReasonLabels, Counter>::default();
         let knowledge_reports = Counter::default();
+        let report_items_dropped = Family::<NamespaceReasonLabels, Counter>::default();
         let knowledge_pushes = Family::<NamespaceLabels, Counter>::default();
         let open_upstreams = Family::<NamespaceLabels, Gauge>::default();
         let knowledge_status_writes = Family::<ResultLabels, Counter>::default();
@@ -83,6 +97,11 @@ impl OperatorMetrics {
             "plumb_operator_knowledge_reports",
             "Sidecar health reports merged into the fleet's knowledge",
             knowledge_reports.clone(),
+        );
+        registry.register(
+            "plumb_operator_report_items_dropped",
+            "Parts of sidecar reports dropped or clamped because the namespace's routes do not allow them, by reason",
+            report_items_dropped.clone(),
         );
         registry.register(
             "plumb_operator_knowledge_pushes",
@@ -138,6 +157,7 @@ impl OperatorMetrics {
             refused_streams,
             closed_streams,
             knowledge_reports,
+            report_items_dropped,
             knowledge_pushes,
             open_upstreams,
             knowledge_status_writes,

@@ -20,6 +20,8 @@
 //!
 //! The store is split by concern:
 //!
+//! - [`admit`]: what a report may speak of — the namespace's compiled routes, bounded counts,
+//!   windows at most an hour ahead — before it is merged;
 //! - `report`: merging a sidecar's report into the store; an opened breaker opens the
 //!   upstream fleet-wide at once;
 //! - `plan`: electing probers, ending rate-limit windows, starting and ending incidents, and
@@ -37,6 +39,7 @@ use plumb_proto::v1;
 use crate::sketch::Sketch;
 use window::Ring;
 
+pub mod admit;
 mod plan;
 mod report;
 mod seed;

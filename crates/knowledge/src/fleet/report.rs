@@ -21,7 +21,7 @@ impl Fleet {
         let ns = self.namespaces.entry(namespace.to_owned()).or_default();
         let activity = ns.pods.entry(pod.to_owned()).or_default();
         for t in &report.targets {
-            let attempts: u64 = t.outcomes.values().sum();
+            let attempts = t.outcomes.values().fold(0u64, |a, n| a.saturating_add(*n));
             if attempts > 0 {
                 activity.insert(t.route.clone(), now_ms);
             }
@@ -33,18 +33,19 @@ impl Fleet {
             let route = ns.routes.entry(t.route.clone()).or_default();
             let rt = route.traffic.at(slot);
             for (outcome, n) in &t.outcomes {
-                rt.attempts += n;
+                rt.attempts = rt.attempts.saturating_add(*n);
                 let upstream_fault = outcome
                     .parse::<FailureClass>()
                     .is_ok_and(|c| c.blame() == Blame::Upstream);
                 if upstream_fault {
-                    rt.failures += n;
+                    rt.failures = rt.failures.saturating_add(*n);
                 }
             }
             let u = ns.upstreams.entry(key.clone()).or_default();
             let traffic = u.traffic.at(slot);
             for (outcome, n) in &t.outcomes {
-                *traffic.outcomes.entry(outcome.clone()).or_default() += n;
+                let count = traffic.outcomes.entry(outcome.clone()).or_default();
+                *count = count.saturating_add(*n);
             }
             if let Some(s) = &t.latency {
                 traffic.latency.merge(&Sketch::from_proto(s));
@@ -72,7 +73,7 @@ impl Fleet {
                         Some(c) => format!("the breaker of pod {pod} opened after {c}"),
                         None => format!("the breaker of pod {pod} opened"),
                     },
-                    probe_at_ms: now_ms + interval_ms,
+                    probe_at_ms: now_ms.saturating_add(interval_ms),
                     prober: None,
                     round: 0,
                 });
@@ -96,7 +97,7 @@ impl Fleet {
                 && t.probes_failed > 0
             {
                 open.round += 1;
-                open.probe_at_ms = now_ms + interval_ms;
+                open.probe_at_ms = now_ms.saturating_add(interval_ms);
                 open.prober = None;
                 urgent = true;
             }
@@ -118,7 +119,7 @@ impl Fleet {
                     .uncertified
                     .entry((t.route.clone(), t.target.clone()))
                     .or_insert((0, i64::MIN));
-                pending.0 += t.uncertified_failovers;
+                pending.0 = pending.0.saturating_add(t.uncertified_failovers);
             }
         }
         for e in &report.equivalence {
@@ -128,8 +129,8 @@ impl Fleet {
                 upstream_from_proto(e.candidate.as_ref()),
             );
             let tally = ns.certs.entry(key).or_default();
-            tally.0 += e.agreements.min(e.samples);
-            tally.1 += e.samples;
+            tally.0 = tally.0.saturating_add(e.agreements.min(e.samples));
+            tally.1 = tally.1.saturating_add(e.samples);
             ns.changed = true;
         }
         if urgent {
