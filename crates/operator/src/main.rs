@@ -18,7 +18,6 @@ use plumb_operator::leader::Election;
 use plumb_operator::policies::Policies;
 use plumb_operator::reconcile::{self, Context};
 use plumb_operator::webhook;
-use plumb_proto::v1::policy_service_server::PolicyServiceServer;
 use plumb_telemetry::operator::OperatorMetrics;
 use tonic::transport::Server;
 
@@ -458,7 +457,7 @@ async fn run(args: Args) -> ExitCode {
     };
     let grpc = Server::builder()
         .http2_keepalive_interval(Some(args.heartbeat_interval))
-        .add_service(PolicyServiceServer::new(server))
+        .add_service(plumb_operator::grpc::service(server))
         .serve_with_incoming_shutdown(
             tls_incoming(policy_listener, policy_tls),
             plumb_telemetry::shutdown::signal(),

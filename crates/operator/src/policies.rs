@@ -5,12 +5,18 @@
 //! deleted — never replaced by an invalid one); the policy server streams each namespace's
 //! snapshots to its sidecars and records their acknowledgements, which the reconciler reads
 //! back into status.
+//!
+//! A snapshot is one message on the control stream, so it has a size limit
+//! ([`plumb_proto::MAX_OPERATOR_MESSAGE_BYTES`]). A generation that would take the namespace's
+//! snapshot over it is refused ([`TooLarge`]) and the last good one keeps serving; only
+//! [`Policies::serve`] can grow a snapshot, so none that goes out is ever over the limit.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use plumb_proto::v1;
+use prost::Message as _;
 use tokio::sync::watch;
 
 /// A route as sidecars receive it.
@@ -42,11 +48,25 @@ struct Namespace {
     sidecars: BTreeMap<String, SidecarState>,
 }
 
+/// A generation refused because the namespace's snapshot would be too large with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the namespace's policy snapshot would be {bytes} bytes with this generation, over the {limit}-byte limit of a control-stream message; make the route smaller (inline schemas, targets) or move routes to another namespace"
+)]
+pub struct TooLarge {
+    /// The snapshot's size with the generation, as sent.
+    pub bytes: usize,
+    /// The limit.
+    pub limit: usize,
+}
+
 /// Every namespace's policy.
 #[derive(Debug)]
 pub struct Policies {
     /// Distinguishes this process's versions from an earlier leader's.
     epoch: u64,
+    /// The largest snapshot message, encoded.
+    max_snapshot_bytes: usize,
     counter: Mutex<u64>,
     namespaces: Mutex<HashMap<String, Namespace>>,
 }
@@ -71,8 +91,14 @@ pub fn counter_of(version: &str) -> Option<u64> {
 impl Policies {
     /// An empty store; `epoch` (e.g. the start time in seconds) prefixes every version.
     pub fn new(epoch: u64) -> Policies {
+        Policies::with_limit(epoch, plumb_proto::MAX_OPERATOR_MESSAGE_BYTES)
+    }
+
+    /// An empty store whose snapshots may be at most `max_snapshot_bytes`, encoded as sent.
+    pub fn with_limit(epoch: u64, max_snapshot_bytes: usize) -> Policies {
         Policies {
             epoch,
+            max_snapshot_bytes,
             counter: Mutex::new(0),
             namespaces: Mutex::new(HashMap::new()),
         }
@@ -102,7 +128,8 @@ impl Policies {
         })
     }
 
-    fn publish(epoch: u64, counter: u64, name: &str, ns: &Namespace) {
+    /// The snapshot of a namespace as it stands.
+    fn snapshot(epoch: u64, counter: u64, name: &str, ns: &Namespace) -> v1::Snapshot {
         let mut credentials = BTreeMap::new();
         for served in ns.routes.values() {
             credentials.extend(
@@ -112,7 +139,7 @@ impl Policies {
                     .map(|(k, v)| (k.clone(), v.clone())),
             );
         }
-        let snapshot = v1::Snapshot {
+        v1::Snapshot {
             version: format!("{epoch}-{counter}"),
             namespace: name.to_owned(),
             routes: ns
@@ -132,12 +159,25 @@ impl Policies {
                     value,
                 })
                 .collect(),
-        };
+        }
+    }
+
+    fn publish(epoch: u64, counter: u64, name: &str, ns: &Namespace) {
+        let snapshot = Self::snapshot(epoch, counter, name, ns);
         ns.tx.send_replace(Arc::new(snapshot));
     }
 
+    /// The size of a snapshot as the control stream sends it.
+    pub fn message_bytes(snapshot: &v1::Snapshot) -> usize {
+        v1::OperatorMessage {
+            kind: Some(v1::operator_message::Kind::Snapshot(snapshot.clone())),
+        }
+        .encoded_len()
+    }
+
     /// Puts a good generation of a route in force. Returns whether anything changed (the same
-    /// generation with the same credentials is not sent again).
+    /// generation with the same credentials is not sent again), or refuses it when the
+    /// namespace's snapshot would be over the size limit with it (what was in force stays).
     pub fn serve(
         &self,
         namespace: &str,
@@ -145,31 +185,47 @@ impl Policies {
         generation: i64,
         spec_json: String,
         credentials: BTreeMap<(String, String), Vec<u8>>,
-    ) -> bool {
+    ) -> Result<bool, TooLarge> {
         let mut map = self.namespaces.lock();
         let ns = Self::namespace(&mut map, self.epoch, namespace);
         let unchanged = ns.routes.get(name).is_some_and(|s| {
             s.generation == generation && s.spec_json == spec_json && s.credentials == credentials
         });
         if unchanged {
-            return false;
+            return Ok(false);
         }
-        let counter = self.next();
         let since = match ns.routes.get(name) {
-            Some(s) if s.generation == generation && s.spec_json == spec_json => s.since,
-            Some(_) | None => counter,
+            Some(s) if s.generation == generation && s.spec_json == spec_json => Some(s.since),
+            Some(_) | None => None,
         };
-        ns.routes.insert(
+        let before = ns.routes.insert(
             name.to_owned(),
             Served {
                 generation,
                 spec_json,
                 credentials,
-                since,
+                since: since.unwrap_or(0),
             },
         );
+        // The counter is only taken for a snapshot that goes out; u64::MAX sizes the version
+        // string at its longest.
+        let bytes = Self::message_bytes(&Self::snapshot(self.epoch, u64::MAX, namespace, ns));
+        if bytes > self.max_snapshot_bytes {
+            match before {
+                Some(b) => ns.routes.insert(name.to_owned(), b),
+                None => ns.routes.remove(name),
+            };
+            return Err(TooLarge {
+                bytes,
+                limit: self.max_snapshot_bytes,
+            });
+        }
+        let counter = self.next();
+        if let Some(served) = ns.routes.get_mut(name) {
+            served.since = since.unwrap_or(counter);
+        }
         Self::publish(self.epoch, counter, namespace, ns);
-        true
+        Ok(true)
     }
 
     /// Takes the keys of `secrets` out of the generation of a route in force (their Secrets
@@ -309,6 +365,19 @@ impl Policies {
 mod tests {
     use super::*;
 
+    /// Serves, for tests whose snapshots are small.
+    fn serve(
+        p: &Policies,
+        ns: &str,
+        name: &str,
+        generation: i64,
+        spec: String,
+        creds: BTreeMap<(String, String), Vec<u8>>,
+    ) -> bool {
+        p.serve(ns, name, generation, spec, creds)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     fn creds(v: &[u8]) -> BTreeMap<(String, String), Vec<u8>> {
         BTreeMap::from([(("s".to_owned(), "k".to_owned()), v.to_vec())])
     }
@@ -318,22 +387,51 @@ mod tests {
         let p = Policies::new(7);
         let mut a = p.subscribe("a");
         assert_eq!(a.borrow_and_update().version, "7-0");
-        assert!(p.serve("a", "chat", 1, "{}".into(), creds(b"x")));
+        assert!(serve(&p, "a", "chat", 1, "{}".into(), creds(b"x")));
         assert!(
-            !p.serve("a", "chat", 1, "{}".into(), creds(b"x")),
+            !serve(&p, "a", "chat", 1, "{}".into(), creds(b"x")),
             "no change, no version"
         );
-        assert!(p.serve("b", "other", 1, "{}".into(), BTreeMap::new()));
+        assert!(serve(&p, "b", "other", 1, "{}".into(), BTreeMap::new()));
         let snap = a.borrow_and_update().clone();
         assert_eq!(snap.version, "7-1");
         assert_eq!(snap.routes.len(), 1);
         assert_eq!(snap.routes[0].name, "chat");
         assert_eq!(snap.credentials[0].value, b"x");
         // A rotated key is a new snapshot with the same route generation.
-        assert!(p.serve("a", "chat", 1, "{}".into(), creds(b"y")));
+        assert!(serve(&p, "a", "chat", 1, "{}".into(), creds(b"y")));
         assert_eq!(a.borrow_and_update().version, "7-3");
         assert!(p.remove("a", "chat"));
         assert!(a.borrow_and_update().routes.is_empty());
+    }
+
+    #[test]
+    fn a_generation_that_would_take_the_snapshot_over_the_limit_is_refused_and_the_last_good_one_serves()
+     {
+        let p = Policies::with_limit(1, 2_000);
+        let mut a = p.subscribe("a");
+        assert!(serve(&p, "a", "chat", 1, "{}".into(), creds(b"x")));
+        let before = a.borrow_and_update().clone();
+        let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(3_000));
+        let Err(err) = p.serve("a", "chat", 2, big.clone(), creds(b"x")) else {
+            panic!("a snapshot over the limit was accepted");
+        };
+        assert_eq!(err.limit, 2_000);
+        assert!(err.bytes > 3_000, "{err:?}");
+        assert!(
+            err.to_string().contains("over the 2000-byte limit"),
+            "{err}"
+        );
+        assert_eq!(p.serving("a", "chat"), Some(1));
+        assert!(!a.has_changed().unwrap_or(true), "nothing went out");
+        assert_eq!(*a.borrow(), before);
+        // A new route that does not fit is not kept either.
+        assert!(p.serve("a", "other", 1, big, BTreeMap::new()).is_err());
+        assert_eq!(p.routes_of("a"), vec!["chat".to_owned()]);
+        // What fits still goes out, with the next version.
+        assert!(serve(&p, "a", "chat", 3, "{\"x\":1}".into(), creds(b"x")));
+        assert_eq!(a.borrow_and_update().version, "1-2");
+        assert_eq!(p.programmed("a", "chat").connected, 0);
     }
 
     #[test]
@@ -344,7 +442,7 @@ mod tests {
             (("s".to_owned(), "k".to_owned()), b"x".to_vec()),
             (("t".to_owned(), "k".to_owned()), b"y".to_vec()),
         ]);
-        p.serve("a", "chat", 3, "{}".into(), both);
+        serve(&p, "a", "chat", 3, "{}".into(), both);
         assert!(
             !p.withdraw("a", "chat", &["other".to_owned()]),
             "nothing to take out"
@@ -360,7 +458,7 @@ mod tests {
     #[test]
     fn programmed_counts_sidecars_that_acknowledged_the_serving_generation() {
         let p = Policies::new(1);
-        p.serve("a", "chat", 1, "{}".into(), BTreeMap::new());
+        serve(&p, "a", "chat", 1, "{}".into(), BTreeMap::new());
         p.connected("a", "pod-1");
         p.connected("a", "pod-2");
         assert_eq!(p.programmed("a", "chat").programmed, 0);
@@ -374,7 +472,7 @@ mod tests {
             }
         );
         // A new generation: nobody runs it until they acknowledge it.
-        p.serve("a", "chat", 2, "{\"x\":1}".into(), BTreeMap::new());
+        serve(&p, "a", "chat", 2, "{\"x\":1}".into(), BTreeMap::new());
         assert_eq!(p.programmed("a", "chat").programmed, 0);
         p.acked(
             "a",

@@ -36,7 +36,7 @@ use tokio::sync::mpsc;
 use crate::credentials::{self, Resolved};
 use crate::policies::Policies;
 use crate::status::{Found, Refusal, status};
-use plumb_telemetry::operator::{OperatorMetrics, ReasonLabels, ResultLabels};
+use plumb_telemetry::operator::{NamespaceLabels, OperatorMetrics, ReasonLabels, ResultLabels};
 
 /// The field manager of everything the operator writes.
 pub const MANAGER: &str = "plumb-operator";
@@ -181,16 +181,29 @@ pub async fn reconcile(route: Arc<LlmRoute>, ctx: Arc<Context>) -> Result<Action
                         ctx.knowledge
                             .describe(&namespace, &name, route.metadata.uid.clone(), &r);
                         let targets = r.all_targets().count() as u32;
-                        if ctx.policies.serve(
+                        match ctx.policies.serve(
                             &namespace,
                             &name,
                             generation,
                             inlined(&route.spec, &maps),
                             creds,
                         ) {
-                            tracing::info!(%namespace, route = %name, generation, "serving");
+                            Ok(true) => {
+                                tracing::info!(%namespace, route = %name, generation, "serving");
+                                Ok(targets)
+                            }
+                            Ok(false) => Ok(targets),
+                            Err(too_large) => {
+                                tracing::error!(%namespace, route = %name, generation, bytes = too_large.bytes, limit = too_large.limit, "a generation would take the namespace's snapshot over the control stream's limit; refused, the last good one keeps serving");
+                                ctx.metrics
+                                    .oversized_snapshots
+                                    .get_or_create(&NamespaceLabels {
+                                        namespace: namespace.clone(),
+                                    })
+                                    .inc();
+                                Err(Refusal::SnapshotTooLarge(too_large))
+                            }
                         }
-                        Ok(targets)
                     }
                     Resolved::NotLabelled(secrets) => {
                         // Their owner may just have taken the label off: what is in force
@@ -277,7 +290,7 @@ async fn announce(
         }
         let warning = matches!(
             reason.as_str(),
-            "Invalid" | "Rejected" | "SecretNotLabelled"
+            "Invalid" | "Rejected" | "SecretNotLabelled" | "SnapshotTooLarge"
         );
         if kind == "Programmed" && !warning {
             continue;
@@ -751,6 +764,41 @@ mod tests {
         assert!(snap.credentials.is_empty(), "the withdrawn key is gone");
         assert_eq!(snap.routes.len(), 1, "the route itself stays");
         assert_eq!(accepted(&seen)["reason"], "SecretNotLabelled");
+    }
+
+    #[tokio::test]
+    async fn a_generation_too_large_for_the_control_stream_is_refused_in_status_with_a_metric() {
+        let seen: Seen = Arc::default();
+        let (ctx, _writer) = context_with(mock(seen.clone()), &[llm_keys("sk-test-a")]);
+        let ctx = Arc::new(Context {
+            client: ctx.client.clone(),
+            recorder: ctx.recorder.clone(),
+            policies: Arc::new(Policies::with_limit(1, 600)),
+            knowledge: ctx.knowledge.clone(),
+            metrics: ctx.metrics.clone(),
+            resync: ctx.resync,
+            secrets: ctx.secrets.clone(),
+        });
+        let mut spec = keyed("llm-keys", "openai");
+        spec["match"]["models"] = json!(["chat", "x".repeat(1_000)]);
+        assert!(reconcile(route(spec), ctx.clone()).await.is_ok());
+        let c = accepted(&seen);
+        assert_eq!(c["status"], "False");
+        assert_eq!(c["reason"], "SnapshotTooLarge");
+        assert!(
+            c["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("over the 600-byte limit"),
+            "{c}"
+        );
+        assert!(ctx.policies.routes_of("team-a").is_empty());
+        assert!(
+            ctx.metrics
+                .encode_for(None)
+                .0
+                .contains("plumb_operator_oversized_snapshots_total{namespace=\"team-a\"} 1")
+        );
     }
 
     #[tokio::test]

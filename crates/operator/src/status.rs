@@ -3,7 +3,8 @@
 //!
 //! - `Accepted`: the observed generation compiles (`Compiled`), or not (`Invalid`, with the
 //!   compiler's message: the field and what to fix), or it names Secrets that are not
-//!   labelled for routes (`SecretNotLabelled`, naming them and saying how to label them).
+//!   labelled for routes (`SecretNotLabelled`, naming them and saying how to label them), or
+//!   the namespace's snapshot would be too large with it (`SnapshotTooLarge`).
 //! - `Programmed`: every connected sidecar of the namespace runs the serving generation
 //!   (`Programmed`), some do not yet (`Pending`), some refused it (`Rejected`), none is
 //!   connected (`NoSidecars`, status Unknown), or nothing can serve (`NotServing`).
@@ -27,6 +28,8 @@ pub enum Refusal {
         /// The Secrets' names.
         secrets: Vec<String>,
     },
+    /// The namespace's snapshot would be over the control stream's message limit with it.
+    SnapshotTooLarge(crate::policies::TooLarge),
 }
 
 impl Refusal {
@@ -35,6 +38,7 @@ impl Refusal {
         match self {
             Refusal::Invalid(_) => "Invalid",
             Refusal::SecretsNotLabelled { .. } => "SecretNotLabelled",
+            Refusal::SnapshotTooLarge(_) => "SnapshotTooLarge",
         }
     }
 
@@ -45,6 +49,7 @@ impl Refusal {
             Refusal::SecretsNotLabelled { namespace, secrets } => {
                 crate::credentials::not_labelled_message(namespace, secrets)
             }
+            Refusal::SnapshotTooLarge(too_large) => too_large.to_string(),
         }
     }
 }
@@ -332,6 +337,34 @@ mod tests {
         assert_eq!(
             get(&s, "Degraded").message,
             "generation 5 was refused; generation 4 keeps serving"
+        );
+    }
+
+    #[test]
+    fn a_generation_too_large_to_send_is_refused_with_its_size_and_the_limit() {
+        let f = Found {
+            generation: 2,
+            compiled: Err(Refusal::SnapshotTooLarge(crate::policies::TooLarge {
+                bytes: 17_000_000,
+                limit: 16_777_216,
+            })),
+            serving: Some(1),
+            sidecars: Programmed::default(),
+        };
+        let s = status(None, &f, &t("2026-11-28T10:00:00Z"));
+        let a = get(&s, "Accepted");
+        assert_eq!(
+            (a.status.as_str(), a.reason.as_str()),
+            ("False", "SnapshotTooLarge")
+        );
+        assert!(
+            a.message.starts_with("the namespace's policy snapshot would be 17000000 bytes with this generation, over the 16777216-byte limit"),
+            "{}",
+            a.message
+        );
+        assert_eq!(
+            get(&s, "Degraded").message,
+            "generation 2 was refused; generation 1 keeps serving"
         );
     }
 

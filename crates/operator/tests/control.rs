@@ -14,7 +14,6 @@ use plumb_operator::grpc::token::Pace;
 use plumb_operator::knowledge::Knowledge;
 use plumb_operator::policies::Policies;
 use plumb_proto::v1::policy_service_client::PolicyServiceClient;
-use plumb_proto::v1::policy_service_server::PolicyServiceServer;
 use plumb_proto::v1::{self, operator_message, sidecar_message};
 use plumb_telemetry::operator::OperatorMetrics;
 use tokio::sync::{mpsc, watch};
@@ -73,7 +72,7 @@ async fn start() -> Harness {
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(PolicyServiceServer::new(server))
+            .add_service(plumb_operator::grpc::service(server))
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
     );
     Harness {
@@ -125,9 +124,11 @@ impl Harness {
         ),
         Status,
     > {
+        // As the sidecar must: accept snapshots up to the operator's documented limit.
         let mut client = PolicyServiceClient::connect(self.url.clone())
             .await
-            .unwrap();
+            .unwrap()
+            .max_decoding_message_size(plumb_proto::MAX_OPERATOR_MESSAGE_BYTES);
         let (tx, rx) = mpsc::channel(16);
         tx.send(v1::SidecarMessage {
             kind: Some(sidecar_message::Kind::Hello(v1::Hello {
@@ -280,13 +281,15 @@ async fn a_sidecar_that_answers_with_a_fresh_token_keeps_its_stream_and_its_upda
     }
     assert!(answered >= 1);
     // Still open, still served.
-    h.policies.serve(
-        "team-a",
-        "chat",
-        1,
-        "{}".into(),
-        std::collections::BTreeMap::new(),
-    );
+    h.policies
+        .serve(
+            "team-a",
+            "chat",
+            1,
+            "{}".into(),
+            std::collections::BTreeMap::new(),
+        )
+        .unwrap();
     loop {
         let snap = snapshot(&mut inbound).await;
         if snap.routes.iter().any(|r| r.name == "chat") {
@@ -314,16 +317,18 @@ async fn a_stream_whose_pod_is_gone_is_closed_at_the_next_check_and_gets_no_more
     );
     assert_eq!(seen.last().map(kind), Some("refusal"));
     // A key rotated afterwards has nowhere to go.
-    h.policies.serve(
-        "team-a",
-        "chat",
-        1,
-        "{}".into(),
-        std::collections::BTreeMap::from([(
-            ("llm-keys".into(), "openai".into()),
-            b"rotated".to_vec(),
-        )]),
-    );
+    h.policies
+        .serve(
+            "team-a",
+            "chat",
+            1,
+            "{}".into(),
+            std::collections::BTreeMap::from([(
+                ("llm-keys".into(), "openai".into()),
+                b"rotated".to_vec(),
+            )]),
+        )
+        .unwrap();
     assert!(matches!(inbound.message().await, Ok(None) | Err(_)));
     assert!(
         h.metrics_text()
@@ -384,5 +389,50 @@ async fn a_token_not_bound_to_a_pod_is_refused_with_what_to_present_instead() {
         h.metrics_text()
             .await
             .contains(r#"plumb_operator_refused_streams_total{reason="token_not_bound"} 1"#)
+    );
+}
+
+#[tokio::test]
+async fn a_snapshot_over_tonics_default_four_mib_reaches_a_sidecar_whole() {
+    let h = start().await;
+    h.token("tok-a", "team-a", "web-1");
+    let big = format!("{{\"pad\": \"{}\"}}", "x".repeat(6 * 1024 * 1024));
+    assert!(
+        h.policies
+            .serve("team-a", "chat", 1, big.clone(), Default::default())
+            .unwrap()
+    );
+    let (_tx, mut inbound) = h.open("tok-a", "team-a").await.unwrap();
+    let snap = snapshot(&mut inbound).await;
+    assert_eq!(snap.routes.len(), 1);
+    assert_eq!(snap.routes[0].spec_json.len(), big.len(), "whole, not cut");
+}
+
+#[tokio::test]
+async fn a_sidecar_message_over_the_limit_closes_the_stream_saying_so() {
+    let h = start().await;
+    h.token("tok-a", "team-a", "web-1");
+    let (tx, mut inbound) = h.open("tok-a", "team-a").await.unwrap();
+    snapshot(&mut inbound).await;
+    let huge = v1::SidecarMessage {
+        kind: Some(sidecar_message::Kind::Report(v1::Report {
+            targets: vec![v1::TargetReport {
+                route: "x".repeat(5 * 1024 * 1024),
+                ..v1::TargetReport::default()
+            }],
+            ..v1::Report::default()
+        })),
+    };
+    tx.send(huge).await.unwrap();
+    let (status, _) = until_closed(&mut inbound, Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert!(
+        status.message().contains("over the 4194304-byte limit"),
+        "{status:?}"
+    );
+    assert!(
+        h.metrics_text()
+            .await
+            .contains(r#"plumb_operator_closed_streams_total{reason="message_too_large"} 1"#)
     );
 }

@@ -54,6 +54,9 @@ pub struct OperatorMetrics {
     /// `plumb_operator_closed_streams_total{reason}`: control streams the operator ended
     /// (token expired or refused, another pod's token, silence, no longer the leader).
     pub closed_streams: Family<ReasonLabels, Counter>,
+    /// `plumb_operator_oversized_snapshots_total{namespace}`: route generations refused because
+    /// the namespace's snapshot would be over the control stream's message limit with them.
+    pub oversized_snapshots: Family<NamespaceLabels, Counter>,
     /// `plumb_operator_knowledge_reports_total`: sidecar reports merged.
     pub knowledge_reports: Counter,
     /// `plumb_operator_report_items_dropped_total{namespace, reason}`: parts of sidecar reports
@@ -89,6 +92,7 @@ impl OperatorMetrics {
         let refused_streams = Family::<ReasonLabels, Counter>::default();
         let closed_streams = Family::<ReasonLabels, Counter>::default();
         let knowledge_reports = Counter::default();
+        let oversized_snapshots = Family::<NamespaceLabels, Counter>::default();
         let report_items_dropped = Family::<NamespaceReasonLabels, Counter>::default();
         let knowledge_pushes = Family::<NamespaceLabels, Counter>::default();
         let open_upstreams = Family::<NamespaceLabels, Gauge>::default();
@@ -97,6 +101,11 @@ impl OperatorMetrics {
             "plumb_operator_knowledge_reports",
             "Sidecar health reports merged into the fleet's knowledge",
             knowledge_reports.clone(),
+        );
+        registry.register(
+            "plumb_operator_oversized_snapshots",
+            "Route generations refused because the namespace's policy snapshot would be over the control stream's message limit",
+            oversized_snapshots.clone(),
         );
         registry.register(
             "plumb_operator_report_items_dropped",
@@ -157,6 +166,7 @@ impl OperatorMetrics {
             refused_streams,
             closed_streams,
             knowledge_reports,
+            oversized_snapshots,
             report_items_dropped,
             knowledge_pushes,
             open_upstreams,

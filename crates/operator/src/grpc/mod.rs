@@ -28,12 +28,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::Stream;
+use plumb_proto::v1::policy_service_server::PolicyServiceServer;
 use plumb_proto::v1::{self, operator_message, sidecar_message};
 use plumb_telemetry::clock;
 use plumb_telemetry::operator::{NamespaceLabels, OperatorMetrics, ReasonLabels};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::auth::{Authenticate, Identity, Rejected};
 use crate::knowledge::Knowledge;
@@ -71,6 +72,16 @@ pub struct PolicyServer {
 
 type Outbound = Pin<Box<dyn Stream<Item = Result<v1::OperatorMessage, Status>> + Send>>;
 
+/// The policy service with its message limits set explicitly (tonic's defaults are 4 MiB in
+/// and unlimited out): sidecar messages up to [`plumb_proto::MAX_SIDECAR_MESSAGE_BYTES`],
+/// snapshots up to [`plumb_proto::MAX_OPERATOR_MESSAGE_BYTES`] — which
+/// [`Policies::serve`](crate::policies::Policies::serve) keeps every snapshot under.
+pub fn service(server: PolicyServer) -> PolicyServiceServer<PolicyServer> {
+    PolicyServiceServer::new(server)
+        .max_decoding_message_size(plumb_proto::MAX_SIDECAR_MESSAGE_BYTES)
+        .max_encoding_message_size(plumb_proto::MAX_OPERATOR_MESSAGE_BYTES)
+}
+
 /// Why the operator ends a stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Close {
@@ -91,6 +102,8 @@ enum Close {
     },
     /// A `Token` message that is empty or too large to be a token.
     MalformedToken,
+    /// A message over [`plumb_proto::MAX_SIDECAR_MESSAGE_BYTES`]: what tonic said of it.
+    MessageTooLarge(String),
 }
 
 /// How a stream ended.
@@ -112,6 +125,7 @@ impl Close {
             Close::TokenRefused(Rejected::Refused(_) | Rejected::Unchecked(_)) => "token_refused",
             Close::OtherIdentity { .. } => "other_identity",
             Close::MalformedToken => "malformed_token",
+            Close::MessageTooLarge(_) => "message_too_large",
         }
     }
 
@@ -136,6 +150,10 @@ impl Close {
             Close::MalformedToken => Status::invalid_argument(format!(
                 "a Token message must carry the pod's token, 1 to {} bytes",
                 plumb_proto::MAX_TOKEN_BYTES
+            )),
+            Close::MessageTooLarge(what) => Status::out_of_range(format!(
+                "a message from the sidecar was over the {}-byte limit of the control stream ({what}); send smaller reports",
+                plumb_proto::MAX_SIDECAR_MESSAGE_BYTES
             )),
         }
     }
@@ -349,6 +367,9 @@ impl Session {
                 msg = inbound.message() => {
                     let msg = match msg {
                         Ok(Some(m)) => m,
+                        Err(s) if matches!(s.code(), Code::OutOfRange | Code::ResourceExhausted) => {
+                            return End::Closed(Close::MessageTooLarge(s.message().to_owned()));
+                        }
                         Ok(None) | Err(_) => return End::Left,
                     };
                     last_heard = Instant::now();
