@@ -1,34 +1,29 @@
 //! The admin listener: `/healthz`, `/readyz` (the controller and the policy server run),
 //! `/metrics` (Prometheus or OpenMetrics by `Accept`).
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use plumb_telemetry::operator::OperatorMetrics;
 use tokio::net::TcpListener;
 
-/// Serves the admin endpoints until the process stops.
-pub async fn serve(listener: TcpListener, metrics: Arc<OperatorMetrics>, ready: Arc<AtomicBool>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let (metrics, ready) = (metrics.clone(), ready.clone());
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let resp = handle(&req, &metrics, &ready);
-                async move { Ok::<_, Infallible>(resp) }
-            });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-    }
+use crate::listener::{self, Limits};
+
+/// Serves the admin endpoints until the process stops, within `limits` (see [`listener`]).
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<OperatorMetrics>,
+    ready: Arc<AtomicBool>,
+    limits: Limits,
+) {
+    listener::serve(listener, None, limits, move |req: Request<Incoming>| {
+        let resp = handle(&req, &metrics, &ready);
+        async move { resp }
+    })
+    .await;
 }
 
 fn handle(

@@ -15,6 +15,7 @@
 //! | [`leader`] | leader election on a Lease; the leader labels its pod for the policy Service |
 //! | [`webhook`] | sidecar injection: the Pod patch and its HTTPS server |
 //! | [`admin`] | `/healthz`, `/readyz`, `/metrics` |
+//! | [`listener`] | the admin and webhook listeners' bounds: connections, handshake and header time, header size |
 
 pub mod admin;
 pub mod auth;
@@ -23,6 +24,7 @@ pub mod credentials;
 pub mod grpc;
 pub mod knowledge;
 pub mod leader;
+pub mod listener;
 pub mod policies;
 pub mod reconcile;
 pub mod status;

@@ -195,7 +195,7 @@ fn webhook_setup(
     let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
     let (tls, ca) = match (managed, &args.webhook_cert_file, &args.webhook_key_file) {
         (Some((resolver, ca)), _, _) => (
-            tokio_rustls::TlsAcceptor::from(Arc::new(certs::server_config(resolver.clone())?)),
+            webhook::server::resolver_acceptor(resolver.clone())?,
             ca.to_owned(),
         ),
         (None, Some(cert), Some(key)) => {
@@ -366,7 +366,12 @@ async fn run(args: Args) -> ExitCode {
             match tokio::net::TcpListener::bind(args.webhook_listen).await {
                 Ok(l) => {
                     let addr = l.local_addr().ok();
-                    tokio::spawn(webhook::server::serve(l, acceptor, Arc::new(inject)));
+                    tokio::spawn(webhook::server::serve(
+                        l,
+                        acceptor,
+                        Arc::new(inject),
+                        plumb_operator::listener::Limits::default(),
+                    ));
                     addr
                 }
                 Err(e) => {
@@ -387,6 +392,7 @@ async fn run(args: Args) -> ExitCode {
         admin_listener,
         metrics.clone(),
         ready.clone(),
+        plumb_operator::listener::Limits::default(),
     ));
     let (leading_tx, leading) = tokio::sync::watch::channel(!args.leader_elect);
     let election = args.leader_elect.then(|| {

@@ -289,17 +289,16 @@ mod tests {
 
 /// Serving the webhook over HTTPS.
 pub mod server {
-    use std::convert::Infallible;
     use std::sync::Arc;
 
     use http::{Method, Request, Response, StatusCode, header};
     use http_body_util::{BodyExt as _, Full, Limited};
     use hyper::body::{Bytes, Incoming};
-    use hyper_util::rt::{TokioExecutor, TokioIo};
     use tokio::net::TcpListener;
     use tokio_rustls::TlsAcceptor;
 
     use super::{Inject, review};
+    use crate::listener::{self, Limits};
 
     /// Largest AdmissionReview accepted.
     const MAX_REVIEW_BYTES: usize = 4 * 1024 * 1024;
@@ -310,7 +309,14 @@ pub mod server {
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         let key = crate::certs::certified_key(&text(cert_pem), &text(key_pem))
             .map_err(|e| format!("the webhook certificate and key: {e}"))?;
-        let config = crate::certs::server_config(crate::certs::Resolver::new(key))?;
+        resolver_acceptor(crate::certs::Resolver::new(key))
+    }
+
+    /// A TLS acceptor for the webhook from a certificate resolver (the managed certificate):
+    /// HTTP/1.1 only, which the listener serves (see [`listener`]).
+    pub fn resolver_acceptor(resolver: Arc<crate::certs::Resolver>) -> Result<TlsAcceptor, String> {
+        let mut config = crate::certs::server_config(resolver)?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(TlsAcceptor::from(Arc::new(config)))
     }
 
@@ -352,25 +358,17 @@ pub mod server {
         }
     }
 
-    /// Serves `POST /inject` until the process stops.
-    pub async fn serve(listener: TcpListener, tls: TlsAcceptor, cfg: Arc<Inject>) {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let (tls, cfg) = (tls.clone(), cfg.clone());
-            tokio::spawn(async move {
-                let Ok(stream) = tls.accept(stream).await else {
-                    return;
-                };
-                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let cfg = cfg.clone();
-                    async move { Ok::<_, Infallible>(handle(req, &cfg).await) }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
-        }
+    /// Serves `POST /inject` until the process stops, within `limits` (see [`listener`]).
+    pub async fn serve(listener: TcpListener, tls: TlsAcceptor, cfg: Arc<Inject>, limits: Limits) {
+        listener::serve(
+            listener,
+            Some(tls),
+            limits,
+            move |req: Request<Incoming>| {
+                let cfg = cfg.clone();
+                async move { handle(req, &cfg).await }
+            },
+        )
+        .await;
     }
 }

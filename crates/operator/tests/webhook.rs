@@ -83,7 +83,12 @@ async fn server() -> Server {
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    tokio::spawn(webhook::server::serve(listener, tls, Arc::new(inject())));
+    tokio::spawn(webhook::server::serve(
+        listener,
+        tls,
+        Arc::new(inject()),
+        plumb_operator::listener::Limits::default(),
+    ));
     let client = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap())
         .no_proxy()
