@@ -19,7 +19,7 @@ bench-control: tools
 	$(CARGO) build --release --locked --quiet -p plumb-operator --bin plumb-operator --example propagation
 	target/release/examples/propagation | tee target/bench-control.md
 
-.PHONY: e2e-kind test-chart bench-control crds check-deps all demo demo-raw bench-smoke test lint fmt-check clippy doc test-rust test-sdk tools bench bench-simulator clean-cache
+.PHONY: e2e-kind test-chart bench-control bench-burst crds check-deps all demo demo-raw bench-smoke test lint fmt-check clippy doc test-rust test-sdk tools bench bench-simulator clean-cache
 
 all: test
 
@@ -92,6 +92,11 @@ bench-smoke:
 
 bench-simulator:
 	scripts/bench-simulator.sh
+
+## bench-burst: a burst of maximum-size requests against the release sidecar; its peak memory against the pod's default limit
+bench-burst:
+	$(CARGO) build --release --locked --quiet -p plumb-sidecar -p plumb-simulator
+	venv=$$(scripts/sdk-venv.sh) && "$$venv/bin/python" scripts/bench-burst.py target/release/plumb-sidecar target/release/plumb-simulator
 
 clean-cache:
 	rm -rf "$(PLUMB_CACHE)"

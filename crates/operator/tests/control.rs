@@ -436,3 +436,90 @@ async fn a_sidecar_message_over_the_limit_closes_the_stream_saying_so() {
             .contains(r#"plumb_operator_closed_streams_total{reason="message_too_large"} 1"#)
     );
 }
+
+/// The real sidecar's control loop, in process: it answers the operator's token requests with
+/// the token file's current content, so a rotated token keeps its stream open past the old
+/// one's expiry.
+#[tokio::test]
+async fn the_sidecar_answers_token_requests_and_keeps_its_stream_past_the_first_tokens_expiry() {
+    let h = start().await;
+    h.token_until(
+        "tok-old",
+        "team-a",
+        "web-1",
+        Some(Duration::from_millis(1500)),
+    );
+    h.token_until("tok-new", "team-a", "web-1", Some(Duration::from_secs(60)));
+    h.policies
+        .serve(
+            "team-a",
+            "chat",
+            1,
+            "{}".into(),
+            std::collections::BTreeMap::new(),
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "tok-old\n").unwrap();
+    let table = Arc::new(plumb_sidecar::table::Table::new());
+    let cp = plumb_sidecar::control::ControlPlane {
+        url: h.url.clone(),
+        token_file: token_file.clone(),
+        ca_file: None,
+        ca_pem: None,
+        cache: None,
+        namespace: "team-a".to_owned(),
+        pod: "web-1".to_owned(),
+        silence: Duration::from_secs(30),
+        report_interval: Duration::from_secs(1),
+    };
+    let sidecar = tokio::spawn(plumb_sidecar::control::run(
+        cp,
+        table.clone(),
+        Arc::new(plumb_telemetry::Metrics::new()),
+    ));
+    let started = tokio::time::Instant::now();
+    while table.current().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no policy arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The kubelet rotates the token; the old one expires while the stream is open.
+    std::fs::write(&token_file, "tok-new\n").unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before = table
+        .current()
+        .map(|p| p.version.clone())
+        .unwrap_or_default();
+    h.policies
+        .serve(
+            "team-a",
+            "chat",
+            2,
+            "{}".into(),
+            std::collections::BTreeMap::new(),
+        )
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    while table
+        .current()
+        .map(|p| p.version.clone())
+        .unwrap_or_default()
+        == before
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the update never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let m = h.metrics_text().await;
+    assert!(
+        !m.contains("plumb_operator_closed_streams_total{"),
+        "the operator closed no stream: {m}"
+    );
+    sidecar.abort();
+}

@@ -267,12 +267,29 @@ async fn channel(cp: &ControlPlane) -> Result<Channel, String> {
         })
 }
 
+/// The pod's ServiceAccount token, as the kubelet last wrote it.
+fn read_token(path: &std::path::Path) -> Result<String, String> {
+    let token = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the token {}: {e}", path.display()))?;
+    let token = token.trim();
+    if token.len() > plumb_proto::MAX_TOKEN_BYTES {
+        return Err(format!(
+            "the token {} is larger than {} bytes",
+            path.display(),
+            plumb_proto::MAX_TOKEN_BYTES
+        ));
+    }
+    Ok(token.to_owned())
+}
+
 /// One session: connect, say who we are, apply snapshots until the stream ends.
 async fn session(cp: &ControlPlane, table: &Table, metrics: &Metrics) -> Result<(), String> {
-    let token = std::fs::read_to_string(&cp.token_file)
-        .map_err(|e| format!("cannot read the token {}: {e}", cp.token_file.display()))?;
+    let token = read_token(&cp.token_file)?;
     let channel = channel(cp).await?;
-    let mut client = v1::policy_service_client::PolicyServiceClient::new(channel);
+    // A namespace's snapshot may be large (keys, schemas): the limit is the operator's, and
+    // explicit on both sides.
+    let mut client = v1::policy_service_client::PolicyServiceClient::new(channel)
+        .max_decoding_message_size(plumb_proto::MAX_OPERATOR_MESSAGE_BYTES);
     let (tx, rx) = mpsc::channel::<v1::SidecarMessage>(8);
     let serving = table
         .current()
@@ -362,9 +379,16 @@ async fn session(cp: &ControlPlane, table: &Table, metrics: &Metrics) -> Result<
             Some(operator_message::Kind::Refusal(r)) => {
                 return Err(format!("the operator refused us: {}", r.reason));
             }
-            // Not answered yet: the operator closes the stream when the token it verified
-            // expires, and the next session re-reads the token file.
-            Some(operator_message::Kind::TokenRequest(_)) | None => {}
+            // The operator asks for the current token before the one it verified expires:
+            // the file's content now (the kubelet rotates it), so the stream lives on.
+            Some(operator_message::Kind::TokenRequest(_)) => {
+                let token = read_token(&cp.token_file)?;
+                let msg = v1::SidecarMessage {
+                    kind: Some(sidecar_message::Kind::Token(v1::Token { token })),
+                };
+                tx.send(msg).await.map_err(|e| e.to_string())?;
+            }
+            None => {}
         }
     }
 }
