@@ -96,7 +96,7 @@ bench-simulator:
 ## bench-burst: a burst of maximum-size requests against the release sidecar; its peak memory against the pod's default limit
 bench-burst:
 	$(CARGO) build --release --locked --quiet -p plumb-sidecar -p plumb-simulator
-	venv=$$(scripts/sdk-venv.sh) && "$$venv/bin/python" scripts/bench-burst.py target/release/plumb-sidecar target/release/plumb-simulator
+	python3 scripts/bench-burst.py target/release/plumb-sidecar target/release/plumb-simulator
 
 clean-cache:
 	rm -rf "$(PLUMB_CACHE)"

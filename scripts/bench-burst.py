@@ -4,19 +4,19 @@
 Starts the simulator and the sidecar (release builds), sends BURST requests at once, each a
 chat request just under the sidecar's default --max-request-bytes (8 MiB), and reports what
 the clients got and the sidecar's peak resident memory (VmHWM) against the injected
-sidecar's default memory limit (128 MiB). Run by `make bench-burst`; the figures go in
-BENCHMARKS.md.
+sidecar's default memory limit (128 MiB). Run by `make bench-burst` (standard library only);
+the figures go in BENCHMARKS.md.
 """
 
-import asyncio
 import collections
+import concurrent.futures
+import http.client
 import os
 import subprocess
 import sys
 import tempfile
 import time
-
-import httpx
+import urllib.parse
 
 SIDECAR = sys.argv[1] if len(sys.argv) > 1 else "target/release/plumb-sidecar"
 SIMULATOR = sys.argv[2] if len(sys.argv) > 2 else "target/release/plumb-simulator"
@@ -42,15 +42,19 @@ def status_kib(pid, field):
     return 0
 
 
-async def main():
+def main():
     tmp = tempfile.mkdtemp()
-    sim, sim_url = start([SIMULATOR, "--listen", "127.0.0.1:0"])
+    config = os.path.join(tmp, "simulator.yaml")
+    with open(config, "w") as f:
+        # A window large enough for the burst's prompts, so every request is answered.
+        f.write("models:\n  sim-big: {context_window: 100000000}\n")
+    sim, sim_url = start([SIMULATOR, "--listen", "127.0.0.1:0", "--config", config])
     routes = os.path.join(tmp, "routes.yaml")
     with open(routes, "w") as f:
         f.write(
             "apiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {name: burst}\n"
             "spec:\n  match: {models: [burst]}\n  targets:\n"
-            f"    - {{name: sim, provider: openai, baseUrl: '{sim_url}/v1', model: sim-gpt, credentials: {{none: true}}}}\n"
+            f"    - {{name: sim, provider: openai, baseUrl: '{sim_url}/v1', model: sim-big, credentials: {{none: true}}}}\n"
         )
     sidecar, url = start(
         [SIDECAR, "--routes", routes, "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]
@@ -60,23 +64,41 @@ async def main():
         idle = status_kib(sidecar.pid, "VmRSS")
         content = "x" * (SIZE - 200)
         body = '{"model": "burst", "messages": [{"role": "user", "content": "%s"}]}' % content
-        limits = httpx.Limits(max_connections=BURST, max_keepalive_connections=0)
-        async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        target = urllib.parse.urlparse(url)
+        payload = body.encode()
 
-            async def one():
-                started = time.monotonic()
-                r = await client.post(
-                    f"{url}/v1/chat/completions",
-                    content=body,
+        def one(_):
+            started = time.monotonic()
+            conn = http.client.HTTPConnection(target.hostname, target.port, timeout=120)
+            try:
+                conn.request(
+                    "POST",
+                    "/v1/chat/completions",
+                    body=payload,
                     headers={"content-type": "application/json"},
                 )
-                return r.status_code, time.monotonic() - started
+            except (BrokenPipeError, ConnectionResetError) as e:
+                # The sidecar answered before reading the whole body (413, 503): read it.
+                try:
+                    status = conn.getresponse().status
+                except (OSError, http.client.HTTPException):
+                    status = type(e).__name__
+                conn.close()
+                return status, time.monotonic() - started
+            try:
+                status = conn.getresponse().status
+            except (BrokenPipeError, ConnectionResetError, http.client.HTTPException) as e:
+                status = type(e).__name__
+            finally:
+                conn.close()
+            return status, time.monotonic() - started
 
-            started = time.monotonic()
-            results = await asyncio.gather(*(one() for _ in range(BURST)))
-            took = time.monotonic() - started
+        started = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=BURST) as pool:
+            results = list(pool.map(one, range(BURST)))
+        took = time.monotonic() - started
         peak = status_kib(sidecar.pid, "VmHWM")
-        codes = collections.Counter(code for code, _ in results)
+        codes = collections.Counter(str(code) for code, _ in results)
         slowest = max(t for _, t in results)
         print(f"burst of {BURST} requests of {SIZE / 1048576:.1f} MiB each, all at once")
         print(f"answers: {dict(sorted(codes.items()))}; all done in {took:.1f} s, slowest {slowest:.1f} s")
@@ -89,4 +111,4 @@ async def main():
         sim.kill()
 
 
-asyncio.run(main())
+main()

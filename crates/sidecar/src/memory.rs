@@ -40,6 +40,13 @@ pub struct Held {
 #[error("the sidecar is holding as many large bodies as its memory budget allows; retry shortly")]
 pub struct Busy;
 
+impl Held {
+    /// The body size accounted for so far (the first [`FREE_BYTES`] always are).
+    pub fn bytes(&self) -> usize {
+        self.bytes.max(FREE_BYTES)
+    }
+}
+
 impl Memory {
     /// A budget of `bytes` (counted at [`WEIGHT`]), waiting up to `wait` for room.
     pub fn new(bytes: usize, wait: Duration) -> Memory {

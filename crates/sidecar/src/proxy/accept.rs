@@ -71,12 +71,31 @@ where
     let (parts, body) = req.into_parts();
     let mut held = Held::default();
     let limits = &proxy.limits;
-    let read = tokio::time::timeout(
-        BODY_TIMEOUT,
-        read_request(body, limits.max_request_bytes, &limits.memory, &mut held),
-    )
-    .await;
-    let bytes = match read.unwrap_or(Err(RequestBodyError::Late)) {
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    // Room in the body-memory budget for the whole body, taken at once before reading: bodies
+    // that each held part of the budget while waiting for more would wait for each other.
+    let reserved = match declared {
+        Some(n) if n > limits.max_request_bytes => Err(RequestBodyError::TooLarge),
+        Some(n) => limits
+            .memory
+            .grow(&mut held, n)
+            .await
+            .map_err(RequestBodyError::Busy),
+        None => Ok(()),
+    };
+    let read = match reserved {
+        Ok(()) => tokio::time::timeout(
+            BODY_TIMEOUT,
+            read_request(body, limits.max_request_bytes, &limits.memory, &mut held),
+        )
+        .await
+        .unwrap_or(Err(RequestBodyError::Late)),
+        Err(e) => Err(e),
+    };
+    let bytes = match read {
         Ok(b) => b,
         Err(RequestBodyError::Busy(busy)) => {
             let mut resp = respond::error(
@@ -181,8 +200,8 @@ enum RequestBodyError {
     Unreadable,
 }
 
-/// Reads a client's body, at most `max` bytes, holding what it grows to within the body-memory
-/// budget.
+/// Reads a client's body, at most `max` bytes. A body of unknown length that grows past what
+/// is free takes room for the largest body at once (never piecemeal).
 async fn read_request<B>(
     mut body: B,
     max: usize,
@@ -204,10 +223,12 @@ where
             if len > max {
                 return Err(RequestBodyError::TooLarge);
             }
-            memory
-                .grow(held, len)
-                .await
-                .map_err(RequestBodyError::Busy)?;
+            if len > held.bytes() {
+                memory
+                    .grow(held, max)
+                    .await
+                    .map_err(RequestBodyError::Busy)?;
+            }
             buf.extend_from_slice(&data);
         }
     }

@@ -644,3 +644,41 @@ async fn large_bodies_beyond_the_memory_budget_wait_then_get_a_503() {
     let huge = json!({"model": "chat", "messages": [{"role": "user", "content": "x".repeat(3 * 1024 * 1024)}]});
     assert_eq!(chat(&p, huge).await.status, 413);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_of_large_bodies_queues_for_the_budget_and_every_one_is_served() {
+    let up = Scripted::new(&[
+        ("primary.test", vec![fallback_ok()]),
+        ("fallback.test", vec![fallback_ok()]),
+    ]);
+    let mut p = proxy(&routes(""), up.clone());
+    // Room for one 1 MiB body at a time: eight at once must take turns, not deadlock holding
+    // parts of the budget each.
+    Arc::get_mut(&mut p).unwrap().limits = BodyLimits {
+        max_request_bytes: 2 * 1024 * 1024,
+        max_response_bytes: 1024 * 1024,
+        memory: Memory::new(5 * 1024 * 1024, Duration::from_secs(30)),
+    };
+    let body = json!({"model": "chat", "messages": [{"role": "user", "content": "x".repeat(1024 * 1024)}]}).to_string();
+    let mut burst = Vec::new();
+    for _ in 0..8 {
+        let p = p.clone();
+        let body = body.clone();
+        burst.push(tokio::spawn(async move {
+            let req = http::Request::post("/v1/chat/completions")
+                .header("content-type", "application/json")
+                .header("content-length", body.len())
+                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                .unwrap();
+            p.handle(req).await.status().as_u16()
+        }));
+    }
+    for r in burst {
+        assert_eq!(r.await.unwrap(), 200);
+    }
+    assert_eq!(
+        p.limits.memory.available(),
+        5 * 1024 * 1024,
+        "all given back"
+    );
+}
