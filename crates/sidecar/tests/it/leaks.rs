@@ -2,7 +2,8 @@
 //! every shape (whole, its head, inside JSON, after a newline, masked, in a stream's error event
 //! after commit), both client families, streamed and not, failover, continuation and shadow
 //! sampling — and no canary, nor a recognisable part of one, in any response body or header,
-//! any log line (text and JSON), `/metrics`, `/fleet` or `/equivalence`.
+//! any log line (text and JSON), `/metrics`, `/fleet`, `/equivalence`, or the spans and metrics
+//! an OTLP receiver got.
 
 use serde_json::{Value, json};
 
@@ -93,12 +94,17 @@ async fn admin(sc: &Sidecar, path: &str) -> String {
 async fn no_canary_key_leaves_the_sidecar_whatever_the_providers_echo() {
     let sim = simulator().await;
     let echoes = ["whole", "head", "json", "newline"];
+    let (otlp, endpoint) = crate::otlp::grpc_receiver().await;
     for log_format in ["text", "json"] {
         let sc = Sidecar::start_with_env_and_args(
             &routes(&sim),
             &[
                 ("PLUMB_CANARY_OPENAI", OPENAI_CANARY),
                 ("PLUMB_CANARY_ANTHROPIC", ANTHROPIC_CANARY),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
+                ("OTEL_BSP_SCHEDULE_DELAY", "100"),
             ],
             &["--log-format", log_format],
         );
@@ -158,6 +164,12 @@ async fn no_canary_key_leaves_the_sidecar_whatever_the_providers_echo() {
             "the failures were logged (so the check below means something)"
         );
         assert_clean(&format!("the {log_format} log"), &logs);
+        assert!(
+            crate::support::eventually(|| async { otlp.dump().contains("plumb.failure_class") })
+                .await,
+            "spans of failed attempts reached the receiver"
+        );
+        assert_clean("the OTLP spans and metrics", &otlp.dump());
         assert!(
             sim.attempts(Some("sim-gpt")).iter().any(|a| a
                 .fault

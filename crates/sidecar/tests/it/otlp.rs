@@ -30,7 +30,7 @@ type Spans = Arc<Mutex<Vec<(String, Vec<KeyValue>)>>>;
 type MetricPoints = Arc<Mutex<Vec<(String, Vec<Vec<KeyValue>>)>>>;
 
 #[derive(Clone, Default)]
-struct Receiver {
+pub(crate) struct Receiver {
     spans: Spans,
     metrics: MetricPoints,
 }
@@ -66,6 +66,11 @@ impl Receiver {
                 }
             }
         }
+    }
+
+    /// Everything received, spans and metric points, as text (for the secret-leak tier).
+    pub(crate) fn dump(&self) -> String {
+        format!("{:?}\n{:?}", self.spans.lock(), self.metrics.lock())
     }
 
     fn span(&self, name: &str) -> Option<Vec<KeyValue>> {
@@ -113,7 +118,7 @@ fn attr(attrs: &[KeyValue], key: &str) -> Option<String> {
 
 /// Spans and GenAI metrics of a failover reach a gRPC OTLP receiver.
 /// An OTLP gRPC receiver (traces and metrics) on a free port, and its endpoint.
-async fn grpc_receiver() -> (Receiver, String) {
+pub(crate) async fn grpc_receiver() -> (Receiver, String) {
     let receiver = Receiver::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
