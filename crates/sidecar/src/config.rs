@@ -68,6 +68,10 @@ pub struct Args {
     /// Connections the admin listener serves at once; more are closed as they arrive.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..))]
     pub admin_max_connections: u32,
+    /// Connections the admin listener serves at once from one address (the kubelet probes from
+    /// the node's), so one client cannot take every slot.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub admin_max_per_address: u32,
     /// The largest request body accepted from a client, in bytes.
     #[arg(long, default_value_t = 8 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1024..))]
     pub max_request_bytes: u64,
@@ -116,6 +120,7 @@ impl Args {
         crate::server::Limits {
             header_timeout: self.admin_header_timeout,
             max_connections: self.admin_max_connections as usize,
+            max_per_address: self.admin_max_per_address as usize,
             ..crate::server::Limits::ADMIN
         }
     }

@@ -23,6 +23,11 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+
+use parking_lot::Mutex;
+
 use crate::proxy::Proxy;
 use crate::respond::{self, Body};
 
@@ -36,6 +41,9 @@ pub struct Limits {
     pub max_head_bytes: usize,
     /// Connections served at once; more are closed as they are accepted.
     pub max_connections: usize,
+    /// Connections served at once from one address, so that one client cannot take every slot
+    /// (on the admin listener, the kubelet's probes come from the node's address).
+    pub max_per_address: usize,
 }
 
 impl Limits {
@@ -44,6 +52,8 @@ impl Limits {
         header_timeout: Duration::from_secs(30),
         max_head_bytes: 64 * 1024,
         max_connections: 1024,
+        // Loopback only: every client is the pod's own application.
+        max_per_address: 1024,
     };
     /// The admin listener's defaults: the kubelet and Prometheus, a handful of connections
     /// with small heads.
@@ -51,6 +61,7 @@ impl Limits {
         header_timeout: Duration::from_secs(5),
         max_head_bytes: 16 * 1024,
         max_connections: 32,
+        max_per_address: 8,
     };
 }
 
@@ -84,13 +95,13 @@ pub async fn serve_with(
     let graceful = GracefulShutdown::new();
     let admin_proxy = proxy.clone();
     let admin = tokio::spawn(accept_admin(admin_listener, admin_limits, admin_proxy));
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let slots = Slots::new(limits);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
             accepted = proxy_listener.accept() => {
-                let Some((tcp, slot)) = admit(accepted, &slots, "proxy").await else {
+                let Some((tcp, slot)) = slots.admit(accepted, "proxy").await else {
                     continue;
                 };
                 let _ = tcp.set_nodelay(true);
@@ -135,28 +146,88 @@ pub async fn serve_with(
     admin.abort();
 }
 
-/// Takes an accepted connection if a slot is free; closes it otherwise.
-async fn admit(
-    accepted: std::io::Result<(TcpStream, std::net::SocketAddr)>,
-    slots: &Arc<Semaphore>,
-    listener: &'static str,
-) -> Option<(TcpStream, OwnedSemaphorePermit)> {
-    let (tcp, _) = match accepted {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(listener, error = %e, "accept failed");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            return None;
+/// A listener's connection slots: so many at once, and so many from one address.
+struct Slots {
+    all: Arc<Semaphore>,
+    by_address: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    per_address: usize,
+}
+
+/// A connection's slot; freed when dropped.
+struct Slot {
+    _all: OwnedSemaphorePermit,
+    address: IpAddr,
+    by_address: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut by = self.by_address.lock();
+        if let Some(n) = by.get_mut(&self.address) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                by.remove(&self.address);
+            }
         }
-    };
-    match slots.clone().try_acquire_owned() {
-        Ok(slot) => Some((tcp, slot)),
-        Err(_) => {
-            tracing::warn!(
-                listener,
-                "connection limit reached; closing a new connection"
-            );
-            None
+    }
+}
+
+impl Slots {
+    fn new(limits: Limits) -> Slots {
+        Slots {
+            all: Arc::new(Semaphore::new(limits.max_connections)),
+            by_address: Arc::new(Mutex::new(HashMap::new())),
+            per_address: limits.max_per_address,
+        }
+    }
+
+    /// Takes an accepted connection if a slot is free for it; closes it otherwise.
+    async fn admit(
+        &self,
+        accepted: std::io::Result<(TcpStream, SocketAddr)>,
+        listener: &'static str,
+    ) -> Option<(TcpStream, Slot)> {
+        let (tcp, peer) = match accepted {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(listener, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                return None;
+            }
+        };
+        let address = peer.ip();
+        {
+            let mut by = self.by_address.lock();
+            let n = by.entry(address).or_insert(0);
+            if *n >= self.per_address {
+                tracing::warn!(listener, %address, "connection limit per address reached; closing a new connection");
+                return None;
+            }
+            *n += 1;
+        }
+        // From here the slot gives its address's count back, whatever happens.
+        let taken = self.all.clone().try_acquire_owned();
+        let slot = |all| Slot {
+            _all: all,
+            address,
+            by_address: self.by_address.clone(),
+        };
+        match taken {
+            Ok(all) => Some((tcp, slot(all))),
+            Err(_) => {
+                let mut by = self.by_address.lock();
+                if let Some(n) = by.get_mut(&address) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        by.remove(&address);
+                    }
+                }
+                tracing::warn!(
+                    listener,
+                    "connection limit reached; closing a new connection"
+                );
+                None
+            }
         }
     }
 }
@@ -247,9 +318,9 @@ impl AsyncWrite for Prefixed {
 
 /// The admin listener: HTTP/1.1 only (the kubelet and Prometheus speak it), bounded.
 async fn accept_admin(listener: TcpListener, limits: Limits, proxy: Arc<Proxy>) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let slots = Slots::new(limits);
     loop {
-        let Some((tcp, slot)) = admit(listener.accept().await, &slots, "admin").await else {
+        let Some((tcp, slot)) = slots.admit(listener.accept().await, "admin").await else {
             continue;
         };
         let proxy = proxy.clone();
