@@ -57,7 +57,7 @@ pub fn anthropic_to_openai(m: &Message, created: u64) -> Value {
             "logprobs": null,
             "finish_reason": finish_reason(m.stop_reason.as_deref().unwrap_or("end_turn")),
         }],
-        "usage": {"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output},
+        "usage": {"prompt_tokens": input, "completion_tokens": output, "total_tokens": input.saturating_add(output)},
     })
 }
 
@@ -97,4 +97,21 @@ pub fn openai_to_anthropic(c: &ChatCompletion) -> Value {
             "output_tokens": usage.completion_tokens.unwrap_or(0),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_at_the_edge_of_u64_saturates_instead_of_overflowing() {
+        // Found by fuzzing translate_answer: a provider's usage of u64::MAX tokens each.
+        let m: Message = serde_json::from_value(json!({
+            "content": [{"type": "text", "text": "hi"}],
+            "usage": {"input_tokens": u64::MAX, "output_tokens": u64::MAX}
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let c = anthropic_to_openai(&m, 0);
+        assert_eq!(c["usage"]["total_tokens"], json!(u64::MAX));
+    }
 }

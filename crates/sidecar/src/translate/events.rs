@@ -163,7 +163,7 @@ impl Translator {
             (Api::Openai, Api::Anthropic) => Translator::OpenaiToAnthropic(OpenaiToAnthropic {
                 started: true,
                 open: Some((block.unwrap_or(0), Block::Text)),
-                next_index: block.unwrap_or(0) + 1,
+                next_index: block.unwrap_or(0).saturating_add(1),
                 text: self.text().to_owned(),
                 overlap,
                 ..OpenaiToAnthropic::default()
@@ -464,7 +464,7 @@ impl AnthropicToOpenai {
                 "id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
                 "choices": [],
                 "usage": {"prompt_tokens": self.input_tokens, "completion_tokens": self.output_tokens,
-                          "total_tokens": self.input_tokens + self.output_tokens},
+                          "total_tokens": self.input_tokens.saturating_add(self.output_tokens)},
             })));
         }
         out
@@ -523,7 +523,7 @@ impl OpenaiToAnthropic {
         }
         self.close(out);
         let index = self.next_index;
-        self.next_index += 1;
+        self.next_index = self.next_index.saturating_add(1);
         self.open = Some((index, block));
         out.push(named(
             "content_block_start",
@@ -631,5 +631,59 @@ impl OpenaiToAnthropic {
             return Err(Incomplete);
         }
         Ok(self.stop())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::SseReader;
+
+    fn feed(t: &mut Translator, text: &str) -> Vec<Bytes> {
+        let mut r = SseReader::default();
+        r.push(text.as_bytes());
+        let mut out = Vec::new();
+        while let Some(raw) = r.next_event() {
+            let event = Event::parse(t.upstream(), &raw);
+            out.extend(t.event(&raw, &event).unwrap_or_default());
+        }
+        out
+    }
+
+    #[test]
+    fn usage_and_block_indexes_at_the_edge_of_their_types_saturate() {
+        // Found by fuzzing sse_events: token counts and block indexes at u64::MAX.
+        let mut t = Translator::new(Api::Anthropic, Api::Openai, true, 0);
+        let out = feed(
+            &mut t,
+            &format!(
+                "event: message_start\ndata: {{\"type\":\"message_start\",\"message\":{{\"id\":\"m\",\"model\":\"c\",\"usage\":{{\"input_tokens\":{max}}}}}}}\n\n\
+                 event: message_delta\ndata: {{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"end_turn\"}},\"usage\":{{\"output_tokens\":{max}}}}}\n\n",
+                max = u64::MAX
+            ),
+        );
+        let text: String = out.iter().map(|b| String::from_utf8_lossy(b)).collect();
+        assert!(
+            text.contains(&format!("\"total_tokens\":{}", u64::MAX)),
+            "{text}"
+        );
+        // An Anthropic stream whose open block has index u64::MAX, continued by an OpenAI
+        // target that opens two more blocks.
+        let mut t = Translator::new(Api::Anthropic, Api::Anthropic, true, 0);
+        let _ = feed(
+            &mut t,
+            &format!(
+                "event: content_block_start\ndata: {{\"type\":\"content_block_start\",\"index\":{max},\"content_block\":{{\"type\":\"text\",\"text\":\"\"}}}}\n\n\
+                 event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":{max},\"delta\":{{\"type\":\"text_delta\",\"text\":\"Hi\"}}}}\n\n",
+                max = u64::MAX
+            ),
+        );
+        let mut continued = t.continued(Api::Openai, false, 0);
+        let out = feed(
+            &mut continued,
+            "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"a\",\"function\":{\"name\":\"f\",\"arguments\":\"{}\"}}]}}]}\n\n\
+             data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":1,\"id\":\"b\",\"function\":{\"name\":\"g\",\"arguments\":\"{}\"}}]}}]}\n\n",
+        );
+        assert!(!out.is_empty());
     }
 }
