@@ -33,7 +33,8 @@ pub fn anthropic_to_openai(m: &Message, created: u64) -> Value {
         match b {
             Block::Text { text: t } => text.push_str(t),
             Block::ToolUse { id, name, input } => calls.push(json!({
-                "id": id,
+                // OpenAI's types require a string: anything else from a provider is dropped.
+                "id": id.as_str().unwrap_or(""),
                 "type": "function",
                 "function": {"name": name, "arguments": input.as_ref().map_or("{}".to_owned(), Value::to_string)},
             })),
@@ -47,7 +48,7 @@ pub fn anthropic_to_openai(m: &Message, created: u64) -> Value {
     let input = m.usage.and_then(|u| u.input_tokens).unwrap_or(0);
     let output = m.usage.and_then(|u| u.output_tokens).unwrap_or(0);
     json!({
-        "id": m.id,
+        "id": m.id.as_str().unwrap_or(""),
         "object": "chat.completion",
         "created": created,
         "model": m.model,
@@ -113,5 +114,22 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         let c = anthropic_to_openai(&m, 0);
         assert_eq!(c["usage"]["total_tokens"], json!(u64::MAX));
+    }
+
+    #[test]
+    fn ids_that_are_not_strings_do_not_reach_an_openai_client() {
+        // Found by fuzzing translate_answer: `{"id": 0}` passed through, and OpenAI's types
+        // require a string.
+        let m: Message = serde_json::from_value(json!({
+            "id": 0,
+            "content": [{"type": "tool_use", "id": {"x": 1}, "name": "f", "input": {}}]
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let c = anthropic_to_openai(&m, 0);
+        assert_eq!(c["id"], json!(""));
+        assert_eq!(c["choices"][0]["message"]["tool_calls"][0]["id"], json!(""));
+        let typed: crate::completion::ChatCompletion =
+            serde_json::from_value(c).unwrap_or_else(|e| panic!("{e}"));
+        assert!(typed.id.is_some());
     }
 }
