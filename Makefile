@@ -19,7 +19,7 @@ bench-control: tools
 	$(CARGO) build --release --locked --quiet -p plumb-operator --bin plumb-operator --example propagation
 	target/release/examples/propagation | tee target/bench-control.md
 
-.PHONY: e2e-kind test-chart bench-control bench-burst crds check-deps all demo demo-raw bench-smoke test lint fmt-check clippy doc test-rust test-sdk tools bench bench-simulator clean-cache
+.PHONY: e2e-kind test-chart bench-control bench-burst crds check-deps all demo demo-raw bench-smoke test lint fmt-check clippy doc test-rust test-sdk tools bench bench-simulator clean-cache fuzz
 
 all: test
 
@@ -70,6 +70,33 @@ test-rust: tools
 test-sdk:
 	$(CARGO) build --locked --quiet -p plumb-simulator -p plumb-sidecar
 	venv=$$(scripts/sdk-venv.sh) && "$$venv/bin/python" -m pytest -q -p no:cacheprovider tests/sdk
+
+## fuzz: every fuzz target in crates/fuzz (cargo-fuzz, libFuzzer, nightly) for FUZZ_SECONDS each (default 60),
+## from corpora seeded by the simulator, the golden files and the examples; prints executions per target
+FUZZ_SECONDS ?= 60
+# A unit slower than this many seconds is reported as a timeout (libFuzzer's default is 20 minutes).
+FUZZ_TIMEOUT ?= 10
+FUZZ_CARGO ?= cargo +nightly
+fuzz:
+	@rustup run nightly rustc --version >/dev/null 2>&1 || rustup toolchain install nightly --profile minimal
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install --locked cargo-fuzz
+	$(FUZZ_CARGO) run --quiet --locked --manifest-path crates/fuzz/Cargo.toml --example seed
+	@mkdir -p crates/fuzz/logs; failed=(); \
+	targets=$$($(FUZZ_CARGO) fuzz list --fuzz-dir crates/fuzz); \
+	for t in $$targets; do \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s (log: crates/fuzz/logs/$$t.log)"; \
+	  $(FUZZ_CARGO) fuzz run --fuzz-dir crates/fuzz $$t -- -max_total_time=$(FUZZ_SECONDS) \
+	    -timeout=$(FUZZ_TIMEOUT) -print_final_stats=1 >crates/fuzz/logs/$$t.log 2>&1 || failed+=("$$t"); \
+	done; \
+	printf '\n%-20s %12s %8s  %s\n' target executions exec/s result; \
+	for t in $$targets; do \
+	  runs=$$(sed -n 's/^stat::number_of_executed_units: *//p' crates/fuzz/logs/$$t.log | tail -1); \
+	  rate=$$(sed -n 's/^stat::average_exec_per_sec: *//p' crates/fuzz/logs/$$t.log | tail -1); \
+	  artifact=$$({ grep -o 'Test unit written to .*' crates/fuzz/logs/$$t.log || true; } | tail -1 | sed 's/Test unit written to //'); \
+	  printf '%-20s %12s %8s  %s\n' "$$t" "$${runs:-?}" "$${rate:-?}" "$${artifact:-ok}"; \
+	done; \
+	if [ $${#failed[@]} -gt 0 ]; then \
+	  echo "fuzz: $${failed[*]} failed; minimise with: $(FUZZ_CARGO) fuzz tmin --fuzz-dir crates/fuzz TARGET ARTIFACT"; exit 1; fi
 
 ## e2e-kind: on a real cluster (kind; needs docker, kind, kubectl, helm): install, label, apply, call, see the failover
 e2e-kind:
