@@ -20,6 +20,12 @@ pub use sketch::Sketch;
 use plumb_policy::UpstreamKey;
 use plumb_proto::v1;
 
+/// The sum of counts a sidecar reported (or the store added up), saturating: a report's numbers
+/// are input, and a count stuck at `u64::MAX` is better than an overflow.
+pub(crate) fn total<'a>(counts: impl IntoIterator<Item = &'a u64>) -> u64 {
+    counts.into_iter().fold(0, |sum, n| sum.saturating_add(*n))
+}
+
 /// The lower bound of the 95% Wilson score interval of `agreements` out of `samples`: what the
 /// agreement rate is at least, given how few samples there may be (0 without samples). The
 /// sidecars certify with it, and the status shows it.

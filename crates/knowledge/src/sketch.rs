@@ -49,11 +49,12 @@ impl Sketch {
         self.count += 1;
     }
 
-    /// Adds every value of another sketch.
+    /// Adds every value of another sketch (counts saturate: a sketch from the wire holds what
+    /// its sender said).
     pub fn merge(&mut self, other: &Sketch) {
         for (i, n) in &other.buckets {
-            let b = self.buckets.entry(*i).or_default();
-            *b = b.saturating_add(*n);
+            let count = self.buckets.entry(*i).or_default();
+            *count = count.saturating_add(*n);
         }
         self.count = self.count.saturating_add(other.count);
     }
@@ -76,9 +77,9 @@ impl Sketch {
         // The rank of the value asked for, 1-based: the smallest value whose rank is at least
         // q·n.
         let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).max(1);
-        let mut seen = 0;
+        let mut seen = 0u64;
         for (i, n) in &self.buckets {
-            seen += n;
+            seen = seen.saturating_add(*n);
             if seen >= rank {
                 return Some(Duration::from_secs_f64(value(*i) / 1e6));
             }
@@ -103,7 +104,7 @@ impl Sketch {
             .filter(|(i, n)| (0..=max).contains(*i) && **n > 0)
             .map(|(i, n)| (*i, *n))
             .collect();
-        let count = buckets.values().fold(0u64, |a, n| a.saturating_add(*n));
+        let count = crate::total(buckets.values());
         Sketch { buckets, count }
     }
 }
@@ -171,5 +172,17 @@ mod tests {
         merged.merge(&Sketch::from_proto(&huge));
         assert_eq!(merged.count(), u64::MAX);
         assert_eq!(Sketch::new().quantile(0.5), None);
+    }
+
+    #[test]
+    fn counts_from_the_wire_saturate_when_summed_and_merged() {
+        let s = Sketch::from_proto(&v1::Sketch {
+            buckets: [(1, u64::MAX), (2, u64::MAX)].into(),
+        });
+        assert_eq!(s.count(), u64::MAX);
+        let mut merged = s.clone();
+        merged.merge(&s);
+        assert_eq!(merged.count(), u64::MAX);
+        assert!(merged.quantile(1.0).is_some());
     }
 }

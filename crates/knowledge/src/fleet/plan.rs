@@ -56,8 +56,8 @@ impl Fleet {
             let interval_ms = u.probe_interval_ms(&settings);
             if let Some(open) = &mut u.open {
                 // The prober had its interval and said nothing: next one, now.
-                if open.prober.is_some() && now_ms >= open.probe_at_ms + interval_ms {
-                    open.round += 1;
+                if open.prober.is_some() && now_ms >= open.probe_at_ms.saturating_add(interval_ms) {
+                    open.round = open.round.saturating_add(1);
                     open.probe_at_ms = now_ms;
                     open.prober = None;
                 }
@@ -80,7 +80,9 @@ impl Fleet {
             let (attempts, failures) = route
                 .traffic
                 .recent(slot, slots.covering(INCIDENT_SPAN))
-                .fold((0, 0), |(a, f), t| (a + t.attempts, f + t.failures));
+                .fold((0u64, 0u64), |(a, f), t| {
+                    (a.saturating_add(t.attempts), f.saturating_add(t.failures))
+                });
             let incident = in_incident(route.incident, attempts, failures, &settings);
             if incident != route.incident {
                 route.incident = incident;

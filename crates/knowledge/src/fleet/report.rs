@@ -8,11 +8,12 @@ use plumb_proto::v1;
 use super::window::Slots;
 use super::{Fleet, FleetEvent, Open, failed};
 use crate::sketch::Sketch;
-use crate::upstream_from_proto;
+use crate::{total, upstream_from_proto};
 
 impl Fleet {
     /// Merges one sidecar's report. Returns whether the namespace's knowledge must be pushed
-    /// at once (a state changed).
+    /// at once (a state changed). Its numbers are the sidecar's word: counts saturate, and a
+    /// time past the end of `i64` milliseconds stays there.
     pub fn report(&mut self, namespace: &str, pod: &str, report: &v1::Report, now_ms: i64) -> bool {
         let slot = Slots::of(self.settings.window).at(now_ms);
         let settings = self.settings;
@@ -21,7 +22,7 @@ impl Fleet {
         let ns = self.namespaces.entry(namespace.to_owned()).or_default();
         let activity = ns.pods.entry(pod.to_owned()).or_default();
         for t in &report.targets {
-            let attempts = t.outcomes.values().fold(0u64, |a, n| a.saturating_add(*n));
+            let attempts = total(t.outcomes.values());
             if attempts > 0 {
                 activity.insert(t.route.clone(), now_ms);
             }
@@ -96,7 +97,7 @@ impl Fleet {
             } else if let Some(open) = &mut u.open
                 && t.probes_failed > 0
             {
-                open.round += 1;
+                open.round = open.round.saturating_add(1);
                 open.probe_at_ms = now_ms.saturating_add(interval_ms);
                 open.prober = None;
                 urgent = true;
@@ -239,5 +240,58 @@ mod tests {
         let s = f.summary("team-a", "chat", &targets, 2_000);
         assert_eq!(s[0].equivalence, None, "the primary needs none");
         assert_eq!(s[1].equivalence, Some((14, 15)));
+    }
+
+    #[test]
+    fn counts_at_the_edge_of_u64_saturate_instead_of_overflowing() {
+        // Found by fuzzing (decode_knowledge): two pods each reporting 2^63 attempts or more
+        // overflowed the route's window.
+        let mut f = fleet_of(&["a", "b"]);
+        let mut t = target("chat", "primary", "gpt");
+        t.outcomes = outcomes(&[("server_error", u64::MAX), ("ok", 1)]);
+        t.latency = Some(v1::Sketch {
+            buckets: [(1, u64::MAX), (2, u64::MAX)].into(),
+        });
+        t.uncertified_failovers = u64::MAX;
+        let r = v1::Report {
+            equivalence: vec![v1::EquivalenceSamples {
+                route: "chat".into(),
+                primary: Some(upstream_to_proto(&key("gpt"))),
+                candidate: Some(upstream_to_proto(&key("claude"))),
+                agreements: u64::MAX,
+                samples: u64::MAX,
+            }],
+            ..report(vec![t])
+        };
+        f.report("team-a", "a", &r, 0);
+        f.report("team-a", "b", &r, 0);
+        f.tick(1_000, Duration::from_secs(1));
+        let targets = [
+            ("primary".to_owned(), key("gpt"), true),
+            ("backup".to_owned(), key("claude"), false),
+        ];
+        let s = f.summary("team-a", "chat", &targets, 1_000);
+        assert_eq!(s[0].attempts, u64::MAX);
+        assert_eq!(s[0].errors.get("server_error"), Some(&u64::MAX));
+        assert!(s[0].latency.is_some());
+        assert_eq!(s[1].equivalence, Some((u64::MAX, u64::MAX)));
+    }
+
+    #[test]
+    fn a_cooldown_at_the_edge_of_u64_puts_the_next_probe_at_the_end_of_time() {
+        let mut f = fleet_of(&["a"]);
+        let mut t = target("chat", "primary", "gpt");
+        t.outcomes = outcomes(&[("timeout", 1)]);
+        t.breaker = v1::BreakerState::Open as i32;
+        t.cooldown_ms = u64::MAX;
+        f.report("team-a", "a", &report(vec![t.clone()]), 10_000);
+        t.probes_failed = 1;
+        f.report("team-a", "a", &report(vec![t]), 20_000);
+        f.tick(30_000, Duration::from_secs(1));
+        let k = f.knowledge("team-a", 30_000);
+        assert_eq!(
+            directive(&k, "gpt").map(|d| d.probe_at_unix_ms),
+            Some(i64::MAX)
+        );
     }
 }

@@ -11,6 +11,7 @@ use plumb_proto::v1;
 use super::window::Slots;
 use super::{Fleet, Namespace, Upstream, failed};
 use crate::sketch::Sketch;
+use crate::total;
 
 /// What a route target's status says of it. Text only in the status, through
 /// [`TargetState::as_str`].
@@ -149,7 +150,9 @@ impl Namespace {
             .certs
             .iter()
             .filter(|((r, p, c), _)| r == route && c == candidate && primaries.contains(&p))
-            .fold((0, 0), |acc, (_, t)| (acc.0 + t.0, acc.1 + t.1));
+            .fold((0u64, 0u64), |acc, (_, t)| {
+                (acc.0.saturating_add(t.0), acc.1.saturating_add(t.1))
+            });
         (tally.1 > 0).then_some(tally)
     }
 }
@@ -161,14 +164,15 @@ impl Upstream {
         let mut latency = Sketch::new();
         for t in self.traffic.window(slot) {
             for (o, n) in &t.outcomes {
-                s.attempts += n;
+                s.attempts = s.attempts.saturating_add(*n);
                 if failed(o) {
-                    *s.errors.entry(o.clone()).or_default() += n;
+                    let errors = s.errors.entry(o.clone()).or_default();
+                    *errors = errors.saturating_add(*n);
                 }
             }
             latency.merge(&t.latency);
         }
-        let failures: u64 = s.errors.values().sum();
+        let failures = total(s.errors.values());
         if s.attempts > 0 {
             s.error_rate = failures as f64 / s.attempts as f64;
         }
