@@ -85,8 +85,9 @@ fuzz:
 	targets=$$($(FUZZ_CARGO) fuzz list --fuzz-dir crates/fuzz); \
 	for t in $$targets; do \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS) s (log: crates/fuzz/logs/$$t.log)"; \
+	  dict=crates/fuzz/dicts/$$t.dict; [ -f "$$dict" ] || dict=crates/fuzz/dicts/json.dict; \
 	  $(FUZZ_CARGO) fuzz run --fuzz-dir crates/fuzz $$t -- -max_total_time=$(FUZZ_SECONDS) \
-	    -timeout=$(FUZZ_TIMEOUT) -print_final_stats=1 >crates/fuzz/logs/$$t.log 2>&1 || failed+=("$$t"); \
+	    -timeout=$(FUZZ_TIMEOUT) -dict="$$dict" -print_final_stats=1 >crates/fuzz/logs/$$t.log 2>&1 || failed+=("$$t"); \
 	done; \
 	printf '\n%-20s %12s %8s  %s\n' target executions exec/s result; \
 	for t in $$targets; do \

@@ -11,7 +11,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use plumb_fuzz::CREATED;
+use plumb_fuzz::{CREATED, known};
 use plumb_sidecar::classify;
 use plumb_sidecar::completion::{ChatCompletion, Completion, Message};
 use plumb_sidecar::payload::{Api, Operation};
@@ -26,10 +26,15 @@ fn said(c: &Collected) -> (&str, Vec<&str>) {
     )
 }
 
-fn to_openai(m: &Message) -> ChatCompletion {
+fn to_openai(m: &Message) -> Option<ChatCompletion> {
     let v = answer::anthropic_to_openai(m, CREATED);
     let _ = classify::success_body(Api::Openai, Operation::Chat, v.to_string().as_bytes());
-    serde_json::from_value(v).unwrap_or_else(|e| panic!("not a chat completion: {e}"))
+    // Known (sidecar): a message `id` that is not a string passes through as the completion's,
+    // which OpenAI's types require to be a string. `{"id":0}`
+    if known(!(m.id.is_string() || m.id.is_null())) {
+        return None;
+    }
+    Some(serde_json::from_value(v).unwrap_or_else(|e| panic!("not a chat completion: {e}")))
 }
 
 fn to_anthropic(c: &ChatCompletion) -> Message {
@@ -39,8 +44,9 @@ fn to_anthropic(c: &ChatCompletion) -> Message {
 }
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(m) = serde_json::from_slice::<Message>(data) {
-        let c = to_openai(&m);
+    if let Ok(m) = serde_json::from_slice::<Message>(data)
+        && let Some(c) = to_openai(&m)
+    {
         let (from, to) = (
             verify::whole(&Completion::Anthropic(m)),
             verify::whole(&Completion::Openai(c.clone())),
