@@ -101,6 +101,8 @@ fn routes(repo: &Path, corpus: &mut Corpus) -> Result<Vec<RouteSet>> {
         for (i, doc) in docs.iter().enumerate() {
             let spec = serde_json::to_vec_pretty(&doc["spec"])?;
             corpus.add("compile_routes", &format!("{name}.{i}.json"), &spec)?;
+            let spec = serde_json::to_vec_pretty(&edges(&doc["spec"], u64::from(u32::MAX)))?;
+            corpus.add("compile_routes", &format!("{name}.{i}.edges.json"), &spec)?;
         }
         sets.push(plumb_policy::parse_routes_file_with(
             &text,
@@ -128,6 +130,9 @@ fn golden(repo: &Path, corpus: &mut Corpus) -> Result<()> {
                 seed.extend_from_slice(&bytes);
                 corpus.add("sse_events", &format!("golden-{name}-{framing}"), &seed)?;
             }
+            let mut seed = vec![1];
+            seed.extend(stream_edges(&bytes, u64::MAX));
+            corpus.add("sse_events", &format!("golden-{name}-edges"), &seed)?;
             continue;
         }
         if name.ends_with(".expected.json") {
@@ -145,6 +150,12 @@ fn golden(repo: &Path, corpus: &mut Corpus) -> Result<()> {
                     target,
                     &format!("golden-{name}-{part}"),
                     v.to_string().as_bytes(),
+                )?;
+                let edge = edges(v, u64::MAX).to_string();
+                corpus.add(
+                    target,
+                    &format!("golden-{name}-{part}-edges"),
+                    edge.as_bytes(),
                 )?;
             }
         }
@@ -357,6 +368,14 @@ async fn simulator(corpus: &mut Corpus) -> Result<()> {
                     &format!("sim-{label}"),
                     body.to_string().as_bytes(),
                 )?;
+                for n in [u64::from(u32::MAX), u64::MAX] {
+                    let edge = edges(&body, n).to_string();
+                    corpus.add(
+                        "translate_request",
+                        &format!("sim-{label}-edges-{n}"),
+                        edge.as_bytes(),
+                    )?;
+                }
                 for (i, fault) in FAULTS.iter().enumerate() {
                     let url = match family {
                         "anthropic" => format!("{base}/v1/messages"),
@@ -406,8 +425,23 @@ async fn simulator(corpus: &mut Corpus) -> Result<()> {
                         let mut seed = vec![framing];
                         seed.extend_from_slice(&bytes);
                         corpus.add("sse_events", &name, &seed)?;
+                        if fault.is_empty() {
+                            let mut seed = vec![framing | 1];
+                            seed.extend(stream_edges(&bytes, u64::MAX));
+                            corpus.add("sse_events", &format!("{name}-edges"), &seed)?;
+                        }
                     } else {
                         corpus.add("translate_answer", &name, &bytes)?;
+                        if let (true, Ok(v)) =
+                            (fault.is_empty(), serde_json::from_slice::<Value>(&bytes))
+                        {
+                            let edge = edges(&v, u64::MAX).to_string();
+                            corpus.add(
+                                "translate_answer",
+                                &format!("{name}-edges"),
+                                edge.as_bytes(),
+                            )?;
+                        }
                     }
                 }
             }
@@ -432,6 +466,37 @@ async fn simulator(corpus: &mut Corpus) -> Result<()> {
         corpus.add("classify", &name, &encode_response(status, &[], &bytes))?;
     }
     Ok(())
+}
+
+/// `v` with every non-negative integer replaced by `n`: token counts, limits and indexes at
+/// the edge of their type, which byte mutations of JSON rarely produce whole.
+fn edges(v: &Value, n: u64) -> Value {
+    match v {
+        Value::Number(x) if x.is_u64() => json!(n),
+        Value::Array(xs) => Value::Array(xs.iter().map(|x| edges(x, n)).collect()),
+        Value::Object(m) => {
+            Value::Object(m.iter().map(|(k, x)| (k.clone(), edges(x, n))).collect())
+        }
+        other @ (Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_)) => {
+            other.clone()
+        }
+    }
+}
+
+/// A stream with every event's JSON at the edges (see [`edges`]).
+fn stream_edges(stream: &[u8], n: u64) -> Vec<u8> {
+    let text = String::from_utf8_lossy(stream);
+    let mut out = String::new();
+    for line in text.split_inclusive('\n') {
+        match line
+            .strip_prefix("data: ")
+            .map(|d| serde_json::from_str::<Value>(d.trim_end()))
+        {
+            Some(Ok(v)) => out.push_str(&format!("data: {}\n", edges(&v, n))),
+            Some(Err(_)) | None => out.push_str(line),
+        }
+    }
+    out.into_bytes()
 }
 
 /// Everything of a body that arrived, up to a cut.
