@@ -27,6 +27,19 @@ fn said(c: &Collected) -> (&str, Vec<&str>) {
 }
 
 fn to_openai(m: &Message) -> Option<ChatCompletion> {
+    // Known (sidecar): input and output tokens whose sum overflows `total_tokens`.
+    // `{"usage":{"input_tokens":18446744073709551615,"output_tokens":1}}`
+    let (input, output) = m
+        .usage
+        .map_or((None, None), |u| (u.input_tokens, u.output_tokens));
+    if known(
+        input
+            .unwrap_or(0)
+            .checked_add(output.unwrap_or(0))
+            .is_none(),
+    ) {
+        return None;
+    }
     let v = answer::anthropic_to_openai(m, CREATED);
     let _ = classify::success_body(Api::Openai, Operation::Chat, v.to_string().as_bytes());
     // Known (sidecar): a message `id` that is not a string passes through as the completion's,
