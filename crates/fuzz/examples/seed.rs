@@ -7,7 +7,7 @@
 //! | `classify` | every response the simulator gives (status, headers, body), faults included |
 //! | `translate_request` | the requests sent to the simulator (text, tools, structured output), the golden requests |
 //! | `translate_answer` | every whole answer the simulator gives, the golden answers |
-//! | `compile_routes` | `examples/routes/*.yaml`, and each route's spec as JSON |
+//! | `compile_routes` | `examples/routes/*.yaml`, each route's spec as JSON, and rules nested as deep as their length allows |
 //! | `decode_knowledge` | reports a sidecar makes of the example routes' traffic, and the knowledge the operator's store makes of them |
 //! | `admission_review` | `seeds/review-create-pod.json`, the operator's golden deployment's pod, and variants (annotations, opted out, injected already, init containers, env) |
 //!
@@ -108,6 +108,30 @@ fn routes(repo: &Path, corpus: &mut Corpus) -> Result<Vec<RouteSet>> {
             &text,
             &Sources::in_dir(&dir),
         )?);
+    }
+    // Rules as deep as their length allows: CEL parses and evaluates them recursively.
+    let deep = [
+        ("chain", format!("{} > 0", vec!["1"; 1_400].join("+"))),
+        ("relation", vec!["1"; 2_000].join("<")),
+        ("member", format!("text{} == 1", ".a".repeat(2_000))),
+        ("ternary", format!("{}true", "true?false:".repeat(300))),
+        (
+            "parens",
+            format!("{}true{}", "(".repeat(100), ")".repeat(100)),
+        ),
+    ];
+    for (name, expression) in deep {
+        let spec = json!({
+            "match": {"models": ["m"]},
+            "targets": [{"name": "t", "provider": "openai", "baseUrl": "https://api.openai.com/v1",
+                         "model": "gpt-4o", "credentials": {"none": true}}],
+            "contract": {"rules": [{"expression": expression, "message": "m"}]},
+        });
+        corpus.add(
+            "compile_routes",
+            &format!("deep-{name}.json"),
+            spec.to_string().as_bytes(),
+        )?;
     }
     Ok(sets)
 }
