@@ -48,9 +48,18 @@ impl Sources {
         let (text, from) = match (&source.inline, &source.file, &source.config_map_key_ref) {
             (Some(v), None, None) => return Ok(v.clone()),
             (None, Some(file), None) => {
-                let path = match &self.base_dir {
-                    Some(dir) if Path::new(file).is_relative() => dir.join(file),
-                    Some(_) | None => PathBuf::from(file),
+                // Only a routes file on the user's own disk may name other files: in a cluster
+                // the path would be read on the operator's (or the sidecar's) filesystem — its
+                // ServiceAccount token included — by whoever may write an LlmRoute.
+                let Some(dir) = &self.base_dir else {
+                    return Err(invalid(
+                        "schema files are read only beside a routes file (standalone); in a cluster, use inline or configMapKeyRef".to_owned(),
+                    ));
+                };
+                let path = if Path::new(file).is_relative() {
+                    dir.join(file)
+                } else {
+                    PathBuf::from(file)
                 };
                 let text = std::fs::read_to_string(&path).map_err(|e| {
                     invalid(format!(
@@ -81,7 +90,24 @@ impl Sources {
                 )));
             }
         };
-        parse_yaml(&text).map_err(|e| invalid(format!("{from} is not JSON or YAML: {e}")))
+        // What the document says is not repeated: a route's status is read by people who may
+        // not read the ConfigMap or the file.
+        parse_yaml(&text).map_err(|_| invalid(format!("{from} is not JSON or YAML")))
+    }
+
+    /// Compiles the schema a source names. An error repeats an inline schema's problem (the
+    /// route's author wrote it) but not a referenced document's content.
+    fn compiled(&self, field: &str, source: &SchemaSource) -> Result<Schema, InvalidRoute> {
+        let value = self.schema(field, source)?;
+        Schema::compile(value).map_err(|reason| InvalidRoute::Contract {
+            field: field.to_owned(),
+            reason: if source.inline.is_some() {
+                format!("not a valid JSON Schema: {reason}")
+            } else {
+                "the referenced document is not a valid JSON Schema (its content is not repeated here)"
+                    .to_owned()
+            },
+        })
     }
 }
 
@@ -422,17 +448,7 @@ impl Contract {
     pub fn compile(spec: &ContractSpec, sources: &Sources) -> Result<Contract, InvalidRoute> {
         let schema = match &spec.schema {
             None => None,
-            Some(s) => {
-                let field = "spec.contract.schema";
-                Some(
-                    Schema::compile(sources.schema(field, s)?).map_err(|reason| {
-                        InvalidRoute::Contract {
-                            field: field.to_owned(),
-                            reason: format!("not a valid JSON Schema: {reason}"),
-                        }
-                    })?,
-                )
-            }
+            Some(s) => Some(sources.compiled("spec.contract.schema", s)?),
         };
         let mut tools = Vec::new();
         for (i, t) in spec.tool_arguments.iter().flatten().enumerate() {
@@ -443,11 +459,7 @@ impl Contract {
                     reason: format!("the tool {:?} is listed twice", t.tool),
                 });
             }
-            let source = sources.schema(&format!("{field}.schema"), &t.schema)?;
-            let compiled = Schema::compile(source).map_err(|reason| InvalidRoute::Contract {
-                field: format!("{field}.schema"),
-                reason: format!("not a valid JSON Schema: {reason}"),
-            })?;
+            let compiled = sources.compiled(&format!("{field}.schema"), &t.schema)?;
             tools.push((t.tool.clone(), compiled));
         }
         let mut rules = Vec::new();
@@ -722,6 +734,48 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_route_cannot_read_files_and_errors_never_repeat_a_referenced_document() {
+        // A route author pointing `file:` at the operator's ServiceAccount token read it back
+        // in the route's status, through the schema error.
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let secret = dir.path().join("token");
+        std::fs::write(&secret, "eyJhbGciOiJSUzI1NiIs.secret-token")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let spec: ContractSpec =
+            serde_json::from_value(json!({"schema": {"file": secret.display().to_string()}}))
+                .unwrap_or_else(|e| panic!("{e}"));
+        let e = Contract::compile(&spec, &Sources::default())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("read only beside a routes file"), "{e}");
+        assert!(!e.contains("secret-token") && !e.contains("eyJ"), "{e}");
+        // Standalone, the file is read, but its content is still not repeated when it is not
+        // a schema.
+        let e = Contract::compile(&spec, &Sources::in_dir(dir.path()))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(!e.contains("secret-token") && !e.contains("eyJ"), "{e}");
+        // Nor a ConfigMap's.
+        let mut sources = Sources::default();
+        sources.config_maps.insert(
+            ("cm".to_owned(), "k".to_owned()),
+            "\"private text\"".to_owned(),
+        );
+        let spec: ContractSpec = serde_json::from_value(
+            json!({"schema": {"configMapKeyRef": {"name": "cm", "key": "k"}}}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let e = Contract::compile(&spec, &sources)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("not a valid JSON Schema"), "{e}");
+        assert!(!e.contains("private text"), "{e}");
+    }
+
+    #[test]
     fn huge_deep_and_recursive_schemas() {
         let huge = json!({"enum": vec!["x".repeat(100); 1000]});
         let e = Schema::compile(huge).err().unwrap_or_default();
@@ -934,7 +988,7 @@ maxLength: 200
             "{e}"
         );
         let e = refused("schema: {file: /nonexistent/schema.json}");
-        assert!(e.contains("cannot be read"), "{e}");
+        assert!(e.contains("read only beside a routes file"), "{e}");
         let e = refused("schema: {configMapKeyRef: {name: s, key: k}}");
         assert!(e.contains("operator resolves it"), "{e}");
         let e = refused("schema: {inline: {}, file: x.json}");
