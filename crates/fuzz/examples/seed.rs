@@ -16,8 +16,6 @@
 //! and rewritten on every run, so seeding is idempotent; libFuzzer adds its own files beside
 //! them.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::collections::BTreeMap;
 use std::error::Error;
 use std::path::{Path, PathBuf};

@@ -5,8 +5,6 @@
 //! Outside the workspace and built only on nightly by `cargo fuzz`; nothing in Plumb depends on
 //! it. Harness code: it may panic on what cannot happen (a fixed route that does not compile).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::sync::LazyLock;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
