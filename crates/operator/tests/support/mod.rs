@@ -271,12 +271,29 @@ pub fn condition<'a>(route: &'a Value, kind: &str) -> &'a Value {
         .unwrap_or(&Value::Null)
 }
 
+/// A port free now, for a binary told its address in advance (a replica the tests must know
+/// the address of before it starts). Picked outside the kernel's ephemeral range
+/// (32768–60999), where every port-0 bind and every outgoing connection of the tests running
+/// alongside takes its port: one picked from there could be taken before the binary binds it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as u64)
+        ^ u64::from(std::process::id());
+    for _ in 0..10_000 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000
+            + ((seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(n * 7919))
+                % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between 20000 and 32000");
 }
 
 /// Requests sent one after another through a sidecar until stopped, counting failures.
