@@ -258,6 +258,16 @@ pub fn attempt_span(target: &Target, kind: Kind, probe: bool) -> Span {
     )
 }
 
+/// What every attempt's span says of the answer's head: its status and the model it named.
+fn record_head(span: &Span, r: &AttemptRecord<'_>) {
+    if let Some(status) = r.status {
+        span.record("http.response.status_code", status);
+    }
+    if let Some(m) = r.model {
+        span.record("gen_ai.response.model", m);
+    }
+}
+
 fn attempt_outcome_index(class: Option<FailureClass>) -> usize {
     class.map_or(0, |c| 1 + c.index())
 }
@@ -344,12 +354,7 @@ impl Observer<'_> {
             | Kind::Continuation => {}
         }
         let target = r.target;
-        if let Some(status) = r.status {
-            span.record("http.response.status_code", status);
-        }
-        if let Some(m) = r.model {
-            span.record("gen_ai.response.model", m);
-        }
+        record_head(span, r);
         span.record("plumb.breaker", r.breaker.as_str());
         self.handle(
             target,
@@ -462,12 +467,7 @@ impl Observer<'_> {
     }
 
     fn shadow(&self, span: &Span, r: &AttemptRecord<'_>, request: &ClientRequest) {
-        if let Some(status) = r.status {
-            span.record("http.response.status_code", status);
-        }
-        if let Some(m) = r.model {
-            span.record("gen_ai.response.model", m);
-        }
+        record_head(span, r);
         match &r.outcome {
             AttemptOutcome::Answered { usage } => {
                 if let Some(tokens) = usage {

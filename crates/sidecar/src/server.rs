@@ -153,14 +153,20 @@ struct Slots {
     per_address: usize,
 }
 
-/// A connection's slot; freed when dropped.
+/// A connection's slot: its place among the listener's connections and its address's count,
+/// both given back when dropped.
 struct Slot {
     _all: OwnedSemaphorePermit,
+    _address: AddressCount,
+}
+
+/// One connection counted against its address; the count goes down when dropped.
+struct AddressCount {
     address: IpAddr,
     by_address: Arc<Mutex<HashMap<IpAddr, usize>>>,
 }
 
-impl Drop for Slot {
+impl Drop for AddressCount {
     fn drop(&mut self) {
         let mut by = self.by_address.lock();
         if let Some(n) = by.get_mut(&self.address) {
@@ -205,23 +211,20 @@ impl Slots {
             }
             *n += 1;
         }
-        // From here the slot gives its address's count back, whatever happens.
-        let taken = self.all.clone().try_acquire_owned();
-        let slot = |all| Slot {
-            _all: all,
+        // From here the count is given back whatever happens.
+        let counted = AddressCount {
             address,
             by_address: self.by_address.clone(),
         };
-        match taken {
-            Ok(all) => Some((tcp, slot(all))),
+        match self.all.clone().try_acquire_owned() {
+            Ok(all) => Some((
+                tcp,
+                Slot {
+                    _all: all,
+                    _address: counted,
+                },
+            )),
             Err(_) => {
-                let mut by = self.by_address.lock();
-                if let Some(n) = by.get_mut(&address) {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        by.remove(&address);
-                    }
-                }
                 tracing::warn!(
                     listener,
                     "connection limit reached; closing a new connection"
