@@ -79,6 +79,16 @@ async fn call(sc: &Sidecar, family: &str, stream: bool) -> String {
     seen
 }
 
+/// Shadow samples ended so far, whatever their outcome.
+async fn shadow_samples(sc: &Sidecar) -> u64 {
+    admin(sc, "/metrics")
+        .await
+        .lines()
+        .filter(|l| l.starts_with("plumb_shadow_comparisons_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
 async fn admin(sc: &Sidecar, path: &str) -> String {
     client()
         .get(format!("{}{path}", sc.admin))
@@ -108,6 +118,44 @@ async fn no_canary_key_leaves_the_sidecar_whatever_the_providers_echo() {
             ],
             &["--log-format", log_format],
         );
+        // Shadow samples first, while the fallback's breaker is closed (the echoing cases
+        // below open it, and a sample never asks a target known to be down): the primary
+        // answers, its answer is shadowed to the fallback, which answers or echoes its key.
+        let mut shadowed: Vec<(String, Value, Value)> = vec![(
+            "healthy, shadowed".to_owned(),
+            json!({"fault": "server_error", "first": 0}),
+            json!({"fault": "server_error", "first": 0}),
+        )];
+        for how in echoes {
+            shadowed.push((
+                format!("the shadow candidate echoes ({how})"),
+                json!({"fault": "server_error", "first": 0}),
+                json!({"fault": format!("key_echo:how={how}"), "first": 1}),
+            ));
+        }
+        for (name, primary, fallback) in &shadowed {
+            for family in ["openai", "anthropic"] {
+                plan(&sim, "sim-gpt", primary.clone());
+                plan(&sim, "sim-claude", fallback.clone());
+                let before = shadow_samples(&sc).await;
+                let seen = call(&sc, family, false).await;
+                assert_clean(&format!("{name}, {family}: the response"), &seen);
+                // One sample at a time, so each candidate answer is the one planned.
+                assert!(
+                    crate::support::eventually(|| async { shadow_samples(&sc).await > before })
+                        .await,
+                    "{name}, {family}: the answer was shadowed to the fallback"
+                );
+            }
+        }
+        let metrics = admin(&sc, "/metrics").await;
+        for outcome in ["agree", "error"] {
+            assert!(
+                metrics.lines().any(|l| l.starts_with("plumb_shadow_comparisons_total")
+                    && l.contains(&format!("outcome=\"{outcome}\""))),
+                "a shadow sample ended {outcome:?}:\n{metrics}"
+            );
+        }
         let mut cases: Vec<(String, Value, Value)> = Vec::new();
         for how in echoes {
             // The primary echoes its key; the fallback answers.
@@ -135,11 +183,6 @@ async fn no_canary_key_leaves_the_sidecar_whatever_the_providers_echo() {
             json!({"fault": "unauthorized", "first": 10}),
             json!({"fault": "unauthorized", "first": 10}),
         ));
-        cases.push((
-            "healthy, shadowed".to_owned(),
-            json!({"fault": "server_error", "first": 0}),
-            json!({"fault": "server_error", "first": 0}),
-        ));
         for (name, primary, fallback) in &cases {
             for family in ["openai", "anthropic"] {
                 for stream in [false, true] {
@@ -153,8 +196,7 @@ async fn no_canary_key_leaves_the_sidecar_whatever_the_providers_echo() {
                 }
             }
         }
-        // Let shadow samples finish, then read everything the sidecar exposes.
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        // Read everything the sidecar exposes (samples were waited for above).
         for path in ["/metrics", "/fleet", "/equivalence"] {
             assert_clean(path, &admin(&sc, path).await);
         }
@@ -162,6 +204,10 @@ async fn no_canary_key_leaves_the_sidecar_whatever_the_providers_echo() {
         assert!(
             logs.contains("attempt failed"),
             "the failures were logged (so the check below means something)"
+        );
+        assert!(
+            logs.contains("shadow request failed"),
+            "the shadow candidate's echoing failures were logged"
         );
         assert_clean(&format!("the {log_format} log"), &logs);
         assert!(
