@@ -59,6 +59,50 @@ pub fn spawn(mut cmd: Command) -> Proc {
     }
 }
 
+/// Everything a process wrote to stderr so far.
+#[derive(Clone, Default)]
+pub struct Logs(Arc<parking_lot::Mutex<Vec<u8>>>);
+
+impl Logs {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock()).into_owned()
+    }
+}
+
+/// Like [`spawn`], with the process's stderr kept (and `RUST_LOG` as given).
+pub fn spawn_logged(mut cmd: Command, rust_log: &str) -> (Proc, Logs) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env("RUST_LOG", rust_log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let logs = Logs::default();
+    let mut stderr = child.stderr.take().unwrap();
+    let sink = logs.clone();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = stderr.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.0.lock().extend_from_slice(&buf[..n]);
+        }
+    });
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(
+        !line.is_empty(),
+        "{cmd:?} printed nothing:\n{}",
+        logs.text()
+    );
+    let words = line.split_whitespace().map(str::to_owned).collect();
+    (Proc { child, words }, logs)
+}
+
 pub struct Env {
     pub _api: ApiServer,
     pub fake: Arc<FakeCore>,
@@ -131,6 +175,11 @@ impl Env {
     }
 
     pub fn operator_full(&self, policy_port: u16, pod: &str, extra: &[&str]) -> Proc {
+        spawn(self.operator_command(policy_port, pod, extra))
+    }
+
+    /// The command [`Env::operator_full`] runs.
+    pub fn operator_command(&self, policy_port: u16, pod: &str, extra: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_plumb-operator"));
         cmd.args(["--lease-duration", "3s", "--lease-retry", "300ms"])
             .env("POD_NAMESPACE", "plumb-system")
@@ -151,7 +200,7 @@ impl Env {
         .arg(&self.key)
         .args(extra)
         .env("KUBECONFIG", &self.kubeconfig);
-        spawn(cmd)
+        cmd
     }
 
     /// A sidecar of `namespace` presenting `token`.
@@ -163,6 +212,18 @@ impl Env {
         token: &str,
         cache: Option<&Path>,
     ) -> Proc {
+        spawn(self.sidecar_command(policy_url, namespace, pod, token, cache))
+    }
+
+    /// The command [`Env::sidecar`] runs.
+    pub fn sidecar_command(
+        &self,
+        policy_url: &str,
+        namespace: &str,
+        pod: &str,
+        token: &str,
+        cache: Option<&Path>,
+    ) -> Command {
         let token_file = self.dir.path().join(format!("token-{pod}"));
         std::fs::write(&token_file, token).unwrap();
         let mut cmd = Command::new(bin("plumb-sidecar"));
@@ -185,7 +246,7 @@ impl Env {
         if let Some(c) = cache {
             cmd.arg("--policy-cache").arg(c);
         }
-        spawn(cmd)
+        cmd
     }
 
     pub fn route(&self, namespace: &str, name: &str, model: &str, extra: Value) -> Value {

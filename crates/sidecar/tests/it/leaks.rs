@@ -14,9 +14,12 @@ const OPENAI_CANARY: &str = "CANARYopenai0123456789abcdefXYZ";
 /// The Anthropic target's key, in Anthropic's shape.
 const ANTHROPIC_CANARY: &str = "sk-ant-CANARYanthropic9876543210zyx";
 
+/// The caller's own key, which passthrough targets forward: no provider's shape either.
+const CALLER_CANARY: &str = "CANARYcaller5432109876fedcbaQRS";
+
 /// The texts that must never appear: each key, its first twelve characters, its last ten.
 fn forbidden() -> Vec<&'static str> {
-    [OPENAI_CANARY, ANTHROPIC_CANARY]
+    [OPENAI_CANARY, ANTHROPIC_CANARY, CALLER_CANARY]
         .into_iter()
         .flat_map(|k| [k, &k[..12], &k[k.len() - 10..]])
         .collect()
@@ -59,7 +62,27 @@ fn routes(sim: &plumb_simulator::Simulator) -> String {
             .replace("{none: true}", "{env: PLUMB_CANARY_ANTHROPIC}"),
         ],
         "  streaming: {continuation: true}\n  equivalence:\n    mode: observe\n    shadow: {rate: 1.0, maxConcurrent: 4, requestsPerMinute: 1000}\n",
-    )
+    ) + "---\n"
+        // The caller's own key, forwarded to both targets; the second continues cut streams.
+        + &route(
+            "own",
+            &["sim-gpt", "sim-gpt-mini"]
+                .iter()
+                .enumerate()
+                .map(|(i, model)| {
+                    target(
+                        &format!("own-{i}"),
+                        "openai",
+                        &format!("{}/v1", sim.base_url()),
+                        model,
+                        &format!("      priority: {i}\n"),
+                    )
+                    .replace("{none: true}", "{passthrough: true}")
+                })
+                .collect::<Vec<_>>(),
+            "  streaming: {continuation: true}\n",
+        )
+        .replace("name: r,", "name: own,")
 }
 
 /// One request; everything the client saw, as text.
@@ -151,8 +174,10 @@ async fn no_canary_key_leaves_the_sidecar_whatever_the_providers_echo() {
         let metrics = admin(&sc, "/metrics").await;
         for outcome in ["agree", "error"] {
             assert!(
-                metrics.lines().any(|l| l.starts_with("plumb_shadow_comparisons_total")
-                    && l.contains(&format!("outcome=\"{outcome}\""))),
+                metrics
+                    .lines()
+                    .any(|l| l.starts_with("plumb_shadow_comparisons_total")
+                        && l.contains(&format!("outcome=\"{outcome}\""))),
                 "a shadow sample ended {outcome:?}:\n{metrics}"
             );
         }
@@ -196,6 +221,41 @@ async fn no_canary_key_leaves_the_sidecar_whatever_the_providers_echo() {
                 }
             }
         }
+        // The caller's own key, echoed by both passthrough targets, in every shape.
+        for how in echoes {
+            for after in [0, 2] {
+                let fault =
+                    json!({"fault": format!("key_echo:how={how},after={after}"), "first": 10});
+                plan(&sim, "sim-gpt", fault.clone());
+                plan(&sim, "sim-gpt-mini", fault);
+                for stream in [false, true] {
+                    let r = client()
+                        .post(format!("{}/v1/chat/completions", sc.url))
+                        .bearer_auth(CALLER_CANARY)
+                        .json(&json!({"model": "own", "stream": stream,
+                            "messages": [{"role": "user", "content": "what is six times seven"}]}))
+                        .send()
+                        .await
+                        .unwrap();
+                    let mut seen = format!("{}\n", r.status());
+                    for (k, v) in r.headers() {
+                        seen.push_str(&format!("{k}: {}\n", v.to_str().unwrap_or("")));
+                    }
+                    seen.push_str(&r.text().await.unwrap_or_default());
+                    assert_clean(
+                        &format!("the caller's key echoed ({how}, after {after}, stream={stream})"),
+                        &seen,
+                    );
+                }
+            }
+        }
+        assert!(
+            sim.attempts(Some("sim-gpt-mini")).iter().any(|a| a
+                .fault
+                .as_deref()
+                .is_some_and(|f| f.starts_with("key_echo"))),
+            "the passthrough targets echoed the caller's key"
+        );
         // Read everything the sidecar exposes (samples were waited for above).
         for path in ["/metrics", "/fleet", "/equivalence"] {
             assert_clean(path, &admin(&sc, path).await);
