@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 use plumb_policy::contract::Violation;
 
 use crate::completion::Collected;
-use crate::event::{Event, SseReader};
+use crate::event::{Event, RawEvent, SseReader};
 use crate::observe::Settlement;
 use crate::payload::Api;
 use crate::plan::{self, Committed, Interruption};
@@ -72,8 +72,26 @@ pub struct AfterCommit {
     pub check: ContractCheck,
 }
 
-/// A route's contract applied to a complete answer.
-pub type ContractCheck = Box<dyn Fn(&Collected) -> Result<(), Violation> + Send + Sync>;
+/// A route's contract applied to a complete answer, off the async workers and within a
+/// deadline ([`crate::verify::check_bounded`]): the stream waits for the verdict.
+pub type ContractCheck = Box<dyn FnOnce(Collected) -> Verdict + Send + Sync>;
+
+/// The verdict of a contract check under way.
+pub type Verdict = Pin<Box<dyn Future<Output = Result<(), Violation>> + Send + Sync>>;
+
+/// A complete answer being checked after commit, and what reaches the client if it passes.
+struct Checking {
+    verdict: Verdict,
+    then: Passed,
+}
+
+/// What a stream whose answer passed its contract goes on with.
+enum Passed {
+    /// The upstream's terminal event, not yet translated.
+    Terminal(RawEvent, Event),
+    /// The translator's tail after the upstream ended (a terminator it adds).
+    Finished(Vec<Bytes>),
+}
 
 type Report = Box<dyn FnOnce(StreamEnd) + Send + Sync>;
 
@@ -135,6 +153,7 @@ pub struct Relay {
     include_usage: bool,
     created: u64,
     after_commit: Option<AfterCommit>,
+    checking: Option<Checking>,
     collector: Option<StreamCollector>,
     usage: crate::genai::StreamUsage,
     on_usage: Option<OnUsage>,
@@ -208,6 +227,7 @@ impl Relay {
             include_usage: options.include_usage,
             created: options.created,
             after_commit: options.after_commit,
+            checking: None,
             collector,
             usage: crate::genai::StreamUsage::default(),
             on_usage: options.on_usage,
@@ -215,19 +235,32 @@ impl Relay {
         }
     }
 
-    /// Whether the complete answer passes the contract (always, without one). A failing
-    /// answer ends the stream with an error event instead of its terminator.
-    fn answer_passes(&mut self) -> bool {
+    /// Checks the complete answer against the contract before `then` goes on, when the route
+    /// checks streams after commit (the verdict is awaited in `poll_frame`); goes on at once
+    /// without one.
+    fn check_then(&mut self, then: Passed) {
         let Some(ac) = self.after_commit.take() else {
-            return true;
+            return self.checked(Ok(()), then);
         };
         let answer = Collected {
             text: self.translator.text().to_owned(),
             tools: ac.collector.collected().tools.clone(),
             model: None,
         };
-        match (ac.check)(&answer) {
-            Ok(()) => true,
+        self.checking = Some(Checking {
+            verdict: (ac.check)(answer),
+            then,
+        });
+    }
+
+    /// The contract's verdict came: a passing answer goes on; a failing one ends the stream
+    /// with an error event instead of its terminator.
+    fn checked(&mut self, verdict: Result<(), Violation>, then: Passed) {
+        match verdict {
+            Ok(()) => match then {
+                Passed::Terminal(raw, event) => self.translate(&raw, &event),
+                Passed::Finished(tail) => self.complete(tail),
+            },
             Err(violation) => {
                 self.upstream = None;
                 self.resume = None;
@@ -240,7 +273,6 @@ impl Relay {
                 self.out
                     .push_back(rejected_event(self.api, &self.target, &violation));
                 self.end(StreamEnd::Rejected { violation, bytes });
-                false
             }
         }
     }
@@ -293,7 +325,8 @@ impl Relay {
 
     /// Translates every whole event received so far into `out`.
     fn drain_events(&mut self) {
-        while !self.done {
+        // A terminal event waiting for the contract's verdict holds back everything after it.
+        while !self.done && self.checking.is_none() {
             let Some(raw) = self.sse.next_event() else {
                 if self.sse.oversized() {
                     let detail = format!(
@@ -312,11 +345,20 @@ impl Relay {
             }
             if let Some(ac) = self.after_commit.as_mut() {
                 ac.collector.event(&event);
-                if event.is_terminal() && !self.answer_passes() {
-                    return;
+                if event.is_terminal() {
+                    // The rest waits for the verdict.
+                    self.check_then(Passed::Terminal(raw, event));
+                    continue;
                 }
             }
-            match self.translator.event(&raw, &event) {
+            self.translate(&raw, &event);
+        }
+    }
+
+    /// Translates one upstream event into `out`.
+    fn translate(&mut self, raw: &RawEvent, event: &Event) {
+        {
+            match self.translator.event(raw, event) {
                 Ok(out) => self.out.extend(out),
                 Err(EventError::Malformed) => match self.malformed {
                     MalformedEvents::Skip => {
@@ -334,29 +376,33 @@ impl Relay {
     /// The upstream ended cleanly: finalise a complete answer (a missing terminator is
     /// added), or interrupt a truncated one.
     fn upstream_ended(&mut self) {
+        self.upstream = None;
         self.drain_events();
-        if self.done {
+        if self.done || self.checking.is_some() {
             return;
         }
-        self.upstream = None;
         match self.translator.finish() {
-            Ok(_) if !self.answer_passes() => {}
-            Ok(tail) => {
-                self.out.extend(tail);
-                self.done = true;
-                self.settle(Settlement::Completed);
-                let bytes = self.bytes;
-                let answer = self.collector.take().map(|c| Collected {
-                    text: self.translator.text().to_owned(),
-                    ..c.collected().clone()
-                });
-                self.end(StreamEnd::Completed { bytes, answer });
-            }
+            Ok(tail) => self.check_then(Passed::Finished(tail)),
             Err(Incomplete) => self.interrupt(
                 Interruption::Cut,
                 "the upstream ended the stream before the answer was complete",
             ),
         }
+    }
+}
+
+impl Relay {
+    /// A complete answer: its tail, then the end.
+    fn complete(&mut self, tail: Vec<Bytes>) {
+        self.out.extend(tail);
+        self.done = true;
+        self.settle(Settlement::Completed);
+        let bytes = self.bytes;
+        let answer = self.collector.take().map(|c| Collected {
+            text: self.translator.text().to_owned(),
+            ..c.collected().clone()
+        });
+        self.end(StreamEnd::Completed { bytes, answer });
     }
 }
 
@@ -421,6 +467,17 @@ impl http_body::Body for Relay {
             if this.done {
                 return Poll::Ready(None);
             }
+            if let Some(c) = this.checking.as_mut() {
+                // Nothing more is read or sent until the contract's verdict (bounded by its
+                // deadline); the stream's timers wait too.
+                let Poll::Ready(verdict) = c.verdict.as_mut().poll(cx) else {
+                    return Poll::Pending;
+                };
+                if let Some(c) = this.checking.take() {
+                    this.checked(verdict, c.then);
+                }
+                continue;
+            }
             if let Some(r) = this.resuming.as_mut() {
                 match Pin::new(&mut r.rx).poll(cx) {
                     Poll::Pending => return Poll::Pending,
@@ -452,7 +509,7 @@ impl http_body::Body for Relay {
                 }
             }
             this.drain_events();
-            if !this.out.is_empty() || this.done {
+            if !this.out.is_empty() || this.done || this.checking.is_some() {
                 continue;
             }
             let Some(upstream) = this.upstream.as_mut() else {
@@ -490,7 +547,7 @@ impl http_body::Body for Relay {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done && self.out.is_empty() && self.resuming.is_none()
+        self.done && self.out.is_empty() && self.resuming.is_none() && self.checking.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -509,6 +566,96 @@ impl Drop for Relay {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::BodyExt;
+
+    /// A relay of a whole OpenAI stream that has already ended upstream, checked after commit
+    /// by a contract whose verdict the test gives.
+    fn checked_relay() -> (Relay, oneshot::Sender<Result<(), Violation>>) {
+        let (tx, rx) = oneshot::channel::<Result<(), Violation>>();
+        // The answer, then its terminator in a frame of its own, then the end: the end is
+        // seen while the verdict is awaited.
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> = [
+            "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: [DONE]\n\n",
+        ]
+        .into_iter()
+        .map(|f| Ok(Frame::data(Bytes::from_static(f.as_bytes()))))
+        .collect();
+        let upstream = http_body_util::StreamBody::new(tokio_stream::iter(frames)).boxed();
+        let options = RelayOptions {
+            api: Api::Openai,
+            target: "t".to_owned(),
+            translator: Translator::new(Api::Openai, Api::Openai, false, 1),
+            malformed: MalformedEvents::Fail,
+            idle: Duration::from_secs(60),
+            max: Duration::from_secs(600),
+            resume: None,
+            include_usage: false,
+            created: 1,
+            after_commit: Some(AfterCommit {
+                collector: StreamCollector::new(Api::Openai),
+                check: Box::new(move |_| {
+                    Box::pin(async move {
+                        rx.await.unwrap_or_else(|_| {
+                            Err(Violation {
+                                class: plumb_policy::FailureClass::SchemaViolation,
+                                check: "deadline".to_owned(),
+                                message: "gone".to_owned(),
+                            })
+                        })
+                    })
+                }),
+            }),
+            collect: false,
+            on_usage: None,
+            redact: std::sync::Arc::new(str::to_owned),
+        };
+        let relay = Relay::new(options, Bytes::new(), upstream, Box::new(|_, _| {}), |_| {});
+        (relay, tx)
+    }
+
+    /// Everything the relay sends before it would wait, and whether it ended.
+    async fn sent_so_far(relay: &mut Relay) -> (String, bool) {
+        let mut out = String::new();
+        loop {
+            match tokio::time::timeout(Duration::from_millis(50), relay.frame()).await {
+                Ok(Some(Ok(f))) => {
+                    out.push_str(&String::from_utf8_lossy(&f.into_data().unwrap_or_default()))
+                }
+                Ok(None) => return (out, true),
+                Ok(Some(Err(e))) => panic!("{e}"),
+                Err(_) => return (out, false),
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_terminator_waits_for_the_contracts_verdict_even_when_the_upstream_has_ended() {
+        // The upstream ends at once; the check takes its time (it runs off the workers).
+        let (mut relay, verdict) = checked_relay();
+        let (before, ended) = sent_so_far(&mut relay).await;
+        assert!(before.contains("Hi"), "{before}");
+        assert!(!ended && !before.contains("[DONE]"), "{before}");
+        // A failing verdict: an error event, never the terminator.
+        let _ = verdict.send(Err(Violation {
+            class: plumb_policy::FailureClass::OutOfBounds,
+            check: "rules[0]".to_owned(),
+            message: "too long".to_owned(),
+        }));
+        let (after, ended) = sent_so_far(&mut relay).await;
+        assert!(ended);
+        assert!(
+            after.contains("out_of_bounds") && !after.contains("[DONE]"),
+            "{after}"
+        );
+        // A passing one: the terminator follows.
+        let (mut relay, verdict) = checked_relay();
+        let (before, _) = sent_so_far(&mut relay).await;
+        assert!(!before.contains("[DONE]"), "{before}");
+        let _ = verdict.send(Ok(()));
+        let (after, ended) = sent_so_far(&mut relay).await;
+        assert!(ended && after.contains("[DONE]"), "{after}");
+    }
 
     #[test]
     fn interruption_events_are_errors_the_sdks_raise() {

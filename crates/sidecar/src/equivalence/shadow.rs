@@ -90,7 +90,7 @@ impl Sampler {
                 metrics: o.metrics.clone(),
                 policy: o.policy.clone(),
                 route: o.route.clone(),
-                request: o.request.unstreamed(),
+                request: Arc::new(o.request.unstreamed()),
                 headers: o.headers.clone(),
                 primary: o.primary.clone(),
                 answer: Collected::default(),
@@ -131,7 +131,7 @@ struct Job {
     metrics: Arc<Metrics>,
     policy: Arc<Policy>,
     route: Arc<Route>,
-    request: ClientRequest,
+    request: Arc<ClientRequest>,
     headers: HeaderMap,
     primary: Target,
     answer: Collected,
@@ -165,11 +165,19 @@ impl Job {
                     "error"
                 }
                 Ok(theirs) => {
-                    let agreed = match verify::check(route, &self.request, schema.as_ref(), &theirs)
-                    {
+                    // Off the async workers, within the check's deadline: the schema may be
+                    // the client's.
+                    let checked = verify::check_bounded(
+                        route.clone(),
+                        self.request.clone(),
+                        schema.clone(),
+                        theirs,
+                    )
+                    .await;
+                    let agreed = match checked {
+                        (Ok(()), Some(theirs)) => self.compare(&theirs).await,
                         // An answer that breaks the contract never agrees.
-                        Err(_) => Ok(false),
-                        Ok(()) => self.compare(&theirs).await,
+                        _ => Ok(false),
                     };
                     match agreed {
                         Ok(agreed) => {

@@ -207,7 +207,13 @@ impl Request<'_> {
         let schema = self.request_schema.cloned();
         Some(AfterCommit {
             collector: StreamCollector::new(Api::of(target.provider)),
-            check: Box::new(move |answer| verify::check(&route, &request, schema.as_ref(), answer)),
+            check: Box::new(move |answer| {
+                Box::pin(async move {
+                    verify::check_bounded(route, request, schema, answer)
+                        .await
+                        .0
+                })
+            }),
         })
     }
 

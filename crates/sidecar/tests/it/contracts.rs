@@ -169,7 +169,7 @@ async fn a_stream_checked_after_commit_ends_with_an_error_event_not_a_success() 
     let (raw, _) = read_all(r).await;
     let events = parse_sse(&raw);
     let last = events.iter().rev().find(|e| !e.data.is_empty()).unwrap();
-    let err = last.json().unwrap();
+    let err = last.json().unwrap_or_else(|| panic!("{raw}"));
     assert_eq!(err["error"]["code"], "out_of_bounds", "{raw}");
     assert!(
         err["error"]["message"]
