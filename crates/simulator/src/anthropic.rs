@@ -126,6 +126,9 @@ fn block(a: &Answer) -> Value {
     }
 }
 
+/// The signature the simulator's thinking blocks carry (opaque, as the provider's are).
+const SIGNATURE: &str = "c2ltdWxhdGVkLXRoaW5raW5n";
+
 /// A complete (non-streamed) `message` object.
 pub fn message(a: &Answer, id: &str) -> Value {
     json!({
@@ -133,7 +136,11 @@ pub fn message(a: &Answer, id: &str) -> Value {
         "type": "message",
         "role": "assistant",
         "model": a.model,
-        "content": [block(a)],
+        "content": if a.thinking.is_empty() {
+            json!([block(a)])
+        } else {
+            json!([{"type": "thinking", "thinking": a.thinking.concat(), "signature": SIGNATURE}, block(a)])
+        },
         "stop_reason": stop_reason(a.finish),
         "stop_sequence": null,
         "usage": {"input_tokens": a.prompt_tokens, "output_tokens": a.completion_tokens()},
@@ -152,6 +159,35 @@ pub fn stream(a: &Answer, id: &str) -> Vec<Event> {
         }}),
         EventKind::Preamble,
     ));
+    // A thinking block first, as extended thinking streams it; the answer's block follows.
+    let index = u32::from(!a.thinking.is_empty());
+    if !a.thinking.is_empty() {
+        events.push(Event::named(
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": 0,
+                "content_block": {"type": "thinking", "thinking": "", "signature": ""}}),
+            EventKind::Preamble,
+        ));
+        for t in &a.thinking {
+            events.push(Event::named(
+                "content_block_delta",
+                &json!({"type": "content_block_delta", "index": 0,
+                    "delta": {"type": "thinking_delta", "thinking": t}}),
+                EventKind::Thinking,
+            ));
+        }
+        events.push(Event::named(
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "signature_delta", "signature": SIGNATURE}}),
+            EventKind::Preamble,
+        ));
+        events.push(Event::named(
+            "content_block_stop",
+            &json!({"type": "content_block_stop", "index": 0}),
+            EventKind::Preamble,
+        ));
+    }
     let (start_block, delta) = match &a.content {
         Content::Text(_) => (json!({"type": "text", "text": ""}), "text"),
         Content::Tool { id, name, .. } => (
@@ -161,7 +197,7 @@ pub fn stream(a: &Answer, id: &str) -> Vec<Event> {
     };
     events.push(Event::named(
         "content_block_start",
-        &json!({"type": "content_block_start", "index": 0, "content_block": start_block}),
+        &json!({"type": "content_block_start", "index": index, "content_block": start_block}),
         EventKind::Preamble,
     ));
     events.push(Event::named(
@@ -177,13 +213,13 @@ pub fn stream(a: &Answer, id: &str) -> Vec<Event> {
         };
         events.push(Event::named(
             "content_block_delta",
-            &json!({"type": "content_block_delta", "index": 0, "delta": d}),
+            &json!({"type": "content_block_delta", "index": index, "delta": d}),
             EventKind::Token,
         ));
     }
     events.push(Event::named(
         "content_block_stop",
-        &json!({"type": "content_block_stop", "index": 0}),
+        &json!({"type": "content_block_stop", "index": index}),
         EventKind::Tail,
     ));
     events.push(Event::named(

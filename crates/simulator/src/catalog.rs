@@ -57,6 +57,41 @@ pub struct ModelSpec {
     /// Refuse requests that end with a partial assistant message (prefill), as some models do.
     #[serde(default)]
     pub reject_prefill: bool,
+    /// A reasoning model: it thinks before it answers, streaming its reasoning (OpenAI-style
+    /// `reasoning_content` deltas, Anthropic `thinking` blocks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<Thinking>,
+}
+
+/// How long a reasoning model thinks before it answers, and how often it says so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct Thinking {
+    /// How long it thinks (`4s`).
+    #[serde(rename = "for", with = "humantime_serde_compat")]
+    pub think_for: Duration,
+    /// The time between two reasoning deltas (`250ms`).
+    #[serde(with = "humantime_serde_compat")]
+    pub every: Duration,
+}
+
+impl Thinking {
+    /// The header form: `4s/250ms` (thinks for 4 s, a delta every 250 ms).
+    pub fn parse(s: &str) -> Option<Thinking> {
+        let (total, every) = s.split_once('/')?;
+        let total = humantime::parse_duration(total.trim()).ok()?;
+        let every = humantime::parse_duration(every.trim()).ok()?;
+        (!every.is_zero()).then_some(Thinking {
+            think_for: total,
+            every,
+        })
+    }
+
+    /// How many reasoning deltas it sends: one per `every`, at least one.
+    pub fn deltas(&self) -> u32 {
+        let n = self.think_for.as_nanos() / self.every.as_nanos().max(1);
+        u32::try_from(n).unwrap_or(u32::MAX).clamp(1, 100_000)
+    }
 }
 
 /// A latency distribution.
@@ -174,7 +209,7 @@ fn model(persona: &str, context_window: u32) -> ModelSpec {
 }
 
 /// The built-in catalogue: OpenAI-flavoured and Anthropic-flavoured models with two personas, a
-/// large-context model, a judge and an embedding model.
+/// large-context model, reasoning models, a judge and an embedding model.
 pub fn default_models() -> BTreeMap<String, ModelSpec> {
     let mut m = BTreeMap::new();
     m.insert("sim-gpt".to_owned(), model("default", 8_192));
@@ -187,6 +222,25 @@ pub fn default_models() -> BTreeMap<String, ModelSpec> {
         "sim-claude-noprefill".to_owned(),
         ModelSpec {
             reject_prefill: true,
+            ..model("default", 200_000)
+        },
+    );
+    // Reasoning models: two seconds of thought, a delta every 250 ms, then the answer.
+    let thinking = Some(Thinking {
+        think_for: Duration::from_secs(2),
+        every: Duration::from_millis(250),
+    });
+    m.insert(
+        "sim-gpt-reasoner".to_owned(),
+        ModelSpec {
+            thinking,
+            ..model("default", 128_000)
+        },
+    );
+    m.insert(
+        "sim-claude-thinker".to_owned(),
+        ModelSpec {
+            thinking,
             ..model("default", 200_000)
         },
     );

@@ -81,6 +81,8 @@ pub struct Answer {
     pub prompt_tokens: u32,
     /// Why it stopped.
     pub finish: Finish,
+    /// A reasoning model's thoughts before the answer, one piece per reasoning delta.
+    pub thinking: Vec<String>,
 }
 
 impl Answer {
@@ -163,12 +165,18 @@ pub fn answer(
         _ => content,
     };
     let (content, pieces, finish) = split(content, finish, req.max_tokens);
+    let thinking = spec.thinking.map_or_else(Vec::new, |t| {
+        (1..=t.deltas())
+            .map(|k| format!("Thinking it over, step {k}. "))
+            .collect()
+    });
     Answer {
         model,
         content,
         pieces,
         prompt_tokens: req.prompt_tokens(),
         finish,
+        thinking,
     }
 }
 

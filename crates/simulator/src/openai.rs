@@ -109,6 +109,8 @@ fn usage(a: &Answer) -> Value {
 /// A complete (non-streamed) `chat.completion` object.
 pub fn completion(a: &Answer, id: &str, created: u64) -> Value {
     let message = match &a.content {
+        Content::Text(t) if !a.thinking.is_empty() => json!({"role": "assistant",
+            "content": t, "refusal": null, "reasoning_content": a.thinking.concat()}),
         Content::Text(t) => json!({"role": "assistant", "content": t, "refusal": null}),
         Content::Tool {
             id,
@@ -148,7 +150,7 @@ pub fn stream(a: &Answer, id: &str, created: u64, include_usage: bool) -> Vec<Ev
         }
         c
     };
-    let mut events = Vec::with_capacity(a.pieces.len() + 4);
+    let mut events = Vec::with_capacity(a.pieces.len() + a.thinking.len() + 4);
     match &a.content {
         Content::Text(_) => {
             events.push(Event::data(
@@ -158,6 +160,13 @@ pub fn stream(a: &Answer, id: &str, created: u64, include_usage: bool) -> Vec<Ev
                 ),
                 EventKind::Preamble,
             ));
+            // As DeepSeek-R1, QwQ behind vLLM and OpenRouter stream it.
+            for t in &a.thinking {
+                events.push(Event::data(
+                    &chunk(json!({"reasoning_content": t}), None),
+                    EventKind::Thinking,
+                ));
+            }
             for p in &a.pieces {
                 events.push(Event::data(
                     &chunk(json!({"content": p}), None),

@@ -583,6 +583,14 @@ impl Attempting {
                 "This model does not support assistant message prefill. The conversation must end with a user message.",
             )));
         }
+        let mut spec = spec;
+        if let Some(t) = headers
+            .get("x-sim-thinking")
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::catalog::Thinking::parse)
+        {
+            spec.thinking = Some(t);
+        }
         let judge = self.state.judge.lock().clone();
         let answer = chat::answer(&req, &spec, fault.as_ref(), &judge, self.id);
         let gap = Self::token_gap(headers, &spec);
@@ -617,6 +625,7 @@ impl Attempting {
             let plan = StreamPlan {
                 fault,
                 token_gap: gap,
+                thinking_gap: spec.thinking.map(|t| t.every),
                 error_event,
                 malformed: malformed_event(self.api),
             };
@@ -631,6 +640,9 @@ impl Attempting {
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             self.id_headers(h);
             return Ok(resp);
+        }
+        if let Some(t) = spec.thinking {
+            tokio::time::sleep(t.every * t.deltas()).await;
         }
         if let Some(gap) = gap {
             tokio::time::sleep(gap * answer.completion_tokens()).await;
@@ -671,6 +683,7 @@ impl Attempting {
                 let plan = StreamPlan {
                     fault: Some(fault),
                     token_gap: None,
+                    thinking_gap: None,
                     error_event: None,
                     malformed: Bytes::new(),
                 };
@@ -796,6 +809,8 @@ async fn models(
 struct StreamPlan {
     fault: Option<Fault>,
     token_gap: Option<Duration>,
+    /// The time before each reasoning delta of a reasoning model.
+    thinking_gap: Option<Duration>,
     error_event: Option<Event>,
     malformed: Bytes,
 }
@@ -828,7 +843,9 @@ impl StreamPlan {
             let past_preamble = ev.kind != EventKind::Preamble;
             // A fault placed "after N tokens" strikes before token N, or before the first
             // event after the last token when the answer is shorter.
-            let reached = |after: u32| tokens >= after || ev.kind != EventKind::Token;
+            let reached = |after: u32| {
+                tokens >= after || !matches!(ev.kind, EventKind::Token | EventKind::Thinking)
+            };
             if past_preamble {
                 if let Some(d) = first_token_delay.take() {
                     tokio::time::sleep(d).await;
@@ -859,6 +876,11 @@ impl StreamPlan {
             if ev.kind == EventKind::Token
                 && tokens > 0
                 && let Some(gap) = self.token_gap
+            {
+                tokio::time::sleep(gap).await;
+            }
+            if ev.kind == EventKind::Thinking
+                && let Some(gap) = self.thinking_gap
             {
                 tokio::time::sleep(gap).await;
             }

@@ -14,6 +14,8 @@ use crate::fault::{Fault, RetryAfter};
 pub enum EventKind {
     /// Before the first token (role chunk, `message_start`, `ping`, …).
     Preamble,
+    /// Carries one piece of a reasoning model's thinking, before the answer.
+    Thinking,
     /// Carries one piece of the answer.
     Token,
     /// After the last token (finish chunk, usage, `message_delta`, …).

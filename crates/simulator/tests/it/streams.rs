@@ -274,3 +274,105 @@ async fn a_cut_placed_past_the_last_token_still_drops_the_terminator() {
             .all(|e| e["choices"][0]["finish_reason"].is_null())
     );
 }
+
+#[tokio::test]
+async fn reasoning_models_think_before_they_answer_in_both_formats() {
+    let sim = crate::support::Sim::start();
+    // OpenAI-compatible: reasoning_content deltas, paced, then the answer's content.
+    let r = sim
+        .openai(crate::support::chat_body("sim-gpt-reasoner", true))
+        .header("x-sim-thinking", "400ms/100ms")
+        .send()
+        .await
+        .unwrap();
+    let (text, err) = crate::support::read_stream(r).await;
+    assert!(err.is_none());
+    let events = crate::support::parse_sse(&text);
+    let deltas: Vec<serde_json::Value> = events
+        .iter()
+        .filter_map(|e| e.json())
+        .map(|v| v["choices"][0]["delta"].clone())
+        .collect();
+    let thinking = deltas
+        .iter()
+        .filter(|d| d["reasoning_content"].is_string())
+        .count();
+    assert_eq!(thinking, 4, "one delta per 100 ms of 400 ms: {text}");
+    let first_content = deltas
+        .iter()
+        .position(|d| d["content"].as_str().is_some_and(|c| !c.is_empty()))
+        .unwrap();
+    let last_thought = deltas
+        .iter()
+        .rposition(|d| d["reasoning_content"].is_string())
+        .unwrap();
+    assert!(last_thought < first_content, "thinking comes first");
+    assert!(crate::support::openai_stream_text(&events).ends_with("End of answer."));
+    // Anthropic: a thinking block with its signature, then the text block.
+    let r = sim
+        .anthropic(crate::support::messages_body("sim-claude-thinker", true))
+        .header("x-sim-thinking", "300ms/100ms")
+        .send()
+        .await
+        .unwrap();
+    let (text, _) = crate::support::read_stream(r).await;
+    let events = crate::support::parse_sse(&text);
+    let types: Vec<String> = events
+        .iter()
+        .filter_map(|e| e.json())
+        .map(|v| {
+            let t = v["type"].as_str().unwrap_or("").to_owned();
+            match v["delta"]["type"]
+                .as_str()
+                .or(v["content_block"]["type"].as_str())
+            {
+                Some(d) => format!("{t}:{d}"),
+                None => t,
+            }
+        })
+        .collect();
+    assert_eq!(types[1], "content_block_start:thinking", "{types:?}");
+    assert_eq!(
+        types
+            .iter()
+            .filter(|t| *t == "content_block_delta:thinking_delta")
+            .count(),
+        3
+    );
+    let signature = types
+        .iter()
+        .position(|t| t == "content_block_delta:signature_delta")
+        .unwrap();
+    assert_eq!(
+        types[signature + 2],
+        "content_block_start:text",
+        "{types:?}"
+    );
+    assert!(crate::support::anthropic_stream_text(&events).ends_with("End of answer."));
+    // Unstreamed: the reasoning in the answer, after the thinking time.
+    let v: serde_json::Value = sim
+        .openai(crate::support::chat_body("sim-gpt-reasoner", false))
+        .header("x-sim-thinking", "200ms/100ms")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        v["choices"][0]["message"]["reasoning_content"]
+            .as_str()
+            .is_some_and(|r| r.contains("step 2"))
+    );
+    let v: serde_json::Value = sim
+        .anthropic(crate::support::messages_body("sim-claude-thinker", false))
+        .header("x-sim-thinking", "200ms/100ms")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["content"][0]["type"], "thinking");
+    assert_eq!(v["content"][1]["type"], "text");
+}
