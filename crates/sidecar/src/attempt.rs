@@ -297,10 +297,15 @@ async fn hold(
             };
             match (kind, &mut holding) {
                 (Progress::Preamble, None) => {}
-                (Progress::Content | Progress::End, None) => {
+                // A reasoning model's thinking is its first token: the first-token deadline is
+                // met, and the gap between events is the stream-idle deadline from here on.
+                (Progress::Content | Progress::Reasoning | Progress::End, None) => {
                     holding = Some((Instant::now() + s.hold_for, 0));
                 }
-                (Progress::Preamble | Progress::Content | Progress::End, Some((_, n))) => {
+                (
+                    Progress::Preamble | Progress::Content | Progress::Reasoning | Progress::End,
+                    Some((_, n)),
+                ) => {
                     *n += 1;
                 }
             }

@@ -327,6 +327,8 @@ pub fn success_body(api: Api, operation: Operation, body: &[u8]) -> Result<Whole
             };
             let useful = blocks.iter().any(|b| match b {
                 Block::Text { text } => !text.is_empty(),
+                // Thinking without an answer is no answer.
+                Block::Thinking { .. } => false,
                 Block::ToolUse { .. } | Block::Other => true,
             });
             if !useful {
@@ -344,6 +346,10 @@ pub enum Progress {
     Preamble,
     /// A piece of the answer (text, tool arguments, a refusal).
     Content,
+    /// A piece of a reasoning model's thinking (`reasoning_content`, `reasoning`, Anthropic
+    /// `thinking_delta`): not the answer, but the model is at work — it counts as the first
+    /// token and keeps the stream alive.
+    Reasoning,
     /// The end: a finish reason, usage, `[DONE]`, `message_delta`, `message_stop`.
     End,
 }
@@ -363,12 +369,18 @@ pub fn stream_event(event: &Event, raw: &RawEvent) -> Result<Progress, Failure> 
         Event::Error(e) => Err(embedded(Some(e), raw.data.as_bytes())),
         Event::Chunk(c) => Ok(if c.has_content() {
             Progress::Content
+        } else if c.reasoning().is_some() {
+            Progress::Reasoning
         } else if c.finish_reason().is_some() || c.usage_only() {
             Progress::End
         } else {
             Progress::Preamble
         }),
         Event::Anthropic(a) => Ok(match a {
+            A::ContentBlockDelta {
+                delta: crate::event::anthropic::BlockDelta::ThinkingDelta { .. },
+                ..
+            } => Progress::Reasoning,
             A::ContentBlockDelta { .. } => Progress::Content,
             A::MessageDelta { .. } | A::MessageStop => Progress::End,
             A::MessageStart { .. }

@@ -172,7 +172,13 @@ pub enum Block {
         #[serde(default)]
         input: Option<Value>,
     },
-    /// Any other block (thinking, …).
+    /// Extended thinking: not the answer.
+    Thinking {
+        /// The thinking text.
+        #[serde(default)]
+        thinking: String,
+    },
+    /// Any other block (redacted thinking, server tool results, …).
     #[serde(other)]
     Other,
 }

@@ -82,7 +82,7 @@ pub fn whole(answer: &Completion) -> Collected {
                         name: name.as_str().unwrap_or("").to_owned(),
                         arguments: input.as_ref().map(Value::to_string).unwrap_or_default(),
                     }),
-                    Block::Other => {}
+                    Block::Thinking { .. } | Block::Other => {}
                 }
             }
             c

@@ -150,6 +150,14 @@ impl Chunk {
         })
     }
 
+    /// The first choice's reasoning text, when it carries some: `reasoning_content` (DeepSeek,
+    /// vLLM) or `reasoning` (OpenRouter and others).
+    pub fn reasoning(&self) -> Option<&str> {
+        self.delta()
+            .and_then(|d| d.reasoning_content.as_deref().or(d.reasoning.as_deref()))
+            .filter(|r| !r.is_empty())
+    }
+
     /// Whether it has a tool call.
     pub fn has_tool_calls(&self) -> bool {
         self.delta().is_some_and(|d| d.tool_calls.is_some())

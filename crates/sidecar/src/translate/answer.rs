@@ -28,10 +28,12 @@ pub fn stop_reason(finish_reason: &str) -> &'static str {
 /// An Anthropic message as an OpenAI chat completion.
 pub fn anthropic_to_openai(m: &Message, created: u64) -> Value {
     let mut text = String::new();
+    let mut reasoning = String::new();
     let mut calls = Vec::new();
     for b in m.content.iter().flatten() {
         match b {
             Block::Text { text: t } => text.push_str(t),
+            Block::Thinking { thinking } => reasoning.push_str(thinking),
             Block::ToolUse { id, name, input } => calls.push(json!({
                 // OpenAI's types require a string: anything else from a provider is dropped.
                 "id": id.as_str().unwrap_or(""),
@@ -44,6 +46,10 @@ pub fn anthropic_to_openai(m: &Message, created: u64) -> Value {
     let mut message = json!({"role": "assistant", "content": if text.is_empty() && !calls.is_empty() { Value::Null } else { json!(text) }, "refusal": null});
     if !calls.is_empty() {
         message["tool_calls"] = Value::Array(calls);
+    }
+    // As OpenAI-compatible servers of reasoning models give it (DeepSeek, vLLM).
+    if !reasoning.is_empty() {
+        message["reasoning_content"] = json!(reasoning);
     }
     let input = m.usage.and_then(|u| u.input_tokens).unwrap_or(0);
     let output = m.usage.and_then(|u| u.output_tokens).unwrap_or(0);
@@ -66,6 +72,14 @@ pub fn anthropic_to_openai(m: &Message, created: u64) -> Value {
 pub fn openai_to_anthropic(c: &ChatCompletion) -> Value {
     let message = c.message();
     let mut content = Vec::new();
+    // A reasoning model's thinking, as an Anthropic thinking block before the answer.
+    if let Some(r) = message
+        .and_then(|m| m.rest.get("reasoning_content").or(m.rest.get("reasoning")))
+        .and_then(Value::as_str)
+        .filter(|r| !r.is_empty())
+    {
+        content.push(json!({"type": "thinking", "thinking": r, "signature": ""}));
+    }
     let text = message
         .and_then(|m| m.content.as_deref().or(m.refusal.as_deref()))
         .unwrap_or("");

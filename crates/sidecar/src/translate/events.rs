@@ -420,7 +420,13 @@ impl AnthropicToOpenai {
                         None,
                     ))]
                 }
-                BlockDelta::ThinkingDelta { .. } | BlockDelta::Other => Vec::new(),
+                // Thinking reaches OpenAI clients as OpenAI-compatible reasoning models send it.
+                BlockDelta::ThinkingDelta { thinking } => {
+                    vec![data(
+                        &self.chunk(json!({"reasoning_content": thinking}), None),
+                    )]
+                }
+                BlockDelta::Other => Vec::new(),
             },
             A::MessageDelta { delta, usage } => {
                 self.finish = Some(finish_reason(
@@ -486,6 +492,7 @@ impl AnthropicToOpenai {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Block {
     Text,
+    Thinking,
     Tool(u64),
 }
 
@@ -564,6 +571,18 @@ impl OpenaiToAnthropic {
             return out;
         };
         let delta = &choice.delta;
+        // Reasoning reaches Anthropic clients as a thinking block before the answer's.
+        if let Some(thinking) = c.reasoning() {
+            let index = self.open(
+                Block::Thinking,
+                json!({"type": "thinking", "thinking": "", "signature": ""}),
+                &mut out,
+            );
+            out.push(named(
+                "content_block_delta",
+                &json!({"type": "content_block_delta", "index": index, "delta": {"type": "thinking_delta", "thinking": thinking}}),
+            ));
+        }
         let content = strip_overlap(&mut self.overlap, delta.content.as_deref().unwrap_or(""));
         if !content.is_empty() {
             let index = self.open(Block::Text, json!({"type": "text", "text": ""}), &mut out);

@@ -651,3 +651,143 @@ async fn interrupted_streams_leak_no_connections_or_memory() {
     // And it still serves.
     assert_eq!(sc.openai(chat(false)).send().await.unwrap().status(), 200);
 }
+
+/// A reasoning model on each family behind a one-second first-token deadline; it thinks for
+/// two seconds (a delta every 250 ms) before its first word.
+fn reasoners(sim: &plumb_simulator::Simulator) -> String {
+    let base = sim.base_url();
+    route(
+        "chat",
+        &[
+            target(
+                "gpt",
+                "openai",
+                &format!("{base}/v1"),
+                "sim-gpt-reasoner",
+                "",
+            ),
+            target(
+                "claude",
+                "anthropic",
+                &base,
+                "sim-claude-thinker",
+                "      priority: 1\n",
+            ),
+        ],
+        "  deadlines: {firstToken: 1s}\n",
+    )
+}
+
+#[tokio::test]
+async fn a_reasoning_model_thinking_longer_than_the_first_token_deadline_is_not_cut() {
+    let sim = simulator().await;
+    let sc = Sidecar::start(&reasoners(&sim));
+    // Both clients of the OpenAI-compatible reasoner, then (its target down) of the thinker.
+    let ask = |family: &'static str| {
+        let sc = &sc;
+        async move {
+            let r = match family {
+                "openai" => sc.openai(chat(true)),
+                _ => sc.anthropic(json!({"model": "chat", "max_tokens": 300, "stream": true,
+                    "messages": [{"role": "user", "content": "what is six times seven"}]})),
+            }
+            .send()
+            .await
+            .unwrap();
+            assert_eq!(r.status(), 200);
+            let served = header(&r, "x-plumb-served-by").to_owned();
+            let (text, err) = read_all(r).await;
+            assert!(err.is_none(), "{text}");
+            (served, parse_sse(&text))
+        }
+    };
+    for (primary_down, served) in [(false, "gpt"), (true, "claude")] {
+        sim.reset();
+        if primary_down {
+            plan(
+                &sim,
+                "sim-gpt-reasoner",
+                json!({"fault": "unavailable", "first": 10}),
+            );
+        }
+        let ((a, openai), (b, anthropic)) = tokio::join!(ask("openai"), ask("anthropic"));
+        assert_eq!((a.as_ref(), b.as_ref()), (served, served));
+        // The OpenAI client reads the thinking as reasoning_content, then the answer.
+        let thoughts = openai
+            .iter()
+            .filter_map(|e| e.json())
+            .filter(|v| v["choices"][0]["delta"]["reasoning_content"].is_string())
+            .count();
+        assert_eq!(thoughts, 8, "served by {served}");
+        assert!(openai_text(&openai).ends_with("End of answer."));
+        // The Anthropic client reads a thinking block, then the text block.
+        let thinking = anthropic
+            .iter()
+            .filter_map(|e| e.json())
+            .filter(|v| v["delta"]["type"] == "thinking_delta")
+            .count();
+        assert_eq!(thinking, 8, "served by {served}");
+        assert!(
+            plumb_simulator::testkit::anthropic_stream_text(&anthropic).ends_with("End of answer.")
+        );
+        // Each was one paid request: nothing was cut and retried.
+        let model = if primary_down {
+            "sim-claude-thinker"
+        } else {
+            "sim-gpt-reasoner"
+        };
+        assert_eq!(attempts(&sim, model).await.len(), 2, "served by {served}");
+    }
+}
+
+#[tokio::test]
+async fn unstreamed_reasoning_reaches_each_client_in_its_own_format() {
+    let sim = simulator().await;
+    let sc = Sidecar::start(&reasoners(&sim));
+    plan(
+        &sim,
+        "sim-gpt-reasoner",
+        json!({"fault": "unavailable", "first": 10}),
+    );
+    // The Anthropic thinker answers an OpenAI client: its thinking is reasoning_content.
+    let v: Value = sc
+        .openai(chat(false))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let message = &v["choices"][0]["message"];
+    assert!(
+        message["reasoning_content"]
+            .as_str()
+            .is_some_and(|r| r.contains("step 8")),
+        "{v}"
+    );
+    assert!(
+        message["content"]
+            .as_str()
+            .unwrap()
+            .ends_with("End of answer.")
+    );
+    // The OpenAI-compatible reasoner answers an Anthropic client: a thinking block first.
+    sim.reset();
+    let v: Value = sc
+        .anthropic(json!({"model": "chat", "max_tokens": 300,
+            "messages": [{"role": "user", "content": "what is six times seven"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["content"][0]["type"], "thinking", "{v}");
+    assert!(
+        v["content"][0]["thinking"]
+            .as_str()
+            .unwrap()
+            .contains("step 8")
+    );
+    assert_eq!(v["content"][1]["type"], "text", "{v}");
+}
