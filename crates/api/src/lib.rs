@@ -285,9 +285,13 @@ pub struct ClassOverrides {
     /// A connect, first-byte, first-token, idle or total deadline passed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<ClassPolicySpec>,
-    /// The connection was refused, reset before the head, or TLS failed.
+    /// No connection: refused, unreachable, TLS or DNS failed (the request was never sent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect: Option<ClassPolicySpec>,
+    /// The connection was reset or closed after the request was sent, before any byte of the
+    /// answer came back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_lost: Option<ClassPolicySpec>,
     /// 429 or a provider rate-limit error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limited: Option<ClassPolicySpec>,

@@ -14,8 +14,13 @@ use std::time::Duration;
 pub enum FailureClass {
     /// A connect, first-byte, first-token, stream-idle or total deadline passed.
     Timeout,
-    /// Refused, reset before the response head, TLS failure, DNS failure.
+    /// No connection: refused, unreachable, TLS or DNS failure — the request was never sent,
+    /// so trying again is cheap.
     Connect,
+    /// The connection was reset or closed after the request was sent and before any byte of
+    /// the answer came back (a provider that died mid-request, or an intermediary's idle
+    /// timeout): the request may have been taken, so it is not sent to the same target again.
+    ConnectionLost,
     /// 429 or a provider rate-limit error.
     RateLimited,
     /// 503, 529 or a provider "overloaded" error.
@@ -111,9 +116,10 @@ const fn ms(n: u64) -> Duration {
 
 impl FailureClass {
     /// Every class, in a fixed order.
-    pub const ALL: [FailureClass; 15] = [
+    pub const ALL: [FailureClass; 16] = [
         FailureClass::Timeout,
         FailureClass::Connect,
+        FailureClass::ConnectionLost,
         FailureClass::RateLimited,
         FailureClass::Overloaded,
         FailureClass::ServerError,
@@ -134,6 +140,7 @@ impl FailureClass {
         match self {
             FailureClass::Timeout => "timeout",
             FailureClass::Connect => "connect",
+            FailureClass::ConnectionLost => "connection_lost",
             FailureClass::RateLimited => "rate_limited",
             FailureClass::Overloaded => "overloaded",
             FailureClass::ServerError => "server_error",
@@ -163,6 +170,7 @@ impl FailureClass {
             | FailureClass::ContentFilter => Blame::Client,
             FailureClass::Timeout
             | FailureClass::Connect
+            | FailureClass::ConnectionLost
             | FailureClass::RateLimited
             | FailureClass::Overloaded
             | FailureClass::ServerError
@@ -186,6 +194,7 @@ impl FailureClass {
             FailureClass::Auth | FailureClass::InvalidModel => BreakerEffect::Trip,
             FailureClass::Timeout
             | FailureClass::Connect
+            | FailureClass::ConnectionLost
             | FailureClass::RateLimited
             | FailureClass::Overloaded
             | FailureClass::ServerError
@@ -216,6 +225,9 @@ impl FailureClass {
                 ..plan(1, 100, 1_000, true)
             },
             FailureClass::Connect => plan(1, 50, 500, true),
+            // The request may have been taken: straight to the next target, never again to
+            // this one (it would double the client's wait, and perhaps the bill).
+            FailureClass::ConnectionLost => plan(0, 50, 500, true),
             FailureClass::RateLimited => plan(1, 500, 5_000, true),
             FailureClass::Overloaded => plan(1, 250, 2_000, true),
             FailureClass::ServerError => plan(1, 100, 1_000, true),

@@ -70,10 +70,42 @@ impl Failure {
     }
 }
 
-/// Classifies a transport error of the upstream client before a response head arrived.
-/// Refused, reset, TLS and DNS failures are all `connect`.
+/// Classifies a transport error of the upstream client before a response head arrived: no
+/// connection (refused, unreachable, TLS, DNS — the request was never sent) is `connect`; a
+/// connection reset or closed after the request went out is `connection_lost`.
 pub fn transport(err: &(dyn std::error::Error + 'static)) -> Failure {
-    Failure::new(FailureClass::Connect, Phase::Head, root_cause(err))
+    let class = if never_sent(err) {
+        FailureClass::Connect
+    } else {
+        FailureClass::ConnectionLost
+    };
+    Failure::new(class, Phase::Head, root_cause(err))
+}
+
+/// Whether a transport error happened before the request was sent: the client could not
+/// connect (hyper's connect errors cover DNS, TCP and TLS), or the system refused the address.
+fn never_sent(err: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind;
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if e.downcast_ref::<hyper_util::client::legacy::Error>()
+            .is_some_and(hyper_util::client::legacy::Error::is_connect)
+        {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                ErrorKind::ConnectionRefused
+                    | ErrorKind::HostUnreachable
+                    | ErrorKind::NetworkUnreachable
+                    | ErrorKind::AddrNotAvailable
+                    | ErrorKind::AddrInUse
+            );
+        }
+        cur = e.source();
+    }
+    false
 }
 
 /// The innermost cause of an error, for messages.

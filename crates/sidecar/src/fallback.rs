@@ -191,6 +191,7 @@ pub fn still_eligible(class: FailureClass, failed: &Target, candidate: &Target) 
         FailureClass::Auth => failed.upstream.credential != candidate.upstream.credential,
         FailureClass::Timeout
         | FailureClass::Connect
+        | FailureClass::ConnectionLost
         | FailureClass::RateLimited
         | FailureClass::Overloaded
         | FailureClass::ServerError

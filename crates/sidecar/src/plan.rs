@@ -365,9 +365,11 @@ mod tests {
                 FailureClass::SchemaViolation | FailureClass::OutOfBounds,
                 Case::RetriesExhausted | Case::BudgetEmpty,
             ) => fo(RetriesSpent),
-            // Never retried on the same target; the next one may still answer.
+            // Never retried on the same target; the next one may still answer. A connection
+            // lost after the request was sent is among them: it may have been taken.
             (
                 FailureClass::Auth
+                | FailureClass::ConnectionLost
                 | FailureClass::InvalidModel
                 | FailureClass::ContextLength
                 | FailureClass::StreamInterrupted

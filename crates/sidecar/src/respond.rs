@@ -40,6 +40,7 @@ pub fn client_status(class: FailureClass, api: Api, passthrough: bool) -> Status
         }
         FailureClass::Auth
         | FailureClass::Connect
+        | FailureClass::ConnectionLost
         | FailureClass::ServerError
         | FailureClass::MalformedResponse
         | FailureClass::SchemaViolation

@@ -29,6 +29,7 @@ fn entry(o: &ClassOverrides, class: FailureClass) -> (Option<&ClassPolicySpec>, 
     let (spec, key) = match class {
         FailureClass::Timeout => (&o.timeout, "timeout"),
         FailureClass::Connect => (&o.connect, "connect"),
+        FailureClass::ConnectionLost => (&o.connection_lost, "connectionLost"),
         FailureClass::RateLimited => (&o.rate_limited, "rateLimited"),
         FailureClass::Overloaded => (&o.overloaded, "overloaded"),
         FailureClass::ServerError => (&o.server_error, "serverError"),
@@ -113,6 +114,7 @@ fn repairable(class: FailureClass) -> bool {
         FailureClass::SchemaViolation | FailureClass::OutOfBounds => true,
         FailureClass::Timeout
         | FailureClass::Connect
+        | FailureClass::ConnectionLost
         | FailureClass::RateLimited
         | FailureClass::Overloaded
         | FailureClass::ServerError

@@ -155,7 +155,10 @@ async fn persistent_503_fails_over_within_a_bounded_number_of_attempts() {
 }
 
 #[tokio::test]
-async fn a_reset_before_headers_is_retried_and_answered() {
+async fn a_connection_lost_after_the_request_was_sent_fails_over_at_once_never_to_the_same_target()
+{
+    // The provider took the request and reset the connection before answering (a crash, or an
+    // intermediary's idle timeout): it may have been taken, so it is not sent there again.
     let sim = simulator().await;
     plan(
         &sim,
@@ -165,10 +168,66 @@ async fn a_reset_before_headers_is_retried_and_answered() {
     let sc = Sidecar::start(&two_openai(&sim, "sim-gpt", ""));
     let r = sc.openai(chat(false)).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(header(&r, "x-plumb-failure-classes"), "connect");
+    assert_eq!(header(&r, "x-plumb-failure-classes"), "connection_lost");
+    assert_eq!(header(&r, "x-plumb-served-by"), "fallback");
     let log = attempts(&sim, "sim-gpt").await;
     assert_eq!(log[0].outcome, Outcome::Reset);
-    assert_eq!(log.len(), 2);
+    assert_eq!(log.len(), 1, "not retried on the same target");
+    // With no other target left, the client hears what happened, once.
+    sim.reset();
+    plan(
+        &sim,
+        "sim-gpt",
+        json!({"fault": "connection_reset", "first": 10}),
+    );
+    let sc = Sidecar::start(&route(
+        "chat",
+        &[target(
+            "only",
+            "openai",
+            &format!("{}/v1", sim.base_url()),
+            "sim-gpt",
+            "",
+        )],
+        "",
+    ));
+    let r = sc.openai(chat(false)).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!(header(&r, "x-plumb-failure-classes"), "connection_lost");
+    assert_eq!(attempts(&sim, "sim-gpt").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_connect_and_retried_where_it_is_cheap() {
+    // Nothing listens: the request was never sent, so one retry on the same target is cheap.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let sim = simulator().await;
+    let sc = Sidecar::start(&route(
+        "chat",
+        &[
+            target(
+                "primary",
+                "openai",
+                &format!("http://127.0.0.1:{port}/v1"),
+                "sim-gpt",
+                "",
+            ),
+            target(
+                "fallback",
+                "openai",
+                &format!("{}/v1", sim.base_url()),
+                "sim-gpt-mini",
+                "      priority: 1\n",
+            ),
+        ],
+        "",
+    ));
+    let r = sc.openai(chat(false)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-plumb-failure-classes"), "connect,connect");
+    assert_eq!(header(&r, "x-plumb-served-by"), "fallback");
 }
 
 #[tokio::test]
