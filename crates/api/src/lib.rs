@@ -386,10 +386,15 @@ pub struct BreakerSpec {
     /// Attempts in the window before the failure rate counts. Default 20.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_requests: Option<u32>,
-    /// How long an open breaker waits before letting probes through. Default `10s`.
+    /// How long a breaker that opens waits before letting a probe through. Each failed probe
+    /// doubles the wait, up to `maxCooldown`; a success resets it. Default `2s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$"))]
     pub cooldown: Option<String>,
+    /// The longest wait before a probe, however many probes failed. Default `60s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$"))]
+    pub max_cooldown: Option<String>,
     /// Probe requests allowed at once while half-open. Default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub half_open_probes: Option<u32>,

@@ -12,6 +12,11 @@
 //! ```
 //!
 //! Classes that are the caller's fault never count ([`BreakerEffect::Ignore`]).
+//!
+//! The cool-down adapts, as outlier detection's ejection time does: the first is short (a
+//! provider that recovers in seconds gets its traffic back in seconds), each failed probe
+//! doubles it up to the route's `maxCooldown` (a long outage is probed ever more rarely), and a
+//! success resets it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -67,6 +72,10 @@ struct Inner {
     consecutive: u32,
     /// Successes and failures.
     window: SlidingWindow,
+    /// Times opened since the last success: the cool-down doubles with each.
+    openings: u32,
+    /// The cool-down of the present (or last) opening.
+    cooldown: Duration,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -151,9 +160,11 @@ impl Breaker {
         Breaker {
             inner: Mutex::new(Inner {
                 window: SlidingWindow::new(settings.window, now),
+                cooldown: settings.cooldown,
                 settings,
                 state: State::Closed,
                 consecutive: 0,
+                openings: 0,
             }),
         }
     }
@@ -227,9 +238,13 @@ impl Breaker {
         }
     }
 
-    /// The cool-down in force.
+    /// The cool-down in force: the present opening's, or the first one's when closed.
     pub fn cooldown(&self) -> Duration {
-        self.inner.lock().settings.cooldown
+        let inner = self.inner.lock();
+        match inner.state {
+            State::Closed => inner.settings.cooldown,
+            State::Open { .. } | State::HalfOpen { .. } => inner.cooldown,
+        }
     }
 
     /// The state now (an open breaker whose cool-down passed shows as half-open).
@@ -266,6 +281,7 @@ impl Breaker {
                     inner.state = State::Closed;
                     inner.window.clear(now);
                 }
+                inner.openings = 0;
             }
             (Some(_), BreakerEffect::Trip) => inner.open(now),
             (Some(_), BreakerEffect::Count) => {
@@ -296,8 +312,14 @@ impl Breaker {
 
 impl Inner {
     fn open(&mut self, now: Instant) {
+        let s = self.settings;
+        self.cooldown = s
+            .cooldown
+            .saturating_mul(2u32.saturating_pow(self.openings.min(20)))
+            .min(s.max_cooldown.max(s.cooldown));
+        self.openings = self.openings.saturating_add(1);
         self.state = State::Open {
-            until: now + self.settings.cooldown,
+            until: now + self.cooldown,
         };
         self.consecutive = 0;
         self.window.clear(now);
@@ -345,6 +367,7 @@ mod tests {
             window: Duration::from_secs(10),
             min_requests: 10,
             cooldown: Duration::from_secs(10),
+            max_cooldown: Duration::from_secs(40),
             half_open_probes: 1,
         }
     }
@@ -458,10 +481,41 @@ mod tests {
             BreakerState::Open,
             "a failed probe reopens"
         );
-        tokio::time::advance(Duration::from_secs(10)).await;
+        tokio::time::advance(Duration::from_secs(20)).await;
         let probe = allowed(&b);
         assert_eq!(probe.success(), BreakerState::Closed);
         assert!(!allowed(&b).is_probe());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_failed_probe_doubles_the_cool_down_to_its_cap_and_a_success_resets_it() {
+        let b = Arc::new(Breaker::new(settings()));
+        allowed(&b).failure(FailureClass::ServerError);
+        for _ in 0..4 {
+            allowed(&b).failure(FailureClass::ServerError);
+        }
+        // Opened: 10 s, then 20 s, 40 s, and 40 s again (the cap) after each failed probe.
+        for expected in [10, 20, 40, 40] {
+            assert_eq!(b.cooldown(), Duration::from_secs(expected));
+            tokio::time::advance(Duration::from_secs(expected) - Duration::from_millis(1)).await;
+            assert!(
+                matches!(b.admit(), Admission::Refused { .. }),
+                "still cooling down before {expected} s"
+            );
+            tokio::time::advance(Duration::from_millis(1)).await;
+            let probe = allowed(&b);
+            assert!(probe.is_probe());
+            assert_eq!(probe.failure(FailureClass::ServerError), BreakerState::Open);
+        }
+        // A probe that succeeds closes it and resets the cool-down: the next opening is short.
+        tokio::time::advance(Duration::from_secs(40)).await;
+        assert_eq!(allowed(&b).success(), BreakerState::Closed);
+        assert_eq!(b.cooldown(), Duration::from_secs(10));
+        for _ in 0..5 {
+            allowed(&b).failure(FailureClass::Overloaded);
+        }
+        assert_eq!(b.state(), BreakerState::Open);
+        assert_eq!(b.cooldown(), Duration::from_secs(10));
     }
 
     #[tokio::test(start_paused = true)]

@@ -332,9 +332,8 @@ impl Fleet {
             let now = Instant::now();
             for route in routes.routes() {
                 for t in route.all_targets() {
-                    let state = breakers
-                        .existing(&t.upstream)
-                        .map_or(BreakerState::Closed, |b| b.state());
+                    let breaker = breakers.existing(&t.upstream);
+                    let state = breaker.as_ref().map_or(BreakerState::Closed, |b| b.state());
                     let window = windows.get(&t.upstream).filter(|w| w.until > now);
                     if state == BreakerState::Closed && window.is_none() {
                         continue;
@@ -344,7 +343,9 @@ impl Fleet {
                         .or_default();
                     a.upstream = Some(t.upstream.clone());
                     a.breaker = Some(state);
-                    a.cooldown_ms = route.breaker.cooldown.as_millis() as u64;
+                    a.cooldown_ms = breaker
+                        .map_or(route.breaker.cooldown, |b| b.cooldown())
+                        .as_millis() as u64;
                     if let Some(w) = window {
                         a.rate_limited_until_ms = a.rate_limited_until_ms.max(unix_ms(w.wall));
                     }

@@ -228,6 +228,8 @@ pub struct Observer<'a> {
     pub metrics: &'a Metrics,
     /// The fleet's report.
     pub fleet: &'a Fleet,
+    /// The breakers (for the cool-down in force, which the fleet's prober follows).
+    pub breakers: &'a crate::breaker::Breakers,
     /// The route.
     pub route: &'a Route,
     /// Its handles.
@@ -402,7 +404,7 @@ impl Observer<'_> {
                 self.report(
                     target,
                     None,
-                    self.fleet_outcome(r.latency, r.breaker, r.probe),
+                    self.fleet_outcome(target, r.latency, r.breaker, r.probe),
                 );
             }
             AttemptOutcome::Committed => {
@@ -450,7 +452,7 @@ impl Observer<'_> {
                     }
                 }
                 self.count_attempt(target, Some(f.class));
-                let mut o = self.fleet_outcome(r.latency, r.breaker, r.probe);
+                let mut o = self.fleet_outcome(target, r.latency, r.breaker, r.probe);
                 o.retry_after = f.retry_after;
                 self.report(target, Some(f.class), o);
                 tracing::warn!(
@@ -486,6 +488,7 @@ impl Observer<'_> {
 
     fn fleet_outcome(
         &self,
+        target: &Target,
         latency: Duration,
         breaker: BreakerState,
         probe: bool,
@@ -493,7 +496,10 @@ impl Observer<'_> {
         fleet::Outcome {
             latency,
             breaker,
-            cooldown: self.route.breaker.cooldown,
+            cooldown: self
+                .breakers
+                .existing(&target.upstream)
+                .map_or(self.route.breaker.cooldown, |b| b.cooldown()),
             probe,
             retry_after: None,
         }
@@ -566,7 +572,7 @@ impl Observer<'_> {
                 self.report(
                     target,
                     class,
-                    self.fleet_outcome(r.latency, r.breaker, r.probe),
+                    self.fleet_outcome(target, r.latency, r.breaker, r.probe),
                 );
             }
         }

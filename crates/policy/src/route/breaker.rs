@@ -17,8 +17,10 @@ pub struct BreakerSettings {
     pub window: Duration,
     /// Attempts in the window before the rate counts.
     pub min_requests: u32,
-    /// Wait before probing.
+    /// Wait before the first probe after the breaker opens; doubled by each failed probe.
     pub cooldown: Duration,
+    /// The longest wait before a probe.
+    pub max_cooldown: Duration,
     /// Probes at once while half-open.
     pub half_open_probes: u32,
 }
@@ -30,7 +32,8 @@ impl Default for BreakerSettings {
             failure_rate: 0.5,
             window: Duration::from_secs(30),
             min_requests: 20,
-            cooldown: Duration::from_secs(10),
+            cooldown: Duration::from_secs(2),
+            max_cooldown: Duration::from_secs(60),
             half_open_probes: 1,
         }
     }
@@ -41,6 +44,21 @@ pub(super) fn compile(spec: Option<&BreakerSpec>) -> Result<BreakerSettings, Inv
     let unset = BreakerSpec::default();
     let b = spec.unwrap_or(&unset);
     let bd = BreakerSettings::default();
+    let cooldown = dur("spec.breaker.cooldown", b.cooldown.as_ref(), bd.cooldown)?;
+    // An unset maximum is at least the first cool-down (a route that sets only `cooldown: 2m`
+    // means it).
+    let max_cooldown = dur(
+        "spec.breaker.maxCooldown",
+        b.max_cooldown.as_ref(),
+        bd.max_cooldown.max(cooldown),
+    )?;
+    if max_cooldown < cooldown {
+        return Err(InvalidRoute::OutOfRange {
+            field: "spec.breaker.maxCooldown".to_owned(),
+            value: format!("{max_cooldown:?}"),
+            expected: "at least spec.breaker.cooldown",
+        });
+    }
     Ok(BreakerSettings {
         consecutive_failures: at_least_one(
             "spec.breaker.consecutiveFailures",
@@ -50,7 +68,8 @@ pub(super) fn compile(spec: Option<&BreakerSpec>) -> Result<BreakerSettings, Inv
         failure_rate: ratio("spec.breaker.failureRate", b.failure_rate, bd.failure_rate)?,
         window: dur("spec.breaker.window", b.window.as_ref(), bd.window)?,
         min_requests: at_least_one("spec.breaker.minRequests", b.min_requests, bd.min_requests)?,
-        cooldown: dur("spec.breaker.cooldown", b.cooldown.as_ref(), bd.cooldown)?,
+        cooldown,
+        max_cooldown,
         half_open_probes: at_least_one(
             "spec.breaker.halfOpenProbes",
             b.half_open_probes,
@@ -79,7 +98,8 @@ mod tests {
                 failure_rate: 0.5,
                 window: Duration::from_secs(30),
                 min_requests: 20,
-                cooldown: Duration::from_secs(10),
+                cooldown: Duration::from_secs(2),
+                max_cooldown: Duration::from_secs(60),
                 half_open_probes: 1,
             })
         );
@@ -89,17 +109,30 @@ mod tests {
     fn every_breaker_setting_can_be_set() {
         assert_eq!(
             breaker(
-                "{consecutiveFailures: 3, failureRate: 0.1, window: 1m, minRequests: 4, cooldown: 2s, halfOpenProbes: 2}"
+                "{consecutiveFailures: 3, failureRate: 0.1, window: 1m, minRequests: 4, cooldown: 1s, maxCooldown: 30s, halfOpenProbes: 2}"
             ),
             Ok(BreakerSettings {
                 consecutive_failures: 3,
                 failure_rate: 0.1,
                 window: Duration::from_secs(60),
                 min_requests: 4,
-                cooldown: Duration::from_secs(2),
+                cooldown: Duration::from_secs(1),
+                max_cooldown: Duration::from_secs(30),
                 half_open_probes: 2,
             })
         );
+    }
+
+    #[test]
+    fn the_longest_cool_down_is_at_least_the_first() {
+        let err = breaker("{cooldown: 10s, maxCooldown: 5s}").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "spec.breaker.maxCooldown: 5s is out of range; expected at least spec.breaker.cooldown"
+        );
+        // A first cool-down above the default maximum raises the maximum with it.
+        let b = breaker("{cooldown: 2m}").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(b.max_cooldown, Duration::from_secs(120));
     }
 
     #[test]

@@ -255,6 +255,7 @@ impl Job {
         let observer = Observer {
             metrics: &self.metrics,
             fleet: &self.table.fleet,
+            breakers: &self.table.breakers,
             route: &self.route,
             handles: &handles,
         };

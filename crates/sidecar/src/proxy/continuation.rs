@@ -106,6 +106,7 @@ impl Continuation {
         let observer = Observer {
             metrics: &self.proxy.metrics,
             fleet: &self.proxy.table.fleet,
+            breakers: &self.proxy.table.breakers,
             route: &self.route,
             handles: &self.handles,
         };

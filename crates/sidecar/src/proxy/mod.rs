@@ -248,6 +248,7 @@ impl Request<'_> {
         Observer {
             metrics: &self.proxy.metrics,
             fleet: &self.proxy.table.fleet,
+            breakers: &self.proxy.table.breakers,
             route: self.route,
             handles: self.handles,
         }
@@ -609,6 +610,7 @@ pub(super) fn settle_stream(
         Observer {
             metrics: &proxy.metrics,
             fleet: &proxy.table.fleet,
+            breakers: &proxy.table.breakers,
             route: &route,
             handles: &handles,
         }
