@@ -87,7 +87,8 @@ pub struct LlmRouteSpec {
 /// the client. Garbage never reaches the client either way.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum MalformedEvents {
-    /// End the stream with an explicit `stream_interrupted` error event.
+    /// Stop reading this target's stream: continue elsewhere when the route can, else end
+    /// with an explicit `stream_interrupted` error event.
     #[default]
     #[serde(rename = "fail")]
     Fail,
@@ -111,11 +112,13 @@ pub struct StreamingSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$"))]
     pub hold_for: Option<String>,
-    /// What a malformed event does after commit. Default `fail`.
+    /// What a malformed event does after commit. Default `fail`: the stream's part from that
+    /// target ends there, and is continued elsewhere like a cut when it can be.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub malformed_events: Option<MalformedEvents>,
-    /// After a cut, ask a fallback that declares `prefill` to continue from the text already
-    /// sent. Default false.
+    /// After a cut, a stall, an error event or a malformed event, ask a fallback that declares
+    /// `prefill` (certified, where equivalence is enforced) to continue from the text already
+    /// sent; the client receives the whole answer once. Default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub continuation: Option<bool>,
 }

@@ -187,7 +187,19 @@ impl ClientRequest {
             // Providers refuse a prefill that ends in white space; the answer supplies it.
             m.push(serde_json::json!({"role": "assistant", "content": text.trim_end()}));
         }
-        continued.body_for(target)
+        let body = continued.body_for(target)?;
+        if Api::of(target.provider) != Api::Openai {
+            return Ok(body);
+        }
+        // An OpenAI-compatible server that declares prefill continues the final assistant
+        // message when asked as vLLM is (Chat Completions alone would answer afresh).
+        let mut v: Map<String, Value> = match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(_) => return Ok(body),
+        };
+        v.insert("continue_final_message".to_owned(), Value::Bool(true));
+        v.insert("add_generation_prompt".to_owned(), Value::Bool(false));
+        Ok(serde_json::to_vec(&v).map_or(body, Bytes::from))
     }
 
     /// The body as the client sent it.

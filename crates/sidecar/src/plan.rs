@@ -210,13 +210,17 @@ pub enum Committed {
 
 /// Decides what follows the interruption of a committed stream: another target continues it
 /// when the route allows continuation, the answer so far can be resumed (text only), and the
-/// interruption left nothing wrong in what was sent (a cut, a stall or an error event; a
-/// malformed event may have carried content that was lost, and a stream too long would only
-/// grow longer).
+/// interruption left nothing wrong in what was sent. A cut, a stall or an error event leave
+/// the client's text whole; so does a malformed event — whatever it carried never reached the
+/// client, and the continuation takes up from what did. A stream too long would only grow
+/// longer.
 pub const fn after_commit(why: Interruption, continuation: bool, resumable: bool) -> Committed {
     let repairable = match why {
-        Interruption::Cut | Interruption::Stall | Interruption::ErrorEvent => true,
-        Interruption::TooLong | Interruption::Malformed => false,
+        Interruption::Cut
+        | Interruption::Stall
+        | Interruption::ErrorEvent
+        | Interruption::Malformed => true,
+        Interruption::TooLong => false,
     };
     if repairable && continuation && resumable {
         Committed::ContinueElsewhere
@@ -458,13 +462,11 @@ mod tests {
     #[test]
     fn only_clean_interruptions_are_continued_elsewhere() {
         use Interruption::*;
-        for why in [Cut, Stall, ErrorEvent] {
+        for why in [Cut, Stall, ErrorEvent, Malformed] {
             assert_eq!(after_commit(why, true, true), Committed::ContinueElsewhere);
             assert_eq!(after_commit(why, false, true), Committed::EndWithError);
             assert_eq!(after_commit(why, true, false), Committed::EndWithError);
         }
-        for why in [TooLong, Malformed] {
-            assert_eq!(after_commit(why, true, true), Committed::EndWithError);
-        }
+        assert_eq!(after_commit(TooLong, true, true), Committed::EndWithError);
     }
 }

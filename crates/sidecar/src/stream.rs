@@ -325,8 +325,10 @@ impl Relay {
 
     /// Translates every whole event received so far into `out`.
     fn drain_events(&mut self) {
-        // A terminal event waiting for the contract's verdict holds back everything after it.
-        while !self.done && self.checking.is_none() {
+        // A terminal event waiting for the contract's verdict holds back everything after it;
+        // after an interruption that another target continues, nothing more of this target's
+        // stream is relayed (what it sent after a malformed event is not the client's).
+        while !self.done && self.checking.is_none() && self.resuming.is_none() {
             let Some(raw) = self.sse.next_event() else {
                 if self.sse.oversized() {
                     let detail = format!(
@@ -509,7 +511,11 @@ impl http_body::Body for Relay {
                 }
             }
             this.drain_events();
-            if !this.out.is_empty() || this.done || this.checking.is_some() {
+            if !this.out.is_empty()
+                || this.done
+                || this.checking.is_some()
+                || this.resuming.is_some()
+            {
                 continue;
             }
             let Some(upstream) = this.upstream.as_mut() else {

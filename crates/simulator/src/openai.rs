@@ -20,11 +20,33 @@ pub fn parse_chat(body: &Value, deployment: Option<&str>) -> Result<ChatRequest,
         .and_then(Value::as_array)
         .filter(|m| !m.is_empty())
         .ok_or("'messages' must be a non-empty array")?;
+    // vLLM's `continue_final_message`: a final assistant message is continued (a prefill),
+    // and is not part of the question. Without it, Chat Completions answers afresh.
+    let prefill = body
+        .get("continue_final_message")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+        .then(|| messages.last())
+        .flatten()
+        .filter(|m| m.get("role").and_then(Value::as_str) == Some("assistant"))
+        .and_then(|m| m.get("content"))
+        .map(|c| {
+            let mut t = String::new();
+            content_text(c, &mut t);
+            t.trim_end_matches('\n').to_owned()
+        });
+    let asked = if prefill.is_some() {
+        &messages[..messages.len() - 1]
+    } else {
+        &messages[..]
+    };
     let mut prompt = String::new();
     for m in messages {
         if m.get("role").and_then(Value::as_str).is_none() {
             return Err("each message needs a 'role'".to_owned());
         }
+    }
+    for m in asked {
         if let Some(c) = m.get("content") {
             content_text(c, &mut prompt);
         }
@@ -61,7 +83,7 @@ pub fn parse_chat(body: &Value, deployment: Option<&str>) -> Result<ChatRequest,
         schema,
         json_object,
         tool_call,
-        prefill: None,
+        prefill,
     })
 }
 
@@ -356,6 +378,19 @@ mod tests {
             .map(|r| r.model),
             Ok("dep".into())
         );
+    }
+
+    #[test]
+    fn a_final_assistant_message_is_continued_only_when_asked_as_vllm_is() {
+        let mut body = json!({"model": "m", "messages": [
+            {"role": "user", "content": "what is six times seven"},
+            {"role": "assistant", "content": "On \"what"}]});
+        let r = parse_chat(&body, None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.prefill, None, "Chat Completions answers afresh");
+        body["continue_final_message"] = json!(true);
+        let r = parse_chat(&body, None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.prefill.as_deref(), Some("On \"what"));
+        assert!(!r.prompt.contains("On \"what"), "not part of the question");
     }
 
     #[test]

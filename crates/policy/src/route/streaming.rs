@@ -29,7 +29,10 @@ impl Default for Streaming {
             hold_bytes: 64 * 1024,
             hold_for: Duration::ZERO,
             malformed: MalformedEvents::Fail,
-            continuation: false,
+            // On by default: a stream cut after commit is continued where a fallback can take
+            // it up (one that declares prefill, and is certified where equivalence is
+            // enforced); only when none can does the client get an error event.
+            continuation: true,
         }
     }
 }
@@ -70,7 +73,7 @@ mod tests {
     }
 
     #[test]
-    fn unset_streaming_commits_at_once_and_fails_on_malformed_events() {
+    fn unset_streaming_commits_at_once_and_continues_cut_streams() {
         let d = Deadlines::default();
         assert_eq!(compile(None, &d), Ok(Streaming::default()));
         assert_eq!(
@@ -80,7 +83,7 @@ mod tests {
                 hold_bytes: 65536,
                 hold_for: Duration::ZERO,
                 malformed: MalformedEvents::Fail,
-                continuation: false,
+                continuation: true,
             })
         );
     }

@@ -333,7 +333,7 @@ async fn malformed_events_after_commit_are_skipped_or_fail_per_route() {
             .all(|e| serde_json::from_str::<Value>(&e.data).is_ok()),
         "garbage reached the client: {text}"
     );
-    assert!(text.contains("reason=malformed"));
+    assert!(text.contains("reason=malformed"), "{text}");
     assert!(events.iter().all(|e| e.data != "[DONE]"));
 }
 
@@ -466,7 +466,8 @@ async fn a_cut_is_continued_by_a_prefill_capable_fallback_and_the_answer_arrives
 }
 
 #[tokio::test]
-async fn an_openai_stream_cut_is_continued_across_families() {
+async fn by_default_a_stream_broken_after_commit_is_continued_by_a_fallback_that_can_and_arrives_once()
+{
     let sim = simulator().await;
     let whole: Value = crate::support::client()
         .post(format!("{}/v1/chat/completions", sim.base_url()))
@@ -481,43 +482,85 @@ async fn an_openai_stream_cut_is_continued_across_families() {
         .as_str()
         .unwrap()
         .to_owned();
+    // Default routes (no streaming settings): an OpenAI primary, then a fallback that can take
+    // up a partial answer — Anthropic (prefill by default), or an OpenAI-compatible server
+    // that declares it (asked with vLLM's continue_final_message).
+    let fallbacks = [
+        ("anthropic", sim.base_url(), "sim-claude-backup", "      priority: 1\n"),
+        (
+            "openai",
+            format!("{}/v1", sim.base_url()),
+            "sim-gpt-backup",
+            "      priority: 1\n      capabilities: {prefill: true}\n",
+        ),
+    ];
+    for (provider, base, model, extra) in fallbacks {
+        let routes = route(
+            "chat",
+            &[
+                target(
+                    "gpt",
+                    "openai",
+                    &format!("{}/v1", sim.base_url()),
+                    "sim-gpt",
+                    "",
+                ),
+                target("backup", provider, &base, model, extra),
+            ],
+            "",
+        );
+        let sc = Sidecar::start(&routes);
+        // A cut, an error event, and a malformed event (what it carried never reached the
+        // client; the continuation takes up from what did).
+        for fault in [
+            "stream_cut:after=4",
+            "stream_error:after=4",
+            "malformed_event:at=5",
+        ] {
+            sim.reset();
+            plan(&sim, "sim-gpt", json!({"fault": fault, "first": 10}));
+            let r = sc.openai(chat(true)).send().await.unwrap();
+            assert_eq!(header(&r, "x-plumb-served-by"), "gpt", "{fault}");
+            let (text, err) = read_all(r).await;
+            assert!(err.is_none());
+            let events = parse_sse(&text);
+            assert!(
+                !text.contains("stream_interrupted"),
+                "{provider} {fault}: {text}"
+            );
+            assert_eq!(openai_text(&events), full, "{provider} {fault}: exactly once");
+            assert_eq!(events.last().unwrap().data, "[DONE]");
+            let roles = events
+                .iter()
+                .filter(|e| e.data.contains("\"role\""))
+                .count();
+            assert_eq!(roles, 1, "one role chunk");
+            assert_eq!(
+                sim.attempts(Some(model)).len(),
+                1,
+                "{provider} {fault}: one continuation request"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn without_a_fallback_that_can_continue_the_client_gets_the_error_event() {
+    // The OpenAI fallback declares no prefill: nothing can continue safely.
+    let sim = simulator().await;
     plan(
         &sim,
         "sim-gpt",
         json!({"fault": "stream_cut:after=4", "first": 10}),
     );
-    let routes = route(
-        "chat",
-        &[
-            target(
-                "gpt",
-                "openai",
-                &format!("{}/v1", sim.base_url()),
-                "sim-gpt",
-                "",
-            ),
-            target(
-                "claude",
-                "anthropic",
-                &sim.base_url(),
-                "sim-claude-backup",
-                "      priority: 1\n",
-            ),
-        ],
-        "  streaming: {continuation: true}\n",
+    let sc = Sidecar::start(&two_openai(&sim, "sim-gpt", ""));
+    let (text, _) = read_all(sc.openai(chat(true)).send().await.unwrap()).await;
+    assert!(text.contains("stream_interrupted"), "{text}");
+    assert!(!text.contains("[DONE]"));
+    assert!(
+        sim.attempts(Some("sim-gpt-mini")).is_empty(),
+        "a target that cannot continue is not asked to"
     );
-    let sc = Sidecar::start(&routes);
-    let (text, err) = read_all(sc.openai(chat(true)).send().await.unwrap()).await;
-    assert!(err.is_none());
-    let events = parse_sse(&text);
-    assert!(!text.contains("stream_interrupted"), "{text}");
-    assert_eq!(openai_text(&events), full);
-    assert_eq!(events.last().unwrap().data, "[DONE]");
-    let roles = events
-        .iter()
-        .filter(|e| e.data.contains("\"role\""))
-        .count();
-    assert_eq!(roles, 1, "one role chunk");
 }
 
 #[tokio::test]
