@@ -467,7 +467,7 @@ async fn a_cut_is_continued_by_a_prefill_capable_fallback_and_the_answer_arrives
 
 #[tokio::test]
 async fn by_default_a_stream_broken_after_commit_is_continued_by_a_fallback_that_can_and_arrives_once()
-{
+ {
     let sim = simulator().await;
     let whole: Value = crate::support::client()
         .post(format!("{}/v1/chat/completions", sim.base_url()))
@@ -486,7 +486,12 @@ async fn by_default_a_stream_broken_after_commit_is_continued_by_a_fallback_that
     // up a partial answer — Anthropic (prefill by default), or an OpenAI-compatible server
     // that declares it (asked with vLLM's continue_final_message).
     let fallbacks = [
-        ("anthropic", sim.base_url(), "sim-claude-backup", "      priority: 1\n"),
+        (
+            "anthropic",
+            sim.base_url(),
+            "sim-claude-backup",
+            "      priority: 1\n",
+        ),
         (
             "openai",
             format!("{}/v1", sim.base_url()),
@@ -528,7 +533,11 @@ async fn by_default_a_stream_broken_after_commit_is_continued_by_a_fallback_that
                 !text.contains("stream_interrupted"),
                 "{provider} {fault}: {text}"
             );
-            assert_eq!(openai_text(&events), full, "{provider} {fault}: exactly once");
+            assert_eq!(
+                openai_text(&events),
+                full,
+                "{provider} {fault}: exactly once"
+            );
             assert_eq!(events.last().unwrap().data, "[DONE]");
             let roles = events
                 .iter()
