@@ -15,7 +15,8 @@ use std::time::{Duration, SystemTime};
 
 use libfuzzer_sys::fuzz_target;
 use plumb_fuzz::{NOW_MS, response};
-use plumb_sidecar::classify::{self, MAX_RETRY_AFTER, ProviderError};
+use plumb_sidecar::classify::{self, MAX_RETRY_AFTER};
+use plumb_sidecar::event::ProviderError;
 use plumb_sidecar::payload::{Api, Operation};
 
 fuzz_target!(|data: &[u8]| {

@@ -15,8 +15,9 @@ use std::sync::LazyLock;
 use libfuzzer_sys::fuzz_target;
 use plumb_policy::contract::ToolCall;
 use plumb_policy::{Route, Target};
+use plumb_sidecar::completion::Collected;
 use plumb_sidecar::payload::{Api, ClientRequest, Operation};
-use plumb_sidecar::verify::{self, Collected};
+use plumb_sidecar::verify;
 
 static ROUTE: LazyLock<Route> = LazyLock::new(plumb_fuzz::route);
 
@@ -53,9 +54,11 @@ fuzz_target!(|data: &[u8]| {
                     ..Collected::default()
                 },
             ];
-            let schema = verify::request_schema(&ROUTE, &req);
-            for c in &rejected {
-                let _ = verify::check(&ROUTE, &req, schema.as_ref(), c);
+            // A client schema the sidecar refuses (`Err`) fails the request before any check.
+            if let Ok(schema) = verify::request_schema(&ROUTE, &req) {
+                for c in &rejected {
+                    let _ = verify::check(&ROUTE, &req, schema.as_ref(), c);
+                }
             }
             let _ = (req.include_usage(), req.response_schema(), req.needs);
             let mut requests = vec![req.unstreamed()];

@@ -5,8 +5,6 @@
 //! Outside the workspace and built only on nightly by `cargo fuzz`; nothing in Plumb depends on
 //! it. Harness code: it may panic on what cannot happen (a fixed route that does not compile).
 
-use std::sync::LazyLock;
-
 use http::{HeaderMap, HeaderName, HeaderValue};
 use plumb_policy::Route;
 
@@ -15,20 +13,6 @@ pub const CREATED: u64 = 1_700_000_000;
 
 /// A fixed "now" for everything that takes time as an argument (2025-06-15T12:00:00Z, ms).
 pub const NOW_MS: i64 = 1_750_000_000_000;
-
-/// Whether to step over the findings reported but not fixed yet (`PLUMB_FUZZ_SKIP_KNOWN=1`),
-/// so that a run explores past them. Each target marks its own with `known(...)`; `make fuzz`
-/// runs without it, so an open finding fails it until its fix lands.
-pub fn skip_known() -> bool {
-    static SKIP: LazyLock<bool> =
-        LazyLock::new(|| std::env::var_os("PLUMB_FUZZ_SKIP_KNOWN").is_some_and(|v| v == "1"));
-    *SKIP
-}
-
-/// Whether an input hits a known, open finding that this run steps over (see [`skip_known`]).
-pub fn known(hit: bool) -> bool {
-    hit && skip_known()
-}
 
 /// Cuts `bytes` into frames the way a network might: lengths from 1 to 64 bytes drawn from a
 /// small generator seeded with `seed`; seed 0 keeps the bytes whole.
