@@ -54,35 +54,36 @@ pub struct Inject {
 #[error("{0}")]
 pub struct Denied(pub String);
 
-/// Whether a Kubernetes quantity is well formed and above zero (`100m`, `0.5`, `128Mi`, `1G`,
-/// `1e3`).
+/// Whether `q` is a well-formed Kubernetes quantity (`resource.Quantity`) above zero: `100m`,
+/// `0.5`, `.5`, `+1`, `128Mi`, `1G`, `1E`, `1Ei`, `1e3`, `5E-1`.
+///
+/// The API server's grammar: a signed number (`1`, `1.5`, `1.` or `.5`, after an optional `+`
+/// or `-`) and a suffix, binary (`Ki` `Mi` `Gi` `Ti` `Pi` `Ei`), decimal (`n` `u` `m`, none,
+/// `k` `M` `G` `T` `P` `E`) or a decimal exponent: `e` or `E` and a signed integer that fits
+/// 64 bits (the grammar writes a signed number there, but the parser takes only an integer, so
+/// `1e1.5` is refused). The suffix tables come first: `1E` is exa, and only `1E3` an exponent.
+/// A non-zero value finer than a nano is rounded up, never to zero, so the quantity is above
+/// zero exactly when it has no minus sign and a digit other than 0.
 pub fn positive_quantity(q: &str) -> bool {
-    let suffixes = [
-        "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u", "m", "k", "M", "G", "T", "P", "E", "",
+    const SUFFIXES: [&str; 16] = [
+        "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u", "m", "", "k", "M", "G", "T", "P", "E",
     ];
-    let (number, exponent) = match q.find(['e', 'E']) {
-        Some(i) => (&q[..i], Some(&q[i + 1..])),
-        None => (q, None),
+    let (negative, unsigned) = match q.strip_prefix(['+', '-']) {
+        Some(rest) => (q.starts_with('-'), rest),
+        None => (false, q),
     };
-    let (digits, suffix_ok) = match exponent {
-        Some(e) => (
-            number,
-            !e.is_empty()
-                && e.trim_start_matches(['+', '-'])
-                    .chars()
-                    .all(|c| c.is_ascii_digit())
-                && !e.trim_start_matches(['+', '-']).is_empty(),
-        ),
-        None => suffixes
-            .iter()
-            .find_map(|s| number.strip_suffix(s).map(|d| (d, true)))
-            .unwrap_or((number, false)),
-    };
-    let valid_number = !digits.is_empty()
-        && digits.chars().filter(|c| *c == '.').count() <= 1
-        && digits.chars().all(|c| c.is_ascii_digit() || c == '.')
-        && digits.chars().any(|c| c.is_ascii_digit());
-    suffix_ok && valid_number && digits.parse::<f64>().is_ok_and(|v| v > 0.0)
+    let end = unsigned
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(unsigned.len());
+    let (number, suffix) = unsigned.split_at(end);
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    let number_ok = !(whole.is_empty() && fraction.is_empty()) && digits(whole) && digits(fraction);
+    let suffix_ok = SUFFIXES.contains(&suffix)
+        || suffix
+            .strip_prefix(['e', 'E'])
+            .is_some_and(|exponent| exponent.parse::<i64>().is_ok());
+    number_ok && suffix_ok && !negative && number.bytes().any(|b| (b'1'..=b'9').contains(&b))
 }
 
 fn annotation<'a>(pod: &'a Value, key: &str) -> Option<&'a str> {
@@ -274,16 +275,52 @@ pub fn review(request: &Value, cfg: &Inject) -> Value {
 mod tests {
     use super::*;
 
+    fn accepts(quantities: &[&str]) {
+        for q in quantities {
+            assert!(positive_quantity(q), "{q} is refused");
+        }
+    }
+
+    fn refuses(quantities: &[&str]) {
+        for q in quantities {
+            assert!(!positive_quantity(q), "{q} is accepted");
+        }
+    }
+
     #[test]
     fn quantities() {
-        for ok in ["50m", "0.25", "1", "128Mi", "1G", "1e3", "2Gi", "100k"] {
-            assert!(positive_quantity(ok), "{ok}");
-        }
-        for bad in [
-            "", "0", "-1", "lots", "50 m", "1.2.3", "m", "Mi", "12XB", "1e", "0m",
-        ] {
-            assert!(!positive_quantity(bad), "{bad}");
-        }
+        // Plain numbers, signed or not, in every form the grammar has.
+        accepts(&["1", "0.25", "0.5", ".5", "5.", "+1", "+.5", "007", "1.000"]);
+        // Every binary and decimal suffix, on whole and fractional numbers.
+        accepts(&["1Ki", "128Mi", "2Gi", "1Ti", "1Pi", "1Ei", ".5Gi", "1.5Ei"]);
+        accepts(&[
+            "1n", "1u", "50m", "100k", "1M", "1G", "1T", "1P", "1E", "0.5E", "1.G",
+        ]);
+        // Decimal exponents: `E` followed by an integer is one, not exa.
+        accepts(&[
+            "1e3", "1E3", "1e+3", "1E-3", "5e-1", ".5e1", "1e0", "2e-400",
+        ]);
+        accepts(&["1e9223372036854775807", "1e-9223372036854775808"]);
+        // Finer than a nano rounds up to 1n, not to zero.
+        accepts(&["0.1n", "0.0001m"]);
+
+        // Zero and below.
+        refuses(&["0", "+0", "0.0", ".0", "0.", "0m", "0Ei", "0E", "0e3"]);
+        refuses(&["-1", "-1Gi", "-.5", "-1e3"]);
+        // No number.
+        refuses(&["", ".", "+", "-", "+.", "m", "Mi", "E", "e3", "Ei"]);
+        // Not a number, or not a suffix.
+        refuses(&[
+            "lots", "50 m", " 1", "1 ", "1.2.3", "1..", "1,5", "1_000", "+-1", "--1",
+        ]);
+        refuses(&[
+            "12XB", "1K", "1KB", "1i", "1mi", "1ei", "1EE", "1Eii", "1Ki3", "1e3m", "1mm",
+        ]);
+        // Exponents that are not a 64-bit integer.
+        refuses(&["1e", "1E+", "1e-", "1e1.5", "1e.5", "1e+-3"]);
+        refuses(&["1e9223372036854775808", "1e-9223372036854775809"]);
+        // Digits other than ASCII ones.
+        refuses(&["\u{661}", "1\u{661}"]);
     }
 }
 
