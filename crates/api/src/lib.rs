@@ -279,6 +279,32 @@ pub struct DeadlinesSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$"))]
     pub stream_max: Option<String>,
+    /// Deadlines learned per upstream from what it measured: the first-token deadline in force
+    /// is `multiplier × p99` of the upstream's recent first tokens, at least `floor`, at most
+    /// `firstToken`, once `minSamples` were seen. On by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive: Option<AdaptiveSpec>,
+}
+
+/// How deadlines are learned.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AdaptiveSpec {
+    /// Learn deadlines. Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// How many times the upstream's p99 the deadline is (1 to 100). Default 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1.0, max = 100.0))]
+    pub multiplier: Option<f64>,
+    /// The shortest learned deadline. Default `1s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$"))]
+    pub floor: Option<String>,
+    /// Samples before a learned deadline replaces the route's. Default 20.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub min_samples: Option<u32>,
 }
 
 /// Overrides of the default recovery plan, one optional entry per failure class.

@@ -43,6 +43,7 @@ pub mod fallback;
 pub mod fleet;
 pub mod genai;
 pub mod keys;
+pub mod learned;
 pub mod memory;
 pub mod observe;
 pub mod payload;

@@ -27,7 +27,7 @@ use crate::breaker::BreakerState;
 use crate::classify::Failure;
 use crate::equivalence::Verdict;
 use crate::fallback::Skip;
-use crate::fleet::{self, Fleet};
+use crate::fleet;
 use crate::genai;
 use crate::payload::{Api, ClientRequest};
 use crate::plan::{Interruption, Next};
@@ -226,10 +226,8 @@ pub struct RequestRecord<'a> {
 pub struct Observer<'a> {
     /// The metrics.
     pub metrics: &'a Metrics,
-    /// The fleet's report.
-    pub fleet: &'a Fleet,
-    /// The breakers (for the cool-down in force, which the fleet's prober follows).
-    pub breakers: &'a crate::breaker::Breakers,
+    /// The fleet's report, the breakers and what was learned of each upstream.
+    pub table: &'a crate::table::Table,
     /// The route.
     pub route: &'a Route,
     /// Its handles.
@@ -338,7 +336,9 @@ impl Observer<'_> {
     }
 
     fn report(&self, target: &Target, class: Option<FailureClass>, r: fleet::Outcome) {
-        self.fleet.record(&self.route.id.name, target, class, r);
+        self.table
+            .fleet
+            .record(&self.route.id.name, target, class, r);
     }
 
     /// One attempt: its span's fields, its metrics, its log line and its fleet report.
@@ -408,6 +408,9 @@ impl Observer<'_> {
                 );
             }
             AttemptOutcome::Committed => {
+                // What the first-token deadline learns from (with the default hold of no
+                // events, commit is the first token).
+                self.table.learned.first_token(&target.upstream, r.latency);
                 // The stream's outcome is counted when it ends ([`Observer::stream_end`]).
                 if self.route.contract.is_some() {
                     span.record("plumb.contract", "passed");
@@ -430,6 +433,13 @@ impl Observer<'_> {
             }
             AttemptOutcome::Failed(f) => {
                 span.record("plumb.failure_class", f.class.as_str());
+                if f.class == FailureClass::Timeout && f.message.starts_with("first-token") {
+                    // Cut by a learned deadline: a sample at the time it was given, so the
+                    // deadline follows a provider that slows down.
+                    self.table
+                        .learned
+                        .cut_at(&target.upstream, &self.route.deadlines, r.latency);
+                }
                 if let Some(check) = &f.check {
                     span.record("plumb.contract", f.message.as_str());
                     self.contract_failure(target, f.class, check);
@@ -497,6 +507,7 @@ impl Observer<'_> {
             latency,
             breaker,
             cooldown: self
+                .table
                 .breakers
                 .existing(&target.upstream)
                 .map_or(self.route.breaker.cooldown, |b| b.cooldown()),
@@ -637,7 +648,9 @@ impl Observer<'_> {
                         .inc();
                 }
                 if let Verdict::Uncertified { .. } = verdict {
-                    self.fleet.uncertified_failover(&self.route.id.name, target);
+                    self.table
+                        .fleet
+                        .uncertified_failover(&self.route.id.name, target);
                 }
                 genai::record_duration(
                     r.started,

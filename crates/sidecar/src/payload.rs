@@ -77,6 +77,8 @@ pub struct Needs {
     pub prefill: bool,
     /// Estimated tokens: prompt (a quarter of the body's bytes) plus the answer's limit.
     pub tokens: u32,
+    /// The answer's limit (`max_tokens`, `max_completion_tokens`), when the client set one.
+    pub max_output: Option<u32>,
 }
 
 /// A parsed client request.
@@ -295,15 +297,16 @@ fn needs(api: Api, body: &Map<String, Value>, len: usize) -> Needs {
             .and_then(|m| m.get("role"))
             .and_then(Value::as_str)
             == Some("assistant");
-    let limit = ["max_completion_tokens", "max_tokens"]
+    let max_output = ["max_completion_tokens", "max_tokens"]
         .iter()
-        .find_map(|k| body.get(*k).and_then(Value::as_u64))
-        .unwrap_or(0);
+        .find_map(|k| body.get(*k).and_then(Value::as_u64));
+    let limit = max_output.unwrap_or(0);
     let tokens = (len as u64)
         .div_ceil(4)
         .saturating_add(limit)
         .min(u64::from(u32::MAX)) as u32;
     Needs {
+        max_output: max_output.map(|n| n.min(u64::from(u32::MAX)) as u32),
         tools,
         json_schema,
         vision,

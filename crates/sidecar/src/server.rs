@@ -381,11 +381,17 @@ fn admin(proxy: &Proxy, req: &Request<Incoming>) -> Response<Body> {
             serde_json::to_string_pretty(&proxy.table.certifications.records()).unwrap_or_default(),
             "application/json",
         ),
-        (&Method::GET, "/fleet") => text(
-            StatusCode::OK,
-            serde_json::to_string_pretty(&proxy.table.fleet.describe()).unwrap_or_default(),
-            "application/json",
-        ),
+        (&Method::GET, "/fleet") => {
+            let mut fleet = proxy.table.fleet.describe();
+            if let Some(policy) = proxy.table.current() {
+                fleet["deadlines"] = proxy.table.learned.describe(&policy.routes);
+            }
+            text(
+                StatusCode::OK,
+                serde_json::to_string_pretty(&fleet).unwrap_or_default(),
+                "application/json",
+            )
+        }
         _ => text(
             StatusCode::NOT_FOUND,
             "not found: try /healthz, /readyz, /metrics, /equivalence or /fleet\n".into(),

@@ -40,6 +40,8 @@ pub struct Table {
     pub shadows: Shadows,
     /// What the fleet says, and what this sidecar reports to it.
     pub fleet: Fleet,
+    /// The deadlines learned of each upstream.
+    pub learned: crate::learned::Learned,
     budgets: Mutex<HashMap<RouteId, Arc<Budget>>>,
     /// Each route's metric handles, rebuilt with every policy.
     handles: ArcSwap<HashMap<RouteId, Arc<RouteHandles>>>,
@@ -60,6 +62,7 @@ impl Table {
             certifications: Certifications::default(),
             shadows: Shadows::default(),
             fleet: Fleet::new(),
+            learned: crate::learned::Learned::default(),
             budgets: Mutex::new(HashMap::new()),
             handles: ArcSwap::from_pointee(HashMap::new()),
         }

@@ -7,7 +7,7 @@ use plumb_api::DeadlinesSpec;
 use super::{InvalidRoute, dur};
 
 /// Time limits of a route.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Deadlines {
     /// Whole request until the answer (or a stream's first event) reaches the client.
     pub total: Duration,
@@ -21,6 +21,59 @@ pub struct Deadlines {
     pub stream_idle: Duration,
     /// Longest stream once committed.
     pub stream_max: Duration,
+    /// How the first-token deadline is learned per upstream.
+    pub adaptive: Adaptive,
+    /// Neither `firstByte` nor `total` was set: for an unstreamed request they grow with the
+    /// answer it asked for (`max_tokens`), whose head only comes when it is all written.
+    pub scale_with_length: bool,
+}
+
+/// How a deadline is learned from an upstream's recent latencies.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Adaptive {
+    /// Learn at all.
+    pub enabled: bool,
+    /// The deadline is this many times the upstream's p99.
+    pub multiplier: f64,
+    /// The shortest learned deadline.
+    pub floor: Duration,
+    /// Samples before a learned deadline is used.
+    pub min_samples: u32,
+}
+
+impl Default for Adaptive {
+    fn default() -> Self {
+        Adaptive {
+            enabled: true,
+            multiplier: 3.0,
+            floor: Duration::from_secs(1),
+            min_samples: 20,
+        }
+    }
+}
+
+/// The time an unstreamed answer may take per output token asked for, when the route's
+/// deadlines scale with length: 20 tokens per second, slower than providers under load.
+pub const PER_OUTPUT_TOKEN: Duration = Duration::from_millis(50);
+
+impl Deadlines {
+    /// The deadlines of an unstreamed request that asks for up to `max_tokens`: the first byte
+    /// (the whole answer, for an unstreamed request) may take `max_tokens` × 50 ms and the
+    /// request a minute more, when the route left both to their defaults.
+    pub fn for_length(&self, max_tokens: Option<u32>) -> Deadlines {
+        let Some(n) = max_tokens.filter(|_| self.scale_with_length) else {
+            return *self;
+        };
+        let writing = PER_OUTPUT_TOKEN.saturating_mul(n);
+        let first_byte = self.first_byte.max(writing);
+        Deadlines {
+            first_byte,
+            total: self
+                .total
+                .max(first_byte.saturating_add(Duration::from_secs(60))),
+            ..*self
+        }
+    }
 }
 
 impl Default for Deadlines {
@@ -32,6 +85,8 @@ impl Default for Deadlines {
             first_token: Duration::from_secs(30),
             stream_idle: Duration::from_secs(30),
             stream_max: Duration::from_secs(600),
+            adaptive: Adaptive::default(),
+            scale_with_length: true,
         }
     }
 }
@@ -69,6 +124,8 @@ pub(super) fn compile(spec: Option<&DeadlinesSpec>) -> Result<Deadlines, Invalid
             d.stream_max.as_ref(),
             defaults.stream_max,
         )?,
+        adaptive: adaptive(d.adaptive.as_ref())?,
+        scale_with_length: d.first_byte.is_none() && d.total.is_none(),
     };
     if deadlines.total.is_zero() {
         return Err(InvalidRoute::OutOfRange {
@@ -104,6 +161,40 @@ pub(super) fn compile(spec: Option<&DeadlinesSpec>) -> Result<Deadlines, Invalid
     Ok(deadlines)
 }
 
+/// Compiles `spec.deadlines.adaptive`.
+fn adaptive(spec: Option<&plumb_api::AdaptiveSpec>) -> Result<Adaptive, InvalidRoute> {
+    let defaults = Adaptive::default();
+    let Some(a) = spec else {
+        return Ok(defaults);
+    };
+    let multiplier = a.multiplier.unwrap_or(defaults.multiplier);
+    if !(1.0..=100.0).contains(&multiplier) {
+        return Err(InvalidRoute::OutOfRange {
+            field: "spec.deadlines.adaptive.multiplier".to_owned(),
+            value: multiplier.to_string(),
+            expected: "a number from 1 to 100",
+        });
+    }
+    let min_samples = a.min_samples.unwrap_or(defaults.min_samples);
+    if min_samples == 0 {
+        return Err(InvalidRoute::OutOfRange {
+            field: "spec.deadlines.adaptive.minSamples".to_owned(),
+            value: "0".to_owned(),
+            expected: "1 or more",
+        });
+    }
+    Ok(Adaptive {
+        enabled: a.enabled.unwrap_or(defaults.enabled),
+        multiplier,
+        floor: dur(
+            "spec.deadlines.adaptive.floor",
+            a.floor.as_ref(),
+            defaults.floor,
+        )?,
+        min_samples,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,7 +222,7 @@ mod tests {
     fn every_deadline_can_be_set() {
         assert_eq!(
             deadlines(
-                "{total: 5s, connect: 250ms, firstByte: 2s, firstToken: 3s, streamIdle: 1m, streamMax: 1h}"
+                "{total: 5s, connect: 250ms, firstByte: 2s, firstToken: 3s, streamIdle: 1m, streamMax: 1h, adaptive: {multiplier: 4, floor: 200ms, minSamples: 5}}"
             ),
             Ok(Deadlines {
                 total: Duration::from_secs(5),
@@ -140,8 +231,38 @@ mod tests {
                 first_token: Duration::from_secs(3),
                 stream_idle: Duration::from_secs(60),
                 stream_max: Duration::from_secs(3600),
+                adaptive: Adaptive {
+                    enabled: true,
+                    multiplier: 4.0,
+                    floor: Duration::from_millis(200),
+                    min_samples: 5,
+                },
+                scale_with_length: false,
             })
         );
+        let off = deadlines("{adaptive: {enabled: false}}").unwrap();
+        assert!(!off.adaptive.enabled);
+        let err = deadlines("{adaptive: {multiplier: 0.5}}").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "spec.deadlines.adaptive.multiplier: 0.5 is out of range; expected a number from 1 to 100"
+        );
+    }
+
+    #[test]
+    fn unstreamed_deadlines_grow_with_the_answer_asked_for_unless_the_route_set_them() {
+        // 2,000 tokens at 20 a second: 100 s to the head, a minute more for the request.
+        let d = Deadlines::default().for_length(Some(2000));
+        assert_eq!(d.first_byte, Duration::from_secs(100));
+        assert_eq!(d.total, Duration::from_secs(160));
+        // A short answer keeps the defaults.
+        assert_eq!(
+            Deadlines::default().for_length(Some(100)),
+            Deadlines::default()
+        );
+        // A route that set its deadlines meant them.
+        let set = deadlines("{firstByte: 30s}").unwrap();
+        assert_eq!(set.for_length(Some(2000)), set);
     }
 
     #[test]

@@ -254,8 +254,7 @@ impl Job {
         let handles = self.table.handles(&self.route);
         let observer = Observer {
             metrics: &self.metrics,
-            fleet: &self.table.fleet,
-            breakers: &self.table.breakers,
+            table: &self.table,
             route: &self.route,
             handles: &handles,
         };

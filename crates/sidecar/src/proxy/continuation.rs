@@ -105,8 +105,7 @@ impl Continuation {
         let latency = started.elapsed();
         let observer = Observer {
             metrics: &self.proxy.metrics,
-            fleet: &self.proxy.table.fleet,
-            breakers: &self.proxy.table.breakers,
+            table: &self.proxy.table,
             route: &self.route,
             handles: &self.handles,
         };

@@ -179,9 +179,15 @@ impl Proxy {
                 );
             }
         };
+        let deadlines = if request.stream {
+            route.deadlines
+        } else {
+            route.deadlines.for_length(request.needs.max_output)
+        };
         Request {
             proxy: &self,
             policy: &policy,
+            deadlines,
             budget: self.table.budget(&route.id, route.retry_budget),
             route: &route,
             handles: &handles,
@@ -190,7 +196,7 @@ impl Proxy {
             request_schema: request_schema.as_ref(),
             headers: &parts.headers,
             caller_key: caller_key.as_ref(),
-            deadline: started + route.deadlines.total,
+            deadline: started + deadlines.total,
             span: span.clone(),
             tried: Vec::new(),
             skipped: Vec::new(),
@@ -208,6 +214,9 @@ struct Request<'a> {
     proxy: &'a Arc<Proxy>,
     policy: &'a Arc<Policy>,
     route: &'a Arc<Route>,
+    /// The route's deadlines for this request: an unstreamed one's grow with the answer it
+    /// asked for, unless the route set them.
+    deadlines: plumb_policy::Deadlines,
     handles: &'a Arc<RouteHandles>,
     budget: Arc<Budget>,
     request: &'a Arc<ClientRequest>,
@@ -247,8 +256,7 @@ impl Request<'_> {
     fn observer(&self) -> Observer<'_> {
         Observer {
             metrics: &self.proxy.metrics,
-            fleet: &self.proxy.table.fleet,
-            breakers: &self.proxy.table.breakers,
+            table: &self.proxy.table,
             route: self.route,
             handles: self.handles,
         }
@@ -400,7 +408,7 @@ impl Request<'_> {
                 // Nothing is sent, so nothing is counted against the target.
                 self.tried.push(Tried {
                     target: target.name.clone(),
-                    failure: Failure::timeout(Phase::Head, "total", self.route.deadlines.total),
+                    failure: Failure::timeout(Phase::Head, "total", self.deadlines.total),
                 });
                 return Outcome::Stop;
             }
@@ -559,19 +567,26 @@ impl Request<'_> {
                 client_headers: self.headers,
             }
             .build()?;
-            let expect = if self.request.stream {
-                Expect::Stream(Hold {
-                    streaming: &self.route.streaming,
-                    until_end: self.holds_whole_stream(),
-                })
+            let (expect, deadlines) = if self.request.stream {
+                (
+                    Expect::Stream(Hold {
+                        streaming: &self.route.streaming,
+                        until_end: self.holds_whole_stream(),
+                    }),
+                    // The first-token deadline this upstream's recent first tokens call for.
+                    self.proxy
+                        .table
+                        .learned
+                        .deadlines(&target.upstream, &self.deadlines),
+                )
             } else {
-                Expect::Whole(request.operation)
+                (Expect::Whole(request.operation), self.deadlines)
             };
             attempt::exchange(
                 &*self.proxy.upstreams,
                 Api::of(target.provider),
                 req,
-                (&self.route.deadlines, self.deadline),
+                (&deadlines, self.deadline),
                 self.proxy.limits.max_response_bytes,
                 expect,
             )
@@ -609,8 +624,7 @@ pub(super) fn settle_stream(
         };
         Observer {
             metrics: &proxy.metrics,
-            fleet: &proxy.table.fleet,
-            breakers: &proxy.table.breakers,
+            table: &proxy.table,
             route: &route,
             handles: &handles,
         }

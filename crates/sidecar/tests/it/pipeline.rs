@@ -682,3 +682,100 @@ async fn a_burst_of_large_bodies_queues_for_the_budget_and_every_one_is_served()
         "all given back"
     );
 }
+
+/// A stream whose first token comes after `first` (then the rest at once).
+fn stream_after(model: &str, first: Duration) -> Step {
+    let mut pieces = vec![Piece::Wait(first), Piece::Event(chunk(model, "Hello"))];
+    pieces.extend(stream_end(model));
+    Step::Stream(pieces)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_learned_first_token_deadline_fails_a_hung_fast_provider_over_in_well_under_a_second() {
+    // Twenty streams whose first token comes in 80–120 ms teach the deadline (3 × p99, at
+    // least the 250 ms floor); then the provider hangs after its head.
+    let mut script: Vec<Step> = (0..20)
+        .map(|i| stream_after("gpt-a", Duration::from_millis(80 + 2 * i)))
+        .collect();
+    script.push(Step::Stream(vec![Piece::Wait(Duration::from_secs(600))]));
+    let up = Scripted::new(&[
+        ("primary.test", script),
+        (
+            "fallback.test",
+            vec![stream_after("gpt-b", Duration::from_millis(10))],
+        ),
+    ]);
+    let p = proxy(
+        &routes("  deadlines: {adaptive: {floor: 250ms}}\n"),
+        up.clone(),
+    );
+    for _ in 0..20 {
+        let got = chat(&p, ask(true)).await;
+        assert_eq!(got.header("x-plumb-served-by"), "primary");
+    }
+    let started = tokio::time::Instant::now();
+    let got = chat(&p, ask(true)).await;
+    assert_eq!(got.header("x-plumb-served-by"), "fallback", "{}", got.body);
+    assert_eq!(got.header("x-plumb-failure-classes"), "timeout");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_millis(600),
+        "failed over at the learned deadline (about 3 × 118 ms), not the route's 30 s: {took:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_provider_whose_first_token_takes_twenty_seconds_is_never_cut_early() {
+    let script: Vec<Step> = (0..30)
+        .map(|i| stream_after("gpt-a", Duration::from_millis(18_000 + 150 * i)))
+        .collect();
+    let up = Scripted::new(&[
+        ("primary.test", script),
+        (
+            "fallback.test",
+            vec![stream_after("gpt-b", Duration::from_millis(10))],
+        ),
+    ]);
+    let p = proxy(&routes(""), up.clone());
+    for i in 0..30 {
+        let got = chat(&p, ask(true)).await;
+        assert_eq!(got.header("x-plumb-served-by"), "primary", "request {i}");
+    }
+    assert!(up.hosts().iter().all(|h| h == "primary.test"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unstreamed_long_answer_is_given_the_time_it_asked_for() {
+    // 2,000 tokens asked; the whole answer comes after 65 s (about 30 tokens a second). The
+    // route's deadlines are the defaults: 60 s to the head would cut it, twice.
+    let slow = Step::JsonAfter(
+        Duration::from_secs(65),
+        completion("gpt-a", "a long answer"),
+    );
+    let up = Scripted::new(&[
+        ("primary.test", vec![slow]),
+        ("fallback.test", vec![fallback_ok()]),
+    ]);
+    let p = proxy(&routes(""), up.clone());
+    let mut body = ask(false);
+    body["max_tokens"] = json!(2000);
+    let got = chat(&p, body).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(got.header("x-plumb-served-by"), "primary", "{}", got.body);
+    assert_eq!(up.hosts(), ["primary.test"], "one paid attempt");
+    // Without max_tokens, or on a route that set its deadlines, 60 s to the head still holds.
+    let up = Scripted::new(&[
+        (
+            "primary.test",
+            vec![Step::JsonAfter(
+                Duration::from_secs(65),
+                completion("gpt-a", "a long answer"),
+            )],
+        ),
+        ("fallback.test", vec![fallback_ok()]),
+    ]);
+    let p = proxy(&routes(""), up.clone());
+    let got = chat(&p, ask(false)).await;
+    assert_eq!(got.header("x-plumb-served-by"), "fallback", "{}", got.body);
+    assert_eq!(got.header("x-plumb-failure-classes"), "timeout");
+}

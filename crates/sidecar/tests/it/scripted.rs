@@ -37,6 +37,8 @@ pub enum Step {
     Json(Value),
     /// A 200 server-sent-event stream, piece by piece.
     Stream(Vec<Piece>),
+    /// This JSON, its head and body after a wait (an unstreamed answer being written).
+    JsonAfter(Duration, Value),
 }
 
 /// A piece of a scripted stream.
@@ -148,6 +150,10 @@ impl Transport for Scripted {
                     (code, "application/json", headers, full(body))
                 }
                 Step::Json(v) => (200, "application/json", Vec::new(), full(v.to_string())),
+                Step::JsonAfter(wait, v) => {
+                    tokio::time::sleep(wait).await;
+                    (200, "application/json", Vec::new(), full(v.to_string()))
+                }
                 Step::Stream(pieces) => {
                     let (tx, rx) = mpsc::channel(64);
                     tokio::spawn(async move {

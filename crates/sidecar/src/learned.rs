@@ -1,0 +1,296 @@
+//! Deadlines learned per upstream: the first-token deadline in force is `multiplier × p99` of
+//! the upstream's recent first tokens, at least the route's floor and at most its
+//! `firstToken`, once enough were seen. A provider whose first token comes in 100 ms is given
+//! up on in about a second, not thirty; one that takes twenty seconds is never cut early.
+//!
+//! "Recent" is the last 500 to 1,000 samples (two sketches, the older dropped when the newer
+//! fills), and nothing older than ten minutes. An attempt cut by a learned deadline counts as a
+//! sample at the time it was given, so a provider that slows down gradually pushes its p99 up
+//! and the deadline follows it instead of cutting every attempt.
+//!
+//! The arithmetic runs when a sample is added; reading the deadline in force is a lock and a
+//! copy.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use plumb_knowledge::Sketch;
+use plumb_policy::{Deadlines, RouteSet, UpstreamKey};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+/// Samples in the newer sketch before it becomes the older one.
+const GENERATION: u64 = 500;
+/// The oldest a generation may be.
+const MAX_AGE: Duration = Duration::from_secs(600);
+
+/// What was learned of every upstream's first tokens.
+#[derive(Debug, Default)]
+pub struct Learned {
+    map: RwLock<HashMap<UpstreamKey, Arc<Mutex<Track>>>>,
+}
+
+/// One upstream's recent first tokens.
+#[derive(Debug)]
+struct Track {
+    newer: Sketch,
+    older: Sketch,
+    started: Instant,
+    /// The p99 of both generations and their samples, computed when a sample is added.
+    p99: Option<Duration>,
+    samples: u64,
+}
+
+/// What a learned deadline was learned from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Basis {
+    /// The upstream's recent p99.
+    pub p99: Duration,
+    /// Samples it is drawn from.
+    pub samples: u64,
+}
+
+impl Track {
+    fn new(now: Instant) -> Track {
+        Track {
+            newer: Sketch::new(),
+            older: Sketch::new(),
+            started: now,
+            p99: None,
+            samples: 0,
+        }
+    }
+
+    fn add(&mut self, d: Duration, now: Instant) {
+        if now.duration_since(self.started) >= MAX_AGE {
+            // Nothing recent enough to keep.
+            *self = Track::new(now);
+        }
+        if self.newer.count() >= GENERATION {
+            self.older = std::mem::take(&mut self.newer);
+            self.started = now;
+        }
+        self.newer.add(d);
+        let mut both = self.older.clone();
+        both.merge(&self.newer);
+        self.p99 = both.quantile(0.99);
+        self.samples = both.count();
+    }
+
+    fn basis(&self) -> Option<Basis> {
+        Some(Basis {
+            p99: self.p99?,
+            samples: self.samples,
+        })
+    }
+}
+
+impl Learned {
+    fn track(&self, upstream: &UpstreamKey) -> Arc<Mutex<Track>> {
+        if let Some(t) = self.map.read().get(upstream) {
+            return t.clone();
+        }
+        self.map
+            .write()
+            .entry(upstream.clone())
+            .or_insert_with(|| Arc::new(Mutex::new(Track::new(Instant::now()))))
+            .clone()
+    }
+
+    /// A stream's first token came after `latency`.
+    pub fn first_token(&self, upstream: &UpstreamKey, latency: Duration) {
+        self.track(upstream).lock().add(latency, Instant::now());
+    }
+
+    /// What was learned of an upstream (`None`: nothing yet).
+    pub fn basis(&self, upstream: &UpstreamKey) -> Option<Basis> {
+        self.map.read().get(upstream)?.lock().basis()
+    }
+
+    /// The first-token deadline in force for `upstream` under a route's `deadlines`, and what
+    /// it was learned from (`None`: the route's own, not learned).
+    pub fn first_token_deadline(
+        &self,
+        upstream: &UpstreamKey,
+        d: &Deadlines,
+    ) -> (Duration, Option<Basis>) {
+        let a = d.adaptive;
+        if !a.enabled {
+            return (d.first_token, None);
+        }
+        match self.basis(upstream) {
+            Some(b) if b.samples >= u64::from(a.min_samples) => {
+                let learned = b.p99.mul_f64(a.multiplier);
+                (learned.max(a.floor).min(d.first_token), Some(b))
+            }
+            Some(_) | None => (d.first_token, None),
+        }
+    }
+
+    /// A route's deadlines for an attempt on `upstream`: the first-token deadline learned.
+    pub fn deadlines(&self, upstream: &UpstreamKey, d: &Deadlines) -> Deadlines {
+        Deadlines {
+            first_token: self.first_token_deadline(upstream, d).0,
+            ..*d
+        }
+    }
+
+    /// An attempt cut by a learned first-token deadline: it counts as a sample at the time it
+    /// was given, so a provider that slows down moves the deadline up with it.
+    pub fn cut_at(&self, upstream: &UpstreamKey, d: &Deadlines, after: Duration) {
+        if self.first_token_deadline(upstream, d).1.is_some() {
+            self.first_token(upstream, after);
+        }
+    }
+
+    /// The deadlines in force for every target of `routes`, for `/fleet`.
+    pub fn describe(&self, routes: &RouteSet) -> Value {
+        let mut out = Vec::new();
+        for route in routes.routes() {
+            for t in route.all_targets() {
+                let (in_force, basis) = self.first_token_deadline(&t.upstream, &route.deadlines);
+                out.push(json!({
+                    "route": route.id.to_string(),
+                    "target": t.name,
+                    "firstToken": {
+                        "inForceMs": in_force.as_millis() as u64,
+                        "routeMs": route.deadlines.first_token.as_millis() as u64,
+                        "learnedFrom": basis.map(|b| json!({
+                            "p99Ms": b.p99.as_secs_f64() * 1e3,
+                            "samples": b.samples,
+                        })),
+                    },
+                }));
+            }
+        }
+        Value::Array(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plumb_policy::Adaptive;
+
+    fn upstream() -> UpstreamKey {
+        UpstreamKey {
+            base_url: "http://h/v1".into(),
+            model: "m".into(),
+            credential: "none".into(),
+        }
+    }
+
+    fn deadlines() -> Deadlines {
+        Deadlines {
+            adaptive: Adaptive {
+                enabled: true,
+                multiplier: 3.0,
+                floor: Duration::from_millis(250),
+                min_samples: 20,
+            },
+            ..Deadlines::default()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_route_deadline_holds_until_enough_is_learned_then_k_times_p99() {
+        let l = Learned::default();
+        let (u, d) = (upstream(), deadlines());
+        for _ in 0..19 {
+            l.first_token(&u, Duration::from_millis(100));
+        }
+        assert_eq!(
+            l.first_token_deadline(&u, &d),
+            (Duration::from_secs(30), None)
+        );
+        l.first_token(&u, Duration::from_millis(100));
+        let (in_force, basis) = l.first_token_deadline(&u, &d);
+        assert!(basis.is_some_and(|b| b.samples == 20));
+        assert!(
+            in_force >= Duration::from_millis(290) && in_force <= Duration::from_millis(320),
+            "{in_force:?}"
+        );
+        // Never under the floor, never over the route's value, and off when the route says so.
+        let fast = UpstreamKey {
+            model: "fast".into(),
+            ..upstream()
+        };
+        for _ in 0..20 {
+            l.first_token(&fast, Duration::from_millis(5));
+        }
+        assert_eq!(
+            l.first_token_deadline(&fast, &d).0,
+            Duration::from_millis(250)
+        );
+        let slow = UpstreamKey {
+            model: "slow".into(),
+            ..upstream()
+        };
+        for _ in 0..20 {
+            l.first_token(&slow, Duration::from_secs(20));
+        }
+        assert_eq!(l.first_token_deadline(&slow, &d).0, Duration::from_secs(30));
+        let mut off = d;
+        off.adaptive.enabled = false;
+        assert_eq!(
+            l.first_token_deadline(&u, &off),
+            (Duration::from_secs(30), None)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_provider_that_slows_down_is_followed_not_cut() {
+        let l = Learned::default();
+        let (u, d) = (upstream(), deadlines());
+        for _ in 0..100 {
+            l.first_token(&u, Duration::from_millis(100));
+        }
+        // It slows by 10% every hundred requests, to about 2.6 s; every first token that
+        // comes after the deadline in force would have been cut.
+        let mut latency = Duration::from_millis(100);
+        let mut cut = 0;
+        for _ in 0..35 {
+            latency = latency.mul_f64(1.1);
+            for _ in 0..100 {
+                let (deadline, _) = l.first_token_deadline(&u, &d);
+                if latency > deadline {
+                    cut += 1;
+                    l.cut_at(&u, &d, deadline);
+                } else {
+                    l.first_token(&u, latency);
+                }
+            }
+        }
+        assert_eq!(cut, 0, "a gradual slowdown stays inside k × p99");
+        // A sudden jump is cut at first, and the deadline climbs after it.
+        let before = l.first_token_deadline(&u, &d).0;
+        let jump = before * 2;
+        let mut cuts = 0;
+        for _ in 0..200 {
+            let (deadline, _) = l.first_token_deadline(&u, &d);
+            if jump > deadline {
+                cuts += 1;
+                l.cut_at(&u, &d, deadline);
+            } else {
+                l.first_token(&u, jump);
+            }
+        }
+        assert!(cuts > 0 && cuts < 20, "{cuts} cut before it followed");
+        assert!(l.first_token_deadline(&u, &d).0 > jump);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn old_knowledge_is_forgotten() {
+        let l = Learned::default();
+        let (u, d) = (upstream(), deadlines());
+        for _ in 0..50 {
+            l.first_token(&u, Duration::from_millis(100));
+        }
+        tokio::time::advance(Duration::from_secs(601)).await;
+        l.first_token(&u, Duration::from_millis(100));
+        assert_eq!(l.basis(&u).map(|b| b.samples), Some(1));
+        assert_eq!(l.first_token_deadline(&u, &d).0, Duration::from_secs(30));
+    }
+}
