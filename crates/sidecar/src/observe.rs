@@ -389,7 +389,12 @@ impl Observer<'_> {
         }
         match &r.outcome {
             AttemptOutcome::Answered { usage } => {
-                if self.route.contract.is_some() {
+                if self
+                    .route
+                    .contract
+                    .as_ref()
+                    .is_some_and(|c| c.applies(request.response_schema().is_some()))
+                {
                     span.record("plumb.contract", "passed");
                 }
                 if let Some((input, output)) = usage {
@@ -412,7 +417,12 @@ impl Observer<'_> {
                 // events, commit is the first token).
                 self.table.learned.first_token(&target.upstream, r.latency);
                 // The stream's outcome is counted when it ends ([`Observer::stream_end`]).
-                if self.route.contract.is_some() {
+                if self
+                    .route
+                    .contract
+                    .as_ref()
+                    .is_some_and(|c| c.applies(request.response_schema().is_some()))
+                {
                     span.record("plumb.contract", "passed");
                 }
                 genai::record_first_chunk_after(

@@ -278,6 +278,35 @@ static MACRO_VARIABLES: LazyLock<regex::Regex> = LazyLock::new(|| {
 });
 
 impl Contract {
+    /// The contract of a route that sets none: the schema the client asked the answer to
+    /// follow, when it sent one, is checked — before a stream reaches the client, so a broken
+    /// answer is repaired or failed over invisibly — and nothing else.
+    pub fn client_schema_only() -> Contract {
+        Contract {
+            json: false,
+            schema: None,
+            request_schema: true,
+            tools: Vec::new(),
+            rules: Vec::new(),
+            forbidden: Vec::new(),
+            max_length: None,
+            streams: StreamCheck::BeforeCommit,
+            model_substitution: ModelSubstitution::default(),
+        }
+    }
+
+    /// Whether checking an answer does anything: the route's own checks, or the client's
+    /// schema when it sent one and the contract follows it.
+    pub fn applies(&self, client_schema: bool) -> bool {
+        self.json
+            || self.schema.is_some()
+            || !self.tools.is_empty()
+            || !self.rules.is_empty()
+            || !self.forbidden.is_empty()
+            || self.max_length.is_some()
+            || (self.request_schema && client_schema)
+    }
+
     /// Compiles `spec.contract`.
     pub fn compile(spec: &ContractSpec, sources: &Sources) -> Result<Contract, InvalidRoute> {
         let schema = match &spec.schema {

@@ -282,11 +282,11 @@ pub fn compile_with(
     let retry_budget = retry_budget::compile(spec.retry_budget.as_ref())?;
     let last_resort = last_resort::compile(spec.last_resort.as_ref(), &mut targets)?;
     let streaming = streaming::compile(spec.streaming.as_ref(), &deadlines)?;
-    let contract = spec
-        .contract
-        .as_ref()
-        .map(|c| Contract::compile(c, sources))
-        .transpose()?;
+    // A route without a contract still follows the schema a client asks for.
+    let contract = Some(match spec.contract.as_ref() {
+        Some(c) => Contract::compile(c, sources)?,
+        None => Contract::client_schema_only(),
+    });
     let equivalence = equivalence::compile(spec.equivalence.as_ref(), &mut targets, &last_resort)?;
     Ok(Route {
         id: RouteId {
@@ -396,7 +396,7 @@ targets:
         assert_eq!(route.breaker, BreakerSettings::default());
         assert_eq!(route.retry_budget, RetryBudget::default());
         assert_eq!(route.streaming, Streaming::default());
-        assert_eq!(route.contract, None);
+        assert_eq!(route.contract, Some(Contract::client_schema_only()));
         assert_eq!(route.equivalence, Equivalence::default());
     }
 

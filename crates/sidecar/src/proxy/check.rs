@@ -31,10 +31,9 @@ pub(super) struct Named {
 impl Request<'_> {
     /// Whether the route's contract holds a stream until its end, to check it before commit.
     pub(super) fn holds_whole_stream(&self) -> bool {
-        self.route
-            .contract
-            .as_ref()
-            .is_some_and(|c| c.streams == StreamCheck::BeforeCommit)
+        self.route.contract.as_ref().is_some_and(|c| {
+            c.streams == StreamCheck::BeforeCommit && c.applies(self.request_schema.is_some())
+        })
     }
 
     /// Checks what an answer says: the model it names, then the route's contract (a whole

@@ -199,7 +199,9 @@ impl Request<'_> {
     /// The contract check of a stream checked after commit, if the route has one.
     fn after_commit(&self, target: &Target) -> Option<AfterCommit> {
         let contract = self.route.contract.as_ref()?;
-        if contract.streams != StreamCheck::AfterCommit {
+        if contract.streams != StreamCheck::AfterCommit
+            || !contract.applies(self.request_schema.is_some())
+        {
             return None;
         }
         let route = self.route.clone();

@@ -253,3 +253,75 @@ async fn anthropic_clients_and_targets_are_held_to_the_same_contract() {
             .contains("End of answer.")
     );
 }
+
+#[tokio::test]
+async fn a_route_without_a_contract_still_follows_the_schema_the_client_asked_for() {
+    let sim = simulator().await;
+    let schema = json!({"type": "object", "required": ["answer", "score"],
+        "properties": {"answer": {"type": "string"},
+            "score": {"type": "number", "minimum": 0, "maximum": 1}}});
+    let ask = |stream: bool| {
+        json!({"model": "chat", "stream": stream, "messages": [{"role": "user", "content": "rate the answer"}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "rating", "schema": schema}}})
+    };
+    let base = format!("{}/v1", sim.base_url());
+    let routes = route(
+        "chat",
+        &[
+            target("primary", "openai", &base, "sim-gpt", ""),
+            target(
+                "fallback",
+                "openai",
+                &base,
+                "sim-gpt-mini",
+                "      priority: 1\n",
+            ),
+        ],
+        "",
+    );
+    // Out of the client's bounds (every number 7), or breaking its schema: repaired or failed
+    // over, streamed or not, never served. (A sidecar each: the primary's breaker opens.)
+    for fault in ["out_of_bounds", "schema_violation"] {
+        let sc = Sidecar::start(&routes);
+        for stream in [false, true] {
+            sim.reset();
+            plan(&sim, "sim-gpt", json!({"fault": fault, "first": 10}));
+            let r = sc.openai(ask(stream)).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{fault} stream={stream}");
+            assert_eq!(
+                header(&r, "x-plumb-served-by"),
+                "fallback",
+                "{fault} {stream}"
+            );
+            let classes = header(&r, "x-plumb-failure-classes").to_owned();
+            assert!(
+                !classes.is_empty() && classes.split(',').all(|c| c == "schema_violation"),
+                "{fault}: {classes}"
+            );
+            let text = if stream {
+                crate::support::openai_text(&parse_sse(&read_all(r).await.0))
+            } else {
+                let v: Value = r.json().await.unwrap();
+                v["choices"][0]["message"]["content"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            };
+            let v: Value = serde_json::from_str(&text).unwrap();
+            assert!(
+                (0.0..=1.0).contains(&v["score"].as_f64().unwrap()),
+                "{text}"
+            );
+        }
+    }
+    // Without a schema from the client, nothing is checked or held.
+    sim.reset();
+    let sc = Sidecar::start(&routes);
+    let r = sc
+        .openai(json!({"model": "chat", "stream": true,
+            "messages": [{"role": "user", "content": "what is six times seven"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&r, "x-plumb-served-by"), "primary");
+}
