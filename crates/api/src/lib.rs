@@ -116,11 +116,40 @@ pub struct StreamingSpec {
     /// target ends there, and is continued elsewhere like a cut when it can be.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub malformed_events: Option<MalformedEvents>,
+    /// Hold the start of an upstream's streams while its recent streams break: once at least
+    /// `minStreams` streams ran in the last two minutes and `failureRate` of them broke after
+    /// their first token, its streams are held for `events` events before they reach the
+    /// client, so a break fails over invisibly; streaming returns to normal when it is
+    /// healthy again. On by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive_hold: Option<AdaptiveHoldSpec>,
     /// After a cut, a stall, an error event or a malformed event, ask a fallback that declares
     /// `prefill` (certified, where equivalence is enforced) to continue from the text already
     /// sent; the client receives the whole answer once. Default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub continuation: Option<bool>,
+}
+
+/// When streams of a breaking upstream are held.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AdaptiveHoldSpec {
+    /// Hold when an upstream's streams break. Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// The share of recent streams that broke after their first token from which streams are
+    /// held (0 to 1). Default 0.1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub failure_rate: Option<f64>,
+    /// Recent streams needed before the rate counts. Default 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub min_streams: Option<u32>,
+    /// Events held after the first token. Default 64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub events: Option<u32>,
 }
 
 /// The requests a route serves.

@@ -10,6 +10,11 @@
 //!
 //! The arithmetic runs when a sample is added; reading the deadline in force is a lock and a
 //! copy.
+//!
+//! The same record holds how the upstream's recent streams ended (the last two minutes): while
+//! the share that broke mid-stream is at or above the route's `adaptiveHold.failureRate`, its
+//! streams are held for some events before they reach the client, so a break fails over
+//! invisibly; when the breaks stop, streams commit at once again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,14 +22,18 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use plumb_knowledge::Sketch;
-use plumb_policy::{Deadlines, RouteSet, UpstreamKey};
+use plumb_policy::{AdaptiveHold, Deadlines, RouteSet, UpstreamKey};
 use serde_json::{Value, json};
 use tokio::time::Instant;
+
+use crate::window::SlidingWindow;
 
 /// Samples in the newer sketch before it becomes the older one.
 const GENERATION: u64 = 500;
 /// The oldest a generation may be.
 const MAX_AGE: Duration = Duration::from_secs(600);
+/// How far back stream outcomes count.
+const STREAMS: Duration = Duration::from_secs(120);
 
 /// What was learned of every upstream's first tokens.
 #[derive(Debug, Default)]
@@ -41,6 +50,8 @@ struct Track {
     /// The p99 of both generations and their samples, computed when a sample is added.
     p99: Option<Duration>,
     samples: u64,
+    /// Streams that ended whole, and streams that broke mid-stream.
+    streams: SlidingWindow,
 }
 
 /// What a learned deadline was learned from.
@@ -60,13 +71,16 @@ impl Track {
             started: now,
             p99: None,
             samples: 0,
+            streams: SlidingWindow::new(STREAMS, now),
         }
     }
 
     fn add(&mut self, d: Duration, now: Instant) {
         if now.duration_since(self.started) >= MAX_AGE {
             // Nothing recent enough to keep.
-            *self = Track::new(now);
+            self.newer = Sketch::new();
+            self.older = Sketch::new();
+            self.started = now;
         }
         if self.newer.count() >= GENERATION {
             self.older = std::mem::take(&mut self.newer);
@@ -145,15 +159,48 @@ impl Learned {
         }
     }
 
+    /// A stream of `upstream` ended: whole, or broken mid-stream.
+    pub fn stream_ended(&self, upstream: &UpstreamKey, broke: bool) {
+        self.track(upstream).lock().streams.add(
+            Instant::now(),
+            u32::from(!broke),
+            u32::from(broke),
+        );
+    }
+
+    /// Recent streams of `upstream`: (whole, broken).
+    pub fn streams(&self, upstream: &UpstreamKey) -> (u32, u32) {
+        self.map
+            .read()
+            .get(upstream)
+            .map_or((0, 0), |t| t.lock().streams.totals(Instant::now()))
+    }
+
+    /// Whether `upstream`'s streams are held now: enough of its recent streams broke.
+    pub fn holding(&self, upstream: &UpstreamKey, hold: &AdaptiveHold) -> bool {
+        if !hold.enabled {
+            return false;
+        }
+        let (whole, broken) = self.streams(upstream);
+        let total = whole.saturating_add(broken);
+        total >= hold.min_streams && f64::from(broken) >= hold.failure_rate * f64::from(total)
+    }
+
     /// The deadlines in force for every target of `routes`, for `/fleet`.
     pub fn describe(&self, routes: &RouteSet) -> Value {
         let mut out = Vec::new();
         for route in routes.routes() {
             for t in route.all_targets() {
                 let (in_force, basis) = self.first_token_deadline(&t.upstream, &route.deadlines);
+                let (whole, broken) = self.streams(&t.upstream);
                 out.push(json!({
                     "route": route.id.to_string(),
                     "target": t.name,
+                    "streams": {
+                        "recentWhole": whole,
+                        "recentBroken": broken,
+                        "held": self.holding(&t.upstream, &route.streaming.adaptive_hold),
+                    },
                     "firstToken": {
                         "inForceMs": in_force.as_millis() as u64,
                         "routeMs": route.deadlines.first_token.as_millis() as u64,
@@ -279,6 +326,34 @@ mod tests {
         }
         assert!(cuts > 0 && cuts < 20, "{cuts} cut before it followed");
         assert!(l.first_token_deadline(&u, &d).0 > jump);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn streams_are_held_while_enough_of_them_break_and_not_after() {
+        let l = Learned::default();
+        let (u, hold) = (upstream(), AdaptiveHold::default());
+        for _ in 0..9 {
+            l.stream_ended(&u, true);
+        }
+        assert!(!l.holding(&u, &hold), "too few streams to judge");
+        l.stream_ended(&u, false);
+        assert!(l.holding(&u, &hold), "nine of ten broke");
+        // Healthy again: the breaks age out of the two-minute window.
+        tokio::time::advance(Duration::from_secs(121)).await;
+        for _ in 0..18 {
+            l.stream_ended(&u, false);
+        }
+        assert!(!l.holding(&u, &hold));
+        // One in ten is the threshold: two of twenty.
+        for _ in 0..2 {
+            l.stream_ended(&u, true);
+        }
+        assert!(l.holding(&u, &hold));
+        let off = AdaptiveHold {
+            enabled: false,
+            ..hold
+        };
+        assert!(!l.holding(&u, &off));
     }
 
     #[tokio::test(start_paused = true)]

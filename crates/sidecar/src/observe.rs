@@ -443,6 +443,11 @@ impl Observer<'_> {
             }
             AttemptOutcome::Failed(f) => {
                 span.record("plumb.failure_class", f.class.as_str());
+                if request.stream && f.phase == crate::classify::Phase::Body {
+                    // A stream that broke before commit (inside a hold, or before its first
+                    // token) broke all the same: held streams keep being judged.
+                    self.table.learned.stream_ended(&target.upstream, true);
+                }
                 if f.class == FailureClass::Timeout && f.message.starts_with("first-token") {
                     // Cut by a learned deadline: a sample at the time it was given, so the
                     // deadline follows a provider that slows down.
@@ -563,6 +568,12 @@ impl Observer<'_> {
         let class = r.settlement.failure();
         self.count_attempt(target, class);
         self.set_breaker(target, r.breaker);
+        // What the adaptive hold judges an upstream by.
+        match r.settlement {
+            Settlement::Completed => self.table.learned.stream_ended(&target.upstream, false),
+            Settlement::Interrupted(_) => self.table.learned.stream_ended(&target.upstream, true),
+            Settlement::ClientGone | Settlement::Rejected { .. } => {}
+        }
         match r.settlement {
             Settlement::Completed | Settlement::ClientGone => {}
             Settlement::Interrupted(why) => {

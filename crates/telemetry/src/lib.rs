@@ -125,6 +125,9 @@ pub struct Metrics {
     pub shadow_skipped: Family<RouteLabels, Counter>,
     /// `plumb_failover_equivalence_total`: failed-over answers (and refusals) by certification.
     pub failover_equivalence: Family<OutcomeLabels, Counter>,
+    /// `plumb_streams_held_total{route,target}`: streamed attempts held before commit because
+    /// their upstream's recent streams broke (the adaptive hold).
+    pub streams_held: Family<TargetLabels, Counter>,
     /// `plumb_skipped_targets_total{route,target,outcome}`: targets passed over without an
     /// attempt, by why (`breaker_open`, `fleet_open`, `rate_limited`, `unfit`, `ruled_out`,
     /// `uncertified`, `downgrade`, `no_caller_key`).
@@ -172,6 +175,7 @@ impl Metrics {
         let shadow_skipped = Family::<RouteLabels, Counter>::default();
         let failover_equivalence = Family::<OutcomeLabels, Counter>::default();
         let skipped_targets = Family::<OutcomeLabels, Counter>::default();
+        let streams_held = Family::<TargetLabels, Counter>::default();
         registry.register(
             "plumb_requests",
             "Client requests by route, API and outcome",
@@ -248,6 +252,11 @@ impl Metrics {
             shadow_skipped.clone(),
         );
         registry.register(
+            "plumb_streams_held",
+            "Streamed attempts held before commit because their upstream's recent streams broke",
+            streams_held.clone(),
+        );
+        registry.register(
             "plumb_failover_equivalence",
             "Failed-over answers and refused failovers by the candidate's certification",
             failover_equivalence.clone(),
@@ -276,6 +285,7 @@ impl Metrics {
             shadow_skipped,
             failover_equivalence,
             skipped_targets,
+            streams_held,
         }
     }
 

@@ -46,6 +46,7 @@ pub use deadlines::{Adaptive, Deadlines};
 pub use last_resort::LastResort;
 pub use retry_budget::RetryBudget;
 pub use set::RouteSet;
+pub use streaming::AdaptiveHold;
 pub use streaming::{MalformedEvents, Streaming};
 pub use targets::{Capabilities, Target, UpstreamKey};
 

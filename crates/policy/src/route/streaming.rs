@@ -3,12 +3,12 @@
 use std::time::Duration;
 
 pub use plumb_api::MalformedEvents;
-use plumb_api::StreamingSpec;
+use plumb_api::{AdaptiveHoldSpec, StreamingSpec};
 
 use super::{Deadlines, InvalidRoute, dur};
 
 /// How streamed answers are held, checked and repaired.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Streaming {
     /// Events held after the first token before commit.
     pub hold_events: u32,
@@ -20,6 +20,75 @@ pub struct Streaming {
     pub malformed: MalformedEvents,
     /// Continue from a prefill-capable fallback after a cut.
     pub continuation: bool,
+    /// When the streams of an upstream that breaks them are held.
+    pub adaptive_hold: AdaptiveHold,
+}
+
+/// When the streams of an upstream whose recent streams break are held.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdaptiveHold {
+    /// Hold at all.
+    pub enabled: bool,
+    /// The share of recent streams broken after their first token from which to hold.
+    pub failure_rate: f64,
+    /// Recent streams before the share counts.
+    pub min_streams: u32,
+    /// Events held after the first token.
+    pub events: u32,
+}
+
+impl Default for AdaptiveHold {
+    fn default() -> Self {
+        AdaptiveHold {
+            enabled: true,
+            failure_rate: 0.1,
+            min_streams: 10,
+            events: 64,
+        }
+    }
+}
+
+impl Streaming {
+    /// These settings while the upstream's streams are held: at least the adaptive hold's
+    /// events (and room for them) before commit.
+    pub fn held(&self) -> Streaming {
+        Streaming {
+            hold_events: self.hold_events.max(self.adaptive_hold.events),
+            hold_bytes: self.hold_bytes.max(256 * 1024),
+            ..*self
+        }
+    }
+}
+
+/// Compiles `spec.streaming.adaptiveHold`.
+fn adaptive_hold(spec: Option<&AdaptiveHoldSpec>) -> Result<AdaptiveHold, InvalidRoute> {
+    let d = AdaptiveHold::default();
+    let Some(a) = spec else {
+        return Ok(d);
+    };
+    let failure_rate = a.failure_rate.unwrap_or(d.failure_rate);
+    if !(0.0..=1.0).contains(&failure_rate) {
+        return Err(InvalidRoute::OutOfRange {
+            field: "spec.streaming.adaptiveHold.failureRate".to_owned(),
+            value: failure_rate.to_string(),
+            expected: "a number from 0 to 1",
+        });
+    }
+    for (field, v) in [("minStreams", a.min_streams), ("events", a.events)] {
+        if v == Some(0) {
+            return Err(InvalidRoute::OutOfRange {
+                field: format!("spec.streaming.adaptiveHold.{field}"),
+                value: "0".to_owned(),
+                expected: "1 or more",
+            });
+        }
+    }
+    Ok(AdaptiveHold {
+        enabled: a.enabled.unwrap_or(d.enabled),
+        failure_rate,
+        min_streams: a.min_streams.unwrap_or(d.min_streams),
+        events: a.events.unwrap_or(d.events),
+    })
 }
 
 impl Default for Streaming {
@@ -33,6 +102,7 @@ impl Default for Streaming {
             // it up (one that declares prefill, and is certified where equivalence is
             // enforced); only when none can does the client get an error event.
             continuation: true,
+            adaptive_hold: AdaptiveHold::default(),
         }
     }
 }
@@ -52,6 +122,7 @@ pub(super) fn compile(
         hold_for: dur("spec.streaming.holdFor", st.hold_for.as_ref(), sd.hold_for)?,
         malformed: st.malformed_events.unwrap_or(sd.malformed),
         continuation: st.continuation.unwrap_or(sd.continuation),
+        adaptive_hold: adaptive_hold(st.adaptive_hold.as_ref())?,
     };
     if streaming.hold_for > deadlines.first_token.max(deadlines.total) {
         return Err(InvalidRoute::DeadlineExceedsTotal {
@@ -84,6 +155,7 @@ mod tests {
                 hold_for: Duration::ZERO,
                 malformed: MalformedEvents::Fail,
                 continuation: true,
+                adaptive_hold: AdaptiveHold::default(),
             })
         );
     }
@@ -101,6 +173,7 @@ mod tests {
                 hold_for: Duration::from_secs(1),
                 malformed: MalformedEvents::Skip,
                 continuation: true,
+                adaptive_hold: AdaptiveHold::default(),
             })
         );
     }

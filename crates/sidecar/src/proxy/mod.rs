@@ -567,10 +567,33 @@ impl Request<'_> {
                 client_headers: self.headers,
             }
             .build()?;
+            // An upstream whose recent streams break has its streams held for some events,
+            // so a break still fails over invisibly.
+            let held;
+            let streaming = if self.request.stream
+                && self
+                    .proxy
+                    .table
+                    .learned
+                    .holding(&target.upstream, &self.route.streaming.adaptive_hold)
+            {
+                self.proxy
+                    .metrics
+                    .streams_held
+                    .get_or_create(&plumb_telemetry::TargetLabels {
+                        route: self.handles.label().to_owned(),
+                        target: target.name.clone(),
+                    })
+                    .inc();
+                held = self.route.streaming.held();
+                &held
+            } else {
+                &self.route.streaming
+            };
             let (expect, deadlines) = if self.request.stream {
                 (
                     Expect::Stream(Hold {
-                        streaming: &self.route.streaming,
+                        streaming,
                         until_end: self.holds_whole_stream(),
                     }),
                     // The first-token deadline this upstream's recent first tokens call for.

@@ -779,3 +779,71 @@ async fn an_unstreamed_long_answer_is_given_the_time_it_asked_for() {
     assert_eq!(got.header("x-plumb-served-by"), "fallback", "{}", got.body);
     assert_eq!(got.header("x-plumb-failure-classes"), "timeout");
 }
+
+/// A stream cut after two tokens.
+fn cut_stream(model: &str) -> Step {
+    Step::Stream(vec![
+        Piece::Event(chunk(model, "Hello ")),
+        Piece::Event(chunk(model, "there")),
+        Piece::Cut,
+    ])
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_upstream_whose_streams_break_has_them_held_until_it_is_healthy_again() {
+    // The primary cuts its streams after two tokens; the fallback (OpenAI, no prefill) cannot
+    // continue them. The first ten clients get an explicit error event; from then on the
+    // primary's streams are held, so a cut fails over invisibly. (Its breaker is set not to
+    // open: a flaky upstream that breaks a share of its streams does not open it either.)
+    // Ten cut streams, then four requests of two attempts each (a retry, then the fallback).
+    let mut script: Vec<Step> = (0..18).map(|_| cut_stream("gpt-a")).collect();
+    let mut healthy = vec![Piece::Event(chunk("gpt-a", "Hello"))];
+    healthy.extend(stream_end("gpt-a"));
+    script.push(Step::Stream(healthy));
+    let mut from_fallback = vec![Piece::Event(chunk("gpt-b", "from the fallback"))];
+    from_fallback.extend(stream_end("gpt-b"));
+    let up = Scripted::new(&[
+        ("primary.test", script),
+        ("fallback.test", vec![Step::Stream(from_fallback)]),
+    ]);
+    let p = proxy(
+        &routes("  breaker: {consecutiveFailures: 50, minRequests: 100}\n"),
+        up.clone(),
+    );
+    for i in 0..10 {
+        let got = chat(&p, ask(true)).await;
+        assert!(
+            got.body.contains("stream_interrupted"),
+            "request {i}: {}",
+            got.body
+        );
+    }
+    let label = "plumb_streams_held_total";
+    for i in 0..4 {
+        let got = chat(&p, ask(true)).await;
+        assert_eq!(got.header("x-plumb-served-by"), "fallback", "request {i}");
+        assert!(!got.body.contains("stream_interrupted"), "{}", got.body);
+        assert!(got.body.contains("from the fallback") && got.body.contains("[DONE]"));
+    }
+    let metrics = p.metrics.encode_for(None).0;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with(label) && l.contains("target=\"primary\"") && l.ends_with(" 8")),
+        "every attempt on the primary was held: {metrics}"
+    );
+    // Healthy again: held streams complete (and count as whole); once the breaks age out of
+    // the two-minute window, streams commit at once again.
+    let got = chat(&p, ask(true)).await;
+    assert_eq!(got.header("x-plumb-served-by"), "primary");
+    tokio::time::advance(Duration::from_secs(121)).await;
+    let got = chat(&p, ask(true)).await;
+    assert_eq!(got.header("x-plumb-served-by"), "primary");
+    let metrics = p.metrics.encode_for(None).0;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with(label) && l.contains("target=\"primary\"") && l.ends_with(" 9")),
+        "the last stream was not held: {metrics}"
+    );
+}

@@ -640,10 +640,11 @@ fn rss_kib(pid: u32) -> u64 {
 #[tokio::test]
 async fn interrupted_streams_leak_no_connections_or_memory() {
     let sim = simulator().await;
-    // A breaker that never opens, so every round streams from the primary and is cut.
+    // A breaker that never opens and no adaptive hold, so every round streams from the
+    // primary and is cut after commit.
     let sc = Sidecar::start(&hold_route(
         &sim,
-        "  deadlines: {streamIdle: 200ms}\n  breaker: {consecutiveFailures: 1000, failureRate: 1.0, minRequests: 1000}\n",
+        "  deadlines: {streamIdle: 200ms}\n  breaker: {consecutiveFailures: 1000, failureRate: 1.0, minRequests: 1000}\n  streaming: {adaptiveHold: {enabled: false}}\n",
     ));
     let pid = sc.child.id();
     // No pooling on the client side: every connection the test opens, it closes.
