@@ -27,20 +27,7 @@ pub fn parse_messages(body: &Value) -> Result<ChatRequest, String> {
     }
     // A final assistant message is a prefill: the answer continues it, and it is not part of
     // the question.
-    let prefill = messages
-        .last()
-        .filter(|m| m.get("role").and_then(Value::as_str) == Some("assistant"))
-        .and_then(|m| m.get("content"))
-        .map(|c| {
-            let mut t = String::new();
-            content_text(c, &mut t);
-            t.trim_end_matches('\n').to_owned()
-        });
-    let asked = if prefill.is_some() {
-        &messages[..messages.len() - 1]
-    } else {
-        &messages[..]
-    };
+    let (prefill, asked) = crate::chat::split_prefill(messages);
     for m in messages {
         match m.get("role").and_then(Value::as_str) {
             Some("user" | "assistant") => {}

@@ -224,6 +224,24 @@ fn split(
     }
 }
 
+/// A conversation that ends with an assistant message asks for it to be continued (a
+/// prefill): its text, and the messages before it (the question).
+pub fn split_prefill(messages: &[Value]) -> (Option<String>, &[Value]) {
+    let prefill = messages
+        .last()
+        .filter(|m| m.get("role").and_then(Value::as_str) == Some("assistant"))
+        .and_then(|m| m.get("content"))
+        .map(|c| {
+            let mut t = String::new();
+            content_text(c, &mut t);
+            t.trim_end_matches('\n').to_owned()
+        });
+    match prefill {
+        Some(p) => (Some(p), &messages[..messages.len() - 1]),
+        None => (None, messages),
+    }
+}
+
 /// Collects the text of a message `content` in either format: a string, or an array of blocks
 /// with `text` (and, for tool results, nested `content`).
 pub fn content_text(content: &Value, out: &mut String) {

@@ -22,23 +22,14 @@ pub fn parse_chat(body: &Value, deployment: Option<&str>) -> Result<ChatRequest,
         .ok_or("'messages' must be a non-empty array")?;
     // vLLM's `continue_final_message`: a final assistant message is continued (a prefill),
     // and is not part of the question. Without it, Chat Completions answers afresh.
-    let prefill = body
+    let continues = body
         .get("continue_final_message")
         .and_then(Value::as_bool)
-        .unwrap_or(false)
-        .then(|| messages.last())
-        .flatten()
-        .filter(|m| m.get("role").and_then(Value::as_str) == Some("assistant"))
-        .and_then(|m| m.get("content"))
-        .map(|c| {
-            let mut t = String::new();
-            content_text(c, &mut t);
-            t.trim_end_matches('\n').to_owned()
-        });
-    let asked = if prefill.is_some() {
-        &messages[..messages.len() - 1]
+        .unwrap_or(false);
+    let (prefill, asked) = if continues {
+        crate::chat::split_prefill(messages)
     } else {
-        &messages[..]
+        (None, &messages[..])
     };
     let mut prompt = String::new();
     for m in messages {
