@@ -570,6 +570,24 @@ pub struct TargetStatus {
     /// outside the primary's priority group).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub equivalence: Option<EquivalenceStatus>,
+    /// The first-token deadline the fleet's recent first tokens of this upstream call for,
+    /// and what it is learned from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_token: Option<FirstTokenStatus>,
+}
+
+/// A learned first-token deadline.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FirstTokenStatus {
+    /// The deadline in force, in milliseconds: the route's `deadlines.adaptive.multiplier`
+    /// times the p99, within its floor and `firstToken`; the route's own `firstToken` until
+    /// enough first tokens were seen.
+    pub deadline_ms: f64,
+    /// The p99 of the fleet's recent first tokens, in milliseconds.
+    pub p99_ms: f64,
+    /// How many first tokens it is drawn from.
+    pub samples: u64,
 }
 
 /// An upstream: base URL, model and the identity of the credential source (never the

@@ -22,7 +22,8 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, ResourceExt};
 use parking_lot::Mutex;
 use plumb_api::{
-    BreakersStatus, EquivalenceStatus, LatencyStatus, LlmRoute, TargetStatus, UpstreamStatus,
+    BreakersStatus, EquivalenceStatus, FirstTokenStatus, LatencyStatus, LlmRoute, TargetStatus,
+    UpstreamStatus,
 };
 use plumb_knowledge::fleet::admit::{self, Catalog, RouteCatalog};
 use plumb_knowledge::fleet::{Seed, Settings};
@@ -64,6 +65,8 @@ struct RouteInfo {
     targets: Vec<(String, UpstreamKey, bool)>,
     /// The equivalence threshold and minimum samples that certify.
     certify: (f64, u32),
+    /// Its deadlines (what a learned first-token deadline is drawn within).
+    deadlines: plumb_policy::Deadlines,
 }
 
 /// A route's knowledge as its status shows it: `(namespace, name)`, the targets, and the
@@ -209,6 +212,7 @@ impl Knowledge {
                 })
                 .collect(),
             certify: (route.equivalence.threshold, route.equivalence.min_samples),
+            deadlines: route.deadlines,
         };
         self.routes
             .lock()
@@ -279,7 +283,7 @@ impl Knowledge {
                 let targets = summaries
                     .into_iter()
                     .zip(&info.targets)
-                    .map(|(s, (_, key, _))| target_status(s, key, info.certify))
+                    .map(|(s, (_, key, _))| target_status(s, key, info.certify, &info.deadlines))
                     .collect();
                 ((ns, name), targets, column)
             })
@@ -393,7 +397,24 @@ fn target_status(
     s: TargetSummary,
     key: &UpstreamKey,
     (threshold, min_samples): (f64, u32),
+    deadlines: &plumb_policy::Deadlines,
 ) -> TargetStatus {
+    // As a sidecar that has seen too few of its own first tokens draws it from the fleet's.
+    let first_token = s.first_token.map(|(p99, samples)| {
+        let a = deadlines.adaptive;
+        let deadline = if a.enabled && samples >= u64::from(a.min_samples) {
+            p99.mul_f64(a.multiplier)
+                .max(a.floor)
+                .min(deadlines.first_token)
+        } else {
+            deadlines.first_token
+        };
+        FirstTokenStatus {
+            deadline_ms: round(deadline.as_secs_f64() * 1e3, 1),
+            p99_ms: round(p99.as_secs_f64() * 1e3, 1),
+            samples,
+        }
+    });
     TargetStatus {
         name: s.name,
         upstream: UpstreamStatus {
@@ -426,6 +447,7 @@ fn target_status(
                 certified: samples >= u64::from(min_samples) && lower >= threshold,
             }
         }),
+        first_token,
     }
 }
 
@@ -885,9 +907,19 @@ mod tests {
             attempts: 10,
             error_rate: 0.5,
             equivalence: Some((35, 35)),
+            first_token: Some((Duration::from_millis(120), 400)),
             ..TargetSummary::default()
         };
-        let t = target_status(s, &key, (0.9, 20));
+        let t = target_status(s, &key, (0.9, 20), &plumb_policy::Deadlines::default());
+        // 3 × p99 is under the 1 s floor: the floor is in force.
+        assert_eq!(
+            t.first_token,
+            Some(FirstTokenStatus {
+                deadline_ms: 1000.0,
+                p99_ms: 120.0,
+                samples: 400
+            })
+        );
         assert_eq!(t.open_since.as_deref(), Some("2025-11-24T16:00:00Z"));
         assert_eq!(parse_ms("2025-11-24T16:00:00Z"), Some(1_764_000_000_000));
         assert_eq!(t.upstream.credential, "secret:llm-keys/openai");

@@ -91,6 +91,7 @@ struct Accum {
     upstream: Option<UpstreamKey>,
     outcomes: BTreeMap<String, u64>,
     latency: Sketch,
+    first_token: Sketch,
     breaker: Option<BreakerState>,
     cooldown_ms: u64,
     probes_ok: u64,
@@ -107,6 +108,7 @@ impl Accum {
             *self.outcomes.entry(o).or_default() += n;
         }
         self.latency.merge(&older.latency);
+        self.first_token.merge(&older.first_token);
         self.breaker = self.breaker.or(older.breaker);
         if self.cooldown_ms == 0 {
             self.cooldown_ms = older.cooldown_ms;
@@ -247,6 +249,20 @@ impl Fleet {
             .is_some_and(|d| d.open)
     }
 
+    /// A committed stream of `target` reached its first token after `latency`: what learned
+    /// first-token deadlines are drawn from, fleet-wide.
+    pub fn first_token(&self, route: &str, target: &Target, latency: Duration) {
+        if !self.reporting.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        let mut pending = self.pending.lock();
+        let a = pending
+            .entry((route.to_owned(), target.name.clone()))
+            .or_default();
+        a.upstream = Some(target.upstream.clone());
+        a.first_token.add(latency);
+    }
+
     /// Counts one attempt of `route`'s `target`: `failure` is its class, `None` when it
     /// succeeded.
     pub fn record(&self, route: &str, target: &Target, failure: Option<FailureClass>, o: Outcome) {
@@ -384,6 +400,7 @@ impl Fleet {
                     probes_failed: a.probes_failed,
                     rate_limited_until_unix_ms: a.rate_limited_until_ms,
                     uncertified_failovers: a.uncertified_failovers,
+                    first_token: (!a.first_token.is_empty()).then(|| a.first_token.to_proto()),
                 })
             })
             .collect();

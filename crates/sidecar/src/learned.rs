@@ -39,6 +39,9 @@ const STREAMS: Duration = Duration::from_secs(120);
 #[derive(Debug, Default)]
 pub struct Learned {
     map: RwLock<HashMap<UpstreamKey, Arc<Mutex<Track>>>>,
+    /// The fleet's recent first tokens per upstream, as the operator last pushed them: a
+    /// sidecar that has seen too few of its own learns from these.
+    fleet: RwLock<HashMap<UpstreamKey, Basis>>,
 }
 
 /// One upstream's recent first tokens.
@@ -61,6 +64,8 @@ pub struct Basis {
     pub p99: Duration,
     /// Samples it is drawn from.
     pub samples: u64,
+    /// Whether they are the fleet's (pushed by the operator) rather than this sidecar's own.
+    pub fleet: bool,
 }
 
 impl Track {
@@ -97,6 +102,7 @@ impl Track {
         Some(Basis {
             p99: self.p99?,
             samples: self.samples,
+            fleet: false,
         })
     }
 }
@@ -134,8 +140,14 @@ impl Learned {
         if !a.enabled {
             return (d.first_token, None);
         }
-        match self.basis(upstream) {
-            Some(b) if b.samples >= u64::from(a.min_samples) => {
+        let enough = |b: &Basis| b.samples >= u64::from(a.min_samples);
+        // Its own first tokens first; the fleet's while it has seen too few.
+        let basis = self
+            .basis(upstream)
+            .filter(enough)
+            .or_else(|| self.fleet.read().get(upstream).copied());
+        match basis {
+            Some(b) if enough(&b) => {
                 let learned = b.p99.mul_f64(a.multiplier);
                 (learned.max(a.floor).min(d.first_token), Some(b))
             }
@@ -157,6 +169,26 @@ impl Learned {
         if self.first_token_deadline(upstream, d).1.is_some() {
             self.first_token(upstream, after);
         }
+    }
+
+    /// Takes the fleet's recent first tokens from the operator's directives (replacing what it
+    /// pushed before).
+    pub fn seed(&self, directives: &[plumb_proto::v1::UpstreamDirective]) {
+        let seeds = directives
+            .iter()
+            .filter(|d| d.first_token_samples > 0 && d.first_token_p99_us > 0)
+            .map(|d| {
+                (
+                    plumb_knowledge::upstream_from_proto(d.upstream.as_ref()),
+                    Basis {
+                        p99: Duration::from_micros(d.first_token_p99_us),
+                        samples: d.first_token_samples,
+                        fleet: true,
+                    },
+                )
+            })
+            .collect();
+        *self.fleet.write() = seeds;
     }
 
     /// A stream of `upstream` ended: whole, or broken mid-stream.
@@ -207,6 +239,7 @@ impl Learned {
                         "learnedFrom": basis.map(|b| json!({
                             "p99Ms": b.p99.as_secs_f64() * 1e3,
                             "samples": b.samples,
+                            "source": if b.fleet { "fleet" } else { "own" },
                         })),
                     },
                 }));
@@ -354,6 +387,43 @@ mod tests {
             ..hold
         };
         assert!(!l.holding(&u, &off));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_sidecar_learns_from_the_fleet_until_it_has_seen_enough_of_its_own() {
+        let l = Learned::default();
+        let (u, d) = (upstream(), deadlines());
+        l.seed(&[plumb_proto::v1::UpstreamDirective {
+            upstream: Some(plumb_knowledge::upstream_to_proto(&u)),
+            first_token_p99_us: 200_000,
+            first_token_samples: 500,
+            ..Default::default()
+        }]);
+        let (in_force, basis) = l.first_token_deadline(&u, &d);
+        assert_eq!(in_force, Duration::from_millis(600));
+        assert!(basis.is_some_and(|b| b.fleet && b.samples == 500));
+        // Once it has seen enough of its own, they decide.
+        for _ in 0..20 {
+            l.first_token(&u, Duration::from_millis(100));
+        }
+        let (in_force, basis) = l.first_token_deadline(&u, &d);
+        assert!(basis.is_some_and(|b| !b.fleet));
+        assert!(in_force < Duration::from_millis(400), "{in_force:?}");
+        // A fleet that has seen too few teaches nothing.
+        let other = UpstreamKey {
+            model: "other".into(),
+            ..upstream()
+        };
+        l.seed(&[plumb_proto::v1::UpstreamDirective {
+            upstream: Some(plumb_knowledge::upstream_to_proto(&other)),
+            first_token_p99_us: 200_000,
+            first_token_samples: 3,
+            ..Default::default()
+        }]);
+        assert_eq!(
+            l.first_token_deadline(&other, &d),
+            (Duration::from_secs(30), None)
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -416,6 +416,9 @@ impl Observer<'_> {
                 // What the first-token deadline learns from (with the default hold of no
                 // events, commit is the first token).
                 self.table.learned.first_token(&target.upstream, r.latency);
+                self.table
+                    .fleet
+                    .first_token(&self.route.id.name, target, r.latency);
                 // The stream's outcome is counted when it ends ([`Observer::stream_end`]).
                 if self
                     .route

@@ -117,6 +117,7 @@ impl Table {
                 b.probe_now();
             }
         }
+        self.learned.seed(&k.upstreams);
         let scales = self.fleet.view().retry_scales.clone();
         for (id, budget) in self.budgets.lock().iter() {
             budget.set_scale(scales.get(&id.name).copied().unwrap_or(1.0));

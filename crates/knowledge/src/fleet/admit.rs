@@ -228,6 +228,13 @@ fn admit_target(
                 .map(|(i, n)| (*i, tally.clamp(*n, limits.count, Dropped::CountClamped)))
                 .collect(),
         }),
+        first_token: t.first_token.as_ref().map(|s| v1::Sketch {
+            buckets: s
+                .buckets
+                .iter()
+                .map(|(i, n)| (*i, tally.clamp(*n, limits.count, Dropped::CountClamped)))
+                .collect(),
+        }),
         breaker: t.breaker,
         cooldown_ms: tally.clamp(t.cooldown_ms, cooldown_max, Dropped::CooldownClamped),
         probes_ok: tally.clamp(t.probes_ok, limits.count, Dropped::CountClamped),

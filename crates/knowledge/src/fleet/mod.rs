@@ -139,6 +139,8 @@ struct Traffic {
     /// Attempts by outcome (`ok` or a failure class).
     outcomes: BTreeMap<String, u64>,
     latency: Sketch,
+    /// Committed streams' time to first token.
+    first_token: Sketch,
 }
 
 /// What one bucket of a route's window counts.
@@ -207,6 +209,15 @@ fn failed(outcome: &str) -> bool {
 }
 
 impl Upstream {
+    /// The fleet's first tokens of the upstream's streams over the window up to `slot`.
+    fn first_tokens(&self, slot: i64) -> Sketch {
+        let mut s = Sketch::new();
+        for t in self.traffic.window(slot) {
+            s.merge(&t.first_token);
+        }
+        s
+    }
+
     /// One probe per breaker cool-down, as the sidecars reported it.
     fn probe_interval_ms(&self, settings: &Settings) -> i64 {
         if self.cooldown_ms > 0 {

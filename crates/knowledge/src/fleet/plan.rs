@@ -111,6 +111,7 @@ impl Fleet {
         self.sequence += 1;
         let sequence = self.sequence;
         let scale = self.settings.incident_retry_scale;
+        let slot = super::window::Slots::of(self.settings.window).at(now_ms);
         let ns = self.ns(namespace);
         ns.changed = false;
         ns.urgent = false;
@@ -118,8 +119,15 @@ impl Fleet {
         let upstreams = ns
             .upstreams
             .iter()
-            .filter(|(_, u)| u.open.is_some() || u.rate_limited_until_ms > now_ms)
-            .map(|(k, u)| v1::UpstreamDirective {
+            .map(|(k, u)| (k, u, u.first_tokens(slot)))
+            .filter(|(_, u, first)| {
+                u.open.is_some() || u.rate_limited_until_ms > now_ms || first.count() > 0
+            })
+            .map(|(k, u, first)| v1::UpstreamDirective {
+                first_token_p99_us: first
+                    .quantile(0.99)
+                    .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+                first_token_samples: first.count(),
                 upstream: Some(upstream_to_proto(k)),
                 open: u.open.is_some(),
                 prober: u
@@ -221,6 +229,34 @@ fn in_incident(was: bool, attempts: u64, failures: u64, settings: &Settings) -> 
 mod tests {
     use super::*;
     use crate::fleet::fixtures::*;
+
+    #[test]
+    fn the_fleets_first_tokens_reach_every_sidecar_and_the_summary() {
+        let mut f = fleet_of(&["a", "b"]);
+        // Two pods report their streams' first tokens: 100 ms and 300 ms.
+        for (pod, ms) in [("a", 100), ("b", 300)] {
+            let mut t = target("chat", "primary", "gpt");
+            t.outcomes = outcomes(&[("ok", 50)]);
+            let mut s = crate::Sketch::new();
+            for _ in 0..50 {
+                s.add(Duration::from_millis(ms));
+            }
+            t.first_token = Some(s.to_proto());
+            f.report("team-a", pod, &report(vec![t]), 9_000);
+        }
+        let k = f.knowledge("team-a", 9_500);
+        let d = directive(&k, "gpt").unwrap_or_else(|| panic!());
+        assert_eq!(d.first_token_samples, 100);
+        assert!(
+            (290_000..=310_000).contains(&d.first_token_p99_us),
+            "{}",
+            d.first_token_p99_us
+        );
+        assert!(
+            !d.open,
+            "knowledge of a healthy upstream, not a directive to skip it"
+        );
+    }
 
     #[test]
     fn one_prober_per_interval_in_turn_until_a_probe_succeeds() {

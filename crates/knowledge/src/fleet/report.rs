@@ -51,6 +51,9 @@ impl Fleet {
             if let Some(s) = &t.latency {
                 traffic.latency.merge(&Sketch::from_proto(s));
             }
+            if let Some(s) = &t.first_token {
+                traffic.first_token.merge(&Sketch::from_proto(s));
+            }
             if t.cooldown_ms > 0 {
                 u.cooldown_ms = t.cooldown_ms;
             }

@@ -49,6 +49,8 @@ pub struct TargetSummary {
     pub error_rate: f64,
     /// Latency p50, p95, p99 of the attempts in the window.
     pub latency: Option<[Duration; 3]>,
+    /// The p99 of its streams' first tokens in the window, and how many there were.
+    pub first_token: Option<(Duration, u64)>,
     /// Sidecars whose own breaker is open, out of those that reported on the upstream.
     pub breakers_open: u32,
     /// Sidecars that reported on the upstream.
@@ -176,6 +178,8 @@ impl Upstream {
         if s.attempts > 0 {
             s.error_rate = failures as f64 / s.attempts as f64;
         }
+        let first = self.first_tokens(slot);
+        s.first_token = first.quantile(0.99).map(|p99| (p99, first.count()));
         s.latency = [0.5, 0.95, 0.99]
             .map(|q| latency.quantile(q))
             .into_iter()
