@@ -44,17 +44,25 @@ pub struct Learned {
     fleet: RwLock<HashMap<UpstreamKey, Basis>>,
 }
 
-/// One upstream's recent first tokens.
+/// One upstream's recent first tokens and stream gaps, and how its recent streams ended.
 #[derive(Debug)]
 struct Track {
+    first_tokens: Generations,
+    /// The longest silence inside each whole stream.
+    gaps: Generations,
+    /// Streams that ended whole, and streams that broke mid-stream.
+    streams: SlidingWindow,
+}
+
+/// Recent samples of one measure: the last 500 to 1,000, within ten minutes.
+#[derive(Debug)]
+struct Generations {
     newer: Sketch,
     older: Sketch,
     started: Instant,
     /// The p99 of both generations and their samples, computed when a sample is added.
     p99: Option<Duration>,
     samples: u64,
-    /// Streams that ended whole, and streams that broke mid-stream.
-    streams: SlidingWindow,
 }
 
 /// What a learned deadline was learned from.
@@ -68,24 +76,21 @@ pub struct Basis {
     pub fleet: bool,
 }
 
-impl Track {
-    fn new(now: Instant) -> Track {
-        Track {
+impl Generations {
+    fn new(now: Instant) -> Generations {
+        Generations {
             newer: Sketch::new(),
             older: Sketch::new(),
             started: now,
             p99: None,
             samples: 0,
-            streams: SlidingWindow::new(STREAMS, now),
         }
     }
 
     fn add(&mut self, d: Duration, now: Instant) {
         if now.duration_since(self.started) >= MAX_AGE {
             // Nothing recent enough to keep.
-            self.newer = Sketch::new();
-            self.older = Sketch::new();
-            self.started = now;
+            *self = Generations::new(now);
         }
         if self.newer.count() >= GENERATION {
             self.older = std::mem::take(&mut self.newer);
@@ -107,6 +112,29 @@ impl Track {
     }
 }
 
+impl Track {
+    fn new(now: Instant) -> Track {
+        Track {
+            first_tokens: Generations::new(now),
+            gaps: Generations::new(now),
+            streams: SlidingWindow::new(STREAMS, now),
+        }
+    }
+}
+
+/// A learned deadline: `multiplier × p99` within the floor and the route's `ceiling`, once
+/// enough samples were seen; the ceiling itself otherwise.
+fn learned(d: &Deadlines, basis: Option<Basis>, ceiling: Duration) -> (Duration, Option<Basis>) {
+    let a = d.adaptive;
+    match basis {
+        Some(b) if a.enabled && b.samples >= u64::from(a.min_samples) => (
+            b.p99.mul_f64(a.multiplier).max(a.floor).min(ceiling),
+            Some(b),
+        ),
+        Some(_) | None => (ceiling, None),
+    }
+}
+
 impl Learned {
     fn track(&self, upstream: &UpstreamKey) -> Arc<Mutex<Track>> {
         if let Some(t) = self.map.read().get(upstream) {
@@ -121,12 +149,43 @@ impl Learned {
 
     /// A stream's first token came after `latency`.
     pub fn first_token(&self, upstream: &UpstreamKey, latency: Duration) {
-        self.track(upstream).lock().add(latency, Instant::now());
+        self.track(upstream)
+            .lock()
+            .first_tokens
+            .add(latency, Instant::now());
     }
 
-    /// What was learned of an upstream (`None`: nothing yet).
+    /// A whole stream's longest silence between two reads.
+    pub fn stream_gap(&self, upstream: &UpstreamKey, gap: Duration) {
+        self.track(upstream).lock().gaps.add(gap, Instant::now());
+    }
+
+    /// What was learned of an upstream's first tokens (`None`: nothing yet).
     pub fn basis(&self, upstream: &UpstreamKey) -> Option<Basis> {
-        self.map.read().get(upstream)?.lock().basis()
+        self.map.read().get(upstream)?.lock().first_tokens.basis()
+    }
+
+    /// The stream-idle deadline in force for `upstream` under a route's `deadlines`: learned
+    /// from the longest silences of its recent whole streams, at most the route's
+    /// `streamIdle`.
+    pub fn stream_idle_deadline(
+        &self,
+        upstream: &UpstreamKey,
+        d: &Deadlines,
+    ) -> (Duration, Option<Basis>) {
+        let basis = self
+            .map
+            .read()
+            .get(upstream)
+            .and_then(|t| t.lock().gaps.basis());
+        learned(d, basis, d.stream_idle)
+    }
+
+    /// A stream cut by a learned stream-idle deadline: a sample at the time it was given.
+    pub fn stalled_at(&self, upstream: &UpstreamKey, d: &Deadlines, after: Duration) {
+        if self.stream_idle_deadline(upstream, d).1.is_some() {
+            self.stream_gap(upstream, after);
+        }
     }
 
     /// The first-token deadline in force for `upstream` under a route's `deadlines`, and what
@@ -136,23 +195,13 @@ impl Learned {
         upstream: &UpstreamKey,
         d: &Deadlines,
     ) -> (Duration, Option<Basis>) {
-        let a = d.adaptive;
-        if !a.enabled {
-            return (d.first_token, None);
-        }
-        let enough = |b: &Basis| b.samples >= u64::from(a.min_samples);
+        let enough = |b: &Basis| b.samples >= u64::from(d.adaptive.min_samples);
         // Its own first tokens first; the fleet's while it has seen too few.
         let basis = self
             .basis(upstream)
             .filter(enough)
             .or_else(|| self.fleet.read().get(upstream).copied());
-        match basis {
-            Some(b) if enough(&b) => {
-                let learned = b.p99.mul_f64(a.multiplier);
-                (learned.max(a.floor).min(d.first_token), Some(b))
-            }
-            Some(_) | None => (d.first_token, None),
-        }
+        learned(d, basis, d.first_token)
     }
 
     /// A route's deadlines for an attempt on `upstream`: the first-token deadline learned.
@@ -224,6 +273,7 @@ impl Learned {
         for route in routes.routes() {
             for t in route.all_targets() {
                 let (in_force, basis) = self.first_token_deadline(&t.upstream, &route.deadlines);
+                let (idle, idle_basis) = self.stream_idle_deadline(&t.upstream, &route.deadlines);
                 let (whole, broken) = self.streams(&t.upstream);
                 out.push(json!({
                     "route": route.id.to_string(),
@@ -240,6 +290,14 @@ impl Learned {
                             "p99Ms": b.p99.as_secs_f64() * 1e3,
                             "samples": b.samples,
                             "source": if b.fleet { "fleet" } else { "own" },
+                        })),
+                    },
+                    "streamIdle": {
+                        "inForceMs": idle.as_millis() as u64,
+                        "routeMs": route.deadlines.stream_idle.as_millis() as u64,
+                        "learnedFrom": idle_basis.map(|b| json!({
+                            "p99Ms": b.p99.as_secs_f64() * 1e3,
+                            "samples": b.samples,
                         })),
                     },
                 }));

@@ -128,6 +128,10 @@ struct Resuming {
 /// Told a stream's input and output tokens when it ends.
 pub type OnUsage = Box<dyn FnOnce((u64, u64)) + Send + Sync>;
 
+/// Told, when the stream from the target that committed it ends, its longest silence between
+/// two reads: `(gap, false)` for a whole stream, `(the idle deadline, true)` for a stall.
+pub type OnGap = Box<dyn FnOnce(Duration, bool) + Send + Sync>;
+
 /// Removes secrets from a text before it reaches the client (a provider's error message
 /// echoed into the interruption event can carry a key).
 pub type Redact = std::sync::Arc<dyn Fn(&str) -> String + Send + Sync>;
@@ -157,6 +161,10 @@ pub struct Relay {
     collector: Option<StreamCollector>,
     usage: crate::genai::StreamUsage,
     on_usage: Option<OnUsage>,
+    on_gap: Option<OnGap>,
+    /// When the upstream last sent bytes, and the longest silence so far.
+    last_read: Instant,
+    longest_gap: Duration,
     redact: Redact,
 }
 
@@ -186,6 +194,8 @@ pub struct RelayOptions {
     pub collect: bool,
     /// Told the stream's input and output tokens when it ends, if the upstream said them.
     pub on_usage: Option<OnUsage>,
+    /// Told the committing target's longest silence when its stream ends whole or stalls.
+    pub on_gap: Option<OnGap>,
     /// Applied to every upstream text the client's error event repeats.
     pub redact: Redact,
 }
@@ -231,6 +241,9 @@ impl Relay {
             collector,
             usage: crate::genai::StreamUsage::default(),
             on_usage: options.on_usage,
+            on_gap: options.on_gap,
+            last_read: now,
+            longest_gap: Duration::ZERO,
             redact: options.redact,
         }
     }
@@ -289,6 +302,19 @@ impl Relay {
         if let (Some(tokens), Some(on_usage)) = (self.usage.tokens(), self.on_usage.take()) {
             on_usage(tokens);
         }
+        // What the committing target's silences teach (a continuation's are another's).
+        if let Some(on_gap) = self.on_gap.take() {
+            match &end {
+                StreamEnd::Completed { .. } => on_gap(self.longest_gap, false),
+                StreamEnd::Interrupted {
+                    reason: Interruption::Stall,
+                    ..
+                } => on_gap(self.idle, true),
+                StreamEnd::Interrupted { .. }
+                | StreamEnd::Rejected { .. }
+                | StreamEnd::ClientGone { .. } => {}
+            }
+        }
         if let Some(report) = self.report.take() {
             report(end);
         }
@@ -296,6 +322,12 @@ impl Relay {
 
     fn interrupt(&mut self, reason: Interruption, detail: &str) {
         self.upstream = None;
+        // A stall teaches the learned stream-idle deadline, continued elsewhere or not.
+        if reason == Interruption::Stall
+            && let Some(on_gap) = self.on_gap.take()
+        {
+            on_gap(self.idle, true);
+        }
         // The target that was streaming failed, whether or not another continues its answer.
         self.settle(Settlement::Interrupted(reason));
         let next = plan::after_commit(reason, self.resume.is_some(), self.translator.resumable());
@@ -493,6 +525,7 @@ impl http_body::Body for Relay {
                         );
                         this.sse = SseReader::default();
                         this.sse.push(&resumed.held);
+                        this.on_gap = None;
                         this.upstream = Some(resumed.body);
                         this.target = resumed.target;
                         this.settle = Some(resumed.settle);
@@ -526,8 +559,10 @@ impl http_body::Body for Relay {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
                         this.sse.push(&data);
-                        let next = Instant::now() + this.idle;
-                        this.idle_timer.as_mut().reset(next);
+                        let now = Instant::now();
+                        this.longest_gap = this.longest_gap.max(now - this.last_read);
+                        this.last_read = now;
+                        this.idle_timer.as_mut().reset(now + this.idle);
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
@@ -614,6 +649,7 @@ mod tests {
             }),
             collect: false,
             on_usage: None,
+            on_gap: None,
             redact: std::sync::Arc::new(str::to_owned),
         };
         let relay = Relay::new(options, Bytes::new(), upstream, Box::new(|_, _| {}), |_| {});

@@ -99,7 +99,12 @@ impl Request<'_> {
                         clock::unix_secs_now(),
                     ),
                     malformed: self.route.streaming.malformed,
-                    idle: self.route.deadlines.stream_idle,
+                    idle: self
+                        .proxy
+                        .table
+                        .learned
+                        .stream_idle_deadline(&target.upstream, &self.route.deadlines)
+                        .0,
                     max: self.route.deadlines.stream_max,
                     resume: self
                         .route
@@ -114,6 +119,20 @@ impl Request<'_> {
                         let attrs = genai::attributes(self.request, target, self.handles.label());
                         move |tokens| genai::record_tokens(Some(tokens), &attrs)
                     })),
+                    on_gap: Some({
+                        let (table, upstream, deadlines) = (
+                            self.proxy.table.clone(),
+                            target.upstream.clone(),
+                            self.route.deadlines,
+                        );
+                        Box::new(move |gap, stalled| {
+                            if stalled {
+                                table.learned.stalled_at(&upstream, &deadlines, gap);
+                            } else {
+                                table.learned.stream_gap(&upstream, gap);
+                            }
+                        })
+                    }),
                     redact: self.redactor(),
                 };
                 let settle = self.settle_stream(target, permit, latency);

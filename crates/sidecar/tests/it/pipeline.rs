@@ -847,3 +847,45 @@ async fn an_upstream_whose_streams_break_has_them_held_until_it_is_healthy_again
         "the last stream was not held: {metrics}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_learned_stream_idle_deadline_cuts_a_stall_in_well_under_the_routes_thirty_seconds() {
+    // Twenty streams whose events come every 50 ms teach the longest silence; then a stream
+    // stalls after two tokens.
+    let steady = || {
+        let mut pieces = Vec::new();
+        for word in ["One ", "two ", "three"] {
+            pieces.push(Piece::Wait(Duration::from_millis(50)));
+            pieces.push(Piece::Event(chunk("gpt-a", word)));
+        }
+        pieces.extend(stream_end("gpt-a"));
+        Step::Stream(pieces)
+    };
+    let mut script: Vec<Step> = (0..20).map(|_| steady()).collect();
+    script.push(Step::Stream(vec![
+        Piece::Event(chunk("gpt-a", "One ")),
+        Piece::Event(chunk("gpt-a", "two ")),
+        Piece::Wait(Duration::from_secs(600)),
+    ]));
+    let up = Scripted::new(&[
+        ("primary.test", script),
+        ("fallback.test", vec![fallback_ok()]),
+    ]);
+    let p = proxy(
+        &routes("  deadlines: {adaptive: {floor: 200ms}}\n"),
+        up.clone(),
+    );
+    for _ in 0..20 {
+        let got = chat(&p, ask(true)).await;
+        assert!(got.body.contains("[DONE]"), "{}", got.body);
+    }
+    let started = tokio::time::Instant::now();
+    let got = chat(&p, ask(true)).await;
+    let took = started.elapsed();
+    assert!(got.body.contains("stream_interrupted"), "{}", got.body);
+    assert!(got.body.contains("reason=stall"), "{}", got.body);
+    assert!(
+        took >= Duration::from_millis(200) && took < Duration::from_secs(1),
+        "cut at the learned deadline (3 × ~50 ms, at least 200 ms), not 30 s: {took:?}"
+    );
+}
