@@ -91,6 +91,19 @@ fn routes(sim: &str) -> String {
             "  deadlines: {firstByte: 1s}\n",
         ),
         route("cut-stream", &[("openai", "sim-gpt", "KEY_MAIN", 0)], ""),
+        // An Anthropic fallback takes up a cut stream (prefill), by default.
+        format!(
+            "apiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {{name: cut-continued, namespace: demo}}\nspec:\n  match: {{models: [cut-continued]}}\n  targets:\n    - {{name: openai, provider: openai, baseUrl: '{v1}', model: sim-gpt-continued, credentials: {{env: KEY_MAIN}}}}\n    - {{name: claude, provider: anthropic, baseUrl: '{sim}', model: sim-claude, priority: 1, credentials: {{env: KEY_BACKUP}}}}\n"
+        ),
+        // A reasoning model thinks for 2 s before its first word: its thinking is progress.
+        route(
+            "reasoning",
+            &[
+                ("openai", "sim-gpt-reasoner", "KEY_MAIN", 0),
+                ("backup", "sim-gpt-mini", "KEY_BACKUP", 1),
+            ],
+            "  deadlines: {firstToken: 1s}\n",
+        ),
         route(
             "contract",
             &[
@@ -217,6 +230,18 @@ const SCENES: &[Scene] = &[
         model: "cut-stream",
         stream: true,
         plan: Some(("sim-gpt", Value::Null)),
+    },
+    Scene {
+        title: "cut, a fallback continues it",
+        model: "cut-continued",
+        stream: true,
+        plan: Some(("sim-gpt-continued", Value::Null)),
+    },
+    Scene {
+        title: "reasoning 2 s, firstToken 1s",
+        model: "reasoning",
+        stream: true,
+        plan: None,
     },
     Scene {
         title: "every target failing",
