@@ -574,6 +574,10 @@ pub struct TargetStatus {
     /// and what it is learned from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_token: Option<FirstTokenStatus>,
+    /// Streamed attempts held before commit in the last minute because the upstream's recent
+    /// streams broke (`streaming.adaptiveHold`), fleet-wide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub streams_held: Option<u64>,
 }
 
 /// A learned first-token deadline.

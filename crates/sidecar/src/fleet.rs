@@ -92,6 +92,7 @@ struct Accum {
     outcomes: BTreeMap<String, u64>,
     latency: Sketch,
     first_token: Sketch,
+    streams_held: u64,
     breaker: Option<BreakerState>,
     cooldown_ms: u64,
     probes_ok: u64,
@@ -109,6 +110,7 @@ impl Accum {
         }
         self.latency.merge(&older.latency);
         self.first_token.merge(&older.first_token);
+        self.streams_held += older.streams_held;
         self.breaker = self.breaker.or(older.breaker);
         if self.cooldown_ms == 0 {
             self.cooldown_ms = older.cooldown_ms;
@@ -263,6 +265,19 @@ impl Fleet {
         a.first_token.add(latency);
     }
 
+    /// A streamed attempt of `target` was held because its upstream's streams broke.
+    pub fn stream_held(&self, route: &str, target: &Target) {
+        if !self.reporting.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        let mut pending = self.pending.lock();
+        let a = pending
+            .entry((route.to_owned(), target.name.clone()))
+            .or_default();
+        a.upstream = Some(target.upstream.clone());
+        a.streams_held += 1;
+    }
+
     /// Counts one attempt of `route`'s `target`: `failure` is its class, `None` when it
     /// succeeded.
     pub fn record(&self, route: &str, target: &Target, failure: Option<FailureClass>, o: Outcome) {
@@ -401,6 +416,7 @@ impl Fleet {
                     rate_limited_until_unix_ms: a.rate_limited_until_ms,
                     uncertified_failovers: a.uncertified_failovers,
                     first_token: (!a.first_token.is_empty()).then(|| a.first_token.to_proto()),
+                    streams_held: a.streams_held,
                 })
             })
             .collect();

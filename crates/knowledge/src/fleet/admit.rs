@@ -235,6 +235,7 @@ fn admit_target(
                 .map(|(i, n)| (*i, tally.clamp(*n, limits.count, Dropped::CountClamped)))
                 .collect(),
         }),
+        streams_held: tally.clamp(t.streams_held, limits.count, Dropped::CountClamped),
         breaker: t.breaker,
         cooldown_ms: tally.clamp(t.cooldown_ms, cooldown_max, Dropped::CooldownClamped),
         probes_ok: tally.clamp(t.probes_ok, limits.count, Dropped::CountClamped),

@@ -141,6 +141,8 @@ struct Traffic {
     latency: Sketch,
     /// Committed streams' time to first token.
     first_token: Sketch,
+    /// Streamed attempts held because the upstream's streams broke.
+    streams_held: u64,
 }
 
 /// What one bucket of a route's window counts.

@@ -242,8 +242,18 @@ mod tests {
                 s.add(Duration::from_millis(ms));
             }
             t.first_token = Some(s.to_proto());
+            t.streams_held = 2;
             f.report("team-a", pod, &report(vec![t]), 9_000);
         }
+        // The route's status sees them too, with the attempts the fleet held.
+        let summary = f.summary(
+            "team-a",
+            "chat",
+            &[("primary".to_owned(), key("gpt"), true)],
+            9_500,
+        );
+        assert_eq!(summary[0].first_token.map(|(_, n)| n), Some(100));
+        assert_eq!(summary[0].streams_held, 4);
         let k = f.knowledge("team-a", 9_500);
         let d = directive(&k, "gpt").unwrap_or_else(|| panic!());
         assert_eq!(d.first_token_samples, 100);

@@ -51,6 +51,8 @@ pub struct TargetSummary {
     pub latency: Option<[Duration; 3]>,
     /// The p99 of its streams' first tokens in the window, and how many there were.
     pub first_token: Option<(Duration, u64)>,
+    /// Streamed attempts held in the window because its streams broke.
+    pub streams_held: u64,
     /// Sidecars whose own breaker is open, out of those that reported on the upstream.
     pub breakers_open: u32,
     /// Sidecars that reported on the upstream.
@@ -173,6 +175,7 @@ impl Upstream {
                 }
             }
             latency.merge(&t.latency);
+            s.streams_held = s.streams_held.saturating_add(t.streams_held);
         }
         let failures = total(s.errors.values());
         if s.attempts > 0 {

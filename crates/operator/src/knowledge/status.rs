@@ -88,6 +88,7 @@ pub(super) fn target_status(
             }
         }),
         first_token,
+        streams_held: (s.streams_held > 0).then_some(s.streams_held),
     }
 }
 

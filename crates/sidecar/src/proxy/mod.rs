@@ -585,6 +585,10 @@ impl Request<'_> {
                         target: target.name.clone(),
                     })
                     .inc();
+                self.proxy
+                    .table
+                    .fleet
+                    .stream_held(&self.route.id.name, target);
                 held = self.route.streaming.held();
                 &held
             } else {
