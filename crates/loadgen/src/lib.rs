@@ -8,8 +8,10 @@
 //! more than an interval behind its schedule is counted, so a slow server cannot hide its
 //! queueing.
 //!
-//! It depends on nothing else in the workspace; benchmarks point it at the simulator directly
-//! and through the sidecar, in the same run.
+//! The load harness depends on nothing else in the workspace; benchmarks point it at the
+//! simulator directly and through the sidecar, in the same run. [`scorecard`] is the judgement
+//! behind `plumb-scorecard` (`make scorecard`): every fault of the simulator's catalogue,
+//! through the sidecar and directly.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -24,6 +26,8 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+
+pub mod scorecard;
 
 /// What to send and how hard.
 #[derive(Clone, Debug)]
