@@ -270,15 +270,37 @@ fn error_message(v: &Value) -> String {
     // Plumb's own errors: "plumb: no target of the route could answer (route R, model "M"):
     // primary: auth (HTTP 401: …); fallback: …" — what each target said is the news.
     if let Some(rest) = msg.strip_prefix("plumb: ") {
-        return rest
-            .split_once("): ")
-            .map_or(rest, |(_, targets)| targets)
-            .to_owned();
+        let targets = rest.split_once("): ").map_or(rest, |(_, targets)| targets);
+        return targets
+            .split("; ")
+            .map(compact_target)
+            .collect::<Vec<_>>()
+            .join("; ");
     }
     match (kind.is_empty(), msg.is_empty()) {
         (false, false) => format!("{kind}: {msg}"),
         (false, true) => kind.to_owned(),
         (true, _) => msg.to_owned(),
+    }
+}
+
+/// One target in Plumb's error, shortened: `primary: auth (HTTP 401: Incorrect API key …)` →
+/// `primary: auth (401)`; a skipped target keeps its reason.
+fn compact_target(part: &str) -> String {
+    let Some((name, rest)) = part.split_once(": ") else {
+        return part.to_owned();
+    };
+    if rest.starts_with("skipped") {
+        return part.to_owned();
+    }
+    let (class, why) = rest.split_once(" (").unwrap_or((rest, ""));
+    match why
+        .strip_prefix("HTTP ")
+        .and_then(|w| w.split_once(':'))
+        .map(|(status, _)| status)
+    {
+        Some(status) => format!("{name}: {class} ({status})"),
+        None => format!("{name}: {class}"),
     }
 }
 
@@ -307,7 +329,7 @@ pub fn classify(family: Family, expect: &Expect, c: &Capture) -> Verdict {
         let msg = serde_json::from_str::<Value>(&c.body)
             .map(|v| error_message(&v))
             .unwrap_or_else(|_| "no error body".to_owned());
-        return Verdict::new(Outcome::SafeError, format!("{status} {}", short(&msg, 60)));
+        return Verdict::new(Outcome::SafeError, format!("{status} {}", short(&msg, 200)));
     }
     if c.content_type.starts_with("text/event-stream") {
         classify_stream(family, expect, c)
@@ -401,7 +423,7 @@ fn classify_stream(family: Family, expect: &Expect, c: &Capture) -> Verdict {
                 format!(
                     "error event after {} chars: {}",
                     text.chars().count(),
-                    short(&error_message(&v), 50)
+                    short(&error_message(&v), 200)
                 ),
             );
         }
@@ -711,6 +733,22 @@ mod tests {
         assert_eq!(
             classify(Family::Openai, &Expect::structured(), &missing).outcome,
             Outcome::Unsafe
+        );
+    }
+
+    #[test]
+    fn plumb_errors_are_shortened_to_each_target_and_why() {
+        let body = json!({"error": {"type": "plumb_error", "message": "plumb: no target of the route could answer (route ns/r, model \"r\"): primary: auth (HTTP 401: Incorrect API key provided: sk-…); fallback: skipped (uses the same credentials that were refused)"}});
+        let c = Capture {
+            status: Some(502),
+            body: body.to_string(),
+            ..Capture::default()
+        };
+        let v = classify(Family::Openai, &Expect::plain(), &c);
+        assert_eq!(v.outcome, Outcome::SafeError);
+        assert_eq!(
+            v.detail,
+            "502 primary: auth (401); fallback: skipped (uses the same credentials that were refused)"
         );
     }
 

@@ -6,7 +6,8 @@
 //!
 //! The simulator runs in this process. Every scenario has a route of its own, with default
 //! settings and two targets — the primary, whose every attempt fails with the fault, and one
-//! fallback of the other family at priority 1 — on models of its own on the simulator, so no
+//! fallback of the other family at priority 1, each with its provider's key — on models of its
+//! own on the simulator, so no
 //! scenario's breaker, learned deadline or retry budget touches another's and they can run at
 //! once; the simulator's attempt log then counts each scenario's attempts per target.
 
@@ -50,6 +51,10 @@ struct Args {
     /// Requests in flight at once.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    /// Only the fault scenarios whose name contains this (`b-stream-cut`, `hang`, `-s`), and no
+    /// flapping or degradation: for looking into one result.
+    #[arg(long)]
+    only: Option<String>,
 }
 
 /// Which default route a scenario runs on.
@@ -206,10 +211,21 @@ fn copy_model(name: &str, fault: Option<Fault>) -> anyhow::Result<ModelSpec> {
     Ok(spec)
 }
 
+/// The sidecar's keys, one per provider as a real route has (from its environment). With the
+/// same credentials on both targets a 401 from the primary would rightly skip the fallback
+/// ("uses the same credentials that were refused").
+const KEYS: [(&str, &str); 2] = [
+    ("PLUMB_SCORECARD_OPENAI_KEY", "sk-scorecard-openai-0000"),
+    (
+        "PLUMB_SCORECARD_ANTHROPIC_KEY",
+        "sk-ant-scorecard-anthropic-0000",
+    ),
+];
+
 fn target_yaml(name: &str, family: Family, sim: &str, model: &str, priority: u32) -> String {
-    let (provider, base) = match family {
-        Family::Openai => ("openai", format!("{sim}/v1")),
-        Family::Anthropic => ("anthropic", sim.to_owned()),
+    let (provider, base, key) = match family {
+        Family::Openai => ("openai", format!("{sim}/v1"), KEYS[0].0),
+        Family::Anthropic => ("anthropic", sim.to_owned(), KEYS[1].0),
     };
     let priority = if priority > 0 {
         format!("      priority: {priority}\n")
@@ -217,7 +233,7 @@ fn target_yaml(name: &str, family: Family, sim: &str, model: &str, priority: u32
         String::new()
     };
     format!(
-        "    - name: {name}\n      provider: {provider}\n      baseUrl: {base}\n      model: {model}\n      credentials: {{none: true}}\n{priority}"
+        "    - name: {name}\n      provider: {provider}\n      baseUrl: {base}\n      model: {model}\n      credentials: {{env: {key}}}\n{priority}"
     )
 }
 
@@ -243,6 +259,7 @@ fn spawn_sidecar(bin: &PathBuf, routes: &PathBuf, log: &PathBuf) -> anyhow::Resu
         .arg(routes)
         .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
         .env("RUST_LOG", "warn")
+        .envs(KEYS)
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log_file))
         .spawn()
@@ -340,9 +357,13 @@ async fn send(
 
 struct Env {
     sim: Simulator,
+    /// About when the simulator started: its attempt log's times count from here.
+    sim_epoch: Instant,
     sidecar_url: String,
     client: reqwest::Client,
     timeout: Duration,
+    /// Print a line per scenario as it ends.
+    progress: bool,
 }
 
 impl Env {
@@ -388,13 +409,16 @@ async fn run_scenario(env: Arc<Env>, s: Scenario) -> Scored {
         env.sim.attempts(Some(&s.primary())).len(),
         env.sim.attempts(Some(&s.fallback())).len(),
     );
-    eprintln!(
-        "{:<34} {:>8} ms  {:<10}  direct {}",
-        s.id,
-        through.elapsed.as_millis(),
-        through_verdict.outcome.through(),
-        direct_verdict.outcome.direct()
-    );
+    if env.progress {
+        eprintln!(
+            "{:<26} {:>6} ms  {} | direct {} ({})",
+            s.id,
+            through.elapsed.as_millis(),
+            through_verdict,
+            direct_verdict.outcome.direct(),
+            direct_verdict.detail
+        );
+    }
     Scored {
         scenario: s,
         through,
@@ -410,6 +434,8 @@ struct Shot {
     at: Duration,
     /// The primary's delay for this request, for a degradation.
     delay: Option<Duration>,
+    /// Attempts on the fallback for this request, for a degradation (requests one at a time).
+    fallback_attempts: usize,
     capture: Capture,
     verdict: Verdict,
 }
@@ -423,7 +449,11 @@ struct Flap {
     length: Duration,
 }
 
-async fn run_flap(env: Arc<Env>, flap: Flap) -> anyhow::Result<(Flap, Vec<Shot>)> {
+/// A flapping outage's requests, and the attempts its primary saw: when (from the start of
+/// the sequence) and with what status.
+type Flapped = (Flap, Vec<Shot>, Vec<(Duration, u16)>);
+
+async fn run_flap(env: Arc<Env>, flap: Flap) -> anyhow::Result<Flapped> {
     let primary = format!("sc-{}-p", flap.id);
     let start = Instant::now();
     let mut plans = Vec::new();
@@ -460,6 +490,7 @@ async fn run_flap(env: Arc<Env>, flap: Flap) -> anyhow::Result<(Flap, Vec<Shot>)
             Shot {
                 at,
                 delay: None,
+                fallback_attempts: 0,
                 capture,
                 verdict,
             }
@@ -473,30 +504,79 @@ async fn run_flap(env: Arc<Env>, flap: Flap) -> anyhow::Result<(Flap, Vec<Shot>)
     for s in shots {
         out.push(s.await?);
     }
-    Ok((flap, out))
+    let offset = start.duration_since(env.sim_epoch).as_secs_f64() * 1000.0;
+    let mut seen = env
+        .sim
+        .attempts(Some(&primary))
+        .iter()
+        .map(|a| {
+            (
+                Duration::from_secs_f64((a.at_ms - offset).max(0.0) / 1000.0),
+                a.status,
+            )
+        })
+        .collect::<Vec<_>>();
+    seen.sort_by_key(|(at, _)| *at);
+    Ok((flap, out, seen))
 }
 
-/// A slow degradation: requests one after another while the primary's first token (streamed)
-/// or response head (unstreamed) comes later and later.
+/// How a degrading primary is slow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slow {
+    /// A stream whose head and preamble come at once and whose first token comes late
+    /// (`slow_first_token`).
+    FirstToken,
+    /// A stream whose response head comes late (`slow_first_byte`).
+    StreamHead,
+    /// An unstreamed answer whose response head comes late (`slow_first_byte`).
+    WholeHead,
+}
+
+impl Slow {
+    fn stream(self) -> bool {
+        self != Slow::WholeHead
+    }
+
+    fn fault(self) -> &'static str {
+        match self {
+            Slow::FirstToken => "slow_first_token",
+            Slow::StreamHead | Slow::WholeHead => "slow_first_byte",
+        }
+    }
+
+    fn tag(self) -> &'static str {
+        match self {
+            Slow::FirstToken => "t",
+            Slow::StreamHead => "h",
+            Slow::WholeHead => "u",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Slow::FirstToken => "streamed, head at once and the first token late",
+            Slow::StreamHead => "streamed, the response head late",
+            Slow::WholeHead => "unstreamed, the response head late",
+        }
+    }
+}
+
+/// A slow degradation: requests one after another while the primary gets slower with each.
 struct Degrade {
     id: String,
     route: RouteKind,
-    stream: bool,
+    slow: Slow,
     delays: Vec<Duration>,
 }
 
 async fn run_degrade(env: Arc<Env>, d: Degrade) -> anyhow::Result<(Degrade, Vec<Shot>)> {
     let primary = format!("sc-{}-p", d.id);
+    let fallback = format!("sc-{}-f", d.id);
     let family = d.route.client();
     let start = Instant::now();
     let mut out = Vec::new();
     for delay in &d.delays {
-        let name = if d.stream {
-            "slow_first_token"
-        } else {
-            "slow_first_byte"
-        };
-        let fault: Fault = format!("{name}:delay={}ms", delay.as_millis())
+        let fault: Fault = format!("{}:delay={}ms", d.slow.fault(), delay.as_millis())
             .parse()
             .map_err(|e| anyhow!("{e}"))?;
         env.sim
@@ -512,16 +592,20 @@ async fn run_degrade(env: Arc<Env>, d: Degrade) -> anyhow::Result<(Degrade, Vec<
             )
             .map_err(|e| anyhow!("plan: {e}"))?;
         let at = start.elapsed();
-        let capture = env.through(family, &d.id, d.stream, false).await;
+        let before = env.sim.attempts(Some(&fallback)).len();
+        let capture = env.through(family, &d.id, d.slow.stream(), false).await;
         let verdict = classify(family, &Expect::plain(), &capture);
         out.push(Shot {
             at,
             delay: Some(*delay),
+            fallback_attempts: env.sim.attempts(Some(&fallback)).len() - before,
             capture,
             verdict,
         });
     }
-    eprintln!("{:<34} done", d.id);
+    if env.progress {
+        eprintln!("{:<34} done", d.id);
+    }
     Ok((d, out))
 }
 
@@ -547,7 +631,11 @@ fn cell(v: &Verdict, direct: bool, asked: &[&str]) -> String {
         if v.outcome == Outcome::Rescued && (v.detail == "complete" || v.detail == "valid JSON") {
             word.to_owned()
         } else {
-            format!("{word}: {}", short(&v.detail, 70))
+            // Plumb's errors name every target and why: they get the room.
+            format!(
+                "{word}: {}",
+                short(&v.detail, if direct { 48 } else { 130 })
+            )
         };
     if let Some(m) = v.model.as_deref().filter(|m| !asked.contains(m)) {
         out.push_str(&format!(" (answer names `{m}`)"));
@@ -588,7 +676,12 @@ async fn card(args: Args) -> anyhow::Result<usize> {
             scenarios.push(Scenario::new(None, route, stream));
         }
     }
-    let flaps: Vec<Flap> = if args.quick {
+    if let Some(only) = &args.only {
+        scenarios.retain(|s| s.id.contains(only.as_str()));
+    }
+    let flaps: Vec<Flap> = if args.only.is_some() {
+        Vec::new()
+    } else if args.quick {
         vec![Flap {
             id: "a-flapping".into(),
             route: RouteKind::A,
@@ -609,26 +702,24 @@ async fn card(args: Args) -> anyhow::Result<usize> {
             })
             .collect()
     };
-    // Twenty requests at 100 ms (enough samples to learn a deadline), then 30% slower each.
+    // Twenty requests at 100 ms (enough samples to learn a deadline), then 30% slower each,
+    // then one step past the default first-token deadline (30 s).
     let delays: Vec<Duration> = (0..20)
         .map(|_| Duration::from_millis(100))
         .chain((1..=18).map(|j| Duration::from_secs_f64(0.1 * 1.3f64.powi(j))))
         .map(|d| Duration::from_millis(d.as_millis() as u64))
+        .chain([Duration::from_secs(45)])
         .collect();
-    let degrades: Vec<Degrade> = if args.quick {
+    let degrades: Vec<Degrade> = if args.quick || args.only.is_some() {
         Vec::new()
     } else {
         let mut v = Vec::new();
         for &route in routes {
-            for stream in [true, false] {
+            for slow in [Slow::FirstToken, Slow::StreamHead, Slow::WholeHead] {
                 v.push(Degrade {
-                    id: format!(
-                        "{}-degrading-{}",
-                        route.tag(),
-                        if stream { "s" } else { "u" }
-                    ),
+                    id: format!("{}-degrading-{}", route.tag(), slow.tag()),
                     route,
-                    stream,
+                    slow,
                     delays: delays.clone(),
                 });
             }
@@ -666,6 +757,7 @@ async fn card(args: Args) -> anyhow::Result<usize> {
             copy_model(route.fallback_model(), None)?,
         );
     }
+    let sim_epoch = Instant::now();
     let sim = Simulator::start(config, "127.0.0.1:0".parse()?, false).await?;
     let sim_url = sim.base_url();
 
@@ -702,9 +794,11 @@ async fn card(args: Args) -> anyhow::Result<usize> {
         .build()?;
     let env = Arc::new(Env {
         sim,
+        sim_epoch,
         sidecar_url,
         client,
         timeout,
+        progress: !args.quick,
     });
     eprintln!(
         "plumb-scorecard: {} scenarios, {} timed sequences; sidecar log {}",
@@ -753,6 +847,12 @@ async fn card(args: Args) -> anyhow::Result<usize> {
         wall.elapsed(),
     );
     println!("{report}");
+    if let Some(summary) = report.lines().find(|l| l.starts_with("**Summary**")) {
+        eprintln!(
+            "plumb-scorecard: {}",
+            summary.trim_start_matches("**Summary**: ")
+        );
+    }
     if let Some(out) = &args.out {
         if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)?;
@@ -770,10 +870,40 @@ async fn card(args: Args) -> anyhow::Result<usize> {
     Ok(unsafe_count)
 }
 
+/// The primary's attempts in a flapping outage, runs of answered ones folded:
+/// `0.00: 503, 0.01: 503, …, 7.00–9.75: 200 ×12`.
+fn primary_attempts(seen: &[(Duration, u16)]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < seen.len() {
+        let (at, status) = seen[i];
+        let mut j = i;
+        while j + 1 < seen.len() && seen[j + 1].1 == status && status == 200 {
+            j += 1;
+        }
+        if j > i {
+            parts.push(format!(
+                "{:.2}–{:.2}: {status} ×{}",
+                at.as_secs_f64(),
+                seen[j].0.as_secs_f64(),
+                j - i + 1
+            ));
+        } else {
+            parts.push(format!("{:.2}: {status}", at.as_secs_f64()));
+        }
+        i = j + 1;
+    }
+    if parts.is_empty() {
+        "none".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
 fn render(
     args: &Args,
     results: &[Scored],
-    flaps: &[(Flap, Vec<Shot>)],
+    flaps: &[Flapped],
     degrades: &[(Degrade, Vec<Shot>)],
     skipped: &[&str],
     wall: Duration,
@@ -854,7 +984,7 @@ fn render(
     }
 
     let mut seq_tally = Tally::default();
-    for (flap, shots) in flaps {
+    for (flap, shots, seen) in flaps {
         let mut t = Tally::default();
         for s in shots {
             t.add(s.verdict.outcome);
@@ -909,7 +1039,7 @@ fn render(
                     }
                 )),
                 None => r.push_str(&format!(
-                    " Back up at {:.1} s: no request reached the primary again before {:.1} s.",
+                    " Back up at {:.1} s: the primary answered none of the requests sent before {:.1} s.",
                     up.as_secs_f64(),
                     next_down.as_secs_f64()
                 )),
@@ -927,7 +1057,8 @@ fn render(
             )
             .collect();
         r.push_str(&format!(
-            " Who answered, every 250 ms: `{timeline}` (P primary, f fallback, x safe error, ! unsafe).\n\n"
+            " Who answered, every 250 ms: `{timeline}` (P primary, f fallback, x safe error, ! unsafe). Attempts on the primary (s: status): {}.\n\n",
+            primary_attempts(seen)
         ));
     }
 
@@ -943,34 +1074,43 @@ fn render(
             let delay = s.delay.unwrap_or_default();
             if s.verdict.outcome == Outcome::Unsafe {
                 unsafe_lines.push(format!(
-                    "slow degradation, {} {}, primary delay {} ms: {}",
+                    "slow degradation, {} client, {}, primary delay {} ms: {}",
                     d.route.client().as_str(),
-                    if d.stream { "streamed" } else { "unstreamed" },
+                    d.slow.describe(),
                     delay.as_millis(),
                     s.verdict.detail
                 ));
             }
-            if s.capture.served_by == "primary" {
+            if s.capture.served_by == "primary"
+                && s.fallback_attempts == 0
+                && s.verdict.outcome == Outcome::Rescued
+            {
                 primary_up_to = Some(delay);
             } else {
+                let by = match (s.capture.served_by.as_str(), s.fallback_attempts) {
+                    ("", _) => "nobody".to_owned(),
+                    ("primary", n) if n > 0 => "primary, continued by the fallback".to_owned(),
+                    (who, _) => who.to_owned(),
+                };
                 failovers.push(format!(
-                    "{}→{} ms",
+                    "{} → {} ms, {}, served by {by}",
                     delay.as_millis(),
-                    s.capture.elapsed.as_millis()
+                    s.capture.elapsed.as_millis(),
+                    s.verdict.outcome.through()
                 ));
             }
         }
         let first = d.delays.first().copied().unwrap_or_default();
         let last = d.delays.last().copied().unwrap_or_default();
+        let ramp_top = d.delays.iter().rev().nth(1).copied().unwrap_or_default();
         r.push_str(&format!(
-            "**Slow degradation**, {} client, {}: {} requests one after another while the primary's {} grows from {} ms to {} ms (20 at {} ms, then 30% slower each): {} rescued, {} safe errors, {} unsafe; the primary served up to a delay of {} ms; {} failed over (primary's delay → client's wait: {}); slowest answer {} ms.\n\n",
+            "**Slow degradation**, {} client, {}: {} requests one after another while the primary's delay grows (20 at {} ms, then 30% slower each up to {} ms, then one at {} ms): {} rescued, {} safe errors, {} unsafe; the primary served up to a delay of {} ms; {} not answered by the primary alone (primary's delay → client's wait: {}); slowest answer {} ms.\n\n",
             d.route.client().as_str(),
-            if d.stream { "streamed" } else { "unstreamed" },
+            d.slow.describe(),
             shots.len(),
-            if d.stream { "first token" } else { "response head" },
             first.as_millis(),
+            ramp_top.as_millis(),
             last.as_millis(),
-            first.as_millis(),
             t.rescued,
             t.safe,
             t.unsafe_,
