@@ -698,7 +698,7 @@ async fn card(args: Args) -> anyhow::Result<usize> {
                     (Duration::ZERO, Duration::from_secs(3)),
                     (Duration::from_secs(5), Duration::from_secs(2)),
                 ],
-                length: Duration::from_secs(10),
+                length: Duration::from_secs(20),
             })
             .collect()
     };
