@@ -1,15 +1,16 @@
 //! `plumb-scorecard`: every fault of the simulator's catalogue through a sidecar with default
 //! routes, and the same request sent directly to the provider, judged the same way
-//! (`plumb_loadgen::scorecard`). `make scorecard` runs the whole card; `--quick` (in `make
-//! test`) a subset that takes seconds. Exits non-zero when anything through the sidecar was
-//! unsafe.
+//! (`plumb_loadgen::scorecard`). `make scorecard` runs the whole card; `--quick` (`make
+//! scorecard-quick`) a subset that takes seconds. Exits non-zero when anything through the
+//! sidecar was unsafe.
 //!
 //! The simulator runs in this process. Every scenario has a route of its own, with default
 //! settings and two targets — the primary, whose every attempt fails with the fault, and one
 //! fallback of the other family at priority 1, each with its provider's key — on models of its
-//! own on the simulator, so no
-//! scenario's breaker, learned deadline or retry budget touches another's and they can run at
-//! once; the simulator's attempt log then counts each scenario's attempts per target.
+//! own on the simulator, so no scenario's breaker, learned deadline or retry budget touches
+//! another's and they can run at once; the simulator's attempt log then counts each scenario's
+//! attempts per target. `--only` runs the scenarios whose name contains a word, and prints what
+//! each got in full on standard error.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
