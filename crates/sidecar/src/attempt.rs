@@ -159,7 +159,10 @@ pub async fn exchange(
     expect: Expect<'_>,
 ) -> Result<Answer, Failure> {
     let start = Instant::now();
-    let (head, body) = successful_head(transport, req, d, start, total).await?;
+    // A stream's first token cannot come before its head: the first-token deadline bounds the
+    // head too (a stream whose head is late is as silent as one whose first token is).
+    let streamed = matches!(expect, Expect::Stream(_));
+    let (head, body) = successful_head(transport, req, d, start, total, streamed).await?;
     match expect {
         Expect::Whole(operation) => {
             let body = read_body(body, max_body, total)
@@ -205,12 +208,21 @@ async fn successful_head(
     d: &Deadlines,
     start: Instant,
     total: Instant,
+    streamed: bool,
 ) -> Result<(http::response::Parts, UpstreamBody), Failure> {
     let first_byte = start + d.first_byte;
-    let head_deadline = total.min(first_byte);
+    let first_token = start + d.first_token;
+    let head_deadline = if streamed {
+        total.min(first_byte).min(first_token)
+    } else {
+        total.min(first_byte)
+    };
     let resp = match tokio::time::timeout_at(head_deadline, transport.send(req, d.connect)).await {
-        Err(_) if total <= first_byte => {
+        Err(_) if total <= head_deadline => {
             return Err(Failure::timeout(Phase::Head, "total", d.total));
+        }
+        Err(_) if streamed && first_token <= first_byte => {
+            return Err(Failure::timeout(Phase::Head, "first-token", d.first_token));
         }
         Err(_) => return Err(Failure::timeout(Phase::Head, "first-byte", d.first_byte)),
         Ok(Err(e)) => return Err(classify::transport(e.as_ref())),
@@ -299,8 +311,16 @@ async fn hold(
                 (Progress::Preamble, None) => {}
                 // A reasoning model's thinking is its first token: the first-token deadline is
                 // met, and the gap between events is the stream-idle deadline from here on.
-                (Progress::Content | Progress::Reasoning | Progress::End, None) => {
+                (Progress::Content | Progress::Reasoning, None) => {
                     holding = Some((Instant::now() + s.hold_for, 0));
+                }
+                // The end before any word: an empty answer, like a whole one with no text.
+                (Progress::End, None) => {
+                    return Err(Failure::new(
+                        FailureClass::MalformedResponse,
+                        Phase::Body,
+                        "the stream ended without an answer (no text, tool call or reasoning)",
+                    ));
                 }
                 (
                     Progress::Preamble | Progress::Content | Progress::Reasoning | Progress::End,

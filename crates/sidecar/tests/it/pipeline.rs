@@ -889,3 +889,39 @@ async fn a_learned_stream_idle_deadline_cuts_a_stall_in_well_under_the_routes_th
         "cut at the learned deadline (3 × ~50 ms, at least 200 ms), not 30 s: {took:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_empty_stream_is_no_answer_and_fails_over_invisibly() {
+    let mut empty = vec![Piece::Event(chunk("gpt-a", ""))];
+    empty.extend(stream_end("gpt-a"));
+    let mut from_fallback = vec![Piece::Event(chunk("gpt-b", "from the fallback"))];
+    from_fallback.extend(stream_end("gpt-b"));
+    let up = Scripted::new(&[
+        ("primary.test", vec![Step::Stream(empty)]),
+        ("fallback.test", vec![Step::Stream(from_fallback)]),
+    ]);
+    let p = proxy(&routes(""), up.clone());
+    let got = chat(&p, ask(true)).await;
+    assert_eq!(got.header("x-plumb-served-by"), "fallback", "{}", got.body);
+    assert!(got.header("x-plumb-failure-classes").starts_with("malformed_response"));
+    assert!(got.body.contains("from the fallback") && got.body.ends_with("data: [DONE]\n\n"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_streams_late_head_is_held_to_the_first_token_deadline() {
+    // The head comes after 45 s; the route gives a stream's first token 10 s.
+    let late = Step::Stream(vec![Piece::Event(chunk("gpt-a", "late"))]);
+    let up = Scripted::new(&[
+        ("primary.test", vec![Step::Hang, late]),
+        ("fallback.test", vec![stream_after("gpt-b", Duration::from_millis(10))]),
+    ]);
+    let p = proxy(&routes("  deadlines: {firstToken: 10s}\n"), up.clone());
+    let got = chat(&p, ask(true)).await;
+    assert_eq!(got.header("x-plumb-served-by"), "fallback", "{}", got.body);
+    assert_eq!(got.header("x-plumb-failure-classes"), "timeout");
+    assert_eq!(
+        up.received()[1].at,
+        Duration::from_secs(10),
+        "failed over at the first-token deadline, not the first-byte one (60 s)"
+    );
+}
