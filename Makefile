@@ -35,7 +35,7 @@ demo-raw:
 	$(CARGO) run --quiet -p plumb-simulator --example tour
 
 ## test: formatting, lints, docs, every Rust test tier and the SDK compatibility tests
-test: lint test-rust test-sdk test-chart bench-smoke
+test: lint test-rust test-sdk test-chart bench-smoke scorecard-quick
 	@echo "make test: all tiers passed"
 
 lint: fmt-check clippy doc check-deps
@@ -130,9 +130,8 @@ scorecard:
 	$(CARGO) build --locked --quiet -p plumb-sidecar --bin plumb-sidecar -p plumb-loadgen --bin plumb-scorecard
 	$(TARGET_DIR)/debug/plumb-scorecard --sidecar $(TARGET_DIR)/debug/plumb-sidecar --out target/scorecard.md
 
-## scorecard-quick: the quick card, seconds: the OpenAI client's route, every fault but hang, a short
-## flapping outage; fails on anything unsafe through Plumb, printing the card. It joins `make test` once
-## it passes (README, "Scorecard": the default routes still serve some faults unsafely)
+## scorecard-quick: the quick card (part of `make test`, about 30 s): the OpenAI client's route, every
+## fault but hang, a short flapping outage; fails on anything unsafe through Plumb, printing the card
 scorecard-quick:
 	$(CARGO) build --locked --quiet -p plumb-sidecar --bin plumb-sidecar -p plumb-loadgen --bin plumb-scorecard
 	$(TARGET_DIR)/debug/plumb-scorecard --sidecar $(TARGET_DIR)/debug/plumb-sidecar --quick \
