@@ -21,7 +21,7 @@ bench-control: tools
 	$(CARGO) build --release --locked --quiet -p plumb-operator --bin plumb-operator --example propagation
 	target/release/examples/propagation | tee target/bench-control.md
 
-.PHONY: scorecard scorecard-quick e2e-kind test-chart bench-control bench-burst crds check-deps all demo demo-raw bench-smoke test lint fmt-check clippy doc test-rust test-sdk tools bench bench-simulator clean-cache fuzz
+.PHONY: scorecard scorecard-quick e2e-kind test-chart bench-control bench-burst bench-attack crds check-deps all demo demo-raw bench-smoke test lint fmt-check clippy doc test-rust test-sdk tools bench bench-simulator clean-cache fuzz
 
 all: test
 
@@ -141,6 +141,13 @@ scorecard-quick:
 bench-burst:
 	$(CARGO) build --release --locked --quiet -p plumb-sidecar -p plumb-simulator
 	python3 scripts/bench-burst.py target/release/plumb-sidecar target/release/plumb-simulator
+
+## bench-attack: legitimate clients and /healthz, alone and while the release sidecar is attacked (slowloris,
+## oversized, trickled and malformed bodies, a schema bomb, an endless upstream SSE line); its peak memory
+bench-attack:
+	$(CARGO) build --release --locked --quiet -p plumb-sidecar -p plumb-simulator
+	ulimit -n $$(ulimit -Hn) && python3 scripts/bench-attack.py $${CARGO_TARGET_DIR:-target}/release/plumb-sidecar \
+	  $${CARGO_TARGET_DIR:-target}/release/plumb-simulator
 
 clean-cache:
 	rm -rf "$(PLUMB_CACHE)"
