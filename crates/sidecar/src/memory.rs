@@ -10,7 +10,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use parking_lot::Mutex;
+use tokio::sync::Notify;
 
 /// What a body may hold before it counts against the budget.
 pub const FREE_BYTES: usize = 64 * 1024;
@@ -22,17 +23,63 @@ const UNIT: usize = 1024;
 /// The sidecar's budget for large bodies.
 #[derive(Clone, Debug)]
 pub struct Memory {
-    permits: Arc<Semaphore>,
+    budget: Arc<Budget>,
     units: usize,
     wait: Duration,
+}
+
+/// The room left, and the waiters for room.
+///
+/// Not first come, first served: a body that fits goes ahead of one waiting for more than is
+/// left, so a client that declares a huge body and never sends it holds its own share and no
+/// one else's turn.
+#[derive(Debug)]
+struct Budget {
+    free: Mutex<usize>,
+    room: Notify,
+}
+
+impl Budget {
+    /// Takes `units` when they fit, waiting for room (without a deadline of its own).
+    async fn take(&self, units: usize) {
+        loop {
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so room given back in between is not missed.
+            notified.as_mut().enable();
+            {
+                let mut free = self.free.lock();
+                if *free >= units {
+                    *free -= units;
+                    return;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    fn give_back(&self, units: usize) {
+        *self.free.lock() += units;
+        self.room.notify_waiters();
+    }
 }
 
 /// What one request holds of the budget; given back when dropped.
 #[derive(Debug, Default)]
 pub struct Held {
-    permit: Option<OwnedSemaphorePermit>,
+    budget: Option<Arc<Budget>>,
+    /// Units taken.
+    units: usize,
     /// Bytes accounted for so far.
     bytes: usize,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let (Some(b), true) = (&self.budget, self.units > 0) {
+            b.give_back(self.units);
+        }
+    }
 }
 
 /// There was no room within the wait.
@@ -50,9 +97,12 @@ impl Held {
 impl Memory {
     /// A budget of `bytes` (counted at [`WEIGHT`]), waiting up to `wait` for room.
     pub fn new(bytes: usize, wait: Duration) -> Memory {
-        let units = (bytes / UNIT).clamp(1, Semaphore::MAX_PERMITS);
+        let units = (bytes / UNIT).max(1);
         Memory {
-            permits: Arc::new(Semaphore::new(units)),
+            budget: Arc::new(Budget {
+                free: Mutex::new(units),
+                room: Notify::new(),
+            }),
             units,
             wait,
         }
@@ -73,17 +123,15 @@ impl Memory {
         }
         let more = (counted.saturating_mul(WEIGHT).div_ceil(UNIT))
             .saturating_sub(had.saturating_mul(WEIGHT).div_ceil(UNIT));
+        // A body counted at more than the whole budget takes all of it (the request bound,
+        // not the budget, decides whether it may be that large).
+        let more = more.min(self.units.saturating_sub(held.units));
         if more > 0 {
-            let more = u32::try_from(more.min(self.units)).map_err(|_| Busy)?;
-            let permit =
-                tokio::time::timeout(self.wait, self.permits.clone().acquire_many_owned(more))
-                    .await
-                    .map_err(|_| Busy)?
-                    .map_err(|_| Busy)?;
-            match &mut held.permit {
-                Some(p) => p.merge(permit),
-                None => held.permit = Some(permit),
-            }
+            tokio::time::timeout(self.wait, self.budget.take(more))
+                .await
+                .map_err(|_| Busy)?;
+            held.budget = Some(self.budget.clone());
+            held.units += more;
         }
         held.bytes = bytes;
         Ok(())
@@ -91,7 +139,7 @@ impl Memory {
 
     /// Room left, in bytes of budget (for tests and `/fleet`-style introspection).
     pub fn available(&self) -> usize {
-        self.permits.available_permits() * UNIT
+        *self.budget.free.lock() * UNIT
     }
 }
 
@@ -131,6 +179,43 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(m.available(), 4 * 1024 * 1024 - 4 * FREE_BYTES);
         assert_eq!(m.largest_body(), 1024 * 1024 + FREE_BYTES);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_fits_is_not_held_behind_one_waiting_for_more_than_is_left() {
+        // 4 MiB of budget: a declared 768 KiB body takes 3 MiB; a second declared 768 KiB body
+        // waits for room; a 128 KiB one (256 KiB of budget) fits in what is left at once.
+        let m = Memory::new(4 * 1024 * 1024, Duration::from_secs(30));
+        let mut first = Held::default();
+        m.grow(&mut first, FREE_BYTES + 768 * 1024)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let waiting = tokio::spawn({
+            let m = m.clone();
+            async move {
+                let mut second = Held::default();
+                m.grow(&mut second, FREE_BYTES + 768 * 1024)
+                    .await
+                    .map(|()| second)
+            }
+        });
+        tokio::task::yield_now().await;
+        let started = tokio::time::Instant::now();
+        let mut small = Held::default();
+        m.grow(&mut small, FREE_BYTES + 64 * 1024)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "it did not wait its turn"
+        );
+        // When the first ends, the waiting one gets its room.
+        drop(first);
+        let second = waiting.await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(second.is_ok());
+        drop((second, small));
+        assert_eq!(m.available(), 4 * 1024 * 1024);
     }
 
     #[tokio::test(start_paused = true)]
