@@ -21,7 +21,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -112,9 +112,14 @@ pub async fn serve_with(
                 });
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
+                    let evicted = slot.evicted.clone();
                     let _slot = slot;
                     // HTTP/1 or HTTP/2 is told by the first bytes: they too must come in time.
-                    let Some(io) = first_bytes(tcp, limits.header_timeout).await else {
+                    let first = tokio::select! {
+                        first = first_bytes(tcp, limits.header_timeout) => first,
+                        () = evicted.notified() => None,
+                    };
+                    let Some(io) = first else {
                         return;
                     };
                     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -128,8 +133,11 @@ pub async fn serve_with(
                         .max_header_list_size(u32::try_from(limits.max_head_bytes).unwrap_or(u32::MAX))
                         .timer(TokioTimer::new());
                     let conn = watcher.watch(builder.serve_connection(TokioIo::new(io), svc).into_owned());
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "client connection ended with an error");
+                    tokio::select! {
+                        served = conn => if let Err(e) = served {
+                            tracing::debug!(error = %e, "client connection ended with an error");
+                        },
+                        () = evicted.notified() => {}
                     }
                 });
             }
@@ -147,36 +155,50 @@ pub async fn serve_with(
 }
 
 /// A listener's connection slots: so many at once, and so many from one address.
+/// A listener's connections: at most `all` at once and `per_address` from one address. When
+/// the listener is full, a connection from an address that holds fewer than the address that
+/// holds the most evicts that address's oldest connection: clients spread over a few
+/// addresses cannot lock out a new one (the kubelet's probe, another client).
 struct Slots {
     all: Arc<Semaphore>,
-    by_address: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    by_address: Arc<Mutex<HashMap<IpAddr, Connections>>>,
     per_address: usize,
+    next_id: std::sync::atomic::AtomicU64,
 }
 
+/// One address's connections, oldest first: each one's id and the switch that closes it.
+#[derive(Default)]
+struct Connections(std::collections::VecDeque<(u64, Arc<Notify>)>);
+
 /// A connection's slot: its place among the listener's connections and its address's count,
-/// both given back when dropped.
+/// both given back when dropped; `evicted` fires when another address needs the place.
 struct Slot {
     _all: OwnedSemaphorePermit,
     _address: AddressCount,
+    evicted: Arc<Notify>,
 }
 
 /// One connection counted against its address; the count goes down when dropped.
 struct AddressCount {
     address: IpAddr,
-    by_address: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    id: u64,
+    by_address: Arc<Mutex<HashMap<IpAddr, Connections>>>,
 }
 
 impl Drop for AddressCount {
     fn drop(&mut self) {
         let mut by = self.by_address.lock();
-        if let Some(n) = by.get_mut(&self.address) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
+        if let Some(c) = by.get_mut(&self.address) {
+            c.0.retain(|(id, _)| *id != self.id);
+            if c.0.is_empty() {
                 by.remove(&self.address);
             }
         }
     }
 }
+
+/// How long a connection that evicted another waits for its place to be given back.
+const EVICTION_WAIT: Duration = Duration::from_secs(1);
 
 impl Slots {
     fn new(limits: Limits) -> Slots {
@@ -184,10 +206,12 @@ impl Slots {
             all: Arc::new(Semaphore::new(limits.max_connections)),
             by_address: Arc::new(Mutex::new(HashMap::new())),
             per_address: limits.max_per_address,
+            next_id: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
-    /// Takes an accepted connection if a slot is free for it; closes it otherwise.
+    /// Takes an accepted connection if a slot is free for it (or can be freed by evicting the
+    /// busiest address's oldest connection); closes it otherwise.
     async fn admit(
         &self,
         accepted: std::io::Result<(TcpStream, SocketAddr)>,
@@ -202,36 +226,84 @@ impl Slots {
             }
         };
         let address = peer.ip();
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let evicted = Arc::new(Notify::new());
         {
             let mut by = self.by_address.lock();
-            let n = by.entry(address).or_insert(0);
-            if *n >= self.per_address {
-                tracing::warn!(listener, %address, "connection limit per address reached; closing a new connection");
+            let mine = by.get(&address).map_or(0, |c| c.0.len());
+            if mine >= self.per_address {
+                refused(listener, "connection limit per address reached");
                 return None;
             }
-            *n += 1;
+            if self.all.available_permits() == 0 {
+                // Full: the busiest address gives up its oldest connection, if it holds more
+                // than this one would.
+                let busiest = by
+                    .iter_mut()
+                    .max_by_key(|(_, c)| c.0.len())
+                    .filter(|(_, c)| c.0.len() > mine + 1);
+                match busiest {
+                    Some((_, c)) => {
+                        if let Some((_, switch)) = c.0.pop_front() {
+                            switch.notify_one();
+                        }
+                    }
+                    None => {
+                        refused(listener, "connection limit reached");
+                        return None;
+                    }
+                }
+            }
+            by.entry(address)
+                .or_default()
+                .0
+                .push_back((id, evicted.clone()));
         }
         // From here the count is given back whatever happens.
         let counted = AddressCount {
             address,
+            id,
             by_address: self.by_address.clone(),
         };
-        match self.all.clone().try_acquire_owned() {
-            Ok(all) => Some((
+        match tokio::time::timeout(EVICTION_WAIT, self.all.clone().acquire_owned()).await {
+            Ok(Ok(all)) => Some((
                 tcp,
                 Slot {
                     _all: all,
                     _address: counted,
+                    evicted,
                 },
             )),
-            Err(_) => {
-                tracing::warn!(
-                    listener,
-                    "connection limit reached; closing a new connection"
-                );
+            Ok(Err(_)) | Err(_) => {
+                refused(listener, "connection limit reached");
                 None
             }
         }
+    }
+}
+
+/// Says a connection was refused, at most once a second per listener and reason (an attacker
+/// sets the pace of refusals, not the size of the log), with how many since the last line.
+fn refused(listener: &'static str, why: &'static str) {
+    /// Per listener and reason: when the last line was written, and refusals since.
+    type Refusals = HashMap<(&'static str, &'static str), (tokio::time::Instant, u64)>;
+    static LAST: std::sync::LazyLock<Mutex<Refusals>> =
+        std::sync::LazyLock::new(|| Mutex::new(HashMap::new()));
+    let now = tokio::time::Instant::now();
+    let mut last = LAST.lock();
+    let entry = last
+        .entry((listener, why))
+        .or_insert((now - Duration::from_secs(2), 0));
+    entry.1 += 1;
+    if now.duration_since(entry.0) >= Duration::from_secs(1) {
+        tracing::warn!(
+            listener,
+            refused = entry.1,
+            "{why}; closing new connections"
+        );
+        *entry = (now, 0);
     }
 }
 
@@ -328,17 +400,21 @@ async fn accept_admin(listener: TcpListener, limits: Limits, proxy: Arc<Proxy>) 
         };
         let proxy = proxy.clone();
         tokio::spawn(async move {
+            let evicted = slot.evicted.clone();
             let _slot = slot;
             let svc = service_fn(move |req: Request<Incoming>| {
                 let proxy = proxy.clone();
                 async move { Ok::<_, Infallible>(admin(&proxy, &req)) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
+            let conn = hyper::server::conn::http1::Builder::new()
                 .max_buf_size(limits.max_head_bytes.max(8192))
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout)
-                .serve_connection(TokioIo::new(tcp), svc)
-                .await;
+                .serve_connection(TokioIo::new(tcp), svc);
+            tokio::select! {
+                _ = conn => {}
+                () = evicted.notified() => {}
+            }
         });
     }
 }

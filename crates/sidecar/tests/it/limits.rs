@@ -167,3 +167,36 @@ async fn health_checks_are_answered_while_another_address_holds_stalled_connecti
     );
     drop(stalled);
 }
+
+#[tokio::test]
+async fn stalled_connections_from_several_addresses_cannot_lock_out_a_new_one() {
+    // Six addresses, eight stalled connections each: more than the admin listener's 32. Full,
+    // it takes a new address's connection by closing the oldest of the busiest address's.
+    let sim = simulator().await;
+    let sc = Sidecar::start(&two_openai(&sim, "sim-gpt", ""));
+    let admin: std::net::SocketAddr = host(&sc.admin).parse().unwrap();
+    let mut stalled = Vec::new();
+    for a in 2..8 {
+        for _ in 0..8 {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket
+                .bind(format!("127.0.0.{a}:0").parse().unwrap())
+                .unwrap();
+            let Ok(mut s) = socket.connect(admin).await else {
+                continue;
+            };
+            let _ = s.write_all(b"GET /healthz HTTP/1.1\r\nX-Pad: ").await;
+            stalled.push(s);
+        }
+    }
+    // The kubelet's probes, from an address of their own, are answered.
+    for _ in 0..5 {
+        let r = client()
+            .get(format!("{}/healthz", sc.admin))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    drop(stalled);
+}

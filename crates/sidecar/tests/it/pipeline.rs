@@ -903,7 +903,10 @@ async fn an_empty_stream_is_no_answer_and_fails_over_invisibly() {
     let p = proxy(&routes(""), up.clone());
     let got = chat(&p, ask(true)).await;
     assert_eq!(got.header("x-plumb-served-by"), "fallback", "{}", got.body);
-    assert!(got.header("x-plumb-failure-classes").starts_with("malformed_response"));
+    assert!(
+        got.header("x-plumb-failure-classes")
+            .starts_with("malformed_response")
+    );
     assert!(got.body.contains("from the fallback") && got.body.ends_with("data: [DONE]\n\n"));
 }
 
@@ -913,7 +916,10 @@ async fn a_streams_late_head_is_held_to_the_first_token_deadline() {
     let late = Step::Stream(vec![Piece::Event(chunk("gpt-a", "late"))]);
     let up = Scripted::new(&[
         ("primary.test", vec![Step::Hang, late]),
-        ("fallback.test", vec![stream_after("gpt-b", Duration::from_millis(10))]),
+        (
+            "fallback.test",
+            vec![stream_after("gpt-b", Duration::from_millis(10))],
+        ),
     ]);
     let p = proxy(&routes("  deadlines: {firstToken: 10s}\n"), up.clone());
     let got = chat(&p, ask(true)).await;
