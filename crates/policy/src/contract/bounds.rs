@@ -179,7 +179,7 @@ pub(super) fn rule_bounded(expression: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The most a rule may cost on one answer, in interpreter steps, as [`RuleCost`] estimates it
+/// The most a rule may cost on one answer, in interpreter steps, as `RuleCost` estimates it
 /// for that answer. A rule that would cost more fails the answer without being evaluated.
 pub const MAX_RULE_COST: f64 = 10_000_000.0;
 
