@@ -176,17 +176,18 @@ pub fn order<'r>(
 }
 
 /// Whether, after `failed` failed with `class`, the request may still go to `candidate`.
-/// Context-length failures move only to a larger window; auth failures only to other
-/// credentials; every other class leaves the candidate as it was.
+/// Context-length failures never move to a window known not to be larger; auth failures only
+/// to other credentials; every other class leaves the candidate as it was.
 pub fn still_eligible(class: FailureClass, failed: &Target, candidate: &Target) -> bool {
     match class {
+        // Only a window known not to be larger is passed over: an unknown one may be (another
+        // provider's model), and trying it costs one quick 400 if it is not.
         FailureClass::ContextLength => match (
             failed.capabilities.context_window,
             candidate.capabilities.context_window,
         ) {
             (Some(f), Some(c)) => c > f,
-            (None, Some(_)) => true,
-            (_, None) => false,
+            (None | Some(_), None) | (None, Some(_)) => true,
         },
         FailureClass::Auth => failed.upstream.credential != candidate.upstream.credential,
         FailureClass::Timeout
@@ -292,7 +293,8 @@ mod tests {
     }
 
     #[test]
-    fn context_length_fails_over_only_to_a_larger_window_and_auth_only_to_other_keys() {
+    fn context_length_never_fails_over_to_a_window_known_not_to_be_larger_and_auth_only_to_other_keys()
+     {
         let r = route(json!([
             target("small", json!({"capabilities": {"contextWindow": 8000}})),
             target(
@@ -306,7 +308,10 @@ mod tests {
             [&r.targets[0], &r.targets[1], &r.targets[2], &r.targets[3]];
         assert!(!still_eligible(FailureClass::ContextLength, small, same));
         assert!(still_eligible(FailureClass::ContextLength, small, large));
-        assert!(!still_eligible(FailureClass::ContextLength, small, unknown));
+        assert!(
+            still_eligible(FailureClass::ContextLength, small, unknown),
+            "an unknown window may be larger"
+        );
         assert!(
             !still_eligible(FailureClass::Auth, small, large),
             "same credential source"

@@ -196,7 +196,7 @@ async fn invalid_model_is_never_retried_on_the_same_target() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn context_length_moves_only_to_a_larger_window() {
+async fn context_length_never_moves_to_a_window_known_not_to_be_larger() {
     let too_long = status(
         400,
         error(
@@ -209,23 +209,27 @@ async fn context_length_moves_only_to_a_larger_window() {
         ("primary.test", vec![too_long]),
         ("fallback.test", vec![fallback_ok()]),
     ]);
-    // Without a declared window the fallback is no better: the caller's error comes back.
-    let p = proxy(&routes(""), up.clone());
+    let with = |a: &str, b: &str| {
+        routes("")
+            .replace(
+                "      model: gpt-a\n",
+                &format!("      model: gpt-a\n      capabilities: {{contextWindow: {a}}}\n"),
+            )
+            .replace(
+                "      model: gpt-b\n",
+                &format!("      model: gpt-b\n      capabilities: {{contextWindow: {b}}}\n"),
+            )
+    };
+    // A fallback whose window is declared no larger: the caller's error comes back.
+    let p = proxy(&with("8192", "8192"), up.clone());
     let got = chat(&p, ask(false)).await;
     assert_eq!(got.status, 400, "{}", got.body);
     assert_eq!(got.header("x-plumb-failure-classes"), "context_length");
     assert_eq!(up.hosts(), ["primary.test"]);
-    // With a larger window declared, the fallback takes it.
-    let windows = routes("")
-        .replace(
-            "      model: gpt-a\n",
-            "      model: gpt-a\n      capabilities: {contextWindow: 8192}\n",
-        )
-        .replace(
-            "      model: gpt-b\n",
-            "      model: gpt-b\n      capabilities: {contextWindow: 128000}\n",
-        );
-    let p = proxy(&windows, up.clone());
+    // A larger window declared, or none (it may be larger): the fallback takes it.
+    let p = proxy(&with("8192", "128000"), up.clone());
+    assert_served_by_fallback(&chat(&p, ask(false)).await, "context_length");
+    let p = proxy(&routes(""), up.clone());
     assert_served_by_fallback(&chat(&p, ask(false)).await, "context_length");
 }
 
