@@ -73,15 +73,8 @@ fn report(u: &mut Unstructured) -> Result<v1::Report> {
         for _ in 0..u.int_in_range(0..=3u8)? {
             outcomes.insert(pick(u, &OUTCOMES)?, count(u)?);
         }
-        let latency = if u.arbitrary()? {
-            let mut buckets = std::collections::HashMap::new();
-            for _ in 0..u.int_in_range(0..=3u8)? {
-                buckets.insert(u.int_in_range(-2..=600)?, count(u)?);
-            }
-            Some(v1::Sketch { buckets })
-        } else {
-            None
-        };
+        let latency = sketch(u)?;
+        let first_token = sketch(u)?;
         targets.push(v1::TargetReport {
             route: pick(u, &NAMES)?,
             target: pick(u, &["primary", "fallback"])?,
@@ -94,6 +87,8 @@ fn report(u: &mut Unstructured) -> Result<v1::Report> {
             probes_failed: count(u)?,
             rate_limited_until_unix_ms: time(u)?,
             uncertified_failovers: count(u)?,
+            first_token,
+            streams_held: count(u)?,
         });
     }
     let mut equivalence = Vec::new();
@@ -114,6 +109,18 @@ fn report(u: &mut Unstructured) -> Result<v1::Report> {
     })
 }
 
+/// A latency sketch, or none.
+fn sketch(u: &mut Unstructured) -> Result<Option<v1::Sketch>> {
+    if !u.arbitrary()? {
+        return Ok(None);
+    }
+    let mut buckets = std::collections::HashMap::new();
+    for _ in 0..u.int_in_range(0..=3u8)? {
+        buckets.insert(u.int_in_range(-2..=600)?, count(u)?);
+    }
+    Ok(Some(v1::Sketch { buckets }))
+}
+
 fn knowledge(u: &mut Unstructured) -> Result<v1::Knowledge> {
     let mut upstreams = Vec::new();
     for _ in 0..u.int_in_range(0..=3u8)? {
@@ -124,6 +131,8 @@ fn knowledge(u: &mut Unstructured) -> Result<v1::Knowledge> {
             probe_at_unix_ms: time(u)?,
             rate_limited_until_unix_ms: time(u)?,
             reason: pick(u, &["the breaker of pod web-2 opened", ""])?,
+            first_token_p99_us: count(u)?,
+            first_token_samples: count(u)?,
         });
     }
     let mut routes = Vec::new();
