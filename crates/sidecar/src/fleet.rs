@@ -254,19 +254,17 @@ impl Fleet {
     /// A committed stream of `target` reached its first token after `latency`: what learned
     /// first-token deadlines are drawn from, fleet-wide.
     pub fn first_token(&self, route: &str, target: &Target, latency: Duration) {
-        if !self.reporting.load(std::sync::atomic::Ordering::Acquire) {
-            return;
-        }
-        let mut pending = self.pending.lock();
-        let a = pending
-            .entry((route.to_owned(), target.name.clone()))
-            .or_default();
-        a.upstream = Some(target.upstream.clone());
-        a.first_token.add(latency);
+        self.accumulate(route, target, |a| a.first_token.add(latency));
     }
 
     /// A streamed attempt of `target` was held because its upstream's streams broke.
     pub fn stream_held(&self, route: &str, target: &Target) {
+        self.accumulate(route, target, |a| a.streams_held += 1);
+    }
+
+    /// Adds to what the next report says of `route`'s `target`, when there is a control plane
+    /// to report to.
+    fn accumulate(&self, route: &str, target: &Target, add: impl FnOnce(&mut Accum)) {
         if !self.reporting.load(std::sync::atomic::Ordering::Acquire) {
             return;
         }
@@ -275,7 +273,7 @@ impl Fleet {
             .entry((route.to_owned(), target.name.clone()))
             .or_default();
         a.upstream = Some(target.upstream.clone());
-        a.streams_held += 1;
+        add(a);
     }
 
     /// Counts one attempt of `route`'s `target`: `failure` is its class, `None` when it
@@ -336,15 +334,7 @@ impl Fleet {
 
     /// Counts an answer served by failover to a target the route does not certify.
     pub fn uncertified_failover(&self, route: &str, target: &Target) {
-        if !self.reporting.load(std::sync::atomic::Ordering::Acquire) {
-            return;
-        }
-        let mut pending = self.pending.lock();
-        let a = pending
-            .entry((route.to_owned(), target.name.clone()))
-            .or_default();
-        a.upstream = Some(target.upstream.clone());
-        a.uncertified_failovers += 1;
+        self.accumulate(route, target, |a| a.uncertified_failovers += 1);
     }
 
     /// Takes what accumulated as a report (`None` when there is nothing to say). With

@@ -176,6 +176,17 @@ impl Tally {
     }
 }
 
+/// A sketch whose counts are each at most [`Limits::count`].
+fn clamp_sketch(s: &v1::Sketch, limits: &Limits, tally: &mut Tally) -> v1::Sketch {
+    v1::Sketch {
+        buckets: s
+            .buckets
+            .iter()
+            .map(|(i, n)| (*i, tally.clamp(*n, limits.count, Dropped::CountClamped)))
+            .collect(),
+    }
+}
+
 /// One target report held against the catalog: what may be kept of it, or why none.
 fn admit_target(
     t: &v1::TargetReport,
@@ -221,20 +232,11 @@ fn admit_target(
         target: t.target.clone(),
         upstream: t.upstream.clone(),
         outcomes,
-        latency: t.latency.as_ref().map(|s| v1::Sketch {
-            buckets: s
-                .buckets
-                .iter()
-                .map(|(i, n)| (*i, tally.clamp(*n, limits.count, Dropped::CountClamped)))
-                .collect(),
-        }),
-        first_token: t.first_token.as_ref().map(|s| v1::Sketch {
-            buckets: s
-                .buckets
-                .iter()
-                .map(|(i, n)| (*i, tally.clamp(*n, limits.count, Dropped::CountClamped)))
-                .collect(),
-        }),
+        latency: t.latency.as_ref().map(|s| clamp_sketch(s, limits, tally)),
+        first_token: t
+            .first_token
+            .as_ref()
+            .map(|s| clamp_sketch(s, limits, tally)),
         streams_held: tally.clamp(t.streams_held, limits.count, Dropped::CountClamped),
         breaker: t.breaker,
         cooldown_ms: tally.clamp(t.cooldown_ms, cooldown_max, Dropped::CooldownClamped),
