@@ -41,6 +41,9 @@ pub struct Failure {
     pub rejected: Option<Box<crate::completion::Collected>>,
     /// For a contract failure: the check that failed (`schema`, `rules[0]`, …).
     pub check: Option<String>,
+    /// For a timeout: the deadline that passed (`first-byte`, `first-token`, `stream-idle`,
+    /// `total`).
+    pub deadline: Option<&'static str>,
 }
 
 impl Failure {
@@ -54,19 +57,23 @@ impl Failure {
             retry_after: None,
             rejected: None,
             check: None,
+            deadline: None,
         }
     }
 
     /// A deadline passed.
-    pub fn timeout(phase: Phase, what: &str, after: Duration) -> Failure {
-        Failure::new(
-            FailureClass::Timeout,
-            phase,
-            format!(
-                "{what} deadline of {} passed",
-                humantime::format_duration(after)
-            ),
-        )
+    pub fn timeout(phase: Phase, what: &'static str, after: Duration) -> Failure {
+        Failure {
+            deadline: Some(what),
+            ..Failure::new(
+                FailureClass::Timeout,
+                phase,
+                format!(
+                    "{what} deadline of {} passed",
+                    humantime::format_duration(after)
+                ),
+            )
+        }
     }
 }
 
@@ -199,6 +206,7 @@ fn classify_status(
         retry_after: retry_after(headers, SystemTime::now()),
         rejected: None,
         check: None,
+        deadline: None,
     }
 }
 

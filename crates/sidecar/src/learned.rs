@@ -125,14 +125,9 @@ impl Track {
 /// A learned deadline: `multiplier × p99` within the floor and the route's `ceiling`, once
 /// enough samples were seen; the ceiling itself otherwise.
 fn learned(d: &Deadlines, basis: Option<Basis>, ceiling: Duration) -> (Duration, Option<Basis>) {
-    let a = d.adaptive;
-    match basis {
-        Some(b) if a.enabled && b.samples >= u64::from(a.min_samples) => (
-            b.p99.mul_f64(a.multiplier).max(a.floor).min(ceiling),
-            Some(b),
-        ),
-        Some(_) | None => (ceiling, None),
-    }
+    basis
+        .and_then(|b| Some((d.adaptive.learned(b.p99, b.samples, ceiling)?, Some(b))))
+        .unwrap_or((ceiling, None))
 }
 
 impl Learned {

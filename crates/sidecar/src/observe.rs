@@ -451,7 +451,7 @@ impl Observer<'_> {
                     // token) broke all the same: held streams keep being judged.
                     self.table.learned.stream_ended(&target.upstream, true);
                 }
-                if f.class == FailureClass::Timeout && f.message.starts_with("first-token") {
+                if f.deadline == Some("first-token") {
                     // Cut by a learned deadline: a sample at the time it was given, so the
                     // deadline follows a provider that slows down.
                     self.table
@@ -562,6 +562,16 @@ impl Observer<'_> {
             tracing::warn!(route = %self.route.id, target = %target.name, asked = %target.model,
                 answered = %named, "the answer names another model than the target was asked for (said once per target and model; plumb_model_substitutions_total counts them)");
         }
+    }
+
+    /// A streamed attempt held before commit because its upstream's recent streams broke (the
+    /// adaptive hold): counted in `plumb_streams_held_total` and the fleet's report.
+    pub fn stream_held(&self, target: &Target) {
+        self.metrics
+            .streams_held
+            .get_or_create(&self.target_labels(target))
+            .inc();
+        self.table.fleet.stream_held(&self.route.id.name, target);
     }
 
     /// The end of one target's part of a committed stream: its outcome against the breaker,

@@ -302,18 +302,10 @@ impl Relay {
         if let (Some(tokens), Some(on_usage)) = (self.usage.tokens(), self.on_usage.take()) {
             on_usage(tokens);
         }
-        // What the committing target's silences teach (a continuation's are another's).
-        if let Some(on_gap) = self.on_gap.take() {
-            match &end {
-                StreamEnd::Completed { .. } => on_gap(self.longest_gap, false),
-                StreamEnd::Interrupted {
-                    reason: Interruption::Stall,
-                    ..
-                } => on_gap(self.idle, true),
-                StreamEnd::Interrupted { .. }
-                | StreamEnd::Rejected { .. }
-                | StreamEnd::ClientGone { .. } => {}
-            }
+        // What the committing target's whole stream teaches (a stall told it at the
+        // interruption; a continuation's silences are another target's).
+        if let (StreamEnd::Completed { .. }, Some(on_gap)) = (&end, self.on_gap.take()) {
+            on_gap(self.longest_gap, false);
         }
         if let Some(report) = self.report.take() {
             report(end);

@@ -41,14 +41,10 @@ pub(super) fn target_status(
 ) -> TargetStatus {
     // As a sidecar that has seen too few of its own first tokens draws it from the fleet's.
     let first_token = s.first_token.map(|(p99, samples)| {
-        let a = deadlines.adaptive;
-        let deadline = if a.enabled && samples >= u64::from(a.min_samples) {
-            p99.mul_f64(a.multiplier)
-                .max(a.floor)
-                .min(deadlines.first_token)
-        } else {
-            deadlines.first_token
-        };
+        let deadline = deadlines
+            .adaptive
+            .learned(p99, samples, deadlines.first_token)
+            .unwrap_or(deadlines.first_token);
         FirstTokenStatus {
             deadline_ms: round(deadline.as_secs_f64() * 1e3, 1),
             p99_ms: round(p99.as_secs_f64() * 1e3, 1),

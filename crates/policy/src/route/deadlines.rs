@@ -41,6 +41,15 @@ pub struct Adaptive {
     pub min_samples: u32,
 }
 
+impl Adaptive {
+    /// The deadline learned from a p99 drawn from `samples`: `multiplier × p99`, at least the
+    /// floor, at most `ceiling` (the route's own); `None` when not learning or too few samples.
+    pub fn learned(&self, p99: Duration, samples: u64, ceiling: Duration) -> Option<Duration> {
+        (self.enabled && samples >= u64::from(self.min_samples))
+            .then(|| p99.mul_f64(self.multiplier).max(self.floor).min(ceiling))
+    }
+}
+
 impl Default for Adaptive {
     fn default() -> Self {
         Adaptive {

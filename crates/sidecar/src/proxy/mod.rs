@@ -577,18 +577,7 @@ impl Request<'_> {
                     .learned
                     .holding(&target.upstream, &self.route.streaming.adaptive_hold)
             {
-                self.proxy
-                    .metrics
-                    .streams_held
-                    .get_or_create(&plumb_telemetry::TargetLabels {
-                        route: self.handles.label().to_owned(),
-                        target: target.name.clone(),
-                    })
-                    .inc();
-                self.proxy
-                    .table
-                    .fleet
-                    .stream_held(&self.route.id.name, target);
+                self.observer().stream_held(target);
                 held = self.route.streaming.held();
                 &held
             } else {
