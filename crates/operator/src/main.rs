@@ -263,7 +263,11 @@ fn tls_incoming(
 }
 
 async fn run(args: Args) -> ExitCode {
-    let _otel = match plumb_telemetry::otel::init(&args.log_format, "plumb-operator") {
+    let _otel = match plumb_telemetry::otel::init(
+        &args.log_format,
+        "plumb-operator",
+        plumb_telemetry::otel::SpanContext::Full,
+    ) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("plumb-operator: invalid configuration: {e}");

@@ -5,6 +5,7 @@
 //! model names a route serves, target names, fixed classes.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::Histogram;
@@ -28,6 +29,19 @@ const TOKEN_BUCKETS: [f64; 14] = [
     1.0, 4.0, 16.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
     16777216.0, 67108864.0,
 ];
+
+/// Whether the process exports these metrics. Off (the default) the functions below build no
+/// attributes and record nothing: a no-op meter still cost an allocation per attribute.
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Turns the GenAI metrics on: the process set up a meter provider that exports them.
+pub fn enable() {
+    ENABLED.store(true, Ordering::Relaxed);
+}
+
+fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
 
 /// Created at first use, after the process set up its meter provider.
 fn instruments() -> &'static Instruments {
@@ -77,6 +91,9 @@ fn operation(request: &ClientRequest) -> &'static str {
 
 /// The attributes of a request no target answered.
 pub fn request_attributes(request: &ClientRequest, route: &str) -> Vec<KeyValue> {
+    if !enabled() {
+        return Vec::new();
+    }
     vec![
         KeyValue::new("gen_ai.operation.name", operation(request)),
         KeyValue::new("gen_ai.request.model", request.model.clone()),
@@ -87,6 +104,9 @@ pub fn request_attributes(request: &ClientRequest, route: &str) -> Vec<KeyValue>
 /// The attributes of an answer from `target`.
 pub fn attributes(request: &ClientRequest, target: &Target, route: &str) -> Vec<KeyValue> {
     let mut a = request_attributes(request, route);
+    if !enabled() {
+        return a;
+    }
     a.push(KeyValue::new(
         "gen_ai.provider.name",
         provider_name(target.provider),
@@ -128,6 +148,9 @@ impl StreamUsage {
 
 /// Records the operation's duration; `error` is the class the client was answered with.
 pub fn record_duration(started: Instant, attributes: &[KeyValue], error: Option<&str>) {
+    if !enabled() {
+        return;
+    }
     let mut a = attributes.to_vec();
     if let Some(e) = error {
         a.push(KeyValue::new("error.type", e.to_owned()));
@@ -139,7 +162,7 @@ pub fn record_duration(started: Instant, attributes: &[KeyValue], error: Option<
 
 /// Records the tokens of an answer.
 pub fn record_tokens(usage: Option<(u64, u64)>, attributes: &[KeyValue]) {
-    let Some((input, output)) = usage else {
+    let Some((input, output)) = usage.filter(|_| enabled()) else {
         return;
     };
     for (kind, n) in [("input", input), ("output", output)] {
@@ -151,6 +174,9 @@ pub fn record_tokens(usage: Option<(u64, u64)>, attributes: &[KeyValue]) {
 
 /// Records a stream's time to its first chunk reaching the client.
 pub fn record_first_chunk_after(after: std::time::Duration, attributes: &[KeyValue]) {
+    if !enabled() {
+        return;
+    }
     instruments()
         .first_chunk
         .record(after.as_secs_f64(), attributes);

@@ -105,13 +105,20 @@ fn main() -> ExitCode {
     rt.block_on(async move {
         // Logs, and OTLP export when the OTEL_* environment asks for it (inside the runtime:
         // the gRPC exporter's connection lives on it).
-        let _otel = match plumb_telemetry::otel::init(&args.log_format, "plumb-sidecar") {
+        let otel = match plumb_telemetry::otel::init(
+            &args.log_format,
+            "plumb-sidecar",
+            plumb_telemetry::otel::SpanContext::None,
+        ) {
             Ok(o) => o,
             Err(e) => {
                 eprintln!("plumb-sidecar: invalid configuration: {e}");
                 return ExitCode::from(EX_CONFIG);
             }
         };
+        if otel.as_ref().is_some_and(|o| o.meter_provider.is_some()) {
+            plumb_sidecar::genai::enable();
+        }
         let metrics = Arc::new(Metrics::new());
         let table = Arc::new(Table::new());
         match &source {
