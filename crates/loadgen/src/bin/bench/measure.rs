@@ -70,11 +70,13 @@ pub struct StreamStats {
 }
 
 /// A proxy's peak memory while many requests were held, and how they ended.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Held {
     pub peak_kib: u64,
     pub answered: u64,
     pub errors: u64,
+    /// What the first failure was, when one failed.
+    pub first_error: Option<String>,
 }
 
 /// How one load is sent.
@@ -250,21 +252,23 @@ pub async fn stream_once(url: &str, body: &'static [u8]) -> anyhow::Result<(u64,
     Ok((first.unwrap_or(0), first_token.unwrap_or(0), gaps))
 }
 
-/// The proxy's peak memory while `n` connections each hold a request the simulator answers
-/// after two seconds: each sends one in the warm-up and one measured, so about four seconds.
+/// The proxy's peak memory while `n` connections each hold one request that the simulator
+/// answers after two seconds (all sent within the first 1.9 s, none after).
 pub async fn held_requests(path: &Path, n: usize) -> anyhow::Result<Held> {
     let load = Load {
         connections: n,
-        seconds: 2.5,
+        seconds: 1.9,
         rate: None,
     };
-    let (held, peak_kib) =
-        while_sampling(path.pid, run(load.config(&path.url, path.bodies.slow))).await;
+    let mut config = load.config(&path.url, path.bodies.slow);
+    config.warmup = Duration::ZERO;
+    let (held, peak_kib) = while_sampling(path.pid, run(config)).await;
     let held = held?;
     Ok(Held {
         peak_kib,
         answered: held.requests,
         errors: held.errors,
+        first_error: (held.errors > 0).then(|| format!("statuses {:?}", held.statuses)),
     })
 }
 
@@ -276,19 +280,26 @@ pub async fn held_streams(path: &Path, n: usize) -> Held {
             let (url, body) = (path.url.clone(), path.bodies.slow_stream);
             tasks.push(tokio::spawn(async move { stream_once(&url, body).await }));
         }
-        let mut answered = 0;
+        let (mut answered, mut first_error) = (0, None);
         for t in tasks {
-            if matches!(t.await, Ok(Ok(_))) {
-                answered += 1;
+            match t.await {
+                Ok(Ok(_)) => answered += 1,
+                Ok(Err(e)) => {
+                    first_error.get_or_insert_with(|| format!("{e:#}"));
+                }
+                Err(e) => {
+                    first_error.get_or_insert_with(|| e.to_string());
+                }
             }
         }
-        answered
+        (answered, first_error)
     };
-    let (answered, peak_kib) = while_sampling(path.pid, streams).await;
+    let ((answered, first_error), peak_kib) = while_sampling(path.pid, streams).await;
     Held {
         peak_kib,
         answered,
         errors: n as u64 - answered,
+        first_error,
     }
 }
 

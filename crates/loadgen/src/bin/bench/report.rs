@@ -313,6 +313,16 @@ pub fn render(layout: Layout, f: &Figures) -> String {
         f.held_streams.plumb.answered,
         f.held_streams.plumb.errors,
     ));
+    for (what, held) in [
+        ("floor, held requests", &f.held.floor),
+        ("Plumb, held requests", &f.held.plumb),
+        ("floor, streams", &f.held_streams.floor),
+        ("Plumb, streams", &f.held_streams.plumb),
+    ] {
+        if let Some(e) = &held.first_error {
+            out.push_str(&format!("First failure ({what}): {e}.\n"));
+        }
+    }
     out
 }
 
