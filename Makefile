@@ -109,16 +109,22 @@ e2e-kind:
 test-chart:
 	scripts/test-chart.sh
 
-## bench: the data-plane benchmark (release build): direct against through the sidecar, in one run
+## bench: the data-plane benchmark (release build): direct, through the floor (a bare hyper reverse proxy) and
+## through the sidecar, in one run, pinned (each proxy on a core of its own) and shared (nothing pinned);
+## BENCH_SECONDS (10), BENCH_REPEAT (3 alternating repetitions, medians kept), BENCH_LAYOUT (pinned|shared|both)
 bench: bench-simulator
 	$(CARGO) build --release --locked --quiet -p plumb-sidecar -p plumb-simulator -p plumb-loadgen
-	ulimit -n $$(ulimit -Hn) && taskset -c 1 target/release/plumb-bench --seconds $${BENCH_SECONDS:-10} --out target/bench-report.md
+	mkdir -p target
+	ulimit -n $$(ulimit -Hn) && $(TARGET_DIR)/release/plumb-bench --sidecar $(TARGET_DIR)/release/plumb-sidecar \
+	  --simulator $(TARGET_DIR)/release/plumb-simulator --floor $(TARGET_DIR)/release/plumb-floor \
+	  --layout $${BENCH_LAYOUT:-both} --seconds $${BENCH_SECONDS:-10} --repeat $${BENCH_REPEAT:-3} --out target/bench-report.md
 
-## bench-smoke: a short run of the benchmark, to keep it working (CI runs this)
+## bench-smoke: a short run of the benchmark, floor included, to keep it working (CI runs this)
 bench-smoke:
 	$(CARGO) build --locked --quiet -p plumb-sidecar -p plumb-simulator -p plumb-loadgen
-	ulimit -n $$(ulimit -Hn) && target/debug/plumb-bench --sidecar target/debug/plumb-sidecar --simulator target/debug/plumb-simulator \
-	  --sidecar-cpus '' --simulator-cpus '' --seconds 0.5 --in-flight 50 --smoke
+	ulimit -n $$(ulimit -Hn) && $(TARGET_DIR)/debug/plumb-bench --sidecar $(TARGET_DIR)/debug/plumb-sidecar \
+	  --simulator $(TARGET_DIR)/debug/plumb-simulator --floor $(TARGET_DIR)/debug/plumb-floor \
+	  --layout shared --seconds 0.5 --repeat 1 --streams 5 --in-flight 50 --smoke
 
 bench-simulator:
 	scripts/bench-simulator.sh

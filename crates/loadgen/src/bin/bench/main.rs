@@ -1,0 +1,391 @@
+//! `plumb-bench`: the data-plane benchmark behind `make bench`.
+//!
+//! In one run, against the same simulator, the same requests by three paths: straight to the
+//! simulator, through the floor (`plumb-floor`, a bare hyper reverse proxy) and through
+//! `plumb-sidecar` (one default route, two targets on the simulator, no contract). Loads are
+//! run through the three in alternation and repeated, and the medians kept: one request at a
+//! time, open loop at 2,000 req/s, closed loop over 64 connections with each proxy's CPU time
+//! per request; then streams, and each proxy's memory idle and with many requests in flight.
+//! Every figure of the sidecar is set against the floor's and judged against its target.
+//!
+//! Two layouts: `pinned`, each proxy on a core of its own and the simulator and this harness on
+//! the other; `shared`, nothing pinned, as a sidecar shares its pod's cores. The harness pins
+//! itself (`taskset -a -p`), so `make bench` runs it as is.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path as FsPath, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+mod measure;
+mod micro;
+mod report;
+
+use measure::{Bodies, Load, Pair, Path, Trio};
+use report::Figures;
+
+/// Data-plane benchmark: direct, through the floor and through the sidecar, in one run.
+#[derive(Debug, Parser)]
+struct Args {
+    /// The sidecar binary.
+    #[arg(long, default_value = "target/release/plumb-sidecar")]
+    sidecar: PathBuf,
+    /// The simulator binary.
+    #[arg(long, default_value = "target/release/plumb-simulator")]
+    simulator: PathBuf,
+    /// The floor binary (the bare reverse proxy).
+    #[arg(long, default_value = "target/release/plumb-floor")]
+    floor: PathBuf,
+    /// Which layouts to measure.
+    #[arg(long, value_enum, default_value_t = LayoutChoice::Both)]
+    layout: LayoutChoice,
+    /// Pinned layout: the CPU list (`taskset -c`) of each proxy.
+    #[arg(long, default_value = "0")]
+    proxy_cpus: String,
+    /// Pinned layout: the CPU list of the simulator and this harness.
+    #[arg(long, default_value = "1")]
+    harness_cpus: String,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Alternating repetitions of each load; the report keeps the medians.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Streams measured one at a time through each path.
+    #[arg(long, default_value_t = 200)]
+    streams: usize,
+    /// Requests (and streams) held in flight for the memory measurements.
+    #[arg(long, default_value_t = 1000)]
+    in_flight: usize,
+    /// Write the Markdown report here too.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// A smoke run (debug builds, short): proves the harness works; its numbers mean nothing.
+    #[arg(long)]
+    smoke: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LayoutChoice {
+    Pinned,
+    Shared,
+    Both,
+}
+
+/// Where the processes run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    /// Each proxy on a core of its own; the simulator and the harness on another.
+    Pinned,
+    /// Nothing pinned: harness, simulator and proxies share every core.
+    Shared,
+}
+
+struct Proc {
+    child: Child,
+    url: String,
+}
+
+/// The open loop's rate in all, over its connections.
+const RATE: f64 = 2000.0;
+const OPEN_CONNECTIONS: usize = 32;
+/// The closed loop's connections, for the maximum throughput.
+const MAX_CONNECTIONS: usize = 64;
+
+const SIM_BODIES: Bodies = Bodies {
+    chat: br#"{"model":"sim-gpt","messages":[{"role":"user","content":"what is six times seven"}]}"#,
+    slow: br#"{"model":"sim-slow","messages":[{"role":"user","content":"what is six times seven"}]}"#,
+    stream: br#"{"model":"sim-stream","stream":true,"messages":[{"role":"user","content":"what is six times seven"}]}"#,
+    slow_stream: br#"{"model":"sim-slow-stream","stream":true,"messages":[{"role":"user","content":"what is six times seven"}]}"#,
+};
+const ROUTE_BODIES: Bodies = Bodies {
+    chat: br#"{"model":"bench","messages":[{"role":"user","content":"what is six times seven"}]}"#,
+    slow: br#"{"model":"bench-slow","messages":[{"role":"user","content":"what is six times seven"}]}"#,
+    stream: br#"{"model":"bench-stream","stream":true,"messages":[{"role":"user","content":"what is six times seven"}]}"#,
+    slow_stream: br#"{"model":"bench-slow-stream","stream":true,"messages":[{"role":"user","content":"what is six times seven"}]}"#,
+};
+
+/// The simulator's models: each answer at once, or after two seconds, or streamed; each with a
+/// twin for the route's fallback.
+const SIM_CONFIG: &str = "models:
+  sim-gpt: {}
+  sim-gpt-fallback: {}
+  sim-slow: {latency: {kind: fixed, ms: 2000}}
+  sim-slow-fallback: {latency: {kind: fixed, ms: 2000}}
+  sim-stream: {token_rate: 200}
+  sim-stream-fallback: {token_rate: 200}
+  sim-slow-stream: {token_rate: 8}
+  sim-slow-stream-fallback: {token_rate: 8}
+";
+
+impl Layout {
+    fn title(self) -> &'static str {
+        match self {
+            Layout::Pinned => "Pinned: each proxy on a core of its own",
+            Layout::Shared => "Shared: nothing pinned",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Layout::Pinned => {
+                "The proxy (floor or sidecar) on one core; the simulator and the harness on the other."
+            }
+            Layout::Shared => {
+                "Harness, simulator and proxy all share the two cores, as a sidecar shares its pod's."
+            }
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    rt.block_on(bench(args))
+}
+
+async fn bench(args: Args) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("plumb-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let layouts: &[Layout] = match args.layout {
+        LayoutChoice::Pinned => &[Layout::Pinned],
+        LayoutChoice::Shared => &[Layout::Shared],
+        LayoutChoice::Both => &[Layout::Pinned, Layout::Shared],
+    };
+    let mut report = String::from("# plumb-bench\n\n");
+    if args.smoke {
+        report.push_str("SMOKE RUN (debug builds, short): these numbers are not measurements; see BENCHMARKS.md and `make bench`.\n\n");
+    }
+    report.push_str(&format!(
+        "Straight to the simulator, through the floor (`plumb-floor`, a bare hyper reverse proxy) and through the sidecar \
+         (one route, two targets, default settings, no contract), {} s per load after a warm-up, ratios Plumb / floor. \
+         Added latencies are differences from straight to the simulator in the same run, with their sign.\n\n",
+        args.seconds
+    ));
+    for &layout in layouts {
+        let figures = run_layout(&args, layout, &dir).await?;
+        report.push_str(&report::render(layout, &figures));
+        report.push('\n');
+    }
+    let fleet_ns = micro::fleet_micro(if args.smoke { 200 } else { 200_000 })?;
+    let (check_ns, parse_ns) = micro::contract_micro(if args.smoke { 200 } else { 20_000 })?;
+    report.push_str(&format!(
+        "## In process\n\n\
+         - shared knowledge, median per attempt (the fleet's gate, the outcome and latency counted for the report): {:.2} µs\n\
+         - contract check, median per answer: {:.1} µs (schema + 3 CEL rules), against {:.1} µs to parse the same answer as JSON\n",
+        fleet_ns / 1000.0,
+        check_ns / 1000.0,
+        parse_ns / 1000.0
+    ));
+    println!("{report}");
+    if let Some(out) = &args.out {
+        std::fs::write(out, &report)?;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
+
+/// Starts the simulator, the floor and the sidecar in `layout` and measures all of it.
+async fn run_layout(args: &Args, layout: Layout, dir: &FsPath) -> anyhow::Result<Figures> {
+    let (sim_cpus, proxy_cpus) = match layout {
+        Layout::Pinned => (args.harness_cpus.as_str(), args.proxy_cpus.as_str()),
+        Layout::Shared => ("", ""),
+    };
+    // The harness first: what it starts without `taskset` inherits its CPUs.
+    let harness = match layout {
+        Layout::Pinned => args.harness_cpus.clone(),
+        Layout::Shared => online_cpus()?,
+    };
+    if !repin(std::process::id(), &harness) {
+        // Unpinning is only a precaution (the harness may have been started pinned); pinning
+        // is the layout itself.
+        anyhow::ensure!(
+            layout == Layout::Shared,
+            "cannot pin the harness to CPUs {harness:?} (is taskset installed?)"
+        );
+        eprintln!(
+            "plumb-bench: cannot move the harness to CPUs {harness:?}; it stays where it was started"
+        );
+    }
+    let sim_config = dir.join("simulator.yaml");
+    std::fs::write(&sim_config, SIM_CONFIG)?;
+    let sim_config = sim_config.display().to_string();
+    let sim = spawn(
+        sim_cpus,
+        &args.simulator,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--config",
+            &sim_config,
+        ],
+    )?;
+    let routes = dir.join("routes.yaml");
+    std::fs::write(&routes, routes_yaml(&sim.url))?;
+    let routes = routes.display().to_string();
+    let floor = spawn(
+        proxy_cpus,
+        &args.floor,
+        &["--listen", "127.0.0.1:0", "--upstream", &sim.url],
+    )?;
+    let sidecar = spawn(
+        proxy_cpus,
+        &args.sidecar,
+        &[
+            "--routes",
+            &routes,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
+    )?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let paths = Trio {
+        direct: Path {
+            url: format!("{}/v1/chat/completions", sim.url),
+            pid: None,
+            bodies: &SIM_BODIES,
+        },
+        floor: Path {
+            url: format!("{}/v1/chat/completions", floor.url),
+            pid: Some(floor.child.id()),
+            bodies: &SIM_BODIES,
+        },
+        plumb: Path {
+            url: format!("{}/v1/chat/completions", sidecar.url),
+            pid: Some(sidecar.child.id()),
+            bodies: &ROUTE_BODIES,
+        },
+    };
+    let rss_idle_kib = Pair {
+        floor: measure::rss_kib(floor.child.id()),
+        plumb: measure::rss_kib(sidecar.child.id()),
+    };
+    let seconds = args.seconds;
+    let load = |connections, rate| Load {
+        connections,
+        seconds,
+        rate,
+    };
+    let one = measure::alternating(&paths, load(1, None), args.repeat).await?;
+    let open =
+        measure::alternating(&paths, load(OPEN_CONNECTIONS, Some(RATE)), args.repeat).await?;
+    let max = measure::alternating(&paths, load(MAX_CONNECTIONS, None), args.repeat).await?;
+    let streams = measure::streams(&paths, args.streams).await?;
+    let held = Pair {
+        floor: measure::held_requests(&paths.floor, args.in_flight).await?,
+        plumb: measure::held_requests(&paths.plumb, args.in_flight).await?,
+    };
+    let held_streams = Pair {
+        floor: measure::held_streams(&paths.floor, args.in_flight).await,
+        plumb: measure::held_streams(&paths.plumb, args.in_flight).await,
+    };
+    drop((sidecar, floor, sim));
+    Ok(Figures {
+        one,
+        open,
+        rate: RATE,
+        max,
+        connections: MAX_CONNECTIONS,
+        streams,
+        rss_idle_kib,
+        held,
+        held_streams,
+        in_flight: args.in_flight,
+        repeat: args.repeat.max(1),
+    })
+}
+
+/// One route as a default route is: two targets on the simulator, the primary and a fallback
+/// at the next priority, every default on, no contract. One such route per kind of answer.
+fn routes_yaml(sim: &str) -> String {
+    [
+        ("bench", "sim-gpt"),
+        ("bench-slow", "sim-slow"),
+        ("bench-stream", "sim-stream"),
+        ("bench-slow-stream", "sim-slow-stream"),
+    ]
+    .iter()
+    .map(|(route, model)| {
+        format!(
+            "apiVersion: plumb.dev/v1alpha1
+kind: LlmRoute
+metadata: {{name: {route}}}
+spec:
+  match: {{models: [{route}]}}
+  targets:
+    - {{name: primary, provider: openai, baseUrl: '{sim}/v1', model: {model}, credentials: {{none: true}}}}
+    - {{name: fallback, provider: openai, baseUrl: '{sim}/v1', model: {model}-fallback, credentials: {{none: true}}, priority: 1}}
+"
+        )
+    })
+    .collect::<Vec<_>>()
+    .join("---\n")
+}
+
+/// Starts a process (under `taskset -c cpus` unless `cpus` is empty) and reads the URL it
+/// prints as `... listening on URL ...`.
+fn spawn(cpus: &str, bin: &FsPath, args: &[&str]) -> anyhow::Result<Proc> {
+    let mut cmd = if cpus.is_empty() {
+        Command::new(bin)
+    } else {
+        let mut c = Command::new("taskset");
+        c.arg("-c").arg(cpus).arg(bin);
+        c
+    };
+    let mut child = cmd
+        .args(args)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot run {}: {e}", bin.display()))?;
+    let mut line = String::new();
+    BufReader::new(
+        child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdout"))?,
+    )
+    .read_line(&mut line)?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let url = words
+        .iter()
+        .position(|w| *w == "on")
+        .and_then(|i| words.get(i + 1))
+        .ok_or_else(|| anyhow::anyhow!("{} did not start: {line:?}", bin.display()))?
+        .to_string();
+    Ok(Proc { child, url })
+}
+
+/// Moves every thread of a running process to `cpus`.
+fn repin(pid: u32, cpus: &str) -> bool {
+    !cpus.is_empty()
+        && Command::new("taskset")
+            .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+}
+
+/// Every CPU the machine has online, as a `taskset -c` list.
+fn online_cpus() -> anyhow::Result<String> {
+    Ok(std::fs::read_to_string("/sys/devices/system/cpu/online")?
+        .trim()
+        .to_owned())
+}

@@ -1,0 +1,355 @@
+//! The report: per layout, the sidecar against the floor, each figure judged against its target;
+//! then the raw figures, straight to the simulator included. Pure: numbers in, Markdown out.
+
+use crate::Layout;
+use crate::measure::{Held, Pair, StreamStats, Summary, Trio};
+
+/// Everything one layout measured.
+pub struct Figures {
+    /// One request at a time.
+    pub one: Trio<Summary>,
+    /// Open loop at `rate` requests a second.
+    pub open: Trio<Summary>,
+    pub rate: f64,
+    /// Closed loop over `connections`.
+    pub max: Trio<Summary>,
+    pub connections: usize,
+    pub streams: Trio<StreamStats>,
+    pub rss_idle_kib: Pair<u64>,
+    /// `in_flight` requests held at once.
+    pub held: Pair<Held>,
+    /// `in_flight` streams open at once.
+    pub held_streams: Pair<Held>,
+    pub in_flight: usize,
+    pub repeat: usize,
+}
+
+/// What Plumb's figure must be, against the floor's or on its own.
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    /// At least this multiple of the floor's.
+    RatioAtLeast(f64),
+    /// At most this multiple of the floor's.
+    RatioAtMost(f64),
+    /// At most this multiple of the floor's, and at most this many µs above it.
+    RatioAndAdded(f64, f64),
+    /// At most this, in the row's unit.
+    AtMost(f64),
+    /// No more than this many µs: below what this benchmark can tell from noise.
+    NoneMeasurable(f64),
+    /// Reported, not judged.
+    Unjudged,
+}
+
+/// How a row's figures read.
+#[derive(Clone, Copy, Debug)]
+enum Unit {
+    Rps,
+    Us,
+    /// A difference from straight to the simulator: signed, never clamped to zero.
+    AddedUs,
+    CpuUs,
+    Mb,
+}
+
+struct Row {
+    measure: String,
+    floor: f64,
+    plumb: f64,
+    unit: Unit,
+    target: Target,
+}
+
+impl Target {
+    /// Whether Plumb's figure meets the target; `None` when there is none.
+    fn met(self, floor: f64, plumb: f64) -> Option<bool> {
+        match self {
+            Target::RatioAtLeast(r) => Some(plumb >= r * floor),
+            Target::RatioAtMost(r) => Some(plumb <= r * floor),
+            Target::RatioAndAdded(r, us) => Some(plumb <= r * floor && plumb - floor <= us),
+            Target::AtMost(v) | Target::NoneMeasurable(v) => Some(plumb <= v),
+            Target::Unjudged => None,
+        }
+    }
+
+    fn text(self, unit: Unit) -> String {
+        match self {
+            Target::RatioAtLeast(r) => format!("≥ {r:.2}×"),
+            Target::RatioAtMost(r) => format!("≤ {r:.1}×"),
+            Target::RatioAndAdded(r, us) => {
+                format!("≤ {r:.1}× and ≤ floor + {:.0} ms", us / 1000.0)
+            }
+            Target::AtMost(v) => format!("≤ {}", unit.show(v).trim_start_matches('+')),
+            Target::NoneMeasurable(v) => format!("none measurable (≤ +{v:.0} µs)"),
+            Target::Unjudged => "—".to_owned(),
+        }
+    }
+}
+
+impl Unit {
+    fn show(self, v: f64) -> String {
+        match self {
+            Unit::Rps => format!("{v:.0} req/s"),
+            Unit::Us => format!("{v:.0} µs"),
+            Unit::AddedUs => format!("{v:+.0} µs"),
+            Unit::CpuUs => format!("{v:.1} µs"),
+            Unit::Mb => format!("{v:.1} MB"),
+        }
+    }
+}
+
+fn mb(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn added(a: u64, b: u64) -> f64 {
+    a as f64 - b as f64
+}
+
+/// The rows of the floor-against-Plumb table.
+fn rows(layout: Layout, f: &Figures) -> Vec<Row> {
+    let row = |measure: String, floor: f64, plumb: f64, unit: Unit, target: Target| Row {
+        measure,
+        floor,
+        plumb,
+        unit,
+        target,
+    };
+    let s = &f.streams;
+    let one_d = f.one.direct;
+    // The stream target is for a sidecar on its own core.
+    let ttfb_target = match layout {
+        Layout::Pinned => Target::AtMost(300.0),
+        Layout::Shared => Target::Unjudged,
+    };
+    vec![
+        row(
+            format!("throughput, closed loop, {} connections", f.connections),
+            f.max.floor.rps,
+            f.max.plumb.rps,
+            Unit::Rps,
+            Target::RatioAtLeast(0.70),
+        ),
+        row(
+            "CPU per request at that load".to_owned(),
+            f.max.floor.cpu_us.unwrap_or(0.0),
+            f.max.plumb.cpu_us.unwrap_or(0.0),
+            Unit::CpuUs,
+            Target::RatioAtMost(1.5),
+        ),
+        row(
+            format!("p50 at {:.0} req/s, open loop", f.rate),
+            f.open.floor.p50,
+            f.open.plumb.p50,
+            Unit::Us,
+            Target::Unjudged,
+        ),
+        row(
+            format!("p99 at {:.0} req/s, open loop", f.rate),
+            f.open.floor.p99,
+            f.open.plumb.p99,
+            Unit::Us,
+            Target::RatioAndAdded(1.5, 1000.0),
+        ),
+        row(
+            "added latency one at a time, p50".to_owned(),
+            f.one.floor.p50 - one_d.p50,
+            f.one.plumb.p50 - one_d.p50,
+            Unit::AddedUs,
+            Target::Unjudged,
+        ),
+        row(
+            "added latency one at a time, p99".to_owned(),
+            f.one.floor.p99 - one_d.p99,
+            f.one.plumb.p99 - one_d.p99,
+            Unit::AddedUs,
+            Target::Unjudged,
+        ),
+        row(
+            "RSS idle".to_owned(),
+            mb(f.rss_idle_kib.floor),
+            mb(f.rss_idle_kib.plumb),
+            Unit::Mb,
+            Target::AtMost(8.0),
+        ),
+        row(
+            format!("RSS with {} requests in flight", f.in_flight),
+            mb(f.held.floor.peak_kib),
+            mb(f.held.plumb.peak_kib),
+            Unit::Mb,
+            Target::AtMost(40.0),
+        ),
+        row(
+            format!("RSS with {} streams open", f.in_flight),
+            mb(f.held_streams.floor.peak_kib),
+            mb(f.held_streams.plumb.peak_kib),
+            Unit::Mb,
+            Target::Unjudged,
+        ),
+        row(
+            "stream: added time to first byte, p50".to_owned(),
+            added(s.floor.ttfb.0, s.direct.ttfb.0),
+            added(s.plumb.ttfb.0, s.direct.ttfb.0),
+            Unit::AddedUs,
+            ttfb_target,
+        ),
+        row(
+            "stream: added time to first byte, p99".to_owned(),
+            added(s.floor.ttfb.1, s.direct.ttfb.1),
+            added(s.plumb.ttfb.1, s.direct.ttfb.1),
+            Unit::AddedUs,
+            Target::Unjudged,
+        ),
+        row(
+            "stream: added time to first token, p50".to_owned(),
+            added(s.floor.ttft.0, s.direct.ttft.0),
+            added(s.plumb.ttft.0, s.direct.ttft.0),
+            Unit::AddedUs,
+            Target::Unjudged,
+        ),
+        row(
+            "stream: added gap between events, p50".to_owned(),
+            added(s.floor.gap.0, s.direct.gap.0),
+            added(s.plumb.gap.0, s.direct.gap.0),
+            Unit::AddedUs,
+            Target::NoneMeasurable(50.0),
+        ),
+        row(
+            "stream: added gap between events, p99".to_owned(),
+            added(s.floor.gap.1, s.direct.gap.1),
+            added(s.plumb.gap.1, s.direct.gap.1),
+            Unit::AddedUs,
+            Target::Unjudged,
+        ),
+    ]
+}
+
+/// Plumb's figure over the floor's; a dash unless both are above zero (a difference within
+/// noise, or below straight to the simulator, has no meaningful ratio).
+fn ratio(floor: f64, plumb: f64) -> String {
+    if floor > 0.0 && plumb > 0.0 {
+        format!("{:.2}×", plumb / floor)
+    } else {
+        "—".to_owned()
+    }
+}
+
+/// One layout's section of the report.
+pub fn render(layout: Layout, f: &Figures) -> String {
+    let mut out = format!("## {}\n\n{}\n\n", layout.title(), layout.describe());
+    out.push_str("| measure | floor | Plumb | ratio | target |\n| --- | --- | --- | --- | --- |\n");
+    for r in rows(layout, f) {
+        let verdict = match r.target.met(r.floor, r.plumb) {
+            Some(true) => " — met",
+            Some(false) => " — **missed**",
+            None => "",
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {}{verdict} |\n",
+            r.measure,
+            r.unit.show(r.floor),
+            r.unit.show(r.plumb),
+            ratio(r.floor, r.plumb),
+            r.target.text(r.unit),
+        ));
+    }
+    out.push_str(&format!(
+        "\nRaw figures (µs; medians of {} alternating repetitions for the loads; streams one at a time, interleaved):\n\n",
+        f.repeat
+    ));
+    out.push_str("| load | direct p50 | direct p99 | floor p50 | floor p99 | Plumb p50 | Plumb p99 | direct req/s | floor req/s | Plumb req/s |\n");
+    out.push_str("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+    for (name, t) in [
+        ("one at a time".to_owned(), &f.one),
+        (format!("{:.0} req/s, open loop", f.rate), &f.open),
+        (
+            format!("closed loop, {} connections", f.connections),
+            &f.max,
+        ),
+    ] {
+        out.push_str(&format!(
+            "| {name} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |\n",
+            t.direct.p50,
+            t.direct.p99,
+            t.floor.p50,
+            t.floor.p99,
+            t.plumb.p50,
+            t.plumb.p99,
+            t.direct.rps,
+            t.floor.rps,
+            t.plumb.rps
+        ));
+    }
+    let s = &f.streams;
+    for (name, pick) in [
+        (
+            "stream, first byte",
+            (|x: &StreamStats| x.ttfb) as fn(&StreamStats) -> (u64, u64),
+        ),
+        ("stream, first token", |x| x.ttft),
+        ("stream, gap between events", |x| x.gap),
+    ] {
+        let (d, fl, p) = (pick(&s.direct), pick(&s.floor), pick(&s.plumb));
+        out.push_str(&format!(
+            "| {name} | {} | {} | {} | {} | {} | {} | | | |\n",
+            d.0, d.1, fl.0, fl.1, p.0, p.1
+        ));
+    }
+    let errors = |t: &Trio<Summary>| t.direct.errors + t.floor.errors + t.plumb.errors;
+    out.push_str(&format!(
+        "\nSends behind schedule at {:.0} req/s: direct {}, floor {}, Plumb {}. Failed requests in the loads: {}. \
+         Held requests answered (errors): floor {} ({}), Plumb {} ({}); streams completed (errors): floor {} ({}), Plumb {} ({}).\n",
+        f.rate,
+        f.open.direct.behind,
+        f.open.floor.behind,
+        f.open.plumb.behind,
+        errors(&f.one) + errors(&f.open) + errors(&f.max),
+        f.held.floor.answered,
+        f.held.floor.errors,
+        f.held.plumb.answered,
+        f.held.plumb.errors,
+        f.held_streams.floor.answered,
+        f.held_streams.floor.errors,
+        f.held_streams.plumb.answered,
+        f.held_streams.plumb.errors,
+    ));
+    for (what, held) in [
+        ("floor, held requests", &f.held.floor),
+        ("Plumb, held requests", &f.held.plumb),
+        ("floor, streams", &f.held_streams.floor),
+        ("Plumb, streams", &f.held_streams.plumb),
+    ] {
+        if let Some(e) = &held.first_error {
+            out.push_str(&format!("First failure ({what}): {e}.\n"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_negative_difference_keeps_its_sign() {
+        assert_eq!(Unit::AddedUs.show(added(230, 250)), "-20 µs");
+        assert_eq!(Unit::AddedUs.show(added(250, 230)), "+20 µs");
+    }
+
+    #[test]
+    fn the_p99_target_needs_both_the_ratio_and_the_added_millisecond() {
+        let t = Target::RatioAndAdded(1.5, 1000.0);
+        assert_eq!(t.met(1800.0, 2700.0), Some(true));
+        assert_eq!(t.met(1800.0, 2800.0), Some(false));
+        assert_eq!(t.met(4000.0, 5500.0), Some(false));
+    }
+
+    #[test]
+    fn throughput_is_judged_against_seventy_percent_of_the_floor() {
+        assert_eq!(Target::RatioAtLeast(0.7).met(10_000.0, 7_000.0), Some(true));
+        assert_eq!(
+            Target::RatioAtLeast(0.7).met(10_000.0, 4_200.0),
+            Some(false)
+        );
+    }
+}
