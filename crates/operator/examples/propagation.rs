@@ -112,6 +112,22 @@ async fn cpu_share(pid: &str, span: Duration) -> f64 {
     (cpu_time(pid) - cpu0).as_secs_f64() / wall0.elapsed().as_secs_f64()
 }
 
+/// Reconciles so far, from the operator's metrics.
+async fn reconciles(client: &reqwest::Client, admin: &str) -> f64 {
+    let text = client
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("plumb_operator_reconciles_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -390,6 +406,7 @@ async fn main() {
         .unwrap();
     let words: Vec<&str> = line.split_whitespace().collect();
     let policy_url = words[2].to_owned();
+    let admin_url = words[4].to_owned();
     let pid = operator.id();
     let pid_s = pid.to_string();
 
@@ -459,19 +476,13 @@ async fn main() {
         .collect();
 
     // Route changes, one namespace a round.
+    let reconciles_before = reconciles(&client, &admin_url).await;
     let mut samples: Vec<f64> = Vec::new();
     let mut last_of_round: Vec<f64> = Vec::new();
     for round in 0..rounds {
         let j = round % namespaces;
         let url = format!("{}/chat", routes_url(&fake, &ns_name(j)));
-        let cur: Value = client
-            .get(&url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let cur: Value = client.get(&url).send().await.unwrap().json().await.unwrap();
         let g = cur["metadata"]["generation"].as_i64().unwrap() + 1;
         let models = json!(["chat", format!("chat-{round}")]);
         let t0 = Instant::now();
@@ -513,6 +524,9 @@ async fn main() {
     }
     samples.sort_by(f64::total_cmp);
     last_of_round.sort_by(f64::total_cmp);
+    // The acknowledgements' reconciles settle.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let reconciles_rounds = reconciles(&client, &admin_url).await - reconciles_before;
 
     // The shared knowledge. The baseline: the same connected sidecars, silent.
     let cpu_silent = cpu_share(&pid_s, Duration::from_secs(5)).await;
@@ -547,8 +561,8 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (cpu_harness0, wall_harness0) = (cpu_time("self"), Instant::now());
     let cpu_reporting = cpu_share(&pid_s, Duration::from_secs(10)).await;
-    let cpu_harness = (cpu_time("self") - cpu_harness0).as_secs_f64()
-        / wall_harness0.elapsed().as_secs_f64();
+    let cpu_harness =
+        (cpu_time("self") - cpu_harness0).as_secs_f64() / wall_harness0.elapsed().as_secs_f64();
     let rss_reporting = rss_kib(pid);
 
     // Rounds: one sidecar's breaker opens on `down`; every other of its namespace hears of it;
@@ -612,10 +626,7 @@ async fn main() {
             .await
             .unwrap();
         let t1 = Instant::now();
-        while others
-            .iter()
-            .any(|i| sidecars[*i].probe.down.lock().open)
-        {
+        while others.iter().any(|i| sidecars[*i].probe.down.lock().open) {
             assert!(
                 t1.elapsed() < Duration::from_secs(60),
                 "round {round}: namespace {j} did not hear of the closing"
@@ -646,6 +657,10 @@ async fn main() {
         "| route change → the last of the namespace's {per_ns} has it | p50 {:.1} ms, p99 {:.1} ms |",
         percentile(&last_of_round, 0.5),
         percentile(&last_of_round, 0.99)
+    );
+    println!(
+        "| reconciles for the {rounds} changes and their acknowledgements | {reconciles_rounds:.0} ({:.1} a change) |",
+        reconciles_rounds / rounds as f64
     );
     println!(
         "| operator RSS | {:.1} MB with no sidecar, {:.1} MB with {n}: **{per_sidecar_kib:.1} KiB per connected sidecar** |",
