@@ -16,12 +16,22 @@ TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
 crds:
 	PLUMB_UPDATE_CRDS=1 $(CARGO) test --quiet -p plumb-api --test crd
 
-## bench-control: a route change propagated to 100 connected sidecars; operator memory per sidecar; shared knowledge with 100 reporting
+## bench-control: a route change propagated to connected sidecars (SIDECARS=100 over NAMESPACES=1, ROUNDS=30); operator memory per sidecar; shared knowledge with every sidecar reporting
+SIDECARS ?= 100
+NAMESPACES ?= 1
+ROUNDS ?= 30
+BENCH_TARGET = $(or $(CARGO_TARGET_DIR),target)
 bench-control: tools
 	$(CARGO) build --release --locked --quiet -p plumb-operator --bin plumb-operator --example propagation
-	target/release/examples/propagation | tee target/bench-control.md
+	ulimit -n $$(ulimit -Hn) && $(BENCH_TARGET)/release/examples/propagation --sidecars $(SIDECARS) --namespaces $(NAMESPACES) --rounds $(ROUNDS) | tee $(BENCH_TARGET)/bench-control.md
 
-.PHONY: scorecard scorecard-quick e2e-kind test-chart bench-control bench-burst bench-attack crds check-deps all demo demo-raw bench-smoke test lint fmt-check clippy doc test-rust test-sdk tools bench bench-simulator clean-cache fuzz
+## bench-control-scale: the same with 1,000 sidecars over 10 namespaces, then 10,000 over 100 (each stream its own TLS connection: needs `ulimit -Hn` above 10,000)
+bench-control-scale: tools
+	$(CARGO) build --release --locked --quiet -p plumb-operator --bin plumb-operator --example propagation
+	ulimit -n $$(ulimit -Hn) && $(BENCH_TARGET)/release/examples/propagation --sidecars 1000 --namespaces 10 --rounds $(ROUNDS) | tee $(BENCH_TARGET)/bench-control-1000.md
+	ulimit -n $$(ulimit -Hn) && $(BENCH_TARGET)/release/examples/propagation --sidecars 10000 --namespaces 100 --rounds $(ROUNDS) | tee $(BENCH_TARGET)/bench-control-10000.md
+
+.PHONY: scorecard scorecard-quick e2e-kind test-chart bench-control bench-control-scale bench-burst bench-attack crds check-deps all demo demo-raw bench-smoke test lint fmt-check clippy doc test-rust test-sdk tools bench bench-simulator clean-cache fuzz
 
 all: test
 

@@ -47,12 +47,18 @@ pub trait Authenticate: Send + Sync {
     async fn review(&self, token: &str) -> Result<Identity, Rejected>;
 }
 
+/// TokenReviews in flight at once, at most. Every stream's token is verified again each
+/// recheck interval, and streams that connected together (an operator restart, a rollout)
+/// recheck together: unbounded, ten thousand of them are ten thousand requests (and client
+/// connections) to the API server at once. Bounded, the rest wait their turn; one that waits
+/// past the stream's review deadline counts as unchecked and is tried again later.
+pub const REVIEWS_AT_ONCE: usize = 32;
+
 /// Verification by TokenReview.
 pub struct TokenReviewer {
-    /// The client.
-    pub client: Client,
-    /// The audience tokens must be bound to.
-    pub audience: String,
+    client: Client,
+    audience: String,
+    at_once: tokio::sync::Semaphore,
 }
 
 /// The identity in a username of the form `system:serviceaccount:NAMESPACE:NAME`.
@@ -74,9 +80,25 @@ pub fn expiry(token: &str) -> Option<i64> {
     exp.checked_mul(1000)
 }
 
+impl TokenReviewer {
+    /// Reviews tokens with `client`, requiring `audience`, [`REVIEWS_AT_ONCE`] at a time.
+    pub fn new(client: Client, audience: String) -> TokenReviewer {
+        TokenReviewer {
+            client,
+            audience,
+            at_once: tokio::sync::Semaphore::new(REVIEWS_AT_ONCE),
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl Authenticate for TokenReviewer {
     async fn review(&self, token: &str) -> Result<Identity, Rejected> {
+        let _turn = self
+            .at_once
+            .acquire()
+            .await
+            .map_err(|_| Rejected::Unchecked("the operator is shutting down".to_owned()))?;
         let api: Api<TokenReview> = Api::all(self.client.clone());
         let review = TokenReview {
             spec: TokenReviewSpec {
@@ -188,10 +210,10 @@ mod tests {
                 Ok::<_, std::convert::Infallible>(r)
             }
         });
-        TokenReviewer {
-            client: Client::new(service, "default"),
-            audience: "plumb.dev/control-plane".into(),
-        }
+        TokenReviewer::new(
+            Client::new(service, "default"),
+            "plumb.dev/control-plane".into(),
+        )
     }
 
     fn authenticated(extra: Value) -> Value {
@@ -238,15 +260,15 @@ mod tests {
             got,
             Err(Rejected::Refused("pod \"web-1\" not found".into()))
         );
-        let down = TokenReviewer {
-            client: Client::new(
+        let down = TokenReviewer::new(
+            Client::new(
                 tower::service_fn(|_: Request<Body>| async {
                     Err::<Response<Body>, _>(std::io::Error::other("connection refused"))
                 }),
                 "default",
             ),
-            audience: "plumb.dev/control-plane".into(),
-        };
+            "plumb.dev/control-plane".into(),
+        );
         assert!(matches!(
             down.review("t").await,
             Err(Rejected::Unchecked(_))

@@ -452,10 +452,10 @@ async fn run(args: Args) -> ExitCode {
         leading: leading.clone(),
         policies: policies.clone(),
         knowledge: knowledge.clone(),
-        auth: Arc::new(TokenReviewer {
-            client: client.clone(),
-            audience: args.token_audience.clone(),
-        }),
+        auth: Arc::new(TokenReviewer::new(
+            client.clone(),
+            args.token_audience.clone(),
+        )),
         heartbeat: args.heartbeat_interval,
         token_pace: plumb_operator::grpc::token::Pace {
             recheck: args.token_recheck_interval.max(Duration::from_secs(1)),

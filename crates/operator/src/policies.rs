@@ -351,13 +351,12 @@ impl Policies {
         p
     }
 
-    /// Connected sidecars per namespace, for metrics.
-    pub fn sidecar_counts(&self) -> Vec<(String, usize)> {
+    /// Connected sidecars of a namespace, for metrics.
+    pub fn sidecar_count(&self, namespace: &str) -> usize {
         self.namespaces
             .lock()
-            .iter()
-            .map(|(n, ns)| (n.clone(), ns.sidecars.len()))
-            .collect()
+            .get(namespace)
+            .map_or(0, |ns| ns.sidecars.len())
     }
 }
 

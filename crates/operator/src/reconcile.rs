@@ -12,7 +12,7 @@
 //!                                         └──────────────▶ status (Accepted, Programmed, Degraded) ─▶ Event on change
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +40,12 @@ use plumb_telemetry::operator::{NamespaceLabels, OperatorMetrics, ReasonLabels, 
 
 /// The field manager of everything the operator writes.
 pub const MANAGER: &str = "plumb-operator";
+
+/// How long sidecars' acknowledgements are gathered before their namespaces' routes are
+/// reconciled. A snapshot that M sidecars acknowledge is then one reconcile per route, not up
+/// to M of them, each counting all M sidecars and writing status: the Programmed condition
+/// lags by at most this much.
+const ACKS_GATHERED_FOR: Duration = Duration::from_millis(250);
 
 /// What every reconcile shares.
 pub struct Context {
@@ -341,9 +347,11 @@ pub async fn run(
     let (trigger_tx, trigger_rx) = mpsc::channel::<ObjectRef<LlmRoute>>(1024);
     let trigger_tx_for_secrets = trigger_tx.clone();
     tokio::spawn(async move {
-        while let Some(ns) = acks.recv().await {
-            for name in policies.routes_of(&ns) {
-                let _ = trigger_tx.try_send(ObjectRef::new(&name).within(&ns));
+        while let Some(namespaces) = gather(&mut acks, ACKS_GATHERED_FOR).await {
+            for ns in namespaces {
+                for name in policies.routes_of(&ns) {
+                    let _ = trigger_tx.try_send(ObjectRef::new(&name).within(&ns));
+                }
             }
         }
     });
@@ -404,6 +412,18 @@ pub async fn run(
             }
         })
         .await;
+}
+
+/// The namespaces named on `acks` from the next one until `window` after it, each once;
+/// `None` when the channel is closed and empty.
+async fn gather(acks: &mut mpsc::Receiver<String>, window: Duration) -> Option<BTreeSet<String>> {
+    let first = acks.recv().await?;
+    let until = tokio::time::Instant::now() + window;
+    let mut namespaces = BTreeSet::from([first]);
+    while let Ok(Some(ns)) = tokio::time::timeout_at(until, acks.recv()).await {
+        namespaces.insert(ns);
+    }
+    Some(namespaces)
 }
 
 /// Whether a route's targets take a key from the Secret `name`.
@@ -827,5 +847,34 @@ mod tests {
         let event: Value = serde_json::from_str(&seen[1].2).unwrap_or(Value::Null);
         assert_eq!(event["type"], "Warning");
         assert_eq!(event["reason"], "Invalid");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn acknowledgements_are_gathered_into_one_reconcile_per_namespace() {
+        let (tx, mut rx) = mpsc::channel(16);
+        for ns in ["team-a", "team-b", "team-a", "team-a"] {
+            let _ = tx.try_send(ns.to_owned());
+        }
+        // One that comes in the window joins the batch; one after it starts the next.
+        let late = tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let _ = late.send("team-c".to_owned()).await;
+            tokio::time::sleep(Duration::from_millis(400)).await;
+            let _ = late.send("team-a".to_owned()).await;
+        });
+        let first = gather(&mut rx, Duration::from_millis(250)).await;
+        assert_eq!(
+            first,
+            Some(BTreeSet::from([
+                "team-a".to_owned(),
+                "team-b".to_owned(),
+                "team-c".to_owned()
+            ]))
+        );
+        let second = gather(&mut rx, Duration::from_millis(250)).await;
+        assert_eq!(second, Some(BTreeSet::from(["team-a".to_owned()])));
+        drop(tx);
+        assert_eq!(gather(&mut rx, Duration::from_millis(250)).await, None);
     }
 }

@@ -27,12 +27,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt as _};
 use plumb_proto::v1::policy_service_server::PolicyServiceServer;
 use plumb_proto::v1::{self, operator_message, sidecar_message};
 use plumb_telemetry::clock;
 use plumb_telemetry::operator::{NamespaceLabels, OperatorMetrics, ReasonLabels};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tonic::{Code, Request, Response, Status, Streaming};
 
@@ -71,6 +71,14 @@ pub struct PolicyServer {
 }
 
 type Outbound = Pin<Box<dyn Stream<Item = Result<v1::OperatorMessage, Status>> + Send>>;
+
+/// What a session hands its response stream: boxed, so each stream's channel (whose slots are
+/// allocated 32 at a time, whatever its capacity) holds pointers, not messages and statuses of
+/// some 200 bytes each. The operator holds one per connected sidecar.
+type Outgoing = Result<Box<v1::OperatorMessage>, Box<Status>>;
+
+/// How many messages may wait for a sidecar to take them.
+const OUTGOING_CAPACITY: usize = 4;
 
 /// The policy service with its message limits set explicitly (tonic's defaults are 4 MiB in
 /// and unlimited out): sidecar messages up to [`plumb_proto::MAX_SIDECAR_MESSAGE_BYTES`],
@@ -170,12 +178,9 @@ impl PolicyServer {
     }
 
     fn gauge(&self, namespace: &str) {
-        let n = self
-            .policies
-            .sidecar_counts()
-            .into_iter()
-            .find(|(ns, _)| ns == namespace)
-            .map_or(0, |(_, n)| n);
+        // One namespace's count: connecting a sidecar costs the same however many
+        // namespaces there are.
+        let n = self.policies.sidecar_count(namespace);
         self.metrics
             .connected_sidecars
             .get_or_create(&NamespaceLabels {
@@ -185,8 +190,8 @@ impl PolicyServer {
     }
 }
 
-fn message(kind: operator_message::Kind) -> v1::OperatorMessage {
-    v1::OperatorMessage { kind: Some(kind) }
+fn message(kind: operator_message::Kind) -> Outgoing {
+    Ok(Box::new(v1::OperatorMessage { kind: Some(kind) }))
 }
 
 /// The tokio instant of a wall-clock time (ms since the Unix epoch), from now.
@@ -200,18 +205,17 @@ struct Session {
     server: PolicyServer,
     namespace: String,
     pod: String,
-    tx: mpsc::Sender<Result<v1::OperatorMessage, Status>>,
+    tx: mpsc::Sender<Outgoing>,
     /// The last token verified.
     token: String,
     clock: TokenClock,
     /// A fresh token from the sidecar, waiting for its review.
     pending: Option<String>,
-    /// A review is under way.
-    reviewing: bool,
+    /// The review under way, if any: its verdict on the token it reviewed comes back here.
+    /// One at a time, so a oneshot, not a channel per stream.
+    review: Option<oneshot::Receiver<Verdict>>,
     /// No review of a sidecar's token before this.
     review_after: Instant,
-    /// Reviews' verdicts on the tokens they reviewed.
-    verdicts: (mpsc::Sender<Verdict>, mpsc::Receiver<Verdict>),
 }
 
 /// A reviewed token and what the review said.
@@ -220,9 +224,10 @@ type Verdict = (String, Result<Identity, Rejected>);
 impl Session {
     /// Reviews `token` off the stream's loop; the verdict comes back on `verdicts`.
     fn review(&mut self, token: String) {
-        self.reviewing = true;
         self.review_after = Instant::now() + REVIEW_GAP;
-        let (auth, tx) = (self.server.auth.clone(), self.verdicts.0.clone());
+        let auth = self.server.auth.clone();
+        let (tx, rx) = oneshot::channel();
+        self.review = Some(rx);
         tokio::spawn(async move {
             let verdict = tokio::time::timeout(REVIEW_WITHIN, auth.review(&token))
                 .await
@@ -231,13 +236,22 @@ impl Session {
                         "the TokenReview took longer than {REVIEW_WITHIN:?}"
                     )))
                 });
-            let _ = tx.send((token, verdict)).await;
+            let _ = tx.send((token, verdict));
         });
+    }
+
+    /// The verdict of the review under way; never, when there is none. `None` when the review
+    /// ended without one.
+    async fn next_verdict(review: &mut Option<oneshot::Receiver<Verdict>>) -> Option<Verdict> {
+        match review {
+            Some(rx) => rx.await.ok(),
+            None => std::future::pending().await,
+        }
     }
 
     /// A verdict on `token`: `Some` closes the stream.
     fn verdict(&mut self, token: String, verdict: Result<Identity, Rejected>) -> Option<Close> {
-        self.reviewing = false;
+        self.review = None;
         let now = Instant::now();
         match verdict {
             Ok(id) if id.namespace != self.namespace || id.pod != self.pod => {
@@ -271,7 +285,7 @@ impl Session {
         let now = Instant::now();
         match self.clock.due(now) {
             Due::Expired => return Ok(Some(Close::TokenExpired)),
-            Due::Recheck if !self.reviewing => {
+            Due::Recheck if self.review.is_none() => {
                 self.clock.rechecking(now, &self.server.token_pace);
                 // The freshest token the sidecar offered, else the current one again.
                 let token = self.pending.take().unwrap_or_else(|| self.token.clone());
@@ -288,11 +302,11 @@ impl Session {
                 let ask = message(operator_message::Kind::TokenRequest(v1::TokenRequest {
                     expires_unix_ms,
                 }));
-                self.tx.send(Ok(ask)).await.map_err(|_| ())?;
+                self.tx.send(ask).await.map_err(|_| ())?;
             }
             Due::Wait(_) => {}
         }
-        if !self.reviewing
+        if self.review.is_none()
             && self.review_after <= now
             && let Some(token) = self.pending.take()
         {
@@ -307,7 +321,7 @@ impl Session {
             Due::Wait(at) => at,
             Due::Expired | Due::Recheck | Due::Ask => Instant::now(),
         };
-        match (&self.pending, self.reviewing) {
+        match (&self.pending, self.review.is_some()) {
             (Some(_), false) => scheduled.min(self.review_after),
             (Some(_) | None, true) | (None, false) => scheduled,
         }
@@ -346,7 +360,7 @@ impl Session {
                             sent.pop_first();
                         }
                     }
-                    if self.tx.send(Ok(message(operator_message::Kind::Snapshot(snap)))).await.is_err() {
+                    if self.tx.send(message(operator_message::Kind::Snapshot(snap))).await.is_err() {
                         return End::Left;
                     }
                 }
@@ -355,15 +369,23 @@ impl Session {
                         return End::Left;
                     }
                     let k = (**knowledge.borrow_and_update()).clone();
-                    if self.tx.send(Ok(message(operator_message::Kind::Knowledge(k)))).await.is_err() {
+                    if self.tx.send(message(operator_message::Kind::Knowledge(k))).await.is_err() {
                         return End::Left;
                     }
                 }
-                Some((token, verdict)) = self.verdicts.1.recv() => {
-                    if let Some(close) = self.verdict(token, verdict) {
-                        return End::Closed(close);
+                got = Self::next_verdict(&mut self.review) => match got {
+                    Some((token, verdict)) => {
+                        if let Some(close) = self.verdict(token, verdict) {
+                            return End::Closed(close);
+                        }
                     }
-                }
+                    // The review's task ended without a verdict: as if the API server had
+                    // not answered.
+                    None => {
+                        self.review = None;
+                        self.clock.unchecked(Instant::now(), &self.server.token_pace);
+                    }
+                },
                 msg = inbound.message() => {
                     let msg = match msg {
                         Ok(Some(m)) => m,
@@ -417,7 +439,7 @@ impl Session {
                         return End::Closed(Close::Silent);
                     }
                     let hb = message(operator_message::Kind::Heartbeat(v1::Heartbeat { unix_ms: clock::unix_ms_now() }));
-                    if self.tx.send(Ok(hb)).await.is_err() {
+                    if self.tx.send(hb).await.is_err() {
                         return End::Left;
                     }
                 }
@@ -510,7 +532,7 @@ impl v1::policy_service_server::PolicyService for PolicyServer {
         self.gauge(&namespace);
         let _ = self.acks.try_send(namespace.clone());
 
-        let (tx, rx) = mpsc::channel::<Result<v1::OperatorMessage, Status>>(4);
+        let (tx, rx) = mpsc::channel::<Outgoing>(OUTGOING_CAPACITY);
         let now = Instant::now();
         let mut session = Session {
             server: self.clone(),
@@ -520,9 +542,8 @@ impl v1::policy_service_server::PolicyService for PolicyServer {
             token,
             clock: TokenClock::verified(now, id.expires_unix_ms.map(instant_of), &self.token_pace),
             pending: None,
-            reviewing: false,
+            review: None,
             review_after: now,
-            verdicts: mpsc::channel(1),
         };
         tokio::spawn(async move {
             let end = session.run(inbound).await;
@@ -542,8 +563,8 @@ impl v1::policy_service_server::PolicyService for PolicyServer {
                     let refusal = message(operator_message::Kind::Refusal(v1::Refusal {
                         reason: status.message().to_owned(),
                     }));
-                    let _ = session.tx.send(Ok(refusal)).await;
-                    let _ = session.tx.send(Err(status)).await;
+                    let _ = session.tx.send(refusal).await;
+                    let _ = session.tx.send(Err(Box::new(status))).await;
                 }
                 End::Left => tracing::info!(%namespace, %pod, "sidecar disconnected"),
             }
@@ -553,7 +574,7 @@ impl v1::policy_service_server::PolicyService for PolicyServer {
             let _ = server.acks.try_send(namespace.clone());
         });
         Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
+            tokio_stream::wrappers::ReceiverStream::new(rx).map(|m| m.map(|m| *m).map_err(|s| *s)),
         )))
     }
 }
