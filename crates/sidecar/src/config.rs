@@ -49,6 +49,12 @@ pub struct Args {
     /// The admin address: /healthz, /readyz and /metrics for the kubelet and Prometheus.
     #[arg(long, default_value = "0.0.0.0:15401")]
     pub admin_listen: SocketAddr,
+    /// Worker threads for the proxy. By default the CPUs the container may use (its CPU limit,
+    /// rounded up), at most 2: a sidecar shares its pod's cores with the application, and
+    /// without a CPU limit the node's core count (often dozens) would mean as many threads
+    /// waking each other. Set it to the sidecar's CPU limit when that is higher.
+    #[arg(long, env = "PLUMB_WORKERS")]
+    pub workers: Option<std::num::NonZeroUsize>,
     /// Extra CA certificates (PEM) to trust for upstreams and the control plane, besides the
     /// system's.
     #[arg(long)]
@@ -123,5 +129,40 @@ impl Args {
             max_per_address: self.admin_max_per_address as usize,
             ..crate::server::Limits::ADMIN
         }
+    }
+}
+
+/// The worker threads to run: `--workers` when given, else the CPUs this process may use
+/// (`available_parallelism` honours a cgroup CPU limit), at most [`DEFAULT_MAX_WORKERS`].
+pub fn workers(asked: Option<std::num::NonZeroUsize>, available: Option<usize>) -> usize {
+    match asked {
+        Some(n) => n.get(),
+        None => available.unwrap_or(1).clamp(1, DEFAULT_MAX_WORKERS),
+    }
+}
+
+/// The most worker threads the sidecar starts unless told otherwise.
+pub const DEFAULT_MAX_WORKERS: usize = 2;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::num::NonZeroUsize;
+
+    #[test]
+    fn workers_follow_the_flag_else_the_cpus_allowed_at_most_two() {
+        let n = |k| NonZeroUsize::new(k);
+        assert_eq!(workers(n(6), Some(64)), 6, "the flag wins");
+        assert_eq!(
+            workers(None, Some(64)),
+            2,
+            "a node's many cores are not the pod's"
+        );
+        assert_eq!(
+            workers(None, Some(1)),
+            1,
+            "a CPU limit of one core (or less)"
+        );
+        assert_eq!(workers(None, None), 1, "unknown: one");
     }
 }

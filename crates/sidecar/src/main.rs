@@ -89,7 +89,12 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
+    let workers = plumb_sidecar::config::workers(
+        args.workers,
+        std::thread::available_parallelism().ok().map(|n| n.get()),
+    );
     let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
         .enable_all()
         .build()
     {
