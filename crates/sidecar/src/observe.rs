@@ -78,6 +78,14 @@ impl TargetHandles {
             substitutions_warned: Mutex::new(HashSet::new()),
         }
     }
+
+    /// Whether an answer naming `model` is the first of its kind to be warned about.
+    fn first_substitution(&self, model: &str) -> bool {
+        let mut warned = self.substitutions_warned.lock();
+        warned.len() < MAX_SUBSTITUTIONS_WARNED
+            && !warned.contains(model)
+            && warned.insert(model.to_owned())
+    }
 }
 
 impl RouteHandles {
@@ -554,10 +562,9 @@ impl Observer<'_> {
             .model_substitutions
             .get_or_create(&self.target_labels(target))
             .inc();
-        let first_time = self.target_handles(target).is_none_or(|h| {
-            let mut warned = h.substitutions_warned.lock();
-            warned.len() < MAX_SUBSTITUTIONS_WARNED && warned.insert(named.to_owned())
-        });
+        let first_time = self
+            .target_handles(target)
+            .is_none_or(|h| h.first_substitution(named));
         if first_time {
             tracing::warn!(route = %self.route.id, target = %target.name, asked = %target.model,
                 answered = %named, "the answer names another model than the target was asked for (said once per target and model; plumb_model_substitutions_total counts them)");
@@ -739,6 +746,29 @@ impl Observer<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_substituted_model_is_warned_about_once_per_target_and_model() {
+        let h = TargetHandles::new("primary");
+        assert!(h.first_substitution("gpt-alias"));
+        assert!(
+            !(0..1000).any(|_| h.first_substitution("gpt-alias")),
+            "a provider that always answers with an alias writes one line"
+        );
+        assert!(h.first_substitution("gpt-other"), "another model is news");
+        let fresh = (0..100)
+            .filter(|i| h.first_substitution(&format!("m{i}")))
+            .count();
+        assert_eq!(
+            fresh,
+            MAX_SUBSTITUTIONS_WARNED - 2,
+            "a target that names a new model every time is warned about a bounded number of times"
+        );
+        assert!(
+            TargetHandles::new("fallback").first_substitution("gpt-alias"),
+            "per target"
+        );
+    }
 
     #[test]
     fn every_outcome_has_its_own_handle_slot() {
