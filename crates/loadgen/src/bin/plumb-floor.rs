@@ -31,7 +31,7 @@ use tokio::net::TcpListener;
 
 /// A bare reverse proxy to one upstream: the floor the sidecar is measured against.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Address to listen on; port 0 picks a free port (the address is printed).
     #[arg(long, default_value = "127.0.0.1:0")]
