@@ -98,7 +98,7 @@ impl Authenticate for TokenReviewer {
             .at_once
             .acquire()
             .await
-            .map_err(|_| Rejected::Unchecked("the operator is shutting down".to_owned()))?;
+            .map_err(|_| Rejected::Unchecked("no review can be made now".to_owned()))?;
         let api: Api<TokenReview> = Api::all(self.client.clone());
         let review = TokenReview {
             spec: TokenReviewSpec {

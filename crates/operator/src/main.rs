@@ -464,6 +464,7 @@ async fn run(args: Args) -> ExitCode {
         },
         acks: acks_tx,
         metrics: metrics.clone(),
+        encodings: Default::default(),
     };
     let grpc = Server::builder()
         .http2_keepalive_interval(Some(args.heartbeat_interval))

@@ -67,6 +67,7 @@ async fn start() -> Harness {
         },
         acks: acks_tx,
         metrics: metrics.clone(),
+        encodings: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());

@@ -21,6 +21,7 @@
 //! ```
 
 pub mod token;
+pub mod wire;
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -28,7 +29,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{Stream, StreamExt as _};
-use plumb_proto::v1::policy_service_server::PolicyServiceServer;
 use plumb_proto::v1::{self, operator_message, sidecar_message};
 use plumb_telemetry::clock;
 use plumb_telemetry::operator::{NamespaceLabels, OperatorMetrics, ReasonLabels};
@@ -68,26 +68,26 @@ pub struct PolicyServer {
     pub acks: mpsc::Sender<String>,
     /// Metrics.
     pub metrics: Arc<OperatorMetrics>,
+    /// Each namespace's snapshot and knowledge as last sent, encoded once for all its streams
+    /// (start with the default: empty).
+    pub encodings: Arc<wire::Encodings>,
 }
 
-type Outbound = Pin<Box<dyn Stream<Item = Result<v1::OperatorMessage, Status>> + Send>>;
+/// What a stream sends: messages encoded once (see [`wire`]).
+type Outbound = Pin<Box<dyn Stream<Item = Result<wire::Encoded, Status>> + Send>>;
 
-/// What a session hands its response stream: boxed, so each stream's channel (whose slots are
-/// allocated 32 at a time, whatever its capacity) holds pointers, not messages and statuses of
-/// some 200 bytes each. The operator holds one per connected sidecar.
-type Outgoing = Result<Box<v1::OperatorMessage>, Box<Status>>;
+/// What a session hands its response stream: an encoded message (a shared buffer: the
+/// namespace's snapshot and knowledge are encoded once for all its streams) or the status that
+/// ends the stream, boxed, so each stream's channel (whose slots are allocated 32 at a time,
+/// whatever its capacity) stays small. The operator holds one per connected sidecar.
+type Outgoing = Result<wire::Encoded, Box<Status>>;
 
 /// How many messages may wait for a sidecar to take them.
 const OUTGOING_CAPACITY: usize = 4;
 
-/// The policy service with its message limits set explicitly (tonic's defaults are 4 MiB in
-/// and unlimited out): sidecar messages up to [`plumb_proto::MAX_SIDECAR_MESSAGE_BYTES`],
-/// snapshots up to [`plumb_proto::MAX_OPERATOR_MESSAGE_BYTES`] — which
-/// [`Policies::serve`](crate::policies::Policies::serve) keeps every snapshot under.
-pub fn service(server: PolicyServer) -> PolicyServiceServer<PolicyServer> {
-    PolicyServiceServer::new(server)
-        .max_decoding_message_size(plumb_proto::MAX_SIDECAR_MESSAGE_BYTES)
-        .max_encoding_message_size(plumb_proto::MAX_OPERATOR_MESSAGE_BYTES)
+/// The policy service, its message limits set explicitly (see [`wire::ControlService`]).
+pub fn service(server: PolicyServer) -> wire::ControlService {
+    wire::ControlService::new(server)
 }
 
 /// Why the operator ends a stream.
@@ -177,7 +177,8 @@ impl PolicyServer {
         status
     }
 
-    fn gauge(&self, namespace: &str) {
+    /// Sets the namespace's connected-sidecars gauge; returns the count.
+    fn gauge(&self, namespace: &str) -> usize {
         // One namespace's count: connecting a sidecar costs the same however many
         // namespaces there are.
         let n = self.policies.sidecar_count(namespace);
@@ -187,11 +188,12 @@ impl PolicyServer {
                 namespace: namespace.to_owned(),
             })
             .set(n as i64);
+        n
     }
 }
 
 fn message(kind: operator_message::Kind) -> Outgoing {
-    Ok(Box::new(v1::OperatorMessage { kind: Some(kind) }))
+    Ok(wire::Encoded::kind(kind))
 }
 
 /// The tokio instant of a wall-clock time (ms since the Unix epoch), from now.
@@ -222,7 +224,7 @@ struct Session {
 type Verdict = (String, Result<Identity, Rejected>);
 
 impl Session {
-    /// Reviews `token` off the stream's loop; the verdict comes back on `verdicts`.
+    /// Reviews `token` off the stream's loop; the verdict comes back on `self.review`.
     fn review(&mut self, token: String) {
         self.review_after = Instant::now() + REVIEW_GAP;
         let auth = self.server.auth.clone();
@@ -353,14 +355,15 @@ impl Session {
                     if changed.is_err() {
                         return End::Left;
                     }
-                    let snap = (**snapshots.borrow_and_update()).clone();
+                    let snap = snapshots.borrow_and_update().clone();
                     if let Some(c) = counter_of(&snap.version) {
                         sent.insert(c, Instant::now());
                         while sent.len() > 64 {
                             sent.pop_first();
                         }
                     }
-                    if self.tx.send(message(operator_message::Kind::Snapshot(snap))).await.is_err() {
+                    let encoded = server.encodings.snapshot(&namespace, &snap);
+                    if self.tx.send(Ok(encoded)).await.is_err() {
                         return End::Left;
                     }
                 }
@@ -368,8 +371,9 @@ impl Session {
                     if changed.is_err() {
                         return End::Left;
                     }
-                    let k = (**knowledge.borrow_and_update()).clone();
-                    if self.tx.send(message(operator_message::Kind::Knowledge(k))).await.is_err() {
+                    let k = knowledge.borrow_and_update().clone();
+                    let encoded = server.encodings.knowledge(&namespace, &k);
+                    if self.tx.send(Ok(encoded)).await.is_err() {
                         return End::Left;
                     }
                 }
@@ -449,11 +453,10 @@ impl Session {
     }
 }
 
-#[tonic::async_trait]
-impl v1::policy_service_server::PolicyService for PolicyServer {
-    type ControlStream = Outbound;
-
-    async fn control(
+impl PolicyServer {
+    /// One sidecar's control stream: its token reviewed, its Hello checked, then a session
+    /// that sends what its namespace is given and takes what the sidecar says.
+    pub async fn control(
         &self,
         req: Request<Streaming<v1::SidecarMessage>>,
     ) -> Result<Response<Outbound>, Status> {
@@ -481,7 +484,17 @@ impl v1::policy_service_server::PolicyService for PolicyServer {
                 ),
             ));
         };
-        let id: Identity = match self.auth.review(&token).await {
+        // Bounded like every recheck: a hung API server must not hold a connecting sidecar
+        // (nor one of the reviews allowed at once) for the client's own timeout.
+        let reviewed = tokio::time::timeout(REVIEW_WITHIN, self.auth.review(&token))
+            .await
+            .unwrap_or_else(|_| {
+                Err(Rejected::Unchecked(format!(
+                    "the TokenReview took longer than {}",
+                    humantime::format_duration(REVIEW_WITHIN)
+                )))
+            });
+        let id: Identity = match reviewed {
             Ok(id) => id,
             Err(why) => {
                 let (reason, status) = match &why {
@@ -570,11 +583,13 @@ impl v1::policy_service_server::PolicyService for PolicyServer {
             }
             server.policies.disconnected(namespace, pod);
             server.knowledge.disconnected(namespace, pod);
-            server.gauge(namespace);
+            if server.gauge(namespace) == 0 {
+                server.encodings.forget(namespace);
+            }
             let _ = server.acks.try_send(namespace.clone());
         });
         Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx).map(|m| m.map(|m| *m).map_err(|s| *s)),
+            tokio_stream::wrappers::ReceiverStream::new(rx).map(|m| m.map_err(|s| *s)),
         )))
     }
 }
