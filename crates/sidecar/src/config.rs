@@ -49,8 +49,8 @@ pub struct Args {
     /// The admin address: /healthz, /readyz and /metrics for the kubelet and Prometheus.
     #[arg(long, default_value = "0.0.0.0:15401")]
     pub admin_listen: SocketAddr,
-    /// Worker threads for the proxy. By default the CPUs the container may use (its CPU limit,
-    /// rounded up), at most 2: a sidecar shares its pod's cores with the application, and
+    /// Worker threads for the proxy. By default the CPUs the container may use (its CPU limit
+    /// in whole cores, rounded down, at least 1), at most 2: a sidecar shares its pod's cores with the application, and
     /// without a CPU limit the node's core count (often dozens) would mean as many threads
     /// waking each other. Set it to the sidecar's CPU limit when that is higher.
     #[arg(long, env = "PLUMB_WORKERS")]

@@ -139,6 +139,7 @@ pub type Redact = std::sync::Arc<dyn Fn(&str) -> String + Send + Sync>;
 /// The body of a committed stream.
 pub struct Relay {
     api: Api,
+    route: String,
     target: String,
     upstream: Option<UpstreamBody>,
     sse: SseReader,
@@ -172,6 +173,8 @@ pub struct Relay {
 pub struct RelayOptions {
     /// The client's API.
     pub api: Api,
+    /// The route's name, for logs.
+    pub route: String,
     /// The target's name, for the error event and logs.
     pub target: String,
     /// Upstream events to client events.
@@ -219,6 +222,7 @@ impl Relay {
             .then(|| StreamCollector::new(options.translator.upstream()));
         Relay {
             api: options.api,
+            route: options.route,
             target: options.target,
             upstream: Some(upstream),
             sse,
@@ -324,7 +328,7 @@ impl Relay {
         self.settle(Settlement::Interrupted(reason));
         let next = plan::after_commit(reason, self.resume.is_some(), self.translator.resumable());
         if let (Committed::ContinueElsewhere, Some(resume)) = (next, self.resume.take()) {
-            tracing::info!(target = %self.target, %reason, "stream cut after commit; asking a fallback to continue it");
+            tracing::info!(route = %self.route, target = %self.target, %reason, "stream cut after commit; asking a fallback to continue it");
             let rx = resume(self.translator.text().to_owned());
             self.resuming = Some(Resuming {
                 rx,
@@ -509,7 +513,7 @@ impl http_body::Body for Relay {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Ok(Some(resumed))) => {
                         this.resuming = None;
-                        tracing::info!(from = %this.target, to = %resumed.target, "stream continued");
+                        tracing::info!(route = %this.route, from = %this.target, to = %resumed.target, "stream continued");
                         this.translator = this.translator.continued(
                             resumed.family,
                             this.include_usage,
@@ -617,6 +621,7 @@ mod tests {
         let upstream = http_body_util::StreamBody::new(tokio_stream::iter(frames)).boxed();
         let options = RelayOptions {
             api: Api::Openai,
+            route: "test/r".to_owned(),
             target: "t".to_owned(),
             translator: Translator::new(Api::Openai, Api::Openai, false, 1),
             malformed: MalformedEvents::Fail,

@@ -159,15 +159,28 @@ pub enum SpanContext {
 /// `info`) and, when the environment asks for OTLP, span export through the tracing layer.
 /// Returns the exporters to keep alive (and flush on drop).
 pub fn init(format: &str, service: &str, context: SpanContext) -> Result<Option<Otel>, String> {
+    let otel = from_env(service)?;
+    let directives = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned());
+    install(format, service, context, otel, &directives)
+}
+
+/// [`init`] with what it reads from the environment given: the exporters and the log filter's
+/// directives (as `RUST_LOG` writes them; `info` when they do not parse).
+pub fn install(
+    format: &str,
+    service: &str,
+    context: SpanContext,
+    otel: Option<Otel>,
+    directives: &str,
+) -> Result<Option<Otel>, String> {
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::filter::FilterExt as _;
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
-    let otel = from_env(service)?;
-    // `RUST_LOG` (default `info`), applied to each layer on its own: a span that no layer
-    // wants is then not built at all.
+    // The directives, applied to each layer on its own: a span that no layer wants is then
+    // not built at all.
     let filter = || {
-        tracing_subscriber::EnvFilter::try_from_default_env()
+        tracing_subscriber::EnvFilter::try_new(directives)
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
     };
     type Boxed = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;

@@ -39,7 +39,7 @@ struct Args {
     /// The upstream's base URL, `http://HOST:PORT` with an optional path prefix.
     #[arg(long)]
     upstream: Uri,
-    /// Worker threads (default: one per core the process may run on, as the sidecar).
+    /// Worker threads (default: as the sidecar's, the cores the process may run on, at most 2).
     #[arg(long)]
     workers: Option<usize>,
 }
@@ -78,9 +78,8 @@ fn main() -> ExitCode {
         }
     };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = args.workers {
-        rt.worker_threads(n.max(1));
-    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    rt.worker_threads(args.workers.unwrap_or(cores.min(2)).max(1));
     let result = rt
         .enable_all()
         .build()

@@ -91,6 +91,7 @@ impl Request<'_> {
                 let sampler = self.sampler(target, primary);
                 let options = RelayOptions {
                     api: self.request.api,
+                    route: self.handles.label().to_owned(),
                     target: target.name.clone(),
                     translator: Translator::new(
                         Api::of(target.provider),

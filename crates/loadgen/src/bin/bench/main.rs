@@ -174,8 +174,10 @@ async fn bench(args: Args) -> anyhow::Result<()> {
          Added latencies are differences from straight to the simulator in the same run, with their sign.\n\n",
         args.seconds
     ));
+    let mut failures = 0;
     for &layout in layouts {
         let figures = run_layout(&args, layout, &dir).await?;
+        failures += figures.failures();
         report.push_str(&report::render(layout, &figures));
         report.push('\n');
     }
@@ -194,6 +196,10 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         std::fs::write(out, &report)?;
     }
     let _ = std::fs::remove_dir_all(dir);
+    anyhow::ensure!(
+        failures == 0,
+        "{failures} requests or streams failed (see the report): these figures are not a measurement"
+    );
     Ok(())
 }
 

@@ -24,6 +24,20 @@ pub struct Figures {
     pub repeat: usize,
 }
 
+impl Figures {
+    /// Requests and streams that failed on any path: a run with any is not a measurement
+    /// (a path that answers errors fast would look good).
+    pub fn failures(&self) -> u64 {
+        let loads = |t: &Trio<Summary>| t.direct.errors + t.floor.errors + t.plumb.errors;
+        let held = |p: &Pair<Held>| p.floor.errors + p.plumb.errors;
+        loads(&self.one)
+            + loads(&self.open)
+            + loads(&self.max)
+            + held(&self.held)
+            + held(&self.held_streams)
+    }
+}
+
 /// What Plumb's figure must be, against the floor's or on its own.
 #[derive(Clone, Copy, Debug)]
 enum Target {
