@@ -153,6 +153,38 @@ impl ControlService {
     }
 }
 
+/// Each stream's encode and decode buffers start this small (tonic's default is 8 KiB each,
+/// held for the stream's life: 16 KiB of every connected sidecar's share) and grow for a
+/// larger message.
+const BUFFER_BYTES: usize = 1024;
+
+/// The stream's codec: pre-encoded messages out, the sidecars' messages in, with small
+/// buffers.
+#[derive(Clone, Copy, Debug, Default)]
+struct WireCodec;
+
+impl tonic::codec::Codec for WireCodec {
+    type Encode = Encoded;
+    type Decode = v1::SidecarMessage;
+    type Encoder = tonic_prost::ProstEncoder<Encoded>;
+    type Decoder = tonic_prost::ProstDecoder<v1::SidecarMessage>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        tonic_prost::ProstEncoder::new(buffers())
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstDecoder::new(buffers())
+    }
+}
+
+/// How much a stream encodes before it yields to others (tonic's default).
+const YIELD_BYTES: usize = 32 * 1024;
+
+fn buffers() -> tonic::codec::BufferSettings {
+    tonic::codec::BufferSettings::new(BUFFER_BYTES, YIELD_BYTES)
+}
+
 /// The one method's path.
 const CONTROL: &str = "/plumb.policy.v1.PolicyService/Control";
 
@@ -190,8 +222,7 @@ where
         }
         let server = self.server.clone();
         Box::pin(async move {
-            let codec = tonic_prost::ProstCodec::<Encoded, v1::SidecarMessage>::default();
-            let mut grpc = tonic::server::Grpc::new(codec).apply_max_message_size_config(
+            let mut grpc = tonic::server::Grpc::new(WireCodec).apply_max_message_size_config(
                 Some(plumb_proto::MAX_SIDECAR_MESSAGE_BYTES),
                 Some(plumb_proto::MAX_OPERATOR_MESSAGE_BYTES),
             );
