@@ -28,6 +28,8 @@ use std::net::{IpAddr, SocketAddr};
 
 use parking_lot::Mutex;
 
+use plumb_telemetry::throttle::Throttle;
+
 use crate::proxy::Proxy;
 use crate::respond::{self, Body};
 
@@ -287,23 +289,10 @@ impl Slots {
 /// Says a connection was refused, at most once a second per listener and reason (an attacker
 /// sets the pace of refusals, not the size of the log), with how many since the last line.
 fn refused(listener: &'static str, why: &'static str) {
-    /// Per listener and reason: when the last line was written, and refusals since.
-    type Refusals = HashMap<(&'static str, &'static str), (tokio::time::Instant, u64)>;
-    static LAST: std::sync::LazyLock<Mutex<Refusals>> =
-        std::sync::LazyLock::new(|| Mutex::new(HashMap::new()));
-    let now = tokio::time::Instant::now();
-    let mut last = LAST.lock();
-    let entry = last
-        .entry((listener, why))
-        .or_insert((now - Duration::from_secs(2), 0));
-    entry.1 += 1;
-    if now.duration_since(entry.0) >= Duration::from_secs(1) {
-        tracing::warn!(
-            listener,
-            refused = entry.1,
-            "{why}; closing new connections"
-        );
-        *entry = (now, 0);
+    static REFUSALS: std::sync::LazyLock<Throttle<(&'static str, &'static str)>> =
+        std::sync::LazyLock::new(|| Throttle::new(Duration::from_secs(1)));
+    if let Some(refused) = REFUSALS.tick((listener, why), tokio::time::Instant::now()) {
+        tracing::warn!(listener, refused, "{why}; closing new connections");
     }
 }
 

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod operator;
 pub mod otel;
 pub mod shutdown;
+pub mod throttle;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

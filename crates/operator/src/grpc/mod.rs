@@ -272,7 +272,15 @@ impl Session {
                 None
             }
             Err(Rejected::Unchecked(why)) => {
-                tracing::warn!(namespace = %self.namespace, pod = %self.pod, %why, "a stream's token could not be checked; trying again soon");
+                // Every stream rechecks on its own: with the API server down, thousands would
+                // say so at once. One line a second per namespace, with the count.
+                static UNCHECKED: std::sync::LazyLock<plumb_telemetry::throttle::Throttle<String>> =
+                    std::sync::LazyLock::new(|| {
+                        plumb_telemetry::throttle::Throttle::new(Duration::from_secs(1))
+                    });
+                if let Some(streams) = UNCHECKED.tick(self.namespace.clone(), Instant::now()) {
+                    tracing::warn!(namespace = %self.namespace, pod = %self.pod, streams, %why, "a stream's token could not be checked; trying again soon (streams: how many of the namespace since the last line)");
+                }
                 self.clock.unchecked(now, &self.server.token_pace);
                 None
             }
