@@ -128,7 +128,13 @@ async fn with_operator() -> (Env, Proc, u16) {
     (env, op, port)
 }
 
-const FAST_STATUS: [&str; 2] = ["--knowledge-status-min-interval", "500ms"];
+const FAST_STATUS: [&str; 4] = [
+    "--knowledge-status-min-interval",
+    "500ms",
+    // Numbers alone (latencies, first tokens) are written at most this often.
+    "--knowledge-status-interval",
+    "2s",
+];
 
 /// Creates a route.
 async fn create(env: &Env, route: &Value) {
@@ -254,6 +260,44 @@ async fn knowledge_e2e_one_sidecars_failure_protects_the_fleet_with_one_probe_pe
     assert_eq!(
         primary["upstream"]["credential"],
         "secret:team-a/llm-keys/openai"
+    );
+
+    // Streams teach the fleet the primary's first tokens: the route's status says what they
+    // measured and the deadline a sidecar draws from them (issue 16's learned deadline).
+    for sc in &fleet[..3] {
+        for _ in 0..7 {
+            let r = env
+                .client
+                .post(format!("{}/v1/chat/completions", sc.words[3]))
+                .json(&json!({"model": "chat", "stream": true, "messages": [{"role": "user", "content": "what is six times seven"}]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let body = r.text().await.unwrap();
+            assert!(body.contains("[DONE]"), "a whole stream: {body}");
+        }
+    }
+    eventually("the status shows the primary's first tokens", || async {
+        let route = env.get(&format!("{ROUTES}/chat")).await;
+        target_status(&route, "primary")["firstToken"]["samples"]
+            .as_u64()
+            .is_some_and(|n| n >= 21)
+    })
+    .await;
+    let route = env.get(&format!("{ROUTES}/chat")).await;
+    let first = &target_status(&route, "primary")["firstToken"];
+    let (p99, deadline) = (
+        first["p99Ms"].as_f64().unwrap_or(-1.0),
+        first["deadlineMs"].as_f64().unwrap_or(-1.0),
+    );
+    assert!(p99 > 0.0, "{first}");
+    // Past the 20 samples a learned deadline needs: three times the p99, within the 1 s floor
+    // and the route's 30 s first-token deadline.
+    let learned = (3.0 * p99).clamp(1_000.0, 30_000.0);
+    assert!(
+        (deadline - learned).abs() < 1.0,
+        "deadline {deadline} ms, learned from p99 {p99} ms: {first}"
     );
     let events = env.fake.events();
     let reasons: Vec<&str> = events.iter().filter_map(|e| e["reason"].as_str()).collect();
