@@ -17,6 +17,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use plumb_simulator::testkit::parse_sse;
 use serde_json::{Value, json};
 
 /// The question every plain request asks.
@@ -203,40 +204,6 @@ impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({})", self.outcome.through(), self.detail)
     }
-}
-
-/// One server-sent event.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Sse {
-    event: Option<String>,
-    data: String,
-}
-
-/// Splits a stream into events; comment-only blocks are left out. A final block without its
-/// blank line (a cut stream) is kept.
-fn parse_sse(text: &str) -> Vec<Sse> {
-    let text = text.replace("\r\n", "\n");
-    text.split("\n\n")
-        .filter(|b| {
-            b.lines()
-                .any(|l| l.starts_with("data:") || l.starts_with("event:"))
-        })
-        .map(|block| {
-            let mut event = None;
-            let mut data = String::new();
-            for line in block.lines() {
-                if let Some(e) = line.strip_prefix("event:") {
-                    event = Some(e.trim().to_owned());
-                } else if let Some(d) = line.strip_prefix("data:") {
-                    if !data.is_empty() {
-                        data.push('\n');
-                    }
-                    data.push_str(d.strip_prefix(' ').unwrap_or(d));
-                }
-            }
-            Sse { event, data }
-        })
-        .collect()
 }
 
 /// At most `n` characters of `s` on one line, with an ellipsis when cut.

@@ -19,8 +19,12 @@ impl Sse {
     }
 }
 
-/// Splits a stream's text into events (comment-only blocks are left out).
+/// Splits a stream's text into events, as the SSE format reads them: CRLF or LF lines, one
+/// optional space after the field's colon, several `data:` lines joined with newlines.
+/// Comment-only blocks are left out; a final block without its blank line (a cut stream) is
+/// kept.
 pub fn parse_sse(text: &str) -> Vec<Sse> {
+    let text = text.replace("\r\n", "\n");
     text.split("\n\n")
         .filter(|b| {
             b.lines()
@@ -30,10 +34,13 @@ pub fn parse_sse(text: &str) -> Vec<Sse> {
             let mut event = None;
             let mut data = String::new();
             for line in block.lines() {
-                if let Some(e) = line.strip_prefix("event: ") {
-                    event = Some(e.to_owned());
-                } else if let Some(d) = line.strip_prefix("data: ") {
-                    data.push_str(d);
+                if let Some(e) = line.strip_prefix("event:") {
+                    event = Some(e.trim().to_owned());
+                } else if let Some(d) = line.strip_prefix("data:") {
+                    if !data.is_empty() {
+                        data.push('\n');
+                    }
+                    data.push_str(d.strip_prefix(' ').unwrap_or(d));
                 }
             }
             Sse { event, data }
