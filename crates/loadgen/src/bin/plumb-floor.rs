@@ -41,7 +41,7 @@ struct Args {
     upstream: Uri,
     /// Worker threads (default: as the sidecar's, the cores the process may run on, at most 2).
     #[arg(long)]
-    workers: Option<usize>,
+    workers: Option<std::num::NonZeroUsize>,
 }
 
 /// Where every request goes.
@@ -78,8 +78,11 @@ fn main() -> ExitCode {
         }
     };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    rt.worker_threads(args.workers.unwrap_or(cores.min(2)).max(1));
+    // The sidecar's own rule, so both run the same number of workers.
+    rt.worker_threads(plumb_sidecar::config::workers(
+        args.workers,
+        std::thread::available_parallelism().ok().map(|n| n.get()),
+    ));
     let result = rt
         .enable_all()
         .build()

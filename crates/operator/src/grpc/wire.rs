@@ -36,16 +36,6 @@ impl Encoded {
     pub fn kind(kind: operator_message::Kind) -> Encoded {
         Encoded::of(&v1::OperatorMessage { kind: Some(kind) })
     }
-
-    /// Its size on the wire.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether it is empty (a message with no kind).
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 impl prost::Message for Encoded {
