@@ -155,24 +155,13 @@ def legit(proxy, admin, seconds, results):
     small = chat_body("chat", "What is the capital of France?")
     large = chat_body("chat", "lorem ipsum " * (256 * 1024 // 12))
 
-    def post(kind, body, every):
+    def paced(kind, every, once):
+        """Calls `once` (which returns an error or None) every `every` seconds until the
+        deadline, recording each call's latency and error under `kind`."""
         next_at = time.monotonic()
         while time.monotonic() < deadline:
             started = time.monotonic()
-            err = None
-            conn = http.client.HTTPConnection(proxy.hostname, proxy.port, timeout=90)
-            try:
-                conn.request("POST", CHAT_PATH, body=body, headers={"content-type": "application/json"})
-                resp = conn.getresponse()
-                data = resp.read()
-                if resp.status != 200:
-                    err = str(resp.status)
-                elif not json.loads(data).get("choices"):
-                    err = "no choices"
-            except (OSError, http.client.HTTPException, ValueError) as e:
-                err = type(e).__name__
-            finally:
-                conn.close()
+            err = once()
             took = time.monotonic() - started
             samples[kind].append((took, err))
             if took > SLOW:
@@ -181,30 +170,38 @@ def legit(proxy, admin, seconds, results):
             next_at = max(next_at + every, time.monotonic())
             time.sleep(max(0.0, next_at - time.monotonic()))
 
+    def post(kind, body, every):
+        def once():
+            conn = http.client.HTTPConnection(proxy.hostname, proxy.port, timeout=90)
+            try:
+                conn.request("POST", CHAT_PATH, body=body, headers={"content-type": "application/json"})
+                resp = conn.getresponse()
+                data = resp.read()
+                if resp.status != 200:
+                    return str(resp.status)
+                if not json.loads(data).get("choices"):
+                    return "no choices"
+                return None
+            except (OSError, http.client.HTTPException, ValueError) as e:
+                return type(e).__name__
+            finally:
+                conn.close()
+        paced(kind, every, once)
+
     def healthz(kind, source, every):
-        next_at = time.monotonic()
-        while time.monotonic() < deadline:
-            started = time.monotonic()
-            err = None
+        def once():
             conn = http.client.HTTPConnection(admin.hostname, admin.port, timeout=10,
                                               source_address=(source, 0))
             try:
                 conn.request("GET", "/healthz")
                 resp = conn.getresponse()
                 resp.read()
-                if resp.status != 200:
-                    err = str(resp.status)
+                return str(resp.status) if resp.status != 200 else None
             except (OSError, http.client.HTTPException) as e:
-                err = type(e).__name__
+                return type(e).__name__
             finally:
                 conn.close()
-            took = time.monotonic() - started
-            samples[kind].append((took, err))
-            if took > SLOW:
-                print(f"slow: {kind} took {took:.1f} s ({err or 'ok'})", file=sys.stderr, flush=True)
-            # No catching up after a slow answer: the next request goes a period after the last.
-            next_at = max(next_at + every, time.monotonic())
-            time.sleep(max(0.0, next_at - time.monotonic()))
+        paced(kind, every, once)
 
     threads = [threading.Thread(target=post, args=("chat", small, 0.05)) for _ in range(CHAT_CLIENTS)]
     threads.append(threading.Thread(target=post, args=("chat 256 KiB", large, 0.2)))
