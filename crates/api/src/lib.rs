@@ -204,6 +204,17 @@ pub struct TargetSpec {
     /// Azure OpenAI's `api-version` query parameter (required for `azure-openai`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_version: Option<String>,
+    /// The OpenAI organization to bill and rate-limit (`OpenAI-Organization`), for a key
+    /// that belongs to several; `openai` targets only. With passthrough credentials the
+    /// caller's own header is forwarded instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub organization: Option<String>,
+    /// The OpenAI project to bill and rate-limit (`OpenAI-Project`); `openai` targets only.
+    /// With passthrough credentials the caller's own header is forwarded instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub project: Option<String>,
     /// Where the API key comes from.
     pub credentials: CredentialsSpec,
     /// Priority group: every target of the lowest number is tried before any of the next.

@@ -110,6 +110,8 @@ pub struct Hold<'a> {
 pub struct Outgoing<'a> {
     /// The target.
     pub target: &'a Target,
+    /// The family it is asked in.
+    pub family: Api,
     /// The operation.
     pub operation: Operation,
     /// The body in the target's family.
@@ -125,6 +127,7 @@ impl Outgoing<'_> {
     pub fn build(self) -> Result<Request<Full<Bytes>>, Failure> {
         let mut req = upstream::request(
             self.target,
+            self.family,
             self.operation,
             self.body,
             self.key,

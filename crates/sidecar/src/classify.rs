@@ -8,7 +8,10 @@ use http::HeaderMap;
 use plumb_policy::FailureClass;
 use serde_json::Value;
 
-use crate::completion::{Block, ChatCompletion, Completion, Embeddings, Message, Whole};
+use crate::completion::{
+    Block, ChatCompletion, Completion, Embeddings, Message, OutputContent, OutputItem, Response,
+    Whole,
+};
 use crate::event::{Event, ProviderError, RawEvent};
 use crate::payload::{Api, Operation};
 
@@ -376,6 +379,29 @@ pub fn success_body(api: Api, operation: Operation, body: &[u8]) -> Result<Whole
             }
             Ok(Whole::Chat(Completion::Anthropic(m)))
         }
+        (Api::Responses, Operation::Chat | Operation::Embeddings) => {
+            let r: Response = serde_json::from_slice(body).map_err(unexpected)?;
+            if reported(&r.error) || r.status.as_deref() == Some("failed") {
+                return Err(embedded_error(body));
+            }
+            let Some(items) = &r.output else {
+                return Err(malformed("the response has no output array".to_owned()));
+            };
+            let useful = items.iter().any(|i| match i {
+                OutputItem::Message { content } => content.iter().any(|c| match c {
+                    OutputContent::OutputText { text } => !text.is_empty(),
+                    OutputContent::Refusal { refusal } => !refusal.is_empty(),
+                    OutputContent::Other => true,
+                }),
+                // Thinking without an answer is no answer.
+                OutputItem::Reasoning {} => false,
+                OutputItem::FunctionCall { .. } | OutputItem::Other => true,
+            });
+            if !useful {
+                return Err(malformed("the response's output is empty".to_owned()));
+            }
+            Ok(Whole::Chat(Completion::Responses(r)))
+        }
     }
 }
 
@@ -430,6 +456,22 @@ pub fn stream_event(event: &Event, raw: &RawEvent) -> Result<Progress, Failure> 
             | A::Error { .. }
             | A::Unknown => Progress::Preamble,
         }),
+        Event::Responses(r) => {
+            use crate::event::responses::StreamEvent as R;
+            Ok(match r {
+                R::TextDelta { .. } | R::RefusalDelta { .. } | R::ArgumentsDelta { .. } => {
+                    Progress::Content
+                }
+                R::ReasoningDelta { .. } => Progress::Reasoning,
+                R::Completed { .. } | R::Incomplete { .. } => Progress::End,
+                R::Created { .. }
+                | R::ItemAdded { .. }
+                | R::ItemDone { .. }
+                | R::Failed { .. }
+                | R::Error { .. }
+                | R::Unknown => Progress::Preamble,
+            })
+        }
     }
 }
 

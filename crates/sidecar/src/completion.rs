@@ -1,5 +1,5 @@
-//! Whole (unstreamed) answers, typed: an OpenAI chat completion, an Anthropic message, or an
-//! embeddings list — the fields Plumb acts on, and everything else carried in `rest`. Read once
+//! Whole (unstreamed) answers, typed: an OpenAI chat completion, an Anthropic message, an
+//! OpenAI Responses `response`, or an embeddings list — the fields Plumb acts on, and everything else carried in `rest`. Read once
 //! by classification ([`crate::classify::success_body`]); verification, token accounting,
 //! shadow comparison and translation read the same value.
 
@@ -28,13 +28,85 @@ pub enum Whole {
     Embeddings(Embeddings),
 }
 
-/// A chat answer of either family.
+/// A chat answer of any family.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Completion {
     /// An OpenAI `chat.completion`.
     Openai(ChatCompletion),
     /// An Anthropic `message`.
     Anthropic(Message),
+    /// An OpenAI Responses `response`.
+    Responses(Response),
+}
+
+/// An OpenAI Responses `response`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct Response {
+    /// Its id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The model that answered.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// `completed`, `incomplete`, `failed`, …
+    #[serde(default)]
+    pub status: Option<String>,
+    /// The output items (`None`: the field is missing).
+    #[serde(default)]
+    pub output: Option<Vec<OutputItem>>,
+    /// Token usage.
+    #[serde(default)]
+    pub usage: Option<crate::event::responses::Usage>,
+    /// The error of a failed response.
+    #[serde(default)]
+    pub error: Option<Value>,
+}
+
+/// An output item of a `response`.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OutputItem {
+    /// The answer's text.
+    Message {
+        /// Its parts.
+        #[serde(default, deserialize_with = "null_as_default")]
+        content: Vec<OutputContent>,
+    },
+    /// A function call.
+    FunctionCall {
+        /// The function's name.
+        #[serde(default)]
+        name: Value,
+        /// Its JSON arguments, as text.
+        #[serde(default)]
+        arguments: Option<String>,
+    },
+    /// Thinking: not the answer.
+    Reasoning {},
+    /// A built-in tool's call or anything else.
+    #[serde(other)]
+    Other,
+}
+
+/// A part of an output message.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OutputContent {
+    /// Text.
+    OutputText {
+        /// The text.
+        #[serde(default)]
+        text: String,
+    },
+    /// A refusal.
+    Refusal {
+        /// The model's words.
+        #[serde(default)]
+        refusal: String,
+    },
+    /// Anything else.
+    #[serde(other)]
+    Other,
 }
 
 /// An OpenAI `chat.completion`.
@@ -218,6 +290,7 @@ impl Completion {
         match self {
             Completion::Openai(c) => c.model.as_deref(),
             Completion::Anthropic(m) => m.model.as_deref(),
+            Completion::Responses(r) => r.model.as_deref(),
         }
     }
 
@@ -228,6 +301,9 @@ impl Completion {
                 .usage
                 .map_or((None, None), |u| (u.prompt_tokens, u.completion_tokens)),
             Completion::Anthropic(m) => m
+                .usage
+                .map_or((None, None), |u| (u.input_tokens, u.output_tokens)),
+            Completion::Responses(r) => r
                 .usage
                 .map_or((None, None), |u| (u.input_tokens, u.output_tokens)),
         };

@@ -9,7 +9,7 @@ use std::fmt;
 
 use plumb_policy::{FailureClass, Route, Target};
 
-use crate::payload::{Api, ClientRequest};
+use crate::payload::ClientRequest;
 
 /// Why a target was not tried.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +25,15 @@ pub enum Skip {
     Vision,
     /// The request continues a partial assistant message.
     Prefill,
+    /// The request depends on state kept by an OpenAI account (`previous_response_id`,
+    /// `conversation`) that this target cannot see: the field, and the target whose account
+    /// holds it.
+    ServerState {
+        /// The field that names the state.
+        field: &'static str,
+        /// The target whose account holds it.
+        home: String,
+    },
     /// The request is estimated larger than the context window.
     ContextWindow {
         /// Estimated tokens.
@@ -57,6 +66,7 @@ impl Skip {
             | Skip::JsonSchema
             | Skip::Vision
             | Skip::Prefill
+            | Skip::ServerState { .. }
             | Skip::ContextWindow { .. } => "unfit",
             Skip::NoCallerKey => "no_caller_key",
             Skip::BreakerOpen => "breaker_open",
@@ -80,6 +90,10 @@ impl fmt::Display for Skip {
             Skip::JsonSchema => f.write_str("cannot follow a JSON schema"),
             Skip::Vision => f.write_str("cannot read images"),
             Skip::Prefill => f.write_str("cannot continue a partial assistant message"),
+            Skip::ServerState { field, home } => write!(
+                f,
+                "the request's {field} is state kept by the OpenAI account of target {home}, which this target cannot see"
+            ),
             Skip::ContextWindow { needed, window } => {
                 write!(
                     f,
@@ -113,7 +127,7 @@ impl fmt::Display for Skip {
 pub fn unfit(target: &Target, req: &ClientRequest, caller_key: bool) -> Option<Skip> {
     let caps = &target.capabilities;
     let needs = &req.needs;
-    if Api::of(target.provider) != req.api
+    if req.family_for(target) != req.api
         && let Err(e) = req.body_for(target)
     {
         return Some(Skip::Untranslatable(e.field));
@@ -152,7 +166,28 @@ pub fn order<'r>(
 ) -> (Vec<&'r Target>, Vec<(&'r Target, Skip)>) {
     let mut fit = Vec::with_capacity(route.targets.len());
     let mut skipped = Vec::new();
+    let home = req.server_state().and_then(|field| {
+        // The state lives with the OpenAI account the route asks first.
+        let home = route
+            .targets
+            .iter()
+            .filter(|t| req.family_for(t) == req.api)
+            .min_by_key(|t| t.priority)?;
+        Some((field, home))
+    });
     for t in &route.targets {
+        if let Some((field, home)) = home
+            && !same_account(t, home)
+        {
+            skipped.push((
+                t,
+                Skip::ServerState {
+                    field,
+                    home: home.name.clone(),
+                },
+            ));
+            continue;
+        }
         match unfit(t, req, caller_key) {
             Some(skip) => skipped.push((t, skip)),
             None => fit.push(t),
@@ -173,6 +208,16 @@ pub fn order<'r>(
         .collect();
     keyed.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
     (keyed.into_iter().map(|(_, _, t)| t).collect(), skipped)
+}
+
+/// Whether two targets reach the same provider account: the same provider, base URL and
+/// credentials.
+fn same_account(a: &Target, b: &Target) -> bool {
+    a.provider == b.provider
+        && a.upstream.base_url == b.upstream.base_url
+        && a.upstream.credential == b.upstream.credential
+        && a.organization == b.organization
+        && a.project == b.project
 }
 
 /// Whether, after `failed` failed with `class`, the request may still go to `candidate`.
@@ -212,6 +257,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::payload::Api;
     use crate::payload::Operation;
 
     fn route(targets: serde_json::Value) -> Route {

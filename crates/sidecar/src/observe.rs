@@ -46,7 +46,7 @@ pub struct RouteHandles {
     request_duration: OnceLock<Histogram>,
     budget_exhausted: OnceLock<Counter>,
     /// By client API (OpenAI, Anthropic) and request outcome.
-    requests: [[OnceLock<Counter>; REQUEST_OUTCOMES]; 2],
+    requests: [[OnceLock<Counter>; REQUEST_OUTCOMES]; 3],
     targets: Vec<TargetHandles>,
 }
 
@@ -716,6 +716,7 @@ impl Observer<'_> {
         let api = match request.api {
             Api::Openai => 0,
             Api::Anthropic => 1,
+            Api::Responses => 2,
         };
         self.handles.requests[api][outcome_index]
             .get_or_init(|| {

@@ -35,18 +35,30 @@ pub enum Api {
     Openai,
     /// Anthropic Messages.
     Anthropic,
+    /// OpenAI Responses. Only `openai` targets speak it; the others get a translation.
+    Responses,
 }
 
 impl Api {
-    /// `openai` or `anthropic`.
+    /// `openai`, `anthropic` or `responses`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Api::Openai => "openai",
             Api::Anthropic => "anthropic",
+            Api::Responses => "responses",
         }
     }
 
-    /// The API family a target of `provider` speaks.
+    /// The format of this family's errors and, for a client, what its SDK expects: OpenAI's
+    /// (both OpenAI families share it) or Anthropic's.
+    pub const fn errors(self) -> Api {
+        match self {
+            Api::Openai | Api::Responses => Api::Openai,
+            Api::Anthropic => Api::Anthropic,
+        }
+    }
+
+    /// The chat API family a target of `provider` speaks.
     pub const fn of(provider: Provider) -> Api {
         match provider {
             Provider::Openai | Provider::OpenaiCompatible | Provider::AzureOpenai => Api::Openai,
@@ -137,11 +149,20 @@ impl ClientRequest {
         })
     }
 
+    /// The family `target` is asked in: a Responses request goes to an `openai` target as it
+    /// is, and to every other target in its own family.
+    pub fn family_for(&self, target: &Target) -> Api {
+        match (self.api, target.provider) {
+            (Api::Responses, Provider::Openai) => Api::Responses,
+            (Api::Openai | Api::Anthropic | Api::Responses, provider) => Api::of(provider),
+        }
+    }
+
     /// The body to send to `target`: the client's with the target's upstream model, translated
     /// when the target speaks the other family. `Err` names what the other family cannot
     /// express.
     pub fn body_for(&self, target: &Target) -> Result<Bytes, Untranslatable> {
-        let family = Api::of(target.provider);
+        let family = self.family_for(target);
         let body = if family == self.api {
             let mut body = self.body.clone();
             body.insert("model".to_owned(), Value::String(target.model.clone()));
@@ -164,10 +185,15 @@ impl ClientRequest {
             let conversation = match self.api {
                 Api::Openai => Conversation::from_openai(&self.body)?,
                 Api::Anthropic => Conversation::from_anthropic(&self.body)?,
+                Api::Responses => Conversation::from_responses(&self.body)?,
             };
             match family {
                 Api::Openai => conversation.to_openai(&target.model)?,
                 Api::Anthropic => conversation.to_anthropic(&target.model)?,
+                // Only a Responses client is sent Responses, and without translation.
+                Api::Responses => {
+                    return Err(Untranslatable::new("the Responses API (for this client)"));
+                }
             }
         };
         Ok(Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))
@@ -181,16 +207,30 @@ impl ClientRequest {
         text: &str,
     ) -> Result<Bytes, Untranslatable> {
         let mut continued = self.clone();
-        let messages = continued
-            .body
-            .entry("messages")
-            .or_insert_with(|| Value::Array(Vec::new()));
-        if let Value::Array(m) = messages {
-            // Providers refuse a prefill that ends in white space; the answer supplies it.
-            m.push(serde_json::json!({"role": "assistant", "content": text.trim_end()}));
+        // Providers refuse a prefill that ends in white space; the answer supplies it.
+        let prefill = text.trim_end();
+        match self.api {
+            Api::Openai | Api::Anthropic => {
+                let messages = continued
+                    .body
+                    .entry("messages")
+                    .or_insert_with(|| Value::Array(Vec::new()));
+                if let Value::Array(m) = messages {
+                    m.push(serde_json::json!({"role": "assistant", "content": prefill}));
+                }
+            }
+            Api::Responses => {
+                // The Responses API has no prefill: only a translation continues.
+                if self.family_for(target) == Api::Responses {
+                    return Err(Untranslatable::new("a partial answer to continue"));
+                }
+                continued.push_input(serde_json::json!(
+                    {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": prefill}]}
+                ));
+            }
         }
         let body = continued.body_for(target)?;
-        if Api::of(target.provider) != Api::Openai {
+        if self.family_for(target) != Api::Openai {
             return Ok(body);
         }
         // An OpenAI-compatible server that declares prefill continues the final assistant
@@ -204,6 +244,28 @@ impl ClientRequest {
         Ok(serde_json::to_vec(&v).map_or(body, Bytes::from))
     }
 
+    /// The field that makes a Responses request depend on state an OpenAI account keeps
+    /// (`previous_response_id`, `conversation`), if any.
+    pub fn server_state(&self) -> Option<&'static str> {
+        if self.api != Api::Responses {
+            return None;
+        }
+        ["previous_response_id", "conversation"]
+            .into_iter()
+            .find(|k| self.body.get(*k).is_some_and(|v| !v.is_null()))
+    }
+
+    /// A `previous_response_id` that names a response Plumb translated: nothing stores those.
+    pub fn unstored_previous_response(&self) -> Option<&str> {
+        self.body
+            .get("previous_response_id")
+            .and_then(Value::as_str)
+            .filter(|id| {
+                self.api == Api::Responses
+                    && id.starts_with(crate::translate::responses::TRANSLATED_ID_PREFIX)
+            })
+    }
+
     /// The body as the client sent it.
     pub fn body(&self) -> &Map<String, Value> {
         &self.body
@@ -214,13 +276,58 @@ impl ClientRequest {
         match self.api {
             Api::Openai => self.body.pointer_get("/response_format/json_schema/schema"),
             Api::Anthropic => self.body.pointer_get("/output_format/schema"),
+            Api::Responses => self
+                .body
+                .pointer_get("/text/format")
+                .filter(|f| f.get("type").and_then(Value::as_str) == Some("json_schema"))
+                .and_then(|f| f.get("schema")),
         }
+    }
+
+    /// Adds an item at the end of a Responses request's `input` (a string input becomes its
+    /// first message).
+    fn push_input(&mut self, item: Value) {
+        let input = self
+            .body
+            .entry("input")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Value::String(s) = input {
+            *input = serde_json::json!([{"role": "user", "content": s.clone()}]);
+        }
+        if let Value::Array(items) = input {
+            items.push(item);
+        }
+    }
+
+    /// What a Responses answer repeats of this request.
+    pub fn echo(&self) -> crate::translate::responses::Echo {
+        crate::translate::responses::Echo::of(&self.body)
     }
 
     /// The request again, with the rejected answer and what was wrong with it added to the
     /// conversation, so the model can correct itself.
     pub fn with_repair(&self, rejected: &Collected, complaint: &str) -> ClientRequest {
         let mut repaired = self.clone();
+        if self.api == Api::Responses {
+            let mut said = Vec::new();
+            if let Some(call) = rejected.tools.first() {
+                said.push(serde_json::json!({"role": "user", "content": format!(
+                    "Your previous answer called the tool {} with the arguments {}, which do not satisfy the required format: {complaint}. Call it again with arguments that satisfy it exactly.",
+                    call.name, call.arguments
+                )}));
+            } else {
+                if !rejected.text.is_empty() {
+                    said.push(serde_json::json!({"role": "assistant", "content": [{"type": "output_text", "text": rejected.text}]}));
+                }
+                said.push(serde_json::json!({"role": "user", "content": format!(
+                    "Your previous answer does not satisfy the required format: {complaint}. Answer the original request again, following the requirement exactly, with nothing else."
+                )}));
+            }
+            for item in said {
+                repaired.push_input(item);
+            }
+            return repaired;
+        }
         let messages = repaired
             .body
             .entry("messages")
@@ -275,8 +382,17 @@ fn needs(api: Api, body: &Map<String, Value>, len: usize) -> Needs {
                 == Some("json_schema")
         }
         Api::Anthropic => body.get("output_format").is_some(),
+        Api::Responses => {
+            body.pointer_get("/text/format/type")
+                .and_then(Value::as_str)
+                == Some("json_schema")
+        }
     };
-    let messages = body.get("messages").and_then(Value::as_array);
+    let messages = match api {
+        Api::Openai | Api::Anthropic => body.get("messages").and_then(Value::as_array),
+        // A string input has no images; message items may have `input_image` parts.
+        Api::Responses => body.get("input").and_then(Value::as_array),
+    };
     let vision = messages.is_some_and(|ms| {
         ms.iter().any(|m| {
             m.get("content")
@@ -297,7 +413,7 @@ fn needs(api: Api, body: &Map<String, Value>, len: usize) -> Needs {
             .and_then(|m| m.get("role"))
             .and_then(Value::as_str)
             == Some("assistant");
-    let max_output = ["max_completion_tokens", "max_tokens"]
+    let max_output = ["max_completion_tokens", "max_tokens", "max_output_tokens"]
         .iter()
         .find_map(|k| body.get(*k).and_then(Value::as_u64));
     let limit = max_output.unwrap_or(0);

@@ -287,8 +287,12 @@ impl Relay {
                     class: violation.class,
                     check: violation.check.clone(),
                 });
-                self.out
-                    .push_back(rejected_event(self.api, &self.target, &violation));
+                self.out.push_back(rejected_event(
+                    self.api,
+                    &mut self.translator,
+                    &self.target,
+                    &violation,
+                ));
                 self.end(StreamEnd::Rejected { violation, bytes });
             }
         }
@@ -344,6 +348,7 @@ impl Relay {
         let detail = (self.redact)(detail);
         self.out.push_back(interrupted_event(
             self.api,
+            &mut self.translator,
             &self.target,
             reason.as_str(),
             &detail,
@@ -438,11 +443,19 @@ impl Relay {
 
 /// The events that end an interrupted stream: an error event in the client's format, then a
 /// comment line for humans and logs.
-pub fn interrupted_event(api: Api, target: &str, reason: &str, detail: &str, bytes: u64) -> Bytes {
+pub fn interrupted_event(
+    api: Api,
+    translator: &mut Translator,
+    target: &str,
+    reason: &str,
+    detail: &str,
+    bytes: u64,
+) -> Bytes {
     let message = format!(
         "plumb: the stream from target {target} was interrupted ({reason}: {detail}) after {bytes} bytes; the answer is incomplete"
     );
     let event = match api {
+        Api::Responses => responses_failure(translator, "stream_interrupted", &message),
         Api::Openai => format!(
             "data: {}\n\n",
             json!({"error": {"message": message, "type": "stream_interrupted", "code": "stream_interrupted", "param": null}})
@@ -459,12 +472,18 @@ pub fn interrupted_event(api: Api, target: &str, reason: &str, detail: &str, byt
 
 /// The events that end a stream whose answer broke the contract: an error event in the
 /// client's format (the SDKs raise it), then a comment line for humans and logs.
-pub fn rejected_event(api: Api, target: &str, violation: &Violation) -> Bytes {
+pub fn rejected_event(
+    api: Api,
+    translator: &mut Translator,
+    target: &str,
+    violation: &Violation,
+) -> Bytes {
     let class = violation.class.as_str();
     let message = format!(
         "plumb: the answer from target {target} broke the route's contract ({violation}); do not use it"
     );
     let event = match api {
+        Api::Responses => responses_failure(translator, class, &message),
         Api::Openai => format!(
             "data: {}\n\n",
             json!({"error": {"message": message, "type": class, "code": class, "param": null}})
@@ -478,6 +497,17 @@ pub fn rejected_event(api: Api, target: &str, violation: &Violation) -> Bytes {
         "{event}: plumb {class} target={target} check={}\n\n",
         violation.check
     ))
+}
+
+/// A Responses client's `error` and `response.failed` events, numbered after what it has seen.
+fn responses_failure(translator: &mut Translator, code: &str, message: &str) -> String {
+    let events = translator
+        .responses_failure(code, message)
+        .unwrap_or_default();
+    events
+        .iter()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .collect()
 }
 
 impl http_body::Body for Relay {
@@ -698,7 +728,8 @@ mod tests {
 
     #[test]
     fn interruption_events_are_errors_the_sdks_raise() {
-        let e = interrupted_event(Api::Openai, "t", "cut", "connection reset", 10);
+        let mut t = Translator::new(Api::Openai, Api::Openai, false, 0);
+        let e = interrupted_event(Api::Openai, &mut t, "t", "cut", "connection reset", 10);
         let text = String::from_utf8_lossy(&e);
         let data = text
             .lines()
@@ -708,7 +739,7 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(data).unwrap_or_default();
         assert_eq!(v["error"]["code"], "stream_interrupted");
         assert!(text.contains("\n\n: plumb stream_interrupted target=t reason=cut\n\n"));
-        let e = interrupted_event(Api::Anthropic, "t", "stall", "no event for 1s", 10);
+        let e = interrupted_event(Api::Anthropic, &mut t, "t", "stall", "no event for 1s", 10);
         let text = String::from_utf8_lossy(&e);
         assert!(text.starts_with("event: error\ndata: {"));
     }

@@ -18,12 +18,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use parking_lot::Mutex;
-use plumb_policy::{Provider, Target};
+use plumb_policy::{Credentials, Provider, Target};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
 use crate::keys::Secret;
-use crate::payload::Operation;
+use crate::payload::{Api, Operation};
 use crate::respond::BoxError;
 
 /// An upstream's response body, boxed so that a scripted upstream can stand in for the network.
@@ -149,12 +149,13 @@ impl Transport for Upstreams {
 }
 
 /// The URL of an operation on a target.
-pub fn url(target: &Target, op: Operation) -> String {
+pub fn url(target: &Target, family: Api, op: Operation) -> String {
     let base = target.base_url.to_string();
     let base = base.trim_end_matches('/');
-    let path = match op {
-        Operation::Chat => "chat/completions",
-        Operation::Embeddings => "embeddings",
+    let path = match (family, op) {
+        (Api::Responses, _) => "responses",
+        (Api::Openai | Api::Anthropic, Operation::Chat) => "chat/completions",
+        (Api::Openai | Api::Anthropic, Operation::Embeddings) => "embeddings",
     };
     match target.provider {
         Provider::Openai | Provider::OpenaiCompatible => format!("{base}/{path}"),
@@ -230,6 +231,7 @@ pub mod trace_context {
 /// headers, and `body`.
 pub fn request(
     target: &Target,
+    family: Api,
     op: Operation,
     body: Bytes,
     key: Option<&Secret>,
@@ -237,7 +239,7 @@ pub fn request(
 ) -> Result<Request<Full<Bytes>>, http::Error> {
     let mut b = Request::builder()
         .method(Method::POST)
-        .uri(url(target, op))
+        .uri(url(target, family, op))
         .header(header::CONTENT_TYPE, "application/json");
     for name in FORWARDED {
         if let Some(v) = client_headers.get(*name) {
@@ -259,6 +261,25 @@ pub fn request(
         (Provider::AzureOpenai, Some(k)) => b = b.header("api-key", secret(k.expose())),
         (Provider::Anthropic, Some(k)) => b = b.header("x-api-key", secret(k.expose())),
         (_, None) => {}
+    }
+    // Which OpenAI organization and project pay: the caller's own with its own key, the
+    // target's with Plumb's (the caller's would name an account the key may not belong to).
+    if target.provider == Provider::Openai {
+        for (name, value) in [
+            ("openai-organization", &target.organization),
+            ("openai-project", &target.project),
+        ] {
+            let v = match &target.credentials {
+                Credentials::Passthrough => client_headers.get(name).cloned(),
+                Credentials::Secret(_)
+                | Credentials::Env(_)
+                | Credentials::File(_)
+                | Credentials::None => value.as_deref().and_then(|v| HeaderValue::from_str(v).ok()),
+            };
+            if let Some(v) = v {
+                b = b.header(name, v);
+            }
+        }
     }
     if target.provider == Provider::Anthropic {
         let version = client_headers
@@ -292,6 +313,7 @@ mod tests {
         assert_eq!(
             url(
                 &target("openai", "https://api.openai.com/v1/"),
+                Api::Openai,
                 Operation::Chat
             ),
             "https://api.openai.com/v1/chat/completions"
@@ -299,6 +321,7 @@ mod tests {
         assert_eq!(
             url(
                 &target("openai-compatible", "http://vllm:8000/v1"),
+                Api::Openai,
                 Operation::Embeddings
             ),
             "http://vllm:8000/v1/embeddings"
@@ -306,6 +329,7 @@ mod tests {
         assert_eq!(
             url(
                 &target("azure-openai", "https://x.openai.azure.com"),
+                Api::Openai,
                 Operation::Chat
             ),
             "https://x.openai.azure.com/openai/deployments/up/chat/completions?api-version=2024-10-21"
@@ -313,9 +337,18 @@ mod tests {
         assert_eq!(
             url(
                 &target("anthropic", "https://api.anthropic.com"),
+                Api::Openai,
                 Operation::Chat
             ),
             "https://api.anthropic.com/v1/messages"
+        );
+        assert_eq!(
+            url(
+                &target("openai", "https://api.openai.com/v1"),
+                Api::Responses,
+                Operation::Chat
+            ),
+            "https://api.openai.com/v1/responses"
         );
     }
 
@@ -331,6 +364,7 @@ mod tests {
         let key = Secret::new("target-key");
         let r = request(
             &target("anthropic", "http://h"),
+            Api::Openai,
             Operation::Chat,
             Bytes::new(),
             Some(&key),
@@ -344,6 +378,7 @@ mod tests {
         assert!(r.headers().get(header::AUTHORIZATION).is_none());
         let r = request(
             &target("azure-openai", "http://h"),
+            Api::Openai,
             Operation::Chat,
             Bytes::new(),
             Some(&key),
@@ -354,6 +389,7 @@ mod tests {
         assert!(r.headers().get("x-api-key").is_none());
         let r = request(
             &target("openai", "http://h/v1"),
+            Api::Openai,
             Operation::Chat,
             Bytes::new(),
             None,

@@ -93,6 +93,30 @@ pub fn whole(answer: &Completion) -> Collected {
             }
             c
         }
+        Completion::Responses(r) => {
+            use crate::completion::{OutputContent, OutputItem};
+            let mut c = Collected {
+                model,
+                ..Collected::default()
+            };
+            for item in r.output.iter().flatten() {
+                match item {
+                    OutputItem::Message { content } => {
+                        for part in content {
+                            if let OutputContent::OutputText { text } = part {
+                                c.text.push_str(text);
+                            }
+                        }
+                    }
+                    OutputItem::FunctionCall { name, arguments } => c.tools.push(ToolCall {
+                        name: name.as_str().unwrap_or("").to_owned(),
+                        arguments: arguments.clone().unwrap_or_default(),
+                    }),
+                    OutputItem::Reasoning {} | OutputItem::Other => {}
+                }
+            }
+            c
+        }
     }
 }
 
@@ -132,6 +156,7 @@ impl StreamCollector {
     /// Reads one upstream event.
     pub fn event(&mut self, event: &Event) {
         use crate::event::anthropic::{BlockDelta, ContentBlock, StreamEvent as A};
+        use crate::event::responses::StreamEvent as R;
         match event {
             Event::Chunk(c) => {
                 if self.collected.model.is_none() {
@@ -182,6 +207,39 @@ impl StreamCollector {
                 }
                 BlockDelta::ThinkingDelta { .. } | BlockDelta::Other => {}
             },
+            Event::Responses(R::Created { response }) => {
+                self.collected.model.clone_from(&response.model);
+            }
+            Event::Responses(R::TextDelta { delta, .. }) => self.collected.text.push_str(delta),
+            Event::Responses(R::ItemAdded { output_index, item })
+                if item.kind == "function_call" =>
+            {
+                self.tool_index
+                    .push((*output_index, self.collected.tools.len()));
+                self.collected.tools.push(ToolCall {
+                    name: item.name.clone().unwrap_or_default(),
+                    arguments: String::new(),
+                });
+            }
+            Event::Responses(R::ArgumentsDelta {
+                output_index,
+                delta,
+            }) => {
+                if let Some(tool) = self.tool(*output_index) {
+                    tool.arguments.push_str(delta);
+                }
+            }
+            Event::Responses(
+                R::ItemAdded { .. }
+                | R::ItemDone { .. }
+                | R::Completed { .. }
+                | R::Incomplete { .. }
+                | R::Failed { .. }
+                | R::RefusalDelta { .. }
+                | R::ReasoningDelta { .. }
+                | R::Error { .. }
+                | R::Unknown,
+            ) => {}
             Event::Anthropic(
                 A::ContentBlockStart { .. }
                 | A::ContentBlockStop { .. }

@@ -16,6 +16,8 @@ pub enum Api {
     Azure,
     /// Anthropic (`/v1/messages` with `x-api-key`).
     Anthropic,
+    /// OpenAI Responses (`/v1/responses` with `Authorization: Bearer`).
+    Responses,
 }
 
 /// How an attempt ended.
@@ -72,6 +74,12 @@ pub struct Attempt {
     /// The W3C `traceparent` header the request carried, if any.
     #[serde(default)]
     pub traceparent: Option<String>,
+    /// The `OpenAI-Organization` header, if any.
+    #[serde(default)]
+    pub organization: Option<String>,
+    /// The `OpenAI-Project` header, if any.
+    #[serde(default)]
+    pub project: Option<String>,
 }
 
 /// A bounded, shared log of attempts.
@@ -103,6 +111,10 @@ pub struct Arrival {
     pub stream: bool,
     /// The `traceparent` header.
     pub traceparent: Option<String>,
+    /// The `OpenAI-Organization` header.
+    pub organization: Option<String>,
+    /// The `OpenAI-Project` header.
+    pub project: Option<String>,
 }
 
 impl AttemptLog {
@@ -149,6 +161,8 @@ impl AttemptLog {
             bytes_sent: 0,
             outcome: Outcome::InProgress,
             traceparent: arrival.traceparent,
+            organization: arrival.organization,
+            project: arrival.project,
         });
         id
     }
@@ -208,6 +222,8 @@ mod tests {
             key: Some("sk-secret-1234".into()),
             stream: false,
             traceparent: None,
+            organization: None,
+            project: None,
         }
     }
 

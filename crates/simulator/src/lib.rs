@@ -20,6 +20,7 @@ pub mod embed;
 pub mod fault;
 pub mod openai;
 pub mod plan;
+pub mod responses;
 pub mod server;
 pub mod structured;
 #[cfg(feature = "test-util")]

@@ -42,6 +42,7 @@ use crate::embed::JudgeRule;
 use crate::fault::Fault;
 use crate::openai;
 use crate::plan::{InvalidPlan, PlanSpec, Plans};
+use crate::responses;
 use crate::tls;
 use crate::wire::{Event, EventKind, ProviderError};
 
@@ -316,6 +317,10 @@ impl Route {
                 api: Api::Openai,
                 deployment: None,
             },
+            (&Method::POST, "/v1/responses") => Route::Chat {
+                api: Api::Responses,
+                deployment: None,
+            },
             (&Method::POST, "/v1/messages") => Route::Chat {
                 api: Api::Anthropic,
                 deployment: None,
@@ -343,7 +348,7 @@ fn api_key(api: Api, headers: &HeaderMap) -> Option<String> {
     };
     let bearer = || get("authorization").and_then(|v| v.strip_prefix("Bearer ").map(str::to_owned));
     match api {
-        Api::Openai => bearer(),
+        Api::Openai | Api::Responses => bearer(),
         Api::Azure => get("api-key").or_else(bearer),
         Api::Anthropic => get("x-api-key").or_else(bearer),
     }
@@ -390,18 +395,22 @@ async fn handle(
         .clone()
         .or_else(|| body.get("model").and_then(Value::as_str).map(str::to_owned));
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let traceparent = parts
-        .headers
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
     let id = state.attempts.begin(Arrival {
         api,
         endpoint,
         model: model.clone(),
         key: key.clone(),
         stream,
-        traceparent,
+        traceparent: header("traceparent"),
+        organization: header("openai-organization"),
+        project: header("openai-project"),
     });
     let at = Attempting {
         state,
@@ -416,6 +425,7 @@ async fn handle(
     }
     let parsed = match api {
         Api::Anthropic => anthropic::parse_messages(&body),
+        Api::Responses => responses::parse(&body),
         Api::Openai | Api::Azure => openai::parse_chat(&body, deployment.as_deref()),
     };
     match parsed {
@@ -599,6 +609,7 @@ impl Attempting {
         if req.stream {
             let events = match self.api {
                 Api::Anthropic => anthropic::stream(&answer, &format!("msg_sim_{}", self.id)),
+                Api::Responses => responses::stream(&answer, &format!("sim_{}", self.id), created),
                 Api::Openai | Api::Azure => openai::stream(
                     &answer,
                     &format!("chatcmpl-sim-{}", self.id),
@@ -649,6 +660,7 @@ impl Attempting {
         }
         let value = match self.api {
             Api::Anthropic => anthropic::message(&answer, &format!("msg_sim_{}", self.id)),
+            Api::Responses => responses::whole(&answer, &format!("sim_{}", self.id), created),
             Api::Openai | Api::Azure => {
                 openai::completion(&answer, &format!("chatcmpl-sim-{}", self.id), created)
             }
@@ -722,7 +734,7 @@ impl Attempting {
             .unwrap_or(HeaderValue::from_static("req_sim"));
         match self.api {
             Api::Anthropic => h.insert("request-id", rid),
-            Api::Openai | Api::Azure => h.insert("x-request-id", rid),
+            Api::Openai | Api::Azure | Api::Responses => h.insert("x-request-id", rid),
         };
         h.insert("x-sim-attempt", HeaderValue::from(self.id));
     }
@@ -775,6 +787,8 @@ async fn models(
         key: key.clone(),
         stream: false,
         traceparent: None,
+        organization: None,
+        project: None,
     });
     let at = Attempting {
         state: state.clone(),
@@ -800,7 +814,7 @@ async fn models(
     let names = state.config.models.keys();
     let body = match api {
         Api::Anthropic => anthropic::models(names),
-        Api::Openai | Api::Azure => openai::models(names, 1_735_689_600),
+        Api::Openai | Api::Azure | Api::Responses => openai::models(names, 1_735_689_600),
     };
     Ok(at.whole(Bytes::from(body.to_string())))
 }
@@ -918,7 +932,7 @@ fn malformed_event(api: Api) -> Bytes {
         Api::Anthropic => Bytes::from_static(
             b"event: content_block_delta\ndata: {\"type\": \"content_block_delta\", \"index\": 0, \"delta\": {\"type\": \"text_del\n\n",
         ),
-        Api::Openai | Api::Azure => Bytes::from_static(
+        Api::Openai | Api::Azure | Api::Responses => Bytes::from_static(
             b"data: {\"id\": \"chatcmpl-sim\", \"object\": \"chat.completion.chunk\", \"choices\": [{\"delta\": {\"content\": \"lo\n\n",
         ),
     }
@@ -965,7 +979,7 @@ fn error_response(api: Api, err: &ProviderError, request_id: &str) -> Response<B
     if let Ok(rid) = HeaderValue::from_str(request_id) {
         match api {
             Api::Anthropic => h.insert("request-id", rid),
-            Api::Openai | Api::Azure => h.insert("x-request-id", rid),
+            Api::Openai | Api::Azure | Api::Responses => h.insert("x-request-id", rid),
         };
     }
     resp

@@ -213,7 +213,7 @@ impl ProviderError {
                     match api {
                         Api::Anthropic => "Output blocked by content filtering policy".to_owned(),
                         Api::Azure => "The response was filtered due to the prompt triggering Azure OpenAI's content management policy. Please modify your prompt and retry.".to_owned(),
-                        Api::Openai => "Your request was rejected as a result of our safety system. Your prompt may contain text that is not allowed by our safety system.".to_owned(),
+                        Api::Openai | Api::Responses => "Your request was rejected as a result of our safety system. Your prompt may contain text that is not allowed by our safety system.".to_owned(),
                     },
                 );
                 err.azure_content_filter = api == Api::Azure;
@@ -278,7 +278,7 @@ impl ProviderError {
                 "error": {"type": self.anthropic_type, "message": self.message},
                 "request_id": request_id,
             }),
-            Api::Openai | Api::Azure => {
+            Api::Openai | Api::Azure | Api::Responses => {
                 let mut err = json!({
                     "message": self.message,
                     "type": self.openai_type,
@@ -306,6 +306,14 @@ impl ProviderError {
     pub fn stream_event(&self, api: Api, request_id: &str) -> Event {
         match api {
             Api::Anthropic => Event::named("error", &self.body(api, request_id), EventKind::Tail),
+            Api::Responses => Event::named(
+                "error",
+                &crate::responses::error_event(
+                    self.openai_code.unwrap_or(self.openai_type),
+                    &self.message,
+                ),
+                EventKind::Tail,
+            ),
             Api::Openai | Api::Azure => Event::data(&self.body(api, request_id), EventKind::Tail),
         }
     }
@@ -335,7 +343,7 @@ fn rate_limit_headers(api: Api, wait: Duration) -> Vec<(String, String)> {
                 ("anthropic-ratelimit-tokens-reset".into(), reset),
             ]
         }
-        Api::Openai | Api::Azure => {
+        Api::Openai | Api::Azure | Api::Responses => {
             let reset = go_duration(wait);
             vec![
                 ("x-ratelimit-limit-requests".into(), "60".into()),

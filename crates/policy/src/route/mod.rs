@@ -150,6 +150,14 @@ pub enum InvalidRoute {
         /// The field.
         field: String,
     },
+    /// An `organization` or `project` that cannot be sent.
+    #[error("{field}: {reason}")]
+    OpenaiAccount {
+        /// The field.
+        field: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// An Azure target without `apiVersion`.
     #[error("{field}: azure-openai targets need apiVersion (for example \"2024-10-21\")")]
     MissingApiVersion {

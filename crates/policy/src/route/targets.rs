@@ -20,6 +20,10 @@ pub struct Target {
     pub model: String,
     /// Azure's `api-version`.
     pub api_version: Option<String>,
+    /// OpenAI's `OpenAI-Organization`.
+    pub organization: Option<String>,
+    /// OpenAI's `OpenAI-Project`.
+    pub project: Option<String>,
     /// Where the key comes from.
     pub credentials: Credentials,
     /// Priority group (lower first).
@@ -102,6 +106,22 @@ fn compile_target(field: &str, namespace: &str, t: &TargetSpec) -> Result<Target
         });
     }
     let credentials = credentials::compile(&format!("{field}.credentials"), &t.credentials)?;
+    for (name, value) in [("organization", &t.organization), ("project", &t.project)] {
+        let Some(v) = value else { continue };
+        let field = format!("{field}.{name}");
+        if t.provider != Provider::Openai {
+            return Err(InvalidRoute::OpenaiAccount {
+                field,
+                reason: "only openai targets take an organization or project",
+            });
+        }
+        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(InvalidRoute::OpenaiAccount {
+                field,
+                reason: "must be an id such as org-… or proj_…, without spaces",
+            });
+        }
+    }
     let upstream = UpstreamKey {
         base_url: trimmed.to_owned(),
         model: t.model.clone(),
@@ -113,6 +133,8 @@ fn compile_target(field: &str, namespace: &str, t: &TargetSpec) -> Result<Target
         base_url,
         model: t.model.clone(),
         api_version: t.api_version.clone(),
+        organization: t.organization.clone(),
+        project: t.project.clone(),
         credentials,
         priority: t.priority.unwrap_or(0),
         weight: t.weight.unwrap_or(1),

@@ -213,7 +213,15 @@ impl Job {
             .request
             .body_for(candidate)
             .map_err(|e| e.to_string())?;
-        match self.call(candidate, Operation::Chat, body).await? {
+        match self
+            .call(
+                candidate,
+                self.request.family_for(candidate),
+                Operation::Chat,
+                body,
+            )
+            .await?
+        {
             Whole::Chat(c) => Ok(verify::whole(&c)),
             Whole::Embeddings(_) => Err("embeddings answered a chat request".to_owned()),
         }
@@ -224,6 +232,7 @@ impl Job {
     async fn call(
         &self,
         target: &Target,
+        family: Api,
         op: Operation,
         body: bytes::Bytes,
     ) -> Result<Whole, String> {
@@ -233,6 +242,7 @@ impl Job {
         let sent = async {
             let req = Outgoing {
                 target,
+                family,
                 operation: op,
                 body,
                 key: self.policy.keys.for_target(target, None),
@@ -241,7 +251,7 @@ impl Job {
             .build()?;
             attempt::exchange(
                 &*self.transport,
-                Api::of(target.provider),
+                family,
                 req,
                 (d, started + d.total),
                 self.max_response_bytes,
@@ -312,7 +322,12 @@ impl Job {
                 let helper = self.helper()?;
                 let body = json!({"model": helper.model, "input": [a, b]}).to_string();
                 let Whole::Embeddings(e) = self
-                    .call(helper, Operation::Embeddings, bytes::Bytes::from(body))
+                    .call(
+                        helper,
+                        Api::Openai,
+                        Operation::Embeddings,
+                        bytes::Bytes::from(body),
+                    )
                     .await?
                 else {
                     return Err("a chat answer came back for embeddings".to_owned());
@@ -355,7 +370,10 @@ impl Job {
                     ClientRequest::parse(Api::Openai, Operation::Chat, ask.to_string().as_bytes())
                         .map_err(|e| e.to_string())?;
                 let body = judge.body_for(helper).map_err(|e| e.to_string())?;
-                let Whole::Chat(answer) = self.call(helper, Operation::Chat, body).await? else {
+                let Whole::Chat(answer) = self
+                    .call(helper, Api::of(helper.provider), Operation::Chat, body)
+                    .await?
+                else {
                     return Err("embeddings came back for the judge".to_owned());
                 };
                 compare::judge_verdict(&verify::whole(&answer).text)

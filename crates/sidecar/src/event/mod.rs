@@ -6,6 +6,7 @@
 
 pub mod anthropic;
 pub mod openai;
+pub mod responses;
 pub mod sse;
 
 pub use sse::{MAX_EVENT_BYTES, RawEvent, SseReader};
@@ -21,6 +22,8 @@ pub enum Event {
     Chunk(openai::Chunk),
     /// An Anthropic event.
     Anthropic(anthropic::StreamEvent),
+    /// An OpenAI Responses event.
+    Responses(responses::StreamEvent),
     /// OpenAI's `data: [DONE]`.
     Done,
     /// A comment or keep-alive: no data.
@@ -65,6 +68,34 @@ impl Event {
                     | anthropic::StreamEvent::Unknown) => Event::Anthropic(other),
                 })
             }
+            Api::Responses => {
+                serde_json::from_str::<responses::StreamEvent>(data).map(|e| match e {
+                    responses::StreamEvent::Error { code, message } => {
+                        Event::Error(ProviderError {
+                            kind: String::new(),
+                            code: code.unwrap_or_default(),
+                            message: message.unwrap_or_default(),
+                        })
+                    }
+                    responses::StreamEvent::Failed { response } => Event::Error(
+                        response
+                            .error
+                            .as_ref()
+                            .map(ProviderError::from_error)
+                            .unwrap_or_default(),
+                    ),
+                    other @ (responses::StreamEvent::Created { .. }
+                    | responses::StreamEvent::Completed { .. }
+                    | responses::StreamEvent::Incomplete { .. }
+                    | responses::StreamEvent::ItemAdded { .. }
+                    | responses::StreamEvent::ItemDone { .. }
+                    | responses::StreamEvent::TextDelta { .. }
+                    | responses::StreamEvent::RefusalDelta { .. }
+                    | responses::StreamEvent::ArgumentsDelta { .. }
+                    | responses::StreamEvent::ReasoningDelta { .. }
+                    | responses::StreamEvent::Unknown) => Event::Responses(other),
+                })
+            }
         };
         match typed {
             Ok(Event::Error(e)) => Event::Error(e),
@@ -92,11 +123,17 @@ impl Event {
         }
     }
 
-    /// Whether it ends the stream: OpenAI's `[DONE]` or Anthropic's `message_stop`.
+    /// Whether it ends the stream: OpenAI's `[DONE]`, Anthropic's `message_stop`, or a
+    /// Responses stream's `response.completed` / `response.incomplete`.
     pub fn is_terminal(&self) -> bool {
         matches!(
             self,
-            Event::Done | Event::Anthropic(anthropic::StreamEvent::MessageStop)
+            Event::Done
+                | Event::Anthropic(anthropic::StreamEvent::MessageStop)
+                | Event::Responses(
+                    responses::StreamEvent::Completed { .. }
+                        | responses::StreamEvent::Incomplete { .. }
+                )
         )
     }
 
@@ -113,7 +150,14 @@ impl Event {
             Event::Anthropic(anthropic::StreamEvent::MessageDelta { usage, .. }) => {
                 usage.map_or((None, None), |u| (u.input_tokens, u.output_tokens))
             }
+            Event::Responses(
+                responses::StreamEvent::Completed { response }
+                | responses::StreamEvent::Incomplete { response },
+            ) => response
+                .usage
+                .map_or((None, None), |u| (u.input_tokens, u.output_tokens)),
             Event::Anthropic(_)
+            | Event::Responses(_)
             | Event::Done
             | Event::Empty
             | Event::Unknown
@@ -123,7 +167,7 @@ impl Event {
     }
 }
 
-/// The provider's error `type`/`code` and message, from either family's error shape.
+/// The provider's error `type`/`code` and message, from any family's error shape.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProviderError {
     /// `type` (`rate_limit_error`, `invalid_request_error`, …).

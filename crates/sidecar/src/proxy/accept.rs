@@ -46,6 +46,7 @@ where
         };
     let (api, op) = match (req.method(), req.uri().path()) {
         (&Method::POST, "/v1/chat/completions") => (Api::Openai, Operation::Chat),
+        (&Method::POST, "/v1/responses") => (Api::Responses, Operation::Chat),
         (&Method::POST, "/v1/embeddings") => (Api::Openai, Operation::Embeddings),
         (&Method::POST, "/v1/messages") => (Api::Anthropic, Operation::Chat),
         (&Method::GET, "/v1/models") => return Err(models(proxy, api_hint)),
@@ -55,7 +56,7 @@ where
                 StatusCode::NOT_FOUND,
                 "unknown_url",
                 &format!(
-                    "plumb serves POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models and POST /v1/messages; not {m} {p}"
+                    "plumb serves POST /v1/chat/completions, POST /v1/responses, POST /v1/embeddings, GET /v1/models and POST /v1/messages; not {m} {p}"
                 ),
             ));
         }
@@ -173,9 +174,11 @@ pub(super) fn models(proxy: &Proxy, api: Api) -> Response<Body> {
         );
     };
     let names = policy.routes.models();
-    let body = match api {
-        Api::Openai => json!({"object": "list", "data": names.iter().map(|n| json!({
-            "id": n, "object": "model", "created": 0, "owned_by": "plumb"})).collect::<Vec<_>>()}),
+    let body = match api.errors() {
+        Api::Openai | Api::Responses => {
+            json!({"object": "list", "data": names.iter().map(|n| json!({
+            "id": n, "object": "model", "created": 0, "owned_by": "plumb"})).collect::<Vec<_>>()})
+        }
         Api::Anthropic => json!({"data": names.iter().map(|n| json!({
             "type": "model", "id": n, "display_name": n, "created_at": "1970-01-01T00:00:00Z"})).collect::<Vec<_>>(),
             "has_more": false, "first_id": names.first(), "last_id": names.last()}),
@@ -239,7 +242,9 @@ where
 pub(super) fn caller_key(api: Api, headers: &HeaderMap) -> Option<Secret> {
     let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
     let key = match api {
-        Api::Openai => get("authorization").and_then(|v| v.strip_prefix("Bearer ")),
+        Api::Openai | Api::Responses => {
+            get("authorization").and_then(|v| v.strip_prefix("Bearer "))
+        }
         Api::Anthropic => get("x-api-key")
             .or_else(|| get("authorization").and_then(|v| v.strip_prefix("Bearer "))),
     }?;

@@ -9,7 +9,7 @@ use crate::attempt::Answer;
 use crate::classify::{Failure, Phase};
 use crate::completion::Collected;
 use crate::completion::Whole;
-use crate::payload::{Api, Operation};
+use crate::payload::Operation;
 use crate::verify::{self, StreamCollector};
 
 /// A successful attempt's answer, checked, with what it said of itself.
@@ -45,7 +45,7 @@ impl Request<'_> {
         op: Operation,
         answer: Answer,
     ) -> (Result<Checked, Failure>, Named) {
-        let family = Api::of(target.provider);
+        let family = self.request.family_for(target);
         if op != Operation::Chat {
             return (
                 Ok(Checked {

@@ -18,7 +18,7 @@ use crate::fallback;
 use crate::fleet::Gate;
 use crate::keys::{Secret, redact};
 use crate::observe::{AttemptOutcome, AttemptRecord, Observer, RouteHandles};
-use crate::payload::{Api, ClientRequest, Operation};
+use crate::payload::{ClientRequest, Operation};
 use crate::stream::Resumed;
 use crate::table::Policy;
 
@@ -77,6 +77,7 @@ impl Continuation {
         let result = async {
             let req = Outgoing {
                 target,
+                family: self.request.family_for(target),
                 operation: Operation::Chat,
                 body,
                 key: self
@@ -92,7 +93,7 @@ impl Continuation {
             };
             attempt::exchange(
                 &*self.proxy.upstreams,
-                Api::of(target.provider),
+                self.request.family_for(target),
                 req,
                 (&d, started + d.stream_max),
                 self.proxy.limits.max_response_bytes,
@@ -128,7 +129,7 @@ impl Continuation {
                 Some(Resumed {
                     body: rest,
                     held: first,
-                    family: Api::of(target.provider),
+                    family: self.request.family_for(target),
                     target: target.name.clone(),
                     settle: super::settle_stream(
                         self.proxy.clone(),

@@ -46,7 +46,7 @@ use crate::memory::Memory;
 use crate::observe::{
     AttemptOutcome, AttemptRecord, Observer, RouteHandles, Settlement, StreamRecord,
 };
-use crate::payload::{Api, ClientRequest, Operation};
+use crate::payload::{ClientRequest, Operation};
 use crate::plan::{self, Next, Situation, TargetVerdict};
 use crate::respond::{self, Body};
 use crate::retry::Budget;
@@ -142,6 +142,17 @@ impl Proxy {
                 ),
             );
         };
+        if let Some(id) = request.unstored_previous_response() {
+            return respond::error(
+                api,
+                StatusCode::BAD_REQUEST,
+                "previous_response_not_stored",
+                &format!(
+                    "previous_response_id {id:?} names a response a non-OpenAI target of route {} answered; no provider stored it, so it cannot be continued by id: send the conversation so far as input items instead",
+                    route.id
+                ),
+            );
+        }
         let handles = self.table.handles(&route);
         let caller_key = accept::caller_key(api, &parts.headers);
         let started = Instant::now();
@@ -561,6 +572,7 @@ impl Request<'_> {
                 .map_err(|e| Failure::new(FailureClass::BadRequest, Phase::Head, e.to_string()))?;
             let req = Outgoing {
                 target,
+                family: request.family_for(target),
                 operation: request.operation,
                 body,
                 key: self.policy.keys.for_target(target, self.caller_key),
@@ -600,7 +612,7 @@ impl Request<'_> {
             };
             attempt::exchange(
                 &*self.proxy.upstreams,
-                Api::of(target.provider),
+                request.family_for(target),
                 req,
                 (&deadlines, self.deadline),
                 self.proxy.limits.max_response_bytes,

@@ -24,8 +24,8 @@ use crate::observe::{RequestOutcome, RequestRecord};
 use crate::payload::Api;
 use crate::respond::{self, Account, Body};
 use crate::stream::{AfterCommit, Relay, RelayOptions, Resume, Settle, StreamEnd};
-use crate::translate::answer;
 use crate::translate::events::Translator;
+use crate::translate::{answer, responses};
 use crate::verify::{self, StreamCollector};
 
 impl Request<'_> {
@@ -79,8 +79,27 @@ impl Request<'_> {
                             (Completion::Openai(c), Api::Anthropic) => {
                                 Bytes::from(answer::openai_to_anthropic(&c).to_string())
                             }
+                            (Completion::Openai(c), Api::Responses) => Bytes::from(
+                                responses::outgoing::from_chat(
+                                    &c,
+                                    &self.request.echo(),
+                                    clock::unix_secs_now(),
+                                )
+                                .to_string(),
+                            ),
+                            (Completion::Anthropic(m), Api::Responses) => Bytes::from(
+                                responses::outgoing::from_anthropic(
+                                    &m,
+                                    &self.request.echo(),
+                                    clock::unix_secs_now(),
+                                )
+                                .to_string(),
+                            ),
                             (Completion::Openai(_), Api::Openai)
-                            | (Completion::Anthropic(_), Api::Anthropic) => body,
+                            | (Completion::Anthropic(_), Api::Anthropic)
+                            | (Completion::Responses(_), Api::Responses) => body,
+                            // A Responses answer only ever comes to a Responses client.
+                            (Completion::Responses(_), Api::Openai | Api::Anthropic) => body,
                         }
                     }
                     Whole::Embeddings(_) => body,
@@ -93,12 +112,19 @@ impl Request<'_> {
                     api: self.request.api,
                     route: self.handles.label().to_owned(),
                     target: target.name.clone(),
-                    translator: Translator::new(
-                        Api::of(target.provider),
-                        self.request.api,
-                        self.request.include_usage(),
-                        clock::unix_secs_now(),
-                    ),
+                    translator: match self.request.api {
+                        Api::Responses => Translator::to_responses(
+                            self.request.family_for(target),
+                            self.request.echo(),
+                            clock::unix_secs_now(),
+                        ),
+                        Api::Openai | Api::Anthropic => Translator::new(
+                            Api::of(target.provider),
+                            self.request.api,
+                            self.request.include_usage(),
+                            clock::unix_secs_now(),
+                        ),
+                    },
                     malformed: self.route.streaming.malformed,
                     idle: self
                         .proxy
@@ -228,7 +254,7 @@ impl Request<'_> {
         let request = self.request.clone();
         let schema = self.request_schema.cloned();
         Some(AfterCommit {
-            collector: StreamCollector::new(Api::of(target.provider)),
+            collector: StreamCollector::new(self.request.family_for(target)),
             check: Box::new(move |answer| {
                 Box::pin(async move {
                     verify::check_bounded(route, request, schema, answer)
@@ -353,6 +379,7 @@ fn untried_status(skipped: &[(String, Skip)]) -> (StatusCode, &'static str) {
     }
     let unfit = |s: &Skip| match s {
         Skip::Untranslatable(_)
+        | Skip::ServerState { .. }
         | Skip::Tools
         | Skip::JsonSchema
         | Skip::Vision

@@ -142,6 +142,8 @@ pub struct Conversation {
     pub include_usage: bool,
     /// The end user's id.
     pub user: Option<String>,
+    /// How hard a reasoning model should think (`low`, `medium`, `high`, …).
+    pub reasoning_effort: Option<String>,
 }
 
 impl Untranslatable {

@@ -10,6 +10,7 @@ use crate::event::openai::Chunk;
 use crate::event::{Event, RawEvent};
 use crate::payload::Api;
 use crate::translate::answer::{finish_reason, stop_reason};
+use crate::translate::responses::{Echo, Seen, ToResponses};
 
 /// Why an event could not be relayed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,7 +43,7 @@ fn chunk_data(c: &Chunk) -> Bytes {
 /// Removes from the start of `t` the white space the client already received before a
 /// continuation (a prefill is sent without its trailing white space, so the continuation
 /// starts with it again). Consumed by the first text it meets.
-fn strip_overlap(pending: &mut String, t: &str) -> String {
+pub(super) fn strip_overlap(pending: &mut String, t: &str) -> String {
     if pending.is_empty() || t.is_empty() {
         return t.to_owned();
     }
@@ -66,6 +67,8 @@ pub enum Translator {
     AnthropicToOpenai(AnthropicToOpenai),
     /// OpenAI upstream, Anthropic client.
     OpenaiToAnthropic(OpenaiToAnthropic),
+    /// Chat Completions or Anthropic upstream, Responses client.
+    ToResponses(ToResponses),
 }
 
 impl Translator {
@@ -89,12 +92,45 @@ impl Translator {
         }
     }
 
+    /// The translator from an upstream family to a Responses client, which asked `echo`.
+    pub fn to_responses(upstream: Api, echo: Echo, created: u64) -> Translator {
+        match upstream {
+            Api::Responses => Translator::Same(Tracker {
+                family: Api::Responses,
+                seen: Some(Box::new(Seen {
+                    echo,
+                    created,
+                    ..Seen::default()
+                })),
+                ..Tracker::default()
+            }),
+            Api::Openai | Api::Anthropic => {
+                Translator::ToResponses(ToResponses::new(upstream, echo, created))
+            }
+        }
+    }
+
     /// The family of the upstream's events.
     pub fn upstream(&self) -> Api {
         match self {
             Translator::Same(t) => t.family,
             Translator::AnthropicToOpenai(_) => Api::Anthropic,
             Translator::OpenaiToAnthropic(_) => Api::Openai,
+            Translator::ToResponses(t) => t.upstream(),
+        }
+    }
+
+    /// For a Responses client, the events that end its stream with an error (numbered after
+    /// what it has seen); `None` for the other families, whose error events stand alone.
+    pub fn responses_failure(&mut self, code: &str, message: &str) -> Option<Vec<Bytes>> {
+        match self {
+            Translator::ToResponses(t) => Some(t.fail(code, message)),
+            Translator::Same(Tracker {
+                seen: Some(seen), ..
+            }) => Some(seen.fail(code, message)),
+            Translator::Same(_)
+            | Translator::AnthropicToOpenai(_)
+            | Translator::OpenaiToAnthropic(_) => None,
         }
     }
 
@@ -110,13 +146,18 @@ impl Translator {
                 };
                 return Err(EventError::Upstream(message));
             }
-            Event::Chunk(_) | Event::Anthropic(_) | Event::Done | Event::Empty | Event::Unknown => {
-            }
+            Event::Chunk(_)
+            | Event::Anthropic(_)
+            | Event::Responses(_)
+            | Event::Done
+            | Event::Empty
+            | Event::Unknown => {}
         }
         Ok(match self {
             Translator::Same(t) => t.event(raw, event),
             Translator::AnthropicToOpenai(t) => t.event(event),
             Translator::OpenaiToAnthropic(t) => t.event(event),
+            Translator::ToResponses(t) => t.event(event),
         })
     }
 
@@ -127,6 +168,7 @@ impl Translator {
             Translator::Same(t) => t.finish(),
             Translator::AnthropicToOpenai(t) => t.finish(),
             Translator::OpenaiToAnthropic(t) => t.finish(),
+            Translator::ToResponses(t) => t.finish(),
         }
     }
 
@@ -136,6 +178,7 @@ impl Translator {
             Translator::Same(t) => t.tools,
             Translator::AnthropicToOpenai(t) => !t.tools.is_empty(),
             Translator::OpenaiToAnthropic(t) => t.tools,
+            Translator::ToResponses(t) => t.tools(),
         };
         !tools && !self.text().is_empty()
     }
@@ -148,9 +191,26 @@ impl Translator {
         let overlap = text[text.trim_end().len()..].to_owned();
         let block = match self {
             Translator::Same(t) => t.block,
-            Translator::AnthropicToOpenai(_) => None,
+            Translator::AnthropicToOpenai(_) | Translator::ToResponses(_) => None,
             Translator::OpenaiToAnthropic(t) => t.open.map(|(i, _)| i),
         };
+        // A Responses client's stream goes on in the same writer (from a translation) or
+        // after what the OpenAI upstream sent it.
+        match self {
+            Translator::ToResponses(t) => {
+                return Translator::ToResponses(t.continued(family, overlap));
+            }
+            Translator::Same(Tracker {
+                seen: Some(seen), ..
+            }) => {
+                return Translator::ToResponses(ToResponses::after_passthrough(
+                    family, seen, text, overlap,
+                ));
+            }
+            Translator::Same(_)
+            | Translator::AnthropicToOpenai(_)
+            | Translator::OpenaiToAnthropic(_) => {}
+        }
         match (family, client) {
             (Api::Anthropic, Api::Openai) => Translator::AnthropicToOpenai(AnthropicToOpenai {
                 include_usage,
@@ -186,6 +246,7 @@ impl Translator {
             Translator::Same(t) => t.family,
             Translator::AnthropicToOpenai(_) => Api::Openai,
             Translator::OpenaiToAnthropic(_) => Api::Anthropic,
+            Translator::ToResponses(_) => Api::Responses,
         }
     }
 
@@ -195,6 +256,7 @@ impl Translator {
             Translator::Same(t) => &t.text,
             Translator::AnthropicToOpenai(t) => &t.text,
             Translator::OpenaiToAnthropic(t) => &t.text,
+            Translator::ToResponses(t) => t.text(),
         }
     }
 }
@@ -217,6 +279,8 @@ pub struct Tracker {
     /// Drop the usage-only chunk: Plumb asked the upstream for usage (to count the tokens),
     /// the OpenAI client did not.
     drop_usage: bool,
+    /// A Responses stream: what the client has seen of it.
+    seen: Option<Box<Seen>>,
 }
 
 impl Default for Tracker {
@@ -231,6 +295,7 @@ impl Default for Tracker {
             resume_into: None,
             overlap: String::new(),
             drop_usage: false,
+            seen: None,
         }
     }
 }
@@ -263,7 +328,29 @@ impl Tracker {
                 }
             }
             Event::Anthropic(a) => return self.anthropic(raw, a),
+            Event::Responses(r) => {
+                use crate::event::responses::StreamEvent as R;
+                match r {
+                    R::TextDelta { delta, .. } => self.text.push_str(delta),
+                    R::ItemAdded { item, .. } => self.tools |= item.kind == "function_call",
+                    R::Completed { .. } | R::Incomplete { .. } => {
+                        self.finished = true;
+                        self.terminated = true;
+                    }
+                    R::Created { .. }
+                    | R::ItemDone { .. }
+                    | R::RefusalDelta { .. }
+                    | R::ArgumentsDelta { .. }
+                    | R::ReasoningDelta { .. }
+                    | R::Failed { .. }
+                    | R::Error { .. }
+                    | R::Unknown => {}
+                }
+            }
             Event::Empty | Event::Unknown | Event::Error(_) | Event::Malformed => {}
+        }
+        if let Some(seen) = self.seen.as_mut() {
+            seen.event(event);
         }
         vec![raw.bytes.clone()]
     }
@@ -340,10 +427,12 @@ impl Tracker {
             return Err(Incomplete);
         }
         self.terminated = true;
-        Ok(vec![match self.family {
-            Api::Openai => Bytes::from_static(b"data: [DONE]\n\n"),
-            Api::Anthropic => named("message_stop", &json!({"type": "message_stop"})),
-        }])
+        Ok(match self.family {
+            Api::Openai => vec![Bytes::from_static(b"data: [DONE]\n\n")],
+            Api::Anthropic => vec![named("message_stop", &json!({"type": "message_stop"}))],
+            // The terminal event is the answer's end: nothing is owed.
+            Api::Responses => Vec::new(),
+        })
     }
 }
 
@@ -548,6 +637,7 @@ impl OpenaiToAnthropic {
                 return out;
             }
             Event::Anthropic(_)
+            | Event::Responses(_)
             | Event::Empty
             | Event::Unknown
             | Event::Error(_)

@@ -1,5 +1,6 @@
 //! Translation between the OpenAI Chat Completions and Anthropic Messages families, so a
-//! request of one can fail over to a target of the other.
+//! request of one can fail over to a target of the other; and from OpenAI's Responses API to
+//! either ([`responses`]).
 //!
 //! Requests go through one internal representation, [`Conversation`]: each family's module
 //! (`openai`, `anthropic`) reads its requests into it and writes it back out. Answers and stream
@@ -15,6 +16,7 @@ mod anthropic;
 mod conversation;
 pub mod events;
 mod openai;
+pub mod responses;
 
 pub use anthropic::DEFAULT_MAX_TOKENS;
 pub use conversation::{

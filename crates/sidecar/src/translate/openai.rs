@@ -11,7 +11,7 @@ mod outgoing;
 mod tests;
 
 /// A `data:<media type>;base64,<data>` URL is an inline image; anything else a link.
-fn image_from_url(url: &str) -> Image {
+pub(super) fn image_from_url(url: &str) -> Image {
     if let Some(rest) = url.strip_prefix("data:")
         && let Some((meta, data)) = rest.split_once(',')
         && let Some(media_type) = meta.strip_suffix(";base64")

@@ -76,6 +76,7 @@ fn what_the_other_family_cannot_express_is_refused_by_name() {
         let c = match api {
             Api::Openai => Conversation::from_openai(&b).and_then(|c| c.to_anthropic("m")),
             Api::Anthropic => Conversation::from_anthropic(&b).and_then(|c| c.to_openai("m")),
+            Api::Responses => Conversation::from_responses(&b).and_then(|c| c.to_anthropic("m")),
         };
         c.err().map(|e| e.field).unwrap_or_default()
     };
@@ -235,4 +236,135 @@ fn a_stream_without_its_terminator_is_finalised_only_when_the_answer_finished() 
         t.event(&ev, &Event::parse(t.upstream(), &ev)).unwrap();
     }
     assert!(t.finish().is_err());
+}
+
+/// Ids Plumb makes up (`resp_plumb_…`, `msg_…`, `fc_…`, `rs_…`) and clocks, as placeholders.
+fn placeholders(v: &mut Value) {
+    match v {
+        Value::String(s) => {
+            let made_up = ["resp_plumb_", "msg_", "fc_", "rs_"].iter().any(|p| {
+                s.strip_prefix(p)
+                    .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            });
+            if made_up {
+                *s = format!("{}<id>", &s[..s.rfind('_').unwrap_or(0) + 1]);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(placeholders),
+        Value::Object(m) => m.values_mut().for_each(placeholders),
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+/// Compares with a golden file, or (with `PLUMB_BLESS=1`) writes it.
+fn matches_golden(name: &str, got: &Value) {
+    let path = format!("{}/tests/golden/{name}", env!("CARGO_MANIFEST_DIR"));
+    if std::env::var_os("PLUMB_BLESS").is_some() {
+        std::fs::write(&path, serde_json::to_string_pretty(got).unwrap() + "\n").unwrap();
+    }
+    same("", got, &golden(name));
+}
+
+#[test]
+fn a_responses_request_becomes_chat_completions_and_anthropic_messages() {
+    let g = golden("responses_request.json");
+    let c = Conversation::from_responses(&object(&g["input"])).unwrap();
+    let model = g["model"].as_str().unwrap();
+    let both = serde_json::json!({
+        "openai": c.to_openai(model).unwrap(),
+        "anthropic": c.to_anthropic(model).unwrap(),
+    });
+    matches_golden("responses_request.expected.json", &both);
+    // What depends on OpenAI's servers is refused by name.
+    let refused = |extra: Value| {
+        let mut body = object(&serde_json::json!({"model": "m", "input": "hi"}));
+        body.extend(object(&extra));
+        Conversation::from_responses(&body).err().map(|e| e.field)
+    };
+    for (extra, field) in [
+        (
+            serde_json::json!({"previous_response_id": "resp_1"}),
+            "previous_response_id",
+        ),
+        (
+            serde_json::json!({"conversation": "conv_1"}),
+            "conversation",
+        ),
+        (serde_json::json!({"background": true}), "background"),
+        (
+            serde_json::json!({"tools": [{"type": "web_search"}]}),
+            "tools[0] (the built-in tool web_search)",
+        ),
+        (
+            serde_json::json!({"include": ["file_search_call.results"]}),
+            "include[0] file_search_call.results",
+        ),
+    ] {
+        assert_eq!(refused(extra).as_deref(), Some(field));
+    }
+}
+
+#[test]
+fn whole_answers_of_both_families_become_responses() {
+    use plumb_sidecar::translate::responses::{Echo, outgoing};
+    let echo = Echo::of(&object(
+        &serde_json::json!({"instructions": "Be brief.", "max_output_tokens": 300}),
+    ));
+    let chat = golden("answer_openai_to_anthropic.json");
+    let anthropic = golden("answer_anthropic_to_openai.json");
+    let mut got = serde_json::json!({
+        "from_chat": outgoing::from_chat(&serde_json::from_value(chat["input"].clone()).unwrap(), &echo, 1_700_000_000),
+        "from_anthropic": outgoing::from_anthropic(&serde_json::from_value(anthropic["input"].clone()).unwrap(), &echo, 1_700_000_000),
+    });
+    placeholders(&mut got);
+    matches_golden("answers_to_responses.expected.json", &got);
+}
+
+#[test]
+fn streams_of_both_families_become_the_responses_event_sequence() {
+    use plumb_sidecar::translate::responses::Echo;
+    let mut got = serde_json::Map::new();
+    for (upstream, file) in [
+        (Api::Openai, "stream_openai_tool.sse"),
+        (Api::Anthropic, "stream_anthropic_tool.sse"),
+    ] {
+        let text = std::fs::read(format!(
+            "{}/tests/golden/{file}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let mut t = Translator::to_responses(upstream, Echo::default(), 1_700_000_000);
+        let mut reader = SseReader::default();
+        let mut out = Vec::new();
+        for piece in text.chunks(7) {
+            reader.push(piece);
+            while let Some(ev) = reader.next_event() {
+                out.extend(t.event(&ev, &Event::parse(t.upstream(), &ev)).unwrap());
+            }
+        }
+        out.extend(t.finish().unwrap());
+        let mut client = SseReader::default();
+        out.iter().for_each(|b| client.push(b));
+        let events: Vec<Value> = std::iter::from_fn(|| client.next_event())
+            .enumerate()
+            .map(|(i, e)| {
+                let data: Value = serde_json::from_str(&e.data).unwrap();
+                assert_eq!(
+                    e.name.as_deref(),
+                    data["type"].as_str(),
+                    "[{i}] named by its type"
+                );
+                assert_eq!(
+                    data["sequence_number"],
+                    serde_json::json!(i),
+                    "[{i}] numbered in order"
+                );
+                data
+            })
+            .collect();
+        got.insert(file.to_owned(), Value::Array(events));
+    }
+    let mut got = Value::Object(got);
+    placeholders(&mut got);
+    matches_golden("streams_to_responses.expected.json", &got);
 }

@@ -32,6 +32,27 @@ struct Outgoing<'a> {
     output_format: Option<OutputFormat<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     metadata: Option<Metadata<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thinking: Option<Thinking>,
+}
+
+/// Extended thinking, with its budget of output tokens.
+#[derive(Serialize)]
+struct Thinking {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    budget_tokens: u64,
+}
+
+/// The thinking budget for an OpenAI reasoning effort; `None` for no thinking.
+fn thinking_budget(effort: &str) -> Option<u64> {
+    match effort {
+        "low" => Some(1024),
+        "medium" => Some(4096),
+        "high" => Some(16_384),
+        "xhigh" => Some(32_768),
+        _ => None,
+    }
 }
 
 #[derive(Serialize)]
@@ -128,6 +149,24 @@ impl Conversation {
         if self.temperature.is_some_and(|t| t > 1.0) {
             return Err(Untranslatable::new("temperature above 1"));
         }
+        // Anthropic counts thinking in max_tokens: the budget comes on top of the answer's.
+        let budget = self.reasoning_effort.as_deref().and_then(thinking_budget);
+        if budget.is_some() {
+            if self.temperature.is_some_and(|t| t != 1.0) {
+                return Err(Untranslatable::new(
+                    "reasoning with a temperature (extended thinking takes none)",
+                ));
+            }
+            if matches!(
+                self.tool_choice,
+                Some(ToolChoice::Required | ToolChoice::Named(_))
+            ) {
+                return Err(Untranslatable::new(
+                    "reasoning with a forced tool_choice (extended thinking allows auto or none)",
+                ));
+            }
+        }
+        let answer = self.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
         object(&Outgoing {
             model,
             messages: self
@@ -135,7 +174,7 @@ impl Conversation {
                 .iter()
                 .map(|t| message_out(t.role, &t.parts))
                 .collect(),
-            max_tokens: self.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+            max_tokens: answer.saturating_add(budget.unwrap_or(0)),
             system: (!self.system.is_empty()).then(|| self.system.join("\n\n")),
             temperature: self.temperature,
             top_p: self.top_p,
@@ -148,6 +187,10 @@ impl Conversation {
                 .as_ref()
                 .map(|f| OutputFormat::JsonSchema { schema: &f.schema }),
             metadata: self.user.as_deref().map(|user_id| Metadata { user_id }),
+            thinking: budget.map(|budget_tokens| Thinking {
+                kind: "enabled",
+                budget_tokens,
+            }),
         })
     }
 }

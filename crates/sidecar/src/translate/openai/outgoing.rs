@@ -34,6 +34,8 @@ struct Outgoing<'a> {
     response_format: Option<ResponseFormat<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     user: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_effort: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -163,6 +165,7 @@ impl Conversation {
             parallel_tool_calls: self.parallel_tool_calls,
             response_format: self.format.as_ref().map(ResponseFormat::from),
             user: self.user.as_deref(),
+            reasoning_effort: self.reasoning_effort.as_deref(),
         })
     }
 }

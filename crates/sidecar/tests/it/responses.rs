@@ -1,0 +1,306 @@
+//! The Responses API as a client surface: streams cut after commit, continued from an OpenAI
+//! upstream's own events or from a translation, arrive as one consistent event sequence (one
+//! response id, consecutive sequence numbers, every item closed); a cut nothing continues ends
+//! with `error` and `response.failed`; the simulator's attempt log is the witness.
+
+use serde_json::{Value, json};
+
+use crate::support::{
+    Sidecar, attempts, client, parse_sse, plan, read_all, route, simulator, target,
+};
+
+const QUESTION: &str = "what is six times seven";
+
+fn ask(sc: &Sidecar, body: Value) -> reqwest::RequestBuilder {
+    client()
+        .post(format!("{}/v1/responses", sc.url))
+        .bearer_auth("sk-caller-key-1111")
+        .json(&body)
+}
+
+/// The stream's events as JSON, checked to be one well-formed Responses sequence: numbered
+/// from 0 without a gap, one response id throughout.
+fn events(text: &str) -> Vec<Value> {
+    let events: Vec<Value> = parse_sse(text).iter().filter_map(|e| e.json()).collect();
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["sequence_number"], json!(i), "event {i} of {text}");
+    }
+    let ids: Vec<&Value> = events
+        .iter()
+        .filter_map(|e| e.get("response").map(|r| &r["id"]))
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] == w[1]),
+        "one response id: {ids:?}"
+    );
+    events
+}
+
+fn deltas(events: &[Value]) -> String {
+    events
+        .iter()
+        .filter(|e| e["type"] == "response.output_text.delta")
+        .filter_map(|e| e["delta"].as_str())
+        .collect()
+}
+
+async fn whole_text(sim: &plumb_simulator::Simulator, model: &str) -> String {
+    let r: Value = client()
+        .post(format!("{}/v1/responses", sim.base_url()))
+        .json(&json!({"model": model, "input": QUESTION}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    r["output"][0]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_passed_through_stream_cut_after_commit_is_continued_by_claude_in_the_same_message() {
+    let sim = simulator().await;
+    let full = whole_text(&sim, "sim-gpt").await;
+    plan(
+        &sim,
+        "sim-gpt",
+        json!({"fault": "stream_cut:after=5", "first": 10}),
+    );
+    let v1 = format!("{}/v1", sim.base_url());
+    let routes = route(
+        "m",
+        &[
+            target("gpt", "openai", &v1, "sim-gpt", ""),
+            target(
+                "claude",
+                "anthropic",
+                &sim.base_url(),
+                "sim-claude",
+                "      priority: 1\n",
+            ),
+        ],
+        "",
+    );
+    let sc = Sidecar::start(&routes);
+    let r = ask(
+        &sc,
+        json!({"model": "m", "input": QUESTION, "stream": true}),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let (text, err) = read_all(r).await;
+    assert!(err.is_none());
+    let events = events(&text);
+    let said = deltas(&events);
+    assert!(said.starts_with(&full[..10]), "{said}");
+    assert!(said.ends_with("End of answer."), "{said}");
+    assert_eq!(said.matches("forty-two").count(), 1, "once: {said}");
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "response.completed", "{text}");
+    // The final output is the one message the client saw open, with the whole text.
+    let output = last["response"]["output"].as_array().unwrap();
+    assert_eq!(output.len(), 1, "{output:?}");
+    assert_eq!(output[0]["content"][0]["text"], json!(said));
+    let added: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "response.output_item.added")
+        .collect();
+    assert_eq!(added.len(), 1, "no second message item");
+    assert_eq!(output[0]["id"], added[0]["item"]["id"]);
+    let claude = attempts(&sim, "sim-claude").await;
+    assert_eq!(claude.len(), 1, "one continuation request");
+}
+
+#[tokio::test]
+async fn a_translated_stream_cut_after_commit_goes_on_in_the_writers_open_message() {
+    let sim = simulator().await;
+    plan(
+        &sim,
+        "sim-claude",
+        json!({"fault": "stream_cut:after=5", "first": 10}),
+    );
+    let routes = route(
+        "m",
+        &[
+            target("claude", "anthropic", &sim.base_url(), "sim-claude", ""),
+            target(
+                "backup",
+                "anthropic",
+                &sim.base_url(),
+                "sim-claude-backup",
+                "      priority: 1\n",
+            ),
+        ],
+        "",
+    );
+    let sc = Sidecar::start(&routes);
+    let r = ask(
+        &sc,
+        json!({"model": "m", "input": QUESTION, "stream": true}),
+    )
+    .send()
+    .await
+    .unwrap();
+    let (text, _) = read_all(r).await;
+    let events = events(&text);
+    let said = deltas(&events);
+    assert!(said.ends_with("End of answer."), "{said}");
+    assert_eq!(said.matches("forty-two").count(), 1, "once: {said}");
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "response.completed");
+    assert_eq!(
+        last["response"]["output"][0]["content"][0]["text"],
+        json!(said)
+    );
+    assert_eq!(attempts(&sim, "sim-claude-backup").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_cut_nothing_can_continue_ends_with_error_and_response_failed_in_sequence() {
+    let sim = simulator().await;
+    plan(
+        &sim,
+        "sim-gpt",
+        json!({"fault": "stream_cut:after=5", "first": 10}),
+    );
+    let routes = route(
+        "m",
+        &[target(
+            "gpt",
+            "openai",
+            &format!("{}/v1", sim.base_url()),
+            "sim-gpt",
+            "",
+        )],
+        "",
+    );
+    let sc = Sidecar::start(&routes);
+    let r = ask(
+        &sc,
+        json!({"model": "m", "input": QUESTION, "stream": true}),
+    )
+    .send()
+    .await
+    .unwrap();
+    let (text, _) = read_all(r).await;
+    let events = events(&text);
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(
+        kinds[kinds.len() - 2..],
+        ["error", "response.failed"],
+        "{kinds:?}"
+    );
+    let failed = events.last().unwrap();
+    assert_eq!(failed["response"]["status"], "failed");
+    assert_eq!(failed["response"]["error"]["code"], "stream_interrupted");
+    assert_eq!(failed["response"]["id"], events[0]["response"]["id"]);
+    assert!(text.contains(": plumb stream_interrupted target=gpt"));
+}
+
+#[tokio::test]
+async fn built_in_tools_and_server_state_go_only_to_openai_targets_and_the_rest_are_named() {
+    let sim = simulator().await;
+    let v1 = format!("{}/v1", sim.base_url());
+    let routes = route(
+        "m",
+        &[
+            target("gpt", "openai", &v1, "sim-unavailable", ""),
+            target(
+                "vllm",
+                "openai-compatible",
+                &v1,
+                "sim-gpt",
+                "      priority: 1\n",
+            ),
+        ],
+        "",
+    );
+    let sc = Sidecar::start(&routes);
+    let r = ask(
+        &sc,
+        json!({"model": "m", "input": QUESTION, "tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]}),
+    )
+    .send()
+    .await
+    .unwrap();
+    let body: Value = r.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("vllm: skipped (speaks the other API family, which cannot express tools[0] (the built-in tool file_search))"),
+        "{message}"
+    );
+    let r = ask(
+        &sc,
+        json!({"model": "m", "input": QUESTION, "previous_response_id": "resp_123"}),
+    )
+    .send()
+    .await
+    .unwrap();
+    let body: Value = r.json().await.unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("vllm: skipped (the request's previous_response_id is state kept by the OpenAI account of target gpt"),
+        "{message}"
+    );
+    assert!(
+        attempts(&sim, "sim-gpt").await.is_empty(),
+        "the compatible server was never asked"
+    );
+}
+
+#[tokio::test]
+async fn openai_account_headers_reach_openai_as_the_credentials_say() {
+    let sim = simulator().await;
+    let v1 = format!("{}/v1", sim.base_url());
+    let routes = route(
+        "m",
+        &[target(
+            "gpt",
+            "openai",
+            &v1,
+            "sim-gpt",
+            "      organization: org-plumb\n      project: proj_plumb\n",
+        )],
+        "",
+    ) + "---\n"
+        + &route(
+            "p",
+            &[format!(
+                "    - name: own\n      provider: openai\n      baseUrl: {v1}\n      model: sim-gpt-mini\n      credentials: {{passthrough: true}}\n"
+            )],
+            "",
+        )
+        .replace("name: r,", "name: p,");
+    let sc = Sidecar::start(&routes);
+    for (model, sim_model, org, project) in [
+        ("m", "sim-gpt", "org-plumb", "proj_plumb"),
+        ("p", "sim-gpt-mini", "org-caller", "proj_caller"),
+    ] {
+        for path in ["/v1/responses", "/v1/chat/completions"] {
+            let body = if path == "/v1/responses" {
+                json!({"model": model, "input": QUESTION})
+            } else {
+                json!({"model": model, "messages": [{"role": "user", "content": QUESTION}]})
+            };
+            let r = client()
+                .post(format!("{}{path}", sc.url))
+                .bearer_auth("sk-caller-key-1111")
+                .header("openai-organization", "org-caller")
+                .header("openai-project", "proj_caller")
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{model} {path}");
+            let seen = attempts(&sim, sim_model).await;
+            let last = seen.last().unwrap();
+            assert_eq!(last.organization.as_deref(), Some(org), "{model} {path}");
+            assert_eq!(last.project.as_deref(), Some(project), "{model} {path}");
+        }
+    }
+}
