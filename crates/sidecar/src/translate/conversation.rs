@@ -181,6 +181,18 @@ impl Tool {
     }
 }
 
+impl ToolChoice {
+    /// `auto`, `none` or `required`, spelled the same in both OpenAI families.
+    pub(super) fn mode(s: &str) -> Option<ToolChoice> {
+        match s {
+            "auto" => Some(ToolChoice::Auto),
+            "none" => Some(ToolChoice::None),
+            "required" => Some(ToolChoice::Required),
+            _ => None,
+        }
+    }
+}
+
 impl JsonFormat {
     /// The schema's name when the client gave none (Anthropic has no name to give).
     pub(super) const DEFAULT_NAME: &str = "answer";

@@ -145,12 +145,16 @@ fn answers_translate_both_ways() {
 }
 
 fn run(upstream: Api, client: Api, file: &str) -> Vec<(Option<String>, String)> {
+    translate(Translator::new(upstream, client, true, 1_700_000_000), file)
+}
+
+/// A recorded stream through `t`, fed in awkward pieces; the client's events.
+fn translate(mut t: Translator, file: &str) -> Vec<(Option<String>, String)> {
     let text = std::fs::read(format!(
         "{}/tests/golden/{file}",
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap();
-    let mut t = Translator::new(upstream, client, true, 1_700_000_000);
     let mut reader = SseReader::default();
     // Feed it in awkward pieces: event boundaries must not matter.
     let mut out = Vec::new();
@@ -328,29 +332,14 @@ fn streams_of_both_families_become_the_responses_event_sequence() {
         (Api::Openai, "stream_openai_tool.sse"),
         (Api::Anthropic, "stream_anthropic_tool.sse"),
     ] {
-        let text = std::fs::read(format!(
-            "{}/tests/golden/{file}",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap();
-        let mut t = Translator::to_responses(upstream, Echo::default(), 1_700_000_000);
-        let mut reader = SseReader::default();
-        let mut out = Vec::new();
-        for piece in text.chunks(7) {
-            reader.push(piece);
-            while let Some(ev) = reader.next_event() {
-                out.extend(t.event(&ev, &Event::parse(t.upstream(), &ev)).unwrap());
-            }
-        }
-        out.extend(t.finish().unwrap());
-        let mut client = SseReader::default();
-        out.iter().for_each(|b| client.push(b));
-        let events: Vec<Value> = std::iter::from_fn(|| client.next_event())
+        let t = Translator::to_responses(upstream, Echo::default(), 1_700_000_000);
+        let events: Vec<Value> = translate(t, file)
+            .into_iter()
             .enumerate()
-            .map(|(i, e)| {
-                let data: Value = serde_json::from_str(&e.data).unwrap();
+            .map(|(i, (name, data))| {
+                let data: Value = serde_json::from_str(&data).unwrap();
                 assert_eq!(
-                    e.name.as_deref(),
+                    name.as_deref(),
                     data["type"].as_str(),
                     "[{i}] named by its type"
                 );

@@ -232,12 +232,7 @@ fn tool_choice(choice: Option<&Value>) -> Result<Option<ToolChoice>, Untranslata
     let refused = || Untranslatable::new("tool_choice");
     match choice {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => match s.as_str() {
-            "auto" => Ok(Some(ToolChoice::Auto)),
-            "none" => Ok(Some(ToolChoice::None)),
-            "required" => Ok(Some(ToolChoice::Required)),
-            _ => Err(refused()),
-        },
+        Some(Value::String(s)) => ToolChoice::mode(s).map(Some).ok_or_else(refused),
         Some(v @ (Value::Bool(_) | Value::Number(_) | Value::Array(_) | Value::Object(_))) => {
             let name = v
                 .pointer("/function/name")

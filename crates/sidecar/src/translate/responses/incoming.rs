@@ -276,12 +276,7 @@ fn tool_choice(choice: Option<&Value>) -> Result<Option<ToolChoice>, Untranslata
     let refused = || Untranslatable::new("tool_choice");
     match choice {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => match s.as_str() {
-            "auto" => Ok(Some(ToolChoice::Auto)),
-            "none" => Ok(Some(ToolChoice::None)),
-            "required" => Ok(Some(ToolChoice::Required)),
-            _ => Err(refused()),
-        },
+        Some(Value::String(s)) => ToolChoice::mode(s).map(Some).ok_or_else(refused),
         Some(v @ Value::Object(_)) if v.get("type").and_then(Value::as_str) == Some("function") => {
             let name = v.get("name").and_then(Value::as_str).ok_or_else(refused)?;
             Ok(Some(ToolChoice::Named(name.to_owned())))
