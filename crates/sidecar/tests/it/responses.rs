@@ -304,3 +304,73 @@ async fn openai_account_headers_reach_openai_as_the_credentials_say() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_reasoning_model_thinking_past_the_first_token_deadline_is_not_cut_for_a_responses_client()
+ {
+    let sim = simulator().await;
+    let base = sim.base_url();
+    let routes = route(
+        "m",
+        &[
+            target(
+                "gpt",
+                "openai",
+                &format!("{base}/v1"),
+                "sim-gpt-reasoner",
+                "",
+            ),
+            target(
+                "claude",
+                "anthropic",
+                &base,
+                "sim-claude-thinker",
+                "      priority: 1\n",
+            ),
+        ],
+        "  deadlines: {firstToken: 1s}\n",
+    );
+    let sc = Sidecar::start(&routes);
+    // Passed through from the OpenAI reasoner, then (its target down) translated from Claude.
+    for (primary_down, served, model) in [
+        (false, "gpt", "sim-gpt-reasoner"),
+        (true, "claude", "sim-claude-thinker"),
+    ] {
+        sim.reset();
+        if primary_down {
+            plan(
+                &sim,
+                "sim-gpt-reasoner",
+                json!({"fault": "unavailable", "first": 10}),
+            );
+        }
+        let r = ask(
+            &sc,
+            json!({"model": "m", "input": QUESTION, "stream": true}),
+        )
+        .send()
+        .await
+        .unwrap();
+        assert_eq!(crate::support::header(&r, "x-plumb-served-by"), served);
+        let (text, err) = read_all(r).await;
+        assert!(err.is_none(), "{text}");
+        let events = events(&text);
+        let thoughts = events
+            .iter()
+            .filter(|e| e["type"] == "response.reasoning_text.delta")
+            .count();
+        assert_eq!(thoughts, 8, "served by {served}");
+        assert!(deltas(&events).ends_with("End of answer."));
+        let last = events.last().unwrap();
+        assert_eq!(last["type"], "response.completed");
+        let kinds: Vec<&Value> = last["response"]["output"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| &o["type"])
+            .collect();
+        assert_eq!(kinds, [&json!("reasoning"), &json!("message")]);
+        // One paid request: nothing was cut and retried.
+        assert_eq!(attempts(&sim, model).await.len(), 1, "served by {served}");
+    }
+}
