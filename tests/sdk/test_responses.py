@@ -180,3 +180,41 @@ def test_each_typed_error(sidecar):
         c.responses.create(model="gpt-to-claude", input="and more?", previous_response_id="resp_abc123")
     assert "previous_response_id is state kept by the OpenAI account of target gpt" in e.value.message
     assert not [a for a in attempts(sidecar.simulator, "sim-claude") if a.get("api") == "responses"]
+
+
+def test_stored_responses_are_retrieved_from_the_openai_account_that_holds_them(simulator, tmp_path):
+    # Two OpenAI accounts (two simulators): a response lives in one; Plumb asks each in turn.
+    other = Process([binary("plumb-simulator"), "--listen", "127.0.0.1:0"])
+    try:
+        path = tmp_path / "routes.yaml"
+        path.write_text(
+            routes(simulator.url) + "---\n"
+            "apiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {name: second}\n"
+            f"spec:\n  match: {{models: [second]}}\n  targets:\n"
+            f"    - {{name: account-b, provider: openai, baseUrl: '{other.url}/v1', model: sim-gpt, credentials: {{none: true}}}}\n")
+        sc = Process([binary("plumb-sidecar"), "--routes", str(path),
+                      "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        try:
+            c = client(sc)
+            made = c.responses.create(model="second", input=QUESTION)
+            raw = c.responses.with_raw_response.retrieve(made.id)
+            got = raw.parse()
+            assert got.id == made.id and got.output_text == made.output_text
+            assert raw.headers["x-plumb-served-by"] == "account-b"
+            # Background mode: queued at once, polled until done, through the same endpoint.
+            job = c.responses.create(model="second", input=QUESTION, background=True)
+            assert job.status == "queued"
+            assert c.responses.retrieve(job.id).status == "completed"
+            assert c.responses.delete(made.id) is None
+            with pytest.raises(openai.NotFoundError) as e:
+                c.responses.retrieve(made.id)
+            assert "no OpenAI account of the routes answered" in e.value.message
+            # A response Plumb translated was stored nowhere, and says so.
+            translated = c.responses.create(model="gpt-to-claude", input=QUESTION)
+            with pytest.raises(openai.NotFoundError) as e:
+                c.responses.retrieve(translated.id)
+            assert "no provider stored it" in e.value.message
+        finally:
+            sc.stop()
+    finally:
+        other.stop()

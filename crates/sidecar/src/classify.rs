@@ -384,6 +384,10 @@ pub fn success_body(api: Api, operation: Operation, body: &[u8]) -> Result<Whole
             if reported(&r.error) || r.status.as_deref() == Some("failed") {
                 return Err(embedded_error(body));
             }
+            // A background job OpenAI accepted: its answer comes when the client polls.
+            if r.pending() {
+                return Ok(Whole::Chat(Completion::Responses(r)));
+            }
             let Some(items) = &r.output else {
                 return Err(malformed("the response has no output array".to_owned()));
             };

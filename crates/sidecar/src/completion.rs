@@ -311,6 +311,23 @@ impl Completion {
     }
 }
 
+impl Completion {
+    /// A background response not answered yet (`queued`, `in_progress`): nothing to check.
+    pub fn pending(&self) -> bool {
+        match self {
+            Completion::Responses(r) => r.pending(),
+            Completion::Openai(_) | Completion::Anthropic(_) => false,
+        }
+    }
+}
+
+impl Response {
+    /// Queued or in progress (background mode).
+    pub fn pending(&self) -> bool {
+        matches!(self.status.as_deref(), Some("queued" | "in_progress"))
+    }
+}
+
 impl ChatCompletion {
     /// The first choice's message.
     pub fn message(&self) -> Option<&AssistantMessage> {

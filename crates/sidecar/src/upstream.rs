@@ -237,10 +237,36 @@ pub fn request(
     key: Option<&Secret>,
     client_headers: &HeaderMap,
 ) -> Result<Request<Full<Bytes>>, http::Error> {
-    let mut b = Request::builder()
+    let b = Request::builder()
         .method(Method::POST)
         .uri(url(target, family, op))
         .header(header::CONTENT_TYPE, "application/json");
+    authenticated(b, target, key, client_headers).body(Full::new(body))
+}
+
+/// A request about a response an OpenAI account stored: `rest` is what follows
+/// `/responses/` (its id, `/cancel`, `/input_items`, and the query).
+pub fn stored_response(
+    target: &Target,
+    method: Method,
+    rest: &str,
+    key: Option<&Secret>,
+    client_headers: &HeaderMap,
+) -> Result<Request<Full<Bytes>>, http::Error> {
+    let base = target.base_url.to_string();
+    let b = Request::builder()
+        .method(method)
+        .uri(format!("{}/responses/{rest}", base.trim_end_matches('/')));
+    authenticated(b, target, key, client_headers).body(Full::new(Bytes::new()))
+}
+
+/// The target's key header, the forwarded client headers and the account headers.
+fn authenticated(
+    mut b: http::request::Builder,
+    target: &Target,
+    key: Option<&Secret>,
+    client_headers: &HeaderMap,
+) -> http::request::Builder {
     for name in FORWARDED {
         if let Some(v) = client_headers.get(*name) {
             b = b.header(*name, v.clone());
@@ -288,7 +314,7 @@ pub fn request(
             .unwrap_or(HeaderValue::from_static(ANTHROPIC_VERSION));
         b = b.header("anthropic-version", version);
     }
-    b.body(Full::new(body))
+    b
 }
 
 #[cfg(test)]

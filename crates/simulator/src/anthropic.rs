@@ -65,6 +65,8 @@ pub fn parse_messages(body: &Value) -> Result<ChatRequest, String> {
         json_object: false,
         tool_call: choose_tool(body, user_turn),
         prefill,
+        store: false,
+        background: false,
     })
 }
 

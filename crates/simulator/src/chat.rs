@@ -31,6 +31,10 @@ pub struct ChatRequest {
     pub tool_call: Option<(String, Value)>,
     /// Anthropic prefill: the text of a final assistant message the answer must continue.
     pub prefill: Option<String>,
+    /// Responses: keep the answer for `GET /v1/responses/{id}` (`store`, default true).
+    pub store: bool,
+    /// Responses: answer `queued` at once and finish in the background.
+    pub background: bool,
 }
 
 impl ChatRequest {

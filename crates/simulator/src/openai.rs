@@ -75,6 +75,8 @@ pub fn parse_chat(body: &Value, deployment: Option<&str>) -> Result<ChatRequest,
         json_object,
         tool_call,
         prefill,
+        store: false,
+        background: false,
     })
 }
 

@@ -71,7 +71,72 @@ pub fn parse(body: &Value) -> Result<ChatRequest, String> {
             Some(_) | None => {}
         }
     }
-    crate::openai::parse_chat(&chat, None)
+    let mut req = crate::openai::parse_chat(&chat, None)?;
+    req.store = body.get("store").and_then(Value::as_bool).unwrap_or(true);
+    req.background = body
+        .get("background")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    Ok(req)
+}
+
+/// Responses kept for `GET /v1/responses/{id}`, as OpenAI keeps them (the newest 1,000).
+#[derive(Debug, Default)]
+pub struct Store {
+    entries: parking_lot::Mutex<std::collections::VecDeque<(String, Value)>>,
+}
+
+impl Store {
+    /// Keeps `response` under its id.
+    pub fn keep(&self, response: Value) {
+        let Some(id) = response["id"].as_str().map(str::to_owned) else {
+            return;
+        };
+        let mut e = self.entries.lock();
+        if e.len() >= 1000 {
+            e.pop_front();
+        }
+        e.push_back((id, response));
+    }
+
+    /// Answers `GET`, `DELETE`, `POST …/cancel` or `GET …/input_items` of `/v1/responses/`
+    /// followed by `rest`: the status and body.
+    pub fn serve(&self, method: &http::Method, rest: &str) -> (u16, Value) {
+        let (path, _query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (id, sub) = path.split_once('/').unwrap_or((path, ""));
+        let mut entries = self.entries.lock();
+        let Some(pos) = entries.iter().position(|(i, _)| i == id) else {
+            return (
+                404,
+                json!({"error": {"message": format!("Response with id '{id}' not found."),
+                    "type": "invalid_request_error", "param": null, "code": null}}),
+            );
+        };
+        match (method.as_str(), sub) {
+            ("GET", "") => (200, entries[pos].1.clone()),
+            ("GET", "input_items") => (
+                200,
+                json!({"object": "list", "data": [], "first_id": null, "last_id": null, "has_more": false}),
+            ),
+            ("DELETE", "") => {
+                entries.remove(pos);
+                (
+                    200,
+                    json!({"id": id, "object": "response", "deleted": true}),
+                )
+            }
+            ("POST", "cancel") => (
+                400,
+                json!({"error": {"message": "Only responses created with background=true can be cancelled, and this one has completed.",
+                    "type": "invalid_request_error", "param": null, "code": null}}),
+            ),
+            _ => (
+                404,
+                json!({"error": {"message": format!("Invalid URL ({method} /v1/responses/{rest})"),
+                    "type": "invalid_request_error", "param": null, "code": null}}),
+            ),
+        }
+    }
 }
 
 fn usage(a: &Answer) -> Value {

@@ -67,6 +67,7 @@ struct State {
     plans: Plans,
     judge: Mutex<JudgeRule>,
     rng: Mutex<fastrand::Rng>,
+    stored: responses::Store,
 }
 
 impl Simulator {
@@ -86,6 +87,7 @@ impl Simulator {
             plans: Plans::default(),
             judge: Mutex::new(JudgeRule::default()),
             rng: Mutex::new(fastrand::Rng::new()),
+            stored: responses::Store::default(),
         });
         let ca_pem = tls.as_ref().map(|t| t.ca_pem.clone());
         let acceptor = tls.map(|t| t.acceptor);
@@ -373,6 +375,20 @@ async fn handle(
         let rest = rest.to_owned();
         return Ok(admin(&state, &rest, req).await);
     }
+    if let Some(rest) = req.uri().path().strip_prefix("/v1/responses/") {
+        let rest = match req.uri().query() {
+            Some(q) => format!("{rest}?{q}"),
+            None => rest.to_owned(),
+        };
+        let (status, body) = state.stored.serve(req.method(), &rest);
+        let mut resp = Response::new(full(Bytes::from(body.to_string())));
+        *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::NOT_FOUND);
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        return Ok(resp);
+    }
     let route = Route::of(
         req.method(),
         req.uri().path(),
@@ -606,6 +622,20 @@ impl Attempting {
         let gap = Self::token_gap(headers, &spec);
         let created = plumb_telemetry::clock::unix_secs_now();
         let request_id = self.request_id();
+        if self.api == Api::Responses && req.store && fault.is_none() {
+            let kept = responses::whole(&answer, &format!("sim_{}", self.id), created);
+            if req.background && !req.stream {
+                // Queued at once; complete when the client polls.
+                let mut queued = kept.clone();
+                queued["status"] = json!("queued");
+                queued["output"] = json!([]);
+                queued["usage"] = Value::Null;
+                queued["background"] = json!(true);
+                self.state.stored.keep(kept);
+                return Ok(self.whole(Bytes::from(queued.to_string())));
+            }
+            self.state.stored.keep(kept);
+        }
         if req.stream {
             let events = match self.api {
                 Api::Anthropic => anthropic::stream(&answer, &format!("msg_sim_{}", self.id)),

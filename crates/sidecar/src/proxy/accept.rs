@@ -44,6 +44,18 @@ where
         } else {
             Api::Openai
         };
+    // A response an OpenAI account stored: no model to route by.
+    if let Some(rest) = req.uri().path().strip_prefix("/v1/responses/")
+        && !rest.is_empty()
+        && (matches!(*req.method(), Method::GET | Method::DELETE)
+            || (req.method() == Method::POST && rest.ends_with("/cancel")))
+    {
+        let rest = match req.uri().query() {
+            Some(q) => format!("{rest}?{q}"),
+            None => rest.to_owned(),
+        };
+        return Err(super::stored::serve(proxy, req.method().clone(), &rest, req.headers()).await);
+    }
     let (api, op) = match (req.method(), req.uri().path()) {
         (&Method::POST, "/v1/chat/completions") => (Api::Openai, Operation::Chat),
         (&Method::POST, "/v1/responses") => (Api::Responses, Operation::Chat),
@@ -56,7 +68,7 @@ where
                 StatusCode::NOT_FOUND,
                 "unknown_url",
                 &format!(
-                    "plumb serves POST /v1/chat/completions, POST /v1/responses, POST /v1/embeddings, GET /v1/models and POST /v1/messages; not {m} {p}"
+                    "plumb serves POST /v1/chat/completions, POST /v1/responses (and GET, DELETE, POST …/cancel of /v1/responses/{{id}}), POST /v1/embeddings, GET /v1/models and POST /v1/messages; not {m} {p}"
                 ),
             ));
         }

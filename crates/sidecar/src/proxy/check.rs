@@ -59,7 +59,7 @@ impl Request<'_> {
             Answer::Whole {
                 whole: Whole::Chat(c),
                 ..
-            } => (verify::whole(c), true, c.usage()),
+            } => (verify::whole(c), !c.pending(), c.usage()),
             Answer::Whole {
                 whole: Whole::Embeddings(_),
                 ..

@@ -25,6 +25,7 @@ mod check;
 use check::{Checked, Named};
 mod continuation;
 mod reply;
+mod stored;
 
 use std::sync::Arc;
 use std::time::Duration;

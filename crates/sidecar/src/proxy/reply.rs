@@ -69,7 +69,10 @@ impl Request<'_> {
             Answer::Whole { head, body, whole } => {
                 let body = match whole {
                     Whole::Chat(completion) => {
-                        if let Some(sampler) = self.sampler(target, primary) {
+                        // A background job has no answer yet to compare.
+                        if !completion.pending()
+                            && let Some(sampler) = self.sampler(target, primary)
+                        {
                             sampler.start(verify::whole(&completion));
                         }
                         match (completion, self.request.api) {
