@@ -41,6 +41,13 @@ def routes(sim_url):
         route("claude-only", [target("claude", "anthropic", sim_url, "sim-claude")]),
         route("doomed", [target("only", "openai", v1, "sim-rate-limited-bare")]),
         route("overloaded", [target("only", "openai", v1, "sim-overloaded")]),
+        route("too-long", [target("only", "openai", v1, "sim-context-length")]),
+        route("cut", [target("only", "openai", v1, "sim-stream-cut")]),
+        route("hangs", [target("only", "openai", v1, "sim-hang")])
+        + "  deadlines: {firstByte: 1s, total: 2s}\n",
+        route("own-key", [
+            "    - {name: own, provider: openai, baseUrl: '" + v1 + "', model: sim-unauthorized, "
+            "credentials: {passthrough: true}}\n"]),
     ])
 
 
@@ -162,6 +169,15 @@ def test_each_typed_error(sidecar):
     with pytest.raises(openai.InternalServerError) as e:
         c.responses.create(model="overloaded", input=QUESTION)
     assert e.value.status_code == 503
+    with pytest.raises(openai.BadRequestError) as e:
+        c.responses.create(model="too-long", input=QUESTION)
+    assert e.value.code == "context_length"
+    with pytest.raises(openai.AuthenticationError) as e:
+        c.responses.create(model="own-key", input=QUESTION)
+    assert e.value.status_code == 401
+    with pytest.raises(openai.InternalServerError) as e:
+        c.responses.create(model="hangs", input=QUESTION)
+    assert e.value.status_code == 504 and e.value.code == "timeout"
     with pytest.raises(openai.NotFoundError) as e:
         c.responses.create(model="no-such-route", input=QUESTION)
     assert "no-such-route" in e.value.message
@@ -218,3 +234,15 @@ def test_stored_responses_are_retrieved_from_the_openai_account_that_holds_them(
             sc.stop()
     finally:
         other.stop()
+
+
+def test_a_stream_cut_after_commit_ends_as_a_failure_the_sdk_sees_never_as_a_success(sidecar):
+    with client(sidecar).responses.stream(model="cut", input=QUESTION) as stream:
+        events = list(stream)
+        with pytest.raises(RuntimeError, match="response.completed"):
+            stream.get_final_response()
+    kinds = [e.type for e in events]
+    assert kinds[-2:] == ["error", "response.failed"], kinds
+    assert events[-2].code == "stream_interrupted"
+    assert events[-1].response.error.code == "stream_interrupted"
+    assert "response.completed" not in kinds
