@@ -391,6 +391,15 @@ fn check_document(doc: &mut DocumentReport, value: &Value, sources: &Sources) ->
     let namespace = namespace.unwrap_or("default");
     if let Some(n) = name {
         doc.route = Some(format!("{namespace}/{n}"));
+        if !dns_subdomain(n) {
+            push(
+                doc,
+                "metadata.name",
+                format!("{n:?} is not a valid resource name"),
+                "use lower-case letters, digits, '-' and '.', at most 253, starting and ending with a letter or digit",
+                Stage::Schema,
+            );
+        }
     } else {
         push(
             doc,
@@ -474,6 +483,15 @@ fn push(doc: &mut DocumentReport, field: &str, message: String, fix: &str, stage
         fix: fix.to_owned(),
         stage,
     });
+}
+
+/// Whether `name` is a DNS-1123 subdomain, as the API server requires of a resource's name.
+fn dns_subdomain(name: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    name.len() <= 253
+        && name.starts_with(alnum)
+        && name.ends_with(alnum)
+        && name.chars().all(|c| alnum(c) || c == '-' || c == '.')
 }
 
 /// The Secrets every document names, for `--cluster`.
@@ -598,9 +616,9 @@ fn schema_fix(v: &schema::Violation) -> String {
     ]
     .iter()
     .any(|d| f.ends_with(&format!(".{d}")));
-    if m.contains("Additional properties") || m.contains("additional properties") {
+    if m.starts_with("unknown field") {
         "remove the field or correct its spelling (fields are camelCase, e.g. baseUrl)".into()
-    } else if m.contains("is a required property") {
+    } else if m == "required field missing" {
         "add the field".into()
     } else if m.contains("does not match") && duration_field {
         "write a Go duration such as 250ms, 30s or 1m30s".into()
@@ -656,6 +674,36 @@ mod tests {
         assert_eq!(p[0].field, "spec.deadlines.connect");
         assert_eq!((p[0].line, p[0].column), (6, 26));
         assert_eq!(p[0].stage, Stage::Policy);
+    }
+
+    #[test]
+    fn a_resource_name_the_api_server_refuses_is_a_problem() {
+        let r = check(&OK.replace("{name: r}", "{name: Chat_Route}"));
+        let p: Vec<&Problem> = r.problems().collect();
+        assert_eq!(p[0].field, "metadata.name", "{p:?}");
+        assert_eq!((p[0].line, p[0].column), (3, 12));
+    }
+
+    #[test]
+    fn empty_documents_are_skipped_as_the_loader_skips_them() {
+        let text = format!(
+            "---\n{OK}---\n---\n{}",
+            OK.replace("{name: r}", "{name: s}")
+                .replace("[m]", "[other]")
+        );
+        let r = check(&text);
+        assert!(r.ok(), "{r:?}");
+        assert_eq!(r.documents.len(), 2);
+        assert_eq!(r.documents[1].route.as_deref(), Some("default/s"));
+        let bad = text.replace("[other]", "[other, '']");
+        let r = check(&bad);
+        let p: Vec<&Problem> = r.problems().collect();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(
+            (p[0].line, p[0].field.as_str()),
+            (15, "spec.match.models[1]"),
+            "{p:?}"
+        );
     }
 
     #[test]

@@ -147,6 +147,8 @@ pub struct Scenario {
     pub breaker: String,
     /// The steps, in order, if the same failure repeats.
     pub steps: Vec<String>,
+    /// What the steps assume of the moment.
+    pub assumes: String,
     /// What the client receives if nothing answers.
     pub client_sees: String,
 }
@@ -653,6 +655,7 @@ fn scenario(
         retry_after: retry_after.map(dur),
         breaker,
         steps,
+        assumes: "the same failure on every attempt of this target, its breaker closed, the retry budget with room, the deadline untouched; waits are the backoff's upper bound".to_owned(),
         client_sees,
     }
 }
@@ -862,6 +865,10 @@ impl Explanation {
                 out.push_str(&format!("  {label:<12} {}. {step}\n", i + 1));
             }
             out.push_str(&format!("  client sees  {}\n", s.client_sees));
+            out.push_str(&format!(
+                "  {}\n",
+                style.dim(&format!("(assuming {})", s.assumes))
+            ));
         }
         Ok(out)
     }

@@ -10,6 +10,7 @@
 
 use std::sync::LazyLock;
 
+use jsonschema::error::ValidationErrorKind;
 use kube::CustomResourceExt;
 use plumb_api::LlmRoute;
 use serde_json::{Map, Value};
@@ -57,23 +58,49 @@ static CHECKS: LazyLock<Result<Checks, String>> = LazyLock::new(|| {
 /// Every schema violation and failed CEL rule of one `LlmRoute` document.
 pub fn check(doc: &Value) -> Result<Vec<Violation>, String> {
     let checks = CHECKS.as_ref().map_err(Clone::clone)?;
-    let mut out: Vec<Violation> = checks
-        .validator
-        .iter_errors(doc)
-        .map(|e| {
-            let mut field = pointer_to_field(e.instance_path().as_str());
-            if let jsonschema::error::ValidationErrorKind::Required { property } = e.kind()
-                && let Some(p) = property.as_str()
-            {
-                field = join(&field, p);
+    let mut out: Vec<Violation> = Vec::new();
+    for e in checks.validator.iter_errors(doc) {
+        let field = pointer_to_field(e.instance_path().as_str());
+        let kind = e.kind();
+        if let ValidationErrorKind::AdditionalProperties { unexpected } = kind {
+            // One problem per unknown field, placed at the field itself.
+            for name in unexpected {
+                out.push(Violation {
+                    field: join(&field, name),
+                    message: format!("unknown field {name:?}"),
+                    rule: false,
+                });
             }
-            Violation {
+        } else if let ValidationErrorKind::Required { property } = kind {
+            out.push(Violation {
+                field: join(&field, property.as_str().unwrap_or_default()),
+                message: "required field missing".to_owned(),
+                rule: false,
+            });
+        } else if let ValidationErrorKind::Enum { options } = kind {
+            // Every allowed value, not the validator's first two.
+            let options = options
+                .as_array()
+                .map(|o| {
+                    o.iter()
+                        .map(Value::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+            out.push(Violation {
+                field,
+                message: format!("{} is not one of {options}", e.instance()),
+                rule: false,
+            });
+        } else {
+            out.push(Violation {
                 field,
                 message: e.to_string(),
                 rule: false,
-            }
-        })
-        .collect();
+            });
+        }
+    }
     // The API server runs CEL rules only on values that fit the schema.
     if out.is_empty() {
         rules(&checks.openapi, doc, "", &mut out);
@@ -241,7 +268,7 @@ mod tests {
         let v = check(&doc).unwrap();
         let fields: Vec<&str> = v.iter().map(|v| v.field.as_str()).collect();
         assert!(fields.contains(&"spec.targets[0].name"), "{v:?}");
-        assert!(fields.contains(&"spec.targets[0]"), "{v:?}");
+        assert!(fields.contains(&"spec.targets[0].retries"), "{v:?}");
         assert!(v.iter().all(|v| !v.rule));
     }
 

@@ -43,7 +43,7 @@ fn check_places_every_kind_of_problem_at_file_line_column() {
     // One line per problem, each `file:line:column: field: message — how to fix`.
     for want in [
         "several-errors.yaml:11:7: spec.targets[0].provider: ",
-        "several-errors.yaml:10:7: spec.targets[0]: Additional properties are not allowed ('retries' was unexpected)",
+        "several-errors.yaml:15:7: spec.targets[0].retries: unknown field \"retries\"",
         "several-errors.yaml:23:1: spec: target names must be unique within a route",
         "several-errors.yaml:53:5: spec.deadlines.firstToken: ",
         "several-errors.yaml:85:14: spec.match.models[0]: \"summary-2\" is already served by route default/taken",
