@@ -16,6 +16,8 @@
 //!
 //! Exit codes are [`exit`].
 
+#![forbid(unsafe_code)]
+
 pub mod args;
 pub mod call;
 pub mod check;

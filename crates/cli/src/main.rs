@@ -1,6 +1,8 @@
 //! `plumb` (and `kubectl-plumb`): parse the command line, run the command, exit with its code
 //! (see `plumb_cli::exit`).
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::FromArgMatches;
