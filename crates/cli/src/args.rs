@@ -52,12 +52,13 @@ pub struct CheckArgs {
     /// Routes files (multi-document YAML); `-` reads standard input.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
-    /// Also check, through the kubeconfig, that every Secret a route names exists, holds the
-    /// key and carries the label `plumb.dev/credentials: "true"`.
+    /// Check for the cluster, through the kubeconfig: compile as the operator does (ConfigMap
+    /// schemas read from the cluster, schema files refused) and check that every Secret a
+    /// route names exists, holds the key and carries the label `plumb.dev/credentials: "true"`.
     #[arg(long)]
     pub cluster: bool,
-    /// The namespace of documents that name none (`--cluster`; default: the kubeconfig's).
-    #[arg(short, long)]
+    /// The namespace of documents that name none (with `--cluster`; default: the kubeconfig's).
+    #[arg(short, long, requires = "cluster")]
     pub namespace: Option<String>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t)]

@@ -4,16 +4,20 @@
 //!
 //! 1. YAML (the same parser the loader uses), `apiVersion`, `kind`, `metadata.name`;
 //! 2. the CRD's schema and CEL rules, as the API server checks them ([`crate::schema`]);
-//! 3. `plumb_policy::compile_with`, the compiler the sidecar and the operator run, with schema
-//!    files relative to the routes file as `plumb-sidecar --routes` reads them;
-//! 4. the routes together (`RouteSet`): one route per model name and namespace, across every
-//!    file given;
-//! 5. the sidecar's own loader on each whole file, so nothing it would refuse passes.
+//! 3. `plumb_policy::compile_with`, the compiler the sidecar and the operator run — with schema
+//!    files relative to the routes file as `plumb-sidecar --routes` reads them
+//!    ([`Mode::Standalone`]), or with ConfigMap schemas from the cluster as the operator
+//!    resolves them ([`Mode::Cluster`]);
+//! 4. the routes of each namespace together (`RouteSet`): one route per model name;
+//! 5. standalone, the sidecar's own loader on each whole file, so nothing it would refuse
+//!    passes.
 //!
-//! With `--cluster`, [`secret_refs`] lists the Secrets the routes name, for the caller to look
-//! up (see [`crate::cluster`]).
+//! The compiler stops at a route's first mistake, so a route shows at most one compiler
+//! problem at a time; the schema and the rules report every one. With `--cluster`,
+//! [`secret_refs`] and [`config_map_refs`] list what the routes name, for [`crate::cluster`]
+//! to look up.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use plumb_api::LlmRouteSpec;
@@ -25,6 +29,25 @@ use serde_json::Value;
 use crate::locate::{self, Position};
 use crate::render::{Output, Style, structured};
 use crate::schema;
+
+/// How routes are compiled: as `plumb-sidecar --routes` does, or as the operator does.
+#[derive(Clone, Debug, Default)]
+pub enum Mode {
+    /// Standalone: documents without a namespace are in `default`, schema files are read
+    /// beside the routes file, ConfigMaps cannot be resolved, and each whole file must also
+    /// pass the sidecar's loader.
+    #[default]
+    Standalone,
+    /// In a cluster (`--cluster`): documents without a namespace are in `namespace`, schema
+    /// files are refused, and ConfigMap schemas come from `config_maps` (by namespace, then
+    /// `(name, key)`), as the operator resolves them.
+    Cluster {
+        /// The namespace of documents that name none.
+        namespace: String,
+        /// The ConfigMap texts the routes refer to.
+        config_maps: HashMap<String, HashMap<(String, String), String>>,
+    },
+}
 
 /// Which check found a problem.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -80,9 +103,6 @@ pub struct DocumentReport {
     pub models: Vec<String>,
     /// Every problem, in file order.
     pub problems: Vec<Problem>,
-    /// Whether `namespace` was written in the document (else the default is assumed).
-    #[serde(skip)]
-    pub namespaced: bool,
     /// The spec, when it parsed (for the cluster checks).
     #[serde(skip)]
     pub spec: Option<LlmRouteSpec>,
@@ -110,8 +130,8 @@ pub struct SecretUse {
     pub document: usize,
     /// `spec.targets[0].credentials.secretRef`.
     pub field: String,
-    /// The Secret's namespace (the document's, else `None`: the caller's current one).
-    pub namespace: Option<String>,
+    /// The Secret's namespace (the route's).
+    pub namespace: String,
     /// The Secret's name.
     pub name: String,
     /// The key.
@@ -127,6 +147,10 @@ impl Report {
     /// Adds a problem found in the cluster at `field` of document `index`.
     pub fn add_cluster_problem(&mut self, index: usize, field: &str, message: String, fix: &str) {
         if let Some(doc) = self.documents.get_mut(index) {
+            // The cluster's answer replaces the compiler's guess about the same field (a
+            // ConfigMap it could not see).
+            doc.problems
+                .retain(|p| !(p.stage == Stage::Policy && p.field == field));
             let at = doc.positions.find(field);
             doc.problems.push(Problem {
                 file: doc.file.clone(),
@@ -215,9 +239,13 @@ impl Report {
     }
 }
 
-/// Checks every file: `(name shown, text)`, with schema files relative to each file's
-/// directory.
+/// Checks every file, `(name shown, text)`, as a standalone sidecar would load it.
 pub fn check_files(files: &[(String, String)]) -> Report {
+    check_files_in(files, &Mode::Standalone)
+}
+
+/// Checks every file, `(name shown, text)`, compiled as `mode` says.
+pub fn check_files_in(files: &[(String, String)], mode: &Mode) -> Report {
     let mut report = Report::default();
     let mut compiled: Vec<(usize, Route)> = Vec::new();
     let mut loaded = Vec::with_capacity(files.len());
@@ -229,16 +257,45 @@ pub fn check_files(files: &[(String, String)]) -> Report {
         } else {
             dir
         };
-        let sources = Sources::in_dir(dir);
-        check_file(file, text, &sources, &mut report, &mut compiled);
-        loaded.push((file, text, sources));
+        let dir = dir.to_owned();
+        let sources = |namespace: &str| match mode {
+            Mode::Standalone => Sources::in_dir(&dir),
+            Mode::Cluster { config_maps, .. } => Sources {
+                base_dir: None,
+                config_maps: config_maps.get(namespace).cloned().unwrap_or_default(),
+            },
+        };
+        let default_namespace = match mode {
+            Mode::Standalone => "default",
+            Mode::Cluster { namespace, .. } => namespace.as_str(),
+        };
+        check_file(
+            file,
+            text,
+            default_namespace,
+            &sources,
+            &mut report,
+            &mut compiled,
+        );
+        loaded.push((file, text, Sources::in_dir(&dir)));
     }
     // One route per model name in a namespace, across every file.
     let ids: BTreeMap<RouteId, usize> = compiled
         .iter()
         .map(|(doc, route)| (route.id.clone(), *doc))
         .collect();
-    let (_, refused) = RouteSet::new(compiled.into_iter().map(|(_, r)| r).collect());
+    // Each namespace is one sidecar's set of routes (a standalone file is checked whole by
+    // the loader below).
+    let mut by_namespace: BTreeMap<String, Vec<Route>> = BTreeMap::new();
+    for (_, route) in compiled {
+        by_namespace
+            .entry(route.id.namespace.clone())
+            .or_default()
+            .push(route);
+    }
+    let refused = by_namespace
+        .into_values()
+        .flat_map(|routes| RouteSet::new(routes).1);
     for (id, error) in refused {
         if let Some(&doc) = ids.get(&id) {
             let field = if let InvalidRoute::ModelTaken { model, .. } = &error {
@@ -264,6 +321,7 @@ pub fn check_files(files: &[(String, String)]) -> Report {
         let clean = docs.clone().all(|d| d.problems.is_empty())
             && report.file_problems.iter().all(|p| &p.file != file);
         if clean
+            && matches!(mode, Mode::Standalone)
             && docs.count() > 0
             && let Err(e) = plumb_policy::parse_routes_file_with(text, &sources)
         {
@@ -287,7 +345,8 @@ pub fn check_files(files: &[(String, String)]) -> Report {
 fn check_file(
     file: &str,
     text: &str,
-    sources: &Sources,
+    default_namespace: &str,
+    sources: &dyn Fn(&str) -> Sources,
     report: &mut Report,
     compiled: &mut Vec<(usize, Route)>,
 ) {
@@ -347,19 +406,23 @@ fn check_file(
             route: None,
             models: Vec::new(),
             problems: Vec::new(),
-            namespaced: false,
             spec: None,
             positions,
         });
         let doc = &mut report.documents[doc_index];
-        if let Some(route) = check_document(doc, &value, sources) {
+        if let Some(route) = check_document(doc, &value, default_namespace, sources) {
             compiled.push((doc_index, route));
         }
     }
 }
 
 /// Checks one document; the compiled route when it compiles.
-fn check_document(doc: &mut DocumentReport, value: &Value, sources: &Sources) -> Option<Route> {
+fn check_document(
+    doc: &mut DocumentReport,
+    value: &Value,
+    default_namespace: &str,
+    sources: &dyn Fn(&str) -> Sources,
+) -> Option<Route> {
     let api_version = value.get("apiVersion").and_then(Value::as_str);
     let kind = value.get("kind").and_then(Value::as_str);
     let want = format!("{}/{}", plumb_api::GROUP, plumb_api::VERSION);
@@ -387,8 +450,7 @@ fn check_document(doc: &mut DocumentReport, value: &Value, sources: &Sources) ->
         .and_then(Value::as_str)
         .filter(|n| !n.is_empty());
     let namespace = value.pointer("/metadata/namespace").and_then(Value::as_str);
-    doc.namespaced = namespace.is_some();
-    let namespace = namespace.unwrap_or("default");
+    let namespace = namespace.unwrap_or(default_namespace);
     if let Some(n) = name {
         doc.route = Some(format!("{namespace}/{n}"));
         if !dns_subdomain(n) {
@@ -454,7 +516,7 @@ fn check_document(doc: &mut DocumentReport, value: &Value, sources: &Sources) ->
     };
     doc.spec = Some(spec.clone());
     let name = name?;
-    match plumb_policy::compile_with(namespace, name, &spec, sources) {
+    match plumb_policy::compile_with(namespace, name, &spec, &sources(namespace)) {
         Ok(route) => Some(route),
         Err(e) => {
             let field = field_of(&e);
@@ -498,19 +560,15 @@ fn dns_subdomain(name: &str) -> bool {
 pub fn secret_refs(report: &Report) -> Vec<SecretUse> {
     let mut out = Vec::new();
     for (document, d) in report.documents.iter().enumerate() {
-        let Some(spec) = &d.spec else { continue };
-        let namespace = d
-            .route
-            .as_deref()
-            .and_then(|r| r.split_once('/'))
-            .map(|(ns, _)| ns.to_owned())
-            .filter(|_| d.namespaced);
+        let (Some(spec), Some(namespace)) = (&d.spec, d.namespace()) else {
+            continue;
+        };
         for (i, t) in spec.targets.iter().enumerate() {
             if let Some(r) = &t.credentials.secret_ref {
                 out.push(SecretUse {
                     document,
                     field: format!("spec.targets[{i}].credentials.secretRef"),
-                    namespace: namespace.clone(),
+                    namespace: namespace.to_owned(),
                     name: r.name.clone(),
                     key: r.key.clone(),
                 });
@@ -518,6 +576,73 @@ pub fn secret_refs(report: &Report) -> Vec<SecretUse> {
         }
     }
     out
+}
+
+/// A ConfigMap key a route's contract takes a schema from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigMapUse {
+    /// Index into [`Report::documents`].
+    pub document: usize,
+    /// `spec.contract.schema` or `spec.contract.toolArguments[0].schema`.
+    pub field: String,
+    /// The route's namespace.
+    pub namespace: String,
+    /// The ConfigMap.
+    pub name: String,
+    /// The key.
+    pub key: String,
+}
+
+/// The ConfigMaps every document's contract names, for `--cluster`.
+pub fn config_map_refs(report: &Report) -> Vec<ConfigMapUse> {
+    let mut out = Vec::new();
+    for (document, d) in report.documents.iter().enumerate() {
+        let (Some(spec), Some(namespace)) = (&d.spec, d.namespace()) else {
+            continue;
+        };
+        let Some(contract) = &spec.contract else {
+            continue;
+        };
+        let schemas = contract
+            .schema
+            .iter()
+            .map(|s| ("spec.contract.schema".to_owned(), s))
+            .chain(
+                contract
+                    .tool_arguments
+                    .iter()
+                    .flatten()
+                    .enumerate()
+                    .map(|(i, t)| {
+                        (
+                            format!("spec.contract.toolArguments[{i}].schema"),
+                            &t.schema,
+                        )
+                    }),
+            );
+        for (field, source) in schemas {
+            if let Some(r) = &source.config_map_key_ref {
+                out.push(ConfigMapUse {
+                    document,
+                    field,
+                    namespace: namespace.to_owned(),
+                    name: r.name.clone(),
+                    key: r.key.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+impl DocumentReport {
+    /// The route's namespace, when it has a name.
+    pub fn namespace(&self) -> Option<&str> {
+        self.route
+            .as_deref()
+            .and_then(|r| r.split_once('/'))
+            .map(|(ns, _)| ns)
+    }
 }
 
 /// The field an [`InvalidRoute`] names.

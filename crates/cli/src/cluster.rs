@@ -1,10 +1,13 @@
 //! The cluster, through the kubeconfig (`KUBECONFIG`, `~/.kube/config`, or in-cluster): a
-//! client, and the Secret checks of `plumb check --cluster`.
+//! client, and what `plumb check --cluster` looks up — the ConfigMaps contracts take schemas
+//! from (as the operator resolves them) and the Secrets targets take keys from.
 
-use k8s_openapi::api::core::v1::Secret;
+use std::collections::HashMap;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::Api;
 
-use crate::check::{Report, secret_refs};
+use crate::check::{Report, config_map_refs, secret_refs};
 use crate::exit::{self, Failure};
 
 /// The label a Secret needs before a route may take keys from it (DESIGN §14).
@@ -25,15 +28,59 @@ pub async fn client() -> Result<kube::Client, Failure> {
     })
 }
 
+/// The ConfigMap texts the report's contracts take schemas from, by namespace then
+/// `(name, key)`, and a problem `(document, field, message, fix)` for each that is missing.
+pub type ConfigMaps = HashMap<String, HashMap<(String, String), String>>;
+
+/// Reads the ConfigMaps the report's routes name, as the operator does before compiling.
+pub async fn config_maps(
+    client: &kube::Client,
+    report: &Report,
+) -> Result<(ConfigMaps, Vec<(usize, String, String, &'static str)>), Failure> {
+    let mut found = ConfigMaps::new();
+    let mut missing = Vec::new();
+    for use_ in config_map_refs(report) {
+        let ns = use_.namespace.as_str();
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+        let cm = api.get_opt(&use_.name).await.map_err(|e| {
+            Failure::new(
+                exit::UNAVAILABLE,
+                format!("cannot read ConfigMap {ns}/{}: {e}", use_.name),
+            )
+        })?;
+        let text = cm
+            .as_ref()
+            .and_then(|c| c.data.as_ref())
+            .and_then(|d| d.get(&use_.key));
+        match (cm.is_some(), text) {
+            (_, Some(text)) => {
+                found
+                    .entry(ns.to_owned())
+                    .or_default()
+                    .insert((use_.name.clone(), use_.key.clone()), text.clone());
+            }
+            (false, None) => missing.push((
+                use_.document,
+                use_.field.clone(),
+                format!("ConfigMap {ns}/{} does not exist", use_.name),
+                "create it with the schema under the key (kubectl create configmap NAME --from-file=KEY=schema.json)",
+            )),
+            (true, None) => missing.push((
+                use_.document,
+                use_.field.clone(),
+                format!("ConfigMap {ns}/{} has no key {:?}", use_.name, use_.key),
+                "name a key the ConfigMap holds, or add the schema under this key",
+            )),
+        }
+    }
+    Ok((found, missing))
+}
+
 /// Looks up every Secret the report's routes name and adds a problem for each one that is
 /// missing, lacks the key, or lacks the label. Values are never read into the report.
-pub async fn check_secrets(
-    client: &kube::Client,
-    default_namespace: &str,
-    report: &mut Report,
-) -> Result<(), Failure> {
+pub async fn check_secrets(client: &kube::Client, report: &mut Report) -> Result<(), Failure> {
     for use_ in secret_refs(report) {
-        let namespace = use_.namespace.as_deref().unwrap_or(default_namespace);
+        let namespace = use_.namespace.as_str();
         let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
         let secret = api.get_opt(&use_.name).await.map_err(|e| {
             Failure::new(

@@ -6,7 +6,7 @@ use std::path::Path;
 use clap::CommandFactory;
 
 use crate::args::{Cli, Command};
-use crate::check::check_files;
+use crate::check::{Mode, check_files, check_files_in};
 use crate::exit::{self, Failure};
 use crate::explain::{Answer, explain, parse_class};
 use crate::render::{Output, Style};
@@ -64,15 +64,31 @@ pub async fn run(cli: Cli, name: &'static str, out: &mut dyn Write) -> Result<u8
                 .iter()
                 .map(|p| read_input(p))
                 .collect::<Result<Vec<_>, _>>()?;
-            let mut report = check_files(&files);
-            if args.cluster {
+            let report = if args.cluster {
                 let client = cluster::client().await?;
-                let ns = args
+                let namespace = args
                     .namespace
                     .clone()
                     .unwrap_or_else(|| client.default_namespace().to_owned());
-                cluster::check_secrets(&client, &ns, &mut report).await?;
-            }
+                // Compiled as the operator compiles: ConfigMap schemas from the cluster.
+                let mut mode = Mode::Cluster {
+                    namespace,
+                    config_maps: Default::default(),
+                };
+                let (maps, missing) =
+                    cluster::config_maps(&client, &check_files_in(&files, &mode)).await?;
+                if let Mode::Cluster { config_maps, .. } = &mut mode {
+                    *config_maps = maps;
+                }
+                let mut report = check_files_in(&files, &mode);
+                for (document, field, message, fix) in missing {
+                    report.add_cluster_problem(document, &field, message, fix);
+                }
+                cluster::check_secrets(&client, &mut report).await?;
+                report
+            } else {
+                check_files(&files)
+            };
             write(out, &report.render(args.output, style).map_err(fmt_err)?)?;
             Ok(if report.ok() { exit::OK } else { exit::FAILED })
         }

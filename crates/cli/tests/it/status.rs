@@ -232,4 +232,47 @@ async fn status_on_the_api_server_shows_conditions_sidecars_and_targets() {
         "{}",
         stdout(&o)
     );
+
+    // A contract schema from a ConfigMap: compiled as the operator compiles it, from the
+    // cluster's ConfigMap; standalone it cannot be resolved.
+    let mut with_schema = route("chat", &["chat"]);
+    with_schema["spec"]["contract"] =
+        json!({"schema": {"configMapKeyRef": {"name": "schemas", "key": "answer.json"}}});
+    std::fs::write(&file, serde_saphyr::to_string(&with_schema).unwrap()).unwrap();
+    let check = |args: &'static [&'static str]| {
+        let dir = api.dir.path().to_owned();
+        let kc = kc.to_owned();
+        tokio::task::spawn_blocking(move || plumb(&dir, args, &[("KUBECONFIG", &kc)]))
+    };
+    let o = check(&["check", "--cluster", "routes.yaml"]).await.unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(
+        out.contains("spec.contract.schema: ConfigMap default/schemas does not exist"),
+        "{out}"
+    );
+    fake.put_config_map(
+        "default",
+        "schemas",
+        &[("answer.json", r#"{"type": "object"}"#)],
+    );
+    let o = check(&["check", "--cluster", "routes.yaml"]).await.unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    fake.put_config_map("default", "schemas", &[("answer.json", r#"{"type": 7}"#)]);
+    let o = check(&["check", "--cluster", "-o", "json", "routes.yaml"])
+        .await
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["documents"][0]["problems"][0]["field"], "spec.contract.schema",
+        "{v}"
+    );
+    let o = check(&["check", "routes.yaml"]).await.unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("ConfigMap key schemas/answer.json is not available"),
+        "{}",
+        stdout(&o)
+    );
 }
