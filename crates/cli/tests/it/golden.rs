@@ -75,6 +75,24 @@ fn check_reports_json_and_yaml() {
 
 #[test]
 fn check_reads_standard_input_and_names_unreadable_files() {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_plumb"))
+        .args(["check", "-"])
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let text = std::fs::read(check_dir().join("several-errors.yaml")).unwrap();
+    child.stdin.take().unwrap().write_all(&text).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("<stdin>:11:7: spec.targets[0].provider: "),
+        "{}",
+        stdout(&o)
+    );
+
     let o = plumb(&check_dir(), &["check", "missing.yaml"], &[]);
     assert_eq!(o.status.code(), Some(66));
     assert!(
@@ -308,4 +326,40 @@ fn installed_as_kubectl_plumb_it_behaves_the_same_and_says_so() {
         "{}",
         stdout(&o)
     );
+}
+
+#[test]
+fn colours_only_on_a_terminal_and_never_with_no_color() {
+    // `script` (util-linux, essential on Debian) runs the command on a pseudo-terminal.
+    let on_tty = |no_color: Option<&str>| {
+        let mut cmd = std::process::Command::new("script");
+        cmd.current_dir(check_dir())
+            .args([
+                "-qec",
+                &format!("{} check valid.yaml", env!("CARGO_BIN_EXE_plumb")),
+                "/dev/null",
+            ])
+            .env_remove("NO_COLOR")
+            .env("TERM", "xterm");
+        if let Some(v) = no_color {
+            cmd.env("NO_COLOR", v);
+        }
+        let o = cmd.output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        stdout(&o)
+    };
+    assert!(
+        on_tty(None).contains("\x1b[32mok\x1b[0m"),
+        "{:?}",
+        on_tty(None)
+    );
+    assert!(!on_tty(Some("1")).contains('\x1b'));
+    // Not a terminal: plain.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_plumb"))
+        .current_dir(check_dir())
+        .args(["check", "valid.yaml"])
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    assert!(!stdout(&o).contains('\x1b'));
 }
