@@ -279,11 +279,32 @@ pub fn check_files_in(files: &[(String, String)], mode: &Mode) -> Report {
         );
         loaded.push((file, text, Sources::in_dir(&dir)));
     }
+    // One document per route: applied, a second one would replace the first.
+    let mut ids: BTreeMap<RouteId, usize> = BTreeMap::new();
+    compiled.retain(|(doc, route)| match ids.get(&route.id) {
+        None => {
+            ids.insert(route.id.clone(), *doc);
+            true
+        }
+        Some(&first) => {
+            let (file, line) = {
+                let d = &report.documents[first];
+                (d.file.clone(), d.line)
+            };
+            push(
+                &mut report.documents[*doc],
+                "metadata.name",
+                format!(
+                    "route {} is defined again (first at {file}:{line})",
+                    route.id
+                ),
+                "give each route its own name, or remove one of the two",
+                Stage::Policy,
+            );
+            false
+        }
+    });
     // One route per model name in a namespace, across every file.
-    let ids: BTreeMap<RouteId, usize> = compiled
-        .iter()
-        .map(|(doc, route)| (route.id.clone(), *doc))
-        .collect();
     // Each namespace is one sidecar's set of routes (a standalone file is checked whole by
     // the loader below).
     let mut by_namespace: BTreeMap<String, Vec<Route>> = BTreeMap::new();
@@ -828,6 +849,19 @@ mod tests {
             (p[0].line, p[0].field.as_str()),
             (15, "spec.match.models[1]"),
             "{p:?}"
+        );
+    }
+
+    #[test]
+    fn a_route_defined_twice_is_a_problem_at_the_second() {
+        let text = format!("{OK}---\n{OK}");
+        let r = check(&text);
+        let p: Vec<&Problem> = r.problems().collect();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!((p[0].line, p[0].field.as_str()), (11, "metadata.name"));
+        assert_eq!(
+            p[0].message,
+            "route default/r is defined again (first at r.yaml:1)"
         );
     }
 

@@ -18,7 +18,7 @@ use plumb_policy::{
 use plumb_sidecar::classify;
 use plumb_sidecar::fallback::still_eligible;
 use plumb_sidecar::payload::Api;
-use plumb_sidecar::plan::{self, Because, Next, Situation, TargetVerdict};
+use plumb_sidecar::plan::{self, Because, Committed, Interruption, Next, Situation, TargetVerdict};
 use serde::Serialize;
 
 use crate::render::{Output, Style, structured, table};
@@ -546,8 +546,47 @@ fn scenario(
         class,
         FailureClass::SchemaViolation | FailureClass::OutOfBounds
     );
+    // After commit a stream is never retried: the sidecar's `after_commit` decides between a
+    // continuation elsewhere and an explicit error event.
+    let committed = class == FailureClass::StreamInterrupted;
+    if committed {
+        let continuers: Vec<&str> = others
+            .iter()
+            .filter(|t| t.capabilities.prefill)
+            .map(|t| t.name.as_str())
+            .collect();
+        let step = match plan::after_commit(
+            Interruption::Cut,
+            route.streaming.continuation,
+            !continuers.is_empty(),
+        ) {
+            Committed::ContinueElsewhere => format!(
+                "continue the answer on {} (it declares prefill) from the text already sent{}; the client receives it once",
+                continuers.join(", then "),
+                if route.equivalence.mode == EquivalenceMode::Enforce {
+                    ", if certified"
+                } else {
+                    ""
+                }
+            ),
+            Committed::EndWithError => {
+                let why = if route.streaming.continuation {
+                    "no other target declares prefill"
+                } else {
+                    "streaming.continuation is off"
+                };
+                format!(
+                    "end the client's stream with an explicit error event and a `: plumb stream_interrupted` comment ({why})"
+                )
+            }
+        };
+        steps.push(step);
+    }
     // At most the plan's retries and repairs, and a few more to be safe from a bad plan.
     for _ in 0..=(plan.retries + plan.repairs + 1) {
+        if committed {
+            break;
+        }
         let s = Situation {
             class,
             plan,
@@ -899,6 +938,48 @@ mod tests {
         assert_eq!(dur(Duration::from_secs(120)), "2m");
         assert_eq!(dur(Duration::from_secs(90)), "1m30s");
         assert_eq!(dur(Duration::from_secs(3600)), "1h");
+    }
+
+    fn route(yaml_targets: &str, extra: &str) -> Route {
+        let text = format!(
+            "apiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {{name: r}}\nspec:\n  match: {{models: [m]}}\n  targets:\n{yaml_targets}{extra}"
+        );
+        let set = plumb_policy::parse_routes_file(&text).unwrap_or_else(|e| panic!("{e}"));
+        set.routes()[0].as_ref().clone()
+    }
+
+    const TWO: &str = "    - {name: a, provider: openai, baseUrl: 'http://h/v1', model: x, credentials: {none: true}}\n    - {name: b, provider: anthropic, baseUrl: 'http://h', model: y, credentials: {none: true}, priority: 1}\n";
+
+    #[test]
+    fn a_cut_stream_is_continued_by_a_prefill_target_or_ends_with_an_error_event() {
+        let r = route(TWO, "");
+        let e = explain(&r, "m", Some(FailureClass::StreamInterrupted), None);
+        let steps = e.scenario.unwrap().steps;
+        assert_eq!(steps.len(), 1, "{steps:?}");
+        assert!(
+            steps[0].starts_with("continue the answer on b"),
+            "{steps:?}"
+        );
+
+        let r = route(TWO, "  streaming: {continuation: false}\n");
+        let e = explain(&r, "m", Some(FailureClass::StreamInterrupted), None);
+        let steps = e.scenario.unwrap().steps;
+        assert!(
+            steps[0].contains("streaming.continuation is off"),
+            "{steps:?}"
+        );
+    }
+
+    #[test]
+    fn a_timeout_fails_over_at_once_while_another_target_is_left() {
+        let r = route(TWO, "");
+        let e = explain(&r, "m", Some(FailureClass::Timeout), None);
+        let steps = e.scenario.unwrap().steps;
+        assert_eq!(
+            steps,
+            ["fail over (retried only when no other target is left): b"],
+            "{steps:?}"
+        );
     }
 
     #[test]
