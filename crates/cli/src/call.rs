@@ -128,7 +128,7 @@ pub async fn send(req: &Request, mut on_text: impl FnMut(&str)) -> Result<Outcom
     let response = builder.send().await.map_err(|e| {
         Failure::new(
             exit::UNAVAILABLE,
-            format!("cannot reach the sidecar at {base}: {e}"),
+            format!("cannot reach the sidecar at {base}: {}", causes(&e)),
         )
     })?;
     let h = response.headers();
@@ -204,6 +204,21 @@ pub async fn send(req: &Request, mut on_text: impl FnMut(&str)) -> Result<Outcom
         }
     }
     Ok(outcome)
+}
+
+/// An error and its causes, `: `-separated (reqwest's own message hides "connection refused").
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = s.source();
+    }
+    text
 }
 
 fn stream_text(api: Api, v: &Value) -> Option<String> {
