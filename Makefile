@@ -31,9 +31,16 @@ bench-control-scale: tools
 	ulimit -n $$(ulimit -Hn) && $(BENCH_TARGET)/release/examples/propagation --sidecars 1000 --namespaces 10 --rounds $(ROUNDS) | tee $(BENCH_TARGET)/bench-control-1000.md
 	ulimit -n $$(ulimit -Hn) && $(BENCH_TARGET)/release/examples/propagation --sidecars 10000 --namespaces 100 --rounds $(ROUNDS) | tee $(BENCH_TARGET)/bench-control-10000.md
 
-.PHONY: scorecard scorecard-quick e2e-kind test-chart bench-control bench-control-scale bench-burst bench-attack crds check-deps all demo demo-raw bench-smoke test lint fmt-check clippy doc test-rust test-sdk tools bench bench-simulator clean-cache fuzz
+.PHONY: install-cli scorecard scorecard-quick e2e-kind test-chart bench-control bench-control-scale bench-burst bench-attack crds check-deps all demo demo-raw bench-smoke test lint fmt-check clippy doc test-rust test-sdk tools bench bench-simulator clean-cache fuzz
 
 all: test
+
+## install-cli: install `plumb` into $(PREFIX)/bin (default ~/.local), with the kubectl plugin name `kubectl-plumb` beside it
+PREFIX ?= $(HOME)/.local
+install-cli:
+	$(CARGO) install --locked --path crates/cli --root $(PREFIX)
+	ln -sf plumb $(PREFIX)/bin/kubectl-plumb
+	@echo "install-cli: $(PREFIX)/bin/plumb and $(PREFIX)/bin/kubectl-plumb (kubectl plumb …)"
 
 ## demo: a standalone sidecar with example routes in front of simulated failing providers
 demo:
