@@ -682,6 +682,7 @@ pub fn field_of(e: &InvalidRoute) -> String {
         | InvalidRoute::CredentialsInUrl { field }
         | InvalidRoute::EmptyUpstreamModel { field }
         | InvalidRoute::MissingApiVersion { field }
+        | InvalidRoute::OpenaiAccount { field, .. }
         | InvalidRoute::Credentials { field, .. }
         | InvalidRoute::Duration { field, .. }
         | InvalidRoute::OutOfRange { field, .. }
@@ -716,6 +717,9 @@ pub fn fix_of(e: &InvalidRoute) -> &'static str {
         }
         InvalidRoute::EmptyUpstreamModel { .. } => "set `model` to the provider's model name",
         InvalidRoute::MissingApiVersion { .. } => "add `apiVersion: \"2024-10-21\"` to the target",
+        InvalidRoute::OpenaiAccount { .. } => {
+            "set organization and project only on openai targets, as the ids OpenAI shows (org-…, proj_…)"
+        }
         InvalidRoute::Credentials { .. } => {
             "keep exactly one of secretRef, env, file, passthrough: true, none: true"
         }
