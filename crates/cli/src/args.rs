@@ -118,6 +118,8 @@ pub enum Api {
     Openai,
     /// Anthropic Messages (`POST /v1/messages`).
     Anthropic,
+    /// OpenAI Responses (`POST /v1/responses`).
+    Responses,
 }
 
 /// `plumb try`.

@@ -121,6 +121,18 @@ pub async fn send(req: &Request, mut on_text: impl FnMut(&str)) -> Result<Outcom
                 None => b,
             }
         }
+        Api::Responses => {
+            let mut body = json!({"model": req.model, "input": req.prompt,
+                "max_output_tokens": req.max_tokens});
+            if req.stream {
+                body["stream"] = json!(true);
+            }
+            let b = client.post(format!("{base}/v1/responses")).json(&body);
+            match &req.api_key {
+                Some(k) => b.bearer_auth(k),
+                None => b,
+            }
+        }
     };
     if req.stream {
         builder = builder.header("accept", "text/event-stream");
@@ -183,7 +195,7 @@ pub async fn send(req: &Request, mut on_text: impl FnMut(&str)) -> Result<Outcom
                 if outcome.model.is_none() {
                     outcome.model = answer_model(req.api, &v);
                 }
-                if let Some(e) = error_message(&v) {
+                if let Some(e) = error_message(&v).or_else(|| stream_error(req.api, &v)) {
                     outcome.error = Some(e);
                 }
             }
@@ -231,7 +243,24 @@ fn stream_text(api: Api, v: &Value) -> Option<String> {
             .then(|| v.pointer("/delta/text").and_then(Value::as_str))
             .flatten()
             .map(str::to_owned),
+        Api::Responses => (v.get("type").and_then(Value::as_str)
+            == Some("response.output_text.delta"))
+        .then(|| v.get("delta").and_then(Value::as_str))
+        .flatten()
+        .map(str::to_owned),
     }
+}
+
+/// A Responses stream's `error` event or `response.failed`.
+fn stream_error(api: Api, v: &Value) -> Option<String> {
+    match (api, v.get("type").and_then(Value::as_str)) {
+        (Api::Responses, Some("error")) => v.get("message").and_then(Value::as_str),
+        (Api::Responses, Some("response.failed")) => {
+            v.pointer("/response/error/message").and_then(Value::as_str)
+        }
+        (Api::Openai | Api::Anthropic | Api::Responses, _) => None,
+    }
+    .map(str::to_owned)
 }
 
 fn whole_text(api: Api, v: &Value) -> String {
@@ -251,6 +280,20 @@ fn whole_text(api: Api, v: &Value) -> String {
                     .collect::<String>()
             })
             .unwrap_or_default(),
+        Api::Responses => v
+            .get("output")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|o| o.get("type").and_then(Value::as_str) == Some("message"))
+            .flat_map(|o| {
+                o.get("content")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+            })
+            .filter_map(|c| c.get("text").and_then(Value::as_str))
+            .collect(),
     }
 }
 
@@ -258,6 +301,7 @@ fn answer_model(api: Api, v: &Value) -> Option<String> {
     let m = match api {
         Api::Openai => v.get("model"),
         Api::Anthropic => v.get("model").or_else(|| v.pointer("/message/model")),
+        Api::Responses => v.get("model").or_else(|| v.pointer("/response/model")),
     };
     m.and_then(Value::as_str).map(str::to_owned)
 }

@@ -146,6 +146,33 @@ async fn try_e2e_says_who_answered_after_which_failures_and_reads_the_stream_com
     assert_eq!(v["failureClasses"], json!([]));
     assert!(!v["answer"].as_str().unwrap_or_default().is_empty(), "{v}");
 
+    // The Responses API, whole and streamed.
+    for stream in [false, true] {
+        let mut a = vec![
+            "--model",
+            "chat",
+            "--api",
+            "responses",
+            "-o",
+            "json",
+            "hello",
+        ];
+        if stream {
+            a.push("--stream");
+        }
+        let o = run(args(&a)).await;
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["servedBy"], "primary");
+        assert!(
+            v["answer"]
+                .as_str()
+                .unwrap_or_default()
+                .ends_with("End of answer."),
+            "{v}"
+        );
+    }
+
     // A stream cut after it reached the client, with nowhere to continue it: the error event
     // and the final `: plumb …` comment are reported, and the exit code says it failed.
     plan(
@@ -163,6 +190,27 @@ async fn try_e2e_says_who_answered_after_which_failures_and_reads_the_stream_com
     assert!(
         out.contains("error: plumb: the stream from target only was interrupted"),
         "{out}"
+    );
+    // The same cut, to a Responses client: its error and response.failed events.
+    plan(
+        &sim,
+        "sim-gpt-alt",
+        json!({"fault": "stream_cut:after=3", "first": 1}),
+    );
+    let o = run(args(&[
+        "--model",
+        "solo",
+        "--stream",
+        "--api",
+        "responses",
+        "count to ten",
+    ]))
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("error: plumb: the stream from target only was interrupted"),
+        "{}",
+        stdout(&o)
     );
 
     // A healthy stream, with the caller's key shown masked only.
