@@ -18,9 +18,10 @@ use plumb_sidecar::classify;
 use plumb_sidecar::event::{Event, RawEvent, SseReader};
 use plumb_sidecar::payload::Api;
 use plumb_sidecar::translate::events::Translator;
+use plumb_sidecar::translate::responses::Echo;
 use plumb_sidecar::verify::StreamCollector;
 
-const FAMILIES: [Api; 2] = [Api::Openai, Api::Anthropic];
+const FAMILIES: [Api; 3] = [Api::Openai, Api::Anthropic, Api::Responses];
 
 /// Every whole event of `frames`, read as the relay reads them, and the bytes left over.
 fn read(frames: &[&[u8]]) -> (Vec<RawEvent>, usize) {
@@ -39,7 +40,13 @@ fn read(frames: &[&[u8]]) -> (Vec<RawEvent>, usize) {
 /// Relays `events` (each raw event with its reading as the upstream's family) through `t`; an
 /// error event or garbage is skipped, as `malformedEvents: skip` does. Checks what the client
 /// gets.
-fn relay(t: &mut Translator, client: Api, events: &[(&RawEvent, &Event)], finish: bool) {
+fn relay(
+    t: &mut Translator,
+    client: Api,
+    events: &[(&RawEvent, &Event)],
+    finish: bool,
+    numbered: bool,
+) {
     let mut out = Vec::new();
     for (raw, event) in events {
         if let Ok(bytes) = t.event(raw, event) {
@@ -55,12 +62,31 @@ fn relay(t: &mut Translator, client: Api, events: &[(&RawEvent, &Event)], finish
     for b in &out {
         reader.push(b);
     }
+    let mut seq = 0u64;
     while let Some(raw) = reader.next_event() {
         let event = Event::parse(client, &raw);
         assert!(
             event != Event::Malformed,
             "the client was sent an event that is not JSON: {raw:?}"
         );
+        // A Responses stream Plumb writes is numbered from 0 without a gap.
+        if numbered {
+            let v: serde_json::Value = serde_json::from_str(&raw.data).unwrap_or_default();
+            assert_eq!(v["sequence_number"], serde_json::json!(seq), "{raw:?}");
+            seq += 1;
+        }
+    }
+}
+
+/// The translator from `upstream` to `client`; `None` for a pair that never meets (only a
+/// Responses client is sent a Responses upstream's events).
+fn translator(upstream: Api, client: Api, include_usage: bool) -> Option<Translator> {
+    match (upstream, client) {
+        (_, Api::Responses) => Some(Translator::to_responses(upstream, Echo::default(), CREATED)),
+        (Api::Responses, Api::Openai | Api::Anthropic) => None,
+        (Api::Openai | Api::Anthropic, Api::Openai | Api::Anthropic) => {
+            Some(Translator::new(upstream, client, include_usage, CREATED))
+        }
     }
 }
 
@@ -98,15 +124,20 @@ fuzz_target!(|data: &[u8]| {
         whole.push_bytes(stream);
         assert_eq!(collector.collected(), whole.collected());
         for client in FAMILIES {
-            let mut t = Translator::new(upstream, client, include_usage, CREATED);
-            relay(&mut t, client, &stream_of, true);
-            // Cut half-way, and continued by a target of either family.
-            let mut t = Translator::new(upstream, client, include_usage, CREATED);
-            relay(&mut t, client, &stream_of[..cut], false);
+            let Some(mut t) = translator(upstream, client, include_usage) else {
+                continue;
+            };
+            let numbered = matches!(t, Translator::ToResponses(_));
+            relay(&mut t, client, &stream_of, true, numbered);
+            // Cut half-way, and continued by a target of a family that can continue.
+            let Some(mut t) = translator(upstream, client, include_usage) else {
+                continue;
+            };
+            relay(&mut t, client, &stream_of[..cut], false, false);
             if t.resumable() {
-                for family in FAMILIES {
+                for family in [Api::Openai, Api::Anthropic] {
                     let mut c = t.continued(family, include_usage, CREATED);
-                    relay(&mut c, client, &read_as(family)[cut..], true);
+                    relay(&mut c, client, &read_as(family)[cut..], true, false);
                 }
             }
         }

@@ -21,9 +21,8 @@ use plumb_sidecar::verify;
 
 static ROUTE: LazyLock<Route> = LazyLock::new(plumb_fuzz::route);
 
-/// Checks that `body`, sent to `target`, reads as a request of the target's family.
-fn sendable(body: &[u8], target: &Target, op: Operation) {
-    let family = Api::of(target.provider);
+/// Checks that `body`, sent to `target` in `family`, reads as a request of that family.
+fn sendable(body: &[u8], target: &Target, family: Api, op: Operation) {
     if let Err(e) = ClientRequest::parse(family, op, body) {
         panic!(
             "the body for {} does not read as a request: {e}: {}",
@@ -34,7 +33,7 @@ fn sendable(body: &[u8], target: &Target, op: Operation) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    for api in [Api::Openai, Api::Anthropic] {
+    for api in [Api::Openai, Api::Anthropic, Api::Responses] {
         for op in [Operation::Chat, Operation::Embeddings] {
             let Ok(req) = ClientRequest::parse(api, op, data) else {
                 continue;
@@ -66,11 +65,12 @@ fuzz_target!(|data: &[u8]| {
             requests.push(req);
             for r in &requests {
                 for target in ROUTE.all_targets() {
+                    let family = r.family_for(target);
                     if let Ok(body) = r.body_for(target) {
-                        sendable(&body, target, op);
+                        sendable(&body, target, family, op);
                     }
                     if let Ok(body) = r.continuation_body_for(target, &text) {
-                        sendable(&body, target, op);
+                        sendable(&body, target, family, op);
                     }
                 }
             }

@@ -95,6 +95,10 @@ fn routes(sim: &str) -> String {
         format!(
             "apiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {{name: cut-continued, namespace: demo}}\nspec:\n  match: {{models: [cut-continued]}}\n  targets:\n    - {{name: openai, provider: openai, baseUrl: '{v1}', model: sim-gpt-continued, credentials: {{env: KEY_MAIN}}}}\n    - {{name: claude, provider: anthropic, baseUrl: '{sim}', model: sim-claude, priority: 1, credentials: {{env: KEY_BACKUP}}}}\n"
         ),
+        // A Responses API client whose OpenAI target is down: Claude answers, translated.
+        format!(
+            "apiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {{name: responses, namespace: demo}}\nspec:\n  match: {{models: [responses]}}\n  targets:\n    - {{name: openai, provider: openai, baseUrl: '{v1}', model: sim-unavailable, credentials: {{env: KEY_MAIN}}}}\n    - {{name: claude, provider: anthropic, baseUrl: '{sim}', model: sim-claude, priority: 1, credentials: {{env: KEY_BACKUP}}}}\n"
+        ),
         // A reasoning model thinks for 2 s before its first word: its thinking is progress.
         route(
             "reasoning",
@@ -270,6 +274,68 @@ fn first_line(text: &str, n: usize) -> String {
 }
 
 /// Answers that break the route's contract, repaired, failed over, or refused.
+/// OpenAI's Responses API, whole and streamed, failing over from OpenAI to Claude.
+async fn responses(client: &reqwest::Client, url: &str) {
+    println!(
+        "\nThe Responses API (POST /v1/responses): the OpenAI target is down, Claude answers in the Responses format"
+    );
+    for stream in [false, true] {
+        let resp = client
+            .post(format!("{url}/v1/responses"))
+            .bearer_auth("sk-app-key")
+            .json(&json!({"model": "responses", "stream": stream, "input": "What is six times seven?"}))
+            .send()
+            .await
+            .unwrap();
+        let h = |n: &str| {
+            resp.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        let (status, served, classes) = (
+            resp.status().as_u16(),
+            h("x-plumb-served-by"),
+            h("x-plumb-failure-classes"),
+        );
+        let text = resp.text().await.unwrap_or_default();
+        let said = if stream {
+            let kinds: Vec<String> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("event: "))
+                .map(str::to_owned)
+                .collect();
+            format!(
+                "{} events, {} … {}",
+                kinds.len(),
+                kinds.first().map_or("", String::as_str),
+                kinds.last().map_or("", String::as_str)
+            )
+        } else {
+            let v: Value = serde_json::from_str(&text).unwrap_or_default();
+            format!(
+                "a `response` ({}, model {}): {}",
+                v["status"].as_str().unwrap_or("?"),
+                v["model"].as_str().unwrap_or("?"),
+                first_line(
+                    v["output"][0]["content"][0]["text"].as_str().unwrap_or(""),
+                    60
+                )
+            )
+        };
+        let before = if classes.is_empty() {
+            "the OpenAI target skipped (its breaker opened)".to_owned()
+        } else {
+            format!("after {classes}")
+        };
+        println!(
+            "  {:<9} {status}  served by {served}, {before} → {said}",
+            if stream { "streamed" } else { "whole" }
+        );
+    }
+}
+
 async fn contracts(sim: &Simulator, client: &reqwest::Client, url: &str) {
     println!(
         "\nContracts: every answer is checked before it reaches the client (schema + CEL rule: 0 ≤ score ≤ 1)\n"
@@ -553,6 +619,7 @@ async fn main() {
         "\nThe simulator saw {} attempts; the applications saw none of the failures that had a healthy fallback.",
         sim.attempts(None).len()
     );
+    responses(&client, &url).await;
     contracts(&sim, &client, &url).await;
     correctover(&sim, &client, &url, &admin).await;
     println!(
