@@ -374,3 +374,74 @@ async fn a_reasoning_model_thinking_past_the_first_token_deadline_is_not_cut_for
         assert_eq!(attempts(&sim, model).await.len(), 1, "served by {served}");
     }
 }
+
+/// The simulator's structured answer is `{answer, score}`; out-of-bounds models answer score 7.
+const CONTRACT: &str = "  contract:\n    rules:\n      - expression: \"answer.score >= 0.0 && answer.score <= 1.0\"\n        message: score must be between 0 and 1\n";
+
+#[tokio::test]
+async fn the_contract_checks_a_responses_answer_whole_and_after_commit() {
+    let sim = simulator().await;
+    let v1 = format!("{}/v1", sim.base_url());
+    let bounded = route(
+        "m",
+        &[
+            target("primary", "openai", &v1, "sim-out-of-bounds", ""),
+            target(
+                "fallback",
+                "openai",
+                &v1,
+                "sim-gpt-mini",
+                "      priority: 1\n",
+            ),
+        ],
+        CONTRACT,
+    );
+    let sc = Sidecar::start(&bounded);
+    let json_out = json!({"format": {"type": "json_object"}});
+    let r = ask(
+        &sc,
+        json!({"model": "m", "input": QUESTION, "text": json_out}),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(crate::support::header(&r, "x-plumb-served-by"), "fallback");
+    // Repaired once on the primary (told what was wrong), then failed over.
+    assert_eq!(
+        crate::support::header(&r, "x-plumb-failure-classes"),
+        "out_of_bounds,out_of_bounds"
+    );
+    assert_eq!(attempts(&sim, "sim-out-of-bounds").await.len(), 2);
+    let body: Value = r.json().await.unwrap();
+    let answer: Value =
+        serde_json::from_str(body["output"][0]["content"][0]["text"].as_str().unwrap()).unwrap();
+    assert!(answer["score"].as_f64().unwrap() <= 1.0, "{answer}");
+    // Checked after commit: the stream ends with the violation, never as a completed response.
+    let late = route(
+        "m",
+        &[target("only", "openai", &v1, "sim-out-of-bounds", "")],
+        &format!("{CONTRACT}    streams: afterCommit\n"),
+    );
+    let sc = Sidecar::start(&late);
+    let r = ask(
+        &sc,
+        json!({"model": "m", "input": QUESTION, "text": json_out, "stream": true}),
+    )
+    .send()
+    .await
+    .unwrap();
+    let (text, _) = read_all(r).await;
+    let events = events(&text);
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(
+        kinds[kinds.len() - 2..],
+        ["error", "response.failed"],
+        "{kinds:?}"
+    );
+    assert!(!kinds.contains(&"response.completed"));
+    assert_eq!(
+        events.last().unwrap()["response"]["error"]["code"],
+        "out_of_bounds"
+    );
+}
