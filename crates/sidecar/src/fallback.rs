@@ -9,7 +9,7 @@ use std::fmt;
 
 use plumb_policy::{FailureClass, Route, Target};
 
-use crate::payload::{Api, ClientRequest};
+use crate::payload::{Api, ClientRequest, Operation};
 
 /// Why a target was not tried.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +46,9 @@ pub enum Skip {
     Downgrade,
     /// The route enforces equivalence and this target is not certified (by how far).
     Uncertified(String),
+    /// An embeddings request, and this target is not declared the same model as the target
+    /// the request tried first (named): its vectors would not match the caller's index.
+    OtherModel(String),
 }
 
 impl Skip {
@@ -65,6 +68,7 @@ impl Skip {
             Skip::RuledOut(_) => "ruled_out",
             Skip::Downgrade => "downgrade",
             Skip::Uncertified(_) => "uncertified",
+            Skip::OtherModel(_) => "other_model",
         }
     }
 }
@@ -105,6 +109,10 @@ impl fmt::Display for Skip {
                 "outside the primary's priority group, and the route forbids downgrades",
             ),
             Skip::Uncertified(why) => f.write_str(why),
+            Skip::OtherModel(first) => write!(
+                f,
+                "embeddings fail over only to the same model, and it is not declared sameModel with {first}"
+            ),
         }
     }
 }
@@ -173,6 +181,24 @@ pub fn order<'r>(
         .collect();
     keyed.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
     (keyed.into_iter().map(|(_, _, t)| t).collect(), skipped)
+}
+
+/// Why `candidate` may not answer an embeddings request whose first target is `first`:
+/// vectors of another model would not match the caller's index, so embeddings move only to
+/// targets declared the same model (`spec.sameModel`), whatever the route's equivalence says.
+/// Other operations are never held back here.
+pub fn other_model(
+    route: &Route,
+    req: &ClientRequest,
+    first: &Target,
+    candidate: &Target,
+) -> Option<Skip> {
+    match req.operation {
+        Operation::Embeddings if !route.same_model(first, candidate) => {
+            Some(Skip::OtherModel(first.name.clone()))
+        }
+        Operation::Embeddings | Operation::Chat => None,
+    }
 }
 
 /// Whether, after `failed` failed with `class`, the request may still go to `candidate`.

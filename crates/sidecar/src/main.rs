@@ -128,6 +128,7 @@ fn main() -> ExitCode {
         let table = Arc::new(Table::new());
         match &source {
             Source::File(_, policy, _) => {
+                standalone::log_warnings(&policy.routes);
                 tracing::info!(version = %policy.version, routes = policy.routes.routes().len(), "routes loaded");
             }
             Source::ControlPlane(cp) => {

@@ -364,7 +364,8 @@ fn untried_status(skipped: &[(String, Skip)]) -> (StatusCode, &'static str) {
         | Skip::RateLimited(_)
         | Skip::RuledOut(_)
         | Skip::Downgrade
-        | Skip::Uncertified(_) => false,
+        | Skip::Uncertified(_)
+        | Skip::OtherModel(_) => false,
     };
     if all(unfit) {
         return (StatusCode::BAD_REQUEST, "no_capable_target");

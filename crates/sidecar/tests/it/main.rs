@@ -22,6 +22,7 @@ mod limits;
 mod otlp;
 mod pipeline;
 mod recovery;
+mod samemodel;
 mod scripted;
 mod spans;
 mod standalone;
