@@ -560,6 +560,10 @@ pub struct LlmRouteStatus {
     /// What the connected sidecars of the namespace run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sidecars: Option<SidecarsStatus>,
+    /// What the accepted spec does that is probably not meant (it serves anyway): for example
+    /// embedding targets not declared `sameModel`, between which embeddings never fail over.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// What the fleet knows of each target: merged from every sidecar's reports, written at a
     /// bounded rate and only on material change.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -172,6 +172,7 @@ pub async fn reconcile(route: Arc<LlmRoute>, ctx: Arc<Context>) -> Result<Action
     let namespace = route.namespace().ok_or(Error::NoNamespace)?;
     let name = route.name_any();
     let generation = route.metadata.generation.unwrap_or(0);
+    let mut warnings = Vec::new();
     let compiled = match config_maps(&ctx.client, &namespace, &route.spec).await {
         Err(msg) => Err(Refusal::Invalid(msg)),
         Ok(maps) => {
@@ -184,6 +185,7 @@ pub async fn reconcile(route: Arc<LlmRoute>, ctx: Arc<Context>) -> Result<Action
                     .await?
                 {
                     Resolved::Keys(creds) => {
+                        warnings = r.warnings().iter().map(ToString::to_string).collect();
                         ctx.knowledge
                             .describe(&namespace, &name, route.metadata.uid.clone(), &r);
                         let targets = r.all_targets().count() as u32;
@@ -231,6 +233,7 @@ pub async fn reconcile(route: Arc<LlmRoute>, ctx: Arc<Context>) -> Result<Action
     let found = Found {
         generation,
         compiled,
+        warnings,
         serving: ctx.policies.serving(&namespace, &name),
         sidecars: ctx.policies.programmed(&namespace, &name),
     };
