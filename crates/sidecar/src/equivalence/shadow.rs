@@ -238,6 +238,7 @@ impl Job {
                 operation: op,
                 body,
                 key: self.policy.keys.for_target(target, None),
+                proxy_credentials: self.policy.keys.proxy_credentials(target),
                 client_headers: &self.headers,
             }
             .build()?;

@@ -577,6 +577,7 @@ impl Request<'_> {
                 operation: request.operation,
                 body,
                 key: self.policy.keys.for_target(target, self.caller_key),
+                proxy_credentials: self.policy.keys.proxy_credentials(target),
                 client_headers: self.headers,
             }
             .build()?;

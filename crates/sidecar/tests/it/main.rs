@@ -15,6 +15,7 @@
 mod basics;
 mod contracts;
 mod crossfamily;
+mod egress;
 mod equivalence;
 mod golden;
 mod leaks;
