@@ -268,7 +268,7 @@ mod tests {
         let f = Found {
             generation: 2,
             warnings: vec![
-                "spec.sameModel: targets a (x), b (y) are not declared the same model".to_owned(),
+                "spec.sameModel: the targets run 2 models not declared the same: [a (x)] and [b (y)]".to_owned(),
             ],
             compiled: Ok(2),
             serving: Some(2),

@@ -356,7 +356,7 @@ async fn operator_e2e_route_warnings_reach_status_and_proxy_credentials_follow_t
     eventually("the warning is in status", || async {
         let r = env.get(&format!("{ROUTES_A}/embed")).await;
         r["status"]["warnings"][0].as_str().is_some_and(|w| {
-            w.contains("targets openai (text-embedding-3-small), local (nomic-embed-text) are not declared the same model")
+            w.contains("[openai (text-embedding-3-small)] and [local (nomic-embed-text)]")
         })
     })
     .await;

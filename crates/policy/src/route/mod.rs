@@ -513,19 +513,20 @@ targets:
 
     #[test]
     fn embedding_targets_not_declared_the_same_model_are_a_warning() {
+        let pair = |n: &str, m: &str| (n.to_owned(), m.to_owned());
         let route = compile("ns", "r", &spec(EMBEDDINGS)).unwrap();
         let warnings = route.warnings();
         assert_eq!(
             warnings,
             [RouteWarning::EmbeddingModelsDiffer(vec![
-                ("openai".into(), "text-embedding-3-small".into()),
-                ("azure".into(), "emb-deploy".into()),
-                ("local".into(), "nomic-embed-text".into()),
+                vec![pair("openai", "text-embedding-3-small")],
+                vec![pair("azure", "emb-deploy")],
+                vec![pair("local", "nomic-embed-text")],
             ])]
         );
         assert!(
             warnings[0].to_string().starts_with(
-                "spec.sameModel: targets openai (text-embedding-3-small), azure (emb-deploy), local (nomic-embed-text) are not declared the same model, so an embeddings request never fails over between them"
+                "spec.sameModel: the targets run 3 models not declared the same: [openai (text-embedding-3-small)] and [azure (emb-deploy)] and [local (nomic-embed-text)]; an embeddings request never fails over from one to another"
             ),
             "{}",
             warnings[0]
@@ -535,9 +536,11 @@ targets:
         assert_eq!(
             route.warnings(),
             [RouteWarning::EmbeddingModelsDiffer(vec![
-                ("openai".into(), "text-embedding-3-small".into()),
-                ("azure".into(), "emb-deploy".into()),
-                ("local".into(), "nomic-embed-text".into()),
+                vec![
+                    pair("openai", "text-embedding-3-small"),
+                    pair("azure", "emb-deploy")
+                ],
+                vec![pair("local", "nomic-embed-text")],
             ])],
             "local is still apart from both"
         );

@@ -34,23 +34,31 @@ impl SameModel {
 /// The operator writes it into the route's status; standalone, the sidecar logs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RouteWarning {
-    /// Targets of a route that runs embedding models are not declared `sameModel`: an
-    /// embeddings request never fails over between them. `(target, model)` of each.
-    EmbeddingModelsDiffer(Vec<(String, String)>),
+    /// A route that runs embedding models has serving targets in more than one model group
+    /// (a `sameModel` group, or a target in none): an embeddings request never fails over from
+    /// one group to another. The groups, each as `(target, model)`, in declaration order.
+    EmbeddingModelsDiffer(Vec<Vec<(String, String)>>),
 }
 
 impl fmt::Display for RouteWarning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RouteWarning::EmbeddingModelsDiffer(targets) => {
-                let listed: Vec<String> = targets
+            RouteWarning::EmbeddingModelsDiffer(groups) => {
+                let listed: Vec<String> = groups
                     .iter()
-                    .map(|(name, model)| format!("{name} ({model})"))
+                    .map(|g| {
+                        let names: Vec<String> = g
+                            .iter()
+                            .map(|(name, model)| format!("{name} ({model})"))
+                            .collect();
+                        format!("[{}]", names.join(", "))
+                    })
                     .collect();
                 write!(
                     f,
-                    "spec.sameModel: targets {} are not declared the same model, so an embeddings request never fails over between them (another model's vectors would not match the caller's index); if they run the same weights, list them together in spec.sameModel",
-                    listed.join(", ")
+                    "spec.sameModel: the targets run {} models not declared the same: {}; an embeddings request never fails over from one to another (another model's vectors would not match the caller's index); if some run the same weights, list them together in spec.sameModel",
+                    groups.len(),
+                    listed.join(" and ")
                 )
             }
         }
@@ -104,8 +112,8 @@ pub fn is_embedding_model(model: &str) -> bool {
             .any(|p| m.starts_with(p))
 }
 
-/// The warning for a route that runs an embedding model (by its name) and has serving targets
-/// not declared the same model as each other: those targets, which embeddings never fail over
+/// The warning for a route that runs an embedding model (by its name) and whose serving
+/// targets fall in more than one model group: the groups, which embeddings never fail over
 /// between.
 pub(super) fn warnings<'t>(
     same: &SameModel,
@@ -115,15 +123,21 @@ pub(super) fn warnings<'t>(
     if !targets.iter().any(|t| is_embedding_model(&t.model)) {
         return Vec::new();
     }
-    let apart: Vec<(String, String)> = targets
-        .iter()
-        .filter(|t| targets.iter().any(|u| !same.same(&t.name, &u.name)))
-        .map(|t| (t.name.clone(), t.model.clone()))
-        .collect();
-    if apart.is_empty() {
-        Vec::new()
+    let mut groups: Vec<Vec<(String, String)>> = Vec::new();
+    for t in &targets {
+        let entry = (t.name.clone(), t.model.clone());
+        match groups.iter_mut().find(|g| {
+            g.first()
+                .is_some_and(|(first, _)| same.same(first, &t.name))
+        }) {
+            Some(g) => g.push(entry),
+            None => groups.push(vec![entry]),
+        }
+    }
+    if groups.len() > 1 {
+        vec![RouteWarning::EmbeddingModelsDiffer(groups)]
     } else {
-        vec![RouteWarning::EmbeddingModelsDiffer(apart)]
+        Vec::new()
     }
 }
 

@@ -114,7 +114,7 @@ async fn embedding_targets_not_declared_the_same_model_are_a_warning_in_the_log(
     let logs = logged(&sc);
     assert!(
         logs.contains(
-            "targets primary (sim-embed), other (sim-embed-other) are not declared the same model"
+            "the targets run 2 models not declared the same: [primary (sim-embed)] and [other (sim-embed-other)]"
         ),
         "{logs}"
     );
