@@ -340,7 +340,10 @@ async fn operator_e2e_route_warnings_reach_status_and_proxy_credentials_follow_t
         CREDENTIALS,
         &[("openai", "sk-test-team-a")],
     );
-    let _operator = env.operator(free_port());
+    env.fake
+        .add_token("tok-a", "team-a", "web", "web-1", AUDIENCE);
+    let port = free_port();
+    let _operator = env.operator(port);
 
     // Two embedding models, not declared the same model: accepted, with the warning.
     let mut embed = env.route("team-a", "embed", "embed", json!({}));
@@ -393,6 +396,12 @@ async fn operator_e2e_route_warnings_reach_status_and_proxy_credentials_follow_t
 
     // A proxy's credentials follow the rule of every Secret a route names: unlabelled, refused
     // by name; its data never read.
+    let proxy = plumb_simulator::testkit::TestProxy::start(
+        Some(format!("Basic {}", b64_encode("user:hunter2-proxy"))),
+        None,
+    )
+    .await
+    .unwrap();
     env.fake.put_secret(
         "team-a",
         "corp-proxy",
@@ -400,7 +409,8 @@ async fn operator_e2e_route_warnings_reach_status_and_proxy_credentials_follow_t
         &[("auth", "user:hunter2-proxy")],
     );
     let mut proxied = env.route("team-a", "proxied", "proxied", json!({}));
-    proxied["spec"]["targets"][0]["proxy"] = json!({"url": "http://proxy.corp:3128", "credentialsSecret": {"name": "corp-proxy", "key": "auth"}});
+    proxied["spec"]["targets"][0]["proxy"] =
+        json!({"url": proxy.url(), "credentialsSecret": {"name": "corp-proxy", "key": "auth"}});
     let (status, body) = env.send(Method::POST, ROUTES_A, Some(&proxied)).await;
     assert_eq!(status, 201, "{body}");
     eventually("the unlabelled proxy Secret is refused", || async {
@@ -422,6 +432,40 @@ async fn operator_e2e_route_warnings_reach_status_and_proxy_credentials_follow_t
             .all(|r| !r.contains("/secrets/corp-proxy")),
         "never read"
     );
+    // Labelled, it is delivered to the sidecars: the target's requests go through its proxy
+    // with its credentials.
+    env.fake.put_secret(
+        "team-a",
+        "corp-proxy",
+        CREDENTIALS,
+        &[("auth", "user:hunter2-proxy")],
+    );
+    let sidecar = env.sidecar(
+        &format!("https://127.0.0.1:{port}"),
+        "team-a",
+        "web-1",
+        "tok-a",
+        None,
+    );
+    eventually("the sidecar serves through the route's proxy", || async {
+        env.chat(&sidecar, "proxied").await.0 == 200
+    })
+    .await;
+    let seen = proxy.seen();
+    assert_eq!(
+        seen[0].line,
+        format!(
+            "POST http://{}/v1/chat/completions HTTP/1.1",
+            env.sim.addr()
+        )
+    );
+    assert_eq!(
+        seen[0].auth,
+        Some(format!("Basic {}", b64_encode("user:hunter2-proxy")))
+    );
+    let r = env.get(&format!("{ROUTES_A}/proxied")).await;
+    assert_eq!(condition(&r, "Accepted")["status"], "True");
+    assert!(!r.to_string().contains("hunter2"), "{r}");
     // A proxy URL with a password in it is refused by the API server's schema or the compiler,
     // without repeating it.
     let mut inline = env.route("team-a", "inline", "inline", json!({}));
@@ -563,6 +607,11 @@ async fn operator_e2e_one_leader_serves_policy_and_a_new_one_takes_over_without_
         "{failed} of {n} requests failed across the leader change"
     );
     drop(follower);
+}
+
+fn b64_encode(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
 }
 
 fn b64(s: &str) -> String {

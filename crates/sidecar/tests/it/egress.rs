@@ -30,7 +30,7 @@ fn one_target(base: &str, extra: &str) -> String {
 #[tokio::test]
 async fn https_upstreams_are_tunnelled_through_https_proxy_with_tls_inside() {
     let (sim, _dir, ca) = tls_simulator().await;
-    let proxy = TestProxy::start(None, None).await;
+    let proxy = TestProxy::start(None, None).await.unwrap();
     // A name, not an address, so the CONNECT names the host the certificate is for.
     let base = format!("https://localhost:{}/v1", sim.addr().port());
     let sc = Sidecar::start_with_env_and_args(
@@ -60,7 +60,9 @@ async fn https_upstreams_are_tunnelled_through_https_proxy_with_tls_inside() {
 #[tokio::test]
 async fn http_upstreams_go_to_http_proxy_in_absolute_form_with_its_credentials() {
     let sim = simulator().await;
-    let proxy = TestProxy::start(Some(basic("team:s3cret")), None).await;
+    let proxy = TestProxy::start(Some(basic("team:s3cret")), None)
+        .await
+        .unwrap();
     let base = format!("http://localhost:{}/v1", sim.addr().port());
     let proxy_url = format!("http://team:s3cret@{}", proxy.addr);
     let sc = Sidecar::start_with_env_and_args(
@@ -111,7 +113,7 @@ async fn http_upstreams_go_to_http_proxy_in_absolute_form_with_its_credentials()
 #[tokio::test]
 async fn no_proxy_hosts_are_reached_directly() {
     let sim = simulator().await;
-    let proxy = TestProxy::start(None, None).await;
+    let proxy = TestProxy::start(None, None).await.unwrap();
     let base = format!("http://localhost:{}/v1", sim.addr().port());
     for no_proxy in [
         "localhost",
@@ -153,7 +155,9 @@ async fn no_proxy_hosts_are_reached_directly() {
 #[tokio::test]
 async fn a_proxy_that_wants_credentials_is_a_connect_failure_naming_the_proxy() {
     let (sim, _dir, ca) = tls_simulator().await;
-    let proxy = TestProxy::start(Some(basic("u:hunter2pass")), None).await;
+    let proxy = TestProxy::start(Some(basic("u:hunter2pass")), None)
+        .await
+        .unwrap();
     let base = format!("https://localhost:{}/v1", sim.addr().port());
     let routes = one_target(&base, "");
     // No credentials: 407, classified connect, the proxy named.
@@ -214,7 +218,7 @@ async fn a_proxy_that_wants_credentials_is_a_connect_failure_naming_the_proxy() 
 #[tokio::test]
 async fn refusals_and_an_absent_proxy_are_connect_failures_and_fail_over() {
     let (sim, _dir, ca) = tls_simulator().await;
-    let refusing = TestProxy::start(None, Some(403)).await;
+    let refusing = TestProxy::start(None, Some(403)).await.unwrap();
     let base = format!("https://localhost:{}/v1", sim.addr().port());
     // Nothing listens on the first proxy; the second answers CONNECT with 403; the fallback
     // goes direct and answers.
@@ -308,8 +312,8 @@ async fn refusals_and_an_absent_proxy_are_connect_failures_and_fail_over() {
 #[tokio::test]
 async fn a_targets_own_proxy_or_none_overrides_the_environment() {
     let (sim, _dir, ca) = tls_simulator().await;
-    let from_env = TestProxy::start(None, None).await;
-    let own = TestProxy::start(None, None).await;
+    let from_env = TestProxy::start(None, None).await.unwrap();
+    let own = TestProxy::start(None, None).await.unwrap();
     let base = format!("https://localhost:{}/v1", sim.addr().port());
     let routes = format!(
         "{}---\n{}",

@@ -305,7 +305,9 @@ async fn the_egress_proxys_credentials_never_leave_the_sidecar() {
     // The proxy refuses every request (its credentials are "wrong"), then one that accepts:
     // failures and successes both pass the checks.
     for refuse in [Some(407), Some(502), None] {
-        let proxy = crate::support::TestProxy::start(None, refuse).await;
+        let proxy = crate::support::TestProxy::start(None, refuse)
+            .await
+            .unwrap();
         let url = format!("http://svc-user:{PROXY_CANARY}@{}", proxy.addr);
         let routes = route(
             "chat",
