@@ -46,8 +46,8 @@ pub enum Skip {
     Downgrade,
     /// The route enforces equivalence and this target is not certified (by how far).
     Uncertified(String),
-    /// An embeddings request, and this target is not declared the same model as the target
-    /// the request tried first (named): its vectors would not match the caller's index.
+    /// An embeddings request, and this target is not declared the same model as the request's
+    /// primary (named): its vectors would not match the caller's index.
     OtherModel(String),
 }
 
@@ -183,19 +183,31 @@ pub fn order<'r>(
     (keyed.into_iter().map(|(_, _, t)| t).collect(), skipped)
 }
 
-/// Why `candidate` may not answer an embeddings request whose first target is `first`:
-/// vectors of another model would not match the caller's index, so embeddings move only to
-/// targets declared the same model (`spec.sameModel`), whatever the route's equivalence says.
-/// Other operations are never held back here.
+/// The target whose model an embeddings request must keep: the first of its order when that
+/// one is in the primary's priority group (weights still share traffic inside the group), else
+/// the route's primary — so a primary that cannot take the request (its context window, say)
+/// is not silently replaced by another model.
+pub fn embeddings_anchor<'r>(route: &'r Route, order: &[&'r Target]) -> &'r Target {
+    order
+        .first()
+        .copied()
+        .filter(|t| route.is_primary_grade(t))
+        .unwrap_or_else(|| route.primary())
+}
+
+/// Why `candidate` may not answer an embeddings request whose model is `anchor`'s
+/// ([`embeddings_anchor`]): vectors of another model would not match the caller's index, so
+/// embeddings move only to targets declared the same model (`spec.sameModel`), whatever the
+/// route's equivalence says. Other operations are never held back here.
 pub fn other_model(
     route: &Route,
     req: &ClientRequest,
-    first: &Target,
+    anchor: &Target,
     candidate: &Target,
 ) -> Option<Skip> {
     match req.operation {
-        Operation::Embeddings if !route.same_model(first, candidate) => {
-            Some(Skip::OtherModel(first.name.clone()))
+        Operation::Embeddings if !route.same_model(anchor, candidate) => {
+            Some(Skip::OtherModel(anchor.name.clone()))
         }
         Operation::Embeddings | Operation::Chat => None,
     }

@@ -317,7 +317,12 @@ pub fn request(
             .unwrap_or(HeaderValue::from_static(ANTHROPIC_VERSION));
         b = b.header("anthropic-version", version);
     }
-    b.extension(egress).body(Full::new(body))
+    // The environment's choice is the transport's default: nothing to carry.
+    match egress {
+        TargetEgress::Environment => {}
+        TargetEgress::Direct | TargetEgress::Proxy(_) => b = b.extension(egress),
+    }
+    b.body(Full::new(body))
 }
 
 #[cfg(test)]

@@ -353,10 +353,10 @@ impl Request<'_> {
     }
 
     /// Why `target` may not answer this request if it is an embeddings request and `target`
-    /// is not declared the same model as the first target of its order.
+    /// is not declared the same model as the request's primary ([`fallback::embeddings_anchor`]).
     fn other_model(&self, order: &[&Target], target: &Target) -> Option<Skip> {
-        let first = order.first()?;
-        fallback::other_model(self.route, self.request, first, target)
+        let anchor = fallback::embeddings_anchor(self.route, order);
+        fallback::other_model(self.route, self.request, anchor, target)
     }
 
     /// The class of an earlier failure that rules `target` out (a context-length failure

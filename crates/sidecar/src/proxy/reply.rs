@@ -351,21 +351,23 @@ fn untried_status(skipped: &[(String, Skip)]) -> (StatusCode, &'static str) {
     if all(|s| matches!(s, Skip::NoCallerKey)) {
         return (StatusCode::UNAUTHORIZED, "missing_api_key");
     }
+    // Another model is no answer to an embeddings request either: with the primary unfit, the
+    // request is the caller's to change.
     let unfit = |s: &Skip| match s {
         Skip::Untranslatable(_)
         | Skip::Tools
         | Skip::JsonSchema
         | Skip::Vision
         | Skip::Prefill
-        | Skip::ContextWindow { .. } => true,
+        | Skip::ContextWindow { .. }
+        | Skip::OtherModel(_) => true,
         Skip::NoCallerKey
         | Skip::BreakerOpen
         | Skip::FleetOpen(_)
         | Skip::RateLimited(_)
         | Skip::RuledOut(_)
         | Skip::Downgrade
-        | Skip::Uncertified(_)
-        | Skip::OtherModel(_) => false,
+        | Skip::Uncertified(_) => false,
     };
     if all(unfit) {
         return (StatusCode::BAD_REQUEST, "no_capable_target");

@@ -168,3 +168,51 @@ async fn chat_fails_over_to_a_same_model_target_without_certification_even_under
         "{m}"
     );
 }
+
+#[tokio::test]
+async fn a_primary_that_cannot_take_the_input_is_not_replaced_by_another_model() {
+    let sim = simulator().await;
+    let base = format!("{}/v1", sim.base_url());
+    let routes = route(
+        "embed",
+        &[
+            target(
+                "primary",
+                "openai",
+                &base,
+                "sim-embed",
+                "      capabilities: {contextWindow: 64}\n",
+            ),
+            target(
+                "other",
+                "openai",
+                &base,
+                "sim-embed-other",
+                "      priority: 1\n",
+            ),
+        ],
+        "",
+    );
+    let sc = Sidecar::start(&routes);
+    let long = "many words ".repeat(200);
+    let r = client()
+        .post(format!("{}/v1/embeddings", sc.url))
+        .json(&json!({"model": "embed", "input": [long]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        400,
+        "the caller's to change, not another model's vectors"
+    );
+    let body: Value = r.json().await.unwrap();
+    let msg = body["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("primary: skipped (context window 64"), "{msg}");
+    assert!(
+        msg.contains("other: skipped (embeddings fail over only to the same model, and it is not declared sameModel with primary)"),
+        "{msg}"
+    );
+    assert!(attempts(&sim, "sim-embed-other").await.is_empty());
+    assert!(attempts(&sim, "sim-embed").await.is_empty());
+}
