@@ -10,6 +10,11 @@
 //! | `HTTP_PROXY` / `http_proxy` | the proxy for `http://` upstreams: requests in absolute form |
 //! | `NO_PROXY` / `no_proxy` | hosts reached directly: `*`, `example.com` or `.example.com` (the domain and its subdomains), IPs, CIDRs (`10.0.0.0/8`), each optionally with `:port` |
 //!
+//! The rules are curl's. hyper-util's `client::proxy::matcher` (its `client-proxy` feature) reads
+//! the same variables but ignores a `NO_PROXY` entry's port, and its `Tunnel` connector keeps
+//! neither its error type public nor the proxy's status, so both are written here, small and
+//! tested ([`connector`]).
+//!
 //! A target's own `proxy` (`url`, or `none: true`) overrides the environment for that target
 //! ([`TargetEgress`]). Proxies are `http://[user:password@]host[:port]`; the credentials become
 //! `Proxy-Authorization: Basic`, and only the proxy's `host:port` ever appears in a log line,
