@@ -26,11 +26,13 @@ for v in 1.29.0 1.30.0 1.31.0 1.32.0 1.33.0; do
   "$venv/bin/kubernetes-validate" -k "$v" --strict --quiet "$out/helm-$v.yaml"
   "$helm" template plumb "$chart" --namespace plumb-system --kube-version "$v" \
     --set tls.mode=certManager --set metrics.serviceMonitor.enabled=true --set networkPolicy.enabled=true \
-    --set webhook.failurePolicy=Fail --set dashboard.enabled=true >"$out/all-$v.yaml"
+    --set webhook.failurePolicy=Fail --set dashboard.enabled=true \
+    --set sidecar.proxy.https=http://proxy.corp:3128 --set sidecar.proxy.http=http://proxy.corp:3128 >"$out/all-$v.yaml"
   "$venv/bin/kubernetes-validate" -k "$v" --strict --quiet --no-warn "$out/all-$v.yaml"
 done
 # Bad values are refused with the value named.
-for bad in webhook.failurePolicy=Sometimes operator.replicas=0 sidecar.cpu=lots tls.mode=manual; do
+for bad in webhook.failurePolicy=Sometimes operator.replicas=0 sidecar.cpu=lots tls.mode=manual \
+    sidecar.proxy.https=https://proxy.corp:3128; do
   if err=$("$helm" template plumb "$chart" --set "$bad" 2>&1); then
     echo "test-chart: --set $bad was accepted" >&2
     exit 1

@@ -81,6 +81,14 @@ pub struct LlmRouteSpec {
     /// When a fallback may stand in for the primary, and how that is learned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub equivalence: Option<EquivalenceSpec>,
+    /// Groups of targets (by name; the last resort may be one) that serve the same model: the
+    /// same weights on another provider or cloud. Targets of one group stand in for each other
+    /// without certification (`x-plumb-equivalence: same-model`), and an embeddings request
+    /// fails over only inside the group of the target it tried first (vectors of another model
+    /// would not match the caller's index). A target may be in one group at most.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(min = 2, max = 33)))]
+    pub same_model: Vec<Vec<String>>,
 }
 
 /// What a malformed stream event (data that is not JSON) does once the stream has reached
@@ -228,6 +236,35 @@ pub struct TargetSpec {
     /// What the target can do; requests that need what it cannot do skip it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capabilities: Option<CapabilitiesSpec>,
+    /// How this target reaches its provider: through an HTTP proxy of its own, or directly
+    /// (`none: true`). Unset, the sidecar's `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY`
+    /// environment decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxySpec>,
+}
+
+/// A target's own egress proxy: exactly one of `url` or `none: true`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[x_kube(
+    validation = Rule::new("has(self.url) != (has(self.none) && self.none)").message("set exactly one of url or none: true"),
+    validation = Rule::new("!has(self.credentialsSecret) || has(self.url)").message("credentialsSecret goes with url"),
+)]
+pub struct ProxySpec {
+    /// The proxy, `http://host:port` (HTTPS targets are tunnelled through it with `CONNECT`,
+    /// TLS end to end; HTTP targets are sent to it in absolute form). Without user name or
+    /// password: give those with `credentialsSecret`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    pub url: Option<String>,
+    /// A key of a Secret in the route's namespace holding `user:password` for the proxy
+    /// (sent as `Proxy-Authorization: Basic`). Like every Secret a route names, it must be
+    /// labelled `plumb.dev/credentials: "true"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<SecretKeyRef>,
+    /// Connect directly, whatever the sidecar's proxy environment says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub none: Option<bool>,
 }
 
 /// Where a target's API key comes from: exactly one of the fields.
@@ -534,6 +571,10 @@ pub struct LlmRouteStatus {
     /// What the connected sidecars of the namespace run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sidecars: Option<SidecarsStatus>,
+    /// What the accepted spec does that is probably not meant (it serves anyway): for example
+    /// embedding targets not declared `sameModel`, between which embeddings never fail over.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// What the fleet knows of each target: merged from every sidecar's reports, written at a
     /// bounded rate and only on material change.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -683,6 +683,10 @@ pub fn field_of(e: &InvalidRoute) -> String {
         | InvalidRoute::EmptyUpstreamModel { field }
         | InvalidRoute::MissingApiVersion { field }
         | InvalidRoute::OpenaiAccount { field, .. }
+        | InvalidRoute::Proxy { field, .. }
+        | InvalidRoute::ProxyUrl { field, .. }
+        | InvalidRoute::ProxyCredentialsInUrl { field }
+        | InvalidRoute::SameModel { field, .. }
         | InvalidRoute::Credentials { field, .. }
         | InvalidRoute::Duration { field, .. }
         | InvalidRoute::OutOfRange { field, .. }
@@ -717,6 +721,18 @@ pub fn fix_of(e: &InvalidRoute) -> &'static str {
         }
         InvalidRoute::EmptyUpstreamModel { .. } => "set `model` to the provider's model name",
         InvalidRoute::MissingApiVersion { .. } => "add `apiVersion: \"2024-10-21\"` to the target",
+        InvalidRoute::Proxy { .. } => {
+            "set either proxy.url (with credentialsSecret if it needs a login) or proxy.none: true"
+        }
+        InvalidRoute::ProxyUrl { .. } => {
+            "write the proxy as http://host:port (the tunnel to the provider is TLS inside it)"
+        }
+        InvalidRoute::ProxyCredentialsInUrl { .. } => {
+            "remove user:password@ from proxy.url and name a Secret in proxy.credentialsSecret"
+        }
+        InvalidRoute::SameModel { .. } => {
+            "list groups of two or more target names of this route, each target in one group"
+        }
         InvalidRoute::OpenaiAccount { .. } => {
             "set organization and project only on openai targets, as the ids OpenAI shows (org-…, proj_…)"
         }

@@ -27,6 +27,7 @@ static INJECT: LazyLock<Inject> = LazyLock::new(|| Inject {
     cpu: "50m".into(),
     memory: "64Mi".into(),
     audience: "plumb.dev/control-plane".into(),
+    env: Vec::new(),
 });
 
 /// Applies the patch to a pod the API server could have sent, and checks the result.

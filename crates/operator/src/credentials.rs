@@ -29,7 +29,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::ListParams;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client};
-use plumb_policy::Credentials;
+use plumb_policy::{Credentials, Egress, TargetProxy};
 
 /// The label a Secret needs before a route may use it.
 pub const LABEL: &str = "plumb.dev/credentials";
@@ -75,18 +75,24 @@ fn uncached(meta: Option<&ObjectMeta>) -> Uncached {
     }
 }
 
-/// The Secret references of a compiled route: `(secret, key)`, each once.
+/// The Secret references of a compiled route: `(secret, key)`, each once — the targets' API
+/// keys and their proxies' credentials alike (the same label rule holds for both).
 fn references(route: &plumb_policy::Route) -> BTreeSet<(String, String)> {
-    route
-        .all_targets()
-        .filter_map(|t| match &t.credentials {
-            Credentials::Secret(r) => Some((r.name.clone(), r.key.clone())),
-            Credentials::Env(_)
-            | Credentials::File(_)
-            | Credentials::Passthrough
-            | Credentials::None => None,
-        })
-        .collect()
+    let keys = route.all_targets().filter_map(|t| match &t.credentials {
+        Credentials::Secret(r) => Some((r.name.clone(), r.key.clone())),
+        Credentials::Env(_)
+        | Credentials::File(_)
+        | Credentials::Passthrough
+        | Credentials::None => None,
+    });
+    let proxies = route.all_targets().filter_map(|t| match &t.egress {
+        Egress::Proxy(TargetProxy {
+            credentials: Some(r),
+            ..
+        }) => Some((r.name.clone(), r.key.clone())),
+        Egress::Proxy(_) | Egress::Environment | Egress::Direct => None,
+    });
+    keys.chain(proxies).collect()
 }
 
 /// Resolves the Secrets a compiled route names: keys from the labelled cache `watched`, and
@@ -186,6 +192,26 @@ mod tests {
         assert_eq!(
             uncached(Some(&meta(&[(LABEL, "true")]))),
             Uncached::Labelled
+        );
+    }
+
+    #[test]
+    fn proxy_credentials_are_secret_references_like_api_keys() {
+        let spec = serde_json::from_value(serde_json::json!({"match": {"models": ["m"]}, "targets": [
+            {"name": "a", "provider": "openai", "baseUrl": "https://x/v1", "model": "m",
+             "credentials": {"secretRef": {"name": "keys", "key": "openai"}},
+             "proxy": {"url": "http://proxy:3128", "credentialsSecret": {"name": "proxy", "key": "auth"}}},
+            {"name": "b", "provider": "openai", "baseUrl": "https://y/v1", "model": "m",
+             "credentials": {"none": true}, "proxy": {"none": true}}
+        ]}))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let route = plumb_policy::compile("ns", "r", &spec).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            references(&route),
+            BTreeSet::from([
+                ("keys".to_owned(), "openai".to_owned()),
+                ("proxy".to_owned(), "auth".to_owned())
+            ])
         );
     }
 

@@ -159,6 +159,18 @@ struct Args {
     /// The injected sidecar's memory request and limit (`plumb.dev/sidecar-memory` overrides).
     #[arg(long, default_value = "128Mi")]
     sidecar_memory: String,
+    /// The egress proxy injected sidecars reach `https://` providers through (`HTTPS_PROXY` in
+    /// the sidecar; `http://host:port`). Credentials in it (`user:password@`) end up in every
+    /// injected Pod's spec: prefer a route's `proxy.credentialsSecret`.
+    #[arg(long)]
+    sidecar_https_proxy: Option<String>,
+    /// The egress proxy injected sidecars reach `http://` providers through (`HTTP_PROXY`).
+    #[arg(long)]
+    sidecar_http_proxy: Option<String>,
+    /// Hosts injected sidecars reach directly when a proxy is set (`NO_PROXY`, comma-separated);
+    /// the policy service's host is always added.
+    #[arg(long, default_value = ".svc,.cluster.local,127.0.0.1,localhost")]
+    sidecar_no_proxy: String,
     /// `text` or `json` logs.
     #[arg(long, value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
@@ -218,16 +230,36 @@ fn webhook_setup(
             return Err(format!("{flag}: {q:?} is not a Kubernetes quantity"));
         }
     }
+    for (flag, url) in [
+        ("--sidecar-https-proxy", &args.sidecar_https_proxy),
+        ("--sidecar-http-proxy", &args.sidecar_http_proxy),
+    ] {
+        if let Some(url) = url.as_deref().filter(|u| !u.trim().is_empty())
+            && !url.trim().starts_with("http://")
+        {
+            // Not quoted back: it may hold a password.
+            return Err(format!(
+                "{flag}: the proxy must be an http:// URL (https:// upstreams are tunnelled through it, TLS end to end)"
+            ));
+        }
+    }
     let namespace = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "plumb-system".into());
+    let control_plane = args
+        .policy_service_url
+        .clone()
+        .unwrap_or_else(|| format!("https://plumb-policy.{namespace}.svc:15410"));
     Ok(Some((
         tls,
         webhook::Inject {
             image: args.sidecar_image.clone(),
             pull_policy: args.sidecar_pull_policy.clone(),
-            control_plane: args
-                .policy_service_url
-                .clone()
-                .unwrap_or_else(|| format!("https://plumb-policy.{namespace}.svc:15410")),
+            env: webhook::proxy_env(
+                args.sidecar_https_proxy.as_deref(),
+                args.sidecar_http_proxy.as_deref(),
+                &args.sidecar_no_proxy,
+                &control_plane,
+            ),
+            control_plane,
             control_plane_ca: ca,
             cpu: args.sidecar_cpu.clone(),
             memory: args.sidecar_memory.clone(),

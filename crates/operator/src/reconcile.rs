@@ -172,6 +172,7 @@ pub async fn reconcile(route: Arc<LlmRoute>, ctx: Arc<Context>) -> Result<Action
     let namespace = route.namespace().ok_or(Error::NoNamespace)?;
     let name = route.name_any();
     let generation = route.metadata.generation.unwrap_or(0);
+    let mut warnings = Vec::new();
     let compiled = match config_maps(&ctx.client, &namespace, &route.spec).await {
         Err(msg) => Err(Refusal::Invalid(msg)),
         Ok(maps) => {
@@ -184,6 +185,7 @@ pub async fn reconcile(route: Arc<LlmRoute>, ctx: Arc<Context>) -> Result<Action
                     .await?
                 {
                     Resolved::Keys(creds) => {
+                        warnings = r.warnings().iter().map(ToString::to_string).collect();
                         ctx.knowledge
                             .describe(&namespace, &name, route.metadata.uid.clone(), &r);
                         let targets = r.all_targets().count() as u32;
@@ -231,6 +233,7 @@ pub async fn reconcile(route: Arc<LlmRoute>, ctx: Arc<Context>) -> Result<Action
     let found = Found {
         generation,
         compiled,
+        warnings,
         serving: ctx.policies.serving(&namespace, &name),
         sidecars: ctx.policies.programmed(&namespace, &name),
     };
@@ -426,13 +429,12 @@ async fn gather(acks: &mut mpsc::Receiver<String>, window: Duration) -> Option<B
     Some(namespaces)
 }
 
-/// Whether a route's targets take a key from the Secret `name`.
+/// Whether a route's targets take a key, or their proxy's credentials, from the Secret `name`.
 fn names_secret(spec: &LlmRouteSpec, name: &str) -> bool {
     spec.targets.iter().any(|t| {
-        t.credentials
-            .secret_ref
-            .as_ref()
-            .is_some_and(|r| r.name == name)
+        let key = t.credentials.secret_ref.as_ref();
+        let proxy = t.proxy.as_ref().and_then(|p| p.credentials_secret.as_ref());
+        key.into_iter().chain(proxy).any(|r| r.name == name)
     })
 }
 
@@ -627,6 +629,19 @@ mod tests {
             .map(|(_, _, b)| serde_json::from_str::<Value>(b).unwrap_or(Value::Null))
             .unwrap_or(Value::Null);
         status["status"]["conditions"][0].clone()
+    }
+
+    #[test]
+    fn a_secret_named_by_a_key_or_a_proxy_reconciles_the_route() {
+        let spec: LlmRouteSpec = serde_json::from_value(json!({"match": {"models": ["m"]}, "targets": [
+            {"name": "a", "provider": "openai", "baseUrl": "https://x/v1", "model": "m",
+             "credentials": {"secretRef": {"name": "keys", "key": "k"}},
+             "proxy": {"url": "http://p:3128", "credentialsSecret": {"name": "corp-proxy", "key": "auth"}}}
+        ]}))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(names_secret(&spec, "keys"));
+        assert!(names_secret(&spec, "corp-proxy"));
+        assert!(!names_secret(&spec, "other"));
     }
 
     #[tokio::test]

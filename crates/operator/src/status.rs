@@ -61,6 +61,9 @@ pub struct Found {
     pub generation: i64,
     /// The number of targets, or why the generation is refused.
     pub compiled: Result<u32, Refusal>,
+    /// What the compiled generation does that is probably not meant
+    /// ([`plumb_policy::Route::warnings`]); empty when it is refused.
+    pub warnings: Vec<String>,
     /// The generation in force for the sidecars.
     pub serving: Option<i64>,
     /// The sidecars' word.
@@ -100,7 +103,15 @@ pub fn status(prev: Option<&LlmRouteStatus>, f: &Found, now: &Time) -> LlmRouteS
             "Accepted",
             "True",
             "Compiled",
-            format!("generation {g} compiles: {n} targets"),
+            match f.warnings.len() {
+                0 => format!("generation {g} compiles: {n} targets"),
+                1 => format!(
+                    "generation {g} compiles: {n} targets, with a warning in status.warnings"
+                ),
+                w => format!(
+                    "generation {g} compiles: {n} targets, with {w} warnings in status.warnings"
+                ),
+            },
             g,
             now,
         ),
@@ -211,6 +222,11 @@ pub fn status(prev: Option<&LlmRouteStatus>, f: &Found, now: &Time) -> LlmRouteS
         observed_generation: Some(g),
         conditions: vec![accepted, programmed, degraded],
         target_count: f.compiled.as_ref().ok().copied(),
+        warnings: if f.compiled.is_ok() {
+            f.warnings.clone()
+        } else {
+            Vec::new()
+        },
         // `healthy` and `targets` are the knowledge store's (crate::knowledge), written under
         // its own field manager.
         healthy: None,
@@ -248,9 +264,41 @@ mod tests {
     }
 
     #[test]
+    fn warnings_of_an_accepted_generation_are_listed_and_counted_in_accepted() {
+        let f = Found {
+            generation: 2,
+            warnings: vec![
+                "spec.sameModel: the targets run 2 models not declared the same: [a (x)] and [b (y)]".to_owned(),
+            ],
+            compiled: Ok(2),
+            serving: Some(2),
+            sidecars: Programmed::default(),
+        };
+        let s = status(None, &f, &t("2026-01-01T00:00:00Z"));
+        assert_eq!(s.warnings, f.warnings);
+        let accepted = get(&s, "Accepted");
+        assert_eq!(accepted.status, "True");
+        assert_eq!(
+            accepted.message,
+            "generation 2 compiles: 2 targets, with a warning in status.warnings"
+        );
+        let refused = Found {
+            compiled: Err(Refusal::Invalid("spec.targets: x".to_owned())),
+            ..f
+        };
+        assert!(
+            status(None, &refused, &t("2026-01-01T00:00:00Z"))
+                .warnings
+                .is_empty(),
+            "a refused generation has no warnings of its own"
+        );
+    }
+
+    #[test]
     fn a_valid_route_with_every_sidecar_programmed() {
         let f = Found {
             generation: 3,
+            warnings: vec![],
             compiled: Ok(2),
             serving: Some(3),
             sidecars: Programmed {
@@ -275,6 +323,7 @@ mod tests {
     fn an_invalid_update_says_what_to_fix_and_that_the_last_good_one_serves() {
         let f = Found {
             generation: 4,
+            warnings: vec![],
             compiled: Err(Refusal::Invalid(
                 "spec.deadlines.total: \"30 seconds\" is not a duration".into(),
             )),
@@ -305,6 +354,7 @@ mod tests {
     fn a_route_naming_an_unlabelled_secret_is_refused_by_name_and_the_last_good_one_serves() {
         let f = Found {
             generation: 5,
+            warnings: vec![],
             compiled: Err(Refusal::SecretsNotLabelled {
                 namespace: "team-a".into(),
                 secrets: vec!["db-password".into()],
@@ -344,6 +394,7 @@ mod tests {
     fn a_generation_too_large_to_send_is_refused_with_its_size_and_the_limit() {
         let f = Found {
             generation: 2,
+            warnings: vec![],
             compiled: Err(Refusal::SnapshotTooLarge(crate::policies::TooLarge {
                 bytes: 17_000_000,
                 limit: 16_777_216,
@@ -372,6 +423,7 @@ mod tests {
     fn sidecar_rejections_and_pending_and_no_sidecars() {
         let base = Found {
             generation: 1,
+            warnings: vec![],
             compiled: Ok(1),
             serving: Some(1),
             sidecars: Programmed::default(),
@@ -415,6 +467,7 @@ mod tests {
     fn transition_times_move_only_when_the_status_does() {
         let f = Found {
             generation: 1,
+            warnings: vec![],
             compiled: Ok(1),
             serving: Some(1),
             sidecars: Programmed {

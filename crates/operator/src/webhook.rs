@@ -47,6 +47,50 @@ pub struct Inject {
     pub memory: String,
     /// The token audience.
     pub audience: String,
+    /// Extra environment of the sidecar: the egress proxy (`HTTPS_PROXY`, `HTTP_PROXY`,
+    /// `NO_PROXY`), from [`proxy_env`].
+    pub env: Vec<(String, String)>,
+}
+
+/// The egress-proxy environment of injected sidecars: `HTTPS_PROXY` and `HTTP_PROXY` as given,
+/// and — when either is set — `NO_PROXY` from `no_proxy` plus the host of the policy service
+/// (`control_plane`), so the sidecar's own control-plane traffic never takes the proxy. No
+/// proxy, no variables.
+pub fn proxy_env(
+    https: Option<&str>,
+    http: Option<&str>,
+    no_proxy: &str,
+    control_plane: &str,
+) -> Vec<(String, String)> {
+    let https = https.filter(|v| !v.trim().is_empty());
+    let http = http.filter(|v| !v.trim().is_empty());
+    if https.is_none() && http.is_none() {
+        return Vec::new();
+    }
+    let mut env = Vec::new();
+    if let Some(v) = https {
+        env.push(("HTTPS_PROXY".to_owned(), v.trim().to_owned()));
+    }
+    if let Some(v) = http {
+        env.push(("HTTP_PROXY".to_owned(), v.trim().to_owned()));
+    }
+    let mut hosts: Vec<String> = no_proxy
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let policy_host = control_plane
+        .split_once("://")
+        .map_or(control_plane, |(_, rest)| rest)
+        .split(['/', ':'])
+        .next()
+        .unwrap_or_default();
+    if !policy_host.is_empty() && !hosts.iter().any(|h| h == policy_host) {
+        hosts.push(policy_host.to_owned());
+    }
+    env.push(("NO_PROXY".to_owned(), hosts.join(",")));
+    env
 }
 
 /// Why a pod is refused.
@@ -133,7 +177,7 @@ pub fn patch(pod: &Value, cfg: &Inject) -> Result<Option<Vec<Value>>, Denied> {
             )));
         }
     };
-    let sidecar = json!({
+    let mut sidecar = json!({
         "name": SIDECAR_NAME,
         "image": cfg.image,
         "imagePullPolicy": cfg.pull_policy,
@@ -169,6 +213,13 @@ pub fn patch(pod: &Value, cfg: &Inject) -> Result<Option<Vec<Value>>, Denied> {
             {"name": "plumb-cache", "mountPath": "/var/run/plumb/cache"},
         ],
     });
+    if let Some(env) = sidecar.get_mut("env").and_then(Value::as_array_mut) {
+        env.extend(
+            cfg.env
+                .iter()
+                .map(|(name, value)| json!({"name": name, "value": value})),
+        );
+    }
     let volumes = [
         json!({"name": "plumb-token", "projected": {"sources": [{"serviceAccountToken": {
             "audience": cfg.audience, "expirationSeconds": 3600, "path": "token"}}]}}),
@@ -285,6 +336,74 @@ mod tests {
         for q in quantities {
             assert!(!positive_quantity(q), "{q} is accepted");
         }
+    }
+
+    #[test]
+    fn a_proxy_brings_no_proxy_with_the_cluster_and_the_policy_service_and_none_brings_nothing() {
+        let env = proxy_env(
+            Some("http://proxy.corp:3128"),
+            None,
+            ".svc,.cluster.local,127.0.0.1,localhost",
+            "https://plumb-policy.plumb-system.svc:15410",
+        );
+        assert_eq!(
+            env,
+            [
+                (
+                    "HTTPS_PROXY".to_owned(),
+                    "http://proxy.corp:3128".to_owned()
+                ),
+                (
+                    "NO_PROXY".to_owned(),
+                    ".svc,.cluster.local,127.0.0.1,localhost,plumb-policy.plumb-system.svc"
+                        .to_owned()
+                ),
+            ]
+        );
+        assert!(proxy_env(None, Some(" "), ".svc", "https://p:1").is_empty());
+        let both = proxy_env(
+            Some("http://a:1"),
+            Some("http://b:2"),
+            "",
+            "https://p.ns.svc:15410",
+        );
+        assert_eq!(both[1], ("HTTP_PROXY".to_owned(), "http://b:2".to_owned()));
+        assert_eq!(both[2], ("NO_PROXY".to_owned(), "p.ns.svc".to_owned()));
+    }
+
+    #[test]
+    fn the_sidecar_gets_the_proxy_environment() {
+        let cfg = Inject {
+            image: "i".into(),
+            pull_policy: "IfNotPresent".into(),
+            control_plane: "https://p:15410".into(),
+            control_plane_ca: String::new(),
+            cpu: "50m".into(),
+            memory: "64Mi".into(),
+            audience: "a".into(),
+            env: proxy_env(Some("http://proxy:3128"), None, ".svc", "https://p:15410"),
+        };
+        let pod = json!({"metadata": {"labels": {"plumb.dev/inject": "enabled"}},
+            "spec": {"containers": [{"name": "app", "image": "app"}]}});
+        let ops = patch(&pod, &cfg)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_default();
+        let env = &ops[0]["value"][0]["env"];
+        let names: Vec<&str> = env
+            .as_array()
+            .map(|e| e.iter().filter_map(|v| v["name"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            names,
+            [
+                "POD_NAMESPACE",
+                "POD_NAME",
+                "PLUMB_CONTROL_PLANE_CA",
+                "HTTPS_PROXY",
+                "NO_PROXY"
+            ]
+        );
+        assert_eq!(env[4]["value"], ".svc,p");
     }
 
     #[test]

@@ -331,6 +331,161 @@ async fn operator_e2e_routes_reach_sidecars_status_follows_and_traffic_never_sto
 }
 
 #[tokio::test]
+async fn operator_e2e_route_warnings_reach_status_and_proxy_credentials_follow_the_secret_label_rule()
+ {
+    let env = env().await;
+    env.fake.put_secret(
+        "team-a",
+        "llm-keys",
+        CREDENTIALS,
+        &[("openai", "sk-test-team-a")],
+    );
+    env.fake
+        .add_token("tok-a", "team-a", "web", "web-1", AUDIENCE);
+    let port = free_port();
+    let _operator = env.operator(port);
+
+    // Two embedding models, not declared the same model: accepted, with the warning.
+    let mut embed = env.route("team-a", "embed", "embed", json!({}));
+    let base = format!("{}/v1", env.sim.base_url());
+    embed["spec"]["targets"] = json!([
+        {"name": "openai", "provider": "openai", "baseUrl": base, "model": "text-embedding-3-small",
+         "credentials": {"secretRef": {"name": "llm-keys", "key": "openai"}}},
+        {"name": "local", "provider": "openai-compatible", "baseUrl": base, "model": "nomic-embed-text",
+         "credentials": {"none": true}, "priority": 1}
+    ]);
+    let (status, body) = env.send(Method::POST, ROUTES_A, Some(&embed)).await;
+    assert_eq!(status, 201, "{body}");
+    eventually("the warning is in status", || async {
+        let r = env.get(&format!("{ROUTES_A}/embed")).await;
+        r["status"]["warnings"][0].as_str().is_some_and(|w| {
+            w.contains("[openai (text-embedding-3-small)] and [local (nomic-embed-text)]")
+        })
+    })
+    .await;
+    let r = env.get(&format!("{ROUTES_A}/embed")).await;
+    assert_eq!(condition(&r, "Accepted")["status"], "True");
+    assert_eq!(
+        condition(&r, "Accepted")["message"],
+        "generation 1 compiles: 2 targets, with a warning in status.warnings"
+    );
+
+    // Declared the same model: the warning goes.
+    let (status, body) = env
+        .update(&format!("{ROUTES_A}/embed"), |r| {
+            r["spec"]["sameModel"] = json!([["openai", "local"]]);
+        })
+        .await;
+    assert_eq!(status, 200, "{body}");
+    eventually("the warning is gone", || async {
+        let r = env.get(&format!("{ROUTES_A}/embed")).await;
+        r["status"]["observedGeneration"] == 2 && r["status"].get("warnings").is_none()
+    })
+    .await;
+
+    // A sameModel group naming no target is refused by the compiler, by its place.
+    let mut unknown = env.route("team-a", "unknown", "unknown", json!({}));
+    unknown["spec"]["sameModel"] = json!([["sim", "nope"]]);
+    let (status, body) = env.send(Method::POST, ROUTES_A, Some(&unknown)).await;
+    assert_eq!(status, 201, "{body}");
+    eventually("the unknown name is refused", || async {
+        let r = env.get(&format!("{ROUTES_A}/unknown")).await;
+        condition(&r, "Accepted")["message"] == "spec.sameModel[0][1]: no target is named \"nope\""
+    })
+    .await;
+
+    // A proxy's credentials follow the rule of every Secret a route names: unlabelled, refused
+    // by name; its data never read.
+    let proxy = plumb_simulator::testkit::TestProxy::start(
+        Some(format!("Basic {}", b64_encode("user:hunter2-proxy"))),
+        None,
+    )
+    .await
+    .unwrap();
+    env.fake.put_secret(
+        "team-a",
+        "corp-proxy",
+        &[("app", "proxy")],
+        &[("auth", "user:hunter2-proxy")],
+    );
+    let mut proxied = env.route("team-a", "proxied", "proxied", json!({}));
+    proxied["spec"]["targets"][0]["proxy"] =
+        json!({"url": proxy.url(), "credentialsSecret": {"name": "corp-proxy", "key": "auth"}});
+    let (status, body) = env.send(Method::POST, ROUTES_A, Some(&proxied)).await;
+    assert_eq!(status, 201, "{body}");
+    eventually("the unlabelled proxy Secret is refused", || async {
+        let r = env.get(&format!("{ROUTES_A}/proxied")).await;
+        condition(&r, "Accepted")["reason"] == "SecretNotLabelled"
+    })
+    .await;
+    let r = env.get(&format!("{ROUTES_A}/proxied")).await;
+    let msg = condition(&r, "Accepted")["message"].as_str().unwrap();
+    assert!(
+        msg.contains("kubectl -n team-a label secret corp-proxy plumb.dev/credentials=true"),
+        "{msg}"
+    );
+    assert!(!r.to_string().contains("hunter2"), "{r}");
+    assert!(
+        env.fake
+            .secret_reads()
+            .iter()
+            .all(|r| !r.contains("/secrets/corp-proxy")),
+        "never read"
+    );
+    // Labelled, it is delivered to the sidecars: the target's requests go through its proxy
+    // with its credentials.
+    env.fake.put_secret(
+        "team-a",
+        "corp-proxy",
+        CREDENTIALS,
+        &[("auth", "user:hunter2-proxy")],
+    );
+    let sidecar = env.sidecar(
+        &format!("https://127.0.0.1:{port}"),
+        "team-a",
+        "web-1",
+        "tok-a",
+        None,
+    );
+    eventually("the sidecar serves through the route's proxy", || async {
+        env.chat(&sidecar, "proxied").await.0 == 200
+    })
+    .await;
+    let seen = proxy.seen();
+    assert_eq!(
+        seen[0].line,
+        format!(
+            "POST http://{}/v1/chat/completions HTTP/1.1",
+            env.sim.addr()
+        )
+    );
+    assert_eq!(
+        seen[0].auth,
+        Some(format!("Basic {}", b64_encode("user:hunter2-proxy")))
+    );
+    let r = env.get(&format!("{ROUTES_A}/proxied")).await;
+    assert_eq!(condition(&r, "Accepted")["status"], "True");
+    assert!(!r.to_string().contains("hunter2"), "{r}");
+    // A proxy URL with a password in it is refused by the API server's schema or the compiler,
+    // without repeating it.
+    let mut inline = env.route("team-a", "inline", "inline", json!({}));
+    inline["spec"]["targets"][0]["proxy"] = json!({"url": "http://u:hunter2@proxy.corp:3128"});
+    let (status, body) = env.send(Method::POST, ROUTES_A, Some(&inline)).await;
+    assert_eq!(status, 201, "{body}");
+    eventually("the password in the proxy URL is refused", || async {
+        let r = env.get(&format!("{ROUTES_A}/inline")).await;
+        condition(&r, "Accepted")["status"] == "False"
+    })
+    .await;
+    let r = env.get(&format!("{ROUTES_A}/inline")).await;
+    assert!(
+        !r["status"].to_string().contains("hunter2"),
+        "{}",
+        r["status"]
+    );
+}
+
+#[tokio::test]
 async fn operator_e2e_one_leader_serves_policy_and_a_new_one_takes_over_without_failed_requests() {
     let env = env().await;
     env.fake.put_secret(
@@ -452,6 +607,11 @@ async fn operator_e2e_one_leader_serves_policy_and_a_new_one_takes_over_without_
         "{failed} of {n} requests failed across the leader change"
     );
     drop(follower);
+}
+
+fn b64_encode(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
 }
 
 fn b64(s: &str) -> String {

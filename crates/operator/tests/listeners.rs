@@ -174,6 +174,7 @@ async fn a_webhook_client_that_never_finishes_its_tls_handshake_is_closed_after_
         cpu: "50m".into(),
         memory: "64Mi".into(),
         audience: "plumb.dev/control-plane".into(),
+        env: Vec::new(),
     };
     tokio::spawn(webhook::server::serve(
         listener,

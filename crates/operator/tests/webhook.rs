@@ -23,6 +23,7 @@ fn inject() -> Inject {
         cpu: "50m".into(),
         memory: "64Mi".into(),
         audience: "plumb.dev/control-plane".into(),
+        env: Vec::new(),
     }
 }
 

@@ -29,7 +29,8 @@ pub use equivalence::Equivalence;
 pub use file::{InvalidRoutesFile, parse_routes_file, parse_routes_file_with};
 pub use plumb_api::Provider;
 pub use route::{
-    Adaptive, AdaptiveHold, BreakerSettings, Capabilities, Credentials, Deadlines, InvalidRoute,
-    LastResort, MalformedEvents, RetryBudget, Route, RouteId, RouteSet, Streaming, Target,
-    UpstreamKey, compile, compile_with,
+    Adaptive, AdaptiveHold, BreakerSettings, Capabilities, Credentials, Deadlines, Egress,
+    InvalidRoute, LastResort, MalformedEvents, RetryBudget, Route, RouteId, RouteSet, RouteWarning,
+    SameModel, Streaming, Target, TargetProxy, UpstreamKey, compile, compile_with,
+    is_embedding_model,
 };

@@ -118,6 +118,8 @@ pub struct Outgoing<'a> {
     pub body: Bytes,
     /// The key to send, if any.
     pub key: Option<&'a Secret>,
+    /// The credentials of the target's own proxy (`user:password`), if it names a Secret.
+    pub proxy_credentials: Option<&'a Secret>,
     /// The client's headers (only the forwarded ones and the trace context go out).
     pub client_headers: &'a HeaderMap,
 }
@@ -132,6 +134,7 @@ impl Outgoing<'_> {
             self.body,
             self.key,
             self.client_headers,
+            upstream::egress(self.target, self.proxy_credentials),
         )
         .map_err(|e| {
             Failure::new(

@@ -93,11 +93,16 @@ pub fn transport(err: &(dyn std::error::Error + 'static)) -> Failure {
 }
 
 /// Whether a transport error happened before the request was sent: the client could not
-/// connect (hyper's connect errors cover DNS, TCP and TLS), or the system refused the address.
+/// connect (hyper's connect errors cover DNS, TCP, TLS and the egress proxy), the proxy refused
+/// to forward it, or the system refused the address.
 fn never_sent(err: &(dyn std::error::Error + 'static)) -> bool {
     use std::io::ErrorKind;
     let mut cur = Some(err);
     while let Some(e) = cur {
+        // The proxy would not carry the request: it never reached the upstream.
+        if e.is::<crate::egress::connector::ProxyError>() {
+            return true;
+        }
         if e.downcast_ref::<hyper_util::client::legacy::Error>()
             .is_some_and(hyper_util::client::legacy::Error::is_connect)
         {

@@ -9,7 +9,7 @@ use std::fmt;
 
 use plumb_policy::{FailureClass, Route, Target};
 
-use crate::payload::ClientRequest;
+use crate::payload::{ClientRequest, Operation};
 
 /// Why a target was not tried.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,6 +55,9 @@ pub enum Skip {
     Downgrade,
     /// The route enforces equivalence and this target is not certified (by how far).
     Uncertified(String),
+    /// An embeddings request, and this target is not declared the same model as the request's
+    /// primary (named): its vectors would not match the caller's index.
+    OtherModel(String),
 }
 
 impl Skip {
@@ -75,6 +78,7 @@ impl Skip {
             Skip::RuledOut(_) => "ruled_out",
             Skip::Downgrade => "downgrade",
             Skip::Uncertified(_) => "uncertified",
+            Skip::OtherModel(_) => "other_model",
         }
     }
 }
@@ -119,6 +123,10 @@ impl fmt::Display for Skip {
                 "outside the primary's priority group, and the route forbids downgrades",
             ),
             Skip::Uncertified(why) => f.write_str(why),
+            Skip::OtherModel(first) => write!(
+                f,
+                "embeddings fail over only to the same model, and it is not declared sameModel with {first}"
+            ),
         }
     }
 }
@@ -218,6 +226,36 @@ fn same_account(a: &Target, b: &Target) -> bool {
         && a.upstream.credential == b.upstream.credential
         && a.organization == b.organization
         && a.project == b.project
+}
+
+/// The target whose model an embeddings request must keep: the first of its order when that
+/// one is in the primary's priority group (weights still share traffic inside the group), else
+/// the route's primary — so a primary that cannot take the request (its context window, say)
+/// is not silently replaced by another model.
+pub fn embeddings_anchor<'r>(route: &'r Route, order: &[&'r Target]) -> &'r Target {
+    order
+        .first()
+        .copied()
+        .filter(|t| route.is_primary_grade(t))
+        .unwrap_or_else(|| route.primary())
+}
+
+/// Why `candidate` may not answer an embeddings request whose model is `anchor`'s
+/// ([`embeddings_anchor`]): vectors of another model would not match the caller's index, so
+/// embeddings move only to targets declared the same model (`spec.sameModel`), whatever the
+/// route's equivalence says. Other operations are never held back here.
+pub fn other_model(
+    route: &Route,
+    req: &ClientRequest,
+    anchor: &Target,
+    candidate: &Target,
+) -> Option<Skip> {
+    match req.operation {
+        Operation::Embeddings if !route.same_model(anchor, candidate) => {
+            Some(Skip::OtherModel(anchor.name.clone()))
+        }
+        Operation::Embeddings | Operation::Chat => None,
+    }
 }
 
 /// Whether, after `failed` failed with `class`, the request may still go to `candidate`.

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use plumb_policy::{Credentials, RouteSet, Target};
+use plumb_policy::{Credentials, Egress, RouteSet, Target, TargetProxy};
 
 /// A secret value. `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]
@@ -33,6 +33,8 @@ impl fmt::Debug for Secret {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Keys {
     by_source: HashMap<String, Secret>,
+    /// The credentials (`user:password`) of targets' own proxies, by Secret and key.
+    proxies: HashMap<(String, String), Secret>,
 }
 
 /// A key that could not be resolved.
@@ -76,6 +78,30 @@ pub enum InvalidKey {
         /// The key.
         key: String,
     },
+    /// A target's proxy names credentials the operator did not send.
+    #[error(
+        "route {route}, target {target}: proxy.credentialsSecret: the key {key:?} of Secret {secret:?} was not found in the route's namespace"
+    )]
+    ProxySecretMissing {
+        /// The route.
+        route: String,
+        /// The target.
+        target: String,
+        /// The Secret.
+        secret: String,
+        /// The key.
+        key: String,
+    },
+    /// A proxy's `credentialsSecret` without the operator to resolve it.
+    #[error(
+        "route {route}, target {target}: proxy.credentialsSecret needs the operator; standalone, put the credentials in HTTPS_PROXY / HTTP_PROXY (http://user:password@host:port)"
+    )]
+    ProxySecretStandalone {
+        /// The route.
+        route: String,
+        /// The target.
+        target: String,
+    },
     /// A Secret reference without the operator to resolve it.
     #[error(
         "route {route}, target {target}: credentials.secretRef needs the operator; standalone, use credentials.env or credentials.file"
@@ -107,6 +133,7 @@ impl Keys {
     /// Adds every key of `other`.
     pub fn merge(&mut self, other: Keys) {
         self.by_source.extend(other.by_source);
+        self.proxies.extend(other.proxies);
     }
 
     /// Resolves the keys of one route: from the environment and files, and — with the
@@ -119,6 +146,30 @@ impl Keys {
     ) -> Result<(), InvalidKey> {
         for target in route.all_targets() {
             let id = || (route.id.to_string(), target.name.clone());
+            if let Egress::Proxy(TargetProxy {
+                credentials: Some(r),
+                ..
+            }) = &target.egress
+            {
+                let Some(secrets) = secrets else {
+                    let (route, target) = id();
+                    return Err(InvalidKey::ProxySecretStandalone { route, target });
+                };
+                let value = secrets
+                    .get(&(r.name.clone(), r.key.clone()))
+                    .filter(|v| !v.trim().is_empty())
+                    .ok_or_else(|| {
+                        let (route, target) = id();
+                        InvalidKey::ProxySecretMissing {
+                            route,
+                            target,
+                            secret: r.name.clone(),
+                            key: r.key.clone(),
+                        }
+                    })?;
+                self.proxies
+                    .insert((r.name.clone(), r.key.clone()), Secret::new(value.trim()));
+            }
             let value = match &target.credentials {
                 Credentials::Passthrough | Credentials::None => continue,
                 Credentials::Secret(r) => {
@@ -192,9 +243,28 @@ impl Keys {
         }
     }
 
-    /// Every secret value, for redaction.
+    /// The credentials of `target`'s own proxy, if it names a Secret for them.
+    pub fn proxy_credentials(&self, target: &Target) -> Option<&Secret> {
+        match &target.egress {
+            Egress::Proxy(TargetProxy {
+                credentials: Some(r),
+                ..
+            }) => self.proxies.get(&(r.name.clone(), r.key.clone())),
+            Egress::Proxy(_) | Egress::Environment | Egress::Direct => None,
+        }
+    }
+
+    /// Every secret value, for redaction: API keys, and proxy credentials whole and by part
+    /// (the password alone may show up where the pair does not).
     pub fn values(&self) -> impl Iterator<Item = &str> {
-        self.by_source.values().map(Secret::expose)
+        self.by_source
+            .values()
+            .map(Secret::expose)
+            .chain(self.proxies.values().flat_map(|s| {
+                let whole = s.expose();
+                let password = whole.split_once(':').map(|(_, p)| p);
+                std::iter::once(whole).chain(password)
+            }))
     }
 }
 
@@ -366,5 +436,47 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("KEY_A is not set"), "{err}");
+    }
+
+    #[test]
+    fn proxy_credentials_come_from_the_operators_secrets_and_are_redacted() {
+        let yaml = "apiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {name: r}\nspec:\n  match: {models: [m]}\n  targets:\n    - {name: a, provider: openai, baseUrl: 'https://h/v1', model: x, credentials: {none: true}, proxy: {url: 'http://p:3128', credentialsSecret: {name: corp-proxy, key: auth}}}\n    - {name: b, provider: openai, baseUrl: 'https://h/v1', model: y, credentials: {none: true}}\n";
+        let set = plumb_policy::parse_routes_file(yaml).unwrap_or_else(|e| panic!("{e}"));
+        let route = &set.routes()[0];
+        let secrets: SecretValues = [(
+            ("corp-proxy".to_owned(), "auth".to_owned()),
+            "svc-user:Pr0xyPassw0rd\n".to_owned(),
+        )]
+        .into();
+        let mut keys = Keys::default();
+        keys.add_route(route, &|_| None, Some(&secrets))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            keys.proxy_credentials(&route.targets[0])
+                .map(Secret::expose),
+            Some("svc-user:Pr0xyPassw0rd")
+        );
+        assert_eq!(keys.proxy_credentials(&route.targets[1]), None);
+        assert_eq!(
+            redact("proxy said Pr0xyPassw0rd", keys.values()),
+            "proxy said [redacted]"
+        );
+        let missing = Keys::default()
+            .add_route(route, &|_| None, Some(&SecretValues::new()))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert_eq!(
+            missing,
+            "route default/r, target a: proxy.credentialsSecret: the key \"auth\" of Secret \"corp-proxy\" was not found in the route's namespace"
+        );
+        let standalone = Keys::resolve_local(&set, |_| None)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            standalone.contains("proxy.credentialsSecret needs the operator"),
+            "{standalone}"
+        );
     }
 }

@@ -21,6 +21,7 @@
 //! | [`breaker`] | circuit breakers per upstream |
 //! | [`stream`] | committed streams and their explicit interruption |
 //! | [`upstream`] | connection pools and each provider's request |
+//! | [`egress`] | which HTTP proxy, if any, carries a request (`HTTPS_PROXY`, `NO_PROXY`, a target's own) |
 //! | [`translate`] | OpenAI ⇄ Anthropic requests, answers and stream events |
 //! | [`verify`] | every answer against the route's contract; substituted models |
 //! | [`equivalence`] | shadow sampling, comparison methods, certification, failover gating |
@@ -37,6 +38,7 @@ pub mod classify;
 pub mod completion;
 pub mod config;
 pub mod control;
+pub mod egress;
 pub mod equivalence;
 pub mod event;
 pub mod fallback;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use clap::Parser;
 use plumb_sidecar::config::Args;
 use plumb_sidecar::control::{self, ControlPlane};
+use plumb_sidecar::egress::ProxyEnv;
 use plumb_sidecar::proxy::Proxy;
 use plumb_sidecar::table::Table;
 use plumb_sidecar::upstream::Upstreams;
@@ -82,8 +83,17 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_CONFIG);
         }
     };
+    // HTTPS_PROXY, HTTP_PROXY and NO_PROXY, read once (their errors never show a password).
+    let proxies = match ProxyEnv::from_env() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("plumb-sidecar: invalid configuration: {e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    let proxied = (!proxies.is_empty()).then(|| proxies.to_string());
     let upstreams = match Upstreams::new(args.ca_file.as_deref()) {
-        Ok(u) => u,
+        Ok(u) => u.with_proxies(proxies),
         Err(e) => {
             eprintln!("plumb-sidecar: invalid configuration: {e}");
             return ExitCode::from(EX_CONFIG);
@@ -124,10 +134,14 @@ fn main() -> ExitCode {
         if otel.as_ref().is_some_and(|o| o.meter_provider.is_some()) {
             plumb_sidecar::genai::enable();
         }
+        if let Some(proxies) = &proxied {
+            tracing::info!(%proxies, "upstreams are reached through the egress proxy");
+        }
         let metrics = Arc::new(Metrics::new());
         let table = Arc::new(Table::new());
         match &source {
             Source::File(_, policy, _) => {
+                standalone::log_warnings(&policy.routes);
                 tracing::info!(version = %policy.version, routes = policy.routes.routes().len(), "routes loaded");
             }
             Source::ControlPlane(cp) => {

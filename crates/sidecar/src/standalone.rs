@@ -82,6 +82,16 @@ pub fn load(path: &Path) -> Result<(Policy, u64), LoadError> {
     Ok((policy, hash))
 }
 
+/// Logs, once per load, what the routes do that compiles but is probably not meant (the
+/// operator writes the same warnings into each route's status).
+pub fn log_warnings(routes: &plumb_policy::RouteSet) {
+    for route in routes.routes() {
+        for w in route.warnings() {
+            tracing::warn!(route = %route.id, warning = %w, "route warning");
+        }
+    }
+}
+
 /// Polls the file every `interval` and applies each valid change; an invalid change is logged
 /// once and the last good policy keeps serving. Runs until the task is dropped.
 pub async fn watch(
@@ -119,6 +129,7 @@ pub async fn watch(
         match load(&path) {
             Ok((policy, hash)) => {
                 tracing::info!(version = %policy.version, routes = policy.routes.routes().len(), "routes reloaded");
+                log_warnings(&policy.routes);
                 table.apply(policy, &metrics);
                 metrics
                     .policy_loads

@@ -1,6 +1,6 @@
 //! The upstream leg: pooled HTTP/1.1 and HTTP/2 connections over TLS (the system's roots plus an
-//! optional CA file) or plain HTTP, and the request each provider expects — URL, key header,
-//! body with the upstream model.
+//! optional CA file) or plain HTTP, directly or through an HTTP proxy ([`crate::egress`]), and
+//! the request each provider expects — URL, key header, body with the upstream model.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -18,10 +18,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use parking_lot::Mutex;
-use plumb_policy::{Credentials, Provider, Target};
+use plumb_policy::{Credentials, Egress, Provider, Target};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
+use crate::egress::connector::{EgressConnector, ProxyError};
+use crate::egress::{Hop, ProxyEnv, ProxyHop, TargetEgress};
 use crate::keys::Secret;
 use crate::payload::{Api, Operation};
 use crate::respond::BoxError;
@@ -41,7 +43,7 @@ pub trait Transport: Send + Sync {
     fn send(&self, req: Request<Full<Bytes>>, connect: Duration) -> Sent<'_>;
 }
 
-type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+type HttpClient = Client<HttpsConnector<EgressConnector>, Full<Bytes>>;
 
 /// Client headers passed on to the upstream; everything else (the client's own keys above all)
 /// stays behind.
@@ -50,10 +52,12 @@ const FORWARDED: &[&str] = &["anthropic-beta", "openai-beta", "user-agent", "acc
 /// The default `anthropic-version` when the client sent none.
 const ANTHROPIC_VERSION: &str = "2023-06-01";
 
-/// Connection pools to every upstream, one per connect deadline in use.
+/// Connection pools to every upstream, one per connect deadline and first hop (direct, or each
+/// proxy) in use.
 pub struct Upstreams {
     tls: Arc<rustls::ClientConfig>,
-    clients: Mutex<HashMap<Duration, HttpClient>>,
+    proxies: ProxyEnv,
+    clients: Mutex<HashMap<(Duration, Hop), HttpClient>>,
 }
 
 /// The TLS configuration could not be built.
@@ -106,14 +110,21 @@ impl Upstreams {
             .with_no_client_auth();
         Ok(Upstreams {
             tls: Arc::new(tls),
+            proxies: ProxyEnv::none(),
             clients: Mutex::new(HashMap::new()),
         })
     }
 
-    fn client(&self, connect: Duration) -> HttpClient {
+    /// Sends upstream requests through the proxies `proxies` names (read once, at start, from
+    /// the sidecar's environment: [`ProxyEnv::from_env`]).
+    pub fn with_proxies(self, proxies: ProxyEnv) -> Upstreams {
+        Upstreams { proxies, ..self }
+    }
+
+    fn client(&self, connect: Duration, hop: &Hop) -> HttpClient {
         let mut clients = self.clients.lock();
         clients
-            .entry(connect)
+            .entry((connect, hop.clone()))
             .or_insert_with(|| {
                 let mut http = HttpConnector::new();
                 http.enforce_http(false);
@@ -125,7 +136,7 @@ impl Upstreams {
                     .https_or_http()
                     .enable_http1()
                     .enable_http2()
-                    .wrap_connector(http);
+                    .wrap_connector(EgressConnector::new(http, hop.clone(), connect));
                 Client::builder(TokioExecutor::new())
                     .pool_idle_timeout(Duration::from_secs(90))
                     .pool_max_idle_per_host(256)
@@ -136,13 +147,38 @@ impl Upstreams {
 }
 
 impl Transport for Upstreams {
-    fn send(&self, req: Request<Full<Bytes>>, connect: Duration) -> Sent<'_> {
-        let client = self.client(connect);
+    fn send(&self, mut req: Request<Full<Bytes>>, connect: Duration) -> Sent<'_> {
+        let egress = req
+            .extensions_mut()
+            .remove::<TargetEgress>()
+            .unwrap_or_default();
+        let hop = self.proxies.hop(&egress, req.uri());
+        // An http:// upstream through a proxy: the proxy reads the request, and its credentials
+        // go with it (an https:// one gets them in the tunnel's CONNECT instead).
+        let forwarding = match &hop {
+            Hop::Proxy(p) if req.uri().scheme_str() == Some("http") => Some(p.clone()),
+            Hop::Proxy(_) | Hop::Direct => None,
+        };
+        if let Some(auth) = forwarding.as_ref().and_then(|p| p.authorization()) {
+            req.headers_mut()
+                .insert(header::PROXY_AUTHORIZATION, auth.clone());
+        }
+        let client = self.client(connect, &hop);
         Box::pin(async move {
             let resp = client
                 .request(req)
                 .await
                 .map_err(|e| -> BoxError { Box::new(e) })?;
+            // The proxy, not the upstream, refused to forward the request.
+            if let Some(p) = forwarding
+                && resp.status() == http::StatusCode::PROXY_AUTHENTICATION_REQUIRED
+            {
+                let refused: BoxError = Box::new(ProxyError {
+                    proxy: p.name().to_owned(),
+                    what: "answered 407 Proxy Authentication Required (the proxy wants credentials: none or wrong ones were sent)".to_owned(),
+                });
+                return Err(refused);
+            }
             Ok(resp.map(|b| BoxBody::new(b.map_err(|e| -> BoxError { Box::new(e) }))))
         })
     }
@@ -227,8 +263,21 @@ pub mod trace_context {
     }
 }
 
+/// How `target` leaves: its own `proxy` setting, with the proxy's credentials
+/// (`proxy_credentials`, `user:password`) when it names a Secret for them.
+pub fn egress(target: &Target, proxy_credentials: Option<&Secret>) -> TargetEgress {
+    match &target.egress {
+        Egress::Environment => TargetEgress::Environment,
+        Egress::Direct => TargetEgress::Direct,
+        Egress::Proxy(p) => TargetEgress::Proxy(Arc::new(ProxyHop::new(
+            p.uri.clone(),
+            proxy_credentials.map(Secret::expose),
+        ))),
+    }
+}
+
 /// Builds the upstream request: the provider's URL and key header, the forwarded client
-/// headers, and `body`.
+/// headers, and `body`; `egress` rides along for the transport.
 pub fn request(
     target: &Target,
     family: Api,
@@ -236,12 +285,22 @@ pub fn request(
     body: Bytes,
     key: Option<&Secret>,
     client_headers: &HeaderMap,
+    egress: TargetEgress,
 ) -> Result<Request<Full<Bytes>>, http::Error> {
     let b = Request::builder()
         .method(Method::POST)
         .uri(url(target, family, op))
         .header(header::CONTENT_TYPE, "application/json");
-    authenticated(b, target, key, client_headers).body(Full::new(body))
+    with_egress(authenticated(b, target, key, client_headers), egress).body(Full::new(body))
+}
+
+/// The target's egress, for the transport: the environment's choice is its default, with
+/// nothing to carry.
+fn with_egress(b: http::request::Builder, egress: TargetEgress) -> http::request::Builder {
+    match egress {
+        TargetEgress::Environment => b,
+        TargetEgress::Direct | TargetEgress::Proxy(_) => b.extension(egress),
+    }
 }
 
 /// A request about a response an OpenAI account stored: `rest` is what follows
@@ -252,12 +311,13 @@ pub fn stored_response(
     rest: &str,
     key: Option<&Secret>,
     client_headers: &HeaderMap,
+    egress: TargetEgress,
 ) -> Result<Request<Full<Bytes>>, http::Error> {
     let base = target.base_url.to_string();
     let b = Request::builder()
         .method(method)
         .uri(format!("{}/responses/{rest}", base.trim_end_matches('/')));
-    authenticated(b, target, key, client_headers).body(Full::new(Bytes::new()))
+    with_egress(authenticated(b, target, key, client_headers), egress).body(Full::new(Bytes::new()))
 }
 
 /// The target's key header, the forwarded client headers and the account headers.
@@ -395,6 +455,7 @@ mod tests {
             Bytes::new(),
             Some(&key),
             &client,
+            TargetEgress::default(),
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(r.headers()["x-api-key"], "target-key");
@@ -409,6 +470,7 @@ mod tests {
             Bytes::new(),
             Some(&key),
             &client,
+            TargetEgress::default(),
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(r.headers()["api-key"], "target-key");
@@ -420,6 +482,7 @@ mod tests {
             Bytes::new(),
             None,
             &client,
+            TargetEgress::default(),
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert!(

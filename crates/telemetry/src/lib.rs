@@ -79,7 +79,8 @@ pub struct OutcomeLabels {
     /// The target.
     pub target: String,
     /// A fixed outcome: `repaired`/`failed` for repairs; `agree`/`disagree`/`error` for
-    /// shadow comparisons; `certified`/`uncertified`/`refused`/`not_required` for failovers.
+    /// shadow comparisons; `certified`/`uncertified`/`refused`/`not_required`/`same_model` for
+    /// failovers.
     pub outcome: &'static str,
 }
 
@@ -131,7 +132,7 @@ pub struct Metrics {
     pub streams_held: Family<TargetLabels, Counter>,
     /// `plumb_skipped_targets_total{route,target,outcome}`: targets passed over without an
     /// attempt, by why (`breaker_open`, `fleet_open`, `rate_limited`, `unfit`, `ruled_out`,
-    /// `uncertified`, `downgrade`, `no_caller_key`).
+    /// `uncertified`, `downgrade`, `no_caller_key`, `other_model`).
     pub skipped_targets: Family<OutcomeLabels, Counter>,
 }
 

@@ -16,6 +16,7 @@
 //! | `spec.streaming`   | `streaming`                             | the deadlines                       |
 //! | `spec.contract`    | [`Contract::compile`]                   | the schema [`Sources`]              |
 //! | `spec.equivalence` | `equivalence`, [`Equivalence::compile`] | every target (takes the helper out) |
+//! | `spec.sameModel`   | `same_model`                            | the serving targets                 |
 //!
 //! [`RouteSet`] (`set`) then puts compiled routes together, one route per model name.
 
@@ -31,11 +32,13 @@ use crate::equivalence::Equivalence;
 mod breaker;
 mod credentials;
 mod deadlines;
+mod egress;
 mod equivalence;
 mod last_resort;
 mod models;
 mod plans;
 mod retry_budget;
+mod same_model;
 mod set;
 mod streaming;
 mod targets;
@@ -43,8 +46,10 @@ mod targets;
 pub use breaker::BreakerSettings;
 pub use credentials::Credentials;
 pub use deadlines::{Adaptive, Deadlines};
+pub use egress::{Egress, TargetProxy};
 pub use last_resort::LastResort;
 pub use retry_budget::RetryBudget;
+pub use same_model::{RouteWarning, SameModel, is_embedding_model};
 pub use set::RouteSet;
 pub use streaming::AdaptiveHold;
 pub use streaming::{MalformedEvents, Streaming};
@@ -84,6 +89,8 @@ pub struct Route {
     pub contract: Option<Contract>,
     /// When a fallback may stand in for the primary.
     pub equivalence: Equivalence,
+    /// Which targets serve the same model (`spec.sameModel`).
+    pub same_model: SameModel,
 }
 
 /// Why a route was refused. Each variant names the field to fix.
@@ -219,6 +226,41 @@ pub enum InvalidRoute {
         /// What is wrong.
         reason: String,
     },
+    /// A target's `proxy` that cannot be used.
+    #[error("{field}: {reason}")]
+    Proxy {
+        /// The field.
+        field: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A proxy URL that cannot be used.
+    #[error("{field}: {value:?} {reason}")]
+    ProxyUrl {
+        /// The field.
+        field: String,
+        /// The value given.
+        value: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A proxy URL with a user name or password in it. The value is not repeated: it holds a
+    /// secret.
+    #[error(
+        "{field}: the proxy URL carries a user name or password (user:password@host), which would be shown wherever the route is; take it out and give them with proxy.credentialsSecret"
+    )]
+    ProxyCredentialsInUrl {
+        /// The field.
+        field: String,
+    },
+    /// A `sameModel` group that cannot be used.
+    #[error("{field}: {reason}")]
+    SameModel {
+        /// The field.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// Another route already serves this model.
     #[error("spec.match.models: {model:?} is already served by route {by}")]
     ModelTaken {
@@ -262,6 +304,17 @@ impl Route {
         self.targets.iter().chain(self.last_resort.target())
     }
 
+    /// Whether `a` and `b` are declared to serve the same model (`spec.sameModel`).
+    pub fn same_model(&self, a: &Target, b: &Target) -> bool {
+        self.same_model.same(&a.name, &b.name)
+    }
+
+    /// What this route does that compiles but is probably not meant (for the status, or the
+    /// log standalone).
+    pub fn warnings(&self) -> Vec<RouteWarning> {
+        same_model::warnings(&self.same_model, self.serving_targets())
+    }
+
     /// Every target, the last resort and the comparison's helper included.
     pub fn all_targets(&self) -> impl Iterator<Item = &Target> {
         self.serving_targets()
@@ -297,6 +350,8 @@ pub fn compile_with(
         None => Contract::client_schema_only(),
     });
     let equivalence = equivalence::compile(spec.equivalence.as_ref(), &mut targets, &last_resort)?;
+    let same_model =
+        same_model::compile(&spec.same_model, targets.iter().chain(last_resort.target()))?;
     Ok(Route {
         id: RouteId {
             namespace: namespace.to_owned(),
@@ -312,6 +367,7 @@ pub fn compile_with(
         streaming,
         contract,
         equivalence,
+        same_model,
     })
 }
 
@@ -436,6 +492,80 @@ targets:
         );
         let json = format!("{MINIMAL}contract: {{json: true}}\n");
         assert!(compile("ns", "r", &spec(&json)).unwrap().contract.is_some());
+    }
+
+    const EMBEDDINGS: &str = "
+match: {models: [embed]}
+targets:
+  - {name: openai, provider: openai, baseUrl: http://h/v1, model: text-embedding-3-small, credentials: {none: true}}
+  - {name: azure, provider: azure-openai, baseUrl: http://a, model: emb-deploy, apiVersion: '2024-10-21', credentials: {none: true}}
+  - {name: local, provider: openai-compatible, baseUrl: http://l/v1, model: nomic-embed-text, credentials: {none: true}, priority: 1}
+";
+
+    #[test]
+    fn same_model_groups_may_name_the_last_resort_and_are_checked_after_it() {
+        let yaml = format!(
+            "{EMBEDDINGS}lastResort: {{mode: target, target: local}}\nsameModel: [[openai, local]]\n"
+        );
+        let route = compile("ns", "r", &spec(&yaml)).unwrap();
+        let [openai, azure] = [&route.targets[0], &route.targets[1]];
+        let local = route.last_resort.target().unwrap();
+        assert!(route.same_model(openai, local));
+        assert!(!route.same_model(openai, azure));
+        let unknown = format!("{EMBEDDINGS}sameModel: [[openai, nope]]\n");
+        assert_eq!(
+            compile("ns", "r", &spec(&unknown)).unwrap_err().to_string(),
+            "spec.sameModel[0][1]: no target is named \"nope\""
+        );
+    }
+
+    #[test]
+    fn embedding_targets_not_declared_the_same_model_are_a_warning() {
+        let pair = |n: &str, m: &str| (n.to_owned(), m.to_owned());
+        let route = compile("ns", "r", &spec(EMBEDDINGS)).unwrap();
+        let warnings = route.warnings();
+        assert_eq!(
+            warnings,
+            [RouteWarning::EmbeddingModelsDiffer(vec![
+                vec![pair("openai", "text-embedding-3-small")],
+                vec![pair("azure", "emb-deploy")],
+                vec![pair("local", "nomic-embed-text")],
+            ])]
+        );
+        assert!(
+            warnings[0].to_string().starts_with(
+                "spec.sameModel: the targets run 3 models not declared the same: [openai (text-embedding-3-small)] and [azure (emb-deploy)] and [local (nomic-embed-text)]; an embeddings request never fails over from one to another"
+            ),
+            "{}",
+            warnings[0]
+        );
+        let partly = format!("{EMBEDDINGS}sameModel: [[openai, azure]]\n");
+        let route = compile("ns", "r", &spec(&partly)).unwrap();
+        assert_eq!(
+            route.warnings(),
+            [RouteWarning::EmbeddingModelsDiffer(vec![
+                vec![
+                    pair("openai", "text-embedding-3-small"),
+                    pair("azure", "emb-deploy")
+                ],
+                vec![pair("local", "nomic-embed-text")],
+            ])],
+            "local is still apart from both"
+        );
+        let all = format!("{EMBEDDINGS}sameModel: [[openai, azure, local]]\n");
+        assert!(
+            compile("ns", "r", &spec(&all))
+                .unwrap()
+                .warnings()
+                .is_empty()
+        );
+        assert!(
+            compile("ns", "r", &spec(MINIMAL))
+                .unwrap()
+                .warnings()
+                .is_empty(),
+            "no embedding model, no warning"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use plumb_api::{CapabilitiesSpec, Provider, TargetSpec};
 
 use super::InvalidRoute;
 use super::credentials::{self, Credentials};
+use super::egress::{self, Egress};
 
 /// One validated target.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,6 +35,8 @@ pub struct Target {
     pub capabilities: Capabilities,
     /// The identity of the upstream, shared by every route that uses it.
     pub upstream: UpstreamKey,
+    /// How it reaches its provider.
+    pub egress: Egress,
 }
 
 /// What a target can do.
@@ -122,6 +125,7 @@ fn compile_target(field: &str, namespace: &str, t: &TargetSpec) -> Result<Target
             });
         }
     }
+    let egress = egress::compile(&format!("{field}.proxy"), t.proxy.as_ref())?;
     let upstream = UpstreamKey {
         base_url: trimmed.to_owned(),
         model: t.model.clone(),
@@ -140,6 +144,7 @@ fn compile_target(field: &str, namespace: &str, t: &TargetSpec) -> Result<Target
         weight: t.weight.unwrap_or(1),
         capabilities: capabilities(t.provider, t.capabilities.as_ref()),
         upstream,
+        egress,
     })
 }
 
@@ -197,7 +202,7 @@ fn base_url<'a>(field: &str, value: &'a str) -> Result<(http::Uri, &'a str), Inv
 /// Whether a URL's authority (between `scheme://` and the path, query or fragment) carries
 /// user information (`user@`, `user:password@`). Read from the text, so a URL too broken to
 /// parse is caught too.
-fn has_user_info(value: &str) -> bool {
+pub(super) fn has_user_info(value: &str) -> bool {
     let rest = value.split_once("://").map_or(value, |(_, rest)| rest);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     authority.contains('@')

@@ -71,6 +71,30 @@ fn every_example_in_the_repository_compiles() {
 }
 
 #[test]
+fn the_embeddings_example_declares_its_same_model_pair_and_warns_about_the_other_model() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/routes/embeddings.yaml"
+    ))
+    .unwrap();
+    let set = parse_routes_file(&text).unwrap();
+    let route = set.lookup("text-embedding-3-small").unwrap();
+    let [openai, azure, tei] = [&route.targets[0], &route.targets[1], &route.targets[2]];
+    assert!(route.same_model(openai, azure));
+    assert!(!route.same_model(openai, tei));
+    assert_eq!(tei.egress, plumb_policy::Egress::Direct);
+    assert_eq!(openai.egress, plumb_policy::Egress::Environment);
+    let warnings: Vec<String> = route.warnings().iter().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 1);
+    assert!(
+        warnings[0].contains(
+            "[openai (text-embedding-3-small), azure (text-embedding-3-small-prod)] and [local-tei (nomic-embed-text)]"
+        ),
+        "{warnings:?}"
+    );
+}
+
+#[test]
 fn the_chat_example_compiles_to_what_it_says() {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -88,6 +88,9 @@ pub enum Verdict {
     },
     /// A fallback, on a route whose equivalence is off.
     NotRequired,
+    /// A fallback declared the same model as the primary's group (`spec.sameModel`): the same
+    /// weights elsewhere, so nothing needs certifying.
+    SameModel,
 }
 
 impl Verdict {
@@ -99,13 +102,15 @@ impl Verdict {
             Verdict::Certified { .. } => Some("certified"),
             Verdict::Uncertified { .. } => Some("uncertified"),
             Verdict::NotRequired => Some("not_required"),
+            Verdict::SameModel => Some("same_model"),
         }
     }
 }
 
 impl std::fmt::Display for Verdict {
     /// The `x-plumb-equivalence` value (DESIGN §14): `primary`,
-    /// `certified; agreement=0.97; lower=0.93; n=212`, `uncertified; n=3` or `not-required`.
+    /// `certified; agreement=0.97; lower=0.93; n=212`, `uncertified; n=3`, `not-required` or
+    /// `same-model`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Verdict::Primary => f.write_str("primary"),
@@ -119,6 +124,7 @@ impl std::fmt::Display for Verdict {
             ),
             Verdict::Uncertified { samples } => write!(f, "uncertified; n={samples}"),
             Verdict::NotRequired => f.write_str("not-required"),
+            Verdict::SameModel => f.write_str("same-model"),
         }
     }
 }
@@ -341,10 +347,11 @@ pub enum Refusal {
     Uncertified(String),
 }
 
-/// Whether failover may use `target`: primary-grade targets always may; others as the route's
-/// mode and downgrade rule say.
+/// Whether failover may use `target`: primary-grade targets and those declared the same model
+/// as one of them always may (the same weights are neither a downgrade nor a gamble); others as
+/// the route's mode and downgrade rule say.
 pub fn gate(route: &Route, certs: &Certifications, target: &Target) -> Result<(), Refusal> {
-    if route.is_primary_grade(target) {
+    if route.is_primary_grade(target) || same_model_as_primary(route, target) {
         return Ok(());
     }
     let e = &route.equivalence;
@@ -376,10 +383,21 @@ pub fn gate(route: &Route, certs: &Certifications, target: &Target) -> Result<()
     ))
 }
 
+/// Whether `target` is declared the same model as a target of the primary's group.
+pub fn same_model_as_primary(route: &Route, target: &Target) -> bool {
+    route
+        .targets
+        .iter()
+        .any(|t| route.is_primary_grade(t) && route.same_model(t, target))
+}
+
 /// What equivalence says of an answer served by `target`.
 pub fn verdict(route: &Route, certs: &Certifications, target: &Target) -> Verdict {
     if route.is_primary_grade(target) {
         return Verdict::Primary;
+    }
+    if same_model_as_primary(route, target) {
+        return Verdict::SameModel;
     }
     match route.equivalence.mode {
         EquivalenceMode::Off => Verdict::NotRequired,
@@ -417,5 +435,7 @@ mod tests {
             t(35, 35).verdict(&e).to_string(),
             "certified; agreement=1.00; lower=0.90; n=35"
         );
+        assert_eq!(Verdict::SameModel.to_string(), "same-model", "DESIGN §14");
+        assert_eq!(Verdict::SameModel.failover_label(), Some("same_model"));
     }
 }

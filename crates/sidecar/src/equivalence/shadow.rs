@@ -56,12 +56,14 @@ pub struct Offer<'a> {
 }
 
 /// The fallback candidates a sample asks: serving targets outside the primary's priority
-/// group that could take the request with Plumb's own keys and are not known to be down.
+/// group, not declared its same model (nothing to learn there), that could take the request
+/// with Plumb's own keys and are not known to be down.
 fn candidates<'r>(table: &Table, route: &'r Route, request: &ClientRequest) -> Vec<&'r Target> {
     route
         .serving_targets()
         .filter(|t| {
             !route.is_primary_grade(t)
+                && !super::same_model_as_primary(route, t)
                 && t.credentials != Credentials::Passthrough
                 && fallback::unfit(t, request, false).is_none()
                 && table.breakers.get(&t.upstream, route.breaker).state() != BreakerState::Open
@@ -246,6 +248,7 @@ impl Job {
                 operation: op,
                 body,
                 key: self.policy.keys.for_target(target, None),
+                proxy_credentials: self.policy.keys.proxy_credentials(target),
                 client_headers: &self.headers,
             }
             .build()?;

@@ -84,6 +84,7 @@ impl Continuation {
                     .policy
                     .keys
                     .for_target(target, self.caller_key.as_ref()),
+                proxy_credentials: self.policy.keys.proxy_credentials(target),
                 client_headers: &self.headers,
             }
             .build()?;

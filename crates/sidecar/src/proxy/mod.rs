@@ -289,13 +289,17 @@ impl Request<'_> {
                 self.skip(target, Skip::RuledOut(prior));
                 continue;
             }
+            if let Some(other) = self.other_model(&order, target) {
+                self.skip(target, other);
+                continue;
+            }
             if let Err(refusal) = self.equivalence_gate(target) {
                 self.skip(target, refusal);
                 continue;
             }
-            let others_left = order[i + 1..]
-                .iter()
-                .any(|t| self.ruled_out_by(&order, t).is_none());
+            let others_left = order[i + 1..].iter().any(|t| {
+                self.ruled_out_by(&order, t).is_none() && self.other_model(&order, t).is_none()
+            });
             match self.try_target(target, kind, others_left).await {
                 Outcome::Answered(resp) => return resp,
                 Outcome::Stop => return self.fail(),
@@ -311,7 +315,9 @@ impl Request<'_> {
             LastResort::FailFast => {}
             LastResort::Target(t) => {
                 let gated = self.equivalence_gate(t);
-                if let Err(refusal) = gated {
+                if let Some(other) = self.other_model(&order, t) {
+                    self.skip(t, other);
+                } else if let Err(refusal) = gated {
                     self.skip(t, refusal);
                 } else if fallback::unfit(t, self.request, self.caller_key.is_some()).is_none()
                     && let Outcome::Answered(resp) = self.try_target(t, kind, false).await
@@ -356,6 +362,13 @@ impl Request<'_> {
                 crate::equivalence::Refusal::Uncertified(why) => Skip::Uncertified(why),
             },
         )
+    }
+
+    /// Why `target` may not answer this request if it is an embeddings request and `target`
+    /// is not declared the same model as the request's primary ([`fallback::embeddings_anchor`]).
+    fn other_model(&self, order: &[&Target], target: &Target) -> Option<Skip> {
+        let anchor = fallback::embeddings_anchor(self.route, order);
+        fallback::other_model(self.route, self.request, anchor, target)
     }
 
     /// The class of an earlier failure that rules `target` out (a context-length failure
@@ -577,6 +590,7 @@ impl Request<'_> {
                 operation: request.operation,
                 body,
                 key: self.policy.keys.for_target(target, self.caller_key),
+                proxy_credentials: self.policy.keys.proxy_credentials(target),
                 client_headers: self.headers,
             }
             .build()?;

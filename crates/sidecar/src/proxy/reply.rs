@@ -380,6 +380,8 @@ fn untried_status(skipped: &[(String, Skip)]) -> (StatusCode, &'static str) {
     if all(|s| matches!(s, Skip::NoCallerKey)) {
         return (StatusCode::UNAUTHORIZED, "missing_api_key");
     }
+    // Another model is no answer to an embeddings request either: with the primary unfit, the
+    // request is the caller's to change.
     let unfit = |s: &Skip| match s {
         Skip::Untranslatable(_)
         | Skip::ServerState { .. }
@@ -387,7 +389,8 @@ fn untried_status(skipped: &[(String, Skip)]) -> (StatusCode, &'static str) {
         | Skip::JsonSchema
         | Skip::Vision
         | Skip::Prefill
-        | Skip::ContextWindow { .. } => true,
+        | Skip::ContextWindow { .. }
+        | Skip::OtherModel(_) => true,
         Skip::NoCallerKey
         | Skip::BreakerOpen
         | Skip::FleetOpen(_)

@@ -90,7 +90,8 @@ pub(super) async fn serve(
         }
         let key = policy.keys.for_target(target, caller.as_ref());
         let asked = async {
-            let req = upstream::stored_response(target, method.clone(), rest, key, headers)
+            let egress = upstream::egress(target, policy.keys.proxy_credentials(target));
+            let req = upstream::stored_response(target, method.clone(), rest, key, headers, egress)
                 .map_err(|e| e.to_string())?;
             tokio::time::timeout(FIRST_BYTE, proxy.upstreams.send(req, CONNECT))
                 .await

@@ -285,3 +285,57 @@ async fn no_canary_key_leaves_the_sidecar_whatever_the_providers_echo() {
         );
     }
 }
+
+/// The egress proxy's password: no provider's shape, so only knowing it finds it.
+const PROXY_CANARY: &str = "CANARYproxyPass13579bdfACE";
+
+#[tokio::test]
+async fn the_egress_proxys_credentials_never_leave_the_sidecar() {
+    let forbidden = [
+        PROXY_CANARY,
+        &PROXY_CANARY[..12],
+        &PROXY_CANARY[PROXY_CANARY.len() - 10..],
+    ];
+    let clean = |what: &str, text: &str| {
+        for f in forbidden {
+            assert!(!text.contains(f), "{what} leaks {f:?}: {text}");
+        }
+    };
+    let sim = simulator().await;
+    // The proxy refuses every request (its credentials are "wrong"), then one that accepts:
+    // failures and successes both pass the checks.
+    for refuse in [Some(407), Some(502), None] {
+        let proxy = crate::support::TestProxy::start(None, refuse)
+            .await
+            .unwrap();
+        let url = format!("http://svc-user:{PROXY_CANARY}@{}", proxy.addr);
+        let routes = route(
+            "chat",
+            &[target(
+                "up",
+                "openai",
+                &format!("http://localhost:{}/v1", sim.addr().port()),
+                "sim-gpt",
+                "",
+            )],
+            "",
+        );
+        let sc = Sidecar::start_with_env_and_args(
+            &routes,
+            &[
+                ("HTTP_PROXY", url.as_str()),
+                ("HTTPS_PROXY", url.as_str()),
+                ("RUST_LOG", "trace"),
+            ],
+            &["--log-format", "json"],
+        );
+        for stream in [false, true] {
+            clean("a response", &call(&sc, "openai", stream).await);
+        }
+        for path in ["/metrics", "/fleet", "/equivalence"] {
+            clean(path, &admin(&sc, path).await);
+        }
+        clean("the logs", &String::from_utf8_lossy(&sc.logs.lock()));
+        assert!(!proxy.seen().is_empty(), "the proxy was used");
+    }
+}

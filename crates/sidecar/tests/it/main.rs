@@ -15,6 +15,7 @@
 mod basics;
 mod contracts;
 mod crossfamily;
+mod egress;
 mod equivalence;
 mod golden;
 mod leaks;
@@ -23,6 +24,7 @@ mod otlp;
 mod pipeline;
 mod recovery;
 mod responses;
+mod samemodel;
 mod scripted;
 mod spans;
 mod standalone;

@@ -267,3 +267,17 @@ pub use plumb_simulator::testkit::{parse_sse, read_stream as read_all};
 pub fn openai_text(events: &[plumb_simulator::testkit::Sse]) -> String {
     plumb_simulator::testkit::openai_stream_text(events)
 }
+
+pub use plumb_simulator::testkit::TestProxy;
+
+/// The simulator serving HTTPS, and a file with its CA for `--ca-file`.
+pub async fn tls_simulator() -> (Simulator, tempfile::TempDir, String) {
+    let sim = Simulator::start(SimConfig::default(), "127.0.0.1:0".parse().unwrap(), true)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, sim.ca_pem().unwrap()).unwrap();
+    let ca = ca.to_str().unwrap().to_owned();
+    (sim, dir, ca)
+}
