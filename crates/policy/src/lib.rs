@@ -30,6 +30,6 @@ pub use file::{InvalidRoutesFile, parse_routes_file, parse_routes_file_with};
 pub use plumb_api::Provider;
 pub use route::{
     Adaptive, AdaptiveHold, BreakerSettings, Capabilities, Credentials, Deadlines, InvalidRoute,
-    LastResort, MalformedEvents, RetryBudget, Route, RouteId, RouteSet, Streaming, Target,
-    UpstreamKey, compile, compile_with,
+    LastResort, MalformedEvents, PER_OUTPUT_TOKEN, Rate, RetryBudget, Route, RouteId, RouteSet,
+    Streaming, Target, UpstreamKey, compile, compile_with,
 };

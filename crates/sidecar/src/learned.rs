@@ -11,6 +11,13 @@
 //! The arithmetic runs when a sample is added; reading the deadline in force is a lock and a
 //! copy.
 //!
+//! Unstreamed answers are waited for as long as the upstream's own generation rate calls for:
+//! its time per output token is learned from whole answers (their time ÷ the output tokens
+//! their usage counts) and from whole streams (the time from commit to the end ÷ their output
+//! tokens), and an unstreamed request that asks for up to `max_tokens` gets the first-token
+//! deadline in force plus `max_tokens × multiplier × p99` of that time, at least the route's
+//! `firstByte` and at most its `streamMax`; with too few samples, 50 ms a token as before.
+//!
 //! The same record holds how the upstream's recent streams ended (the last two minutes): while
 //! the share that broke mid-stream is at or above the route's `adaptiveHold.failureRate`, its
 //! streams are held for some events before they reach the client, so a break fails over
@@ -22,7 +29,7 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 use plumb_knowledge::Sketch;
-use plumb_policy::{AdaptiveHold, Deadlines, RouteSet, UpstreamKey};
+use plumb_policy::{AdaptiveHold, Deadlines, PER_OUTPUT_TOKEN, Rate, RouteSet, UpstreamKey};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -34,6 +41,9 @@ const GENERATION: u64 = 500;
 const MAX_AGE: Duration = Duration::from_secs(600);
 /// How far back stream outcomes count.
 const STREAMS: Duration = Duration::from_secs(120);
+/// The fewest output tokens an answer must have for its time per token to be a sample: in a
+/// shorter one the time before the first token weighs too much.
+pub const MIN_RATE_TOKENS: u64 = 32;
 
 /// What was learned of every upstream's first tokens.
 #[derive(Debug, Default)]
@@ -50,6 +60,8 @@ struct Track {
     first_tokens: Generations,
     /// The longest silence inside each whole stream.
     gaps: Generations,
+    /// The time per output token of whole answers and whole streams.
+    token_times: Generations,
     /// Streams that ended whole, and streams that broke mid-stream.
     streams: SlidingWindow,
 }
@@ -117,6 +129,7 @@ impl Track {
         Track {
             first_tokens: Generations::new(now),
             gaps: Generations::new(now),
+            token_times: Generations::new(now),
             streams: SlidingWindow::new(STREAMS, now),
         }
     }
@@ -215,6 +228,45 @@ impl Learned {
         }
     }
 
+    /// An answer of `tokens` output tokens took `writing` to write (a whole answer: from
+    /// sending to its end; a stream: from its first token to its end): a sample of the time
+    /// per token, when it is long enough to say.
+    pub fn generated(&self, upstream: &UpstreamKey, writing: Duration, tokens: u64) {
+        if tokens < MIN_RATE_TOKENS {
+            return;
+        }
+        let per_token = Duration::from_secs_f64(writing.as_secs_f64() / tokens as f64);
+        self.track(upstream)
+            .lock()
+            .token_times
+            .add(per_token, Instant::now());
+    }
+
+    /// The generation rate learned of `upstream` under a route's `deadlines` and what it was
+    /// learned from (`None`: too few samples, or not learning).
+    pub fn rate(&self, upstream: &UpstreamKey, d: &Deadlines) -> Option<(Rate, Basis)> {
+        let basis = self
+            .map
+            .read()
+            .get(upstream)
+            .and_then(|t| t.lock().token_times.basis())?;
+        let per_token = d.adaptive.per_token(basis.p99, basis.samples)?;
+        let start = self.first_token_deadline(upstream, d).0;
+        Some((Rate { start, per_token }, basis))
+    }
+
+    /// A route's deadlines for an unstreamed attempt on `upstream` that asks for up to
+    /// `max_tokens`: they grow with the answer at the upstream's learned rate (50 ms a token
+    /// until it is learned), when the route left them to their defaults.
+    pub fn unstreamed_deadlines(
+        &self,
+        upstream: &UpstreamKey,
+        d: &Deadlines,
+        max_tokens: Option<u32>,
+    ) -> Deadlines {
+        d.for_length_at(max_tokens, self.rate(upstream, d).map(|(r, _)| r))
+    }
+
     /// Takes the fleet's recent first tokens from the operator's directives (replacing what it
     /// pushed before).
     pub fn seed(&self, directives: &[plumb_proto::v1::UpstreamDirective]) {
@@ -270,6 +322,12 @@ impl Learned {
                 let (in_force, basis) = self.first_token_deadline(&t.upstream, &route.deadlines);
                 let (idle, idle_basis) = self.stream_idle_deadline(&t.upstream, &route.deadlines);
                 let (whole, broken) = self.streams(&t.upstream);
+                let rate = self.rate(&t.upstream, &route.deadlines);
+                let per_token_basis = self
+                    .map
+                    .read()
+                    .get(&t.upstream)
+                    .and_then(|t| t.lock().token_times.basis());
                 out.push(json!({
                     "route": route.id.to_string(),
                     "target": t.name,
@@ -293,6 +351,19 @@ impl Learned {
                         "learnedFrom": idle_basis.map(|b| json!({
                             "p99Ms": b.p99.as_secs_f64() * 1e3,
                             "samples": b.samples,
+                        })),
+                    },
+                    // An unstreamed answer's first byte: `startMs + max_tokens × perTokenMs`
+                    // within the route's firstByte and streamMax.
+                    "unstreamed": {
+                        "scalesWithLength": route.deadlines.scale_with_length,
+                        "perTokenMs": rate.map_or(PER_OUTPUT_TOKEN, |(r, _)| r.per_token).as_secs_f64() * 1e3,
+                        "startMs": rate.map_or(0, |(r, _)| r.start.as_millis() as u64),
+                        "routeFirstByteMs": route.deadlines.first_byte.as_millis() as u64,
+                        "learnedFrom": per_token_basis.map(|b| json!({
+                            "p99PerTokenMs": b.p99.as_secs_f64() * 1e3,
+                            "samples": b.samples,
+                            "inForce": rate.is_some(),
                         })),
                     },
                 }));
@@ -477,6 +548,45 @@ mod tests {
             l.first_token_deadline(&other, &d),
             (Duration::from_secs(30), None)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unstreamed_deadlines_follow_the_learned_time_per_token() {
+        let l = Learned::default();
+        let (u, d) = (upstream(), deadlines());
+        // Short answers say nothing of the rate; until enough long ones, 50 ms a token.
+        for _ in 0..50 {
+            l.generated(&u, Duration::from_secs(1), MIN_RATE_TOKENS - 1);
+        }
+        for _ in 0..19 {
+            l.generated(&u, Duration::from_secs(10), 1000);
+        }
+        assert_eq!(l.rate(&u, &d), None);
+        assert_eq!(
+            l.unstreamed_deadlines(&u, &d, Some(4000)),
+            d.for_length(Some(4000))
+        );
+        // 10 ms a token, three times over, after the first token's 30 s (nothing streamed).
+        l.generated(&u, Duration::from_secs(10), 1000);
+        let (rate, basis) = l.rate(&u, &d).unwrap();
+        assert_eq!((basis.samples, basis.fleet), (20, false));
+        assert_eq!(rate.start, Duration::from_secs(30));
+        let ms = rate.per_token.as_secs_f64() * 1e3;
+        assert!((29.0..=31.0).contains(&ms), "{ms}");
+        let fb = l.unstreamed_deadlines(&u, &d, Some(4000)).first_byte;
+        assert!(
+            fb >= Duration::from_secs(145) && fb <= Duration::from_secs(155),
+            "{fb:?}"
+        );
+        // Streams teach the first token, which the answer's start follows.
+        for _ in 0..20 {
+            l.first_token(&u, Duration::from_millis(100));
+        }
+        assert!(l.rate(&u, &d).unwrap().0.start < Duration::from_secs(1));
+        // Not learning: 50 ms a token.
+        let mut off = d;
+        off.adaptive.enabled = false;
+        assert_eq!(l.rate(&u, &off), None);
     }
 
     #[tokio::test(start_paused = true)]

@@ -406,6 +406,12 @@ impl Observer<'_> {
                     span.record("plumb.contract", "passed");
                 }
                 if let Some((input, output)) = usage {
+                    // What an unstreamed answer's deadline learns from: its time per token.
+                    if !request.stream {
+                        self.table
+                            .learned
+                            .generated(&target.upstream, r.latency, *output);
+                    }
                     span.record("gen_ai.usage.input_tokens", input);
                     span.record("gen_ai.usage.output_tokens", output);
                     genai::record_tokens(

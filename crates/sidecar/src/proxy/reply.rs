@@ -163,6 +163,12 @@ impl Request<'_> {
                             }
                         })
                     }),
+                    on_rate: Some({
+                        let (table, upstream) = (self.proxy.table.clone(), target.upstream.clone());
+                        Box::new(move |writing, tokens| {
+                            table.learned.generated(&upstream, writing, tokens);
+                        })
+                    }),
                     redact: self.redactor(),
                 };
                 let settle = self.settle_stream(target, permit, latency);

@@ -935,3 +935,134 @@ async fn a_streams_late_head_is_held_to_the_first_token_deadline() {
         "failed over at the first-token deadline, not the first-byte one (60 s)"
     );
 }
+
+/// A whole answer that counted `tokens` output tokens.
+fn answer_of(model: &str, tokens: u64) -> Value {
+    let mut a = completion(model, "a long answer");
+    a["usage"] =
+        json!({"prompt_tokens": 5, "completion_tokens": tokens, "total_tokens": tokens + 5});
+    a
+}
+
+/// Unstreamed requests for up to `max_tokens`.
+fn ask_for(max_tokens: u32) -> Value {
+    let mut body = ask(false);
+    body["max_tokens"] = json!(max_tokens);
+    body
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_but_steady_provider_is_not_cut_once_its_rate_is_learned() {
+    // 15 tokens a second: twenty answers of 100 tokens in 6.7 s each teach the rate; then
+    // 2,000 tokens take 133.3 s, past the 100 s that 50 ms a token would give them.
+    let mut script: Vec<Step> = (0..20)
+        .map(|_| Step::JsonAfter(Duration::from_millis(6_667), answer_of("gpt-a", 100)))
+        .collect();
+    script.push(Step::JsonAfter(
+        Duration::from_millis(133_333),
+        answer_of("gpt-a", 2000),
+    ));
+    let up = Scripted::new(&[
+        ("primary.test", script),
+        ("fallback.test", vec![fallback_ok()]),
+    ]);
+    let p = proxy(&routes(""), up.clone());
+    for i in 0..20 {
+        let got = chat(&p, ask_for(100)).await;
+        assert_eq!(got.header("x-plumb-served-by"), "primary", "request {i}");
+    }
+    let got = chat(&p, ask_for(2000)).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(got.header("x-plumb-served-by"), "primary", "{}", got.body);
+    assert_eq!(got.header("x-plumb-failure-classes"), "");
+    assert!(
+        up.hosts().iter().all(|h| h == "primary.test"),
+        "one paid attempt each: {:?}",
+        up.hosts()
+    );
+}
+
+/// A provider writing 200 tokens a second (5 ms a token), twenty answers of 1,000 tokens
+/// learned from, and a route over it; then `samples` more answers, and a request for 8,000
+/// tokens that hangs. Returns when the fallback was asked, from the hung request's start.
+async fn hung_after_learning(samples: usize) -> Duration {
+    let mut script: Vec<Step> = (0..samples)
+        .map(|_| Step::JsonAfter(Duration::from_secs(5), answer_of("gpt-a", 1000)))
+        .collect();
+    script.push(Step::Hang);
+    let up = Scripted::new(&[
+        ("primary.test", script),
+        ("fallback.test", vec![fallback_ok()]),
+    ]);
+    let p = proxy(&routes(""), up.clone());
+    for i in 0..samples {
+        let got = chat(&p, ask_for(1000)).await;
+        assert_eq!(got.header("x-plumb-served-by"), "primary", "request {i}");
+    }
+    let started = tokio::time::Instant::now();
+    let got = chat(&p, ask_for(8000)).await;
+    assert_served_by_fallback(&got, "timeout");
+    let seen = up.received();
+    let asked = seen.last().map(|r| r.at).unwrap_or_default();
+    asked - (started - up.epoch())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fast_providers_stuck_unstreamed_request_is_cut_at_its_learned_rate() {
+    // The first token's 30 s (nothing streamed yet) and 8,000 × 3 × 5 ms: 150 s, where 50 ms a
+    // token would wait 400 s.
+    let cut = hung_after_learning(20).await;
+    assert!(
+        cut >= Duration::from_secs(145) && cut <= Duration::from_secs(155),
+        "{cut:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_too_few_answers_learned_an_unstreamed_request_keeps_50_ms_a_token() {
+    assert_eq!(hung_after_learning(19).await, Duration::from_secs(400));
+}
+
+#[tokio::test(start_paused = true)]
+async fn streams_teach_the_rate_and_the_start_of_unstreamed_answers() {
+    // Twenty streams: the first token after 100 ms, then 1,000 tokens in 5 s (their usage
+    // says so). An unstreamed request for 8,000 tokens that hangs is then given 3 × 100 ms to
+    // start and 8,000 × 3 × 5 ms to write: about 120 s, where 50 ms a token would wait 400 s.
+    let streamed = || {
+        Step::Stream(vec![
+            Piece::Wait(Duration::from_millis(100)),
+            Piece::Event(chunk("gpt-a", "Hello")),
+            Piece::Wait(Duration::from_secs(5)),
+            Piece::Event(chunk("gpt-a", " world")),
+            Piece::Event(format!(
+                "data: {}",
+                json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-a",
+                    "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 5, "completion_tokens": 1000, "total_tokens": 1005}})
+            )),
+            Piece::Event("data: [DONE]".to_owned()),
+        ])
+    };
+    let mut script: Vec<Step> = (0..20).map(|_| streamed()).collect();
+    script.push(Step::Hang);
+    let up = Scripted::new(&[
+        ("primary.test", script),
+        ("fallback.test", vec![fallback_ok()]),
+    ]);
+    let p = proxy(
+        &routes("  deadlines: {adaptive: {floor: 250ms}}\n"),
+        up.clone(),
+    );
+    for i in 0..20 {
+        let got = chat(&p, ask(true)).await;
+        assert!(got.body.contains("[DONE]"), "request {i}: {}", got.body);
+    }
+    let started = tokio::time::Instant::now();
+    let got = chat(&p, ask_for(8000)).await;
+    assert_served_by_fallback(&got, "timeout");
+    let cut = up.received().last().map(|r| r.at).unwrap_or_default() - (started - up.epoch());
+    assert!(
+        cut >= Duration::from_secs(115) && cut <= Duration::from_secs(125),
+        "{cut:?}"
+    );
+}

@@ -91,6 +91,11 @@ impl Scripted {
         self.log.lock().iter().map(|r| r.host.clone()).collect()
     }
 
+    /// When the script started (the origin of [`Received::at`]).
+    pub fn epoch(&self) -> Instant {
+        self.epoch
+    }
+
     /// Every request received.
     pub fn received(&self) -> Vec<Received> {
         self.log.lock().clone()
