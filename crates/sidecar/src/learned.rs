@@ -11,6 +11,12 @@
 //! The arithmetic runs when a sample is added; reading the deadline in force is a lock and a
 //! copy.
 //!
+//! A stream's response head is learned apart from its first token: the head deadline in force
+//! is `multiplier × p99` of the upstream's recent heads, at least the floor and at most the
+//! first-token deadline in force. A provider that sends its head at once and then thinks for
+//! twenty seconds has a hung connection cut in about a second, not when the first token is
+//! late; one whose head itself takes two seconds learns that, as its first token does.
+//!
 //! Unstreamed answers are waited for as long as the upstream's own generation rate calls for:
 //! its time per output token is learned from whole answers (their time ÷ the output tokens
 //! their usage counts) and from whole streams (the time from commit to the end ÷ their output
@@ -62,6 +68,8 @@ struct Track {
     gaps: Generations,
     /// The time per output token of whole answers and whole streams.
     token_times: Generations,
+    /// The time to a stream's response head.
+    heads: Generations,
     /// Streams that ended whole, and streams that broke mid-stream.
     streams: SlidingWindow,
 }
@@ -130,6 +138,7 @@ impl Track {
             first_tokens: Generations::new(now),
             gaps: Generations::new(now),
             token_times: Generations::new(now),
+            heads: Generations::new(now),
             streams: SlidingWindow::new(STREAMS, now),
         }
     }
@@ -212,10 +221,46 @@ impl Learned {
         learned(d, basis, d.first_token)
     }
 
-    /// A route's deadlines for an attempt on `upstream`: the first-token deadline learned.
+    /// A stream's response head came after `latency`.
+    pub fn stream_head(&self, upstream: &UpstreamKey, latency: Duration) {
+        self.track(upstream)
+            .lock()
+            .heads
+            .add(latency, Instant::now());
+    }
+
+    /// The deadline in force for a stream's response head on `upstream`: learned from its
+    /// recent heads, at least the floor, at most the first-token deadline in force (and the
+    /// route's `firstByte`); the first-token deadline in force until it is learned.
+    pub fn head_deadline(
+        &self,
+        upstream: &UpstreamKey,
+        d: &Deadlines,
+    ) -> (Duration, Option<Basis>) {
+        let first_token = self.first_token_deadline(upstream, d).0;
+        let basis = self
+            .map
+            .read()
+            .get(upstream)
+            .and_then(|t| t.lock().heads.basis());
+        let (deadline, basis) = learned(d, basis, first_token);
+        (deadline.min(d.first_byte), basis)
+    }
+
+    /// A stream whose head was cut by a learned head deadline: a sample at the time it was
+    /// given, as for first tokens.
+    pub fn head_cut_at(&self, upstream: &UpstreamKey, d: &Deadlines, after: Duration) {
+        if self.head_deadline(upstream, d).1.is_some() {
+            self.stream_head(upstream, after);
+        }
+    }
+
+    /// A route's deadlines for a streamed attempt on `upstream`: the first-token and head
+    /// deadlines learned (the head is the first byte).
     pub fn deadlines(&self, upstream: &UpstreamKey, d: &Deadlines) -> Deadlines {
         Deadlines {
             first_token: self.first_token_deadline(upstream, d).0,
+            first_byte: self.head_deadline(upstream, d).0,
             ..*d
         }
     }
@@ -321,6 +366,7 @@ impl Learned {
             for t in route.all_targets() {
                 let (in_force, basis) = self.first_token_deadline(&t.upstream, &route.deadlines);
                 let (idle, idle_basis) = self.stream_idle_deadline(&t.upstream, &route.deadlines);
+                let (head, head_basis) = self.head_deadline(&t.upstream, &route.deadlines);
                 let (whole, broken) = self.streams(&t.upstream);
                 let rate = self.rate(&t.upstream, &route.deadlines);
                 let per_token_basis = self
@@ -349,6 +395,13 @@ impl Learned {
                         "inForceMs": idle.as_millis() as u64,
                         "routeMs": route.deadlines.stream_idle.as_millis() as u64,
                         "learnedFrom": idle_basis.map(|b| json!({
+                            "p99Ms": b.p99.as_secs_f64() * 1e3,
+                            "samples": b.samples,
+                        })),
+                    },
+                    "streamHead": {
+                        "inForceMs": head.as_millis() as u64,
+                        "learnedFrom": head_basis.map(|b| json!({
                             "p99Ms": b.p99.as_secs_f64() * 1e3,
                             "samples": b.samples,
                         })),
@@ -587,6 +640,50 @@ mod tests {
         let mut off = d;
         off.adaptive.enabled = false;
         assert_eq!(l.rate(&u, &off), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_streams_head_is_learned_apart_from_its_first_token() {
+        let l = Learned::default();
+        let (u, d) = (upstream(), deadlines());
+        // Until its heads are learned, a stream's head is held to the first-token deadline.
+        assert_eq!(l.head_deadline(&u, &d), (Duration::from_secs(30), None));
+        // Heads in 100 ms, first tokens 20 s later: 3 × 100 ms for the head, 30 s (the
+        // route's) for the first token.
+        for _ in 0..20 {
+            l.stream_head(&u, Duration::from_millis(100));
+            l.first_token(&u, Duration::from_secs(20));
+        }
+        let (head, basis) = l.head_deadline(&u, &d);
+        assert!(basis.is_some_and(|b| b.samples == 20));
+        assert!(
+            head >= Duration::from_millis(290) && head <= Duration::from_millis(320),
+            "{head:?}"
+        );
+        let streamed = l.deadlines(&u, &d);
+        assert_eq!(
+            (streamed.first_byte, streamed.first_token),
+            (head, Duration::from_secs(30))
+        );
+        // Heads of 2 s: about 6 s, as their first tokens; never past the first token's.
+        let slow = UpstreamKey {
+            model: "slow".into(),
+            ..upstream()
+        };
+        for _ in 0..20 {
+            l.stream_head(&slow, Duration::from_secs(2));
+            l.first_token(&slow, Duration::from_millis(2_050));
+        }
+        let (head, _) = l.head_deadline(&slow, &d);
+        assert!(
+            head >= Duration::from_millis(5_800) && head <= Duration::from_millis(6_200),
+            "{head:?}"
+        );
+        let short = Deadlines {
+            first_token: Duration::from_secs(4),
+            ..d
+        };
+        assert_eq!(l.head_deadline(&slow, &short).0, Duration::from_secs(4));
     }
 
     #[tokio::test(start_paused = true)]

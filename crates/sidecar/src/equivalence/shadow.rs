@@ -279,6 +279,7 @@ impl Job {
             outcome: AttemptOutcome::Committed,
             breaker: BreakerState::Closed,
             next: None,
+            head: None,
         };
         match sent {
             Ok(Answer::Whole { head, whole, .. }) => {

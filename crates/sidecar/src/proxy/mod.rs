@@ -445,6 +445,7 @@ impl Request<'_> {
                 outcome: AttemptOutcome::Committed,
                 breaker: breaker.state(),
                 next: None,
+                head: None,
             };
             let mut failure = match result {
                 Ok(checked) => {
@@ -458,7 +459,10 @@ impl Request<'_> {
                             };
                             None
                         }
-                        Answer::Stream { .. } => Some(permit),
+                        Answer::Stream { head_after, .. } => {
+                            record.head = Some(head_after);
+                            Some(permit)
+                        }
                     };
                     self.observer().attempt(&span, &record, self.request);
                     let first_choice = kind == Kind::First;

@@ -109,7 +109,9 @@ impl Request<'_> {
                 };
                 (head, respond::full(body))
             }
-            Answer::Stream { head, first, rest } => {
+            Answer::Stream {
+                head, first, rest, ..
+            } => {
                 let sampler = self.sampler(target, primary);
                 let options = RelayOptions {
                     api: self.request.api,

@@ -1066,3 +1066,87 @@ async fn streams_teach_the_rate_and_the_start_of_unstreamed_answers() {
         "{cut:?}"
     );
 }
+
+/// A stream whose head comes after `head` and its first token `first` later.
+fn stream_head_after(model: &str, head: Duration, first: Duration) -> Step {
+    let mut pieces = vec![Piece::Wait(first), Piece::Event(chunk(model, "Hello"))];
+    pieces.extend(stream_end(model));
+    Step::StreamAfter(head, pieces)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_head_is_cut_at_the_learned_head_deadline_though_first_tokens_are_slow() {
+    // The head comes in about 100 ms and the first token 20 s later (a long prefill, say):
+    // the first-token deadline learns 30 s (3 × 20 s, at most the route's), the head 300 ms.
+    // Then the connection hangs before any head.
+    let mut script: Vec<Step> = (0..20)
+        .map(|i| {
+            stream_head_after(
+                "gpt-a",
+                Duration::from_millis(90 + i),
+                Duration::from_secs(20),
+            )
+        })
+        .collect();
+    script.push(Step::Hang);
+    let up = Scripted::new(&[
+        ("primary.test", script),
+        (
+            "fallback.test",
+            vec![stream_after("gpt-b", Duration::from_millis(10))],
+        ),
+    ]);
+    let p = proxy(
+        &routes("  deadlines: {adaptive: {floor: 250ms}}\n"),
+        up.clone(),
+    );
+    for i in 0..20 {
+        let got = chat(&p, ask(true)).await;
+        assert_eq!(got.header("x-plumb-served-by"), "primary", "request {i}");
+    }
+    let started = tokio::time::Instant::now();
+    let got = chat(&p, ask(true)).await;
+    assert_eq!(got.header("x-plumb-served-by"), "fallback", "{}", got.body);
+    assert_eq!(got.header("x-plumb-failure-classes"), "timeout");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(1),
+        "failed over at the learned head deadline (about 3 × 110 ms), not 30 s: {took:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_provider_whose_head_takes_two_seconds_then_streams_quickly_is_not_cut() {
+    // Its heads take about 2 s and its first tokens follow at once: the head deadline learns
+    // about 6 s, like its first token, and a head a little slower than before is not cut.
+    let mut script: Vec<Step> = (0..20)
+        .map(|i| {
+            stream_head_after(
+                "gpt-a",
+                Duration::from_millis(1_900 + 10 * i),
+                Duration::from_millis(20),
+            )
+        })
+        .collect();
+    script.push(stream_head_after(
+        "gpt-a",
+        Duration::from_millis(3_000),
+        Duration::from_millis(20),
+    ));
+    let up = Scripted::new(&[
+        ("primary.test", script),
+        (
+            "fallback.test",
+            vec![stream_after("gpt-b", Duration::from_millis(10))],
+        ),
+    ]);
+    let p = proxy(
+        &routes("  deadlines: {adaptive: {floor: 250ms}}\n"),
+        up.clone(),
+    );
+    for i in 0..21 {
+        let got = chat(&p, ask(true)).await;
+        assert_eq!(got.header("x-plumb-served-by"), "primary", "request {i}");
+    }
+    assert!(up.hosts().iter().all(|h| h == "primary.test"));
+}

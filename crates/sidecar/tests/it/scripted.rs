@@ -37,6 +37,8 @@ pub enum Step {
     Json(Value),
     /// A 200 server-sent-event stream, piece by piece.
     Stream(Vec<Piece>),
+    /// The same, its head after a wait.
+    StreamAfter(Duration, Vec<Piece>),
     /// This JSON, its head and body after a wait (an unstreamed answer being written).
     JsonAfter(Duration, Value),
 }
@@ -143,7 +145,14 @@ impl Transport for Scripted {
                 at: self.epoch.elapsed(),
                 body: serde_json::from_slice(&body).unwrap_or(Value::Null),
             });
-            let (status, content_type, headers, body) = match self.next(&host) {
+            let step = match self.next(&host) {
+                Step::StreamAfter(wait, pieces) => {
+                    tokio::time::sleep(wait).await;
+                    Step::Stream(pieces)
+                }
+                step => step,
+            };
+            let (status, content_type, headers, body) = match step {
                 Step::Hang => std::future::pending().await,
                 Step::Refused => {
                     return Err(BoxError::from(std::io::Error::new(
@@ -193,6 +202,7 @@ impl Transport for Scripted {
                         BoxBody::new(ChannelBody(rx)),
                     )
                 }
+                Step::StreamAfter(..) => unreachable!("its wait was taken above"),
             };
             let mut resp = Response::builder()
                 .status(status)
