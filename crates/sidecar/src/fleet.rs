@@ -332,6 +332,30 @@ impl Fleet {
         }
     }
 
+    /// A probe of `target` whose stream committed passed (its breaker is `breaker` after it),
+    /// said at once so the fleet sends traffic back without waiting for the stream's end; the
+    /// stream's outcome is counted when it ends, as any attempt's.
+    pub fn probe_passed(
+        &self,
+        route: &str,
+        target: &Target,
+        breaker: BreakerState,
+        cooldown: Duration,
+    ) {
+        if !self.reporting.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        self.reported
+            .lock()
+            .insert((route.to_owned(), target.name.clone()), breaker);
+        self.accumulate(route, target, |a| {
+            a.probes_ok += 1;
+            a.breaker = Some(breaker);
+            a.cooldown_ms = cooldown.as_millis() as u64;
+        });
+        self.mark_urgent();
+    }
+
     /// Counts an answer served by failover to a target the route does not certify.
     pub fn uncertified_failover(&self, route: &str, target: &Target) {
         self.accumulate(route, target, |a| a.uncertified_failovers += 1);
@@ -556,6 +580,23 @@ mod tests {
         let r = f.report(3, None, Vec::new()).unwrap_or_else(|| panic!());
         assert!(r.urgent, "a breaker opening is urgent");
         assert_eq!(r.targets[0].breaker, v1::BreakerState::Open as i32);
+    }
+
+    #[test]
+    fn a_probe_whose_stream_committed_is_reported_at_once_and_counts_no_attempt() {
+        let f = Fleet::new();
+        f.set_pod("web-1");
+        let t = target("gpt");
+        f.probe_passed("chat", &t, BreakerState::Closed, Duration::from_secs(2));
+        let r = f
+            .report(1, None, Vec::new())
+            .unwrap_or_else(|| panic!("a report"));
+        assert!(r.urgent, "the fleet hears it at once");
+        let target = &r.targets[0];
+        assert_eq!((target.probes_ok, target.probes_failed), (1, 0));
+        assert_eq!(target.breaker, v1::BreakerState::Closed as i32);
+        assert_eq!(target.cooldown_ms, 2_000);
+        assert!(target.outcomes.is_empty(), "the stream's end counts it");
     }
 
     #[test]

@@ -429,6 +429,16 @@ impl Observer<'_> {
                 );
             }
             AttemptOutcome::Committed => {
+                // A probe passes at commit: the fleet hears it now.
+                if r.probe {
+                    let o = self.fleet_outcome(target, r.latency, r.breaker, r.probe);
+                    self.table.fleet.probe_passed(
+                        &self.route.id.name,
+                        target,
+                        o.breaker,
+                        o.cooldown,
+                    );
+                }
                 // What the first-token deadline learns from (with the default hold of no
                 // events, commit is the first token).
                 self.table.learned.first_token(&target.upstream, r.latency);

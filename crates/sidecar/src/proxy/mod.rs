@@ -461,7 +461,11 @@ impl Request<'_> {
                         }
                         Answer::Stream { head_after, .. } => {
                             record.head = Some(head_after);
-                            Some(permit)
+                            // A probe's verdict is its commit: traffic returns now, not when
+                            // its stream ends.
+                            let (state, rest) = permit.commit();
+                            record.breaker = state;
+                            Some(rest)
                         }
                     };
                     self.observer().attempt(&span, &record, self.request);

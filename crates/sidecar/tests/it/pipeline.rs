@@ -1150,3 +1150,137 @@ async fn a_provider_whose_head_takes_two_seconds_then_streams_quickly_is_not_cut
     }
     assert!(up.hosts().iter().all(|h| h == "primary.test"));
 }
+
+/// Who answered each of the requests sent every 250 ms for `secs` seconds (unstreamed, or
+/// streamed), with the time each was sent.
+async fn every_quarter_second(
+    p: &Arc<plumb_sidecar::proxy::Proxy>,
+    secs: u64,
+    stream: bool,
+) -> Vec<(Duration, String)> {
+    let start = tokio::time::Instant::now();
+    let mut sent = Vec::new();
+    for i in 0..secs * 4 {
+        let at = Duration::from_millis(250 * i);
+        tokio::time::sleep_until(start + at).await;
+        let p = p.clone();
+        sent.push((
+            at,
+            tokio::spawn(async move {
+                chat(&p, ask(stream))
+                    .await
+                    .header("x-plumb-served-by")
+                    .to_owned()
+            }),
+        ));
+    }
+    let mut out = Vec::new();
+    for (at, task) in sent {
+        out.push((at, task.await.unwrap()));
+    }
+    out
+}
+
+/// When the first request sent at or after `from` that the primary answered was sent, and
+/// whether every later request went to the primary until `until`.
+fn returned(served: &[(Duration, String)], from: Duration, until: Duration) -> (Duration, bool) {
+    let back = served
+        .iter()
+        .find(|(at, by)| *at >= from && by == "primary")
+        .map_or(Duration::MAX, |(at, _)| *at);
+    let stayed = served
+        .iter()
+        .filter(|(at, _)| *at >= back && *at < until)
+        .all(|(_, by)| by == "primary");
+    (back, stayed)
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_an_outage_whose_probes_failed_traffic_returns_at_the_next_probe_and_the_cool_down_is_short_again()
+ {
+    // The primary answers 503 for 9 s (its breaker opens, and its probes at about 2.5 s and
+    // 6.5 s fail, doubling the cool-down to 8 s), then again for one second from 30 s.
+    let down = || status(503, error("server_error", "overloaded", "try later"));
+    let up_ = || Step::Json(completion("gpt-a", "from the primary"));
+    let up = Scripted::new(&[
+        (
+            "primary.test",
+            vec![Step::Timeline(vec![
+                (Duration::ZERO, down()),
+                (Duration::from_secs(9), up_()),
+                (Duration::from_secs(30), down()),
+                (Duration::from_secs(31), up_()),
+            ])],
+        ),
+        ("fallback.test", vec![fallback_ok()]),
+    ]);
+    let p = proxy(&routes(""), up.clone());
+    let served = every_quarter_second(&p, 40, false).await;
+    assert!(
+        served
+            .iter()
+            .all(|(_, by)| by == "primary" || by == "fallback"),
+        "every request answered: {served:?}"
+    );
+    // Back at 9 s: the cool-down in force then (8 s) is the longest the primary can wait
+    // for the probe that finds it healthy; from then on it has every request.
+    let (back, stayed) = returned(&served, Duration::from_secs(9), Duration::from_secs(30));
+    assert!(back <= Duration::from_secs(17), "back at {back:?}");
+    assert!(stayed, "{served:?}");
+    // While it was down, only probes reached it after its breaker opened.
+    let probes = up
+        .received()
+        .iter()
+        .filter(|r| {
+            r.host == "primary.test"
+                && r.at >= Duration::from_secs(2)
+                && r.at < Duration::from_secs(9)
+        })
+        .count();
+    assert_eq!(probes, 2, "{:?}", up.received());
+    // The probe that passed reset the cool-down: after the second outage (back at 31 s) the
+    // primary has its traffic again within one first cool-down (2 s), not a doubled one.
+    let (back, stayed) = returned(&served, Duration::from_secs(31), Duration::from_secs(40));
+    assert!(
+        back <= Duration::from_secs(33),
+        "back at {back:?}: {served:?}"
+    );
+    assert!(stayed, "{served:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_that_streams_a_long_answer_lets_traffic_back_at_its_first_token() {
+    // Down for 3 s; then every answer is a stream of 30 s. The probe that finds the primary
+    // healthy (about 6.5 s) closes its breaker at its first token, not when its stream ends.
+    let long = || {
+        let mut pieces = vec![
+            Piece::Event(chunk("gpt-a", "Hello")),
+            Piece::Wait(Duration::from_secs(30)),
+        ];
+        pieces.extend(stream_end("gpt-a"));
+        Step::Stream(pieces)
+    };
+    let mut from_fallback = vec![Piece::Event(chunk("gpt-b", "from the fallback"))];
+    from_fallback.extend(stream_end("gpt-b"));
+    let up = Scripted::new(&[
+        (
+            "primary.test",
+            vec![Step::Timeline(vec![
+                (
+                    Duration::ZERO,
+                    status(503, error("server_error", "overloaded", "try later")),
+                ),
+                (Duration::from_secs(3), long()),
+            ])],
+        ),
+        ("fallback.test", vec![Step::Stream(from_fallback)]),
+    ]);
+    let p = proxy(&routes(""), up.clone());
+    let served = every_quarter_second(&p, 12, true).await;
+    let (back, stayed) = returned(&served, Duration::from_secs(3), Duration::from_secs(12));
+    assert!(
+        back <= Duration::from_secs(8),
+        "back at {back:?}, not when the probe's stream ended: {served:?}"
+    );
+    assert!(stayed, "{served:?}");
+}

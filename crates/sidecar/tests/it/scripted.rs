@@ -39,6 +39,9 @@ pub enum Step {
     Stream(Vec<Piece>),
     /// The same, its head after a wait.
     StreamAfter(Duration, Vec<Piece>),
+    /// What the host does changes with time: each step from its time (since the script
+    /// started) until the next one's.
+    Timeline(Vec<(Duration, Step)>),
     /// This JSON, its head and body after a wait (an unstreamed answer being written).
     JsonAfter(Duration, Value),
 }
@@ -145,7 +148,16 @@ impl Transport for Scripted {
                 at: self.epoch.elapsed(),
                 body: serde_json::from_slice(&body).unwrap_or(Value::Null),
             });
-            let step = match self.next(&host) {
+            let mut step = self.next(&host);
+            while let Step::Timeline(phases) = step {
+                let now = self.epoch.elapsed();
+                step = phases
+                    .into_iter()
+                    .rev()
+                    .find(|(from, _)| *from <= now)
+                    .map_or(Step::Hang, |(_, s)| s);
+            }
+            let step = match step {
                 Step::StreamAfter(wait, pieces) => {
                     tokio::time::sleep(wait).await;
                     Step::Stream(pieces)
@@ -203,6 +215,7 @@ impl Transport for Scripted {
                     )
                 }
                 Step::StreamAfter(..) => unreachable!("its wait was taken above"),
+                Step::Timeline(_) => unreachable!("its phase was taken above"),
             };
             let mut resp = Response::builder()
                 .status(status)
