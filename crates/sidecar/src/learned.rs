@@ -309,6 +309,10 @@ impl Learned {
         d: &Deadlines,
         max_tokens: Option<u32>,
     ) -> Deadlines {
+        if max_tokens.is_none() || !d.scale_with_length {
+            // Nothing to scale: no need to look the rate up.
+            return *d;
+        }
         d.for_length_at(max_tokens, self.rate(upstream, d).map(|(r, _)| r))
     }
 
