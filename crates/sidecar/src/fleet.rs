@@ -92,6 +92,7 @@ struct Accum {
     outcomes: BTreeMap<String, u64>,
     latency: Sketch,
     first_token: Sketch,
+    token_time: Sketch,
     streams_held: u64,
     breaker: Option<BreakerState>,
     cooldown_ms: u64,
@@ -110,6 +111,7 @@ impl Accum {
         }
         self.latency.merge(&older.latency);
         self.first_token.merge(&older.first_token);
+        self.token_time.merge(&older.token_time);
         self.streams_held += older.streams_held;
         self.breaker = self.breaker.or(older.breaker);
         if self.cooldown_ms == 0 {
@@ -255,6 +257,12 @@ impl Fleet {
     /// first-token deadlines are drawn from, fleet-wide.
     pub fn first_token(&self, route: &str, target: &Target, latency: Duration) {
         self.accumulate(route, target, |a| a.first_token.add(latency));
+    }
+
+    /// An answer of `target` took `per_token` per output token: what the deadlines of
+    /// unstreamed answers are drawn from, fleet-wide.
+    pub fn token_time(&self, route: &str, target: &Target, per_token: Duration) {
+        self.accumulate(route, target, |a| a.token_time.add(per_token));
     }
 
     /// A streamed attempt of `target` was held because its upstream's streams broke.
@@ -431,6 +439,7 @@ impl Fleet {
                     uncertified_failovers: a.uncertified_failovers,
                     first_token: (!a.first_token.is_empty()).then(|| a.first_token.to_proto()),
                     streams_held: a.streams_held,
+                    token_time: (!a.token_time.is_empty()).then(|| a.token_time.to_proto()),
                 })
             })
             .collect();
@@ -567,7 +576,18 @@ mod tests {
         assert!(!r.urgent);
         assert_eq!(r.targets[0].outcomes.get("ok"), Some(&1));
         assert_eq!(r.targets[0].outcomes.get("timeout"), Some(&1));
+        assert_eq!(r.targets[0].token_time, None, "no answer's rate yet");
         assert!(f.report(2, None, Vec::new()).is_none(), "deltas only");
+        // An answer's time per token goes as a sketch.
+        f.token_time("chat", &t, Duration::from_millis(5));
+        let r = f.report(2, None, Vec::new()).unwrap_or_else(|| panic!());
+        let sketch = plumb_knowledge::Sketch::from_proto(
+            r.targets[0]
+                .token_time
+                .as_ref()
+                .unwrap_or_else(|| panic!("a sketch")),
+        );
+        assert_eq!(sketch.count(), 1);
         f.record(
             "chat",
             &t,

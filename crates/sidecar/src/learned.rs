@@ -58,6 +58,8 @@ pub struct Learned {
     /// The fleet's recent first tokens per upstream, as the operator last pushed them: a
     /// sidecar that has seen too few of its own learns from these.
     fleet: RwLock<HashMap<UpstreamKey, Basis>>,
+    /// The fleet's recent time per output token per upstream, likewise.
+    fleet_token_times: RwLock<HashMap<UpstreamKey, Basis>>,
 }
 
 /// One upstream's recent first tokens and stream gaps, and how its recent streams ended.
@@ -275,26 +277,42 @@ impl Learned {
 
     /// An answer of `tokens` output tokens took `writing` to write (a whole answer: from
     /// sending to its end; a stream: from its first token to its end): a sample of the time
-    /// per token, when it is long enough to say.
-    pub fn generated(&self, upstream: &UpstreamKey, writing: Duration, tokens: u64) {
+    /// per token, when it is long enough to say. Returns the sample taken, for the fleet.
+    pub fn generated(
+        &self,
+        upstream: &UpstreamKey,
+        writing: Duration,
+        tokens: u64,
+    ) -> Option<Duration> {
         if tokens < MIN_RATE_TOKENS {
-            return;
+            return None;
         }
         let per_token = Duration::from_secs_f64(writing.as_secs_f64() / tokens as f64);
         self.track(upstream)
             .lock()
             .token_times
             .add(per_token, Instant::now());
+        Some(per_token)
+    }
+
+    /// What was learned of an upstream's time per output token: its own once it has seen
+    /// enough, the fleet's until then (`None`: nothing yet).
+    fn token_time_basis(&self, upstream: &UpstreamKey, d: &Deadlines) -> Option<Basis> {
+        let enough = |b: &Basis| b.samples >= u64::from(d.adaptive.min_samples);
+        let own = self
+            .map
+            .read()
+            .get(upstream)
+            .and_then(|t| t.lock().token_times.basis());
+        own.filter(enough)
+            .or_else(|| self.fleet_token_times.read().get(upstream).copied())
+            .or(own)
     }
 
     /// The generation rate learned of `upstream` under a route's `deadlines` and what it was
     /// learned from (`None`: too few samples, or not learning).
     pub fn rate(&self, upstream: &UpstreamKey, d: &Deadlines) -> Option<(Rate, Basis)> {
-        let basis = self
-            .map
-            .read()
-            .get(upstream)
-            .and_then(|t| t.lock().token_times.basis())?;
+        let basis = self.token_time_basis(upstream, d)?;
         let per_token = d.adaptive.per_token(basis.p99, basis.samples)?;
         let start = self.first_token_deadline(upstream, d).0;
         Some((Rate { start, per_token }, basis))
@@ -316,9 +334,24 @@ impl Learned {
         d.for_length_at(max_tokens, self.rate(upstream, d).map(|(r, _)| r))
     }
 
-    /// Takes the fleet's recent first tokens from the operator's directives (replacing what it
-    /// pushed before).
+    /// Takes the fleet's recent first tokens and times per token from the operator's
+    /// directives (replacing what it pushed before).
     pub fn seed(&self, directives: &[plumb_proto::v1::UpstreamDirective]) {
+        let token_times = directives
+            .iter()
+            .filter(|d| d.token_time_samples > 0 && d.token_time_p99_us > 0)
+            .map(|d| {
+                (
+                    plumb_knowledge::upstream_from_proto(d.upstream.as_ref()),
+                    Basis {
+                        p99: Duration::from_micros(d.token_time_p99_us),
+                        samples: d.token_time_samples,
+                        fleet: true,
+                    },
+                )
+            })
+            .collect();
+        *self.fleet_token_times.write() = token_times;
         let seeds = directives
             .iter()
             .filter(|d| d.first_token_samples > 0 && d.first_token_p99_us > 0)
@@ -373,11 +406,7 @@ impl Learned {
                 let (head, head_basis) = self.head_deadline(&t.upstream, &route.deadlines);
                 let (whole, broken) = self.streams(&t.upstream);
                 let rate = self.rate(&t.upstream, &route.deadlines);
-                let per_token_basis = self
-                    .map
-                    .read()
-                    .get(&t.upstream)
-                    .and_then(|t| t.lock().token_times.basis());
+                let per_token_basis = self.token_time_basis(&t.upstream, &route.deadlines);
                 out.push(json!({
                     "route": route.id.to_string(),
                     "target": t.name,
@@ -420,6 +449,7 @@ impl Learned {
                         "learnedFrom": per_token_basis.map(|b| json!({
                             "p99PerTokenMs": b.p99.as_secs_f64() * 1e3,
                             "samples": b.samples,
+                            "source": if b.fleet { "fleet" } else { "own" },
                             "inForce": rate.is_some(),
                         })),
                     },
@@ -644,6 +674,40 @@ mod tests {
         let mut off = d;
         off.adaptive.enabled = false;
         assert_eq!(l.rate(&u, &off), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_sidecar_learns_the_rate_from_the_fleet_until_it_has_seen_enough_of_its_own() {
+        let l = Learned::default();
+        let (u, d) = (upstream(), deadlines());
+        l.seed(&[plumb_proto::v1::UpstreamDirective {
+            upstream: Some(plumb_knowledge::upstream_to_proto(&u)),
+            token_time_p99_us: 5_000,
+            token_time_samples: 300,
+            ..Default::default()
+        }]);
+        let (rate, basis) = l.rate(&u, &d).unwrap();
+        assert!(basis.fleet && basis.samples == 300);
+        assert_eq!(rate.per_token, Duration::from_millis(15));
+        // Its own answers decide once there are enough of them.
+        for _ in 0..20 {
+            assert!(l.generated(&u, Duration::from_secs(20), 1000).is_some());
+        }
+        let (rate, basis) = l.rate(&u, &d).unwrap();
+        assert!(!basis.fleet);
+        assert!(rate.per_token > Duration::from_millis(50), "{rate:?}");
+        // A fleet that has seen too few teaches nothing.
+        let other = UpstreamKey {
+            model: "other".into(),
+            ..upstream()
+        };
+        l.seed(&[plumb_proto::v1::UpstreamDirective {
+            upstream: Some(plumb_knowledge::upstream_to_proto(&other)),
+            token_time_p99_us: 5_000,
+            token_time_samples: 3,
+            ..Default::default()
+        }]);
+        assert_eq!(l.rate(&other, &d), None);
     }
 
     #[tokio::test(start_paused = true)]

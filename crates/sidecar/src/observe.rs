@@ -409,10 +409,15 @@ impl Observer<'_> {
                 }
                 if let Some((input, output)) = usage {
                     // What an unstreamed answer's deadline learns from: its time per token.
-                    if !request.stream {
+                    if !request.stream
+                        && let Some(per_token) =
+                            self.table
+                                .learned
+                                .generated(&target.upstream, r.latency, *output)
+                    {
                         self.table
-                            .learned
-                            .generated(&target.upstream, r.latency, *output);
+                            .fleet
+                            .token_time(&self.route.id.name, target, per_token);
                     }
                     span.record("gen_ai.usage.input_tokens", input);
                     span.record("gen_ai.usage.output_tokens", output);

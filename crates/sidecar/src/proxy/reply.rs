@@ -166,9 +166,17 @@ impl Request<'_> {
                         })
                     }),
                     on_rate: Some({
-                        let (table, upstream) = (self.proxy.table.clone(), target.upstream.clone());
+                        let (table, route, target) = (
+                            self.proxy.table.clone(),
+                            self.route.id.name.clone(),
+                            target.clone(),
+                        );
                         Box::new(move |writing, tokens| {
-                            table.learned.generated(&upstream, writing, tokens);
+                            if let Some(per_token) =
+                                table.learned.generated(&target.upstream, writing, tokens)
+                            {
+                                table.fleet.token_time(&route, &target, per_token);
+                            }
                         })
                     }),
                     redact: self.redactor(),
