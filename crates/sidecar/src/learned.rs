@@ -755,6 +755,35 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn fleet_shows_every_learned_deadline_and_what_it_was_learned_from() {
+        let routes = plumb_policy::parse_routes_file(
+            "apiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {name: chat}\nspec:\n  match: {models: [chat]}\n  targets:\n    - {name: t, provider: openai, baseUrl: 'http://h/v1', model: m, credentials: {none: true}}\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let u = routes.routes()[0].targets[0].upstream.clone();
+        let l = Learned::default();
+        let described = l.describe(&routes);
+        let t = &described[0];
+        assert_eq!(t["unstreamed"]["perTokenMs"], 50.0, "{t}");
+        assert_eq!(t["unstreamed"]["learnedFrom"], Value::Null);
+        assert_eq!(t["streamHead"]["inForceMs"], 30_000);
+        for _ in 0..20 {
+            l.generated(&u, Duration::from_secs(10), 1000);
+            l.stream_head(&u, Duration::from_millis(500));
+        }
+        let described = l.describe(&routes);
+        let t = &described[0];
+        let per_token = t["unstreamed"]["perTokenMs"].as_f64().unwrap_or(0.0);
+        assert!((29.0..=31.0).contains(&per_token), "{t}");
+        assert_eq!(t["unstreamed"]["startMs"], 30_000);
+        assert_eq!(t["unstreamed"]["learnedFrom"]["source"], "own");
+        assert_eq!(t["unstreamed"]["learnedFrom"]["samples"], 20);
+        let head = t["streamHead"]["inForceMs"].as_u64().unwrap_or(0);
+        assert!((1_450..=1_550).contains(&head), "{t}");
+        assert_eq!(t["streamHead"]["learnedFrom"]["samples"], 20);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn old_knowledge_is_forgotten() {
         let l = Learned::default();
         let (u, d) = (upstream(), deadlines());
