@@ -75,6 +75,7 @@ fn report(u: &mut Unstructured) -> Result<v1::Report> {
         }
         let latency = sketch(u)?;
         let first_token = sketch(u)?;
+        let token_time = sketch(u)?;
         targets.push(v1::TargetReport {
             route: pick(u, &NAMES)?,
             target: pick(u, &["primary", "fallback"])?,
@@ -89,6 +90,7 @@ fn report(u: &mut Unstructured) -> Result<v1::Report> {
             uncertified_failovers: count(u)?,
             first_token,
             streams_held: count(u)?,
+            token_time,
         });
     }
     let mut equivalence = Vec::new();
@@ -133,6 +135,8 @@ fn knowledge(u: &mut Unstructured) -> Result<v1::Knowledge> {
             reason: pick(u, &["the breaker of pod web-2 opened", ""])?,
             first_token_p99_us: count(u)?,
             first_token_samples: count(u)?,
+            token_time_p99_us: count(u)?,
+            token_time_samples: count(u)?,
         });
     }
     let mut routes = Vec::new();

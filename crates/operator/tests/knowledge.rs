@@ -311,6 +311,101 @@ async fn knowledge_e2e_one_sidecars_failure_protects_the_fleet_with_one_probe_pe
 }
 
 #[tokio::test]
+async fn knowledge_e2e_streams_of_an_upstream_that_breaks_them_are_held_and_the_status_counts_them()
+{
+    let (env, _op, port) = with_operator().await;
+    let url = format!("https://127.0.0.1:{port}");
+    // The primary cuts every stream after three tokens; its breaker is set never to open, so
+    // only the adaptive hold changes what the client sees.
+    create(
+        &env,
+        &chat_route(
+            &env,
+            "flaky",
+            json!({"breaker": {"consecutiveFailures": 100000, "minRequests": 100000}}),
+        ),
+    )
+    .await;
+    let fleet = sidecars(&env, &url, 2).await;
+    plan(
+        &env,
+        "sim-gpt",
+        json!({"fault": "stream_cut:after=3", "share": 1.0}),
+    );
+    let stream = |sc: &Proc| {
+        let (c, url) = (
+            env.client.clone(),
+            format!("{}/v1/chat/completions", sc.words[3]),
+        );
+        async move {
+            let r = c
+                .post(url)
+                .json(&json!({"model": "flaky", "stream": true, "messages": [{"role": "user", "content": "what is six times seven"}]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let by = r
+                .headers()
+                .get("x-plumb-served-by")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            (by, r.text().await.unwrap())
+        }
+    };
+    // Ten broken streams: each reaches the client as an explicit error event (the backup
+    // cannot continue an answer).
+    for i in 0..10 {
+        let (by, body) = stream(&fleet[0]).await;
+        assert_eq!(by, "primary", "stream {i}");
+        assert!(body.contains("stream_interrupted"), "stream {i}: {body}");
+    }
+    // From now on web-0 holds the primary's streams: a cut fails over invisibly.
+    let held = |v: &Value| {
+        v["deadlines"].as_array().is_some_and(|d| {
+            d.iter().any(|t| {
+                t["route"] == "team-a/flaky"
+                    && t["target"] == "primary"
+                    && t["streams"]["held"] == true
+            })
+        })
+    };
+    let v = admin_json(&env, &fleet[0], "/fleet").await;
+    assert!(held(&v), "{v}");
+    for i in 0..5 {
+        let (by, body) = stream(&fleet[0]).await;
+        assert_eq!(by, "backup", "stream {i}: {body}");
+        assert!(!body.contains("stream_interrupted"), "{body}");
+        assert!(body.contains("[DONE]"), "{body}");
+    }
+    // web-1 saw no break of its own: it does not hold.
+    assert!(!held(&admin_json(&env, &fleet[1], "/fleet").await));
+    // The route's status shows the fleet's held attempts, for the primary alone: two for
+    // each of the five requests (a stream broken inside the hold is retried once, then
+    // failed over).
+    eventually("the status counts the held streams", || async {
+        let route = env.get(&format!("{ROUTES}/flaky")).await;
+        target_status(&route, "primary")["streamsHeld"]
+            .as_u64()
+            .is_some_and(|n| n >= 10)
+    })
+    .await;
+    let route = env.get(&format!("{ROUTES}/flaky")).await;
+    assert_eq!(
+        target_status(&route, "primary")["streamsHeld"].as_u64(),
+        Some(10),
+        "{}",
+        route["status"]
+    );
+    assert!(
+        target_status(&route, "backup")["streamsHeld"].is_null(),
+        "{}",
+        route["status"]
+    );
+}
+
+#[tokio::test]
 async fn knowledge_e2e_rate_limits_and_certifications_are_shared_and_survive_a_restart() {
     let (env, op, port) = with_operator().await;
     let url = format!("https://127.0.0.1:{port}");

@@ -5,6 +5,8 @@
 //! way gets its class here, through [`classify`]; what the answer says is checked by the caller
 //! ([`crate::verify`]).
 
+use std::time::Duration;
+
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Request, header};
 use http_body_util::{BodyExt as _, Full};
@@ -78,6 +80,8 @@ pub enum Answer {
         first: Bytes,
         /// The rest of the stream.
         rest: UpstreamBody,
+        /// From sending to the response head.
+        head_after: Duration,
     },
 }
 
@@ -153,7 +157,8 @@ impl Outgoing<'_> {
 }
 
 /// Sends `req` and waits for what `expect` says, within the deadlines: the head within
-/// `first_byte`, a stream's first token within `first_token`, everything within `total`.
+/// `first_byte` (a stream's within `first_token` too), a stream's first token within
+/// `first_token`, everything within `total`.
 ///
 /// A whole answer, or a stream held whole for its contract, may be at most `max_body` bytes.
 pub async fn exchange(
@@ -169,6 +174,7 @@ pub async fn exchange(
     // head too (a stream whose head is late is as silent as one whose first token is).
     let streamed = matches!(expect, Expect::Stream(_));
     let (head, body) = successful_head(transport, req, d, start, total, streamed).await?;
+    let head_after = start.elapsed();
     match expect {
         Expect::Whole(operation) => {
             let body = read_body(body, max_body, total)
@@ -201,7 +207,12 @@ pub async fn exchange(
             let until_end = h.until_end.then_some(total);
             let until_end = until_end.map(|end| (end, max_body));
             let (first, rest) = hold(body, family, first_token, d, h.streaming, until_end).await?;
-            Ok(Answer::Stream { head, first, rest })
+            Ok(Answer::Stream {
+                head,
+                first,
+                rest,
+                head_after,
+            })
         }
     }
 }

@@ -16,7 +16,9 @@
 //! The cool-down adapts, as outlier detection's ejection time does: the first is short (a
 //! provider that recovers in seconds gets its traffic back in seconds), each failed probe
 //! doubles it up to the route's `maxCooldown` (a long outage is probed ever more rarely), and a
-//! success resets it.
+//! success resets it. A streamed probe succeeds at its commit (the upstream answered), so
+//! traffic returns then, not when the probe's answer ends; the rest of its stream counts as an
+//! ordinary attempt.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -131,6 +133,26 @@ impl Permit {
         let breaker = self.breaker.clone();
         drop(self);
         breaker.state()
+    }
+
+    /// A stream committed: the upstream answered. A probe's verdict is given now — a success,
+    /// which closes the breaker — so traffic returns at once rather than when the probe's
+    /// stream ends (a long answer would keep every other request away meanwhile); the rest of
+    /// the stream is settled on the permit returned, as an ordinary attempt. Any other permit
+    /// comes back as it was. Returns the state after it.
+    pub fn commit(self) -> (BreakerState, Permit) {
+        if !self.probe {
+            let state = self.breaker.state();
+            return (state, self);
+        }
+        let breaker = self.breaker.clone();
+        let state = self.success();
+        let rest = Permit {
+            breaker,
+            probe: false,
+            done: false,
+        };
+        (state, rest)
     }
 
     /// Settles the attempt: a success with `None`, else a failure of that class.
@@ -516,6 +538,28 @@ mod tests {
         }
         assert_eq!(b.state(), BreakerState::Open);
         assert_eq!(b.cooldown(), Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_whose_stream_commits_closes_the_breaker_at_once() {
+        let b = Arc::new(Breaker::new(settings()));
+        allowed(&b).failure(FailureClass::Auth);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let probe = allowed(&b);
+        assert!(probe.is_probe());
+        let (state, rest) = probe.commit();
+        assert_eq!(state, BreakerState::Closed);
+        assert!(!rest.is_probe());
+        // Traffic flows while the probe's stream goes on; its end counts as any attempt's.
+        assert!(!allowed(&b).is_probe());
+        assert_eq!(
+            rest.failure(FailureClass::StreamInterrupted),
+            BreakerState::Closed
+        );
+        // A permit that is not a probe comes back as it was.
+        let (state, p) = allowed(&b).commit();
+        assert_eq!(state, BreakerState::Closed);
+        assert!(!p.is_probe());
     }
 
     #[tokio::test(start_paused = true)]

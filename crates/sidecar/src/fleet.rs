@@ -92,6 +92,7 @@ struct Accum {
     outcomes: BTreeMap<String, u64>,
     latency: Sketch,
     first_token: Sketch,
+    token_time: Sketch,
     streams_held: u64,
     breaker: Option<BreakerState>,
     cooldown_ms: u64,
@@ -110,6 +111,7 @@ impl Accum {
         }
         self.latency.merge(&older.latency);
         self.first_token.merge(&older.first_token);
+        self.token_time.merge(&older.token_time);
         self.streams_held += older.streams_held;
         self.breaker = self.breaker.or(older.breaker);
         if self.cooldown_ms == 0 {
@@ -257,6 +259,12 @@ impl Fleet {
         self.accumulate(route, target, |a| a.first_token.add(latency));
     }
 
+    /// An answer of `target` took `per_token` per output token: what the deadlines of
+    /// unstreamed answers are drawn from, fleet-wide.
+    pub fn token_time(&self, route: &str, target: &Target, per_token: Duration) {
+        self.accumulate(route, target, |a| a.token_time.add(per_token));
+    }
+
     /// A streamed attempt of `target` was held because its upstream's streams broke.
     pub fn stream_held(&self, route: &str, target: &Target) {
         self.accumulate(route, target, |a| a.streams_held += 1);
@@ -330,6 +338,30 @@ impl Fleet {
         if urgent {
             self.mark_urgent();
         }
+    }
+
+    /// A probe of `target` whose stream committed passed (its breaker is `breaker` after it),
+    /// said at once so the fleet sends traffic back without waiting for the stream's end; the
+    /// stream's outcome is counted when it ends, as any attempt's.
+    pub fn probe_passed(
+        &self,
+        route: &str,
+        target: &Target,
+        breaker: BreakerState,
+        cooldown: Duration,
+    ) {
+        if !self.reporting.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        self.reported
+            .lock()
+            .insert((route.to_owned(), target.name.clone()), breaker);
+        self.accumulate(route, target, |a| {
+            a.probes_ok += 1;
+            a.breaker = Some(breaker);
+            a.cooldown_ms = cooldown.as_millis() as u64;
+        });
+        self.mark_urgent();
     }
 
     /// Counts an answer served by failover to a target the route does not certify.
@@ -407,6 +439,7 @@ impl Fleet {
                     uncertified_failovers: a.uncertified_failovers,
                     first_token: (!a.first_token.is_empty()).then(|| a.first_token.to_proto()),
                     streams_held: a.streams_held,
+                    token_time: (!a.token_time.is_empty()).then(|| a.token_time.to_proto()),
                 })
             })
             .collect();
@@ -543,7 +576,18 @@ mod tests {
         assert!(!r.urgent);
         assert_eq!(r.targets[0].outcomes.get("ok"), Some(&1));
         assert_eq!(r.targets[0].outcomes.get("timeout"), Some(&1));
+        assert_eq!(r.targets[0].token_time, None, "no answer's rate yet");
         assert!(f.report(2, None, Vec::new()).is_none(), "deltas only");
+        // An answer's time per token goes as a sketch.
+        f.token_time("chat", &t, Duration::from_millis(5));
+        let r = f.report(2, None, Vec::new()).unwrap_or_else(|| panic!());
+        let sketch = plumb_knowledge::Sketch::from_proto(
+            r.targets[0]
+                .token_time
+                .as_ref()
+                .unwrap_or_else(|| panic!("a sketch")),
+        );
+        assert_eq!(sketch.count(), 1);
         f.record(
             "chat",
             &t,
@@ -556,6 +600,23 @@ mod tests {
         let r = f.report(3, None, Vec::new()).unwrap_or_else(|| panic!());
         assert!(r.urgent, "a breaker opening is urgent");
         assert_eq!(r.targets[0].breaker, v1::BreakerState::Open as i32);
+    }
+
+    #[test]
+    fn a_probe_whose_stream_committed_is_reported_at_once_and_counts_no_attempt() {
+        let f = Fleet::new();
+        f.set_pod("web-1");
+        let t = target("gpt");
+        f.probe_passed("chat", &t, BreakerState::Closed, Duration::from_secs(2));
+        let r = f
+            .report(1, None, Vec::new())
+            .unwrap_or_else(|| panic!("a report"));
+        assert!(r.urgent, "the fleet hears it at once");
+        let target = &r.targets[0];
+        assert_eq!((target.probes_ok, target.probes_failed), (1, 0));
+        assert_eq!(target.breaker, v1::BreakerState::Closed as i32);
+        assert_eq!(target.cooldown_ms, 2_000);
+        assert!(target.outcomes.is_empty(), "the stream's end counts it");
     }
 
     #[test]

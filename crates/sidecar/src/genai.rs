@@ -140,6 +140,11 @@ impl StreamUsage {
         }
     }
 
+    /// Output tokens, once counted.
+    pub fn output(&self) -> Option<u64> {
+        self.output
+    }
+
     /// Input and output tokens, once the input is known.
     pub fn tokens(&self) -> Option<(u64, u64)> {
         Some((self.input?, self.output.unwrap_or(0)))

@@ -150,6 +150,8 @@ pub struct AttemptRecord<'a> {
     pub breaker: BreakerState,
     /// What the planner decided next, after a failure.
     pub next: Option<Next>,
+    /// From sending to a stream's response head, when one came.
+    pub head: Option<Duration>,
 }
 
 /// How a committed stream ended, for the target that was streaming it.
@@ -406,6 +408,17 @@ impl Observer<'_> {
                     span.record("plumb.contract", "passed");
                 }
                 if let Some((input, output)) = usage {
+                    // What an unstreamed answer's deadline learns from: its time per token.
+                    if !request.stream
+                        && let Some(per_token) =
+                            self.table
+                                .learned
+                                .generated(&target.upstream, r.latency, *output)
+                    {
+                        self.table
+                            .fleet
+                            .token_time(&self.route.id.name, target, per_token);
+                    }
                     span.record("gen_ai.usage.input_tokens", input);
                     span.record("gen_ai.usage.output_tokens", output);
                     genai::record_tokens(
@@ -421,9 +434,23 @@ impl Observer<'_> {
                 );
             }
             AttemptOutcome::Committed => {
+                // A probe passes at commit: the fleet hears it now.
+                if r.probe {
+                    let o = self.fleet_outcome(target, r.latency, r.breaker, r.probe);
+                    self.table.fleet.probe_passed(
+                        &self.route.id.name,
+                        target,
+                        o.breaker,
+                        o.cooldown,
+                    );
+                }
                 // What the first-token deadline learns from (with the default hold of no
                 // events, commit is the first token).
                 self.table.learned.first_token(&target.upstream, r.latency);
+                // What a stream's head deadline learns from.
+                if let Some(head) = r.head {
+                    self.table.learned.stream_head(&target.upstream, head);
+                }
                 self.table
                     .fleet
                     .first_token(&self.route.id.name, target, r.latency);
@@ -459,12 +486,22 @@ impl Observer<'_> {
                     // token) broke all the same: held streams keep being judged.
                     self.table.learned.stream_ended(&target.upstream, true);
                 }
-                if f.deadline == Some("first-token") {
-                    // Cut by a learned deadline: a sample at the time it was given, so the
-                    // deadline follows a provider that slows down.
-                    self.table
-                        .learned
-                        .cut_at(&target.upstream, &self.route.deadlines, r.latency);
+                // Cut by a learned deadline: a sample at the time it was given, so the deadline
+                // follows a provider that slows down.
+                match f.deadline {
+                    Some("first-token") => {
+                        self.table.learned.cut_at(
+                            &target.upstream,
+                            &self.route.deadlines,
+                            r.latency,
+                        );
+                    }
+                    Some("first-byte") if request.stream => self.table.learned.head_cut_at(
+                        &target.upstream,
+                        &self.route.deadlines,
+                        r.latency,
+                    ),
+                    _ => {}
                 }
                 if let Some(check) = &f.check {
                     span.record("plumb.contract", f.message.as_str());

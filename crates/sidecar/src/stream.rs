@@ -132,6 +132,10 @@ pub type OnUsage = Box<dyn FnOnce((u64, u64)) + Send + Sync>;
 /// two reads: `(gap, false)` for a whole stream, `(the idle deadline, true)` for a stall.
 pub type OnGap = Box<dyn FnOnce(Duration, bool) + Send + Sync>;
 
+/// Told, when the stream from the target that committed it ends whole and its usage counted
+/// the output tokens, the time from commit to its last bytes and those tokens.
+pub type OnRate = Box<dyn FnOnce(Duration, u64) + Send + Sync>;
+
 /// Removes secrets from a text before it reaches the client (a provider's error message
 /// echoed into the interruption event can carry a key).
 pub type Redact = std::sync::Arc<dyn Fn(&str) -> String + Send + Sync>;
@@ -163,6 +167,9 @@ pub struct Relay {
     usage: crate::genai::StreamUsage,
     on_usage: Option<OnUsage>,
     on_gap: Option<OnGap>,
+    on_rate: Option<OnRate>,
+    /// When the stream was committed.
+    committed: Instant,
     /// When the upstream last sent bytes, and the longest silence so far.
     last_read: Instant,
     longest_gap: Duration,
@@ -199,6 +206,9 @@ pub struct RelayOptions {
     pub on_usage: Option<OnUsage>,
     /// Told the committing target's longest silence when its stream ends whole or stalls.
     pub on_gap: Option<OnGap>,
+    /// Told the committing target's time from commit to the end and its output tokens, when
+    /// its stream ends whole.
+    pub on_rate: Option<OnRate>,
     /// Applied to every upstream text the client's error event repeats.
     pub redact: Redact,
 }
@@ -246,6 +256,8 @@ impl Relay {
             usage: crate::genai::StreamUsage::default(),
             on_usage: options.on_usage,
             on_gap: options.on_gap,
+            on_rate: options.on_rate,
+            committed: now,
             last_read: now,
             longest_gap: Duration::ZERO,
             redact: options.redact,
@@ -314,6 +326,11 @@ impl Relay {
         // interruption; a continuation's silences are another target's).
         if let (StreamEnd::Completed { .. }, Some(on_gap)) = (&end, self.on_gap.take()) {
             on_gap(self.longest_gap, false);
+        }
+        if let (StreamEnd::Completed { .. }, Some(output), Some(on_rate)) =
+            (&end, self.usage.output(), self.on_rate.take())
+        {
+            on_rate(self.last_read - self.committed, output);
         }
         if let Some(report) = self.report.take() {
             report(end);
@@ -552,6 +569,7 @@ impl http_body::Body for Relay {
                         this.sse = SseReader::default();
                         this.sse.push(&resumed.held);
                         this.on_gap = None;
+                        this.on_rate = None;
                         this.upstream = Some(resumed.body);
                         this.target = resumed.target;
                         this.settle = Some(resumed.settle);
@@ -677,6 +695,7 @@ mod tests {
             collect: false,
             on_usage: None,
             on_gap: None,
+            on_rate: None,
             redact: std::sync::Arc::new(str::to_owned),
         };
         let relay = Relay::new(options, Bytes::new(), upstream, Box::new(|_, _| {}), |_| {});

@@ -238,6 +238,10 @@ fn admit_target(
             .as_ref()
             .map(|s| clamp_sketch(s, limits, tally)),
         streams_held: tally.clamp(t.streams_held, limits.count, Dropped::CountClamped),
+        token_time: t
+            .token_time
+            .as_ref()
+            .map(|s| clamp_sketch(s, limits, tally)),
         breaker: t.breaker,
         cooldown_ms: tally.clamp(t.cooldown_ms, cooldown_max, Dropped::CooldownClamped),
         probes_ok: tally.clamp(t.probes_ok, limits.count, Dropped::CountClamped),

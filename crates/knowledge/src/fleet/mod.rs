@@ -141,6 +141,8 @@ struct Traffic {
     latency: Sketch,
     /// Committed streams' time to first token.
     first_token: Sketch,
+    /// Whole answers' and whole streams' time per output token.
+    token_time: Sketch,
     /// Streamed attempts held because the upstream's streams broke.
     streams_held: u64,
 }
@@ -216,6 +218,15 @@ impl Upstream {
         let mut s = Sketch::new();
         for t in self.traffic.window(slot) {
             s.merge(&t.first_token);
+        }
+        s
+    }
+
+    /// The fleet's time per output token of the upstream over the window up to `slot`.
+    fn token_times(&self, slot: i64) -> Sketch {
+        let mut s = Sketch::new();
+        for t in self.traffic.window(slot) {
+            s.merge(&t.token_time);
         }
         s
     }

@@ -119,15 +119,18 @@ impl Fleet {
         let upstreams = ns
             .upstreams
             .iter()
-            .map(|(k, u)| (k, u, u.first_tokens(slot)))
-            .filter(|(_, u, first)| {
-                u.open.is_some() || u.rate_limited_until_ms > now_ms || first.count() > 0
+            .map(|(k, u)| (k, u, u.first_tokens(slot), u.token_times(slot)))
+            .filter(|(_, u, first, per_token)| {
+                u.open.is_some()
+                    || u.rate_limited_until_ms > now_ms
+                    || first.count() > 0
+                    || per_token.count() > 0
             })
-            .map(|(k, u, first)| v1::UpstreamDirective {
-                first_token_p99_us: first
-                    .quantile(0.99)
-                    .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX)),
+            .map(|(k, u, first, per_token)| v1::UpstreamDirective {
+                first_token_p99_us: p99_us(&first),
                 first_token_samples: first.count(),
+                token_time_p99_us: p99_us(&per_token),
+                token_time_samples: per_token.count(),
                 upstream: Some(upstream_to_proto(k)),
                 open: u.open.is_some(),
                 prober: u
@@ -175,6 +178,12 @@ impl Fleet {
             certifications,
         }
     }
+}
+
+/// A sketch's p99 in microseconds (0: empty).
+fn p99_us(s: &crate::Sketch) -> u64 {
+    s.quantile(0.99)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 /// Who may probe `upstream`: the pods that sent traffic within `active_within` on a route using
@@ -266,6 +275,33 @@ mod tests {
             !d.open,
             "knowledge of a healthy upstream, not a directive to skip it"
         );
+    }
+
+    #[test]
+    fn the_fleets_time_per_token_reaches_every_sidecar() {
+        let mut f = fleet_of(&["a", "b"]);
+        // Two pods report the time per output token of their answers: 5 ms and 20 ms.
+        for (pod, ms) in [("a", 5), ("b", 20)] {
+            let mut t = target("chat", "primary", "gpt");
+            t.outcomes = outcomes(&[("ok", 30)]);
+            let mut s = crate::Sketch::new();
+            for _ in 0..30 {
+                s.add(Duration::from_millis(ms));
+            }
+            t.token_time = Some(s.to_proto());
+            f.report("team-a", pod, &report(vec![t]), 9_000);
+        }
+        let k = f.knowledge("team-a", 9_500);
+        let d = directive(&k, "gpt").unwrap_or_else(|| panic!());
+        assert_eq!((d.token_time_samples, d.first_token_samples), (60, 0));
+        assert!(
+            (19_500..=20_500).contains(&d.token_time_p99_us),
+            "{}",
+            d.token_time_p99_us
+        );
+        // Out of the window, forgotten.
+        let k = f.knowledge("team-a", 9_500 + 120_000);
+        assert!(directive(&k, "gpt").is_none_or(|d| d.token_time_samples == 0));
     }
 
     #[test]

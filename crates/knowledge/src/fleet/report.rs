@@ -54,6 +54,9 @@ impl Fleet {
             if let Some(s) = &t.first_token {
                 traffic.first_token.merge(&Sketch::from_proto(s));
             }
+            if let Some(s) = &t.token_time {
+                traffic.token_time.merge(&Sketch::from_proto(s));
+            }
             traffic.streams_held = traffic.streams_held.saturating_add(t.streams_held);
             if t.cooldown_ms > 0 {
                 u.cooldown_ms = t.cooldown_ms;

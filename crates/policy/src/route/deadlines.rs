@@ -65,16 +65,49 @@ impl Default for Adaptive {
 /// deadlines scale with length: 20 tokens per second, slower than providers under load.
 pub const PER_OUTPUT_TOKEN: Duration = Duration::from_millis(50);
 
+/// An upstream's generation rate as learned from what it answered, for the deadlines of its
+/// unstreamed answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    /// The time before it starts writing: the first-token deadline in force for it.
+    pub start: Duration,
+    /// The time one output token may take: `multiplier ×` the p99 of its recent time per token.
+    pub per_token: Duration,
+}
+
+impl Adaptive {
+    /// The time per output token in force, learned from a p99 drawn from `samples`:
+    /// `multiplier × p99`; `None` when not learning or too few samples.
+    pub fn per_token(&self, p99: Duration, samples: u64) -> Option<Duration> {
+        (self.enabled && samples >= u64::from(self.min_samples))
+            .then(|| p99.mul_f64(self.multiplier))
+    }
+}
+
 impl Deadlines {
     /// The deadlines of an unstreamed request that asks for up to `max_tokens`: the first byte
     /// (the whole answer, for an unstreamed request) may take `max_tokens` × 50 ms and the
     /// request a minute more, when the route left both to their defaults.
     pub fn for_length(&self, max_tokens: Option<u32>) -> Deadlines {
+        self.for_length_at(max_tokens, None)
+    }
+
+    /// [`Deadlines::for_length`] at an upstream's learned `rate`: the first byte may take
+    /// `rate.start + max_tokens × rate.per_token`, at least the route's `firstByte` and at most
+    /// its `streamMax` (no unstreamed answer is waited for longer than a stream may last).
+    /// Without a rate (too few samples, or not learning) it is 50 ms a token, as before.
+    pub fn for_length_at(&self, max_tokens: Option<u32>, rate: Option<Rate>) -> Deadlines {
         let Some(n) = max_tokens.filter(|_| self.scale_with_length) else {
             return *self;
         };
-        let writing = PER_OUTPUT_TOKEN.saturating_mul(n);
-        let first_byte = self.first_byte.max(writing);
+        let first_byte = match rate {
+            None => self.first_byte.max(PER_OUTPUT_TOKEN.saturating_mul(n)),
+            Some(r) => r
+                .start
+                .saturating_add(r.per_token.saturating_mul(n))
+                .min(self.stream_max)
+                .max(self.first_byte),
+        };
         Deadlines {
             first_byte,
             total: self
@@ -272,6 +305,44 @@ mod tests {
         // A route that set its deadlines meant them.
         let set = deadlines("{firstByte: 30s}").unwrap();
         assert_eq!(set.for_length(Some(2000)), set);
+    }
+
+    #[test]
+    fn unstreamed_deadlines_follow_a_learned_rate_within_the_first_byte_and_stream_max() {
+        let d = Deadlines::default();
+        let rate = |start: u64, per_token_ms: u64| {
+            Some(Rate {
+                start: Duration::from_secs(start),
+                per_token: Duration::from_millis(per_token_ms),
+            })
+        };
+        // 15 tokens a second, three times over: 2,000 tokens get 30 s + 400 s.
+        let slow = d.for_length_at(Some(2000), rate(30, 200));
+        assert_eq!(slow.first_byte, Duration::from_secs(430));
+        assert_eq!(slow.total, Duration::from_secs(490));
+        // A fast provider: well under 50 ms a token, never under the route's first byte.
+        let fast = d.for_length_at(Some(8000), rate(1, 15));
+        assert_eq!(fast.first_byte, Duration::from_secs(121));
+        assert_eq!(
+            d.for_length_at(Some(100), rate(1, 15)).first_byte,
+            Duration::from_secs(60)
+        );
+        // Never longer than a stream may last.
+        assert_eq!(
+            d.for_length_at(Some(100_000), rate(30, 200)).first_byte,
+            Duration::from_secs(600)
+        );
+        // No rate: 50 ms a token, as before; a route that set its deadlines keeps them.
+        assert_eq!(d.for_length_at(Some(2000), None), d.for_length(Some(2000)));
+        let set = deadlines("{firstByte: 30s}").unwrap();
+        assert_eq!(set.for_length_at(Some(2000), rate(30, 200)), set);
+        // The time per token in force: k × p99, once enough samples were seen.
+        let a = Adaptive::default();
+        assert_eq!(a.per_token(Duration::from_millis(10), 19), None);
+        assert_eq!(
+            a.per_token(Duration::from_millis(10), 20),
+            Some(Duration::from_millis(30))
+        );
     }
 
     #[test]

@@ -45,7 +45,7 @@ mod targets;
 
 pub use breaker::BreakerSettings;
 pub use credentials::Credentials;
-pub use deadlines::{Adaptive, Deadlines};
+pub use deadlines::{Adaptive, Deadlines, PER_OUTPUT_TOKEN, Rate};
 pub use egress::{Egress, TargetProxy};
 pub use last_resort::LastResort;
 pub use retry_budget::RetryBudget;

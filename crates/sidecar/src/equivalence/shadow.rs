@@ -282,6 +282,7 @@ impl Job {
             outcome: AttemptOutcome::Committed,
             breaker: BreakerState::Closed,
             next: None,
+            head: None,
         };
         match sent {
             Ok(Answer::Whole { head, whole, .. }) => {

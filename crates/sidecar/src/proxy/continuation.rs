@@ -122,10 +122,17 @@ impl Continuation {
             outcome: AttemptOutcome::Committed,
             breaker: breaker.state(),
             next: None,
+            head: None,
         };
         match result {
-            Ok(Answer::Stream { head, first, rest }) => {
+            Ok(Answer::Stream {
+                head,
+                first,
+                rest,
+                head_after,
+            }) => {
                 record.status = Some(head.status.as_u16());
+                record.head = Some(head_after);
                 observer.attempt(&span, &record, &self.request);
                 Some(Resumed {
                     body: rest,

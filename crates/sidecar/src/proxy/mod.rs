@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, Request as HttpRequest, Response, StatusCode};
 use plumb_policy::contract::Schema;
-use plumb_policy::{FailureClass, LastResort, Route, Target};
+use plumb_policy::{Deadlines, FailureClass, LastResort, Route, Target};
 use plumb_telemetry::{Metrics, RequestLabels};
 use tokio::time::Instant;
 use tracing::Instrument as _;
@@ -194,7 +194,7 @@ impl Proxy {
         let deadlines = if request.stream {
             route.deadlines
         } else {
-            route.deadlines.for_length(request.needs.max_output)
+            unstreamed_deadlines(&self.table.learned, &route, request.needs.max_output)
         };
         Request {
             proxy: &self,
@@ -228,7 +228,7 @@ struct Request<'a> {
     route: &'a Arc<Route>,
     /// The route's deadlines for this request: an unstreamed one's grow with the answer it
     /// asked for, unless the route set them.
-    deadlines: plumb_policy::Deadlines,
+    deadlines: Deadlines,
     handles: &'a Arc<RouteHandles>,
     budget: Arc<Budget>,
     request: &'a Arc<ClientRequest>,
@@ -458,6 +458,7 @@ impl Request<'_> {
                 outcome: AttemptOutcome::Committed,
                 breaker: breaker.state(),
                 next: None,
+                head: None,
             };
             let mut failure = match result {
                 Ok(checked) => {
@@ -471,7 +472,14 @@ impl Request<'_> {
                             };
                             None
                         }
-                        Answer::Stream { .. } => Some(permit),
+                        Answer::Stream { head_after, .. } => {
+                            record.head = Some(head_after);
+                            // A probe's verdict is its commit: traffic returns now, not when
+                            // its stream ends.
+                            let (state, rest) = permit.commit();
+                            record.breaker = state;
+                            Some(rest)
+                        }
                     };
                     self.observer().attempt(&span, &record, self.request);
                     let first_choice = kind == Kind::First;
@@ -623,7 +631,19 @@ impl Request<'_> {
                         .deadlines(&target.upstream, &self.deadlines),
                 )
             } else {
-                (Expect::Whole(request.operation), self.deadlines)
+                (
+                    Expect::Whole(request.operation),
+                    // The first byte (the whole answer) within the time this upstream's
+                    // generation rate calls for; the request's total was set for every target.
+                    Deadlines {
+                        total: self.deadlines.total,
+                        ..self.proxy.table.learned.unstreamed_deadlines(
+                            &target.upstream,
+                            &self.route.deadlines,
+                            self.request.needs.max_output,
+                        )
+                    },
+                )
             };
             attempt::exchange(
                 &*self.proxy.upstreams,
@@ -640,6 +660,26 @@ impl Request<'_> {
             Err(f) => (Err(f), Named::default()),
         }
     }
+}
+
+/// The deadlines of an unstreamed request on `route` that asks for up to `max_tokens`: the
+/// first byte at 50 ms a token (each attempt takes its own upstream's learned rate instead),
+/// and a total long enough for the slowest target's.
+fn unstreamed_deadlines(
+    learned: &crate::learned::Learned,
+    route: &Route,
+    max_tokens: Option<u32>,
+) -> Deadlines {
+    let d = route.deadlines.for_length(max_tokens);
+    let total = route
+        .all_targets()
+        .map(|t| {
+            learned
+                .unstreamed_deadlines(&t.upstream, &route.deadlines, max_tokens)
+                .total
+        })
+        .fold(d.total, Duration::max);
+    Deadlines { total, ..d }
 }
 
 /// Settles a committed stream's attempt when the target's part of the stream ends.

@@ -109,7 +109,9 @@ impl Request<'_> {
                 };
                 (head, respond::full(body))
             }
-            Answer::Stream { head, first, rest } => {
+            Answer::Stream {
+                head, first, rest, ..
+            } => {
                 let sampler = self.sampler(target, primary);
                 let options = RelayOptions {
                     api: self.request.api,
@@ -160,6 +162,20 @@ impl Request<'_> {
                                 table.learned.stalled_at(&upstream, &deadlines, gap);
                             } else {
                                 table.learned.stream_gap(&upstream, gap);
+                            }
+                        })
+                    }),
+                    on_rate: Some({
+                        let (table, route, target) = (
+                            self.proxy.table.clone(),
+                            self.route.id.name.clone(),
+                            target.clone(),
+                        );
+                        Box::new(move |writing, tokens| {
+                            if let Some(per_token) =
+                                table.learned.generated(&target.upstream, writing, tokens)
+                            {
+                                table.fleet.token_time(&route, &target, per_token);
                             }
                         })
                     }),

@@ -935,3 +935,352 @@ async fn a_streams_late_head_is_held_to_the_first_token_deadline() {
         "failed over at the first-token deadline, not the first-byte one (60 s)"
     );
 }
+
+/// A whole answer that counted `tokens` output tokens.
+fn answer_of(model: &str, tokens: u64) -> Value {
+    let mut a = completion(model, "a long answer");
+    a["usage"] =
+        json!({"prompt_tokens": 5, "completion_tokens": tokens, "total_tokens": tokens + 5});
+    a
+}
+
+/// Unstreamed requests for up to `max_tokens`.
+fn ask_for(max_tokens: u32) -> Value {
+    let mut body = ask(false);
+    body["max_tokens"] = json!(max_tokens);
+    body
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_but_steady_provider_is_not_cut_once_its_rate_is_learned() {
+    // 15 tokens a second: twenty answers of 100 tokens in 6.7 s each teach the rate; then
+    // 2,000 tokens take 133.3 s, past the 100 s that 50 ms a token would give them.
+    let mut script: Vec<Step> = (0..20)
+        .map(|_| Step::JsonAfter(Duration::from_millis(6_667), answer_of("gpt-a", 100)))
+        .collect();
+    script.push(Step::JsonAfter(
+        Duration::from_millis(133_333),
+        answer_of("gpt-a", 2000),
+    ));
+    let up = Scripted::new(&[
+        ("primary.test", script),
+        ("fallback.test", vec![fallback_ok()]),
+    ]);
+    let p = proxy(&routes(""), up.clone());
+    for i in 0..20 {
+        let got = chat(&p, ask_for(100)).await;
+        assert_eq!(got.header("x-plumb-served-by"), "primary", "request {i}");
+    }
+    let got = chat(&p, ask_for(2000)).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(got.header("x-plumb-served-by"), "primary", "{}", got.body);
+    assert_eq!(got.header("x-plumb-failure-classes"), "");
+    assert!(
+        up.hosts().iter().all(|h| h == "primary.test"),
+        "one paid attempt each: {:?}",
+        up.hosts()
+    );
+}
+
+/// A provider writing 200 tokens a second (5 ms a token), twenty answers of 1,000 tokens
+/// learned from, and a route over it; then `samples` more answers, and a request for 8,000
+/// tokens that hangs. Returns when the fallback was asked, from the hung request's start.
+async fn hung_after_learning(samples: usize) -> Duration {
+    let mut script: Vec<Step> = (0..samples)
+        .map(|_| Step::JsonAfter(Duration::from_secs(5), answer_of("gpt-a", 1000)))
+        .collect();
+    script.push(Step::Hang);
+    let up = Scripted::new(&[
+        ("primary.test", script),
+        ("fallback.test", vec![fallback_ok()]),
+    ]);
+    let p = proxy(&routes(""), up.clone());
+    for i in 0..samples {
+        let got = chat(&p, ask_for(1000)).await;
+        assert_eq!(got.header("x-plumb-served-by"), "primary", "request {i}");
+    }
+    let started = tokio::time::Instant::now();
+    let got = chat(&p, ask_for(8000)).await;
+    assert_served_by_fallback(&got, "timeout");
+    let seen = up.received();
+    let asked = seen.last().map(|r| r.at).unwrap_or_default();
+    asked - (started - up.epoch())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fast_providers_stuck_unstreamed_request_is_cut_at_its_learned_rate() {
+    // The first token's 30 s (nothing streamed yet) and 8,000 × 3 × 5 ms: 150 s, where 50 ms a
+    // token would wait 400 s.
+    let cut = hung_after_learning(20).await;
+    assert!(
+        cut >= Duration::from_secs(145) && cut <= Duration::from_secs(155),
+        "{cut:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_too_few_answers_learned_an_unstreamed_request_keeps_50_ms_a_token() {
+    assert_eq!(hung_after_learning(19).await, Duration::from_secs(400));
+}
+
+#[tokio::test(start_paused = true)]
+async fn streams_teach_the_rate_and_the_start_of_unstreamed_answers() {
+    // Twenty streams: the first token after 100 ms, then 1,000 tokens in 5 s (their usage
+    // says so). An unstreamed request for 8,000 tokens that hangs is then given 3 × 100 ms to
+    // start and 8,000 × 3 × 5 ms to write: about 120 s, where 50 ms a token would wait 400 s.
+    let streamed = || {
+        Step::Stream(vec![
+            Piece::Wait(Duration::from_millis(100)),
+            Piece::Event(chunk("gpt-a", "Hello")),
+            Piece::Wait(Duration::from_secs(5)),
+            Piece::Event(chunk("gpt-a", " world")),
+            Piece::Event(format!(
+                "data: {}",
+                json!({"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "gpt-a",
+                    "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 5, "completion_tokens": 1000, "total_tokens": 1005}})
+            )),
+            Piece::Event("data: [DONE]".to_owned()),
+        ])
+    };
+    let mut script: Vec<Step> = (0..20).map(|_| streamed()).collect();
+    script.push(Step::Hang);
+    let up = Scripted::new(&[
+        ("primary.test", script),
+        ("fallback.test", vec![fallback_ok()]),
+    ]);
+    let p = proxy(
+        &routes("  deadlines: {adaptive: {floor: 250ms}}\n"),
+        up.clone(),
+    );
+    for i in 0..20 {
+        let got = chat(&p, ask(true)).await;
+        assert!(got.body.contains("[DONE]"), "request {i}: {}", got.body);
+    }
+    let started = tokio::time::Instant::now();
+    let got = chat(&p, ask_for(8000)).await;
+    assert_served_by_fallback(&got, "timeout");
+    let cut = up.received().last().map(|r| r.at).unwrap_or_default() - (started - up.epoch());
+    assert!(
+        cut >= Duration::from_secs(115) && cut <= Duration::from_secs(125),
+        "{cut:?}"
+    );
+}
+
+/// A stream whose head comes after `head` and its first token `first` later.
+fn stream_head_after(model: &str, head: Duration, first: Duration) -> Step {
+    let mut pieces = vec![Piece::Wait(first), Piece::Event(chunk(model, "Hello"))];
+    pieces.extend(stream_end(model));
+    Step::StreamAfter(head, pieces)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_head_is_cut_at_the_learned_head_deadline_though_first_tokens_are_slow() {
+    // The head comes in about 100 ms and the first token 20 s later (a long prefill, say):
+    // the first-token deadline learns 30 s (3 × 20 s, at most the route's), the head 300 ms.
+    // Then the connection hangs before any head.
+    let mut script: Vec<Step> = (0..20)
+        .map(|i| {
+            stream_head_after(
+                "gpt-a",
+                Duration::from_millis(90 + i),
+                Duration::from_secs(20),
+            )
+        })
+        .collect();
+    script.push(Step::Hang);
+    let up = Scripted::new(&[
+        ("primary.test", script),
+        (
+            "fallback.test",
+            vec![stream_after("gpt-b", Duration::from_millis(10))],
+        ),
+    ]);
+    let p = proxy(
+        &routes("  deadlines: {adaptive: {floor: 250ms}}\n"),
+        up.clone(),
+    );
+    for i in 0..20 {
+        let got = chat(&p, ask(true)).await;
+        assert_eq!(got.header("x-plumb-served-by"), "primary", "request {i}");
+    }
+    let started = tokio::time::Instant::now();
+    let got = chat(&p, ask(true)).await;
+    assert_eq!(got.header("x-plumb-served-by"), "fallback", "{}", got.body);
+    assert_eq!(got.header("x-plumb-failure-classes"), "timeout");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(1),
+        "failed over at the learned head deadline (about 3 × 110 ms), not 30 s: {took:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_provider_whose_head_takes_two_seconds_then_streams_quickly_is_not_cut() {
+    // Its heads take about 2 s and its first tokens follow at once: the head deadline learns
+    // about 6 s, like its first token, and a head a little slower than before is not cut.
+    let mut script: Vec<Step> = (0..20)
+        .map(|i| {
+            stream_head_after(
+                "gpt-a",
+                Duration::from_millis(1_900 + 10 * i),
+                Duration::from_millis(20),
+            )
+        })
+        .collect();
+    script.push(stream_head_after(
+        "gpt-a",
+        Duration::from_millis(3_000),
+        Duration::from_millis(20),
+    ));
+    let up = Scripted::new(&[
+        ("primary.test", script),
+        (
+            "fallback.test",
+            vec![stream_after("gpt-b", Duration::from_millis(10))],
+        ),
+    ]);
+    let p = proxy(
+        &routes("  deadlines: {adaptive: {floor: 250ms}}\n"),
+        up.clone(),
+    );
+    for i in 0..21 {
+        let got = chat(&p, ask(true)).await;
+        assert_eq!(got.header("x-plumb-served-by"), "primary", "request {i}");
+    }
+    assert!(up.hosts().iter().all(|h| h == "primary.test"));
+}
+
+/// Who answered each of the requests sent every 250 ms for `secs` seconds (unstreamed, or
+/// streamed), with the time each was sent.
+async fn every_quarter_second(
+    p: &Arc<plumb_sidecar::proxy::Proxy>,
+    secs: u64,
+    stream: bool,
+) -> Vec<(Duration, String)> {
+    let start = tokio::time::Instant::now();
+    let mut sent = Vec::new();
+    for i in 0..secs * 4 {
+        let at = Duration::from_millis(250 * i);
+        tokio::time::sleep_until(start + at).await;
+        let p = p.clone();
+        sent.push((
+            at,
+            tokio::spawn(async move {
+                chat(&p, ask(stream))
+                    .await
+                    .header("x-plumb-served-by")
+                    .to_owned()
+            }),
+        ));
+    }
+    let mut out = Vec::new();
+    for (at, task) in sent {
+        out.push((at, task.await.unwrap()));
+    }
+    out
+}
+
+/// When the first request sent at or after `from` that the primary answered was sent, and
+/// whether every later request went to the primary until `until`.
+fn returned(served: &[(Duration, String)], from: Duration, until: Duration) -> (Duration, bool) {
+    let back = served
+        .iter()
+        .find(|(at, by)| *at >= from && by == "primary")
+        .map_or(Duration::MAX, |(at, _)| *at);
+    let stayed = served
+        .iter()
+        .filter(|(at, _)| *at >= back && *at < until)
+        .all(|(_, by)| by == "primary");
+    (back, stayed)
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_an_outage_whose_probes_failed_traffic_returns_at_the_next_probe_and_the_cool_down_is_short_again()
+ {
+    // The primary answers 503 for 9 s (its breaker opens, and its probes at about 2.5 s and
+    // 6.5 s fail, doubling the cool-down to 8 s), then again for one second from 30 s.
+    let down = || status(503, error("server_error", "overloaded", "try later"));
+    let up_ = || Step::Json(completion("gpt-a", "from the primary"));
+    let up = Scripted::new(&[
+        (
+            "primary.test",
+            vec![Step::Timeline(vec![
+                (Duration::ZERO, down()),
+                (Duration::from_secs(9), up_()),
+                (Duration::from_secs(30), down()),
+                (Duration::from_secs(31), up_()),
+            ])],
+        ),
+        ("fallback.test", vec![fallback_ok()]),
+    ]);
+    let p = proxy(&routes(""), up.clone());
+    let served = every_quarter_second(&p, 40, false).await;
+    assert!(
+        served
+            .iter()
+            .all(|(_, by)| by == "primary" || by == "fallback"),
+        "every request answered: {served:?}"
+    );
+    // Back at 9 s: the cool-down in force then (8 s) is the longest the primary can wait
+    // for the probe that finds it healthy; from then on it has every request.
+    let (back, stayed) = returned(&served, Duration::from_secs(9), Duration::from_secs(30));
+    assert!(back <= Duration::from_secs(17), "back at {back:?}");
+    assert!(stayed, "{served:?}");
+    // While it was down, only probes reached it after its breaker opened.
+    let probes = up
+        .received()
+        .iter()
+        .filter(|r| {
+            r.host == "primary.test"
+                && r.at >= Duration::from_secs(2)
+                && r.at < Duration::from_secs(9)
+        })
+        .count();
+    assert_eq!(probes, 2, "{:?}", up.received());
+    // The probe that passed reset the cool-down: after the second outage (back at 31 s) the
+    // primary has its traffic again within one first cool-down (2 s), not a doubled one.
+    let (back, stayed) = returned(&served, Duration::from_secs(31), Duration::from_secs(40));
+    assert!(
+        back <= Duration::from_secs(33),
+        "back at {back:?}: {served:?}"
+    );
+    assert!(stayed, "{served:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_that_streams_a_long_answer_lets_traffic_back_at_its_first_token() {
+    // Down for 3 s; then every answer is a stream of 30 s. The probe that finds the primary
+    // healthy (about 6.5 s) closes its breaker at its first token, not when its stream ends.
+    let long = || {
+        let mut pieces = vec![
+            Piece::Event(chunk("gpt-a", "Hello")),
+            Piece::Wait(Duration::from_secs(30)),
+        ];
+        pieces.extend(stream_end("gpt-a"));
+        Step::Stream(pieces)
+    };
+    let mut from_fallback = vec![Piece::Event(chunk("gpt-b", "from the fallback"))];
+    from_fallback.extend(stream_end("gpt-b"));
+    let up = Scripted::new(&[
+        (
+            "primary.test",
+            vec![Step::Timeline(vec![
+                (
+                    Duration::ZERO,
+                    status(503, error("server_error", "overloaded", "try later")),
+                ),
+                (Duration::from_secs(3), long()),
+            ])],
+        ),
+        ("fallback.test", vec![Step::Stream(from_fallback)]),
+    ]);
+    let p = proxy(&routes(""), up.clone());
+    let served = every_quarter_second(&p, 12, true).await;
+    let (back, stayed) = returned(&served, Duration::from_secs(3), Duration::from_secs(12));
+    assert!(
+        back <= Duration::from_secs(8),
+        "back at {back:?}, not when the probe's stream ended: {served:?}"
+    );
+    assert!(stayed, "{served:?}");
+}

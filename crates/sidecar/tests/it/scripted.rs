@@ -37,6 +37,11 @@ pub enum Step {
     Json(Value),
     /// A 200 server-sent-event stream, piece by piece.
     Stream(Vec<Piece>),
+    /// The same, its head after a wait.
+    StreamAfter(Duration, Vec<Piece>),
+    /// What the host does changes with time: each step from its time (since the script
+    /// started) until the next one's.
+    Timeline(Vec<(Duration, Step)>),
     /// This JSON, its head and body after a wait (an unstreamed answer being written).
     JsonAfter(Duration, Value),
 }
@@ -91,6 +96,11 @@ impl Scripted {
         self.log.lock().iter().map(|r| r.host.clone()).collect()
     }
 
+    /// When the script started (the origin of [`Received::at`]).
+    pub fn epoch(&self) -> Instant {
+        self.epoch
+    }
+
     /// Every request received.
     pub fn received(&self) -> Vec<Received> {
         self.log.lock().clone()
@@ -138,7 +148,23 @@ impl Transport for Scripted {
                 at: self.epoch.elapsed(),
                 body: serde_json::from_slice(&body).unwrap_or(Value::Null),
             });
-            let (status, content_type, headers, body) = match self.next(&host) {
+            let mut step = self.next(&host);
+            while let Step::Timeline(phases) = step {
+                let now = self.epoch.elapsed();
+                step = phases
+                    .into_iter()
+                    .rev()
+                    .find(|(from, _)| *from <= now)
+                    .map_or(Step::Hang, |(_, s)| s);
+            }
+            let step = match step {
+                Step::StreamAfter(wait, pieces) => {
+                    tokio::time::sleep(wait).await;
+                    Step::Stream(pieces)
+                }
+                step => step,
+            };
+            let (status, content_type, headers, body) = match step {
                 Step::Hang => std::future::pending().await,
                 Step::Refused => {
                     return Err(BoxError::from(std::io::Error::new(
@@ -188,6 +214,8 @@ impl Transport for Scripted {
                         BoxBody::new(ChannelBody(rx)),
                     )
                 }
+                Step::StreamAfter(..) => unreachable!("its wait was taken above"),
+                Step::Timeline(_) => unreachable!("its phase was taken above"),
             };
             let mut resp = Response::builder()
                 .status(status)
