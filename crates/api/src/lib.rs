@@ -626,6 +626,11 @@ pub struct TargetStatus {
     /// and what it is learned from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_token: Option<FirstTokenStatus>,
+    /// The time per output token the fleet's recent answers of this upstream call for, on
+    /// which its unstreamed requests' deadlines grow with `max_tokens`, and what it is
+    /// learned from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_time: Option<TokenTimeStatus>,
     /// Streamed attempts held before commit in the last minute because the upstream's recent
     /// streams broke (`streaming.adaptiveHold`), fleet-wide.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -643,6 +648,21 @@ pub struct FirstTokenStatus {
     /// The p99 of the fleet's recent first tokens, in milliseconds.
     pub p99_ms: f64,
     /// How many first tokens it is drawn from.
+    pub samples: u64,
+}
+
+/// A learned time per output token.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenTimeStatus {
+    /// The time one output token may take, in milliseconds: the route's
+    /// `deadlines.adaptive.multiplier` times the p99; 50 until enough answers were seen. An
+    /// unstreamed request's first byte may take the first-token deadline plus `max_tokens`
+    /// times this (at least `firstByte`, at most `streamMax`).
+    pub per_token_ms: f64,
+    /// The p99 of the fleet's recent answers' time per output token, in milliseconds.
+    pub p99_ms: f64,
+    /// How many answers it is drawn from.
     pub samples: u64,
 }
 

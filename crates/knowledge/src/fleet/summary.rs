@@ -51,6 +51,8 @@ pub struct TargetSummary {
     pub latency: Option<[Duration; 3]>,
     /// The p99 of its streams' first tokens in the window, and how many there were.
     pub first_token: Option<(Duration, u64)>,
+    /// The p99 of its answers' time per output token in the window, and how many answers.
+    pub token_time: Option<(Duration, u64)>,
     /// Streamed attempts held in the window because its streams broke.
     pub streams_held: u64,
     /// Sidecars whose own breaker is open, out of those that reported on the upstream.
@@ -183,6 +185,8 @@ impl Upstream {
         }
         let first = self.first_tokens(slot);
         s.first_token = first.quantile(0.99).map(|p99| (p99, first.count()));
+        let per_token = self.token_times(slot);
+        s.token_time = per_token.quantile(0.99).map(|p99| (p99, per_token.count()));
         s.latency = [0.5, 0.95, 0.99]
             .map(|q| latency.quantile(q))
             .into_iter()

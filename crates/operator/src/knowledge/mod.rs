@@ -23,7 +23,7 @@ use kube::{Client, ResourceExt};
 use parking_lot::Mutex;
 use plumb_api::{
     BreakersStatus, EquivalenceStatus, FirstTokenStatus, LatencyStatus, LlmRoute, TargetStatus,
-    UpstreamStatus,
+    TokenTimeStatus, UpstreamStatus,
 };
 use plumb_knowledge::fleet::admit::{self, Catalog, RouteCatalog};
 use plumb_knowledge::fleet::{Seed, Settings};

@@ -51,6 +51,17 @@ pub(super) fn target_status(
             samples,
         }
     });
+    let token_time = s.token_time.map(|(p99, samples)| {
+        let per_token = deadlines
+            .adaptive
+            .per_token(p99, samples)
+            .unwrap_or(plumb_policy::PER_OUTPUT_TOKEN);
+        TokenTimeStatus {
+            per_token_ms: round(per_token.as_secs_f64() * 1e3, 2),
+            p99_ms: round(p99.as_secs_f64() * 1e3, 2),
+            samples,
+        }
+    });
     TargetStatus {
         name: s.name,
         upstream: UpstreamStatus {
@@ -84,6 +95,7 @@ pub(super) fn target_status(
             }
         }),
         first_token,
+        token_time,
         streams_held: (s.streams_held > 0).then_some(s.streams_held),
     }
 }
@@ -393,6 +405,7 @@ mod tests {
             error_rate: 0.5,
             equivalence: Some((35, 35)),
             first_token: Some((Duration::from_millis(120), 400)),
+            token_time: Some((Duration::from_millis(40), 25)),
             ..TargetSummary::default()
         };
         let t = target_status(s, &key, (0.9, 20), &plumb_policy::Deadlines::default());
@@ -405,6 +418,21 @@ mod tests {
                 samples: 400
             })
         );
+        // 3 × the 40 ms p99, from 25 answers (at least the 20 the route asks for).
+        assert_eq!(
+            t.token_time,
+            Some(TokenTimeStatus {
+                per_token_ms: 120.0,
+                p99_ms: 40.0,
+                samples: 25
+            })
+        );
+        let few = TargetSummary {
+            token_time: Some((Duration::from_millis(40), 5)),
+            ..TargetSummary::default()
+        };
+        let t2 = target_status(few, &key, (0.9, 20), &plumb_policy::Deadlines::default());
+        assert_eq!(t2.token_time.map(|t| t.per_token_ms), Some(50.0));
         assert_eq!(t.open_since.as_deref(), Some("2025-11-24T16:00:00Z"));
         assert_eq!(parse_ms("2025-11-24T16:00:00Z"), Some(1_764_000_000_000));
         assert_eq!(t.upstream.credential, "secret:llm-keys/openai");
