@@ -18,6 +18,7 @@ pub mod catalog;
 pub mod chat;
 pub mod embed;
 pub mod fault;
+pub mod gemini;
 pub mod openai;
 pub mod plan;
 pub mod responses;
