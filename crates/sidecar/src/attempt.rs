@@ -116,6 +116,8 @@ pub struct Outgoing<'a> {
     pub operation: Operation,
     /// The body in the target's family.
     pub body: Bytes,
+    /// Whether the answer is streamed (Gemini asks for a stream at another URL).
+    pub stream: bool,
     /// The key to send, if any.
     pub key: Option<&'a Secret>,
     /// The client's headers (only the forwarded ones and the trace context go out).
@@ -129,6 +131,7 @@ impl Outgoing<'_> {
             self.target,
             self.family,
             self.operation,
+            self.stream,
             self.body,
             self.key,
             self.client_headers,
@@ -299,7 +302,8 @@ async fn hold(
     let mut finished = false;
     loop {
         while let Some(raw) = events.next_event() {
-            let kind = match classify::stream_event(&Event::parse(family, &raw), &raw) {
+            let event = Event::parse(family, &raw);
+            let kind = match classify::stream_event(&event, &raw) {
                 Ok(kind) => kind,
                 Err(f)
                     if f.class == FailureClass::MalformedResponse
@@ -332,7 +336,8 @@ async fn hold(
                     *n += 1;
                 }
             }
-            finished |= kind == Progress::End;
+            // A Gemini stream's last event may carry words and the end at once.
+            finished |= kind == Progress::End || event.is_terminal();
         }
         if let Some((until, n)) = holding {
             // A zero holdFor sets no time limit: the events and bytes do.

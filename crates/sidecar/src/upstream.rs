@@ -148,14 +148,15 @@ impl Transport for Upstreams {
     }
 }
 
-/// The URL of an operation on a target.
-pub fn url(target: &Target, family: Api, op: Operation) -> String {
+/// The URL of an operation on a target; `stream` is whether the answer is streamed (only
+/// Gemini asks for a stream in the URL rather than the body).
+pub fn url(target: &Target, family: Api, op: Operation, stream: bool) -> String {
     let base = target.base_url.to_string();
     let base = base.trim_end_matches('/');
     let path = match (family, op) {
         (Api::Responses, _) => "responses",
-        (Api::Openai | Api::Anthropic, Operation::Chat) => "chat/completions",
-        (Api::Openai | Api::Anthropic, Operation::Embeddings) => "embeddings",
+        (Api::Openai | Api::Anthropic | Api::Gemini, Operation::Chat) => "chat/completions",
+        (Api::Openai | Api::Anthropic | Api::Gemini, Operation::Embeddings) => "embeddings",
     };
     match target.provider {
         Provider::Openai | Provider::OpenaiCompatible => format!("{base}/{path}"),
@@ -165,6 +166,17 @@ pub fn url(target: &Target, family: Api, op: Operation) -> String {
             target.api_version.as_deref().unwrap_or_default()
         ),
         Provider::Anthropic => format!("{base}/v1/messages"),
+        Provider::Gemini => {
+            let model = target
+                .model
+                .strip_prefix("models/")
+                .unwrap_or(&target.model);
+            if stream {
+                format!("{base}/v1beta/models/{model}:streamGenerateContent?alt=sse")
+            } else {
+                format!("{base}/v1beta/models/{model}:generateContent")
+            }
+        }
     }
 }
 
@@ -233,13 +245,14 @@ pub fn request(
     target: &Target,
     family: Api,
     op: Operation,
+    stream: bool,
     body: Bytes,
     key: Option<&Secret>,
     client_headers: &HeaderMap,
 ) -> Result<Request<Full<Bytes>>, http::Error> {
     let b = Request::builder()
         .method(Method::POST)
-        .uri(url(target, family, op))
+        .uri(url(target, family, op, stream))
         .header(header::CONTENT_TYPE, "application/json");
     authenticated(b, target, key, client_headers).body(Full::new(body))
 }
@@ -286,6 +299,8 @@ fn authenticated(
         }
         (Provider::AzureOpenai, Some(k)) => b = b.header("api-key", secret(k.expose())),
         (Provider::Anthropic, Some(k)) => b = b.header("x-api-key", secret(k.expose())),
+        // In a header, never in the URL's `key=` query, where it would reach access logs.
+        (Provider::Gemini, Some(k)) => b = b.header("x-goog-api-key", secret(k.expose())),
         (_, None) => {}
     }
     // Which OpenAI organization and project pay: the caller's own with its own key, the
@@ -340,7 +355,8 @@ mod tests {
             url(
                 &target("openai", "https://api.openai.com/v1/"),
                 Api::Openai,
-                Operation::Chat
+                Operation::Chat,
+                false
             ),
             "https://api.openai.com/v1/chat/completions"
         );
@@ -348,7 +364,8 @@ mod tests {
             url(
                 &target("openai-compatible", "http://vllm:8000/v1"),
                 Api::Openai,
-                Operation::Embeddings
+                Operation::Embeddings,
+                false
             ),
             "http://vllm:8000/v1/embeddings"
         );
@@ -356,7 +373,8 @@ mod tests {
             url(
                 &target("azure-openai", "https://x.openai.azure.com"),
                 Api::Openai,
-                Operation::Chat
+                Operation::Chat,
+                false
             ),
             "https://x.openai.azure.com/openai/deployments/up/chat/completions?api-version=2024-10-21"
         );
@@ -364,7 +382,8 @@ mod tests {
             url(
                 &target("anthropic", "https://api.anthropic.com"),
                 Api::Openai,
-                Operation::Chat
+                Operation::Chat,
+                false
             ),
             "https://api.anthropic.com/v1/messages"
         );
@@ -372,10 +391,39 @@ mod tests {
             url(
                 &target("openai", "https://api.openai.com/v1"),
                 Api::Responses,
-                Operation::Chat
+                Operation::Chat,
+                false
             ),
             "https://api.openai.com/v1/responses"
         );
+        let gemini = target("gemini", "https://generativelanguage.googleapis.com/");
+        assert_eq!(
+            url(&gemini, Api::Gemini, Operation::Chat, false),
+            "https://generativelanguage.googleapis.com/v1beta/models/up:generateContent"
+        );
+        assert_eq!(
+            url(&gemini, Api::Gemini, Operation::Chat, true),
+            "https://generativelanguage.googleapis.com/v1beta/models/up:streamGenerateContent?alt=sse"
+        );
+    }
+
+    #[test]
+    fn a_gemini_key_goes_in_its_header_and_never_in_the_url() {
+        let key = Secret::new("AIzaSyTargetKey");
+        let r = request(
+            &target("gemini", "http://h"),
+            Api::Gemini,
+            Operation::Chat,
+            true,
+            Bytes::new(),
+            Some(&key),
+            &HeaderMap::new(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.headers()["x-goog-api-key"], "AIzaSyTargetKey");
+        assert!(r.headers()["x-goog-api-key"].is_sensitive());
+        assert!(!r.uri().to_string().contains("AIza"));
+        assert!(r.headers().get(header::AUTHORIZATION).is_none());
     }
 
     #[test]
@@ -392,6 +440,7 @@ mod tests {
             &target("anthropic", "http://h"),
             Api::Openai,
             Operation::Chat,
+            false,
             Bytes::new(),
             Some(&key),
             &client,
@@ -406,6 +455,7 @@ mod tests {
             &target("azure-openai", "http://h"),
             Api::Openai,
             Operation::Chat,
+            false,
             Bytes::new(),
             Some(&key),
             &client,
@@ -417,6 +467,7 @@ mod tests {
             &target("openai", "http://h/v1"),
             Api::Openai,
             Operation::Chat,
+            false,
             Bytes::new(),
             None,
             &client,

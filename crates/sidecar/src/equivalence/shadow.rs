@@ -245,6 +245,7 @@ impl Job {
                 family,
                 operation: op,
                 body,
+                stream: false,
                 key: self.policy.keys.for_target(target, None),
                 client_headers: &self.headers,
             }

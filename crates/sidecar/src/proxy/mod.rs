@@ -576,6 +576,7 @@ impl Request<'_> {
                 family: request.family_for(target),
                 operation: request.operation,
                 body,
+                stream: request.stream,
                 key: self.policy.keys.for_target(target, self.caller_key),
                 client_headers: self.headers,
             }
