@@ -16,6 +16,7 @@ mod basics;
 mod contracts;
 mod crossfamily;
 mod equivalence;
+mod gemini;
 mod golden;
 mod leaks;
 mod limits;
