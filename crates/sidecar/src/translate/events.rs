@@ -102,6 +102,13 @@ impl FromGemini {
             | Event::Error(_)
             | Event::Malformed => return Ok(Vec::new()),
         };
+        // After commit, a call the model could not form ends the answer broken, not complete.
+        if g.finish() == Some(crate::event::gemini::Finish::MalformedCall) {
+            return Err(EventError::Upstream(
+                "gemini produced a malformed function call (finishReason MALFORMED_FUNCTION_CALL)"
+                    .to_owned(),
+            ));
+        }
         let mut out = Vec::new();
         for chunk in self.chunks.event(g) {
             let json = serde_json::to_string(&chunk).unwrap_or_default();

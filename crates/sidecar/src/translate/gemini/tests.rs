@@ -324,3 +324,19 @@ fn a_stream_that_ends_before_its_finish_reason_is_incomplete() {
     assert!(!t.event(&raw, &event).unwrap().is_empty());
     assert!(t.finish().is_err());
 }
+
+#[test]
+fn a_malformed_function_call_after_commit_breaks_the_stream_instead_of_finishing_it() {
+    let mut t = Translator::new(Api::Gemini, Api::Openai, false, 0);
+    let mut r = SseReader::default();
+    r.push(b"data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"Hi\"}]}}]}\r\n\r\n");
+    r.push(b"data: {\"candidates\": [{\"finishReason\": \"MALFORMED_FUNCTION_CALL\"}]}\r\n\r\n");
+    let raw = r.next_event().unwrap();
+    assert!(t.event(&raw, &Event::parse(Api::Gemini, &raw)).is_ok());
+    let raw = r.next_event().unwrap();
+    assert!(matches!(
+        t.event(&raw, &Event::parse(Api::Gemini, &raw)),
+        Err(crate::translate::events::EventError::Upstream(m)) if m.contains("MALFORMED_FUNCTION_CALL")
+    ));
+    assert!(t.finish().is_err(), "never complete");
+}
