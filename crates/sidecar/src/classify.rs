@@ -1,6 +1,7 @@
 //! Classification: the one place where a failed or suspect attempt gets its [`FailureClass`],
-//! from transport errors, status codes and the providers' error bodies (OpenAI, Azure and
-//! Anthropic shapes). Everything after this is a `match` on the class.
+//! from transport errors, status codes and the providers' error bodies (OpenAI, Azure,
+//! Anthropic and Google shapes), and from what a 200 says of itself (Gemini's finish reasons).
+//! Everything after this is a `match` on the class.
 
 use std::time::{Duration, SystemTime};
 
