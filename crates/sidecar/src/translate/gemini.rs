@@ -18,6 +18,12 @@ use crate::translate::conversation::{
 /// Gemini takes at most this many stop sequences.
 const MAX_STOP_SEQUENCES: usize = 5;
 
+/// The thought signature Google documents for function calls it did not sign: a trace from
+/// another model, or one whose signature the client's API family had no field to carry back
+/// (none of them has). Gemini 3 refuses a model turn's function call without a signature, with
+/// a 400 that would otherwise read as the caller's mistake and stop the failover.
+const UNSIGNED_CALL: &str = "skip_thought_signature_validator";
+
 /// A `generateContent` request, as written for a target.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -66,6 +72,8 @@ enum PartOut<'a> {
     FunctionCall {
         #[serde(rename = "functionCall")]
         function_call: CallOut<'a>,
+        #[serde(rename = "thoughtSignature", skip_serializing_if = "Option::is_none")]
+        thought_signature: Option<&'static str>,
     },
     FunctionResponse {
         #[serde(rename = "functionResponse")]
@@ -214,8 +222,19 @@ impl Conversation {
         let mut contents = Vec::with_capacity(self.turns.len());
         for (i, turn) in self.turns.iter().enumerate() {
             let mut parts = Vec::with_capacity(turn.parts.len());
+            let mut signed = false;
             for part in &turn.parts {
-                parts.push(self.part_out(i, part)?);
+                let mut out = self.part_out(i, part)?;
+                // Only a turn's first function call carries the signature, as Gemini's own.
+                if let PartOut::FunctionCall {
+                    thought_signature, ..
+                } = &mut out
+                    && !signed
+                {
+                    *thought_signature = Some(UNSIGNED_CALL);
+                    signed = true;
+                }
+                parts.push(out);
             }
             contents.push(ContentOut {
                 role: match turn.role {
@@ -283,6 +302,7 @@ impl Conversation {
                     name,
                     args: input,
                 },
+                thought_signature: None,
             },
             Part::ToolResult {
                 id,

@@ -59,7 +59,8 @@ fn an_openai_request_with_tools_and_a_tool_round_becomes_gemini_contents() {
                     {"fileData": {"mimeType": "image/jpeg", "fileUri": "https://x.test/map.JPG?v=1"}}
                 ]},
                 {"role": "model", "parts": [
-                    {"functionCall": {"id": "call_1", "name": "weather", "args": {"city": "Paris"}}}
+                    {"functionCall": {"id": "call_1", "name": "weather", "args": {"city": "Paris"}},
+                        "thoughtSignature": "skip_thought_signature_validator"}
                 ]},
                 {"role": "user", "parts": [
                     {"functionResponse": {"id": "call_1", "name": "weather", "response": {"output": "18C"}}}
@@ -339,4 +340,24 @@ fn a_malformed_function_call_after_commit_breaks_the_stream_instead_of_finishing
         Err(crate::translate::events::EventError::Upstream(m)) if m.contains("MALFORMED_FUNCTION_CALL")
     ));
     assert!(t.finish().is_err(), "never complete");
+}
+
+#[test]
+fn only_a_turns_first_function_call_carries_the_unsigned_thought_signature() {
+    let call = |id: &str| json!({"id": id, "type": "function", "function": {"name": "f", "arguments": "{}"}});
+    let out = from_openai(json!({"model": "m", "messages": [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": null, "tool_calls": [call("a"), call("b")]},
+        {"role": "tool", "tool_call_id": "a", "content": "1"},
+        {"role": "tool", "tool_call_id": "b", "content": "2"}
+    ]}));
+    let parts = out["contents"][1]["parts"].as_array().unwrap();
+    assert_eq!(
+        parts[0]["thoughtSignature"],
+        "skip_thought_signature_validator"
+    );
+    assert!(parts[1].get("thoughtSignature").is_none());
+    let results = out["contents"][2]["parts"].as_array().unwrap();
+    assert!(results.iter().all(|p| p.get("thoughtSignature").is_none()));
+    assert_eq!(results[1]["functionResponse"]["name"], "f");
 }
