@@ -179,14 +179,23 @@ impl GenerationConfig<'_> {
     }
 }
 
-/// The thinking budget for an OpenAI reasoning effort; `None` for an effort Gemini has no
+/// What an OpenAI reasoning effort asks of Gemini's thinking.
+enum Thinking {
+    /// The least the model allows: left to the model, since the floor is model-specific
+    /// (Gemini 2.5 Pro refuses a budget of 0, Flash-Lite any budget under 512).
+    Least,
+    /// A budget of output tokens, within what every thinking model takes (up to 24,576).
+    Budget(u64),
+}
+
+/// The thinking an OpenAI reasoning effort asks for; `None` for an effort Gemini has no
 /// budget for.
-fn thinking_budget(effort: &str) -> Option<u64> {
+fn thinking(effort: &str) -> Option<Thinking> {
     match effort {
-        "none" | "minimal" => Some(0),
-        "low" => Some(1024),
-        "medium" => Some(8192),
-        "high" | "xhigh" => Some(24_576),
+        "none" | "minimal" => Some(Thinking::Least),
+        "low" => Some(Thinking::Budget(1024)),
+        "medium" => Some(Thinking::Budget(8192)),
+        "high" | "xhigh" => Some(Thinking::Budget(24_576)),
         _ => None,
     }
 }
@@ -212,12 +221,14 @@ impl Conversation {
                 "stop (more than {MAX_STOP_SEQUENCES} sequences)"
             )));
         }
-        let thinking_config = match self.reasoning_effort.as_deref() {
-            None => None,
-            Some(effort) => Some(ThinkingConfig {
-                thinking_budget: thinking_budget(effort)
-                    .ok_or_else(|| Untranslatable::new(format!("reasoning_effort {effort:?}")))?,
-            }),
+        let thinking_config = match self.reasoning_effort.as_deref().map(|e| (e, thinking(e))) {
+            None | Some((_, Some(Thinking::Least))) => None,
+            Some((_, Some(Thinking::Budget(thinking_budget)))) => {
+                Some(ThinkingConfig { thinking_budget })
+            }
+            Some((effort, None)) => {
+                return Err(Untranslatable::new(format!("reasoning_effort {effort:?}")));
+            }
         };
         let mut contents = Vec::with_capacity(self.turns.len());
         for (i, turn) in self.turns.iter().enumerate() {

@@ -152,6 +152,16 @@ fn reasoning_effort_becomes_a_thinking_budget() {
         out["generationConfig"]["thinkingConfig"],
         json!({"thinkingBudget": 1024})
     );
+    // The least thinking is the model's own floor: no budget some model would refuse.
+    let minimal = gemini(Conversation::from_responses(
+        json!({"model": "o", "input": "hi", "reasoning": {"effort": "minimal"}})
+            .as_object()
+            .unwrap(),
+    ));
+    assert!(
+        minimal.get("generationConfig").is_none(),
+        "left to the model: {minimal}"
+    );
 }
 
 /// A recorded whole answer of gemini-2.5-flash, with a thought and a function call.
