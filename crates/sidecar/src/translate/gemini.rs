@@ -307,6 +307,12 @@ impl Conversation {
         Ok(match part {
             Part::Text(text) => PartOut::Text { text },
             Part::Image(image) => image_out(image)?,
+            // Gemini's `args` is a JSON object (a protobuf Struct), nothing else.
+            Part::ToolCall { input, .. } if !input.is_object() => {
+                return Err(Untranslatable::new(
+                    "a tool call whose arguments are not a JSON object",
+                ));
+            }
             Part::ToolCall { id, name, input } => PartOut::FunctionCall {
                 function_call: CallOut {
                     id,

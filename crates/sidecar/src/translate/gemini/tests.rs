@@ -139,6 +139,11 @@ fn what_gemini_cannot_express_is_refused_by_name() {
     );
     assert!(refused(json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x.test/img"}}]}]})).contains("MIME type"));
     assert!(refused(json!({"model": "m", "messages": [{"role": "tool", "tool_call_id": "nope", "content": "x"}]})).contains("nope"));
+    assert!(refused(json!({"model": "m", "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "[1]"}}]},
+        {"role": "tool", "tool_call_id": "c", "content": "x"}
+    ]})).contains("not a JSON object"));
 }
 
 #[test]
