@@ -186,6 +186,12 @@ pub enum Provider {
     /// Anthropic Messages (`baseUrl` like `https://api.anthropic.com`, without `/v1`).
     #[serde(rename = "anthropic")]
     Anthropic,
+    /// Google's Gemini API with an API key (`baseUrl` like
+    /// `https://generativelanguage.googleapis.com`, without `/v1beta`: Plumb asks
+    /// `{baseUrl}/v1beta/models/{model}:generateContent` and `:streamGenerateContent?alt=sse`).
+    /// The key goes in the `x-goog-api-key` header, never in the URL.
+    #[serde(rename = "gemini")]
+    Gemini,
 }
 
 /// One upstream that can answer the route's requests.
@@ -201,9 +207,15 @@ pub struct TargetSpec {
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     )]
     pub name: String,
-    /// The provider's API.
+    /// The provider's API: `openai`, `openai-compatible`, `azure-openai`, `anthropic`, or
+    /// `gemini` (Google's Gemini API with an API key, sent in the `x-goog-api-key` header).
     pub provider: Provider,
-    /// The provider's base URL, `http://` or `https://` (see `provider` for what it includes).
+    /// The provider's base URL, `http://` or `https://`: up to and including `/v1` for `openai`
+    /// and `openai-compatible` (`https://api.openai.com/v1`); the resource for `azure-openai`
+    /// (`https://NAME.openai.azure.com`); without a version for `anthropic`
+    /// (`https://api.anthropic.com`) and `gemini` (`https://generativelanguage.googleapis.com`:
+    /// Plumb asks `{baseUrl}/v1beta/models/{model}:generateContent`, or
+    /// `:streamGenerateContent?alt=sse` for a stream).
     #[schemars(length(max = 2048), regex(pattern = r"^https?://[^\s?#]+$"))]
     pub base_url: String,
     /// The model to ask the upstream for (for Azure OpenAI, the deployment name).

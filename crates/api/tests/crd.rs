@@ -60,6 +60,12 @@ fn crd_has_the_status_subresource_short_name_and_printer_columns() {
     );
     assert_eq!(
         target["properties"]["provider"]["enum"],
-        serde_json::json!(["openai", "openai-compatible", "azure-openai", "anthropic"])
+        serde_json::json!([
+            "openai",
+            "openai-compatible",
+            "azure-openai",
+            "anthropic",
+            "gemini"
+        ])
     );
 }

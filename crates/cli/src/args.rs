@@ -163,6 +163,8 @@ pub enum StarterProvider {
     AzureOpenai,
     /// A local OpenAI-compatible server (vLLM, Ollama).
     OpenaiCompatible,
+    /// Google's Gemini API, with an API key.
+    Gemini,
 }
 
 /// `plumb init`.

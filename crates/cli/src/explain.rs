@@ -307,6 +307,7 @@ fn provider(t: &Target) -> String {
         plumb_policy::Provider::OpenaiCompatible => "openai-compatible",
         plumb_policy::Provider::AzureOpenai => "azure-openai",
         plumb_policy::Provider::Anthropic => "anthropic",
+        plumb_policy::Provider::Gemini => "gemini",
     }
     .to_owned()
 }

@@ -60,6 +60,14 @@ fn defaults(p: StarterProvider) -> Defaults {
             env: "",
             note: "an OpenAI-compatible server (vLLM, Ollama…): baseUrl up to /v1",
         },
+        StarterProvider::Gemini => Defaults {
+            name: "gemini",
+            provider: "gemini",
+            base_url: "https://generativelanguage.googleapis.com",
+            model: "gemini-2.5-flash",
+            env: "GEMINI_API_KEY",
+            note: "Gemini: baseUrl without /v1beta; every client is translated to it",
+        },
     }
 }
 
@@ -171,6 +179,7 @@ mod tests {
                 StarterProvider::Anthropic,
                 StarterProvider::AzureOpenai,
                 StarterProvider::OpenaiCompatible,
+                StarterProvider::Gemini,
                 StarterProvider::Openai,
             ],
             model: "*".into(),

@@ -37,6 +37,7 @@ fuzz_target!(|data: &[u8]| {
         (Api::Openai, Operation::Embeddings),
         (Api::Anthropic, Operation::Chat),
         (Api::Anthropic, Operation::Embeddings),
+        (Api::Gemini, Operation::Chat),
     ] {
         let _ = classify::success_body(api, op, r.body);
     }

@@ -158,29 +158,36 @@ impl Equivalence {
     ) -> Result<Equivalence, InvalidRoute> {
         let d = Equivalence::default();
         let m = spec.method.clone().unwrap_or_default();
-        let helper =
-            |kind: &str| -> Result<String, InvalidRoute> {
-                let field = "spec.equivalence.method.target".to_owned();
-                let name = m.target.clone().ok_or_else(|| InvalidRoute::Contract {
-                    field: field.clone(),
-                    reason: format!("the {kind} method needs the name of a target to call"),
-                })?;
-                let t = targets.iter().find(|t| t.name == name).ok_or_else(|| {
-                    InvalidRoute::Contract {
+        let helper = |kind: &str| -> Result<String, InvalidRoute> {
+            let field = "spec.equivalence.method.target".to_owned();
+            let name = m.target.clone().ok_or_else(|| InvalidRoute::Contract {
+                field: field.clone(),
+                reason: format!("the {kind} method needs the name of a target to call"),
+            })?;
+            let t =
+                targets
+                    .iter()
+                    .find(|t| t.name == name)
+                    .ok_or_else(|| InvalidRoute::Contract {
                         field: field.clone(),
                         reason: format!("no target is named {name:?}"),
-                    }
-                })?;
-                if kind == "embedding" && t.provider == Provider::Anthropic {
-                    return Err(InvalidRoute::Contract {
-                        field,
-                        reason: format!(
-                            "{name:?} is an anthropic target, which has no embeddings endpoint"
-                        ),
-                    });
-                }
-                Ok(name)
+                    })?;
+            // Plumb asks embeddings in OpenAI's shape only.
+            let family = match t.provider {
+                Provider::Openai | Provider::OpenaiCompatible | Provider::AzureOpenai => None,
+                Provider::Anthropic => Some("an anthropic"),
+                Provider::Gemini => Some("a gemini"),
             };
+            if let (Some(family), "embedding") = (family, kind) {
+                return Err(InvalidRoute::Contract {
+                    field,
+                    reason: format!(
+                        "{name:?} is {family} target, which has no embeddings endpoint Plumb speaks"
+                    ),
+                });
+            }
+            Ok(name)
+        };
         let min = |default: f64| {
             m.min_similarity.map_or(Ok(default), |v| {
                 unit("spec.equivalence.method.minSimilarity", v)

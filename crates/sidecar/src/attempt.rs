@@ -120,6 +120,8 @@ pub struct Outgoing<'a> {
     pub operation: Operation,
     /// The body in the target's family.
     pub body: Bytes,
+    /// Whether the answer is streamed (Gemini asks for a stream at another URL).
+    pub stream: bool,
     /// The key to send, if any.
     pub key: Option<&'a Secret>,
     /// The credentials of the target's own proxy (`user:password`), if it names a Secret.
@@ -133,8 +135,11 @@ impl Outgoing<'_> {
     pub fn build(self) -> Result<Request<Full<Bytes>>, Failure> {
         let mut req = upstream::request(
             self.target,
-            self.family,
-            self.operation,
+            upstream::Ask {
+                family: self.family,
+                op: self.operation,
+                stream: self.stream,
+            },
             self.body,
             self.key,
             self.client_headers,
@@ -313,7 +318,8 @@ async fn hold(
     let mut finished = false;
     loop {
         while let Some(raw) = events.next_event() {
-            let kind = match classify::stream_event(&Event::parse(family, &raw), &raw) {
+            let event = Event::parse(family, &raw);
+            let kind = match classify::stream_event(&event, &raw) {
                 Ok(kind) => kind,
                 Err(f)
                     if f.class == FailureClass::MalformedResponse
@@ -346,7 +352,8 @@ async fn hold(
                     *n += 1;
                 }
             }
-            finished |= kind == Progress::End;
+            // A Gemini stream's last event may carry words and the end at once.
+            finished |= kind == Progress::End || event.is_terminal();
         }
         if let Some((until, n)) = holding {
             // A zero holdFor sets no time limit: the events and bytes do.

@@ -1,6 +1,7 @@
 //! Classification: the one place where a failed or suspect attempt gets its [`FailureClass`],
-//! from transport errors, status codes and the providers' error bodies (OpenAI, Azure and
-//! Anthropic shapes). Everything after this is a `match` on the class.
+//! from transport errors, status codes and the providers' error bodies (OpenAI, Azure,
+//! Anthropic and Google shapes), and from what a 200 says of itself (Gemini's finish reasons).
+//! Everything after this is a `match` on the class.
 
 use std::time::{Duration, SystemTime};
 
@@ -137,6 +138,14 @@ pub fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
 /// The status an error inside a 200 (a body or a stream event) implies.
 fn implied_status(e: &ProviderError) -> u16 {
     match (e.kind.as_str(), e.code.as_str()) {
+        // Google's canonical codes (`status`), read as the kind.
+        ("RESOURCE_EXHAUSTED", _) => 429,
+        ("UNAVAILABLE", _) => 503,
+        ("DEADLINE_EXCEEDED", _) => 504,
+        ("UNAUTHENTICATED", _) => 401,
+        ("PERMISSION_DENIED", _) => 403,
+        ("NOT_FOUND", _) => 404,
+        ("INVALID_ARGUMENT" | "FAILED_PRECONDITION" | "OUT_OF_RANGE", _) => 400,
         ("rate_limit_error" | "requests" | "tokens", _) | (_, "rate_limit_exceeded") => 429,
         ("overloaded_error", _) | (_, "overloaded") => 529,
         ("authentication_error", _) | (_, "invalid_api_key") => 401,
@@ -202,7 +211,7 @@ fn classify_status(
             }
             403 => FailureClass::Auth,
             404 => FailureClass::InvalidModel,
-            400..=499 => client_error(code, &lower),
+            400..=499 => client_error(code, &lower, &String::from_utf8_lossy(raw)),
             _ => FailureClass::MalformedResponse,
         }
     };
@@ -211,7 +220,11 @@ fn classify_status(
         phase: Phase::Head,
         status: Some(status),
         message,
-        retry_after: retry_after(headers, SystemTime::now()),
+        // Google says how long to wait in the body (`RetryInfo.retryDelay`), not in headers.
+        retry_after: retry_after(headers, SystemTime::now()).or_else(|| {
+            err.and_then(|e| e.retry_delay)
+                .map(|d| d.min(MAX_RETRY_AFTER))
+        }),
         rejected: None,
         check: None,
         deadline: None,
@@ -219,10 +232,14 @@ fn classify_status(
 }
 
 /// A 4xx other than 401/403/404/408/429: context length, content filter, a model that does
-/// not exist or is deprecated, or the caller's own mistake.
-fn client_error(code: &str, lower_message: &str) -> FailureClass {
+/// not exist or is deprecated, a key Google refuses with a 400, or the caller's own mistake.
+/// `raw` is the whole body, for the reasons Google gives in its `details`.
+fn client_error(code: &str, lower_message: &str, raw: &str) -> FailureClass {
     let has = |needles: &[&str]| needles.iter().any(|n| lower_message.contains(n));
-    if code == "context_length_exceeded"
+    if raw.contains("\"API_KEY_INVALID\"") || has(&["api key not valid", "api key expired"]) {
+        // Gemini answers a bad key with 400 INVALID_ARGUMENT.
+        FailureClass::Auth
+    } else if code == "context_length_exceeded"
         || code == "string_above_max_length"
         || has(&[
             "maximum context length",
@@ -230,6 +247,8 @@ fn client_error(code: &str, lower_message: &str) -> FailureClass {
             "context window",
             "too many tokens",
             "context_length",
+            // Gemini: "The input token count (…) exceeds the maximum number of tokens allowed".
+            "exceeds the maximum number of tokens",
         ])
     {
         FailureClass::ContextLength
@@ -250,6 +269,8 @@ fn client_error(code: &str, lower_message: &str) -> FailureClass {
             "deprecated",
             "decommissioned",
             "not available in",
+            // Gemini: "User location is not supported for the API use." (400)
+            "location is not supported",
         ])
     {
         FailureClass::InvalidModel
@@ -411,6 +432,51 @@ pub fn success_body(api: Api, operation: Operation, body: &[u8]) -> Result<Whole
             }
             Ok(Whole::Chat(Completion::Responses(r)))
         }
+        (Api::Gemini, Operation::Chat | Operation::Embeddings) => {
+            let g: crate::event::gemini::Response =
+                serde_json::from_slice(body).map_err(unexpected)?;
+            if reported(&g.error) {
+                return Err(embedded_error(body));
+            }
+            if let Some(f) = gemini_refusal(&g) {
+                return Err(f);
+            }
+            if g.candidate().is_none() {
+                return Err(malformed("the answer has no candidates".to_owned()));
+            }
+            if !g.has_content() {
+                return Err(malformed(
+                    "the candidate's answer is empty (no text or function call)".to_owned(),
+                ));
+            }
+            Ok(Whole::Chat(Completion::Gemini(g)))
+        }
+    }
+}
+
+/// What a Gemini answer (whole, or a stream event) says about itself that is a failure: a
+/// blocked prompt or a filtered answer (`content_filter`), or a function call the model could
+/// not form (`malformed_response`). A truncated answer (`MAX_TOKENS`) is not one: it passes
+/// on as OpenAI's `length`, as an OpenAI answer's would.
+fn gemini_refusal(g: &crate::event::gemini::Response) -> Option<Failure> {
+    use crate::event::gemini::Finish;
+    let filtered = |message: String| Failure {
+        status: Some(200),
+        ..Failure::new(FailureClass::ContentFilter, Phase::Body, message)
+    };
+    if let Some(reason) = g.blocked() {
+        return Some(filtered(format!("gemini blocked the prompt ({reason})")));
+    }
+    match g.finish()? {
+        Finish::Filtered(reason) => Some(filtered(format!(
+            "gemini stopped the answer (finishReason {reason})"
+        ))),
+        Finish::MalformedCall => Some(Failure::new(
+            FailureClass::MalformedResponse,
+            Phase::Body,
+            "gemini produced a malformed function call (finishReason MALFORMED_FUNCTION_CALL)",
+        )),
+        Finish::Stop | Finish::MaxTokens => None,
     }
 }
 
@@ -479,6 +545,20 @@ pub fn stream_event(event: &Event, raw: &RawEvent) -> Result<Progress, Failure> 
                 | R::Failed { .. }
                 | R::Error { .. }
                 | R::Unknown => Progress::Preamble,
+            })
+        }
+        Event::Gemini(g) => {
+            if let Some(f) = gemini_refusal(g) {
+                return Err(f);
+            }
+            Ok(if g.has_content() {
+                Progress::Content
+            } else if g.has_thought() {
+                Progress::Reasoning
+            } else if g.finish().is_some() {
+                Progress::End
+            } else {
+                Progress::Preamble
             })
         }
     }
@@ -775,6 +855,223 @@ mod tests {
         assert_eq!(
             ev(openai_err).err().map(|f| f.class),
             Some(FailureClass::RateLimited)
+        );
+    }
+
+    fn google(code: u16, status: &str, message: &str) -> Value {
+        json!({"error": {"code": code, "message": message, "status": status}})
+    }
+
+    #[test]
+    fn googles_error_shapes_map_to_classes() {
+        assert_eq!(
+            class(
+                429,
+                google(429, "RESOURCE_EXHAUSTED", "You exceeded your current quota")
+            ),
+            FailureClass::RateLimited
+        );
+        assert_eq!(
+            class(
+                503,
+                google(
+                    503,
+                    "UNAVAILABLE",
+                    "The model is overloaded. Please try again later."
+                )
+            ),
+            FailureClass::Overloaded
+        );
+        assert_eq!(
+            class(
+                500,
+                google(500, "INTERNAL", "An internal error has occurred.")
+            ),
+            FailureClass::ServerError
+        );
+        assert_eq!(
+            class(
+                504,
+                google(
+                    504,
+                    "DEADLINE_EXCEEDED",
+                    "Deadline expired before operation could complete."
+                )
+            ),
+            FailureClass::Timeout
+        );
+        assert_eq!(
+            class(
+                400,
+                google(
+                    400,
+                    "INVALID_ARGUMENT",
+                    "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576)."
+                )
+            ),
+            FailureClass::ContextLength
+        );
+        assert_eq!(
+            class(
+                400,
+                google(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
+            ),
+            FailureClass::BadRequest
+        );
+        // Gemini answers a bad key with a 400 whose details name API_KEY_INVALID.
+        let mut bad_key = google(
+            400,
+            "INVALID_ARGUMENT",
+            "API key not valid. Please pass a valid API key.",
+        );
+        bad_key["error"]["details"] = json!([{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}]);
+        assert_eq!(class(400, bad_key), FailureClass::Auth);
+        assert_eq!(
+            class(403, google(403, "PERMISSION_DENIED", "Permission denied")),
+            FailureClass::Auth
+        );
+        assert_eq!(
+            class(
+                401,
+                google(
+                    401,
+                    "UNAUTHENTICATED",
+                    "Request had invalid authentication credentials."
+                )
+            ),
+            FailureClass::Auth
+        );
+        assert_eq!(
+            class(
+                404,
+                google(
+                    404,
+                    "NOT_FOUND",
+                    "models/gemini-9 is not found for API version v1beta"
+                )
+            ),
+            FailureClass::InvalidModel
+        );
+        assert_eq!(
+            class(
+                400,
+                google(
+                    400,
+                    "FAILED_PRECONDITION",
+                    "User location is not supported for the API use."
+                )
+            ),
+            FailureClass::InvalidModel
+        );
+    }
+
+    #[test]
+    fn googles_retry_delay_in_the_body_is_the_wait() {
+        let mut body = google(429, "RESOURCE_EXHAUSTED", "quota");
+        body["error"]["details"] = json!([
+            {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": []},
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "30s"}
+        ]);
+        let f = status(429, &HeaderMap::new(), body.to_string().as_bytes());
+        assert_eq!(f.retry_after, Some(Duration::from_secs(30)));
+        assert_eq!(f.message, "quota");
+        // A header still wins; an absurd delay is capped.
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("2"));
+        assert_eq!(
+            status(429, &h, body.to_string().as_bytes()).retry_after,
+            Some(Duration::from_secs(2))
+        );
+        body["error"]["details"][1]["retryDelay"] = json!("99999999s");
+        assert_eq!(
+            status(429, &HeaderMap::new(), body.to_string().as_bytes()).retry_after,
+            Some(MAX_RETRY_AFTER)
+        );
+    }
+
+    #[test]
+    fn a_gemini_200_that_was_filtered_blocked_or_empty_is_a_failure() {
+        let check = |v: Value| success_body(Api::Gemini, Operation::Chat, v.to_string().as_bytes());
+        let class = |v: Value| check(v).err().map(|f| f.class);
+        let answer = |reason: &str| json!({"candidates": [{"content": {"parts": [{"text": "Hi"}], "role": "model"}, "finishReason": reason}]});
+        assert!(check(answer("STOP")).is_ok());
+        assert!(
+            check(answer("MAX_TOKENS")).is_ok(),
+            "truncated, as OpenAI's length"
+        );
+        assert_eq!(class(answer("SAFETY")), Some(FailureClass::ContentFilter));
+        assert_eq!(
+            class(answer("RECITATION")),
+            Some(FailureClass::ContentFilter)
+        );
+        assert_eq!(
+            class(json!({"candidates": [{"finishReason": "SAFETY"}]})),
+            Some(FailureClass::ContentFilter)
+        );
+        assert_eq!(
+            class(json!({"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"}})),
+            Some(FailureClass::ContentFilter)
+        );
+        assert_eq!(
+            class(answer("MALFORMED_FUNCTION_CALL")),
+            Some(FailureClass::MalformedResponse)
+        );
+        assert_eq!(
+            class(json!({"candidates": [{"content": {"parts": []}, "finishReason": "STOP"}]})),
+            Some(FailureClass::MalformedResponse)
+        );
+        assert_eq!(
+            class(json!({"candidates": []})),
+            Some(FailureClass::MalformedResponse)
+        );
+        let f = check(json!({"candidates": [{"finishReason": "SAFETY"}]}))
+            .err()
+            .unwrap();
+        assert_eq!((f.status, f.phase), (Some(200), Phase::Body));
+        assert!(f.message.contains("SAFETY"), "{}", f.message);
+        assert_eq!(
+            class(google(429, "RESOURCE_EXHAUSTED", "quota")),
+            Some(FailureClass::RateLimited),
+            "an error in a 200"
+        );
+    }
+
+    #[test]
+    fn gemini_stream_events_show_their_progress() {
+        let ev = |data: Value| {
+            let text = format!("data: {data}\r\n\r\n");
+            let mut r = crate::event::SseReader::default();
+            r.push(text.as_bytes());
+            let raw = r.next_event().unwrap();
+            stream_event(&Event::parse(Api::Gemini, &raw), &raw)
+        };
+        let parts = |p: Value| json!({"candidates": [{"content": {"parts": p, "role": "model"}}]});
+        assert_eq!(ev(parts(json!([{"text": "Hi"}]))), Ok(Progress::Content));
+        assert_eq!(
+            ev(parts(json!([{"functionCall": {"name": "f", "args": {}}}]))),
+            Ok(Progress::Content)
+        );
+        assert_eq!(
+            ev(parts(json!([{"text": "hmm", "thought": true}]))),
+            Ok(Progress::Reasoning)
+        );
+        assert_eq!(
+            ev(
+                json!({"candidates": [{"content": {"parts": [{"text": ""}]}, "finishReason": "STOP"}]})
+            ),
+            Ok(Progress::End)
+        );
+        assert_eq!(
+            ev(json!({"candidates": [{"finishReason": "SAFETY"}]}))
+                .err()
+                .map(|f| f.class),
+            Some(FailureClass::ContentFilter)
+        );
+        assert_eq!(
+            ev(google(503, "UNAVAILABLE", "overloaded"))
+                .err()
+                .map(|f| f.class),
+            Some(FailureClass::Overloaded)
         );
     }
 }

@@ -1,5 +1,5 @@
 //! Whole (unstreamed) answers, typed: an OpenAI chat completion, an Anthropic message, an
-//! OpenAI Responses `response`, or an embeddings list — the fields Plumb acts on, and everything else carried in `rest`. Read once
+//! OpenAI Responses `response`, a Gemini `GenerateContentResponse`, or an embeddings list — the fields Plumb acts on, and everything else carried in `rest`. Read once
 //! by classification ([`crate::classify::success_body`]); verification, token accounting,
 //! shadow comparison and translation read the same value.
 
@@ -37,6 +37,8 @@ pub enum Completion {
     Anthropic(Message),
     /// An OpenAI Responses `response`.
     Responses(Response),
+    /// A Gemini `GenerateContentResponse`.
+    Gemini(crate::event::gemini::Response),
 }
 
 /// An OpenAI Responses `response`.
@@ -172,6 +174,9 @@ pub struct ToolCall {
     /// The function called.
     #[serde(default)]
     pub function: FunctionCall,
+    /// Everything else (`type`), passed through.
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
 }
 
 /// The function of a tool call.
@@ -194,6 +199,9 @@ pub struct OpenaiUsage {
     /// Output tokens.
     #[serde(default)]
     pub completion_tokens: Option<u64>,
+    /// Both, as OpenAI totals them (written for a translated answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_tokens: Option<u64>,
 }
 
 /// An Anthropic `message`.
@@ -291,6 +299,7 @@ impl Completion {
             Completion::Openai(c) => c.model.as_deref(),
             Completion::Anthropic(m) => m.model.as_deref(),
             Completion::Responses(r) => r.model.as_deref(),
+            Completion::Gemini(g) => g.model_version.as_deref(),
         }
     }
 
@@ -306,6 +315,7 @@ impl Completion {
             Completion::Responses(r) => r
                 .usage
                 .map_or((None, None), |u| (u.input_tokens, u.output_tokens)),
+            Completion::Gemini(g) => g.usage(),
         };
         Some((input?, output.unwrap_or(0)))
     }
@@ -316,7 +326,7 @@ impl Completion {
     pub fn pending(&self) -> bool {
         match self {
             Completion::Responses(r) => r.pending(),
-            Completion::Openai(_) | Completion::Anthropic(_) => false,
+            Completion::Openai(_) | Completion::Anthropic(_) | Completion::Gemini(_) => false,
         }
     }
 }

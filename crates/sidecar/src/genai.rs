@@ -79,6 +79,7 @@ pub fn provider_name(provider: Provider) -> &'static str {
         Provider::Openai | Provider::OpenaiCompatible => "openai",
         Provider::AzureOpenai => "azure.ai.openai",
         Provider::Anthropic => "anthropic",
+        Provider::Gemini => "gcp.gemini",
     }
 }
 

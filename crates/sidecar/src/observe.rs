@@ -751,7 +751,8 @@ impl Observer<'_> {
             }
         };
         let api = match request.api {
-            Api::Openai => 0,
+            // No client speaks Gemini: it is only ever a target's family.
+            Api::Openai | Api::Gemini => 0,
             Api::Anthropic => 1,
             Api::Responses => 2,
         };

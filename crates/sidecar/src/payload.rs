@@ -37,23 +37,28 @@ pub enum Api {
     Anthropic,
     /// OpenAI Responses. Only `openai` targets speak it; the others get a translation.
     Responses,
+    /// Google's Gemini API (`generateContent`). Only ever upstream: clients are never served
+    /// in it, and every request to a `gemini` target is a translation.
+    Gemini,
 }
 
 impl Api {
-    /// `openai`, `anthropic` or `responses`.
+    /// `openai`, `anthropic`, `responses` or `gemini`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Api::Openai => "openai",
             Api::Anthropic => "anthropic",
             Api::Responses => "responses",
+            Api::Gemini => "gemini",
         }
     }
 
     /// The format of this family's errors and, for a client, what its SDK expects: OpenAI's
-    /// (both OpenAI families share it) or Anthropic's.
+    /// (both OpenAI families share it) or Anthropic's. Gemini is never a client's family;
+    /// Google's error shape (`{"error": {"code", "message", "status"}}`) reads as OpenAI's.
     pub const fn errors(self) -> Api {
         match self {
-            Api::Openai | Api::Responses => Api::Openai,
+            Api::Openai | Api::Responses | Api::Gemini => Api::Openai,
             Api::Anthropic => Api::Anthropic,
         }
     }
@@ -63,6 +68,7 @@ impl Api {
         match provider {
             Provider::Openai | Provider::OpenaiCompatible | Provider::AzureOpenai => Api::Openai,
             Provider::Anthropic => Api::Anthropic,
+            Provider::Gemini => Api::Gemini,
         }
     }
 }
@@ -154,7 +160,9 @@ impl ClientRequest {
     pub fn family_for(&self, target: &Target) -> Api {
         match (self.api, target.provider) {
             (Api::Responses, Provider::Openai) => Api::Responses,
-            (Api::Openai | Api::Anthropic | Api::Responses, provider) => Api::of(provider),
+            (Api::Openai | Api::Anthropic | Api::Responses | Api::Gemini, provider) => {
+                Api::of(provider)
+            }
         }
     }
 
@@ -186,10 +194,16 @@ impl ClientRequest {
                 Api::Openai => Conversation::from_openai(&self.body)?,
                 Api::Anthropic => Conversation::from_anthropic(&self.body)?,
                 Api::Responses => Conversation::from_responses(&self.body)?,
+                Api::Gemini => {
+                    return Err(Untranslatable::new(
+                        "a Gemini request (no client speaks it)",
+                    ));
+                }
             };
             match family {
                 Api::Openai => conversation.to_openai(&target.model)?,
                 Api::Anthropic => conversation.to_anthropic(&target.model)?,
+                Api::Gemini => conversation.to_gemini()?,
                 // Only a Responses client is sent Responses, and without translation.
                 Api::Responses => {
                     return Err(Untranslatable::new("the Responses API (for this client)"));
@@ -210,6 +224,11 @@ impl ClientRequest {
         // Providers refuse a prefill that ends in white space; the answer supplies it.
         let prefill = text.trim_end();
         match self.api {
+            Api::Gemini => {
+                return Err(Untranslatable::new(
+                    "a Gemini request (no client speaks it)",
+                ));
+            }
             Api::Openai | Api::Anthropic => {
                 let messages = continued
                     .body
@@ -281,6 +300,7 @@ impl ClientRequest {
                 .pointer_get("/text/format")
                 .filter(|f| f.get("type").and_then(Value::as_str) == Some("json_schema"))
                 .and_then(|f| f.get("schema")),
+            Api::Gemini => None,
         }
     }
 
@@ -387,11 +407,13 @@ fn needs(api: Api, body: &Map<String, Value>, len: usize) -> Needs {
                 .and_then(Value::as_str)
                 == Some("json_schema")
         }
+        Api::Gemini => false,
     };
     let messages = match api {
         Api::Openai | Api::Anthropic => body.get("messages").and_then(Value::as_array),
         // A string input has no images; message items may have `input_image` parts.
         Api::Responses => body.get("input").and_then(Value::as_array),
+        Api::Gemini => None,
     };
     let vision = messages.is_some_and(|ms| {
         ms.iter().any(|m| {

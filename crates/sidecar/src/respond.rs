@@ -30,7 +30,7 @@ pub fn client_status(class: FailureClass, api: Api, passthrough: bool) -> Status
         FailureClass::Overloaded => match api {
             // Anthropic's SDK raises OverloadedError for 529.
             Api::Anthropic => StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
-            Api::Openai | Api::Responses => StatusCode::SERVICE_UNAVAILABLE,
+            Api::Openai | Api::Responses | Api::Gemini => StatusCode::SERVICE_UNAVAILABLE,
         },
         FailureClass::Timeout => StatusCode::GATEWAY_TIMEOUT,
         FailureClass::Auth if passthrough => StatusCode::UNAUTHORIZED,
@@ -68,8 +68,8 @@ fn anthropic_type(status: StatusCode) -> &'static str {
 /// machine-readable reason); `message` says what happened, which targets were tried, and the
 /// provider's own words.
 pub fn error(api: Api, status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    let body = match api {
-        Api::Openai | Api::Responses => {
+    let body = match api.errors() {
+        Api::Openai | Api::Responses | Api::Gemini => {
             json!({"error": {"message": message, "type": "plumb_error", "param": null, "code": code}})
         }
         Api::Anthropic => {

@@ -87,8 +87,9 @@ struct Checking {
 
 /// What a stream whose answer passed its contract goes on with.
 enum Passed {
-    /// The upstream's terminal event, not yet translated.
-    Terminal(RawEvent, Event),
+    /// The upstream's terminal event, not yet translated (boxed: an event is large, and a
+    /// stream holds at most one).
+    Terminal(Box<(RawEvent, Event)>),
     /// The translator's tail after the upstream ended (a terminator it adds).
     Finished(Vec<Bytes>),
 }
@@ -287,7 +288,7 @@ impl Relay {
     fn checked(&mut self, verdict: Result<(), Violation>, then: Passed) {
         match verdict {
             Ok(()) => match then {
-                Passed::Terminal(raw, event) => self.translate(&raw, &event),
+                Passed::Terminal(held) => self.translate(&held.0, &held.1),
                 Passed::Finished(tail) => self.complete(tail),
             },
             Err(violation) => {
@@ -399,7 +400,7 @@ impl Relay {
                 ac.collector.event(&event);
                 if event.is_terminal() {
                     // The rest waits for the verdict.
-                    self.check_then(Passed::Terminal(raw, event));
+                    self.check_then(Passed::Terminal(Box::new((raw, event))));
                     continue;
                 }
             }
@@ -473,7 +474,8 @@ pub fn interrupted_event(
     );
     let event = match api {
         Api::Responses => responses_failure(translator, "stream_interrupted", &message),
-        Api::Openai => format!(
+        // No client speaks Gemini; its streams reach clients in their own family.
+        Api::Openai | Api::Gemini => format!(
             "data: {}\n\n",
             json!({"error": {"message": message, "type": "stream_interrupted", "code": "stream_interrupted", "param": null}})
         ),
@@ -501,7 +503,7 @@ pub fn rejected_event(
     );
     let event = match api {
         Api::Responses => responses_failure(translator, class, &message),
-        Api::Openai => format!(
+        Api::Openai | Api::Gemini => format!(
             "data: {}\n\n",
             json!({"error": {"message": message, "type": class, "code": class, "param": null}})
         ),

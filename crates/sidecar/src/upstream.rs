@@ -184,14 +184,15 @@ impl Transport for Upstreams {
     }
 }
 
-/// The URL of an operation on a target.
-pub fn url(target: &Target, family: Api, op: Operation) -> String {
+/// The URL of an operation on a target; `stream` is whether the answer is streamed (only
+/// Gemini asks for a stream in the URL rather than the body).
+pub fn url(target: &Target, family: Api, op: Operation, stream: bool) -> String {
     let base = target.base_url.to_string();
     let base = base.trim_end_matches('/');
     let path = match (family, op) {
         (Api::Responses, _) => "responses",
-        (Api::Openai | Api::Anthropic, Operation::Chat) => "chat/completions",
-        (Api::Openai | Api::Anthropic, Operation::Embeddings) => "embeddings",
+        (Api::Openai | Api::Anthropic | Api::Gemini, Operation::Chat) => "chat/completions",
+        (Api::Openai | Api::Anthropic | Api::Gemini, Operation::Embeddings) => "embeddings",
     };
     match target.provider {
         Provider::Openai | Provider::OpenaiCompatible => format!("{base}/{path}"),
@@ -201,6 +202,17 @@ pub fn url(target: &Target, family: Api, op: Operation) -> String {
             target.api_version.as_deref().unwrap_or_default()
         ),
         Provider::Anthropic => format!("{base}/v1/messages"),
+        Provider::Gemini => {
+            let model = target
+                .model
+                .strip_prefix("models/")
+                .unwrap_or(&target.model);
+            if stream {
+                format!("{base}/v1beta/models/{model}:streamGenerateContent?alt=sse")
+            } else {
+                format!("{base}/v1beta/models/{model}:generateContent")
+            }
+        }
     }
 }
 
@@ -276,12 +288,22 @@ pub fn egress(target: &Target, proxy_credentials: Option<&Secret>) -> TargetEgre
     }
 }
 
+/// What a target is asked: in which family, for which operation, streamed or not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ask {
+    /// The family it is asked in.
+    pub family: Api,
+    /// The operation.
+    pub op: Operation,
+    /// Whether the answer is streamed.
+    pub stream: bool,
+}
+
 /// Builds the upstream request: the provider's URL and key header, the forwarded client
 /// headers, and `body`; `egress` rides along for the transport.
 pub fn request(
     target: &Target,
-    family: Api,
-    op: Operation,
+    ask: Ask,
     body: Bytes,
     key: Option<&Secret>,
     client_headers: &HeaderMap,
@@ -289,7 +311,7 @@ pub fn request(
 ) -> Result<Request<Full<Bytes>>, http::Error> {
     let b = Request::builder()
         .method(Method::POST)
-        .uri(url(target, family, op))
+        .uri(url(target, ask.family, ask.op, ask.stream))
         .header(header::CONTENT_TYPE, "application/json");
     with_egress(authenticated(b, target, key, client_headers), egress).body(Full::new(body))
 }
@@ -346,6 +368,8 @@ fn authenticated(
         }
         (Provider::AzureOpenai, Some(k)) => b = b.header("api-key", secret(k.expose())),
         (Provider::Anthropic, Some(k)) => b = b.header("x-api-key", secret(k.expose())),
+        // In a header, never in the URL's `key=` query, where it would reach access logs.
+        (Provider::Gemini, Some(k)) => b = b.header("x-goog-api-key", secret(k.expose())),
         (_, None) => {}
     }
     // Which OpenAI organization and project pay: the caller's own with its own key, the
@@ -400,7 +424,8 @@ mod tests {
             url(
                 &target("openai", "https://api.openai.com/v1/"),
                 Api::Openai,
-                Operation::Chat
+                Operation::Chat,
+                false
             ),
             "https://api.openai.com/v1/chat/completions"
         );
@@ -408,7 +433,8 @@ mod tests {
             url(
                 &target("openai-compatible", "http://vllm:8000/v1"),
                 Api::Openai,
-                Operation::Embeddings
+                Operation::Embeddings,
+                false
             ),
             "http://vllm:8000/v1/embeddings"
         );
@@ -416,7 +442,8 @@ mod tests {
             url(
                 &target("azure-openai", "https://x.openai.azure.com"),
                 Api::Openai,
-                Operation::Chat
+                Operation::Chat,
+                false
             ),
             "https://x.openai.azure.com/openai/deployments/up/chat/completions?api-version=2024-10-21"
         );
@@ -424,7 +451,8 @@ mod tests {
             url(
                 &target("anthropic", "https://api.anthropic.com"),
                 Api::Openai,
-                Operation::Chat
+                Operation::Chat,
+                false
             ),
             "https://api.anthropic.com/v1/messages"
         );
@@ -432,10 +460,42 @@ mod tests {
             url(
                 &target("openai", "https://api.openai.com/v1"),
                 Api::Responses,
-                Operation::Chat
+                Operation::Chat,
+                false
             ),
             "https://api.openai.com/v1/responses"
         );
+        let gemini = target("gemini", "https://generativelanguage.googleapis.com/");
+        assert_eq!(
+            url(&gemini, Api::Gemini, Operation::Chat, false),
+            "https://generativelanguage.googleapis.com/v1beta/models/up:generateContent"
+        );
+        assert_eq!(
+            url(&gemini, Api::Gemini, Operation::Chat, true),
+            "https://generativelanguage.googleapis.com/v1beta/models/up:streamGenerateContent?alt=sse"
+        );
+    }
+
+    #[test]
+    fn a_gemini_key_goes_in_its_header_and_never_in_the_url() {
+        let key = Secret::new("AIzaSyTargetKey");
+        let r = request(
+            &target("gemini", "http://h"),
+            Ask {
+                family: Api::Gemini,
+                op: Operation::Chat,
+                stream: true,
+            },
+            Bytes::new(),
+            Some(&key),
+            &HeaderMap::new(),
+            TargetEgress::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.headers()["x-goog-api-key"], "AIzaSyTargetKey");
+        assert!(r.headers()["x-goog-api-key"].is_sensitive());
+        assert!(!r.uri().to_string().contains("AIza"));
+        assert!(r.headers().get(header::AUTHORIZATION).is_none());
     }
 
     #[test]
@@ -450,8 +510,11 @@ mod tests {
         let key = Secret::new("target-key");
         let r = request(
             &target("anthropic", "http://h"),
-            Api::Openai,
-            Operation::Chat,
+            Ask {
+                family: Api::Openai,
+                op: Operation::Chat,
+                stream: false,
+            },
             Bytes::new(),
             Some(&key),
             &client,
@@ -465,8 +528,11 @@ mod tests {
         assert!(r.headers().get(header::AUTHORIZATION).is_none());
         let r = request(
             &target("azure-openai", "http://h"),
-            Api::Openai,
-            Operation::Chat,
+            Ask {
+                family: Api::Openai,
+                op: Operation::Chat,
+                stream: false,
+            },
             Bytes::new(),
             Some(&key),
             &client,
@@ -477,8 +543,11 @@ mod tests {
         assert!(r.headers().get("x-api-key").is_none());
         let r = request(
             &target("openai", "http://h/v1"),
-            Api::Openai,
-            Operation::Chat,
+            Ask {
+                family: Api::Openai,
+                op: Operation::Chat,
+                stream: false,
+            },
             Bytes::new(),
             None,
             &client,

@@ -117,6 +117,19 @@ pub fn whole(answer: &Completion) -> Collected {
             }
             c
         }
+        Completion::Gemini(g) => Collected {
+            text: g.text(),
+            tools: g
+                .parts()
+                .iter()
+                .filter_map(|p| p.function_call.as_ref())
+                .map(|call| ToolCall {
+                    name: call.name.clone(),
+                    arguments: call.args.as_ref().map(Value::to_string).unwrap_or_default(),
+                })
+                .collect(),
+            model,
+        },
     }
 }
 
@@ -227,6 +240,22 @@ impl StreamCollector {
             }) => {
                 if let Some(tool) = self.tool(*output_index) {
                     tool.arguments.push_str(delta);
+                }
+            }
+            Event::Gemini(g) => {
+                if g.model_version.is_some() {
+                    self.collected.model.clone_from(&g.model_version);
+                }
+                // Gemini sends each function call whole, in one part.
+                for part in g.parts() {
+                    match (&part.function_call, &part.text) {
+                        (Some(call), _) => self.collected.tools.push(ToolCall {
+                            name: call.name.clone(),
+                            arguments: call.args.as_ref().map(Value::to_string).unwrap_or_default(),
+                        }),
+                        (None, Some(t)) if !part.thought => self.collected.text.push_str(t),
+                        (None, Some(_) | None) => {}
+                    }
                 }
             }
             Event::Responses(

@@ -18,6 +18,8 @@ pub enum Api {
     Anthropic,
     /// OpenAI Responses (`/v1/responses` with `Authorization: Bearer`).
     Responses,
+    /// Google's Gemini API (`/v1beta/models/{model}:generateContent` with `x-goog-api-key`).
+    Gemini,
 }
 
 /// How an attempt ended.

@@ -208,8 +208,8 @@ fn model(persona: &str, context_window: u32) -> ModelSpec {
     }
 }
 
-/// The built-in catalogue: OpenAI-flavoured and Anthropic-flavoured models with two personas, a
-/// large-context model, reasoning models, a judge and an embedding model.
+/// The built-in catalogue: OpenAI-flavoured, Anthropic-flavoured and Gemini-flavoured models
+/// with two personas, a large-context model, reasoning models, a judge and an embedding model.
 pub fn default_models() -> BTreeMap<String, ModelSpec> {
     let mut m = BTreeMap::new();
     m.insert("sim-gpt".to_owned(), model("default", 8_192));
@@ -244,6 +244,7 @@ pub fn default_models() -> BTreeMap<String, ModelSpec> {
             ..model("default", 200_000)
         },
     );
+    m.insert("sim-gemini".to_owned(), model("default", 1_048_576));
     m.insert("sim-embed".to_owned(), model("default", 8_192));
     m.insert(
         "sim-judge".to_owned(),

@@ -1,9 +1,10 @@
 //! `plumb-simulator`: fake LLM providers that fail on purpose, in every way real ones fail.
 //!
 //! It speaks the real wire formats — OpenAI Chat Completions, Embeddings and Models, Azure
-//! OpenAI deployments, Anthropic Messages — streamed and not, and injects faults chosen per
-//! request (the `x-sim-fault` header), per model (`sim-<fault>` names, or the configuration),
-//! or by a scripted plan set through the admin API under `/_sim/`. Every attempt is logged so
+//! OpenAI deployments, Anthropic Messages, OpenAI Responses, Gemini `generateContent` — streamed
+//! and not, and injects faults chosen per request (the `x-sim-fault` header), per model
+//! (`sim-<fault>` names, or the configuration), or by a scripted plan set through the admin API
+//! under `/_sim/`. Every attempt is logged so
 //! tests can assert what a client did.
 //!
 //! It sits at the bottom of the workspace next to `api` and `proto`: tests, the demo and the
@@ -18,6 +19,7 @@ pub mod catalog;
 pub mod chat;
 pub mod embed;
 pub mod fault;
+pub mod gemini;
 pub mod openai;
 pub mod plan;
 pub mod responses;

@@ -2,7 +2,7 @@
 //! applies the fault, paces streams, and serves the admin API under `/_sim/`.
 //!
 //! ```text
-//! request → route (openai | azure | anthropic | admin)
+//! request → route (openai | azure | anthropic | responses | gemini | admin)
 //!         → read body → record arrival
 //!         → natural errors (unknown model, wrong key, context too long)
 //!         → fault: x-sim-fault header > plan > sim-<fault> model name > model default
@@ -40,6 +40,7 @@ use crate::catalog::{Latency, ModelSpec, SimConfig};
 use crate::chat::{self, ChatRequest};
 use crate::embed::JudgeRule;
 use crate::fault::Fault;
+use crate::gemini;
 use crate::openai;
 use crate::plan::{InvalidPlan, PlanSpec, Plans};
 use crate::responses;
@@ -263,6 +264,11 @@ enum Route {
         api: Api,
         deployment: Option<String>,
     },
+    /// Gemini names the model and whether to stream in the path.
+    Gemini {
+        model: String,
+        stream: bool,
+    },
     Embeddings {
         api: Api,
         deployment: Option<String>,
@@ -285,6 +291,15 @@ impl Route {
         } else {
             Api::Openai
         };
+        if path.starts_with("/v1beta/") {
+            return match (method, gemini::route(path)) {
+                (&Method::POST, Some((model, stream))) => Route::Gemini { model, stream },
+                _ => Route::Missing {
+                    api: Api::Gemini,
+                    error: ProviderError::not_found_path(path),
+                },
+            };
+        }
         if let Some(rest) = path.strip_prefix("/openai/deployments/") {
             let (deployment, op) = rest.split_once('/').unwrap_or((rest, ""));
             let has_version =
@@ -353,6 +368,9 @@ fn api_key(api: Api, headers: &HeaderMap) -> Option<String> {
         Api::Openai | Api::Responses => bearer(),
         Api::Azure => get("api-key").or_else(bearer),
         Api::Anthropic => get("x-api-key").or_else(bearer),
+        // Only the header: a key in the URL's `key=` query is not looked for, so a client that
+        // puts it there is refused as if it had sent none.
+        Api::Gemini => get("x-goog-api-key"),
     }
 }
 
@@ -395,11 +413,12 @@ async fn handle(
         req.uri().query(),
         req.headers(),
     );
-    let (api, deployment, endpoint) = match route {
+    let (api, deployment, endpoint, path_stream) = match route {
         Route::Missing { api, error } => return Ok(error_response(api, &error, "req_sim_0")),
         Route::Models { api } => return models(&state, api, &reset, req).await,
-        Route::Chat { api, deployment } => (api, deployment, "chat"),
-        Route::Embeddings { api, deployment } => (api, deployment, "embeddings"),
+        Route::Chat { api, deployment } => (api, deployment, "chat", None),
+        Route::Gemini { model, stream } => (Api::Gemini, Some(model), "chat", Some(stream)),
+        Route::Embeddings { api, deployment } => (api, deployment, "embeddings", None),
     };
     let key = api_key(api, req.headers());
     let (parts, body) = req.into_parts();
@@ -410,7 +429,8 @@ async fn handle(
     let model = deployment
         .clone()
         .or_else(|| body.get("model").and_then(Value::as_str).map(str::to_owned));
-    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let stream =
+        path_stream.unwrap_or_else(|| body.get("stream").and_then(Value::as_bool).unwrap_or(false));
     let header = |name: &str| {
         parts
             .headers
@@ -443,6 +463,7 @@ async fn handle(
         Api::Anthropic => anthropic::parse_messages(&body),
         Api::Responses => responses::parse(&body),
         Api::Openai | Api::Azure => openai::parse_chat(&body, deployment.as_deref()),
+        Api::Gemini => gemini::parse(&body, deployment.as_deref().unwrap_or_default(), stream),
     };
     match parsed {
         Ok(chat) => at.chat(&parts.headers, chat).await,
@@ -617,6 +638,26 @@ impl Attempting {
         {
             spec.thinking = Some(t);
         }
+        // Gemini's content filter is no error: a 200 whose candidate finished with SAFETY.
+        if self.api == Api::Gemini && fault == Some(Fault::ContentFilter) {
+            let id = format!("sim_{}", self.id);
+            let prompt_tokens = req.prompt_tokens();
+            if !req.stream {
+                let body = gemini::blocked(&self.model, &id, prompt_tokens);
+                return Ok(self.whole(Bytes::from(body.to_string())));
+            }
+            let events = gemini::blocked_stream(&self.model, &id, prompt_tokens);
+            return Ok(self.stream_response(
+                StreamPlan {
+                    fault: None,
+                    token_gap: None,
+                    thinking_gap: None,
+                    error_event: None,
+                    malformed: Bytes::new(),
+                },
+                events,
+            ));
+        }
         let judge = self.state.judge.lock().clone();
         let answer = chat::answer(&req, &spec, fault.as_ref(), &judge, self.id);
         let gap = Self::token_gap(headers, &spec);
@@ -646,6 +687,7 @@ impl Attempting {
                     created,
                     req.include_usage,
                 ),
+                Api::Gemini => gemini::stream(&answer, &format!("sim_{}", self.id)),
             };
             // The error event a stream fault sends: the key echoed for key_echo, else overloaded.
             let echoed = match &fault {
@@ -670,17 +712,7 @@ impl Attempting {
                 error_event,
                 malformed: malformed_event(self.api),
             };
-            let body = plan.spawn(self.state.clone(), self.id, events);
-            self.state.attempts.update(self.id, |a| a.status = 200);
-            let mut resp = Response::new(body);
-            let h = resp.headers_mut();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream; charset=utf-8"),
-            );
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-            self.id_headers(h);
-            return Ok(resp);
+            return Ok(self.stream_response(plan, events));
         }
         if let Some(t) = spec.thinking {
             tokio::time::sleep(t.every * t.deltas()).await;
@@ -694,6 +726,7 @@ impl Attempting {
             Api::Openai | Api::Azure => {
                 openai::completion(&answer, &format!("chatcmpl-sim-{}", self.id), created)
             }
+            Api::Gemini => gemini::whole(&answer, &format!("sim_{}", self.id)),
         };
         let full = Bytes::from(value.to_string());
         let resp = match &fault {
@@ -745,6 +778,21 @@ impl Attempting {
         Ok(resp)
     }
 
+    /// A 200 stream of `events`, paced and broken as `plan` says.
+    fn stream_response(&self, plan: StreamPlan, events: Vec<Event>) -> Response<Body> {
+        let body = plan.spawn(self.state.clone(), self.id, events);
+        self.state.attempts.update(self.id, |a| a.status = 200);
+        let mut resp = Response::new(body);
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream; charset=utf-8"),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        self.id_headers(h);
+        resp
+    }
+
     /// A complete 200 JSON answer.
     fn whole(&self, body: Bytes) -> Response<Body> {
         let len = body.len() as u64;
@@ -765,6 +813,7 @@ impl Attempting {
         match self.api {
             Api::Anthropic => h.insert("request-id", rid),
             Api::Openai | Api::Azure | Api::Responses => h.insert("x-request-id", rid),
+            Api::Gemini => h.insert("x-goog-request-id", rid),
         };
         h.insert("x-sim-attempt", HeaderValue::from(self.id));
     }
@@ -844,7 +893,9 @@ async fn models(
     let names = state.config.models.keys();
     let body = match api {
         Api::Anthropic => anthropic::models(names),
-        Api::Openai | Api::Azure | Api::Responses => openai::models(names, 1_735_689_600),
+        Api::Openai | Api::Azure | Api::Responses | Api::Gemini => {
+            openai::models(names, 1_735_689_600)
+        }
     };
     Ok(at.whole(Bytes::from(body.to_string())))
 }
@@ -962,6 +1013,7 @@ fn malformed_event(api: Api) -> Bytes {
         Api::Anthropic => Bytes::from_static(
             b"event: content_block_delta\ndata: {\"type\": \"content_block_delta\", \"index\": 0, \"delta\": {\"type\": \"text_del\n\n",
         ),
+        Api::Gemini => Bytes::from_static(gemini::MALFORMED_EVENT),
         Api::Openai | Api::Azure | Api::Responses => Bytes::from_static(
             b"data: {\"id\": \"chatcmpl-sim\", \"object\": \"chat.completion.chunk\", \"choices\": [{\"delta\": {\"content\": \"lo\n\n",
         ),
@@ -1010,6 +1062,7 @@ fn error_response(api: Api, err: &ProviderError, request_id: &str) -> Response<B
         match api {
             Api::Anthropic => h.insert("request-id", rid),
             Api::Openai | Api::Azure | Api::Responses => h.insert("x-request-id", rid),
+            Api::Gemini => h.insert("x-goog-request-id", rid),
         };
     }
     resp

@@ -68,6 +68,9 @@ pub struct ProviderError {
     pub headers: Vec<(String, String)>,
     /// Azure's content-filter details, when the error is a content-filter rejection.
     pub azure_content_filter: bool,
+    /// Google's `details` (`RetryInfo`, `ErrorInfo`, …), for the Gemini shape (boxed: most
+    /// errors have none, and the error travels in `Result`s).
+    pub google_details: Option<Box<Vec<Value>>>,
 }
 
 impl ProviderError {
@@ -81,6 +84,7 @@ impl ProviderError {
             message: message.into(),
             headers: Vec::new(),
             azure_content_filter: false,
+            google_details: None,
         }
     }
 
@@ -94,6 +98,7 @@ impl ProviderError {
             message: format!("Unrecognized request URL (POST {path})."),
             headers: Vec::new(),
             azure_content_filter: false,
+            google_details: None,
         }
     }
 
@@ -114,7 +119,11 @@ impl ProviderError {
             message,
             headers: Vec::new(),
             azure_content_filter: false,
+            google_details: None,
         };
+        if api == Api::Gemini {
+            return gemini_for_fault(fault, model, key, context);
+        }
         let anthropic = api == Api::Anthropic;
         Some(match fault {
             Fault::RateLimited {
@@ -213,7 +222,7 @@ impl ProviderError {
                     match api {
                         Api::Anthropic => "Output blocked by content filtering policy".to_owned(),
                         Api::Azure => "The response was filtered due to the prompt triggering Azure OpenAI's content management policy. Please modify your prompt and retry.".to_owned(),
-                        Api::Openai | Api::Responses => "Your request was rejected as a result of our safety system. Your prompt may contain text that is not allowed by our safety system.".to_owned(),
+                        Api::Openai | Api::Responses | Api::Gemini => "Your request was rejected as a result of our safety system. Your prompt may contain text that is not allowed by our safety system.".to_owned(),
                     },
                 );
                 err.azure_content_filter = api == Api::Azure;
@@ -273,6 +282,12 @@ impl ProviderError {
     /// The JSON body in the caller's shape.
     pub fn body(&self, api: Api, request_id: &str) -> Value {
         match api {
+            Api::Gemini => json!({"error": {
+                "code": self.status,
+                "message": self.message,
+                "status": google_status(self.status),
+                "details": self.google_details.as_deref().map_or(&[][..], Vec::as_slice),
+            }}),
             Api::Anthropic => json!({
                 "type": "error",
                 "error": {"type": self.anthropic_type, "message": self.message},
@@ -315,8 +330,126 @@ impl ProviderError {
                 EventKind::Tail,
             ),
             Api::Openai | Api::Azure => Event::data(&self.body(api, request_id), EventKind::Tail),
+            Api::Gemini => Event {
+                bytes: Bytes::from(format!("data: {}\r\n\r\n", self.body(api, request_id))),
+                kind: EventKind::Tail,
+            },
         }
     }
+}
+
+/// Google's canonical status for an HTTP status.
+fn google_status(status: u16) -> &'static str {
+    match status {
+        400 => "INVALID_ARGUMENT",
+        401 => "UNAUTHENTICATED",
+        403 => "PERMISSION_DENIED",
+        404 => "NOT_FOUND",
+        429 => "RESOURCE_EXHAUSTED",
+        503 => "UNAVAILABLE",
+        504 => "DEADLINE_EXCEEDED",
+        _ => "INTERNAL",
+    }
+}
+
+/// The error a status fault produces from the Gemini API, in Google's words: a bad key is a
+/// 400 (`API_KEY_INVALID`), a rate limit says how long to wait in a `RetryInfo` (not in
+/// headers), and an overload is a 503 (Google has no 529). A content filter is no error at
+/// all: Gemini answers 200 with `finishReason: SAFETY` (see [`crate::gemini::blocked`]).
+fn gemini_for_fault(
+    fault: &Fault,
+    model: &str,
+    key: Option<&str>,
+    context: (u32, u32),
+) -> Option<ProviderError> {
+    let e = |status, message: String, google_details: Vec<Value>| ProviderError {
+        status,
+        openai_type: "",
+        openai_code: None,
+        anthropic_type: "",
+        message,
+        headers: Vec::new(),
+        azure_content_filter: false,
+        google_details: (!google_details.is_empty()).then(|| Box::new(google_details)),
+    };
+    let info = |reason: &str| {
+        json!({"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason,
+            "domain": "googleapis.com", "metadata": {"service": "generativelanguage.googleapis.com"}})
+    };
+    Some(match fault {
+        Fault::RateLimited { retry_after, .. } => {
+            let mut details = vec![json!({
+                "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                "violations": [{"quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+                    "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+                    "quotaDimensions": {"model": model, "location": "global"}, "quotaValue": "10"}],
+            })];
+            let wait = match retry_after {
+                Some(RetryAfter::Seconds(s)) => Some(Duration::from_secs(*s)),
+                Some(RetryAfter::HttpDate(d)) => Some(*d),
+                None => None,
+            };
+            if let Some(w) = wait {
+                details.push(json!({"@type": "type.googleapis.com/google.rpc.RetryInfo",
+                    "retryDelay": format!("{}s", w.as_secs())}));
+            }
+            e(
+                429,
+                "You exceeded your current quota, please check your plan and billing details. For more information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.".to_owned(),
+                details,
+            )
+        }
+        Fault::Unauthorized => e(
+            400,
+            "API key not valid. Please pass a valid API key.".to_owned(),
+            vec![info("API_KEY_INVALID")],
+        ),
+        Fault::Forbidden => e(
+            403,
+            "Permission denied: Consumer does not have access to the requested resource.".to_owned(),
+            vec![info("CONSUMER_INVALID")],
+        ),
+        Fault::ModelNotFound => e(
+            404,
+            format!("models/{model} is not found for API version v1beta, or is not supported for generateContent. Call ListModels to see the list of available models and their supported methods."),
+            Vec::new(),
+        ),
+        Fault::ContextLength => {
+            let (window, asked) = context;
+            e(
+                400,
+                format!("The input token count ({asked}) exceeds the maximum number of tokens allowed ({window})."),
+                Vec::new(),
+            )
+        }
+        Fault::ServerError => e(
+            500,
+            "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting".to_owned(),
+            Vec::new(),
+        ),
+        Fault::Unavailable | Fault::Overloaded => e(
+            503,
+            "The model is overloaded. Please try again later.".to_owned(),
+            Vec::new(),
+        ),
+        Fault::KeyEcho { how, after: 0 } => e(500, how.message(key.unwrap_or("")), Vec::new()),
+        Fault::ContentFilter
+        | Fault::ConnectionReset
+        | Fault::Hang
+        | Fault::SlowFirstByte { .. }
+        | Fault::SlowFirstToken { .. }
+        | Fault::StreamCut { .. }
+        | Fault::StreamStall { .. }
+        | Fault::StreamError { .. }
+        | Fault::MalformedEvent { .. }
+        | Fault::MissingDone
+        | Fault::BrokenJson
+        | Fault::EmptyContent
+        | Fault::SchemaViolation
+        | Fault::OutOfBounds
+        | Fault::ModelSubstituted { .. }
+        | Fault::KeyEcho { .. } => return None,
+    })
 }
 
 fn ceil_to_second(t: SystemTime) -> SystemTime {
@@ -343,6 +476,8 @@ fn rate_limit_headers(api: Api, wait: Duration) -> Vec<(String, String)> {
                 ("anthropic-ratelimit-tokens-reset".into(), reset),
             ]
         }
+        // Google sends none: its wait is in the body's `RetryInfo`.
+        Api::Gemini => Vec::new(),
         Api::Openai | Api::Azure | Api::Responses => {
             let reset = go_duration(wait);
             vec![

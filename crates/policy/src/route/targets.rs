@@ -220,7 +220,11 @@ fn capabilities(provider: Provider, spec: Option<&CapabilitiesSpec>) -> Capabili
         vision: caps.vision.unwrap_or(true),
         prefill: caps.prefill.unwrap_or(match provider {
             Provider::Anthropic => true,
-            Provider::Openai | Provider::OpenaiCompatible | Provider::AzureOpenai => false,
+            // Gemini continues no partial model turn: a final `model` turn is refused.
+            Provider::Openai
+            | Provider::OpenaiCompatible
+            | Provider::AzureOpenai
+            | Provider::Gemini => false,
         }),
     }
 }

@@ -301,6 +301,21 @@ fn the_correctover_example_compiles_to_what_it_says() {
 }
 
 #[test]
+fn the_gemini_example_compiles_to_a_gemini_fallback_without_prefill() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/routes");
+    let text = std::fs::read_to_string(format!("{dir}/gemini.yaml")).unwrap();
+    let set =
+        plumb_policy::parse_routes_file_with(&text, &plumb_policy::Sources::in_dir(dir)).unwrap();
+    let route = set.lookup("assistant-gemini").unwrap();
+    let gemini = &route.targets[1];
+    assert_eq!(gemini.provider, plumb_policy::Provider::Gemini);
+    assert_eq!(gemini.model, "gemini-2.5-flash");
+    let c = &gemini.capabilities;
+    assert!(c.tools && c.json_schema && c.vision && !c.prefill);
+    assert_eq!(c.context_window, Some(1_048_576));
+}
+
+#[test]
 fn equivalence_settings_that_cannot_work_are_refused_with_the_field() {
     let refused = |extra: &str| {
         let yaml = format!("{BASE}{extra}");

@@ -247,6 +247,7 @@ impl Job {
                 family,
                 operation: op,
                 body,
+                stream: false,
                 key: self.policy.keys.for_target(target, None),
                 proxy_credentials: self.policy.keys.proxy_credentials(target),
                 client_headers: &self.headers,

@@ -5,6 +5,7 @@
 //! collection and token accounting all consume the same [`Event`].
 
 pub mod anthropic;
+pub mod gemini;
 pub mod openai;
 pub mod responses;
 pub mod sse;
@@ -24,6 +25,8 @@ pub enum Event {
     Anthropic(anthropic::StreamEvent),
     /// An OpenAI Responses event.
     Responses(responses::StreamEvent),
+    /// A Gemini stream event: a partial `GenerateContentResponse`.
+    Gemini(Box<gemini::Response>),
     /// OpenAI's `data: [DONE]`.
     Done,
     /// A comment or keep-alive: no data.
@@ -75,6 +78,7 @@ impl Event {
                             kind: String::new(),
                             code: code.unwrap_or_default(),
                             message: message.unwrap_or_default(),
+                            ..ProviderError::default()
                         })
                     }
                     responses::StreamEvent::Failed { response } => Event::Error(
@@ -96,6 +100,10 @@ impl Event {
                     | responses::StreamEvent::Unknown) => Event::Responses(other),
                 })
             }
+            Api::Gemini => serde_json::from_str::<gemini::Response>(data).map(|g| match &g.error {
+                Some(e) if !e.is_null() => Event::Error(ProviderError::from_error(e)),
+                Some(_) | None => Event::Gemini(Box::new(g)),
+            }),
         };
         match typed {
             Ok(Event::Error(e)) => Event::Error(e),
@@ -123,18 +131,26 @@ impl Event {
         }
     }
 
-    /// Whether it ends the stream: OpenAI's `[DONE]`, Anthropic's `message_stop`, or a
-    /// Responses stream's `response.completed` / `response.incomplete`.
+    /// Whether it ends the stream: OpenAI's `[DONE]`, Anthropic's `message_stop`, a
+    /// Responses stream's `response.completed` / `response.incomplete`, or the Gemini event
+    /// that carries `finishReason` (Gemini sends no end marker: the stream just closes).
     pub fn is_terminal(&self) -> bool {
-        matches!(
-            self,
+        match self {
+            Event::Gemini(g) => g.finish().is_some(),
             Event::Done
-                | Event::Anthropic(anthropic::StreamEvent::MessageStop)
-                | Event::Responses(
-                    responses::StreamEvent::Completed { .. }
-                        | responses::StreamEvent::Incomplete { .. }
-                )
-        )
+            | Event::Anthropic(anthropic::StreamEvent::MessageStop)
+            | Event::Responses(
+                responses::StreamEvent::Completed { .. }
+                | responses::StreamEvent::Incomplete { .. },
+            ) => true,
+            Event::Chunk(_)
+            | Event::Anthropic(_)
+            | Event::Responses(_)
+            | Event::Empty
+            | Event::Unknown
+            | Event::Error(_)
+            | Event::Malformed => false,
+        }
     }
 
     /// The input and output tokens it reports, as far as it does: OpenAI's usage chunk,
@@ -156,6 +172,7 @@ impl Event {
             ) => response
                 .usage
                 .map_or((None, None), |u| (u.input_tokens, u.output_tokens)),
+            Event::Gemini(g) => g.usage(),
             Event::Anthropic(_)
             | Event::Responses(_)
             | Event::Done
@@ -176,11 +193,15 @@ pub struct ProviderError {
     pub code: String,
     /// What the provider said.
     pub message: String,
+    /// How long the provider asked to wait before retrying, from the body (Google's
+    /// `RetryInfo.retryDelay`).
+    pub retry_delay: Option<std::time::Duration>,
 }
 
 impl ProviderError {
-    /// Reads the `error` member of either family's error body: an object with `type`, `code`
-    /// and `message`, or a bare string.
+    /// Reads the `error` member of any family's error body: an object with `type`, `code`
+    /// and `message` (Google's carries its canonical `status` where the others have `type`,
+    /// and a `RetryInfo` among its `details`), or a bare string.
     pub fn from_error(err: &Value) -> ProviderError {
         if let Some(s) = err.as_str() {
             return ProviderError {
@@ -200,10 +221,15 @@ impl ProviderError {
                 })
                 .unwrap_or_default()
         };
+        let kind = match text("type") {
+            t if t.is_empty() => text("status"),
+            t => t,
+        };
         ProviderError {
-            kind: text("type"),
+            kind,
             code: text("code"),
             message: text("message"),
+            retry_delay: retry_delay(err),
         }
     }
 
@@ -212,6 +238,28 @@ impl ProviderError {
         let v: Value = serde_json::from_slice(body).ok()?;
         v.get("error").map(ProviderError::from_error)
     }
+}
+
+/// Google's `RetryInfo.retryDelay` among an error's `details`: a protobuf duration such as
+/// `"30s"` or `"1.5s"`.
+fn retry_delay(err: &Value) -> Option<std::time::Duration> {
+    err.get("details")?
+        .as_array()?
+        .iter()
+        .filter(|d| {
+            d.get("@type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.ends_with("google.rpc.RetryInfo"))
+        })
+        .find_map(|d| {
+            d.get("retryDelay")?
+                .as_str()?
+                .strip_suffix('s')?
+                .parse::<f64>()
+                .ok()
+        })
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
 }
 
 /// The error an event named `error` carries, whatever its shape.
@@ -323,7 +371,8 @@ mod tests {
             Event::Error(ProviderError {
                 kind: "overloaded_error".into(),
                 code: String::new(),
-                message: "Overloaded".into()
+                message: "Overloaded".into(),
+                retry_delay: None,
             })
         );
         let e = parse(
@@ -352,6 +401,42 @@ mod tests {
                 "data: {\"choices\":[{\"delta\":{\"content\":5}}]}\n\n"
             ),
             Event::Unknown
+        );
+    }
+
+    #[test]
+    fn gemini_events_are_typed_and_the_one_with_a_finish_reason_ends_the_stream() {
+        let e = parse(
+            Api::Gemini,
+            "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hi\"}],\"role\":\"model\"}}],\"modelVersion\":\"gemini-2.5-flash\"}\r\n\r\n",
+        );
+        let Event::Gemini(g) = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(g.text(), "Hi");
+        assert!(!e.is_terminal());
+        let e = parse(
+            Api::Gemini,
+            "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\".\"}]},\"finishReason\":\"STOP\"}],\"usageMetadata\":{\"promptTokenCount\":7,\"candidatesTokenCount\":2}}\r\n\r\n",
+        );
+        assert!(e.is_terminal());
+        assert_eq!(e.usage(), (Some(7), Some(2)));
+    }
+
+    #[test]
+    fn google_errors_read_their_status_and_retry_delay() {
+        let e = parse(
+            Api::Gemini,
+            "data: {\"error\":{\"code\":429,\"message\":\"Resource exhausted\",\"status\":\"RESOURCE_EXHAUSTED\",\"details\":[{\"@type\":\"type.googleapis.com/google.rpc.RetryInfo\",\"retryDelay\":\"1.5s\"}]}}\n\n",
+        );
+        assert_eq!(
+            e,
+            Event::Error(ProviderError {
+                kind: "RESOURCE_EXHAUSTED".into(),
+                code: "429".into(),
+                message: "Resource exhausted".into(),
+                retry_delay: Some(std::time::Duration::from_millis(1500)),
+            })
         );
     }
 }

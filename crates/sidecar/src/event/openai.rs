@@ -113,6 +113,9 @@ pub struct Usage {
     /// Output tokens.
     #[serde(default)]
     pub completion_tokens: Option<u64>,
+    /// Both, as OpenAI totals them (written for a translated stream).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_tokens: Option<u64>,
 }
 
 impl Chunk {

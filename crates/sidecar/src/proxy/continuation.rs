@@ -80,6 +80,7 @@ impl Continuation {
                 family: self.request.family_for(target),
                 operation: Operation::Chat,
                 body,
+                stream: true,
                 key: self
                     .policy
                     .keys

@@ -597,6 +597,7 @@ impl Request<'_> {
                 family: request.family_for(target),
                 operation: request.operation,
                 body,
+                stream: request.stream,
                 key: self.policy.keys.for_target(target, self.caller_key),
                 proxy_credentials: self.policy.keys.proxy_credentials(target),
                 client_headers: self.headers,

@@ -25,7 +25,7 @@ use crate::payload::Api;
 use crate::respond::{self, Account, Body};
 use crate::stream::{AfterCommit, Relay, RelayOptions, Resume, Settle, StreamEnd};
 use crate::translate::events::Translator;
-use crate::translate::{answer, responses};
+use crate::translate::{answer, gemini, responses};
 use crate::verify::{self, StreamCollector};
 
 impl Request<'_> {
@@ -75,6 +75,17 @@ impl Request<'_> {
                         {
                             sampler.start(verify::whole(&completion));
                         }
+                        // A Gemini answer reaches every client through the OpenAI shape.
+                        let (completion, body) = match completion {
+                            Completion::Gemini(g) => {
+                                let c = gemini::to_chat(&g, clock::unix_secs_now());
+                                let openai = serde_json::to_vec(&c).unwrap_or_default();
+                                (Completion::Openai(c), Bytes::from(openai))
+                            }
+                            c @ (Completion::Openai(_)
+                            | Completion::Anthropic(_)
+                            | Completion::Responses(_)) => (c, body),
+                        };
                         match (completion, self.request.api) {
                             (Completion::Anthropic(m), Api::Openai) => Bytes::from(
                                 answer::anthropic_to_openai(&m, clock::unix_secs_now()).to_string(),
@@ -103,6 +114,8 @@ impl Request<'_> {
                             | (Completion::Responses(_), Api::Responses) => body,
                             // A Responses answer only ever comes to a Responses client.
                             (Completion::Responses(_), Api::Openai | Api::Anthropic) => body,
+                            // No client speaks Gemini, and its answers became OpenAI's above.
+                            (_, Api::Gemini) | (Completion::Gemini(_), _) => body,
                         }
                     }
                     Whole::Embeddings(_) => body,
@@ -123,7 +136,7 @@ impl Request<'_> {
                             self.request.echo(),
                             clock::unix_secs_now(),
                         ),
-                        Api::Openai | Api::Anthropic => Translator::new(
+                        Api::Openai | Api::Anthropic | Api::Gemini => Translator::new(
                             Api::of(target.provider),
                             self.request.api,
                             self.request.include_usage(),

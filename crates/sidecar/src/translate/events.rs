@@ -10,6 +10,7 @@ use crate::event::openai::Chunk;
 use crate::event::{Event, RawEvent};
 use crate::payload::Api;
 use crate::translate::answer::{finish_reason, stop_reason};
+use crate::translate::gemini::ToChunks;
 use crate::translate::responses::{Echo, Seen, ToResponses};
 
 /// Why an event could not be relayed.
@@ -69,6 +70,57 @@ pub enum Translator {
     OpenaiToAnthropic(OpenaiToAnthropic),
     /// Chat Completions or Anthropic upstream, Responses client.
     ToResponses(ToResponses),
+    /// Gemini upstream, any client.
+    FromGemini(Box<FromGemini>),
+}
+
+/// A Gemini upstream: its events become OpenAI chunks, which the translator from OpenAI to
+/// the client's family takes on as if an OpenAI upstream had sent them.
+#[derive(Debug)]
+pub struct FromGemini {
+    chunks: ToChunks,
+    inner: Translator,
+}
+
+impl FromGemini {
+    fn wrap(inner: Translator, created: u64) -> Translator {
+        Translator::FromGemini(Box::new(FromGemini {
+            chunks: ToChunks::new(created),
+            inner,
+        }))
+    }
+
+    fn event(&mut self, event: &Event) -> Result<Vec<Bytes>, EventError> {
+        let g = match event {
+            Event::Gemini(g) => g,
+            Event::Chunk(_)
+            | Event::Anthropic(_)
+            | Event::Responses(_)
+            | Event::Done
+            | Event::Empty
+            | Event::Unknown
+            | Event::Error(_)
+            | Event::Malformed => return Ok(Vec::new()),
+        };
+        // After commit, a call the model could not form ends the answer broken, not complete.
+        if g.finish() == Some(crate::event::gemini::Finish::MalformedCall) {
+            return Err(EventError::Upstream(
+                "gemini produced a malformed function call (finishReason MALFORMED_FUNCTION_CALL)"
+                    .to_owned(),
+            ));
+        }
+        let mut out = Vec::new();
+        for chunk in self.chunks.event(g) {
+            let json = serde_json::to_string(&chunk).unwrap_or_default();
+            let raw = RawEvent {
+                bytes: Bytes::from(format!("data: {json}\n\n")),
+                name: None,
+                data: json,
+            };
+            out.extend(self.inner.event(&raw, &Event::Chunk(chunk))?);
+        }
+        Ok(out)
+    }
 }
 
 impl Translator {
@@ -76,6 +128,10 @@ impl Translator {
     /// OpenAI client asked for usage in the stream.
     pub fn new(upstream: Api, client: Api, include_usage: bool, created: u64) -> Translator {
         match (upstream, client) {
+            (Api::Gemini, client) => FromGemini::wrap(
+                Translator::new(Api::Openai, client, include_usage, created),
+                created,
+            ),
             (Api::Anthropic, Api::Openai) => Translator::AnthropicToOpenai(AnthropicToOpenai {
                 include_usage,
                 created,
@@ -107,6 +163,10 @@ impl Translator {
             Api::Openai | Api::Anthropic => {
                 Translator::ToResponses(ToResponses::new(upstream, echo, created))
             }
+            Api::Gemini => FromGemini::wrap(
+                Translator::to_responses(Api::Openai, echo, created),
+                created,
+            ),
         }
     }
 
@@ -117,6 +177,7 @@ impl Translator {
             Translator::AnthropicToOpenai(_) => Api::Anthropic,
             Translator::OpenaiToAnthropic(_) => Api::Openai,
             Translator::ToResponses(t) => t.upstream(),
+            Translator::FromGemini(_) => Api::Gemini,
         }
     }
 
@@ -128,6 +189,7 @@ impl Translator {
             Translator::Same(Tracker {
                 seen: Some(seen), ..
             }) => Some(seen.fail(code, message)),
+            Translator::FromGemini(t) => t.inner.responses_failure(code, message),
             Translator::Same(_)
             | Translator::AnthropicToOpenai(_)
             | Translator::OpenaiToAnthropic(_) => None,
@@ -149,11 +211,13 @@ impl Translator {
             Event::Chunk(_)
             | Event::Anthropic(_)
             | Event::Responses(_)
+            | Event::Gemini(_)
             | Event::Done
             | Event::Empty
             | Event::Unknown => {}
         }
         Ok(match self {
+            Translator::FromGemini(t) => return t.event(event),
             Translator::Same(t) => t.event(raw, event),
             Translator::AnthropicToOpenai(t) => t.event(event),
             Translator::OpenaiToAnthropic(t) => t.event(event),
@@ -169,6 +233,7 @@ impl Translator {
             Translator::AnthropicToOpenai(t) => t.finish(),
             Translator::OpenaiToAnthropic(t) => t.finish(),
             Translator::ToResponses(t) => t.finish(),
+            Translator::FromGemini(t) => t.inner.finish(),
         }
     }
 
@@ -179,6 +244,7 @@ impl Translator {
             Translator::AnthropicToOpenai(t) => !t.tools.is_empty(),
             Translator::OpenaiToAnthropic(t) => t.tools,
             Translator::ToResponses(t) => t.tools(),
+            Translator::FromGemini(t) => return t.inner.resumable(),
         };
         !tools && !self.text().is_empty()
     }
@@ -186,12 +252,22 @@ impl Translator {
     /// The translator for a continuation of this stream from an upstream of `family`: its
     /// preamble is dropped and its text goes on in the client's open message.
     pub fn continued(&self, family: Api, include_usage: bool, created: u64) -> Translator {
+        // A Gemini continuation goes on as an OpenAI one would; a Gemini stream's client
+        // state is its inner translator's.
+        if family == Api::Gemini {
+            return FromGemini::wrap(self.continued(Api::Openai, include_usage, created), created);
+        }
+        if let Translator::FromGemini(t) = self {
+            return t.inner.continued(family, include_usage, created);
+        }
         let client = self.client();
         let text = self.text();
         let overlap = text[text.trim_end().len()..].to_owned();
         let block = match self {
             Translator::Same(t) => t.block,
-            Translator::AnthropicToOpenai(_) | Translator::ToResponses(_) => None,
+            Translator::AnthropicToOpenai(_)
+            | Translator::ToResponses(_)
+            | Translator::FromGemini(_) => None,
             Translator::OpenaiToAnthropic(t) => t.open.map(|(i, _)| i),
         };
         // A Responses client's stream goes on in the same writer (from a translation) or
@@ -209,7 +285,8 @@ impl Translator {
             }
             Translator::Same(_)
             | Translator::AnthropicToOpenai(_)
-            | Translator::OpenaiToAnthropic(_) => {}
+            | Translator::OpenaiToAnthropic(_)
+            | Translator::FromGemini(_) => {}
         }
         match (family, client) {
             (Api::Anthropic, Api::Openai) => Translator::AnthropicToOpenai(AnthropicToOpenai {
@@ -247,6 +324,7 @@ impl Translator {
             Translator::AnthropicToOpenai(_) => Api::Openai,
             Translator::OpenaiToAnthropic(_) => Api::Anthropic,
             Translator::ToResponses(_) => Api::Responses,
+            Translator::FromGemini(t) => t.inner.client(),
         }
     }
 
@@ -257,6 +335,7 @@ impl Translator {
             Translator::AnthropicToOpenai(t) => &t.text,
             Translator::OpenaiToAnthropic(t) => &t.text,
             Translator::ToResponses(t) => t.text(),
+            Translator::FromGemini(t) => t.inner.text(),
         }
     }
 }
@@ -347,7 +426,12 @@ impl Tracker {
                     | R::Unknown => {}
                 }
             }
-            Event::Empty | Event::Unknown | Event::Error(_) | Event::Malformed => {}
+            // Gemini events are translated before they reach a tracker (see `FromGemini`).
+            Event::Gemini(_)
+            | Event::Empty
+            | Event::Unknown
+            | Event::Error(_)
+            | Event::Malformed => {}
         }
         if let Some(seen) = self.seen.as_mut() {
             seen.event(event);
@@ -432,6 +516,8 @@ impl Tracker {
             Api::Anthropic => vec![named("message_stop", &json!({"type": "message_stop"}))],
             // The terminal event is the answer's end: nothing is owed.
             Api::Responses => Vec::new(),
+            // Gemini streams have none (and only ever pass through a translation).
+            Api::Gemini => Vec::new(),
         })
     }
 }
@@ -638,6 +724,7 @@ impl OpenaiToAnthropic {
             }
             Event::Anthropic(_)
             | Event::Responses(_)
+            | Event::Gemini(_)
             | Event::Empty
             | Event::Unknown
             | Event::Error(_)

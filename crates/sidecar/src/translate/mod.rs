@@ -1,6 +1,7 @@
 //! Translation between the OpenAI Chat Completions and Anthropic Messages families, so a
-//! request of one can fail over to a target of the other; and from OpenAI's Responses API to
-//! either ([`responses`]).
+//! request of one can fail over to a target of the other; from OpenAI's Responses API to
+//! either ([`responses`]); and from any of them to Google's Gemini API ([`gemini`]), whose
+//! answers come back through the OpenAI shape.
 //!
 //! Requests go through one internal representation, [`Conversation`]: each family's module
 //! (`openai`, `anthropic`) reads its requests into it and writes it back out. Answers and stream
@@ -15,6 +16,7 @@ pub mod answer;
 mod anthropic;
 mod conversation;
 pub mod events;
+pub mod gemini;
 mod openai;
 pub mod responses;
 

@@ -339,3 +339,83 @@ async fn the_egress_proxys_credentials_never_leave_the_sidecar() {
         assert!(!proxy.seen().is_empty(), "the proxy was used");
     }
 }
+
+/// The Gemini target's key, in Google's shape (`AIza` and 35 more characters).
+const GEMINI_CANARY: &str = "AIzaSyCANARYgemini0123456789abcdefghi";
+
+#[tokio::test]
+async fn no_gemini_key_leaves_the_sidecar_whatever_gemini_echoes() {
+    let sim = simulator().await;
+    let routes = route(
+        "chat",
+        &[
+            target("gemini", "gemini", &sim.base_url(), "sim-gemini", "")
+                .replace("{none: true}", "{env: PLUMB_CANARY_GEMINI}"),
+            target(
+                "fallback",
+                "openai",
+                &format!("{}/v1", sim.base_url()),
+                "sim-gpt",
+                "      priority: 1\n",
+            ),
+        ],
+        "",
+    );
+    let forbidden = [
+        GEMINI_CANARY,
+        &GEMINI_CANARY[..12],
+        &GEMINI_CANARY[GEMINI_CANARY.len() - 10..],
+    ];
+    let clean = |what: &str, text: &str| {
+        for f in forbidden {
+            assert!(!text.contains(f), "{what} leaks {f:?}:\n{text}");
+        }
+    };
+    for log_format in ["text", "json"] {
+        let sc = Sidecar::start_with_env_and_args(
+            &routes,
+            &[("PLUMB_CANARY_GEMINI", GEMINI_CANARY)],
+            &["--log-format", log_format],
+        );
+        for how in ["whole", "head", "json", "newline"] {
+            for after in [0, 2] {
+                for family in ["openai", "anthropic"] {
+                    for stream in [false, true] {
+                        plan(
+                            &sim,
+                            "sim-gemini",
+                            json!({"fault": format!("key_echo:how={how},after={after}"), "first": 10}),
+                        );
+                        plan(
+                            &sim,
+                            "sim-gpt",
+                            json!({"fault": format!("key_echo:how={how}"), "first": 10}),
+                        );
+                        let seen = call(&sc, family, stream).await;
+                        clean(
+                            &format!(
+                                "{how}, after {after}, {family}, stream={stream}: the response"
+                            ),
+                            &seen,
+                        );
+                    }
+                }
+            }
+        }
+        for path in ["/metrics", "/fleet"] {
+            clean(path, &admin(&sc, path).await);
+        }
+        let logs = String::from_utf8_lossy(&sc.logs.lock()).into_owned();
+        assert!(logs.contains("attempt failed"), "the failures were logged");
+        clean(&format!("the {log_format} log"), &logs);
+    }
+    let echoed = sim.attempts(Some("sim-gemini"));
+    assert!(
+        echoed.iter().any(|a| a.api == plumb_simulator::Api::Gemini
+            && a.key_hint.as_deref() == Some(&GEMINI_CANARY[GEMINI_CANARY.len() - 4..])
+            && a.fault
+                .as_deref()
+                .is_some_and(|f| f.starts_with("key_echo"))),
+        "Gemini got its key and echoed it"
+    );
+}

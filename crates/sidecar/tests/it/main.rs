@@ -17,6 +17,7 @@ mod contracts;
 mod crossfamily;
 mod egress;
 mod equivalence;
+mod gemini;
 mod golden;
 mod leaks;
 mod limits;

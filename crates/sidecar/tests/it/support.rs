@@ -262,7 +262,7 @@ pub fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
     r.headers().get(name).map_or("", |v| v.to_str().unwrap())
 }
 
-pub use plumb_simulator::testkit::{parse_sse, read_stream as read_all};
+pub use plumb_simulator::testkit::{anthropic_stream_text, parse_sse, read_stream as read_all};
 
 pub fn openai_text(events: &[plumb_simulator::testkit::Sse]) -> String {
     plumb_simulator::testkit::openai_stream_text(events)

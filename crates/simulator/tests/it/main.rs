@@ -11,6 +11,7 @@
 
 mod anthropic;
 mod faults;
+mod gemini;
 mod openai;
 mod plans;
 mod streams;

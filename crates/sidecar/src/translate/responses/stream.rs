@@ -120,7 +120,9 @@ impl ToResponses {
             }
             Event::Done => self.writer.complete(),
             Event::Anthropic(a) => self.anthropic(a),
+            // Gemini events reach this writer as OpenAI chunks (see `FromGemini`).
             Event::Responses(_)
+            | Event::Gemini(_)
             | Event::Empty
             | Event::Unknown
             | Event::Error(_)
