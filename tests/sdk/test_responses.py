@@ -194,7 +194,7 @@ def test_each_typed_error(sidecar):
     # State an OpenAI account keeps never fails over to a target that cannot see it.
     with pytest.raises(openai.InternalServerError) as e:
         c.responses.create(model="gpt-to-claude", input="and more?", previous_response_id="resp_abc123")
-    assert "previous_response_id is state kept by the OpenAI account of target gpt" in e.value.message
+    assert "claude: skipped (the request's previous_response_id is state an OpenAI account keeps" in e.value.message
     assert not [a for a in attempts(sidecar.simulator, "sim-claude") if a.get("api") == "responses"]
 
 

@@ -708,6 +708,7 @@ fn because_text(b: Because) -> &'static str {
         Because::WaitBeyondDeadline => "the wait does not fit the deadline",
         Because::BudgetSpent => "the retry budget is spent",
         Because::DeadlinePassed => "the deadline passed",
+        Because::StateElsewhere => "another OpenAI account may hold the state the request names",
     }
 }
 

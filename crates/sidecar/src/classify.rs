@@ -210,6 +210,10 @@ fn classify_status(
                 FailureClass::InvalidModel
             }
             403 => FailureClass::Auth,
+            // The Responses API's 404 for state the caller named (a previous response, a
+            // conversation, an item) that this account does not hold: the caller's to fix, or
+            // another account's to answer — never a reason to trip this target's breaker.
+            404 if state_not_found(err, &lower) => FailureClass::BadRequest,
             404 => FailureClass::InvalidModel,
             400..=499 => client_error(code, &lower, &String::from_utf8_lossy(raw)),
             _ => FailureClass::MalformedResponse,
@@ -229,6 +233,28 @@ fn classify_status(
         check: None,
         deadline: None,
     }
+}
+
+/// Whether a 404 is about state the request names rather than the model or the URL.
+fn state_not_found(err: Option<&ProviderError>, lower_message: &str) -> bool {
+    let (param, code) = err.map_or(("", ""), |e| (e.param.as_str(), e.code.as_str()));
+    matches!(param, "input" | "previous_response_id" | "conversation")
+        || param.starts_with("input[")
+        || code == "previous_response_not_found"
+        || [
+            "previous response with id",
+            "item with id",
+            "conversation with id",
+        ]
+        .iter()
+        .any(|n| lower_message.contains(n))
+}
+
+/// Whether `f` says the state a request names is not held by the account asked (a 404 the
+/// Responses API gives for an unknown previous response, conversation or item): another
+/// account of the route may hold it.
+pub fn state_elsewhere(f: &Failure) -> bool {
+    f.status == Some(404) && f.class == FailureClass::BadRequest
 }
 
 /// A 4xx other than 401/403/404/408/429: context length, content filter, a model that does
@@ -410,8 +436,10 @@ pub fn success_body(api: Api, operation: Operation, body: &[u8]) -> Result<Whole
             if reported(&r.error) || r.status.as_deref() == Some("failed") {
                 return Err(embedded_error(body));
             }
-            // A background job OpenAI accepted: its answer comes when the client polls.
-            if r.pending() {
+            // A background job OpenAI accepted: its answer comes when the client polls. An
+            // incomplete response (its output limit reached while thinking) is the answer the
+            // client asked for, as a `length` finish is.
+            if r.pending() || r.status.as_deref() == Some("incomplete") {
                 return Ok(Whole::Chat(Completion::Responses(r)));
             }
             let Some(items) = &r.output else {
@@ -538,6 +566,9 @@ pub fn stream_event(event: &Event, raw: &RawEvent) -> Result<Progress, Failure> 
                     Progress::Content
                 }
                 R::ReasoningDelta { .. } => Progress::Reasoning,
+                // OpenAI's reasoning models think silently unless asked for a summary: the
+                // reasoning item's start is the sign they are at work.
+                R::ItemAdded { item, .. } if item.kind == "reasoning" => Progress::Reasoning,
                 R::Completed { .. } | R::Incomplete { .. } => Progress::End,
                 R::Created { .. }
                 | R::ItemAdded { .. }
@@ -573,6 +604,49 @@ mod tests {
 
     fn class(code: u16, body: Value) -> FailureClass {
         status(code, &HeaderMap::new(), body.to_string().as_bytes()).class
+    }
+
+    #[test]
+    fn a_404_for_state_the_caller_named_is_not_the_models_fault() {
+        let missing = |error: Value| class(404, json!({"error": error}));
+        assert_eq!(
+            missing(
+                json!({"message": "Previous response with id 'resp_1' not found.",
+                "type": "invalid_request_error", "param": "previous_response_id", "code": "previous_response_not_found"})
+            ),
+            FailureClass::BadRequest
+        );
+        assert_eq!(
+            missing(
+                json!({"message": "Item with id 'rs_1' not found. Items are not persisted when `store` is set to false.",
+                "type": "invalid_request_error", "param": "input", "code": null})
+            ),
+            FailureClass::BadRequest
+        );
+        assert_eq!(
+            missing(
+                json!({"message": "The model `gpt-9` does not exist", "type": "invalid_request_error", "param": null, "code": "model_not_found"})
+            ),
+            FailureClass::InvalidModel
+        );
+        let f = status(
+            404,
+            &HeaderMap::new(),
+            br#"{"error": {"message": "Conversation with id 'conv_1' not found.", "param": "conversation"}}"#,
+        );
+        assert!(state_elsewhere(&f));
+        assert!(!state_elsewhere(&status(404, &HeaderMap::new(), b"{}")));
+    }
+
+    #[test]
+    fn a_silent_reasoning_item_is_the_model_at_work() {
+        let raw = RawEvent {
+            name: None,
+            data: r#"{"type":"response.output_item.added","output_index":0,"item":{"type":"reasoning","id":"rs_1"}}"#.to_owned(),
+            bytes: bytes::Bytes::new(),
+        };
+        let event = Event::parse(Api::Responses, &raw);
+        assert_eq!(stream_event(&event, &raw).ok(), Some(Progress::Reasoning));
     }
 
     #[test]

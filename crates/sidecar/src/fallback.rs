@@ -25,15 +25,9 @@ pub enum Skip {
     Vision,
     /// The request continues a partial assistant message.
     Prefill,
-    /// The request depends on state kept by an OpenAI account (`previous_response_id`,
-    /// `conversation`) that this target cannot see: the field, and the target whose account
-    /// holds it.
-    ServerState {
-        /// The field that names the state.
-        field: &'static str,
-        /// The target whose account holds it.
-        home: String,
-    },
+    /// The request depends on state an OpenAI account keeps (`previous_response_id`,
+    /// `conversation`), which a target of another provider cannot see: the field.
+    ServerState(&'static str),
     /// The request is estimated larger than the context window.
     ContextWindow {
         /// Estimated tokens.
@@ -69,7 +63,7 @@ impl Skip {
             | Skip::JsonSchema
             | Skip::Vision
             | Skip::Prefill
-            | Skip::ServerState { .. }
+            | Skip::ServerState(_)
             | Skip::ContextWindow { .. } => "unfit",
             Skip::NoCallerKey => "no_caller_key",
             Skip::BreakerOpen => "breaker_open",
@@ -94,9 +88,9 @@ impl fmt::Display for Skip {
             Skip::JsonSchema => f.write_str("cannot follow a JSON schema"),
             Skip::Vision => f.write_str("cannot read images"),
             Skip::Prefill => f.write_str("cannot continue a partial assistant message"),
-            Skip::ServerState { field, home } => write!(
+            Skip::ServerState(field) => write!(
                 f,
-                "the request's {field} is state kept by the OpenAI account of target {home}, which this target cannot see"
+                "the request's {field} is state an OpenAI account keeps, which this target cannot see"
             ),
             Skip::ContextWindow { needed, window } => {
                 write!(
@@ -174,26 +168,14 @@ pub fn order<'r>(
 ) -> (Vec<&'r Target>, Vec<(&'r Target, Skip)>) {
     let mut fit = Vec::with_capacity(route.targets.len());
     let mut skipped = Vec::new();
-    let home = req.server_state().and_then(|field| {
-        // The state lives with the OpenAI account the route asks first.
-        let home = route
-            .targets
-            .iter()
-            .filter(|t| req.family_for(t) == req.api)
-            .min_by_key(|t| t.priority)?;
-        Some((field, home))
-    });
+    // State lives with one of the route's OpenAI accounts (whichever answered before): each
+    // is asked in turn, and an account that does not hold it says so with a 404.
+    let state = req.server_state();
     for t in &route.targets {
-        if let Some((field, home)) = home
-            && !same_account(t, home)
+        if let Some(field) = state
+            && req.family_for(t) != req.api
         {
-            skipped.push((
-                t,
-                Skip::ServerState {
-                    field,
-                    home: home.name.clone(),
-                },
-            ));
+            skipped.push((t, Skip::ServerState(field)));
             continue;
         }
         match unfit(t, req, caller_key) {
@@ -216,16 +198,6 @@ pub fn order<'r>(
         .collect();
     keyed.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)));
     (keyed.into_iter().map(|(_, _, t)| t).collect(), skipped)
-}
-
-/// Whether two targets reach the same provider account: the same provider, base URL and
-/// credentials.
-fn same_account(a: &Target, b: &Target) -> bool {
-    a.provider == b.provider
-        && a.upstream.base_url == b.upstream.base_url
-        && a.upstream.credential == b.upstream.credential
-        && a.organization == b.organization
-        && a.project == b.project
 }
 
 /// The target whose model an embeddings request must keep: the first of its order when that

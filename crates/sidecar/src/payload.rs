@@ -174,6 +174,9 @@ impl ClientRequest {
         let body = if family == self.api {
             let mut body = self.body.clone();
             body.insert("model".to_owned(), Value::String(target.model.clone()));
+            if family == Api::Responses {
+                without_plumbs_items(&mut body);
+            }
             // Ask OpenAI for a stream's usage, to count its tokens; the usage-only chunk is
             // dropped on the way back when the client did not ask for it. (Only OpenAI itself:
             // older Azure API versions and some compatible servers refuse the field.)
@@ -389,6 +392,26 @@ impl ClientRequest {
     }
 }
 
+/// Items Plumb wrote for a Responses client (from another provider's answer) sent back to
+/// OpenAI: their ids are not OpenAI's, which would answer "not found". Plumb's reasoning items
+/// carry another provider's thoughts and are left out; the others keep their content without
+/// the id.
+fn without_plumbs_items(body: &mut Map<String, Value>) {
+    use crate::translate::responses::outgoing::is_plumbs;
+    let Some(Value::Array(items)) = body.get_mut("input") else {
+        return;
+    };
+    let plumbs = |i: &Value| i.get("id").and_then(Value::as_str).is_some_and(is_plumbs);
+    items.retain(|i| !(plumbs(i) && i.get("type").and_then(Value::as_str) == Some("reasoning")));
+    for item in items.iter_mut() {
+        if plumbs(item)
+            && let Value::Object(m) = item
+        {
+            m.remove("id");
+        }
+    }
+}
+
 fn needs(api: Api, body: &Map<String, Value>, len: usize) -> Needs {
     let tools = body
         .get("tools")
@@ -456,6 +479,42 @@ fn needs(api: Api, body: &Map<String, Value>, len: usize) -> Needs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn items_plumb_wrote_reach_openai_without_their_ids() {
+        let body = serde_json::json!({"model": "m", "input": [
+            {"role": "user", "content": "hi"},
+            {"type": "reasoning", "id": "rs_plumb_00ff", "summary": []},
+            {"type": "reasoning", "id": "rs_0123", "summary": [], "encrypted_content": "x"},
+            {"type": "message", "id": "msg_plumb_00ff", "role": "assistant", "content": [{"type": "output_text", "text": "a"}]},
+            {"type": "function_call", "id": "fc_plumb_00ff", "call_id": "c", "name": "f", "arguments": "{}"},
+        ]});
+        let r = ClientRequest::parse(Api::Responses, Operation::Chat, body.to_string().as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let target = plumb_policy::compile(
+            "d",
+            "r",
+            &serde_json::from_value(serde_json::json!({
+                "match": {"models": ["m"]},
+                "targets": [{"name": "t", "provider": "openai", "baseUrl": "http://h/v1", "model": "up", "credentials": {"none": true}}]
+            }))
+            .unwrap_or_else(|e| panic!("{e}")),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+        .targets
+        .remove(0);
+        let out: Value =
+            serde_json::from_slice(&r.body_for(&target).unwrap_or_default()).unwrap_or_default();
+        let input = out["input"].as_array().cloned().unwrap_or_default();
+        assert_eq!(
+            input.len(),
+            4,
+            "Plumb's reasoning item is left out: {input:?}"
+        );
+        assert_eq!(input[1]["id"], "rs_0123", "OpenAI's own item is untouched");
+        assert!(input[2].get("id").is_none() && input[2]["content"][0]["text"] == "a");
+        assert!(input[3].get("id").is_none() && input[3]["call_id"] == "c");
+    }
 
     #[test]
     fn needs_are_read_from_the_body() {

@@ -96,6 +96,9 @@ pub enum Because {
     BudgetSpent,
     /// The request's deadline has passed: nothing more is tried anywhere.
     DeadlinePassed,
+    /// The state the request names (a previous response, a conversation) is not held by this
+    /// account; another may hold it.
+    StateElsewhere,
 }
 
 impl Next {

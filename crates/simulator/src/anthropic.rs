@@ -67,6 +67,7 @@ pub fn parse_messages(body: &Value) -> Result<ChatRequest, String> {
         prefill,
         store: false,
         background: false,
+        previous_response_id: None,
     })
 }
 

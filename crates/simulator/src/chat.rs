@@ -35,6 +35,8 @@ pub struct ChatRequest {
     pub store: bool,
     /// Responses: answer `queued` at once and finish in the background.
     pub background: bool,
+    /// Responses: the stored response this one continues.
+    pub previous_response_id: Option<String>,
 }
 
 impl ChatRequest {

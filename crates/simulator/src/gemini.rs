@@ -77,6 +77,7 @@ pub fn parse(body: &Value, model: &str, stream: bool) -> Result<ChatRequest, Str
         prefill: None,
         store: false,
         background: false,
+        previous_response_id: None,
     })
 }
 

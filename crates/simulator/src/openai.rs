@@ -77,6 +77,7 @@ pub fn parse_chat(body: &Value, deployment: Option<&str>) -> Result<ChatRequest,
         prefill,
         store: false,
         background: false,
+        previous_response_id: None,
     })
 }
 

@@ -77,6 +77,10 @@ pub fn parse(body: &Value) -> Result<ChatRequest, String> {
         .get("background")
         .and_then(Value::as_bool)
         .unwrap_or(false);
+    req.previous_response_id = body
+        .get("previous_response_id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
     Ok(req)
 }
 
@@ -97,6 +101,11 @@ impl Store {
             e.pop_front();
         }
         e.push_back((id, response));
+    }
+
+    /// Whether a response of this id is kept.
+    pub fn has(&self, id: &str) -> bool {
+        self.entries.lock().iter().any(|(i, _)| i == id)
     }
 
     /// Answers `GET`, `DELETE`, `POST …/cancel` or `GET …/input_items` of `/v1/responses/`

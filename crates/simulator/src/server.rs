@@ -663,6 +663,18 @@ impl Attempting {
         let gap = Self::token_gap(headers, &spec);
         let created = plumb_telemetry::clock::unix_secs_now();
         let request_id = self.request_id();
+        // As OpenAI answers a previous response this account does not hold.
+        if let Some(id) = req
+            .previous_response_id
+            .as_deref()
+            .filter(|id| self.api == Api::Responses && !self.state.stored.has(id))
+        {
+            let mut e = ProviderError::not_found_path("/v1/responses");
+            e.message = format!("Previous response with id '{id}' not found.");
+            e.openai_type = "invalid_request_error";
+            e.openai_code = Some("previous_response_not_found");
+            return Ok(self.error(&e));
+        }
         if self.api == Api::Responses && req.store && fault.is_none() {
             let kept = responses::whole(&answer, &format!("sim_{}", self.id), created);
             if req.background && !req.stream {

@@ -196,6 +196,8 @@ pub struct ProviderError {
     /// How long the provider asked to wait before retrying, from the body (Google's
     /// `RetryInfo.retryDelay`).
     pub retry_delay: Option<std::time::Duration>,
+    /// The request field the error is about (`param`), when the provider names one.
+    pub param: String,
 }
 
 impl ProviderError {
@@ -230,6 +232,7 @@ impl ProviderError {
             code: text("code"),
             message: text("message"),
             retry_delay: retry_delay(err),
+            param: text("param"),
         }
     }
 
@@ -373,6 +376,7 @@ mod tests {
                 code: String::new(),
                 message: "Overloaded".into(),
                 retry_delay: None,
+                param: String::new(),
             })
         );
         let e = parse(
@@ -436,6 +440,7 @@ mod tests {
                 code: "429".into(),
                 message: "Resource exhausted".into(),
                 retry_delay: Some(std::time::Duration::from_millis(1500)),
+                param: String::new(),
             })
         );
     }

@@ -345,10 +345,13 @@ impl Request<'_> {
                     self.route.targets.iter().any(|t| {
                         t.name == last.target && t.credentials == Credentials::Passthrough
                     });
-                (
-                    respond::client_status(last.failure.class, self.request.api, passthrough),
-                    last.failure.class.as_str(),
-                )
+                // State no account holds is the caller's 404, as OpenAI says it.
+                let status = if crate::classify::state_elsewhere(&last.failure) {
+                    StatusCode::NOT_FOUND
+                } else {
+                    respond::client_status(last.failure.class, self.request.api, passthrough)
+                };
+                (status, last.failure.class.as_str())
             }
             None => untried_status(&self.skipped),
         };
@@ -413,7 +416,7 @@ fn untried_status(skipped: &[(String, Skip)]) -> (StatusCode, &'static str) {
     // request is the caller's to change.
     let unfit = |s: &Skip| match s {
         Skip::Untranslatable(_)
-        | Skip::ServerState { .. }
+        | Skip::ServerState(_)
         | Skip::Tools
         | Skip::JsonSchema
         | Skip::Vision

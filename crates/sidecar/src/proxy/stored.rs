@@ -40,7 +40,16 @@ pub(super) async fn serve(
             "plumb has no routing policy yet",
         );
     };
-    let id = rest.split(['/', '?']).next().unwrap_or_default();
+    let Some(id) = well_formed(&method, rest) else {
+        return respond::error(
+            api,
+            StatusCode::NOT_FOUND,
+            "unknown_url",
+            &format!(
+                "plumb serves GET and DELETE /v1/responses/{{id}}, POST /v1/responses/{{id}}/cancel and GET /v1/responses/{{id}}/input_items, with an id of letters, digits, _ and -; not {method} /v1/responses/{rest}"
+            ),
+        );
+    };
     if id.starts_with(TRANSLATED_ID_PREFIX) {
         return respond::error(
             api,
@@ -79,6 +88,13 @@ pub(super) async fn serve(
         );
     }
     let caller = super::accept::caller_key(api, headers);
+    // Every key this request could meet, for the redaction of what accounts answer.
+    let keys: Vec<String> = policy
+        .keys
+        .values()
+        .chain(caller.as_ref().map(Secret::expose))
+        .map(str::to_owned)
+        .collect();
     let mut failures = Vec::new();
     for target in &accounts {
         if target.credentials == Credentials::Passthrough && caller.is_none() {
@@ -98,18 +114,43 @@ pub(super) async fn serve(
                 .map_err(|_| format!("no response head within {}s", FIRST_BYTE.as_secs()))?
                 .map_err(|e| crate::classify::root_cause(&*e))
         };
-        match asked.await {
+        // Bound first: the request's future must not live on across the awaits below.
+        let answered = asked.await;
+        match answered {
             Ok(resp) if resp.status() == StatusCode::NOT_FOUND => {
                 failures.push(format!("{}: 404", target.name));
             }
-            Ok(resp) => return relayed(resp, target),
-            Err(why) => {
-                let secrets = policy
-                    .keys
-                    .values()
-                    .chain(caller.as_ref().map(Secret::expose));
-                failures.push(format!("{}: {}", target.name, redact(&why, secrets)));
+            Ok(resp) if resp.status().is_success() => return relayed(resp, target),
+            // Down, refusing this key or rate-limited: another account may hold the response.
+            Ok(resp)
+                if resp.status().is_server_error()
+                    || matches!(resp.status().as_u16(), 401 | 403 | 429) =>
+            {
+                let status = resp.status().as_u16();
+                let said = error_text(resp).await;
+                failures.push(format!(
+                    "{}: HTTP {status}: {}",
+                    target.name,
+                    scrub(&said, &keys)
+                ));
             }
+            // The account holds the response and refuses what was asked of it (cancelling a
+            // finished one, say): its words, without any key they might echo.
+            Ok(resp) => {
+                let status = resp.status();
+                let said = scrub(&error_text(resp).await, &keys);
+                let mut out = Response::new(respond::full(said));
+                *out.status_mut() = status;
+                out.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                if let Ok(v) = HeaderValue::from_str(&target.name) {
+                    out.headers_mut().insert("x-plumb-served-by", v);
+                }
+                return out;
+            }
+            Err(why) => failures.push(format!("{}: {}", target.name, scrub(&why, &keys))),
         }
     }
     let all_missing = failures.iter().all(|f| f.ends_with(": 404"));
@@ -127,6 +168,64 @@ pub(super) async fn serve(
             failures.join("; ")
         ),
     )
+}
+
+/// Whether `rest` (after `/v1/responses/`) is a stored-response request Plumb forwards: an
+/// id of letters, digits, `_` and `-`, then nothing (`GET`, `DELETE`), `/cancel` (`POST`) or
+/// `/input_items` (`GET`), and only the query parameters those take. The id, when it is.
+fn well_formed<'a>(method: &Method, rest: &'a str) -> Option<&'a str> {
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (id, sub) = path.split_once('/').unwrap_or((path, ""));
+    let id_ok = !id.is_empty()
+        && id.len() <= 256
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let call_ok = matches!(
+        (method.as_str(), sub),
+        ("GET" | "DELETE", "") | ("POST", "cancel") | ("GET", "input_items")
+    );
+    let query_ok = query.split('&').filter(|kv| !kv.is_empty()).all(|kv| {
+        let key = kv.split_once('=').map_or(kv, |(k, _)| k);
+        matches!(
+            key,
+            "stream"
+                | "starting_after"
+                | "include"
+                | "include[]"
+                | "include%5B%5D"
+                | "include_obfuscation"
+                | "after"
+                | "before"
+                | "limit"
+                | "order"
+        )
+    });
+    (id_ok && call_ok && query_ok).then_some(id)
+}
+
+/// `text` without any of `keys`.
+fn scrub(text: &str, keys: &[String]) -> String {
+    redact(text, keys.iter().map(String::as_str))
+}
+
+/// The start of an account's error body (at most 64 KiB), as text.
+async fn error_text(resp: Response<upstream::UpstreamBody>) -> String {
+    use http_body_util::BodyExt as _;
+    let mut body = resp.into_body();
+    let mut text = Vec::new();
+    let read = async {
+        while text.len() < 64 * 1024
+            && let Some(Ok(frame)) = body.frame().await
+        {
+            if let Ok(data) = frame.into_data() {
+                text.extend_from_slice(&data);
+            }
+        }
+    };
+    let _ = tokio::time::timeout(FIRST_BYTE, read).await;
+    text.truncate(64 * 1024);
+    String::from_utf8_lossy(&text).into_owned()
 }
 
 /// The account's answer, as it comes, with the target that gave it.
@@ -149,4 +248,26 @@ fn relayed(resp: Response<upstream::UpstreamBody>, target: &Target) -> Response<
         h.insert("x-plumb-served-by", v);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_stored_response_calls_go_out() {
+        let ok = |m: Method, rest: &str| well_formed(&m, rest).is_some();
+        assert!(ok(Method::GET, "resp_abc-1_2"));
+        assert!(ok(Method::GET, "resp_abc?stream=true&starting_after=4"));
+        assert!(ok(Method::GET, "resp_abc/input_items?limit=20&order=asc"));
+        assert!(ok(Method::DELETE, "resp_abc"));
+        assert!(ok(Method::POST, "resp_abc/cancel"));
+        assert!(!ok(Method::GET, "../files"));
+        assert!(!ok(Method::DELETE, "resp_abc/../../files/file-x"));
+        assert!(!ok(Method::GET, "resp_abc/cancel"));
+        assert!(!ok(Method::POST, "resp_abc"));
+        assert!(!ok(Method::GET, "resp%2e%2e"));
+        assert!(!ok(Method::GET, "resp_abc?redirect=http://x"));
+        assert!(!ok(Method::GET, ""));
+    }
 }

@@ -240,7 +240,8 @@ impl Translator {
     /// Whether a cut stream can be continued elsewhere: text only, no tool calls.
     pub fn resumable(&self) -> bool {
         let tools = match self {
-            Translator::Same(t) => t.tools,
+            // A Responses stream with a non-message item open cannot be continued in order.
+            Translator::Same(t) => t.tools || t.seen.as_ref().is_some_and(|s| s.open_others > 0),
             Translator::AnthropicToOpenai(t) => !t.tools.is_empty(),
             Translator::OpenaiToAnthropic(t) => t.tools,
             Translator::ToResponses(t) => t.tools(),

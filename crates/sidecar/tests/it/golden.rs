@@ -248,8 +248,9 @@ fn a_stream_without_its_terminator_is_finalised_only_when_the_answer_finished() 
 fn placeholders(v: &mut Value) {
     match v {
         Value::String(s) => {
-            let made_up = ["resp_plumb_", "msg_", "fc_", "rs_"].iter().any(|p| {
-                s.strip_prefix(p)
+            let made_up = ["resp", "msg", "fc", "rs", "call"].iter().any(|kind| {
+                let p = format!("{kind}_plumb_");
+                s.strip_prefix(&p)
                     .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))
             });
             if made_up {

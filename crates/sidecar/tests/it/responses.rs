@@ -244,7 +244,9 @@ async fn built_in_tools_and_server_state_go_only_to_openai_targets_and_the_rest_
     let body: Value = r.json().await.unwrap();
     let message = body["error"]["message"].as_str().unwrap();
     assert!(
-        message.contains("vllm: skipped (the request's previous_response_id is state kept by the OpenAI account of target gpt"),
+        message.contains(
+            "vllm: skipped (the request's previous_response_id is state an OpenAI account keeps"
+        ),
         "{message}"
     );
     assert!(
@@ -443,5 +445,87 @@ async fn the_contract_checks_a_responses_answer_whole_and_after_commit() {
     assert_eq!(
         events.last().unwrap()["response"]["error"]["code"],
         "out_of_bounds"
+    );
+}
+
+#[tokio::test]
+async fn a_previous_response_is_looked_for_in_each_openai_account_without_tripping_a_breaker() {
+    let (a, b) = (simulator().await, simulator().await);
+    // The conversation's first turn was answered by account B.
+    let first: Value = client()
+        .post(format!("{}/v1/responses", b.base_url()))
+        .json(&json!({"model": "sim-gpt", "input": QUESTION}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = first["id"].as_str().unwrap().to_owned();
+    let routes = route(
+        "m",
+        &[
+            target(
+                "account-a",
+                "openai",
+                &format!("{}/v1", a.base_url()),
+                "sim-gpt",
+                "",
+            ),
+            target(
+                "account-b",
+                "openai",
+                &format!("{}/v1", b.base_url()),
+                "sim-gpt",
+                "      priority: 1\n",
+            ),
+            target(
+                "claude",
+                "anthropic",
+                &a.base_url(),
+                "sim-claude",
+                "      priority: 2\n",
+            ),
+        ],
+        "",
+    );
+    let sc = Sidecar::start(&routes);
+    let next = json!({"model": "m", "input": "and seven times six?", "previous_response_id": id});
+    let r = ask(&sc, next.clone()).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(crate::support::header(&r, "x-plumb-served-by"), "account-b");
+    assert_eq!(
+        crate::support::header(&r, "x-plumb-failure-classes"),
+        "bad_request"
+    );
+    // Account A said it does not hold it (once, not retried) and its breaker stays closed:
+    // the next turns of other conversations go to A as before.
+    for _ in 0..6 {
+        let _ = ask(&sc, next.clone()).send().await.unwrap();
+    }
+    let r = ask(&sc, json!({"model": "m", "input": QUESTION}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(crate::support::header(&r, "x-plumb-served-by"), "account-a");
+    assert_eq!(crate::support::header(&r, "x-plumb-attempts"), "1");
+    // Claude never saw a request that depends on OpenAI's state.
+    assert!(attempts(&a, "sim-claude").await.is_empty());
+    // No account holds it: the caller's 404, as OpenAI says it.
+    let r = ask(
+        &sc,
+        json!({"model": "m", "input": "x", "previous_response_id": "resp_nowhere"}),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Previous response with id 'resp_nowhere' not found"),
+        "{body}"
     );
 }

@@ -150,7 +150,18 @@ impl Conversation {
             return Err(Untranslatable::new("temperature above 1"));
         }
         // Anthropic counts thinking in max_tokens: the budget comes on top of the answer's.
-        let budget = self.reasoning_effort.as_deref().and_then(thinking_budget);
+        // Thinking is asked only where Anthropic takes it: not to continue a partial answer,
+        // not in a tool loop whose earlier calls came without their thinking blocks (it would
+        // refuse an assistant turn that does not start with one), not with top_p below 0.95.
+        let calls_before = self.turns.iter().any(|t| {
+            t.role == Role::Assistant && t.parts.iter().any(|p| matches!(p, Part::ToolCall { .. }))
+        });
+        let prefill = self.turns.last().is_some_and(|t| t.role == Role::Assistant);
+        let budget = self
+            .reasoning_effort
+            .as_deref()
+            .and_then(thinking_budget)
+            .filter(|_| !calls_before && !prefill && self.top_p.is_none_or(|p| p >= 0.95));
         if budget.is_some() {
             if self.temperature.is_some_and(|t| t != 1.0) {
                 return Err(Untranslatable::new(

@@ -429,3 +429,55 @@ fn what_openai_cannot_accept_is_refused_when_writing() {
         "images or tool results in an assistant turn"
     );
 }
+
+#[test]
+fn thinking_is_asked_only_where_anthropic_takes_it() {
+    let thinking = |c: &Conversation| {
+        c.to_anthropic("m")
+            .ok()
+            .and_then(|b| b.get("thinking").cloned())
+    };
+    let mut c = Conversation {
+        reasoning_effort: Some("medium".into()),
+        max_tokens: Some(1000),
+        ..Conversation::default()
+    };
+    c.say(Role::User, vec![text("hi")]);
+    assert_eq!(
+        thinking(&c),
+        Some(json!({"type": "enabled", "budget_tokens": 4096}))
+    );
+    assert_eq!(
+        c.to_anthropic("m").ok().map(|b| b["max_tokens"].clone()),
+        Some(json!(5096))
+    );
+    // A tool loop whose earlier call came without its thinking block.
+    let mut tool_loop = c.clone();
+    tool_loop.turns.push(Turn {
+        role: Role::Assistant,
+        parts: vec![Part::ToolCall {
+            id: "c".into(),
+            name: "f".into(),
+            input: json!({}),
+        }],
+    });
+    tool_loop.turns.push(Turn {
+        role: Role::User,
+        parts: vec![Part::ToolResult {
+            id: "c".into(),
+            content: vec![text("ok")],
+            is_error: false,
+        }],
+    });
+    assert_eq!(thinking(&tool_loop), None);
+    // A partial answer to continue.
+    let mut prefill = c.clone();
+    prefill.say(Role::Assistant, vec![text("The answer")]);
+    assert_eq!(thinking(&prefill), None);
+    // top_p below what thinking allows.
+    let narrow = Conversation {
+        top_p: Some(0.5),
+        ..c.clone()
+    };
+    assert_eq!(thinking(&narrow), None);
+}

@@ -239,10 +239,8 @@ fn content_part(p: &Value, field: &str) -> Result<Part, Untranslatable> {
         Some("input_text" | "output_text") => Ok(Part::read_text(p)),
         Some("refusal") => Ok(Part::Text(owned_str(p, "refusal"))),
         Some("input_image") => {
-            // Anthropic has no detail level: only the default translates.
-            if p.get("detail").is_some_and(|d| !d.is_null() && d != "auto") {
-                return Err(Untranslatable::new(format!("{field}.detail")));
-            }
+            // `detail` (which the SDK's type requires) is a resolution hint; the other
+            // providers pick their own, and it is left out.
             let url = p
                 .get("image_url")
                 .and_then(Value::as_str)

@@ -55,19 +55,26 @@ impl Echo {
     }
 }
 
-/// A new id with `prefix`: `resp_plumb_…` for responses Plumb wrote (nothing stores them, so
-/// a later `previous_response_id` naming one is refused with a clear error), `msg_…`, `fc_…`,
-/// `rs_…` for their items.
-pub fn new_id(prefix: &str) -> String {
+/// A new id of `kind` (`resp`, `msg`, `fc`, `rs`, `call`), marked as Plumb's: `resp_plumb_…`.
+/// Nothing stores what Plumb wrote, so a later `previous_response_id` naming such a response
+/// is refused with a clear error, and such items sent back are not shown to OpenAI as its own
+/// (see [`is_plumbs`]).
+pub fn new_id(kind: &str) -> String {
     format!(
-        "{prefix}_{:016x}{:016x}",
+        "{kind}_plumb_{:016x}{:016x}",
         fastrand::u64(..),
         fastrand::u64(..)
     )
 }
 
+/// Whether `id` is one Plumb made up ([`new_id`]).
+pub fn is_plumbs(id: &str) -> bool {
+    id.split_once('_')
+        .is_some_and(|(_, rest)| rest.starts_with("plumb_"))
+}
+
 /// The prefix of the ids of responses Plumb translated.
-pub const TRANSLATED_ID_PREFIX: &str = "resp_plumb";
+pub const TRANSLATED_ID_PREFIX: &str = "resp_plumb_";
 
 /// Why the answer stopped, in the Responses terms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -247,7 +254,11 @@ pub fn from_chat(c: &ChatCompletion, echo: &Echo, created: u64) -> Value {
         for call in &m.tool_calls {
             items.push(Item::FunctionCall {
                 id: new_id("fc"),
-                call_id: call.id.as_str().unwrap_or("").to_owned(),
+                call_id: call
+                    .id
+                    .as_str()
+                    .filter(|i| !i.is_empty())
+                    .map_or_else(|| new_id("call"), str::to_owned),
                 name: call.function.name.as_str().unwrap_or("").to_owned(),
                 arguments: call
                     .function
@@ -296,7 +307,10 @@ pub fn from_anthropic(m: &Message, echo: &Echo, created: u64) -> Value {
             },
             Block::ToolUse { id, name, input } => items.push(Item::FunctionCall {
                 id: new_id("fc"),
-                call_id: id.as_str().unwrap_or("").to_owned(),
+                call_id: id
+                    .as_str()
+                    .filter(|i| !i.is_empty())
+                    .map_or_else(|| new_id("call"), str::to_owned),
                 name: name.as_str().unwrap_or("").to_owned(),
                 arguments: input.as_ref().map_or("{}".to_owned(), Value::to_string),
             }),
@@ -328,7 +342,7 @@ fn whole(
     let output = items.iter().map(|i| i.json("completed")).collect();
     response(
         &Head {
-            id: &new_id(TRANSLATED_ID_PREFIX),
+            id: &new_id("resp"),
             created,
             model,
         },
@@ -350,8 +364,10 @@ pub struct Writer {
     seq: u64,
     started: bool,
     items: Vec<Item>,
-    /// The open item, if any (always the last).
-    open: bool,
+    /// The positions of the items still open, in order: the last item when it is a message or
+    /// reasoning; function calls stay open together (an upstream may interleave their
+    /// arguments) until another kind of item opens or the answer ends.
+    open: Vec<usize>,
     /// Upstream tool-call keys (OpenAI's index, Anthropic's block) → item positions.
     calls: Vec<(u64, usize)>,
     stop: Option<Stop>,
@@ -364,13 +380,13 @@ impl Writer {
     pub fn new(echo: Echo, created: u64) -> Writer {
         Writer {
             echo,
-            id: new_id(TRANSLATED_ID_PREFIX),
+            id: new_id("resp"),
             created,
             model: String::new(),
             seq: 0,
             started: false,
             items: Vec::new(),
-            open: false,
+            open: Vec::new(),
             calls: Vec::new(),
             stop: None,
             usage: (0, 0),
@@ -388,7 +404,11 @@ impl Writer {
         text: &str,
     ) -> Writer {
         let mut items: Vec<Item> = state.done.iter().cloned().map(Item::Done).collect();
-        let open = state.open_message.is_some();
+        let open = if state.open_message.is_some() {
+            vec![items.len()]
+        } else {
+            Vec::new()
+        };
         if let Some(id) = &state.open_message {
             items.push(Item::Message {
                 id: id.clone(),
@@ -483,14 +503,27 @@ impl Writer {
         }
     }
 
-    /// Closes the open item.
+    /// Closes every open item, in order.
     fn close(&mut self, out: &mut Vec<Bytes>) {
-        if !self.open {
-            return;
+        for index in std::mem::take(&mut self.open) {
+            self.close_item(index, out);
         }
-        self.open = false;
-        let index = self.items.len().saturating_sub(1);
-        let Some(item) = self.items.last().cloned() else {
+    }
+
+    /// Closes the open items that are not function calls.
+    fn close_all_but_calls(&mut self, out: &mut Vec<Bytes>) {
+        let (calls, others): (Vec<usize>, Vec<usize>) = std::mem::take(&mut self.open)
+            .into_iter()
+            .partition(|i| matches!(self.items.get(*i), Some(Item::FunctionCall { .. })));
+        self.open = calls;
+        for index in others {
+            self.close_item(index, out);
+        }
+    }
+
+    /// Closes the item at `index`.
+    fn close_item(&mut self, index: usize, out: &mut Vec<Bytes>) {
+        let Some(item) = self.items.get(index).cloned() else {
             return;
         };
         match &item {
@@ -543,9 +576,13 @@ impl Writer {
         ));
     }
 
-    /// Opens `item` (closing the open one).
+    /// Opens `item`, closing the open ones (but for other function calls when it is one).
     fn open(&mut self, item: Item, out: &mut Vec<Bytes>) {
-        self.close(out);
+        if matches!(item, Item::FunctionCall { .. }) {
+            self.close_all_but_calls(out);
+        } else {
+            self.close(out);
+        }
         let index = self.items.len();
         out.push(self.event(
             "response.output_item.added",
@@ -573,14 +610,20 @@ impl Writer {
             ));
         }
         self.items.push(item);
-        self.open = true;
+        self.open.push(index);
     }
 
-    /// The open item, when it is of the kind `matches` accepts.
+    /// The last item, when it is open and of the kind `matches` accepts.
     fn open_item(&mut self, matches: impl Fn(&Item) -> bool) -> Option<(usize, &mut Item)> {
         let index = self.items.len().checked_sub(1)?;
+        let open = self.open.contains(&index);
         let item = self.items.last_mut()?;
-        (self.open && matches(item)).then_some((index, item))
+        (open && matches(item)).then_some((index, item))
+    }
+
+    /// Whether the upstream already started the call it names `key`.
+    pub fn has_call(&self, key: u64) -> bool {
+        self.calls.iter().any(|(k, _)| *k == key)
     }
 
     /// Thinking.
@@ -648,7 +691,11 @@ impl Writer {
         let mut out = Vec::new();
         let item = Item::FunctionCall {
             id: new_id("fc"),
-            call_id: call_id.to_owned(),
+            call_id: if call_id.is_empty() {
+                new_id("call")
+            } else {
+                call_id.to_owned()
+            },
             name: name.to_owned(),
             arguments: String::new(),
         };
@@ -662,9 +709,9 @@ impl Writer {
         let Some(index) = self.calls.iter().find(|(k, _)| *k == key).map(|(_, i)| *i) else {
             return Vec::new();
         };
-        if delta.is_empty() || !self.open || index + 1 != self.items.len() {
-            // OpenAI-compatible servers stream calls one after the other; arguments for a
-            // call already closed would break the client's item order.
+        if delta.is_empty() || !self.open.contains(&index) {
+            // Arguments of a call already closed (another kind of item came between) stay in
+            // the final response; a delta now would contradict its `done` event.
             if let Some(Item::FunctionCall { arguments, .. }) = self.items.get_mut(index) {
                 arguments.push_str(delta);
             }
@@ -754,5 +801,87 @@ impl PassthroughState {
             ..Writer::resume_passthrough(echo.clone(), created, self, "")
         };
         w.fail(code, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(out: &[Bytes]) -> Vec<Value> {
+        out.iter()
+            .filter_map(|b| {
+                let text = std::str::from_utf8(b).ok()?;
+                let data = text.lines().find_map(|l| l.strip_prefix("data: "))?;
+                serde_json::from_str(data).ok()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn interleaved_calls_stay_open_and_close_with_their_whole_arguments() {
+        let mut w = Writer::new(Echo::default(), 0);
+        let mut out = w.start(Some("m"), None);
+        out.extend(w.call(0, "call_a", "first"));
+        out.extend(w.call(1, "call_b", "second"));
+        out.extend(w.arguments(0, "{\"x\":"));
+        out.extend(w.arguments(1, "{\"y\":"));
+        out.extend(w.arguments(0, "1}"));
+        out.extend(w.arguments(1, "2}"));
+        w.stop(Stop::Completed);
+        out.extend(w.complete());
+        let e = events(&out);
+        for (i, ev) in e.iter().enumerate() {
+            assert_eq!(ev["sequence_number"], json!(i));
+        }
+        let deltas: Vec<(u64, &str)> = e
+            .iter()
+            .filter(|v| v["type"] == "response.function_call_arguments.delta")
+            .map(|v| {
+                (
+                    v["output_index"].as_u64().unwrap_or(9),
+                    v["delta"].as_str().unwrap_or(""),
+                )
+            })
+            .collect();
+        assert_eq!(
+            deltas,
+            [(0, "{\"x\":"), (1, "{\"y\":"), (0, "1}"), (1, "2}")]
+        );
+        let done: Vec<&str> = e
+            .iter()
+            .filter(|v| v["type"] == "response.output_item.done")
+            .map(|v| v["item"]["arguments"].as_str().unwrap_or(""))
+            .collect();
+        assert_eq!(done, ["{\"x\":1}", "{\"y\":2}"]);
+        assert_eq!(
+            e.last().map(|v| v["type"].clone()),
+            Some(json!("response.completed"))
+        );
+    }
+
+    #[test]
+    fn text_after_calls_closes_them_first_and_missing_call_ids_are_made_up() {
+        let mut w = Writer::new(Echo::default(), 0);
+        let mut out = w.start(None, None);
+        out.extend(w.call(0, "", "f"));
+        out.extend(w.text("done", false));
+        let e = events(&out);
+        let kinds: Vec<&str> = e.iter().filter_map(|v| v["type"].as_str()).collect();
+        assert_eq!(
+            kinds[2..],
+            [
+                "response.output_item.added",
+                "response.function_call_arguments.done",
+                "response.output_item.done",
+                "response.output_item.added",
+                "response.content_part.added",
+                "response.output_text.delta"
+            ]
+        );
+        let call_id = e[2]["item"]["call_id"].as_str().unwrap_or("");
+        assert!(call_id.starts_with("call_plumb_"), "{call_id}");
+        assert!(is_plumbs(e[2]["item"]["id"].as_str().unwrap_or("")));
+        assert!(!is_plumbs("rs_0123") && !is_plumbs("msg_abc"));
     }
 }

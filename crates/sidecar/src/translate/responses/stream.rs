@@ -64,7 +64,12 @@ impl ToResponses {
     pub fn after_passthrough(from: Api, seen: &Seen, text: &str, overlap: String) -> ToResponses {
         ToResponses {
             from,
-            writer: Writer::resume_passthrough(seen.echo.clone(), seen.created, &seen.state, text),
+            writer: Writer::resume_passthrough(
+                seen.echo.clone(),
+                seen.created,
+                &seen.state,
+                &seen.open_text,
+            ),
             text: text.to_owned(),
             overlap,
             tools: false,
@@ -98,7 +103,9 @@ impl ToResponses {
                     for call in d.tool_calls.iter().flatten() {
                         self.tools = true;
                         let f = call.function.as_ref();
-                        if call.id.is_some() || f.and_then(|f| f.name.as_deref()).is_some() {
+                        // A call starts at its first chunk; servers that repeat the id or the
+                        // name on later chunks do not start it again.
+                        if !self.writer.has_call(call.index) {
                             out.extend(self.writer.call(
                                 call.index,
                                 call.id.as_deref().unwrap_or(""),
@@ -204,6 +211,11 @@ pub struct Seen {
     pub echo: Echo,
     /// The `created_at` stamp of a response Plumb writes.
     pub created: u64,
+    /// The text of the message still open.
+    pub open_text: String,
+    /// Items other than messages added and not yet done (a continuation cannot go on after
+    /// one of those: it would not know where the client's output stands).
+    pub open_others: u32,
 }
 
 impl Seen {
@@ -224,19 +236,22 @@ impl Seen {
             }
             R::ItemAdded { item, .. } if item.kind == "message" => {
                 self.state.open_message = Some(item.id.clone().unwrap_or_default());
+                self.open_text.clear();
             }
+            R::ItemAdded { .. } => self.open_others = self.open_others.saturating_add(1),
             R::ItemDone { item, .. } => {
                 let id = item.get("id").and_then(serde_json::Value::as_str);
                 if id.is_some() && id == self.state.open_message.as_deref() {
                     self.state.open_message = None;
+                } else if item.get("type").and_then(serde_json::Value::as_str) != Some("message") {
+                    self.open_others = self.open_others.saturating_sub(1);
                 }
                 self.state.done.push(item.clone());
             }
-            R::ItemAdded { .. }
-            | R::Completed { .. }
+            R::TextDelta { delta, .. } => self.open_text.push_str(delta),
+            R::Completed { .. }
             | R::Incomplete { .. }
             | R::Failed { .. }
-            | R::TextDelta { .. }
             | R::RefusalDelta { .. }
             | R::ArgumentsDelta { .. }
             | R::ReasoningDelta { .. }
