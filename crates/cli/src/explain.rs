@@ -601,6 +601,7 @@ fn scenario(
             budget_left: true,
             target: TargetVerdict::Available,
             jitter: 1.0,
+            state_elsewhere: false,
         };
         match plan::next(&s) {
             Next::Repair => {

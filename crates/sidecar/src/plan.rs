@@ -55,6 +55,9 @@ pub struct Situation {
     pub target: TargetVerdict,
     /// A uniform random number in `[0, 1)` for the backoff's jitter.
     pub jitter: f64,
+    /// The failure says the state the request names (a previous response, a conversation) is
+    /// not held by this account: another account may hold it.
+    pub state_elsewhere: bool,
 }
 
 /// Whether a target admits another attempt, after its breaker and the fleet have had their say.
@@ -125,6 +128,10 @@ impl Next {
 pub fn next(s: &Situation) -> Next {
     if s.now >= s.deadline {
         return Next::Stop(Because::DeadlinePassed);
+    }
+    // Not the caller's mistake while another account may hold what the request names.
+    if s.state_elsewhere && s.others_left {
+        return Next::Failover(Because::StateElsewhere);
     }
     // A contract failure is repaired first, as often as the plan allows: the same target,
     // told what was wrong.
@@ -276,6 +283,7 @@ mod tests {
             target: TargetVerdict::Available,
             // The backoff's ceiling, so the waits below are exact.
             jitter: 1.0,
+            state_elsewhere: false,
         };
         match case {
             Case::FirstAttempt => {}
@@ -386,6 +394,19 @@ mod tests {
             // The caller's fault: no retry, no failover.
             (FailureClass::ContentFilter | FailureClass::BadRequest, _) => stop(RetriesSpent),
         }
+    }
+
+    #[test]
+    fn state_held_elsewhere_moves_on_while_another_account_is_left_and_stops_after() {
+        let mut s = situation(FailureClass::BadRequest, Case::FirstAttempt);
+        assert!(matches!(next(&s), Next::Stop(_)), "bad_request stops");
+        s.state_elsewhere = true;
+        assert_eq!(next(&s), Next::Failover(Because::StateElsewhere));
+        s.others_left = false;
+        assert!(
+            matches!(next(&s), Next::Stop(_)),
+            "the last account's 404 is the caller's"
+        );
     }
 
     #[test]

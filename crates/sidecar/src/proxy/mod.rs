@@ -511,16 +511,6 @@ impl Request<'_> {
                 others_left,
                 record.breaker,
             );
-            // State the request names, not held by this account: another OpenAI account of
-            // the route may hold it (the caller's mistake only if none does).
-            let next = if others_left
-                && self.request.server_state().is_some()
-                && crate::classify::state_elsewhere(&failure)
-            {
-                Next::Failover(plan::Because::StateElsewhere)
-            } else {
-                next
-            };
             record.next = Some(next);
             record.outcome = AttemptOutcome::Failed(&failure);
             self.observer().attempt(&span, &record, self.request);
@@ -580,6 +570,10 @@ impl Request<'_> {
             budget_left: self.budget.has_room(),
             target,
             jitter: fastrand::f64(),
+            // State the request names, not held by this account: another OpenAI account of
+            // the route may hold it (the caller's mistake only if none does).
+            state_elsewhere: self.request.server_state().is_some()
+                && crate::classify::state_elsewhere(failure),
         };
         let next = plan::next(&situation);
         match next {
