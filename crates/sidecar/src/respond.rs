@@ -89,6 +89,21 @@ pub fn error(api: Api, status: StatusCode, code: &str, message: &str) -> Respons
     resp
 }
 
+/// Copies from a provider's response head what the client reads of it: the content type, the
+/// cache policy, and the `ids` headers (request ids and the like) that are present.
+pub fn pass_headers(from: &HeaderMap, to: &mut HeaderMap, ids: &[&'static str]) {
+    for name in [header::CONTENT_TYPE, header::CACHE_CONTROL] {
+        if let Some(v) = from.get(&name) {
+            to.insert(name, v.clone());
+        }
+    }
+    for name in ids {
+        if let Some(v) = from.get(*name) {
+            to.insert(*name, v.clone());
+        }
+    }
+}
+
 /// What the `x-plumb-*` headers report.
 #[derive(Clone, Debug, Default)]
 pub struct Account<'a> {

@@ -208,16 +208,7 @@ impl Request<'_> {
         let mut resp = Response::new(body);
         *resp.status_mut() = head.status;
         let h = resp.headers_mut();
-        for name in [header::CONTENT_TYPE, header::CACHE_CONTROL] {
-            if let Some(v) = head.headers.get(&name) {
-                h.insert(name, v.clone());
-            }
-        }
-        for name in ["x-request-id", "request-id"] {
-            if let Some(v) = head.headers.get(name) {
-                h.insert(name, v.clone());
-            }
-        }
+        respond::pass_headers(&head.headers, h, &["x-request-id", "request-id"]);
         respond::account(h, &account);
         resp
     }

@@ -234,16 +234,7 @@ fn relayed(resp: Response<upstream::UpstreamBody>, target: &Target) -> Response<
     let mut out = Response::new(body);
     *out.status_mut() = head.status;
     let h = out.headers_mut();
-    for name in [header::CONTENT_TYPE, header::CACHE_CONTROL] {
-        if let Some(v) = head.headers.get(&name) {
-            h.insert(name, v.clone());
-        }
-    }
-    for name in ["x-request-id", "openai-processing-ms"] {
-        if let Some(v) = head.headers.get(name) {
-            h.insert(name, v.clone());
-        }
-    }
+    respond::pass_headers(&head.headers, h, &["x-request-id", "openai-processing-ms"]);
     if let Ok(v) = HeaderValue::from_str(&target.name) {
         h.insert("x-plumb-served-by", v);
     }
