@@ -6,7 +6,8 @@
 //! too. An opted-in pod gets the sidecar as a native sidecar (an init container with
 //! `restartPolicy: Always`, so it starts before the application and stops after it), the
 //! volumes it needs (a projected ServiceAccount token for the control plane's audience, a
-//! memory-backed policy cache), and `OPENAI_BASE_URL` / `ANTHROPIC_BASE_URL` in every
+//! memory-backed policy cache), the pod's cloud identity (IRSA, EKS Pod Identity, a Google
+//! service-account key: see [`cloud`]), and `OPENAI_BASE_URL` / `ANTHROPIC_BASE_URL` in every
 //! application container — unless the container sets them already and the pod does not ask to
 //! override them. A pod that already has the sidecar gets nothing. Bad annotations deny the pod
 //! with a message that says what to fix. The answer is a JSON Patch, base64 in the
@@ -18,6 +19,8 @@
 
 use base64::Engine as _;
 use serde_json::{Value, json};
+
+pub mod cloud;
 
 /// The opt-in / opt-out label (DESIGN §14).
 pub const INJECT_LABEL: &str = "plumb.dev/inject";
@@ -52,10 +55,19 @@ pub struct Inject {
     pub env: Vec<(String, String)>,
 }
 
+/// The link-local endpoints that hand out cloud credentials, never reached through a proxy: the
+/// instance metadata service of AWS and Google Cloud (GKE Workload Identity's metadata server
+/// answers there too, by address and by name) and EKS Pod Identity's agent.
+pub const METADATA_HOSTS: [&str; 3] = [
+    "169.254.169.254",
+    "169.254.170.23",
+    "metadata.google.internal",
+];
+
 /// The egress-proxy environment of injected sidecars: `HTTPS_PROXY` and `HTTP_PROXY` as given,
 /// and — when either is set — `NO_PROXY` from `no_proxy` plus the host of the policy service
-/// (`control_plane`), so the sidecar's own control-plane traffic never takes the proxy. No
-/// proxy, no variables.
+/// (`control_plane`), so the sidecar's own control-plane traffic never takes the proxy, and
+/// the [`METADATA_HOSTS`]. No proxy, no variables.
 pub fn proxy_env(
     https: Option<&str>,
     http: Option<&str>,
@@ -86,8 +98,11 @@ pub fn proxy_env(
         .split(['/', ':'])
         .next()
         .unwrap_or_default();
-    if !policy_host.is_empty() && !hosts.iter().any(|h| h == policy_host) {
-        hosts.push(policy_host.to_owned());
+    // The cloud metadata endpoints are link-local: no proxy can reach them for the pod.
+    for host in [policy_host].into_iter().chain(METADATA_HOSTS) {
+        if !host.is_empty() && !hosts.iter().any(|h| h == host) {
+            hosts.push(host.to_owned());
+        }
     }
     env.push(("NO_PROXY".to_owned(), hosts.join(",")));
     env
@@ -136,25 +151,59 @@ fn annotation<'a>(pod: &'a Value, key: &str) -> Option<&'a str> {
         .and_then(Value::as_str)
 }
 
-fn has_sidecar(pod: &Value) -> bool {
+/// Where the sidecar is in `pod`, as a JSON pointer to its container, if it is there.
+fn sidecar_at(pod: &Value) -> Option<(String, &Value)> {
     ["/spec/initContainers", "/spec/containers"]
         .iter()
-        .any(|p| {
-            pod.pointer(p)
-                .and_then(Value::as_array)
-                .is_some_and(|cs| cs.iter().any(|c| c["name"] == SIDECAR_NAME))
+        .find_map(|p| {
+            let list = pod.pointer(p).and_then(Value::as_array)?;
+            let i = list.iter().position(|c| c["name"] == SIDECAR_NAME)?;
+            Some((format!("{p}/{i}"), &list[i]))
         })
 }
 
+/// The operations that add `identity` to the container at `at` (a JSON pointer), which has or
+/// lacks `env` and `volumeMounts` lists.
+fn lend(at: &str, container: &Value, identity: cloud::Identity, ops: &mut Vec<Value>) {
+    for (field, items) in [("env", identity.env), ("volumeMounts", identity.mounts)] {
+        if items.is_empty() {
+            continue;
+        }
+        if container.get(field).and_then(Value::as_array).is_some() {
+            for v in items {
+                ops.push(json!({"op": "add", "path": format!("{at}/{field}/-"), "value": v}));
+            }
+        } else {
+            ops.push(json!({"op": "add", "path": format!("{at}/{field}"), "value": items}));
+        }
+    }
+}
+
 /// The JSON Patch that injects the sidecar into `pod`, or `None` when nothing is to be done
-/// (opted out, or injected already).
+/// (opted out, or injected already and lent the pod's cloud identity — see [`cloud`]).
 pub fn patch(pod: &Value, cfg: &Inject) -> Result<Option<Vec<Value>>, Denied> {
     let label = pod
         .pointer("/metadata/labels")
         .and_then(|l| l.get(INJECT_LABEL))
         .and_then(Value::as_str);
-    if label == Some("disabled") || has_sidecar(pod) {
+    if label == Some("disabled") {
         return Ok(None);
+    }
+    let lends = cloud::lends(annotation(pod, cloud::CLOUD_IDENTITY_ANNOTATION)).map_err(Denied)?;
+    if let Some((at, sidecar)) = sidecar_at(pod) {
+        // Called again (another webhook changed the pod after this one): only the identity that
+        // webhook gave the application containers may still be missing.
+        let rest = if lends {
+            cloud::missing(sidecar, cloud::borrowed(pod))
+        } else {
+            cloud::Identity::default()
+        };
+        if rest.env.is_empty() && rest.mounts.is_empty() {
+            return Ok(None);
+        }
+        let mut ops = Vec::new();
+        lend(&at, sidecar, rest, &mut ops);
+        return Ok(Some(ops));
     }
     let cpu = annotation(pod, CPU_ANNOTATION).unwrap_or(&cfg.cpu);
     if !positive_quantity(cpu) {
@@ -219,6 +268,14 @@ pub fn patch(pod: &Value, cfg: &Inject) -> Result<Option<Vec<Value>>, Denied> {
                 .iter()
                 .map(|(name, value)| json!({"name": name, "value": value})),
         );
+    }
+    if lends {
+        let identity = cloud::missing(&sidecar, cloud::borrowed(pod));
+        for (field, items) in [("env", identity.env), ("volumeMounts", identity.mounts)] {
+            if let Some(list) = sidecar.get_mut(field).and_then(Value::as_array_mut) {
+                list.extend(items);
+            }
+        }
     }
     let volumes = [
         json!({"name": "plumb-token", "projected": {"sources": [{"serviceAccountToken": {
@@ -355,7 +412,8 @@ mod tests {
                 ),
                 (
                     "NO_PROXY".to_owned(),
-                    ".svc,.cluster.local,127.0.0.1,localhost,plumb-policy.plumb-system.svc"
+                    ".svc,.cluster.local,127.0.0.1,localhost,plumb-policy.plumb-system.svc,\
+                     169.254.169.254,169.254.170.23,metadata.google.internal"
                         .to_owned()
                 ),
             ]
@@ -368,7 +426,13 @@ mod tests {
             "https://p.ns.svc:15410",
         );
         assert_eq!(both[1], ("HTTP_PROXY".to_owned(), "http://b:2".to_owned()));
-        assert_eq!(both[2], ("NO_PROXY".to_owned(), "p.ns.svc".to_owned()));
+        assert_eq!(
+            both[2],
+            (
+                "NO_PROXY".to_owned(),
+                "p.ns.svc,169.254.169.254,169.254.170.23,metadata.google.internal".to_owned()
+            )
+        );
     }
 
     #[test]
@@ -403,7 +467,10 @@ mod tests {
                 "NO_PROXY"
             ]
         );
-        assert_eq!(env[4]["value"], ".svc,p");
+        assert_eq!(
+            env[4]["value"],
+            ".svc,p,169.254.169.254,169.254.170.23,metadata.google.internal"
+        );
     }
 
     #[test]

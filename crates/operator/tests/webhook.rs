@@ -317,3 +317,120 @@ async fn the_server_refuses_what_is_not_a_review() {
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+/// What EKS's pod-identity webhook writes into a container for IRSA (a ServiceAccount annotated
+/// `eks.amazonaws.com/role-arn`): the variables and the projected token's mount.
+fn irsa(container: &mut Value) {
+    let env = container["env"].as_array().cloned().unwrap_or_default();
+    let mut env = env;
+    env.extend([
+        json!({"name": "AWS_STS_REGIONAL_ENDPOINTS", "value": "regional"}),
+        json!({"name": "AWS_DEFAULT_REGION", "value": "us-east-1"}),
+        json!({"name": "AWS_REGION", "value": "us-east-1"}),
+        json!({"name": "AWS_ROLE_ARN", "value": "arn:aws:iam::111122223333:role/llm"}),
+        json!({"name": "AWS_WEB_IDENTITY_TOKEN_FILE",
+               "value": "/var/run/secrets/eks.amazonaws.com/serviceaccount/token"}),
+    ]);
+    container["env"] = Value::Array(env);
+    let mut mounts = container["volumeMounts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    mounts.push(json!({"name": "aws-iam-token", "readOnly": true,
+        "mountPath": "/var/run/secrets/eks.amazonaws.com/serviceaccount"}));
+    container["volumeMounts"] = Value::Array(mounts);
+}
+
+fn irsa_volume() -> Value {
+    json!({"name": "aws-iam-token", "projected": {"sources": [{"serviceAccountToken": {
+        "audience": "sts.amazonaws.com", "expirationSeconds": 86400, "path": "token"}}]}})
+}
+
+/// The sidecar's variable `name`, and whether it mounts `path`.
+fn sidecar_has(pod: &Value, name: &str, path: &str) -> (Option<String>, bool) {
+    let typed = kubernetes_reads_back(pod);
+    let init = typed.spec.unwrap().init_containers.unwrap();
+    let sidecar = init.iter().find(|c| c.name == "plumb-sidecar").unwrap();
+    let value = sidecar
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == name)
+        .and_then(|e| e.value.clone());
+    let mounted = sidecar
+        .volume_mounts
+        .iter()
+        .flatten()
+        .any(|m| m.mount_path == path && m.read_only == Some(true));
+    (value, mounted)
+}
+
+#[tokio::test]
+async fn the_sidecar_gets_the_pods_cloud_identity_whichever_webhook_runs_first() {
+    let s = server().await;
+    let token_dir = "/var/run/secrets/eks.amazonaws.com/serviceaccount";
+    let role = Some("arn:aws:iam::111122223333:role/llm".to_owned());
+
+    // EKS's webhook ran first: the sidecar is injected with the identity.
+    let mut pod = golden_pod();
+    irsa(&mut pod["spec"]["containers"][0]);
+    pod["spec"]["volumes"] = json!([irsa_volume()]);
+    let injected = apply(&pod, &ops(&s.review(&pod, "CREATE").await).unwrap());
+    assert_eq!(
+        sidecar_has(&injected, "AWS_ROLE_ARN", token_dir),
+        (role.clone(), true)
+    );
+    assert!(s.review(&injected, "CREATE").await.get("patch").is_none());
+
+    // This webhook ran first, then EKS's wrote the application container only: called again
+    // (reinvocationPolicy: IfNeeded), it adds what the sidecar lacks, once.
+    let pod = golden_pod();
+    let mut injected = apply(&pod, &ops(&s.review(&pod, "CREATE").await).unwrap());
+    assert_eq!(
+        sidecar_has(&injected, "AWS_ROLE_ARN", token_dir),
+        (None, false)
+    );
+    irsa(&mut injected["spec"]["containers"][0]);
+    let mut volumes = injected["spec"]["volumes"].as_array().cloned().unwrap();
+    volumes.push(irsa_volume());
+    injected["spec"]["volumes"] = Value::Array(volumes);
+    let again = apply(
+        &injected,
+        &ops(&s.review(&injected, "CREATE").await).expect("the identity is added"),
+    );
+    assert_eq!(sidecar_has(&again, "AWS_ROLE_ARN", token_dir), (role, true));
+    let (region, _) = sidecar_has(&again, "AWS_REGION", token_dir);
+    assert_eq!(region.as_deref(), Some("us-east-1"));
+    assert!(s.review(&again, "CREATE").await.get("patch").is_none());
+
+    // EKS's webhook wrote the sidecar itself too: nothing is added twice.
+    let mut both = injected.clone();
+    let at = both["spec"]["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|c| c["name"] == "plumb-sidecar")
+        .unwrap();
+    irsa(&mut both["spec"]["initContainers"][at]);
+    assert!(s.review(&both, "CREATE").await.get("patch").is_none());
+
+    // A pod that keeps its identity from the sidecar.
+    let mut pod = golden_pod();
+    irsa(&mut pod["spec"]["containers"][0]);
+    pod["spec"]["volumes"] = json!([irsa_volume()]);
+    pod["metadata"]["annotations"] = json!({"plumb.dev/cloud-identity": "none"});
+    let injected = apply(&pod, &ops(&s.review(&pod, "CREATE").await).unwrap());
+    assert_eq!(
+        sidecar_has(&injected, "AWS_ROLE_ARN", token_dir),
+        (None, false)
+    );
+    pod["metadata"]["annotations"] = json!({"plumb.dev/cloud-identity": "yes"});
+    let r = s.review(&pod, "CREATE").await;
+    assert_eq!(r["allowed"], false);
+    assert!(
+        r["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("plumb.dev/cloud-identity")
+    );
+}
