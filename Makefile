@@ -31,7 +31,7 @@ bench-control-scale: tools
 	ulimit -n $$(ulimit -Hn) && $(BENCH_TARGET)/release/examples/propagation --sidecars 1000 --namespaces 10 --rounds $(ROUNDS) | tee $(BENCH_TARGET)/bench-control-1000.md
 	ulimit -n $$(ulimit -Hn) && $(BENCH_TARGET)/release/examples/propagation --sidecars 10000 --namespaces 100 --rounds $(ROUNDS) | tee $(BENCH_TARGET)/bench-control-10000.md
 
-.PHONY: install-cli scorecard scorecard-quick e2e-kind test-chart bench-control bench-control-scale bench-burst bench-attack crds check-deps all demo demo-raw bench-smoke test lint fmt-check clippy doc test-rust test-sdk tools bench bench-simulator clean-cache fuzz
+.PHONY: install-cli scorecard scorecard-quick e2e-kind test-chart bench-control bench-control-scale symbol-order bench-burst bench-attack crds check-deps all demo demo-raw bench-smoke test lint fmt-check clippy doc test-rust test-sdk tools bench bench-simulator clean-cache fuzz
 
 all: test
 
@@ -90,6 +90,10 @@ test-sdk:
 	$(CARGO) build --locked --quiet -p plumb-simulator -p plumb-sidecar
 	venv=$$(scripts/sdk-venv.sh) && "$$venv/bin/python" -m pytest -q -p no:cacheprovider tests/sdk
 
+## symbol-order: regenerate crates/sidecar/symbol-order.txt (the release sidecar's code layout) from a callgrind run of it
+symbol-order:
+	scripts/symbol-order.sh
+
 ## fuzz: every fuzz target in crates/fuzz (cargo-fuzz, libFuzzer, nightly) for FUZZ_SECONDS each (default 60),
 ## from corpora seeded by the simulator, the golden files and the examples; prints executions per target
 FUZZ_SECONDS ?= 60
@@ -130,7 +134,8 @@ test-chart:
 ## through the sidecar, in one run, pinned (each proxy on a core of its own) and shared (nothing pinned);
 ## BENCH_SECONDS (10), BENCH_REPEAT (3 alternating repetitions, medians kept), BENCH_LAYOUT (pinned|shared|both)
 bench: bench-simulator
-	$(CARGO) build --release --locked --quiet -p plumb-sidecar -p plumb-simulator -p plumb-loadgen
+	$(CARGO) build --release --locked --quiet -p plumb-sidecar --bin plumb-sidecar  # alone, as shipped
+	$(CARGO) build --release --locked --quiet -p plumb-simulator -p plumb-loadgen
 	mkdir -p target
 	ulimit -n $$(ulimit -Hn) && $(TARGET_DIR)/release/plumb-bench --sidecar $(TARGET_DIR)/release/plumb-sidecar \
 	  --simulator $(TARGET_DIR)/release/plumb-simulator --floor $(TARGET_DIR)/release/plumb-floor \

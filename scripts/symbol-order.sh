@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Regenerates crates/sidecar/symbol-order.txt: the sidecar's functions that run when it starts
+# and serves, hottest first, for the linker to lay out together (`--symbol-ordering-file`, lld).
+#
+# Why: the kernel maps a binary's code 64 KiB around every page first touched (fault-around), so
+# a process's resident code is set by how scattered the functions it runs are, not by how much
+# of them it runs. Laid out together, the code a sidecar runs idle and under traffic fits in a
+# few hundred KiB of pages instead of ~6 MB spread over the 13 MB of .text.
+#
+# How: the release sidecar runs under callgrind in front of the simulator twice: once it starts
+# and stops; once it starts, serves a mix of what real traffic asks (OpenAI and Anthropic
+# clients, whole and streamed, a failover across families, a contract, embeddings, the
+# Responses API, metrics and health), drains and exits. The functions of the first run come
+# first (an idle sidecar's resident code is only those), then those only serving runs; each
+# group by instructions spent in it, hottest first.
+# Symbols the file names that a later build no longer has are skipped by the linker, so a stale
+# file costs memory, never correctness: rerun this after large changes (`make symbol-order`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target=${CARGO_TARGET_DIR:-target}
+command -v valgrind >/dev/null || { echo "symbol-order: needs valgrind (apt-get install valgrind)" >&2; exit 69; }
+# The sidecar alone, as its Dockerfile and `make bench` build it: built with other packages, its
+# dependencies' features (and so their symbols' hashes) would differ from the shipped binary's.
+cargo build --release --locked --quiet -p plumb-sidecar --bin plumb-sidecar
+cargo build --release --locked --quiet -p plumb-simulator
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
+
+"$target/release/plumb-simulator" --listen 127.0.0.1:0 --addr-file "$work/sim" >/dev/null 2>&1 &
+for _ in $(seq 100); do [ -s "$work/sim" ] && break; sleep 0.1; done
+sim=$(cat "$work/sim")
+cat >"$work/routes.yaml" <<YAML
+apiVersion: plumb.dev/v1alpha1
+kind: LlmRoute
+metadata: {name: assistant}
+spec:
+  match: {models: [assistant]}
+  targets:
+    - {name: gpt, provider: openai, baseUrl: '$sim/v1', model: sim-gpt, credentials: {env: PLUMB_PROFILE_KEY}}
+    - {name: claude, provider: anthropic, baseUrl: '$sim', model: sim-claude, priority: 1, credentials: {env: PLUMB_PROFILE_KEY}, capabilities: {prefill: true}}
+  streaming: {holdEvents: 2, continuation: true}
+---
+apiVersion: plumb.dev/v1alpha1
+kind: LlmRoute
+metadata: {name: extract}
+spec:
+  match: {models: [extract]}
+  targets:
+    - {name: gpt, provider: openai, baseUrl: '$sim/v1', model: sim-gpt, credentials: {env: PLUMB_PROFILE_KEY}}
+    - {name: mini, provider: openai, baseUrl: '$sim/v1', model: sim-gpt-mini, priority: 1, credentials: {env: PLUMB_PROFILE_KEY}}
+  contract:
+    schema: {inline: {type: object, required: [answer], properties: {answer: {type: string}}}}
+    rules: [{expression: "size(answer.answer) >= 1", message: the answer must not be empty}]
+    maxLength: 2000
+---
+apiVersion: plumb.dev/v1alpha1
+kind: LlmRoute
+metadata: {name: embed}
+spec:
+  match: {models: [embed]}
+  targets:
+    - {name: a, provider: openai, baseUrl: '$sim/v1', model: sim-embed, credentials: {env: PLUMB_PROFILE_KEY}}
+YAML
+# The sidecar under callgrind; its URLs in $url and $admin.
+profile() {
+  PLUMB_PROFILE_KEY=sk-profile RUST_LOG=info valgrind --tool=callgrind --demangle=no \
+    --callgrind-out-file="$work/$1.cg" "$target/release/plumb-sidecar" --routes "$work/routes.yaml" \
+    --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 >"$work/$1.out" 2>"$work/$1.err" &
+  sidecar=$!
+  for _ in $(seq 600); do grep -q "listening on" "$work/$1.out" 2>/dev/null && break; sleep 0.1; done
+  url=$(grep -o 'listening on http://[^ ]*' "$work/$1.out" | head -1 | cut -d' ' -f3)
+  admin=$(grep -o 'admin http://[^ ]*' "$work/$1.out" | head -1 | cut -d' ' -f2)
+  [ -n "$url" ] || { echo "symbol-order: the sidecar did not start:" >&2; cat "$work/$1.err" >&2; exit 1; }
+}
+stop() { kill -TERM "$sidecar"; wait "$sidecar" || true; }
+# The Rust functions of a callgrind profile with the instructions spent in each, hottest first.
+# "fn=(id) name" (or "cfn=(id) name", a callee) defines a function's id, "fn=(id)" repeats it;
+# the cost lines after fn= (position and instructions) are its own, except the line after
+# "calls=", which is the inclusive cost of that call.
+functions() {
+  awk -v q="'" '
+    /^fn=/ { spec = substr($0, 4); if (match(spec, /^\([0-9]+\) /)) { id = substr(spec, 1, RLENGTH - 1); name = substr(spec, RLENGTH + 1); names[id] = name; cur = name } else if (spec ~ /^\([0-9]+\)$/) { cur = names[spec] } else { cur = spec }; next }
+    /^cfn=\([0-9]+\) / { spec = substr($0, 5); match(spec, /^\([0-9]+\) /); names[substr(spec, 1, RLENGTH - 1)] = substr(spec, RLENGTH + 1); next }
+    /^(cfn|cfi|cfl|calls|fl|fi|fe|ob|cob)=/ { if ($0 ~ /^calls=/) skip = 1; next }
+    /^[0-9+*-]/ { if (skip) { skip = 0; next } if (cur != "") cost[cur] += $2; next }
+    END { for (n in cost) { m = n; sub(q "[0-9]+$", "", m); if (m ~ /^_ZN/ || m ~ /^_R/) total[m] += cost[n] } for (m in total) printf "%d %s\n", total[m], m }
+  ' "$1" | sort -rn | awk '{print $2}'
+}
+
+# First what a sidecar runs to start and wait: an idle sidecar's resident code is only that.
+profile start
+stop
+# Then what it runs to serve.
+profile serve
+post() { curl -s -o /dev/null -m 60 "$url$1" -H 'content-type: application/json' "${@:3}" -d "$2" || true; }
+msgs='"messages":[{"role":"user","content":"what is six times seven"}]'
+for _ in 1 2 3; do
+  post /v1/chat/completions "{\"model\":\"assistant\",$msgs}" -H 'authorization: Bearer x'
+  post /v1/chat/completions "{\"model\":\"assistant\",\"stream\":true,$msgs}"
+  post /v1/chat/completions "{\"model\":\"assistant\",$msgs}" -H 'x-sim-fault: server_error'
+  post /v1/chat/completions "{\"model\":\"assistant\",\"stream\":true,$msgs}" -H 'x-sim-fault: rate_limited'
+  post /v1/messages "{\"model\":\"assistant\",\"max_tokens\":64,$msgs}" -H 'anthropic-version: 2023-06-01'
+  post /v1/messages "{\"model\":\"assistant\",\"max_tokens\":64,\"stream\":true,$msgs}" -H 'anthropic-version: 2023-06-01'
+  post /v1/chat/completions "{\"model\":\"extract\",\"response_format\":{\"type\":\"json_object\"},$msgs}"
+  post /v1/responses '{"model":"assistant","input":"what is six times seven"}'
+  post /v1/embeddings '{"model":"embed","input":"six times seven"}'
+  post /v1/chat/completions '{"model":"nope","messages":[]}'
+  curl -s -o /dev/null -m 20 "$admin/metrics" || true
+  curl -s -o /dev/null -m 20 "$admin/readyz" || true
+done
+stop
+functions "$work/start.cg" >"$work/start.txt"
+functions "$work/serve.cg" >"$work/serve.txt"
+# Starting first, then serving's own functions: hot ones together within each.
+{ cat "$work/start.txt"; grep -vxFf "$work/start.txt" "$work/serve.txt" || true; } >crates/sidecar/symbol-order.txt
+echo "symbol-order: $(wc -l <crates/sidecar/symbol-order.txt) functions in crates/sidecar/symbol-order.txt"
