@@ -78,7 +78,7 @@ fn what_the_other_family_cannot_express_is_refused_by_name() {
             Api::Openai => Conversation::from_openai(&b).and_then(|c| c.to_anthropic("m")),
             Api::Anthropic => Conversation::from_anthropic(&b).and_then(|c| c.to_openai("m")),
             Api::Responses => Conversation::from_responses(&b).and_then(|c| c.to_anthropic("m")),
-            Api::Gemini => panic!("no client speaks gemini"),
+            Api::Gemini | Api::Bedrock => panic!("no client speaks gemini or bedrock"),
         };
         c.err().map(|e| e.field).unwrap_or_default()
     };
@@ -374,7 +374,7 @@ fn requests_of_every_client_family_become_gemini_requests() {
             Api::Openai => Conversation::from_openai(&input),
             Api::Anthropic => Conversation::from_anthropic(&input),
             Api::Responses => Conversation::from_responses(&input),
-            Api::Gemini => panic!("no client speaks gemini"),
+            Api::Gemini | Api::Bedrock => panic!("no client speaks gemini or bedrock"),
         }
         .unwrap();
         // What Gemini cannot say is named, as for the other families.
