@@ -15,6 +15,8 @@
 
 pub mod anthropic;
 pub mod attempts;
+pub mod aws;
+pub mod bedrock;
 pub mod catalog;
 pub mod chat;
 pub mod embed;

@@ -399,9 +399,13 @@ fn header<'a>(message: &'a Message, name: &str) -> Option<&'a str> {
         .map(|s| s.as_str())
 }
 
-/// One frame as an SSE event.
+/// One frame as an SSE event (a payload that is not JSON stays so, on one line: a malformed
+/// event).
 fn sse(message: &Message) -> Bytes {
-    let payload: Value = serde_json::from_slice(message.payload()).unwrap_or(Value::Null);
+    let Ok(payload) = serde_json::from_slice::<Value>(message.payload()) else {
+        let text = String::from_utf8_lossy(message.payload()).replace(['\r', '\n'], " ");
+        return Bytes::from(format!("event: malformed\ndata: {text}\n\n"));
+    };
     let (name, data) = match header(message, ":message-type") {
         Some("exception") => {
             let kind = header(message, ":exception-type").unwrap_or("exception");

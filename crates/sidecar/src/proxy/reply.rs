@@ -137,7 +137,7 @@ impl Request<'_> {
                     api: self.request.api,
                     route: self.handles.label().to_owned(),
                     target: target.name.clone(),
-                    translator: match self.request.api {
+                    translator: (match self.request.api {
                         Api::Responses => Translator::to_responses(
                             self.request.family_for(target),
                             self.request.echo(),
@@ -151,7 +151,8 @@ impl Request<'_> {
                                 clock::unix_secs_now(),
                             )
                         }
-                    },
+                    })
+                    .naming(&target.model),
                     malformed: self.route.streaming.malformed,
                     idle: self
                         .proxy

@@ -102,6 +102,13 @@ impl FromGemini {
         }))
     }
 
+    /// Names the model in the chunks a Bedrock stream becomes (ConverseStream does not say).
+    fn name_model(&mut self, model: &str) {
+        if let Some(b) = self.bedrock.take() {
+            self.bedrock = Some(b.with_model(model));
+        }
+    }
+
     /// The family of the upstream's events.
     fn family(&self) -> Api {
         if self.bedrock.is_some() {
@@ -212,6 +219,15 @@ impl Translator {
                 created,
             ),
         }
+    }
+
+    /// Names the upstream's model where its events do not (Bedrock's); `model` is the
+    /// target's.
+    pub fn naming(mut self, model: &str) -> Translator {
+        if let Translator::FromGemini(t) = &mut self {
+            t.name_model(model);
+        }
+        self
     }
 
     /// The family of the upstream's events.
