@@ -364,7 +364,12 @@ pub fn exception_frame(err: &ProviderError) -> Event {
 }
 
 /// The error a status fault produces from Bedrock, in its words.
-pub fn for_fault(fault: &Fault, model: &str, context: (u32, u32)) -> Option<ProviderError> {
+pub fn for_fault(
+    fault: &Fault,
+    model: &str,
+    key: Option<&str>,
+    context: (u32, u32),
+) -> Option<ProviderError> {
     let e = |status: u16, message: String| ProviderError {
         status,
         ..ProviderError::bad_request(message)
@@ -403,6 +408,7 @@ pub fn for_fault(fault: &Fault, model: &str, context: (u32, u32)) -> Option<Prov
         Fault::Unavailable | Fault::Overloaded => {
             e(503, "Bedrock is unable to process your request.".to_owned())
         }
+        Fault::KeyEcho { how, after: 0 } => e(500, how.message(key.unwrap_or(""))),
         // A guardrail's stop is a 200 (see [`blocked`]).
         Fault::ContentFilter
         | Fault::ConnectionReset

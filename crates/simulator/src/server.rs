@@ -415,6 +415,8 @@ struct Attempting {
     id: u64,
     model: String,
     key: Option<String>,
+    /// What a key-echo fault repeats: the key, or a signed request's session token.
+    echo: Option<String>,
 }
 
 async fn handle(
@@ -535,6 +537,7 @@ async fn handle(
         api,
         id,
         model: model.unwrap_or_default(),
+        echo: header("x-amz-security-token").or_else(|| key.clone()),
         key,
     };
     if endpoint == "embeddings" {
@@ -636,7 +639,7 @@ impl Attempting {
             },
         );
         if let Some(err) =
-            ProviderError::for_fault(fault, self.api, &self.model, self.key.as_deref(), context)
+            ProviderError::for_fault(fault, self.api, &self.model, self.echo.as_deref(), context)
         {
             return Ok(Some(self.error(&err)));
         }
@@ -816,7 +819,7 @@ impl Attempting {
                 &echoed,
                 self.api,
                 &self.model,
-                self.key.as_deref(),
+                self.echo.as_deref(),
                 (0, 0),
             )
             .map(|e| e.stream_event(self.api, &request_id));
@@ -999,6 +1002,7 @@ async fn models(
         api,
         id,
         model: String::new(),
+        echo: key.clone(),
         key,
     };
     let fault = match req.headers().get("x-sim-fault").map(HeaderValue::to_str) {

@@ -125,7 +125,7 @@ impl ProviderError {
             return gemini_for_fault(fault, model, key, context);
         }
         if api == Api::Bedrock {
-            return crate::bedrock::for_fault(fault, model, context);
+            return crate::bedrock::for_fault(fault, model, key, context);
         }
         let anthropic = api == Api::Anthropic;
         Some(match fault {

@@ -44,6 +44,30 @@ const CALL: Duration = Duration::from_secs(15);
 /// The largest credential response read.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
+/// The AWS secrets this process has held (secret keys, session tokens, the tokens that fetch
+/// them), the latest few, so that [`crate::keys::redact`] removes them from every text that
+/// leaves the process, as it removes API keys.
+static SEEN: Mutex<Vec<Secret>> = parking_lot::const_mutex(Vec::new());
+
+/// How many secrets [`SEEN`] keeps (each refresh brings two).
+const SEEN_MAX: usize = 16;
+
+/// Remembers a secret for redaction.
+fn remember(s: &Secret) {
+    let mut seen = SEEN.lock();
+    if !seen.contains(s) {
+        if seen.len() >= SEEN_MAX {
+            seen.remove(0);
+        }
+        seen.push(s.clone());
+    }
+}
+
+/// The AWS secrets this process has held, for redaction.
+pub fn secrets() -> Vec<Secret> {
+    SEEN.lock().clone()
+}
+
 /// The credentials could not be had.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("aws credentials from {source_name}: {reason}")]
@@ -139,7 +163,13 @@ impl Chain {
             })
         };
         let current = match &source {
-            Some(Source::Static(k)) => Some(k.clone()),
+            Some(Source::Static(k)) => {
+                remember(&k.secret_access_key);
+                if let Some(t) = &k.session_token {
+                    remember(t);
+                }
+                Some(k.clone())
+            }
             Some(Source::WebIdentity { .. } | Source::Container { .. }) | None => None,
         };
         Chain {
@@ -193,6 +223,10 @@ impl Chain {
             });
         match (fetched, usable) {
             (Ok(k), _) => {
+                remember(&k.secret_access_key);
+                if let Some(t) = &k.session_token {
+                    remember(t);
+                }
                 *failed_at = None;
                 *self.current.lock() = Some(k.clone());
                 Ok(k)
@@ -244,6 +278,7 @@ async fn fetch(source: &Source, transport: &dyn Transport) -> Result<Keys, Crede
             if token.is_empty() {
                 return Err(fail(format!("{} is empty", token_file.display())));
             }
+            remember(&Secret::new(token));
             let form = [
                 ("Action", "AssumeRoleWithWebIdentity"),
                 ("Version", "2011-06-15"),
@@ -296,6 +331,9 @@ async fn fetch(source: &Source, transport: &dyn Transport) -> Result<Keys, Crede
                 )),
                 (None, t) => t.clone(),
             };
+            if let Some(t) = &token {
+                remember(t);
+            }
             let mut b = Request::builder().method(Method::GET).uri(uri.as_str());
             if let Some(t) = &token {
                 let mut v = http::HeaderValue::from_str(t.expose()).map_err(|_| {
