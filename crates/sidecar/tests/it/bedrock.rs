@@ -549,8 +549,9 @@ async fn environment_keys_sign_with_sigv4_and_a_wrong_secret_is_auth() {
 async fn web_identity_credentials_come_from_sts_once_for_concurrent_requests_and_are_refreshed_before_expiry()
  {
     let sim = simulator().await;
-    // 302 s: inside the 5-minute refresh margin two seconds after they are issued.
-    sim.set_aws_expiry(Duration::from_secs(302));
+    // 304 s: inside the 5-minute refresh margin about four seconds after they are issued
+    // (STS gives the expiry in whole seconds).
+    sim.set_aws_expiry(Duration::from_secs(304));
     let dir = tempfile::tempdir().unwrap();
     let token = dir.path().join("token");
     std::fs::write(&token, plumb_simulator::aws::WEB_IDENTITY_TOKEN).unwrap();
@@ -570,7 +571,7 @@ async fn web_identity_credentials_come_from_sts_once_for_concurrent_requests_and
         assert_eq!(r.unwrap().status(), 200);
     }
     assert_eq!(identity_calls(&sim, "sts").len(), 1, "one refresh shared");
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(4500)).await;
     let r = ask(&sc, "openai", true, json!({})).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let sts = identity_calls(&sim, "sts");
@@ -584,7 +585,7 @@ async fn web_identity_credentials_come_from_sts_once_for_concurrent_requests_and
     // The token changes to one STS refuses: the refresh fails, and the credentials that have
     // not expired go on serving.
     std::fs::write(&token, "eyJnot-the-token").unwrap();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(4500)).await;
     let r = ask(&sc, "openai", false, json!({})).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let sts = identity_calls(&sim, "sts");
