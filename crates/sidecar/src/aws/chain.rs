@@ -493,6 +493,121 @@ mod tests {
         assert!(chain(&[]).source.is_none());
     }
 
+    /// A container-credentials endpoint that answers from a script and counts its calls.
+    struct Scripted {
+        answers: Mutex<std::collections::VecDeque<(u16, String)>>,
+        calls: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Transport for Scripted {
+        fn send(&self, req: Request<Full<Bytes>>, _connect: Duration) -> crate::upstream::Sent<'_> {
+            Box::pin(async move {
+                assert_eq!(req.headers()[header::AUTHORIZATION], "container-token");
+                self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                // Let every concurrent caller reach the refresh before this one answers.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let (status, body) = self
+                    .answers
+                    .lock()
+                    .pop_front()
+                    .unwrap_or((500, String::new()));
+                let body = http_body_util::combinators::BoxBody::new(
+                    Full::new(Bytes::from(body)).map_err(|never| match never {}),
+                );
+                Ok(http::Response::builder()
+                    .status(status)
+                    .body(body)
+                    .unwrap_or_else(|e| panic!("{e}")))
+            })
+        }
+    }
+
+    fn answer(id: &str, expires_in: Duration) -> (u16, String) {
+        let at = humantime::format_rfc3339_seconds(SystemTime::now() + expires_in);
+        (
+            200,
+            format!(
+                r#"{{"AccessKeyId":"{id}","SecretAccessKey":"s-{id}","Token":"t-{id}","Expiration":"{at}"}}"#
+            ),
+        )
+    }
+
+    fn container(answers: Vec<(u16, String)>) -> (Chain, Scripted) {
+        let chain = chain(&[
+            (
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                "http://127.0.0.1:1/creds",
+            ),
+            ("AWS_CONTAINER_AUTHORIZATION_TOKEN", "container-token"),
+        ]);
+        let t = Scripted {
+            answers: Mutex::new(answers.into()),
+            calls: std::sync::atomic::AtomicUsize::new(0),
+        };
+        (chain, t)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_requests_share_one_fetch() {
+        let (chain, t) = container(vec![answer("A", Duration::from_secs(3600))]);
+        let (a, b, c) = tokio::join!(
+            chain.credentials(&t),
+            chain.credentials(&t),
+            chain.credentials(&t)
+        );
+        for k in [a, b, c] {
+            assert_eq!(k.map(|k| k.access_key_id), Ok("A".to_owned()));
+        }
+        assert_eq!(t.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn credentials_near_expiry_are_refreshed_and_a_failed_refresh_serves_them_until_they_expire()
+     {
+        let (chain, t) = container(vec![
+            // Inside the five minutes before expiry: due for a refresh at once.
+            answer("A", Duration::from_secs(200)),
+            answer("B", Duration::from_secs(250)),
+            (500, r#"{"message":"agent unavailable"}"#.to_owned()),
+            answer("C", Duration::from_secs(3600)),
+        ]);
+        let id = |r: Result<Keys, CredentialsError>| r.map(|k| k.access_key_id);
+        assert_eq!(id(chain.credentials(&t).await), Ok("A".to_owned()));
+        assert_eq!(
+            id(chain.credentials(&t).await),
+            Ok("B".to_owned()),
+            "refreshed"
+        );
+        // The endpoint fails: B has not expired, so it serves, and the endpoint is not asked
+        // again until RETRY_AFTER_FAILURE has passed.
+        assert_eq!(id(chain.credentials(&t).await), Ok("B".to_owned()));
+        assert_eq!(id(chain.credentials(&t).await), Ok("B".to_owned()));
+        assert_eq!(t.calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+        tokio::time::advance(RETRY_AFTER_FAILURE).await;
+        assert_eq!(id(chain.credentials(&t).await), Ok("C".to_owned()));
+        assert_eq!(t.calls.load(std::sync::atomic::Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn credentials_that_cannot_be_had_name_the_source_and_no_secret() {
+        let (chain, t) = container(vec![(
+            403,
+            r#"{"message":"token container-token refused"}"#.to_owned(),
+        )]);
+        let e = chain.credentials(&t).await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "aws credentials from the container credentials endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI): the endpoint answered 403: token [redacted] refused"
+        );
+        let none = Chain::from_vars(|_| None);
+        let e = none.credentials(&t).await.unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("aws credentials from the sidecar's environment: no AWS credentials"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn sts_is_asked_where_the_sdks_ask_it() {
         let sts = |vars: &[(&str, &str)]| {
