@@ -192,6 +192,13 @@ pub enum Provider {
     /// The key goes in the `x-goog-api-key` header, never in the URL.
     #[serde(rename = "gemini")]
     Gemini,
+    /// AWS Bedrock's Converse API (`baseUrl` like
+    /// `https://bedrock-runtime.us-east-1.amazonaws.com`: Plumb asks
+    /// `{baseUrl}/model/{modelId}/converse` and `/converse-stream`, the model id
+    /// percent-encoded). Requests are signed with SigV4 (`credentials: {aws: true}`), or carry
+    /// a Bedrock API key as `Authorization: Bearer` (`secretRef`, `env` or `file`).
+    #[serde(rename = "bedrock")]
+    Bedrock,
 }
 
 /// One upstream that can answer the route's requests.
@@ -199,6 +206,9 @@ pub enum Provider {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(
     validation = Rule::new("self.provider != 'azure-openai' || has(self.apiVersion)").message("azure-openai targets need apiVersion (for example \"2024-10-21\")"),
+    validation = Rule::new("self.provider != 'bedrock' || has(self.region)").message("bedrock targets need region (for example \"us-east-1\")"),
+    validation = Rule::new("!has(self.region) || self.provider == 'bedrock'").message("only bedrock targets take a region"),
+    validation = Rule::new("!has(self.credentials.aws) || !self.credentials.aws || self.provider == 'bedrock'").message("credentials aws: true is for bedrock targets"),
 )]
 pub struct TargetSpec {
     /// A name unique within the route; shown in `x-plumb-served-by`, metrics and status.
@@ -207,15 +217,17 @@ pub struct TargetSpec {
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     )]
     pub name: String,
-    /// The provider's API: `openai`, `openai-compatible`, `azure-openai`, `anthropic`, or
-    /// `gemini` (Google's Gemini API with an API key, sent in the `x-goog-api-key` header).
+    /// The provider's API: `openai`, `openai-compatible`, `azure-openai`, `anthropic`,
+    /// `gemini` (Google's Gemini API with an API key, sent in the `x-goog-api-key` header), or
+    /// `bedrock` (AWS Bedrock's Converse API, signed with SigV4 or with a Bedrock API key).
     pub provider: Provider,
     /// The provider's base URL, `http://` or `https://`: up to and including `/v1` for `openai`
     /// and `openai-compatible` (`https://api.openai.com/v1`); the resource for `azure-openai`
     /// (`https://NAME.openai.azure.com`); without a version for `anthropic`
     /// (`https://api.anthropic.com`) and `gemini` (`https://generativelanguage.googleapis.com`:
     /// Plumb asks `{baseUrl}/v1beta/models/{model}:generateContent`, or
-    /// `:streamGenerateContent?alt=sse` for a stream).
+    /// `:streamGenerateContent?alt=sse` for a stream); the regional runtime endpoint for
+    /// `bedrock` (`https://bedrock-runtime.us-east-1.amazonaws.com`).
     #[schemars(length(max = 2048), regex(pattern = r"^https?://[^\s?#]+$"))]
     pub base_url: String,
     /// The model to ask the upstream for (for Azure OpenAI, the deployment name).
@@ -235,6 +247,12 @@ pub struct TargetSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 256))]
     pub project: Option<String>,
+    /// The cloud region: the AWS region of a `bedrock` target (`us-east-1`), the Google Cloud
+    /// location of a `vertex-ai` target (`us-east5`, or `global`). Required for those two and
+    /// refused for the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[a-z0-9-]+$"))]
+    pub region: Option<String>,
     /// Where the API key comes from.
     pub credentials: CredentialsSpec,
     /// Priority group: every target of the lowest number is tried before any of the next.
@@ -283,7 +301,7 @@ pub struct ProxySpec {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(
-    validation = Rule::new("[has(self.secretRef), has(self.env), has(self.file), has(self.passthrough) && self.passthrough, has(self.none) && self.none].filter(x, x).size() == 1").message("set exactly one of secretRef, env, file, passthrough: true or none: true"),
+    validation = Rule::new("[has(self.secretRef), has(self.env), has(self.file), has(self.passthrough) && self.passthrough, has(self.none) && self.none, has(self.aws) && self.aws].filter(x, x).size() == 1").message("set exactly one of secretRef, env, file, passthrough: true, none: true or aws: true"),
 )]
 pub struct CredentialsSpec {
     /// A key of a Secret in the route's namespace (in a cluster; the operator resolves it).
@@ -304,6 +322,11 @@ pub struct CredentialsSpec {
     /// Send no key at all (local model servers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub none: Option<bool>,
+    /// The AWS credentials of the sidecar's environment, in the order of the AWS default
+    /// chain: environment keys, then web identity (IRSA), then the container-credentials
+    /// endpoint (EKS Pod Identity). Requests are signed with SigV4; `bedrock` targets only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<bool>,
 }
 
 /// A key of a Secret.

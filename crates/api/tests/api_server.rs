@@ -192,6 +192,31 @@ async fn the_api_server_refuses_what_its_cel_rules_and_patterns_forbid() {
             "set exactly one of secretRef, env, file",
         ),
         (
+            "bedrockregion",
+            Box::new(|r: &mut Value| {
+                r["spec"]["targets"][0]["provider"] = json!("bedrock");
+                r["spec"]["targets"][0]["credentials"] = json!({"aws": true});
+            }),
+            "bedrock targets need region",
+        ),
+        (
+            "region",
+            Box::new(|r: &mut Value| r["spec"]["targets"][0]["region"] = json!("us-east-1")),
+            "only bedrock targets take a region",
+        ),
+        (
+            "awscreds",
+            Box::new(|r: &mut Value| r["spec"]["targets"][0]["credentials"] = json!({"aws": true})),
+            "credentials aws: true is for bedrock targets",
+        ),
+        (
+            "twocreds",
+            Box::new(|r: &mut Value| {
+                r["spec"]["targets"][0]["credentials"] = json!({"aws": true, "env": "K"})
+            }),
+            "set exactly one of secretRef, env, file, passthrough: true, none: true or aws: true",
+        ),
+        (
             "lastresort",
             Box::new(|r: &mut Value| r["spec"]["lastResort"]["target"] = json!("nowhere")),
             "lastResort.target must name one of the route's targets",

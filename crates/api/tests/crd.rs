@@ -65,7 +65,21 @@ fn crd_has_the_status_subresource_short_name_and_printer_columns() {
             "openai-compatible",
             "azure-openai",
             "anthropic",
-            "gemini"
+            "gemini",
+            "bedrock"
         ])
+    );
+    // A bedrock target names its region; the credentials may be the environment's AWS chain.
+    assert!(target["properties"]["region"]["description"].is_string());
+    let rules = target["x-kubernetes-validations"].to_string();
+    assert!(
+        rules.contains("self.provider != 'bedrock' || has(self.region)"),
+        "{rules}"
+    );
+    assert!(
+        target["properties"]["credentials"]["properties"]["aws"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("AWS default")
     );
 }

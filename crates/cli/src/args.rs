@@ -165,6 +165,8 @@ pub enum StarterProvider {
     OpenaiCompatible,
     /// Google's Gemini API, with an API key.
     Gemini,
+    /// AWS Bedrock's Converse API, signed with the environment's AWS credentials.
+    Bedrock,
 }
 
 /// `plumb init`.

@@ -682,6 +682,7 @@ pub fn field_of(e: &InvalidRoute) -> String {
         | InvalidRoute::CredentialsInUrl { field }
         | InvalidRoute::EmptyUpstreamModel { field }
         | InvalidRoute::MissingApiVersion { field }
+        | InvalidRoute::Region { field, .. }
         | InvalidRoute::OpenaiAccount { field, .. }
         | InvalidRoute::Proxy { field, .. }
         | InvalidRoute::ProxyUrl { field, .. }
@@ -721,6 +722,9 @@ pub fn fix_of(e: &InvalidRoute) -> &'static str {
         }
         InvalidRoute::EmptyUpstreamModel { .. } => "set `model` to the provider's model name",
         InvalidRoute::MissingApiVersion { .. } => "add `apiVersion: \"2024-10-21\"` to the target",
+        InvalidRoute::Region { .. } => {
+            "give bedrock targets `region: us-east-1` (their AWS region) and `credentials: {aws: true}` only there"
+        }
         InvalidRoute::Proxy { .. } => {
             "set either proxy.url (with credentialsSecret if it needs a login) or proxy.none: true"
         }
@@ -737,7 +741,7 @@ pub fn fix_of(e: &InvalidRoute) -> &'static str {
             "set organization and project only on openai targets, as the ids OpenAI shows (org-…, proj_…)"
         }
         InvalidRoute::Credentials { .. } => {
-            "keep exactly one of secretRef, env, file, passthrough: true, none: true"
+            "keep exactly one of secretRef, env, file, passthrough: true, none: true, aws: true"
         }
         InvalidRoute::Duration { .. } => "write a Go duration such as 250ms, 30s or 1m30s",
         InvalidRoute::OutOfRange { .. } => "use a value inside the range the message gives",

@@ -68,6 +68,15 @@ fn defaults(p: StarterProvider) -> Defaults {
             env: "GEMINI_API_KEY",
             note: "Gemini: baseUrl without /v1beta; every client is translated to it",
         },
+        StarterProvider::Bedrock => Defaults {
+            name: "bedrock",
+            provider: "bedrock",
+            base_url: "https://bedrock-runtime.us-east-1.amazonaws.com",
+            model: "us.anthropic.claude-sonnet-4-20250514-v1:0",
+            // Signed with SigV4 from the AWS default chain (keys, IRSA, Pod Identity), not a key.
+            env: "",
+            note: "AWS Bedrock: the regional runtime endpoint and its region; signed with the pod's AWS credentials (IRSA, Pod Identity or AWS_ACCESS_KEY_ID); every client is translated to it",
+        },
     }
 }
 
@@ -117,7 +126,11 @@ impl Starter {
             if *p == StarterProvider::AzureOpenai {
                 let _ = writeln!(out, "      apiVersion: \"2024-10-21\"");
             }
+            if *p == StarterProvider::Bedrock {
+                let _ = writeln!(out, "      region: us-east-1");
+            }
             let creds = match (self.credentials, d.env.is_empty()) {
+                (_, true) if *p == StarterProvider::Bedrock => "{aws: true}".to_owned(),
                 (_, true) => "{none: true}".to_owned(),
                 (StarterCredentials::Env, false) => format!("{{env: {}}}", d.env),
                 (StarterCredentials::Secret, false) => {
@@ -180,6 +193,7 @@ mod tests {
                 StarterProvider::AzureOpenai,
                 StarterProvider::OpenaiCompatible,
                 StarterProvider::Gemini,
+                StarterProvider::Bedrock,
                 StarterProvider::Openai,
             ],
             model: "*".into(),
@@ -190,5 +204,9 @@ mod tests {
         let report = crate::check::check_files(&[("s.yaml".into(), text.clone())]);
         assert!(report.ok(), "{text}\n{report:?}");
         assert!(text.contains("name: openai-2"));
+        assert!(
+            text.contains("region: us-east-1\n      credentials: {aws: true}"),
+            "{text}"
+        );
     }
 }

@@ -38,6 +38,7 @@ fuzz_target!(|data: &[u8]| {
         (Api::Anthropic, Operation::Chat),
         (Api::Anthropic, Operation::Embeddings),
         (Api::Gemini, Operation::Chat),
+        (Api::Bedrock, Operation::Chat),
     ] {
         let _ = classify::success_body(api, op, r.body);
     }

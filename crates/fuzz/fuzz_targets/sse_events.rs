@@ -84,9 +84,12 @@ fn translator(upstream: Api, client: Api, include_usage: bool) -> Option<Transla
     match (upstream, client) {
         (_, Api::Responses) => Some(Translator::to_responses(upstream, Echo::default(), CREATED)),
         (Api::Responses, Api::Openai | Api::Anthropic) => None,
-        (Api::Openai | Api::Anthropic, Api::Openai | Api::Anthropic) => {
-            Some(Translator::new(upstream, client, include_usage, CREATED))
-        }
+        (
+            Api::Openai | Api::Anthropic | Api::Gemini | Api::Bedrock,
+            Api::Openai | Api::Anthropic,
+        ) => Some(Translator::new(upstream, client, include_usage, CREATED)),
+        // No client speaks Gemini or Bedrock.
+        (_, Api::Gemini | Api::Bedrock) => None,
     }
 }
 

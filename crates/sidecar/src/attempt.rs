@@ -196,6 +196,23 @@ pub async fn exchange(
             Ok(Answer::Whole { head, body, whole })
         }
         Expect::Stream(h) => {
+            // Bedrock's binary event stream is read as server-sent events from here on.
+            let (mut head, body) = (head, body);
+            let body = if family == Api::Bedrock
+                && head
+                    .headers
+                    .get(header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.starts_with(crate::event::bedrock::EVENT_STREAM))
+            {
+                head.headers.insert(
+                    header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("text/event-stream"),
+                );
+                UpstreamBody::new(crate::event::bedrock::EventStreamBody::new(body))
+            } else {
+                body
+            };
             let is_sse = head
                 .headers
                 .get(header::CONTENT_TYPE)

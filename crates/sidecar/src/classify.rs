@@ -85,6 +85,15 @@ impl Failure {
 /// connection (refused, unreachable, TLS, DNS — the request was never sent) is `connect`; a
 /// connection reset or closed after the request went out is `connection_lost`.
 pub fn transport(err: &(dyn std::error::Error + 'static)) -> Failure {
+    // No credentials to sign with: the request never left, and it is an auth failure of the
+    // target (the message names the source, never a secret).
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(c) = e.downcast_ref::<crate::aws::CredentialsError>() {
+            return Failure::new(FailureClass::Auth, Phase::Head, c.to_string());
+        }
+        cur = e.source();
+    }
     let class = if never_sent(err) {
         FailureClass::Connect
     } else {
@@ -177,7 +186,9 @@ pub fn status(status: u16, headers: &HeaderMap, body: &[u8]) -> Failure {
     classify_status(
         status,
         headers,
-        ProviderError::from_body(body).as_ref(),
+        ProviderError::from_body(body)
+            .or_else(|| bedrock::error(headers, body))
+            .as_ref(),
         body,
     )
 }
@@ -197,7 +208,9 @@ fn classify_status(
     let kind = err.map_or("", |e| e.kind.as_str());
     let code = err.map_or("", |e| e.code.as_str());
     let lower = message.to_lowercase();
-    let class = if kind == "overloaded_error" || code == "overloaded" {
+    let class = if let Some(class) = bedrock::class(kind, &lower) {
+        class
+    } else if kind == "overloaded_error" || code == "overloaded" {
         FailureClass::Overloaded
     } else {
         match status {
@@ -479,6 +492,33 @@ pub fn success_body(api: Api, operation: Operation, body: &[u8]) -> Result<Whole
             }
             Ok(Whole::Chat(Completion::Gemini(g)))
         }
+        (Api::Bedrock, Operation::Chat | Operation::Embeddings) => {
+            let b: crate::event::bedrock::Response =
+                serde_json::from_slice(body).map_err(unexpected)?;
+            if crate::event::bedrock::filtered(b.stop_reason.as_deref()) {
+                return Err(Failure {
+                    status: Some(200),
+                    ..Failure::new(
+                        FailureClass::ContentFilter,
+                        Phase::Body,
+                        format!(
+                            "bedrock stopped the answer (stopReason {})",
+                            b.stop_reason.as_deref().unwrap_or_default()
+                        ),
+                    )
+                });
+            }
+            let useful = b
+                .blocks()
+                .iter()
+                .any(|c| c.text.as_deref().is_some_and(|t| !t.is_empty()) || c.tool_use.is_some());
+            if !useful {
+                return Err(malformed(
+                    "the answer's content is empty (no text or tool use)".to_owned(),
+                ));
+            }
+            Ok(Whole::Chat(Completion::Bedrock(b)))
+        }
     }
 }
 
@@ -578,6 +618,38 @@ pub fn stream_event(event: &Event, raw: &RawEvent) -> Result<Progress, Failure> 
                 | R::Unknown => Progress::Preamble,
             })
         }
+        Event::Bedrock(b) => {
+            let stop = b
+                .message_stop
+                .as_ref()
+                .and_then(|s| s.stop_reason.as_deref());
+            if crate::event::bedrock::filtered(stop) {
+                return Err(Failure {
+                    status: Some(200),
+                    ..Failure::new(
+                        FailureClass::ContentFilter,
+                        Phase::Body,
+                        format!(
+                            "bedrock stopped the answer (stopReason {})",
+                            stop.unwrap_or_default()
+                        ),
+                    )
+                });
+            }
+            let reasoning = b
+                .content_block_delta
+                .as_ref()
+                .is_some_and(|d| d.delta.reasoning_content.is_some());
+            Ok(if reasoning {
+                Progress::Reasoning
+            } else if b.has_content() {
+                Progress::Content
+            } else if b.message_stop.is_some() || b.metadata.is_some() {
+                Progress::End
+            } else {
+                Progress::Preamble
+            })
+        }
         Event::Gemini(g) => {
             if let Some(f) = gemini_refusal(g) {
                 return Err(f);
@@ -597,3 +669,5 @@ pub fn stream_event(event: &Event, raw: &RawEvent) -> Result<Progress, Failure> 
 
 #[cfg(test)]
 mod tests;
+
+mod bedrock;

@@ -39,6 +39,8 @@ pub enum Completion {
     Responses(Response),
     /// A Gemini `GenerateContentResponse`.
     Gemini(crate::event::gemini::Response),
+    /// A Bedrock `Converse` response.
+    Bedrock(crate::event::bedrock::Response),
 }
 
 /// An OpenAI Responses `response`.
@@ -300,6 +302,8 @@ impl Completion {
             Completion::Anthropic(m) => m.model.as_deref(),
             Completion::Responses(r) => r.model.as_deref(),
             Completion::Gemini(g) => g.model_version.as_deref(),
+            // Converse does not name the model that answered.
+            Completion::Bedrock(_) => None,
         }
     }
 
@@ -316,6 +320,7 @@ impl Completion {
                 .usage
                 .map_or((None, None), |u| (u.input_tokens, u.output_tokens)),
             Completion::Gemini(g) => g.usage(),
+            Completion::Bedrock(b) => b.usage(),
         };
         Some((input?, output.unwrap_or(0)))
     }
@@ -326,7 +331,10 @@ impl Completion {
     pub fn pending(&self) -> bool {
         match self {
             Completion::Responses(r) => r.pending(),
-            Completion::Openai(_) | Completion::Anthropic(_) | Completion::Gemini(_) => false,
+            Completion::Openai(_)
+            | Completion::Anthropic(_)
+            | Completion::Gemini(_)
+            | Completion::Bedrock(_) => false,
         }
     }
 }

@@ -171,7 +171,8 @@ impl Keys {
                     .insert((r.name.clone(), r.key.clone()), Secret::new(value.trim()));
             }
             let value = match &target.credentials {
-                Credentials::Passthrough | Credentials::None => continue,
+                // The AWS chain is read by the transport, when a request is signed.
+                Credentials::Passthrough | Credentials::None | Credentials::Aws => continue,
                 Credentials::Secret(r) => {
                     let Some(secrets) = secrets else {
                         let (route, target) = id();
@@ -236,7 +237,7 @@ impl Keys {
     ) -> Option<&'a Secret> {
         match &target.credentials {
             Credentials::Passthrough => caller,
-            Credentials::None => None,
+            Credentials::None | Credentials::Aws => None,
             Credentials::Secret(_) | Credentials::Env(_) | Credentials::File(_) => {
                 self.by_source.get(&target.upstream.credential)
             }
@@ -278,7 +279,9 @@ impl Keys {
 /// in quotes or at the end of a sentence is found as surely as one between spaces.
 pub fn redact<'a>(text: &str, secrets: impl Iterator<Item = &'a str>) -> String {
     const REDACTED: &str = "[redacted]";
-    let secrets: Vec<&str> = secrets.filter(|s| s.len() >= 4).collect();
+    let aws = crate::aws::chain::secrets();
+    let mut secrets: Vec<&str> = secrets.filter(|s| s.len() >= 4).collect();
+    secrets.extend(aws.iter().map(Secret::expose).filter(|s| s.len() >= 4));
     let mut text = text.to_owned();
     for s in &secrets {
         if text.contains(s) {

@@ -21,8 +21,9 @@
 //! | [`breaker`] | circuit breakers per upstream |
 //! | [`stream`] | committed streams and their explicit interruption |
 //! | [`upstream`] | connection pools and each provider's request |
+//! | [`aws`] | SigV4 for Bedrock, and the AWS credential chain of the environment |
 //! | [`egress`] | which HTTP proxy, if any, carries a request (`HTTPS_PROXY`, `NO_PROXY`, a target's own) |
-//! | [`translate`] | OpenAI ⇄ Anthropic requests, answers and stream events; Responses to either; any of them to Gemini and its answers back |
+//! | [`translate`] | OpenAI ⇄ Anthropic requests, answers and stream events; Responses to either; any of them to Gemini and Bedrock and their answers back |
 //! | [`verify`] | every answer against the route's contract; substituted models |
 //! | [`equivalence`] | shadow sampling, comparison methods, certification, failover gating |
 //! | [`genai`] | the OpenTelemetry GenAI client metrics |
@@ -33,6 +34,7 @@
 //! tree.
 
 pub mod attempt;
+pub mod aws;
 pub mod breaker;
 pub mod classify;
 pub mod completion;

@@ -752,7 +752,7 @@ impl Observer<'_> {
         };
         let api = match request.api {
             // No client speaks Gemini: it is only ever a target's family.
-            Api::Openai | Api::Gemini => 0,
+            Api::Openai | Api::Gemini | Api::Bedrock => 0,
             Api::Anthropic => 1,
             Api::Responses => 2,
         };

@@ -40,6 +40,8 @@ pub enum Api {
     /// Google's Gemini API (`generateContent`). Only ever upstream: clients are never served
     /// in it, and every request to a `gemini` target is a translation.
     Gemini,
+    /// AWS Bedrock's Converse API. Only ever upstream, like Gemini.
+    Bedrock,
 }
 
 impl Api {
@@ -50,6 +52,7 @@ impl Api {
             Api::Anthropic => "anthropic",
             Api::Responses => "responses",
             Api::Gemini => "gemini",
+            Api::Bedrock => "bedrock",
         }
     }
 
@@ -58,7 +61,8 @@ impl Api {
     /// Google's error shape (`{"error": {"code", "message", "status"}}`) reads as OpenAI's.
     pub const fn errors(self) -> Api {
         match self {
-            Api::Openai | Api::Responses | Api::Gemini => Api::Openai,
+            // Bedrock's `{"message"}` errors read as OpenAI's too.
+            Api::Openai | Api::Responses | Api::Gemini | Api::Bedrock => Api::Openai,
             Api::Anthropic => Api::Anthropic,
         }
     }
@@ -69,6 +73,7 @@ impl Api {
             Provider::Openai | Provider::OpenaiCompatible | Provider::AzureOpenai => Api::Openai,
             Provider::Anthropic => Api::Anthropic,
             Provider::Gemini => Api::Gemini,
+            Provider::Bedrock => Api::Bedrock,
         }
     }
 }
@@ -160,9 +165,10 @@ impl ClientRequest {
     pub fn family_for(&self, target: &Target) -> Api {
         match (self.api, target.provider) {
             (Api::Responses, Provider::Openai) => Api::Responses,
-            (Api::Openai | Api::Anthropic | Api::Responses | Api::Gemini, provider) => {
-                Api::of(provider)
-            }
+            (
+                Api::Openai | Api::Anthropic | Api::Responses | Api::Gemini | Api::Bedrock,
+                provider,
+            ) => Api::of(provider),
         }
     }
 
@@ -197,9 +203,9 @@ impl ClientRequest {
                 Api::Openai => Conversation::from_openai(&self.body)?,
                 Api::Anthropic => Conversation::from_anthropic(&self.body)?,
                 Api::Responses => Conversation::from_responses(&self.body)?,
-                Api::Gemini => {
+                Api::Gemini | Api::Bedrock => {
                     return Err(Untranslatable::new(
-                        "a Gemini request (no client speaks it)",
+                        "a Gemini or Bedrock request (no client speaks it)",
                     ));
                 }
             };
@@ -207,6 +213,7 @@ impl ClientRequest {
                 Api::Openai => conversation.to_openai(&target.model)?,
                 Api::Anthropic => conversation.to_anthropic(&target.model)?,
                 Api::Gemini => conversation.to_gemini()?,
+                Api::Bedrock => conversation.to_bedrock(&target.model)?,
                 // Only a Responses client is sent Responses, and without translation.
                 Api::Responses => {
                     return Err(Untranslatable::new("the Responses API (for this client)"));
@@ -227,9 +234,9 @@ impl ClientRequest {
         // Providers refuse a prefill that ends in white space; the answer supplies it.
         let prefill = text.trim_end();
         match self.api {
-            Api::Gemini => {
+            Api::Gemini | Api::Bedrock => {
                 return Err(Untranslatable::new(
-                    "a Gemini request (no client speaks it)",
+                    "a Gemini or Bedrock request (no client speaks it)",
                 ));
             }
             Api::Openai | Api::Anthropic => {
@@ -303,7 +310,7 @@ impl ClientRequest {
                 .pointer_get("/text/format")
                 .filter(|f| f.get("type").and_then(Value::as_str) == Some("json_schema"))
                 .and_then(|f| f.get("schema")),
-            Api::Gemini => None,
+            Api::Gemini | Api::Bedrock => None,
         }
     }
 
@@ -430,13 +437,13 @@ fn needs(api: Api, body: &Map<String, Value>, len: usize) -> Needs {
                 .and_then(Value::as_str)
                 == Some("json_schema")
         }
-        Api::Gemini => false,
+        Api::Gemini | Api::Bedrock => false,
     };
     let messages = match api {
         Api::Openai | Api::Anthropic => body.get("messages").and_then(Value::as_array),
         // A string input has no images; message items may have `input_image` parts.
         Api::Responses => body.get("input").and_then(Value::as_array),
-        Api::Gemini => None,
+        Api::Gemini | Api::Bedrock => None,
     };
     let vision = messages.is_some_and(|ms| {
         ms.iter().any(|m| {

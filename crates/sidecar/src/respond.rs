@@ -30,7 +30,9 @@ pub fn client_status(class: FailureClass, api: Api, passthrough: bool) -> Status
         FailureClass::Overloaded => match api {
             // Anthropic's SDK raises OverloadedError for 529.
             Api::Anthropic => StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
-            Api::Openai | Api::Responses | Api::Gemini => StatusCode::SERVICE_UNAVAILABLE,
+            Api::Openai | Api::Responses | Api::Gemini | Api::Bedrock => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         },
         FailureClass::Timeout => StatusCode::GATEWAY_TIMEOUT,
         FailureClass::Auth if passthrough => StatusCode::UNAUTHORIZED,
@@ -69,7 +71,7 @@ fn anthropic_type(status: StatusCode) -> &'static str {
 /// provider's own words.
 pub fn error(api: Api, status: StatusCode, code: &str, message: &str) -> Response<Body> {
     let body = match api.errors() {
-        Api::Openai | Api::Responses | Api::Gemini => {
+        Api::Openai | Api::Responses | Api::Gemini | Api::Bedrock => {
             json!({"error": {"message": message, "type": "plumb_error", "param": null, "code": code}})
         }
         Api::Anthropic => {

@@ -475,7 +475,7 @@ pub fn interrupted_event(
     let event = match api {
         Api::Responses => responses_failure(translator, "stream_interrupted", &message),
         // No client speaks Gemini; its streams reach clients in their own family.
-        Api::Openai | Api::Gemini => format!(
+        Api::Openai | Api::Gemini | Api::Bedrock => format!(
             "data: {}\n\n",
             json!({"error": {"message": message, "type": "stream_interrupted", "code": "stream_interrupted", "param": null}})
         ),
@@ -503,7 +503,7 @@ pub fn rejected_event(
     );
     let event = match api {
         Api::Responses => responses_failure(translator, class, &message),
-        Api::Openai | Api::Gemini => format!(
+        Api::Openai | Api::Gemini | Api::Bedrock => format!(
             "data: {}\n\n",
             json!({"error": {"message": message, "type": class, "code": class, "param": null}})
         ),

@@ -58,6 +58,8 @@ pub struct Upstreams {
     tls: Arc<rustls::ClientConfig>,
     proxies: ProxyEnv,
     clients: Mutex<HashMap<(Duration, Hop), HttpClient>>,
+    /// The AWS credentials of the environment, for requests to sign.
+    aws: Arc<crate::aws::Chain>,
 }
 
 /// The TLS configuration could not be built.
@@ -112,6 +114,7 @@ impl Upstreams {
             tls: Arc::new(tls),
             proxies: ProxyEnv::none(),
             clients: Mutex::new(HashMap::new()),
+            aws: crate::aws::Chain::from_env(),
         })
     }
 
@@ -164,7 +167,32 @@ impl Transport for Upstreams {
                 .insert(header::PROXY_AUTHORIZATION, auth.clone());
         }
         let client = self.client(connect, &hop);
+        let signing = req.extensions_mut().remove::<crate::aws::Signing>();
         Box::pin(async move {
+            // SigV4 last, with the chain's current credentials (fetched through this
+            // transport, so its egress applies to them too).
+            if let Some(signing) = signing {
+                let keys = self
+                    .aws
+                    .credentials(self)
+                    .await
+                    .map_err(|e| -> BoxError { Box::new(e) })?;
+                let body = req.body().clone().collect().await.map(|b| b.to_bytes());
+                let body = body.unwrap_or_default();
+                crate::aws::sign_request(
+                    &mut req,
+                    &body,
+                    &signing.region,
+                    &keys,
+                    std::time::SystemTime::now(),
+                )
+                .map_err(|reason| -> BoxError {
+                    Box::new(crate::aws::CredentialsError {
+                        source_name: "sigv4 signing",
+                        reason,
+                    })
+                })?;
+            }
             let resp = client
                 .request(req)
                 .await
@@ -191,8 +219,12 @@ pub fn url(target: &Target, family: Api, op: Operation, stream: bool) -> String 
     let base = base.trim_end_matches('/');
     let path = match (family, op) {
         (Api::Responses, _) => "responses",
-        (Api::Openai | Api::Anthropic | Api::Gemini, Operation::Chat) => "chat/completions",
-        (Api::Openai | Api::Anthropic | Api::Gemini, Operation::Embeddings) => "embeddings",
+        (Api::Openai | Api::Anthropic | Api::Gemini | Api::Bedrock, Operation::Chat) => {
+            "chat/completions"
+        }
+        (Api::Openai | Api::Anthropic | Api::Gemini | Api::Bedrock, Operation::Embeddings) => {
+            "embeddings"
+        }
     };
     match target.provider {
         Provider::Openai | Provider::OpenaiCompatible => format!("{base}/{path}"),
@@ -213,7 +245,31 @@ pub fn url(target: &Target, family: Api, op: Operation, stream: bool) -> String 
                 format!("{base}/v1beta/models/{model}:generateContent")
             }
         }
+        // The model id (`anthropic.claude-…-v1:0`, an inference profile, an ARN) is one path
+        // segment, percent-encoded.
+        Provider::Bedrock => format!(
+            "{base}/model/{}/{}",
+            path_segment(&target.model),
+            if stream {
+                "converse-stream"
+            } else {
+                "converse"
+            }
+        ),
     }
+}
+
+/// Percent-encodes every byte of `s` but the unreserved ones, for one path segment.
+fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Trace context between HTTP headers and OpenTelemetry.
@@ -309,10 +365,19 @@ pub fn request(
     client_headers: &HeaderMap,
     egress: TargetEgress,
 ) -> Result<Request<Full<Bytes>>, http::Error> {
-    let b = Request::builder()
+    let mut b = Request::builder()
         .method(Method::POST)
         .uri(url(target, ask.family, ask.op, ask.stream))
         .header(header::CONTENT_TYPE, "application/json");
+    // Signed by the transport, just before it sends.
+    if target.provider == Provider::Bedrock
+        && target.credentials == Credentials::Aws
+        && let Some(region) = &target.region
+    {
+        b = b.extension(crate::aws::Signing {
+            region: region.clone(),
+        });
+    }
     with_egress(authenticated(b, target, key, client_headers), egress).body(Full::new(body))
 }
 
@@ -360,7 +425,8 @@ fn authenticated(
         h
     };
     match (target.provider, key) {
-        (Provider::Openai | Provider::OpenaiCompatible, Some(k)) => {
+        // A Bedrock API key is a bearer token (and the request is then not signed).
+        (Provider::Openai | Provider::OpenaiCompatible | Provider::Bedrock, Some(k)) => {
             b = b.header(
                 header::AUTHORIZATION,
                 secret(&format!("Bearer {}", k.expose())),
@@ -384,7 +450,8 @@ fn authenticated(
                 Credentials::Secret(_)
                 | Credentials::Env(_)
                 | Credentials::File(_)
-                | Credentials::None => value.as_deref().and_then(|v| HeaderValue::from_str(v).ok()),
+                | Credentials::None
+                | Credentials::Aws => value.as_deref().and_then(|v| HeaderValue::from_str(v).ok()),
             };
             if let Some(v) = v {
                 b = b.header(name, v);
@@ -408,10 +475,12 @@ mod tests {
     use super::*;
 
     fn target(provider: &str, base: &str) -> Target {
-        let spec = serde_json::from_value(json!({"match": {"models": ["m"]}, "targets": [
-            {"name": "t", "provider": provider, "baseUrl": base, "model": "up", "apiVersion": "2024-10-21", "credentials": {"env": "K"}}
-        ]}))
-        .unwrap_or_else(|e| panic!("{e}"));
+        let mut t = json!({"name": "t", "provider": provider, "baseUrl": base, "model": "up", "apiVersion": "2024-10-21", "credentials": {"env": "K"}});
+        if provider == "bedrock" {
+            t["region"] = json!("us-east-1");
+        }
+        let spec = serde_json::from_value(json!({"match": {"models": ["m"]}, "targets": [t]}))
+            .unwrap_or_else(|e| panic!("{e}"));
         plumb_policy::compile("d", "r", &spec)
             .unwrap_or_else(|e| panic!("{e}"))
             .targets
@@ -474,6 +543,71 @@ mod tests {
             url(&gemini, Api::Gemini, Operation::Chat, true),
             "https://generativelanguage.googleapis.com/v1beta/models/up:streamGenerateContent?alt=sse"
         );
+    }
+
+    #[test]
+    fn a_bedrock_model_id_is_one_percent_encoded_segment_and_its_key_a_bearer_token() {
+        let mut t = target(
+            "bedrock",
+            "https://bedrock-runtime.us-east-1.amazonaws.com/",
+        );
+        for (model, path) in [
+            (
+                "anthropic.claude-sonnet-4-20250514-v1:0",
+                "anthropic.claude-sonnet-4-20250514-v1%3A0",
+            ),
+            (
+                "arn:aws:bedrock:us-east-1:123:inference-profile/us.anthropic.claude",
+                "arn%3Aaws%3Abedrock%3Aus-east-1%3A123%3Ainference-profile%2Fus.anthropic.claude",
+            ),
+        ] {
+            t.model = model.to_owned();
+            assert_eq!(
+                url(&t, Api::Bedrock, Operation::Chat, false),
+                format!("https://bedrock-runtime.us-east-1.amazonaws.com/model/{path}/converse")
+            );
+            assert_eq!(
+                url(&t, Api::Bedrock, Operation::Chat, true),
+                format!(
+                    "https://bedrock-runtime.us-east-1.amazonaws.com/model/{path}/converse-stream"
+                )
+            );
+        }
+        let key = Secret::new("bedrock-api-key");
+        let ask = Ask {
+            family: Api::Bedrock,
+            op: Operation::Chat,
+            stream: false,
+        };
+        let r = request(
+            &t,
+            ask,
+            Bytes::new(),
+            Some(&key),
+            &HeaderMap::new(),
+            TargetEgress::Environment,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.headers()[header::AUTHORIZATION], "Bearer bedrock-api-key");
+        assert!(r.extensions().get::<crate::aws::Signing>().is_none());
+        t.credentials = Credentials::Aws;
+        t.region = Some("us-east-1".to_owned());
+        let r = request(
+            &t,
+            ask,
+            Bytes::new(),
+            None,
+            &HeaderMap::new(),
+            TargetEgress::Environment,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            r.extensions().get::<crate::aws::Signing>(),
+            Some(&crate::aws::Signing {
+                region: "us-east-1".to_owned()
+            })
+        );
+        assert!(r.headers().get(header::AUTHORIZATION).is_none());
     }
 
     #[test]

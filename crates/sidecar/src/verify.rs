@@ -117,6 +117,19 @@ pub fn whole(answer: &Completion) -> Collected {
             }
             c
         }
+        Completion::Bedrock(b) => Collected {
+            text: b.text(),
+            tools: b
+                .blocks()
+                .iter()
+                .filter_map(|c| c.tool_use.as_ref())
+                .map(|call| ToolCall {
+                    name: call.name.clone(),
+                    arguments: call.input.to_string(),
+                })
+                .collect(),
+            model,
+        },
         Completion::Gemini(g) => Collected {
             text: g.text(),
             tools: g
@@ -200,6 +213,33 @@ impl StreamCollector {
             }
             Event::Anthropic(A::MessageStart { message }) => {
                 self.collected.model.clone_from(&message.model);
+            }
+            Event::Bedrock(b) => {
+                if let Some(call) = b
+                    .content_block_start
+                    .as_ref()
+                    .and_then(|s| s.start.as_ref().and_then(|s| s.tool_use.as_ref()))
+                {
+                    let index = b
+                        .content_block_start
+                        .as_ref()
+                        .map_or(0, |s| s.content_block_index);
+                    self.tool_index.push((index, self.collected.tools.len()));
+                    self.collected.tools.push(ToolCall {
+                        name: call.name.clone(),
+                        arguments: String::new(),
+                    });
+                }
+                if let Some(d) = &b.content_block_delta {
+                    if let Some(t) = &d.delta.text {
+                        self.collected.text.push_str(t);
+                    }
+                    if let Some(piece) = &d.delta.tool_use
+                        && let Some(tool) = self.tool(d.content_block_index)
+                    {
+                        tool.arguments.push_str(&piece.input);
+                    }
+                }
             }
             Event::Anthropic(A::ContentBlockStart {
                 index,

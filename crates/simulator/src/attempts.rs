@@ -20,6 +20,9 @@ pub enum Api {
     Responses,
     /// Google's Gemini API (`/v1beta/models/{model}:generateContent` with `x-goog-api-key`).
     Gemini,
+    /// AWS Bedrock's Converse API (`/model/{id}/converse` signed with SigV4 or a bearer key),
+    /// and the AWS identity endpoints (STS, container credentials) beside it.
+    Bedrock,
 }
 
 /// How an attempt ended.

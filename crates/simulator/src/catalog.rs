@@ -245,6 +245,12 @@ pub fn default_models() -> BTreeMap<String, ModelSpec> {
         },
     );
     m.insert("sim-gemini".to_owned(), model("default", 1_048_576));
+    // Bedrock model ids, with the colon that must travel percent-encoded in the path.
+    m.insert(
+        "anthropic.sim-claude-v1:0".to_owned(),
+        model("default", 200_000),
+    );
+    m.insert("amazon.sim-nova-v1:0".to_owned(), model("alt", 300_000));
     m.insert("sim-embed".to_owned(), model("default", 8_192));
     m.insert(
         "sim-judge".to_owned(),

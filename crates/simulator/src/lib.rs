@@ -1,8 +1,9 @@
 //! `plumb-simulator`: fake LLM providers that fail on purpose, in every way real ones fail.
 //!
 //! It speaks the real wire formats — OpenAI Chat Completions, Embeddings and Models, Azure
-//! OpenAI deployments, Anthropic Messages, OpenAI Responses, Gemini `generateContent` — streamed
-//! and not, and injects faults chosen per request (the `x-sim-fault` header), per model
+//! OpenAI deployments, Anthropic Messages, OpenAI Responses, Gemini `generateContent`, AWS
+//! Bedrock Converse (SigV4-verified, beside STS and a container-credentials endpoint:
+//! [`aws`]) — streamed and not, and injects faults chosen per request (the `x-sim-fault` header), per model
 //! (`sim-<fault>` names, or the configuration), or by a scripted plan set through the admin API
 //! under `/_sim/`. Every attempt is logged so
 //! tests can assert what a client did.
@@ -15,6 +16,8 @@
 
 pub mod anthropic;
 pub mod attempts;
+pub mod aws;
+pub mod bedrock;
 pub mod catalog;
 pub mod chat;
 pub mod embed;

@@ -69,6 +69,7 @@ struct State {
     judge: Mutex<JudgeRule>,
     rng: Mutex<fastrand::Rng>,
     stored: responses::Store,
+    aws: crate::aws::Issuer,
 }
 
 impl Simulator {
@@ -89,6 +90,7 @@ impl Simulator {
             judge: Mutex::new(JudgeRule::default()),
             rng: Mutex::new(fastrand::Rng::new()),
             stored: responses::Store::default(),
+            aws: crate::aws::Issuer::default(),
         });
         let ca_pem = tls.as_ref().map(|t| t.ca_pem.clone());
         let acceptor = tls.map(|t| t.acceptor);
@@ -139,6 +141,12 @@ impl Simulator {
     /// Clears the attempt log and plans and restores the default judge.
     pub fn reset(&self) {
         self.state.reset();
+    }
+
+    /// How long the temporary AWS credentials issued from now on last (STS and the
+    /// container-credentials endpoint; an hour by default).
+    pub fn set_aws_expiry(&self, expiry: Duration) {
+        self.state.aws.set_expiry(expiry);
     }
 
     /// Waits until the accept loop ends (it runs until the simulator is dropped).
@@ -269,6 +277,15 @@ enum Route {
         model: String,
         stream: bool,
     },
+    /// So does Bedrock.
+    Bedrock {
+        model: String,
+        stream: bool,
+    },
+    /// STS (`POST /` with a form).
+    Sts,
+    /// The container-credentials endpoint.
+    ContainerCredentials,
     Embeddings {
         api: Api,
         deployment: Option<String>,
@@ -291,6 +308,20 @@ impl Route {
         } else {
             Api::Openai
         };
+        if path.starts_with("/model/") {
+            return match (method, crate::bedrock::route(path)) {
+                (&Method::POST, Some((model, stream))) => Route::Bedrock { model, stream },
+                _ => Route::Missing {
+                    api: Api::Bedrock,
+                    error: ProviderError::not_found_path(path),
+                },
+            };
+        }
+        match (method, path) {
+            (&Method::POST, "/") => return Route::Sts,
+            (&Method::GET, crate::aws::CONTAINER_PATH) => return Route::ContainerCredentials,
+            _ => {}
+        }
         if path.starts_with("/v1beta/") {
             return match (method, gemini::route(path)) {
                 (&Method::POST, Some((model, stream))) => Route::Gemini { model, stream },
@@ -371,6 +402,8 @@ fn api_key(api: Api, headers: &HeaderMap) -> Option<String> {
         // Only the header: a key in the URL's `key=` query is not looked for, so a client that
         // puts it there is refused as if it had sent none.
         Api::Gemini => get("x-goog-api-key"),
+        // A Bedrock API key; a SigV4 signature is checked apart (see `crate::aws`).
+        Api::Bedrock => bearer(),
     }
 }
 
@@ -382,6 +415,8 @@ struct Attempting {
     id: u64,
     model: String,
     key: Option<String>,
+    /// What a key-echo fault repeats: the key, or a signed request's session token.
+    echo: Option<String>,
 }
 
 async fn handle(
@@ -418,11 +453,59 @@ async fn handle(
         Route::Models { api } => return models(&state, api, &reset, req).await,
         Route::Chat { api, deployment } => (api, deployment, "chat", None),
         Route::Gemini { model, stream } => (Api::Gemini, Some(model), "chat", Some(stream)),
+        Route::Bedrock { model, stream } => (Api::Bedrock, Some(model), "chat", Some(stream)),
+        Route::Sts | Route::ContainerCredentials => {
+            return Ok(aws_identity(&state, route_name(&route), req).await);
+        }
         Route::Embeddings { api, deployment } => (api, deployment, "embeddings", None),
     };
-    let key = api_key(api, req.headers());
+    let mut key = api_key(api, req.headers());
     let (parts, body) = req.into_parts();
-    let body = match read_json(body).await {
+    let raw = match read_bytes(body).await {
+        Ok(b) => b,
+        Err(e) => return Ok(error_response(api, &e, "req_sim_0")),
+    };
+    // A signed Bedrock request: the signature is checked before anything else, and the
+    // access key id it was signed with stands for the key in the attempt log.
+    let signed = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256 "));
+    if api == Api::Bedrock && signed {
+        let uri = parts
+            .uri
+            .path_and_query()
+            .map_or("/", http::uri::PathAndQuery::as_str);
+        match state
+            .aws
+            .verify(parts.method.as_str(), uri, &parts.headers, &raw)
+        {
+            Ok(id) => key = Some(id),
+            Err(refusal) => {
+                let id = state.attempts.begin(Arrival {
+                    api,
+                    endpoint,
+                    model: deployment.clone(),
+                    key: None,
+                    stream: path_stream.unwrap_or(false),
+                    traceparent: None,
+                    organization: None,
+                    project: None,
+                });
+                let err = ProviderError {
+                    status: 403,
+                    headers: vec![("x-amzn-errortype".to_owned(), refusal.exception.to_owned())],
+                    ..ProviderError::bad_request(refusal.message)
+                };
+                state.attempts.update(id, |a| a.status = 403);
+                let resp = error_response(api, &err, &format!("req_sim_{id}"));
+                state.attempts.finish(id, Outcome::Error, body_len(&resp));
+                return Ok(resp);
+            }
+        }
+    }
+    let body = match parse_json(&raw) {
         Ok(v) => v,
         Err(e) => return Ok(error_response(api, &e, "req_sim_0")),
     };
@@ -454,6 +537,7 @@ async fn handle(
         api,
         id,
         model: model.unwrap_or_default(),
+        echo: header("x-amz-security-token").or_else(|| key.clone()),
         key,
     };
     if endpoint == "embeddings" {
@@ -464,6 +548,9 @@ async fn handle(
         Api::Responses => responses::parse(&body),
         Api::Openai | Api::Azure => openai::parse_chat(&body, deployment.as_deref()),
         Api::Gemini => gemini::parse(&body, deployment.as_deref().unwrap_or_default(), stream),
+        Api::Bedrock => {
+            crate::bedrock::parse(&body, deployment.as_deref().unwrap_or_default(), stream)
+        }
     };
     match parsed {
         Ok(chat) => at.chat(&parts.headers, chat).await,
@@ -552,7 +639,7 @@ impl Attempting {
             },
         );
         if let Some(err) =
-            ProviderError::for_fault(fault, self.api, &self.model, self.key.as_deref(), context)
+            ProviderError::for_fault(fault, self.api, &self.model, self.echo.as_deref(), context)
         {
             return Ok(Some(self.error(&err)));
         }
@@ -638,6 +725,23 @@ impl Attempting {
         {
             spec.thinking = Some(t);
         }
+        // Nor is a Bedrock guardrail's: a 200 whose stopReason is guardrail_intervened.
+        if self.api == Api::Bedrock && fault == Some(Fault::ContentFilter) {
+            if !req.stream {
+                return Ok(self.whole(Bytes::from(crate::bedrock::blocked().to_string())));
+            }
+            return Ok(self.stream_response(
+                StreamPlan {
+                    fault: None,
+                    token_gap: None,
+                    thinking_gap: None,
+                    error_event: None,
+                    malformed: Bytes::new(),
+                    mid_frame: false,
+                },
+                crate::bedrock::blocked_stream(),
+            ));
+        }
         // Gemini's content filter is no error: a 200 whose candidate finished with SAFETY.
         if self.api == Api::Gemini && fault == Some(Fault::ContentFilter) {
             let id = format!("sim_{}", self.id);
@@ -654,6 +758,7 @@ impl Attempting {
                     thinking_gap: None,
                     error_event: None,
                     malformed: Bytes::new(),
+                    mid_frame: false,
                 },
                 events,
             ));
@@ -700,6 +805,7 @@ impl Attempting {
                     req.include_usage,
                 ),
                 Api::Gemini => gemini::stream(&answer, &format!("sim_{}", self.id)),
+                Api::Bedrock => crate::bedrock::stream(&answer),
             };
             // The error event a stream fault sends: the key echoed for key_echo, else overloaded.
             let echoed = match &fault {
@@ -713,7 +819,7 @@ impl Attempting {
                 &echoed,
                 self.api,
                 &self.model,
-                self.key.as_deref(),
+                self.echo.as_deref(),
                 (0, 0),
             )
             .map(|e| e.stream_event(self.api, &request_id));
@@ -723,6 +829,8 @@ impl Attempting {
                 thinking_gap: spec.thinking.map(|t| t.every),
                 error_event,
                 malformed: malformed_event(self.api),
+                // An event stream is cut inside a frame, as a dropped connection cuts it.
+                mid_frame: self.api == Api::Bedrock,
             };
             return Ok(self.stream_response(plan, events));
         }
@@ -739,6 +847,7 @@ impl Attempting {
                 openai::completion(&answer, &format!("chatcmpl-sim-{}", self.id), created)
             }
             Api::Gemini => gemini::whole(&answer, &format!("sim_{}", self.id)),
+            Api::Bedrock => crate::bedrock::whole(&answer),
         };
         let full = Bytes::from(value.to_string());
         let resp = match &fault {
@@ -773,6 +882,7 @@ impl Attempting {
                     thinking_gap: None,
                     error_event: None,
                     malformed: Bytes::new(),
+                    mid_frame: false,
                 };
                 let mut resp = Response::new(plan.spawn(self.state.clone(), self.id, events));
                 resp.headers_mut()
@@ -798,7 +908,11 @@ impl Attempting {
         let h = resp.headers_mut();
         h.insert(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("text/event-stream; charset=utf-8"),
+            HeaderValue::from_static(if self.api == Api::Bedrock {
+                crate::bedrock::EVENT_STREAM
+            } else {
+                "text/event-stream; charset=utf-8"
+            }),
         );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
         self.id_headers(h);
@@ -826,6 +940,7 @@ impl Attempting {
             Api::Anthropic => h.insert("request-id", rid),
             Api::Openai | Api::Azure | Api::Responses => h.insert("x-request-id", rid),
             Api::Gemini => h.insert("x-goog-request-id", rid),
+            Api::Bedrock => h.insert("x-amzn-requestid", rid),
         };
         h.insert("x-sim-attempt", HeaderValue::from(self.id));
     }
@@ -887,6 +1002,7 @@ async fn models(
         api,
         id,
         model: String::new(),
+        echo: key.clone(),
         key,
     };
     let fault = match req.headers().get("x-sim-fault").map(HeaderValue::to_str) {
@@ -905,7 +1021,7 @@ async fn models(
     let names = state.config.models.keys();
     let body = match api {
         Api::Anthropic => anthropic::models(names),
-        Api::Openai | Api::Azure | Api::Responses | Api::Gemini => {
+        Api::Openai | Api::Azure | Api::Responses | Api::Gemini | Api::Bedrock => {
             openai::models(names, 1_735_689_600)
         }
     };
@@ -920,6 +1036,9 @@ struct StreamPlan {
     thinking_gap: Option<Duration>,
     error_event: Option<Event>,
     malformed: Bytes,
+    /// A cut sends the first half of the next event first (an event stream cut inside a
+    /// frame).
+    mid_frame: bool,
 }
 
 impl StreamPlan {
@@ -959,6 +1078,11 @@ impl StreamPlan {
                 }
                 match &self.fault {
                     Some(Fault::StreamCut { after }) if reached(*after) => {
+                        if self.mid_frame {
+                            let half = ev.bytes.slice(..ev.bytes.len() / 2);
+                            *sent += half.len() as u64;
+                            let _ = tx.send(Ok(Frame::data(half))).await;
+                        }
                         drained(tx).await;
                         let _ = tx.send(Err("stream cut on purpose".into())).await;
                         return Outcome::Cut;
@@ -1026,19 +1150,23 @@ fn malformed_event(api: Api) -> Bytes {
             b"event: content_block_delta\ndata: {\"type\": \"content_block_delta\", \"index\": 0, \"delta\": {\"type\": \"text_del\n\n",
         ),
         Api::Gemini => Bytes::from_static(gemini::MALFORMED_EVENT),
+        Api::Bedrock => crate::bedrock::malformed_event(),
         Api::Openai | Api::Azure | Api::Responses => Bytes::from_static(
             b"data: {\"id\": \"chatcmpl-sim\", \"object\": \"chat.completion.chunk\", \"choices\": [{\"delta\": {\"content\": \"lo\n\n",
         ),
     }
 }
 
-async fn read_json(body: Incoming) -> Result<Value, ProviderError> {
-    let bytes = Limited::new(body, MAX_REQUEST_BYTES)
+async fn read_bytes(body: Incoming) -> Result<Bytes, ProviderError> {
+    Ok(Limited::new(body, MAX_REQUEST_BYTES)
         .collect()
         .await
         .map_err(|e| ProviderError::bad_request(format!("could not read the request body: {e}")))?
-        .to_bytes();
-    serde_json::from_slice(&bytes).map_err(|e| {
+        .to_bytes())
+}
+
+fn parse_json(bytes: &[u8]) -> Result<Value, ProviderError> {
+    serde_json::from_slice(bytes).map_err(|e| {
         ProviderError::bad_request(format!(
             "We could not parse the JSON body of your request. ({e})"
         ))
@@ -1070,11 +1198,21 @@ fn error_response(api: Api, err: &ProviderError, request_id: &str) -> Response<B
             h.insert(k, v);
         }
     }
+    if api == Api::Bedrock && !h.contains_key("x-amzn-errortype") {
+        let kind = format!(
+            "{}:http://internal.amazon.com/coral/com.amazon.bedrock/",
+            crate::bedrock::exception(err)
+        );
+        if let Ok(v) = HeaderValue::from_str(&kind) {
+            h.insert("x-amzn-errortype", v);
+        }
+    }
     if let Ok(rid) = HeaderValue::from_str(request_id) {
         match api {
             Api::Anthropic => h.insert("request-id", rid),
             Api::Openai | Api::Azure | Api::Responses => h.insert("x-request-id", rid),
             Api::Gemini => h.insert("x-goog-request-id", rid),
+            Api::Bedrock => h.insert("x-amzn-requestid", rid),
         };
     }
     resp
@@ -1155,6 +1293,17 @@ async fn admin(state: &Arc<State>, rest: &str, req: Request<Incoming>) -> Respon
                 Err(e) => admin_error(StatusCode::BAD_REQUEST, format!("invalid judge rule: {e}")),
             }
         }
+        (Method::PUT | Method::POST, "aws") => {
+            match parse(&body).map(|v| v.get("expiry_secs").and_then(Value::as_u64)) {
+                Ok(Some(secs)) => {
+                    state.aws.set_expiry(Duration::from_secs(secs));
+                    admin_json(StatusCode::OK, &json!({"ok": true}))
+                }
+                Ok(None) | Err(_) => {
+                    admin_error(StatusCode::BAD_REQUEST, "expected {\"expiry_secs\": N}")
+                }
+            }
+        }
         (Method::POST, "reset") => {
             state.reset();
             admin_json(StatusCode::OK, &json!({"ok": true}))
@@ -1166,8 +1315,72 @@ async fn admin(state: &Arc<State>, rest: &str, req: Request<Incoming>) -> Respon
     }
 }
 
+/// The endpoint name an AWS identity route logs.
+fn route_name(route: &Route) -> &'static str {
+    match route {
+        Route::Sts => "sts",
+        Route::ContainerCredentials => "container-credentials",
+        Route::Chat { .. }
+        | Route::Gemini { .. }
+        | Route::Bedrock { .. }
+        | Route::Embeddings { .. }
+        | Route::Models { .. }
+        | Route::Missing { .. } => "chat",
+    }
+}
+
+/// STS and the container-credentials endpoint: each call is logged as an attempt (api
+/// `bedrock`, endpoint `sts` or `container-credentials`, the presented token as its key only
+/// when it was the right one, so a test can count refreshes).
+async fn aws_identity(
+    state: &Arc<State>,
+    endpoint: &str,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let endpoint: &'static str = if endpoint == "sts" {
+        "sts"
+    } else {
+        "container-credentials"
+    };
+    let authorization = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = read_bytes(req.into_body()).await.unwrap_or_default();
+    let id = state.attempts.begin(Arrival {
+        api: Api::Bedrock,
+        endpoint,
+        model: None,
+        key: None,
+        stream: false,
+        traceparent: None,
+        organization: None,
+        project: None,
+    });
+    let (status, content_type, text) = if endpoint == "sts" {
+        let (status, xml) = state.aws.assume_role(&body);
+        (status, "text/xml", xml)
+    } else {
+        let (status, v) = state.aws.container(authorization.as_deref());
+        (status, "application/json", v.to_string())
+    };
+    let mut resp = Response::new(full(Bytes::from(text)));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    state.attempts.update(id, |a| a.status = status);
+    let outcome = if status == 200 {
+        Outcome::Completed
+    } else {
+        Outcome::Error
+    };
+    state.attempts.finish(id, outcome, body_len(&resp));
+    resp
+}
+
 /// Decodes `%XX` escapes (model names in admin paths and queries).
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

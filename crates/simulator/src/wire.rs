@@ -124,6 +124,9 @@ impl ProviderError {
         if api == Api::Gemini {
             return gemini_for_fault(fault, model, key, context);
         }
+        if api == Api::Bedrock {
+            return crate::bedrock::for_fault(fault, model, key, context);
+        }
         let anthropic = api == Api::Anthropic;
         Some(match fault {
             Fault::RateLimited {
@@ -222,7 +225,7 @@ impl ProviderError {
                     match api {
                         Api::Anthropic => "Output blocked by content filtering policy".to_owned(),
                         Api::Azure => "The response was filtered due to the prompt triggering Azure OpenAI's content management policy. Please modify your prompt and retry.".to_owned(),
-                        Api::Openai | Api::Responses | Api::Gemini => "Your request was rejected as a result of our safety system. Your prompt may contain text that is not allowed by our safety system.".to_owned(),
+                        Api::Openai | Api::Responses | Api::Gemini | Api::Bedrock => "Your request was rejected as a result of our safety system. Your prompt may contain text that is not allowed by our safety system.".to_owned(),
                     },
                 );
                 err.azure_content_filter = api == Api::Azure;
@@ -282,6 +285,7 @@ impl ProviderError {
     /// The JSON body in the caller's shape.
     pub fn body(&self, api: Api, request_id: &str) -> Value {
         match api {
+            Api::Bedrock => crate::bedrock::body(self),
             Api::Gemini => json!({"error": {
                 "code": self.status,
                 "message": self.message,
@@ -334,6 +338,7 @@ impl ProviderError {
                 bytes: Bytes::from(format!("data: {}\r\n\r\n", self.body(api, request_id))),
                 kind: EventKind::Tail,
             },
+            Api::Bedrock => crate::bedrock::exception_frame(self),
         }
     }
 }
@@ -477,7 +482,8 @@ fn rate_limit_headers(api: Api, wait: Duration) -> Vec<(String, String)> {
             ]
         }
         // Google sends none: its wait is in the body's `RetryInfo`.
-        Api::Gemini => Vec::new(),
+        // Bedrock sends none either.
+        Api::Gemini | Api::Bedrock => Vec::new(),
         Api::Openai | Api::Azure | Api::Responses => {
             let reset = go_duration(wait);
             vec![

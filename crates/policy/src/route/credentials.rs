@@ -19,6 +19,8 @@ pub enum Credentials {
     Passthrough,
     /// No key.
     None,
+    /// The AWS credentials of the sidecar's environment (the default chain), for SigV4.
+    Aws,
 }
 
 impl Credentials {
@@ -31,6 +33,7 @@ impl Credentials {
             Credentials::File(p) => format!("file:{}", p.display()),
             Credentials::Passthrough => "passthrough".to_owned(),
             Credentials::None => "none".to_owned(),
+            Credentials::Aws => "aws".to_owned(),
         }
     }
 }
@@ -42,7 +45,8 @@ pub(super) fn compile(field: &str, c: &CredentialsSpec) -> Result<Credentials, I
         + usize::from(c.env.is_some())
         + usize::from(c.file.is_some())
         + usize::from(c.passthrough == Some(true))
-        + usize::from(c.none == Some(true));
+        + usize::from(c.none == Some(true))
+        + usize::from(c.aws == Some(true));
     let invalid = |found| InvalidRoute::Credentials {
         field: field.to_owned(),
         found,
@@ -56,6 +60,7 @@ pub(super) fn compile(field: &str, c: &CredentialsSpec) -> Result<Credentials, I
         (_, _, Some(p), ..) if !p.is_empty() => Ok(Credentials::File(PathBuf::from(p))),
         (_, _, _, Some(true), _) => Ok(Credentials::Passthrough),
         (_, _, _, _, Some(true)) => Ok(Credentials::None),
+        _ if c.aws == Some(true) => Ok(Credentials::Aws),
         _ => Err(invalid(0)),
     }
 }
@@ -93,6 +98,7 @@ mod tests {
             Ok(Credentials::Passthrough)
         );
         assert_eq!(credentials("{none: true}"), Ok(Credentials::None));
+        assert_eq!(credentials("{aws: true}"), Ok(Credentials::Aws));
         assert_eq!(
             credentials("{passthrough: false, none: true}"),
             Ok(Credentials::None),
@@ -112,7 +118,7 @@ mod tests {
         );
         assert_eq!(
             err.to_string(),
-            "spec.targets[0].credentials: set exactly one of secretRef, env, file, passthrough: true or none: true (found 2)"
+            "spec.targets[0].credentials: set exactly one of secretRef, env, file, passthrough: true, none: true or aws: true (found 2)"
         );
     }
 

@@ -171,9 +171,18 @@ pub enum InvalidRoute {
         /// The field.
         field: String,
     },
+    /// A `region` missing where the provider needs one, or given where it means nothing, or
+    /// `aws: true` credentials on a target that is not `bedrock`.
+    #[error("{field}: {reason}")]
+    Region {
+        /// The field.
+        field: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// Not exactly one credential source.
     #[error(
-        "{field}: set exactly one of secretRef, env, file, passthrough: true or none: true (found {found})"
+        "{field}: set exactly one of secretRef, env, file, passthrough: true, none: true or aws: true (found {found})"
     )]
     Credentials {
         /// The field.

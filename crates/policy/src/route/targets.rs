@@ -25,6 +25,8 @@ pub struct Target {
     pub organization: Option<String>,
     /// OpenAI's `OpenAI-Project`.
     pub project: Option<String>,
+    /// The cloud region (a `bedrock` target's AWS region, which SigV4 signs for).
+    pub region: Option<String>,
     /// Where the key comes from.
     pub credentials: Credentials,
     /// Priority group (lower first).
@@ -125,6 +127,7 @@ fn compile_target(field: &str, namespace: &str, t: &TargetSpec) -> Result<Target
             });
         }
     }
+    region(field, t, &credentials)?;
     let egress = egress::compile(&format!("{field}.proxy"), t.proxy.as_ref())?;
     let upstream = UpstreamKey {
         base_url: trimmed.to_owned(),
@@ -139,6 +142,7 @@ fn compile_target(field: &str, namespace: &str, t: &TargetSpec) -> Result<Target
         api_version: t.api_version.clone(),
         organization: t.organization.clone(),
         project: t.project.clone(),
+        region: t.region.clone(),
         credentials,
         priority: t.priority.unwrap_or(0),
         weight: t.weight.unwrap_or(1),
@@ -210,6 +214,55 @@ pub(super) fn has_user_info(value: &str) -> bool {
 
 /// What a target can do: everything unless it says otherwise, except prefill, which only
 /// Anthropic's API offers by default.
+/// A `bedrock` target names its AWS region; no other target takes one, and only `bedrock`
+/// targets sign with the environment's AWS credentials.
+fn region(field: &str, t: &TargetSpec, credentials: &Credentials) -> Result<(), InvalidRoute> {
+    let invalid = |reason| {
+        Err(InvalidRoute::Region {
+            field: format!("{field}.region"),
+            reason,
+        })
+    };
+    let valid = |r: &str| {
+        !r.is_empty()
+            && r.len() <= 64
+            && r.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    match (t.provider, t.region.as_deref()) {
+        (Provider::Bedrock, None) => {
+            return invalid("bedrock targets need region (for example \"us-east-1\")");
+        }
+        (Provider::Bedrock, Some(r)) if !valid(r) => {
+            return invalid("must be an AWS region such as us-east-1");
+        }
+        (Provider::Bedrock, Some(_)) => {}
+        (
+            Provider::Openai
+            | Provider::OpenaiCompatible
+            | Provider::AzureOpenai
+            | Provider::Anthropic
+            | Provider::Gemini,
+            Some(_),
+        ) => return invalid("only bedrock targets take a region"),
+        (
+            Provider::Openai
+            | Provider::OpenaiCompatible
+            | Provider::AzureOpenai
+            | Provider::Anthropic
+            | Provider::Gemini,
+            None,
+        ) => {}
+    }
+    if *credentials == Credentials::Aws && t.provider != Provider::Bedrock {
+        return Err(InvalidRoute::Region {
+            field: format!("{field}.credentials.aws"),
+            reason: "aws: true credentials are for bedrock targets",
+        });
+    }
+    Ok(())
+}
+
 fn capabilities(provider: Provider, spec: Option<&CapabilitiesSpec>) -> Capabilities {
     let default = CapabilitiesSpec::default();
     let caps = spec.unwrap_or(&default);
@@ -224,7 +277,9 @@ fn capabilities(provider: Provider, spec: Option<&CapabilitiesSpec>) -> Capabili
             Provider::Openai
             | Provider::OpenaiCompatible
             | Provider::AzureOpenai
-            | Provider::Gemini => false,
+            | Provider::Gemini
+            // Converse takes no final assistant turn to continue for every model: refused.
+            | Provider::Bedrock => false,
         }),
     }
 }
@@ -469,6 +524,45 @@ mod tests {
                 .unwrap_err()
                 .to_string(),
             "spec.targets[0].apiVersion: azure-openai targets need apiVersion (for example \"2024-10-21\")"
+        );
+    }
+
+    #[test]
+    fn a_bedrock_target_needs_its_region_and_only_it_takes_one_or_aws_credentials() {
+        let t = one(("provider: openai", "provider: bedrock, region: us-east-1")).unwrap();
+        assert_eq!(t.region.as_deref(), Some("us-east-1"));
+        assert!(!t.capabilities.prefill);
+        let t = one((
+            "provider: openai, baseUrl: 'http://h/v1', model: up, credentials: {none: true}",
+            "provider: bedrock, region: eu-west-3, baseUrl: 'http://h', model: up, credentials: {aws: true}",
+        ))
+        .unwrap();
+        assert_eq!(t.credentials, Credentials::Aws);
+        assert_eq!(t.upstream.credential, "aws");
+        let region = |reason: &'static str| InvalidRoute::Region {
+            field: "spec.targets[0].region".to_owned(),
+            reason,
+        };
+        assert_eq!(
+            one(("provider: openai", "provider: bedrock")),
+            Err(region(
+                "bedrock targets need region (for example \"us-east-1\")"
+            ))
+        );
+        assert_eq!(
+            one(("provider: openai", "provider: bedrock, region: US_EAST")),
+            Err(region("must be an AWS region such as us-east-1"))
+        );
+        assert_eq!(
+            one(("provider: openai", "provider: anthropic, region: us-east-1")),
+            Err(region("only bedrock targets take a region"))
+        );
+        assert_eq!(
+            one(("credentials: {none: true}", "credentials: {aws: true}")),
+            Err(InvalidRoute::Region {
+                field: "spec.targets[0].credentials.aws".to_owned(),
+                reason: "aws: true credentials are for bedrock targets",
+            })
         );
     }
 

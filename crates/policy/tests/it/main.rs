@@ -316,6 +316,26 @@ fn the_gemini_example_compiles_to_a_gemini_fallback_without_prefill() {
 }
 
 #[test]
+fn the_bedrock_example_compiles_to_signed_and_keyed_bedrock_fallbacks() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/routes");
+    let text = std::fs::read_to_string(format!("{dir}/bedrock.yaml")).unwrap();
+    let set =
+        plumb_policy::parse_routes_file_with(&text, &plumb_policy::Sources::in_dir(dir)).unwrap();
+    let route = set.lookup("assistant-bedrock").unwrap();
+    let claude = &route.targets[1];
+    assert_eq!(claude.provider, plumb_policy::Provider::Bedrock);
+    assert_eq!(claude.region.as_deref(), Some("us-east-1"));
+    assert_eq!(claude.credentials, plumb_policy::Credentials::Aws);
+    assert!(!claude.capabilities.prefill);
+    let nova = &route.targets[2];
+    assert_eq!(nova.model, "amazon.nova-pro-v1:0");
+    assert_eq!(
+        nova.credentials,
+        plumb_policy::Credentials::Env("AWS_BEARER_TOKEN_BEDROCK".into())
+    );
+}
+
+#[test]
 fn equivalence_settings_that_cannot_work_are_refused_with_the_field() {
     let refused = |extra: &str| {
         let yaml = format!("{BASE}{extra}");

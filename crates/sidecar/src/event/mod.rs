@@ -5,6 +5,7 @@
 //! collection and token accounting all consume the same [`Event`].
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod gemini;
 pub mod openai;
 pub mod responses;
@@ -27,6 +28,8 @@ pub enum Event {
     Responses(responses::StreamEvent),
     /// A Gemini stream event: a partial `GenerateContentResponse`.
     Gemini(Box<gemini::Response>),
+    /// A Bedrock ConverseStream event (see [`bedrock`] for how its frames become events).
+    Bedrock(Box<bedrock::StreamEvent>),
     /// OpenAI's `data: [DONE]`.
     Done,
     /// A comment or keep-alive: no data.
@@ -104,6 +107,8 @@ impl Event {
                 Some(e) if !e.is_null() => Event::Error(ProviderError::from_error(e)),
                 Some(_) | None => Event::Gemini(Box::new(g)),
             }),
+            Api::Bedrock => serde_json::from_str::<bedrock::StreamEvent>(data)
+                .map(|e| Event::Bedrock(Box::new(e))),
         };
         match typed {
             Ok(Event::Error(e)) => Event::Error(e),
@@ -137,6 +142,7 @@ impl Event {
     pub fn is_terminal(&self) -> bool {
         match self {
             Event::Gemini(g) => g.finish().is_some(),
+            Event::Bedrock(b) => b.is_terminal(),
             Event::Done
             | Event::Anthropic(anthropic::StreamEvent::MessageStop)
             | Event::Responses(
@@ -173,6 +179,7 @@ impl Event {
                 .usage
                 .map_or((None, None), |u| (u.input_tokens, u.output_tokens)),
             Event::Gemini(g) => g.usage(),
+            Event::Bedrock(b) => b.usage(),
             Event::Anthropic(_)
             | Event::Responses(_)
             | Event::Done

@@ -187,7 +187,7 @@ pub(super) fn models(proxy: &Proxy, api: Api) -> Response<Body> {
     };
     let names = policy.routes.models();
     let body = match api.errors() {
-        Api::Openai | Api::Responses | Api::Gemini => {
+        Api::Openai | Api::Responses | Api::Gemini | Api::Bedrock => {
             json!({"object": "list", "data": names.iter().map(|n| json!({
             "id": n, "object": "model", "created": 0, "owned_by": "plumb"})).collect::<Vec<_>>()})
         }
@@ -254,7 +254,7 @@ where
 pub(super) fn caller_key(api: Api, headers: &HeaderMap) -> Option<Secret> {
     let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
     let key = match api {
-        Api::Openai | Api::Responses | Api::Gemini => {
+        Api::Openai | Api::Responses | Api::Gemini | Api::Bedrock => {
             get("authorization").and_then(|v| v.strip_prefix("Bearer "))
         }
         Api::Anthropic => get("x-api-key")

@@ -25,7 +25,7 @@ use crate::payload::Api;
 use crate::respond::{self, Account, Body};
 use crate::stream::{AfterCommit, Relay, RelayOptions, Resume, Settle, StreamEnd};
 use crate::translate::events::Translator;
-use crate::translate::{answer, gemini, responses};
+use crate::translate::{answer, bedrock, gemini, responses};
 use crate::verify::{self, StreamCollector};
 
 impl Request<'_> {
@@ -82,6 +82,12 @@ impl Request<'_> {
                                 let openai = serde_json::to_vec(&c).unwrap_or_default();
                                 (Completion::Openai(c), Bytes::from(openai))
                             }
+                            // So does a Bedrock answer.
+                            Completion::Bedrock(b) => {
+                                let c = bedrock::to_chat(&b, &target.model, clock::unix_secs_now());
+                                let openai = serde_json::to_vec(&c).unwrap_or_default();
+                                (Completion::Openai(c), Bytes::from(openai))
+                            }
                             c @ (Completion::Openai(_)
                             | Completion::Anthropic(_)
                             | Completion::Responses(_)) => (c, body),
@@ -115,7 +121,8 @@ impl Request<'_> {
                             // A Responses answer only ever comes to a Responses client.
                             (Completion::Responses(_), Api::Openai | Api::Anthropic) => body,
                             // No client speaks Gemini, and its answers became OpenAI's above.
-                            (_, Api::Gemini) | (Completion::Gemini(_), _) => body,
+                            (_, Api::Gemini | Api::Bedrock)
+                            | (Completion::Gemini(_) | Completion::Bedrock(_), _) => body,
                         }
                     }
                     Whole::Embeddings(_) => body,
@@ -130,19 +137,22 @@ impl Request<'_> {
                     api: self.request.api,
                     route: self.handles.label().to_owned(),
                     target: target.name.clone(),
-                    translator: match self.request.api {
+                    translator: (match self.request.api {
                         Api::Responses => Translator::to_responses(
                             self.request.family_for(target),
                             self.request.echo(),
                             clock::unix_secs_now(),
                         ),
-                        Api::Openai | Api::Anthropic | Api::Gemini => Translator::new(
-                            Api::of(target.provider),
-                            self.request.api,
-                            self.request.include_usage(),
-                            clock::unix_secs_now(),
-                        ),
-                    },
+                        Api::Openai | Api::Anthropic | Api::Gemini | Api::Bedrock => {
+                            Translator::new(
+                                Api::of(target.provider),
+                                self.request.api,
+                                self.request.include_usage(),
+                                clock::unix_secs_now(),
+                            )
+                        }
+                    })
+                    .naming(&target.model),
                     malformed: self.route.streaming.malformed,
                     idle: self
                         .proxy

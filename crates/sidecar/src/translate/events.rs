@@ -74,11 +74,13 @@ pub enum Translator {
     FromGemini(Box<FromGemini>),
 }
 
-/// A Gemini upstream: its events become OpenAI chunks, which the translator from OpenAI to
-/// the client's family takes on as if an OpenAI upstream had sent them.
+/// A Gemini (or Bedrock) upstream: its events become OpenAI chunks, which the translator
+/// from OpenAI to the client's family takes on as if an OpenAI upstream had sent them.
 #[derive(Debug)]
 pub struct FromGemini {
     chunks: ToChunks,
+    /// Set for a Bedrock upstream, whose ConverseStream events take the same way.
+    bedrock: Option<crate::translate::bedrock::ToChunks>,
     inner: Translator,
 }
 
@@ -86,21 +88,56 @@ impl FromGemini {
     fn wrap(inner: Translator, created: u64) -> Translator {
         Translator::FromGemini(Box::new(FromGemini {
             chunks: ToChunks::new(created),
+            bedrock: None,
             inner,
         }))
     }
 
+    /// The same, for a Bedrock upstream.
+    fn wrap_bedrock(inner: Translator, created: u64) -> Translator {
+        Translator::FromGemini(Box::new(FromGemini {
+            chunks: ToChunks::new(created),
+            bedrock: Some(crate::translate::bedrock::ToChunks::new(created)),
+            inner,
+        }))
+    }
+
+    /// Names the model in the chunks a Bedrock stream becomes (ConverseStream does not say).
+    fn name_model(&mut self, model: &str) {
+        if let Some(b) = self.bedrock.take() {
+            self.bedrock = Some(b.with_model(model));
+        }
+    }
+
+    /// The family of the upstream's events.
+    fn family(&self) -> Api {
+        if self.bedrock.is_some() {
+            Api::Bedrock
+        } else {
+            Api::Gemini
+        }
+    }
+
     fn event(&mut self, event: &Event) -> Result<Vec<Bytes>, EventError> {
-        let g = match event {
-            Event::Gemini(g) => g,
-            Event::Chunk(_)
-            | Event::Anthropic(_)
-            | Event::Responses(_)
-            | Event::Done
-            | Event::Empty
-            | Event::Unknown
-            | Event::Error(_)
-            | Event::Malformed => return Ok(Vec::new()),
+        let g = match (event, &mut self.bedrock) {
+            (Event::Gemini(g), None) => g,
+            (Event::Bedrock(b), Some(chunks)) => {
+                let chunks = chunks.event(b);
+                return self.relay(chunks);
+            }
+            (
+                Event::Chunk(_)
+                | Event::Anthropic(_)
+                | Event::Responses(_)
+                | Event::Gemini(_)
+                | Event::Bedrock(_)
+                | Event::Done
+                | Event::Empty
+                | Event::Unknown
+                | Event::Error(_)
+                | Event::Malformed,
+                _,
+            ) => return Ok(Vec::new()),
         };
         // After commit, a call the model could not form ends the answer broken, not complete.
         if g.finish() == Some(crate::event::gemini::Finish::MalformedCall) {
@@ -109,8 +146,14 @@ impl FromGemini {
                     .to_owned(),
             ));
         }
+        let chunks = self.chunks.event(g);
+        self.relay(chunks)
+    }
+
+    /// The client's bytes for OpenAI chunks made from the upstream's events.
+    fn relay(&mut self, chunks: Vec<Chunk>) -> Result<Vec<Bytes>, EventError> {
         let mut out = Vec::new();
-        for chunk in self.chunks.event(g) {
+        for chunk in chunks {
             let json = serde_json::to_string(&chunk).unwrap_or_default();
             let raw = RawEvent {
                 bytes: Bytes::from(format!("data: {json}\n\n")),
@@ -129,6 +172,10 @@ impl Translator {
     pub fn new(upstream: Api, client: Api, include_usage: bool, created: u64) -> Translator {
         match (upstream, client) {
             (Api::Gemini, client) => FromGemini::wrap(
+                Translator::new(Api::Openai, client, include_usage, created),
+                created,
+            ),
+            (Api::Bedrock, client) => FromGemini::wrap_bedrock(
                 Translator::new(Api::Openai, client, include_usage, created),
                 created,
             ),
@@ -167,7 +214,20 @@ impl Translator {
                 Translator::to_responses(Api::Openai, echo, created),
                 created,
             ),
+            Api::Bedrock => FromGemini::wrap_bedrock(
+                Translator::to_responses(Api::Openai, echo, created),
+                created,
+            ),
         }
+    }
+
+    /// Names the upstream's model where its events do not (Bedrock's); `model` is the
+    /// target's.
+    pub fn naming(mut self, model: &str) -> Translator {
+        if let Translator::FromGemini(t) = &mut self {
+            t.name_model(model);
+        }
+        self
     }
 
     /// The family of the upstream's events.
@@ -177,7 +237,7 @@ impl Translator {
             Translator::AnthropicToOpenai(_) => Api::Anthropic,
             Translator::OpenaiToAnthropic(_) => Api::Openai,
             Translator::ToResponses(t) => t.upstream(),
-            Translator::FromGemini(_) => Api::Gemini,
+            Translator::FromGemini(t) => t.family(),
         }
     }
 
@@ -212,6 +272,7 @@ impl Translator {
             | Event::Anthropic(_)
             | Event::Responses(_)
             | Event::Gemini(_)
+            | Event::Bedrock(_)
             | Event::Done
             | Event::Empty
             | Event::Unknown => {}
@@ -257,6 +318,12 @@ impl Translator {
         // state is its inner translator's.
         if family == Api::Gemini {
             return FromGemini::wrap(self.continued(Api::Openai, include_usage, created), created);
+        }
+        if family == Api::Bedrock {
+            return FromGemini::wrap_bedrock(
+                self.continued(Api::Openai, include_usage, created),
+                created,
+            );
         }
         if let Translator::FromGemini(t) = self {
             return t.inner.continued(family, include_usage, created);
@@ -427,8 +494,10 @@ impl Tracker {
                     | R::Unknown => {}
                 }
             }
-            // Gemini events are translated before they reach a tracker (see `FromGemini`).
+            // Gemini and Bedrock events are translated before they reach a tracker (see
+            // `FromGemini`).
             Event::Gemini(_)
+            | Event::Bedrock(_)
             | Event::Empty
             | Event::Unknown
             | Event::Error(_)
@@ -517,8 +586,8 @@ impl Tracker {
             Api::Anthropic => vec![named("message_stop", &json!({"type": "message_stop"}))],
             // The terminal event is the answer's end: nothing is owed.
             Api::Responses => Vec::new(),
-            // Gemini streams have none (and only ever pass through a translation).
-            Api::Gemini => Vec::new(),
+            // Gemini and Bedrock streams have none (and only ever pass through a translation).
+            Api::Gemini | Api::Bedrock => Vec::new(),
         })
     }
 }
@@ -726,6 +795,7 @@ impl OpenaiToAnthropic {
             Event::Anthropic(_)
             | Event::Responses(_)
             | Event::Gemini(_)
+            | Event::Bedrock(_)
             | Event::Empty
             | Event::Unknown
             | Event::Error(_)

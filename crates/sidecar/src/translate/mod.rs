@@ -14,6 +14,7 @@
 
 pub mod answer;
 mod anthropic;
+pub mod bedrock;
 mod conversation;
 pub mod events;
 pub mod gemini;

@@ -1,6 +1,6 @@
 //! Golden translations, checked field by field: requests and answers in both directions, and
-//! recorded streams, tool calls and structured output included; and Gemini, asked in every
-//! client family's stead and answering back into each.
+//! recorded streams, tool calls and structured output included; and Gemini and Bedrock, asked
+//! in every client family's stead and answering back into each.
 
 use plumb_sidecar::event::{Event, SseReader};
 use plumb_sidecar::payload::Api;
@@ -78,7 +78,7 @@ fn what_the_other_family_cannot_express_is_refused_by_name() {
             Api::Openai => Conversation::from_openai(&b).and_then(|c| c.to_anthropic("m")),
             Api::Anthropic => Conversation::from_anthropic(&b).and_then(|c| c.to_openai("m")),
             Api::Responses => Conversation::from_responses(&b).and_then(|c| c.to_anthropic("m")),
-            Api::Gemini => panic!("no client speaks gemini"),
+            Api::Gemini | Api::Bedrock => panic!("no client speaks gemini or bedrock"),
         };
         c.err().map(|e| e.field).unwrap_or_default()
     };
@@ -374,7 +374,7 @@ fn requests_of_every_client_family_become_gemini_requests() {
             Api::Openai => Conversation::from_openai(&input),
             Api::Anthropic => Conversation::from_anthropic(&input),
             Api::Responses => Conversation::from_responses(&input),
-            Api::Gemini => panic!("no client speaks gemini"),
+            Api::Gemini | Api::Bedrock => panic!("no client speaks gemini or bedrock"),
         }
         .unwrap();
         // What Gemini cannot say is named, as for the other families.
@@ -445,4 +445,101 @@ fn a_recorded_gemini_stream_becomes_each_client_familys_stream() {
     let mut got = Value::Object(got);
     placeholders(&mut got);
     matches_golden("stream_gemini_tool.expected.json", &got);
+}
+
+#[test]
+fn requests_of_every_client_family_become_bedrock_converse_requests() {
+    const CLAUDE: &str = "us.anthropic.claude-sonnet-4-20250514-v1:0";
+    let mut got = serde_json::Map::new();
+    for (file, api) in [
+        ("openai_tools_to_anthropic.json", Api::Openai),
+        ("anthropic_tools_to_openai.json", Api::Anthropic),
+        ("responses_request.json", Api::Responses),
+    ] {
+        let input = object(&golden(file)["input"]);
+        let c = match api {
+            Api::Openai => Conversation::from_openai(&input),
+            Api::Anthropic => Conversation::from_anthropic(&input),
+            Api::Responses => Conversation::from_responses(&input),
+            Api::Gemini | Api::Bedrock => panic!("no client speaks gemini or bedrock"),
+        }
+        .unwrap();
+        // What Converse cannot say is named, as for the other families.
+        let out = match c.to_bedrock(CLAUDE) {
+            Ok(body) => Value::Object(body),
+            Err(e) => serde_json::json!({"refused": e.field}),
+        };
+        got.insert(file.to_owned(), out);
+    }
+    // The requests without what Converse refuses in them.
+    let mut input = object(&golden("openai_tools_to_anthropic.json")["input"]);
+    input.remove("parallel_tool_calls");
+    input.remove("user");
+    let c = Conversation::from_openai(&input).unwrap();
+    got.insert(
+        "openai_tools_to_anthropic.json without parallel_tool_calls and user".to_owned(),
+        c.to_bedrock(CLAUDE)
+            .map_or_else(|e| serde_json::json!({"refused": e.field}), Value::Object),
+    );
+    let mut input = object(&golden("anthropic_tools_to_openai.json")["input"]);
+    input.remove("output_format");
+    let c = Conversation::from_anthropic(&input).unwrap();
+    got.insert(
+        "anthropic_tools_to_openai.json without output_format".to_owned(),
+        c.to_bedrock(CLAUDE)
+            .map_or_else(|e| serde_json::json!({"refused": e.field}), Value::Object),
+    );
+    matches_golden("bedrock_requests.expected.json", &Value::Object(got));
+}
+
+#[test]
+fn a_converse_answer_becomes_each_client_familys_answer() {
+    use plumb_sidecar::translate::bedrock;
+    use plumb_sidecar::translate::responses::{Echo, outgoing};
+    let b: plumb_sidecar::event::bedrock::Response =
+        serde_json::from_value(golden("answer_bedrock.json")).unwrap();
+    let chat = bedrock::to_chat(&b, "anthropic.claude-sonnet-4-20250514-v1:0", 1_700_000_000);
+    let echo = Echo::of(&object(&serde_json::json!({"max_output_tokens": 300})));
+    let mut got = serde_json::json!({
+        "openai": serde_json::to_value(&chat).unwrap(),
+        "anthropic": answer::openai_to_anthropic(&chat),
+        "responses": outgoing::from_chat(&chat, &echo, 1_700_000_000),
+    });
+    placeholders(&mut got);
+    matches_golden("answer_bedrock.expected.json", &got);
+}
+
+#[test]
+fn a_recorded_converse_stream_becomes_each_client_familys_stream() {
+    use plumb_sidecar::translate::responses::Echo;
+    let model = "anthropic.claude-sonnet-4-20250514-v1:0";
+    let mut got = serde_json::Map::new();
+    for (client, t) in [
+        (
+            "openai",
+            Translator::new(Api::Bedrock, Api::Openai, true, 1_700_000_000),
+        ),
+        (
+            "anthropic",
+            Translator::new(Api::Bedrock, Api::Anthropic, false, 1_700_000_000),
+        ),
+        (
+            "responses",
+            Translator::to_responses(Api::Bedrock, Echo::default(), 1_700_000_000),
+        ),
+    ] {
+        let events: Vec<Value> = translate(t.naming(model), "stream_bedrock_tool.sse")
+            .into_iter()
+            .map(|(name, data)| {
+                serde_json::json!({
+                    "event": name,
+                    "data": serde_json::from_str::<Value>(&data).unwrap_or(Value::String(data)),
+                })
+            })
+            .collect();
+        got.insert(client.to_owned(), Value::Array(events));
+    }
+    let mut got = Value::Object(got);
+    placeholders(&mut got);
+    matches_golden("stream_bedrock_tool.expected.json", &got);
 }

@@ -419,3 +419,130 @@ async fn no_gemini_key_leaves_the_sidecar_whatever_gemini_echoes() {
         "Gemini got its key and echoed it"
     );
 }
+
+/// A Bedrock API key (a bearer token).
+const BEDROCK_KEY_CANARY: &str = "ABSKCANARYbedrockApiKey0123456789abcdefXYZ";
+/// An AWS session token, sent in `x-amz-security-token` with every signed request.
+const SESSION_TOKEN_CANARY: &str = "IQoJCANARYsessionToken0123456789abcdefghijkl";
+/// The web identity token (IRSA) and the container-credentials token (EKS Pod Identity).
+const CONTAINER_TOKEN_CANARY: &str = "CANARYcontainerToken0123456789abcdefghij";
+
+#[tokio::test]
+async fn no_aws_secret_nor_bedrock_key_leaves_the_sidecar_whatever_bedrock_echoes() {
+    use plumb_simulator::aws::{ACCESS_KEY_ID, SECRET_ACCESS_KEY, WEB_IDENTITY_TOKEN};
+    let sim = simulator().await;
+    let secrets = [
+        BEDROCK_KEY_CANARY,
+        SESSION_TOKEN_CANARY,
+        CONTAINER_TOKEN_CANARY,
+        SECRET_ACCESS_KEY,
+        WEB_IDENTITY_TOKEN,
+    ];
+    let forbidden: Vec<&str> = secrets
+        .iter()
+        .flat_map(|k| [*k, &k[..12], &k[k.len() - 10..]])
+        .collect();
+    let clean = |what: &str, text: &str| {
+        for f in &forbidden {
+            assert!(!text.contains(f), "{what} leaks {f:?}:\n{text}");
+        }
+    };
+    let bedrock = |credentials: &str| {
+        route(
+            "chat",
+            &[target(
+                "bedrock",
+                "bedrock",
+                &sim.base_url(),
+                "anthropic.sim-claude-v1:0",
+                "      region: us-east-1\n",
+            )
+            .replace("{none: true}", credentials)],
+            "",
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let identity = dir.path().join("identity");
+    std::fs::write(&identity, WEB_IDENTITY_TOKEN).unwrap();
+    let container = dir.path().join("container");
+    std::fs::write(&container, CONTAINER_TOKEN_CANARY).unwrap();
+    let container_uri = format!("{}{}", sim.base_url(), plumb_simulator::aws::CONTAINER_PATH);
+    let sts = sim.base_url();
+    let setups: [(&str, Vec<(&str, &str)>); 4] = [
+        (
+            "{env: PLUMB_CANARY_BEDROCK}",
+            vec![("PLUMB_CANARY_BEDROCK", BEDROCK_KEY_CANARY)],
+        ),
+        (
+            "{aws: true}",
+            vec![
+                ("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID),
+                ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
+                ("AWS_SESSION_TOKEN", SESSION_TOKEN_CANARY),
+            ],
+        ),
+        (
+            "{aws: true}",
+            vec![
+                ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/plumb"),
+                ("AWS_WEB_IDENTITY_TOKEN_FILE", identity.to_str().unwrap()),
+                ("AWS_ENDPOINT_URL_STS", &sts),
+            ],
+        ),
+        (
+            "{aws: true}",
+            vec![
+                ("AWS_CONTAINER_CREDENTIALS_FULL_URI", &container_uri),
+                // The endpoint refuses it: the failure names the source, never the token.
+                ("AWS_CONTAINER_AUTHORIZATION_TOKEN", CONTAINER_TOKEN_CANARY),
+            ],
+        ),
+    ];
+    for (credentials, env) in setups {
+        for log_format in ["text", "json"] {
+            let sc = Sidecar::start_with_env_and_args(
+                &bedrock(credentials),
+                &env,
+                &["--log-format", log_format],
+            );
+            for how in ["whole", "head", "json", "newline"] {
+                for after in [0, 2] {
+                    for family in ["openai", "anthropic"] {
+                        for stream in [false, true] {
+                            plan(
+                                &sim,
+                                "anthropic.sim-claude-v1:0",
+                                json!({"fault": format!("key_echo:how={how},after={after}"), "first": 1}),
+                            );
+                            let seen = call(&sc, family, stream).await;
+                            clean(
+                                &format!(
+                                    "{credentials} {how}, after {after}, {family}, stream={stream}: the response"
+                                ),
+                                &seen,
+                            );
+                        }
+                    }
+                }
+            }
+            for path in ["/metrics", "/fleet"] {
+                clean(path, &admin(&sc, path).await);
+            }
+            let logs = String::from_utf8_lossy(&sc.logs.lock()).into_owned();
+            clean(&format!("{credentials}: the {log_format} log"), &logs);
+        }
+    }
+    let echoed = sim.attempts(Some("anthropic.sim-claude-v1:0"));
+    for hint in [
+        &BEDROCK_KEY_CANARY[BEDROCK_KEY_CANARY.len() - 4..],
+        &ACCESS_KEY_ID[ACCESS_KEY_ID.len() - 4..],
+    ] {
+        assert!(
+            echoed.iter().any(|a| a.key_hint.as_deref() == Some(hint)
+                && a.fault
+                    .as_deref()
+                    .is_some_and(|f| f.starts_with("key_echo"))),
+            "Bedrock got the credentials ({hint}) and echoed them"
+        );
+    }
+}

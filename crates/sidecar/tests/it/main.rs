@@ -13,6 +13,7 @@
 )]
 
 mod basics;
+mod bedrock;
 mod contracts;
 mod crossfamily;
 mod egress;

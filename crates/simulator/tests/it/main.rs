@@ -10,6 +10,7 @@
 )]
 
 mod anthropic;
+mod bedrock;
 mod faults;
 mod gemini;
 mod openai;

@@ -130,6 +130,7 @@ impl ToResponses {
             // Gemini events reach this writer as OpenAI chunks (see `FromGemini`).
             Event::Responses(_)
             | Event::Gemini(_)
+            | Event::Bedrock(_)
             | Event::Empty
             | Event::Unknown
             | Event::Error(_)
