@@ -65,7 +65,28 @@ fn crd_has_the_status_subresource_short_name_and_printer_columns() {
             "openai-compatible",
             "azure-openai",
             "anthropic",
-            "gemini"
+            "gemini",
+            "vertex-ai"
         ])
+    );
+    let rules: Vec<&str> = target["x-kubernetes-validations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["rule"].as_str().unwrap())
+        .collect();
+    assert!(
+        rules.contains(&"self.provider != 'vertex-ai' || (has(self.project) && has(self.region))"),
+        "{rules:?}"
+    );
+    let region = &target["properties"]["region"];
+    assert_eq!(region["pattern"], "^[a-z0-9-]+$");
+    let credentials = &target["properties"]["credentials"];
+    assert!(credentials["properties"]["google"].is_object());
+    assert!(
+        credentials["x-kubernetes-validations"][0]["rule"]
+            .as_str()
+            .unwrap()
+            .contains("has(self.google) && self.google")
     );
 }

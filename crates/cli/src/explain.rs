@@ -308,6 +308,7 @@ fn provider(t: &Target) -> String {
         plumb_policy::Provider::AzureOpenai => "azure-openai",
         plumb_policy::Provider::Anthropic => "anthropic",
         plumb_policy::Provider::Gemini => "gemini",
+        plumb_policy::Provider::VertexAi => "vertex-ai",
     }
     .to_owned()
 }
@@ -320,6 +321,7 @@ fn credentials(c: &Credentials, ns: &str) -> String {
         Credentials::File(p) => format!("file {}", p.display()),
         Credentials::Passthrough => "the caller's key".into(),
         Credentials::None => "none".into(),
+        Credentials::Google => "Google Application Default Credentials".into(),
     }
 }
 

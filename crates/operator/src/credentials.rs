@@ -83,7 +83,8 @@ fn references(route: &plumb_policy::Route) -> BTreeSet<(String, String)> {
         Credentials::Env(_)
         | Credentials::File(_)
         | Credentials::Passthrough
-        | Credentials::None => None,
+        | Credentials::None
+        | Credentials::Google => None,
     });
     let proxies = route.all_targets().filter_map(|t| match &t.egress {
         Egress::Proxy(TargetProxy {

@@ -177,6 +177,7 @@ impl Equivalence {
                 Provider::Openai | Provider::OpenaiCompatible | Provider::AzureOpenai => None,
                 Provider::Anthropic => Some("an anthropic"),
                 Provider::Gemini => Some("a gemini"),
+                Provider::VertexAi => Some("a vertex-ai"),
             };
             if let (Some(family), "embedding") = (family, kind) {
                 return Err(InvalidRoute::Contract {

@@ -80,6 +80,7 @@ pub fn provider_name(provider: Provider) -> &'static str {
         Provider::AzureOpenai => "azure.ai.openai",
         Provider::Anthropic => "anthropic",
         Provider::Gemini => "gcp.gemini",
+        Provider::VertexAi => "gcp.vertex_ai",
     }
 }
 

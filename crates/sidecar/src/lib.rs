@@ -35,6 +35,7 @@
 pub mod attempt;
 pub mod breaker;
 pub mod classify;
+pub mod cloud;
 pub mod completion;
 pub mod config;
 pub mod control;
@@ -60,4 +61,5 @@ pub mod table;
 pub mod translate;
 pub mod upstream;
 pub mod verify;
+pub mod vertex;
 mod window;

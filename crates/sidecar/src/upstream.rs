@@ -213,6 +213,7 @@ pub fn url(target: &Target, family: Api, op: Operation, stream: bool) -> String 
                 format!("{base}/v1beta/models/{model}:generateContent")
             }
         }
+        Provider::VertexAi => crate::vertex::url(target, stream),
     }
 }
 
@@ -360,7 +361,8 @@ fn authenticated(
         h
     };
     match (target.provider, key) {
-        (Provider::Openai | Provider::OpenaiCompatible, Some(k)) => {
+        // Vertex AI's key is an OAuth access token ([`crate::cloud::google`]).
+        (Provider::Openai | Provider::OpenaiCompatible | Provider::VertexAi, Some(k)) => {
             b = b.header(
                 header::AUTHORIZATION,
                 secret(&format!("Bearer {}", k.expose())),
@@ -384,7 +386,10 @@ fn authenticated(
                 Credentials::Secret(_)
                 | Credentials::Env(_)
                 | Credentials::File(_)
-                | Credentials::None => value.as_deref().and_then(|v| HeaderValue::from_str(v).ok()),
+                | Credentials::None
+                | Credentials::Google => {
+                    value.as_deref().and_then(|v| HeaderValue::from_str(v).ok())
+                }
             };
             if let Some(v) = v {
                 b = b.header(name, v);

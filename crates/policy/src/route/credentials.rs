@@ -19,6 +19,8 @@ pub enum Credentials {
     Passthrough,
     /// No key.
     None,
+    /// Google Application Default Credentials of the sidecar's environment (`vertex-ai`).
+    Google,
 }
 
 impl Credentials {
@@ -31,6 +33,7 @@ impl Credentials {
             Credentials::File(p) => format!("file:{}", p.display()),
             Credentials::Passthrough => "passthrough".to_owned(),
             Credentials::None => "none".to_owned(),
+            Credentials::Google => "google".to_owned(),
         }
     }
 }
@@ -42,13 +45,17 @@ pub(super) fn compile(field: &str, c: &CredentialsSpec) -> Result<Credentials, I
         + usize::from(c.env.is_some())
         + usize::from(c.file.is_some())
         + usize::from(c.passthrough == Some(true))
-        + usize::from(c.none == Some(true));
+        + usize::from(c.none == Some(true))
+        + usize::from(c.google == Some(true));
     let invalid = |found| InvalidRoute::Credentials {
         field: field.to_owned(),
         found,
     };
     if found != 1 {
         return Err(invalid(found));
+    }
+    if c.google == Some(true) {
+        return Ok(Credentials::Google);
     }
     match (&c.secret_ref, &c.env, &c.file, c.passthrough, c.none) {
         (Some(r), ..) => Ok(Credentials::Secret(r.clone())),
@@ -93,6 +100,7 @@ mod tests {
             Ok(Credentials::Passthrough)
         );
         assert_eq!(credentials("{none: true}"), Ok(Credentials::None));
+        assert_eq!(credentials("{google: true}"), Ok(Credentials::Google));
         assert_eq!(
             credentials("{passthrough: false, none: true}"),
             Ok(Credentials::None),
@@ -112,7 +120,7 @@ mod tests {
         );
         assert_eq!(
             err.to_string(),
-            "spec.targets[0].credentials: set exactly one of secretRef, env, file, passthrough: true or none: true (found 2)"
+            "spec.targets[0].credentials: set exactly one of secretRef, env, file, passthrough: true, none: true or google: true (found 2)"
         );
     }
 

@@ -137,7 +137,7 @@ impl Request<'_> {
                             clock::unix_secs_now(),
                         ),
                         Api::Openai | Api::Anthropic | Api::Gemini => Translator::new(
-                            Api::of(target.provider),
+                            Api::of(target),
                             self.request.api,
                             self.request.include_usage(),
                             clock::unix_secs_now(),
