@@ -45,6 +45,7 @@ use crate::openai;
 use crate::plan::{InvalidPlan, PlanSpec, Plans};
 use crate::responses;
 use crate::tls;
+use crate::vertex;
 use crate::wire::{Event, EventKind, ProviderError};
 
 /// The error type of response bodies and of the service.
@@ -69,6 +70,7 @@ struct State {
     judge: Mutex<JudgeRule>,
     rng: Mutex<fastrand::Rng>,
     stored: responses::Store,
+    google: crate::google_auth::GoogleAuth,
 }
 
 impl Simulator {
@@ -89,6 +91,7 @@ impl Simulator {
             judge: Mutex::new(JudgeRule::default()),
             rng: Mutex::new(fastrand::Rng::new()),
             stored: responses::Store::default(),
+            google: crate::google_auth::GoogleAuth::new(),
         });
         let ca_pem = tls.as_ref().map(|t| t.ca_pem.clone());
         let acceptor = tls.map(|t| t.acceptor);
@@ -158,6 +161,7 @@ impl State {
         self.attempts.clear();
         self.plans.clear();
         *self.judge.lock() = JudgeRule::default();
+        self.google.reset();
     }
 }
 
@@ -269,6 +273,8 @@ enum Route {
         model: String,
         stream: bool,
     },
+    /// Vertex AI names the publisher, the model and whether to stream in the path.
+    Vertex(vertex::VertexPath),
     Embeddings {
         api: Api,
         deployment: Option<String>,
@@ -291,6 +297,15 @@ impl Route {
         } else {
             Api::Openai
         };
+        if path.starts_with("/v1/projects/") {
+            return match (method, vertex::route(path)) {
+                (&Method::POST, Some(v)) => Route::Vertex(v),
+                _ => Route::Missing {
+                    api: Api::Gemini,
+                    error: ProviderError::not_found_path(path),
+                },
+            };
+        }
         if path.starts_with("/v1beta/") {
             return match (method, gemini::route(path)) {
                 (&Method::POST, Some((model, stream))) => Route::Gemini { model, stream },
@@ -393,6 +408,12 @@ async fn handle(
         let rest = rest.to_owned();
         return Ok(admin(&state, &rest, req).await);
     }
+    if matches!(
+        (req.method(), req.uri().path()),
+        (&Method::POST, "/token") | (&Method::GET, crate::google_auth::METADATA_TOKEN_PATH)
+    ) {
+        return google_auth(&state, req).await;
+    }
     if let Some(rest) = req.uri().path().strip_prefix("/v1/responses/") {
         let rest = match req.uri().query() {
             Some(q) => format!("{rest}?{q}"),
@@ -413,14 +434,29 @@ async fn handle(
         req.uri().query(),
         req.headers(),
     );
+    let mut vertex = None;
     let (api, deployment, endpoint, path_stream) = match route {
         Route::Missing { api, error } => return Ok(error_response(api, &error, "req_sim_0")),
         Route::Models { api } => return models(&state, api, &reset, req).await,
         Route::Chat { api, deployment } => (api, deployment, "chat", None),
         Route::Gemini { model, stream } => (Api::Gemini, Some(model), "chat", Some(stream)),
+        Route::Vertex(v) => {
+            let api = match v.publisher {
+                vertex::Publisher::Google => Api::Gemini,
+                vertex::Publisher::Anthropic => Api::Anthropic,
+            };
+            let (model, stream) = (v.model.clone(), v.stream);
+            vertex = Some(v);
+            (api, Some(model), "chat", Some(stream))
+        }
         Route::Embeddings { api, deployment } => (api, deployment, "embeddings", None),
     };
-    let key = api_key(api, req.headers());
+    let path = req.uri().path().to_owned();
+    let key = match vertex {
+        // An OAuth access token, whatever the publisher.
+        Some(_) => api_key(Api::Openai, req.headers()),
+        None => api_key(api, req.headers()),
+    };
     let (parts, body) = req.into_parts();
     let body = match read_json(body).await {
         Ok(v) => v,
@@ -447,6 +483,7 @@ async fn handle(
         traceparent: header("traceparent"),
         organization: header("openai-organization"),
         project: header("openai-project"),
+        path: Some(path),
     });
     let at = Attempting {
         state,
@@ -456,6 +493,18 @@ async fn handle(
         model: model.unwrap_or_default(),
         key,
     };
+    let mut body = body;
+    if let Some(v) = &vertex {
+        if !at.state.google.valid(at.key.as_deref()) {
+            return Ok(at.error_in(Api::Gemini, &vertex::unauthenticated()));
+        }
+        if v.publisher == vertex::Publisher::Anthropic {
+            body = match vertex::anthropic_body(&body, &v.model, v.stream) {
+                Ok(b) => b,
+                Err(msg) => return Ok(at.error(&ProviderError::bad_request(msg))),
+            };
+        }
+    }
     if endpoint == "embeddings" {
         return at.embeddings(&parts.headers, &body).await;
     }
@@ -524,10 +573,16 @@ impl Attempting {
     }
 
     fn error(&self, err: &ProviderError) -> Response<Body> {
+        self.error_in(self.api, err)
+    }
+
+    /// [`Attempting::error`] in the shape of `shape` (Vertex AI answers a bad token in
+    /// Google's, whatever the publisher).
+    fn error_in(&self, shape: Api, err: &ProviderError) -> Response<Body> {
         self.state
             .attempts
             .update(self.id, |a| a.status = err.status);
-        let resp = error_response(self.api, err, &self.request_id());
+        let resp = error_response(shape, err, &self.request_id());
         let len = body_len(&resp);
         self.state.attempts.finish(self.id, Outcome::Error, len);
         resp
@@ -880,6 +935,7 @@ async fn models(
         traceparent: None,
         organization: None,
         project: None,
+        path: None,
     });
     let at = Attempting {
         state: state.clone(),
@@ -1053,6 +1109,30 @@ fn body_len(resp: &Response<Body>) -> u64 {
     http_body::Body::size_hint(resp.body()).exact().unwrap_or(0)
 }
 
+/// Google's token endpoint (`POST /token`) and metadata server (`GET` of its token path).
+async fn google_auth(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, BoxError> {
+    let (status, body) = if req.method() == Method::POST {
+        let body = Limited::new(req.into_body(), 64 * 1024)
+            .collect()
+            .await?
+            .to_bytes();
+        state.google.exchange(&String::from_utf8_lossy(&body))
+    } else {
+        state.google.metadata(
+            req.headers()
+                .get("metadata-flavor")
+                .and_then(|v| v.to_str().ok()),
+        )
+    };
+    Ok(admin_json(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        &body,
+    ))
+}
+
 fn error_response(api: Api, err: &ProviderError, request_id: &str) -> Response<Body> {
     let mut resp = Response::new(full(Bytes::from(err.body(api, request_id).to_string())));
     *resp.status_mut() =
@@ -1105,7 +1185,8 @@ fn admin_error(status: StatusCode, message: impl std::fmt::Display) -> Response<
 /// | `PUT /_sim/plans/{model}` | set a plan (`{"fault": "...", "first": N}` / `"for": "5s"` / `"share": 0.3`) |
 /// | `DELETE /_sim/plans/{model}` | remove a plan |
 /// | `PUT /_sim/judge` | set the judge's rule |
-/// | `POST /_sim/reset` | clear attempts and plans, default judge |
+/// | `GET`, `PUT /_sim/google` | Google's token counts; token lifetime and failures ([`crate::google_auth`]) |
+/// | `POST /_sim/reset` | clear attempts and plans, default judge, issued tokens |
 async fn admin(state: &Arc<State>, rest: &str, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
     let query = req.uri().query().unwrap_or("").to_owned();
@@ -1153,6 +1234,18 @@ async fn admin(state: &Arc<State>, rest: &str, req: Request<Incoming>) -> Respon
                     admin_json(StatusCode::OK, &json!({"ok": true}))
                 }
                 Err(e) => admin_error(StatusCode::BAD_REQUEST, format!("invalid judge rule: {e}")),
+            }
+        }
+        (Method::GET, "google") => admin_json(StatusCode::OK, &state.google.counts()),
+        (Method::PUT | Method::POST, "google") => {
+            match parse(&body)
+                .and_then(serde_json::from_value::<crate::google_auth::GoogleSettings>)
+            {
+                Ok(s) => {
+                    state.google.set(&s);
+                    admin_json(StatusCode::OK, &json!({"ok": true}))
+                }
+                Err(e) => admin_error(StatusCode::BAD_REQUEST, format!("invalid settings: {e}")),
             }
         }
         (Method::POST, "reset") => {
