@@ -129,6 +129,11 @@ impl Simulator {
         self.state.attempts.snapshot(model)
     }
 
+    /// Google's token endpoint and metadata server: tokens issued, lifetime, failures.
+    pub fn google(&self) -> &crate::google_auth::GoogleAuth {
+        &self.state.google
+    }
+
     /// Sets a model's fault plan (`*` for every model without its own).
     pub fn set_plan(&self, model: &str, plan: PlanSpec) -> Result<(), InvalidPlan> {
         self.state.plans.set(model, plan)

@@ -31,3 +31,4 @@ mod spans;
 mod standalone;
 mod streams;
 mod support;
+mod vertex;

@@ -1,0 +1,414 @@
+//! Google Vertex AI as a target: Gemini and Claude models at Vertex's paths, behind OAuth
+//! access tokens from a service-account key (a signed JWT exchanged at the key's token_uri)
+//! or the metadata server; failover to and from it for every client family, whole and
+//! streamed; Google's error shapes classified with one attempt; tokens refreshed before they
+//! expire, and a failed refresh riding on the unexpired token. The simulator's attempt log
+//! and its token counts are the witnesses.
+
+use std::time::Duration;
+
+use plumb_simulator::google_auth::{GoogleSettings, test_service_account};
+use serde_json::{Value, json};
+
+use crate::gemini::{ask, told};
+use crate::support::{Sidecar, attempts, header, plan, route, simulator, target};
+
+const GEMINI: &str = "gemini-2.5-pro";
+const CLAUDE: &str = "claude-sonnet-4-5";
+
+/// A vertex-ai target on the simulator with `credentials`.
+fn vertex(
+    sim: &plumb_simulator::Simulator,
+    name: &str,
+    model: &str,
+    credentials: &str,
+    extra: &str,
+) -> String {
+    target(
+        name,
+        "vertex-ai",
+        &sim.base_url(),
+        model,
+        &format!("      project: sim-project\n      region: us-east5\n{extra}"),
+    )
+    .replace("{none: true}", credentials)
+}
+
+/// A sidecar whose `PLUMB_VERTEX_SA` holds the test service account's key.
+fn with_key(sim: &plumb_simulator::Simulator, routes: &str) -> Sidecar {
+    let key = test_service_account(&format!("{}/token", sim.base_url()));
+    Sidecar::start_with_env_and_args(routes, &[("PLUMB_VERTEX_SA", &key)], &[])
+}
+
+/// A sidecar whose Application Default Credentials are the simulator's metadata server.
+fn with_metadata(sim: &plumb_simulator::Simulator, routes: &str) -> Sidecar {
+    let host = sim.base_url().trim_start_matches("http://").to_owned();
+    Sidecar::start_with_env_and_args(routes, &[("GCE_METADATA_HOST", &host)], &[])
+}
+
+fn counts(sim: &plumb_simulator::Simulator) -> (u64, u64, u64) {
+    let c = sim.google().counts();
+    let n = |k: &str| c[k].as_u64().unwrap();
+    (n("exchanges"), n("metadata"), n("refused"))
+}
+
+#[tokio::test]
+async fn every_client_family_fails_over_to_gemini_on_vertex_with_a_service_account_key() {
+    let sim = simulator().await;
+    let routes = route(
+        "chat",
+        &[
+            target(
+                "gpt",
+                "openai",
+                &format!("{}/v1", sim.base_url()),
+                "sim-gpt",
+                "",
+            ),
+            vertex(
+                &sim,
+                "vertex",
+                GEMINI,
+                "{env: PLUMB_VERTEX_SA}",
+                "      priority: 1\n",
+            ),
+        ],
+        "  classes: {overloaded: {retries: 0}}\n",
+    );
+    let sc = with_key(&sim, &routes);
+    plan(
+        &sim,
+        "sim-gpt",
+        json!({"fault": "unavailable", "first": 100}),
+    );
+    let mut asked = 0;
+    for family in ["openai", "anthropic", "responses"] {
+        for stream in [false, true] {
+            let r = ask(&sc, family, stream, json!({})).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{family}, stream={stream}");
+            assert_eq!(header(&r, "x-plumb-served-by"), "vertex");
+            let (text, model, _) = told(family, stream, r).await;
+            assert!(text.ends_with("End of answer."), "{family}: {text}");
+            assert_eq!(model, GEMINI);
+            asked += 1;
+        }
+    }
+    let log = attempts(&sim, GEMINI).await;
+    assert_eq!(log.len(), asked);
+    for (i, a) in log.iter().enumerate() {
+        assert_eq!(a.api, plumb_simulator::Api::Gemini, "Gemini's wire format");
+        let method = if i % 2 == 1 {
+            "streamGenerateContent"
+        } else {
+            "generateContent"
+        };
+        assert_eq!(
+            a.path.as_deref(),
+            Some(format!("/v1/projects/sim-project/locations/us-east5/publishers/google/models/{GEMINI}:{method}").as_str())
+        );
+        assert_eq!(a.status, 200, "a token the simulator issued");
+    }
+    assert_eq!(
+        counts(&sim),
+        (1, 0, 0),
+        "one token exchange served every request"
+    );
+}
+
+#[tokio::test]
+async fn anthropic_clients_fail_over_to_claude_on_vertex_as_the_same_model_and_back() {
+    let sim = simulator().await;
+    let anthropic = target("anthropic", "anthropic", &sim.base_url(), "sim-claude", "");
+    let routes = route(
+        "chat",
+        &[
+            anthropic.clone(),
+            vertex(
+                &sim,
+                "vertex-claude",
+                CLAUDE,
+                "{env: PLUMB_VERTEX_SA}",
+                "      priority: 1\n",
+            ),
+        ],
+        "  classes: {overloaded: {retries: 0}}\n  equivalence: {mode: enforce}\n  sameModel: [[anthropic, vertex-claude]]\n",
+    );
+    let sc = with_key(&sim, &routes);
+    plan(
+        &sim,
+        "sim-claude",
+        json!({"fault": "overloaded", "first": 100}),
+    );
+    for family in ["anthropic", "openai"] {
+        for stream in [false, true] {
+            let r = ask(&sc, family, stream, json!({})).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{family}, stream={stream}");
+            assert_eq!(header(&r, "x-plumb-served-by"), "vertex-claude");
+            assert_eq!(header(&r, "x-plumb-equivalence"), "same-model");
+            let (text, model, tokens) = told(family, stream, r).await;
+            assert!(text.ends_with("End of answer."), "{family}: {text}");
+            assert_eq!(model, CLAUDE);
+            // An OpenAI stream carries usage only when asked for.
+            assert!(tokens > 10 || family == "openai" && stream, "usage counted");
+        }
+    }
+    let log = attempts(&sim, CLAUDE).await;
+    assert_eq!(log.len(), 4);
+    for (i, a) in log.iter().enumerate() {
+        assert_eq!(a.api, plumb_simulator::Api::Anthropic);
+        let method = if i % 2 == 1 {
+            "streamRawPredict"
+        } else {
+            "rawPredict"
+        };
+        assert_eq!(
+            a.path.as_deref(),
+            Some(format!("/v1/projects/sim-project/locations/us-east5/publishers/anthropic/models/{CLAUDE}:{method}").as_str())
+        );
+        // The simulator refuses a body with a model or without Vertex's anthropic_version.
+        assert_eq!(a.status, 200);
+    }
+
+    // And back: Claude on Vertex failing, Anthropic's API answers.
+    let back = route(
+        "chat",
+        &[
+            vertex(&sim, "vertex-claude", CLAUDE, "{env: PLUMB_VERTEX_SA}", ""),
+            anthropic.replace("      credentials", "      priority: 1\n      credentials"),
+        ],
+        "  classes: {overloaded: {retries: 0}}\n  sameModel: [[anthropic, vertex-claude]]\n",
+    );
+    for stream in [false, true] {
+        let sc = with_key(&sim, &back);
+        plan(&sim, CLAUDE, json!({"fault": "overloaded", "first": 1}));
+        plan(
+            &sim,
+            "sim-claude",
+            json!({"fault": "overloaded", "first": 0}),
+        );
+        let r = ask(&sc, "anthropic", stream, json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(header(&r, "x-plumb-served-by"), "anthropic");
+        assert_eq!(header(&r, "x-plumb-failure-classes"), "overloaded");
+        let (text, _, _) = told("anthropic", stream, r).await;
+        assert!(text.ends_with("End of answer."));
+    }
+}
+
+/// One route per case (`case-N`), each with its own Vertex model, so one case's breaker or
+/// rate window cannot touch another.
+fn cases(sim: &plumb_simulator::Simulator, models: &[String]) -> String {
+    models
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            route(
+                &format!("case-{i}"),
+                &[vertex(sim, "vertex", m, "{env: PLUMB_VERTEX_SA}", "")],
+                "  classes: {rateLimited: {retries: 0}, overloaded: {retries: 0}, serverError: {retries: 0}, malformedResponse: {retries: 0}}\n",
+            )
+            .replace("name: r,", &format!("name: case-{i},"))
+        })
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+#[tokio::test]
+async fn every_vertex_error_shape_gets_its_class_with_one_attempt() {
+    let sim = simulator().await;
+    // (publisher model prefix, fault, streamed, class, status the simulator sent)
+    let table = [
+        ("gemini", "rate_limited", false, "rate_limited", 429),
+        ("gemini", "unavailable", false, "overloaded", 503),
+        ("gemini", "context_length", false, "context_length", 400),
+        ("gemini", "forbidden", false, "auth", 403),
+        ("gemini", "model_not_found", false, "invalid_model", 404),
+        ("gemini", "content_filter", false, "content_filter", 200),
+        ("gemini", "content_filter", true, "content_filter", 200),
+        ("gemini", "server_error", true, "server_error", 500),
+        ("gemini", "stream_error:after=0", true, "overloaded", 200),
+        ("claude", "overloaded", false, "overloaded", 529),
+        ("claude", "rate_limited", true, "rate_limited", 429),
+        ("claude", "context_length", false, "context_length", 400),
+        ("claude", "stream_error:after=0", true, "overloaded", 200),
+    ];
+    let models: Vec<String> = table
+        .iter()
+        .enumerate()
+        .map(|(i, (p, ..))| format!("{p}-case-{i}"))
+        .collect();
+    let sc = with_key(&sim, &cases(&sim, &models));
+    for (i, (_, fault, stream, class, status)) in table.iter().enumerate() {
+        let model = &models[i];
+        plan(&sim, model, json!({"fault": fault, "first": 1}));
+        let r = sc
+            .openai(
+                json!({"model": format!("case-{i}"), "stream": stream, "max_tokens": 100,
+                "messages": [{"role": "user", "content": "what is six times seven"}]}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_ne!(r.status(), 200, "{model} {fault}");
+        assert_eq!(
+            header(&r, "x-plumb-failure-classes"),
+            *class,
+            "{model} {fault}"
+        );
+        let log = attempts(&sim, model).await;
+        assert_eq!(log.len(), 1, "{model} {fault}: no retry");
+        assert_eq!(log[0].status, *status, "{model} {fault}");
+    }
+}
+
+#[tokio::test]
+async fn a_bad_service_account_is_an_auth_failure_naming_its_source_and_never_the_key() {
+    let sim = simulator().await;
+    let routes = route(
+        "chat",
+        &[vertex(&sim, "vertex", GEMINI, "{env: PLUMB_VERTEX_SA}", "")],
+        "",
+    );
+    // Signed by the test key but claiming another account: the token endpoint refuses it.
+    let key = test_service_account(&format!("{}/token", sim.base_url()))
+        .replace("plumb-test@", "someone-else@");
+    let sc = Sidecar::start_with_env_and_args(&routes, &[("PLUMB_VERTEX_SA", &key)], &[]);
+    let r = ask(&sc, "openai", false, json!({})).send().await.unwrap();
+    assert_ne!(r.status(), 200);
+    assert_eq!(header(&r, "x-plumb-failure-classes"), "auth");
+    let body = r.text().await.unwrap();
+    assert!(attempts(&sim, GEMINI).await.is_empty(), "never asked");
+    assert_eq!(counts(&sim), (0, 0, 1), "the exchange was refused");
+    let logs = String::from_utf8_lossy(&sc.logs.lock()).into_owned();
+    assert!(
+        logs.contains("credentials.env PLUMB_VERTEX_SA") && logs.contains("invalid_grant"),
+        "the failure names the source and Google's reason: {logs}"
+    );
+    for line in plumb_simulator::google_auth::TEST_KEY_PEM
+        .lines()
+        .skip(1)
+        .take(3)
+    {
+        assert!(
+            !body.contains(line) && !logs.contains(line),
+            "the key leaks"
+        );
+    }
+    assert!(!logs.contains("eyJhbGciOiJSUzI1NiIs"), "the JWT leaks");
+}
+
+#[tokio::test]
+async fn metadata_server_tokens_are_refreshed_before_they_expire_and_a_failed_refresh_keeps_the_old_one()
+ {
+    let sim = simulator().await;
+    // Four seconds of life: refreshed after two.
+    sim.google().set(&GoogleSettings {
+        token_lifetime_s: Some(4),
+        fail_next: None,
+    });
+    let routes = route(
+        "chat",
+        &[vertex(&sim, "vertex", CLAUDE, "{google: true}", "")],
+        "",
+    );
+    let sc = with_metadata(&sim, &routes);
+    let ok = |r: &reqwest::Response| assert_eq!(r.status(), 200, "{r:?}");
+    // Concurrent first requests share one fetch.
+    let (a, b, c) = tokio::join!(
+        ask(&sc, "anthropic", false, json!({})).send(),
+        ask(&sc, "anthropic", true, json!({})).send(),
+        ask(&sc, "openai", false, json!({})).send(),
+    );
+    for r in [a.unwrap(), b.unwrap(), c.unwrap()] {
+        ok(&r);
+    }
+    assert_eq!(counts(&sim), (0, 1, 0), "one token for three requests");
+    tokio::time::sleep(Duration::from_millis(2_300)).await;
+    // Within the refresh margin: a new token is fetched.
+    ok(&ask(&sc, "anthropic", false, json!({}))
+        .send()
+        .await
+        .unwrap());
+    assert_eq!(counts(&sim).1, 2, "refreshed before expiry");
+    // The next refresh fails; the token in hand still works, so requests go on.
+    sim.google().set(&GoogleSettings {
+        token_lifetime_s: None,
+        fail_next: Some(1),
+    });
+    tokio::time::sleep(Duration::from_millis(2_300)).await;
+    ok(&ask(&sc, "anthropic", false, json!({}))
+        .send()
+        .await
+        .unwrap());
+    assert_eq!(
+        counts(&sim),
+        (0, 2, 1),
+        "the refresh failed, the old token served"
+    );
+    let logs = String::from_utf8_lossy(&sc.logs.lock()).into_owned();
+    assert!(
+        logs.contains("could not be refreshed") && logs.contains("metadata server"),
+        "{logs}"
+    );
+    let log = attempts(&sim, CLAUDE).await;
+    assert_eq!(log.len(), 5);
+    assert!(log.iter().all(|a| a.status == 200), "{log:?}");
+    assert!(!logs.contains("ya29.sim-"), "no access token in the logs");
+}
+
+#[tokio::test]
+async fn no_access_token_leaves_the_sidecar_whatever_vertex_echoes() {
+    let sim = simulator().await;
+    let routes = route(
+        "chat",
+        &[
+            vertex(&sim, "vertex", GEMINI, "{env: PLUMB_VERTEX_SA}", ""),
+            vertex(
+                &sim,
+                "vertex-claude",
+                CLAUDE,
+                "{env: PLUMB_VERTEX_SA}",
+                "      priority: 1\n",
+            ),
+        ],
+        "",
+    );
+    let sc = with_key(&sim, &routes);
+    let forbidden = ["ya29.sim-", "eyJhbGciOiJSUzI1NiIs"];
+    let pem: Vec<&str> = plumb_simulator::google_auth::TEST_KEY_PEM
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let clean = |what: &str, text: &str| {
+        for f in forbidden.iter().chain(pem.iter()) {
+            assert!(!text.contains(f), "{what} leaks {f:?}:\n{text}");
+        }
+    };
+    for how in ["whole", "head", "json", "newline"] {
+        for after in [0, 2] {
+            for stream in [false, true] {
+                let fault = format!("key_echo:how={how},after={after}");
+                plan(&sim, GEMINI, json!({"fault": fault, "first": 10}));
+                plan(&sim, CLAUDE, json!({"fault": fault, "first": 10}));
+                let r = ask(&sc, "openai", stream, json!({})).send().await.unwrap();
+                let head = format!("{:?}", r.headers());
+                let seen = format!("{head} {}", r.text().await.unwrap_or_default());
+                clean(&format!("{how}, after {after}, stream={stream}"), &seen);
+            }
+        }
+    }
+    let metrics = crate::support::metrics(&sc.admin).await;
+    clean("/metrics", &metrics);
+    let logs = String::from_utf8_lossy(&sc.logs.lock()).into_owned();
+    assert!(logs.contains("attempt failed"), "the failures were logged");
+    clean("the log", &logs);
+    let echoed: Vec<Value> = attempts(&sim, GEMINI)
+        .await
+        .iter()
+        .map(|a| json!(a.key_hint))
+        .collect();
+    assert!(!echoed.is_empty(), "Vertex got a token and echoed it");
+}
