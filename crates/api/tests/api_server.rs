@@ -192,6 +192,26 @@ async fn the_api_server_refuses_what_its_cel_rules_and_patterns_forbid() {
             "set exactly one of secretRef, env, file",
         ),
         (
+            "vertexregion",
+            Box::new(|r: &mut Value| {
+                r["spec"]["targets"][0]["provider"] = json!("vertex-ai");
+                r["spec"]["targets"][0]["project"] = json!("my-project");
+            }),
+            "vertex-ai targets need project",
+        ),
+        (
+            "region",
+            Box::new(|r: &mut Value| r["spec"]["targets"][0]["region"] = json!("us-east5")),
+            "region is for vertex-ai targets only",
+        ),
+        (
+            "googlecreds",
+            Box::new(|r: &mut Value| {
+                r["spec"]["targets"][0]["credentials"] = json!({"google": true, "env": "K"})
+            }),
+            "none: true or google: true",
+        ),
+        (
             "lastresort",
             Box::new(|r: &mut Value| r["spec"]["lastResort"]["target"] = json!("nowhere")),
             "lastResort.target must name one of the route's targets",
