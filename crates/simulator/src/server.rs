@@ -402,6 +402,9 @@ struct Attempting {
     id: u64,
     model: String,
     key: Option<String>,
+    /// Errors go out wrapped in an array, `[{"error": …}]`, as Vertex AI's
+    /// `streamGenerateContent` sends them.
+    wrapped: bool,
 }
 
 async fn handle(
@@ -497,6 +500,9 @@ async fn handle(
         id,
         model: model.unwrap_or_default(),
         key,
+        wrapped: vertex
+            .as_ref()
+            .is_some_and(|v| v.stream && v.publisher == vertex::Publisher::Google),
     };
     let mut body = body;
     if let Some(v) = &vertex {
@@ -587,7 +593,11 @@ impl Attempting {
         self.state
             .attempts
             .update(self.id, |a| a.status = err.status);
-        let resp = error_response(shape, err, &self.request_id());
+        let mut resp = error_response(shape, err, &self.request_id());
+        if self.wrapped {
+            let wrapped = json!([err.body(shape, &self.request_id())]).to_string();
+            *resp.body_mut() = full(Bytes::from(wrapped));
+        }
         let len = body_len(&resp);
         self.state.attempts.finish(self.id, Outcome::Error, len);
         resp
@@ -949,6 +959,7 @@ async fn models(
         id,
         model: String::new(),
         key,
+        wrapped: false,
     };
     let fault = match req.headers().get("x-sim-fault").map(HeaderValue::to_str) {
         Some(Ok(text)) => match text.parse::<Fault>() {

@@ -229,6 +229,10 @@ async fn every_vertex_error_shape_gets_its_class_with_one_attempt() {
         ("gemini", "content_filter", false, "content_filter", 200),
         ("gemini", "content_filter", true, "content_filter", 200),
         ("gemini", "server_error", true, "server_error", 500),
+        // Streamed calls get their errors wrapped in an array, `[{"error": …}]`.
+        ("gemini", "rate_limited", true, "rate_limited", 429),
+        ("gemini", "context_length", true, "context_length", 400),
+        ("gemini", "model_not_found", true, "invalid_model", 404),
         ("gemini", "stream_error:after=0", true, "overloaded", 200),
         ("claude", "overloaded", false, "overloaded", 529),
         ("claude", "rate_limited", true, "rate_limited", 429),
