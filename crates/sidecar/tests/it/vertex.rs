@@ -16,6 +16,13 @@ use crate::support::{Sidecar, attempts, header, plan, route, simulator, target};
 const GEMINI: &str = "gemini-2.5-pro";
 const CLAUDE: &str = "claude-sonnet-4-5";
 
+/// The sidecar's log once it holds `needle` (or after a while, whatever it holds).
+async fn logs_with(sc: &Sidecar, needle: &str) -> String {
+    let read = || String::from_utf8_lossy(&sc.logs.lock()).into_owned();
+    crate::support::eventually(|| async { read().contains(needle) }).await;
+    read()
+}
+
 /// A vertex-ai target on the simulator with `credentials`.
 fn vertex(
     sim: &plumb_simulator::Simulator,
@@ -286,7 +293,7 @@ async fn a_bad_service_account_is_an_auth_failure_naming_its_source_and_never_th
     let body = r.text().await.unwrap();
     assert!(attempts(&sim, GEMINI).await.is_empty(), "never asked");
     assert_eq!(counts(&sim), (0, 0, 1), "the exchange was refused");
-    let logs = String::from_utf8_lossy(&sc.logs.lock()).into_owned();
+    let logs = logs_with(&sc, "invalid_grant").await;
     assert!(
         logs.contains("credentials.env PLUMB_VERTEX_SA") && logs.contains("invalid_grant"),
         "the failure names the source and Google's reason: {logs}"
@@ -308,9 +315,10 @@ async fn a_bad_service_account_is_an_auth_failure_naming_its_source_and_never_th
 async fn metadata_server_tokens_are_refreshed_before_they_expire_and_a_failed_refresh_keeps_the_old_one()
  {
     let sim = simulator().await;
-    // Four seconds of life: refreshed after two.
+    // Eight seconds of life: refreshed after four (half its life, being shorter than the
+    // five-minute margin), which leaves four seconds of slack on a busy machine.
     sim.google().set(&GoogleSettings {
-        token_lifetime_s: Some(4),
+        token_lifetime_s: Some(8),
         fail_next: None,
     });
     let routes = route(
@@ -330,7 +338,7 @@ async fn metadata_server_tokens_are_refreshed_before_they_expire_and_a_failed_re
         ok(&r);
     }
     assert_eq!(counts(&sim), (0, 1, 0), "one token for three requests");
-    tokio::time::sleep(Duration::from_millis(2_300)).await;
+    tokio::time::sleep(Duration::from_millis(4_300)).await;
     // Within the refresh margin: a new token is fetched.
     ok(&ask(&sc, "anthropic", false, json!({}))
         .send()
@@ -342,7 +350,7 @@ async fn metadata_server_tokens_are_refreshed_before_they_expire_and_a_failed_re
         token_lifetime_s: None,
         fail_next: Some(1),
     });
-    tokio::time::sleep(Duration::from_millis(2_300)).await;
+    tokio::time::sleep(Duration::from_millis(4_300)).await;
     ok(&ask(&sc, "anthropic", false, json!({}))
         .send()
         .await
@@ -352,7 +360,7 @@ async fn metadata_server_tokens_are_refreshed_before_they_expire_and_a_failed_re
         (0, 2, 1),
         "the refresh failed, the old token served"
     );
-    let logs = String::from_utf8_lossy(&sc.logs.lock()).into_owned();
+    let logs = logs_with(&sc, "could not be refreshed").await;
     assert!(
         logs.contains("could not be refreshed") && logs.contains("metadata server"),
         "{logs}"
@@ -406,7 +414,7 @@ async fn no_access_token_leaves_the_sidecar_whatever_vertex_echoes() {
     }
     let metrics = crate::support::metrics(&sc.admin).await;
     clean("/metrics", &metrics);
-    let logs = String::from_utf8_lossy(&sc.logs.lock()).into_owned();
+    let logs = logs_with(&sc, "attempt failed").await;
     assert!(logs.contains("attempt failed"), "the failures were logged");
     clean("the log", &logs);
     let echoed: Vec<Value> = attempts(&sim, GEMINI)
@@ -415,4 +423,105 @@ async fn no_access_token_leaves_the_sidecar_whatever_vertex_echoes() {
         .map(|a| json!(a.key_hint))
         .collect();
     assert!(!echoed.is_empty(), "Vertex got a token and echoed it");
+}
+
+#[tokio::test]
+async fn the_token_endpoint_goes_through_the_proxy_and_the_metadata_server_never_does() {
+    let sim = simulator().await;
+    let proxy = crate::support::TestProxy::start(None, None).await.unwrap();
+    let host = format!("localhost:{}", sim.addr().port());
+    let base = format!("http://{host}");
+    let one = |credentials: &str| {
+        route(
+            "chat",
+            &[target(
+                "vertex",
+                "vertex-ai",
+                &base,
+                GEMINI,
+                "      project: sim-project\n      region: us-east5\n",
+            )
+            .replace("{none: true}", credentials)],
+            "",
+        )
+    };
+    let key = test_service_account(&format!("{base}/token"));
+    let sc = Sidecar::start_with_env_and_args(
+        &one("{env: PLUMB_VERTEX_SA}"),
+        &[("HTTP_PROXY", &proxy.url()), ("PLUMB_VERTEX_SA", &key)],
+        &[],
+    );
+    let r = ask(&sc, "openai", false, json!({})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let lines: Vec<String> = proxy.seen().into_iter().map(|p| p.line).collect();
+    assert_eq!(
+        lines,
+        [
+            format!("POST {base}/token HTTP/1.1"),
+            format!(
+                "POST {base}/v1/projects/sim-project/locations/us-east5/publishers/google/models/{GEMINI}:generateContent HTTP/1.1"
+            ),
+        ],
+        "the token exchange, then the request, both through the proxy"
+    );
+    drop(sc);
+    let sc = Sidecar::start_with_env_and_args(
+        &one("{google: true}"),
+        &[("HTTP_PROXY", &proxy.url()), ("GCE_METADATA_HOST", &host)],
+        &[],
+    );
+    let r = ask(&sc, "openai", true, json!({})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let lines: Vec<String> = proxy.seen().into_iter().map(|p| p.line).collect();
+    assert_eq!(
+        lines.len(),
+        3,
+        "only the model request was proxied: {lines:?}"
+    );
+    assert!(
+        lines[2].contains(":streamGenerateContent?alt=sse"),
+        "{lines:?}"
+    );
+    assert_eq!(
+        counts(&sim),
+        (1, 1, 0),
+        "the metadata server was asked directly"
+    );
+}
+
+#[tokio::test]
+async fn application_default_credentials_read_the_key_file_google_application_credentials_names() {
+    let sim = simulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sa.json");
+    std::fs::write(
+        &path,
+        test_service_account(&format!("{}/token", sim.base_url())),
+    )
+    .unwrap();
+    let routes = route(
+        "chat",
+        &[vertex(&sim, "vertex", CLAUDE, "{google: true}", "")],
+        "",
+    );
+    let sc = Sidecar::start_with_env_and_args(
+        &routes,
+        &[("GOOGLE_APPLICATION_CREDENTIALS", path.to_str().unwrap())],
+        &[],
+    );
+    for stream in [false, true] {
+        let r = ask(&sc, "anthropic", stream, json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let (text, model, _) = told("anthropic", stream, r).await;
+        assert!(text.ends_with("End of answer."));
+        assert_eq!(model, CLAUDE);
+    }
+    assert_eq!(
+        counts(&sim),
+        (2 - 1, 0, 0),
+        "one exchange, no metadata server"
+    );
 }
