@@ -525,3 +525,74 @@ async fn application_default_credentials_read_the_key_file_google_application_cr
         "one exchange, no metadata server"
     );
 }
+
+#[tokio::test]
+async fn a_claude_stream_cut_after_commit_is_continued_by_claude_on_vertex_and_arrives_once() {
+    let sim = simulator().await;
+    let body = json!({"model": "chat", "max_tokens": 200, "stream": true,
+        "messages": [{"role": "user", "content": "what is six times seven"}]});
+    let whole: Value = crate::support::client()
+        .post(format!("{}/v1/messages", sim.base_url()))
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": "sim-claude", "max_tokens": 200,
+            "messages": [{"role": "user", "content": "what is six times seven"}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let full = whole["content"][0]["text"].as_str().unwrap().to_owned();
+    plan(
+        &sim,
+        "sim-claude",
+        json!({"fault": "stream_cut:after=5", "first": 10}),
+    );
+    let routes = route(
+        "chat",
+        &[
+            target("claude", "anthropic", &sim.base_url(), "sim-claude", ""),
+            vertex(
+                &sim,
+                "vertex-claude",
+                CLAUDE,
+                "{env: PLUMB_VERTEX_SA}",
+                "      priority: 1\n",
+            ),
+        ],
+        "  streaming: {continuation: true}\n  sameModel: [[claude, vertex-claude]]\n",
+    );
+    let sc = with_key(&sim, &routes);
+    let r = sc.anthropic(body).send().await.unwrap();
+    assert_eq!(
+        header(&r, "x-plumb-served-by"),
+        "claude",
+        "committed on Anthropic"
+    );
+    let (text, err) = crate::support::read_all(r).await;
+    assert!(err.is_none());
+    assert!(!text.contains("stream_interrupted"), "{text}");
+    let events = crate::support::parse_sse(&text);
+    assert_eq!(
+        crate::support::anthropic_stream_text(&events),
+        full,
+        "the whole answer, exactly once"
+    );
+    assert_eq!(
+        events.last().unwrap().event.as_deref(),
+        Some("message_stop")
+    );
+    let log = attempts(&sim, CLAUDE).await;
+    assert_eq!(log.len(), 1, "one continuation request");
+    assert!(
+        log[0]
+            .path
+            .as_deref()
+            .is_some_and(|p| p.ends_with(":streamRawPredict")),
+        "{log:?}"
+    );
+    assert_eq!(
+        log[0].status, 200,
+        "Vertex's body rules held for the prefill"
+    );
+}
