@@ -596,3 +596,66 @@ async fn a_claude_stream_cut_after_commit_is_continued_by_claude_on_vertex_and_a
         "Vertex's body rules held for the prefill"
     );
 }
+
+#[tokio::test]
+async fn vertex_answers_are_held_to_the_routes_contract_whole_and_streamed() {
+    let sim = simulator().await;
+    let contract = r#"  contract:
+    schema:
+      inline:
+        type: object
+        required: [answer, score]
+        properties:
+          answer: {type: string}
+          score: {type: number}
+    rules:
+      - expression: "answer.score >= 0.0 && answer.score <= 1.0"
+        message: score must be between 0 and 1
+"#;
+    let routes = route(
+        "chat",
+        &[
+            vertex(&sim, "vertex", GEMINI, "{env: PLUMB_VERTEX_SA}", ""),
+            target(
+                "gpt",
+                "openai",
+                &format!("{}/v1", sim.base_url()),
+                "sim-gpt-mini",
+                "      priority: 1\n",
+            ),
+        ],
+        contract,
+    );
+    let sc = with_key(&sim, &routes);
+    let ask = |stream: bool| {
+        sc.openai(json!({"model": "chat", "stream": stream,
+            "response_format": {"type": "json_schema", "json_schema": {"name": "rating", "schema": {
+                "type": "object", "required": ["answer", "score"],
+                "properties": {"answer": {"type": "string"}, "score": {"type": "number"}}}}},
+            "messages": [{"role": "user", "content": "rate the answer"}]}))
+    };
+    // A compliant Vertex answer is served.
+    let r = ask(false).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        header(&r, "x-plumb-served-by"),
+        "vertex",
+        "{}",
+        header(&r, "x-plumb-failure-classes")
+    );
+    // An answer out of bounds, whole or streamed, never reaches the client: it fails over.
+    plan(
+        &sim,
+        GEMINI,
+        json!({"fault": "out_of_bounds", "share": 1.0}),
+    );
+    for stream in [false, true] {
+        let r = ask(stream).send().await.unwrap();
+        assert_eq!(r.status(), 200, "stream={stream}");
+        assert_eq!(header(&r, "x-plumb-served-by"), "gpt", "stream={stream}");
+        assert!(
+            header(&r, "x-plumb-failure-classes").starts_with("out_of_bounds"),
+            "stream={stream}"
+        );
+    }
+}
