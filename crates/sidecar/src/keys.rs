@@ -549,6 +549,50 @@ mod tests {
     }
 
     #[test]
+    fn vertex_targets_get_token_sources_and_their_keys_are_never_sent_as_keys() {
+        let key = plumb_simulator::google_auth::test_service_account("http://sim/token");
+        let yaml = "apiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {name: r}\nspec:\n  match: {models: [m]}\n  targets:\n    - {name: a, provider: vertex-ai, baseUrl: 'http://h', model: gemini-2.5-pro, project: p, region: us-east5, credentials: {env: SA}}\n    - {name: b, provider: vertex-ai, baseUrl: 'http://h', model: claude-x, project: p, region: us-east5, credentials: {google: true}}\n";
+        let set = plumb_policy::parse_routes_file(yaml).unwrap_or_else(|e| panic!("{e}"));
+        let route = &set.routes()[0];
+        let env = |v: &str| match v {
+            "SA" => Some(key.clone()),
+            "GCE_METADATA_HOST" => Some("meta.keys-test".to_owned()),
+            _ => None,
+        };
+        let keys = Keys::resolve_local(&set, env).unwrap_or_else(|e| panic!("{e}"));
+        for t in &route.targets {
+            assert!(
+                keys.for_target(t, None).is_none(),
+                "no key is sent as it is"
+            );
+        }
+        assert!(keys.google(&route.targets[0]).is_some_and(|t| {
+            t.describe()
+                .starts_with("the service-account key of credentials.env SA")
+        }));
+        assert_eq!(
+            keys.google(&route.targets[1])
+                .map(|t| t.describe().to_owned()),
+            Some("the metadata server at meta.keys-test".to_owned())
+        );
+        assert_eq!(keys.values().count(), 0, "no static secret");
+        let err = Keys::resolve_local(&set, |v| {
+            (v == "SA").then(|| "{\"private_key\": \"sk-oops\"}".to_owned())
+        })
+        .err()
+        .unwrap_or_else(|| panic!("accepted"));
+        assert!(matches!(err, InvalidKey::ServiceAccount { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.starts_with(
+                "route default/r, target a: credentials.env SA: not a service-account JSON key"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("sk-oops"));
+    }
+
+    #[test]
     fn proxy_credentials_come_from_the_operators_secrets_and_are_redacted() {
         let yaml = "apiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {name: r}\nspec:\n  match: {models: [m]}\n  targets:\n    - {name: a, provider: openai, baseUrl: 'https://h/v1', model: x, credentials: {none: true}, proxy: {url: 'http://p:3128', credentialsSecret: {name: corp-proxy, key: auth}}}\n    - {name: b, provider: openai, baseUrl: 'https://h/v1', model: y, credentials: {none: true}}\n";
         let set = plumb_policy::parse_routes_file(yaml).unwrap_or_else(|e| panic!("{e}"));

@@ -427,3 +427,203 @@ fn remember(fingerprint: String, tokens: Tokens) -> Arc<Tokens> {
     shared.insert(fingerprint, Arc::downgrade(&tokens));
     tokens
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use http_body_util::BodyExt as _;
+
+    use super::*;
+    use crate::upstream::Sent;
+
+    /// A token endpoint under paused time: each fetch takes a second and answers the next
+    /// `(status, body)` of its script (the last one again when it runs out).
+    struct Script {
+        calls: AtomicU32,
+        answers: Mutex<Vec<(u16, String)>>,
+        seen: Mutex<Vec<(String, Option<String>, Option<TargetEgress>)>>,
+    }
+
+    impl Script {
+        fn new(answers: &[(u16, &str)]) -> Script {
+            Script {
+                calls: AtomicU32::new(0),
+                answers: Mutex::new(
+                    answers
+                        .iter()
+                        .rev()
+                        .map(|(s, b)| (*s, (*b).to_owned()))
+                        .collect(),
+                ),
+                seen: Mutex::new(Vec::new()),
+            }
+        }
+
+        fn calls(&self) -> u32 {
+            self.calls.load(Ordering::SeqCst)
+        }
+    }
+
+    impl Transport for Script {
+        fn send(&self, req: Request<Full<Bytes>>, _connect: Duration) -> Sent<'_> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            self.seen.lock().push((
+                req.uri().to_string(),
+                req.headers()
+                    .get("metadata-flavor")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned),
+                req.extensions().get::<TargetEgress>().cloned(),
+            ));
+            let (status, body) = {
+                let mut answers = self.answers.lock();
+                if answers.len() > 1 {
+                    answers.pop()
+                } else {
+                    answers.last().cloned()
+                }
+            }
+            .unwrap_or((500, String::new()));
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let body = Full::new(Bytes::from(body)).map_err(|e| match e {}).boxed();
+                let mut resp = http::Response::new(body);
+                *resp.status_mut() = http::StatusCode::from_u16(status).unwrap_or_default();
+                Ok(resp)
+            })
+        }
+    }
+
+    fn token(name: &str, expires_in: u64) -> String {
+        format!(
+            r#"{{"access_token": "{name}", "expires_in": {expires_in}, "token_type": "Bearer"}}"#
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_requests_share_one_fetch_and_the_token_is_refreshed_five_minutes_early() {
+        let first = token("ya29.first", 3600);
+        let second = token("ya29.second", 3600);
+        let script = Script::new(&[(200, &first), (200, &second)]);
+        let tokens = Tokens::metadata("meta.test-share");
+        let egress = TargetEgress::default();
+        let (a, b, c) = tokio::join!(
+            tokens.bearer(&script, &egress),
+            tokens.bearer(&script, &egress),
+            tokens.bearer(&script, &egress),
+        );
+        for t in [a, b, c] {
+            assert_eq!(
+                t.map(|s| s.expose().to_owned()),
+                Ok("ya29.first".to_owned())
+            );
+        }
+        assert_eq!(script.calls(), 1, "one fetch for three requests");
+        let (uri, flavor, egress_used) = script.seen.lock()[0].clone();
+        assert_eq!(
+            uri,
+            "http://meta.test-share/computeMetadata/v1/instance/service-accounts/default/token"
+        );
+        assert_eq!(flavor.as_deref(), Some("Google"));
+        assert!(
+            matches!(egress_used, Some(TargetEgress::Direct)),
+            "the metadata server is never proxied"
+        );
+        // Fetched at 0 s, answered at 1 s: refreshed from 3,300 s on (five minutes early).
+        tokio::time::advance(Duration::from_secs(3_290)).await;
+        let t = tokens.bearer(&script, &egress).await;
+        assert_eq!(
+            t.map(|s| s.expose().to_owned()),
+            Ok("ya29.first".to_owned())
+        );
+        assert_eq!(script.calls(), 1);
+        tokio::time::advance(Duration::from_secs(20)).await;
+        let t = tokens.bearer(&script, &egress).await;
+        assert_eq!(
+            t.map(|s| s.expose().to_owned()),
+            Ok("ya29.second".to_owned())
+        );
+        assert_eq!(script.calls(), 2, "refreshed before it expired");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_refresh_keeps_the_unexpired_token_then_fails_naming_the_source() {
+        let first = token("ya29.only", 600);
+        let refused = r#"{"error": "temporarily_unavailable", "error_description": "try later"}"#;
+        let script = Script::new(&[(200, &first), (503, refused)]);
+        let tokens = Tokens::metadata("meta.test-fail");
+        let egress = TargetEgress::default();
+        assert!(tokens.bearer(&script, &egress).await.is_ok());
+        // A short token refreshes at half its life: 300 s after it was sent.
+        tokio::time::advance(Duration::from_secs(320)).await;
+        let t = tokens.bearer(&script, &egress).await;
+        assert_eq!(
+            t.map(|s| s.expose().to_owned()),
+            Ok("ya29.only".to_owned()),
+            "the refresh failed; the token in hand still works"
+        );
+        assert_eq!(script.calls(), 2);
+        tokio::time::advance(Duration::from_secs(300)).await;
+        let err = tokens
+            .bearer(&script, &egress)
+            .await
+            .err()
+            .unwrap_or_default();
+        assert_eq!(
+            err,
+            "vertex-ai credentials: no access token from the metadata server at meta.test-fail: http://meta.test-fail/computeMetadata/v1/instance/service-accounts/default/token answered 503: temporarily_unavailable: try later"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_service_account_key_signs_an_assertion_google_accepts_through_the_targets_egress() {
+        let google = plumb_simulator::google_auth::GoogleAuth::new();
+        let key = plumb_simulator::google_auth::test_service_account("https://oauth2.test/token");
+        let tokens = Tokens::from_key(&key, "credentials.env SA").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            tokens.describe(),
+            "the service-account key of credentials.env SA (plumb-test@sim-project.iam.gserviceaccount.com)"
+        );
+        let script = Script::new(&[(200, &token("ya29.key", 3600))]);
+        let egress = TargetEgress::Direct;
+        let t = tokens.bearer(&script, &egress).await;
+        assert_eq!(t.map(|s| s.expose().to_owned()), Ok("ya29.key".to_owned()));
+        let (uri, _, egress_used) = script.seen.lock()[0].clone();
+        assert_eq!(uri, "https://oauth2.test/token");
+        assert!(
+            matches!(egress_used, Some(TargetEgress::Direct)),
+            "the target's egress"
+        );
+        // The assertion the key signs is one Google's endpoint takes.
+        let Source::Key(sa) = &tokens.source else {
+            panic!("not a key")
+        };
+        let jwt = sa.assertion().unwrap_or_else(|e| panic!("{e}"));
+        let (status, body) = google.exchange(&format!(
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion={}",
+            jwt.expose()
+        ));
+        assert_eq!(status, 200, "{body}");
+    }
+
+    #[test]
+    fn keys_that_cannot_sign_are_refused_by_what_is_wrong_never_quoting_them() {
+        let refused = |json: &str| {
+            Tokens::from_key(json, "credentials.file /sa.json")
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            refused("not json sk-secret"),
+            "credentials.file /sa.json: not a service-account JSON key: it does not parse as JSON"
+        );
+        assert!(refused(r#"{"type": "authorized_user"}"#).contains("only \"service_account\""));
+        assert!(refused(r#"{"client_email": "a@b"}"#).contains("no private_key"));
+        let bad = r#"{"client_email": "a@b", "private_key": "-----BEGIN PRIVATE KEY-----\nc2VjcmV0\n-----END PRIVATE KEY-----\n"}"#;
+        let e = refused(bad);
+        assert!(e.contains("not a usable RSA key"), "{e}");
+        assert!(!e.contains("c2VjcmV0"));
+    }
+}
