@@ -17,14 +17,14 @@ const GEMINI: &str = "gemini-2.5-pro";
 const CLAUDE: &str = "claude-sonnet-4-5";
 
 /// The sidecar's log once it holds `needle` (or after a while, whatever it holds).
-async fn logs_with(sc: &Sidecar, needle: &str) -> String {
+pub(crate) async fn logs_with(sc: &Sidecar, needle: &str) -> String {
     let read = || String::from_utf8_lossy(&sc.logs.lock()).into_owned();
     crate::support::eventually(|| async { read().contains(needle) }).await;
     read()
 }
 
 /// A vertex-ai target on the simulator with `credentials`.
-fn vertex(
+pub(crate) fn vertex(
     sim: &plumb_simulator::Simulator,
     name: &str,
     model: &str,
@@ -42,7 +42,7 @@ fn vertex(
 }
 
 /// A sidecar whose `PLUMB_VERTEX_SA` holds the test service account's key.
-fn with_key(sim: &plumb_simulator::Simulator, routes: &str) -> Sidecar {
+pub(crate) fn with_key(sim: &plumb_simulator::Simulator, routes: &str) -> Sidecar {
     let key = test_service_account(&format!("{}/token", sim.base_url()));
     Sidecar::start_with_env_and_args(routes, &[("PLUMB_VERTEX_SA", &key)], &[])
 }
@@ -369,60 +369,6 @@ async fn metadata_server_tokens_are_refreshed_before_they_expire_and_a_failed_re
     assert_eq!(log.len(), 5);
     assert!(log.iter().all(|a| a.status == 200), "{log:?}");
     assert!(!logs.contains("ya29.sim-"), "no access token in the logs");
-}
-
-#[tokio::test]
-async fn no_access_token_leaves_the_sidecar_whatever_vertex_echoes() {
-    let sim = simulator().await;
-    let routes = route(
-        "chat",
-        &[
-            vertex(&sim, "vertex", GEMINI, "{env: PLUMB_VERTEX_SA}", ""),
-            vertex(
-                &sim,
-                "vertex-claude",
-                CLAUDE,
-                "{env: PLUMB_VERTEX_SA}",
-                "      priority: 1\n",
-            ),
-        ],
-        "",
-    );
-    let sc = with_key(&sim, &routes);
-    let forbidden = ["ya29.sim-", "eyJhbGciOiJSUzI1NiIs"];
-    let pem: Vec<&str> = plumb_simulator::google_auth::TEST_KEY_PEM
-        .lines()
-        .filter(|l| !l.starts_with("-----"))
-        .collect();
-    let clean = |what: &str, text: &str| {
-        for f in forbidden.iter().chain(pem.iter()) {
-            assert!(!text.contains(f), "{what} leaks {f:?}:\n{text}");
-        }
-    };
-    for how in ["whole", "head", "json", "newline"] {
-        for after in [0, 2] {
-            for stream in [false, true] {
-                let fault = format!("key_echo:how={how},after={after}");
-                plan(&sim, GEMINI, json!({"fault": fault, "first": 10}));
-                plan(&sim, CLAUDE, json!({"fault": fault, "first": 10}));
-                let r = ask(&sc, "openai", stream, json!({})).send().await.unwrap();
-                let head = format!("{:?}", r.headers());
-                let seen = format!("{head} {}", r.text().await.unwrap_or_default());
-                clean(&format!("{how}, after {after}, stream={stream}"), &seen);
-            }
-        }
-    }
-    let metrics = crate::support::metrics(&sc.admin).await;
-    clean("/metrics", &metrics);
-    let logs = logs_with(&sc, "attempt failed").await;
-    assert!(logs.contains("attempt failed"), "the failures were logged");
-    clean("the log", &logs);
-    let echoed: Vec<Value> = attempts(&sim, GEMINI)
-        .await
-        .iter()
-        .map(|a| json!(a.key_hint))
-        .collect();
-    assert!(!echoed.is_empty(), "Vertex got a token and echoed it");
 }
 
 #[tokio::test]
