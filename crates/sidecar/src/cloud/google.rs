@@ -442,8 +442,11 @@ mod tests {
     struct Script {
         calls: AtomicU32,
         answers: Mutex<Vec<(u16, String)>>,
-        seen: Mutex<Vec<(String, Option<String>, Option<TargetEgress>)>>,
+        seen: Mutex<Vec<Seen>>,
     }
+
+    /// A request's URL, its `Metadata-Flavor` and the egress it was given.
+    type Seen = (String, Option<String>, Option<TargetEgress>);
 
     impl Script {
         fn new(answers: &[(u16, &str)]) -> Script {
