@@ -146,7 +146,7 @@ async fn anthropic_clients_fail_over_to_claude_on_vertex_as_the_same_model_and_b
         "sim-claude",
         json!({"fault": "overloaded", "first": 100}),
     );
-    for family in ["anthropic", "openai"] {
+    for family in ["anthropic", "openai", "responses"] {
         for stream in [false, true] {
             let r = ask(&sc, family, stream, json!({})).send().await.unwrap();
             assert_eq!(r.status(), 200, "{family}, stream={stream}");
@@ -160,7 +160,7 @@ async fn anthropic_clients_fail_over_to_claude_on_vertex_as_the_same_model_and_b
         }
     }
     let log = attempts(&sim, CLAUDE).await;
-    assert_eq!(log.len(), 4);
+    assert_eq!(log.len(), 6);
     for (i, a) in log.iter().enumerate() {
         assert_eq!(a.api, plumb_simulator::Api::Anthropic);
         let method = if i % 2 == 1 {
