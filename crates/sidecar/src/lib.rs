@@ -22,6 +22,7 @@
 //! | [`stream`] | committed streams and their explicit interruption |
 //! | [`upstream`] | connection pools and each provider's request |
 //! | [`egress`] | which HTTP proxy, if any, carries a request (`HTTPS_PROXY`, `NO_PROXY`, a target's own) |
+//! | [`vertex`], [`cloud`] | Google Vertex AI's paths and bodies; OAuth access tokens from service-account keys or the metadata server |
 //! | [`translate`] | OpenAI ⇄ Anthropic requests, answers and stream events; Responses to either; any of them to Gemini and its answers back |
 //! | [`verify`] | every answer against the route's contract; substituted models |
 //! | [`equivalence`] | shadow sampling, comparison methods, certification, failover gating |
