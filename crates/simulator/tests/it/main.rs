@@ -16,3 +16,4 @@ mod openai;
 mod plans;
 mod streams;
 mod support;
+mod vertex;
