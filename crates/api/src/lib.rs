@@ -199,6 +199,15 @@ pub enum Provider {
     /// a Bedrock API key as `Authorization: Bearer` (`secretRef`, `env` or `file`).
     #[serde(rename = "bedrock")]
     Bedrock,
+    /// Google Vertex AI (`baseUrl` like `https://us-east5-aiplatform.googleapis.com`, or
+    /// `https://aiplatform.googleapis.com` for the `global` region), with `project` and
+    /// `region`. A `model` starting with `claude-` is Anthropic's, asked at
+    /// `…/publishers/anthropic/models/{model}:rawPredict` (`:streamRawPredict`) in the Messages
+    /// shape; any other is Google's, asked at `…/publishers/google/models/{model}:generateContent`
+    /// (`:streamGenerateContent?alt=sse`). Authenticated with an OAuth access token
+    /// (`Authorization: Bearer`) from a service-account key or `credentials.google: true`.
+    #[serde(rename = "vertex-ai")]
+    VertexAi,
 }
 
 /// One upstream that can answer the route's requests.
@@ -207,8 +216,11 @@ pub enum Provider {
 #[x_kube(
     validation = Rule::new("self.provider != 'azure-openai' || has(self.apiVersion)").message("azure-openai targets need apiVersion (for example \"2024-10-21\")"),
     validation = Rule::new("self.provider != 'bedrock' || has(self.region)").message("bedrock targets need region (for example \"us-east-1\")"),
-    validation = Rule::new("!has(self.region) || self.provider == 'bedrock'").message("only bedrock targets take a region"),
+    validation = Rule::new("self.provider != 'vertex-ai' || (has(self.project) && has(self.region))").message("vertex-ai targets need project (the Google Cloud project) and region (for example \"us-east5\" or \"global\")"),
+    validation = Rule::new("!has(self.region) || self.provider == 'bedrock' || self.provider == 'vertex-ai'").message("region is for bedrock and vertex-ai targets only"),
+    validation = Rule::new("!has(self.project) || self.provider == 'openai' || self.provider == 'vertex-ai'").message("project is for openai and vertex-ai targets only"),
     validation = Rule::new("!has(self.credentials.aws) || !self.credentials.aws || self.provider == 'bedrock'").message("credentials aws: true is for bedrock targets"),
+    validation = Rule::new("!has(self.credentials.google) || !self.credentials.google || self.provider == 'vertex-ai'").message("credentials google: true is for vertex-ai targets"),
 )]
 pub struct TargetSpec {
     /// A name unique within the route; shown in `x-plumb-served-by`, metrics and status.
@@ -219,7 +231,9 @@ pub struct TargetSpec {
     pub name: String,
     /// The provider's API: `openai`, `openai-compatible`, `azure-openai`, `anthropic`,
     /// `gemini` (Google's Gemini API with an API key, sent in the `x-goog-api-key` header), or
-    /// `bedrock` (AWS Bedrock's Converse API, signed with SigV4 or with a Bedrock API key).
+    /// `bedrock` (AWS Bedrock's Converse API, signed with SigV4 or with a Bedrock API key), or
+    /// `vertex-ai` (Google Vertex AI: Gemini models, and Claude models for a `model` starting
+    /// with `claude-`).
     pub provider: Provider,
     /// The provider's base URL, `http://` or `https://`: up to and including `/v1` for `openai`
     /// and `openai-compatible` (`https://api.openai.com/v1`); the resource for `azure-openai`
@@ -227,7 +241,9 @@ pub struct TargetSpec {
     /// (`https://api.anthropic.com`) and `gemini` (`https://generativelanguage.googleapis.com`:
     /// Plumb asks `{baseUrl}/v1beta/models/{model}:generateContent`, or
     /// `:streamGenerateContent?alt=sse` for a stream); the regional runtime endpoint for
-    /// `bedrock` (`https://bedrock-runtime.us-east-1.amazonaws.com`).
+    /// `bedrock` (`https://bedrock-runtime.us-east-1.amazonaws.com`); the regional endpoint for
+    /// `vertex-ai` (`https://us-east5-aiplatform.googleapis.com`, `https://aiplatform.googleapis.com`
+    /// for `global`: Plumb asks `{baseUrl}/v1/projects/{project}/locations/{region}/publishers/…`).
     #[schemars(length(max = 2048), regex(pattern = r"^https?://[^\s?#]+$"))]
     pub base_url: String,
     /// The model to ask the upstream for (for Azure OpenAI, the deployment name).
@@ -242,8 +258,9 @@ pub struct TargetSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 256))]
     pub organization: Option<String>,
-    /// The OpenAI project to bill and rate-limit (`OpenAI-Project`); `openai` targets only.
-    /// With passthrough credentials the caller's own header is forwarded instead.
+    /// The OpenAI project to bill and rate-limit (`OpenAI-Project`) of an `openai` target
+    /// (with passthrough credentials the caller's own header is forwarded instead); the Google
+    /// Cloud project id of a `vertex-ai` target, required there. Refused for the others.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 256))]
     pub project: Option<String>,
@@ -297,11 +314,12 @@ pub struct ProxySpec {
     pub none: Option<bool>,
 }
 
-/// Where a target's API key comes from: exactly one of the fields.
+/// Where a target's API key comes from: exactly one of the fields. For a `vertex-ai` target,
+/// `secretRef`, `env` and `file` hold a service-account JSON key.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[x_kube(
-    validation = Rule::new("[has(self.secretRef), has(self.env), has(self.file), has(self.passthrough) && self.passthrough, has(self.none) && self.none, has(self.aws) && self.aws].filter(x, x).size() == 1").message("set exactly one of secretRef, env, file, passthrough: true, none: true or aws: true"),
+    validation = Rule::new("[has(self.secretRef), has(self.env), has(self.file), has(self.passthrough) && self.passthrough, has(self.none) && self.none, has(self.aws) && self.aws, has(self.google) && self.google].filter(x, x).size() == 1").message("set exactly one of secretRef, env, file, passthrough: true, none: true, aws: true or google: true"),
 )]
 pub struct CredentialsSpec {
     /// A key of a Secret in the route's namespace (in a cluster; the operator resolves it).
@@ -327,6 +345,11 @@ pub struct CredentialsSpec {
     /// endpoint (EKS Pod Identity). Requests are signed with SigV4; `bedrock` targets only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws: Option<bool>,
+    /// Google Application Default Credentials of the sidecar's environment: the
+    /// service-account key file named by `GOOGLE_APPLICATION_CREDENTIALS`, else the metadata
+    /// server (GKE Workload Identity). `vertex-ai` targets only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub google: Option<bool>,
 }
 
 /// A key of a Secret.

@@ -200,11 +200,6 @@ async fn the_api_server_refuses_what_its_cel_rules_and_patterns_forbid() {
             "bedrock targets need region",
         ),
         (
-            "region",
-            Box::new(|r: &mut Value| r["spec"]["targets"][0]["region"] = json!("us-east-1")),
-            "only bedrock targets take a region",
-        ),
-        (
             "awscreds",
             Box::new(|r: &mut Value| r["spec"]["targets"][0]["credentials"] = json!({"aws": true})),
             "credentials aws: true is for bedrock targets",
@@ -214,7 +209,32 @@ async fn the_api_server_refuses_what_its_cel_rules_and_patterns_forbid() {
             Box::new(|r: &mut Value| {
                 r["spec"]["targets"][0]["credentials"] = json!({"aws": true, "env": "K"})
             }),
-            "set exactly one of secretRef, env, file, passthrough: true, none: true or aws: true",
+            "set exactly one of secretRef, env, file, passthrough: true, none: true, aws: true or google: true",
+        ),
+        (
+            "vertexregion",
+            Box::new(|r: &mut Value| {
+                r["spec"]["targets"][0]["provider"] = json!("vertex-ai");
+                r["spec"]["targets"][0]["project"] = json!("my-project");
+            }),
+            "vertex-ai targets need project",
+        ),
+        (
+            "region",
+            Box::new(|r: &mut Value| r["spec"]["targets"][0]["region"] = json!("us-east5")),
+            "region is for bedrock and vertex-ai targets only",
+        ),
+        (
+            "googlecreds",
+            Box::new(|r: &mut Value| {
+                r["spec"]["targets"][0]["credentials"] = json!({"google": true, "env": "K"})
+            }),
+            "none: true, aws: true or google: true",
+        ),
+        (
+            "googleelsewhere",
+            Box::new(|r: &mut Value| r["spec"]["targets"][0]["credentials"] = json!({"google": true})),
+            "credentials google: true is for vertex-ai targets",
         ),
         (
             "lastresort",

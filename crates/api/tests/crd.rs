@@ -66,20 +66,40 @@ fn crd_has_the_status_subresource_short_name_and_printer_columns() {
             "azure-openai",
             "anthropic",
             "gemini",
-            "bedrock"
+            "bedrock",
+            "vertex-ai"
         ])
     );
     // A bedrock target names its region; the credentials may be the environment's AWS chain.
     assert!(target["properties"]["region"]["description"].is_string());
-    let rules = target["x-kubernetes-validations"].to_string();
+    let rules: Vec<&str> = target["x-kubernetes-validations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["rule"].as_str().unwrap())
+        .collect();
     assert!(
-        rules.contains("self.provider != 'bedrock' || has(self.region)"),
-        "{rules}"
+        rules.contains(&"self.provider != 'bedrock' || has(self.region)"),
+        "{rules:?}"
     );
     assert!(
-        target["properties"]["credentials"]["properties"]["aws"]["description"]
+        rules.contains(&"self.provider != 'vertex-ai' || (has(self.project) && has(self.region))"),
+        "{rules:?}"
+    );
+    let region = &target["properties"]["region"];
+    assert_eq!(region["pattern"], "^[a-z0-9-]+$");
+    let credentials = &target["properties"]["credentials"];
+    assert!(credentials["properties"]["google"].is_object());
+    assert!(
+        credentials["properties"]["aws"]["description"]
             .as_str()
             .unwrap()
             .contains("AWS default")
+    );
+    assert!(
+        credentials["x-kubernetes-validations"][0]["rule"]
+            .as_str()
+            .unwrap()
+            .contains("has(self.google) && self.google")
     );
 }

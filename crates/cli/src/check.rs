@@ -684,6 +684,7 @@ pub fn field_of(e: &InvalidRoute) -> String {
         | InvalidRoute::MissingApiVersion { field }
         | InvalidRoute::Region { field, .. }
         | InvalidRoute::OpenaiAccount { field, .. }
+        | InvalidRoute::Vertex { field, .. }
         | InvalidRoute::Proxy { field, .. }
         | InvalidRoute::ProxyUrl { field, .. }
         | InvalidRoute::ProxyCredentialsInUrl { field }
@@ -739,6 +740,9 @@ pub fn fix_of(e: &InvalidRoute) -> &'static str {
         }
         InvalidRoute::OpenaiAccount { .. } => {
             "set organization and project only on openai targets, as the ids OpenAI shows (org-…, proj_…)"
+        }
+        InvalidRoute::Vertex { .. } => {
+            "give vertex-ai targets project and region (the Google Cloud project id and location) and a service-account key or google: true; region and google: true on no other provider"
         }
         InvalidRoute::Credentials { .. } => {
             "keep exactly one of secretRef, env, file, passthrough: true, none: true, aws: true"

@@ -309,6 +309,7 @@ fn provider(t: &Target) -> String {
         plumb_policy::Provider::Anthropic => "anthropic",
         plumb_policy::Provider::Gemini => "gemini",
         plumb_policy::Provider::Bedrock => "bedrock",
+        plumb_policy::Provider::VertexAi => "vertex-ai",
     }
     .to_owned()
 }
@@ -322,6 +323,7 @@ fn credentials(c: &Credentials, ns: &str) -> String {
         Credentials::Passthrough => "the caller's key".into(),
         Credentials::None => "none".into(),
         Credentials::Aws => "the environment's AWS credentials (SigV4)".into(),
+        Credentials::Google => "Google Application Default Credentials".into(),
     }
 }
 

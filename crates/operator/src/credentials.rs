@@ -84,7 +84,8 @@ fn references(route: &plumb_policy::Route) -> BTreeSet<(String, String)> {
         | Credentials::File(_)
         | Credentials::Passthrough
         | Credentials::None
-        | Credentials::Aws => None,
+        | Credentials::Aws
+        | Credentials::Google => None,
     });
     let proxies = route.all_targets().filter_map(|t| match &t.egress {
         Egress::Proxy(TargetProxy {

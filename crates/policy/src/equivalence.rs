@@ -178,6 +178,7 @@ impl Equivalence {
                 Provider::Anthropic => Some("an anthropic"),
                 Provider::Gemini => Some("a gemini"),
                 Provider::Bedrock => Some("a bedrock"),
+                Provider::VertexAi => Some("a vertex-ai"),
             };
             if let (Some(family), "embedding") = (family, kind) {
                 return Err(InvalidRoute::Contract {

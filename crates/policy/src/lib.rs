@@ -30,7 +30,7 @@ pub use file::{InvalidRoutesFile, parse_routes_file, parse_routes_file_with};
 pub use plumb_api::Provider;
 pub use route::{
     Adaptive, AdaptiveHold, BreakerSettings, Capabilities, Credentials, Deadlines, Egress,
-    InvalidRoute, LastResort, MalformedEvents, PER_OUTPUT_TOKEN, Rate, RetryBudget, Route, RouteId,
-    RouteSet, RouteWarning, SameModel, Streaming, Target, TargetProxy, UpstreamKey, compile,
-    compile_with, is_embedding_model,
+    InvalidRoute, LastResort, MalformedEvents, PER_OUTPUT_TOKEN, Publisher, Rate, RetryBudget,
+    Route, RouteId, RouteSet, RouteWarning, SameModel, Streaming, Target, TargetProxy, UpstreamKey,
+    compile, compile_with, is_embedding_model,
 };

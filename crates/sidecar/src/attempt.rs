@@ -124,6 +124,8 @@ pub struct Outgoing<'a> {
     pub stream: bool,
     /// The key to send, if any.
     pub key: Option<&'a Secret>,
+    /// A `vertex-ai` target's access-token source: the token it gives is the key sent.
+    pub google: Option<&'a std::sync::Arc<crate::cloud::google::Tokens>>,
     /// The credentials of the target's own proxy (`user:password`), if it names a Secret.
     pub proxy_credentials: Option<&'a Secret>,
     /// The client's headers (only the forwarded ones and the trace context go out).
@@ -131,8 +133,20 @@ pub struct Outgoing<'a> {
 }
 
 impl Outgoing<'_> {
-    /// The HTTP request, with the current span's trace context.
-    pub fn build(self) -> Result<Request<Full<Bytes>>, Failure> {
+    /// The HTTP request, with the current span's trace context. A `vertex-ai` target's
+    /// access token is fetched through `transport` first if it needs to be; a failure to get
+    /// one is the attempt's, of class `auth`, naming the source.
+    pub async fn build(self, transport: &dyn Transport) -> Result<Request<Full<Bytes>>, Failure> {
+        let egress = upstream::egress(self.target, self.proxy_credentials);
+        let token = match self.google {
+            Some(tokens) => Some(
+                tokens
+                    .bearer(transport, &egress)
+                    .await
+                    .map_err(|msg| Failure::new(FailureClass::Auth, Phase::Head, msg))?,
+            ),
+            None => None,
+        };
         let mut req = upstream::request(
             self.target,
             upstream::Ask {
@@ -141,9 +155,9 @@ impl Outgoing<'_> {
                 stream: self.stream,
             },
             self.body,
-            self.key,
+            token.as_ref().or(self.key),
             self.client_headers,
-            upstream::egress(self.target, self.proxy_credentials),
+            egress,
         )
         .map_err(|e| {
             Failure::new(

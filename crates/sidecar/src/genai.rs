@@ -81,6 +81,7 @@ pub fn provider_name(provider: Provider) -> &'static str {
         Provider::Anthropic => "anthropic",
         Provider::Gemini => "gcp.gemini",
         Provider::Bedrock => "aws.bedrock",
+        Provider::VertexAi => "gcp.vertex_ai",
     }
 }
 

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use plumb_policy::{Credentials, Egress, RouteSet, Target, TargetProxy};
+use plumb_policy::{Credentials, Egress, Provider, RouteSet, Target, TargetProxy};
+
+use crate::cloud::google::{self, Tokens};
 
 /// A secret value. `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]
@@ -35,6 +37,32 @@ pub struct Keys {
     by_source: HashMap<String, Secret>,
     /// The credentials (`user:password`) of targets' own proxies, by Secret and key.
     proxies: HashMap<(String, String), Secret>,
+    /// The access-token sources of `vertex-ai` targets, by credential source identity.
+    google: GoogleSources,
+}
+
+/// Token sources, equal when they are the same sources.
+#[derive(Clone, Default)]
+struct GoogleSources(HashMap<String, Arc<Tokens>>);
+
+impl PartialEq for GoogleSources {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len()
+            && self
+                .0
+                .iter()
+                .all(|(k, v)| other.0.get(k).is_some_and(|o| Arc::ptr_eq(v, o)))
+    }
+}
+
+impl Eq for GoogleSources {}
+
+impl fmt::Debug for GoogleSources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.values().map(|t| t.describe()))
+            .finish()
+    }
 }
 
 /// A key that could not be resolved.
@@ -102,6 +130,17 @@ pub enum InvalidKey {
         /// The target.
         target: String,
     },
+    /// A `vertex-ai` target's service-account key that cannot be used (the reason never
+    /// quotes it).
+    #[error("route {route}, target {target}: {reason}")]
+    ServiceAccount {
+        /// The route.
+        route: String,
+        /// The target.
+        target: String,
+        /// Why, naming the source.
+        reason: String,
+    },
     /// A Secret reference without the operator to resolve it.
     #[error(
         "route {route}, target {target}: credentials.secretRef needs the operator; standalone, use credentials.env or credentials.file"
@@ -134,6 +173,7 @@ impl Keys {
     pub fn merge(&mut self, other: Keys) {
         self.by_source.extend(other.by_source);
         self.proxies.extend(other.proxies);
+        self.google.0.extend(other.google.0);
     }
 
     /// Resolves the keys of one route: from the environment and files, and — with the
@@ -170,9 +210,43 @@ impl Keys {
                 self.proxies
                     .insert((r.name.clone(), r.key.clone()), Secret::new(value.trim()));
             }
+            let vertex = target.provider == Provider::VertexAi;
+            if vertex && target.credentials == Credentials::Google {
+                // Application Default Credentials: the key file the environment names, else
+                // the metadata server.
+                let tokens = match env("GOOGLE_APPLICATION_CREDENTIALS").filter(|p| !p.is_empty()) {
+                    Some(path) => {
+                        let origin = format!("GOOGLE_APPLICATION_CREDENTIALS {path}");
+                        let service_account = |reason: String| {
+                            let (route, target) = id();
+                            InvalidKey::ServiceAccount {
+                                route,
+                                target,
+                                reason,
+                            }
+                        };
+                        let json = std::fs::read_to_string(&path)
+                            .map_err(|e| service_account(format!("{origin}: {e}")))?;
+                        Tokens::from_key(&json, &origin)
+                            .map_err(|e| service_account(e.to_string()))?
+                    }
+                    None => Tokens::metadata(
+                        &env("GCE_METADATA_HOST")
+                            .filter(|h| !h.is_empty())
+                            .unwrap_or_else(|| google::METADATA_HOST.to_owned()),
+                    ),
+                };
+                self.google
+                    .0
+                    .insert(target.upstream.credential.clone(), tokens);
+                continue;
+            }
             let value = match &target.credentials {
                 // The AWS chain is read by the transport, when a request is signed.
-                Credentials::Passthrough | Credentials::None | Credentials::Aws => continue,
+                Credentials::Passthrough
+                | Credentials::None
+                | Credentials::Aws
+                | Credentials::Google => continue,
                 Credentials::Secret(r) => {
                     let Some(secrets) = secrets else {
                         let (route, target) = id();
@@ -221,12 +295,47 @@ impl Keys {
                     text
                 }
             };
+            if vertex {
+                // A service-account key, never sent itself: it signs for access tokens.
+                let origin = match &target.credentials {
+                    Credentials::Secret(r) => format!("credentials.secretRef {}/{}", r.name, r.key),
+                    Credentials::Env(v) => format!("credentials.env {v}"),
+                    Credentials::File(p) => format!("credentials.file {}", p.display()),
+                    Credentials::Passthrough | Credentials::None | Credentials::Google => {
+                        String::new()
+                    }
+                };
+                let tokens = Tokens::from_key(value.trim(), &origin).map_err(|e| {
+                    let (route, target) = id();
+                    InvalidKey::ServiceAccount {
+                        route,
+                        target,
+                        reason: e.to_string(),
+                    }
+                })?;
+                self.google
+                    .0
+                    .insert(target.upstream.credential.clone(), tokens);
+                continue;
+            }
             self.by_source.insert(
                 target.upstream.credential.clone(),
                 Secret::new(value.trim()),
             );
         }
         Ok(())
+    }
+
+    /// The access-token source of a `vertex-ai` target.
+    pub fn google(&self, target: &Target) -> Option<&Arc<Tokens>> {
+        match target.provider {
+            Provider::VertexAi => self.google.0.get(&target.upstream.credential),
+            Provider::Openai
+            | Provider::OpenaiCompatible
+            | Provider::AzureOpenai
+            | Provider::Anthropic
+            | Provider::Gemini => None,
+        }
     }
 
     /// The key a target sends: its own, or for passthrough the caller's.
@@ -237,7 +346,7 @@ impl Keys {
     ) -> Option<&'a Secret> {
         match &target.credentials {
             Credentials::Passthrough => caller,
-            Credentials::None | Credentials::Aws => None,
+            Credentials::None | Credentials::Aws | Credentials::Google => None,
             Credentials::Secret(_) | Credentials::Env(_) | Credentials::File(_) => {
                 self.by_source.get(&target.upstream.credential)
             }
@@ -272,7 +381,8 @@ impl Keys {
 /// Removes secrets from a text that is about to leave the process (a client's error, a log
 /// line, a span): every known secret value, any token that holds a recognisable part of one
 /// (its first eight characters, or its last four behind a provider's `****` mask), anything
-/// shaped like a provider key (`sk-…`, `sk-ant-…`, `AKIA…`, `AIza…`), and whatever follows
+/// shaped like a provider key (`sk-…`, `sk-ant-…`, `AKIA…`, `AIza…`, a Google access token
+/// `ya29.…`, a JWT `eyJ….….…`), and whatever follows
 /// `Bearer` or `Basic`.
 ///
 /// Tokens are runs of the characters keys are made of, so a key inside JSON, after a newline,
@@ -324,6 +434,9 @@ fn looks_like_key(token: &str) -> bool {
     (token.starts_with("sk-") || token.starts_with("sk_")) && token.len() >= 8
         || token.starts_with("AKIA") && long
         || token.starts_with("AIza") && long
+        // Google OAuth access tokens and signed JWTs (a service account's assertions).
+        || token.starts_with("ya29.") && long
+        || token.starts_with("eyJ") && token.matches('.').count() == 2 && long
 }
 
 /// Whether a token holds a recognisable part of `secret`: its first eight characters, or — a
@@ -439,6 +552,50 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("KEY_A is not set"), "{err}");
+    }
+
+    #[test]
+    fn vertex_targets_get_token_sources_and_their_keys_are_never_sent_as_keys() {
+        let key = plumb_simulator::google_auth::test_service_account("http://sim/token");
+        let yaml = "apiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {name: r}\nspec:\n  match: {models: [m]}\n  targets:\n    - {name: a, provider: vertex-ai, baseUrl: 'http://h', model: gemini-2.5-pro, project: p, region: us-east5, credentials: {env: SA}}\n    - {name: b, provider: vertex-ai, baseUrl: 'http://h', model: claude-x, project: p, region: us-east5, credentials: {google: true}}\n";
+        let set = plumb_policy::parse_routes_file(yaml).unwrap_or_else(|e| panic!("{e}"));
+        let route = &set.routes()[0];
+        let env = |v: &str| match v {
+            "SA" => Some(key.clone()),
+            "GCE_METADATA_HOST" => Some("meta.keys-test".to_owned()),
+            _ => None,
+        };
+        let keys = Keys::resolve_local(&set, env).unwrap_or_else(|e| panic!("{e}"));
+        for t in &route.targets {
+            assert!(
+                keys.for_target(t, None).is_none(),
+                "no key is sent as it is"
+            );
+        }
+        assert!(keys.google(&route.targets[0]).is_some_and(|t| {
+            t.describe()
+                .starts_with("the service-account key of credentials.env SA")
+        }));
+        assert_eq!(
+            keys.google(&route.targets[1])
+                .map(|t| t.describe().to_owned()),
+            Some("the metadata server at meta.keys-test".to_owned())
+        );
+        assert_eq!(keys.values().count(), 0, "no static secret");
+        let err = Keys::resolve_local(&set, |v| {
+            (v == "SA").then(|| "{\"private_key\": \"sk-oops\"}".to_owned())
+        })
+        .err()
+        .unwrap_or_else(|| panic!("accepted"));
+        assert!(matches!(err, InvalidKey::ServiceAccount { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.starts_with(
+                "route default/r, target a: credentials.env SA: not a service-account JSON key"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("sk-oops"));
     }
 
     #[test]

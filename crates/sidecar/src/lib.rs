@@ -23,6 +23,7 @@
 //! | [`upstream`] | connection pools and each provider's request |
 //! | [`aws`] | SigV4 for Bedrock, and the AWS credential chain of the environment |
 //! | [`egress`] | which HTTP proxy, if any, carries a request (`HTTPS_PROXY`, `NO_PROXY`, a target's own) |
+//! | [`vertex`], [`cloud`] | Google Vertex AI's paths and bodies; OAuth access tokens from service-account keys or the metadata server |
 //! | [`translate`] | OpenAI ⇄ Anthropic requests, answers and stream events; Responses to either; any of them to Gemini and Bedrock and their answers back |
 //! | [`verify`] | every answer against the route's contract; substituted models |
 //! | [`equivalence`] | shadow sampling, comparison methods, certification, failover gating |
@@ -37,6 +38,7 @@ pub mod attempt;
 pub mod aws;
 pub mod breaker;
 pub mod classify;
+pub mod cloud;
 pub mod completion;
 pub mod config;
 pub mod control;
@@ -62,4 +64,5 @@ pub mod table;
 pub mod translate;
 pub mod upstream;
 pub mod verify;
+pub mod vertex;
 mod window;

@@ -2,7 +2,7 @@
 //! through untouched.
 
 use bytes::Bytes;
-use plumb_policy::{Provider, Target};
+use plumb_policy::{Provider, Publisher, Target};
 use serde_json::{Map, Value};
 
 use crate::completion::Collected;
@@ -67,13 +67,17 @@ impl Api {
         }
     }
 
-    /// The chat API family a target of `provider` speaks.
-    pub const fn of(provider: Provider) -> Api {
-        match provider {
+    /// The chat API family `target` speaks (on Vertex AI, its model's publisher's).
+    pub fn of(target: &Target) -> Api {
+        match target.provider {
             Provider::Openai | Provider::OpenaiCompatible | Provider::AzureOpenai => Api::Openai,
             Provider::Anthropic => Api::Anthropic,
             Provider::Gemini => Api::Gemini,
             Provider::Bedrock => Api::Bedrock,
+            Provider::VertexAi => match Publisher::of_model(&target.model) {
+                Publisher::Google => Api::Gemini,
+                Publisher::Anthropic => Api::Anthropic,
+            },
         }
     }
 }
@@ -165,10 +169,9 @@ impl ClientRequest {
     pub fn family_for(&self, target: &Target) -> Api {
         match (self.api, target.provider) {
             (Api::Responses, Provider::Openai) => Api::Responses,
-            (
-                Api::Openai | Api::Anthropic | Api::Responses | Api::Gemini | Api::Bedrock,
-                provider,
-            ) => Api::of(provider),
+            (Api::Openai | Api::Anthropic | Api::Responses | Api::Gemini | Api::Bedrock, _) => {
+                Api::of(target)
+            }
         }
     }
 
@@ -220,6 +223,7 @@ impl ClientRequest {
                 }
             }
         };
+        let body = crate::vertex::body(target, body);
         Ok(Bytes::from(serde_json::to_vec(&body).unwrap_or_default()))
     }
 

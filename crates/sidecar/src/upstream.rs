@@ -256,6 +256,7 @@ pub fn url(target: &Target, family: Api, op: Operation, stream: bool) -> String 
                 "converse"
             }
         ),
+        Provider::VertexAi => crate::vertex::url(target, stream),
     }
 }
 
@@ -425,8 +426,12 @@ fn authenticated(
         h
     };
     match (target.provider, key) {
-        // A Bedrock API key is a bearer token (and the request is then not signed).
-        (Provider::Openai | Provider::OpenaiCompatible | Provider::Bedrock, Some(k)) => {
+        // A Bedrock API key is a bearer token (and the request is then not signed); Vertex
+        // AI's key is an OAuth access token ([`crate::cloud::google`]).
+        (
+            Provider::Openai | Provider::OpenaiCompatible | Provider::Bedrock | Provider::VertexAi,
+            Some(k),
+        ) => {
             b = b.header(
                 header::AUTHORIZATION,
                 secret(&format!("Bearer {}", k.expose())),
@@ -451,7 +456,10 @@ fn authenticated(
                 | Credentials::Env(_)
                 | Credentials::File(_)
                 | Credentials::None
-                | Credentials::Aws => value.as_deref().and_then(|v| HeaderValue::from_str(v).ok()),
+                | Credentials::Aws
+                | Credentials::Google => {
+                    value.as_deref().and_then(|v| HeaderValue::from_str(v).ok())
+                }
             };
             if let Some(v) = v {
                 b = b.header(name, v);

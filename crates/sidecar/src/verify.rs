@@ -376,17 +376,20 @@ pub fn check(
 
 /// The model an answer names when it is not the one the target was asked for. A dated
 /// snapshot of the model (`gpt-4o` answered by `gpt-4o-2024-08-06`, `claude-sonnet-4-5` by
-/// `claude-sonnet-4-5-20250929`) is the same model; `gpt-4o-mini` is not. Azure names models,
-/// not deployments, so it is not checked.
+/// `claude-sonnet-4-5-20250929`) is the same model; `gpt-4o-mini` is not. Vertex AI's
+/// versioned Claude ids (`claude-sonnet-4-5@20250929`) answer with Anthropic's dated name.
+/// Azure names models, not deployments, so it is not checked.
 pub fn substituted<'a>(target: &Target, c: &'a Collected) -> Option<&'a str> {
     if target.provider == Provider::AzureOpenai {
         return None;
     }
     let named = c.model.as_deref().filter(|m| !m.is_empty())?;
     let asked = target.model.as_str();
+    // Vertex AI's `claude-sonnet-4-5@20250929` is Anthropic's `claude-sonnet-4-5-20250929`.
+    let base = asked.split_once('@').map_or(asked, |(base, _)| base);
     let same = named == asked
         || named
-            .strip_prefix(asked)
+            .strip_prefix(base)
             .and_then(|rest| rest.strip_prefix('-').or_else(|| rest.strip_prefix('@')))
             .is_some_and(|snapshot| {
                 snapshot.starts_with(|c: char| c.is_ascii_digit())
@@ -448,6 +451,16 @@ mod tests {
             Some("gpt-3.5-turbo")
         );
         assert_eq!(substituted(t, &Collected::default()), None);
+        let mut claude = t.clone();
+        claude.model = "claude-sonnet-4-5@20250929".to_owned();
+        assert_eq!(
+            substituted(&claude, &named("claude-sonnet-4-5-20250929")),
+            None
+        );
+        assert_eq!(
+            substituted(&claude, &named("claude-haiku-4-5-20251001")),
+            Some("claude-haiku-4-5-20251001")
+        );
     }
 
     #[test]

@@ -85,6 +85,9 @@ pub struct Attempt {
     /// The `OpenAI-Project` header, if any.
     #[serde(default)]
     pub project: Option<String>,
+    /// The request's path (`/v1/chat/completions`, a Vertex AI model's path, …).
+    #[serde(default)]
+    pub path: Option<String>,
 }
 
 /// A bounded, shared log of attempts.
@@ -120,6 +123,8 @@ pub struct Arrival {
     pub organization: Option<String>,
     /// The `OpenAI-Project` header.
     pub project: Option<String>,
+    /// The request's path.
+    pub path: Option<String>,
 }
 
 impl AttemptLog {
@@ -168,6 +173,7 @@ impl AttemptLog {
             traceparent: arrival.traceparent,
             organization: arrival.organization,
             project: arrival.project,
+            path: arrival.path,
         });
         id
     }
@@ -228,6 +234,7 @@ mod tests {
             stream: false,
             traceparent: None,
             organization: None,
+            path: None,
             project: None,
         }
     }

@@ -3,7 +3,9 @@
 //! It speaks the real wire formats — OpenAI Chat Completions, Embeddings and Models, Azure
 //! OpenAI deployments, Anthropic Messages, OpenAI Responses, Gemini `generateContent`, AWS
 //! Bedrock Converse (SigV4-verified, beside STS and a container-credentials endpoint:
-//! [`aws`]) — streamed and not, and injects faults chosen per request (the `x-sim-fault` header), per model
+//! [`aws`]), Google Vertex AI (Gemini and Claude models, behind OAuth tokens from its own
+//! token endpoint and metadata server) — streamed and not, and injects faults chosen per
+//! request (the `x-sim-fault` header), per model
 //! (`sim-<fault>` names, or the configuration), or by a scripted plan set through the admin API
 //! under `/_sim/`. Every attempt is logged so
 //! tests can assert what a client did.
@@ -23,6 +25,7 @@ pub mod chat;
 pub mod embed;
 pub mod fault;
 pub mod gemini;
+pub mod google_auth;
 pub mod openai;
 pub mod plan;
 pub mod responses;
@@ -31,6 +34,7 @@ pub mod structured;
 #[cfg(feature = "test-util")]
 pub mod testkit;
 pub mod tls;
+pub mod vertex;
 pub mod wire;
 
 pub use attempts::{Api, Attempt, Outcome};

@@ -45,6 +45,7 @@ use crate::openai;
 use crate::plan::{InvalidPlan, PlanSpec, Plans};
 use crate::responses;
 use crate::tls;
+use crate::vertex;
 use crate::wire::{Event, EventKind, ProviderError};
 
 /// The error type of response bodies and of the service.
@@ -70,6 +71,7 @@ struct State {
     rng: Mutex<fastrand::Rng>,
     stored: responses::Store,
     aws: crate::aws::Issuer,
+    google: crate::google_auth::GoogleAuth,
 }
 
 impl Simulator {
@@ -91,6 +93,7 @@ impl Simulator {
             rng: Mutex::new(fastrand::Rng::new()),
             stored: responses::Store::default(),
             aws: crate::aws::Issuer::default(),
+            google: crate::google_auth::GoogleAuth::new(),
         });
         let ca_pem = tls.as_ref().map(|t| t.ca_pem.clone());
         let acceptor = tls.map(|t| t.acceptor);
@@ -126,6 +129,11 @@ impl Simulator {
     /// The attempt log, optionally one model's.
     pub fn attempts(&self, model: Option<&str>) -> Vec<Attempt> {
         self.state.attempts.snapshot(model)
+    }
+
+    /// Google's token endpoint and metadata server: tokens issued, lifetime, failures.
+    pub fn google(&self) -> &crate::google_auth::GoogleAuth {
+        &self.state.google
     }
 
     /// Sets a model's fault plan (`*` for every model without its own).
@@ -166,6 +174,7 @@ impl State {
         self.attempts.clear();
         self.plans.clear();
         *self.judge.lock() = JudgeRule::default();
+        self.google.reset();
     }
 }
 
@@ -286,6 +295,8 @@ enum Route {
     Sts,
     /// The container-credentials endpoint.
     ContainerCredentials,
+    /// Vertex AI names the publisher, the model and whether to stream in the path.
+    Vertex(vertex::VertexPath),
     Embeddings {
         api: Api,
         deployment: Option<String>,
@@ -313,6 +324,15 @@ impl Route {
                 (&Method::POST, Some((model, stream))) => Route::Bedrock { model, stream },
                 _ => Route::Missing {
                     api: Api::Bedrock,
+                    error: ProviderError::not_found_path(path),
+                },
+            };
+        }
+        if path.starts_with("/v1/projects/") {
+            return match (method, vertex::route(path)) {
+                (&Method::POST, Some(v)) => Route::Vertex(v),
+                _ => Route::Missing {
+                    api: Api::Gemini,
                     error: ProviderError::not_found_path(path),
                 },
             };
@@ -417,6 +437,9 @@ struct Attempting {
     key: Option<String>,
     /// What a key-echo fault repeats: the key, or a signed request's session token.
     echo: Option<String>,
+    /// Errors go out wrapped in an array, `[{"error": …}]`, as Vertex AI's
+    /// `streamGenerateContent` sends them.
+    wrapped: bool,
 }
 
 async fn handle(
@@ -427,6 +450,12 @@ async fn handle(
     if let Some(rest) = req.uri().path().strip_prefix("/_sim/") {
         let rest = rest.to_owned();
         return Ok(admin(&state, &rest, req).await);
+    }
+    if matches!(
+        (req.method(), req.uri().path()),
+        (&Method::POST, "/token") | (&Method::GET, crate::google_auth::METADATA_TOKEN_PATH)
+    ) {
+        return google_auth(&state, req).await;
     }
     if let Some(rest) = req.uri().path().strip_prefix("/v1/responses/") {
         let rest = match req.uri().query() {
@@ -448,6 +477,7 @@ async fn handle(
         req.uri().query(),
         req.headers(),
     );
+    let mut vertex = None;
     let (api, deployment, endpoint, path_stream) = match route {
         Route::Missing { api, error } => return Ok(error_response(api, &error, "req_sim_0")),
         Route::Models { api } => return models(&state, api, &reset, req).await,
@@ -457,9 +487,23 @@ async fn handle(
         Route::Sts | Route::ContainerCredentials => {
             return Ok(aws_identity(&state, route_name(&route), req).await);
         }
+        Route::Vertex(v) => {
+            let api = match v.publisher {
+                vertex::Publisher::Google => Api::Gemini,
+                vertex::Publisher::Anthropic => Api::Anthropic,
+            };
+            let (model, stream) = (v.model.clone(), v.stream);
+            vertex = Some(v);
+            (api, Some(model), "chat", Some(stream))
+        }
         Route::Embeddings { api, deployment } => (api, deployment, "embeddings", None),
     };
-    let mut key = api_key(api, req.headers());
+    let path = req.uri().path().to_owned();
+    let mut key = match vertex {
+        // An OAuth access token, whatever the publisher.
+        Some(_) => api_key(Api::Openai, req.headers()),
+        None => api_key(api, req.headers()),
+    };
     let (parts, body) = req.into_parts();
     let raw = match read_bytes(body).await {
         Ok(b) => b,
@@ -530,6 +574,7 @@ async fn handle(
         traceparent: header("traceparent"),
         organization: header("openai-organization"),
         project: header("openai-project"),
+        path: Some(path),
     });
     let at = Attempting {
         state,
@@ -539,7 +584,22 @@ async fn handle(
         model: model.unwrap_or_default(),
         echo: header("x-amz-security-token").or_else(|| key.clone()),
         key,
+        wrapped: vertex
+            .as_ref()
+            .is_some_and(|v| v.stream && v.publisher == vertex::Publisher::Google),
     };
+    let mut body = body;
+    if let Some(v) = &vertex {
+        if !at.state.google.valid(at.key.as_deref()) {
+            return Ok(at.error_in(Api::Gemini, &vertex::unauthenticated()));
+        }
+        if v.publisher == vertex::Publisher::Anthropic {
+            body = match vertex::anthropic_body(&body, &v.model, v.stream) {
+                Ok(b) => b,
+                Err(msg) => return Ok(at.error(&ProviderError::bad_request(msg))),
+            };
+        }
+    }
     if endpoint == "embeddings" {
         return at.embeddings(&parts.headers, &body).await;
     }
@@ -611,10 +671,20 @@ impl Attempting {
     }
 
     fn error(&self, err: &ProviderError) -> Response<Body> {
+        self.error_in(self.api, err)
+    }
+
+    /// [`Attempting::error`] in the shape of `shape` (Vertex AI answers a bad token in
+    /// Google's, whatever the publisher).
+    fn error_in(&self, shape: Api, err: &ProviderError) -> Response<Body> {
         self.state
             .attempts
             .update(self.id, |a| a.status = err.status);
-        let resp = error_response(self.api, err, &self.request_id());
+        let mut resp = error_response(shape, err, &self.request_id());
+        if self.wrapped {
+            let wrapped = json!([err.body(shape, &self.request_id())]).to_string();
+            *resp.body_mut() = full(Bytes::from(wrapped));
+        }
         let len = body_len(&resp);
         self.state.attempts.finish(self.id, Outcome::Error, len);
         resp
@@ -995,6 +1065,7 @@ async fn models(
         traceparent: None,
         organization: None,
         project: None,
+        path: None,
     });
     let at = Attempting {
         state: state.clone(),
@@ -1004,6 +1075,7 @@ async fn models(
         model: String::new(),
         echo: key.clone(),
         key,
+        wrapped: false,
     };
     let fault = match req.headers().get("x-sim-fault").map(HeaderValue::to_str) {
         Some(Ok(text)) => match text.parse::<Fault>() {
@@ -1181,6 +1253,30 @@ fn body_len(resp: &Response<Body>) -> u64 {
     http_body::Body::size_hint(resp.body()).exact().unwrap_or(0)
 }
 
+/// Google's token endpoint (`POST /token`) and metadata server (`GET` of its token path).
+async fn google_auth(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, BoxError> {
+    let (status, body) = if req.method() == Method::POST {
+        let body = Limited::new(req.into_body(), 64 * 1024)
+            .collect()
+            .await?
+            .to_bytes();
+        state.google.exchange(&String::from_utf8_lossy(&body))
+    } else {
+        state.google.metadata(
+            req.headers()
+                .get("metadata-flavor")
+                .and_then(|v| v.to_str().ok()),
+        )
+    };
+    Ok(admin_json(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        &body,
+    ))
+}
+
 fn error_response(api: Api, err: &ProviderError, request_id: &str) -> Response<Body> {
     let mut resp = Response::new(full(Bytes::from(err.body(api, request_id).to_string())));
     *resp.status_mut() =
@@ -1243,7 +1339,8 @@ fn admin_error(status: StatusCode, message: impl std::fmt::Display) -> Response<
 /// | `PUT /_sim/plans/{model}` | set a plan (`{"fault": "...", "first": N}` / `"for": "5s"` / `"share": 0.3`) |
 /// | `DELETE /_sim/plans/{model}` | remove a plan |
 /// | `PUT /_sim/judge` | set the judge's rule |
-/// | `POST /_sim/reset` | clear attempts and plans, default judge |
+/// | `GET`, `PUT /_sim/google` | Google's token counts; token lifetime and failures ([`crate::google_auth`]) |
+/// | `POST /_sim/reset` | clear attempts and plans, default judge, issued tokens |
 async fn admin(state: &Arc<State>, rest: &str, req: Request<Incoming>) -> Response<Body> {
     let method = req.method().clone();
     let query = req.uri().query().unwrap_or("").to_owned();
@@ -1302,6 +1399,18 @@ async fn admin(state: &Arc<State>, rest: &str, req: Request<Incoming>) -> Respon
                 Ok(None) | Err(_) => {
                     admin_error(StatusCode::BAD_REQUEST, "expected {\"expiry_secs\": N}")
                 }
+            }
+        }
+        (Method::GET, "google") => admin_json(StatusCode::OK, &state.google.counts()),
+        (Method::PUT | Method::POST, "google") => {
+            match parse(&body)
+                .and_then(serde_json::from_value::<crate::google_auth::GoogleSettings>)
+            {
+                Ok(s) => {
+                    state.google.set(&s);
+                    admin_json(StatusCode::OK, &json!({"ok": true}))
+                }
+                Err(e) => admin_error(StatusCode::BAD_REQUEST, format!("invalid settings: {e}")),
             }
         }
         (Method::POST, "reset") => {

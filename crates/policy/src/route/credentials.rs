@@ -21,6 +21,8 @@ pub enum Credentials {
     None,
     /// The AWS credentials of the sidecar's environment (the default chain), for SigV4.
     Aws,
+    /// Google Application Default Credentials of the sidecar's environment (`vertex-ai`).
+    Google,
 }
 
 impl Credentials {
@@ -34,6 +36,7 @@ impl Credentials {
             Credentials::Passthrough => "passthrough".to_owned(),
             Credentials::None => "none".to_owned(),
             Credentials::Aws => "aws".to_owned(),
+            Credentials::Google => "google".to_owned(),
         }
     }
 }
@@ -46,13 +49,17 @@ pub(super) fn compile(field: &str, c: &CredentialsSpec) -> Result<Credentials, I
         + usize::from(c.file.is_some())
         + usize::from(c.passthrough == Some(true))
         + usize::from(c.none == Some(true))
-        + usize::from(c.aws == Some(true));
+        + usize::from(c.aws == Some(true))
+        + usize::from(c.google == Some(true));
     let invalid = |found| InvalidRoute::Credentials {
         field: field.to_owned(),
         found,
     };
     if found != 1 {
         return Err(invalid(found));
+    }
+    if c.google == Some(true) {
+        return Ok(Credentials::Google);
     }
     match (&c.secret_ref, &c.env, &c.file, c.passthrough, c.none) {
         (Some(r), ..) => Ok(Credentials::Secret(r.clone())),
@@ -99,6 +106,7 @@ mod tests {
         );
         assert_eq!(credentials("{none: true}"), Ok(Credentials::None));
         assert_eq!(credentials("{aws: true}"), Ok(Credentials::Aws));
+        assert_eq!(credentials("{google: true}"), Ok(Credentials::Google));
         assert_eq!(
             credentials("{passthrough: false, none: true}"),
             Ok(Credentials::None),
@@ -118,7 +126,7 @@ mod tests {
         );
         assert_eq!(
             err.to_string(),
-            "spec.targets[0].credentials: set exactly one of secretRef, env, file, passthrough: true, none: true or aws: true (found 2)"
+            "spec.targets[0].credentials: set exactly one of secretRef, env, file, passthrough: true, none: true, aws: true or google: true (found 2)"
         );
     }
 

@@ -53,7 +53,7 @@ pub use same_model::{RouteWarning, SameModel, is_embedding_model};
 pub use set::RouteSet;
 pub use streaming::AdaptiveHold;
 pub use streaming::{MalformedEvents, Streaming};
-pub use targets::{Capabilities, Target, UpstreamKey};
+pub use targets::{Capabilities, Publisher, Target, UpstreamKey};
 
 /// A route's identity: namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -165,6 +165,15 @@ pub enum InvalidRoute {
         /// What is wrong.
         reason: &'static str,
     },
+    /// A `vertex-ai` target without its project or region, or a field or credential source
+    /// only `vertex-ai` targets take on another.
+    #[error("{field}: {reason}")]
+    Vertex {
+        /// The field.
+        field: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// An Azure target without `apiVersion`.
     #[error("{field}: azure-openai targets need apiVersion (for example \"2024-10-21\")")]
     MissingApiVersion {
@@ -182,7 +191,7 @@ pub enum InvalidRoute {
     },
     /// Not exactly one credential source.
     #[error(
-        "{field}: set exactly one of secretRef, env, file, passthrough: true, none: true or aws: true (found {found})"
+        "{field}: set exactly one of secretRef, env, file, passthrough: true, none: true, aws: true or google: true (found {found})"
     )]
     Credentials {
         /// The field.

@@ -23,9 +23,10 @@ pub struct Target {
     pub api_version: Option<String>,
     /// OpenAI's `OpenAI-Organization`.
     pub organization: Option<String>,
-    /// OpenAI's `OpenAI-Project`.
+    /// OpenAI's `OpenAI-Project`, or a `vertex-ai` target's Google Cloud project.
     pub project: Option<String>,
-    /// The cloud region (a `bedrock` target's AWS region, which SigV4 signs for).
+    /// The cloud region: a `bedrock` target's AWS region (which SigV4 signs for), a
+    /// `vertex-ai` target's Google Cloud location (`us-east5`, `global`).
     pub region: Option<String>,
     /// Where the key comes from.
     pub credentials: Credentials,
@@ -39,6 +40,48 @@ pub struct Target {
     pub upstream: UpstreamKey,
     /// How it reaches its provider.
     pub egress: Egress,
+}
+
+/// Whose model a `vertex-ai` target asks for, which decides the API it speaks there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Publisher {
+    /// Google's Gemini models (`generateContent`).
+    Google,
+    /// Anthropic's Claude models (`rawPredict`, in the Messages shape).
+    Anthropic,
+}
+
+impl Publisher {
+    /// The publisher of a Vertex AI `model`: Anthropic's for `claude-…`, Google's otherwise.
+    pub fn of_model(model: &str) -> Publisher {
+        if model.starts_with("claude-") {
+            Publisher::Anthropic
+        } else {
+            Publisher::Google
+        }
+    }
+
+    /// The name in Vertex AI's paths: `google` or `anthropic`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Publisher::Google => "google",
+            Publisher::Anthropic => "anthropic",
+        }
+    }
+}
+
+impl Target {
+    /// The publisher of a `vertex-ai` target's model; `None` for other providers.
+    pub fn publisher(&self) -> Option<Publisher> {
+        match self.provider {
+            Provider::VertexAi => Some(Publisher::of_model(&self.model)),
+            Provider::Openai
+            | Provider::OpenaiCompatible
+            | Provider::AzureOpenai
+            | Provider::Anthropic
+            | Provider::Gemini => None,
+        }
+    }
 }
 
 /// What a target can do.
@@ -111,9 +154,14 @@ fn compile_target(field: &str, namespace: &str, t: &TargetSpec) -> Result<Target
         });
     }
     let credentials = credentials::compile(&format!("{field}.credentials"), &t.credentials)?;
-    for (name, value) in [("organization", &t.organization), ("project", &t.project)] {
+    vertex(field, t, &credentials)?;
+    let account = [("organization", &t.organization), ("project", &t.project)];
+    for (name, value) in account {
         let Some(v) = value else { continue };
         let field = format!("{field}.{name}");
+        if t.provider == Provider::VertexAi {
+            continue;
+        }
         if t.provider != Provider::Openai {
             return Err(InvalidRoute::OpenaiAccount {
                 field,
@@ -146,10 +194,64 @@ fn compile_target(field: &str, namespace: &str, t: &TargetSpec) -> Result<Target
         credentials,
         priority: t.priority.unwrap_or(0),
         weight: t.weight.unwrap_or(1),
-        capabilities: capabilities(t.provider, t.capabilities.as_ref()),
+        capabilities: capabilities(t.provider, &t.model, t.capabilities.as_ref()),
         upstream,
         egress,
     })
+}
+
+/// What only `vertex-ai` targets take, and what they need: a project and a region (ids of
+/// lower-case letters, digits and dashes), no organization, no passthrough; `google: true`
+/// credentials nowhere else.
+fn vertex(field: &str, t: &TargetSpec, credentials: &Credentials) -> Result<(), InvalidRoute> {
+    let invalid = |name: &str, reason| {
+        Err(InvalidRoute::Vertex {
+            field: format!("{field}.{name}"),
+            reason,
+        })
+    };
+    let is_id = |v: &str| {
+        !v.is_empty()
+            && v.len() <= 64
+            && v.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    if t.provider != Provider::VertexAi {
+        // Another target's region is checked by `region`.
+        if *credentials == Credentials::Google {
+            return invalid("credentials", "google: true is for vertex-ai targets only");
+        }
+        return Ok(());
+    }
+    // Project ids are lower-case letters, digits and dashes; old domain-scoped ones hold a
+    // `.` and a `:` (`example.com:proj`). Nothing that would change the URL's path.
+    let is_project = |p: &str| {
+        !p.is_empty()
+            && p.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.:".contains(&b))
+    };
+    if !t.project.as_deref().is_some_and(is_project) {
+        return invalid(
+            "project",
+            "vertex-ai targets need project: the Google Cloud project id",
+        );
+    }
+    if !t.region.as_deref().is_some_and(is_id) {
+        return invalid(
+            "region",
+            "vertex-ai targets need region: a Google Cloud location such as us-east5 or global",
+        );
+    }
+    if t.organization.is_some() {
+        return invalid("organization", "vertex-ai targets take no organization");
+    }
+    if *credentials == Credentials::Passthrough {
+        return invalid(
+            "credentials",
+            "vertex-ai targets cannot pass the caller's key through: use a service-account key or google: true",
+        );
+    }
+    Ok(())
 }
 
 /// A target name: not blank, and a DNS label (the CRD's rule, kept standalone too).
@@ -214,8 +316,9 @@ pub(super) fn has_user_info(value: &str) -> bool {
 
 /// What a target can do: everything unless it says otherwise, except prefill, which only
 /// Anthropic's API offers by default.
-/// A `bedrock` target names its AWS region; no other target takes one, and only `bedrock`
-/// targets sign with the environment's AWS credentials.
+/// A `bedrock` target names its AWS region (a `vertex-ai` target's region is checked by
+/// [`vertex`]); no other target takes one, and only `bedrock` targets sign with the
+/// environment's AWS credentials.
 fn region(field: &str, t: &TargetSpec, credentials: &Credentials) -> Result<(), InvalidRoute> {
     let invalid = |reason| {
         Err(InvalidRoute::Region {
@@ -236,7 +339,7 @@ fn region(field: &str, t: &TargetSpec, credentials: &Credentials) -> Result<(), 
         (Provider::Bedrock, Some(r)) if !valid(r) => {
             return invalid("must be an AWS region such as us-east-1");
         }
-        (Provider::Bedrock, Some(_)) => {}
+        (Provider::Bedrock, Some(_)) | (Provider::VertexAi, _) => {}
         (
             Provider::Openai
             | Provider::OpenaiCompatible
@@ -244,7 +347,7 @@ fn region(field: &str, t: &TargetSpec, credentials: &Credentials) -> Result<(), 
             | Provider::Anthropic
             | Provider::Gemini,
             Some(_),
-        ) => return invalid("only bedrock targets take a region"),
+        ) => return invalid("region is for bedrock and vertex-ai targets only"),
         (
             Provider::Openai
             | Provider::OpenaiCompatible
@@ -263,7 +366,7 @@ fn region(field: &str, t: &TargetSpec, credentials: &Credentials) -> Result<(), 
     Ok(())
 }
 
-fn capabilities(provider: Provider, spec: Option<&CapabilitiesSpec>) -> Capabilities {
+fn capabilities(provider: Provider, model: &str, spec: Option<&CapabilitiesSpec>) -> Capabilities {
     let default = CapabilitiesSpec::default();
     let caps = spec.unwrap_or(&default);
     Capabilities {
@@ -273,6 +376,8 @@ fn capabilities(provider: Provider, spec: Option<&CapabilitiesSpec>) -> Capabili
         vision: caps.vision.unwrap_or(true),
         prefill: caps.prefill.unwrap_or(match provider {
             Provider::Anthropic => true,
+            // Claude on Vertex AI takes a prefill as it does on Anthropic's API.
+            Provider::VertexAi => Publisher::of_model(model) == Publisher::Anthropic,
             // Gemini continues no partial model turn: a final `model` turn is refused.
             Provider::Openai
             | Provider::OpenaiCompatible
@@ -555,7 +660,7 @@ mod tests {
         );
         assert_eq!(
             one(("provider: openai", "provider: anthropic, region: us-east-1")),
-            Err(region("only bedrock targets take a region"))
+            Err(region("region is for bedrock and vertex-ai targets only"))
         );
         assert_eq!(
             one(("credentials: {none: true}", "credentials: {aws: true}")),
@@ -587,5 +692,75 @@ mod tests {
         let b = compile("two", &spec).unwrap().remove(0).upstream;
         assert_ne!(a, b);
         assert_eq!(b.credential, "secret:two/s/k");
+    }
+
+    /// A vertex-ai target with `model` and `extra` fields.
+    fn vertex_target(model: &str, extra: &str) -> Result<Target, InvalidRoute> {
+        targets(&format!(
+            "[{{name: a, provider: vertex-ai, baseUrl: 'https://us-east5-aiplatform.googleapis.com', model: {model}, credentials: {{google: true}}{extra}}}]"
+        ))
+        .map(|mut t| t.remove(0))
+    }
+
+    #[test]
+    fn a_vertex_target_keeps_project_and_region_and_its_publisher_follows_the_model() {
+        let t = vertex_target("gemini-2.5-pro", ", project: my-proj, region: us-east5").unwrap();
+        assert_eq!(t.project.as_deref(), Some("my-proj"));
+        assert_eq!(t.region.as_deref(), Some("us-east5"));
+        assert_eq!(t.credentials, Credentials::Google);
+        assert_eq!(t.publisher(), Some(Publisher::Google));
+        assert!(!t.capabilities.prefill);
+        let t =
+            vertex_target("claude-sonnet-4-5@20250929", ", project: p, region: global").unwrap();
+        assert_eq!(t.publisher(), Some(Publisher::Anthropic));
+        assert!(t.capabilities.prefill, "Claude on Vertex AI prefills");
+        assert_eq!(one(("name: a", "name: a")).unwrap().publisher(), None);
+    }
+
+    #[test]
+    fn vertex_mistakes_are_refused_by_field() {
+        let refused = |model: &str, extra: &str| match vertex_target(model, extra) {
+            Err(InvalidRoute::Vertex { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            refused("g", ", region: us-east5"),
+            "spec.targets[0].project"
+        );
+        assert_eq!(refused("g", ", project: p"), "spec.targets[0].region");
+        assert_eq!(
+            refused("g", ", project: 'a/b', region: us-east5"),
+            "spec.targets[0].project"
+        );
+        assert_eq!(
+            refused("g", ", project: p, region: 'US East'"),
+            "spec.targets[0].region"
+        );
+        assert_eq!(
+            refused("g", ", project: p, region: r, organization: o"),
+            "spec.targets[0].organization"
+        );
+        let err = targets(
+            "[{name: a, provider: vertex-ai, baseUrl: 'http://h', model: m, project: p, region: r, credentials: {passthrough: true}}]",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, InvalidRoute::Vertex { ref field, .. } if field == "spec.targets[0].credentials"),
+            "{err}"
+        );
+        let err = one((
+            "credentials: {none: true}",
+            "region: us-east5, credentials: {none: true}",
+        ))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "spec.targets[0].region: region is for bedrock and vertex-ai targets only"
+        );
+        let err = one(("credentials: {none: true}", "credentials: {google: true}")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "spec.targets[0].credentials: google: true is for vertex-ai targets only"
+        );
     }
 }

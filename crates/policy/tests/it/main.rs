@@ -336,6 +336,26 @@ fn the_bedrock_example_compiles_to_signed_and_keyed_bedrock_fallbacks() {
 }
 
 #[test]
+fn the_vertex_example_compiles_to_claude_and_gemini_on_vertex_with_the_same_model_declared() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/routes");
+    let text = std::fs::read_to_string(format!("{dir}/vertex-ai.yaml")).unwrap();
+    let set =
+        plumb_policy::parse_routes_file_with(&text, &plumb_policy::Sources::in_dir(dir)).unwrap();
+    let route = set.lookup("assistant-vertex").unwrap();
+    let claude = &route.targets[1];
+    assert_eq!(claude.provider, plumb_policy::Provider::VertexAi);
+    assert_eq!(claude.publisher(), Some(plumb_policy::Publisher::Anthropic));
+    assert_eq!(claude.region.as_deref(), Some("us-east5"));
+    assert_eq!(claude.credentials, plumb_policy::Credentials::Google);
+    assert!(claude.capabilities.prefill);
+    assert!(route.same_model.same("claude", "claude-vertex"));
+    let gemini = &route.targets[2];
+    assert_eq!(gemini.publisher(), Some(plumb_policy::Publisher::Google));
+    assert_eq!(gemini.region.as_deref(), Some("global"));
+    assert!(!gemini.capabilities.prefill);
+}
+
+#[test]
 fn equivalence_settings_that_cannot_work_are_refused_with_the_field() {
     let refused = |extra: &str| {
         let yaml = format!("{BASE}{extra}");

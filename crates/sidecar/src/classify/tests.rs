@@ -335,6 +335,69 @@ fn google(code: u16, status: &str, message: &str) -> Value {
 }
 
 #[test]
+fn vertex_errors_in_either_form_map_to_classes_with_googles_wait() {
+    // Vertex AI's words, bare and wrapped in the array its streaming calls answer with.
+    let cases = [
+        (
+            429,
+            "RESOURCE_EXHAUSTED",
+            "Resource exhausted. Please try again later. Please refer to https://cloud.google.com/vertex-ai/generative-ai/docs/error-code-429 for more details.",
+            FailureClass::RateLimited,
+        ),
+        (
+            503,
+            "UNAVAILABLE",
+            "The service is currently unavailable.",
+            FailureClass::Overloaded,
+        ),
+        (
+            400,
+            "INVALID_ARGUMENT",
+            "The input token count (1048577) exceeds the maximum number of tokens allowed (1048576).",
+            FailureClass::ContextLength,
+        ),
+        (
+            400,
+            "INVALID_ARGUMENT",
+            "Request contains an invalid argument.",
+            FailureClass::BadRequest,
+        ),
+        (
+            403,
+            "PERMISSION_DENIED",
+            "Permission 'aiplatform.endpoints.predict' denied on resource '//aiplatform.googleapis.com/projects/p/locations/us-east5/publishers/google/models/gemini-2.5-pro' (or it may not exist).",
+            FailureClass::Auth,
+        ),
+        (
+            401,
+            "UNAUTHENTICATED",
+            "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.",
+            FailureClass::Auth,
+        ),
+        (
+            404,
+            "NOT_FOUND",
+            "Publisher Model `projects/p/locations/us-east5/publishers/google/models/gemini-9` was not found or your project does not have access to it.",
+            FailureClass::InvalidModel,
+        ),
+    ];
+    for (code, status, message, want) in cases {
+        let bare = google(code, status, message);
+        assert_eq!(class(code, bare.clone()), want, "{message}");
+        assert_eq!(class(code, json!([bare])), want, "wrapped: {message}");
+    }
+    let mut limited = google(429, "RESOURCE_EXHAUSTED", "Resource exhausted.");
+    limited["error"]["details"] =
+        json!([{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "7s"}]);
+    let f = status(
+        429,
+        &HeaderMap::new(),
+        json!([limited]).to_string().as_bytes(),
+    );
+    assert_eq!(f.retry_after, Some(Duration::from_secs(7)));
+}
+
+#[test]
 fn googles_error_shapes_map_to_classes() {
     assert_eq!(
         class(

@@ -249,10 +249,12 @@ impl Job {
                 body,
                 stream: false,
                 key: self.policy.keys.for_target(target, None),
+                google: self.policy.keys.google(target),
                 proxy_credentials: self.policy.keys.proxy_credentials(target),
                 client_headers: &self.headers,
             }
-            .build()?;
+            .build(&*self.transport)
+            .await?;
             attempt::exchange(
                 &*self.transport,
                 family,
@@ -376,7 +378,7 @@ impl Job {
                         .map_err(|e| e.to_string())?;
                 let body = judge.body_for(helper).map_err(|e| e.to_string())?;
                 let Whole::Chat(answer) = self
-                    .call(helper, Api::of(helper.provider), Operation::Chat, body)
+                    .call(helper, Api::of(helper), Operation::Chat, body)
                     .await?
                 else {
                     return Err("embeddings came back for the judge".to_owned());

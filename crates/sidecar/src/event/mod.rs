@@ -121,10 +121,10 @@ impl Event {
                 Ok(v) => {
                     let is_error = named_error
                         || v.get("type").and_then(Value::as_str) == Some("error")
-                        || v.get("error").is_some_and(|e| !e.is_null());
+                        || error_member(&v).is_some_and(|e| !e.is_null());
                     if is_error {
                         Event::Error(
-                            v.get("error")
+                            error_member(&v)
                                 .map(ProviderError::from_error)
                                 .unwrap_or_default(),
                         )
@@ -243,10 +243,20 @@ impl ProviderError {
         }
     }
 
-    /// Reads an error body: `{"error": …}`.
+    /// Reads an error body: `{"error": …}`, or Vertex AI's `[{"error": …}]`.
     pub fn from_body(body: &[u8]) -> Option<ProviderError> {
         let v: Value = serde_json::from_slice(body).ok()?;
-        v.get("error").map(ProviderError::from_error)
+        error_member(&v).map(ProviderError::from_error)
+    }
+}
+
+/// The `error` member of an error body: `{"error": …}`, or the first element's of the array
+/// Vertex AI wraps it in (`[{"error": …}]`, as a `streamGenerateContent` call answers).
+fn error_member(v: &Value) -> Option<&Value> {
+    match v {
+        Value::Array(a) => a.first().and_then(|e| e.get("error")),
+        Value::Object(_) => v.get("error"),
+        Value::Null | Value::Bool(_) | Value::Number(_) | Value::String(_) => None,
     }
 }
 

@@ -85,10 +85,12 @@ impl Continuation {
                     .policy
                     .keys
                     .for_target(target, self.caller_key.as_ref()),
+                google: self.policy.keys.google(target),
                 proxy_credentials: self.policy.keys.proxy_credentials(target),
                 client_headers: &self.headers,
             }
-            .build()?;
+            .build(&*self.proxy.upstreams)
+            .await?;
             let hold = Hold {
                 streaming: &self.route.streaming,
                 until_end: false,

@@ -603,10 +603,12 @@ impl Request<'_> {
                 body,
                 stream: request.stream,
                 key: self.policy.keys.for_target(target, self.caller_key),
+                google: self.policy.keys.google(target),
                 proxy_credentials: self.policy.keys.proxy_credentials(target),
                 client_headers: self.headers,
             }
-            .build()?;
+            .build(&*self.proxy.upstreams)
+            .await?;
             // An upstream whose recent streams break has its streams held for some events,
             // so a break still fails over invisibly.
             let held;

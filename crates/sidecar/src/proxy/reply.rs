@@ -145,7 +145,7 @@ impl Request<'_> {
                         ),
                         Api::Openai | Api::Anthropic | Api::Gemini | Api::Bedrock => {
                             Translator::new(
-                                Api::of(target.provider),
+                                Api::of(target),
                                 self.request.api,
                                 self.request.include_usage(),
                                 clock::unix_secs_now(),

@@ -43,7 +43,12 @@ fn openai_then_gemini(sim: &plumb_simulator::Simulator) -> String {
 }
 
 /// A request of `family` (`openai`, `anthropic` or `responses`) with `extra` fields.
-fn ask(sc: &Sidecar, family: &str, stream: bool, extra: Value) -> reqwest::RequestBuilder {
+pub(crate) fn ask(
+    sc: &Sidecar,
+    family: &str,
+    stream: bool,
+    extra: Value,
+) -> reqwest::RequestBuilder {
     let mut body = match family {
         "openai" => json!({"model": "chat", "stream": stream,
             "messages": [{"role": "user", "content": QUESTION}]}),
@@ -65,7 +70,11 @@ fn ask(sc: &Sidecar, family: &str, stream: bool, extra: Value) -> reqwest::Reque
 }
 
 /// What a client was told, read from its own format: the text, the model, the output tokens.
-async fn told(family: &str, stream: bool, r: reqwest::Response) -> (String, String, u64) {
+pub(crate) async fn told(
+    family: &str,
+    stream: bool,
+    r: reqwest::Response,
+) -> (String, String, u64) {
     if !stream {
         let v: Value = r.json().await.unwrap();
         return match family {

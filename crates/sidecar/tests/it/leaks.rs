@@ -545,4 +545,71 @@ async fn no_aws_secret_nor_bedrock_key_leaves_the_sidecar_whatever_bedrock_echoe
             "Bedrock got the credentials ({hint}) and echoed them"
         );
     }
+/// A Vertex AI target's secrets: the access tokens the simulator issues (`ya29.sim-…`), the
+/// service account's signed JWT (its header, `eyJhbGciOiJSUzI1NiIs…`) and its private key.
+#[tokio::test]
+async fn no_access_token_leaves_the_sidecar_whatever_vertex_echoes() {
+    let sim = simulator().await;
+    let routes = route(
+        "chat",
+        &[
+            crate::vertex::vertex(
+                &sim,
+                "vertex",
+                "gemini-2.5-pro",
+                "{env: PLUMB_VERTEX_SA}",
+                "",
+            ),
+            crate::vertex::vertex(
+                &sim,
+                "vertex-claude",
+                "claude-sonnet-4-5",
+                "{env: PLUMB_VERTEX_SA}",
+                "      priority: 1\n",
+            ),
+        ],
+        "",
+    );
+    let sc = crate::vertex::with_key(&sim, &routes);
+    let forbidden = ["ya29.sim-", "eyJhbGciOiJSUzI1NiIs"];
+    let pem: Vec<&str> = plumb_simulator::google_auth::TEST_KEY_PEM
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let clean = |what: &str, text: &str| {
+        for f in forbidden.iter().chain(pem.iter()) {
+            assert!(!text.contains(f), "{what} leaks {f:?}:\n{text}");
+        }
+    };
+    for how in ["whole", "head", "json", "newline"] {
+        for after in [0, 2] {
+            for stream in [false, true] {
+                let fault = format!("key_echo:how={how},after={after}");
+                plan(&sim, "gemini-2.5-pro", json!({"fault": fault, "first": 10}));
+                plan(
+                    &sim,
+                    "claude-sonnet-4-5",
+                    json!({"fault": fault, "first": 10}),
+                );
+                let r = crate::gemini::ask(&sc, "openai", stream, json!({}))
+                    .send()
+                    .await
+                    .unwrap();
+                let head = format!("{:?}", r.headers());
+                let seen = format!("{head} {}", r.text().await.unwrap_or_default());
+                clean(&format!("{how}, after {after}, stream={stream}"), &seen);
+            }
+        }
+    }
+    let metrics = crate::support::metrics(&sc.admin).await;
+    clean("/metrics", &metrics);
+    let logs = crate::vertex::logs_with(&sc, "attempt failed").await;
+    assert!(logs.contains("attempt failed"), "the failures were logged");
+    clean("the log", &logs);
+    let echoed: Vec<Value> = crate::support::attempts(&sim, "gemini-2.5-pro")
+        .await
+        .iter()
+        .map(|a| json!(a.key_hint))
+        .collect();
+    assert!(!echoed.is_empty(), "Vertex got a token and echoed it");
 }

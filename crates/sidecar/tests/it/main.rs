@@ -32,3 +32,4 @@ mod spans;
 mod standalone;
 mod streams;
 mod support;
+mod vertex;

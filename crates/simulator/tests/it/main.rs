@@ -17,3 +17,4 @@ mod openai;
 mod plans;
 mod streams;
 mod support;
+mod vertex;
