@@ -233,7 +233,9 @@ async fn the_api_server_refuses_what_its_cel_rules_and_patterns_forbid() {
         ),
         (
             "googleelsewhere",
-            Box::new(|r: &mut Value| r["spec"]["targets"][0]["credentials"] = json!({"google": true})),
+            Box::new(|r: &mut Value| {
+                r["spec"]["targets"][0]["credentials"] = json!({"google": true})
+            }),
             "credentials google: true is for vertex-ai targets",
         ),
         (

@@ -301,9 +301,10 @@ impl Keys {
                     Credentials::Secret(r) => format!("credentials.secretRef {}/{}", r.name, r.key),
                     Credentials::Env(v) => format!("credentials.env {v}"),
                     Credentials::File(p) => format!("credentials.file {}", p.display()),
-                    Credentials::Passthrough | Credentials::None | Credentials::Google => {
-                        String::new()
-                    }
+                    Credentials::Passthrough
+                    | Credentials::None
+                    | Credentials::Aws
+                    | Credentials::Google => String::new(),
                 };
                 let tokens = Tokens::from_key(value.trim(), &origin).map_err(|e| {
                     let (route, target) = id();
@@ -334,7 +335,8 @@ impl Keys {
             | Provider::OpenaiCompatible
             | Provider::AzureOpenai
             | Provider::Anthropic
-            | Provider::Gemini => None,
+            | Provider::Gemini
+            | Provider::Bedrock => None,
         }
     }
 

@@ -536,6 +536,7 @@ async fn handle(
                     traceparent: None,
                     organization: None,
                     project: None,
+                    path: Some(path.clone()),
                 });
                 let err = ProviderError {
                     status: 403,
@@ -1432,6 +1433,7 @@ fn route_name(route: &Route) -> &'static str {
         Route::Chat { .. }
         | Route::Gemini { .. }
         | Route::Bedrock { .. }
+        | Route::Vertex(_)
         | Route::Embeddings { .. }
         | Route::Models { .. }
         | Route::Missing { .. } => "chat",
@@ -1466,6 +1468,7 @@ async fn aws_identity(
         traceparent: None,
         organization: None,
         project: None,
+        path: None,
     });
     let (status, content_type, text) = if endpoint == "sts" {
         let (status, xml) = state.aws.assume_role(&body);

@@ -79,7 +79,8 @@ impl Target {
             | Provider::OpenaiCompatible
             | Provider::AzureOpenai
             | Provider::Anthropic
-            | Provider::Gemini => None,
+            | Provider::Gemini
+            | Provider::Bedrock => None,
         }
     }
 }

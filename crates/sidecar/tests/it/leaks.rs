@@ -545,6 +545,8 @@ async fn no_aws_secret_nor_bedrock_key_leaves_the_sidecar_whatever_bedrock_echoe
             "Bedrock got the credentials ({hint}) and echoed them"
         );
     }
+}
+
 /// A Vertex AI target's secrets: the access tokens the simulator issues (`ya29.sim-…`), the
 /// service account's signed JWT (its header, `eyJhbGciOiJSUzI1NiIs…`) and its private key.
 #[tokio::test]

@@ -14,6 +14,7 @@
 
 mod basics;
 mod bedrock;
+mod clouds;
 mod contracts;
 mod crossfamily;
 mod egress;
