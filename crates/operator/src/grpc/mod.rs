@@ -421,7 +421,7 @@ impl Session {
                     last_heard = Instant::now();
                     match msg.kind {
                         Some(sidecar_message::Kind::Report(report)) => {
-                            server.knowledge.report(&namespace, &pod, &report);
+                            server.knowledge.report(&namespace, &pod, report);
                         }
                         Some(sidecar_message::Kind::Ack(ack)) => {
                             if let Some(at) = counter_of(&ack.version).and_then(|c| sent.remove(&c)) {
