@@ -287,7 +287,7 @@ mod tests {
             .iter()
             .map(|c| match c.due(t0) {
                 Due::Wait(at) => at - t0,
-                other => panic!("{other:?}"),
+                other @ (Due::Expired | Due::Recheck | Due::Ask) => panic!("{other:?}"),
             })
             .collect();
         let (min, max) = (
