@@ -29,6 +29,14 @@ fn index(micros: f64) -> i32 {
     (micros.ln() / GAMMA.ln()).ceil() as i32
 }
 
+/// The index of an hour: no latency is longer.
+const MAX_INDEX: i32 = 562;
+
+/// Whether a bucket index from the wire is a plausible latency (0 to an hour).
+fn plausible(i: i32) -> bool {
+    (0..=MAX_INDEX).contains(&i)
+}
+
 fn value(index: i32) -> f64 {
     // The geometric middle of (γ^(i-1), γ^i]: at most (γ-1)/2 off either end.
     GAMMA.powf(f64::from(index) - 0.5)
@@ -57,6 +65,24 @@ impl Sketch {
             *count = count.saturating_add(*n);
         }
         self.count = self.count.saturating_add(other.count);
+    }
+
+    /// Adds every value of a sketch in its wire form, as [`Sketch::merge`] of
+    /// [`Sketch::from_proto`] would, without building that sketch: the operator merges every
+    /// report's sketches this way, each bucket straight into its own.
+    pub fn merge_proto(&mut self, s: &v1::Sketch) {
+        for (i, n) in &s.buckets {
+            if !plausible(*i) || *n == 0 {
+                continue;
+            }
+            match self.buckets.get_mut(i) {
+                Some(count) => *count = count.saturating_add(*n),
+                None => {
+                    self.buckets.insert(*i, *n);
+                }
+            }
+            self.count = self.count.saturating_add(*n);
+        }
     }
 
     /// How many values it holds.
@@ -97,11 +123,10 @@ impl Sketch {
     /// From the wire form. Bucket indexes outside any plausible latency (over an hour) are
     /// dropped, so a confused sender cannot grow the store; counts saturate.
     pub fn from_proto(s: &v1::Sketch) -> Sketch {
-        let max = index(3_600.0 * 1e6);
         let buckets: BTreeMap<i32, u64> = s
             .buckets
             .iter()
-            .filter(|(i, n)| (0..=max).contains(*i) && **n > 0)
+            .filter(|(i, n)| plausible(**i) && **n > 0)
             .map(|(i, n)| (*i, *n))
             .collect();
         let count = crate::total(buckets.values());
@@ -172,6 +197,40 @@ mod tests {
         merged.merge(&Sketch::from_proto(&huge));
         assert_eq!(merged.count(), u64::MAX);
         assert_eq!(Sketch::new().quantile(0.5), None);
+    }
+
+    #[test]
+    fn the_hour_is_the_last_plausible_bucket() {
+        assert_eq!(index(3_600.0 * 1e6), MAX_INDEX);
+    }
+
+    #[test]
+    fn merging_the_wire_form_is_merging_the_sketch_built_from_it() {
+        let mut a = Sketch::new();
+        for v in [0.0001, 3.0, 12.0, 12.1, 800.0, 40_000.0] {
+            a.add(ms(v));
+        }
+        let mut b = Sketch::new();
+        for v in 1..=300 {
+            b.add(ms(f64::from(v) * 7.0));
+        }
+        let mut wire = b.to_proto();
+        // Nonsense is dropped the same way.
+        wire.buckets.insert(-5, 7);
+        wire.buckets.insert(i32::MAX, 7);
+        wire.buckets.insert(MAX_INDEX + 1, 7);
+        wire.buckets.insert(10, 0);
+        wire.buckets.insert(1, u64::MAX);
+        let mut built = a.clone();
+        built.merge(&Sketch::from_proto(&wire));
+        let mut direct = a;
+        direct.merge_proto(&wire);
+        assert_eq!(direct, built);
+        direct.merge_proto(&wire);
+        assert_eq!(direct.count(), u64::MAX, "saturates");
+        let mut empty = Sketch::new();
+        empty.merge_proto(&v1::Sketch::default());
+        assert!(empty.is_empty());
     }
 
     #[test]

@@ -377,7 +377,21 @@ async fn main() {
         .parent()
         .unwrap()
         .join("plumb-operator");
-    let mut operator = Command::new(&bin)
+    // PROPAGATION_WRAP runs the operator under a tool (`heaptrack`, say: what each connection
+    // holds, BENCHMARKS.md). The memory figures are then the tool's process's, and at the end
+    // the harness stops the tool's process, not the operator under it: stop that one by its id.
+    let wrap = std::env::var("PROPAGATION_WRAP")
+        .ok()
+        .filter(|w| !w.is_empty());
+    let mut operator = match &wrap {
+        Some(w) => {
+            let mut c = Command::new(w);
+            c.arg(&bin);
+            c
+        }
+        None => Command::new(&bin),
+    };
+    let mut operator = operator
         .args([
             "--policy-listen",
             "127.0.0.1:0",
@@ -401,9 +415,12 @@ async fn main() {
         .spawn()
         .unwrap_or_else(|e| panic!("{}: {e} (build it with --release)", bin.display()));
     let mut line = String::new();
-    BufReader::new(operator.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let mut out = BufReader::new(operator.stdout.take().unwrap());
+    // The operator's first line says where it listens (a wrapping tool may speak first).
+    while !line.starts_with("plumb-operator policy") {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "the operator ended");
+    }
     let words: Vec<&str> = line.split_whitespace().collect();
     let policy_url = words[2].to_owned();
     let admin_url = words[4].to_owned();

@@ -79,7 +79,9 @@ struct Args {
     #[arg(long, default_value = plumb_proto::TOKEN_AUDIENCE)]
     token_audience: String,
     /// How often the token behind each control stream is verified again (a TokenReview): a
-    /// stream whose pod was deleted or whose token was revoked is closed within this.
+    /// stream whose pod was deleted or whose token was revoked is closed within this and a
+    /// fifth: each stream's checks are spread over ±20% of it, so streams that connected
+    /// together do not check together.
     #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
     token_recheck_interval: Duration,
     /// Heartbeat interval on the control streams; a sidecar silent for three is dropped.
@@ -493,6 +495,8 @@ async fn run(args: Args) -> ExitCode {
             recheck: args.token_recheck_interval.max(Duration::from_secs(1)),
             retry: Duration::from_secs(10),
             min_ask_gap: Duration::from_secs(5),
+            // Streams that connected together recheck spread over ±20% of the interval.
+            jitter: 0.2,
         },
         acks: acks_tx,
         metrics: metrics.clone(),

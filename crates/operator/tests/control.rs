@@ -64,6 +64,7 @@ async fn start() -> Harness {
             recheck: Duration::from_millis(300),
             retry: Duration::from_millis(300),
             min_ask_gap: Duration::from_millis(200),
+            jitter: 0.2,
         },
         acks: acks_tx,
         metrics: metrics.clone(),

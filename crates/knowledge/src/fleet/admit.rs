@@ -25,7 +25,6 @@ use plumb_policy::{FailureClass, UpstreamKey};
 use plumb_proto::v1;
 
 use super::millis;
-use crate::upstream_from_proto;
 
 /// What one compiled route lets its sidecars report.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -176,49 +175,54 @@ impl Tally {
     }
 }
 
-/// A sketch whose counts are each at most [`Limits::count`].
-fn clamp_sketch(s: &v1::Sketch, limits: &Limits, tally: &mut Tally) -> v1::Sketch {
-    v1::Sketch {
-        buckets: s
-            .buckets
-            .iter()
-            .map(|(i, n)| (*i, tally.clamp(*n, limits.count, Dropped::CountClamped)))
-            .collect(),
+/// Clamps a sketch's counts, each to at most [`Limits::count`], in place.
+fn clamp_sketch(s: &mut v1::Sketch, limits: &Limits, tally: &mut Tally) {
+    for n in s.buckets.values_mut() {
+        *n = tally.clamp(*n, limits.count, Dropped::CountClamped);
     }
 }
 
-/// One target report held against the catalog: what may be kept of it, or why none.
+/// Whether a reported upstream is `key` (a missing one is the empty upstream), compared field
+/// by field without building a key.
+fn is_upstream(u: Option<&v1::Upstream>, key: &UpstreamKey) -> bool {
+    match u {
+        Some(u) => {
+            u.base_url == key.base_url && u.model == key.model && u.credential == key.credential
+        }
+        None => key.base_url.is_empty() && key.model.is_empty() && key.credential.is_empty(),
+    }
+}
+
+/// One target report held against the catalog: what may be kept of it (in place), or why
+/// none.
 fn admit_target(
-    t: &v1::TargetReport,
+    t: &mut v1::TargetReport,
     catalog: &Catalog,
     now_ms: i64,
     limits: &Limits,
     tally: &mut Tally,
-) -> Result<v1::TargetReport, Dropped> {
+) -> Result<(), Dropped> {
     let max = limits.name_bytes;
     if t.route.len() > max || t.target.len() > max || upstream_too_long(t.upstream.as_ref(), max) {
         return Err(Dropped::Oversized);
     }
     let route = catalog.get(&t.route).ok_or(Dropped::UnknownRoute)?;
     let upstream = route.targets.get(&t.target).ok_or(Dropped::UnknownTarget)?;
-    if upstream_from_proto(t.upstream.as_ref()) != *upstream {
+    if !is_upstream(t.upstream.as_ref(), upstream) {
         return Err(Dropped::WrongUpstream);
     }
-    let mut outcomes = std::collections::HashMap::new();
-    for (outcome, n) in &t.outcomes {
+    t.outcomes.retain(|outcome, n| {
         let known = outcome == "ok" || outcome.parse::<FailureClass>().is_ok();
         if !known {
             tally.add(Dropped::UnknownOutcome, 1);
-            continue;
+            return false;
         }
-        outcomes.insert(
-            outcome.clone(),
-            tally.clamp(*n, limits.count, Dropped::CountClamped),
-        );
-    }
+        *n = tally.clamp(*n, limits.count, Dropped::CountClamped);
+        true
+    });
     let until = t.rate_limited_until_unix_ms;
     let latest = now_ms.saturating_add(millis(limits.window_ahead));
-    let rate_limited_until_unix_ms = if until <= now_ms {
+    t.rate_limited_until_unix_ms = if until <= now_ms {
         0
     } else if until > latest {
         tally.add(Dropped::WindowClamped, 1);
@@ -226,42 +230,29 @@ fn admit_target(
     } else {
         until
     };
+    for s in [&mut t.latency, &mut t.first_token, &mut t.token_time]
+        .into_iter()
+        .flatten()
+    {
+        clamp_sketch(s, limits, tally);
+    }
     let cooldown_max = u64::try_from(millis(limits.cooldown)).unwrap_or(u64::MAX);
-    Ok(v1::TargetReport {
-        route: t.route.clone(),
-        target: t.target.clone(),
-        upstream: t.upstream.clone(),
-        outcomes,
-        latency: t.latency.as_ref().map(|s| clamp_sketch(s, limits, tally)),
-        first_token: t
-            .first_token
-            .as_ref()
-            .map(|s| clamp_sketch(s, limits, tally)),
-        streams_held: tally.clamp(t.streams_held, limits.count, Dropped::CountClamped),
-        token_time: t
-            .token_time
-            .as_ref()
-            .map(|s| clamp_sketch(s, limits, tally)),
-        breaker: t.breaker,
-        cooldown_ms: tally.clamp(t.cooldown_ms, cooldown_max, Dropped::CooldownClamped),
-        probes_ok: tally.clamp(t.probes_ok, limits.count, Dropped::CountClamped),
-        probes_failed: tally.clamp(t.probes_failed, limits.count, Dropped::CountClamped),
-        rate_limited_until_unix_ms,
-        uncertified_failovers: tally.clamp(
-            t.uncertified_failovers,
-            limits.count,
-            Dropped::CountClamped,
-        ),
-    })
+    t.streams_held = tally.clamp(t.streams_held, limits.count, Dropped::CountClamped);
+    t.cooldown_ms = tally.clamp(t.cooldown_ms, cooldown_max, Dropped::CooldownClamped);
+    t.probes_ok = tally.clamp(t.probes_ok, limits.count, Dropped::CountClamped);
+    t.probes_failed = tally.clamp(t.probes_failed, limits.count, Dropped::CountClamped);
+    t.uncertified_failovers =
+        tally.clamp(t.uncertified_failovers, limits.count, Dropped::CountClamped);
+    Ok(())
 }
 
-/// One equivalence entry held against the catalog.
+/// One equivalence entry held against the catalog, clamped in place.
 fn admit_samples(
-    e: &v1::EquivalenceSamples,
+    e: &mut v1::EquivalenceSamples,
     catalog: &Catalog,
     limits: &Limits,
     tally: &mut Tally,
-) -> Result<v1::EquivalenceSamples, Dropped> {
+) -> Result<(), Dropped> {
     let max = limits.name_bytes;
     if e.route.len() > max
         || upstream_too_long(e.primary.as_ref(), max)
@@ -273,28 +264,22 @@ fn admit_samples(
     if route.samples_per_report == 0 {
         return Err(Dropped::NotShadowing);
     }
-    let (primary, candidate) = (
-        upstream_from_proto(e.primary.as_ref()),
-        upstream_from_proto(e.candidate.as_ref()),
-    );
-    let compared = route.primaries.contains(&primary)
-        && candidate != primary
-        && route.targets.values().any(|u| *u == candidate);
+    let (primary, candidate) = (e.primary.as_ref(), e.candidate.as_ref());
+    let compared = route.primaries.iter().any(|p| {
+        is_upstream(primary, p)
+            && !is_upstream(candidate, p)
+            && route.targets.values().any(|u| is_upstream(candidate, u))
+    });
     if !compared {
         return Err(Dropped::UnknownPair);
     }
-    let samples = tally.clamp(
+    e.samples = tally.clamp(
         e.samples,
         route.samples_per_report,
         Dropped::SamplesOverBudget,
     );
-    Ok(v1::EquivalenceSamples {
-        route: e.route.clone(),
-        primary: e.primary.clone(),
-        candidate: e.candidate.clone(),
-        agreements: e.agreements.min(samples),
-        samples,
-    })
+    e.agreements = e.agreements.min(e.samples);
+    Ok(())
 }
 
 /// The part of `report` the namespace's routes (`catalog`) allow, at `now_ms`, and what was
@@ -305,41 +290,51 @@ pub fn admit(
     now_ms: i64,
     limits: &Limits,
 ) -> (v1::Report, BTreeMap<Dropped, u64>) {
+    admit_owned(report.clone(), catalog, now_ms, limits)
+}
+
+/// [`admit`] of a report the caller owns: what is kept is kept in place, nothing is copied
+/// (the operator admits every report it decodes this way).
+pub fn admit_owned(
+    mut report: v1::Report,
+    catalog: &Catalog,
+    now_ms: i64,
+    limits: &Limits,
+) -> (v1::Report, BTreeMap<Dropped, u64>) {
     let mut tally = Tally::default();
-    let mut targets = Vec::new();
-    for (i, t) in report.targets.iter().enumerate() {
-        if i >= limits.targets {
-            tally.add(Dropped::TooManyTargets, (report.targets.len() - i) as u64);
-            break;
-        }
-        match admit_target(t, catalog, now_ms, limits, &mut tally) {
-            Ok(t) => targets.push(t),
-            Err(why) => tally.add(why, 1),
-        }
+    if report.targets.len() > limits.targets {
+        tally.add(
+            Dropped::TooManyTargets,
+            (report.targets.len() - limits.targets) as u64,
+        );
+        report.targets.truncate(limits.targets);
     }
-    let mut equivalence = Vec::new();
-    for (i, e) in report.equivalence.iter().enumerate() {
-        if i >= limits.equivalence {
-            tally.add(
-                Dropped::TooManySamples,
-                (report.equivalence.len() - i) as u64,
-            );
-            break;
-        }
-        match admit_samples(e, catalog, limits, &mut tally) {
-            Ok(e) => equivalence.push(e),
-            Err(why) => tally.add(why, 1),
-        }
-    }
-    (
-        v1::Report {
-            sequence: report.sequence,
-            targets,
-            equivalence,
-            urgent: report.urgent,
+    report.targets.retain_mut(
+        |t| match admit_target(t, catalog, now_ms, limits, &mut tally) {
+            Ok(()) => true,
+            Err(why) => {
+                tally.add(why, 1);
+                false
+            }
         },
-        tally.0,
-    )
+    );
+    if report.equivalence.len() > limits.equivalence {
+        tally.add(
+            Dropped::TooManySamples,
+            (report.equivalence.len() - limits.equivalence) as u64,
+        );
+        report.equivalence.truncate(limits.equivalence);
+    }
+    report
+        .equivalence
+        .retain_mut(|e| match admit_samples(e, catalog, limits, &mut tally) {
+            Ok(()) => true,
+            Err(why) => {
+                tally.add(why, 1);
+                false
+            }
+        });
+    (report, tally.0)
 }
 
 #[cfg(test)]

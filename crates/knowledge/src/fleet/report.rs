@@ -7,7 +7,6 @@ use plumb_proto::v1;
 
 use super::window::Slots;
 use super::{Fleet, FleetEvent, Open, failed};
-use crate::sketch::Sketch;
 use crate::{total, upstream_from_proto};
 
 impl Fleet {
@@ -48,14 +47,15 @@ impl Fleet {
                 let count = traffic.outcomes.entry(outcome.clone()).or_default();
                 *count = count.saturating_add(*n);
             }
+            // Straight from the wire form: no sketch is built per report.
             if let Some(s) = &t.latency {
-                traffic.latency.merge(&Sketch::from_proto(s));
+                traffic.latency.merge_proto(s);
             }
             if let Some(s) = &t.first_token {
-                traffic.first_token.merge(&Sketch::from_proto(s));
+                traffic.first_token.merge_proto(s);
             }
             if let Some(s) = &t.token_time {
-                traffic.token_time.merge(&Sketch::from_proto(s));
+                traffic.token_time.merge_proto(s);
             }
             traffic.streams_held = traffic.streams_held.saturating_add(t.streams_held);
             if t.cooldown_ms > 0 {

@@ -39,7 +39,7 @@ use tonic::{Code, Request, Response, Status, Streaming};
 use crate::auth::{Authenticate, Identity, Rejected};
 use crate::knowledge::Knowledge;
 use crate::policies::{Policies, counter_of};
-use token::{Due, Pace, TokenClock};
+use token::{Due, Jitter, Pace, TokenClock};
 
 /// How long a sidecar has to say Hello.
 const HELLO_WITHIN: Duration = Duration::from_secs(10);
@@ -202,6 +202,16 @@ fn instant_of(unix_ms: i64) -> Instant {
     Instant::now() + Duration::from_millis(ahead.unsigned_abs())
 }
 
+/// A stream's jitter, seeded with its pod: streams of different pods that connect together
+/// draw different checks, and the same pod the same ones (so tests are deterministic).
+fn jitter_of(namespace: &str, pod: &str) -> Jitter {
+    use std::hash::{Hash as _, Hasher as _};
+    // Keys fixed at zero: the same seed in every process.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (namespace, pod).hash(&mut h);
+    Jitter::seeded(h.finish())
+}
+
 /// One control stream, after its Hello.
 struct Session {
     server: PolicyServer,
@@ -264,11 +274,13 @@ impl Session {
             }
             Ok(id) => {
                 let expires = id.expires_unix_ms.map(instant_of);
-                if token != self.token {
+                if token == self.token {
+                    self.clock.rechecked(now, &self.server.token_pace);
+                } else {
                     tracing::debug!(namespace = %self.namespace, pod = %self.pod, "a fresh token verified");
+                    self.token = token;
+                    self.clock.verified(now, expires, &self.server.token_pace);
                 }
-                self.token = token;
-                self.clock = TokenClock::verified(now, expires, &self.server.token_pace);
                 None
             }
             Err(Rejected::Unchecked(why)) => {
@@ -409,7 +421,7 @@ impl Session {
                     last_heard = Instant::now();
                     match msg.kind {
                         Some(sidecar_message::Kind::Report(report)) => {
-                            server.knowledge.report(&namespace, &pod, &report);
+                            server.knowledge.report(&namespace, &pod, report);
                         }
                         Some(sidecar_message::Kind::Ack(ack)) => {
                             if let Some(at) = counter_of(&ack.version).and_then(|c| sent.remove(&c)) {
@@ -555,13 +567,19 @@ impl PolicyServer {
 
         let (tx, rx) = mpsc::channel::<Outgoing>(OUTGOING_CAPACITY);
         let now = Instant::now();
+        let jitter = jitter_of(&namespace, &pod);
         let mut session = Session {
             server: self.clone(),
             namespace,
             pod,
             tx,
             token,
-            clock: TokenClock::verified(now, id.expires_unix_ms.map(instant_of), &self.token_pace),
+            clock: TokenClock::start(
+                now,
+                id.expires_unix_ms.map(instant_of),
+                &self.token_pace,
+                jitter,
+            ),
             pending: None,
             review: None,
             review_after: now,

@@ -134,15 +134,16 @@ impl Knowledge {
     }
 
     /// Merges what the namespace's routes allow of a sidecar's report (the rest is dropped
-    /// and counted); a state change is pushed to the namespace at once.
-    pub fn report(&self, namespace: &str, pod: &str, report: &v1::Report) {
+    /// and counted); a state change is pushed to the namespace at once. The report is admitted
+    /// in place, not copied.
+    pub fn report(&self, namespace: &str, pod: &str, report: v1::Report) {
         self.metrics.knowledge_reports.inc();
         let now = clock::unix_ms_now();
         let (admitted, dropped) = {
             let catalogs = self.catalogs.lock();
             let empty = Catalog::new();
             let catalog = catalogs.get(namespace).unwrap_or(&empty);
-            admit::admit(report, catalog, now, &admit::Limits::default())
+            admit::admit_owned(report, catalog, now, &admit::Limits::default())
         };
         for (why, n) in &dropped {
             self.metrics
@@ -464,7 +465,7 @@ mod tests {
         k.report(
             "team-a",
             "web-1",
-            &v1::Report {
+            v1::Report {
                 sequence: 1,
                 targets: vec![
                     // A window a year ahead on the real target, and the same on routes and
@@ -512,7 +513,7 @@ mod tests {
         k.report(
             "team-a",
             "web-1",
-            &v1::Report {
+            v1::Report {
                 sequence: 2,
                 targets: vec![target("chat", &primary, 0)],
                 ..v1::Report::default()
