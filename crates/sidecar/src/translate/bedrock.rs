@@ -15,7 +15,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::completion::{AssistantMessage, ChatCompletion, CompletionChoice, FunctionCall};
+use crate::completion::{ChatCompletion, FunctionCall};
 use crate::event::bedrock::{self, StreamEvent, openai_finish};
 use crate::event::openai::{Choice, Chunk, Delta, FunctionDelta, ToolCallDelta, Usage};
 use crate::translate::conversation::{
@@ -377,40 +377,18 @@ pub fn to_chat(b: &bedrock::Response, model: &str, created: u64) -> ChatCompleti
         }
     }
     let finish = openai_finish(b.stop_reason.as_deref(), !calls.is_empty());
-    let mut message_rest = Map::new();
-    message_rest.insert("role".to_owned(), json!("assistant"));
-    if !reasoning.is_empty() {
-        message_rest.insert("reasoning_content".to_owned(), json!(reasoning));
-    }
-    let mut choice_rest = Map::new();
-    choice_rest.insert("index".to_owned(), json!(0));
-    choice_rest.insert("logprobs".to_owned(), Value::Null);
     let (input, output) = b.usage();
-    let (input, output) = (input.unwrap_or(0), output.unwrap_or(0));
-    let mut rest = Map::new();
-    rest.insert("object".to_owned(), json!("chat.completion"));
-    rest.insert("created".to_owned(), json!(created));
-    ChatCompletion {
-        id: Some(format!("chatcmpl-bedrock-{created}")),
+    crate::translate::Assembled {
+        id: format!("chatcmpl-bedrock-{created}"),
         model: Some(model.to_owned()),
-        choices: vec![CompletionChoice {
-            message: Some(AssistantMessage {
-                content: (!text.is_empty() || calls.is_empty()).then_some(text),
-                refusal: None,
-                tool_calls: calls,
-                rest: message_rest,
-            }),
-            finish_reason: Some(finish.to_owned()),
-            rest: choice_rest,
-        }],
-        usage: Some(crate::completion::OpenaiUsage {
-            prompt_tokens: Some(input),
-            completion_tokens: Some(output),
-            total_tokens: Some(input.saturating_add(output)),
-        }),
-        error: None,
-        rest,
+        created,
+        text,
+        reasoning,
+        calls,
+        finish,
+        usage: (input.unwrap_or(0), output.unwrap_or(0)),
     }
+    .completion()
 }
 
 /// ConverseStream events as OpenAI chunks: a role chunk at `messageStart`, a chunk per text,

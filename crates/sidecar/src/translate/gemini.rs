@@ -8,7 +8,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::completion::{AssistantMessage, ChatCompletion, CompletionChoice, FunctionCall};
+use crate::completion::{ChatCompletion, FunctionCall};
 use crate::event::gemini::{self, Finish};
 use crate::event::openai::{Choice, Chunk, Delta, FunctionDelta, ToolCallDelta, Usage};
 use crate::translate::conversation::{
@@ -467,41 +467,18 @@ pub fn to_chat(g: &gemini::Response, created: u64) -> ChatCompletion {
         }
     }
     let finish = g.finish().unwrap_or(Finish::Stop).openai(!calls.is_empty());
-    let mut message_rest = Map::new();
-    message_rest.insert("role".to_owned(), json!("assistant"));
-    // As OpenAI-compatible servers of reasoning models give it (DeepSeek, vLLM).
-    if !reasoning.is_empty() {
-        message_rest.insert("reasoning_content".to_owned(), json!(reasoning));
-    }
-    let mut choice_rest = Map::new();
-    choice_rest.insert("index".to_owned(), json!(0));
-    choice_rest.insert("logprobs".to_owned(), Value::Null);
     let (input, output) = g.usage();
-    let (input, output) = (input.unwrap_or(0), output.unwrap_or(0));
-    let mut rest = Map::new();
-    rest.insert("object".to_owned(), json!("chat.completion"));
-    rest.insert("created".to_owned(), json!(created));
-    ChatCompletion {
-        id: Some(chat_id(g.response_id.as_deref())),
+    crate::translate::Assembled {
+        id: chat_id(g.response_id.as_deref()),
         model: g.model_version.clone(),
-        choices: vec![CompletionChoice {
-            message: Some(AssistantMessage {
-                content: (!text.is_empty() || calls.is_empty()).then_some(text),
-                refusal: None,
-                tool_calls: calls,
-                rest: message_rest,
-            }),
-            finish_reason: Some(finish.to_owned()),
-            rest: choice_rest,
-        }],
-        usage: Some(crate::completion::OpenaiUsage {
-            prompt_tokens: Some(input),
-            completion_tokens: Some(output),
-            total_tokens: Some(input.saturating_add(output)),
-        }),
-        error: None,
-        rest,
+        created,
+        text,
+        reasoning,
+        calls,
+        finish,
+        usage: (input.unwrap_or(0), output.unwrap_or(0)),
     }
+    .completion()
 }
 
 /// Gemini stream events as OpenAI chunks: a role chunk first, a chunk per text, thought and
