@@ -89,7 +89,7 @@ pub fn transport(err: &(dyn std::error::Error + 'static)) -> Failure {
     // target (the message names the source, never a secret).
     let mut cur = Some(err);
     while let Some(e) = cur {
-        if let Some(c) = e.downcast_ref::<crate::aws::CredentialsError>() {
+        if let Some(c) = e.downcast_ref::<crate::cloud::aws::CredentialsError>() {
             return Failure::new(FailureClass::Auth, Phase::Head, c.to_string());
         }
         cur = e.source();

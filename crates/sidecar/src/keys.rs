@@ -391,7 +391,7 @@ impl Keys {
 /// in quotes or at the end of a sentence is found as surely as one between spaces.
 pub fn redact<'a>(text: &str, secrets: impl Iterator<Item = &'a str>) -> String {
     const REDACTED: &str = "[redacted]";
-    let aws = crate::aws::chain::secrets();
+    let aws = crate::cloud::aws::chain::secrets();
     let mut secrets: Vec<&str> = secrets.filter(|s| s.len() >= 4).collect();
     secrets.extend(aws.iter().map(Secret::expose).filter(|s| s.len() >= 4));
     let mut text = text.to_owned();

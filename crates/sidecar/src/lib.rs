@@ -21,9 +21,9 @@
 //! | [`breaker`] | circuit breakers per upstream |
 //! | [`stream`] | committed streams and their explicit interruption |
 //! | [`upstream`] | connection pools and each provider's request |
-//! | [`aws`] | SigV4 for Bedrock, and the AWS credential chain of the environment |
 //! | [`egress`] | which HTTP proxy, if any, carries a request (`HTTPS_PROXY`, `NO_PROXY`, a target's own) |
-//! | [`vertex`], [`cloud`] | Google Vertex AI's paths and bodies; OAuth access tokens from service-account keys or the metadata server |
+//! | [`cloud`] | credentials the sidecar refreshes itself: the AWS chain and SigV4 for Bedrock; OAuth access tokens from service-account keys or the metadata server for Vertex AI |
+//! | [`vertex`] | Google Vertex AI's paths and bodies |
 //! | [`translate`] | OpenAI ⇄ Anthropic requests, answers and stream events; Responses to either; any of them to Gemini and Bedrock and their answers back |
 //! | [`verify`] | every answer against the route's contract; substituted models |
 //! | [`equivalence`] | shadow sampling, comparison methods, certification, failover gating |
@@ -35,7 +35,6 @@
 //! tree.
 
 pub mod attempt;
-pub mod aws;
 pub mod breaker;
 pub mod classify;
 pub mod cloud;

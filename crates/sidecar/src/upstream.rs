@@ -59,7 +59,7 @@ pub struct Upstreams {
     proxies: ProxyEnv,
     clients: Mutex<HashMap<(Duration, Hop), HttpClient>>,
     /// The AWS credentials of the environment, for requests to sign.
-    aws: Arc<crate::aws::Chain>,
+    aws: Arc<crate::cloud::aws::Chain>,
 }
 
 /// The TLS configuration could not be built.
@@ -114,7 +114,7 @@ impl Upstreams {
             tls: Arc::new(tls),
             proxies: ProxyEnv::none(),
             clients: Mutex::new(HashMap::new()),
-            aws: crate::aws::Chain::from_env(),
+            aws: crate::cloud::aws::Chain::from_env(),
         })
     }
 
@@ -167,7 +167,7 @@ impl Transport for Upstreams {
                 .insert(header::PROXY_AUTHORIZATION, auth.clone());
         }
         let client = self.client(connect, &hop);
-        let signing = req.extensions_mut().remove::<crate::aws::Signing>();
+        let signing = req.extensions_mut().remove::<crate::cloud::aws::Signing>();
         Box::pin(async move {
             // SigV4 last, with the chain's current credentials (fetched through this
             // transport, so its egress applies to them too).
@@ -179,7 +179,7 @@ impl Transport for Upstreams {
                     .map_err(|e| -> BoxError { Box::new(e) })?;
                 let body = req.body().clone().collect().await.map(|b| b.to_bytes());
                 let body = body.unwrap_or_default();
-                crate::aws::sign_request(
+                crate::cloud::aws::sign_request(
                     &mut req,
                     &body,
                     &signing.region,
@@ -187,7 +187,7 @@ impl Transport for Upstreams {
                     std::time::SystemTime::now(),
                 )
                 .map_err(|reason| -> BoxError {
-                    Box::new(crate::aws::CredentialsError {
+                    Box::new(crate::cloud::aws::CredentialsError {
                         source_name: "sigv4 signing",
                         reason,
                     })
@@ -375,7 +375,7 @@ pub fn request(
         && target.credentials == Credentials::Aws
         && let Some(region) = &target.region
     {
-        b = b.extension(crate::aws::Signing {
+        b = b.extension(crate::cloud::aws::Signing {
             region: region.clone(),
         });
     }
@@ -597,7 +597,7 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(r.headers()[header::AUTHORIZATION], "Bearer bedrock-api-key");
-        assert!(r.extensions().get::<crate::aws::Signing>().is_none());
+        assert!(r.extensions().get::<crate::cloud::aws::Signing>().is_none());
         t.credentials = Credentials::Aws;
         t.region = Some("us-east-1".to_owned());
         let r = request(
@@ -610,8 +610,8 @@ mod tests {
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
-            r.extensions().get::<crate::aws::Signing>(),
-            Some(&crate::aws::Signing {
+            r.extensions().get::<crate::cloud::aws::Signing>(),
+            Some(&crate::cloud::aws::Signing {
                 region: "us-east-1".to_owned()
             })
         );

@@ -1,3 +1,6 @@
-//! Credentials of the clouds that sign requests themselves rather than take an API key.
+//! Cloud credentials the sidecar gets and refreshes itself, rather than take a key from a
+//! route: AWS's default chain and SigV4 for Bedrock ([`aws`]), Google's OAuth access tokens
+//! for Vertex AI ([`google`]).
 
+pub mod aws;
 pub mod google;
