@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::event::openai::null_as_default;
+use crate::object::with_rest;
 
 /// What an answer says.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -114,72 +115,81 @@ pub enum OutputContent {
 }
 
 /// An OpenAI `chat.completion`.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct ChatCompletion {
     /// Its id.
-    #[serde(default)]
     pub id: Option<String>,
     /// The model that answered.
-    #[serde(default)]
     pub model: Option<String>,
     /// The choices (Plumb reads the first).
-    #[serde(default, deserialize_with = "null_as_default")]
     pub choices: Vec<CompletionChoice>,
     /// Token usage.
-    #[serde(default)]
     pub usage: Option<OpenaiUsage>,
     /// An error reported in a 200.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<Value>,
     /// Everything else, passed through.
     #[serde(flatten)]
     pub rest: Map<String, Value>,
 }
+with_rest!(ChatCompletion {
+    id: value,
+    model: value,
+    choices: or_default,
+    usage: value,
+    error: value,
+});
 
 /// One choice of a chat completion.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct CompletionChoice {
     /// The assistant's message.
-    #[serde(default)]
     pub message: Option<AssistantMessage>,
     /// Why it finished.
-    #[serde(default)]
     pub finish_reason: Option<String>,
     /// Everything else, passed through.
     #[serde(flatten)]
     pub rest: Map<String, Value>,
 }
+with_rest!(CompletionChoice {
+    message: value,
+    finish_reason: value,
+});
 
 /// The assistant's message of a chat completion.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct AssistantMessage {
     /// The answer text.
-    #[serde(default)]
     pub content: Option<String>,
     /// A refusal.
-    #[serde(default)]
     pub refusal: Option<String>,
     /// Tool calls.
-    #[serde(default, deserialize_with = "null_as_default")]
     pub tool_calls: Vec<ToolCall>,
     /// Everything else, passed through.
     #[serde(flatten)]
     pub rest: Map<String, Value>,
 }
+with_rest!(AssistantMessage {
+    content: value,
+    refusal: value,
+    tool_calls: or_default,
+});
 
 /// A tool call of a chat completion.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct ToolCall {
     /// Its id.
-    #[serde(default)]
     pub id: Value,
     /// The function called.
-    #[serde(default)]
     pub function: FunctionCall,
     /// Everything else (`type`), passed through.
     #[serde(flatten)]
     pub rest: Map<String, Value>,
 }
+with_rest!(ToolCall {
+    id: value,
+    function: value,
+});
 
 /// The function of a tool call.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
@@ -207,30 +217,31 @@ pub struct OpenaiUsage {
 }
 
 /// An Anthropic `message`.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Message {
     /// Its id.
-    #[serde(default)]
     pub id: Value,
     /// The model that answered.
-    #[serde(default)]
     pub model: Option<String>,
     /// Its content blocks (`None`: the field is missing).
-    #[serde(default)]
     pub content: Option<Vec<Block>>,
     /// Why it stopped.
-    #[serde(default)]
     pub stop_reason: Option<String>,
     /// Token usage.
-    #[serde(default)]
     pub usage: Option<crate::event::anthropic::Usage>,
     /// An error reported in a 200.
-    #[serde(default)]
     pub error: Option<Value>,
     /// Everything else.
-    #[serde(flatten)]
     pub rest: Map<String, Value>,
 }
+with_rest!(Message {
+    id: value,
+    model: value,
+    content: value,
+    stop_reason: value,
+    usage: value,
+    error: value,
+});
 
 /// A content block of an Anthropic message.
 #[derive(Clone, Debug, PartialEq, Deserialize)]

@@ -16,6 +16,7 @@
 //! | [`classify`] | the one place failures get their class |
 //! | [`completion`] | whole answers of either family, read once into typed form |
 //! | [`event`] | the one SSE reader, and each stream event read once into a typed event of its family |
+//! | [`object`] | provider objects read in one pass: the fields Plumb acts on typed, the rest kept |
 //! | [`fallback`] | target order, capability skips, who may follow which failure |
 //! | [`retry`] | the per-route retry budget |
 //! | [`breaker`] | circuit breakers per upstream |
@@ -50,6 +51,7 @@ pub mod genai;
 pub mod keys;
 pub mod learned;
 pub mod memory;
+pub mod object;
 pub mod observe;
 pub mod payload;
 pub mod plan;

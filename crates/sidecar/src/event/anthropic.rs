@@ -62,21 +62,22 @@ pub enum StreamEvent {
 }
 
 /// The message of `message_start`.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct MessageStart {
     /// Its id.
-    #[serde(default)]
     pub id: Option<String>,
     /// The model that answers.
-    #[serde(default)]
     pub model: Option<String>,
     /// Input (and first output) usage.
-    #[serde(default)]
     pub usage: Option<Usage>,
     /// Everything else.
-    #[serde(flatten)]
     pub rest: Map<String, Value>,
 }
+crate::object::with_rest!(MessageStart {
+    id: value,
+    model: value,
+    usage: value,
+});
 
 /// A content block as it starts.
 #[derive(Clone, Debug, PartialEq, Deserialize)]

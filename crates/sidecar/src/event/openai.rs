@@ -4,6 +4,8 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
+use crate::object::with_rest;
+
 /// Reads `null` as the type's default, as providers send `null` for absent lists and objects.
 pub(crate) fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where
@@ -14,19 +16,18 @@ where
 }
 
 /// One `chat.completion.chunk`.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Chunk {
     /// The model that answers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     /// The choices' deltas (Plumb reads the first).
-    #[serde(default, deserialize_with = "null_as_default")]
     pub choices: Vec<Choice>,
     /// Token usage (the usage-only chunk at the end, when asked for).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
     /// An error reported inside the stream.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<Value>,
     /// Everything else, passed through.
     #[serde(flatten)]
@@ -34,16 +35,13 @@ pub struct Chunk {
 }
 
 /// One choice of a chunk.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Choice {
     /// Its index.
-    #[serde(default, deserialize_with = "null_as_default")]
     pub index: u64,
     /// What it adds.
-    #[serde(default, deserialize_with = "null_as_default")]
     pub delta: Delta,
     /// Why it finished, once it has.
-    #[serde(default)]
     pub finish_reason: Option<String>,
     /// Everything else, passed through.
     #[serde(flatten)]
@@ -51,25 +49,25 @@ pub struct Choice {
 }
 
 /// What a chunk adds to the answer.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Delta {
     /// `assistant`, in the first chunk.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
     /// Answer text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
     /// Reasoning text of thinking models behind OpenAI-compatible servers (DeepSeek, vLLM).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reasoning_content: Option<String>,
     /// Reasoning text, as OpenRouter and others name it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reasoning: Option<String>,
     /// A refusal.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub refusal: Option<String>,
     /// Tool calls, piece by piece.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Vec<ToolCallDelta>>,
     /// Everything else, passed through.
     #[serde(flatten)]
@@ -77,21 +75,45 @@ pub struct Delta {
 }
 
 /// A piece of a tool call.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct ToolCallDelta {
     /// Which call it belongs to.
-    #[serde(default, deserialize_with = "null_as_default")]
     pub index: u64,
     /// The call's id, in its first piece.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// The function's name and a piece of its arguments.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub function: Option<FunctionDelta>,
     /// Everything else, passed through.
     #[serde(flatten)]
     pub rest: Map<String, Value>,
 }
+
+with_rest!(Chunk {
+    model: value,
+    choices: or_default,
+    usage: value,
+    error: value,
+});
+with_rest!(Choice {
+    index: or_default,
+    delta: or_default,
+    finish_reason: value,
+});
+with_rest!(Delta {
+    role: value,
+    content: value,
+    reasoning_content: value,
+    reasoning: value,
+    refusal: value,
+    tool_calls: value,
+});
+with_rest!(ToolCallDelta {
+    index: or_default,
+    id: value,
+    function: value,
+});
 
 /// A piece of a function call.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
