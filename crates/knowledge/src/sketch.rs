@@ -113,6 +113,37 @@ impl Sketch {
         None
     }
 
+    /// The `q` quantile of two sketches together, as [`Sketch::quantile`] of their merge would
+    /// answer, without building it (a sidecar asks after every sample it adds).
+    pub fn quantile_of_both(a: &Sketch, b: &Sketch, q: f64) -> Option<Duration> {
+        let count = a.count.saturating_add(b.count);
+        if count == 0 {
+            return None;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * count as f64).ceil() as u64).max(1);
+        let (mut left, mut right) = (a.buckets.iter().peekable(), b.buckets.iter().peekable());
+        let mut seen = 0u64;
+        loop {
+            // The next bucket in order from either side; one index on both sides is one bucket.
+            let (i, n) = match (left.peek(), right.peek()) {
+                (Some((li, ln)), Some((ri, rn))) if li == ri => {
+                    let bucket = (**li, ln.saturating_add(**rn));
+                    left.next();
+                    right.next();
+                    bucket
+                }
+                (Some((li, _)), Some((ri, _))) if li < ri => left.next().map(|(i, n)| (*i, *n))?,
+                (_, Some(_)) => right.next().map(|(i, n)| (*i, *n))?,
+                (Some(_), None) => left.next().map(|(i, n)| (*i, *n))?,
+                (None, None) => return None,
+            };
+            seen = seen.saturating_add(n);
+            if seen >= rank {
+                return Some(Duration::from_secs_f64(value(i) / 1e6));
+            }
+        }
+    }
+
     /// The wire form.
     pub fn to_proto(&self) -> v1::Sketch {
         v1::Sketch {
@@ -197,6 +228,35 @@ mod tests {
         merged.merge(&Sketch::from_proto(&huge));
         assert_eq!(merged.count(), u64::MAX);
         assert_eq!(Sketch::new().quantile(0.5), None);
+    }
+
+    #[test]
+    fn the_quantile_of_two_is_the_quantile_of_their_merge() {
+        let (mut a, mut b) = (Sketch::new(), Sketch::new());
+        for i in 1..=300u64 {
+            a.add(ms((i * 7 % 500 + 1) as f64));
+        }
+        for i in 1..=40u64 {
+            b.add(ms((i * 13 % 2000 + 1) as f64));
+        }
+        let mut merged = a.clone();
+        merged.merge(&b);
+        for q in [0.0, 0.01, 0.3, 0.5, 0.9, 0.99, 0.999, 1.0] {
+            assert_eq!(
+                Sketch::quantile_of_both(&a, &b, q),
+                merged.quantile(q),
+                "q = {q}"
+            );
+            assert_eq!(
+                Sketch::quantile_of_both(&b, &a, q),
+                merged.quantile(q),
+                "q = {q}"
+            );
+        }
+        let empty = Sketch::new();
+        assert_eq!(Sketch::quantile_of_both(&a, &empty, 0.99), a.quantile(0.99));
+        assert_eq!(Sketch::quantile_of_both(&empty, &b, 0.5), b.quantile(0.5));
+        assert_eq!(Sketch::quantile_of_both(&empty, &empty, 0.5), None);
     }
 
     #[test]

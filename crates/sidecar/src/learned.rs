@@ -119,10 +119,8 @@ impl Generations {
             self.started = now;
         }
         self.newer.add(d);
-        let mut both = self.older.clone();
-        both.merge(&self.newer);
-        self.p99 = both.quantile(0.99);
-        self.samples = both.count();
+        self.p99 = Sketch::quantile_of_both(&self.older, &self.newer, 0.99);
+        self.samples = self.older.count().saturating_add(self.newer.count());
     }
 
     fn basis(&self) -> Option<Basis> {
