@@ -43,6 +43,11 @@ impl SseReader {
         self.buf.len()
     }
 
+    /// The bytes received after the last whole event, given up.
+    pub fn into_pending(self) -> Bytes {
+        self.buf.freeze()
+    }
+
     /// Whether an unfinished event has grown past [`MAX_EVENT_BYTES`] (asked after
     /// [`SseReader::next_event`] returned `None`).
     pub fn oversized(&self) -> bool {
@@ -60,39 +65,39 @@ impl SseReader {
         };
         self.scanned = 0;
         let bytes = self.buf.split_to(end).freeze();
-        let text = String::from_utf8_lossy(&bytes);
+        // Read as bytes, line by line: only the `data:` lines are copied and checked as text.
         let mut name = None;
-        let mut data = String::new();
-        for line in text.lines() {
-            let line = line.strip_suffix('\r').unwrap_or(line);
-            if let Some(n) = line.strip_prefix("event:") {
-                name = Some(n.trim().to_owned());
-            } else if let Some(d) = line.strip_prefix("data:") {
+        let mut data = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            let end = memchr::memchr(b'\n', &bytes[at..]).map_or(bytes.len(), |i| at + i);
+            let line = &bytes[at..end];
+            at = end + 1;
+            // `\r\n` ends a line too, and a stray `\r` before it is dropped with it.
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if let Some(n) = line.strip_prefix(b"event:") {
+                name = Some(String::from_utf8_lossy(n).trim().to_owned());
+            } else if let Some(d) = line.strip_prefix(b"data:") {
                 if !data.is_empty() {
-                    data.push('\n');
+                    data.push(b'\n');
                 }
-                data.push_str(d.strip_prefix(' ').unwrap_or(d));
+                data.extend_from_slice(d.strip_prefix(b" ").unwrap_or(d));
             }
         }
+        let data = String::from_utf8(data)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
         Some(RawEvent { bytes, name, data })
     }
 }
 
 /// The end of the first event in `buf` (after its blank line), `\n\n` or `\r\n\r\n`.
 pub fn event_end(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while i + 1 < buf.len() {
-        if buf[i] == b'\n' {
-            if buf[i + 1] == b'\n' {
-                return Some(i + 2);
-            }
-            if buf[i + 1] == b'\r' && buf.get(i + 2) == Some(&b'\n') {
-                return Some(i + 3);
-            }
-        }
-        i += 1;
-    }
-    None
+    memchr::memchr_iter(b'\n', buf).find_map(|i| match buf.get(i + 1) {
+        Some(b'\n') => Some(i + 2),
+        Some(b'\r') if buf.get(i + 2) == Some(&b'\n') => Some(i + 3),
+        _ => None,
+    })
 }
 
 #[cfg(test)]
