@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::classify::{self, Failure, Phase, Progress};
 use crate::completion::Whole;
-use crate::event::{Event, SseReader};
+use crate::event::{Event, RawEvent, SseReader};
 use crate::keys::Secret;
 use crate::payload::{Api, Operation};
 use crate::upstream::{self, Transport, UpstreamBody};
@@ -76,8 +76,8 @@ pub enum Answer {
     Stream {
         /// The response head.
         head: http::response::Parts,
-        /// Everything read before commit.
-        first: Bytes,
+        /// Everything read before commit, its events read.
+        first: Held,
         /// The rest of the stream.
         rest: UpstreamBody,
         /// From sending to the response head.
@@ -92,6 +92,18 @@ impl Answer {
             Answer::Whole { head, .. } | Answer::Stream { head, .. } => head.status.as_u16(),
         }
     }
+}
+
+/// The start of a stream, read and checked before commit: its events are read once here and
+/// handed on as read, to the contract's collector and to the relay.
+#[derive(Debug, Default)]
+pub struct Held {
+    /// Every byte read.
+    pub bytes: Bytes,
+    /// Its whole events, each as it arrived and as it was read, in order.
+    pub events: Vec<(RawEvent, Event)>,
+    /// What followed the last whole event (the start of the next).
+    pub tail: Bytes,
 }
 
 /// What an attempt expects back.
@@ -339,18 +351,23 @@ async fn hold(
     d: &Deadlines,
     s: &Streaming,
     until_end: Option<(Instant, usize)>,
-) -> Result<(Bytes, UpstreamBody), Failure> {
+) -> Result<(Held, UpstreamBody), Failure> {
     let limit = until_end.map_or(MAX_FIRST_EVENT_BYTES, |(_, max)| max);
     let until_end = until_end.map(|(end, _)| end);
     let mut held = BytesMut::new();
     let mut events = SseReader::default();
+    let mut parsed = Vec::new();
     // Set when the first token arrives: (when the hold ends, events held since).
     let mut holding: Option<(Instant, u32)> = None;
     let mut finished = false;
     loop {
         while let Some(raw) = events.next_event() {
             let event = Event::parse(family, &raw);
-            let kind = match classify::stream_event(&event, &raw) {
+            let kind = classify::stream_event(&event, &raw);
+            // A Gemini stream's last event may carry words and the end at once.
+            let terminal = event.is_terminal();
+            parsed.push((raw, event));
+            let kind = match kind {
                 Ok(kind) => kind,
                 Err(f)
                     if f.class == FailureClass::MalformedResponse
@@ -383,8 +400,7 @@ async fn hold(
                     *n += 1;
                 }
             }
-            // A Gemini stream's last event may carry words and the end at once.
-            finished |= kind == Progress::End || event.is_terminal();
+            finished |= kind == Progress::End || terminal;
         }
         if let Some((until, n)) = holding {
             // A zero holdFor sets no time limit: the events and bytes do.
@@ -392,7 +408,12 @@ async fn hold(
             let held_enough = until_end.is_none()
                 && (n >= s.hold_events || held.len() >= s.hold_bytes as usize || timed_out);
             if finished || held_enough {
-                return Ok((held.freeze(), body));
+                let held = Held {
+                    bytes: held.freeze(),
+                    events: parsed,
+                    tail: events.into_pending(),
+                };
+                return Ok((held, body));
             }
         }
         if events.oversized() {

@@ -28,6 +28,7 @@ use crate::payload::Api;
 use crate::plan::{self, Committed, Interruption};
 use crate::respond::BoxError;
 use crate::translate::events::{EventError, Incomplete, Translator};
+use crate::attempt::Held;
 use crate::upstream::UpstreamBody;
 use crate::verify::StreamCollector;
 
@@ -105,7 +106,7 @@ pub struct Resumed {
     /// The rest of the new upstream's stream.
     pub body: UpstreamBody,
     /// What was read of it before it was accepted (up to its first token).
-    pub held: Bytes,
+    pub held: Held,
     /// The new upstream's family.
     pub family: Api,
     /// The new target's name.
@@ -148,6 +149,8 @@ pub struct Relay {
     target: String,
     upstream: Option<UpstreamBody>,
     sse: SseReader,
+    /// Events read before commit, relayed before anything `sse` reads.
+    held: VecDeque<(RawEvent, Event)>,
     translator: Translator,
     malformed: MalformedEvents,
     out: VecDeque<Bytes>,
@@ -215,19 +218,20 @@ pub struct RelayOptions {
 }
 
 impl Relay {
-    /// Relays `held` (what was read before commit), then the rest of `upstream`. `settle`
+    /// Relays `held` (what was read before commit, its events as read then), then the rest
+    /// of `upstream`. `settle`
     /// settles the committed attempt when its part of the stream ends; `report` hears how the
     /// whole stream ended.
     pub fn new(
         options: RelayOptions,
-        held: Bytes,
+        held: Held,
         upstream: UpstreamBody,
         settle: Settle,
         report: impl FnOnce(StreamEnd) + Send + Sync + 'static,
     ) -> Relay {
         let now = Instant::now();
         let mut sse = SseReader::default();
-        sse.push(&held);
+        sse.push(&held.tail);
         let collector = options
             .collect
             .then(|| StreamCollector::new(options.translator.upstream()));
@@ -237,6 +241,7 @@ impl Relay {
             target: options.target,
             upstream: Some(upstream),
             sse,
+            held: held.events.into(),
             translator: options.translator,
             malformed: options.malformed,
             out: VecDeque::new(),
@@ -380,18 +385,24 @@ impl Relay {
         // after an interruption that another target continues, nothing more of this target's
         // stream is relayed (what it sent after a malformed event is not the client's).
         while !self.done && self.checking.is_none() && self.resuming.is_none() {
-            let Some(raw) = self.sse.next_event() else {
-                if self.sse.oversized() {
-                    let detail = format!(
-                        "an event larger than {} bytes",
-                        crate::event::MAX_EVENT_BYTES
-                    );
-                    self.interrupt(Interruption::Malformed, &detail);
+            // Read once (the held ones before commit); every consumer takes the same event.
+            let (raw, event) = match self.held.pop_front() {
+                Some(read) => read,
+                None => {
+                    let Some(raw) = self.sse.next_event() else {
+                        if self.sse.oversized() {
+                            let detail = format!(
+                                "an event larger than {} bytes",
+                                crate::event::MAX_EVENT_BYTES
+                            );
+                            self.interrupt(Interruption::Malformed, &detail);
+                        }
+                        return;
+                    };
+                    let event = Event::parse(self.translator.upstream(), &raw);
+                    (raw, event)
                 }
-                return;
             };
-            // Read once; every consumer takes the same typed event.
-            let event = Event::parse(self.translator.upstream(), &raw);
             self.usage.observe(&event);
             if let Some(c) = self.collector.as_mut() {
                 c.event(&event);
@@ -569,7 +580,8 @@ impl http_body::Body for Relay {
                             this.created,
                         );
                         this.sse = SseReader::default();
-                        this.sse.push(&resumed.held);
+                        this.sse.push(&resumed.held.tail);
+                        this.held = resumed.held.events.into();
                         this.on_gap = None;
                         this.on_rate = None;
                         this.upstream = Some(resumed.body);
@@ -700,7 +712,7 @@ mod tests {
             on_rate: None,
             redact: std::sync::Arc::new(str::to_owned),
         };
-        let relay = Relay::new(options, Bytes::new(), upstream, Box::new(|_, _| {}), |_| {});
+        let relay = Relay::new(options, Held::default(), upstream, Box::new(|_, _| {}), |_| {});
         (relay, tx)
     }
 

@@ -66,7 +66,9 @@ impl Request<'_> {
             } => (Collected::default(), false, None),
             Answer::Stream { first, .. } => {
                 let mut collector = StreamCollector::new(family);
-                collector.push_bytes(first);
+                for (_, event) in &first.events {
+                    collector.event(event);
+                }
                 (collector.into_collected(), self.holds_whole_stream(), None)
             }
         };
