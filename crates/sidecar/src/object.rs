@@ -11,13 +11,19 @@
 //!
 //! What it reads is what the derive read: a missing field is the type's default, a field
 //! marked `or_default` takes `null` as its default too (providers send `null` for absent lists
-//! and objects), an unknown field is kept in `rest` as it came.
+//! and objects), an unknown field is kept in `rest` as it came. `rest` is a
+//! `Map<String, Value>` where Plumb reads it, or a [`Rest`] — the members as text, with no
+//! tree built — where it only carries it (a stream's chunks, read from text).
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 
 /// An object key, borrowed from the input unless it had to be unescaped.
 pub struct Key<'de>(pub Cow<'de, str>);
@@ -44,6 +50,106 @@ impl<'de> Deserialize<'de> for Key<'de> {
     }
 }
 
+/// Where a type keeps the fields it does not read.
+pub trait KeepRest {
+    /// Keeps the value of `key`, read from `map`.
+    fn keep<'de, A: MapAccess<'de>>(
+        &mut self,
+        key: Cow<'de, str>,
+        map: &mut A,
+    ) -> Result<(), A::Error>;
+}
+
+impl KeepRest for Map<String, Value> {
+    fn keep<'de, A: MapAccess<'de>>(
+        &mut self,
+        key: Cow<'de, str>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        let value: Value = map.next_value()?;
+        self.insert(key.into_owned(), value);
+        Ok(())
+    }
+}
+
+/// Fields carried as they came: the members of a JSON object (`"k":v,"k2":v2`) as text. Read
+/// from text, a member is copied once and nothing is built; its value is read only when asked
+/// for ([`Rest::get`]) or written back ([`Serialize`], as an object's members).
+///
+/// Only for types read from text (`serde_json::from_str` / `from_slice`): the values are taken
+/// as raw JSON, which a `Value` cannot give.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rest(String);
+
+impl Rest {
+    /// Adds a member.
+    pub fn push(&mut self, key: &str, value: &RawValue) {
+        if !self.0.is_empty() {
+            self.0.push(',');
+        }
+        // A key is a JSON string: written as one, escapes and all.
+        self.0
+            .push_str(&serde_json::to_string(key).unwrap_or_else(|_| "\"\"".to_owned()));
+        self.0.push(':');
+        self.0.push_str(value.get());
+    }
+
+    /// Whether it holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// One member's value, read (`None`: no such member).
+    pub fn get(&self, key: &str) -> Option<Value> {
+        self.members()
+            .remove(key)
+            .and_then(|raw| serde_json::from_str(raw.get()).ok())
+    }
+
+    /// Every member, its value raw (a later member of the same name wins, as in a map read).
+    fn members(&self) -> BTreeMap<String, Box<RawValue>> {
+        if self.0.is_empty() {
+            return BTreeMap::new();
+        }
+        serde_json::from_str(&format!("{{{}}}", self.0)).unwrap_or_default()
+    }
+}
+
+impl KeepRest for Rest {
+    fn keep<'de, A: MapAccess<'de>>(
+        &mut self,
+        key: Cow<'de, str>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        let value: &'de RawValue = map.next_value()?;
+        self.push(&key, value);
+        Ok(())
+    }
+}
+
+impl From<Map<String, Value>> for Rest {
+    fn from(map: Map<String, Value>) -> Rest {
+        let mut rest = Rest::default();
+        for (k, v) in map {
+            if let Ok(raw) = serde_json::value::to_raw_value(&v) {
+                rest.push(&k, &raw);
+            }
+        }
+        rest
+    }
+}
+
+impl Serialize for Rest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let members = self.members();
+        let mut map = s.serialize_map(Some(members.len()))?;
+        for (k, v) in &members {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
 /// A field's value as its type reads it.
 pub fn value<'de, A: MapAccess<'de>, T: Deserialize<'de>>(map: &mut A) -> Result<T, A::Error> {
     map.next_value()
@@ -58,7 +164,7 @@ pub fn or_default<'de, A: MapAccess<'de>, T: Default + Deserialize<'de>>(
 
 /// Implements `Deserialize` for a struct with `Default` whose named fields are read typed
 /// (each by [`value`] or [`or_default`], under its own name as the key) and whose every other
-/// field goes into its `rest: Map<String, Value>`.
+/// field goes into its `rest` (a [`KeepRest`]: a `Map<String, Value>` or a [`Rest`]).
 ///
 /// ```ignore
 /// with_rest!(Choice { index: or_default, delta: or_default, finish_reason: value });
@@ -83,10 +189,7 @@ macro_rules! with_rest {
                                 $(stringify!($field) => {
                                     out.$field = $crate::object::$read(&mut map)?;
                                 })*
-                                _ => {
-                                    let v: serde_json::Value = map.next_value()?;
-                                    out.rest.insert(key.into_owned(), v);
-                                }
+                                _ => $crate::object::KeepRest::keep(&mut out.rest, key, &mut map)?,
                             }
                         }
                         Ok(out)
@@ -102,7 +205,10 @@ pub(crate) use with_rest;
 
 #[cfg(test)]
 mod tests {
+    use serde::Serialize;
     use serde_json::{Map, Value, json};
+
+    use super::Rest;
 
     #[derive(Debug, Default, PartialEq)]
     struct Sample {
@@ -139,6 +245,33 @@ mod tests {
         assert!(serde_json::from_str::<Sample>(r#"{"count":null}"#).is_err());
         assert!(serde_json::from_str::<Sample>(r#"{"list":"no"}"#).is_err());
         assert!(serde_json::from_str::<Sample>(r#"[1]"#).is_err());
+    }
+
+    #[derive(Debug, Default, PartialEq, Serialize)]
+    struct Carried {
+        name: Option<String>,
+        #[serde(flatten)]
+        rest: Rest,
+    }
+    with_rest!(Carried { name: value });
+
+    #[test]
+    fn carried_fields_are_kept_as_text_and_written_back_as_members() {
+        let text = r#"{"id":"c\"1","name":"n","nested":{"a":[1,null]},"n":1.50,"k\u00e9y":true}"#;
+        let c: Carried = serde_json::from_str(text).unwrap();
+        assert_eq!(c.name.as_deref(), Some("n"));
+        assert_eq!(c.rest.get("id"), Some(json!("c\"1")));
+        assert_eq!(c.rest.get("nested"), Some(json!({"a": [1, null]})));
+        assert_eq!(c.rest.get("kéy"), Some(json!(true)));
+        assert_eq!(c.rest.get("missing"), None);
+        let written: Value = serde_json::to_value(&c).unwrap();
+        let read: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(written, read, "written back whole");
+        // Numbers are carried as they were written.
+        assert!(serde_json::to_string(&c).unwrap().contains("\"n\":1.50"));
+        let built = Rest::from(Map::from_iter([("type".to_owned(), json!("function"))]));
+        assert_eq!(built.get("type"), Some(json!("function")));
+        assert!(Rest::default().is_empty() && Rest::default().get("x").is_none());
     }
 
     #[test]

@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 
 use plumb_policy::contract::Violation;
 
+use crate::attempt::Held;
 use crate::completion::Collected;
 use crate::event::{Event, RawEvent, SseReader};
 use crate::observe::Settlement;
@@ -28,7 +29,6 @@ use crate::payload::Api;
 use crate::plan::{self, Committed, Interruption};
 use crate::respond::BoxError;
 use crate::translate::events::{EventError, Incomplete, Translator};
-use crate::attempt::Held;
 use crate::upstream::UpstreamBody;
 use crate::verify::StreamCollector;
 
@@ -712,7 +712,13 @@ mod tests {
             on_rate: None,
             redact: std::sync::Arc::new(str::to_owned),
         };
-        let relay = Relay::new(options, Held::default(), upstream, Box::new(|_, _| {}), |_| {});
+        let relay = Relay::new(
+            options,
+            Held::default(),
+            upstream,
+            Box::new(|_, _| {}),
+            |_| {},
+        );
         (relay, tx)
     }
 

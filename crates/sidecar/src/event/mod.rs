@@ -315,7 +315,7 @@ mod tests {
         assert_eq!(c.model.as_deref(), Some("gpt"));
         assert_eq!(
             c.rest.get("id"),
-            Some(&Value::from("c")),
+            Some(Value::from("c")),
             "the rest is carried"
         );
         assert_eq!(parse(Api::Openai, "data: [DONE]\n\n"), Event::Done);

@@ -2,9 +2,9 @@
 //! the fields Plumb acts on, typed, and everything else carried in `rest` untouched.
 
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::object::with_rest;
+use crate::object::{Rest, with_rest};
 
 /// Reads `null` as the type's default, as providers send `null` for absent lists and objects.
 pub(crate) fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
@@ -31,7 +31,7 @@ pub struct Chunk {
     pub error: Option<Value>,
     /// Everything else, passed through.
     #[serde(flatten)]
-    pub rest: Map<String, Value>,
+    pub rest: Rest,
 }
 
 /// One choice of a chunk.
@@ -45,7 +45,7 @@ pub struct Choice {
     pub finish_reason: Option<String>,
     /// Everything else, passed through.
     #[serde(flatten)]
-    pub rest: Map<String, Value>,
+    pub rest: Rest,
 }
 
 /// What a chunk adds to the answer.
@@ -71,7 +71,7 @@ pub struct Delta {
     pub tool_calls: Option<Vec<ToolCallDelta>>,
     /// Everything else, passed through.
     #[serde(flatten)]
-    pub rest: Map<String, Value>,
+    pub rest: Rest,
 }
 
 /// A piece of a tool call.
@@ -87,7 +87,7 @@ pub struct ToolCallDelta {
     pub function: Option<FunctionDelta>,
     /// Everything else, passed through.
     #[serde(flatten)]
-    pub rest: Map<String, Value>,
+    pub rest: Rest,
 }
 
 with_rest!(Chunk {

@@ -442,7 +442,7 @@ impl ToChunks {
                             name: Some(call.name.clone()),
                             arguments: Some(String::new()),
                         }),
-                        rest,
+                        rest: rest.into(),
                     }]),
                     ..Delta::default()
                 },
@@ -489,7 +489,7 @@ impl ToChunks {
                                 name: None,
                                 arguments: Some(piece.input.clone()),
                             }),
-                            rest: Map::new(),
+                            rest: Default::default(),
                         }]),
                         ..Delta::default()
                     },
@@ -537,11 +537,11 @@ impl ToChunks {
                 index: 0,
                 delta,
                 finish_reason: finish.map(str::to_owned),
-                rest: Map::new(),
+                rest: Default::default(),
             }],
             usage: None,
             error: None,
-            rest,
+            rest: rest.into(),
         }
     }
 }

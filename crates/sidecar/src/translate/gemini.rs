@@ -540,7 +540,7 @@ impl ToChunks {
                                     call.args.as_ref().map_or("{}".to_owned(), Value::to_string),
                                 ),
                             }),
-                            rest,
+                            rest: rest.into(),
                         }]),
                         ..Delta::default()
                     }
@@ -588,11 +588,11 @@ impl ToChunks {
                 index: 0,
                 delta,
                 finish_reason: finish.map(str::to_owned),
-                rest: Map::new(),
+                rest: Default::default(),
             }],
             usage: None,
             error: None,
-            rest,
+            rest: rest.into(),
         }
     }
 }
