@@ -319,17 +319,28 @@ async fn read_body(
     deadline: Instant,
 ) -> Result<Bytes, ReadError> {
     let read = async {
+        // A body that comes in one frame is kept as it came (no copy); more are joined.
+        let mut first: Option<Bytes> = None;
         let mut buf = BytesMut::new();
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| ReadError::Body(e.to_string()))?;
             if let Ok(data) = frame.into_data() {
-                if buf.len().saturating_add(data.len()) > limit {
+                let have = first.as_ref().map_or(buf.len(), Bytes::len);
+                if have.saturating_add(data.len()) > limit {
                     return Err(ReadError::Body("length limit exceeded".to_owned()));
+                }
+                if buf.is_empty() && first.is_none() {
+                    first = Some(data);
+                    continue;
+                }
+                if let Some(f) = first.take() {
+                    buf.reserve(f.len().saturating_add(data.len()));
+                    buf.extend_from_slice(&f);
                 }
                 buf.extend_from_slice(&data);
             }
         }
-        Ok(buf.freeze())
+        Ok(first.unwrap_or_else(|| buf.freeze()))
     };
     tokio::time::timeout_at(deadline, read)
         .await

@@ -227,7 +227,9 @@ where
     B: http_body::Body<Data = bytes::Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
-    let mut buf = bytes::BytesMut::new();
+    // Sized once from the declared length (a client's own word, so only up to the limit).
+    let declared = usize::try_from(body.size_hint().lower()).unwrap_or(usize::MAX);
+    let mut buf = bytes::BytesMut::with_capacity(declared.min(max));
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
             tracing::debug!(error = %e, "a client's request body could not be read");
