@@ -84,14 +84,24 @@ pub struct Rest(String);
 impl Rest {
     /// Adds a member.
     pub fn push(&mut self, key: &str, value: &RawValue) {
-        if !self.0.is_empty() {
+        let value = value.get();
+        if self.0.is_empty() {
+            // Room for a chunk's usual carried fields at once, not a growth per member.
+            self.0.reserve((key.len() + value.len() + 4).max(160));
+        } else {
             self.0.push(',');
         }
-        // A key is a JSON string: written as one, escapes and all.
-        self.0
-            .push_str(&serde_json::to_string(key).unwrap_or_else(|_| "\"\"".to_owned()));
+        // A key is a JSON string: written as one, escapes and all (most need none).
+        if key.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            self.0.push('"');
+            self.0.push_str(key);
+            self.0.push('"');
+        } else {
+            self.0
+                .push_str(&serde_json::to_string(key).unwrap_or_else(|_| "\"\"".to_owned()));
+        }
         self.0.push(':');
-        self.0.push_str(value.get());
+        self.0.push_str(value);
     }
 
     /// Whether it holds nothing.
@@ -257,12 +267,17 @@ mod tests {
 
     #[test]
     fn carried_fields_are_kept_as_text_and_written_back_as_members() {
-        let text = r#"{"id":"c\"1","name":"n","nested":{"a":[1,null]},"n":1.50,"k\u00e9y":true}"#;
+        let text = r#"{"id":"c\"1","name":"n","nested":{"a":[1,null]},"n":1.50,"k\u00e9y":true,"q\"k\n":2}"#;
         let c: Carried = serde_json::from_str(text).unwrap();
         assert_eq!(c.name.as_deref(), Some("n"));
         assert_eq!(c.rest.get("id"), Some(json!("c\"1")));
         assert_eq!(c.rest.get("nested"), Some(json!({"a": [1, null]})));
         assert_eq!(c.rest.get("kéy"), Some(json!(true)));
+        assert_eq!(
+            c.rest.get("q\"k\n"),
+            Some(json!(2)),
+            "a key that needs escapes"
+        );
         assert_eq!(c.rest.get("missing"), None);
         let written: Value = serde_json::to_value(&c).unwrap();
         let read: Value = serde_json::from_str(text).unwrap();
