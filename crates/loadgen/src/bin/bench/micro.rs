@@ -1,5 +1,5 @@
-//! In-process micro-benchmarks of two costs too small to see end to end: a contract's check of
-//! one answer, and what the shared knowledge adds to each attempt.
+//! In-process micro-benchmarks of costs too small to see end to end: a contract's check of one
+//! answer, what the shared knowledge adds to each attempt, and reading one stream event.
 
 /// A typical contract for the simulator's structured answer (`{answer, score}`): a schema with
 /// bounds and three CEL rules.
@@ -107,4 +107,47 @@ pub fn fleet_micro(n: usize) -> anyhow::Result<f64> {
         .collect();
     per.sort_by(f64::total_cmp);
     Ok(per[per.len() / 2])
+}
+
+/// An OpenAI chunk as the simulator (and OpenAI) sends it.
+const OPENAI_EVENT: &[u8] = b"data: {\"choices\":[{\"delta\":{\"content\":\" forty-two\"},\"finish_reason\":null,\"index\":0,\"logprobs\":null}],\"created\":1796080052,\"id\":\"chatcmpl-sim-1\",\"model\":\"sim-stream\",\"object\":\"chat.completion.chunk\",\"system_fingerprint\":\"fp_plumb_sim\",\"usage\":null}\n\n";
+/// An Anthropic text delta as Anthropic sends it.
+const ANTHROPIC_EVENT: &[u8] = b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\" forty-two\"}}\n\n";
+
+/// Median nanoseconds per stream event read as the relay reads every event (the SSE reader,
+/// then the event typed once): an OpenAI chunk, an Anthropic delta; and, for scale, a plain
+/// parse of the OpenAI chunk's data into a JSON value.
+pub fn event_micro(n: usize) -> (f64, f64, f64) {
+    use plumb_sidecar::event::{Event, SseReader};
+    use plumb_sidecar::payload::Api;
+    let read = |family: Api, bytes: &[u8]| {
+        let mut sse = SseReader::default();
+        sse.push(bytes);
+        if let Some(raw) = sse.next_event() {
+            std::hint::black_box(Event::parse(family, &raw));
+        }
+    };
+    let data = &OPENAI_EVENT[6..OPENAI_EVENT.len() - 2];
+    let median = |f: &dyn Fn()| {
+        let mut per: Vec<f64> = (0..11)
+            .map(|_| {
+                let start = tokio::time::Instant::now();
+                for _ in 0..n {
+                    f();
+                }
+                start.elapsed().as_nanos() as f64 / n as f64
+            })
+            .collect();
+        per.sort_by(f64::total_cmp);
+        per[per.len() / 2]
+    };
+    (
+        median(&|| read(Api::Openai, std::hint::black_box(OPENAI_EVENT))),
+        median(&|| read(Api::Anthropic, std::hint::black_box(ANTHROPIC_EVENT))),
+        median(&|| {
+            std::hint::black_box(
+                serde_json::from_slice::<serde_json::Value>(std::hint::black_box(data)).is_ok(),
+            );
+        }),
+    )
 }
