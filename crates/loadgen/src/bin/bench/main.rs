@@ -65,6 +65,9 @@ struct Args {
     /// A smoke run (debug builds, short): proves the harness works; its numbers mean nothing.
     #[arg(long)]
     smoke: bool,
+    /// Only the in-process figures (no proxies started).
+    #[arg(long)]
+    in_process_only: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -160,6 +163,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("plumb-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let layouts: &[Layout] = match args.layout {
+        _ if args.in_process_only => &[],
         LayoutChoice::Pinned => &[Layout::Pinned],
         LayoutChoice::Shared => &[Layout::Shared],
         LayoutChoice::Both => &[Layout::Pinned, Layout::Shared],
