@@ -21,6 +21,13 @@ use tokio_util::codec::{LengthDelimitedCodec, LengthDelimitedCodecError};
 // 16 MB "sane default" taken from golang http2
 const DEFAULT_SETTINGS_MAX_HEADER_LIST_SIZE: usize = 16 << 20;
 
+/// plumb: the read buffer reserved before reading (tokio-util's FramedRead
+/// starts with this capacity too). The read buffer is released when the I/O
+/// has nothing more to read and no partial frame is buffered, so an idle
+/// connection holds no read buffer; the next `poll_next` reserves it again, so
+/// reads are as large as before.
+const READ_BUFFER_CAPACITY: usize = 8 * 1024;
+
 #[derive(Debug)]
 pub struct FramedRead<T> {
     inner: InnerFramedRead<T, LengthDelimitedCodec>,
@@ -419,9 +426,20 @@ where
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let span = tracing::trace_span!("FramedRead::poll_next");
         let _e = span.enter();
+        // plumb: reserve the read buffer released when the connection went idle
+        // (a released buffer has no capacity, hence holds no partial frame).
+        if self.inner.read_buffer().capacity() == 0 {
+            *self.inner.read_buffer_mut() = BytesMut::with_capacity(READ_BUFFER_CAPACITY);
+        }
         loop {
             tracing::trace!("poll");
-            let bytes = match ready!(Pin::new(&mut self.inner).poll_next(cx)) {
+            let polled = Pin::new(&mut self.inner).poll_next(cx);
+            // plumb: nothing more to read and no partial frame buffered: release
+            // the read buffer (frames split off it keep their bytes).
+            if polled.is_pending() && self.inner.read_buffer().is_empty() {
+                *self.inner.read_buffer_mut() = BytesMut::new();
+            }
+            let bytes = match ready!(polled) {
                 Some(Ok(bytes)) => bytes,
                 Some(Err(e)) => return Poll::Ready(Some(Err(map_err(e)))),
                 None => return Poll::Ready(None),

@@ -60,10 +60,15 @@ enum Next<B> {
     Continuation(frame::Continuation),
 }
 
-/// Initialize the connection with this amount of write buffer.
+/// Reserve this amount of write buffer when a frame is buffered.
 ///
 /// The minimum MAX_FRAME_SIZE is 16kb, so always be able to send a HEADERS
 /// frame that big.
+///
+/// plumb: the buffer is no longer allocated for the connection's life: it is
+/// reserved when a frame is buffered into an empty buffer (`Encoder::buffer`)
+/// and released once everything is flushed (`FramedWrite::flush`), so an idle
+/// connection holds no write buffer.
 const DEFAULT_BUFFER_CAPACITY: usize = 16 * 1_024;
 
 /// Chain payloads bigger than this when vectored I/O is enabled. The remote
@@ -93,7 +98,8 @@ where
             final_flush_done: false,
             encoder: Encoder {
                 hpack: hpack::Encoder::default(),
-                buf: Cursor::new(BytesMut::with_capacity(DEFAULT_BUFFER_CAPACITY)),
+                // plumb: empty until a frame is buffered (see DEFAULT_BUFFER_CAPACITY).
+                buf: Cursor::new(BytesMut::new()),
                 next: None,
                 last_data_frame: None,
                 max_frame_size: frame::DEFAULT_MAX_FRAME_SIZE,
@@ -169,6 +175,11 @@ where
             }
         }
 
+        // plumb: everything is written and nothing is buffered (`unset_frame`
+        // cleared the buffer and left no continuation): release the write
+        // buffer; the next `buffer` reserves it again.
+        self.encoder.release_buffer();
+
         tracing::trace!("flushing buffer");
         // Flush the upstream
         ready!(Pin::new(&mut self.inner).poll_flush(cx))?;
@@ -227,6 +238,13 @@ where
         let _e = span.enter();
 
         tracing::debug!(frame = ?item, "send");
+
+        // plumb: the buffer is released when flushed; reserve it again before
+        // encoding, so a HEADERS frame of the minimum MAX_FRAME_SIZE still fits
+        // without growing it.
+        if self.buf.get_ref().capacity() == 0 {
+            self.buf.get_mut().reserve(DEFAULT_BUFFER_CAPACITY);
+        }
 
         match item {
             Frame::Data(mut v) => {
@@ -307,9 +325,20 @@ where
     }
 
     fn has_capacity(&self) -> bool {
+        // plumb: a released buffer (capacity 0, hence empty) has room: `buffer`
+        // reserves DEFAULT_BUFFER_CAPACITY before encoding.
         self.next.is_none()
-            && (self.buf.get_ref().capacity() - self.buf.get_ref().len()
-                >= self.min_buffer_capacity)
+            && (self.buf.get_ref().capacity() == 0
+                || self.buf.get_ref().capacity() - self.buf.get_ref().len()
+                    >= self.min_buffer_capacity)
+    }
+
+    /// plumb: drops the write buffer's allocation if nothing is buffered.
+    fn release_buffer(&mut self) {
+        if self.next.is_none() && self.buf.get_ref().is_empty() && self.buf.get_ref().capacity() > 0
+        {
+            self.buf = Cursor::new(BytesMut::new());
+        }
     }
 
     fn is_empty(&self) -> bool {

@@ -19,8 +19,20 @@ pub struct Decoder {
     max_size_update: Option<usize>,
     last_max_update: usize,
     table: Table,
+    // plumb: scratch for Huffman decoding, allocated on first use and
+    // released after each header block (see SCRATCH_CAPACITY).
     buffer: BytesMut,
 }
+
+/// plumb: the capacity the Huffman scratch buffer is allocated with when a
+/// header block needs it. It used to be allocated with the decoder and kept for
+/// the connection's life, and the decoded strings were split off it, so the
+/// ones the dynamic table keeps pinned its 4 KiB block for as long as they
+/// stayed in the table. Now each decoded string is copied out (it owns exactly
+/// its bytes), the scratch is reused in place for the next string, and it is
+/// released at the end of every header block (`Decoder::decode`): an idle
+/// connection holds none of it.
+const SCRATCH_CAPACITY: usize = 4096;
 
 /// Represents all errors that can be encountered while performing the decoding
 /// of an HPACK header set.
@@ -158,7 +170,8 @@ impl Decoder {
             max_size_update: None,
             last_max_update: size,
             table: Table::new(size),
-            buffer: BytesMut::with_capacity(4096),
+            // plumb: allocated on first use (`try_decode_string`).
+            buffer: BytesMut::new(),
         }
     }
 
@@ -256,6 +269,12 @@ impl Decoder {
             }
         }
 
+        // plumb: the header block is decoded and its strings own their bytes:
+        // release the scratch buffer.
+        if self.buffer.is_empty() {
+            self.buffer = BytesMut::new();
+        }
+
         Ok(())
     }
 
@@ -333,12 +352,20 @@ impl Decoder {
 
         let offset = (buf.position() - old_pos) as usize;
         if huff {
+            // plumb: allocate the scratch buffer on first use.
+            if self.buffer.capacity() == 0 {
+                self.buffer = BytesMut::with_capacity(SCRATCH_CAPACITY);
+            }
             let ret = {
                 let raw = &buf.chunk()[..len];
                 huffman::decode(raw, &mut self.buffer).map(|buf| StringMarker {
                     offset,
                     len,
-                    string: Some(BytesMut::freeze(buf)),
+                    // plumb: copied out rather than split off the scratch
+                    // (`BytesMut::freeze(buf)`), so the string does not keep
+                    // the scratch's allocation alive and the scratch is
+                    // reclaimed in place for the next string.
+                    string: Some(Bytes::copy_from_slice(&buf)),
                 })
             };
 
