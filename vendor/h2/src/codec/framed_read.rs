@@ -509,3 +509,78 @@ impl<T> From<Continuable> for Frame<T> {
         }
     }
 }
+
+// plumb: the read buffer is released when the I/O has nothing more to read and
+// no partial frame is buffered, and reserved again before the next read.
+#[cfg(test)]
+mod plumb_test {
+    use super::*;
+    use std::collections::VecDeque;
+    use tokio::io::ReadBuf;
+    use tokio_util::codec::length_delimited;
+
+    /// Hands out its chunks one read at a time, then is pending.
+    struct Chunks(VecDeque<Vec<u8>>);
+
+    impl AsyncRead for Chunks {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            match self.0.pop_front() {
+                Some(chunk) => {
+                    buf.put_slice(&chunk);
+                    Poll::Ready(Ok(()))
+                }
+                None => Poll::Pending,
+            }
+        }
+    }
+
+    fn ping(byte: u8) -> Vec<u8> {
+        let mut v = Vec::new();
+        frame::Ping::new([byte; 8]).encode(&mut v);
+        v
+    }
+
+    #[test]
+    fn read_buffer_released_when_idle() {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let two = [ping(1), ping(2)].concat();
+        let second = ping(3);
+        let io = Chunks(VecDeque::from([two, second[..5].to_vec(), second[5..].to_vec()]));
+        let delimited = length_delimited::Builder::new()
+            .big_endian()
+            .length_field_length(3)
+            .length_adjustment(9)
+            .num_skip(0)
+            .new_read(io);
+        let mut fr = FramedRead::new(delimited);
+
+        let mut next = |fr: &mut FramedRead<Chunks>| match Pin::new(fr).poll_next(&mut cx) {
+            Poll::Ready(Some(Ok(Frame::Ping(p)))) => Some(p.payload()[0]),
+            Poll::Ready(other) => panic!("{other:?}"),
+            Poll::Pending => None,
+        };
+
+        // Two frames from one read, then one from two reads; then nothing to
+        // read: released.
+        assert_eq!(next(&mut fr), Some(1));
+        assert_eq!(next(&mut fr), Some(2));
+        assert_eq!(next(&mut fr), Some(3));
+        assert_eq!(next(&mut fr), None);
+        assert_eq!(fr.inner.read_buffer().capacity(), 0);
+
+        // A frame split over two reads with nothing in between: the buffer
+        // holding its first part is kept.
+        let mut io = Chunks(VecDeque::from([ping(4)[..5].to_vec()]));
+        std::mem::swap(fr.get_mut(), &mut io);
+        assert_eq!(next(&mut fr), None);
+        assert_eq!(fr.inner.read_buffer().len(), 5);
+        fr.get_mut().0.push_back(ping(4)[5..].to_vec());
+        assert_eq!(next(&mut fr), Some(4));
+        assert_eq!(next(&mut fr), None);
+        assert_eq!(fr.inner.read_buffer().capacity(), 0);
+    }
+}

@@ -405,3 +405,34 @@ mod unstable {
         }
     }
 }
+
+// plumb: the write buffer is reserved when a frame is buffered and released once
+// it is flushed.
+#[cfg(test)]
+mod plumb_test {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn write_buffer_released_once_flushed() {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut fw: FramedWrite<Vec<u8>, Bytes> = FramedWrite::new(Vec::new());
+        assert_eq!(fw.encoder.buf.get_ref().capacity(), 0);
+        assert!(fw.poll_ready(&mut cx).is_ready());
+
+        for round in 1..=2 {
+            fw.buffer(frame::Ping::new([round; 8]).into()).unwrap();
+            assert!(fw.encoder.buf.get_ref().capacity() >= DEFAULT_BUFFER_CAPACITY);
+            fw.buffer(frame::Ping::pong([round; 8]).into()).unwrap();
+            assert!(fw.flush(&mut cx).is_ready());
+            assert_eq!(fw.encoder.buf.get_ref().capacity(), 0);
+            assert!(fw.has_capacity());
+        }
+
+        // Four PING frames of 9 + 8 bytes each, in order.
+        let out = fw.get_mut();
+        assert_eq!(out.len(), 4 * 17);
+        assert_eq!(&out[9..17], &[1; 8]);
+        assert_eq!(&out[2 * 17 + 9..3 * 17], &[2; 8]);
+    }
+}

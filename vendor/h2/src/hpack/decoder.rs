@@ -923,6 +923,50 @@ mod test {
         }
     }
 
+    // plumb: the Huffman scratch is allocated on first use, released after the
+    // header block, and the strings the dynamic table keeps are whole.
+    #[test]
+    fn plumb_scratch_released_after_each_header_block() {
+        let mut de = Decoder::new(4096);
+        assert_eq!(de.buffer.capacity(), 0);
+
+        // Literal with incremental indexing, new name, both strings Huffman-coded.
+        let mut buf = BytesMut::new();
+        buf.extend([0b01000000, 0x80 | 2]);
+        buf.extend(huff_encode(b"foo"));
+        buf.extend([0x80 | 3]);
+        buf.extend(huff_encode(b"bar"));
+        let mut res = vec![];
+        de.decode(&mut Cursor::new(&mut buf), |h| {
+            res.push(h);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(de.buffer.capacity(), 0);
+        assert!(de.table.size() > 0);
+
+        // The next block names the entry the table kept: index 62.
+        let mut buf = BytesMut::new();
+        buf.extend([0x80 | 62]);
+        de.decode(&mut Cursor::new(&mut buf), |h| {
+            res.push(h);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(de.buffer.capacity(), 0);
+
+        assert_eq!(res.len(), 2);
+        for h in &res {
+            match h {
+                Header::Field { name, value } => {
+                    assert_eq!(name, "foo");
+                    assert_eq!(value, "bar");
+                }
+                _ => panic!("{h:?}"),
+            }
+        }
+    }
+
     fn huff_encode(src: &[u8]) -> BytesMut {
         let mut buf = BytesMut::new();
         huffman::encode(src, &mut buf);
