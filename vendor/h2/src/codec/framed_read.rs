@@ -549,7 +549,11 @@ mod plumb_test {
         let mut cx = Context::from_waker(std::task::Waker::noop());
         let two = [ping(1), ping(2)].concat();
         let second = ping(3);
-        let io = Chunks(VecDeque::from([two, second[..5].to_vec(), second[5..].to_vec()]));
+        let io = Chunks(VecDeque::from([
+            two,
+            second[..5].to_vec(),
+            second[5..].to_vec(),
+        ]));
         let delimited = length_delimited::Builder::new()
             .big_endian()
             .length_field_length(3)
