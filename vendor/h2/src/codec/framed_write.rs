@@ -66,10 +66,19 @@ enum Next<B> {
 /// frame that big.
 ///
 /// plumb: the buffer is no longer allocated for the connection's life: it is
-/// reserved when a frame is buffered into an empty buffer (`Encoder::buffer`)
-/// and released once everything is flushed (`FramedWrite::flush`), so an idle
-/// connection holds no write buffer.
+/// reserved when a frame is buffered (`Encoder::buffer`) and released once
+/// everything is flushed (`FramedWrite::flush`), so an idle connection holds no
+/// write buffer. It still batches up to this many bytes of frames between
+/// flushes (`Encoder::has_capacity`), growing as frames are buffered.
 const DEFAULT_BUFFER_CAPACITY: usize = 16 * 1_024;
+
+/// plumb: what a released buffer is reserved with for frames other than
+/// HEADERS and PUSH_PROMISE (SETTINGS, WINDOW_UPDATE, PING, RST_STREAM, a DATA
+/// frame's head or a small DATA frame): most flushes carry only such frames, and
+/// an allocation this small is served from the allocator's per-thread cache,
+/// where a 16 KiB allocation and free per flush made glibc trim and fault in
+/// its heap top again and again on a process with many busy connections.
+const SMALL_BUFFER_CAPACITY: usize = 1_024;
 
 /// Chain payloads bigger than this when vectored I/O is enabled. The remote
 /// will never advertise a max frame size less than this (well, the spec says
@@ -240,10 +249,16 @@ where
         tracing::debug!(frame = ?item, "send");
 
         // plumb: the buffer is released when flushed; reserve it again before
-        // encoding, so a HEADERS frame of the minimum MAX_FRAME_SIZE still fits
-        // without growing it.
-        if self.buf.get_ref().capacity() == 0 {
-            self.buf.get_mut().reserve(DEFAULT_BUFFER_CAPACITY);
+        // encoding. A HEADERS or PUSH_PROMISE frame of the minimum
+        // MAX_FRAME_SIZE still fits without growing the buffer; other frames
+        // start small and the buffer grows with the batch.
+        let buf = self.buf.get_mut();
+        match item {
+            Frame::Headers(_) | Frame::PushPromise(_) => {
+                buf.reserve(DEFAULT_BUFFER_CAPACITY.saturating_sub(buf.len()));
+            }
+            _ if buf.capacity() == 0 => buf.reserve(SMALL_BUFFER_CAPACITY),
+            _ => {}
         }
 
         match item {
@@ -325,12 +340,12 @@ where
     }
 
     fn has_capacity(&self) -> bool {
-        // plumb: a released buffer (capacity 0, hence empty) has room: `buffer`
-        // reserves DEFAULT_BUFFER_CAPACITY before encoding.
+        // plumb: room is counted against DEFAULT_BUFFER_CAPACITY, not against
+        // what is allocated (nothing when released, less while a batch of small
+        // frames grows): `buffer` reserves before encoding.
+        let buf = self.buf.get_ref();
         self.next.is_none()
-            && (self.buf.get_ref().capacity() == 0
-                || self.buf.get_ref().capacity() - self.buf.get_ref().len()
-                    >= self.min_buffer_capacity)
+            && buf.capacity().max(DEFAULT_BUFFER_CAPACITY) - buf.len() >= self.min_buffer_capacity
     }
 
     /// plumb: drops the write buffer's allocation if nothing is buffered.
@@ -422,7 +437,7 @@ mod plumb_test {
 
         for round in 1..=2 {
             fw.buffer(frame::Ping::new([round; 8]).into()).unwrap();
-            assert!(fw.encoder.buf.get_ref().capacity() >= DEFAULT_BUFFER_CAPACITY);
+            assert_eq!(fw.encoder.buf.get_ref().capacity(), SMALL_BUFFER_CAPACITY);
             fw.buffer(frame::Ping::pong([round; 8]).into()).unwrap();
             assert!(fw.flush(&mut cx).is_ready());
             assert_eq!(fw.encoder.buf.get_ref().capacity(), 0);
