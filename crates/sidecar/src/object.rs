@@ -5,7 +5,7 @@
 //! their fields are ones Plumb only carries (`id`, `created`, `system_fingerprint`,
 //! `logprobs`, …). Serde's `#[serde(flatten)]` would keep them too, but it first buffers every
 //! field of the object — the typed ones included — in an intermediate tree and reads it a
-//! second time: about half of the sidecar's work per streamed event. [`with_rest!`] writes the
+//! second time: about half of the sidecar's work per streamed event. `with_rest!` writes the
 //! `Deserialize` of such a type by hand instead: a typed field is read straight from the
 //! input, anything else into the type's `rest` map, and keys are borrowed from the input.
 //!
