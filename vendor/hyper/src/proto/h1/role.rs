@@ -4,6 +4,8 @@ use std::mem::MaybeUninit;
 use std::fmt::{self, Write as _};
 
 use bytes::Bytes;
+// plumb: `Buf::advance`, to drop a head copied out of the read buffer.
+use bytes::Buf as _;
 use bytes::BytesMut;
 #[cfg(feature = "client")]
 use http::header::Entry;
@@ -222,7 +224,12 @@ impl Http1Transaction for Server {
             }
         };
 
-        let slice = buf.split_to(len).freeze();
+        // plumb: the head is copied out of the read buffer (was `buf.split_to(len).freeze()`):
+        // the URI and header values are slices of it and live as long as the request, and a
+        // slice of the read buffer would keep all of it (8 KiB or more) allocated for a head of
+        // a few hundred bytes.
+        let slice = Bytes::copy_from_slice(&buf[..len]);
+        buf.advance(len);
         let uri = {
             let uri_bytes = slice.slice_ref(&slice[path_range]);
             // TODO(lucab): switch to `Uri::from_shared()` once public.
@@ -1097,7 +1104,12 @@ impl Http1Transaction for Client {
                 }
             };
 
-            let mut slice = buf.split_to(len);
+            // plumb: the head is copied out of the read buffer (was `buf.split_to(len)`): header
+            // values are slices of it and live as long as the response, and a slice of the read
+            // buffer would keep all of it (8 KiB or more) allocated for a head of a few hundred
+            // bytes.
+            let mut slice = BytesMut::from(&buf[..len]);
+            buf.advance(len);
 
             if ctx
                 .h1_parser_config
