@@ -57,7 +57,8 @@ pub(crate) struct Sender<T, U> {
     /// for more.
     giver: want::Giver,
     /// Actually bounded by the Giver, plus `buffered_once`.
-    inner: mpsc::UnboundedSender<Envelope<T, U>>,
+    // plumb: boxed envelopes (was `Envelope<T, U>`), see `Envelope`.
+    inner: mpsc::UnboundedSender<Box<Envelope<T, U>>>,
 }
 
 /// An unbounded version.
@@ -68,7 +69,8 @@ pub(crate) struct Sender<T, U> {
 pub(crate) struct UnboundedSender<T, U> {
     /// Only used for `is_closed`, since `mpsc::UnboundedSender` cannot be checked.
     giver: want::SharedGiver,
-    inner: mpsc::UnboundedSender<Envelope<T, U>>,
+    // plumb: boxed envelopes (was `Envelope<T, U>`), see `Envelope`.
+    inner: mpsc::UnboundedSender<Box<Envelope<T, U>>>,
 }
 
 impl<T, U> Sender<T, U> {
@@ -110,7 +112,7 @@ impl<T, U> Sender<T, U> {
         }
         let (tx, rx) = oneshot::channel();
         self.inner
-            .send(Envelope(Some((val, Callback::Retry(Some(tx))))))
+            .send(Box::new(Envelope(Some((val, Callback::Retry(Some(tx))))))) // plumb: boxed
             .map(move |()| rx)
             .map_err(|mut e| (e.0).0.take().expect("envelope not dropped").0)
     }
@@ -122,7 +124,7 @@ impl<T, U> Sender<T, U> {
         }
         let (tx, rx) = oneshot::channel();
         self.inner
-            .send(Envelope(Some((val, Callback::NoRetry(Some(tx))))))
+            .send(Box::new(Envelope(Some((val, Callback::NoRetry(Some(tx))))))) // plumb: boxed
             .map(move |()| rx)
             .map_err(|mut e| (e.0).0.take().expect("envelope not dropped").0)
     }
@@ -149,7 +151,7 @@ impl<T, U> UnboundedSender<T, U> {
     pub(crate) fn try_send(&mut self, val: T) -> Result<RetryPromise<T, U>, T> {
         let (tx, rx) = oneshot::channel();
         self.inner
-            .send(Envelope(Some((val, Callback::Retry(Some(tx))))))
+            .send(Box::new(Envelope(Some((val, Callback::Retry(Some(tx))))))) // plumb: boxed
             .map(move |()| rx)
             .map_err(|mut e| (e.0).0.take().expect("envelope not dropped").0)
     }
@@ -157,7 +159,7 @@ impl<T, U> UnboundedSender<T, U> {
     pub(crate) fn send(&mut self, val: T) -> Result<Promise<U>, T> {
         let (tx, rx) = oneshot::channel();
         self.inner
-            .send(Envelope(Some((val, Callback::NoRetry(Some(tx))))))
+            .send(Box::new(Envelope(Some((val, Callback::NoRetry(Some(tx))))))) // plumb: boxed
             .map(move |()| rx)
             .map_err(|mut e| (e.0).0.take().expect("envelope not dropped").0)
     }
@@ -174,7 +176,8 @@ impl<T, U> Clone for UnboundedSender<T, U> {
 }
 
 pub(crate) struct Receiver<T, U> {
-    inner: mpsc::UnboundedReceiver<Envelope<T, U>>,
+    // plumb: boxed envelopes (was `Envelope<T, U>`), see `Envelope`.
+    inner: mpsc::UnboundedReceiver<Box<Envelope<T, U>>>,
     taker: want::Taker,
 }
 
@@ -220,6 +223,11 @@ impl<T, U> Drop for Receiver<T, U> {
     }
 }
 
+// plumb: the channel carries `Box<Envelope>`, not `Envelope`: tokio's mpsc allocates its slots in
+// blocks of 32 at creation and keeps them for the channel's life, and an envelope holds a whole
+// request (~280 bytes), so every client connection held a ~9 KiB block for at most one queued
+// request (HTTP/1) — more than its buffers. Boxed, the block is 32 pointers, and each request
+// costs one small allocation, freed when the connection takes it.
 struct Envelope<T, U>(Option<(T, Callback<T, U>)>);
 
 impl<T, U> Drop for Envelope<T, U> {
