@@ -47,19 +47,7 @@ pub fn contract_micro(n: usize) -> anyhow::Result<(f64, f64)> {
     contract
         .check(&answer)
         .map_err(|v| anyhow::anyhow!("the benchmark's answer breaks its contract: {v}"))?;
-    let median = |f: &dyn Fn()| {
-        let mut per: Vec<f64> = (0..11)
-            .map(|_| {
-                let start = tokio::time::Instant::now();
-                for _ in 0..n {
-                    f();
-                }
-                start.elapsed().as_nanos() as f64 / n as f64
-            })
-            .collect();
-        per.sort_by(f64::total_cmp);
-        per[per.len() / 2]
-    };
+    let median = |f: &dyn Fn()| median_ns(n, f);
     let check = median(&|| {
         std::hint::black_box(contract.check(std::hint::black_box(&answer)).is_ok());
     });
@@ -128,19 +116,7 @@ pub fn event_micro(n: usize) -> (f64, f64, f64) {
         }
     };
     let data = &OPENAI_EVENT[6..OPENAI_EVENT.len() - 2];
-    let median = |f: &dyn Fn()| {
-        let mut per: Vec<f64> = (0..11)
-            .map(|_| {
-                let start = tokio::time::Instant::now();
-                for _ in 0..n {
-                    f();
-                }
-                start.elapsed().as_nanos() as f64 / n as f64
-            })
-            .collect();
-        per.sort_by(f64::total_cmp);
-        per[per.len() / 2]
-    };
+    let median = |f: &dyn Fn()| median_ns(n, f);
     (
         median(&|| read(Api::Openai, std::hint::black_box(OPENAI_EVENT))),
         median(&|| read(Api::Anthropic, std::hint::black_box(ANTHROPIC_EVENT))),
@@ -150,4 +126,19 @@ pub fn event_micro(n: usize) -> (f64, f64, f64) {
             );
         }),
     )
+}
+
+/// Median nanoseconds per call of `f`, over 11 batches of `n` calls.
+fn median_ns(n: usize, f: &dyn Fn()) -> f64 {
+    let mut per: Vec<f64> = (0..11)
+        .map(|_| {
+            let start = tokio::time::Instant::now();
+            for _ in 0..n {
+                f();
+            }
+            start.elapsed().as_nanos() as f64 / n as f64
+        })
+        .collect();
+    per.sort_by(f64::total_cmp);
+    per[per.len() / 2]
 }
