@@ -5,6 +5,7 @@
 //! way gets its class here, through [`classify`]; what the answer says is checked by the caller
 //! ([`crate::verify`]).
 
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -18,7 +19,7 @@ use crate::completion::Whole;
 use crate::event::{Event, RawEvent, SseReader};
 use crate::keys::Secret;
 use crate::payload::{Api, Operation};
-use crate::upstream::{self, Transport, UpstreamBody};
+use crate::upstream::{self, Transport, UpstreamBody, clock};
 
 /// Largest upstream error body read for classification.
 const MAX_ERROR_BYTES: usize = 64 * 1024;
@@ -200,12 +201,13 @@ pub async fn exchange(
     max_body: usize,
     expect: Expect<'_>,
 ) -> Result<Answer, Failure> {
-    let start = Instant::now();
     // A stream's first token cannot come before its head: the first-token deadline bounds the
-    // head too (a stream whose head is late is as silent as one whose first token is).
+    // head too (a stream whose head is late is as silent as one whose first token is). Both
+    // count from `sent`: when the request could go out (after the connect, when the attempt
+    // opened a connection: it has a deadline of its own).
     let streamed = matches!(expect, Expect::Stream(_));
-    let (head, body) = successful_head(transport, req, d, start, total, streamed).await?;
-    let head_after = start.elapsed();
+    let (head, body, sent) = successful_head(transport, req, d, total, streamed).await?;
+    let head_after = sent.elapsed();
     match expect {
         Expect::Whole(operation) => {
             let body = read_body(body, max_body, total)
@@ -251,7 +253,7 @@ pub async fn exchange(
                     "a stream was asked for but the upstream answered without text/event-stream",
                 ));
             }
-            let first_token = total.min(start + d.first_token);
+            let first_token = total.min(sent + d.first_token);
             let until_end = h.until_end.then_some(total);
             let until_end = until_end.map(|end| (end, max_body));
             let (first, rest) = hold(body, family, first_token, d, h.streaming, until_end).await?;
@@ -266,33 +268,68 @@ pub async fn exchange(
 }
 
 /// Sends an attempt and waits for a successful response head: a timeout, a transport error or
-/// an error status (read and classified) is the attempt's failure.
+/// an error status (read and classified) is the attempt's failure. Returns the head, the body
+/// and when the request could be sent: now, or when the connection it opened was ready (the
+/// first-byte and first-token deadlines count from then; see [`clock`]).
 async fn successful_head(
     transport: &dyn Transport,
     req: Request<Full<Bytes>>,
     d: &Deadlines,
-    start: Instant,
     total: Instant,
     streamed: bool,
-) -> Result<(http::response::Parts, UpstreamBody), Failure> {
-    let first_byte = start + d.first_byte;
-    let first_token = start + d.first_token;
-    let head_deadline = if streamed {
-        total.min(first_byte).min(first_token)
-    } else {
-        total.min(first_byte)
-    };
-    let resp = match tokio::time::timeout_at(head_deadline, transport.send(req, d.connect)).await {
-        Err(_) if total <= head_deadline => {
-            return Err(Failure::timeout(Phase::Head, "total", d.total));
+) -> Result<(http::response::Parts, UpstreamBody, Instant), Failure> {
+    let start = Instant::now();
+    let head_deadline = |sent: Instant| {
+        let by = total.min(sent + d.first_byte);
+        if streamed {
+            by.min(sent + d.first_token)
+        } else {
+            by
         }
-        Err(_) if streamed && first_token <= first_byte => {
-            return Err(Failure::timeout(Phase::Head, "first-token", d.first_token));
-        }
-        Err(_) => return Err(Failure::timeout(Phase::Head, "first-byte", d.first_byte)),
-        Ok(Err(e)) => return Err(classify::transport(e.as_ref())),
-        Ok(Ok(resp)) => resp,
     };
+    // The deadline in force follows the connection: from the start on a pooled one; while the
+    // attempt opens one, the connect deadline (the transport's TCP timeout does not cover TLS
+    // or a proxy's tunnel); from when it was ready once it is. The connector notes its progress
+    // while `send` is polled, so the deadline is looked at again after every poll.
+    let deadline = |connection| match connection {
+        clock::Connection::Pooled => head_deadline(start),
+        clock::Connection::Opening { since } => {
+            head_deadline(start).max(total.min(since + d.connect))
+        }
+        clock::Connection::Ready { at } => head_deadline(at.max(start)),
+    };
+    let mut send = transport.send(req, d.connect);
+    let timer = tokio::time::sleep_until(head_deadline(start));
+    tokio::pin!(timer);
+    let (resp, sent) = clock::scope(std::future::poll_fn(|cx| {
+        let polled = send.as_mut().poll(cx);
+        let connection = clock::connection();
+        if let Poll::Ready(resp) = polled {
+            let sent = match connection {
+                clock::Connection::Ready { at } => at.max(start),
+                clock::Connection::Pooled | clock::Connection::Opening { .. } => start,
+            };
+            return Poll::Ready(Ok((resp, sent)));
+        }
+        let by = deadline(connection);
+        if timer.deadline() != by {
+            timer.as_mut().reset(by);
+        }
+        if timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        Poll::Ready(Err(if total <= by {
+            Failure::timeout(Phase::Head, "total", d.total)
+        } else if matches!(connection, clock::Connection::Opening { .. }) {
+            Failure::timeout(Phase::Head, "connect", d.connect)
+        } else if streamed && d.first_token <= d.first_byte {
+            Failure::timeout(Phase::Head, "first-token", d.first_token)
+        } else {
+            Failure::timeout(Phase::Head, "first-byte", d.first_byte)
+        }))
+    }))
+    .await?;
+    let resp = resp.map_err(|e| classify::transport(e.as_ref()))?;
     let (head, body) = resp.into_parts();
     if !head.status.is_success() {
         let bytes = read_body(body, MAX_ERROR_BYTES, total)
@@ -304,7 +341,7 @@ async fn successful_head(
             &bytes,
         ));
     }
-    Ok((head, body))
+    Ok((head, body, sent))
 }
 
 enum ReadError {
@@ -488,5 +525,150 @@ async fn hold(
             held.extend_from_slice(&data);
             events.push(&data);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use http::Uri;
+    use http_body_util::BodyExt as _;
+    use tower_service::Service;
+
+    use super::*;
+    use crate::upstream::Sent;
+
+    /// A connector that takes `0` to connect.
+    #[derive(Clone)]
+    struct SlowConnect(Duration);
+
+    impl Service<Uri> for SlowConnect {
+        type Response = ();
+        type Error = std::io::Error;
+        type Future = Pin<Box<dyn Future<Output = Result<(), std::io::Error>> + Send>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: Uri) -> Self::Future {
+            let took = self.0;
+            Box::pin(async move {
+                tokio::time::sleep(took).await;
+                Ok(())
+            })
+        }
+    }
+
+    /// An upstream that opens a new connection taking `connect` (none: a pooled one) through
+    /// the clocked connector, then answers 200 after `answer`.
+    struct Upstream {
+        connect: Option<Duration>,
+        answer: Duration,
+    }
+
+    impl Transport for Upstream {
+        fn send(&self, _: Request<Full<Bytes>>, _: Duration) -> Sent<'_> {
+            Box::pin(async move {
+                if let Some(took) = self.connect {
+                    clock::Clocked(SlowConnect(took))
+                        .call(Uri::from_static("http://upstream"))
+                        .await?;
+                }
+                tokio::time::sleep(self.answer).await;
+                Ok(http::Response::new(
+                    Full::new(Bytes::from_static(b"{}"))
+                        .map_err(|never| match never {})
+                        .boxed(),
+                ))
+            })
+        }
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Deadlines of 1 s to the first byte and token (a learned floor), 3 s to connect.
+    fn deadlines() -> Deadlines {
+        Deadlines {
+            first_byte: ms(1000),
+            first_token: ms(1000),
+            connect: ms(3000),
+            ..Deadlines::default()
+        }
+    }
+
+    /// The head of an attempt at `upstream`, with `total` from now: when it came (or the
+    /// failure's deadline) and how long after the start.
+    async fn head(
+        upstream: Upstream,
+        total: Duration,
+    ) -> (Result<Duration, &'static str>, Duration) {
+        let start = Instant::now();
+        let got = successful_head(
+            &upstream,
+            Request::new(Full::new(Bytes::new())),
+            &deadlines(),
+            start + total,
+            true,
+        )
+        .await;
+        let got = got
+            .map(|(_, _, sent)| sent - start)
+            .map_err(|f| f.deadline.unwrap_or("none"));
+        (got, start.elapsed())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn first_byte_and_token_count_from_when_a_new_connection_was_ready() {
+        // A SYN sent again after 1 s: connected at 1.5 s, answered 0.2 s later. Counted from
+        // the start, the 1 s deadline would have cut it.
+        let slow = Upstream {
+            connect: Some(ms(1500)),
+            answer: ms(200),
+        };
+        assert_eq!(head(slow, ms(120_000)).await, (Ok(ms(1500)), ms(1700)));
+        // Once connected, the upstream has its 1 s, not more.
+        let silent = Upstream {
+            connect: Some(ms(1500)),
+            answer: ms(1200),
+        };
+        assert_eq!(
+            head(silent, ms(120_000)).await,
+            (Err("first-token"), ms(2500))
+        );
+        // A pooled connection: 1 s from the start, as before.
+        let pooled = Upstream {
+            connect: None,
+            answer: ms(1200),
+        };
+        assert_eq!(
+            head(pooled, ms(120_000)).await,
+            (Err("first-token"), ms(1000))
+        );
+        let quick = Upstream {
+            connect: None,
+            answer: ms(300),
+        };
+        assert_eq!(head(quick, ms(120_000)).await, (Ok(ms(0)), ms(300)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_still_opening_is_cut_at_the_connect_deadline_and_total_bounds_all() {
+        let hung = Upstream {
+            connect: Some(ms(60_000)),
+            answer: ms(0),
+        };
+        assert_eq!(head(hung, ms(120_000)).await, (Err("connect"), ms(3000)));
+        // The whole request's deadline comes first.
+        let slow = Upstream {
+            connect: Some(ms(1500)),
+            answer: ms(900),
+        };
+        assert_eq!(head(slow, ms(2000)).await, (Err("total"), ms(2000)));
     }
 }

@@ -1,6 +1,9 @@
 //! The upstream leg: pooled HTTP/1.1 and HTTP/2 connections over TLS (the system's roots plus an
 //! optional CA file) or plain HTTP, directly or through an HTTP proxy ([`crate::egress`]), and
-//! the request each provider expects — URL, key header, body with the upstream model.
+//! the request each provider expects — URL, key header, body with the upstream model. The
+//! connector notes when an attempt's new connection was ready ([`clock`]).
+
+pub mod clock;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -43,7 +46,7 @@ pub trait Transport: Send + Sync {
     fn send(&self, req: Request<Full<Bytes>>, connect: Duration) -> Sent<'_>;
 }
 
-type HttpClient = Client<HttpsConnector<EgressConnector>, Full<Bytes>>;
+type HttpClient = Client<clock::Clocked<HttpsConnector<EgressConnector>>, Full<Bytes>>;
 
 /// Client headers passed on to the upstream; everything else (the client's own keys above all)
 /// stays behind.
@@ -143,7 +146,7 @@ impl Upstreams {
                 Client::builder(TokioExecutor::new())
                     .pool_idle_timeout(Duration::from_secs(90))
                     .pool_max_idle_per_host(256)
-                    .build(https)
+                    .build(clock::Clocked(https))
             })
             .clone()
     }
