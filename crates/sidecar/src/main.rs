@@ -19,6 +19,11 @@ use plumb_telemetry::{Metrics, ReloadLabels};
 
 const EX_CONFIG: u8 = 64;
 
+/// mimalloc: per-thread free lists for every size, where glibc's malloc locks an arena to free
+/// a buffer another worker allocated (see BENCHMARKS.md, "The allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Where the policy comes from.
 enum Source {
     /// A routes file, its first policy and fingerprint.
