@@ -464,6 +464,7 @@ impl<'a> VacantEntry<'a> {
     pub fn insert(self, value: Stream) -> Key {
         // Insert the value in the slab
         let stream_id = value.id;
+        super::buffer::grow_by_doubling(self.slab); // plumb: see there
         let index = SlabIndex(self.slab.insert(value) as u32);
 
         // Insert the handle in the ID map
