@@ -24,17 +24,16 @@ pub mod token;
 pub mod wire;
 
 use std::collections::BTreeMap;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{Stream, StreamExt as _};
 use plumb_proto::v1::{self, operator_message, sidecar_message};
 use plumb_telemetry::clock;
 use plumb_telemetry::operator::{NamespaceLabels, OperatorMetrics, ReasonLabels};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tonic::{Code, Request, Response, Status, Streaming};
+use tonic::codegen::http;
+use tonic::{Code, Status};
 
 use crate::auth::{Authenticate, Identity, Rejected};
 use crate::knowledge::Knowledge;
@@ -73,14 +72,11 @@ pub struct PolicyServer {
     pub encodings: Arc<wire::Encodings>,
 }
 
-/// What a stream sends: messages encoded once (see [`wire`]).
-type Outbound = Pin<Box<dyn Stream<Item = Result<wire::Encoded, Status>> + Send>>;
-
 /// What a session hands its response stream: an encoded message (a shared buffer: the
 /// namespace's snapshot and knowledge are encoded once for all its streams) or the status that
 /// ends the stream, boxed, so each stream's channel (whose slots are allocated 32 at a time,
 /// whatever its capacity) stays small. The operator holds one per connected sidecar.
-type Outgoing = Result<wire::Encoded, Box<Status>>;
+pub(crate) type Outgoing = Result<wire::Encoded, Box<Status>>;
 
 /// How many messages may wait for a sidecar to take them.
 const OUTGOING_CAPACITY: usize = 4;
@@ -349,7 +345,7 @@ impl Session {
         }
     }
 
-    async fn run(&mut self, mut inbound: Streaming<v1::SidecarMessage>) -> End {
+    async fn run(&mut self, mut inbound: wire::Inbound) -> End {
         let server = self.server.clone();
         let (namespace, pod) = (self.namespace.clone(), self.pod.clone());
         let mut snapshots = server.policies.subscribe(&namespace);
@@ -476,10 +472,14 @@ impl Session {
 impl PolicyServer {
     /// One sidecar's control stream: its token reviewed, its Hello checked, then a session
     /// that sends what its namespace is given and takes what the sidecar says.
+    ///
+    /// `headers` are the request's (its `authorization` carries the token); what the sidecar
+    /// sends is read from `inbound`, and what it is sent comes out of the returned channel.
     pub async fn control(
         &self,
-        req: Request<Streaming<v1::SidecarMessage>>,
-    ) -> Result<Response<Outbound>, Status> {
+        headers: &http::HeaderMap,
+        mut inbound: wire::Inbound,
+    ) -> Result<mpsc::Receiver<Outgoing>, Status> {
         if !*self.leading.borrow() {
             return Err(self.refuse(
                 "not_leader",
@@ -488,9 +488,8 @@ impl PolicyServer {
                 ),
             ));
         }
-        let token = req
-            .metadata()
-            .get("authorization")
+        let token = headers
+            .get(http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim)
@@ -536,7 +535,6 @@ impl PolicyServer {
                 return Err(self.refuse(reason, status));
             }
         };
-        let mut inbound = req.into_inner();
         let hello = match tokio::time::timeout(HELLO_WITHIN, inbound.message()).await {
             Ok(Ok(Some(v1::SidecarMessage {
                 kind: Some(sidecar_message::Kind::Hello(h)),
@@ -614,8 +612,6 @@ impl PolicyServer {
             }
             let _ = server.acks.try_send(namespace.clone());
         });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx).map(|m| m.map_err(|s| *s)),
-        )))
+        Ok(rx)
     }
 }
