@@ -530,38 +530,12 @@ async fn hold(
 
 #[cfg(test)]
 mod tests {
-    use std::future::Future;
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
     use http::Uri;
     use http_body_util::BodyExt as _;
     use tower_service::Service;
 
     use super::*;
     use crate::upstream::Sent;
-
-    /// A connector that takes `0` to connect.
-    #[derive(Clone)]
-    struct SlowConnect(Duration);
-
-    impl Service<Uri> for SlowConnect {
-        type Response = ();
-        type Error = std::io::Error;
-        type Future = Pin<Box<dyn Future<Output = Result<(), std::io::Error>> + Send>>;
-
-        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-            Poll::Ready(Ok(()))
-        }
-
-        fn call(&mut self, _: Uri) -> Self::Future {
-            let took = self.0;
-            Box::pin(async move {
-                tokio::time::sleep(took).await;
-                Ok(())
-            })
-        }
-    }
 
     /// An upstream that opens a new connection taking `connect` (none: a pooled one) through
     /// the clocked connector, then answers 200 after `answer`.
@@ -574,7 +548,7 @@ mod tests {
         fn send(&self, _: Request<Full<Bytes>>, _: Duration) -> Sent<'_> {
             Box::pin(async move {
                 if let Some(took) = self.connect {
-                    clock::Clocked(SlowConnect(took))
+                    clock::Clocked(clock::SlowConnect(took))
                         .call(Uri::from_static("http://upstream"))
                         .await?;
                 }

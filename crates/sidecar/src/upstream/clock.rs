@@ -101,38 +101,40 @@ where
     }
 }
 
+/// A connector that takes a given time to connect, for tests of what the clock tells.
+#[cfg(test)]
+#[derive(Clone)]
+pub(crate) struct SlowConnect(pub std::time::Duration);
+
+#[cfg(test)]
+impl Service<Uri> for SlowConnect {
+    type Response = ();
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<(), std::io::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Uri) -> Self::Future {
+        let took = self.0;
+        Box::pin(async move {
+            tokio::time::sleep(took).await;
+            Ok(())
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use super::*;
 
-    /// A connector that takes `0` to connect.
-    #[derive(Clone)]
-    struct Slow(Duration);
-
-    impl Service<Uri> for Slow {
-        type Response = ();
-        type Error = std::io::Error;
-        type Future = Pin<Box<dyn Future<Output = Result<(), std::io::Error>> + Send>>;
-
-        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-            Poll::Ready(Ok(()))
-        }
-
-        fn call(&mut self, _: Uri) -> Self::Future {
-            let took = self.0;
-            Box::pin(async move {
-                tokio::time::sleep(took).await;
-                Ok(())
-            })
-        }
-    }
-
     #[tokio::test(start_paused = true)]
     async fn an_attempt_sees_when_the_connection_it_opened_was_ready() {
         let start = Instant::now();
-        let mut connector = Clocked(Slow(Duration::from_millis(1500)));
+        let mut connector = Clocked(SlowConnect(Duration::from_millis(1500)));
         scope(async {
             assert_eq!(connection(), Connection::Pooled);
             let connecting = connector.call(Uri::from_static("http://upstream"));
