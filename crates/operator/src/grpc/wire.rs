@@ -497,13 +497,7 @@ mod tests {
         let mut body = Replies { rx, done: false };
         let data = body.frame().await.unwrap().unwrap().into_data().unwrap();
         assert_eq!(data.as_ptr(), hb.0.as_ptr(), "the shared bytes, not a copy");
-        let t = body
-            .frame()
-            .await
-            .unwrap()
-            .unwrap()
-            .into_trailers()
-            .unwrap();
+        let t = next_trailers(&mut body).await;
         assert_eq!(t["grpc-status"], "16");
         assert_eq!(t["grpc-message"], "token%20expired");
         assert!(body.frame().await.is_none());
@@ -511,14 +505,13 @@ mod tests {
         let (tx, rx) = mpsc::channel::<Outgoing>(1);
         drop(tx);
         let mut body = Replies { rx, done: false };
-        let t = body
-            .frame()
-            .await
-            .unwrap()
-            .unwrap()
-            .into_trailers()
-            .unwrap();
-        assert_eq!(t["grpc-status"], "0");
+        assert_eq!(next_trailers(&mut body).await["grpc-status"], "0");
+    }
+
+    /// The next frame of `body`, which must be trailers.
+    async fn next_trailers(body: &mut Replies) -> http::HeaderMap {
+        let frame = body.frame().await.unwrap().unwrap();
+        frame.into_trailers().unwrap()
     }
 
     #[test]
