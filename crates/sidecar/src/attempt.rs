@@ -291,12 +291,17 @@ async fn successful_head(
     // attempt opens one, the connect deadline (the transport's TCP timeout does not cover TLS
     // or a proxy's tunnel); from when it was ready once it is. The connector notes its progress
     // while `send` is polled, so the deadline is looked at again after every poll.
+    let sent_at = |connection| match connection {
+        clock::Connection::Ready { at } => at.max(start),
+        clock::Connection::Pooled | clock::Connection::Opening { .. } => start,
+    };
     let deadline = |connection| match connection {
-        clock::Connection::Pooled => head_deadline(start),
         clock::Connection::Opening { since } => {
             head_deadline(start).max(total.min(since + d.connect))
         }
-        clock::Connection::Ready { at } => head_deadline(at.max(start)),
+        clock::Connection::Pooled | clock::Connection::Ready { .. } => {
+            head_deadline(sent_at(connection))
+        }
     };
     let mut send = transport.send(req, d.connect);
     let timer = tokio::time::sleep_until(head_deadline(start));
@@ -305,11 +310,7 @@ async fn successful_head(
         let polled = send.as_mut().poll(cx);
         let connection = clock::connection();
         if let Poll::Ready(resp) = polled {
-            let sent = match connection {
-                clock::Connection::Ready { at } => at.max(start),
-                clock::Connection::Pooled | clock::Connection::Opening { .. } => start,
-            };
-            return Poll::Ready(Ok((resp, sent)));
+            return Poll::Ready(Ok((resp, sent_at(connection))));
         }
         let by = deadline(connection);
         if timer.deadline() != by {
@@ -597,52 +598,41 @@ mod tests {
         (got, start.elapsed())
     }
 
+    /// An upstream whose connect takes `connect` ms (`None`: pooled) and which answers `answer`
+    /// ms after.
+    fn upstream(connect: Option<u64>, answer: u64) -> Upstream {
+        Upstream {
+            connect: connect.map(ms),
+            answer: ms(answer),
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn first_byte_and_token_count_from_when_a_new_connection_was_ready() {
         // A SYN sent again after 1 s: connected at 1.5 s, answered 0.2 s later. Counted from
         // the start, the 1 s deadline would have cut it.
-        let slow = Upstream {
-            connect: Some(ms(1500)),
-            answer: ms(200),
-        };
+        let slow = upstream(Some(1500), 200);
         assert_eq!(head(slow, ms(120_000)).await, (Ok(ms(1500)), ms(1700)));
         // Once connected, the upstream has its 1 s, not more.
-        let silent = Upstream {
-            connect: Some(ms(1500)),
-            answer: ms(1200),
-        };
-        assert_eq!(
-            head(silent, ms(120_000)).await,
-            (Err("first-token"), ms(2500))
-        );
+        let silent = upstream(Some(1500), 1200);
+        let cut = (Err("first-token"), ms(2500));
+        assert_eq!(head(silent, ms(120_000)).await, cut);
         // A pooled connection: 1 s from the start, as before.
-        let pooled = Upstream {
-            connect: None,
-            answer: ms(1200),
-        };
+        let pooled = upstream(None, 1200);
         assert_eq!(
             head(pooled, ms(120_000)).await,
             (Err("first-token"), ms(1000))
         );
-        let quick = Upstream {
-            connect: None,
-            answer: ms(300),
-        };
+        let quick = upstream(None, 300);
         assert_eq!(head(quick, ms(120_000)).await, (Ok(ms(0)), ms(300)));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_connection_still_opening_is_cut_at_the_connect_deadline_and_total_bounds_all() {
-        let hung = Upstream {
-            connect: Some(ms(60_000)),
-            answer: ms(0),
-        };
+        let hung = upstream(Some(60_000), 0);
         assert_eq!(head(hung, ms(120_000)).await, (Err("connect"), ms(3000)));
         // The whole request's deadline comes first.
-        let slow = Upstream {
-            connect: Some(ms(1500)),
-            answer: ms(900),
-        };
+        let slow = upstream(Some(1500), 900);
         assert_eq!(head(slow, ms(2000)).await, (Err("total"), ms(2000)));
     }
 }

@@ -81,7 +81,8 @@ pub(crate) type Outgoing = Result<wire::Encoded, Box<Status>>;
 /// How many messages may wait for a sidecar to take them.
 const OUTGOING_CAPACITY: usize = 4;
 
-/// The policy service, its message limits set explicitly (see [`wire::ControlService`]).
+/// The policy service: its one method framed by hand, its message limits explicit (see
+/// [`wire::ControlService`]).
 pub fn service(server: PolicyServer) -> wire::ControlService {
     wire::ControlService::new(server)
 }
