@@ -181,14 +181,19 @@ fn main() -> ExitCode {
             }
             Source::ControlPlane(cp) => tokio::spawn(control::run(cp, table, metrics)),
         };
-        server::serve_with(
+        // The accept loop runs on a worker, not on this thread (`block_on`'s): a new
+        // connection is then accepted and read by the same thread, without a hand-off between
+        // two (see BENCHMARKS.md, "A new connection's first request").
+        let served = tokio::spawn(server::serve_with(
             proxy,
             (proxy_listener, args.proxy_limits()),
             (admin_listener, args.admin_limits()),
             plumb_telemetry::shutdown::signal(),
             args.drain_timeout,
-        )
-        .await;
+        ));
+        if let Err(e) = served.await {
+            tracing::error!(error = %e, "the server task failed");
+        }
         watch.abort();
         tracing::info!("drained; exiting");
         ExitCode::SUCCESS

@@ -68,6 +68,10 @@ struct Args {
     /// Only the in-process figures (no proxies started).
     #[arg(long)]
     in_process_only: bool,
+    /// Only the streams one at a time through the three paths, their first-byte times
+    /// printed (no report): a quick look at the first-byte path.
+    #[arg(long)]
+    streams_only: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -178,6 +182,13 @@ async fn bench(args: Args) -> anyhow::Result<()> {
          Added latencies are differences from straight to the simulator in the same run, with their sign.\n\n",
         args.seconds
     ));
+    if args.streams_only {
+        for &layout in layouts {
+            streams_only(&args, layout, &dir).await?;
+        }
+        let _ = std::fs::remove_dir_all(dir);
+        return Ok(());
+    }
     let mut failures = 0;
     for &layout in layouts {
         let figures = run_layout(&args, layout, &dir).await?;
@@ -213,8 +224,64 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The simulator, the floor and the sidecar, started in a layout, and the three paths to the
+/// simulator through them.
+struct Started {
+    sim: Proc,
+    floor: Proc,
+    sidecar: Proc,
+    paths: Trio<Path>,
+}
+
 /// Starts the simulator, the floor and the sidecar in `layout` and measures all of it.
 async fn run_layout(args: &Args, layout: Layout, dir: &FsPath) -> anyhow::Result<Figures> {
+    let Started {
+        sim,
+        floor,
+        sidecar,
+        paths,
+    } = start(args, layout, dir).await?;
+    let rss_idle_kib = Pair {
+        floor: measure::rss_kib(floor.child.id()),
+        plumb: measure::rss_kib(sidecar.child.id()),
+    };
+    let seconds = args.seconds;
+    let load = |connections, rate| Load {
+        connections,
+        seconds,
+        rate,
+    };
+    let one = measure::alternating(&paths, load(1, None), args.repeat).await?;
+    let open =
+        measure::alternating(&paths, load(OPEN_CONNECTIONS, Some(RATE)), args.repeat).await?;
+    let max = measure::alternating(&paths, load(MAX_CONNECTIONS, None), args.repeat).await?;
+    let streams = measure::streams(&paths, args.streams).await?;
+    let held = Pair {
+        floor: measure::held_requests(&paths.floor, args.in_flight).await?,
+        plumb: measure::held_requests(&paths.plumb, args.in_flight).await?,
+    };
+    let held_streams = Pair {
+        floor: measure::held_streams(&paths.floor, args.in_flight).await,
+        plumb: measure::held_streams(&paths.plumb, args.in_flight).await,
+    };
+    drop((sidecar, floor, sim));
+    Ok(Figures {
+        one,
+        open,
+        rate: RATE,
+        max,
+        connections: MAX_CONNECTIONS,
+        streams,
+        rss_idle_kib,
+        held,
+        held_streams,
+        in_flight: args.in_flight,
+        repeat: args.repeat.max(1),
+    })
+}
+
+/// Starts the simulator, the floor and the sidecar in `layout`.
+async fn start(args: &Args, layout: Layout, dir: &FsPath) -> anyhow::Result<Started> {
     let (sim_cpus, proxy_cpus) = match layout {
         Layout::Pinned => (args.harness_cpus.as_str(), args.proxy_cpus.as_str()),
         Layout::Shared => ("", ""),
@@ -288,43 +355,33 @@ async fn run_layout(args: &Args, layout: Layout, dir: &FsPath) -> anyhow::Result
             bodies: &ROUTE_BODIES,
         },
     };
-    let rss_idle_kib = Pair {
-        floor: measure::rss_kib(floor.child.id()),
-        plumb: measure::rss_kib(sidecar.child.id()),
-    };
-    let seconds = args.seconds;
-    let load = |connections, rate| Load {
-        connections,
-        seconds,
-        rate,
-    };
-    let one = measure::alternating(&paths, load(1, None), args.repeat).await?;
-    let open =
-        measure::alternating(&paths, load(OPEN_CONNECTIONS, Some(RATE)), args.repeat).await?;
-    let max = measure::alternating(&paths, load(MAX_CONNECTIONS, None), args.repeat).await?;
-    let streams = measure::streams(&paths, args.streams).await?;
-    let held = Pair {
-        floor: measure::held_requests(&paths.floor, args.in_flight).await?,
-        plumb: measure::held_requests(&paths.plumb, args.in_flight).await?,
-    };
-    let held_streams = Pair {
-        floor: measure::held_streams(&paths.floor, args.in_flight).await,
-        plumb: measure::held_streams(&paths.plumb, args.in_flight).await,
-    };
-    drop((sidecar, floor, sim));
-    Ok(Figures {
-        one,
-        open,
-        rate: RATE,
-        max,
-        connections: MAX_CONNECTIONS,
-        streams,
-        rss_idle_kib,
-        held,
-        held_streams,
-        in_flight: args.in_flight,
-        repeat: args.repeat.max(1),
+    Ok(Started {
+        sim,
+        floor,
+        sidecar,
+        paths,
     })
+}
+
+/// `--streams-only`: the streams one at a time, and nothing else (a quick look at the
+/// first-byte path while working on it).
+async fn streams_only(args: &Args, layout: Layout, dir: &FsPath) -> anyhow::Result<()> {
+    let started = start(args, layout, dir).await?;
+    let s = measure::streams(&started.paths, args.streams).await?;
+    let added = |ttfb: (u64, u64)| ttfb.0 as i64 - s.direct.ttfb.0 as i64;
+    println!(
+        "{}: stream first byte p50 / p99 µs: direct {} / {}; floor {} / {} (added {:+}); plumb {} / {} (added {:+})",
+        layout.title(),
+        s.direct.ttfb.0,
+        s.direct.ttfb.1,
+        s.floor.ttfb.0,
+        s.floor.ttfb.1,
+        added(s.floor.ttfb),
+        s.plumb.ttfb.0,
+        s.plumb.ttfb.1,
+        added(s.plumb.ttfb),
+    );
+    Ok(())
 }
 
 /// One route as a default route is: two targets on the simulator, the primary and a fallback
