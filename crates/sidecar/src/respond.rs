@@ -3,7 +3,7 @@
 //! answered and how.
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use plumb_policy::FailureClass;
@@ -123,18 +123,24 @@ pub struct Account<'a> {
 
 /// Adds the `x-plumb-*` headers.
 pub fn account(h: &mut HeaderMap, a: &Account<'_>) {
+    // Names as constants: a `&str` name is parsed and checked again at every insert.
+    const ROUTE: HeaderName = HeaderName::from_static("x-plumb-route");
+    const SERVED_BY: HeaderName = HeaderName::from_static("x-plumb-served-by");
+    const ATTEMPTS: HeaderName = HeaderName::from_static("x-plumb-attempts");
+    const FAILURE_CLASSES: HeaderName = HeaderName::from_static("x-plumb-failure-classes");
+    const EQUIVALENCE: HeaderName = HeaderName::from_static("x-plumb-equivalence");
     let value = |s: &str| HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static("invalid"));
     if let Some(r) = a.route {
-        h.insert("x-plumb-route", value(r));
+        h.insert(ROUTE, value(r));
     }
     if let Some(t) = a.served_by {
-        h.insert("x-plumb-served-by", value(t));
+        h.insert(SERVED_BY, value(t));
     }
-    h.insert("x-plumb-attempts", HeaderValue::from(a.attempts));
+    h.insert(ATTEMPTS, HeaderValue::from(a.attempts));
     let classes: Vec<&str> = a.failures.iter().map(|c| c.as_str()).collect();
-    h.insert("x-plumb-failure-classes", value(&classes.join(",")));
+    h.insert(FAILURE_CLASSES, value(&classes.join(",")));
     if let Some(e) = a.equivalence {
-        h.insert("x-plumb-equivalence", value(e));
+        h.insert(EQUIVALENCE, value(e));
     }
 }
 
