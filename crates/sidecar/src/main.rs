@@ -191,11 +191,18 @@ fn main() -> ExitCode {
             plumb_telemetry::shutdown::signal(),
             args.drain_timeout,
         ));
-        if let Err(e) = served.await {
-            tracing::error!(error = %e, "the server task failed");
-        }
+        let served = served.await;
         watch.abort();
-        tracing::info!("drained; exiting");
-        ExitCode::SUCCESS
+        match served {
+            Ok(()) => {
+                tracing::info!("drained; exiting");
+                ExitCode::SUCCESS
+            }
+            // A panic in the accept loop: the process ends in failure, for the kubelet to restart it.
+            Err(e) => {
+                tracing::error!(error = %e, "the server task failed");
+                ExitCode::FAILURE
+            }
+        }
     })
 }
