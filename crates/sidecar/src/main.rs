@@ -190,8 +190,8 @@ fn main() -> ExitCode {
             (admin_listener, args.admin_limits()),
             plumb_telemetry::shutdown::signal(),
             args.drain_timeout,
-        ));
-        let served = served.await;
+        ))
+        .await;
         watch.abort();
         match served {
             Ok(()) => {

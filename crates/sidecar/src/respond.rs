@@ -121,14 +121,16 @@ pub struct Account<'a> {
     pub equivalence: Option<&'a str>,
 }
 
+// The `x-plumb-*` names, as constants: a `&str` name is parsed and checked again at every insert.
+const ROUTE: HeaderName = HeaderName::from_static("x-plumb-route");
+/// `x-plumb-served-by`: the target that answered.
+pub const SERVED_BY: HeaderName = HeaderName::from_static("x-plumb-served-by");
+const ATTEMPTS: HeaderName = HeaderName::from_static("x-plumb-attempts");
+const FAILURE_CLASSES: HeaderName = HeaderName::from_static("x-plumb-failure-classes");
+const EQUIVALENCE: HeaderName = HeaderName::from_static("x-plumb-equivalence");
+
 /// Adds the `x-plumb-*` headers.
 pub fn account(h: &mut HeaderMap, a: &Account<'_>) {
-    // Names as constants: a `&str` name is parsed and checked again at every insert.
-    const ROUTE: HeaderName = HeaderName::from_static("x-plumb-route");
-    const SERVED_BY: HeaderName = HeaderName::from_static("x-plumb-served-by");
-    const ATTEMPTS: HeaderName = HeaderName::from_static("x-plumb-attempts");
-    const FAILURE_CLASSES: HeaderName = HeaderName::from_static("x-plumb-failure-classes");
-    const EQUIVALENCE: HeaderName = HeaderName::from_static("x-plumb-equivalence");
     let value = |s: &str| HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static("invalid"));
     if let Some(r) = a.route {
         h.insert(ROUTE, value(r));

@@ -146,7 +146,7 @@ pub(super) async fn serve(
                     HeaderValue::from_static("application/json"),
                 );
                 if let Ok(v) = HeaderValue::from_str(&target.name) {
-                    out.headers_mut().insert("x-plumb-served-by", v);
+                    out.headers_mut().insert(respond::SERVED_BY, v);
                 }
                 return out;
             }
@@ -236,7 +236,7 @@ fn relayed(resp: Response<upstream::UpstreamBody>, target: &Target) -> Response<
     let h = out.headers_mut();
     respond::pass_headers(&head.headers, h, &["x-request-id", "openai-processing-ms"]);
     if let Ok(v) = HeaderValue::from_str(&target.name) {
-        h.insert("x-plumb-served-by", v);
+        h.insert(respond::SERVED_BY, v);
     }
     out
 }
