@@ -138,6 +138,11 @@ pub type OnGap = Box<dyn FnOnce(Duration, bool) + Send + Sync>;
 /// the output tokens, the time from commit to its last bytes and those tokens.
 pub type OnRate = Box<dyn FnOnce(Duration, u64) + Send + Sync>;
 
+/// The commit's bookkeeping (the attempt's and the request's records: metrics, span fields,
+/// what is learned, the fleet's report), which nothing the client waits for depends on: run
+/// once the first bytes are written, or when the stream settles or is dropped before that.
+pub type AfterFirstBytes = Box<dyn FnOnce() + Send + Sync>;
+
 /// Removes secrets from a text before it reaches the client (a provider's error message
 /// echoed into the interruption event can carry a key).
 pub type Redact = std::sync::Arc<dyn Fn(&str) -> String + Send + Sync>;
@@ -172,6 +177,10 @@ pub struct Relay {
     on_usage: Option<OnUsage>,
     on_gap: Option<OnGap>,
     on_rate: Option<OnRate>,
+    after_first_bytes: Option<AfterFirstBytes>,
+    /// Whether the relay has let the server write its first bytes before running
+    /// `after_first_bytes`.
+    yielded: bool,
     /// When the stream was committed.
     committed: Instant,
     /// When the upstream last sent bytes, and the longest silence so far.
@@ -213,6 +222,8 @@ pub struct RelayOptions {
     /// Told the committing target's time from commit to the end and its output tokens, when
     /// its stream ends whole.
     pub on_rate: Option<OnRate>,
+    /// The commit's bookkeeping, off the path of the first bytes.
+    pub after_first_bytes: Option<AfterFirstBytes>,
     /// Applied to every upstream text the client's error event repeats.
     pub redact: Redact,
 }
@@ -263,6 +274,8 @@ impl Relay {
             on_usage: options.on_usage,
             on_gap: options.on_gap,
             on_rate: options.on_rate,
+            after_first_bytes: options.after_first_bytes,
+            yielded: false,
             committed: now,
             last_read: now,
             longest_gap: Duration::ZERO,
@@ -316,8 +329,17 @@ impl Relay {
         }
     }
 
+    /// Runs the commit's bookkeeping if it has not run yet.
+    fn after_first_bytes(&mut self) {
+        if let Some(record) = self.after_first_bytes.take() {
+            record();
+        }
+    }
+
     /// Settles the attempt of the target streaming now.
     fn settle(&mut self, how: Settlement) {
+        // The commit is recorded before how the stream ends.
+        self.after_first_bytes();
         if let Some(settle) = self.settle.take() {
             settle(how, self.bytes);
         }
@@ -554,6 +576,16 @@ impl http_body::Body for Relay {
                 this.bytes += bytes.len() as u64;
                 return Poll::Ready(Some(Ok(Frame::data(bytes))));
             }
+            // The first bytes are handed over: the server writes them when this poll says
+            // nothing more is ready (woken at once to go on), then the commit is recorded.
+            if this.after_first_bytes.is_some() && this.bytes > 0 {
+                if !this.yielded {
+                    this.yielded = true;
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                this.after_first_bytes();
+            }
             if this.done {
                 return Poll::Ready(None);
             }
@@ -710,6 +742,7 @@ mod tests {
             on_usage: None,
             on_gap: None,
             on_rate: None,
+            after_first_bytes: None,
             redact: std::sync::Arc::new(str::to_owned),
         };
         let relay = Relay::new(
@@ -735,6 +768,73 @@ mod tests {
                 Err(_) => return (out, false),
             }
         }
+    }
+
+    /// A relay of a two-event OpenAI stream that notes in `log` when its commit is recorded
+    /// and when its attempt settles.
+    fn recording_relay(log: &std::sync::Arc<std::sync::Mutex<Vec<&'static str>>>) -> Relay {
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> = [
+            "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: [DONE]\n\n",
+        ]
+        .into_iter()
+        .map(|f| Ok(Frame::data(Bytes::from_static(f.as_bytes()))))
+        .collect();
+        let upstream = http_body_util::StreamBody::new(tokio_stream::iter(frames)).boxed();
+        let (recorded, settled) = (log.clone(), log.clone());
+        let options = RelayOptions {
+            api: Api::Openai,
+            route: "test/r".to_owned(),
+            target: "t".to_owned(),
+            translator: Translator::new(Api::Openai, Api::Openai, false, 1),
+            malformed: MalformedEvents::Fail,
+            idle: Duration::from_secs(60),
+            max: Duration::from_secs(600),
+            resume: None,
+            include_usage: false,
+            created: 1,
+            after_commit: None,
+            collect: false,
+            on_usage: None,
+            on_gap: None,
+            on_rate: None,
+            after_first_bytes: Some(Box::new(move || {
+                recorded.lock().unwrap().push("recorded");
+            })),
+            redact: std::sync::Arc::new(str::to_owned),
+        };
+        Relay::new(
+            options,
+            Held::default(),
+            upstream,
+            Box::new(move |_, _| settled.lock().unwrap().push("settled")),
+            |_| {},
+        )
+    }
+
+    #[tokio::test]
+    async fn the_commit_is_recorded_after_the_first_bytes_are_handed_over_and_before_the_end() {
+        use http_body::Body as _;
+        let log = std::sync::Arc::default();
+        let mut relay = recording_relay(&log);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let first = Pin::new(&mut relay).poll_frame(&mut cx);
+        assert!(matches!(first, Poll::Ready(Some(Ok(_)))), "{first:?}");
+        assert!(
+            log.lock().unwrap().is_empty(),
+            "recorded before the first bytes"
+        );
+        // The server is let write them (the relay says it waits, woken at once) ...
+        assert!(Pin::new(&mut relay).poll_frame(&mut cx).is_pending());
+        assert!(log.lock().unwrap().is_empty());
+        // ... and the next poll records the commit, then the stream goes on to its end.
+        let (rest, ended) = sent_so_far(&mut relay).await;
+        assert!(ended && rest.contains("[DONE]"), "{rest}");
+        assert_eq!(*log.lock().unwrap(), ["recorded", "settled"]);
+        // A client gone before the first bytes: the commit is still recorded, first.
+        let log = std::sync::Arc::default();
+        drop(recording_relay(&log));
+        assert_eq!(*log.lock().unwrap(), ["recorded", "settled"]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -143,9 +143,11 @@ impl Continuation {
                     family: self.request.family_for(target),
                     target: target.name.clone(),
                     settle: super::settle_stream(
-                        self.proxy.clone(),
-                        self.route.clone(),
-                        self.handles.clone(),
+                        super::Observing {
+                            proxy: self.proxy.clone(),
+                            route: self.route.clone(),
+                            handles: self.handles.clone(),
+                        },
                         target.clone(),
                         Some(permit),
                         latency,

@@ -265,6 +265,15 @@ enum Outcome {
 }
 
 impl Request<'_> {
+    /// The observer's parts, owned, for a record made after the request's own code returns.
+    fn observing(&self) -> Observing {
+        Observing {
+            proxy: self.proxy.clone(),
+            route: self.route.clone(),
+            handles: self.handles.clone(),
+        }
+    }
+
     fn observer(&self) -> Observer<'_> {
         Observer {
             metrics: &self.proxy.metrics,
@@ -462,26 +471,37 @@ impl Request<'_> {
             };
             let mut failure = match result {
                 Ok(checked) => {
-                    record.status = Some(checked.answer.status());
-                    // A whole answer settles the attempt now; a stream settles when it ends.
-                    let permit = match checked.answer {
+                    let status = checked.answer.status();
+                    // A whole answer settles the attempt now; a stream settles when it ends,
+                    // and its commit is recorded once its first bytes are written.
+                    let (permit, commit) = match checked.answer {
                         Answer::Whole { .. } => {
+                            record.status = Some(status);
                             record.breaker = permit.success();
                             record.outcome = AttemptOutcome::Answered {
                                 usage: checked.usage,
                             };
-                            None
+                            self.observer().attempt(&span, &record, self.request);
+                            (None, None)
                         }
                         Answer::Stream { head_after, .. } => {
-                            record.head = Some(head_after);
                             // A probe's verdict is its commit: traffic returns now, not when
                             // its stream ends.
-                            let (state, rest) = permit.commit();
-                            record.breaker = state;
-                            Some(rest)
+                            let (breaker, rest) = permit.commit();
+                            let commit = Commit {
+                                span: span.clone(),
+                                kind,
+                                probe,
+                                latency,
+                                status,
+                                model: named.model.clone(),
+                                substituted: named.substituted.clone(),
+                                breaker,
+                                head: head_after,
+                            };
+                            (Some(rest), Some(commit))
                         }
                     };
-                    self.observer().attempt(&span, &record, self.request);
                     let first_choice = kind == Kind::First;
                     return Outcome::Answered(self.served(
                         target,
@@ -489,6 +509,7 @@ impl Request<'_> {
                         first_choice,
                         permit,
                         latency,
+                        commit,
                     ));
                 }
                 Err(f) => f,
@@ -689,11 +710,62 @@ fn unstreamed_deadlines(
     Deadlines { total, ..d }
 }
 
+/// What a record outliving the request needs to reach the observer: the proxy, the route and
+/// its handles.
+#[derive(Clone)]
+pub(super) struct Observing {
+    proxy: Arc<Proxy>,
+    route: Arc<Route>,
+    handles: Arc<RouteHandles>,
+}
+
+impl Observing {
+    fn observer(&self) -> Observer<'_> {
+        Observer {
+            metrics: &self.proxy.metrics,
+            table: &self.proxy.table,
+            route: &self.route,
+            handles: &self.handles,
+        }
+    }
+}
+
+/// A committed stream's attempt, recorded once its first bytes are written: nothing the
+/// client waits for depends on it.
+pub(super) struct Commit {
+    span: tracing::Span,
+    kind: Kind,
+    probe: bool,
+    latency: Duration,
+    status: u16,
+    model: Option<String>,
+    substituted: Option<String>,
+    breaker: crate::breaker::BreakerState,
+    head: Duration,
+}
+
+impl Commit {
+    fn record(self, observer: &Observer<'_>, target: &Target, request: &ClientRequest) {
+        let record = AttemptRecord {
+            target,
+            kind: self.kind,
+            probe: self.probe,
+            latency: self.latency,
+            status: Some(self.status),
+            model: self.model.as_deref(),
+            substituted: self.substituted.as_deref(),
+            outcome: AttemptOutcome::Committed,
+            breaker: self.breaker,
+            next: None,
+            head: Some(self.head),
+        };
+        observer.attempt(&self.span, &record, request);
+    }
+}
+
 /// Settles a committed stream's attempt when the target's part of the stream ends.
 pub(super) fn settle_stream(
-    proxy: Arc<Proxy>,
-    route: Arc<plumb_policy::Route>,
-    handles: Arc<crate::observe::RouteHandles>,
+    observing: Observing,
     target: Target,
     permit: Option<Permit>,
     latency: Duration,
@@ -701,10 +773,11 @@ pub(super) fn settle_stream(
     Box::new(move |how: Settlement, bytes: u64| {
         let probe = permit.as_ref().is_some_and(Permit::is_probe);
         let breaker = match (&how, permit) {
-            (_, None) => proxy
+            (_, None) => observing
+                .proxy
                 .table
                 .breakers
-                .get(&target.upstream, route.breaker)
+                .get(&target.upstream, observing.route.breaker)
                 .state(),
             (Settlement::ClientGone, Some(p)) => p.abandon(),
             (
@@ -712,13 +785,7 @@ pub(super) fn settle_stream(
                 Some(p),
             ) => p.settle(how.failure()),
         };
-        Observer {
-            metrics: &proxy.metrics,
-            table: &proxy.table,
-            route: &route,
-            handles: &handles,
-        }
-        .stream_end(&StreamRecord {
+        observing.observer().stream_end(&StreamRecord {
             target: &target,
             settlement: &how,
             bytes,

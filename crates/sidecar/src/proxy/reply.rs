@@ -38,25 +38,12 @@ impl Request<'_> {
         first_choice: bool,
         permit: Option<Permit>,
         latency: Duration,
+        commit: Option<super::Commit>,
     ) -> Response<Body> {
         let failures: Vec<FailureClass> = self.tried.iter().map(|t| t.failure.class).collect();
         let verdict =
             crate::equivalence::verdict(self.route, &self.proxy.table.certifications, target);
         let primary = first_choice && self.tried.is_empty();
-        self.observer().request(
-            &self.span,
-            &RequestRecord {
-                started: self.started,
-                attempts: self.attempts,
-                failures: &failures,
-                outcome: RequestOutcome::Served {
-                    target,
-                    verdict,
-                    failed_over: !primary,
-                },
-            },
-            self.request,
-        );
         let equivalence = verdict.to_string();
         let account = Account {
             route: Some(self.handles.label()),
@@ -67,6 +54,20 @@ impl Request<'_> {
         };
         let (head, body) = match checked.answer {
             Answer::Whole { head, body, whole } => {
+                self.observer().request(
+                    &self.span,
+                    &RequestRecord {
+                        started: self.started,
+                        attempts: self.attempts,
+                        failures: &failures,
+                        outcome: RequestOutcome::Served {
+                            target,
+                            verdict,
+                            failed_over: !primary,
+                        },
+                    },
+                    self.request,
+                );
                 let body = match whole {
                     Whole::Chat(completion) => {
                         // A background job has no answer yet to compare.
@@ -203,6 +204,35 @@ impl Request<'_> {
                         })
                     }),
                     redact: self.redactor(),
+                    after_first_bytes: Some({
+                        // The commit's records, and the request's, once the first bytes are
+                        // on their way.
+                        let observing = self.observing();
+                        let (request, target, span) =
+                            (self.request.clone(), target.clone(), self.span.clone());
+                        let (started, attempts, failures) =
+                            (self.started, self.attempts, failures.clone());
+                        Box::new(move || {
+                            let observer = observing.observer();
+                            if let Some(commit) = commit {
+                                commit.record(&observer, &target, &request);
+                            }
+                            observer.request(
+                                &span,
+                                &RequestRecord {
+                                    started,
+                                    attempts,
+                                    failures: &failures,
+                                    outcome: RequestOutcome::Served {
+                                        target: &target,
+                                        verdict,
+                                        failed_over: !primary,
+                                    },
+                                },
+                                &request,
+                            );
+                        })
+                    }),
                 };
                 let settle = self.settle_stream(target, permit, latency);
                 let relay = Relay::new(options, first, rest, settle, move |end| {
@@ -231,14 +261,7 @@ impl Request<'_> {
         permit: Option<Permit>,
         latency: Duration,
     ) -> Settle {
-        super::settle_stream(
-            self.proxy.clone(),
-            self.route.clone(),
-            self.handles.clone(),
-            target.clone(),
-            permit,
-            latency,
-        )
+        super::settle_stream(self.observing(), target.clone(), permit, latency)
     }
 
     /// Removes this request's secrets (the policy's keys and the caller's own) from a text.
