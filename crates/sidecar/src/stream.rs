@@ -699,12 +699,13 @@ mod tests {
     use super::*;
     use http_body_util::BodyExt;
 
-    /// A relay of a whole OpenAI stream that has already ended upstream, checked after commit
-    /// by a contract whose verdict the test gives.
-    fn checked_relay() -> (Relay, oneshot::Sender<Result<(), Violation>>) {
-        let (tx, rx) = oneshot::channel::<Result<(), Violation>>();
-        // The answer, then its terminator in a frame of its own, then the end: the end is
-        // seen while the verdict is awaited.
+    /// A relay of a whole OpenAI stream (one event with the answer, then its terminator in a
+    /// frame of its own) that has already ended upstream.
+    fn relay(
+        after_commit: Option<AfterCommit>,
+        after_first_bytes: Option<AfterFirstBytes>,
+        settle: Settle,
+    ) -> Relay {
         let frames: Vec<Result<Frame<Bytes>, BoxError>> = [
             "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":\"stop\"}]}\n\n",
             "data: [DONE]\n\n",
@@ -724,35 +725,47 @@ mod tests {
             resume: None,
             include_usage: false,
             created: 1,
-            after_commit: Some(AfterCommit {
-                collector: StreamCollector::new(Api::Openai),
-                check: Box::new(move |_| {
-                    Box::pin(async move {
-                        rx.await.unwrap_or_else(|_| {
-                            Err(Violation {
-                                class: plumb_policy::FailureClass::SchemaViolation,
-                                check: "deadline".to_owned(),
-                                message: "gone".to_owned(),
-                            })
-                        })
-                    })
-                }),
-            }),
+            after_commit,
             collect: false,
             on_usage: None,
             on_gap: None,
             on_rate: None,
-            after_first_bytes: None,
+            after_first_bytes,
             redact: std::sync::Arc::new(str::to_owned),
         };
-        let relay = Relay::new(
-            options,
-            Held::default(),
-            upstream,
-            Box::new(|_, _| {}),
-            |_| {},
-        );
-        (relay, tx)
+        Relay::new(options, Held::default(), upstream, settle, |_| {})
+    }
+
+    /// The same relay, checked after commit by a contract whose verdict the test gives: the
+    /// end is seen while the verdict is awaited.
+    fn checked_relay() -> (Relay, oneshot::Sender<Result<(), Violation>>) {
+        let (tx, rx) = oneshot::channel::<Result<(), Violation>>();
+        let after_commit = AfterCommit {
+            collector: StreamCollector::new(Api::Openai),
+            check: Box::new(move |_| {
+                Box::pin(async move {
+                    rx.await.unwrap_or_else(|_| {
+                        Err(Violation {
+                            class: plumb_policy::FailureClass::SchemaViolation,
+                            check: "deadline".to_owned(),
+                            message: "gone".to_owned(),
+                        })
+                    })
+                })
+            }),
+        };
+        (relay(Some(after_commit), None, Box::new(|_, _| {})), tx)
+    }
+
+    /// The same relay, noting in `log` when its commit is recorded and when its attempt
+    /// settles.
+    fn recording_relay(log: &std::sync::Arc<std::sync::Mutex<Vec<&'static str>>>) -> Relay {
+        let (recorded, settled) = (log.clone(), log.clone());
+        relay(
+            None,
+            Some(Box::new(move || recorded.lock().unwrap().push("recorded"))),
+            Box::new(move |_, _| settled.lock().unwrap().push("settled")),
+        )
     }
 
     /// Everything the relay sends before it would wait, and whether it ended.
@@ -768,48 +781,6 @@ mod tests {
                 Err(_) => return (out, false),
             }
         }
-    }
-
-    /// A relay of a two-event OpenAI stream that notes in `log` when its commit is recorded
-    /// and when its attempt settles.
-    fn recording_relay(log: &std::sync::Arc<std::sync::Mutex<Vec<&'static str>>>) -> Relay {
-        let frames: Vec<Result<Frame<Bytes>, BoxError>> = [
-            "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"},\"finish_reason\":\"stop\"}]}\n\n",
-            "data: [DONE]\n\n",
-        ]
-        .into_iter()
-        .map(|f| Ok(Frame::data(Bytes::from_static(f.as_bytes()))))
-        .collect();
-        let upstream = http_body_util::StreamBody::new(tokio_stream::iter(frames)).boxed();
-        let (recorded, settled) = (log.clone(), log.clone());
-        let options = RelayOptions {
-            api: Api::Openai,
-            route: "test/r".to_owned(),
-            target: "t".to_owned(),
-            translator: Translator::new(Api::Openai, Api::Openai, false, 1),
-            malformed: MalformedEvents::Fail,
-            idle: Duration::from_secs(60),
-            max: Duration::from_secs(600),
-            resume: None,
-            include_usage: false,
-            created: 1,
-            after_commit: None,
-            collect: false,
-            on_usage: None,
-            on_gap: None,
-            on_rate: None,
-            after_first_bytes: Some(Box::new(move || {
-                recorded.lock().unwrap().push("recorded");
-            })),
-            redact: std::sync::Arc::new(str::to_owned),
-        };
-        Relay::new(
-            options,
-            Held::default(),
-            upstream,
-            Box::new(move |_, _| settled.lock().unwrap().push("settled")),
-            |_| {},
-        )
     }
 
     #[tokio::test]
