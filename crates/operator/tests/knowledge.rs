@@ -278,11 +278,19 @@ async fn knowledge_e2e_one_sidecars_failure_protects_the_fleet_with_one_probe_pe
             assert!(body.contains("[DONE]"), "a whole stream: {body}");
         }
     }
+    // Each new value the status shows is printed: on a failure, the output says where it
+    // stopped.
+    let shown = std::sync::Mutex::new(String::new());
     eventually("the status shows the primary's first tokens", || async {
         let route = env.get(&format!("{ROUTES}/chat")).await;
-        target_status(&route, "primary")["firstToken"]["samples"]
-            .as_u64()
-            .is_some_and(|n| n >= 21)
+        let first = &target_status(&route, "primary")["firstToken"];
+        let seen = first.to_string();
+        let mut last = shown.lock().unwrap();
+        if *last != seen {
+            eprintln!("the primary's firstToken: {seen}");
+            *last = seen;
+        }
+        first["samples"].as_u64().is_some_and(|n| n >= 21)
     })
     .await;
     let route = env.get(&format!("{ROUTES}/chat")).await;
