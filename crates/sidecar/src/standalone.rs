@@ -54,13 +54,18 @@ fn fingerprint(bytes: &[u8]) -> u64 {
 
 /// Reads, validates and resolves a routes file.
 pub fn load(path: &Path) -> Result<(Policy, u64), LoadError> {
-    let display = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
-        path: display.clone(),
+        path: path.display().to_string(),
         source,
     })?;
-    let hash = fingerprint(&bytes);
-    let text = String::from_utf8_lossy(&bytes);
+    resolve(path, &bytes)
+}
+
+/// Validates and resolves the contents `bytes` of the routes file at `path`.
+fn resolve(path: &Path, bytes: &[u8]) -> Result<(Policy, u64), LoadError> {
+    let display = path.display().to_string();
+    let hash = fingerprint(bytes);
+    let text = String::from_utf8_lossy(bytes);
     let dir = path.parent().unwrap_or(Path::new("."));
     let routes = parse_routes_file_with(&text, &Sources::in_dir(dir)).map_err(|source| {
         LoadError::Routes {
@@ -93,7 +98,10 @@ pub fn log_warnings(routes: &plumb_policy::RouteSet) {
 }
 
 /// Polls the file every `interval` and applies each valid change; an invalid change is logged
-/// once and the last good policy keeps serving. Runs until the task is dropped.
+/// once and the last good policy keeps serving. A change is taken once it reads the same at two
+/// polls in a row, so a file caught while it is being written (truncated, or half there, as a
+/// plain write leaves it for a moment) is neither applied nor rejected. Runs until the task is
+/// dropped.
 pub async fn watch(
     path: PathBuf,
     table: Arc<Table>,
@@ -102,6 +110,8 @@ pub async fn watch(
     mut applied: u64,
 ) {
     let mut rejected: Option<u64> = None;
+    // The changed contents the last poll read, not yet taken.
+    let mut changing: Option<u64> = None;
     loop {
         tokio::time::sleep(interval).await;
         let bytes = match std::fs::read(&path) {
@@ -120,13 +130,18 @@ pub async fn watch(
         };
         let hash = fingerprint(&bytes);
         if hash == applied {
+            changing = None;
             refresh_keys(&path, &table, &metrics);
             continue;
         }
         if rejected == Some(hash) {
+            changing = None;
             continue;
         }
-        match load(&path) {
+        if changing.replace(hash) != Some(hash) {
+            continue;
+        }
+        match resolve(&path, &bytes) {
             Ok((policy, hash)) => {
                 tracing::info!(version = %policy.version, routes = policy.routes.routes().len(), "routes reloaded");
                 log_warnings(&policy.routes);
@@ -172,5 +187,78 @@ fn refresh_keys(path: &Path, table: &Table, metrics: &Metrics) {
         Err(e) => {
             tracing::debug!(error = %e, "keys could not be refreshed; keeping the ones in force")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(name: &str) -> String {
+        format!(
+            "apiVersion: plumb.dev/v1alpha1
+kind: LlmRoute
+metadata: {{name: {name}}}
+spec:
+  match: {{models: [{name}]}}
+  targets:
+    - {{name: primary, provider: openai, baseUrl: 'http://127.0.0.1:9/v1', model: m, credentials: {{none: true}}}}
+"
+        )
+    }
+
+    fn loads(metrics: &Metrics, result: &'static str) -> u64 {
+        metrics
+            .policy_loads
+            .get_or_create(&ReloadLabels { result })
+            .get()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_file_caught_half_written_is_neither_applied_nor_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("routes.yaml");
+        std::fs::write(&path, route("a")).unwrap();
+        let (policy, hash) = load(&path).unwrap();
+        let (table, metrics) = (Arc::new(Table::new()), Arc::new(Metrics::new()));
+        table.apply(policy, &metrics);
+        let interval = Duration::from_secs(1);
+        let watcher = tokio::spawn(watch(
+            path.clone(),
+            table.clone(),
+            metrics.clone(),
+            interval,
+            hash,
+        ));
+        let routes = || table.current().map(|p| p.routes.routes().len());
+        // A poll reads the new file while it is written: its first route only (valid, and
+        // one route short), then the whole of it at the next poll.
+        let whole = format!("{}---\n{}", route("a"), route("b"));
+        std::fs::write(&path, &whole[..route("a").len()]).unwrap();
+        tokio::time::sleep(interval + interval / 10).await;
+        std::fs::write(&path, "apiVersion: plumb.dev/v1alpha1\nkind: Llm").unwrap();
+        tokio::time::sleep(interval).await;
+        std::fs::write(&path, &whole).unwrap();
+        tokio::time::sleep(interval).await;
+        assert_eq!(
+            routes(),
+            Some(1),
+            "nothing taken before it read the same twice"
+        );
+        tokio::time::sleep(interval).await;
+        assert_eq!(routes(), Some(2));
+        assert_eq!(
+            (loads(&metrics, "applied"), loads(&metrics, "rejected")),
+            (1, 0)
+        );
+        // An invalid file that stays is rejected, once; the last good routes keep serving.
+        std::fs::write(&path, "apiVersion: plumb.dev/v1alpha1\nkind: Llm").unwrap();
+        tokio::time::sleep(interval * 4).await;
+        assert_eq!(routes(), Some(2));
+        assert_eq!(
+            (loads(&metrics, "applied"), loads(&metrics, "rejected")),
+            (1, 1)
+        );
+        watcher.abort();
     }
 }
