@@ -17,7 +17,7 @@ use crate::classify::Failure;
 use crate::fallback;
 use crate::fleet::Gate;
 use crate::keys::{Secret, redact};
-use crate::observe::{AttemptOutcome, AttemptRecord, Observer, RouteHandles};
+use crate::observe::{AttemptOutcome, AttemptRecord, RouteHandles};
 use crate::payload::{ClientRequest, Operation};
 use crate::stream::Resumed;
 use crate::table::Policy;
@@ -36,6 +36,14 @@ pub(super) struct Continuation {
 }
 
 impl Continuation {
+    fn observing(&self) -> super::Observing {
+        super::Observing {
+            proxy: self.proxy.clone(),
+            route: self.route.clone(),
+            handles: self.handles.clone(),
+        }
+    }
+
     /// Tries the candidates in the route's order; the first whose stream reaches its first
     /// token takes over. `None` when none could.
     pub(super) async fn run(self, text: String) -> Option<Resumed> {
@@ -108,12 +116,8 @@ impl Continuation {
         .instrument(span.clone())
         .await;
         let latency = started.elapsed();
-        let observer = Observer {
-            metrics: &self.proxy.metrics,
-            table: &self.proxy.table,
-            route: &self.route,
-            handles: &self.handles,
-        };
+        let observing = self.observing();
+        let observer = observing.observer();
         let mut record = AttemptRecord {
             target,
             kind: Kind::Continuation,
@@ -143,11 +147,7 @@ impl Continuation {
                     family: self.request.family_for(target),
                     target: target.name.clone(),
                     settle: super::settle_stream(
-                        super::Observing {
-                            proxy: self.proxy.clone(),
-                            route: self.route.clone(),
-                            handles: self.handles.clone(),
-                        },
+                        observing.clone(),
                         target.clone(),
                         Some(permit),
                         latency,

@@ -20,13 +20,44 @@ use crate::completion::{Completion, Whole};
 use crate::equivalence::shadow;
 use crate::fallback::Skip;
 use crate::genai;
-use crate::observe::{RequestOutcome, RequestRecord};
-use crate::payload::Api;
+use crate::observe::{Observer, RequestOutcome, RequestRecord};
+use crate::payload::{Api, ClientRequest};
 use crate::respond::{self, Account, Body};
 use crate::stream::{AfterCommit, Relay, RelayOptions, Resume, Settle, StreamEnd};
 use crate::translate::events::Translator;
 use crate::translate::{answer, bedrock, gemini, responses};
 use crate::verify::{self, StreamCollector};
+
+/// The record of a request a target served: made when a whole answer is sent, or once a
+/// stream's first bytes are written.
+#[derive(Clone)]
+struct Served {
+    span: tracing::Span,
+    started: tokio::time::Instant,
+    attempts: u32,
+    failures: Vec<FailureClass>,
+    verdict: crate::equivalence::Verdict,
+    failed_over: bool,
+}
+
+impl Served {
+    fn record(&self, observer: &Observer<'_>, target: &Target, request: &ClientRequest) {
+        observer.request(
+            &self.span,
+            &RequestRecord {
+                started: self.started,
+                attempts: self.attempts,
+                failures: &self.failures,
+                outcome: RequestOutcome::Served {
+                    target,
+                    verdict: self.verdict,
+                    failed_over: self.failed_over,
+                },
+            },
+            request,
+        );
+    }
+}
 
 impl Request<'_> {
     /// The response for an answer from `target`. A stream's attempt is settled (`permit`) when
@@ -40,34 +71,30 @@ impl Request<'_> {
         latency: Duration,
         commit: Option<super::Commit>,
     ) -> Response<Body> {
-        let failures: Vec<FailureClass> = self.tried.iter().map(|t| t.failure.class).collect();
-        let verdict =
-            crate::equivalence::verdict(self.route, &self.proxy.table.certifications, target);
         let primary = first_choice && self.tried.is_empty();
-        let equivalence = verdict.to_string();
+        let record = Served {
+            span: self.span.clone(),
+            started: self.started,
+            attempts: self.attempts,
+            failures: self.tried.iter().map(|t| t.failure.class).collect(),
+            verdict: crate::equivalence::verdict(
+                self.route,
+                &self.proxy.table.certifications,
+                target,
+            ),
+            failed_over: !primary,
+        };
+        let equivalence = record.verdict.to_string();
         let account = Account {
             route: Some(self.handles.label()),
             served_by: Some(&target.name),
             attempts: self.attempts,
-            failures: &failures,
+            failures: &record.failures,
             equivalence: Some(&equivalence),
         };
         let (head, body) = match checked.answer {
             Answer::Whole { head, body, whole } => {
-                self.observer().request(
-                    &self.span,
-                    &RequestRecord {
-                        started: self.started,
-                        attempts: self.attempts,
-                        failures: &failures,
-                        outcome: RequestOutcome::Served {
-                            target,
-                            verdict,
-                            failed_over: !primary,
-                        },
-                    },
-                    self.request,
-                );
+                record.record(&self.observer(), target, self.request);
                 let body = match whole {
                     Whole::Chat(completion) => {
                         // A background job has no answer yet to compare.
@@ -208,29 +235,14 @@ impl Request<'_> {
                         // The commit's records, and the request's, once the first bytes are
                         // on their way.
                         let observing = self.observing();
-                        let (request, target, span) =
-                            (self.request.clone(), target.clone(), self.span.clone());
-                        let (started, attempts, failures) =
-                            (self.started, self.attempts, failures.clone());
+                        let (request, target, record) =
+                            (self.request.clone(), target.clone(), record.clone());
                         Box::new(move || {
                             let observer = observing.observer();
                             if let Some(commit) = commit {
                                 commit.record(&observer, &target, &request);
                             }
-                            observer.request(
-                                &span,
-                                &RequestRecord {
-                                    started,
-                                    attempts,
-                                    failures: &failures,
-                                    outcome: RequestOutcome::Served {
-                                        target: &target,
-                                        verdict,
-                                        failed_over: !primary,
-                                    },
-                                },
-                                &request,
-                            );
+                            record.record(&observer, &target, &request);
                         })
                     }),
                 };
