@@ -180,20 +180,29 @@ impl ClientRequest {
     /// express.
     pub fn body_for(&self, target: &Target) -> Result<Bytes, Untranslatable> {
         let family = self.family_for(target);
+        // Ask OpenAI for a stream's usage, to count its tokens; the usage-only chunk is
+        // dropped on the way back when the client did not ask for it. (Only OpenAI itself:
+        // older Azure API versions and some compatible servers refuse the field.)
+        let usage = self.stream && target.provider == Provider::Openai && !self.include_usage();
+        // The common case, on the way to every first byte: the client's own family, where only
+        // the model (and the usage option) change — written out from the parsed body as it
+        // stands, not copied and then written.
+        if family == self.api && family != Api::Responses && target.publisher().is_none() {
+            let body = Rewritten {
+                body: &self.body,
+                model: &target.model,
+                usage,
+            };
+            return Ok(Bytes::from(serde_json::to_vec(&body).unwrap_or_default()));
+        }
         let body = if family == self.api {
             let mut body = self.body.clone();
             body.insert("model".to_owned(), Value::String(target.model.clone()));
             if family == Api::Responses {
                 without_plumbs_items(&mut body);
             }
-            // Ask OpenAI for a stream's usage, to count its tokens; the usage-only chunk is
-            // dropped on the way back when the client did not ask for it. (Only OpenAI itself:
-            // older Azure API versions and some compatible servers refuse the field.)
-            if self.stream && target.provider == Provider::Openai && !self.include_usage() {
-                body.insert(
-                    "stream_options".to_owned(),
-                    serde_json::json!({"include_usage": true}),
-                );
+            if usage {
+                body.insert("stream_options".to_owned(), usage_option());
             }
             body
         } else {
@@ -403,6 +412,42 @@ impl ClientRequest {
     }
 }
 
+/// `stream_options` asking for a stream's usage.
+fn usage_option() -> Value {
+    serde_json::json!({"include_usage": true})
+}
+
+/// A client's body in its own family, written with another model and, when `usage`, with
+/// [`usage_option`] in place of the client's `stream_options`.
+struct Rewritten<'a> {
+    body: &'a Map<String, Value>,
+    model: &'a str,
+    usage: bool,
+}
+
+impl serde::Serialize for Rewritten<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let has = |key: &str| self.body.contains_key(key);
+        let added = usize::from(!has("model")) + usize::from(self.usage && !has("stream_options"));
+        let mut map = s.serialize_map(Some(self.body.len() + added))?;
+        for (k, v) in self.body {
+            match k.as_str() {
+                "model" => map.serialize_entry(k, self.model)?,
+                "stream_options" if self.usage => map.serialize_entry(k, &usage_option())?,
+                _ => map.serialize_entry(k, v)?,
+            }
+        }
+        if !has("model") {
+            map.serialize_entry("model", self.model)?;
+        }
+        if self.usage && !has("stream_options") {
+            map.serialize_entry("stream_options", &usage_option())?;
+        }
+        map.end()
+    }
+}
+
 /// Items Plumb wrote for a Responses client (from another provider's answer) sent back to
 /// OpenAI: their ids are not OpenAI's, which would answer "not found". Plumb's reasoning items
 /// carry another provider's thoughts and are left out; the others keep their content without
@@ -553,6 +598,57 @@ mod tests {
         assert_eq!(
             ClientRequest::parse(Api::Openai, Operation::Chat, br#"{"messages":[]}"#).err(),
             Some(InvalidRequest::NoModel)
+        );
+    }
+
+    #[test]
+    fn a_stream_to_openai_asks_for_usage_in_place_of_the_clients_stream_options() {
+        let target = |provider: &str| {
+            plumb_policy::compile(
+                "d",
+                "r",
+                &serde_json::from_value(serde_json::json!({
+                    "match": {"models": ["alias"]},
+                    "targets": [{"name": "t", "provider": provider, "baseUrl": "http://h/v1", "model": "upstream", "credentials": {"none": true}}]
+                }))
+                .unwrap_or_else(|e| panic!("{e}")),
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+            .targets
+            .remove(0)
+        };
+        let sent = |body: &[u8], provider: &str| -> Value {
+            let r = ClientRequest::parse(Api::Openai, Operation::Chat, body)
+                .unwrap_or_else(|e| panic!("{e}"));
+            serde_json::from_slice(&r.body_for(&target(provider)).unwrap_or_default())
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let usage = serde_json::json!({"include_usage": true});
+        // Asked for, without the client's options or in place of them.
+        let plain =
+            br#"{"model":"alias","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+        assert_eq!(
+            sent(plain, "openai"),
+            serde_json::json!({"model": "upstream", "stream": true, "messages": [{"role": "user", "content": "hi"}], "stream_options": usage})
+        );
+        let without = br#"{"model":"alias","stream":true,"stream_options":{"include_usage":false},"messages":[]}"#;
+        assert_eq!(sent(without, "openai")["stream_options"], usage);
+        // The client's own options pass as they are when it asked, or to another provider.
+        let with = br#"{"model":"alias","stream":true,"stream_options":{"include_usage":true,"x":1},"messages":[]}"#;
+        assert_eq!(
+            sent(with, "openai")["stream_options"],
+            serde_json::json!({"include_usage": true, "x": 1})
+        );
+        assert_eq!(
+            sent(without, "openai-compatible")["stream_options"],
+            serde_json::json!({"include_usage": false})
+        );
+        assert_eq!(sent(plain, "openai-compatible").get("stream_options"), None);
+        // Not a stream: nothing asked.
+        let whole = br#"{"model":"alias","messages":[]}"#;
+        assert_eq!(
+            sent(whole, "openai"),
+            serde_json::json!({"model": "upstream", "messages": []})
         );
     }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, header};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt as _, Full};
 use hyper_rustls::HttpsConnector;
@@ -50,10 +50,27 @@ type HttpClient = Client<clock::Clocked<HttpsConnector<EgressConnector>>, Full<B
 
 /// Client headers passed on to the upstream; everything else (the client's own keys above all)
 /// stays behind.
-const FORWARDED: &[&str] = &["anthropic-beta", "openai-beta", "user-agent", "accept"];
+const FORWARDED: [HeaderName; 4] = [
+    HeaderName::from_static("anthropic-beta"),
+    HeaderName::from_static("openai-beta"),
+    header::USER_AGENT,
+    header::ACCEPT,
+];
 
 /// The default `anthropic-version` when the client sent none.
-const ANTHROPIC_VERSION: &str = "2023-06-01";
+const ANTHROPIC_VERSION: HeaderValue = HeaderValue::from_static("2023-06-01");
+
+/// Header names the upstream requests carry, made once rather than parsed per request.
+mod names {
+    use http::HeaderName;
+
+    pub const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
+    pub const API_KEY: HeaderName = HeaderName::from_static("api-key");
+    pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+    pub const X_GOOG_API_KEY: HeaderName = HeaderName::from_static("x-goog-api-key");
+    pub const OPENAI_ORGANIZATION: HeaderName = HeaderName::from_static("openai-organization");
+    pub const OPENAI_PROJECT: HeaderName = HeaderName::from_static("openai-project");
+}
 
 /// Connection pools to every upstream, one per connect deadline and first hop (direct, or each
 /// proxy) in use.
@@ -218,7 +235,7 @@ impl Transport for Upstreams {
 /// The URL of an operation on a target; `stream` is whether the answer is streamed (only
 /// Gemini asks for a stream in the URL rather than the body).
 pub fn url(target: &Target, family: Api, op: Operation, stream: bool) -> String {
-    let base = target.base_url.to_string();
+    let base = base(&target.base_url);
     let base = base.trim_end_matches('/');
     let path = match (family, op) {
         (Api::Responses, _) => "responses",
@@ -261,6 +278,32 @@ pub fn url(target: &Target, family: Api, op: Operation, stream: bool) -> String 
         ),
         Provider::VertexAi => crate::vertex::url(target, stream),
     }
+}
+
+/// `uri` as text, as its `Display` writes it, without the formatting machinery (once per
+/// attempt, on the way to the first byte).
+fn base(uri: &http::Uri) -> String {
+    let (scheme, authority) = (uri.scheme_str(), uri.authority().map(|a| a.as_str()));
+    let (path, query) = (uri.path(), uri.query());
+    let mut out = String::with_capacity(
+        scheme.map_or(0, |s| s.len() + 3)
+            + authority.map_or(0, str::len)
+            + path.len()
+            + query.map_or(0, |q| q.len() + 1),
+    );
+    if let Some(s) = scheme {
+        out.push_str(s);
+        out.push_str("://");
+    }
+    if let Some(a) = authority {
+        out.push_str(a);
+    }
+    out.push_str(path);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
 }
 
 /// Percent-encodes every byte of `s` but the unreserved ones, for one path segment.
@@ -372,7 +415,10 @@ pub fn request(
     let mut b = Request::builder()
         .method(Method::POST)
         .uri(url(target, ask.family, ask.op, ask.stream))
-        .header(header::CONTENT_TYPE, "application/json");
+        .header(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
     // Signed by the transport, just before it sends.
     if target.provider == Provider::Bedrock
         && target.credentials == Credentials::Aws
@@ -404,7 +450,7 @@ pub fn stored_response(
     client_headers: &HeaderMap,
     egress: TargetEgress,
 ) -> Result<Request<Full<Bytes>>, http::Error> {
-    let base = target.base_url.to_string();
+    let base = base(&target.base_url);
     let b = Request::builder()
         .method(method)
         .uri(format!("{}/responses/{rest}", base.trim_end_matches('/')));
@@ -419,8 +465,8 @@ fn authenticated(
     client_headers: &HeaderMap,
 ) -> http::request::Builder {
     for name in FORWARDED {
-        if let Some(v) = client_headers.get(*name) {
-            b = b.header(*name, v.clone());
+        if let Some(v) = client_headers.get(&name) {
+            b = b.header(name, v.clone());
         }
     }
     let secret = |v: &str| {
@@ -440,21 +486,21 @@ fn authenticated(
                 secret(&format!("Bearer {}", k.expose())),
             );
         }
-        (Provider::AzureOpenai, Some(k)) => b = b.header("api-key", secret(k.expose())),
-        (Provider::Anthropic, Some(k)) => b = b.header("x-api-key", secret(k.expose())),
+        (Provider::AzureOpenai, Some(k)) => b = b.header(names::API_KEY, secret(k.expose())),
+        (Provider::Anthropic, Some(k)) => b = b.header(names::X_API_KEY, secret(k.expose())),
         // In a header, never in the URL's `key=` query, where it would reach access logs.
-        (Provider::Gemini, Some(k)) => b = b.header("x-goog-api-key", secret(k.expose())),
+        (Provider::Gemini, Some(k)) => b = b.header(names::X_GOOG_API_KEY, secret(k.expose())),
         (_, None) => {}
     }
     // Which OpenAI organization and project pay: the caller's own with its own key, the
     // target's with Plumb's (the caller's would name an account the key may not belong to).
     if target.provider == Provider::Openai {
         for (name, value) in [
-            ("openai-organization", &target.organization),
-            ("openai-project", &target.project),
+            (names::OPENAI_ORGANIZATION, &target.organization),
+            (names::OPENAI_PROJECT, &target.project),
         ] {
             let v = match &target.credentials {
-                Credentials::Passthrough => client_headers.get(name).cloned(),
+                Credentials::Passthrough => client_headers.get(&name).cloned(),
                 Credentials::Secret(_)
                 | Credentials::Env(_)
                 | Credentials::File(_)
@@ -471,10 +517,10 @@ fn authenticated(
     }
     if target.provider == Provider::Anthropic {
         let version = client_headers
-            .get("anthropic-version")
+            .get(names::ANTHROPIC_VERSION)
             .cloned()
-            .unwrap_or(HeaderValue::from_static(ANTHROPIC_VERSION));
-        b = b.header("anthropic-version", version);
+            .unwrap_or(ANTHROPIC_VERSION);
+        b = b.header(names::ANTHROPIC_VERSION, version);
     }
     b
 }
@@ -484,6 +530,21 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_base_url_reads_as_its_display_writes_it() {
+        for u in [
+            "http://h",
+            "http://h/",
+            "https://h:8443/v1",
+            "https://h/openai/v1/",
+            "http://10.0.0.1:8000/v1?x=1&y=2",
+            "https://h/p%20q",
+        ] {
+            let uri: http::Uri = u.parse().unwrap_or_else(|e| panic!("{u}: {e}"));
+            assert_eq!(base(&uri), uri.to_string(), "{u}");
+        }
+    }
 
     fn target(provider: &str, base: &str) -> Target {
         let mut t = json!({"name": "t", "provider": provider, "baseUrl": base, "model": "up", "apiVersion": "2024-10-21", "credentials": {"env": "K"}});
