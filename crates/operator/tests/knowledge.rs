@@ -290,7 +290,9 @@ async fn knowledge_e2e_one_sidecars_failure_protects_the_fleet_with_one_probe_pe
             eprintln!("the primary's firstToken: {seen}");
             *last = seen;
         }
-        first["samples"].as_u64().is_some_and(|n| n >= 21)
+        // The learned deadline needs 20: from then on, one more first token alone is not a
+        // change worth a write, so the last of the 21 may never be shown.
+        first["samples"].as_u64().is_some_and(|n| n >= 20)
     })
     .await;
     let route = env.get(&format!("{ROUTES}/chat")).await;

@@ -130,10 +130,27 @@ pub fn change(before: &[TargetStatus], after: &[TargetStatus]) -> Change {
         let rate = |t: &TargetStatus| t.error_rate.unwrap_or(0.0);
         let p50 = |t: &TargetStatus| t.latency_ms.as_ref().map_or(0.0, |l| l.p50);
         let samples = |t: &TargetStatus| t.equivalence.as_ref().map_or(0, |e| e.samples);
+        // The learned deadlines: what is in force, what it is drawn from and from how many.
+        let first = |t: &TargetStatus| {
+            t.first_token
+                .as_ref()
+                .map(|f| (f.deadline_ms, f.p99_ms, f.samples))
+        };
+        let per_token = |t: &TargetStatus| {
+            t.token_time
+                .as_ref()
+                .map(|f| (f.per_token_ms, f.p99_ms, f.samples))
+        };
         let moved = (a.attempts == 0) != (b.attempts == 0)
             || (rate(a) - rate(b)).abs() >= 0.05
-            || (p50(a) - p50(b)).abs() > 0.2 * p50(a).max(p50(b)).max(1.0)
-            || samples(a).abs_diff(samples(b)) * 10 > samples(a).max(1)
+            || fifth(p50(a), p50(b))
+            || tenth(samples(a), samples(b))
+            || learned_moved(first(a), first(b))
+            || learned_moved(per_token(a), per_token(b))
+            || match (a.streams_held, b.streams_held) {
+                (Some(x), Some(y)) => tenth(x, y),
+                (x, y) => x != y,
+            }
             || a.breakers != b.breakers
             || a.message != b.message;
         if moved {
@@ -141,6 +158,28 @@ pub fn change(before: &[TargetStatus], after: &[TargetStatus]) -> Change {
         }
     }
     out
+}
+
+/// Whether two figures differ by more than a fifth of the larger (or of 1).
+fn fifth(a: f64, b: f64) -> bool {
+    (a - b).abs() > 0.2 * a.max(b).max(1.0)
+}
+
+/// Whether two counts differ by more than a tenth of the first.
+fn tenth(a: u64, b: u64) -> bool {
+    a.abs_diff(b) * 10 > a.max(1)
+}
+
+/// Whether a learned figure (the value in force, the p99 it is drawn from, the samples) moved
+/// enough to be written: it appeared or went, the value in force or its p99 moved by a fifth
+/// (a learned deadline taking over from the route's is such a move), or the samples by a
+/// tenth.
+fn learned_moved(a: Option<(f64, f64, u64)>, b: Option<(f64, f64, u64)>) -> bool {
+    match (a, b) {
+        (None, None) => false,
+        (Some((av, ap, an)), Some((bv, bp, bn))) => fifth(av, bv) || fifth(ap, bp) || tenth(an, bn),
+        (Some(_), None) | (None, Some(_)) => true,
+    }
 }
 
 /// How often status may be written.
@@ -387,6 +426,51 @@ mod tests {
             "certified now"
         );
         assert_eq!(change(&base, &[]), Change::State);
+    }
+
+    #[test]
+    fn the_learned_deadlines_are_written_when_they_appear_or_move() {
+        let base = [status("Healthy", 0.10, 200.0, 100)];
+        let with = |deadline_ms: f64, p99_ms: f64, samples: u64| {
+            let mut s = status("Healthy", 0.10, 200.0, 100);
+            s.first_token = Some(FirstTokenStatus {
+                deadline_ms,
+                p99_ms,
+                samples,
+            });
+            [s]
+        };
+        // Numbers no other figure moved with (a stream's first tokens, nothing else).
+        assert_eq!(change(&base, &with(30_000.0, 40.0, 7)), Change::Numbers);
+        assert_eq!(change(&with(30_000.0, 40.0, 7), &base), Change::Numbers);
+        assert_eq!(
+            change(&with(30_000.0, 40.0, 14), &with(30_000.0, 40.0, 19)),
+            Change::Numbers
+        );
+        // The learned deadline takes over from the route's at the 20th first token.
+        assert_eq!(
+            change(&with(30_000.0, 40.0, 19), &with(1_000.0, 40.0, 20)),
+            Change::Numbers
+        );
+        assert_eq!(
+            change(&with(1_000.0, 400.0, 100), &with(1_500.0, 500.0, 100)),
+            Change::Numbers
+        );
+        // One more sample, a p99 a little off: not worth a write.
+        assert_eq!(
+            change(&with(1_000.0, 40.0, 20), &with(1_000.0, 41.0, 21)),
+            Change::None
+        );
+        let mut per_token = status("Healthy", 0.10, 200.0, 100);
+        per_token.token_time = Some(TokenTimeStatus {
+            per_token_ms: 50.0,
+            p99_ms: 12.0,
+            samples: 3,
+        });
+        assert_eq!(change(&base, &[per_token]), Change::Numbers);
+        let mut held = status("Healthy", 0.10, 200.0, 100);
+        held.streams_held = Some(4);
+        assert_eq!(change(&base, &[held]), Change::Numbers);
     }
 
     #[test]
