@@ -428,9 +428,11 @@ struct Rewritten<'a> {
 impl serde::Serialize for Rewritten<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap as _;
-        let has = |key: &str| self.body.contains_key(key);
-        let added = usize::from(!has("model")) + usize::from(self.usage && !has("stream_options"));
-        let mut map = s.serialize_map(Some(self.body.len() + added))?;
+        // Appended when the client's body has no such key.
+        let add_model = !self.body.contains_key("model");
+        let add_usage = self.usage && !self.body.contains_key("stream_options");
+        let len = self.body.len() + usize::from(add_model) + usize::from(add_usage);
+        let mut map = s.serialize_map(Some(len))?;
         for (k, v) in self.body {
             match k.as_str() {
                 "model" => map.serialize_entry(k, self.model)?,
@@ -438,10 +440,10 @@ impl serde::Serialize for Rewritten<'_> {
                 _ => map.serialize_entry(k, v)?,
             }
         }
-        if !has("model") {
+        if add_model {
             map.serialize_entry("model", self.model)?;
         }
-        if self.usage && !has("stream_options") {
+        if add_usage {
             map.serialize_entry("stream_options", &usage_option())?;
         }
         map.end()

@@ -235,8 +235,8 @@ impl Transport for Upstreams {
 /// The URL of an operation on a target; `stream` is whether the answer is streamed (only
 /// Gemini asks for a stream in the URL rather than the body).
 pub fn url(target: &Target, family: Api, op: Operation, stream: bool) -> String {
-    let base = base(&target.base_url);
-    let base = base.trim_end_matches('/');
+    // As configured, without its trailing slashes (parsed into `base_url` at compile time).
+    let base = &target.upstream.base_url;
     let path = match (family, op) {
         (Api::Responses, _) => "responses",
         (Api::Openai | Api::Anthropic | Api::Gemini | Api::Bedrock, Operation::Chat) => {
@@ -278,32 +278,6 @@ pub fn url(target: &Target, family: Api, op: Operation, stream: bool) -> String 
         ),
         Provider::VertexAi => crate::vertex::url(target, stream),
     }
-}
-
-/// `uri` as text, as its `Display` writes it, without the formatting machinery (once per
-/// attempt, on the way to the first byte).
-fn base(uri: &http::Uri) -> String {
-    let (scheme, authority) = (uri.scheme_str(), uri.authority().map(|a| a.as_str()));
-    let (path, query) = (uri.path(), uri.query());
-    let mut out = String::with_capacity(
-        scheme.map_or(0, |s| s.len() + 3)
-            + authority.map_or(0, str::len)
-            + path.len()
-            + query.map_or(0, |q| q.len() + 1),
-    );
-    if let Some(s) = scheme {
-        out.push_str(s);
-        out.push_str("://");
-    }
-    if let Some(a) = authority {
-        out.push_str(a);
-    }
-    out.push_str(path);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
 }
 
 /// Percent-encodes every byte of `s` but the unreserved ones, for one path segment.
@@ -450,10 +424,9 @@ pub fn stored_response(
     client_headers: &HeaderMap,
     egress: TargetEgress,
 ) -> Result<Request<Full<Bytes>>, http::Error> {
-    let base = base(&target.base_url);
     let b = Request::builder()
         .method(method)
-        .uri(format!("{}/responses/{rest}", base.trim_end_matches('/')));
+        .uri(format!("{}/responses/{rest}", target.upstream.base_url));
     with_egress(authenticated(b, target, key, client_headers), egress).body(Full::new(Bytes::new()))
 }
 
@@ -530,21 +503,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-
-    #[test]
-    fn a_base_url_reads_as_its_display_writes_it() {
-        for u in [
-            "http://h",
-            "http://h/",
-            "https://h:8443/v1",
-            "https://h/openai/v1/",
-            "http://10.0.0.1:8000/v1?x=1&y=2",
-            "https://h/p%20q",
-        ] {
-            let uri: http::Uri = u.parse().unwrap_or_else(|e| panic!("{u}: {e}"));
-            assert_eq!(base(&uri), uri.to_string(), "{u}");
-        }
-    }
 
     fn target(provider: &str, base: &str) -> Target {
         let mut t = json!({"name": "t", "provider": provider, "baseUrl": base, "model": "up", "apiVersion": "2024-10-21", "credentials": {"env": "K"}});

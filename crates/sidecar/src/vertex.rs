@@ -21,8 +21,7 @@ pub const ANTHROPIC_VERSION: &str = "vertex-2023-10-16";
 
 /// The URL of a chat request to a `vertex-ai` target; `stream` picks the streaming method.
 pub fn url(target: &Target, stream: bool) -> String {
-    let base = target.base_url.to_string();
-    let base = base.trim_end_matches('/');
+    let base = &target.upstream.base_url;
     let project = target.project.as_deref().unwrap_or_default();
     let region = target.region.as_deref().unwrap_or_default();
     let publisher = Publisher::of_model(&target.model);

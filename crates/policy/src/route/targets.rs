@@ -104,7 +104,8 @@ pub struct Capabilities {
 /// knowledge are keyed by it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct UpstreamKey {
-    /// Base URL.
+    /// Base URL, as configured without its trailing slashes: the text [`Target::base_url`]
+    /// was parsed from, and what upstream URLs are written from.
     pub base_url: String,
     /// Upstream model.
     pub model: String,
