@@ -7,6 +7,10 @@
 //!
 //! Prints `plumb-floor listening on http://ADDR` on standard output once it accepts
 //! connections, as the simulator and the sidecar do, so a harness can bind port 0.
+//!
+//! `--echo` runs no proxy at all: each connection's bytes are written straight back. Placed
+//! where a proxy runs, it measures what any proxy pays there before doing anything, the round
+//! trip to its core and back (`plumb-floor echo listening on ADDR`).
 
 use std::convert::Infallible;
 use std::io::Write as _;
@@ -37,11 +41,14 @@ struct Args {
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
     /// The upstream's base URL, `http://HOST:PORT` with an optional path prefix.
-    #[arg(long)]
-    upstream: Uri,
+    #[arg(long, required_unless_present = "echo")]
+    upstream: Option<Uri>,
     /// Worker threads (default: as the sidecar's, the cores the process may run on, at most 2).
     #[arg(long)]
     workers: Option<std::num::NonZeroUsize>,
+    /// Echo each connection's bytes back instead of proxying (no `--upstream`).
+    #[arg(long, conflicts_with = "upstream")]
+    echo: bool,
 }
 
 /// Where every request goes.
@@ -70,7 +77,7 @@ const HOP_BY_HOP: [&str; 8] = [
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let upstream = match upstream(&args.upstream) {
+    let upstream = match args.upstream.as_ref().map(upstream).transpose() {
         Ok(u) => u,
         Err(e) => {
             eprintln!("plumb-floor: invalid configuration: {e:#}");
@@ -87,7 +94,10 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .context("starting the runtime")
-        .and_then(|rt| rt.block_on(serve(args.listen, Arc::new(upstream))));
+        .and_then(|rt| match upstream {
+            Some(upstream) => rt.block_on(serve(args.listen, Arc::new(upstream))),
+            None => rt.block_on(echo(args.listen)),
+        });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -144,6 +154,29 @@ async fn serve(listen: SocketAddr, upstream: Arc<Upstream>) -> anyhow::Result<()
             let _ = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(tcp), service)
                 .await;
+        });
+    }
+}
+
+/// Writes each connection's bytes straight back.
+async fn echo(listen: SocketAddr) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let addr = listener.local_addr()?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "plumb-floor echo listening on {addr}")?;
+    out.flush()?;
+    drop(out);
+    loop {
+        let Ok((mut tcp, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        tokio::spawn(async move {
+            let (mut rx, mut tx) = tcp.split();
+            let _ = tokio::io::copy(&mut rx, &mut tx).await;
         });
     }
 }

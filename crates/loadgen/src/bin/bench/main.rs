@@ -6,7 +6,9 @@
 //! run through the three in alternation and repeated, and the medians kept: one request at a
 //! time, open loop at 2,000 req/s, closed loop over 64 connections with each proxy's CPU time
 //! per request; then streams, and each proxy's memory idle and with many requests in flight.
-//! Every figure of the sidecar is set against the floor's and judged against its target.
+//! Every figure of the sidecar is set against the floor's and judged against its target. Last,
+//! what reaching the proxies' core costs before any proxy work: the round trip to an echo
+//! server started in their place (`plumb-floor --echo`).
 //!
 //! Two layouts: `pinned`, each proxy on a core of its own and the simulator and this harness on
 //! the other; `shared`, nothing pinned, as a sidecar shares its pod's cores. The harness pins
@@ -256,6 +258,7 @@ async fn run_layout(args: &Args, layout: Layout, dir: &FsPath) -> anyhow::Result
         measure::alternating(&paths, load(OPEN_CONNECTIONS, Some(RATE)), args.repeat).await?;
     let max = measure::alternating(&paths, load(MAX_CONNECTIONS, None), args.repeat).await?;
     let streams = measure::streams(&paths, args.streams).await?;
+    let hop = hop(args, layout).await?;
     let held = Pair {
         floor: measure::held_requests(&paths.floor, args.in_flight).await?,
         plumb: measure::held_requests(&paths.plumb, args.in_flight).await?,
@@ -272,6 +275,7 @@ async fn run_layout(args: &Args, layout: Layout, dir: &FsPath) -> anyhow::Result
         max,
         connections: MAX_CONNECTIONS,
         streams,
+        hop,
         rss_idle_kib,
         held,
         held_streams,
@@ -368,9 +372,11 @@ async fn start(args: &Args, layout: Layout, dir: &FsPath) -> anyhow::Result<Star
 async fn streams_only(args: &Args, layout: Layout, dir: &FsPath) -> anyhow::Result<()> {
     let started = start(args, layout, dir).await?;
     let s = measure::streams(&started.paths, args.streams).await?;
+    let hop = hop(args, layout).await?;
     let added = |ttfb: (u64, u64)| ttfb.0 as i64 - s.direct.ttfb.0 as i64;
     println!(
-        "{}: stream first byte p50 / p99 µs: direct {} / {}; floor {} / {} (added {:+}); plumb {} / {} (added {:+})",
+        "{}: stream first byte p50 / p99 µs: direct {} / {}; floor {} / {} (added {:+}); plumb {} / {} (added {:+}); \
+         round trip to the proxies' core {} / {}",
         layout.title(),
         s.direct.ttfb.0,
         s.direct.ttfb.1,
@@ -380,8 +386,21 @@ async fn streams_only(args: &Args, layout: Layout, dir: &FsPath) -> anyhow::Resu
         s.plumb.ttfb.0,
         s.plumb.ttfb.1,
         added(s.plumb.ttfb),
+        hop.0,
+        hop.1,
     );
     Ok(())
+}
+
+/// The round trip from the harness to where the proxies run and back, with no proxy work:
+/// an echo server (`plumb-floor --echo`) started in the proxies' place. p50 and p99, µs.
+async fn hop(args: &Args, layout: Layout) -> anyhow::Result<(u64, u64)> {
+    let cpus = match layout {
+        Layout::Pinned => args.proxy_cpus.as_str(),
+        Layout::Shared => "",
+    };
+    let echo = spawn(cpus, &args.floor, &["--echo", "--listen", "127.0.0.1:0"])?;
+    measure::echo(&echo.url, args.streams.max(1)).await
 }
 
 /// One route as a default route is: two targets on the simulator, the primary and a fallback
