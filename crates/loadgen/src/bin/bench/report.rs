@@ -320,9 +320,14 @@ pub fn render(layout: Layout, f: &Figures) -> String {
     }
     out.push_str(&format!(
         "\nThe round trip from the harness to where the proxies run and back, with no proxy at all (an echo server in \
-         their place, the same pauses as between the streams): p50 {} µs, p99 {} µs. Any proxy pays it at least twice \
-         before a stream's first byte (client to proxy, proxy to simulator).\n",
-        f.hop.0, f.hop.1
+         their place, the same pauses as between the streams): p50 {} µs, p99 {} µs.{}\n",
+        f.hop.0,
+        f.hop.1,
+        match layout {
+            Layout::Pinned => " Any proxy on a core of its own pays it at least twice before a stream's first byte \
+                               (client to proxy, proxy to simulator).",
+            Layout::Shared => "",
+        }
     ));
     let errors = |t: &Trio<Summary>| t.direct.errors + t.floor.errors + t.plumb.errors;
     out.push_str(&format!(
