@@ -124,30 +124,41 @@ fn upstream(url: &Uri) -> anyhow::Result<Upstream> {
     })
 }
 
-async fn serve(listen: SocketAddr, upstream: Arc<Upstream>) -> anyhow::Result<()> {
+/// Binds `listen` and prints where it listens, `plumb-floor {said}ADDR`, once it does.
+async fn bind(listen: SocketAddr, said: &str) -> anyhow::Result<TcpListener> {
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "plumb-floor listening on http://{addr}")?;
+    writeln!(out, "plumb-floor {said}{addr}")?;
     out.flush()?;
-    drop(out);
+    Ok(listener)
+}
+
+/// Accepts the next connection, with Nagle off; on an error (out of file descriptors, say)
+/// waits for some to close rather than spin.
+async fn accept(listener: &TcpListener) -> tokio::net::TcpStream {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, _)) => {
+                let _ = tcp.set_nodelay(true);
+                return tcp;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+async fn serve(listen: SocketAddr, upstream: Arc<Upstream>) -> anyhow::Result<()> {
+    let listener = bind(listen, "listening on http://").await?;
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     let pool: Pool = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .build(connector);
     loop {
-        let tcp = match listener.accept().await {
-            Ok((tcp, _)) => tcp,
-            // Out of file descriptors, say: wait for some to close rather than spin.
-            Err(_) => {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
+        let tcp = accept(&listener).await;
         let (pool, upstream) = (pool.clone(), upstream.clone());
         tokio::spawn(async move {
             let service = service_fn(move |req| forward(pool.clone(), upstream.clone(), req));
@@ -160,20 +171,9 @@ async fn serve(listen: SocketAddr, upstream: Arc<Upstream>) -> anyhow::Result<()
 
 /// Writes each connection's bytes straight back.
 async fn echo(listen: SocketAddr) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("listening on {listen}"))?;
-    let addr = listener.local_addr()?;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "plumb-floor echo listening on {addr}")?;
-    out.flush()?;
-    drop(out);
+    let listener = bind(listen, "echo listening on ").await?;
     loop {
-        let Ok((mut tcp, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
-        };
-        let _ = tcp.set_nodelay(true);
+        let mut tcp = accept(&listener).await;
         tokio::spawn(async move {
             let (mut rx, mut tx) = tcp.split();
             let _ = tokio::io::copy(&mut rx, &mut tx).await;
