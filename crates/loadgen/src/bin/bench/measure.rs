@@ -191,9 +191,10 @@ pub async fn streams(paths: &Trio<Path>, n: usize) -> anyhow::Result<Trio<Stream
     })
 }
 
-/// `n` round trips of 64 bytes to an echo server, each after a pause that lets both cores
-/// go idle as they do between the streams: the cost of reaching the proxy's core and
-/// coming back, before any proxy work. p50 and p99, µs.
+/// `n` round trips of 64 bytes to an echo server over one connection, each after a 20 ms
+/// pause so that the echo's core is idle when it is reached, as a proxy's is when each of its
+/// streams begins (the other paths' streams run in between): the cost of reaching the
+/// proxy's core and coming back, before any proxy work. p50 and p99, µs.
 pub async fn echo(addr: &str, n: usize) -> anyhow::Result<(u64, u64)> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut tcp = tokio::net::TcpStream::connect(addr).await?;
@@ -202,7 +203,7 @@ pub async fn echo(addr: &str, n: usize) -> anyhow::Result<(u64, u64)> {
     let mut back = [0u8; 64];
     let mut rtt = Vec::with_capacity(n);
     for _ in 0..n {
-        tokio::time::sleep(Duration::from_millis(2)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
         let start = tokio::time::Instant::now();
         tcp.write_all(&sent).await?;
         tcp.read_exact(&mut back).await?;

@@ -138,12 +138,13 @@ fn rows(layout: Layout, f: &Figures) -> Vec<Row> {
     };
     let s = &f.streams;
     let one_d = f.one.direct;
-    // The stream target is for a sidecar on its own core, and like every target a comparison
-    // with the floor in the same run: what reaching another core costs (`hop`) is paid by any
-    // proxy there, and on a virtual machine it alone can exceed 0.3 ms.
-    let ttfb_target = match layout {
-        Layout::Pinned => Target::AddedAtMost(300.0),
-        Layout::Shared => Target::Unjudged,
+    // The stream target is for a sidecar on its own core. Issue 17 words it as time added
+    // over straight to the simulator; every figure of that issue is also set against the floor
+    // in the same run, and both are judged. On a machine where reaching another core is slow
+    // (`hop`, paid at least twice by any proxy there), the first misses for the floor too.
+    let (ttfb_target, ttfb_floor_target) = match layout {
+        Layout::Pinned => (Target::AtMost(300.0), Target::AddedAtMost(300.0)),
+        Layout::Shared => (Target::Unjudged, Target::Unjudged),
     };
     vec![
         row(
@@ -215,6 +216,13 @@ fn rows(layout: Layout, f: &Figures) -> Vec<Row> {
             added(s.plumb.ttfb.0, s.direct.ttfb.0),
             Unit::AddedUs,
             ttfb_target,
+        ),
+        row(
+            "stream: added time to first byte, p50, against the floor's".to_owned(),
+            added(s.floor.ttfb.0, s.direct.ttfb.0),
+            added(s.plumb.ttfb.0, s.direct.ttfb.0),
+            Unit::AddedUs,
+            ttfb_floor_target,
         ),
         row(
             "stream: added time to first byte, p99".to_owned(),
@@ -320,7 +328,7 @@ pub fn render(layout: Layout, f: &Figures) -> String {
     }
     out.push_str(&format!(
         "\nThe round trip from the harness to where the proxies run and back, with no proxy at all (an echo server in \
-         their place, the same pauses as between the streams): p50 {} µs, p99 {} µs.{}\n",
+         their place, each after a pause that lets the core idle as it does before each stream): p50 {} µs, p99 {} µs.{}\n",
         f.hop.0,
         f.hop.1,
         match layout {
