@@ -146,6 +146,8 @@ fn rows(layout: Layout, f: &Figures) -> Vec<Row> {
         Layout::Pinned => (Target::AtMost(300.0), Target::AddedAtMost(300.0)),
         Layout::Shared => (Target::Unjudged, Target::Unjudged),
     };
+    let ttfb_floor = added(s.floor.ttfb.0, s.direct.ttfb.0);
+    let ttfb_plumb = added(s.plumb.ttfb.0, s.direct.ttfb.0);
     vec![
         row(
             format!("throughput, closed loop, {} connections", f.connections),
@@ -212,15 +214,15 @@ fn rows(layout: Layout, f: &Figures) -> Vec<Row> {
         ),
         row(
             "stream: added time to first byte, p50".to_owned(),
-            added(s.floor.ttfb.0, s.direct.ttfb.0),
-            added(s.plumb.ttfb.0, s.direct.ttfb.0),
+            ttfb_floor,
+            ttfb_plumb,
             Unit::AddedUs,
             ttfb_target,
         ),
         row(
             "stream: added time to first byte, p50, against the floor's".to_owned(),
-            added(s.floor.ttfb.0, s.direct.ttfb.0),
-            added(s.plumb.ttfb.0, s.direct.ttfb.0),
+            ttfb_floor,
+            ttfb_plumb,
             Unit::AddedUs,
             ttfb_floor_target,
         ),
