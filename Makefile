@@ -134,6 +134,8 @@ test-chart:
 ## through the sidecar, in one run, pinned (each proxy on a core of its own) and shared (nothing pinned);
 ## BENCH_SECONDS (10), BENCH_REPEAT (3 alternating repetitions, medians kept), BENCH_LAYOUT (pinned|shared|both)
 bench: bench-simulator
+	@# perf reads each proxy's own time before a stream's first byte; without it that row is left out, said why
+	command -v perf >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null; } || true
 	$(CARGO) build --release --locked --quiet -p plumb-sidecar --bin plumb-sidecar  # alone, as shipped
 	$(CARGO) build --release --locked --quiet -p plumb-simulator -p plumb-loadgen
 	mkdir -p target

@@ -8,7 +8,8 @@
 //! per request; then streams, and each proxy's memory idle and with many requests in flight.
 //! Every figure of the sidecar is set against the floor's and judged against its target. Last,
 //! what reaching the proxies' core costs before any proxy work: the round trip to an echo
-//! server started in their place (`plumb-floor --echo`).
+//! server started in their place (`plumb-floor --echo`); and, pinned, each proxy's own time on
+//! its core before a stream's first byte, read from its socket calls with `perf` ([`oncore`]).
 //!
 //! Two layouts: `pinned`, each proxy on a core of its own and the simulator and this harness on
 //! the other; `shared`, nothing pinned, as a sidecar shares its pod's cores. The harness pins
@@ -23,6 +24,7 @@ use clap::{Parser, ValueEnum};
 
 mod measure;
 mod micro;
+mod oncore;
 mod report;
 
 use measure::{Bodies, Load, Pair, Path, Trio};
@@ -258,6 +260,10 @@ async fn run_layout(args: &Args, layout: Layout, dir: &FsPath) -> anyhow::Result
         measure::alternating(&paths, load(OPEN_CONNECTIONS, Some(RATE)), args.repeat).await?;
     let max = measure::alternating(&paths, load(MAX_CONNECTIONS, None), args.repeat).await?;
     let streams = measure::streams(&paths, args.streams).await?;
+    let on_core = match layout {
+        Layout::Pinned => Some(on_core(&paths, (args.streams / 2).max(1), dir).await),
+        Layout::Shared => None,
+    };
     let hop = hop(args, layout).await?;
     let held = Pair {
         floor: measure::held_requests(&paths.floor, args.in_flight).await?,
@@ -275,6 +281,7 @@ async fn run_layout(args: &Args, layout: Layout, dir: &FsPath) -> anyhow::Result
         max,
         connections: MAX_CONNECTIONS,
         streams,
+        on_core,
         hop,
         rss_idle_kib,
         held,
@@ -373,10 +380,22 @@ async fn streams_only(args: &Args, layout: Layout, dir: &FsPath) -> anyhow::Resu
     let started = start(args, layout, dir).await?;
     let s = measure::streams(&started.paths, args.streams).await?;
     let hop = hop(args, layout).await?;
+    let own = match on_core(&started.paths, args.streams, dir).await {
+        Ok(spans) => {
+            let show = |s: &oncore::Spans| match s.medians_us() {
+                Some((request, answer, sum)) => {
+                    format!("{sum:.0} (request {request:.0} + answer {answer:.0})")
+                }
+                None => "no stream seen".to_owned(),
+            };
+            format!("floor {}, plumb {}", show(&spans.floor), show(&spans.plumb))
+        }
+        Err(why) => format!("not measured: {why}"),
+    };
     let added = |ttfb: (u64, u64)| ttfb.0 as i64 - s.direct.ttfb.0 as i64;
     println!(
         "{}: stream first byte p50 / p99 µs: direct {} / {}; floor {} / {} (added {:+}); plumb {} / {} (added {:+}); \
-         round trip to the proxies' core {} / {}",
+         round trip to the proxies' core {} / {}; own time before the first byte p50 µs: {own}",
         layout.title(),
         s.direct.ttfb.0,
         s.direct.ttfb.1,
@@ -390,6 +409,27 @@ async fn streams_only(args: &Args, layout: Layout, dir: &FsPath) -> anyhow::Resu
         hop.1,
     );
     Ok(())
+}
+
+/// The streams one at a time again, the floor's and the sidecar's socket calls recorded: each
+/// proxy's own time before the first byte ([`oncore`]). A second pass, so that the recording
+/// does not slow the first.
+async fn on_core(
+    paths: &Trio<Path>,
+    n: usize,
+    dir: &FsPath,
+) -> Result<Pair<oncore::Spans>, String> {
+    let (Some(floor), Some(plumb)) = (paths.floor.pid, paths.plumb.pid) else {
+        return Err("the proxies' process ids are not known".to_owned());
+    };
+    let recording = oncore::Recording::start(&[floor, plumb], dir).await?;
+    let streamed = measure::streams(paths, n).await;
+    let mut spans = recording.finish()?;
+    streamed.map_err(|e| format!("a stream failed while recorded: {e}"))?;
+    Ok(Pair {
+        floor: spans.remove(&floor).unwrap_or_default(),
+        plumb: spans.remove(&plumb).unwrap_or_default(),
+    })
 }
 
 /// The round trip from the harness to where the proxies run and back, with no proxy work:
