@@ -9,7 +9,8 @@
 //! Every figure of the sidecar is set against the floor's and judged against its target. Last,
 //! what reaching the proxies' core costs before any proxy work: the round trip to an echo
 //! server started in their place (`plumb-floor --echo`); and, pinned, each proxy's own time on
-//! its core before a stream's first byte, read from its socket calls with `perf` ([`oncore`]).
+//! a core before a stream's first byte, read from its socket calls and its threads' switches
+//! with `perf` ([`oncore`]).
 //!
 //! Two layouts: `pinned`, each proxy on a core of its own and the simulator and this harness on
 //! the other; `shared`, nothing pinned, as a sidecar shares its pod's cores. The harness pins
@@ -383,9 +384,10 @@ async fn streams_only(args: &Args, layout: Layout, dir: &FsPath) -> anyhow::Resu
     let own = match on_core(&started.paths, args.streams, dir).await {
         Ok(spans) => {
             let show = |s: &oncore::Spans| match s.medians_us() {
-                Some((request, answer, sum)) => {
-                    format!("{sum:.0} (request {request:.0} + answer {answer:.0})")
-                }
+                Some(m) => format!(
+                    "{:.0} (request {:.0}, sent {:.0}, answer {:.0}) + {:.0} in system calls",
+                    m.own, m.request, m.sent, m.answer, m.calls
+                ),
                 None => "no stream seen".to_owned(),
             };
             format!("floor {}, plumb {}", show(&spans.floor), show(&spans.plumb))
@@ -395,7 +397,7 @@ async fn streams_only(args: &Args, layout: Layout, dir: &FsPath) -> anyhow::Resu
     let added = |ttfb: (u64, u64)| ttfb.0 as i64 - s.direct.ttfb.0 as i64;
     println!(
         "{}: stream first byte p50 / p99 µs: direct {} / {}; floor {} / {} (added {:+}); plumb {} / {} (added {:+}); \
-         round trip to the proxies' core {} / {}; own time before the first byte p50 µs: {own}",
+         round trip to the proxies' core {} / {}; own code on a core before the first byte p50 µs: {own}",
         layout.title(),
         s.direct.ttfb.0,
         s.direct.ttfb.1,
@@ -411,8 +413,8 @@ async fn streams_only(args: &Args, layout: Layout, dir: &FsPath) -> anyhow::Resu
     Ok(())
 }
 
-/// The streams one at a time again, the floor's and the sidecar's socket calls recorded: each
-/// proxy's own time before the first byte ([`oncore`]). A second pass, so that the recording
+/// The streams one at a time again, the floor's and the sidecar's socket calls and switches
+/// recorded: each proxy's own time on a core before the first byte ([`oncore`]). A second pass, so that the recording
 /// does not slow the first.
 async fn on_core(
     paths: &Trio<Path>,

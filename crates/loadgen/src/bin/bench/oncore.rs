@@ -1,24 +1,29 @@
-//! A proxy's own time before a stream's first byte, read from the kernel's record of its
-//! socket calls (`perf record` on the syscall tracepoints), so that nothing in the proxies is
+//! A proxy's own time before a stream's first byte: the time its threads spend on a core
+//! running its own code, read from the kernel's record of its system calls and of the
+//! scheduler's switches (`perf record` on tracepoints), so that nothing in the proxies is
 //! instrumented and the floor and the sidecar are read the same way.
 //!
-//! Per stream, two spans on the proxy's core:
-//! - **request**: from the return of the last read of the client's request to the call that
-//!   sends it upstream;
-//! - **answer**: from the return of the last read of the upstream's answer to the first call
-//!   that writes to the client.
+//! Per stream (each on a new connection), the proxy's time on a core outside system calls
+//! - **request**: from accepting the connection to its last call that sends the request upstream;
+//! - **sent**: from there to the return of its first read of the answer (what the proxy does
+//!   while the upstream works);
+//! - **answer**: from there to its last call that writes the first bytes to the client before
+//!   it next sleeps;
 //!
-//! Their sum is what the proxy itself adds before the first byte. What lies outside them —
-//! reaching the proxy's core, the upstream's own time, the socket calls themselves — is the
-//! platform's and the upstream's, paid by any proxy.
+//! and, apart, its time on a core inside system calls over the same stretch (the socket calls,
+//! each of which may wake a peer on another core, and the runtime's own: `epoll`, `futex`).
+//! Time off the core is in neither: waiting for the client or the upstream, and being woken (on
+//! a virtual machine, an idle vCPU woken through the hypervisor). perf's own cost of recording
+//! each call and switch falls mostly inside the calls, for both proxies alike.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// The syscalls read: connections accepted (client sockets) and opened (upstream sockets),
-/// reads, and the two ways hyper writes.
+/// What is recorded: connections accepted (client sockets) and opened (upstream sockets), reads,
+/// the two ways hyper writes, every system call's entry and exit, and every switch of a thread
+/// on or off a core.
 const EVENTS: &[&str] = &[
     "syscalls:sys_exit_accept4",
     "syscalls:sys_enter_connect",
@@ -26,34 +31,78 @@ const EVENTS: &[&str] = &[
     "syscalls:sys_exit_recvfrom",
     "syscalls:sys_enter_writev",
     "syscalls:sys_enter_sendto",
+    "raw_syscalls:sys_enter",
+    "raw_syscalls:sys_exit",
+    "sched:sched_switch",
 ];
 
-/// One proxy's spans, one pair per stream, ns.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Spans {
-    /// (request, answer) per stream, in order.
-    pub streams: Vec<(u64, u64)>,
+/// One stream's time on a core, ns: see the module's documentation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stream {
+    /// Its own code, accepted to sent upstream.
+    pub request: u64,
+    /// Its own code, sent to the answer's first read.
+    pub sent: u64,
+    /// Its own code, the answer's first read to the first bytes written to the client.
+    pub answer: u64,
+    /// Inside system calls, accepted to the first bytes written.
+    pub calls: u64,
 }
 
-impl Spans {
-    /// Medians of the request span, the answer span and their sum per stream, µs.
-    pub fn medians_us(&self) -> Option<(f64, f64, f64)> {
-        if self.streams.is_empty() {
-            return None;
-        }
-        let median = |mut v: Vec<u64>| {
-            v.sort_unstable();
-            v[v.len() / 2] as f64 / 1000.0
-        };
-        Some((
-            median(self.streams.iter().map(|s| s.0).collect()),
-            median(self.streams.iter().map(|s| s.1).collect()),
-            median(self.streams.iter().map(|s| s.0 + s.1).collect()),
-        ))
+impl Stream {
+    /// Its own code, accepted to the first bytes written.
+    pub fn own(&self) -> u64 {
+        self.request + self.sent + self.answer
     }
 }
 
-/// A `perf record` of some processes' socket calls, running.
+/// The medians of a proxy's streams, µs (each its own median: the parts need not add up to the
+/// whole's).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Medians {
+    pub request: f64,
+    pub sent: f64,
+    pub answer: f64,
+    /// Its own code before the first byte.
+    pub own: f64,
+    /// Inside system calls before the first byte.
+    pub calls: f64,
+}
+
+/// One proxy's streams, in order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Spans {
+    pub streams: Vec<Stream>,
+}
+
+impl Spans {
+    /// The median of each part and of the total, µs; `None` with no stream.
+    pub fn medians_us(&self) -> Option<Medians> {
+        if self.streams.is_empty() {
+            return None;
+        }
+        let median = |f: fn(&Stream) -> u64| {
+            let mut v: Vec<u64> = self.streams.iter().map(f).collect();
+            v.sort_unstable();
+            let n = v.len();
+            let mid = if n % 2 == 1 {
+                v[n / 2] as f64
+            } else {
+                (v[n / 2 - 1] + v[n / 2]) as f64 / 2.0
+            };
+            mid / 1000.0
+        };
+        Some(Medians {
+            request: median(|s| s.request),
+            sent: median(|s| s.sent),
+            answer: median(|s| s.answer),
+            own: median(Stream::own),
+            calls: median(|s| s.calls),
+        })
+    }
+}
+
+/// A `perf record` of the machine's socket calls and switches, running.
 pub struct Recording {
     child: Child,
     data: PathBuf,
@@ -61,8 +110,9 @@ pub struct Recording {
 }
 
 impl Recording {
-    /// Starts recording the socket calls of `pids` into `dir`. Fails with the reason when `perf` cannot: not
-    /// installed, or not allowed to read the tracepoints.
+    /// Starts recording into `dir`, for `pids`. Fails with the reason when `perf` cannot: not
+    /// installed, or not allowed to read the tracepoints. perf runs where the harness runs (it
+    /// inherits the harness's CPUs), not on the proxies' core.
     pub async fn start(pids: &[u32], dir: &Path) -> Result<Recording, String> {
         let data = dir.join("oncore.perf.data");
         let mut cmd = Command::new("perf");
@@ -80,7 +130,7 @@ impl Recording {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("perf could not be started ({e}): install linux-perf"))?;
-        // perf attaches to every thread before it records; a run that has ended by now failed.
+        // perf attaches to every CPU before it records; a run that has ended by now failed.
         tokio::time::sleep(Duration::from_secs(1)).await;
         if let Ok(Some(status)) = child.try_wait() {
             let mut why = String::new();
@@ -88,8 +138,10 @@ impl Recording {
                 use std::io::Read as _;
                 let _ = err.read_to_string(&mut why);
             }
-            let why = why.lines().next().unwrap_or("no message").trim().to_owned();
-            return Err(format!("perf record ended at once ({status}): {why}"));
+            return Err(format!(
+                "perf record ended at once ({status}): {}",
+                reason(&why)
+            ));
         }
         Ok(Recording {
             child,
@@ -98,20 +150,30 @@ impl Recording {
         })
     }
 
-    /// Stops recording and reads the spans of each process recorded.
+    /// Stops recording and reads the streams of each process recorded.
     pub fn finish(mut self) -> Result<HashMap<u32, Spans>, String> {
+        // SIGINT, so that perf writes out what it holds; killed outright if that fails.
         let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-INT", &pid]).status();
+        let interrupted = Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !interrupted {
+            let _ = self.child.kill();
+        }
         let _ = self.child.wait();
         let out = Command::new("perf")
             .args(["script", "--ns", "-F", "pid,tid,time,event,trace", "-i"])
             .arg(&self.data)
-            .stderr(Stdio::null())
+            .stdin(Stdio::null())
             .output()
             .map_err(|e| format!("perf script could not be run: {e}"))?;
-        let _ = std::fs::remove_file(&self.data);
         if !out.status.success() {
-            return Err(format!("perf script failed ({})", out.status));
+            return Err(format!(
+                "perf script failed ({}): {}",
+                out.status,
+                reason(&String::from_utf8_lossy(&out.stderr))
+            ));
         }
         let mut all = spans(&String::from_utf8_lossy(&out.stdout));
         all.retain(|pid, _| self.pids.contains(pid));
@@ -119,17 +181,161 @@ impl Recording {
     }
 }
 
-/// Where a proxy is in the stream it is serving.
+impl Drop for Recording {
+    /// A recording left running (the harness failed or returned early) is stopped, and its data
+    /// removed.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_file(&self.data);
+    }
+}
+
+/// What perf said, in a line: its first lines that say something (perf starts many of its
+/// messages with a bare `Error:`).
+fn reason(stderr: &str) -> String {
+    let said: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && *l != "Error:")
+        .take(2)
+        .collect();
+    if said.is_empty() {
+        "no message".to_owned()
+    } else {
+        said.join(" ")
+    }
+}
+
+/// A process's time on a core so far, ns: outside and inside system calls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Clock {
+    own: u64,
+    calls: u64,
+}
+
+/// Where a proxy is in the stream it is serving; each figure is the process's time on a core
+/// (see [`Cores::of`]) at that point.
 #[derive(Clone, Copy, Debug)]
 enum Stage {
-    /// Between streams, or past a stream's first byte.
+    /// Between streams.
     Idle,
-    /// Reading the request: when its last read returned.
-    Request(u64),
-    /// Sent upstream: the request span, waiting for the answer.
-    Sent(u64),
-    /// Reading the answer: the request span and when its last read returned.
-    Answer(u64, u64),
+    /// Accepted, at `start`.
+    Request { start: Clock },
+    /// Sent upstream, last at `sent`.
+    Sent { start: Clock, sent: Clock },
+    /// The answer's first read returned at `answer`.
+    Answer {
+        start: Clock,
+        sent: Clock,
+        answer: Clock,
+    },
+    /// Writing to the client on thread `writer`, last at `last`, until that thread sleeps.
+    Writing {
+        start: Clock,
+        sent: Clock,
+        answer: Clock,
+        writer: u32,
+        last: Clock,
+    },
+}
+
+impl Stage {
+    /// The stream, once something was written to the client.
+    fn stream(self) -> Option<Stream> {
+        match self {
+            Stage::Writing {
+                start,
+                sent,
+                answer,
+                last,
+                ..
+            } => Some(Stream {
+                request: sent.own.saturating_sub(start.own),
+                sent: answer.own.saturating_sub(sent.own),
+                answer: last.own.saturating_sub(answer.own),
+                calls: last.calls.saturating_sub(start.calls),
+            }),
+            Stage::Idle | Stage::Request { .. } | Stage::Sent { .. } | Stage::Answer { .. } => None,
+        }
+    }
+}
+
+/// Each process's time on a core so far, from the switches and the system calls.
+#[derive(Default)]
+struct Cores {
+    /// Time of the threads no longer on a core, per process.
+    done: HashMap<u32, Clock>,
+    /// The threads on a core, since when (or since their last call began or ended).
+    running: HashMap<u32, u64>,
+    /// The threads inside a system call.
+    in_call: std::collections::HashSet<u32>,
+    /// Each thread's process, as the listing shows it.
+    process: HashMap<u32, u32>,
+}
+
+impl Cores {
+    /// Adds thread `tid`'s time on its core since its mark to its process, and marks `ns`.
+    fn settle(&mut self, pid: u32, tid: u32, ns: u64) {
+        if let Some(since) = self.running.get_mut(&tid) {
+            let spent = ns.saturating_sub(*since);
+            *since = ns;
+            let clock = self.done.entry(pid).or_default();
+            if self.in_call.contains(&tid) {
+                clock.calls += spent;
+            } else {
+                clock.own += spent;
+            }
+        }
+    }
+
+    /// A thread seen in a call is on a core (it may have been since before the recording).
+    fn seen(&mut self, pid: u32, tid: u32, ns: u64) {
+        self.process.insert(tid, pid);
+        self.running.entry(tid).or_insert(ns);
+    }
+
+    /// Thread `tid` enters (`true`) or leaves a system call at `ns`.
+    fn call(&mut self, pid: u32, tid: u32, ns: u64, enters: bool) {
+        self.seen(pid, tid, ns);
+        self.settle(pid, tid, ns);
+        if enters {
+            self.in_call.insert(tid);
+        } else {
+            self.in_call.remove(&tid);
+        }
+    }
+
+    /// `prev` (of process `pid`) leaves its core at `ns`, and `next` takes it.
+    fn switch(&mut self, pid: u32, prev: u32, next: u32, ns: u64) {
+        // The idle task is 0 on every core.
+        if prev != 0 {
+            self.process.insert(prev, pid);
+            self.settle(pid, prev, ns);
+            self.running.remove(&prev);
+        }
+        if next != 0 {
+            self.running.insert(next, ns);
+        }
+    }
+
+    /// Process `pid`'s time on a core up to `ns`.
+    fn of(&self, pid: u32, ns: u64) -> Clock {
+        let mut clock = self.done.get(&pid).copied().unwrap_or_default();
+        for (tid, since) in &self.running {
+            if self.process.get(tid) == Some(&pid) {
+                let spent = ns.saturating_sub(*since);
+                if self.in_call.contains(tid) {
+                    clock.calls += spent;
+                } else {
+                    clock.own += spent;
+                }
+            }
+        }
+        clock
+    }
 }
 
 /// One line of `perf script -F pid,tid,time,event,trace`.
@@ -153,7 +359,7 @@ fn parse_line(line: &str) -> Option<Call<'_>> {
         pid: pid.parse().ok()?,
         tid: tid.parse().ok()?,
         ns: secs.parse::<u64>().ok()? * 1_000_000_000 + frac.get(..9)?.parse::<u64>().ok()?,
-        event: event.strip_prefix("syscalls:")?,
+        event: event.split_once(':')?.1,
         trace,
     })
 }
@@ -172,68 +378,139 @@ fn number(trace: &str) -> Option<i64> {
     (v >= 0).then_some(v)
 }
 
-/// The spans of every process in a `perf script` listing of [`EVENTS`], streams served one at
-/// a time by each. Client sockets are those accepted in the listing; every other socket is
-/// upstream (pooled connections may predate the recording).
+/// A field of a switch (`prev_pid=12`), as text.
+fn field<'a>(trace: &'a str, name: &str) -> Option<&'a str> {
+    trace
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+}
+
+/// The streams of every process in a `perf script` listing of [`EVENTS`], each served on a
+/// new connection, one at a time per process. Client sockets are those accepted in the listing;
+/// every other socket is upstream (pooled connections may predate the recording).
 pub fn spans(script: &str) -> HashMap<u32, Spans> {
+    let mut cores = Cores::default();
     let mut clients: HashMap<u32, std::collections::HashSet<i64>> = HashMap::new();
     let mut stage: HashMap<u32, Stage> = HashMap::new();
     // The fd of each thread's read in progress, for its exit.
     let mut reading: HashMap<u32, i64> = HashMap::new();
     let mut out: HashMap<u32, Spans> = HashMap::new();
+    let mut finish = |pid: u32, s: Stage| {
+        if let Some(stream) = s.stream() {
+            out.entry(pid).or_default().streams.push(stream);
+        }
+    };
     for c in script.lines().filter_map(parse_line) {
+        if c.event == "sched_switch" {
+            let (Some(prev), Some(next)) = (
+                field(c.trace, "prev_pid").and_then(|v| v.parse().ok()),
+                field(c.trace, "next_pid").and_then(|v| v.parse().ok()),
+            ) else {
+                continue;
+            };
+            cores.switch(c.pid, prev, next, c.ns);
+            // The thread that wrote to the client sleeps: the first bytes are out.
+            let sleeps = field(c.trace, "prev_state").is_some_and(|s| !s.starts_with('R'));
+            if let Some(&s @ Stage::Writing { writer, .. }) = stage.get(&c.pid)
+                && writer == prev
+                && sleeps
+            {
+                finish(c.pid, s);
+                stage.insert(c.pid, Stage::Idle);
+            }
+            continue;
+        }
+        match c.event {
+            "sys_enter" | "sys_exit" => {
+                cores.call(c.pid, c.tid, c.ns, c.event == "sys_enter");
+                continue;
+            }
+            _ => cores.seen(c.pid, c.tid, c.ns),
+        }
+        let at = cores.of(c.pid, c.ns);
         let client = |fd: i64| clients.get(&c.pid).is_some_and(|s| s.contains(&fd));
         let now = *stage.get(&c.pid).unwrap_or(&Stage::Idle);
-        match c.event {
+        let next = match c.event {
             "sys_exit_accept4" => {
-                if let Some(fd) = number(c.trace) {
-                    clients.entry(c.pid).or_default().insert(fd);
-                }
+                let Some(fd) = number(c.trace) else {
+                    continue;
+                };
+                clients.entry(c.pid).or_default().insert(fd);
+                // A new stream; one left unfinished (an event lost) is dropped, or kept if its
+                // first bytes were written.
+                finish(c.pid, now);
+                Stage::Request { start: at }
             }
             "sys_enter_connect" => {
                 if let Some(fd) = number(c.trace) {
                     clients.entry(c.pid).or_default().remove(&fd);
                 }
+                continue;
             }
             "sys_enter_recvfrom" => {
                 if let Some(fd) = number(c.trace) {
                     reading.insert(c.tid, fd);
                 }
+                continue;
             }
             "sys_exit_recvfrom" => {
                 let Some(fd) = reading.remove(&c.tid) else {
                     continue;
                 };
-                // Nothing read (would block, or the end): no stage moves.
-                if number(c.trace).is_none_or(|n| n == 0) {
+                // Nothing read (would block, or the end), or the client's request: no stage moves.
+                if number(c.trace).is_none_or(|n| n == 0) || client(fd) {
                     continue;
                 }
-                let next = match (client(fd), now) {
-                    (true, Stage::Idle | Stage::Request(_)) => Stage::Request(c.ns),
-                    (false, Stage::Sent(req) | Stage::Answer(req, _)) => Stage::Answer(req, c.ns),
-                    (_, other) => other,
-                };
-                stage.insert(c.pid, next);
+                match now {
+                    Stage::Sent { start, sent } => Stage::Answer {
+                        start,
+                        sent,
+                        answer: at,
+                    },
+                    // Later reads of the answer, or reads outside a stream.
+                    Stage::Idle
+                    | Stage::Request { .. }
+                    | Stage::Answer { .. }
+                    | Stage::Writing { .. } => now,
+                }
             }
             "sys_enter_writev" | "sys_enter_sendto" => {
                 let Some(fd) = number(c.trace) else {
                     continue;
                 };
-                let next = match (client(fd), now) {
-                    (false, Stage::Request(read)) => Stage::Sent(c.ns.saturating_sub(read)),
-                    (true, Stage::Answer(req, read)) => {
-                        out.entry(c.pid)
-                            .or_default()
-                            .streams
-                            .push((req, c.ns.saturating_sub(read)));
-                        Stage::Idle
+                match (client(fd), now) {
+                    (false, Stage::Request { start } | Stage::Sent { start, .. }) => {
+                        Stage::Sent { start, sent: at }
                     }
+                    (
+                        true,
+                        Stage::Answer {
+                            start,
+                            sent,
+                            answer,
+                        }
+                        | Stage::Writing {
+                            start,
+                            sent,
+                            answer,
+                            ..
+                        },
+                    ) => Stage::Writing {
+                        start,
+                        sent,
+                        answer,
+                        writer: c.tid,
+                        last: at,
+                    },
                     (_, other) => other,
-                };
-                stage.insert(c.pid, next);
+                }
             }
-            _ => {}
-        }
+            _ => continue,
+        };
+        stage.insert(c.pid, next);
+    }
+    for (pid, s) in stage {
+        finish(pid, s);
     }
     out
 }
@@ -242,55 +519,134 @@ pub fn spans(script: &str) -> HashMap<u32, Spans> {
 mod tests {
     use super::*;
 
-    /// Two streams through one proxy (pid 7, worker 8) as `perf script` lists them: the
-    /// upstream connection is pooled (opened before the recording), each client connects anew.
+    /// Two streams through one proxy (pid 7: its main thread 7 and worker 8) as `perf script`
+    /// lists them. The upstream connection (fd 0xd) is pooled, opened before the recording; each
+    /// client connects anew. In the first, the worker accepts, sends the request in two writes,
+    /// sleeps in `epoll_wait` (NR 232) until the answer, is preempted once inside a write; an
+    /// event of the stream follows 6 ms later. Its system calls are listed (the second's are
+    /// not: all of its time counts as its own code). In the second, the main thread accepts and
+    /// hands over to the worker, which holds the answer until a second read and is still
+    /// writing when the listing ends.
     const LISTING: &str = "\
-7/7 100.000000000: syscalls:sys_exit_accept4: 0xc
+0/0 100.000000000: sched:sched_switch: prev_comm=swapper/0 prev_pid=0 prev_prio=120 prev_state=R ==> next_comm=tokio-rt next_pid=8 next_prio=120
+7/8 100.000005000: syscalls:sys_exit_accept4: 0xc
 7/8 100.000010000: syscalls:sys_enter_recvfrom: fd: 0x0000000c, ubuf: 0x1, size: 0x00000018
 7/8 100.000011000: syscalls:sys_exit_recvfrom: 0x18
 7/8 100.000020000: syscalls:sys_enter_recvfrom: fd: 0x0000000c, ubuf: 0x1, size: 0x00003fe8
 7/8 100.000021000: syscalls:sys_exit_recvfrom: 0xbf
+7/8 100.000081000: raw_syscalls:sys_enter: NR 20 (c, 1, 2, 0, 0, 0)
 7/8 100.000081000: syscalls:sys_enter_writev: fd: 0x0000000d, vec: 0x1, vlen: 0x00000002
+7/8 100.000083000: raw_syscalls:sys_exit: NR 20 = 0
+7/8 100.000085000: raw_syscalls:sys_enter: NR 20 (c, 1, 2, 0, 0, 0)
+7/8 100.000085000: syscalls:sys_enter_writev: fd: 0x0000000d, vec: 0x1, vlen: 0x00000001
+7/8 100.000089000: raw_syscalls:sys_exit: NR 20 = 0
+7/8 100.000090000: raw_syscalls:sys_enter: NR 45 (c, 1, 2, 0, 0, 0)
 7/8 100.000090000: syscalls:sys_enter_recvfrom: fd: 0x0000000d, ubuf: 0x1, size: 0x00002000
+7/8 100.000091000: raw_syscalls:sys_exit: NR 45 = 0
 7/8 100.000091000: syscalls:sys_exit_recvfrom: 0xfffffffffffffff5
+7/8 100.000093000: raw_syscalls:sys_enter: NR 232 (c, 1, 2, 0, 0, 0)
+7/8 100.000095000: sched:sched_switch: prev_comm=tokio-rt prev_pid=8 prev_prio=120 prev_state=S ==> next_comm=swapper/0 next_pid=0 next_prio=120
+0/0 100.000295000: sched:sched_switch: prev_comm=swapper/0 prev_pid=0 prev_prio=120 prev_state=R ==> next_comm=tokio-rt next_pid=8 next_prio=120
+7/8 100.000297000: raw_syscalls:sys_exit: NR 232 = 0
+7/8 100.000300000: raw_syscalls:sys_enter: NR 45 (c, 1, 2, 0, 0, 0)
 7/8 100.000300000: syscalls:sys_enter_recvfrom: fd: 0x0000000d, ubuf: 0x1, size: 0x00002000
+7/8 100.000302000: raw_syscalls:sys_exit: NR 45 = 0
 7/8 100.000302000: syscalls:sys_exit_recvfrom: 0x2dc
+7/8 100.000330000: raw_syscalls:sys_enter: NR 20 (c, 1, 2, 0, 0, 0)
 7/8 100.000330000: syscalls:sys_enter_writev: fd: 0x0000000c, vec: 0x1, vlen: 0x00000004
+7/8 100.000332000: sched:sched_switch: prev_comm=tokio-rt prev_pid=8 prev_prio=120 prev_state=R+ ==> next_comm=other next_pid=99 next_prio=120
+99/99 100.000337000: sched:sched_switch: prev_comm=other prev_pid=99 prev_prio=120 prev_state=S ==> next_comm=tokio-rt next_pid=8 next_prio=120
+7/8 100.000338000: raw_syscalls:sys_exit: NR 20 = 0
+7/8 100.000340000: raw_syscalls:sys_enter: NR 20 (c, 1, 2, 0, 0, 0)
 7/8 100.000340000: syscalls:sys_enter_writev: fd: 0x0000000c, vec: 0x1, vlen: 0x00000003
+7/8 100.000345000: raw_syscalls:sys_exit: NR 20 = 0
+7/8 100.000348000: raw_syscalls:sys_enter: NR 232 (c, 1, 2, 0, 0, 0)
+7/8 100.000350000: sched:sched_switch: prev_comm=tokio-rt prev_pid=8 prev_prio=120 prev_state=S ==> next_comm=swapper/0 next_pid=0 next_prio=120
+0/0 100.005995000: sched:sched_switch: prev_comm=swapper/0 prev_pid=0 prev_prio=120 prev_state=R ==> next_comm=tokio-rt next_pid=8 next_prio=120
+7/8 100.005997000: raw_syscalls:sys_exit: NR 232 = 0
 7/8 100.006000000: syscalls:sys_enter_recvfrom: fd: 0x0000000d, ubuf: 0x1, size: 0x00002000
 7/8 100.006001000: syscalls:sys_exit_recvfrom: 0xfd
 7/8 100.006020000: syscalls:sys_enter_writev: fd: 0x0000000c, vec: 0x1, vlen: 0x00000003
-7/8 100.100000000: syscalls:sys_exit_accept4: 0xe
-7/8 100.100010000: syscalls:sys_enter_recvfrom: fd: 0x0000000e, ubuf: 0x1, size: 0x00003fe8
-7/8 100.100011000: syscalls:sys_exit_recvfrom: 0xbf
+7/8 100.006030000: sched:sched_switch: prev_comm=tokio-rt prev_pid=8 prev_prio=120 prev_state=S ==> next_comm=swapper/0 next_pid=0 next_prio=120
+0/0 100.100000000: sched:sched_switch: prev_comm=swapper/0 prev_pid=0 prev_prio=120 prev_state=R ==> next_comm=main next_pid=7 next_prio=120
+7/7 100.100005000: syscalls:sys_exit_accept4: 0xe
+7/7 100.100010000: sched:sched_switch: prev_comm=main prev_pid=7 prev_prio=120 prev_state=S ==> next_comm=tokio-rt next_pid=8 next_prio=120
+7/8 100.100011000: syscalls:sys_enter_recvfrom: fd: 0x0000000e, ubuf: 0x1, size: 0x00003fe8
+7/8 100.100012000: syscalls:sys_exit_recvfrom: 0xbf
 7/8 100.100061000: syscalls:sys_enter_sendto: fd: 0x0000000d, buff: 0x1, len: 0xbf
+7/8 100.100070000: sched:sched_switch: prev_comm=tokio-rt prev_pid=8 prev_prio=120 prev_state=S ==> next_comm=swapper/0 next_pid=0 next_prio=120
+0/0 100.100295000: sched:sched_switch: prev_comm=swapper/0 prev_pid=0 prev_prio=120 prev_state=R ==> next_comm=tokio-rt next_pid=8 next_prio=120
 7/8 100.100300000: syscalls:sys_enter_recvfrom: fd: 0x0000000d, ubuf: 0x1, size: 0x00002000
 7/8 100.100302000: syscalls:sys_exit_recvfrom: 0x100
+7/8 100.100310000: sched:sched_switch: prev_comm=tokio-rt prev_pid=8 prev_prio=120 prev_state=S ==> next_comm=swapper/0 next_pid=0 next_prio=120
+0/0 100.100395000: sched:sched_switch: prev_comm=swapper/0 prev_pid=0 prev_prio=120 prev_state=R ==> next_comm=tokio-rt next_pid=8 next_prio=120
 7/8 100.100400000: syscalls:sys_enter_recvfrom: fd: 0x0000000d, ubuf: 0x1, size: 0x00002000
 7/8 100.100401000: syscalls:sys_exit_recvfrom: 0x80
 7/8 100.100441000: syscalls:sys_enter_writev: fd: 0x0000000e, vec: 0x1, vlen: 0x00000007
 ";
 
-    #[test]
-    fn each_stream_gives_the_proxys_time_after_its_last_read_of_the_request_and_of_the_answer() {
-        let spans = spans(LISTING);
-        assert_eq!(spans.len(), 1);
-        // Request: read at 21 µs, sent upstream at 81 µs. Answer: read at 302 µs (the read
-        // that would block moves nothing), first write to the client at 330 µs; the events
-        // after the first byte are not counted.
-        // The second stream waits for a second read of the answer (a hold): its span starts
-        // at the last read.
-        assert_eq!(spans[&7].streams, vec![(60_000, 28_000), (50_000, 40_000)]);
-        assert_eq!(spans[&7].medians_us(), Some((60.0, 40.0, 90.0)));
+    fn stream(request: u64, sent: u64, answer: u64, calls: u64) -> Stream {
+        Stream {
+            request: request * 1000,
+            sent: sent * 1000,
+            answer: answer * 1000,
+            calls: calls * 1000,
+        }
     }
 
     #[test]
-    fn processes_are_read_apart_and_a_socket_reopened_upstream_is_no_longer_a_clients() {
-        let listing = LISTING.replace("7/", "9/");
-        let both = format!("{LISTING}{listing}");
+    fn each_stream_counts_the_proxys_time_on_a_core_from_the_accept_to_the_first_bytes() {
+        let spans = spans(LISTING);
+        assert_eq!(spans.len(), 1);
+        // First, on the core: accepted at 5 µs; the request's last write called at 83 of its
+        // own code (2 inside the first write); the answer read at 89; the last write called at
+        // 119; 16 µs inside calls by then (the writes, the reads, epoll before and after its
+        // sleep, 2 of the 5 preempted). Off the core, asleep from 95 to 295 and preempted for
+        // 5 µs: in neither. The event 6 ms later is not counted.
+        // Second (no call listed): accepted at 185 (the main thread), the worker sends at 241,
+        // reads the answer at 257, sleeps for the rest of it, writes at 311.
+        assert_eq!(
+            spans[&7].streams,
+            vec![stream(78, 6, 30, 16), stream(56, 16, 54, 0)]
+        );
+        assert_eq!(
+            spans[&7].medians_us(),
+            Some(Medians {
+                request: 67.0,
+                sent: 11.0,
+                answer: 42.0,
+                own: 120.0,
+                calls: 8.0,
+            })
+        );
+    }
+
+    #[test]
+    fn processes_are_read_apart_even_when_their_calls_interleave() {
+        let other = LISTING
+            .replace("7/8 ", "9/10 ")
+            .replace("7/7 ", "9/9 ")
+            .replace("_pid=8 ", "_pid=10 ")
+            .replace("_pid=7 ", "_pid=9 ");
+        let both: String = LISTING
+            .lines()
+            .zip(other.lines())
+            .flat_map(|(a, b)| [a, "\n", b, "\n"])
+            .collect();
         let spans = spans(&both);
+        assert_eq!(spans.len(), 2);
         assert_eq!(spans[&7], spans[&9]);
-        // fd 0xc closed and reused for a new upstream connection: writes to it are upstream.
+        assert_eq!(spans[&7].streams.len(), 2);
+    }
+
+    fn streams_of(listing: &str, pid: u32) -> Vec<Stream> {
+        spans(listing).remove(&pid).unwrap_or_default().streams
+    }
+
+    #[test]
+    fn a_socket_reopened_upstream_is_no_longer_a_clients() {
+        // fd 0xc accepted, closed and reused for a new upstream connection: writes to it are
+        // upstream. No switch is listed: the thread is on its core throughout.
         let reused = "\
 5/5 1.000000000: syscalls:sys_exit_accept4: 0xc
 5/5 1.000010000: syscalls:sys_enter_connect: fd: 0x0000000c, uservaddr: 0x1, addrlen: 0x10
@@ -302,11 +658,23 @@ mod tests {
 5/5 1.000101000: syscalls:sys_exit_recvfrom: 0x80
 5/5 1.000111000: syscalls:sys_enter_writev: fd: 0x0000000d, vec: 0x1, vlen: 0x00000002
 ";
-        assert_eq!(spans_of(reused, 5), vec![(10_000, 10_000)]);
+        assert_eq!(streams_of(reused, 5), vec![stream(21, 60, 10, 0)]);
     }
 
-    fn spans_of(listing: &str, pid: u32) -> Vec<(u64, u64)> {
-        spans(listing).remove(&pid).unwrap_or_default().streams
+    #[test]
+    fn a_stream_missing_a_call_is_dropped_and_the_next_is_read_whole() {
+        // The first stream's answer is never seen read (an event lost): the next accept starts
+        // afresh instead of pairing the old request with the new answer.
+        let lost = "\
+5/5 1.000000000: syscalls:sys_exit_accept4: 0xc
+5/5 1.000010000: syscalls:sys_enter_writev: fd: 0x0000000d, vec: 0x1, vlen: 0x00000002
+5/5 1.001000000: syscalls:sys_exit_accept4: 0xe
+5/5 1.001010000: syscalls:sys_enter_writev: fd: 0x0000000d, vec: 0x1, vlen: 0x00000002
+5/5 1.001100000: syscalls:sys_enter_recvfrom: fd: 0x0000000d, ubuf: 0x1, size: 0x100
+5/5 1.001101000: syscalls:sys_exit_recvfrom: 0x80
+5/5 1.001150000: syscalls:sys_enter_writev: fd: 0x0000000e, vec: 0x1, vlen: 0x00000002
+";
+        assert_eq!(streams_of(lost, 5), vec![stream(10, 91, 49, 0)]);
     }
 
     #[test]
@@ -314,5 +682,15 @@ mod tests {
         assert!(spans("").is_empty());
         assert_eq!(Spans::default().medians_us(), None);
         assert!(spans("garbage\n1/1 x: y").is_empty());
+    }
+
+    #[test]
+    fn perfs_reason_is_its_first_lines_that_say_something() {
+        let said = "Error:\nNo permissions to read /sys/kernel/tracing/events/syscalls\nHint: run as root\nmore\n";
+        assert_eq!(
+            reason(said),
+            "No permissions to read /sys/kernel/tracing/events/syscalls Hint: run as root"
+        );
+        assert_eq!(reason("\n"), "no message");
     }
 }

@@ -16,8 +16,8 @@ pub struct Figures {
     pub max: Trio<Summary>,
     pub connections: usize,
     pub streams: Trio<StreamStats>,
-    /// Each proxy's own time before a stream's first byte, from its socket calls (the pinned
-    /// layout only; the reason when it could not be read).
+    /// Each proxy's own time on a core before a stream's first byte, from its socket calls and
+    /// its threads' switches (the pinned layout only; the reason when it could not be read).
     pub on_core: Option<Result<Pair<Spans>, String>>,
     /// The round trip from the harness to the proxies' cores and back with no proxy work
     /// (an echo server in their place): p50 and p99, µs.
@@ -132,6 +132,9 @@ fn added(a: u64, b: u64) -> f64 {
 }
 
 /// The rows of the floor-against-Plumb table.
+/// The row the proxy's own time goes before.
+const TTFB_P99: &str = "stream: added time to first byte, p99";
+
 fn rows(layout: Layout, f: &Figures) -> Vec<Row> {
     let row = |measure: String, floor: f64, plumb: f64, unit: Unit, target: Target| Row {
         measure,
@@ -156,7 +159,7 @@ fn rows(layout: Layout, f: &Figures) -> Vec<Row> {
     // 0.3 ms, since it is the part of the added time that is the proxy's own.
     let own = match &f.on_core {
         Some(Ok(p)) => p.floor.medians_us().zip(p.plumb.medians_us()),
-        _ => None,
+        Some(Err(_)) | None => None,
     };
     let mut rows = vec![
         row(
@@ -237,7 +240,7 @@ fn rows(layout: Layout, f: &Figures) -> Vec<Row> {
             ttfb_floor_target,
         ),
         row(
-            "stream: added time to first byte, p99".to_owned(),
+            TTFB_P99.to_owned(),
             added(s.floor.ttfb.1, s.direct.ttfb.1),
             added(s.plumb.ttfb.1, s.direct.ttfb.1),
             Unit::AddedUs,
@@ -266,12 +269,17 @@ fn rows(layout: Layout, f: &Figures) -> Vec<Row> {
         ),
     ];
     if let Some((floor, plumb)) = own {
+        // After the two rows that judge the added time to the first byte.
+        let at = rows
+            .iter()
+            .position(|r| r.measure == TTFB_P99)
+            .unwrap_or(rows.len());
         rows.insert(
-            rows.len() - 4,
+            at,
             row(
-                "stream: the proxy's own time on its core before the first byte, p50".to_owned(),
-                floor.2,
-                plumb.2,
+                "stream: the proxy's own code on a core before the first byte, p50".to_owned(),
+                floor.own,
+                plumb.own,
                 Unit::Us,
                 Target::AtMost(300.0),
             ),
@@ -394,8 +402,8 @@ pub fn render(layout: Layout, f: &Figures) -> String {
     out
 }
 
-/// The sentence on each proxy's own time before the first byte: how it is read, and its two
-/// spans; or why it was not read.
+/// The sentence on each proxy's own time on a core before the first byte: how it is read, and
+/// its parts; or why it was not read.
 fn on_core(on_core: Option<&Result<Pair<Spans>, String>>) -> String {
     match on_core {
         None => String::new(),
@@ -406,17 +414,25 @@ fn on_core(on_core: Option<&Result<Pair<Spans>, String>>) -> String {
         }
         Some(Ok(p)) => {
             let show = |s: &Spans| match s.medians_us() {
-                Some((request, answer, _)) => format!(
-                    "{request:.0} µs from reading the request to sending it upstream, \
-                     {answer:.0} µs from reading the answer to writing to the client ({} streams)",
+                Some(m) => format!(
+                    "{:.0} µs of its own code ({:.0} from the accept to sending the request upstream, {:.0} \
+                     from there to the answer's first read, {:.0} from there to writing the first bytes to the \
+                     client) and {:.0} µs inside system calls (medians of {} streams)",
+                    m.own,
+                    m.request,
+                    m.sent,
+                    m.answer,
+                    m.calls,
                     s.streams.len()
                 ),
-                None => "no stream seen".to_owned(),
+                None => "not seen (no stream recorded)".to_owned(),
             };
             format!(
-                "\nEach proxy's own time on its core before a stream's first byte is read from the kernel's record of \
-                 its socket calls (`perf record`, a second pass of the streams): the floor {}; Plumb {}. The rest of \
-                 the added time is reaching the proxy's core and the socket calls themselves, paid by any proxy.\n",
+                "\nEach proxy's own time on a core before a stream's first byte, from the kernel's record of its \
+                 system calls and of its threads' switches on and off the cores (`perf record`, a second pass of \
+                 the streams): the floor {}; Plumb {}. Time off the core is in neither: waiting for the client or \
+                 the upstream, and being woken. The time inside system calls is mostly the socket calls, each of \
+                 which may wake a peer on the other core, with perf's cost of recording each.\n",
                 show(&p.floor),
                 show(&p.plumb),
             )
@@ -452,18 +468,40 @@ mod tests {
 
     #[test]
     fn the_proxies_own_time_is_split_or_its_absence_explained() {
-        let spans = |v: &[(u64, u64)]| Spans {
-            streams: v.to_vec(),
+        let spans = |v: &[(u64, u64, u64, u64)]| Spans {
+            streams: v
+                .iter()
+                .map(|&(request, sent, answer, calls)| crate::oncore::Stream {
+                    request,
+                    sent,
+                    answer,
+                    calls,
+                })
+                .collect(),
         };
         let read = on_core(Some(&Ok(Pair {
-            floor: spans(&[(60_000, 20_000), (58_000, 22_000), (61_000, 19_000)]),
-            plumb: spans(&[(120_000, 60_000), (124_000, 62_000)]),
+            floor: spans(&[
+                (60_000, 5_000, 20_000, 90_000),
+                (58_000, 6_000, 22_000, 80_000),
+                (61_000, 4_000, 19_000, 70_000),
+            ]),
+            plumb: spans(&[
+                (120_000, 10_000, 60_000, 70_000),
+                (124_000, 12_000, 62_000, 72_000),
+            ]),
         })));
         assert!(
-            read.contains("the floor 60 µs from reading the request to sending it upstream, 20 µs")
+            read.contains(
+                "the floor 85 µs of its own code (60 from the accept to sending the request upstream, 5 from"
+            ),
+            "{read}"
         );
-        assert!(read.contains("Plumb 124 µs from reading the request"));
-        assert!(read.contains("(3 streams)") && read.contains("(2 streams)"));
+        assert!(read.contains("client) and 80 µs inside system calls (medians of 3 streams)"));
+        assert!(
+            read.contains("Plumb 194 µs of its own code (122 from the accept"),
+            "{read}"
+        );
+        assert!(read.contains("and 71 µs inside system calls (medians of 2 streams)"));
         let missing = on_core(Some(&Err("perf could not be started".to_owned())));
         assert!(missing.contains("was not measured: perf could not be started."));
         assert_eq!(on_core(None), "");
