@@ -10,7 +10,9 @@
 # How: the release sidecar runs under callgrind in front of the simulator twice: once it starts
 # and stops; once it starts, serves a mix of what real traffic asks (OpenAI and Anthropic
 # clients, whole and streamed, a failover across families, a contract, embeddings, the
-# Responses API, metrics and health), drains and exits. The functions of the first run come
+# Responses API, metrics and health), drains and exits. Its routes also hold one as production
+# sets them (HTTPS upstreams on three providers, retries, a breaker, a last resort), loaded at
+# start but never asked, so that starting with such routes touches the ordered code too. The functions of the first run come
 # first (an idle sidecar's resident code is only those), then those only serving runs; each
 # group by instructions spent in it, hottest first.
 # Symbols the file names that a later build no longer has are skipped by the linker, so a stale
@@ -60,6 +62,25 @@ spec:
   match: {models: [embed]}
   targets:
     - {name: a, provider: openai, baseUrl: '$sim/v1', model: sim-embed, credentials: {env: PLUMB_PROFILE_KEY}}
+---
+# Never asked in the serving run: what loading the settings a production route sets runs at start
+# (HTTPS upstreams, Azure, a compatible server, a last resort, per-class retries, a breaker, a budget).
+apiVersion: plumb.dev/v1alpha1
+kind: LlmRoute
+metadata: {name: chat}
+spec:
+  match: {models: [chat]}
+  targets:
+    - {name: openai, provider: openai, baseUrl: 'https://api.openai.com/v1', model: gpt-4o, credentials: {env: PLUMB_PROFILE_KEY}, capabilities: {contextWindow: 128000}}
+    - {name: azure, provider: azure-openai, baseUrl: 'https://example.openai.azure.com', model: gpt-4o-prod, apiVersion: "2024-10-21", credentials: {env: PLUMB_PROFILE_KEY}, priority: 1}
+    - {name: local, provider: openai-compatible, baseUrl: 'http://vllm.inference.svc:8000/v1', model: llama, credentials: {none: true}, capabilities: {contextWindow: 32768, vision: false}}
+  deadlines: {total: 60s, connect: 2s, firstByte: 30s, firstToken: 10s, streamIdle: 15s}
+  classes:
+    rateLimited: {retries: 1, backoff: {initial: 1s, max: 8s}}
+    serverError: {retries: 2}
+  breaker: {consecutiveFailures: 5, failureRate: 0.5, window: 30s, cooldown: 15s}
+  retryBudget: {ratio: 0.2, minPerSecond: 5}
+  lastResort: {mode: target, target: local}
 YAML
 # The sidecar under callgrind; its URLs in $url and $admin.
 profile() {
