@@ -11,8 +11,8 @@
 # and stops; once it starts, serves a mix of what real traffic asks (OpenAI and Anthropic
 # clients, whole and streamed, a failover across families, a contract, embeddings, the
 # Responses API, metrics and health), drains and exits. Its routes also hold one as production
-# sets them (HTTPS upstreams on three providers, retries, a breaker, a last resort), loaded at
-# start but never asked, so that starting with such routes touches the ordered code too. The functions of the first run come
+# sets them (HTTPS upstreams, Azure, a compatible server, retries, a breaker, a last resort),
+# loaded at start but never asked, so that starting with such routes touches ordered code too. The functions of the first run come
 # first (an idle sidecar's resident code is only those), then those only serving runs; each
 # group by instructions spent in it, hottest first.
 # Symbols the file names that a later build no longer has are skipped by the linker, so a stale

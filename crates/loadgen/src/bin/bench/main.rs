@@ -382,7 +382,7 @@ async fn streams_only(args: &Args, layout: Layout, dir: &FsPath) -> anyhow::Resu
     let s = measure::streams(&started.paths, args.streams).await?;
     let hop = hop(args, layout).await?;
     let own = match on_core(&started.paths, args.streams, dir).await {
-        Ok(spans) => {
+        Ok(oncore::Recorded { spans, .. }) => {
             let show = |s: &oncore::Spans| match s.medians_us() {
                 Some(m) => format!(
                     "{:.0} (request {:.0}, sent {:.0}, answer {:.0}) + {:.0} in system calls",
@@ -413,24 +413,26 @@ async fn streams_only(args: &Args, layout: Layout, dir: &FsPath) -> anyhow::Resu
     Ok(())
 }
 
-/// The streams one at a time again, the floor's and the sidecar's socket calls and switches
-/// recorded: each proxy's own time on a core before the first byte ([`oncore`]). A second pass, so that the recording
-/// does not slow the first.
-async fn on_core(
-    paths: &Trio<Path>,
-    n: usize,
-    dir: &FsPath,
-) -> Result<Pair<oncore::Spans>, String> {
+/// The streams one at a time again, the floor's and the sidecar's system calls and switches
+/// recorded: each proxy's own time on a core before the first byte ([`oncore`]). A second pass,
+/// so that the recording does not slow the first; its own first bytes say how much it did.
+async fn on_core(paths: &Trio<Path>, n: usize, dir: &FsPath) -> Result<oncore::Recorded, String> {
     let (Some(floor), Some(plumb)) = (paths.floor.pid, paths.plumb.pid) else {
         return Err("the proxies' process ids are not known".to_owned());
     };
     let recording = oncore::Recording::start(&[floor, plumb], dir).await?;
     let streamed = measure::streams(paths, n).await;
     let mut spans = recording.finish()?;
-    streamed.map_err(|e| format!("a stream failed while recorded: {e}"))?;
-    Ok(Pair {
-        floor: spans.remove(&floor).unwrap_or_default(),
-        plumb: spans.remove(&plumb).unwrap_or_default(),
+    let streamed = streamed.map_err(|e| format!("a stream failed while recorded: {e}"))?;
+    Ok(oncore::Recorded {
+        spans: Pair {
+            floor: spans.remove(&floor).unwrap_or_default(),
+            plumb: spans.remove(&plumb).unwrap_or_default(),
+        },
+        first_byte: Pair {
+            floor: streamed.floor.ttfb.0,
+            plumb: streamed.plumb.ttfb.0,
+        },
     })
 }
 

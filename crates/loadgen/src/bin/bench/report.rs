@@ -3,7 +3,7 @@
 
 use crate::Layout;
 use crate::measure::{Held, Pair, StreamStats, Summary, Trio};
-use crate::oncore::Spans;
+use crate::oncore::{Recorded, Spans};
 
 /// Everything one layout measured.
 pub struct Figures {
@@ -18,7 +18,7 @@ pub struct Figures {
     pub streams: Trio<StreamStats>,
     /// Each proxy's own time on a core before a stream's first byte, from its socket calls and
     /// its threads' switches (the pinned layout only; the reason when it could not be read).
-    pub on_core: Option<Result<Pair<Spans>, String>>,
+    pub on_core: Option<Result<Recorded, String>>,
     /// The round trip from the harness to the proxies' cores and back with no proxy work
     /// (an echo server in their place): p50 and p99, µs.
     pub hop: (u64, u64),
@@ -131,10 +131,10 @@ fn added(a: u64, b: u64) -> f64 {
     a as f64 - b as f64
 }
 
-/// The rows of the floor-against-Plumb table.
 /// The row the proxy's own time goes before.
 const TTFB_P99: &str = "stream: added time to first byte, p99";
 
+/// The rows of the floor-against-Plumb table.
 fn rows(layout: Layout, f: &Figures) -> Vec<Row> {
     let row = |measure: String, floor: f64, plumb: f64, unit: Unit, target: Target| Row {
         measure,
@@ -158,7 +158,7 @@ fn rows(layout: Layout, f: &Figures) -> Vec<Row> {
     // The third reading, what the proxy itself spends on its core: judged against the same
     // 0.3 ms, since it is the part of the added time that is the proxy's own.
     let own = match &f.on_core {
-        Some(Ok(p)) => p.floor.medians_us().zip(p.plumb.medians_us()),
+        Some(Ok(r)) => r.spans.floor.medians_us().zip(r.spans.plumb.medians_us()),
         Some(Err(_)) | None => None,
     };
     let mut rows = vec![
@@ -370,7 +370,13 @@ pub fn render(layout: Layout, f: &Figures) -> String {
             Layout::Shared => "",
         }
     ));
-    out.push_str(&on_core(f.on_core.as_ref()));
+    out.push_str(&on_core(
+        f.on_core.as_ref(),
+        Pair {
+            floor: f.streams.floor.ttfb.0,
+            plumb: f.streams.plumb.ttfb.0,
+        },
+    ));
     let errors = |t: &Trio<Summary>| t.direct.errors + t.floor.errors + t.plumb.errors;
     out.push_str(&format!(
         "\nSends behind schedule at {:.0} req/s: direct {}, floor {}, Plumb {}. Failed requests in the loads: {}. \
@@ -404,7 +410,7 @@ pub fn render(layout: Layout, f: &Figures) -> String {
 
 /// The sentence on each proxy's own time on a core before the first byte: how it is read, and
 /// its parts; or why it was not read.
-fn on_core(on_core: Option<&Result<Pair<Spans>, String>>) -> String {
+fn on_core(on_core: Option<&Result<Recorded, String>>, unrecorded: Pair<u64>) -> String {
     match on_core {
         None => String::new(),
         Some(Err(why)) => {
@@ -412,7 +418,7 @@ fn on_core(on_core: Option<&Result<Pair<Spans>, String>>) -> String {
                 "\nEach proxy's own time before a stream's first byte was not measured: {why}.\n"
             )
         }
-        Some(Ok(p)) => {
+        Some(Ok(r)) => {
             let show = |s: &Spans| match s.medians_us() {
                 Some(m) => format!(
                     "{:.0} µs of its own code ({:.0} from the accept to sending the request upstream, {:.0} \
@@ -432,9 +438,13 @@ fn on_core(on_core: Option<&Result<Pair<Spans>, String>>) -> String {
                  system calls and of its threads' switches on and off the cores (`perf record`, a second pass of \
                  the streams): the floor {}; Plumb {}. Time off the core is in neither: waiting for the client or \
                  the upstream, and being woken. The time inside system calls is mostly the socket calls, each of \
-                 which may wake a peer on the other core, with perf's cost of recording each.\n",
-                show(&p.floor),
-                show(&p.plumb),
+                 which may wake a peer on the other core. Recording moved each proxy's first byte (p50) by {:+} µs \
+                 (the floor) and {:+} µs (Plumb) against the pass before it: about what perf adds to these \
+                 figures, give or take the two passes' noise.\n",
+                show(&r.spans.floor),
+                show(&r.spans.plumb),
+                r.first_byte.floor as i64 - unrecorded.floor as i64,
+                r.first_byte.plumb as i64 - unrecorded.plumb as i64,
             )
         }
     }
@@ -479,17 +489,30 @@ mod tests {
                 })
                 .collect(),
         };
-        let read = on_core(Some(&Ok(Pair {
-            floor: spans(&[
-                (60_000, 5_000, 20_000, 90_000),
-                (58_000, 6_000, 22_000, 80_000),
-                (61_000, 4_000, 19_000, 70_000),
-            ]),
-            plumb: spans(&[
-                (120_000, 10_000, 60_000, 70_000),
-                (124_000, 12_000, 62_000, 72_000),
-            ]),
-        })));
+        let unrecorded = Pair {
+            floor: 600,
+            plumb: 700,
+        };
+        let read = on_core(
+            Some(&Ok(Recorded {
+                spans: Pair {
+                    floor: spans(&[
+                        (60_000, 5_000, 20_000, 90_000),
+                        (58_000, 6_000, 22_000, 80_000),
+                        (61_000, 4_000, 19_000, 70_000),
+                    ]),
+                    plumb: spans(&[
+                        (120_000, 10_000, 60_000, 70_000),
+                        (124_000, 12_000, 62_000, 72_000),
+                    ]),
+                },
+                first_byte: Pair {
+                    floor: 640,
+                    plumb: 690,
+                },
+            })),
+            unrecorded,
+        );
         assert!(
             read.contains(
                 "the floor 85 µs of its own code (60 from the accept to sending the request upstream, 5 from"
@@ -502,9 +525,16 @@ mod tests {
             "{read}"
         );
         assert!(read.contains("and 71 µs inside system calls (medians of 2 streams)"));
-        let missing = on_core(Some(&Err("perf could not be started".to_owned())));
+        assert!(
+            read.contains("by +40 µs (the floor) and -10 µs (Plumb)"),
+            "{read}"
+        );
+        let missing = on_core(
+            Some(&Err("perf could not be started".to_owned())),
+            unrecorded,
+        );
         assert!(missing.contains("was not measured: perf could not be started."));
-        assert_eq!(on_core(None), "");
+        assert_eq!(on_core(None, unrecorded), "");
     }
 
     #[test]
