@@ -151,7 +151,8 @@ fn summarise(runs: &[(Report, Option<f64>)]) -> Summary {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// The median of `v` (the mean of the middle two when even); 0 when empty.
+pub fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return 0.0;
     }

@@ -95,15 +95,7 @@ impl Spans {
             return None;
         }
         let median = |f: fn(&Stream) -> u64| {
-            let mut v: Vec<u64> = self.streams.iter().map(f).collect();
-            v.sort_unstable();
-            let n = v.len();
-            let mid = if n % 2 == 1 {
-                v[n / 2] as f64
-            } else {
-                (v[n / 2 - 1] + v[n / 2]) as f64 / 2.0
-            };
-            mid / 1000.0
+            crate::measure::median(self.streams.iter().map(|s| f(s) as f64).collect()) / 1000.0
         };
         Some(Medians {
             request: median(|s| s.request),
