@@ -31,7 +31,7 @@ bench-control-scale: tools
 	ulimit -n $$(ulimit -Hn) && $(BENCH_TARGET)/release/examples/propagation --sidecars 1000 --namespaces 10 --rounds $(ROUNDS) | tee $(BENCH_TARGET)/bench-control-1000.md
 	ulimit -n $$(ulimit -Hn) && $(BENCH_TARGET)/release/examples/propagation --sidecars 10000 --namespaces 100 --rounds $(ROUNDS) | tee $(BENCH_TARGET)/bench-control-10000.md
 
-.PHONY: install-cli scorecard scorecard-quick e2e-kind test-chart bench-control bench-control-scale symbol-order bench-burst bench-attack crds check-deps all demo demo-raw bench-smoke test lint fmt-check clippy doc test-rust test-sdk tools bench bench-simulator clean-cache fuzz
+.PHONY: bench-instructions install-cli scorecard scorecard-quick e2e-kind test-chart bench-control bench-control-scale symbol-order bench-burst bench-attack crds check-deps all demo demo-raw bench-smoke test lint fmt-check clippy doc test-rust test-sdk tools bench bench-simulator clean-cache fuzz
 
 all: test
 
@@ -142,6 +142,12 @@ bench: bench-simulator
 	ulimit -n $$(ulimit -Hn) && $(TARGET_DIR)/release/plumb-bench --sidecar $(TARGET_DIR)/release/plumb-sidecar \
 	  --simulator $(TARGET_DIR)/release/plumb-simulator --floor $(TARGET_DIR)/release/plumb-floor \
 	  --layout $${BENCH_LAYOUT:-both} --seconds $${BENCH_SECONDS:-10} --repeat $${BENCH_REPEAT:-3} --out target/bench-report.md
+
+## bench-instructions: the instructions the floor and the release sidecar run per request (callgrind), one at a
+## time: a noise-free figure to compare two builds by (SIDECAR=path measures a given binary)
+bench-instructions:
+	command -v valgrind >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
+	scripts/bench-instructions.sh
 
 ## bench-smoke: a short run of the benchmark, floor included, to keep it working (CI runs this)
 bench-smoke:

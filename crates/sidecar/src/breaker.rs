@@ -20,7 +20,6 @@
 //! traffic returns then, not when the probe's answer ends; the rest of its stream counts as an
 //! ordinary attempt.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -351,7 +350,7 @@ impl Inner {
 /// Every upstream's breaker.
 #[derive(Debug, Default)]
 pub struct Breakers {
-    map: RwLock<HashMap<UpstreamKey, Arc<Breaker>>>,
+    map: RwLock<crate::ConfigMap<UpstreamKey, Arc<Breaker>>>,
 }
 
 impl Breakers {

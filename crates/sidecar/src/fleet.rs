@@ -60,7 +60,7 @@ pub struct View {
     /// The knowledge sequence they came in.
     pub sequence: u64,
     /// By upstream.
-    pub upstreams: HashMap<UpstreamKey, Directive>,
+    pub upstreams: crate::ConfigMap<UpstreamKey, Directive>,
     /// Route name → the share of its retry budget.
     pub retry_scales: HashMap<String, f64>,
 }
@@ -145,12 +145,12 @@ pub struct Fleet {
     pod: Mutex<String>,
     pending: Mutex<BTreeMap<(String, String), Accum>>,
     /// Breakers as last reported, per route target: a change is urgent.
-    reported: Mutex<HashMap<(String, String), BreakerState>>,
+    reported: Mutex<crate::ConfigMap<(String, String), BreakerState>>,
     view: ArcSwap<View>,
     /// Own rate-limit windows by upstream.
-    windows: Mutex<HashMap<UpstreamKey, Window>>,
+    windows: Mutex<crate::ConfigMap<UpstreamKey, Window>>,
     /// The probe slot taken per upstream (its `probe_at`), so one directive is one probe.
-    probes_taken: Mutex<HashMap<UpstreamKey, i64>>,
+    probes_taken: Mutex<crate::ConfigMap<UpstreamKey, i64>>,
     changed: Notify,
     urgent: std::sync::atomic::AtomicBool,
     /// Whether anyone reads the reports (a control plane); standalone, only the sidecar's own
@@ -178,10 +178,10 @@ impl Fleet {
         Fleet {
             pod: Mutex::new(String::new()),
             pending: Mutex::new(BTreeMap::new()),
-            reported: Mutex::new(HashMap::new()),
+            reported: Mutex::default(),
             view: ArcSwap::from_pointee(View::default()),
-            windows: Mutex::new(HashMap::new()),
-            probes_taken: Mutex::new(HashMap::new()),
+            windows: Mutex::default(),
+            probes_taken: Mutex::default(),
             changed: Notify::new(),
             urgent: std::sync::atomic::AtomicBool::new(false),
             reporting: std::sync::atomic::AtomicBool::new(false),
@@ -455,7 +455,7 @@ impl Fleet {
     /// skipping (a probe found them healthy), so their local breakers may probe at once.
     pub fn apply(&self, k: &v1::Knowledge) -> Vec<UpstreamKey> {
         let pod = self.pod.lock().clone();
-        let upstreams: HashMap<UpstreamKey, Directive> = k
+        let upstreams: crate::ConfigMap<UpstreamKey, Directive> = k
             .upstreams
             .iter()
             .map(|d| {

@@ -29,7 +29,6 @@
 //! streams are held for some events before they reach the client, so a break fails over
 //! invisibly; when the breaks stop, streams commit at once again.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,12 +53,12 @@ pub const MIN_RATE_TOKENS: u64 = 32;
 /// What was learned of every upstream's first tokens.
 #[derive(Debug, Default)]
 pub struct Learned {
-    map: RwLock<HashMap<UpstreamKey, Arc<Mutex<Track>>>>,
+    map: RwLock<crate::ConfigMap<UpstreamKey, Arc<Mutex<Track>>>>,
     /// The fleet's recent first tokens per upstream, as the operator last pushed them: a
     /// sidecar that has seen too few of its own learns from these.
-    fleet: RwLock<HashMap<UpstreamKey, Basis>>,
+    fleet: RwLock<crate::ConfigMap<UpstreamKey, Basis>>,
     /// The fleet's recent time per output token per upstream, likewise.
-    fleet_token_times: RwLock<HashMap<UpstreamKey, Basis>>,
+    fleet_token_times: RwLock<crate::ConfigMap<UpstreamKey, Basis>>,
 }
 
 /// One upstream's recent first tokens and stream gaps, and how its recent streams ended.
@@ -237,7 +236,16 @@ impl Learned {
         upstream: &UpstreamKey,
         d: &Deadlines,
     ) -> (Duration, Option<Basis>) {
-        let first_token = self.first_token_deadline(upstream, d).0;
+        self.head_deadline_under(upstream, d, self.first_token_deadline(upstream, d).0)
+    }
+
+    /// [`Learned::head_deadline`], with the first-token deadline in force already known.
+    fn head_deadline_under(
+        &self,
+        upstream: &UpstreamKey,
+        d: &Deadlines,
+        first_token: Duration,
+    ) -> (Duration, Option<Basis>) {
         let basis = self
             .map
             .read()
@@ -258,9 +266,10 @@ impl Learned {
     /// A route's deadlines for a streamed attempt on `upstream`: the first-token and head
     /// deadlines learned (the head is the first byte).
     pub fn deadlines(&self, upstream: &UpstreamKey, d: &Deadlines) -> Deadlines {
+        let first_token = self.first_token_deadline(upstream, d).0;
         Deadlines {
-            first_token: self.first_token_deadline(upstream, d).0,
-            first_byte: self.head_deadline(upstream, d).0,
+            first_token,
+            first_byte: self.head_deadline_under(upstream, d, first_token).0,
             ..*d
         }
     }

@@ -93,15 +93,15 @@ pub fn error(api: Api, status: StatusCode, code: &str, message: &str) -> Respons
 
 /// Copies from a provider's response head what the client reads of it: the content type, the
 /// cache policy, and the `ids` headers (request ids and the like) that are present.
-pub fn pass_headers(from: &HeaderMap, to: &mut HeaderMap, ids: &[&'static str]) {
+pub fn pass_headers(from: &HeaderMap, to: &mut HeaderMap, ids: &[HeaderName]) {
     for name in [header::CONTENT_TYPE, header::CACHE_CONTROL] {
         if let Some(v) = from.get(&name) {
             to.insert(name, v.clone());
         }
     }
     for name in ids {
-        if let Some(v) = from.get(*name) {
-            to.insert(*name, v.clone());
+        if let Some(v) = from.get(name) {
+            to.insert(name, v.clone());
         }
     }
 }
@@ -128,6 +128,11 @@ pub const SERVED_BY: HeaderName = HeaderName::from_static("x-plumb-served-by");
 const ATTEMPTS: HeaderName = HeaderName::from_static("x-plumb-attempts");
 const FAILURE_CLASSES: HeaderName = HeaderName::from_static("x-plumb-failure-classes");
 const EQUIVALENCE: HeaderName = HeaderName::from_static("x-plumb-equivalence");
+
+/// Request-id headers providers send, passed on to the client: OpenAI's `x-request-id`.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Anthropic's `request-id`.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
 
 /// Adds the `x-plumb-*` headers.
 pub fn account(h: &mut HeaderMap, a: &Account<'_>) {

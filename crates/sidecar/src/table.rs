@@ -2,7 +2,6 @@
 //! or mixes in-flight requests (each request keeps the snapshot it started with), plus the
 //! state that outlives reloads — breakers, retry budgets, certifications and shadow limits.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -42,9 +41,9 @@ pub struct Table {
     pub fleet: Fleet,
     /// The deadlines learned of each upstream.
     pub learned: crate::learned::Learned,
-    budgets: Mutex<HashMap<RouteId, Arc<Budget>>>,
+    budgets: Mutex<crate::ConfigMap<RouteId, Arc<Budget>>>,
     /// Each route's metric handles, rebuilt with every policy.
-    handles: ArcSwap<HashMap<RouteId, Arc<RouteHandles>>>,
+    handles: ArcSwap<crate::ConfigMap<RouteId, Arc<RouteHandles>>>,
 }
 
 impl Default for Table {
@@ -63,8 +62,8 @@ impl Table {
             shadows: Shadows::default(),
             fleet: Fleet::new(),
             learned: crate::learned::Learned::default(),
-            budgets: Mutex::new(HashMap::new()),
-            handles: ArcSwap::from_pointee(HashMap::new()),
+            budgets: Mutex::default(),
+            handles: ArcSwap::from_pointee(crate::ConfigMap::default()),
         }
     }
 

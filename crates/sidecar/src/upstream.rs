@@ -5,7 +5,6 @@
 
 pub mod clock;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
@@ -77,7 +76,7 @@ mod names {
 pub struct Upstreams {
     tls: Arc<rustls::ClientConfig>,
     proxies: ProxyEnv,
-    clients: Mutex<HashMap<(Duration, Hop), HttpClient>>,
+    clients: Mutex<crate::ConfigMap<(Duration, Hop), HttpClient>>,
     /// The AWS credentials of the environment, for requests to sign.
     aws: Arc<crate::cloud::aws::Chain>,
 }
@@ -133,7 +132,7 @@ impl Upstreams {
         Ok(Upstreams {
             tls: Arc::new(tls),
             proxies: ProxyEnv::none(),
-            clients: Mutex::new(HashMap::new()),
+            clients: Mutex::default(),
             aws: crate::cloud::aws::Chain::from_env(),
         })
     }
@@ -386,32 +385,44 @@ pub fn request(
     client_headers: &HeaderMap,
     egress: TargetEgress,
 ) -> Result<Request<Full<Bytes>>, http::Error> {
-    let mut b = Request::builder()
-        .method(Method::POST)
-        .uri(url(target, ask.family, ask.op, ask.stream))
-        .header(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+    let uri = http::Uri::try_from(url(target, ask.family, ask.op, ask.stream))?;
+    let mut req = outgoing(Method::POST, uri, Full::new(body), egress);
+    req.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    authenticate(req.headers_mut(), target, key, client_headers);
     // Signed by the transport, just before it sends.
     if target.provider == Provider::Bedrock
         && target.credentials == Credentials::Aws
         && let Some(region) = &target.region
     {
-        b = b.extension(crate::cloud::aws::Signing {
+        req.extensions_mut().insert(crate::cloud::aws::Signing {
             region: region.clone(),
         });
     }
-    with_egress(authenticated(b, target, key, client_headers), egress).body(Full::new(body))
+    Ok(req)
 }
 
-/// The target's egress, for the transport: the environment's choice is its default, with
-/// nothing to carry.
-fn with_egress(b: http::request::Builder, egress: TargetEgress) -> http::request::Builder {
+/// A request with the target's egress for the transport (the environment's choice is its
+/// default, with nothing to carry). Built in place: a `Builder` moves the whole request at
+/// every header it adds.
+fn outgoing(
+    method: Method,
+    uri: http::Uri,
+    body: Full<Bytes>,
+    egress: TargetEgress,
+) -> Request<Full<Bytes>> {
+    let mut req = Request::new(body);
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
     match egress {
-        TargetEgress::Environment => b,
-        TargetEgress::Direct | TargetEgress::Proxy(_) => b.extension(egress),
+        TargetEgress::Environment => {}
+        TargetEgress::Direct | TargetEgress::Proxy(_) => {
+            req.extensions_mut().insert(egress);
+        }
     }
+    req
 }
 
 /// A request about a response an OpenAI account stored: `rest` is what follows
@@ -424,22 +435,22 @@ pub fn stored_response(
     client_headers: &HeaderMap,
     egress: TargetEgress,
 ) -> Result<Request<Full<Bytes>>, http::Error> {
-    let b = Request::builder()
-        .method(method)
-        .uri(format!("{}/responses/{rest}", target.upstream.base_url));
-    with_egress(authenticated(b, target, key, client_headers), egress).body(Full::new(Bytes::new()))
+    let uri = http::Uri::try_from(format!("{}/responses/{rest}", target.upstream.base_url))?;
+    let mut req = outgoing(method, uri, Full::new(Bytes::new()), egress);
+    authenticate(req.headers_mut(), target, key, client_headers);
+    Ok(req)
 }
 
-/// The target's key header, the forwarded client headers and the account headers.
-fn authenticated(
-    mut b: http::request::Builder,
+/// Adds the target's key header, the forwarded client headers and the account headers.
+fn authenticate(
+    h: &mut HeaderMap,
     target: &Target,
     key: Option<&Secret>,
     client_headers: &HeaderMap,
-) -> http::request::Builder {
+) {
     for name in FORWARDED {
         if let Some(v) = client_headers.get(&name) {
-            b = b.header(name, v.clone());
+            h.append(name, v.clone());
         }
     }
     let secret = |v: &str| {
@@ -454,15 +465,21 @@ fn authenticated(
             Provider::Openai | Provider::OpenaiCompatible | Provider::Bedrock | Provider::VertexAi,
             Some(k),
         ) => {
-            b = b.header(
+            h.append(
                 header::AUTHORIZATION,
                 secret(&format!("Bearer {}", k.expose())),
             );
         }
-        (Provider::AzureOpenai, Some(k)) => b = b.header(names::API_KEY, secret(k.expose())),
-        (Provider::Anthropic, Some(k)) => b = b.header(names::X_API_KEY, secret(k.expose())),
+        (Provider::AzureOpenai, Some(k)) => {
+            h.append(names::API_KEY, secret(k.expose()));
+        }
+        (Provider::Anthropic, Some(k)) => {
+            h.append(names::X_API_KEY, secret(k.expose()));
+        }
         // In a header, never in the URL's `key=` query, where it would reach access logs.
-        (Provider::Gemini, Some(k)) => b = b.header(names::X_GOOG_API_KEY, secret(k.expose())),
+        (Provider::Gemini, Some(k)) => {
+            h.append(names::X_GOOG_API_KEY, secret(k.expose()));
+        }
         (_, None) => {}
     }
     // Which OpenAI organization and project pay: the caller's own with its own key, the
@@ -484,7 +501,7 @@ fn authenticated(
                 }
             };
             if let Some(v) = v {
-                b = b.header(name, v);
+                h.append(name, v);
             }
         }
     }
@@ -493,9 +510,8 @@ fn authenticated(
             .get(names::ANTHROPIC_VERSION)
             .cloned()
             .unwrap_or(ANTHROPIC_VERSION);
-        b = b.header(names::ANTHROPIC_VERSION, version);
+        h.append(names::ANTHROPIC_VERSION, version);
     }
-    b
 }
 
 #[cfg(test)]

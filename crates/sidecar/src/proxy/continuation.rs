@@ -148,7 +148,7 @@ impl Continuation {
                     target: target.name.clone(),
                     settle: super::settle_stream(
                         observing.clone(),
-                        target.clone(),
+                        Arc::new(target.clone()),
                         Some(permit),
                         latency,
                     ),

@@ -766,7 +766,7 @@ impl Commit {
 /// Settles a committed stream's attempt when the target's part of the stream ends.
 pub(super) fn settle_stream(
     observing: Observing,
-    target: Target,
+    target: Arc<Target>,
     permit: Option<Permit>,
     latency: Duration,
 ) -> Settle {

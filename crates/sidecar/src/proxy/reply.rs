@@ -23,7 +23,7 @@ use crate::genai;
 use crate::observe::{Observer, RequestOutcome, RequestRecord};
 use crate::payload::{Api, ClientRequest};
 use crate::respond::{self, Account, Body};
-use crate::stream::{AfterCommit, Relay, RelayOptions, Resume, Settle, StreamEnd};
+use crate::stream::{AfterCommit, Relay, RelayOptions, Resume, StreamEnd};
 use crate::translate::events::Translator;
 use crate::translate::{answer, bedrock, gemini, responses};
 use crate::verify::{self, StreamCollector};
@@ -160,6 +160,8 @@ impl Request<'_> {
             Answer::Stream {
                 head, first, rest, ..
             } => {
+                // One copy of the target for everything that outlives this call.
+                let owned = std::sync::Arc::new(target.clone());
                 let sampler = self.sampler(target, primary);
                 let options = RelayOptions {
                     api: self.request.api,
@@ -220,7 +222,7 @@ impl Request<'_> {
                         let (table, route, target) = (
                             self.proxy.table.clone(),
                             self.route.id.name.clone(),
-                            target.clone(),
+                            owned.clone(),
                         );
                         Box::new(move |writing, tokens| {
                             if let Some(per_token) =
@@ -236,7 +238,7 @@ impl Request<'_> {
                         // on their way.
                         let observing = self.observing();
                         let (request, target, record) =
-                            (self.request.clone(), target.clone(), record.clone());
+                            (self.request.clone(), owned.clone(), record.clone());
                         Box::new(move || {
                             let observer = observing.observer();
                             if let Some(commit) = commit {
@@ -246,7 +248,7 @@ impl Request<'_> {
                         })
                     }),
                 };
-                let settle = self.settle_stream(target, permit, latency);
+                let settle = super::settle_stream(self.observing(), owned, permit, latency);
                 let relay = Relay::new(options, first, rest, settle, move |end| {
                     if let (StreamEnd::Completed { answer, .. }, Some(sampler)) = (end, sampler)
                         && let Some(answer) = answer
@@ -260,20 +262,13 @@ impl Request<'_> {
         let mut resp = Response::new(body);
         *resp.status_mut() = head.status;
         let h = resp.headers_mut();
-        respond::pass_headers(&head.headers, h, &["x-request-id", "request-id"]);
+        respond::pass_headers(
+            &head.headers,
+            h,
+            &[respond::X_REQUEST_ID, respond::REQUEST_ID],
+        );
         respond::account(h, &account);
         resp
-    }
-
-    /// Settles a committed stream's attempt on `target` when its part of the stream ends: its
-    /// breaker, metrics and fleet report, through the observer.
-    pub(super) fn settle_stream(
-        &self,
-        target: &Target,
-        permit: Option<Permit>,
-        latency: Duration,
-    ) -> Settle {
-        super::settle_stream(self.observing(), target.clone(), permit, latency)
     }
 
     /// Removes this request's secrets (the policy's keys and the caller's own) from a text.

@@ -234,7 +234,14 @@ fn relayed(resp: Response<upstream::UpstreamBody>, target: &Target) -> Response<
     let mut out = Response::new(body);
     *out.status_mut() = head.status;
     let h = out.headers_mut();
-    respond::pass_headers(&head.headers, h, &["x-request-id", "openai-processing-ms"]);
+    respond::pass_headers(
+        &head.headers,
+        h,
+        &[
+            respond::X_REQUEST_ID,
+            http::HeaderName::from_static("openai-processing-ms"),
+        ],
+    );
     if let Ok(v) = HeaderValue::from_str(&target.name) {
         h.insert(respond::SERVED_BY, v);
     }
