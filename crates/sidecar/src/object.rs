@@ -84,6 +84,13 @@ pub struct Rest(String);
 impl Rest {
     /// Adds a member.
     pub fn push(&mut self, key: &str, value: &RawValue) {
+        // A key is a JSON string: written as one, escapes and all (most need none).
+        let plain = key.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
+        self.push_key(key, plain, value);
+    }
+
+    /// Adds a member whose key is written as it is when `plain` (it needs no escape).
+    fn push_key(&mut self, key: &str, plain: bool, value: &RawValue) {
         let value = value.get();
         if self.0.is_empty() {
             // Room for a chunk's usual carried fields at once, not a growth per member.
@@ -91,8 +98,7 @@ impl Rest {
         } else {
             self.0.push(',');
         }
-        // A key is a JSON string: written as one, escapes and all (most need none).
-        if key.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        if plain {
             self.0.push('"');
             self.0.push_str(key);
             self.0.push('"');
@@ -132,7 +138,11 @@ impl KeepRest for Rest {
         map: &mut A,
     ) -> Result<(), A::Error> {
         let value: &'de RawValue = map.next_value()?;
-        self.push(&key, value);
+        match key {
+            // Borrowed from the input, the key had no escape there, so it needs none.
+            Cow::Borrowed(k) => self.push_key(k, true, value),
+            Cow::Owned(k) => self.push(&k, value),
+        }
         Ok(())
     }
 }
