@@ -137,6 +137,7 @@ bench: bench-simulator
 	@# perf reads each proxy's own time before a stream's first byte; without it that row is left out, said why
 	command -v perf >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null; } || true
 	$(CARGO) build --release --locked --quiet -p plumb-sidecar --bin plumb-sidecar  # alone, as shipped
+	scripts/symbol-order.sh --check $(TARGET_DIR)/release/plumb-sidecar  # a stale code layout mismeasures memory
 	$(CARGO) build --release --locked --quiet -p plumb-simulator -p plumb-loadgen
 	mkdir -p target
 	ulimit -n $$(ulimit -Hn) && $(TARGET_DIR)/release/plumb-bench --sidecar $(TARGET_DIR)/release/plumb-sidecar \

@@ -17,9 +17,28 @@
 # group by instructions spent in it, hottest first.
 # Symbols the file names that a later build no longer has are skipped by the linker, so a stale
 # file costs memory, never correctness: rerun this after large changes (`make symbol-order`).
+#
+# `--check [binary]` only says whether the file still fits a release build: a symbol's name
+# carries a hash of its crate's dependencies and features, so adding a dependency to the sidecar
+# renames every one of its functions, and a file that names too few of the build's functions
+# leaves its code scattered again (2026-12-03: half the names gone, idle RSS 7.3 -> 9.4 MB).
+# `make bench` runs it first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${CARGO_TARGET_DIR:-target}
+order=crates/sidecar/symbol-order.txt
+if [ "${1:-}" = --check ]; then
+  bin=${2:-$target/release/plumb-sidecar}
+  command -v nm >/dev/null || { echo "symbol-order: --check needs nm (apt-get install binutils)" >&2; exit 69; }
+  named=$(sort -u "$order" | wc -l)
+  found=$(nm "$bin" | awk '{print $NF}' | sort -u | comm -12 - <(sort -u "$order") | wc -l)
+  if [ $((found * 100)) -lt $((named * 95)) ]; then
+    echo "symbol-order: $bin has only $found of the $named functions $order names: the code layout is stale (the sidecar's code or dependencies changed); run \`make symbol-order\` and rebuild" >&2
+    exit 1
+  fi
+  echo "symbol-order: $bin has $found of the $named functions of its code layout"
+  exit 0
+fi
 command -v valgrind >/dev/null || { echo "symbol-order: needs valgrind (apt-get install valgrind)" >&2; exit 69; }
 # The sidecar alone, as its Dockerfile and `make bench` build it: built with other packages, its
 # dependencies' features (and so their symbols' hashes) would differ from the shipped binary's.
