@@ -23,6 +23,9 @@ use crate::upstream;
 const CONNECT: Duration = Duration::from_secs(3);
 /// How long an account may take to send its response head.
 const FIRST_BYTE: Duration = Duration::from_secs(60);
+/// OpenAI's time spent on a request, passed on with its request id.
+const OPENAI_PROCESSING_MS: http::HeaderName =
+    http::HeaderName::from_static("openai-processing-ms");
 
 /// Answers a request about the stored response `rest` names (what follows `/v1/responses/`).
 pub(super) async fn serve(
@@ -237,10 +240,7 @@ fn relayed(resp: Response<upstream::UpstreamBody>, target: &Target) -> Response<
     respond::pass_headers(
         &head.headers,
         h,
-        &[
-            respond::X_REQUEST_ID,
-            http::HeaderName::from_static("openai-processing-ms"),
-        ],
+        &[respond::X_REQUEST_ID, OPENAI_PROCESSING_MS],
     );
     if let Ok(v) = HeaderValue::from_str(&target.name) {
         h.insert(respond::SERVED_BY, v);
