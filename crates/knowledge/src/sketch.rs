@@ -42,6 +42,70 @@ fn value(index: i32) -> f64 {
     GAMMA.powf(f64::from(index) - 0.5)
 }
 
+/// The value of the `q` quantile of `count` values counted in buckets, given in ascending order
+/// by `up` and in descending order by `down` (the same buckets): the bucket of the smallest value
+/// whose 1-based rank is at least `q`·`count`. A rank in the upper half is found from the top,
+/// past the few buckets above it: the p99 a sidecar asks for after every sample it adds is one
+/// or two buckets from the top and dozens from the bottom.
+fn at_rank(
+    count: u64,
+    q: f64,
+    mut up: impl Iterator<Item = (i32, u64)>,
+    down: impl Iterator<Item = (i32, u64)>,
+) -> Option<Duration> {
+    if count == 0 {
+        return None;
+    }
+    let rank = ((q.clamp(0.0, 1.0) * count as f64).ceil() as u64).max(1);
+    // From the top only while the buckets add up to `count` exactly: a count that saturated
+    // (sketches from the wire) does not say how many values lie above a bucket.
+    let index = if count < u64::MAX && rank > count / 2 && rank <= count {
+        // A bucket holds the value of rank `rank` when at most `count − rank` values lie above
+        // it, and the bucket below does not.
+        let most_above = count - rank;
+        let mut above = 0u64;
+        let mut found = None;
+        for (i, n) in down {
+            found = Some(i);
+            above = above.saturating_add(n);
+            if above > most_above {
+                break;
+            }
+        }
+        found?
+    } else {
+        let mut seen = 0u64;
+        up.find(|(_, n)| {
+            seen = seen.saturating_add(*n);
+            seen >= rank
+        })?
+        .0
+    };
+    Some(Duration::from_secs_f64(value(index) / 1e6))
+}
+
+/// The buckets of two sketches in one order (`before(x, y)`: bucket `x` comes before `y`), one
+/// index on both sides being one bucket with both counts.
+fn merged<'a>(
+    a: impl Iterator<Item = (&'a i32, &'a u64)>,
+    b: impl Iterator<Item = (&'a i32, &'a u64)>,
+    before: fn(i32, i32) -> bool,
+) -> impl Iterator<Item = (i32, u64)> {
+    let (mut a, mut b) = (a.peekable(), b.peekable());
+    std::iter::from_fn(move || match (a.peek(), b.peek()) {
+        (Some((ai, an)), Some((bi, bn))) if ai == bi => {
+            let bucket = (**ai, an.saturating_add(**bn));
+            a.next();
+            b.next();
+            Some(bucket)
+        }
+        (Some((ai, _)), Some((bi, _))) if before(**ai, **bi) => a.next().map(|(i, n)| (*i, *n)),
+        (_, Some(_)) => b.next().map(|(i, n)| (*i, *n)),
+        (Some(_), None) => a.next().map(|(i, n)| (*i, *n)),
+        (None, None) => None,
+    })
+}
+
 impl Sketch {
     /// An empty sketch.
     pub fn new() -> Sketch {
@@ -97,51 +161,18 @@ impl Sketch {
 
     /// The `q` quantile (0 to 1), within 2%; `None` when empty.
     pub fn quantile(&self, q: f64) -> Option<Duration> {
-        if self.count == 0 {
-            return None;
-        }
-        // The rank of the value asked for, 1-based: the smallest value whose rank is at least
-        // q·n.
-        let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).max(1);
-        let mut seen = 0u64;
-        for (i, n) in &self.buckets {
-            seen = seen.saturating_add(*n);
-            if seen >= rank {
-                return Some(Duration::from_secs_f64(value(*i) / 1e6));
-            }
-        }
-        None
+        let up = self.buckets.iter().map(|(i, n)| (*i, *n));
+        let down = self.buckets.iter().rev().map(|(i, n)| (*i, *n));
+        at_rank(self.count, q, up, down)
     }
 
     /// The `q` quantile of two sketches together, as [`Sketch::quantile`] of their merge would
     /// answer, without building it (a sidecar asks after every sample it adds).
     pub fn quantile_of_both(a: &Sketch, b: &Sketch, q: f64) -> Option<Duration> {
         let count = a.count.saturating_add(b.count);
-        if count == 0 {
-            return None;
-        }
-        let rank = ((q.clamp(0.0, 1.0) * count as f64).ceil() as u64).max(1);
-        let (mut left, mut right) = (a.buckets.iter().peekable(), b.buckets.iter().peekable());
-        let mut seen = 0u64;
-        loop {
-            // The next bucket in order from either side; one index on both sides is one bucket.
-            let (i, n) = match (left.peek(), right.peek()) {
-                (Some((li, ln)), Some((ri, rn))) if li == ri => {
-                    let bucket = (**li, ln.saturating_add(**rn));
-                    left.next();
-                    right.next();
-                    bucket
-                }
-                (Some((li, _)), Some((ri, _))) if li < ri => left.next().map(|(i, n)| (*i, *n))?,
-                (_, Some(_)) => right.next().map(|(i, n)| (*i, *n))?,
-                (Some(_), None) => left.next().map(|(i, n)| (*i, *n))?,
-                (None, None) => return None,
-            };
-            seen = seen.saturating_add(n);
-            if seen >= rank {
-                return Some(Duration::from_secs_f64(value(i) / 1e6));
-            }
-        }
+        let up = merged(a.buckets.iter(), b.buckets.iter(), |x, y| x < y);
+        let down = merged(a.buckets.iter().rev(), b.buckets.iter().rev(), |x, y| x > y);
+        at_rank(count, q, up, down)
     }
 
     /// The wire form.
@@ -303,5 +334,53 @@ mod tests {
         merged.merge(&s);
         assert_eq!(merged.count(), u64::MAX);
         assert!(merged.quantile(1.0).is_some());
+    }
+
+    /// The quantile as the walk from the bottom finds it, for every rank.
+    fn walked_up(buckets: &[(i32, u64)], q: f64) -> Option<Duration> {
+        let count = buckets.iter().map(|(_, n)| n).sum::<u64>();
+        let rank = ((q * count as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        buckets.iter().find_map(|(i, n)| {
+            seen += n;
+            (seen >= rank).then(|| Duration::from_secs_f64(value(*i) / 1e6))
+        })
+    }
+
+    #[test]
+    fn a_high_quantile_found_from_the_top_is_the_one_found_from_the_bottom() {
+        let (mut a, mut b) = (Sketch::new(), Sketch::new());
+        for i in 1..=997u64 {
+            a.add(ms((i * 7919 % 3001) as f64 / 3.0));
+        }
+        for i in 1..=61u64 {
+            b.add(ms((i * 104_729 % 9000 + 100) as f64));
+        }
+        let mut both = a.clone();
+        both.merge(&b);
+        for s in [&a, &b, &both] {
+            let buckets: Vec<(i32, u64)> = s.buckets.iter().map(|(i, n)| (*i, *n)).collect();
+            for k in 0..=1000 {
+                let q = f64::from(k) / 1000.0;
+                assert_eq!(s.quantile(q), walked_up(&buckets, q), "q = {q}");
+            }
+        }
+        for k in 0..=1000 {
+            let q = f64::from(k) / 1000.0;
+            assert_eq!(
+                Sketch::quantile_of_both(&a, &b, q),
+                both.quantile(q),
+                "q = {q}"
+            );
+            assert_eq!(
+                Sketch::quantile_of_both(&b, &a, q),
+                both.quantile(q),
+                "q = {q}"
+            );
+        }
+        // One value: every quantile is its bucket, from either end.
+        let mut one = Sketch::new();
+        one.add(ms(5.0));
+        assert_eq!(one.quantile(0.0), one.quantile(1.0));
     }
 }
