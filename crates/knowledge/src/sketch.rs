@@ -58,7 +58,9 @@ fn at_rank(
     }
     let rank = ((q.clamp(0.0, 1.0) * count as f64).ceil() as u64).max(1);
     // From the top only while the buckets add up to `count` exactly: a count that saturated
-    // (sketches from the wire) does not say how many values lie above a bucket.
+    // (sketches from the wire) does not say how many values lie above a bucket. (A rank above
+    // the count, which rounding gives only past 2^53 values, is left to the walk from the
+    // bottom, which finds no such value, as before.)
     let index = if count < u64::MAX && rank > count / 2 && rank <= count {
         // A bucket holds the value of rank `rank` when at most `count − rank` values lie above
         // it, and the bucket below does not.
@@ -89,7 +91,7 @@ fn at_rank(
 fn merged<'a>(
     a: impl Iterator<Item = (&'a i32, &'a u64)>,
     b: impl Iterator<Item = (&'a i32, &'a u64)>,
-    before: fn(i32, i32) -> bool,
+    before: impl Fn(i32, i32) -> bool,
 ) -> impl Iterator<Item = (i32, u64)> {
     let (mut a, mut b) = (a.peekable(), b.peekable());
     std::iter::from_fn(move || match (a.peek(), b.peek()) {
@@ -114,11 +116,13 @@ impl Sketch {
 
     /// Adds one value.
     pub fn add(&mut self, d: Duration) {
-        *self
+        // Saturating, as a merge is: a sketch merged from the wire may be full already.
+        let bucket = self
             .buckets
             .entry(index(d.as_secs_f64() * 1e6))
-            .or_default() += 1;
-        self.count += 1;
+            .or_default();
+        *bucket = bucket.saturating_add(1);
+        self.count = self.count.saturating_add(1);
     }
 
     /// Adds every value of another sketch (counts saturate: a sketch from the wire holds what
@@ -336,7 +340,7 @@ mod tests {
         assert!(merged.quantile(1.0).is_some());
     }
 
-    /// The quantile as the walk from the bottom finds it, for every rank.
+    /// The `q` quantile as the walk from the bottom finds it.
     fn walked_up(buckets: &[(i32, u64)], q: f64) -> Option<Duration> {
         let count = buckets.iter().map(|(_, n)| n).sum::<u64>();
         let rank = ((q * count as f64).ceil() as u64).max(1);
@@ -378,9 +382,14 @@ mod tests {
                 "q = {q}"
             );
         }
-        // One value: every quantile is its bucket, from either end.
-        let mut one = Sketch::new();
-        one.add(ms(5.0));
-        assert_eq!(one.quantile(0.0), one.quantile(1.0));
+        // Two values in two buckets: the lower half is the lower one, the upper the upper.
+        let mut two = Sketch::new();
+        two.add(ms(5.0));
+        two.add(ms(50.0));
+        let at = |v: f64| Some(Duration::from_secs_f64(value(index(v * 1e3)) / 1e6));
+        assert_eq!(two.quantile(0.0), at(5.0));
+        assert_eq!(two.quantile(0.5), at(5.0));
+        assert_eq!(two.quantile(0.51), at(50.0));
+        assert_eq!(two.quantile(1.0), at(50.0));
     }
 }

@@ -45,19 +45,22 @@ use ffi::*;
 /// ```
 pub struct MiMalloc;
 
-// plumb: the alignment every block of mimalloc has without asking for one: 16 bytes for
-// blocks of 16 bytes or more (`MI_MAX_ALIGN_SIZE`; `_mi_page_malloc_zero` asserts it), and
-// every block is at least as large as the size asked for.
+// plumb: the alignment mimalloc's plain calls give every block without being asked: a small
+// size is rounded up to its bin (`page-queue.c`, `mi_bin`: 8 bytes, then even numbers of words,
+// so every block of 16 bytes or more is a multiple of 16) and a page's blocks start 16-aligned
+// (`MI_PAGE_MIN_START_BLOCK_ALIGN`), so blocks under 16 bytes are 8-aligned and all others
+// 16-aligned (`mi_page_malloc_zero` asserts it).
 const MI_MAX_ALIGN_SIZE: usize = 16;
 
-// plumb: whether `layout` is served as asked by the plain (unaligned) calls, as the standard
-// library's `System` allocator decides for `malloc`. Most of a program's allocations are (the
-// alignment of a Rust type is at most 8 or 16 and never more than its size); the aligned
-// calls send every request over 1 KiB, however small its alignment, through a generic path
-// that over-allocates unless the block size is a power of two (mimalloc v3's
-// `mi_malloc_is_naturally_aligned`) and marks the page as holding interior pointers.
+// plumb: whether the plain (unaligned) calls serve a block of `size` bytes with `align`, as the
+// standard library's `System` allocator decides for `malloc`: nearly every Rust allocation is
+// (a type's alignment is at most its size, and at most 16 for all but over-aligned types). The
+// aligned calls serve only blocks of at most 1 KiB on their fast path; any larger block,
+// whatever its alignment, goes through a generic path that over-allocates it unless its block
+// size is a power of two up to 4 KiB (mimalloc v3's `mi_malloc_is_naturally_aligned`), and
+// marks its page as holding interior pointers.
 #[inline]
-fn naturally_aligned(align: usize, size: usize) -> bool {
+fn plain_call_suffices(align: usize, size: usize) -> bool {
     align <= MI_MAX_ALIGN_SIZE && align <= size
 }
 
@@ -65,7 +68,7 @@ unsafe impl GlobalAlloc for MiMalloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // plumb: the plain call when it gives the alignment anyway.
-        if naturally_aligned(layout.align(), layout.size()) {
+        if plain_call_suffices(layout.align(), layout.size()) {
             return mi_malloc(layout.size()) as *mut u8;
         }
         mi_malloc_aligned(layout.size(), layout.align()) as *mut u8
@@ -74,7 +77,7 @@ unsafe impl GlobalAlloc for MiMalloc {
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // plumb: the plain call when it gives the alignment anyway.
-        if naturally_aligned(layout.align(), layout.size()) {
+        if plain_call_suffices(layout.align(), layout.size()) {
             return mi_zalloc(layout.size()) as *mut u8;
         }
         mi_zalloc_aligned(layout.size(), layout.align()) as *mut u8
@@ -88,7 +91,7 @@ unsafe impl GlobalAlloc for MiMalloc {
     #[inline]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         // plumb: the plain call when it gives the alignment anyway.
-        if naturally_aligned(layout.align(), new_size) {
+        if plain_call_suffices(layout.align(), new_size) {
             return mi_realloc(ptr as *mut c_void, new_size) as *mut u8;
         }
         mi_realloc_aligned(ptr as *mut c_void, new_size, layout.align()) as *mut u8
@@ -183,15 +186,33 @@ mod tests {
                         *slot = ptr;
                     }
                     let zeroed = alloc.alloc_zeroed(layout);
+                    assert!(!zeroed.is_null());
                     assert_eq!(zeroed as usize % align, 0, "zeroed: size {} align {}", size, align);
                     assert!((0..size).all(|i| *zeroed.add(i) == 0));
                     let grown = alloc.realloc(zeroed, layout, size * 2 + 1);
+                    assert!(!grown.is_null());
                     assert_eq!(grown as usize % align, 0, "grown: size {} align {}", size, align);
+                    assert!((0..size).all(|i| *grown.add(i) == 0), "kept: size {}", size);
                     alloc.dealloc(grown, Layout::from_size_align(size * 2 + 1, align).unwrap());
                     for ptr in held {
                         alloc.dealloc(ptr, layout);
                     }
                 }
+            }
+            // A block smaller than its alignment takes the aligned call (possibly an interior
+            // pointer of an over-allocated block); grown past its alignment, the plain call.
+            for (size, align, grown_to) in [(4usize, 8usize, 100usize), (3, 16, 5000), (12, 16, 17)] {
+                let layout = Layout::from_size_align(size, align).unwrap();
+                let ptr = alloc.alloc(layout);
+                assert!(!ptr.is_null());
+                for i in 0..size {
+                    *ptr.add(i) = i as u8 + 1;
+                }
+                let grown = alloc.realloc(ptr, layout, grown_to);
+                assert!(!grown.is_null());
+                assert_eq!(grown as usize % align, 0, "size {} align {}", size, align);
+                assert!((0..size).all(|i| *grown.add(i) == i as u8 + 1));
+                alloc.dealloc(grown, Layout::from_size_align(grown_to, align).unwrap());
             }
         }
     }
