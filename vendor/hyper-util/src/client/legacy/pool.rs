@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
 use std::error::Error as StdError;
 use std::fmt::{self, Debug};
-use std::hash::Hash;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
@@ -73,14 +73,42 @@ pub enum Reservation<T> {
 /// Simple type alias in case the key type needs to be adjusted.
 // pub type Key = (http::uri::Scheme, http::uri::Authority); //Arc<String>;
 
+// plumb: the pool's maps are keyed by an upstream's (scheme, authority), which the client's own
+// configuration names (never a peer), and hashed at every checkout and every return: with std's
+// SipHash, `Authority`'s `Hash` (one `write_u8` per byte, lowercased) cost ~1,000 instructions a
+// key. FNV-1a costs a few per byte; flooding it would take choosing the upstreams.
+type KeyMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
+type KeySet<K> = HashSet<K, BuildHasherDefault<Fnv>>;
+
+// plumb: FNV-1a, 64-bit.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
 struct PoolInner<T, K: Eq + Hash> {
     // A flag that a connection is being established, and the connection
     // should be shared. This prevents making multiple HTTP/2 connections
     // to the same host.
-    connecting: HashSet<K>,
+    connecting: KeySet<K>, // plumb: was HashSet<K>
     // These are internal Conns sitting in the event loop in the KeepAlive
     // state, waiting to receive a new Request to send on the socket.
-    idle: HashMap<K, Vec<Idle<T>>>,
+    idle: KeyMap<K, Vec<Idle<T>>>, // plumb: was HashMap<K, Vec<Idle<T>>>
     max_idle_per_host: usize,
     // These are outstanding Checkouts that are waiting for a socket to be
     // able to send a Request one. This is used when "racing" for a new
@@ -91,7 +119,7 @@ struct PoolInner<T, K: Eq + Hash> {
     // this list is checked for any parked Checkouts, and tries to notify
     // them that the Conn could be used instead of waiting for a brand new
     // connection.
-    waiters: HashMap<K, VecDeque<oneshot::Sender<T>>>,
+    waiters: KeyMap<K, VecDeque<oneshot::Sender<T>>>, // plumb: was HashMap<K, VecDeque<…>>
     // A oneshot channel is used to allow the interval to be notified when
     // the Pool completely drops. That way, the interval can cancel immediately.
     idle_interval_ref: Option<oneshot::Sender<Infallible>>,
@@ -126,11 +154,11 @@ impl<T, K: Key> Pool<T, K> {
         let timer = timer.map(|t| Timer::new(t));
         let inner = if config.is_enabled() {
             Some(Arc::new(Mutex::new(PoolInner {
-                connecting: HashSet::new(),
-                idle: HashMap::new(),
+                connecting: KeySet::default(), // plumb: was HashSet::new()
+                idle: KeyMap::default(),       // plumb: was HashMap::new()
                 idle_interval_ref: None,
                 max_idle_per_host: config.max_idle_per_host,
-                waiters: HashMap::new(),
+                waiters: KeyMap::default(), // plumb: was HashMap::new()
                 exec,
                 timer,
                 timeout: config.idle_timeout,
