@@ -74,9 +74,11 @@ async fn errors_and_statuses_are_counted() {
 
 #[tokio::test]
 async fn nothing_listening_is_a_clear_error() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
+    // Bound and never listening: refused for as long as the socket lives, and its port cannot
+    // be given to another server meanwhile (a listener bound and dropped frees it).
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
     let err = run(config(&format!("http://{addr}/"), None))
         .await
         .unwrap_err();

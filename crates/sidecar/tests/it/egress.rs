@@ -8,7 +8,8 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use crate::support::{
-    Sidecar, TestProxy, attempts, chat, header, metrics, route, simulator, target, tls_simulator,
+    Sidecar, TestProxy, attempts, chat, header, metrics, refused, route, simulator, target,
+    tls_simulator,
 };
 
 fn basic(credentials: &str) -> String {
@@ -222,10 +223,7 @@ async fn refusals_and_an_absent_proxy_are_connect_failures_and_fail_over() {
     let base = format!("https://localhost:{}/v1", sim.addr().port());
     // Nothing listens on the first proxy; the second answers CONNECT with 403; the fallback
     // goes direct and answers.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let (_dead, dead) = refused();
     let routes = route(
         "chat",
         &[

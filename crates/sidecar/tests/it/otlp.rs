@@ -21,7 +21,8 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use parking_lot::Mutex;
 
 use crate::support::{
-    Sidecar, chat, eventually, header, openai_text, parse_sse, read_all, simulator, two_openai,
+    Sidecar, chat, eventually, header, openai_text, parse_sse, read_all, refused, simulator,
+    two_openai,
 };
 
 /// Spans received: name and attributes.
@@ -326,9 +327,8 @@ async fn otlp_e2e_spans_reach_an_http_protobuf_receiver() {
 /// A collector that is not there changes nothing for clients: every request is answered.
 #[tokio::test]
 async fn otlp_e2e_a_dead_collector_never_fails_a_request() {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}", dead.local_addr().unwrap());
-    drop(dead);
+    let (_dead, dead) = refused();
+    let endpoint = format!("http://{dead}");
     let sim = simulator().await;
     for protocol in ["grpc", "http/protobuf"] {
         let sc = Sidecar::start_with(

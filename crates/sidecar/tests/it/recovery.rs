@@ -7,7 +7,9 @@ use plumb_simulator::Outcome;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::support::{Sidecar, attempts, chat, header, plan, route, simulator, target, two_openai};
+use crate::support::{
+    Sidecar, attempts, chat, header, plan, refused, route, simulator, target, two_openai,
+};
 
 #[tokio::test]
 async fn rate_limit_with_retry_after_is_retried_no_sooner_than_it_says() {
@@ -200,9 +202,8 @@ async fn a_connection_lost_after_the_request_was_sent_fails_over_at_once_never_t
 #[tokio::test]
 async fn a_refused_connection_is_connect_and_retried_where_it_is_cheap() {
     // Nothing listens: the request was never sent, so one retry on the same target is cheap.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let (_closed, closed) = refused();
+    let port = closed.port();
     let sim = simulator().await;
     let sc = Sidecar::start(&route(
         "chat",

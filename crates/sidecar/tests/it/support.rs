@@ -200,6 +200,17 @@ pub async fn simulator() -> Simulator {
         .unwrap()
 }
 
+/// An address where a connection is refused for as long as the returned socket lives: bound
+/// and never listening, so nothing else can take its port meanwhile. (A listener bound and
+/// dropped frees its port, which the next server to bind port 0, the simulator included, may
+/// be given.)
+pub fn refused() -> (tokio::net::TcpSocket, std::net::SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    (socket, addr)
+}
+
 pub fn plan(sim: &Simulator, model: &str, json: Value) {
     let spec: PlanSpec = serde_json::from_value(json).unwrap();
     sim.set_plan(model, spec).unwrap();
