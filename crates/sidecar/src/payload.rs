@@ -1,10 +1,15 @@
 //! The client's request as Plumb reads it: only the fields it acts on; everything else passes
 //! through untouched.
 
+mod members;
+
+use std::sync::OnceLock;
+
 use bytes::Bytes;
 use plumb_policy::{Provider, Publisher, Target};
 use serde_json::{Map, Value};
 
+use self::members::{Layout, Members};
 use crate::completion::Collected;
 use crate::translate::{Conversation, Untranslatable};
 
@@ -121,8 +126,18 @@ pub struct ClientRequest {
     pub stream: bool,
     /// What it needs of a target.
     pub needs: Needs,
-    /// The body as a JSON object, `model` included.
-    body: Map<String, Value>,
+    /// Whether an OpenAI client asked for usage in its stream (`stream_options.include_usage`).
+    include_usage: bool,
+    /// The body as the client sent it.
+    raw: Bytes,
+    /// Where its `model` and `stream_options` lie in `raw`.
+    layout: Layout,
+    /// The body as a JSON object, `model` included: read from `raw` the first time something
+    /// needs more of it than the fields above (a translation, a contract, a repair).
+    tree: OnceLock<Map<String, Value>>,
+    /// Whether the body was changed since it was read (a repair, a continuation): `raw` then
+    /// no longer says what the request is, the tree does.
+    changed: bool,
 }
 
 /// Why a request body was refused.
@@ -137,30 +152,54 @@ pub enum InvalidRequest {
 }
 
 impl ClientRequest {
-    /// Reads a request body.
+    /// Reads a request body (a copy of `bytes`; see [`ClientRequest::read`]).
     pub fn parse(
         api: Api,
         operation: Operation,
         bytes: &[u8],
     ) -> Result<ClientRequest, InvalidRequest> {
-        let body: Map<String, Value> =
-            serde_json::from_slice(bytes).map_err(|e| InvalidRequest::Json(e.to_string()))?;
-        let model = body
+        ClientRequest::read(api, operation, Bytes::copy_from_slice(bytes))
+    }
+
+    /// Reads a request body: checks it is one JSON object and reads the fields Plumb acts on,
+    /// without building the rest (`payload/members.rs` says why).
+    pub fn read(
+        api: Api,
+        operation: Operation,
+        raw: Bytes,
+    ) -> Result<ClientRequest, InvalidRequest> {
+        let text = std::str::from_utf8(&raw).map_err(|e| InvalidRequest::Json(e.to_string()))?;
+        let top = Members::of_body(text).map_err(|e| InvalidRequest::Json(e.to_string()))?;
+        let model = top
             .get("model")
-            .and_then(Value::as_str)
+            .and_then(members::string)
             .filter(|m| !m.is_empty())
             .ok_or(InvalidRequest::NoModel)?
-            .to_owned();
+            .into_owned();
         let stream = operation == Operation::Chat
-            && body.get("stream").and_then(Value::as_bool).unwrap_or(false);
-        let needs = needs(api, &body, bytes.len());
+            && top
+                .get("stream")
+                .and_then(members::boolean)
+                .unwrap_or(false);
+        let include_usage = top
+            .get("stream_options")
+            .and_then(Members::of)
+            .and_then(|o| o.get("include_usage"))
+            .and_then(members::boolean)
+            .unwrap_or(false);
+        let needs = needs(api, &top, raw.len());
+        let layout = Layout::of(text, &top);
         Ok(ClientRequest {
             api,
             operation,
             model,
             stream,
             needs,
-            body,
+            include_usage,
+            raw,
+            layout,
+            tree: OnceLock::new(),
+            changed: false,
         })
     }
 
@@ -188,15 +227,23 @@ impl ClientRequest {
         // the model (and the usage option) change — written out from the parsed body as it
         // stands, not copied and then written.
         if family == self.api && family != Api::Responses && target.publisher().is_none() {
+            // As the client sent it, the two values put in place.
+            if !self.changed {
+                return Ok(Bytes::from(self.layout.write(
+                    &self.raw,
+                    &target.model,
+                    usage,
+                )));
+            }
             let body = Rewritten {
-                body: &self.body,
+                body: self.body(),
                 model: &target.model,
                 usage,
             };
             return Ok(Bytes::from(serde_json::to_vec(&body).unwrap_or_default()));
         }
         let body = if family == self.api {
-            let mut body = self.body.clone();
+            let mut body = self.body().clone();
             body.insert("model".to_owned(), Value::String(target.model.clone()));
             if family == Api::Responses {
                 without_plumbs_items(&mut body);
@@ -212,9 +259,9 @@ impl ClientRequest {
                 });
             }
             let conversation = match self.api {
-                Api::Openai => Conversation::from_openai(&self.body)?,
-                Api::Anthropic => Conversation::from_anthropic(&self.body)?,
-                Api::Responses => Conversation::from_responses(&self.body)?,
+                Api::Openai => Conversation::from_openai(self.body())?,
+                Api::Anthropic => Conversation::from_anthropic(self.body())?,
+                Api::Responses => Conversation::from_responses(self.body())?,
                 Api::Gemini | Api::Bedrock => {
                     return Err(Untranslatable::new(
                         "a Gemini or Bedrock request (no client speaks it)",
@@ -254,7 +301,7 @@ impl ClientRequest {
             }
             Api::Openai | Api::Anthropic => {
                 let messages = continued
-                    .body
+                    .body_mut()
                     .entry("messages")
                     .or_insert_with(|| Value::Array(Vec::new()));
                 if let Value::Array(m) = messages {
@@ -294,32 +341,46 @@ impl ClientRequest {
         }
         ["previous_response_id", "conversation"]
             .into_iter()
-            .find(|k| self.body.get(*k).is_some_and(|v| !v.is_null()))
+            .find(|k| self.body().get(*k).is_some_and(|v| !v.is_null()))
     }
 
     /// A `previous_response_id` that names a response Plumb translated: nothing stores those.
     pub fn unstored_previous_response(&self) -> Option<&str> {
-        self.body
+        if self.api != Api::Responses {
+            return None;
+        }
+        self.body()
             .get("previous_response_id")
             .and_then(Value::as_str)
-            .filter(|id| {
-                self.api == Api::Responses
-                    && id.starts_with(crate::translate::responses::TRANSLATED_ID_PREFIX)
-            })
+            .filter(|id| id.starts_with(crate::translate::responses::TRANSLATED_ID_PREFIX))
     }
 
-    /// The body as the client sent it.
+    /// The body as a JSON object: as the client sent it, or as changed since.
     pub fn body(&self) -> &Map<String, Value> {
-        &self.body
+        // `raw` was read as one JSON object already.
+        self.tree
+            .get_or_init(|| serde_json::from_slice(&self.raw).unwrap_or_default())
+    }
+
+    /// The body, to change: from here on the request is the tree, not `raw`.
+    fn body_mut(&mut self) -> &mut Map<String, Value> {
+        self.body();
+        self.changed = true;
+        match self.tree.get_mut() {
+            Some(tree) => tree,
+            None => unreachable!("the tree was read just above"),
+        }
     }
 
     /// The JSON schema the client asked the answer to follow, if any.
     pub fn response_schema(&self) -> Option<&Value> {
         match self.api {
-            Api::Openai => self.body.pointer_get("/response_format/json_schema/schema"),
-            Api::Anthropic => self.body.pointer_get("/output_format/schema"),
+            Api::Openai => self
+                .body()
+                .pointer_get("/response_format/json_schema/schema"),
+            Api::Anthropic => self.body().pointer_get("/output_format/schema"),
             Api::Responses => self
-                .body
+                .body()
                 .pointer_get("/text/format")
                 .filter(|f| f.get("type").and_then(Value::as_str) == Some("json_schema"))
                 .and_then(|f| f.get("schema")),
@@ -331,7 +392,7 @@ impl ClientRequest {
     /// first message).
     fn push_input(&mut self, item: Value) {
         let input = self
-            .body
+            .body_mut()
             .entry("input")
             .or_insert_with(|| Value::Array(Vec::new()));
         if let Value::String(s) = input {
@@ -344,7 +405,7 @@ impl ClientRequest {
 
     /// What a Responses answer repeats of this request.
     pub fn echo(&self) -> crate::translate::responses::Echo {
-        crate::translate::responses::Echo::of(&self.body)
+        crate::translate::responses::Echo::of(self.body())
     }
 
     /// The request again, with the rejected answer and what was wrong with it added to the
@@ -372,7 +433,7 @@ impl ClientRequest {
             return repaired;
         }
         let messages = repaired
-            .body
+            .body_mut()
             .entry("messages")
             .or_insert_with(|| Value::Array(Vec::new()));
         if let Value::Array(m) = messages {
@@ -397,18 +458,16 @@ impl ClientRequest {
     pub fn unstreamed(&self) -> ClientRequest {
         let mut r = self.clone();
         r.stream = false;
-        r.body.remove("stream");
-        r.body.remove("stream_options");
+        r.include_usage = false;
+        let body = r.body_mut();
+        body.remove("stream");
+        body.remove("stream_options");
         r
     }
 
     /// Whether an OpenAI client asked for usage in its stream.
     pub fn include_usage(&self) -> bool {
-        self.body
-            .get("stream_options")
-            .and_then(|o| o.get("include_usage"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
+        self.include_usage
     }
 }
 
@@ -470,40 +529,45 @@ fn without_plumbs_items(body: &mut Map<String, Value>) {
     }
 }
 
-fn needs(api: Api, body: &Map<String, Value>, len: usize) -> Needs {
+fn needs(api: Api, body: &Members, len: usize) -> Needs {
+    use members::{elements, string_in, unsigned};
     let tools = body
         .get("tools")
-        .and_then(Value::as_array)
+        .and_then(elements)
         .is_some_and(|t| !t.is_empty());
     let json_schema = match api {
         Api::Openai => {
             body.get("response_format")
-                .and_then(|f| f.get("type"))
-                .and_then(Value::as_str)
+                .and_then(|f| string_in(f, "type"))
+                .as_deref()
                 == Some("json_schema")
         }
-        Api::Anthropic => body.get("output_format").is_some(),
+        Api::Anthropic => body.has("output_format"),
         Api::Responses => {
-            body.pointer_get("/text/format/type")
-                .and_then(Value::as_str)
+            body.get("text")
+                .and_then(Members::of)
+                .and_then(|t| t.get("format"))
+                .and_then(|f| string_in(f, "type"))
+                .as_deref()
                 == Some("json_schema")
         }
         Api::Gemini | Api::Bedrock => false,
     };
     let messages = match api {
-        Api::Openai | Api::Anthropic => body.get("messages").and_then(Value::as_array),
+        Api::Openai | Api::Anthropic => body.get("messages").and_then(elements),
         // A string input has no images; message items may have `input_image` parts.
-        Api::Responses => body.get("input").and_then(Value::as_array),
+        Api::Responses => body.get("input").and_then(elements),
         Api::Gemini | Api::Bedrock => None,
     };
-    let vision = messages.is_some_and(|ms| {
+    let vision = messages.as_ref().is_some_and(|ms| {
         ms.iter().any(|m| {
-            m.get("content")
-                .and_then(Value::as_array)
+            Members::of(m)
+                .and_then(|m| m.get("content"))
+                .and_then(elements)
                 .is_some_and(|parts| {
                     parts.iter().any(|p| {
                         matches!(
-                            p.get("type").and_then(Value::as_str),
+                            string_in(p, "type").as_deref(),
                             Some("image_url" | "image" | "input_image")
                         )
                     })
@@ -512,13 +576,14 @@ fn needs(api: Api, body: &Map<String, Value>, len: usize) -> Needs {
     });
     let prefill = api == Api::Anthropic
         && messages
+            .as_ref()
             .and_then(|ms| ms.last())
-            .and_then(|m| m.get("role"))
-            .and_then(Value::as_str)
+            .and_then(|m| string_in(m, "role"))
+            .as_deref()
             == Some("assistant");
     let max_output = ["max_completion_tokens", "max_tokens", "max_output_tokens"]
         .iter()
-        .find_map(|k| body.get(*k).and_then(Value::as_u64));
+        .find_map(|k| body.get(k).and_then(unsigned));
     let limit = max_output.unwrap_or(0);
     let tokens = (len as u64)
         .div_ceil(4)

@@ -152,7 +152,7 @@ where
             ));
         }
     };
-    let request = match ClientRequest::parse(api, op, &bytes) {
+    let request = match ClientRequest::read(api, op, bytes) {
         Ok(r) => r,
         Err(e @ (InvalidRequest::Json(_) | InvalidRequest::NoModel)) => {
             return Err(respond::error(
