@@ -9,8 +9,18 @@
 # figure to compare two builds by; `make bench` says what the instructions cost in time.
 #
 # Prints, per proxy: instructions per short stream (one token, so the path to the first byte
-# is most of it) and per whole answer, and the sidecar's over the floor's; with KEEP=1, the
+# is most of it), per whole answer and per whole answer to a conversation of ~18 KB (the size
+# of request a chat application sends after a few turns; the proxy's work per request grows
+# with it), and the sidecar's over the floor's; with KEEP=1, the
 # callgrind profiles stay in the directory it names (`callgrind_annotate --inclusive=yes`).
+#
+# And the same requests' cache misses, from callgrind's cache simulation (not this machine's
+# caches, which a VM does not count), with the sizes of this project's build machines' cores
+# (AMD EPYC, `lscpu`: L1i 64 KiB, L1d 32 KiB, L2 512 KiB): lines of code fetched from beyond
+# the L1 instruction cache, and lines of code and data missing from the L2. They say how much memory a request runs through, its working set:
+# when the proxy shares its cores with the client and the upstream (the shared layout), what
+# it touched is evicted between its turns, and it pays each of those lines again, so its time
+# per request follows its working set more than its instruction count.
 # SIDECAR=path measures another sidecar binary (a build to compare) instead of building one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,7 +73,8 @@ done >"$work/routes.yaml"
 start() {
   local name=$1
   shift
-  RUST_LOG=error "${pin[@]}" valgrind --tool=callgrind --callgrind-out-file="$work/$name.cg" "$@" \
+  RUST_LOG=error "${pin[@]}" valgrind --tool=callgrind --cache-sim=yes --I1=65536,4,64 \
+    --D1=32768,8,64 --LL=524288,8,64 --callgrind-out-file="$work/$name.cg" "$@" \
     >"$work/$name.out" 2>"$work/$name.err" &
   proxy=$!
   for _ in $(seq 600); do grep -q "listening on" "$work/$name.out" 2>/dev/null && break; sleep 0.1; done
@@ -71,41 +82,68 @@ start() {
   [ -n "$url" ] || { echo "bench-instructions: $name did not start:" >&2; cat "$work/$name.err" >&2; exit 1; }
 }
 msgs='"messages":[{"role":"user","content":"what is six times seven"}]'
-ask() { # model, stream: one request, which must succeed
+# A conversation as an application sends one: a system prompt and 30 turns, ~18 KB.
+turn="You are a careful assistant. Answer with the facts the user asked for and nothing else."
+turn="$turn $turn $turn $turn $turn $turn"
+long="\"messages\":[{\"role\":\"system\",\"content\":\"$turn\"}"
+for i in $(seq 30); do
+  role=user
+  [ $((i % 2)) = 0 ] && role=assistant
+  long="$long,{\"role\":\"$role\",\"content\":\"turn $i: $turn\"}"
+done
+long="$long]"
+ask() { # model, kind (whole, stream or conversation): one request, which must succeed
   local body="{\"model\":\"$1\",$msgs}"
   [ "$2" = stream ] && body="{\"model\":\"$1\",\"stream\":true,\"max_tokens\":1,$msgs}"
+  [ "$2" = conversation ] && body="{\"model\":\"$1\",$long}"
   curl -sf -o /dev/null -m 60 "$url/v1/chat/completions" -H 'content-type: application/json' -d "$body" \
     || { echo "bench-instructions: a request to $url failed" >&2; exit 1; }
 }
-# Instructions counted since the last zeroing, dumped now.
+# Counted since the last zeroing, dumped now: instructions, L1 instruction-cache misses and
+# L2 misses (code and data), per request of the `n` sent.
 counted() {
   callgrind_control -d "$proxy" >/dev/null
   sleep 0.5
   local last
   last=$(ls -t "$work/$1.cg".* | head -1)
-  awk '/^summary:/ {print $2}' "$last"
+  # events: Ir Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw
+  awk -v n="$n" '/^summary:/ { printf "%d %d %d", $2 / n, $5 / n, ($8 + $9 + $10) / n }' "$last"
 }
-# Instructions per request of one kind through a proxy, after warm-up requests.
+# Per request of one kind through a proxy, after warm-up requests.
 per() { # name model kind
   for _ in 1 2 3 4 5; do ask "$2" "$3"; done
   callgrind_control -z "$proxy" >/dev/null
   for _ in $(seq "$n"); do ask "$2" "$3"; sleep 0.05; done
-  echo $(($(counted "$1") / n))
+  counted "$1"
 }
-measure() { # name model stream-model: sets whole and stream
+measure() { # name model stream-model: sets whole, stream, conversation ("instructions l1 l2" each)
   whole=$(per "$1" "$2" whole)
   stream=$(per "$1" "$3" stream)
+  conversation=$(per "$1" "$2" conversation)
   kill -TERM "$proxy"
   wait "$proxy" 2>/dev/null || true
 }
 start floor "$target/release/plumb-floor" --listen 127.0.0.1:0 --upstream "$sim"
 measure floor sim-gpt sim-stream
-floor_stream=$stream floor_whole=$whole
+floor_stream=$stream floor_whole=$whole floor_conversation=$conversation
 start sidecar "$sidecar" --routes "$work/routes.yaml" \
   --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0
 measure sidecar bench bench-stream
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-echo "Instructions per request, $n requests one at a time after 5 to warm up (callgrind):"
-printf '  %-38s %10s %10s %7s\n' "" floor sidecar ratio
-printf '  %-38s %10d %10d %6sx\n' "stream of one token (to its first byte)" "$floor_stream" "$stream" "$(ratio "$stream" "$floor_stream")"
-printf '  %-38s %10d %10d %6sx\n' "whole answer" "$floor_whole" "$whole" "$(ratio "$whole" "$floor_whole")"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'; }
+row() { # label, field (1 instructions, 2 L1i misses, 3 L2 misses), floor's, sidecar's
+  local f s
+  f=$(echo "$3" | cut -d' ' -f"$2")
+  s=$(echo "$4" | cut -d' ' -f"$2")
+  printf '  %-46s %10d %10d %6sx\n' "$1" "$f" "$s" "$(ratio "$s" "$f")"
+}
+echo "Per request, $n requests one at a time after 5 to warm up (callgrind; the caches simulated):"
+printf '  %-46s %10s %10s %7s\n' "" floor sidecar ratio
+row "instructions, stream of one token (first byte)" 1 "$floor_stream" "$stream"
+row "instructions, whole answer" 1 "$floor_whole" "$whole"
+row "instructions, whole answer to a conversation" 1 "$floor_conversation" "$conversation"
+row "L1 instruction-cache misses, stream" 2 "$floor_stream" "$stream"
+row "L1 instruction-cache misses, whole answer" 2 "$floor_whole" "$whole"
+row "L1 instruction-cache misses, conversation" 2 "$floor_conversation" "$conversation"
+row "L2 misses (code and data), stream" 3 "$floor_stream" "$stream"
+row "L2 misses, whole answer" 3 "$floor_whole" "$whole"
+row "L2 misses, conversation" 3 "$floor_conversation" "$conversation"
