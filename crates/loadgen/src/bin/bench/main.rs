@@ -205,17 +205,22 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     let (check_ns, parse_ns) = micro::contract_micro(if args.smoke { 200 } else { 20_000 })?;
     let (openai_ns, anthropic_ns, value_ns) =
         micro::event_micro(if args.smoke { 200 } else { 100_000 });
+    let (request_ns, tree_ns, request_bytes) =
+        micro::request_micro(if args.smoke { 20 } else { 2_000 })?;
     report.push_str(&format!(
         "## In process\n\n\
          - shared knowledge, median per attempt (the fleet's gate, the outcome and latency counted for the report): {:.2} µs\n\
          - contract check, median per answer: {:.1} µs (schema + 3 CEL rules), against {:.1} µs to parse the same answer as JSON\n\
-         - a stream event read and typed as the relay reads each one, median: {:.2} µs for an OpenAI chunk, {:.2} µs for an Anthropic delta, against {:.2} µs to parse the OpenAI chunk's data as JSON\n",
+         - a stream event read and typed as the relay reads each one, median: {:.2} µs for an OpenAI chunk, {:.2} µs for an Anthropic delta, against {:.2} µs to parse the OpenAI chunk's data as JSON\n\
+         - a conversation's request ({request_bytes} bytes) read and its body written for a target of the client's family, median: {:.1} µs, against {:.1} µs to parse the same bytes as JSON\n",
         fleet_ns / 1000.0,
         check_ns / 1000.0,
         parse_ns / 1000.0,
         openai_ns / 1000.0,
         anthropic_ns / 1000.0,
-        value_ns / 1000.0
+        value_ns / 1000.0,
+        request_ns / 1000.0,
+        tree_ns / 1000.0
     ));
     println!("{report}");
     if let Some(out) = &args.out {

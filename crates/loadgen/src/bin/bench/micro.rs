@@ -1,5 +1,6 @@
 //! In-process micro-benchmarks of costs too small to see end to end: a contract's check of one
-//! answer, what the shared knowledge adds to each attempt, and reading one stream event.
+//! answer, what the shared knowledge adds to each attempt, reading one stream event, and
+//! reading a conversation's request and writing it for its target.
 
 /// A typical contract for the simulator's structured answer (`{answer, score}`): a schema with
 /// bounds and three CEL rules.
@@ -126,6 +127,57 @@ pub fn event_micro(n: usize) -> (f64, f64, f64) {
             );
         }),
     )
+}
+
+/// A conversation as a chat application sends one after a few turns: a system prompt and 30
+/// turns, ~18 KB (the same as `make bench-instructions` sends).
+fn conversation() -> Vec<u8> {
+    let turn =
+        ["You are a careful assistant. Answer with the facts the user asked for and nothing else.";
+            6]
+            .join(" ");
+    let mut messages = vec![serde_json::json!({"role": "system", "content": turn})];
+    for i in 1..=30 {
+        let role = if i % 2 == 0 { "assistant" } else { "user" };
+        messages.push(serde_json::json!({"role": role, "content": format!("turn {i}: {turn}")}));
+    }
+    serde_json::to_vec(&serde_json::json!({"model": "bench", "messages": messages}))
+        .unwrap_or_default()
+}
+
+/// Median nanoseconds to read a conversation's request (`ClientRequest::parse`) and write its
+/// body for a target of the client's family (`body_for`), as the sidecar does for every
+/// request; and, for scale, to parse the same bytes into a JSON value; and the body's size.
+pub fn request_micro(n: usize) -> anyhow::Result<(f64, f64, usize)> {
+    use plumb_sidecar::payload::{Api, ClientRequest, Operation};
+    let yaml = "apiVersion: plumb.dev/v1alpha1\nkind: LlmRoute\nmetadata: {name: bench}\nspec:\n  match: {models: [bench]}\n  targets:\n    - {name: t, provider: openai, baseUrl: 'http://h/v1', model: sim-gpt, credentials: {none: true}}\n";
+    let set = plumb_policy::parse_routes_file(yaml).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let route = set
+        .lookup("bench")
+        .ok_or_else(|| anyhow::anyhow!("no route"))?;
+    let target = route
+        .targets
+        .first()
+        .ok_or_else(|| anyhow::anyhow!("no target"))?;
+    let body = conversation();
+    // Once outside the timing, so that a request it refuses fails here, not silently there.
+    ClientRequest::parse(Api::Openai, Operation::Chat, &body)?.body_for(target)?;
+    let median = |f: &dyn Fn()| median_ns(n, f);
+    Ok((
+        median(&|| {
+            if let Ok(r) =
+                ClientRequest::parse(Api::Openai, Operation::Chat, std::hint::black_box(&body))
+            {
+                std::hint::black_box(r.body_for(target).is_ok());
+            }
+        }),
+        median(&|| {
+            std::hint::black_box(
+                serde_json::from_slice::<serde_json::Value>(std::hint::black_box(&body)).is_ok(),
+            );
+        }),
+        body.len(),
+    ))
 }
 
 /// Median nanoseconds per call of `f`, over 11 batches of `n` calls.
