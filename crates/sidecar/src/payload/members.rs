@@ -38,7 +38,9 @@ impl<'a> Members<'a> {
 
     /// The members of a value that is an object; `None` for any other value.
     pub(super) fn of(value: &'a RawValue) -> Option<Members<'a>> {
-        serde_json::from_str(value.get()).ok()
+        is(value, b'{')
+            .then(|| serde_json::from_str(value.get()).ok())
+            .flatten()
     }
 
     /// The value of `key`, the last when it repeats.
@@ -86,14 +88,31 @@ impl<'de> Deserialize<'de> for Members<'de> {
     }
 }
 
+/// Whether a value starts with `first` (a raw value has no white space before it). Every
+/// reader below looks before it parses: a value of another type would be an error, and serde
+/// writes an error's message, a string's whole text in it, for nothing.
+fn is(value: &RawValue, first: u8) -> bool {
+    value.get().as_bytes().first() == Some(&first)
+}
+
 /// The elements of a value that is an array; `None` for any other value.
 pub(super) fn elements(value: &RawValue) -> Option<Vec<&RawValue>> {
-    serde_json::from_str(value.get()).ok()
+    is(value, b'[')
+        .then(|| serde_json::from_str(value.get()).ok())
+        .flatten()
 }
 
 /// A string value, borrowed unless it had escapes; `None` for any other value.
 pub(super) fn string(value: &RawValue) -> Option<Cow<'_, str>> {
-    match serde_json::from_str::<&str>(value.get()) {
+    if !is(value, b'"') {
+        return None;
+    }
+    let text = value.get();
+    // Without a backslash, the text between the quotes is the string.
+    if !text.contains('\\') {
+        return text.get(1..text.len() - 1).map(Cow::Borrowed);
+    }
+    match serde_json::from_str::<&str>(text) {
         Ok(s) => Some(Cow::Borrowed(s)),
         Err(_) => serde_json::from_str::<String>(value.get())
             .ok()
@@ -108,12 +127,21 @@ pub(super) fn string_in<'a>(object: &'a RawValue, key: &str) -> Option<Cow<'a, s
 
 /// A boolean value; `None` for any other value.
 pub(super) fn boolean(value: &RawValue) -> Option<bool> {
-    serde_json::from_str(value.get()).ok()
+    match value.get() {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
 }
 
 /// A non-negative integer that fits 64 bits; `None` for any other value (as `Value::as_u64`).
 pub(super) fn unsigned(value: &RawValue) -> Option<u64> {
-    serde_json::from_str(value.get()).ok()
+    // Digits only: JSON has no sign but `-`, and an exponent or a fraction is not an integer.
+    let text = value.get();
+    text.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| text.parse().ok())
+        .flatten()
 }
 
 /// Where a body's top-level `model` and `stream_options` values lie, to write the body with
