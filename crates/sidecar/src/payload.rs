@@ -372,8 +372,13 @@ impl ClientRequest {
         }
     }
 
-    /// The JSON schema the client asked the answer to follow, if any.
+    /// The JSON schema the client asked the answer to follow, if any: only where it asked for
+    /// JSON-schema output ([`Needs::json_schema`], read with the body), as the provider only
+    /// then holds the answer to it; so most requests never build the body's tree for this.
     pub fn response_schema(&self) -> Option<&Value> {
+        if !self.needs.json_schema {
+            return None;
+        }
         match self.api {
             Api::Openai => self
                 .body()
