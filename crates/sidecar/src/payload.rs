@@ -113,6 +113,22 @@ pub struct Needs {
     pub max_output: Option<u32>,
 }
 
+impl Needs {
+    /// With the tokens of a body of `len` bytes that asks for at most `max_output` (a quarter
+    /// of its bytes for the prompt, plus the limit).
+    fn sized(self, len: usize, max_output: Option<u64>) -> Needs {
+        let tokens = (len as u64)
+            .div_ceil(4)
+            .saturating_add(max_output.unwrap_or(0))
+            .min(u64::from(u32::MAX)) as u32;
+        Needs {
+            max_output: max_output.map(|n| n.min(u64::from(u32::MAX)) as u32),
+            tokens,
+            ..self
+        }
+    }
+}
+
 /// A parsed client request.
 #[derive(Clone, Debug)]
 pub struct ClientRequest {
@@ -589,19 +605,14 @@ fn needs(api: Api, body: &Members, len: usize) -> Needs {
     let max_output = ["max_completion_tokens", "max_tokens", "max_output_tokens"]
         .iter()
         .find_map(|k| body.get(k).and_then(unsigned));
-    let limit = max_output.unwrap_or(0);
-    let tokens = (len as u64)
-        .div_ceil(4)
-        .saturating_add(limit)
-        .min(u64::from(u32::MAX)) as u32;
     Needs {
-        max_output: max_output.map(|n| n.min(u64::from(u32::MAX)) as u32),
         tools,
         json_schema,
         vision,
         prefill,
-        tokens,
+        ..Needs::default()
     }
+    .sized(len, max_output)
 }
 
 #[cfg(test)]

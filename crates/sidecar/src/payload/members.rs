@@ -278,19 +278,14 @@ mod tests {
         let max_output = ["max_completion_tokens", "max_tokens", "max_output_tokens"]
             .iter()
             .find_map(|k| body.get(*k).and_then(Value::as_u64));
-        let limit = max_output.unwrap_or(0);
-        let tokens = (len as u64)
-            .div_ceil(4)
-            .saturating_add(limit)
-            .min(u64::from(u32::MAX)) as u32;
         Needs {
-            max_output: max_output.map(|n| n.min(u64::from(u32::MAX)) as u32),
             tools,
             json_schema,
             vision,
             prefill,
-            tokens,
+            ..Needs::default()
         }
+        .sized(len, max_output)
     }
 
     #[test]
