@@ -149,7 +149,8 @@ pub struct ClientRequest {
     /// Where its `model` and `stream_options` lie in `raw`.
     layout: Layout,
     /// The body as a JSON object, `model` included: read from `raw` the first time something
-    /// needs more of it than the fields above (a translation, a contract, a repair).
+    /// needs more of it than the fields above (a translation, a Vertex AI target, a Responses
+    /// request, a contract or the client's JSON schema, a repair, a continuation, a shadow).
     tree: OnceLock<Map<String, Value>>,
     /// Whether the body was changed since it was read (a repair, a continuation): `raw` then
     /// no longer says what the request is, the tree does.
@@ -240,8 +241,8 @@ impl ClientRequest {
         // older Azure API versions and some compatible servers refuse the field.)
         let usage = self.stream && target.provider == Provider::Openai && !self.include_usage();
         // The common case, on the way to every first byte: the client's own family, where only
-        // the model (and the usage option) change — written out from the parsed body as it
-        // stands, not copied and then written.
+        // the model (and the usage option) change — the client's bytes with those put in place
+        // (or, once the body was changed, the tree written out with them).
         if family == self.api && family != Api::Responses && target.publisher().is_none() {
             // As the client sent it, the two values put in place.
             if !self.changed {

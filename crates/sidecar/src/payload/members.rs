@@ -2,12 +2,14 @@
 //! fields the sidecar acts on read from them, and where `model` and `stream_options` lie in the
 //! body. A body on its way to a target of the client's own family — the common case — is then
 //! written by putting the target's model (and the usage option) in place of those values and
-//! copying every other byte as the client sent it.
+//! copying every other byte as the client sent it, a repeated key included (a map would have
+//! kept its last value only).
 //!
 //! Building the body into a `serde_json::Value` tree and writing the tree out again cost about
-//! 17 instructions per byte of body (BENCHMARKS.md, "A request's body is not built"): for a
-//! conversation of a few tens of KiB, most of the sidecar's work per request. Reading the
-//! members costs a scan of the bytes, with nothing allocated but the list of members.
+//! 17 instructions per byte of body (BENCHMARKS.md, "A conversation's request: its body read,
+//! not built"): for a conversation of a few tens of KiB, most of the sidecar's work per
+//! request. Reading the members costs two scans of the bytes (one checks them as strictly as
+//! the tree would, one finds the members), and allocates little beyond the list of members.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -31,8 +33,12 @@ pub(super) struct Members<'a>(Vec<Member<'a>>);
 
 impl<'a> Members<'a> {
     /// The members of a body, which must be one JSON object (`Err`: serde's words for what it
-    /// is instead). Everything inside is checked as JSON, nothing is built.
+    /// is instead). It is checked as strictly as a `serde_json::Value` would read it, before
+    /// its members are read: the members' raw values are only skipped over, which lets through
+    /// what the tree, read later for a translation or a contract, would refuse (a lone
+    /// surrogate escaped in a string, a number beyond `f64`, nesting deeper than 128).
     pub(super) fn of_body(text: &'a str) -> Result<Members<'a>, serde_json::Error> {
+        serde_json::from_str::<Checked>(text)?;
         serde_json::from_str(text)
     }
 
@@ -93,6 +99,54 @@ impl<'de> Deserialize<'de> for Members<'de> {
 /// writes an error's message, a string's whole text in it, for nothing.
 fn is(value: &RawValue, first: u8) -> bool {
     value.get().as_bytes().first() == Some(&first)
+}
+
+/// A JSON value read as strictly as a `serde_json::Value` is (its strings decoded, its
+/// numbers in range, its depth within serde's limit), with nothing built.
+struct Checked;
+
+impl<'de> Deserialize<'de> for Checked {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct CheckedVisitor;
+        impl<'de> Visitor<'de> for CheckedVisitor {
+            type Value = Checked;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Checked, E> {
+                Ok(Checked)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Checked, A::Error> {
+                while seq.next_element::<Checked>()?.is_some() {}
+                Ok(Checked)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Checked, A::Error> {
+                while map.next_key::<Checked>()?.is_some() {
+                    map.next_value::<Checked>()?;
+                }
+                Ok(Checked)
+            }
+        }
+        d.deserialize_any(CheckedVisitor)
+    }
 }
 
 /// The elements of a value that is an array; `None` for any other value.
@@ -414,6 +468,7 @@ mod tests {
 
     #[test]
     fn only_a_json_object_is_a_body() {
+        let deep = format!(r#"{{"a":{}1{}}}"#, "[".repeat(200), "]".repeat(200));
         for bad in [
             "[1]",
             "\"s\"",
@@ -421,8 +476,16 @@ mod tests {
             r#"{"a":1} x"#,
             r#"{"a":tru}"#,
             r#"{"a":"\x"}"#,
+            // What the tree refuses, checked before the members are read.
+            r#"{"a":"\ud800"}"#,
+            r#"{"a":[{"b":1e400}]}"#,
+            &deep,
         ] {
             assert!(Members::of_body(bad).is_err(), "{bad}");
+            assert!(
+                serde_json::from_str::<Map<String, Value>>(bad).is_err(),
+                "{bad}"
+            );
         }
         assert_eq!(
             json!(Members::of_body(" {} ").map(|m| m.0.len()).ok()),
