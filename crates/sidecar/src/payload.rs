@@ -564,7 +564,7 @@ fn needs(api: Api, body: &Members, len: usize) -> Needs {
                 .as_deref()
                 == Some("json_schema")
         }
-        Api::Anthropic => body.has("output_format"),
+        Api::Anthropic => body.get("output_format").is_some(),
         Api::Responses => {
             body.get("text")
                 .and_then(Members::of)

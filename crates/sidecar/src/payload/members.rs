@@ -54,11 +54,6 @@ impl<'a> Members<'a> {
         self.0.iter().rev().find(|m| m.key == key).map(|m| m.value)
     }
 
-    /// Whether it has a member `key` (of any value, `null` included).
-    pub(super) fn has(&self, key: &str) -> bool {
-        self.0.iter().any(|m| m.key == key)
-    }
-
     /// The values of every `key` member, as ranges of `text`, the body they were read from.
     fn ranges_of(&self, key: &str, text: &str) -> Vec<Range<usize>> {
         let base = text.as_ptr() as usize;
@@ -462,7 +457,7 @@ mod tests {
         let o = members.get("o").and_then(Members::of);
         let k = o.and_then(|o| o.get("k")).and_then(elements);
         assert_eq!(k.map(|k| k.len()), Some(2));
-        assert!(members.has("nil") && members.get("nil").and_then(Members::of).is_none());
+        assert!(members.get("nil").is_some() && members.get("nil").and_then(Members::of).is_none());
         assert!(members.get("missing").is_none());
     }
 
