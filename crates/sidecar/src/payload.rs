@@ -1,7 +1,7 @@
 //! The client's request as Plumb reads it: only the fields it acts on; everything else passes
 //! through untouched.
 
-mod members;
+mod reading;
 
 use std::sync::OnceLock;
 
@@ -9,7 +9,7 @@ use bytes::Bytes;
 use plumb_policy::{Provider, Publisher, Target};
 use serde_json::{Map, Value};
 
-use self::members::{Layout, Members};
+use self::reading::Layout;
 use crate::completion::Collected;
 use crate::translate::{Conversation, Untranslatable};
 
@@ -179,33 +179,20 @@ impl ClientRequest {
     }
 
     /// Reads a request body: checks it is one JSON object and reads the fields Plumb acts on,
-    /// without building the rest (`payload/members.rs` says why).
+    /// without building the rest (`payload/reading.rs` says why).
     pub fn read(
         api: Api,
         operation: Operation,
         raw: Bytes,
     ) -> Result<ClientRequest, InvalidRequest> {
         let text = std::str::from_utf8(&raw).map_err(|e| InvalidRequest::Json(e.to_string()))?;
-        let top = Members::of_body(text).map_err(|e| InvalidRequest::Json(e.to_string()))?;
-        let model = top
-            .get("model")
-            .and_then(members::string)
+        let read = reading::read(api, text).map_err(|e| InvalidRequest::Json(e.to_string()))?;
+        let model = read
+            .model
             .filter(|m| !m.is_empty())
-            .ok_or(InvalidRequest::NoModel)?
-            .into_owned();
-        let stream = operation == Operation::Chat
-            && top
-                .get("stream")
-                .and_then(members::boolean)
-                .unwrap_or(false);
-        let include_usage = top
-            .get("stream_options")
-            .and_then(Members::of)
-            .and_then(|o| o.get("include_usage"))
-            .and_then(members::boolean)
-            .unwrap_or(false);
-        let needs = needs(api, &top, raw.len());
-        let layout = Layout::of(text, &top);
+            .ok_or(InvalidRequest::NoModel)?;
+        let stream = operation == Operation::Chat && read.stream.unwrap_or(false);
+        let (needs, include_usage, layout) = (read.needs, read.include_usage, read.layout);
         Ok(ClientRequest {
             api,
             operation,
@@ -549,71 +536,6 @@ fn without_plumbs_items(body: &mut Map<String, Value>) {
             m.remove("id");
         }
     }
-}
-
-fn needs(api: Api, body: &Members, len: usize) -> Needs {
-    use members::{elements, string_in, unsigned};
-    let tools = body
-        .get("tools")
-        .and_then(elements)
-        .is_some_and(|t| !t.is_empty());
-    let json_schema = match api {
-        Api::Openai => {
-            body.get("response_format")
-                .and_then(|f| string_in(f, "type"))
-                .as_deref()
-                == Some("json_schema")
-        }
-        Api::Anthropic => body.get("output_format").is_some(),
-        Api::Responses => {
-            body.get("text")
-                .and_then(Members::of)
-                .and_then(|t| t.get("format"))
-                .and_then(|f| string_in(f, "type"))
-                .as_deref()
-                == Some("json_schema")
-        }
-        Api::Gemini | Api::Bedrock => false,
-    };
-    let messages = match api {
-        Api::Openai | Api::Anthropic => body.get("messages").and_then(elements),
-        // A string input has no images; message items may have `input_image` parts.
-        Api::Responses => body.get("input").and_then(elements),
-        Api::Gemini | Api::Bedrock => None,
-    };
-    let vision = messages.as_ref().is_some_and(|ms| {
-        ms.iter().any(|m| {
-            Members::of(m)
-                .and_then(|m| m.get("content"))
-                .and_then(elements)
-                .is_some_and(|parts| {
-                    parts.iter().any(|p| {
-                        matches!(
-                            string_in(p, "type").as_deref(),
-                            Some("image_url" | "image" | "input_image")
-                        )
-                    })
-                })
-        })
-    });
-    let prefill = api == Api::Anthropic
-        && messages
-            .as_ref()
-            .and_then(|ms| ms.last())
-            .and_then(|m| string_in(m, "role"))
-            .as_deref()
-            == Some("assistant");
-    let max_output = ["max_completion_tokens", "max_tokens", "max_output_tokens"]
-        .iter()
-        .find_map(|k| body.get(k).and_then(unsigned));
-    Needs {
-        tools,
-        json_schema,
-        vision,
-        prefill,
-        ..Needs::default()
-    }
-    .sized(len, max_output)
 }
 
 #[cfg(test)]

@@ -1,0 +1,857 @@
+//! A request body read in one pass, without building it: checked as strictly as a
+//! `serde_json::Value` would read it, the few fields the sidecar acts on taken on the way, and
+//! where `model` and `stream_options` lie in the body. A body on its way to a target of the
+//! client's own family — the common case — is then written by putting the target's model (and
+//! the usage option) in place of those values and copying every other byte as the client sent
+//! it, a repeated key included (a map would have kept its last value only).
+//!
+//! Building the body into a `serde_json::Value` tree and writing the tree out again cost about
+//! 17 instructions per byte of body (BENCHMARKS.md, "A conversation's request: its body read,
+//! not built"): for a conversation of a few tens of KiB, most of the sidecar's work per
+//! request. Here each value is read once by a [`Take`], which keeps what it needs of it (a
+//! flag, a number) and nothing else; a value no reader wants is read all the same (each
+//! string decoded, each number parsed, nesting counted), so a body read here is one the tree,
+//! built later for a translation or a contract, reads too.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Range;
+
+use serde::Deserializer as _;
+use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+use super::{Api, Needs};
+use crate::object::Key;
+
+/// What the sidecar reads of a request body.
+#[derive(Debug)]
+pub(super) struct Reading {
+    /// The model asked for: the last `model`, when it is a string.
+    pub(super) model: Option<String>,
+    /// The last `stream`, when it is a boolean.
+    pub(super) stream: Option<bool>,
+    /// Whether the last `stream_options` asks for usage (`include_usage: true`).
+    pub(super) include_usage: bool,
+    /// What the request needs of a target.
+    pub(super) needs: Needs,
+    /// Where `model` and `stream_options` lie, to write the body with others in their place.
+    pub(super) layout: Layout,
+}
+
+/// Reads `text`, a request body of `api`, which must be one JSON object (`Err`: serde's
+/// words for what it is instead, or for what in it the tree would refuse).
+pub(super) fn read(api: Api, text: &str) -> Result<Reading, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let top = de.deserialize_map(Top::new(api, text))?;
+    de.end()?;
+    let max_output = top.max_output.iter().find_map(|n| *n);
+    Ok(Reading {
+        model: top.model,
+        stream: top.stream,
+        include_usage: top.include_usage,
+        needs: Needs {
+            tools: top.tools,
+            json_schema: top.json_schema,
+            vision: top.conversation.vision,
+            prefill: api == Api::Anthropic && top.conversation.assistant_last,
+            ..Needs::default()
+        }
+        .sized(text.len(), max_output),
+        layout: Layout {
+            model: top.model_at,
+            stream_options: top.stream_options_at,
+            close: text.rfind('}').unwrap_or(text.len()),
+            any: top.members > 0,
+        },
+    })
+}
+
+/// A reader of one JSON value, as serde_json reads it strictly: it keeps what it needs of the
+/// value; the rest is read and dropped. A reader of the wrong type of value keeps nothing.
+trait Take<'de> {
+    fn string(&mut self, _: &str) {}
+    fn boolean(&mut self, _: bool) {}
+    fn unsigned(&mut self, _: u64) {}
+    /// An array's elements, read (by default) and dropped.
+    fn elements<A: SeqAccess<'de>>(&mut self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<Skip>()?.is_some() {}
+        Ok(())
+    }
+    /// An object's members, read (by default) and dropped.
+    fn members<A: MapAccess<'de>>(&mut self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key::<Skip>()?.is_some() {
+            map.next_value::<Skip>()?;
+        }
+        Ok(())
+    }
+}
+
+/// A value read by the reader it holds: the seed and the visitor, whose result is the reader.
+struct Reader<'de, T>(T, PhantomData<&'de ()>);
+
+/// `next_value_seed`'s argument: `reader`, to read the next value.
+fn by<'de, T: Take<'de>>(reader: T) -> Reader<'de, T> {
+    Reader(reader, PhantomData)
+}
+
+impl<'de, T: Take<'de>> DeserializeSeed<'de> for Reader<'de, T> {
+    type Value = T;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, T: Take<'de>> Visitor<'de> for Reader<'de, T> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: serde::de::Error>(mut self, v: bool) -> Result<T, E> {
+        self.0.boolean(v);
+        Ok(self.0)
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<T, E> {
+        Ok(self.0)
+    }
+    fn visit_u64<E: serde::de::Error>(mut self, v: u64) -> Result<T, E> {
+        self.0.unsigned(v);
+        Ok(self.0)
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<T, E> {
+        Ok(self.0)
+    }
+    fn visit_str<E: serde::de::Error>(mut self, v: &str) -> Result<T, E> {
+        self.0.string(v);
+        Ok(self.0)
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<T, E> {
+        Ok(self.0)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(mut self, seq: A) -> Result<T, A::Error> {
+        self.0.elements(seq)?;
+        Ok(self.0)
+    }
+    fn visit_map<A: MapAccess<'de>>(mut self, map: A) -> Result<T, A::Error> {
+        self.0.members(map)?;
+        Ok(self.0)
+    }
+}
+
+/// A value read and dropped.
+struct Skip;
+
+impl Take<'_> for Skip {}
+
+/// The next value of `map`, read and dropped.
+fn skip<'de, A: MapAccess<'de>>(map: &mut A) -> Result<(), A::Error> {
+    map.next_value::<Skip>().map(|Skip| ())
+}
+
+impl<'de> serde::Deserialize<'de> for Skip {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Skip, D::Error> {
+        by(Skip).deserialize(d)
+    }
+}
+
+/// A boolean.
+#[derive(Default)]
+struct Bool(Option<bool>);
+
+impl Take<'_> for Bool {
+    fn boolean(&mut self, v: bool) {
+        self.0 = Some(v);
+    }
+}
+
+/// A non-negative integer that fits 64 bits (as `Value::as_u64` reads one).
+#[derive(Default)]
+struct Unsigned(Option<u64>);
+
+impl Take<'_> for Unsigned {
+    fn unsigned(&mut self, v: u64) {
+        self.0 = Some(v);
+    }
+}
+
+/// An array with at least one element.
+#[derive(Default)]
+struct NonEmpty(bool);
+
+impl<'de> Take<'de> for NonEmpty {
+    fn elements<A: SeqAccess<'de>>(&mut self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<Skip>()?.is_some() {
+            self.0 = true;
+        }
+        Ok(())
+    }
+}
+
+/// A string that passes a test.
+struct Test {
+    test: fn(&str) -> bool,
+    passed: bool,
+}
+
+impl Take<'_> for Test {
+    fn string(&mut self, v: &str) {
+        self.passed = (self.test)(v);
+    }
+}
+
+/// A `type` naming an image part of a message.
+fn image() -> Test {
+    Test {
+        test: |t| matches!(t, "image_url" | "image" | "input_image"),
+        passed: false,
+    }
+}
+
+/// A `type` asking for JSON-schema output.
+fn json_schema() -> Test {
+    Test {
+        test: |t| t == "json_schema",
+        passed: false,
+    }
+}
+
+/// An object's `key` member, read by a fresh reader each time the key comes: the last
+/// counts, as in a map.
+struct Field<T> {
+    key: &'static str,
+    reader: fn() -> T,
+    value: Option<T>,
+}
+
+impl<T> Field<T> {
+    fn new(key: &'static str, reader: fn() -> T) -> Field<T> {
+        Field {
+            key,
+            reader,
+            value: None,
+        }
+    }
+}
+
+impl<'de, T: Take<'de>> Take<'de> for Field<T> {
+    fn members<A: MapAccess<'de>>(&mut self, mut map: A) -> Result<(), A::Error> {
+        while let Some(Key(key)) = map.next_key()? {
+            if key == self.key {
+                self.value = Some(map.next_value_seed(by((self.reader)()))?);
+            } else {
+                skip(&mut map)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Field<Test> {
+    fn passed(&self) -> bool {
+        self.value.as_ref().is_some_and(|t| t.passed)
+    }
+}
+
+/// A conversation (`messages`, or a Responses `input`): whether a message shows an image,
+/// and whether the last is the assistant's.
+#[derive(Default)]
+struct Conversation {
+    vision: bool,
+    assistant_last: bool,
+}
+
+impl<'de> Take<'de> for Conversation {
+    fn elements<A: SeqAccess<'de>>(&mut self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(message) = seq.next_element_seed(by(Message::default()))? {
+            self.vision |= message.vision;
+            self.assistant_last = message.assistant;
+        }
+        Ok(())
+    }
+}
+
+/// A message: whether its content has an image part, and whether its role is the assistant.
+#[derive(Default)]
+struct Message {
+    vision: bool,
+    assistant: bool,
+}
+
+impl<'de> Take<'de> for Message {
+    fn members<A: MapAccess<'de>>(&mut self, mut map: A) -> Result<(), A::Error> {
+        while let Some(Key(key)) = map.next_key()? {
+            match key.as_ref() {
+                "content" => self.vision = map.next_value_seed(by(Parts::default()))?.0,
+                "role" => {
+                    let role = Test {
+                        test: |r| r == "assistant",
+                        passed: false,
+                    };
+                    self.assistant = map.next_value_seed(by(role))?.passed;
+                }
+                _ => skip(&mut map)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A message's content as parts: whether one is an image.
+#[derive(Default)]
+struct Parts(bool);
+
+impl<'de> Take<'de> for Parts {
+    fn elements<A: SeqAccess<'de>>(&mut self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(part) = seq.next_element_seed(by(Field::new("type", image)))? {
+            self.0 |= part.passed();
+        }
+        Ok(())
+    }
+}
+
+/// How deep a top-level member's value may nest, as the tree reads the whole body: serde's
+/// limit of 127 levels, less the body's own.
+const NESTED: u8 = 126;
+
+/// A value read and dropped that nests at most as deep as it holds: the check of a value
+/// read as raw JSON, which serde_json skips without counting its depth.
+struct Within(u8);
+
+impl<'de> DeserializeSeed<'de> for Within {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Within {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let inner = self.deeper()?;
+        while seq.next_element_seed(Within(inner))?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let inner = self.deeper()?;
+        while map.next_key::<Skip>()?.is_some() {
+            map.next_value_seed(Within(inner))?;
+        }
+        Ok(())
+    }
+}
+
+impl Within {
+    /// The levels left inside an array or object here.
+    fn deeper<E: serde::de::Error>(self) -> Result<u8, E> {
+        self.0
+            .checked_sub(1)
+            .ok_or_else(|| E::custom("recursion limit exceeded"))
+    }
+}
+
+/// A top-level value kept as raw JSON (for its place in the body), checked as strictly as
+/// the rest.
+fn raw<'de, A: MapAccess<'de>>(map: &mut A) -> Result<&'de RawValue, A::Error> {
+    let value: &'de RawValue = map.next_value()?;
+    Within(NESTED)
+        .deserialize(&mut serde_json::Deserializer::from_str(value.get()))
+        .map_err(A::Error::custom)?;
+    Ok(value)
+}
+
+/// The body's top level: what the sidecar acts on, read member by member.
+struct Top<'a> {
+    api: Api,
+    /// The body, for where a raw value lies in it.
+    text: &'a str,
+    members: usize,
+    model: Option<String>,
+    model_at: Vec<Range<usize>>,
+    stream: Option<bool>,
+    include_usage: bool,
+    stream_options_at: Vec<Range<usize>>,
+    tools: bool,
+    json_schema: bool,
+    conversation: Conversation,
+    /// `max_completion_tokens`, `max_tokens` and `max_output_tokens`, the first the one
+    /// that counts.
+    max_output: [Option<u64>; 3],
+}
+
+impl<'a> Top<'a> {
+    fn new(api: Api, text: &'a str) -> Top<'a> {
+        Top {
+            api,
+            text,
+            members: 0,
+            model: None,
+            model_at: Vec::new(),
+            stream: None,
+            include_usage: false,
+            stream_options_at: Vec::new(),
+            tools: false,
+            json_schema: false,
+            conversation: Conversation::default(),
+            max_output: [None; 3],
+        }
+    }
+
+    /// Where `value`, read from the body, lies in it.
+    fn at(&self, value: &RawValue) -> Range<usize> {
+        let start = value.get().as_ptr() as usize - self.text.as_ptr() as usize;
+        start..start + value.get().len()
+    }
+
+    /// The member that says what output format the client asks for, in its API.
+    fn format_key(&self) -> Option<&'static str> {
+        match self.api {
+            Api::Openai => Some("response_format"),
+            Api::Anthropic => Some("output_format"),
+            Api::Responses => Some("text"),
+            Api::Gemini | Api::Bedrock => None,
+        }
+    }
+
+    /// The member that holds the conversation, in its API.
+    fn conversation_key(&self) -> Option<&'static str> {
+        match self.api {
+            Api::Openai | Api::Anthropic => Some("messages"),
+            // A string input has no images; message items may have `input_image` parts.
+            Api::Responses => Some("input"),
+            Api::Gemini | Api::Bedrock => None,
+        }
+    }
+}
+
+/// Whether the output format (the member [`Top::format_key`] names) asks for JSON-schema
+/// output, read by `api`'s rule.
+fn asks_json_schema<'de, A: MapAccess<'de>>(api: Api, map: &mut A) -> Result<bool, A::Error> {
+    Ok(match api {
+        Api::Openai => map
+            .next_value_seed(by(Field::new("type", json_schema)))?
+            .passed(),
+        // Anthropic's `output_format`, whatever its value.
+        Api::Anthropic => skip(map).map(|()| true)?,
+        Api::Responses => map
+            .next_value_seed(by(Field::new("format", || Field::new("type", json_schema))))?
+            .value
+            .is_some_and(|f| f.passed()),
+        Api::Gemini | Api::Bedrock => skip(map).map(|()| false)?,
+    })
+}
+
+impl<'de> Visitor<'de> for Top<'de> {
+    type Value = Top<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Top<'de>, A::Error> {
+        while let Some(Key(key)) = map.next_key()? {
+            self.members += 1;
+            let key: &str = &key;
+            match key {
+                "model" => {
+                    let value = raw(&mut map)?;
+                    self.model_at.push(self.at(value));
+                    self.model = string(value).map(Cow::into_owned);
+                }
+                "stream" => self.stream = map.next_value_seed(by(Bool::default()))?.0,
+                "stream_options" => {
+                    let value = raw(&mut map)?;
+                    self.stream_options_at.push(self.at(value));
+                    self.include_usage = by(Field::new("include_usage", Bool::default))
+                        .deserialize(&mut serde_json::Deserializer::from_str(value.get()))
+                        .map_err(A::Error::custom)?
+                        .value
+                        .and_then(|b| b.0)
+                        .unwrap_or(false);
+                }
+                "tools" => self.tools = map.next_value_seed(by(NonEmpty::default()))?.0,
+                "max_completion_tokens" | "max_tokens" | "max_output_tokens" => {
+                    let i = ["max_completion_tokens", "max_tokens", "max_output_tokens"]
+                        .iter()
+                        .position(|k| *k == key)
+                        .unwrap_or(0);
+                    self.max_output[i] = map.next_value_seed(by(Unsigned::default()))?.0;
+                }
+                k if Some(k) == self.format_key() => {
+                    self.json_schema = asks_json_schema(self.api, &mut map)?;
+                }
+                k if Some(k) == self.conversation_key() => {
+                    self.conversation = map.next_value_seed(by(Conversation::default()))?;
+                }
+                _ => skip(&mut map)?,
+            }
+        }
+        Ok(self)
+    }
+}
+
+/// A string value, borrowed unless it had escapes; `None` for any other value.
+fn string(value: &RawValue) -> Option<Cow<'_, str>> {
+    let text = value.get();
+    if !text.starts_with('"') {
+        return None;
+    }
+    // Without a backslash, the text between the quotes is the string.
+    if !text.contains('\\') {
+        return text.get(1..text.len() - 1).map(Cow::Borrowed);
+    }
+    serde_json::from_str::<Cow<str>>(text).ok()
+}
+
+/// Where a body's top-level `model` and `stream_options` values lie, to write the body with
+/// others in their place.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Layout {
+    /// The values of its `model` members (one, unless the client repeated the key).
+    model: Vec<Range<usize>>,
+    /// The values of its `stream_options` members.
+    stream_options: Vec<Range<usize>>,
+    /// Where its closing brace is.
+    close: usize,
+    /// Whether the object has any member.
+    any: bool,
+}
+
+/// The `stream_options` that ask for a stream's usage.
+pub(super) const USAGE_OPTION: &str = r#"{"include_usage":true}"#;
+
+impl Layout {
+    /// `body` (the text the layout was read from) with `model` as its model, and with
+    /// [`USAGE_OPTION`] as its `stream_options` when `usage`; a member it lacks is added at
+    /// its end. Every other byte is the client's.
+    pub(super) fn write(&self, body: &[u8], model: &str, usage: bool) -> Vec<u8> {
+        let model = serde_json::to_string(model).unwrap_or_else(|_| "\"\"".to_owned());
+        let mut edits: Vec<(&Range<usize>, &str)> =
+            self.model.iter().map(|r| (r, model.as_str())).collect();
+        if usage {
+            edits.extend(self.stream_options.iter().map(|r| (r, USAGE_OPTION)));
+        }
+        edits.sort_by_key(|(r, _)| r.start);
+        let mut out = Vec::with_capacity(body.len() + model.len() + USAGE_OPTION.len() + 32);
+        let mut at = 0;
+        for (range, value) in edits {
+            out.extend_from_slice(&body[at..range.start]);
+            out.extend_from_slice(value.as_bytes());
+            at = range.end;
+        }
+        out.extend_from_slice(&body[at..self.close]);
+        let mut added = Vec::new();
+        if self.model.is_empty() {
+            added.push(("model", model.as_str()));
+        }
+        if usage && self.stream_options.is_empty() {
+            added.push(("stream_options", USAGE_OPTION));
+        }
+        for (i, (key, value)) in added.into_iter().enumerate() {
+            if self.any || i > 0 {
+                out.push(b',');
+            }
+            out.push(b'"');
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\":");
+            out.extend_from_slice(value.as_bytes());
+        }
+        out.extend_from_slice(&body[self.close..]);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Map, Value};
+
+    use super::*;
+    use crate::payload::{Api, ClientRequest, Needs, Operation};
+
+    fn reading(body: &str) -> Reading {
+        read(Api::Openai, body).unwrap_or_else(|e| panic!("{body}: {e}"))
+    }
+
+    fn written(body: &str, model: &str, usage: bool) -> String {
+        String::from_utf8(reading(body).layout.write(body.as_bytes(), model, usage))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The oracle: what the sidecar read from the body built into a tree, before it read the
+    /// members instead.
+    fn tree_needs(api: Api, body: &Map<String, Value>, len: usize) -> Needs {
+        let tools = body
+            .get("tools")
+            .and_then(Value::as_array)
+            .is_some_and(|t| !t.is_empty());
+        let json_schema = match api {
+            Api::Openai => {
+                body.get("response_format")
+                    .and_then(|f| f.get("type"))
+                    .and_then(Value::as_str)
+                    == Some("json_schema")
+            }
+            Api::Anthropic => body.get("output_format").is_some(),
+            Api::Responses => {
+                body.get("text")
+                    .and_then(|t| t.pointer("/format/type"))
+                    .and_then(Value::as_str)
+                    == Some("json_schema")
+            }
+            Api::Gemini | Api::Bedrock => false,
+        };
+        let messages = match api {
+            Api::Openai | Api::Anthropic => body.get("messages").and_then(Value::as_array),
+            // A string input has no images; message items may have `input_image` parts.
+            Api::Responses => body.get("input").and_then(Value::as_array),
+            Api::Gemini | Api::Bedrock => None,
+        };
+        let vision = messages.is_some_and(|ms| {
+            ms.iter().any(|m| {
+                m.get("content")
+                    .and_then(Value::as_array)
+                    .is_some_and(|parts| {
+                        parts.iter().any(|p| {
+                            matches!(
+                                p.get("type").and_then(Value::as_str),
+                                Some("image_url" | "image" | "input_image")
+                            )
+                        })
+                    })
+            })
+        });
+        let prefill = api == Api::Anthropic
+            && messages
+                .and_then(|ms| ms.last())
+                .and_then(|m| m.get("role"))
+                .and_then(Value::as_str)
+                == Some("assistant");
+        let max_output = ["max_completion_tokens", "max_tokens", "max_output_tokens"]
+            .iter()
+            .find_map(|k| body.get(*k).and_then(Value::as_u64));
+        Needs {
+            tools,
+            json_schema,
+            vision,
+            prefill,
+            ..Needs::default()
+        }
+        .sized(len, max_output)
+    }
+
+    #[test]
+    fn a_body_reads_as_its_tree_read() {
+        let bodies = [
+            (
+                Api::Openai,
+                r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+            ),
+            (
+                Api::Openai,
+                r#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"max_completion_tokens":9,"max_tokens":3,"tools":[{"type":"function"}],"response_format":{"type":"json_schema","json_schema":{}},"messages":[{"role":"user","content":[{"type":"text","text":"x"},{"type":"image_url","image_url":{"url":"u"}}]}]}"#,
+            ),
+            (
+                Api::Openai,
+                r#"{"model":"m","stream":"yes","stream_options":{"include_usage":1},"max_tokens":-1,"tools":[],"response_format":{"type":"json_object"},"messages":[1,"s",null,{"content":{"type":"image_url"}},{"content":[null,{"type":7}]}]}"#,
+            ),
+            (
+                Api::Openai,
+                r#"{"model":"m","messages":{"role":"user"},"tools":{},"max_tokens":1e3,"max_output_tokens":5}"#,
+            ),
+            (
+                Api::Anthropic,
+                r#"{"model":"m","max_tokens":5,"output_format":null,"messages":[{"role":"user","content":[{"type":"image","source":{}}]},{"role":"assistant","content":"The"}]}"#,
+            ),
+            (
+                Api::Anthropic,
+                r#"{"model":"m","max_tokens":5,"messages":[{"role":"assistant"},{"role":"user","content":"x"}],"role":"assistant"}"#,
+            ),
+            (Api::Anthropic, r#"{"model":"m","messages":[]}"#),
+            (
+                Api::Responses,
+                r#"{"model":"m","input":"hi","text":{"format":{"type":"json_schema","schema":{}}},"max_output_tokens":40}"#,
+            ),
+            (
+                Api::Responses,
+                r#"{"model":"m","input":[{"role":"user","content":[{"type":"input_image","image_url":"u"}]}],"text":{"format":"json_schema"}}"#,
+            ),
+            (
+                Api::Openai,
+                r#"{"model":"m","tools":[1],"tools":[],"messages":[{"role":"user","content":[{"type":"image_url"}]}],"messages":[]}"#,
+            ),
+            // The last of a repeated key counts at every level the reading looks at.
+            (
+                Api::Openai,
+                r#"{"model":"m","messages":[{"content":[{"type":"image_url"}],"content":"x"},{"content":[{"type":"image","type":"text"},"s",[{"type":"image"}]]}]}"#,
+            ),
+            (
+                Api::Anthropic,
+                r#"{"model":"m","messages":[{"role":"assistant","role":"user"}],"output_format":{"type":"json_schema"}}"#,
+            ),
+            (
+                Api::Anthropic,
+                r#"{"model":"m","messages":[{"role":"user"},{"role":"assistant"},7]}"#,
+            ),
+            (
+                Api::Openai,
+                r#"{"model":"m","response_format":{"type":"json_schema","type":"text"},"stream_options":{"include_usage":true},"stream_options":null}"#,
+            ),
+            (
+                Api::Responses,
+                r#"{"model":"m","text":{"format":{"type":"json_schema"},"format":{"type":"text"}},"messages":[{"content":[{"type":"image_url"}]}]}"#,
+            ),
+            (
+                Api::Responses,
+                r#"{"model":"m","text":{"format":{"type":"text","type":"json_schema"}},"input":[{"type":"message","content":[{"type":"input_text","text":"\u00e9"},{"type":"in\u0070ut_image"}]}]}"#,
+            ),
+        ];
+        for (api, body) in bodies {
+            let tree: Map<String, Value> =
+                serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}"));
+            let r = ClientRequest::parse(api, Operation::Chat, body.as_bytes())
+                .unwrap_or_else(|e| panic!("{body}: {e}"));
+            assert_eq!(r.needs, tree_needs(api, &tree, body.len()), "{body}");
+            assert_eq!(
+                r.stream,
+                tree.get("stream").and_then(Value::as_bool).unwrap_or(false),
+                "{body}"
+            );
+            assert_eq!(
+                r.include_usage(),
+                tree.get("stream_options")
+                    .and_then(|o| o.get("include_usage"))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+                "{body}"
+            );
+            assert_eq!(r.body(), &tree, "{body}");
+        }
+    }
+
+    #[test]
+    fn the_model_is_put_in_place_and_every_other_byte_is_the_clients() {
+        let body = "{ \"messages\": [{\"role\": \"user\", \"content\": \"h\\u00e9\"}],\n  \"model\" : \"alias\", \"temperature\": 1.50 }\n";
+        assert_eq!(
+            written(body, "up\"stream", false),
+            "{ \"messages\": [{\"role\": \"user\", \"content\": \"h\\u00e9\"}],\n  \"model\" : \"up\\\"stream\", \"temperature\": 1.50 }\n"
+        );
+    }
+
+    #[test]
+    fn members_it_lacks_are_added_at_the_end() {
+        assert_eq!(
+            written("{}", "m", true),
+            r#"{"model":"m","stream_options":{"include_usage":true}}"#
+        );
+        assert_eq!(
+            written(r#"{"stream":true} "#, "m", true),
+            r#"{"stream":true,"model":"m","stream_options":{"include_usage":true}} "#
+        );
+        assert_eq!(
+            written(r#"{"model":"a","stream_options":{"x":1}}"#, "m", false),
+            r#"{"model":"m","stream_options":{"x":1}}"#
+        );
+        assert_eq!(
+            written(r#"{"stream_options":{"x":1},"model":"a"}"#, "m", true),
+            r#"{"stream_options":{"include_usage":true},"model":"m"}"#
+        );
+    }
+
+    #[test]
+    fn a_repeated_key_is_replaced_everywhere_and_read_from_its_last() {
+        let body = r#"{"model":"a","n":1,"model":"b"}"#;
+        assert_eq!(
+            written(body, "m", false),
+            r#"{"model":"m","n":1,"model":"m"}"#
+        );
+        assert_eq!(reading(body).model.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn values_are_read_as_a_map_reads_them() {
+        let body = r#"{"mo\u0064el":"m\"1","stream":true,"max_tokens":7,"stream_options":{"include_usage":true,"include_usage":false}}"#;
+        let r = reading(body);
+        assert_eq!(r.model.as_deref(), Some("m\"1"));
+        assert_eq!((r.stream, r.include_usage), (Some(true), false));
+        assert_eq!(r.needs.max_output, Some(7));
+        // A number the tree holds as a float or a negative is not a limit; the first of the
+        // limits that is one counts.
+        for (limits, max) in [
+            (r#""max_tokens":7.0"#, None),
+            (r#""max_tokens":-1"#, None),
+            (r#""max_tokens":"7""#, None),
+            (r#""max_tokens":1,"max_completion_tokens":2"#, Some(2)),
+            (r#""max_output_tokens":3,"max_tokens":null"#, Some(3)),
+        ] {
+            let body = format!(r#"{{"model":"m",{limits}}}"#);
+            assert_eq!(reading(&body).needs.max_output, max, "{body}");
+        }
+        let odd = reading(r#"{"model":7,"stream":"yes","stream_options":[true]}"#);
+        assert_eq!(
+            (odd.model, odd.stream, odd.include_usage),
+            (None, None, false)
+        );
+    }
+
+    #[test]
+    fn only_a_json_object_is_a_body() {
+        let deep = format!(r#"{{"a":{}1{}}}"#, "[".repeat(200), "]".repeat(200));
+        for bad in [
+            "[1]",
+            "\"s\"",
+            "{",
+            r#"{"a":1} x"#,
+            r#"{"a":tru}"#,
+            r#"{"a":"\x"}"#,
+            // What the tree refuses, checked before the members are read.
+            r#"{"a":"\ud800"}"#,
+            r#"{"a":[{"b":1e400}]}"#,
+            &deep,
+        ] {
+            assert!(read(Api::Openai, bad).is_err(), "{bad}");
+            assert!(
+                serde_json::from_str::<Map<String, Value>>(bad).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(read(Api::Openai, " {} ").is_ok_and(|r| !r.layout.any));
+    }
+
+    #[test]
+    fn a_raw_value_nests_as_deep_as_the_tree_allows() {
+        // serde's limit is 127 levels, the body's own among them; the values kept as raw JSON
+        // (the model, the stream options) are counted by the reading itself.
+        for key in ["model", "stream_options", "messages", "other"] {
+            for levels in [125, 126, 127] {
+                let value = format!("{}1{}", "[".repeat(levels), "]".repeat(levels));
+                let body = format!(r#"{{"{key}":{value},"model":"m"}}"#);
+                let tree = serde_json::from_str::<Map<String, Value>>(&body);
+                assert_eq!(
+                    read(Api::Openai, &body).is_ok(),
+                    tree.is_ok(),
+                    "{key} at {levels} levels"
+                );
+                assert_eq!(tree.is_ok(), levels <= 126, "{key} at {levels} levels");
+            }
+        }
+    }
+}
