@@ -15,7 +15,6 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::marker::PhantomData;
 use std::ops::Range;
 
 use serde::Deserializer as _;
@@ -89,21 +88,21 @@ trait Take<'de> {
 }
 
 /// A value read by the reader it holds: the seed and the visitor, whose result is the reader.
-struct Reader<'de, T>(T, PhantomData<&'de ()>);
+struct Reader<T>(T);
 
 /// `next_value_seed`'s argument: `reader`, to read the next value.
-fn by<'de, T: Take<'de>>(reader: T) -> Reader<'de, T> {
-    Reader(reader, PhantomData)
+fn by<T>(reader: T) -> Reader<T> {
+    Reader(reader)
 }
 
-impl<'de, T: Take<'de>> DeserializeSeed<'de> for Reader<'de, T> {
+impl<'de, T: Take<'de>> DeserializeSeed<'de> for Reader<T> {
     type Value = T;
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de, T: Take<'de>> Visitor<'de> for Reader<'de, T> {
+impl<'de, T: Take<'de>> Visitor<'de> for Reader<T> {
     type Value = T;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON value")
