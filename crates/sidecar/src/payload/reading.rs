@@ -11,7 +11,9 @@
 //! request. Here each value is read once by a [`Take`], which keeps what it needs of it (a
 //! flag, a number) and nothing else; a value no reader wants is read all the same (each
 //! string decoded, each number parsed, nesting counted), so a body read here is one the tree,
-//! built later for a translation or a contract, reads too.
+//! built later for a translation or a contract, reads too, and reads the same. (One key is
+//! refused where the tree would not refuse it: serde_json's marker for a raw value, as a
+//! nested object's first key, which the tree takes as an instruction, not as data.)
 
 use std::borrow::Cow;
 use std::fmt;
@@ -80,10 +82,38 @@ trait Take<'de> {
     }
     /// An object's members, read (by default) and dropped.
     fn members<A: MapAccess<'de>>(&mut self, mut map: A) -> Result<(), A::Error> {
-        while map.next_key::<Skip>()?.is_some() {
+        let mut keys = Keys::default();
+        while keys.next(&mut map)?.is_some() {
             map.next_value::<Skip>()?;
         }
         Ok(())
+    }
+}
+
+/// The key serde_json gives a meaning of its own as an object's first (its raw values' marker):
+/// a `Value` read from the body would take the string after it for JSON and put what that
+/// parses to in the object's place.
+const RAW_VALUE_KEY: &str = "$serde_json::private::RawValue";
+
+/// A nested object's keys, read in turn; `Err` for serde_json's marker as the first, so that
+/// a body the reading accepts reads the same as a tree.
+#[derive(Default)]
+struct Keys {
+    read: bool,
+}
+
+impl Keys {
+    fn next<'de, A: MapAccess<'de>>(
+        &mut self,
+        map: &mut A,
+    ) -> Result<Option<Cow<'de, str>>, A::Error> {
+        let key = map.next_key::<Key>()?.map(|Key(k)| k);
+        if !std::mem::replace(&mut self.read, true) && key.as_deref() == Some(RAW_VALUE_KEY) {
+            return Err(A::Error::custom(format_args!(
+                "the key \"{RAW_VALUE_KEY}\" is reserved (serde_json's marker); rename it"
+            )));
+        }
+        Ok(key)
     }
 }
 
@@ -235,7 +265,8 @@ impl<T> Field<T> {
 
 impl<'de, T: Take<'de>> Take<'de> for Field<T> {
     fn members<A: MapAccess<'de>>(&mut self, mut map: A) -> Result<(), A::Error> {
-        while let Some(Key(key)) = map.next_key()? {
+        let mut keys = Keys::default();
+        while let Some(key) = keys.next(&mut map)? {
             if key == self.key {
                 self.value = Some(map.next_value_seed(by((self.reader)()))?);
             } else {
@@ -279,7 +310,8 @@ struct Message {
 
 impl<'de> Take<'de> for Message {
     fn members<A: MapAccess<'de>>(&mut self, mut map: A) -> Result<(), A::Error> {
-        while let Some(Key(key)) = map.next_key()? {
+        let mut keys = Keys::default();
+        while let Some(key) = keys.next(&mut map)? {
             match key.as_ref() {
                 "content" => self.vision = map.next_value_seed(by(Parts::default()))?.0,
                 "role" => {
@@ -354,7 +386,8 @@ impl<'de> Visitor<'de> for Within {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let inner = self.deeper()?;
-        while map.next_key::<Skip>()?.is_some() {
+        let mut keys = Keys::default();
+        while keys.next(&mut map)?.is_some() {
             map.next_value_seed(Within(inner))?;
         }
         Ok(())
@@ -596,7 +629,7 @@ mod tests {
     }
 
     /// The oracle: what the sidecar read from the body built into a tree, before it read the
-    /// members instead.
+    /// body in one pass instead.
     fn tree_needs(api: Api, body: &Map<String, Value>, len: usize) -> Needs {
         let tools = body
             .get("tools")
@@ -821,7 +854,9 @@ mod tests {
             r#"{"a":1} x"#,
             r#"{"a":tru}"#,
             r#"{"a":"\x"}"#,
-            // What the tree refuses, checked before the members are read.
+            // What the tree refuses, which skipping a value would let through.
+            r#"{"model":"\ud800"}"#,
+            r#"{"model":"m","stream_options":{"a":1e400}}"#,
             r#"{"a":"\ud800"}"#,
             r#"{"a":[{"b":1e400}]}"#,
             &deep,
@@ -833,6 +868,36 @@ mod tests {
             );
         }
         assert!(read(Api::Openai, " {} ").is_ok_and(|r| !r.layout.any));
+    }
+
+    #[test]
+    fn serde_jsons_marker_as_a_nested_objects_first_key_is_refused() {
+        let marker = r#""$serde_json::private::RawValue""#;
+        for nested in [
+            format!(r#""x":{{{marker}:"1"}}"#),
+            format!(r#""tools":{{{marker}:"[1]"}}"#),
+            format!(r#""messages":[{{{marker}:"{{\"role\":\"assistant\"}}"}}]"#),
+            format!(r#""messages":[{{"content":[{{{marker}:"{{}}"}}]}}]"#),
+            format!(r#""stream_options":{{{marker}:"{{\"include_usage\":true}}"}}"#),
+            r#""x":[{"\u0024serde_json::private::RawValue":"1"}]"#.to_owned(),
+        ] {
+            let body = format!(r#"{{"model":"m",{nested}}}"#);
+            let refused = read(Api::Anthropic, &body).map(|_| ()).unwrap_err();
+            assert!(
+                refused.to_string().contains("reserved"),
+                "{body}: {refused}"
+            );
+        }
+        // Anywhere else it is a key like any other, to the tree as to the reading.
+        for body in [
+            format!(r#"{{{marker}:"1","model":"m"}}"#),
+            format!(r#"{{"model":"m","x":{{"a":1,{marker}:"1"}}}}"#),
+        ] {
+            let tree: Map<String, Value> =
+                serde_json::from_str(&body).unwrap_or_else(|e| panic!("{body}: {e}"));
+            assert_eq!(reading(&body).model.as_deref(), Some("m"), "{body}");
+            assert_eq!(tree.len(), 2, "{body}");
+        }
     }
 
     #[test]
