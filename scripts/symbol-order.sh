@@ -7,14 +7,15 @@
 # of them it runs. Laid out together, the code a sidecar runs idle and under traffic fits in a
 # few hundred KiB of pages instead of ~6 MB spread over the 13 MB of .text.
 #
-# How: the release sidecar runs under callgrind in front of the simulator twice: once it starts
-# and stops; once it starts, serves a mix of what real traffic asks (OpenAI and Anthropic
-# clients, whole and streamed, a failover across families, a contract, embeddings, the
-# Responses API, metrics and health), drains and exits. Its routes also hold one as production
-# sets them (HTTPS upstreams, Azure, a compatible server, retries, a breaker, a last resort),
-# loaded at start but never asked, so that starting with such routes touches ordered code too. The functions of the first run come
-# first (an idle sidecar's resident code is only those), then those only serving runs; each
-# group by instructions spent in it, hottest first.
+# How: the release sidecar runs under callgrind in front of the simulator three times: twice it
+# starts, answers its probes and stops, first with one plain route, then with routes as
+# production sets them (a contract, HTTPS upstreams, Azure, a compatible server, retries, a
+# breaker, a last resort: loaded at start, never asked); once it starts, serves a mix of what
+# real traffic asks (OpenAI and Anthropic clients, whole and streamed, a failover across
+# families, a contract, embeddings, the Responses API, metrics and health), drains and exits.
+# The functions of the plain start come first, then those only the richer start runs (an idle
+# sidecar's resident code is only those), then those only serving runs; each group by
+# instructions spent in it, hottest first.
 # Symbols the file names that a later build no longer has are skipped by the linker, so a stale
 # file costs memory, never correctness: rerun this after large changes (`make symbol-order`).
 #
@@ -102,10 +103,20 @@ spec:
   retryBudget: {ratio: 0.2, minPerSecond: 5}
   lastResort: {mode: target, target: local}
 YAML
-# The sidecar under callgrind; its URLs in $url and $admin.
+cat >"$work/plain.yaml" <<YAML
+apiVersion: plumb.dev/v1alpha1
+kind: LlmRoute
+metadata: {name: plain}
+spec:
+  match: {models: [plain]}
+  targets:
+    - {name: primary, provider: openai, baseUrl: '$sim/v1', model: sim-gpt, credentials: {env: PLUMB_PROFILE_KEY}}
+    - {name: fallback, provider: openai, baseUrl: '$sim/v1', model: sim-gpt-mini, credentials: {env: PLUMB_PROFILE_KEY}, priority: 1}
+YAML
+# The sidecar under callgrind with the routes of $work/${2:-routes}.yaml; its URLs in $url and $admin.
 profile() {
   PLUMB_PROFILE_KEY=sk-profile RUST_LOG=info valgrind --tool=callgrind --demangle=no \
-    --callgrind-out-file="$work/$1.cg" "$target/release/plumb-sidecar" --routes "$work/routes.yaml" \
+    --callgrind-out-file="$work/$1.cg" "$target/release/plumb-sidecar" --routes "$work/${2:-routes}.yaml" \
     --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 >"$work/$1.out" 2>"$work/$1.err" &
   sidecar=$!
   for _ in $(seq 600); do grep -q "listening on" "$work/$1.out" 2>/dev/null && break; sleep 0.1; done
@@ -135,11 +146,18 @@ functions() {
 # answer the kubelet's probes as a pod's idle sidecar does, before stopping it. Stopped at the
 # first line, the profile missed them, and their code (~1 MB of pages) lay scattered among the
 # serving functions (2026-12-04: idle RSS 8.9 MB, 4.1 MB of it code).
-profile start
-for _ in $(seq 600); do curl -sf -o /dev/null -m 5 "$admin/readyz" && break; sleep 0.1; done
-curl -s -o /dev/null -m 5 "$admin/healthz" || true
-sleep 3
-stop
+idle() {
+  profile "$@"
+  for _ in $(seq 600); do curl -sf -o /dev/null -m 5 "$admin/readyz" && break; sleep 0.1; done
+  curl -s -o /dev/null -m 5 "$admin/healthz" || true
+  sleep 3
+  stop
+}
+# Twice: with one plain route (two OpenAI targets, nothing else set), then with the routes
+# above. What the plain one runs comes first, so that a sidecar whose routes set little maps
+# only that, not the contracts' and HTTPS upstreams' start-up code laid among it.
+idle plain plain
+idle start
 # Then what it runs to serve.
 profile serve
 post() { curl -s -o /dev/null -m 60 "$url$1" -H 'content-type: application/json' "${@:3}" -d "$2" || true; }
@@ -159,8 +177,9 @@ for _ in 1 2 3; do
   curl -s -o /dev/null -m 20 "$admin/readyz" || true
 done
 stop
-functions "$work/start.cg" >"$work/start.txt"
+functions "$work/plain.cg" >"$work/plain.txt"
+functions "$work/start.cg" | grep -vxFf "$work/plain.txt" >"$work/start.txt" || true
 functions "$work/serve.cg" >"$work/serve.txt"
-# Starting first, then serving's own functions: hot ones together within each.
-{ cat "$work/start.txt"; grep -vxFf "$work/start.txt" "$work/serve.txt" || true; } >crates/sidecar/symbol-order.txt
+# Starting plain, starting the rest, then serving's own functions: hot ones together within each.
+{ cat "$work/plain.txt" "$work/start.txt"; grep -vxFf <(cat "$work/plain.txt" "$work/start.txt") "$work/serve.txt" || true; } >crates/sidecar/symbol-order.txt
 echo "symbol-order: $(wc -l <crates/sidecar/symbol-order.txt) functions in crates/sidecar/symbol-order.txt"
