@@ -1,4 +1,5 @@
 use super::*;
+use bytes::Bytes;
 
 fn events(out: &[Bytes]) -> Vec<Value> {
     out.iter()
