@@ -1,7 +1,8 @@
 //! The HTTP(S) server: accepts connections, routes requests to the wire formats and the
 //! identity services (STS, container credentials, Google's token endpoint and metadata server),
 //! and chooses the fault; `server/answer.rs` applies it (whole answers, paced streams, errors in each
-//! provider's shape) and `server/admin.rs` serves the admin API under `/_sim/`.
+//! provider's shape), `server/admin.rs` serves the admin API under `/_sim/`, `server/route.rs`
+//! reads what a request asks for and `server/identity.rs` serves the identity services.
 //!
 //! ```text
 //! request → route (openai | azure | anthropic | responses | gemini | bedrock | vertex | identity | admin)
@@ -56,8 +57,12 @@ type Body = BoxBody<Bytes, BoxError>;
 
 mod admin;
 mod answer;
+mod identity;
+mod route;
 
 use admin::{admin, admin_json};
+use identity::{aws_identity, google_auth};
+use route::{Route, api_key, route_name};
 
 /// Largest request body accepted.
 const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
@@ -279,158 +284,6 @@ impl AsyncWrite for ResetOnDrop {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
-    }
-}
-
-/// What a request asks for.
-enum Route {
-    Chat {
-        api: Api,
-        deployment: Option<String>,
-    },
-    /// Gemini names the model and whether to stream in the path.
-    Gemini {
-        model: String,
-        stream: bool,
-    },
-    /// So does Bedrock.
-    Bedrock {
-        model: String,
-        stream: bool,
-    },
-    /// STS (`POST /` with a form).
-    Sts,
-    /// The container-credentials endpoint.
-    ContainerCredentials,
-    /// Vertex AI names the publisher, the model and whether to stream in the path.
-    Vertex(vertex::VertexPath),
-    Embeddings {
-        api: Api,
-        deployment: Option<String>,
-    },
-    Models {
-        api: Api,
-    },
-    Missing {
-        api: Api,
-        error: ProviderError,
-    },
-}
-
-impl Route {
-    fn of(method: &Method, path: &str, query: Option<&str>, headers: &HeaderMap) -> Route {
-        let anthropic_client =
-            headers.contains_key("anthropic-version") || headers.contains_key("x-api-key");
-        let api = if anthropic_client {
-            Api::Anthropic
-        } else {
-            Api::Openai
-        };
-        if path.starts_with("/model/") {
-            return match (method, crate::bedrock::route(path)) {
-                (&Method::POST, Some((model, stream))) => Route::Bedrock { model, stream },
-                _ => Route::Missing {
-                    api: Api::Bedrock,
-                    error: ProviderError::not_found_path(path),
-                },
-            };
-        }
-        if path.starts_with("/v1/projects/") {
-            return match (method, vertex::route(path)) {
-                (&Method::POST, Some(v)) => Route::Vertex(v),
-                _ => Route::Missing {
-                    api: Api::Gemini,
-                    error: ProviderError::not_found_path(path),
-                },
-            };
-        }
-        match (method, path) {
-            (&Method::POST, "/") => return Route::Sts,
-            (&Method::GET, crate::aws::CONTAINER_PATH) => return Route::ContainerCredentials,
-            _ => {}
-        }
-        if path.starts_with("/v1beta/") {
-            return match (method, gemini::route(path)) {
-                (&Method::POST, Some((model, stream))) => Route::Gemini { model, stream },
-                _ => Route::Missing {
-                    api: Api::Gemini,
-                    error: ProviderError::not_found_path(path),
-                },
-            };
-        }
-        if let Some(rest) = path.strip_prefix("/openai/deployments/") {
-            let (deployment, op) = rest.split_once('/').unwrap_or((rest, ""));
-            let has_version =
-                query.is_some_and(|q| q.split('&').any(|kv| kv.starts_with("api-version=")));
-            if !has_version {
-                let mut error = ProviderError::not_found_path(path);
-                error.message =
-                    "Resource not found (the api-version query parameter is required)".to_owned();
-                return Route::Missing {
-                    api: Api::Azure,
-                    error,
-                };
-            }
-            let deployment = Some(deployment.to_owned());
-            return match (method, op) {
-                (&Method::POST, "chat/completions") => Route::Chat {
-                    api: Api::Azure,
-                    deployment,
-                },
-                (&Method::POST, "embeddings") => Route::Embeddings {
-                    api: Api::Azure,
-                    deployment,
-                },
-                _ => Route::Missing {
-                    api: Api::Azure,
-                    error: ProviderError::not_found_path(path),
-                },
-            };
-        }
-        match (method, path) {
-            (&Method::POST, "/v1/chat/completions") => Route::Chat {
-                api: Api::Openai,
-                deployment: None,
-            },
-            (&Method::POST, "/v1/responses") => Route::Chat {
-                api: Api::Responses,
-                deployment: None,
-            },
-            (&Method::POST, "/v1/messages") => Route::Chat {
-                api: Api::Anthropic,
-                deployment: None,
-            },
-            (&Method::POST, "/v1/embeddings") => Route::Embeddings {
-                api: Api::Openai,
-                deployment: None,
-            },
-            (&Method::GET, "/v1/models") => Route::Models { api },
-            _ => Route::Missing {
-                api,
-                error: ProviderError::not_found_path(path),
-            },
-        }
-    }
-}
-
-/// The API key a request presents, from the headers its family uses.
-fn api_key(api: Api, headers: &HeaderMap) -> Option<String> {
-    let get = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let bearer = || get("authorization").and_then(|v| v.strip_prefix("Bearer ").map(str::to_owned));
-    match api {
-        Api::Openai | Api::Responses => bearer(),
-        Api::Azure => get("api-key").or_else(bearer),
-        Api::Anthropic => get("x-api-key").or_else(bearer),
-        // Only the header: a key in the URL's `key=` query is not looked for, so a client that
-        // puts it there is refused as if it had sent none.
-        Api::Gemini => get("x-goog-api-key"),
-        // A Bedrock API key; a SigV4 signature is checked apart (see `crate::aws`).
-        Api::Bedrock => bearer(),
     }
 }
 
@@ -701,30 +554,6 @@ fn body_len(resp: &Response<Body>) -> u64 {
     http_body::Body::size_hint(resp.body()).exact().unwrap_or(0)
 }
 
-/// Google's token endpoint (`POST /token`) and metadata server (`GET` of its token path).
-async fn google_auth(
-    state: &Arc<State>,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, BoxError> {
-    let (status, body) = if req.method() == Method::POST {
-        let body = Limited::new(req.into_body(), 64 * 1024)
-            .collect()
-            .await?
-            .to_bytes();
-        state.google.exchange(&String::from_utf8_lossy(&body))
-    } else {
-        state.google.metadata(
-            req.headers()
-                .get("metadata-flavor")
-                .and_then(|v| v.to_str().ok()),
-        )
-    };
-    Ok(admin_json(
-        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        &body,
-    ))
-}
-
 fn error_response(api: Api, err: &ProviderError, request_id: &str) -> Response<Body> {
     let mut resp = Response::new(full(Bytes::from(err.body(api, request_id).to_string())));
     *resp.status_mut() =
@@ -759,72 +588,6 @@ fn error_response(api: Api, err: &ProviderError, request_id: &str) -> Response<B
             Api::Bedrock => h.insert("x-amzn-requestid", rid),
         };
     }
-    resp
-}
-
-/// The endpoint name an AWS identity route logs.
-fn route_name(route: &Route) -> &'static str {
-    match route {
-        Route::Sts => "sts",
-        Route::ContainerCredentials => "container-credentials",
-        Route::Chat { .. }
-        | Route::Gemini { .. }
-        | Route::Bedrock { .. }
-        | Route::Vertex(_)
-        | Route::Embeddings { .. }
-        | Route::Models { .. }
-        | Route::Missing { .. } => "chat",
-    }
-}
-
-/// STS and the container-credentials endpoint: each call is logged as an attempt (api
-/// `bedrock`, endpoint `sts` or `container-credentials`, the presented token as its key only
-/// when it was the right one, so a test can count refreshes).
-async fn aws_identity(
-    state: &Arc<State>,
-    endpoint: &str,
-    req: Request<Incoming>,
-) -> Response<Body> {
-    let endpoint: &'static str = if endpoint == "sts" {
-        "sts"
-    } else {
-        "container-credentials"
-    };
-    let authorization = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let body = read_bytes(req.into_body()).await.unwrap_or_default();
-    let id = state.attempts.begin(Arrival {
-        api: Api::Bedrock,
-        endpoint,
-        model: None,
-        key: None,
-        stream: false,
-        traceparent: None,
-        organization: None,
-        project: None,
-        path: None,
-    });
-    let (status, content_type, text) = if endpoint == "sts" {
-        let (status, xml) = state.aws.assume_role(&body);
-        (status, "text/xml", xml)
-    } else {
-        let (status, v) = state.aws.container(authorization.as_deref());
-        (status, "application/json", v.to_string())
-    };
-    let mut resp = Response::new(full(Bytes::from(text)));
-    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    state.attempts.update(id, |a| a.status = status);
-    let outcome = if status == 200 {
-        Outcome::Completed
-    } else {
-        Outcome::Error
-    };
-    state.attempts.finish(id, outcome, body_len(&resp));
     resp
 }
 
