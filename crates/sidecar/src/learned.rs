@@ -50,7 +50,9 @@ const STREAMS: Duration = Duration::from_secs(120);
 /// shorter one the time before the first token weighs too much.
 pub const MIN_RATE_TOKENS: u64 = 32;
 
-/// What was learned of every upstream's first tokens.
+/// What was learned of every upstream: its first tokens, response heads, silences inside a
+/// stream and time per output token (for the deadlines), and how its recent streams ended (for
+/// the adaptive hold).
 #[derive(Debug, Default)]
 pub struct Learned {
     map: RwLock<crate::ConfigMap<UpstreamKey, Arc<Mutex<Track>>>>,

@@ -1,6 +1,6 @@
 //! The observer: every attempt's and every request's outcome is one typed record, and the
-//! metrics, span fields, log lines and fleet report are all derived from it here, at one call
-//! site per record. Nothing reads its own response headers back to learn what happened.
+//! metrics, span fields, log lines, fleet report and what is learned of each upstream (its
+//! timings, how its streams ended) are all derived from it here, at one call site per record. Nothing reads its own response headers back to learn what happened.
 //!
 //! Metric handles are resolved once per route and target ([`RouteHandles`], built when a
 //! policy is applied) and kept, so the request path does not format label strings or look up
