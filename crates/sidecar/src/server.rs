@@ -124,17 +124,9 @@ pub async fn serve_with(
                     let Some(io) = first else {
                         return;
                     };
-                    let mut builder = auto::Builder::new(TokioExecutor::new());
-                    builder
-                        .http1()
-                        .max_buf_size(limits.max_head_bytes.max(8192))
-                        .timer(TokioTimer::new())
-                        .header_read_timeout(limits.header_timeout);
-                    builder
-                        .http2()
-                        .max_header_list_size(u32::try_from(limits.max_head_bytes).unwrap_or(u32::MAX))
-                        .timer(TokioTimer::new());
-                    let conn = watcher.watch(builder.serve_connection(TokioIo::new(io), svc).into_owned());
+                    // Boxed once here: the task's own future stays small, and tokio moves it
+                    // several times as it spawns and ends it.
+                    let conn = Box::pin(watcher.watch(serve_connection(io, svc, limits)));
                     tokio::select! {
                         served = conn => if let Err(e) = served {
                             tracing::debug!(error = %e, "client connection ended with an error");
@@ -296,6 +288,39 @@ fn refused(listener: &'static str, why: &'static str) {
     }
 }
 
+/// Serves a client connection in the version its first bytes told: HTTP/1 unless they were
+/// HTTP/2's preface, so hyper does not read them again to tell.
+fn serve_connection<S, B>(
+    io: Prefixed,
+    svc: S,
+    limits: Limits,
+) -> auto::Connection<'static, TokioIo<Prefixed>, S, TokioExecutor>
+where
+    S: hyper::service::Service<Request<Incoming>, Response = hyper::Response<B>> + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = if io.http2 {
+        builder.http2_only()
+    } else {
+        builder.http1_only()
+    };
+    builder
+        .http1()
+        .max_buf_size(limits.max_head_bytes.max(8192))
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    builder
+        .http2()
+        .max_header_list_size(u32::try_from(limits.max_head_bytes).unwrap_or(u32::MAX))
+        .timer(TokioTimer::new());
+    builder.serve_connection(TokioIo::new(io), svc).into_owned()
+}
+
 /// Waits for a connection's first bytes (enough to tell HTTP/2's preface from HTTP/1), within
 /// `timeout`; the bytes read are given back to whoever reads the connection next.
 async fn first_bytes(mut tcp: TcpStream, timeout: Duration) -> Option<Prefixed> {
@@ -319,6 +344,7 @@ async fn first_bytes(mut tcp: TcpStream, timeout: Duration) -> Option<Prefixed> 
             prefix: buf,
             at: 0,
             len: n,
+            http2: buf[..n] == *PREFACE,
             tcp,
         }),
         Ok(false) | Err(_) => None,
@@ -330,6 +356,8 @@ struct Prefixed {
     prefix: [u8; 24],
     at: usize,
     len: usize,
+    /// Whether the first bytes were HTTP/2's preface.
+    http2: bool,
     tcp: TcpStream,
 }
 
@@ -344,6 +372,12 @@ impl AsyncRead for Prefixed {
             let (at, end) = (self.at, self.at + n);
             buf.put_slice(&self.prefix[at..end]);
             self.at = end;
+            // And what else has come, in the same read: a request that arrived whole is then
+            // parsed once, not first as its 24 bytes and then again. Nothing more yet, or an
+            // error, is for the next read to find.
+            if self.at == self.len && buf.remaining() > 0 {
+                let _ = Pin::new(&mut self.tcp).poll_read(cx, buf);
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.tcp).poll_read(cx, buf)
