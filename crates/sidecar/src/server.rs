@@ -21,9 +21,9 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::AbortHandle;
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 use parking_lot::Mutex;
@@ -73,7 +73,7 @@ pub async fn serve(
     proxy: Arc<Proxy>,
     proxy_listener: TcpListener,
     admin_listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
     drain: Duration,
 ) {
     serve_with(
@@ -91,17 +91,23 @@ pub async fn serve_with(
     proxy: Arc<Proxy>,
     (proxy_listener, limits): (TcpListener, Limits),
     (admin_listener, admin_limits): (TcpListener, Limits),
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
     drain: Duration,
 ) {
     let graceful = GracefulShutdown::new();
     let admin_proxy = proxy.clone();
     let admin = tokio::spawn(accept_admin(admin_listener, admin_limits, admin_proxy));
     let slots = Slots::new(limits);
-    tokio::pin!(shutdown);
+    // The shutdown signal waits in a task of its own: polled here, its receivers would be
+    // polled again at every connection the loop accepts.
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let signal = tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(());
+    });
     loop {
         tokio::select! {
-            () = &mut shutdown => break,
+            _ = &mut stopped => break,
             accepted = proxy_listener.accept() => {
                 let Some((tcp, slot)) = slots.admit(accepted, "proxy").await else {
                     continue;
@@ -113,30 +119,23 @@ pub async fn serve_with(
                     async move { Ok::<_, Infallible>(proxy.handle(req).await) }
                 });
                 let watcher = graceful.watcher();
-                tokio::spawn(async move {
-                    let evicted = slot.evicted.clone();
-                    let _slot = slot;
+                let header_timeout = limits.header_timeout;
+                slots.spawn(slot, async move {
                     // HTTP/1 or HTTP/2 is told by the first bytes: they too must come in time.
-                    let first = tokio::select! {
-                        first = first_bytes(tcp, limits.header_timeout) => first,
-                        () = evicted.notified() => None,
-                    };
-                    let Some(io) = first else {
+                    let Some(io) = first_bytes(tcp, header_timeout).await else {
                         return;
                     };
                     // Boxed once here: the task's own future stays small, and tokio moves it
                     // several times as it spawns and ends it.
                     let conn = Box::pin(watcher.watch(serve_connection(io, svc, limits)));
-                    tokio::select! {
-                        served = conn => if let Err(e) = served {
-                            tracing::debug!(error = %e, "client connection ended with an error");
-                        },
-                        () = evicted.notified() => {}
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "client connection ended with an error");
                     }
                 });
             }
         }
     }
+    signal.abort();
     drop(proxy_listener);
     tracing::info!(grace = %humantime::format_duration(drain), "draining in-flight requests");
     if tokio::time::timeout(drain, graceful.shutdown())
@@ -155,28 +154,28 @@ pub async fn serve_with(
 /// addresses cannot lock out a new one (the kubelet's probe, another client).
 struct Slots {
     all: Arc<Semaphore>,
-    by_address: Arc<Mutex<HashMap<IpAddr, Connections>>>,
+    by_address: Arc<Mutex<crate::ConfigMap<IpAddr, Connections>>>,
     per_address: usize,
     next_id: std::sync::atomic::AtomicU64,
 }
 
-/// One address's connections, oldest first: each one's id and the switch that closes it.
+/// One address's connections, oldest first: each one's id and the handle that aborts its
+/// task (set as the task is spawned, before the listener admits another connection).
 #[derive(Default)]
-struct Connections(std::collections::VecDeque<(u64, Arc<Notify>)>);
+struct Connections(std::collections::VecDeque<(u64, Option<AbortHandle>)>);
 
 /// A connection's slot: its place among the listener's connections and its address's count,
-/// both given back when dropped; `evicted` fires when another address needs the place.
+/// both given back when dropped (with its task: [`Slots::spawn`]).
 struct Slot {
     _all: OwnedSemaphorePermit,
-    _address: AddressCount,
-    evicted: Arc<Notify>,
+    address: AddressCount,
 }
 
 /// One connection counted against its address; the count goes down when dropped.
 struct AddressCount {
     address: IpAddr,
     id: u64,
-    by_address: Arc<Mutex<HashMap<IpAddr, Connections>>>,
+    by_address: Arc<Mutex<crate::ConfigMap<IpAddr, Connections>>>,
 }
 
 impl Drop for AddressCount {
@@ -198,7 +197,7 @@ impl Slots {
     fn new(limits: Limits) -> Slots {
         Slots {
             all: Arc::new(Semaphore::new(limits.max_connections)),
-            by_address: Arc::new(Mutex::new(HashMap::new())),
+            by_address: Arc::new(Mutex::new(crate::ConfigMap::default())),
             per_address: limits.max_per_address,
             next_id: std::sync::atomic::AtomicU64::new(0),
         }
@@ -223,7 +222,6 @@ impl Slots {
         let id = self
             .next_id
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let evicted = Arc::new(Notify::new());
         {
             let mut by = self.by_address.lock();
             let mine = by.get(&address).map_or(0, |c| c.0.len());
@@ -240,8 +238,9 @@ impl Slots {
                     .filter(|(_, c)| c.0.len() > mine + 1);
                 match busiest {
                     Some((_, c)) => {
-                        if let Some((_, switch)) = c.0.pop_front() {
-                            switch.notify_one();
+                        // Its task ends at its next await; its slot is given back as it does.
+                        if let Some((_, Some(task))) = c.0.pop_front() {
+                            task.abort();
                         }
                     }
                     None => {
@@ -250,10 +249,7 @@ impl Slots {
                     }
                 }
             }
-            by.entry(address)
-                .or_default()
-                .0
-                .push_back((id, evicted.clone()));
+            by.entry(address).or_default().0.push_back((id, None));
         }
         // From here the count is given back whatever happens.
         let counted = AddressCount {
@@ -266,14 +262,29 @@ impl Slots {
                 tcp,
                 Slot {
                     _all: all,
-                    _address: counted,
-                    evicted,
+                    address: counted,
                 },
             )),
             Ok(Err(_)) | Err(_) => {
                 refused(listener, "connection limit reached");
                 None
             }
+        }
+    }
+
+    /// Runs a connection's task, which holds its slot; evicting the connection aborts the
+    /// task (nothing is polled for it on the connection's way).
+    fn spawn(&self, slot: Slot, serve: impl Future<Output = ()> + Send + 'static) {
+        let (address, id) = (slot.address.address, slot.address.id);
+        let task = tokio::spawn(async move {
+            let _slot = slot;
+            serve.await;
+        });
+        // A task that already ended has given its entry back.
+        if let Some(c) = self.by_address.lock().get_mut(&address)
+            && let Some((_, handle)) = c.0.iter_mut().find(|(i, _)| *i == id)
+        {
+            *handle = Some(task.abort_handle());
         }
     }
 }
@@ -422,9 +433,7 @@ async fn accept_admin(listener: TcpListener, limits: Limits, proxy: Arc<Proxy>) 
             continue;
         };
         let proxy = proxy.clone();
-        tokio::spawn(async move {
-            let evicted = slot.evicted.clone();
-            let _slot = slot;
+        slots.spawn(slot, async move {
             let svc = service_fn(move |req: Request<Incoming>| {
                 let proxy = proxy.clone();
                 async move { Ok::<_, Infallible>(admin(&proxy, &req)) }
@@ -434,10 +443,7 @@ async fn accept_admin(listener: TcpListener, limits: Limits, proxy: Arc<Proxy>) 
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout)
                 .serve_connection(TokioIo::new(tcp), svc);
-            tokio::select! {
-                _ = conn => {}
-                () = evicted.notified() => {}
-            }
+            let _ = conn.await;
         });
     }
 }
