@@ -96,15 +96,20 @@ pub async fn serve_with(
 ) {
     let graceful = GracefulShutdown::new();
     let admin_proxy = proxy.clone();
-    let admin = tokio::spawn(accept_admin(admin_listener, admin_limits, admin_proxy));
+    let _admin = Aborting(
+        tokio::spawn(accept_admin(admin_listener, admin_limits, admin_proxy)).abort_handle(),
+    );
     let slots = Slots::new(limits);
     // The shutdown signal waits in a task of its own: polled here, its receivers would be
     // polled again at every connection the loop accepts.
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-    let signal = tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop.send(());
-    });
+    let _signal = Aborting(
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop.send(());
+        })
+        .abort_handle(),
+    );
     loop {
         tokio::select! {
             _ = &mut stopped => break,
@@ -135,7 +140,6 @@ pub async fn serve_with(
             }
         }
     }
-    signal.abort();
     drop(proxy_listener);
     tracing::info!(grace = %humantime::format_duration(drain), "draining in-flight requests");
     if tokio::time::timeout(drain, graceful.shutdown())
@@ -144,7 +148,16 @@ pub async fn serve_with(
     {
         tracing::warn!("drain deadline passed with requests still in flight");
     }
-    admin.abort();
+}
+
+/// A task of the server's own (the admin listener, the shutdown signal's wait), aborted when
+/// the server ends, drained or dropped.
+struct Aborting(AbortHandle);
+
+impl Drop for Aborting {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A listener's connection slots: so many at once, and so many from one address.
