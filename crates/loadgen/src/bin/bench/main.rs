@@ -77,6 +77,10 @@ struct Args {
     /// printed (no report): a quick look at the first-byte path.
     #[arg(long)]
     streams_only: bool,
+    /// With `--streams-only`: leave out the proxies' own time on a core (its `perf` recording
+    /// takes minutes), for a run of many streams.
+    #[arg(long)]
+    no_on_core: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -384,25 +388,41 @@ async fn start(args: &Args, layout: Layout, dir: &FsPath) -> anyhow::Result<Star
 /// first-byte path while working on it).
 async fn streams_only(args: &Args, layout: Layout, dir: &FsPath) -> anyhow::Result<()> {
     let started = start(args, layout, dir).await?;
+    let faults_before = minor_faults(&started.paths);
     let s = measure::streams(&started.paths, args.streams).await?;
+    let faults = minor_faults(&started.paths)
+        .zip(faults_before)
+        .map(|(after, before)| {
+            let per = |a: u64, b: u64| (a.saturating_sub(b)) as f64 / args.streams.max(1) as f64;
+            format!(
+                "floor {:.1}, plumb {:.1}",
+                per(after.0, before.0),
+                per(after.1, before.1)
+            )
+        });
     let hop = hop(args, layout).await?;
-    let own = match on_core(&started.paths, args.streams, dir).await {
-        Ok(oncore::Recorded { spans, .. }) => {
-            let show = |s: &oncore::Spans| match s.medians_us() {
-                Some(m) => format!(
-                    "{:.0} (request {:.0}, sent {:.0}, answer {:.0}) + {:.0} in system calls",
-                    m.own, m.request, m.sent, m.answer, m.calls
-                ),
-                None => "no stream seen".to_owned(),
-            };
-            format!("floor {}, plumb {}", show(&spans.floor), show(&spans.plumb))
+    let own = if args.no_on_core {
+        "not measured (--no-on-core)".to_owned()
+    } else {
+        match on_core(&started.paths, args.streams, dir).await {
+            Ok(oncore::Recorded { spans, .. }) => {
+                let show = |s: &oncore::Spans| match s.medians_us() {
+                    Some(m) => format!(
+                        "{:.0} (request {:.0}, sent {:.0}, answer {:.0}) + {:.0} in system calls",
+                        m.own, m.request, m.sent, m.answer, m.calls
+                    ),
+                    None => "no stream seen".to_owned(),
+                };
+                format!("floor {}, plumb {}", show(&spans.floor), show(&spans.plumb))
+            }
+            Err(why) => format!("not measured: {why}"),
         }
-        Err(why) => format!("not measured: {why}"),
     };
     let added = |ttfb: (u64, u64)| ttfb.0 as i64 - s.direct.ttfb.0 as i64;
     println!(
         "{}: stream first byte p50 / p99 µs: direct {} / {}; floor {} / {} (added {:+}); plumb {} / {} (added {:+}); \
-         round trip to the proxies' core {} / {}; own code on a core before the first byte p50 µs: {own}",
+         round trip to the proxies' core {} / {}; own code on a core before the first byte p50 µs: {own}; \
+         minor page faults per stream: {}; the slowest first bytes µs: direct {:?}, floor {:?}, plumb {:?}",
         layout.title(),
         s.direct.ttfb.0,
         s.direct.ttfb.1,
@@ -414,8 +434,25 @@ async fn streams_only(args: &Args, layout: Layout, dir: &FsPath) -> anyhow::Resu
         added(s.plumb.ttfb),
         hop.0,
         hop.1,
+        faults.as_deref().unwrap_or("not known"),
+        s.direct.slowest,
+        s.floor.slowest,
+        s.plumb.slowest,
     );
     Ok(())
+}
+
+/// The floor's and the sidecar's minor page faults so far (`/proc/PID/stat`, field 10): a
+/// page first touched costs a fault, and a stream after an idle pause pays for each page it
+/// touches anew.
+fn minor_faults(paths: &Trio<Path>) -> Option<(u64, u64)> {
+    let read = |pid: u32| -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name (field 2) is in parentheses and may hold spaces: count after it.
+        let rest = stat.get(stat.rfind(')')? + 2..)?;
+        rest.split(' ').nth(7)?.parse().ok()
+    };
+    Some((read(paths.floor.pid?)?, read(paths.plumb.pid?)?))
 }
 
 /// The streams one at a time again, the floor's and the sidecar's system calls and switches

@@ -67,6 +67,8 @@ pub struct StreamStats {
     pub ttfb: (u64, u64),
     pub ttft: (u64, u64),
     pub gap: (u64, u64),
+    /// The first bytes of the slowest streams, µs, slowest first (the tail behind the p99).
+    pub slowest: [u64; 5],
 }
 
 /// A proxy's peak memory while many requests were held, and how they ended.
@@ -181,6 +183,11 @@ pub async fn streams(paths: &Trio<Path>, n: usize) -> anyhow::Result<Trio<Stream
         }
     }
     let stats = |(b, t, g): (Vec<u64>, Vec<u64>, Vec<u64>)| StreamStats {
+        slowest: {
+            let mut sorted = b.clone();
+            sorted.sort_unstable_by(|x, y| y.cmp(x));
+            std::array::from_fn(|i| sorted.get(i).copied().unwrap_or_default())
+        },
         ttfb: percentiles(b),
         ttft: percentiles(t),
         gap: percentiles(g),
