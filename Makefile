@@ -31,7 +31,7 @@ bench-control-scale: tools
 	ulimit -n $$(ulimit -Hn) && $(BENCH_TARGET)/release/examples/propagation --sidecars 1000 --namespaces 10 --rounds $(ROUNDS) | tee $(BENCH_TARGET)/bench-control-1000.md
 	ulimit -n $$(ulimit -Hn) && $(BENCH_TARGET)/release/examples/propagation --sidecars 10000 --namespaces 100 --rounds $(ROUNDS) | tee $(BENCH_TARGET)/bench-control-10000.md
 
-.PHONY: bench-instructions install-cli scorecard scorecard-quick e2e-kind test-chart bench-control bench-control-scale symbol-order bench-burst bench-attack crds check-deps all demo demo-raw bench-smoke test lint fmt-check clippy doc test-rust test-sdk tools bench bench-simulator clean-cache fuzz
+.PHONY: release-sidecar bench-instructions install-cli scorecard scorecard-quick e2e-kind test-chart bench-control bench-control-scale symbol-order bench-burst bench-attack crds check-deps all demo demo-raw bench-smoke test lint fmt-check clippy doc test-rust test-sdk tools bench bench-simulator clean-cache fuzz
 
 all: test
 
@@ -94,6 +94,11 @@ test-sdk:
 symbol-order:
 	scripts/symbol-order.sh
 
+## release-sidecar: the sidecar as shipped: a release build optimised by a profile of its own serving (PGO), in
+## $(TARGET_DIR)/pgo/release/plumb-sidecar; needs rustup's llvm-tools (installed when missing)
+release-sidecar:
+	scripts/pgo.sh --build
+
 ## fuzz: every fuzz target in crates/fuzz (cargo-fuzz, libFuzzer, nightly) for FUZZ_SECONDS each (default 60),
 ## from corpora seeded by the simulator, the golden files and the examples; prints executions per target
 FUZZ_SECONDS ?= 60
@@ -136,11 +141,11 @@ test-chart:
 bench: bench-simulator
 	@# perf reads each proxy's own time before a stream's first byte; without it that row is left out, said why
 	command -v perf >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null; } || true
-	$(CARGO) build --release --locked --quiet -p plumb-sidecar --bin plumb-sidecar  # alone, as shipped
-	scripts/symbol-order.sh --check $(TARGET_DIR)/release/plumb-sidecar  # a stale code layout mismeasures memory
+	scripts/pgo.sh --build  # as shipped: alone, optimised by a profile of its serving
+	scripts/symbol-order.sh --check $(TARGET_DIR)/pgo/release/plumb-sidecar  # a stale code layout mismeasures memory
 	$(CARGO) build --release --locked --quiet -p plumb-simulator -p plumb-loadgen
 	mkdir -p target
-	ulimit -n $$(ulimit -Hn) && $(TARGET_DIR)/release/plumb-bench --sidecar $(TARGET_DIR)/release/plumb-sidecar \
+	ulimit -n $$(ulimit -Hn) && $(TARGET_DIR)/release/plumb-bench --sidecar $(TARGET_DIR)/pgo/release/plumb-sidecar \
 	  --simulator $(TARGET_DIR)/release/plumb-simulator --floor $(TARGET_DIR)/release/plumb-floor \
 	  --layout $${BENCH_LAYOUT:-both} --seconds $${BENCH_SECONDS:-10} --repeat $${BENCH_REPEAT:-3} --out target/bench-report.md
 

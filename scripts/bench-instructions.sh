@@ -28,11 +28,11 @@ target=${CARGO_TARGET_DIR:-target}
 n=${INSTRUCTIONS_REQUESTS:-20}
 command -v valgrind >/dev/null || { echo "bench-instructions: needs valgrind (apt-get install valgrind)" >&2; exit 69; }
 command -v callgrind_control >/dev/null || { echo "bench-instructions: needs callgrind_control (valgrind)" >&2; exit 69; }
-# The sidecar alone, as shipped (see `make bench`).
+# The sidecar as shipped (see `make bench`): alone, optimised by a profile of its serving.
 sidecar=${SIDECAR:-}
 if [ -z "$sidecar" ]; then
-  cargo build --release --locked --quiet -p plumb-sidecar --bin plumb-sidecar
-  sidecar=$target/release/plumb-sidecar
+  scripts/pgo.sh --build
+  sidecar=$target/pgo/release/plumb-sidecar
 fi
 cargo build --release --locked --quiet -p plumb-simulator -p plumb-loadgen
 work=$(mktemp -d)

@@ -7,7 +7,7 @@
 # of them it runs. Laid out together, the code a sidecar runs idle and under traffic fits in a
 # few hundred KiB of pages instead of ~6 MB spread over the 13 MB of .text.
 #
-# How: the release sidecar runs under callgrind in front of the simulator three times: twice it
+# How: the release sidecar as shipped (optimised by a profile of its serving, `scripts/pgo.sh`) runs under callgrind in front of the simulator three times: twice it
 # starts, answers its probes and stops, first with one plain route, then with routes as
 # production sets them (a contract, HTTPS upstreams, Azure, a compatible server, retries, a
 # breaker, a last resort: loaded at start, never asked); once it starts, serves a mix of what
@@ -29,7 +29,7 @@ cd "$(dirname "$0")/.."
 target=${CARGO_TARGET_DIR:-target}
 order=crates/sidecar/symbol-order.txt
 if [ "${1:-}" = --check ]; then
-  bin=${2:-$target/release/plumb-sidecar}
+  bin=${2:-$target/pgo/release/plumb-sidecar}
   command -v nm >/dev/null || { echo "symbol-order: --check needs nm (apt-get install binutils)" >&2; exit 69; }
   named=$(sort -u "$order" | wc -l)
   found=$(nm "$bin" | awk '{print $NF}' | sort -u | comm -12 - <(sort -u "$order") | wc -l)
@@ -42,9 +42,15 @@ if [ "${1:-}" = --check ]; then
 fi
 command -v valgrind >/dev/null || { echo "symbol-order: needs valgrind (apt-get install valgrind)" >&2; exit 69; }
 command -v nm >/dev/null || { echo "symbol-order: needs nm (apt-get install binutils)" >&2; exit 69; }
-# The sidecar alone, as its Dockerfile and `make bench` build it: built with other packages, its
-# dependencies' features (and so their symbols' hashes) would differ from the shipped binary's.
-cargo build --release --locked --quiet -p plumb-sidecar --bin plumb-sidecar
+# The sidecar as its Dockerfile and `make bench` build it: alone (built with other packages, its
+# dependencies' features, and so their symbols' hashes, would differ from the shipped binary's)
+# and optimised by a profile of its serving (`scripts/pgo.sh`, whose inlining decides which
+# functions exist). SIDECAR=path lays out another build instead.
+sidecar_bin=${SIDECAR:-}
+if [ -z "$sidecar_bin" ]; then
+  scripts/pgo.sh --build
+  sidecar_bin=$target/pgo/release/plumb-sidecar
+fi
 cargo build --release --locked --quiet -p plumb-simulator
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
@@ -116,7 +122,7 @@ YAML
 # The sidecar under callgrind with the routes of $work/${2:-routes}.yaml; its URLs in $url and $admin.
 profile() {
   PLUMB_PROFILE_KEY=sk-profile RUST_LOG=info valgrind --tool=callgrind --demangle=no \
-    --callgrind-out-file="$work/$1.cg" "$target/release/plumb-sidecar" --routes "$work/${2:-routes}.yaml" \
+    --callgrind-out-file="$work/$1.cg" "$sidecar_bin" --routes "$work/${2:-routes}.yaml" \
     --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 >"$work/$1.out" 2>"$work/$1.err" &
   sidecar=$!
   for _ in $(seq 600); do grep -q "listening on" "$work/$1.out" 2>/dev/null && break; sleep 0.1; done
@@ -137,7 +143,7 @@ functions() {
     /^(cfn|cfi|cfl|calls|fl|fi|fe|ob|cob)=/ { if ($0 ~ /^calls=/) skip = 1; next }
     /^[0-9+*-]/ { if (skip) { skip = 0; next } if (cur != "") cost[cur] += $2; next }
     END { for (n in cost) { m = n; sub(q "[0-9]+$", "", m); total[m] += cost[n] } for (m in total) printf "%d %s\n", total[m], m }
-  ' "$1" | sort -rn | awk 'NR == FNR { own[$NF] = 1; next } own[$2] { print $2 }' <(nm --defined-only "$target/release/plumb-sidecar" | awk '$2 ~ /^[tTwW]$/') -
+  ' "$1" | sort -rn | awk 'NR == FNR { own[$NF] = 1; next } own[$2] { print $2 }' <(nm --defined-only "$sidecar_bin" | awk '$2 ~ /^[tTwW]$/') -
 }
 
 # First what a sidecar runs to start and wait: an idle sidecar's resident code is only that.

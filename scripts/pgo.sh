@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# Builds the release sidecar optimised by a profile of its own serving (PGO): the compiler then
+# knows which branches and calls a request takes, lays each function's hot path out straight and
+# its cold paths away, and inlines where calls are hot. A request's path runs through hyper,
+# tokio, serde and the sidecar's own code; the profile covers all of it.
+#
+# Why: a stream's first byte is served by code the core has not run lately (it idles between
+# requests), so its time follows how many distinct lines of code and data a request touches more
+# than how many instructions it runs (BENCHMARKS.md, "Instructions per request"). A profile-laid
+# binary touches fewer.
+#
+# How:
+#   1. an instrumented sidecar is built (`-Cprofile-generate`, its own target directory);
+#   2. it serves a mix of what real traffic asks, in front of the simulator: OpenAI and
+#      Anthropic clients, whole and streamed, failovers after a server error and a rate limit,
+#      a contract, embeddings, the Responses API, unknown models, conversations of ~18 KB,
+#      and a closed loop of whole answers and streams on 16 connections; then it drains and
+#      exits, writing its counts;
+#   3. the counts are merged (`llvm-profdata`, from rustup's `llvm-tools`, whose LLVM is
+#      rustc's) into $target/pgo/sidecar.profdata;
+#   4. with `--build`, the release sidecar is built with it (`-Cprofile-use`) into
+#      $target/pgo/release/plumb-sidecar.
+#
+# Not `make bench`'s default build: the figures in BENCHMARKS.md say which binary they measure.
+# `PGO_ROUNDS` sets how many times the mix is sent (default 20).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target=${CARGO_TARGET_DIR:-target}
+target=$(realpath -m "$target")
+rounds=${PGO_ROUNDS:-20}
+out=$target/pgo
+host=$(rustc -vV | awk '/^host:/ { print $2 }')
+profdata=$(rustc --print sysroot)/lib/rustlib/$host/bin/llvm-profdata
+if [ ! -x "$profdata" ]; then
+  rustup component add llvm-tools >/dev/null 2>&1 || true
+fi
+[ -x "$profdata" ] || { echo "pgo: needs llvm-profdata from rustc's LLVM: rustup component add llvm-tools" >&2; exit 69; }
+command -v curl >/dev/null || { echo "pgo: needs curl" >&2; exit 69; }
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+# Serves the mix with the instrumented binary and merges what it counted.
+train() {
+  cargo build --release --locked --quiet -p plumb-simulator -p plumb-loadgen
+  rm -rf "$out/raw"
+  cat >"$work/sim.yaml" <<'YAML'
+models:
+  sim-gpt: {}
+  sim-gpt-mini: {}
+  sim-claude: {}
+  sim-embed: {}
+  sim-stream: {token_rate: 2000}
+  sim-stream-fallback: {token_rate: 2000}
+YAML
+  "$target/release/plumb-simulator" --listen 127.0.0.1:0 --config "$work/sim.yaml" \
+    --addr-file "$work/sim" >/dev/null 2>&1 &
+  for _ in $(seq 100); do [ -s "$work/sim" ] && break; sleep 0.1; done
+  sim=$(cat "$work/sim")
+  cat >"$work/routes.yaml" <<YAML
+apiVersion: plumb.dev/v1alpha1
+kind: LlmRoute
+metadata: {name: assistant}
+spec:
+  match: {models: [assistant]}
+  targets:
+    - {name: gpt, provider: openai, baseUrl: '$sim/v1', model: sim-gpt, credentials: {env: PLUMB_PROFILE_KEY}}
+    - {name: claude, provider: anthropic, baseUrl: '$sim', model: sim-claude, priority: 1, credentials: {env: PLUMB_PROFILE_KEY}, capabilities: {prefill: true}}
+  streaming: {holdEvents: 2, continuation: true}
+---
+apiVersion: plumb.dev/v1alpha1
+kind: LlmRoute
+metadata: {name: extract}
+spec:
+  match: {models: [extract]}
+  targets:
+    - {name: gpt, provider: openai, baseUrl: '$sim/v1', model: sim-gpt, credentials: {env: PLUMB_PROFILE_KEY}}
+    - {name: mini, provider: openai, baseUrl: '$sim/v1', model: sim-gpt-mini, priority: 1, credentials: {env: PLUMB_PROFILE_KEY}}
+  contract:
+    schema: {inline: {type: object, required: [answer], properties: {answer: {type: string}}}}
+    maxLength: 2000
+---
+apiVersion: plumb.dev/v1alpha1
+kind: LlmRoute
+metadata: {name: embed}
+spec:
+  match: {models: [embed]}
+  targets:
+    - {name: a, provider: openai, baseUrl: '$sim/v1', model: sim-embed, credentials: {env: PLUMB_PROFILE_KEY}}
+---
+apiVersion: plumb.dev/v1alpha1
+kind: LlmRoute
+metadata: {name: chat}
+spec:
+  match: {models: [chat]}
+  targets:
+    - {name: primary, provider: openai, baseUrl: '$sim/v1', model: sim-gpt, credentials: {none: true}}
+    - {name: fallback, provider: openai, baseUrl: '$sim/v1', model: sim-gpt-mini, credentials: {none: true}, priority: 1}
+---
+apiVersion: plumb.dev/v1alpha1
+kind: LlmRoute
+metadata: {name: chat-stream}
+spec:
+  match: {models: [chat-stream]}
+  targets:
+    - {name: primary, provider: openai, baseUrl: '$sim/v1', model: sim-stream, credentials: {none: true}}
+    - {name: fallback, provider: openai, baseUrl: '$sim/v1', model: sim-stream-fallback, credentials: {none: true}, priority: 1}
+YAML
+  PLUMB_PROFILE_KEY=sk-profile RUST_LOG=warn "$out/generate/release/plumb-sidecar" --routes "$work/routes.yaml" \
+    --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 >"$work/sidecar.out" 2>"$work/sidecar.err" &
+  sidecar=$!
+  for _ in $(seq 600); do grep -q "listening on" "$work/sidecar.out" 2>/dev/null && break; sleep 0.1; done
+  url=$(grep -o 'listening on http://[^ ]*' "$work/sidecar.out" | head -1 | cut -d' ' -f3)
+  admin=$(grep -o 'admin http://[^ ]*' "$work/sidecar.out" | head -1 | cut -d' ' -f2)
+  [ -n "$url" ] || { echo "pgo: the instrumented sidecar did not start:" >&2; cat "$work/sidecar.err" >&2; exit 1; }
+  for _ in $(seq 600); do curl -sf -o /dev/null -m 5 "$admin/readyz" && break; sleep 0.1; done
+
+  post() { curl -s -o /dev/null -m 60 "$url$1" -H 'content-type: application/json' "${@:3}" -d "$2" || true; }
+  msgs='"messages":[{"role":"user","content":"what is six times seven"}]'
+  # A conversation as an application sends one: a system prompt and 30 turns, ~18 KB.
+  turn="You are a careful assistant. Answer with the facts the user asked for and nothing else."
+  turn="$turn $turn $turn $turn $turn $turn"
+  long="\"messages\":[{\"role\":\"system\",\"content\":\"$turn\"}"
+  for i in $(seq 30); do
+    role=user
+    [ $((i % 2)) = 0 ] && role=assistant
+    long="$long,{\"role\":\"$role\",\"content\":\"turn $i: $turn\"}"
+  done
+  long="$long]"
+  for _ in $(seq "$rounds"); do
+    post /v1/chat/completions "{\"model\":\"chat\",$msgs}"
+    post /v1/chat/completions "{\"model\":\"chat-stream\",\"stream\":true,\"max_tokens\":1,$msgs}"
+    post /v1/chat/completions "{\"model\":\"chat-stream\",\"stream\":true,\"stream_options\":{\"include_usage\":true},$msgs}"
+    post /v1/chat/completions "{\"model\":\"chat\",$long}"
+    post /v1/chat/completions "{\"model\":\"assistant\",$msgs}" -H 'authorization: Bearer x'
+    post /v1/chat/completions "{\"model\":\"assistant\",\"stream\":true,$msgs}"
+    post /v1/chat/completions "{\"model\":\"assistant\",$msgs}" -H 'x-sim-fault: server_error'
+    post /v1/chat/completions "{\"model\":\"assistant\",\"stream\":true,$msgs}" -H 'x-sim-fault: rate_limited'
+    post /v1/messages "{\"model\":\"assistant\",\"max_tokens\":64,$msgs}" -H 'anthropic-version: 2023-06-01'
+    post /v1/messages "{\"model\":\"assistant\",\"max_tokens\":64,\"stream\":true,$msgs}" -H 'anthropic-version: 2023-06-01'
+    post /v1/chat/completions "{\"model\":\"extract\",\"response_format\":{\"type\":\"json_object\"},$msgs}"
+    post /v1/responses '{"model":"assistant","input":"what is six times seven"}'
+    post /v1/responses '{"model":"assistant","input":"what is six times seven","stream":true}'
+    post /v1/embeddings '{"model":"embed","input":"six times seven"}'
+    post /v1/chat/completions '{"model":"nope","messages":[]}'
+  done
+  curl -s -o /dev/null -m 20 "$admin/metrics" || true
+  # Many requests at once, as a busy pod sends them: whole answers, then streams.
+  for model in chat chat-stream; do
+    stream=false
+    [ "$model" = chat-stream ] && stream=true
+    "$target/release/plumb-loadgen" --url "$url/v1/chat/completions" -H 'content-type: application/json' \
+      --body "{\"model\":\"$model\",\"stream\":$stream,$msgs}" --connections 16 --duration 3s \
+      --warmup 500ms >/dev/null
+  done
+  kill -TERM "$sidecar"
+  wait "$sidecar" || true
+  ls "$out/raw"/*.profraw >/dev/null 2>&1 || { echo "pgo: the instrumented sidecar wrote no profile" >&2; exit 1; }
+  "$profdata" merge -o "$out/sidecar.profdata" "$out/raw"
+  echo "pgo: $out/sidecar.profdata ($(du -h "$out/sidecar.profdata" | cut -f1))"
+}
+mkdir -p "$out"
+# The instrumented build, apart: its flags would otherwise rebuild the release target's every crate.
+CARGO_TARGET_DIR=$out/generate RUSTFLAGS="-Cprofile-generate=$out/raw" \
+  cargo build --release --locked --quiet -p plumb-sidecar --bin plumb-sidecar
+# The profile of this instrumented binary, when an earlier run made it: the optimised build is
+# then already up to date (a new profile rebuilds every crate).
+if [ "$out/sidecar.profdata" -nt "$out/generate/release/plumb-sidecar" ]; then
+  echo "pgo: $out/sidecar.profdata is the profile of the current code"
+else
+  train
+fi
+if [ "${1:-}" = --build ]; then
+  # Named by its content: cargo does not look into the file a flag names, so a new profile must
+  # change the flags for every crate to be rebuilt with it.
+  sum=$(sha256sum "$out/sidecar.profdata" | cut -c1-16)
+  rm -f "$out"/sidecar-*.profdata
+  cp "$out/sidecar.profdata" "$out/sidecar-$sum.profdata"
+  CARGO_TARGET_DIR=$out RUSTFLAGS="-Cprofile-use=$out/sidecar-$sum.profdata" \
+    cargo build --release --locked --quiet -p plumb-sidecar --bin plumb-sidecar
+  echo "pgo: $out/release/plumb-sidecar"
+fi
