@@ -81,17 +81,8 @@ start() {
   url=$(grep -o 'listening on http://[^ ]*' "$work/$name.out" | head -1 | cut -d' ' -f3)
   [ -n "$url" ] || { echo "bench-instructions: $name did not start:" >&2; cat "$work/$name.err" >&2; exit 1; }
 }
-msgs='"messages":[{"role":"user","content":"what is six times seven"}]'
-# A conversation as an application sends one: a system prompt and 30 turns, ~18 KB.
-turn="You are a careful assistant. Answer with the facts the user asked for and nothing else."
-turn="$turn $turn $turn $turn $turn $turn"
-long="\"messages\":[{\"role\":\"system\",\"content\":\"$turn\"}"
-for i in $(seq 30); do
-  role=user
-  [ $((i % 2)) = 0 ] && role=assistant
-  long="$long,{\"role\":\"$role\",\"content\":\"turn $i: $turn\"}"
-done
-long="$long]"
+# msgs (a short question) and long (a conversation of ~18 KB).
+source scripts/conversation.sh
 ask() { # model, kind (whole, stream or conversation): one request, which must succeed
   local body="{\"model\":\"$1\",$msgs}"
   [ "$2" = stream ] && body="{\"model\":\"$1\",\"stream\":true,\"max_tokens\":1,$msgs}"

@@ -114,17 +114,8 @@ YAML
   for _ in $(seq 600); do curl -sf -o /dev/null -m 5 "$admin/readyz" && break; sleep 0.1; done
 
   post() { curl -s -o /dev/null -m 60 "$url$1" -H 'content-type: application/json' "${@:3}" -d "$2" || true; }
-  msgs='"messages":[{"role":"user","content":"what is six times seven"}]'
-  # A conversation as an application sends one: a system prompt and 30 turns, ~18 KB.
-  turn="You are a careful assistant. Answer with the facts the user asked for and nothing else."
-  turn="$turn $turn $turn $turn $turn $turn"
-  long="\"messages\":[{\"role\":\"system\",\"content\":\"$turn\"}"
-  for i in $(seq 30); do
-    role=user
-    [ $((i % 2)) = 0 ] && role=assistant
-    long="$long,{\"role\":\"$role\",\"content\":\"turn $i: $turn\"}"
-  done
-  long="$long]"
+  # msgs (a short question) and long (a conversation of ~18 KB).
+  source scripts/conversation.sh
   for _ in $(seq "$rounds"); do
     post /v1/chat/completions "{\"model\":\"chat\",$msgs}"
     post /v1/chat/completions "{\"model\":\"chat-stream\",\"stream\":true,\"max_tokens\":1,$msgs}"
