@@ -21,7 +21,8 @@
 #   4. with `--build`, the release sidecar is built with it (`-Cprofile-use`) into
 #      $target/pgo/release/plumb-sidecar.
 #
-# Not `make bench`'s default build: the figures in BENCHMARKS.md say which binary they measure.
+# The sidecar's Dockerfile builds this way (`--build-arg PGO=0` skips it), and `make bench`,
+# `make bench-instructions` and `make symbol-order` measure and lay out this binary.
 # `PGO_ROUNDS` sets how many times the mix is sent (default 20).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +37,8 @@ if [ ! -x "$profdata" ]; then
 fi
 [ -x "$profdata" ] || { echo "pgo: needs llvm-profdata from rustc's LLVM: rustup component add llvm-tools" >&2; exit 69; }
 command -v curl >/dev/null || { echo "pgo: needs curl" >&2; exit 69; }
+# traffic_routes, traffic_round and traffic_post: the mix this profile and the code layout's see.
+source scripts/traffic.sh
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 # Serves the mix with the instrumented binary and merges what it counted.
@@ -55,36 +58,8 @@ YAML
     --addr-file "$work/sim" >/dev/null 2>&1 &
   for _ in $(seq 100); do [ -s "$work/sim" ] && break; sleep 0.1; done
   sim=$(cat "$work/sim")
-  cat >"$work/routes.yaml" <<YAML
-apiVersion: plumb.dev/v1alpha1
-kind: LlmRoute
-metadata: {name: assistant}
-spec:
-  match: {models: [assistant]}
-  targets:
-    - {name: gpt, provider: openai, baseUrl: '$sim/v1', model: sim-gpt, credentials: {env: PLUMB_PROFILE_KEY}}
-    - {name: claude, provider: anthropic, baseUrl: '$sim', model: sim-claude, priority: 1, credentials: {env: PLUMB_PROFILE_KEY}, capabilities: {prefill: true}}
-  streaming: {holdEvents: 2, continuation: true}
----
-apiVersion: plumb.dev/v1alpha1
-kind: LlmRoute
-metadata: {name: extract}
-spec:
-  match: {models: [extract]}
-  targets:
-    - {name: gpt, provider: openai, baseUrl: '$sim/v1', model: sim-gpt, credentials: {env: PLUMB_PROFILE_KEY}}
-    - {name: mini, provider: openai, baseUrl: '$sim/v1', model: sim-gpt-mini, priority: 1, credentials: {env: PLUMB_PROFILE_KEY}}
-  contract:
-    schema: {inline: {type: object, required: [answer], properties: {answer: {type: string}}}}
-    maxLength: 2000
----
-apiVersion: plumb.dev/v1alpha1
-kind: LlmRoute
-metadata: {name: embed}
-spec:
-  match: {models: [embed]}
-  targets:
-    - {name: a, provider: openai, baseUrl: '$sim/v1', model: sim-embed, credentials: {env: PLUMB_PROFILE_KEY}}
+  # The mix's routes, and two as the benchmark's (a primary and a fallback, no contract).
+  { traffic_routes "$sim"; cat <<YAML; } >"$work/routes.yaml"
 ---
 apiVersion: plumb.dev/v1alpha1
 kind: LlmRoute
@@ -113,25 +88,12 @@ YAML
   [ -n "$url" ] || { echo "pgo: the instrumented sidecar did not start:" >&2; cat "$work/sidecar.err" >&2; exit 1; }
   for _ in $(seq 600); do curl -sf -o /dev/null -m 5 "$admin/readyz" && break; sleep 0.1; done
 
-  post() { curl -s -o /dev/null -m 60 "$url$1" -H 'content-type: application/json' "${@:3}" -d "$2" || true; }
-  # msgs (a short question) and long (a conversation of ~18 KB).
-  source scripts/conversation.sh
   for _ in $(seq "$rounds"); do
-    post /v1/chat/completions "{\"model\":\"chat\",$msgs}"
-    post /v1/chat/completions "{\"model\":\"chat-stream\",\"stream\":true,\"max_tokens\":1,$msgs}"
-    post /v1/chat/completions "{\"model\":\"chat-stream\",\"stream\":true,\"stream_options\":{\"include_usage\":true},$msgs}"
-    post /v1/chat/completions "{\"model\":\"chat\",$long}"
-    post /v1/chat/completions "{\"model\":\"assistant\",$msgs}" -H 'authorization: Bearer x'
-    post /v1/chat/completions "{\"model\":\"assistant\",\"stream\":true,$msgs}"
-    post /v1/chat/completions "{\"model\":\"assistant\",$msgs}" -H 'x-sim-fault: server_error'
-    post /v1/chat/completions "{\"model\":\"assistant\",\"stream\":true,$msgs}" -H 'x-sim-fault: rate_limited'
-    post /v1/messages "{\"model\":\"assistant\",\"max_tokens\":64,$msgs}" -H 'anthropic-version: 2023-06-01'
-    post /v1/messages "{\"model\":\"assistant\",\"max_tokens\":64,\"stream\":true,$msgs}" -H 'anthropic-version: 2023-06-01'
-    post /v1/chat/completions "{\"model\":\"extract\",\"response_format\":{\"type\":\"json_object\"},$msgs}"
-    post /v1/responses '{"model":"assistant","input":"what is six times seven"}'
-    post /v1/responses '{"model":"assistant","input":"what is six times seven","stream":true}'
-    post /v1/embeddings '{"model":"embed","input":"six times seven"}'
-    post /v1/chat/completions '{"model":"nope","messages":[]}'
+    traffic_round
+    traffic_post /v1/chat/completions "{\"model\":\"chat\",$msgs}"
+    traffic_post /v1/chat/completions "{\"model\":\"chat-stream\",\"stream\":true,\"max_tokens\":1,$msgs}"
+    traffic_post /v1/chat/completions "{\"model\":\"chat-stream\",\"stream\":true,\"stream_options\":{\"include_usage\":true},$msgs}"
+    traffic_post /v1/chat/completions "{\"model\":\"chat\",$long}"
   done
   curl -s -o /dev/null -m 20 "$admin/metrics" || true
   # Many requests at once, as a busy pod sends them: whole answers, then streams.
@@ -152,10 +114,14 @@ mkdir -p "$out"
 # The instrumented build, apart: its flags would otherwise rebuild the release target's every crate.
 CARGO_TARGET_DIR=$out/generate RUSTFLAGS="-Cprofile-generate=$out/raw" \
   cargo build --release --locked --quiet -p plumb-sidecar --bin plumb-sidecar
-# The profile of this instrumented binary, when an earlier run made it: the optimised build is
-# then already up to date (a new profile rebuilds every crate).
-if [ "$out/sidecar.profdata" -nt "$out/generate/release/plumb-sidecar" ]; then
-  echo "pgo: $out/sidecar.profdata is the profile of the current code"
+# The profile of this instrumented binary and this mix, when an earlier run made it: the
+# optimised build is then already up to date (a new profile rebuilds every crate).
+current=1
+for input in "$out/generate/release/plumb-sidecar" scripts/pgo.sh scripts/traffic.sh scripts/conversation.sh; do
+  [ "$out/sidecar.profdata" -nt "$input" ] || current=
+done
+if [ -n "$current" ]; then
+  echo "pgo: $out/sidecar.profdata is the profile of the current code and mix"
 else
   train
 fi

@@ -52,43 +52,16 @@ if [ -z "$sidecar_bin" ]; then
   sidecar_bin=$target/pgo/release/plumb-sidecar
 fi
 cargo build --release --locked --quiet -p plumb-simulator
+# traffic_routes, traffic_round and traffic_post: the mix the sidecar's profile (scripts/pgo.sh) saw.
+source scripts/traffic.sh
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$work"' EXIT
 
 "$target/release/plumb-simulator" --listen 127.0.0.1:0 --addr-file "$work/sim" >/dev/null 2>&1 &
 for _ in $(seq 100); do [ -s "$work/sim" ] && break; sleep 0.1; done
 sim=$(cat "$work/sim")
-cat >"$work/routes.yaml" <<YAML
-apiVersion: plumb.dev/v1alpha1
-kind: LlmRoute
-metadata: {name: assistant}
-spec:
-  match: {models: [assistant]}
-  targets:
-    - {name: gpt, provider: openai, baseUrl: '$sim/v1', model: sim-gpt, credentials: {env: PLUMB_PROFILE_KEY}}
-    - {name: claude, provider: anthropic, baseUrl: '$sim', model: sim-claude, priority: 1, credentials: {env: PLUMB_PROFILE_KEY}, capabilities: {prefill: true}}
-  streaming: {holdEvents: 2, continuation: true}
----
-apiVersion: plumb.dev/v1alpha1
-kind: LlmRoute
-metadata: {name: extract}
-spec:
-  match: {models: [extract]}
-  targets:
-    - {name: gpt, provider: openai, baseUrl: '$sim/v1', model: sim-gpt, credentials: {env: PLUMB_PROFILE_KEY}}
-    - {name: mini, provider: openai, baseUrl: '$sim/v1', model: sim-gpt-mini, priority: 1, credentials: {env: PLUMB_PROFILE_KEY}}
-  contract:
-    schema: {inline: {type: object, required: [answer], properties: {answer: {type: string}}}}
-    rules: [{expression: "size(answer.answer) >= 1", message: the answer must not be empty}]
-    maxLength: 2000
----
-apiVersion: plumb.dev/v1alpha1
-kind: LlmRoute
-metadata: {name: embed}
-spec:
-  match: {models: [embed]}
-  targets:
-    - {name: a, provider: openai, baseUrl: '$sim/v1', model: sim-embed, credentials: {env: PLUMB_PROFILE_KEY}}
+# The mix's routes (scripts/traffic.sh), and one as production sets it.
+{ traffic_routes "$sim"; cat <<YAML; } >"$work/routes.yaml"
 ---
 # Never asked in the serving run: what loading the settings a production route sets runs at start
 # (HTTPS upstreams, Azure, a compatible server, a last resort, per-class retries, a breaker, a budget).
@@ -166,19 +139,8 @@ idle plain plain
 idle start
 # Then what it runs to serve.
 profile serve
-post() { curl -s -o /dev/null -m 60 "$url$1" -H 'content-type: application/json' "${@:3}" -d "$2" || true; }
-msgs='"messages":[{"role":"user","content":"what is six times seven"}]'
 for _ in 1 2 3; do
-  post /v1/chat/completions "{\"model\":\"assistant\",$msgs}" -H 'authorization: Bearer x'
-  post /v1/chat/completions "{\"model\":\"assistant\",\"stream\":true,$msgs}"
-  post /v1/chat/completions "{\"model\":\"assistant\",$msgs}" -H 'x-sim-fault: server_error'
-  post /v1/chat/completions "{\"model\":\"assistant\",\"stream\":true,$msgs}" -H 'x-sim-fault: rate_limited'
-  post /v1/messages "{\"model\":\"assistant\",\"max_tokens\":64,$msgs}" -H 'anthropic-version: 2023-06-01'
-  post /v1/messages "{\"model\":\"assistant\",\"max_tokens\":64,\"stream\":true,$msgs}" -H 'anthropic-version: 2023-06-01'
-  post /v1/chat/completions "{\"model\":\"extract\",\"response_format\":{\"type\":\"json_object\"},$msgs}"
-  post /v1/responses '{"model":"assistant","input":"what is six times seven"}'
-  post /v1/embeddings '{"model":"embed","input":"six times seven"}'
-  post /v1/chat/completions '{"model":"nope","messages":[]}'
+  traffic_round
   curl -s -o /dev/null -m 20 "$admin/metrics" || true
   curl -s -o /dev/null -m 20 "$admin/readyz" || true
 done
