@@ -45,12 +45,14 @@ pub struct Bodies {
 }
 
 /// Medians over the repetitions of one load through one path.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Summary {
     /// Median latency, µs.
     pub p50: f64,
     /// 99th percentile latency, µs.
     pub p99: f64,
+    /// Each repetition's 99th percentile, µs, in the order they ran: the spread behind `p99`.
+    pub p99_each: Vec<u64>,
     /// Answered requests per second.
     pub rps: f64,
     /// The proxy's CPU time per request, µs (closed loop only).
@@ -146,6 +148,7 @@ fn summarise(runs: &[(Report, Option<f64>)]) -> Summary {
     Summary {
         p50: median(runs.iter().map(|(r, _)| r.latency_us.p50 as f64).collect()),
         p99: median(runs.iter().map(|(r, _)| r.latency_us.p99 as f64).collect()),
+        p99_each: runs.iter().map(|(r, _)| r.latency_us.p99).collect(),
         rps: median(runs.iter().map(|(r, _)| r.rps).collect()),
         cpu_us: (!cpu.is_empty()).then(|| median(cpu)),
         behind: runs.iter().map(|(r, _)| r.behind).sum(),

@@ -144,7 +144,7 @@ fn rows(layout: Layout, f: &Figures) -> Vec<Row> {
         target,
     };
     let s = &f.streams;
-    let one_d = f.one.direct;
+    let one_d = &f.one.direct;
     // The stream target is for a sidecar on its own core. Issue 17 words it as time added
     // over straight to the simulator; every figure of that issue is also set against the floor
     // in the same run, and both are judged. On a machine where reaching another core is slow
@@ -359,6 +359,20 @@ pub fn render(layout: Layout, f: &Figures) -> String {
             d.0, d.1, fl.0, fl.1, p.0, p.1
         ));
     }
+    if f.repeat > 1 {
+        out.push_str(&format!(
+            "\nEach repetition's p99 (µs, in the order run), behind the medians above: {}.\n",
+            [
+                ("one at a time".to_owned(), &f.one),
+                (format!("{:.0} req/s", f.rate), &f.open),
+                (format!("{} connections", f.connections), &f.max),
+            ]
+            .iter()
+            .map(|(name, t)| format!("{name}: {}", spread(t)))
+            .collect::<Vec<_>>()
+            .join("; ")
+        ));
+    }
     out.push_str(&format!(
         "\nThe round trip from the harness to where the proxies run and back, with no proxy at all (an echo server in \
          their place, each after a pause that lets the core idle as it does before each stream): p50 {} µs, p99 {} µs.{}\n",
@@ -448,6 +462,20 @@ fn on_core(on_core: Option<&Result<Recorded, String>>, unrecorded: Pair<u64>) ->
             )
         }
     }
+}
+
+/// Each path's p99 in every repetition, as `direct [..], floor [..], Plumb [..]`.
+fn spread(t: &Trio<Summary>) -> String {
+    let each = |s: &Summary| {
+        let v: Vec<String> = s.p99_each.iter().map(u64::to_string).collect();
+        format!("[{}]", v.join(", "))
+    };
+    format!(
+        "direct {}, floor {}, Plumb {}",
+        each(&t.direct),
+        each(&t.floor),
+        each(&t.plumb)
+    )
 }
 
 #[cfg(test)]
@@ -543,6 +571,23 @@ mod tests {
         assert_eq!(
             Target::RatioAtLeast(0.7).met(10_000.0, 4_200.0),
             Some(false)
+        );
+    }
+
+    #[test]
+    fn each_repetitions_p99_is_shown_in_the_order_run() {
+        let summary = |each: &[u64]| Summary {
+            p99_each: each.to_vec(),
+            ..Summary::default()
+        };
+        let t = Trio {
+            direct: summary(&[2205, 1900, 2100]),
+            floor: summary(&[2299, 2400, 2250]),
+            plumb: summary(&[3359, 2300, 2280]),
+        };
+        assert_eq!(
+            spread(&t),
+            "direct [2205, 1900, 2100], floor [2299, 2400, 2250], Plumb [3359, 2300, 2280]"
         );
     }
 }
