@@ -49,8 +49,6 @@ pub struct Bodies {
 pub struct Summary {
     /// Median latency, µs.
     pub p50: f64,
-    /// 99th percentile latency, µs.
-    pub p99: f64,
     /// Each repetition's 99th percentile, µs, in the order they ran: the spread behind `p99`.
     pub p99_each: Vec<u64>,
     /// Answered requests per second.
@@ -143,11 +141,17 @@ pub async fn alternating(
     })
 }
 
+impl Summary {
+    /// 99th percentile latency, µs: the median of the repetitions'.
+    pub fn p99(&self) -> f64 {
+        median(self.p99_each.iter().map(|&v| v as f64).collect())
+    }
+}
+
 fn summarise(runs: &[(Report, Option<f64>)]) -> Summary {
     let cpu: Vec<f64> = runs.iter().filter_map(|(_, c)| *c).collect();
     Summary {
         p50: median(runs.iter().map(|(r, _)| r.latency_us.p50 as f64).collect()),
-        p99: median(runs.iter().map(|(r, _)| r.latency_us.p99 as f64).collect()),
         p99_each: runs.iter().map(|(r, _)| r.latency_us.p99).collect(),
         rps: median(runs.iter().map(|(r, _)| r.rps).collect()),
         cpu_us: (!cpu.is_empty()).then(|| median(cpu)),

@@ -185,8 +185,8 @@ fn rows(layout: Layout, f: &Figures) -> Vec<Row> {
         ),
         row(
             format!("p99 at {:.0} req/s, open loop", f.rate),
-            f.open.floor.p99,
-            f.open.plumb.p99,
+            f.open.floor.p99(),
+            f.open.plumb.p99(),
             Unit::Us,
             Target::RatioAndAdded(1.5, 1000.0),
         ),
@@ -199,8 +199,8 @@ fn rows(layout: Layout, f: &Figures) -> Vec<Row> {
         ),
         row(
             "added latency one at a time, p99".to_owned(),
-            f.one.floor.p99 - one_d.p99,
-            f.one.plumb.p99 - one_d.p99,
+            f.one.floor.p99() - one_d.p99(),
+            f.one.plumb.p99() - one_d.p99(),
             Unit::AddedUs,
             Target::Unjudged,
         ),
@@ -334,11 +334,11 @@ pub fn render(layout: Layout, f: &Figures) -> String {
         out.push_str(&format!(
             "| {name} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |\n",
             t.direct.p50,
-            t.direct.p99,
+            t.direct.p99(),
             t.floor.p50,
-            t.floor.p99,
+            t.floor.p99(),
             t.plumb.p50,
-            t.plumb.p99,
+            t.plumb.p99(),
             t.direct.rps,
             t.floor.rps,
             t.plumb.rps
