@@ -28,7 +28,7 @@ mod micro;
 mod oncore;
 mod report;
 
-use measure::{Bodies, Load, Pair, Path, Trio};
+use measure::{Bodies, Connections, Load, Pair, Path, Trio};
 use report::Figures;
 
 /// Data-plane benchmark: direct, through the floor and through the sidecar, in one run.
@@ -269,7 +269,8 @@ async fn run_layout(args: &Args, layout: Layout, dir: &FsPath) -> anyhow::Result
     let open =
         measure::alternating(&paths, load(OPEN_CONNECTIONS, Some(RATE)), args.repeat).await?;
     let max = measure::alternating(&paths, load(MAX_CONNECTIONS, None), args.repeat).await?;
-    let streams = measure::streams(&paths, args.streams).await?;
+    let streams = measure::streams(&paths, args.streams, Connections::New).await?;
+    let streams_kept = measure::streams(&paths, args.streams, Connections::Kept).await?;
     let on_core = match layout {
         Layout::Pinned => Some(on_core(&paths, (args.streams / 2).max(1), dir).await),
         Layout::Shared => None,
@@ -291,6 +292,7 @@ async fn run_layout(args: &Args, layout: Layout, dir: &FsPath) -> anyhow::Result
         max,
         connections: MAX_CONNECTIONS,
         streams,
+        streams_kept,
         on_core,
         hop,
         rss_idle_kib,
@@ -389,7 +391,8 @@ async fn start(args: &Args, layout: Layout, dir: &FsPath) -> anyhow::Result<Star
 async fn streams_only(args: &Args, layout: Layout, dir: &FsPath) -> anyhow::Result<()> {
     let started = start(args, layout, dir).await?;
     let faults_before = minor_faults(&started.paths);
-    let s = measure::streams(&started.paths, args.streams).await?;
+    let s = measure::streams(&started.paths, args.streams, Connections::New).await?;
+    let kept = measure::streams(&started.paths, args.streams, Connections::Kept).await?;
     let faults = minor_faults(&started.paths)
         .zip(faults_before)
         .map(|(after, before)| {
@@ -419,8 +422,10 @@ async fn streams_only(args: &Args, layout: Layout, dir: &FsPath) -> anyhow::Resu
         }
     };
     let added = |ttfb: (u64, u64)| ttfb.0 as i64 - s.direct.ttfb.0 as i64;
+    let added_kept = |ttfb: (u64, u64)| ttfb.0 as i64 - kept.direct.ttfb.0 as i64;
     println!(
         "{}: stream first byte p50 / p99 µs: direct {} / {}; floor {} / {} (added {:+}); plumb {} / {} (added {:+}); \
+         on kept-alive connections: direct {} / {}; floor {} / {} (added {:+}); plumb {} / {} (added {:+}); \
          round trip to the proxies' core {} / {}; own code on a core before the first byte p50 µs: {own}; \
          minor page faults per stream: {}; the slowest first bytes µs: direct {:?}, floor {:?}, plumb {:?}",
         layout.title(),
@@ -432,6 +437,14 @@ async fn streams_only(args: &Args, layout: Layout, dir: &FsPath) -> anyhow::Resu
         s.plumb.ttfb.0,
         s.plumb.ttfb.1,
         added(s.plumb.ttfb),
+        kept.direct.ttfb.0,
+        kept.direct.ttfb.1,
+        kept.floor.ttfb.0,
+        kept.floor.ttfb.1,
+        added_kept(kept.floor.ttfb),
+        kept.plumb.ttfb.0,
+        kept.plumb.ttfb.1,
+        added_kept(kept.plumb.ttfb),
         hop.0,
         hop.1,
         faults.as_deref().unwrap_or("not known"),
@@ -463,7 +476,8 @@ async fn on_core(paths: &Trio<Path>, n: usize, dir: &FsPath) -> Result<oncore::R
         return Err("the proxies' process ids are not known".to_owned());
     };
     let recording = oncore::Recording::start(&[floor, plumb], dir).await?;
-    let streamed = measure::streams(paths, n).await;
+    // Each on a new connection: the record tells a stream's calls by its client socket.
+    let streamed = measure::streams(paths, n, Connections::New).await;
     let mut spans = recording.finish()?;
     let streamed = streamed.map_err(|e| format!("a stream failed while recorded: {e}"))?;
     Ok(oncore::Recorded {

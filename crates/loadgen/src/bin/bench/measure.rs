@@ -174,16 +174,41 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// How each stream reaches its path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Connections {
+    /// A connection of its own, opened just before it: the first request of a connection.
+    New,
+    /// One connection per path, opened before the first stream and kept open across them all,
+    /// as the official SDKs' connection pools keep theirs.
+    Kept,
+}
+
 /// `n` streams one at a time through each path, interleaved stream by stream.
-pub async fn streams(paths: &Trio<Path>, n: usize) -> anyhow::Result<Trio<StreamStats>> {
+pub async fn streams(
+    paths: &Trio<Path>,
+    n: usize,
+    connections: Connections,
+) -> anyhow::Result<Trio<StreamStats>> {
     let mut all: Trio<(Vec<u64>, Vec<u64>, Vec<u64>)> = Trio::default();
+    let mut kept: Trio<Option<Sender>> = Trio::default();
     for _ in 0..n {
-        for (path, out) in [
-            (&paths.direct, &mut all.direct),
-            (&paths.floor, &mut all.floor),
-            (&paths.plumb, &mut all.plumb),
+        for (path, out, kept) in [
+            (&paths.direct, &mut all.direct, &mut kept.direct),
+            (&paths.floor, &mut all.floor, &mut kept.floor),
+            (&paths.plumb, &mut all.plumb, &mut kept.plumb),
         ] {
-            let (b, t, g) = stream_once(&path.url, path.bodies.stream).await?;
+            let mut tx = match kept.take() {
+                Some(mut tx) => {
+                    tx.ready().await?;
+                    tx
+                }
+                None => connect(&path.url).await?,
+            };
+            let (b, t, g) = stream_on(&mut tx, &path.url, path.bodies.stream).await?;
+            if connections == Connections::Kept {
+                *kept = Some(tx);
+            }
             out.0.push(b);
             out.1.push(t);
             out.2.extend(g);
@@ -236,18 +261,38 @@ fn percentiles(mut v: Vec<u64>) -> (u64, u64) {
     (at(0.5), at(0.99))
 }
 
-/// One stream: the time from sending the request to the first body byte and to the first
-/// token (the first chunk with non-empty content), and the gaps between the arrivals of its
-/// events.
-pub async fn stream_once(url: &str, body: &'static [u8]) -> anyhow::Result<(u64, u64, Vec<u64>)> {
-    use http_body_util::BodyExt;
+/// A client connection's sending half.
+type Sender = hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>;
+
+/// A new HTTP/1 connection to `url`'s authority, served by a task of its own.
+async fn connect(url: &str) -> anyhow::Result<Sender> {
     let uri: http::Uri = url.parse()?;
     let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
     let tcp = tokio::net::TcpStream::connect(&authority).await?;
     tcp.set_nodelay(true)?;
-    let (mut tx, conn) =
+    let (tx, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await?;
     tokio::spawn(conn);
+    Ok(tx)
+}
+
+/// One stream on a new connection: the time from sending the request to the first body byte
+/// and to the first token (the first chunk with non-empty content), and the gaps between the
+/// arrivals of its events.
+pub async fn stream_once(url: &str, body: &'static [u8]) -> anyhow::Result<(u64, u64, Vec<u64>)> {
+    stream_on(&mut connect(url).await?, url, body).await
+}
+
+/// One stream on `tx`, read to its end (so that the connection may carry the next): as
+/// [`stream_once`].
+async fn stream_on(
+    tx: &mut Sender,
+    url: &str,
+    body: &'static [u8],
+) -> anyhow::Result<(u64, u64, Vec<u64>)> {
+    use http_body_util::BodyExt;
+    let uri: http::Uri = url.parse()?;
+    let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
     let req = http::Request::post(uri.path())
         .header("host", authority)
         .header("content-type", "application/json")
@@ -379,4 +424,66 @@ fn cpu_seconds(pid: u32) -> f64 {
             Some((utime + stime) / ticks)
         })
         .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static BODIES: Bodies = Bodies {
+        chat: b"{}",
+        slow: b"{}",
+        stream: b"{}",
+        slow_stream: b"{}",
+    };
+
+    /// A server that answers every request with a stream of one token, counting the
+    /// connections it accepts: its URL.
+    async fn counting_server(accepted: Arc<AtomicUsize>) -> String {
+        use hyper::service::service_fn;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
+                let answer = service_fn(|_req| async {
+                    let events = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n";
+                    Ok::<_, std::convert::Infallible>(http::Response::new(
+                        http_body_util::Full::new(Bytes::from_static(events.as_bytes())),
+                    ))
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tcp), answer),
+                );
+            }
+        });
+        format!("http://{addr}/v1/chat/completions")
+    }
+
+    #[tokio::test]
+    async fn kept_streams_reuse_one_connection_per_path_and_new_ones_open_their_own() {
+        for (connections, opened) in [(Connections::Kept, 3), (Connections::New, 3 * 4)] {
+            let accepted = Arc::new(AtomicUsize::new(0));
+            let url = counting_server(accepted.clone()).await;
+            let path = || Path {
+                url: url.clone(),
+                pid: None,
+                bodies: &BODIES,
+            };
+            let paths = Trio {
+                direct: path(),
+                floor: path(),
+                plumb: path(),
+            };
+            streams(&paths, 4, connections).await.unwrap();
+            assert_eq!(
+                accepted.load(Ordering::SeqCst),
+                opened,
+                "{connections:?}: connections opened for 4 streams through 3 paths"
+            );
+        }
+    }
 }

@@ -15,7 +15,11 @@ pub struct Figures {
     /// Closed loop over `connections`.
     pub max: Trio<Summary>,
     pub connections: usize,
+    /// Streams one at a time, each on a new connection.
     pub streams: Trio<StreamStats>,
+    /// The same streams on one connection per path kept open across them, as an SDK's pool
+    /// keeps its connections.
+    pub streams_kept: Trio<StreamStats>,
     /// Each proxy's own time on a core before a stream's first byte, from its socket calls and
     /// its threads' switches (the pinned layout only; the reason when it could not be read).
     pub on_core: Option<Result<Recorded, String>>,
@@ -247,6 +251,21 @@ fn rows(layout: Layout, f: &Figures) -> Vec<Row> {
             Target::Unjudged,
         ),
         row(
+            "stream on a kept-alive connection (an SDK's pool): added time to first byte, p50"
+                .to_owned(),
+            added(f.streams_kept.floor.ttfb.0, f.streams_kept.direct.ttfb.0),
+            added(f.streams_kept.plumb.ttfb.0, f.streams_kept.direct.ttfb.0),
+            Unit::AddedUs,
+            ttfb_target,
+        ),
+        row(
+            "stream on a kept-alive connection: added time to first byte, p99".to_owned(),
+            added(f.streams_kept.floor.ttfb.1, f.streams_kept.direct.ttfb.1),
+            added(f.streams_kept.plumb.ttfb.1, f.streams_kept.direct.ttfb.1),
+            Unit::AddedUs,
+            Target::Unjudged,
+        ),
+        row(
             "stream: added time to first token, p50".to_owned(),
             added(s.floor.ttft.0, s.direct.ttft.0),
             added(s.plumb.ttft.0, s.direct.ttft.0),
@@ -344,14 +363,16 @@ pub fn render(layout: Layout, f: &Figures) -> String {
             t.plumb.rps
         ));
     }
-    let s = &f.streams;
-    for (name, pick) in [
+    let ttfb = (|x: &StreamStats| x.ttfb) as fn(&StreamStats) -> (u64, u64);
+    for (name, s, pick) in [
+        ("stream, first byte", &f.streams, ttfb),
+        ("stream, first token", &f.streams, |x| x.ttft),
+        ("stream, gap between events", &f.streams, |x| x.gap),
         (
-            "stream, first byte",
-            (|x: &StreamStats| x.ttfb) as fn(&StreamStats) -> (u64, u64),
+            "stream on a kept-alive connection, first byte",
+            &f.streams_kept,
+            ttfb,
         ),
-        ("stream, first token", |x| x.ttft),
-        ("stream, gap between events", |x| x.gap),
     ] {
         let (d, fl, p) = (pick(&s.direct), pick(&s.floor), pick(&s.plumb));
         out.push_str(&format!(
