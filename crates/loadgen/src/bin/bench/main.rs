@@ -386,6 +386,23 @@ async fn start(args: &Args, layout: Layout, dir: &FsPath) -> anyhow::Result<Star
     })
 }
 
+/// The first byte's p50 / p99 on each path, and what each proxy added to the p50 over
+/// straight to the simulator, as `--streams-only` prints it.
+fn first_bytes(s: &Trio<measure::StreamStats>) -> String {
+    let added = |ttfb: (u64, u64)| ttfb.0 as i64 - s.direct.ttfb.0 as i64;
+    format!(
+        "direct {} / {}; floor {} / {} (added {:+}); plumb {} / {} (added {:+})",
+        s.direct.ttfb.0,
+        s.direct.ttfb.1,
+        s.floor.ttfb.0,
+        s.floor.ttfb.1,
+        added(s.floor.ttfb),
+        s.plumb.ttfb.0,
+        s.plumb.ttfb.1,
+        added(s.plumb.ttfb),
+    )
+}
+
 /// `--streams-only`: the streams one at a time, and nothing else (a quick look at the
 /// first-byte path while working on it).
 async fn streams_only(args: &Args, layout: Layout, dir: &FsPath) -> anyhow::Result<()> {
@@ -421,30 +438,13 @@ async fn streams_only(args: &Args, layout: Layout, dir: &FsPath) -> anyhow::Resu
             Err(why) => format!("not measured: {why}"),
         }
     };
-    let added = |ttfb: (u64, u64)| ttfb.0 as i64 - s.direct.ttfb.0 as i64;
-    let added_kept = |ttfb: (u64, u64)| ttfb.0 as i64 - kept.direct.ttfb.0 as i64;
     println!(
-        "{}: stream first byte p50 / p99 µs: direct {} / {}; floor {} / {} (added {:+}); plumb {} / {} (added {:+}); \
-         on kept-alive connections: direct {} / {}; floor {} / {} (added {:+}); plumb {} / {} (added {:+}); \
+        "{}: stream first byte p50 / p99 µs: {}; on kept-alive connections: {}; \
          round trip to the proxies' core {} / {}; own code on a core before the first byte p50 µs: {own}; \
          minor page faults per stream: {}; the slowest first bytes µs: direct {:?}, floor {:?}, plumb {:?}",
         layout.title(),
-        s.direct.ttfb.0,
-        s.direct.ttfb.1,
-        s.floor.ttfb.0,
-        s.floor.ttfb.1,
-        added(s.floor.ttfb),
-        s.plumb.ttfb.0,
-        s.plumb.ttfb.1,
-        added(s.plumb.ttfb),
-        kept.direct.ttfb.0,
-        kept.direct.ttfb.1,
-        kept.floor.ttfb.0,
-        kept.floor.ttfb.1,
-        added_kept(kept.floor.ttfb),
-        kept.plumb.ttfb.0,
-        kept.plumb.ttfb.1,
-        added_kept(kept.plumb.ttfb),
+        first_bytes(&s),
+        first_bytes(&kept),
         hop.0,
         hop.1,
         faults.as_deref().unwrap_or("not known"),
