@@ -136,7 +136,7 @@ fn added(a: u64, b: u64) -> f64 {
 }
 
 /// The row the proxy's own time goes before.
-const TTFB_P99: &str = "stream: added time to first byte, p99";
+const TTFB_P99: &str = "stream on a new connection: added time to first byte, p99";
 
 /// The rows of the floor-against-Plumb table.
 fn rows(layout: Layout, f: &Figures) -> Vec<Row> {
@@ -230,14 +230,15 @@ fn rows(layout: Layout, f: &Figures) -> Vec<Row> {
             Target::Unjudged,
         ),
         row(
-            "stream: added time to first byte, p50".to_owned(),
+            "stream on a new connection: added time to first byte, p50".to_owned(),
             ttfb_floor,
             ttfb_plumb,
             Unit::AddedUs,
             ttfb_target,
         ),
         row(
-            "stream: added time to first byte, p50, against the floor's".to_owned(),
+            "stream on a new connection: added time to first byte, p50, against the floor's"
+                .to_owned(),
             ttfb_floor,
             ttfb_plumb,
             Unit::AddedUs,
@@ -365,7 +366,7 @@ pub fn render(layout: Layout, f: &Figures) -> String {
     }
     let ttfb = (|x: &StreamStats| x.ttfb) as fn(&StreamStats) -> (u64, u64);
     for (name, s, pick) in [
-        ("stream, first byte", &f.streams, ttfb),
+        ("stream on a new connection, first byte", &f.streams, ttfb),
         ("stream, first token", &f.streams, |x| x.ttft),
         ("stream, gap between events", &f.streams, |x| x.gap),
         (
